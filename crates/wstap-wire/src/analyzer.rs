@@ -1,0 +1,543 @@
+//! Per-direction analysis: frames and messages with every violation, bounded memory.
+//!
+//! A [`StreamAnalyzer`] drives a [`FrameDecoder`] for one direction and turns what it
+//! finds into [`Record`]s: a [`FrameRecord`] as each frame ends, and a [`MessageRecord`]
+//! as each message ends (first data frame plus its continuations; every control frame is
+//! a message of its own). It applies the rules of RFC 6455 sections 5 and 8 and RFC 7692,
+//! records what breaks them as [`Violation`]s, and never stops.
+//!
+//! Payload is *captured* up to configured limits for display; beyond them only counts are
+//! kept. UTF-8 validation and inflation see every byte, so verdicts and inflated sizes stay
+//! exact however large a message is.
+
+use crate::close::CloseFrame;
+use crate::decoder::{FrameDecoder, FrameHandler, Progress};
+use crate::deflate::{DeflateParams, Inflater};
+use crate::header::{FrameHeader, LengthEncoding, Opcode};
+use crate::utf8::{FinishedUtf8, Utf8State, Utf8Validator};
+use crate::violation::Violation;
+use crate::{Direction, Timestamp};
+
+/// How a [`StreamAnalyzer`] should read its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalyzerConfig {
+    /// Payload bytes kept per frame (control frames always keep up to 125).
+    pub max_frame_capture: usize,
+    /// Bytes kept per message (inflated bytes for compressed messages).
+    pub max_message_capture: usize,
+    /// permessage-deflate, when the handshake accepted it.
+    pub deflate: Option<DeflateParams>,
+    /// RSV bits (as in the first byte: `0x40 | 0x20 | 0x10`) that negotiated extensions
+    /// other than permessage-deflate may use; frames using them are not flagged.
+    pub other_extension_bits: u8,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        AnalyzerConfig {
+            max_frame_capture: 64 * 1024,
+            max_message_capture: 64 * 1024,
+            deflate: None,
+            other_extension_bits: 0,
+        }
+    }
+}
+
+/// Some bytes of a longer stream, and how long the whole was.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capture {
+    /// The first bytes, up to the capture limit.
+    pub data: Vec<u8>,
+    /// How many bytes there were in all.
+    pub total: u64,
+}
+
+impl Capture {
+    /// Whether bytes beyond `data` were left out.
+    pub fn truncated(&self) -> bool {
+        self.total > self.data.len() as u64
+    }
+
+    fn push(&mut self, bytes: &[u8], limit: usize) {
+        let room = limit.saturating_sub(self.data.len());
+        self.data.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.total += bytes.len() as u64;
+    }
+}
+
+/// What inflating a compressed frame's payload produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inflated {
+    /// The inflated bytes this frame yielded (the last frame includes the message tail).
+    pub data: Capture,
+}
+
+/// One frame, as it was on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRecord {
+    /// Which way the frame went.
+    pub direction: Direction,
+    /// 0-based number of the frame in its direction.
+    pub index: u64,
+    /// When the frame's first byte arrived.
+    pub time: Timestamp,
+    /// When its last byte arrived.
+    pub end_time: Timestamp,
+    /// The header, bit for bit.
+    pub header: FrameHeader,
+    /// The unmasked payload (still compressed when RSV1 marks it so).
+    pub payload: Capture,
+    /// Code and reason, on close frames.
+    pub close: Option<CloseFrame>,
+    /// Inflated data, on frames of a compressed message.
+    pub inflated: Option<Inflated>,
+    /// Every rule this frame breaks.
+    pub violations: Vec<Violation>,
+}
+
+/// One message: a data frame and its continuations, or one control frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Which way the message went.
+    pub direction: Direction,
+    /// The opcode of its first frame.
+    pub opcode: Opcode,
+    /// Number of frames.
+    pub frames: u64,
+    /// When its first byte arrived.
+    pub first_time: Timestamp,
+    /// When its last byte arrived.
+    pub last_time: Timestamp,
+    /// Whether it was compressed (RSV1 on the first frame under permessage-deflate).
+    pub compressed: bool,
+    /// Payload bytes on the wire, summed over its frames.
+    pub wire_payload_len: u64,
+    /// The message data (inflated when compressed), captured up to the limit; `total` is
+    /// the full data length.
+    pub data: Capture,
+    /// Violations about the message as a whole (UTF-8, inflation).
+    pub violations: Vec<Violation>,
+    /// Whether the message was cut short by a new data frame or the end of the stream.
+    pub incomplete: bool,
+}
+
+/// A frame ended, or a message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A frame ended.
+    Frame(FrameRecord),
+    /// A message ended (after the record of its last frame).
+    Message(MessageRecord),
+}
+
+/// What was left of a frame when the stream ended in its middle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartialFrame {
+    /// Only `received` of `needed` header bytes arrived.
+    Header {
+        /// Header bytes that arrived.
+        received: usize,
+        /// Header bytes the frame needed, as far as those tell.
+        needed: usize,
+    },
+    /// The header arrived, and `received` of its payload bytes.
+    Payload {
+        /// The frame's header.
+        header: FrameHeader,
+        /// Payload bytes that arrived.
+        received: u64,
+        /// What its header already broke.
+        violations: Vec<Violation>,
+    },
+}
+
+/// The frame being read.
+#[derive(Debug)]
+struct OpenFrame {
+    record: FrameRecord,
+    /// Whether its payload belongs to the open data message.
+    data: bool,
+}
+
+/// The data message being assembled.
+#[derive(Debug)]
+struct OpenMessage {
+    record: MessageRecord,
+    utf8: Option<Utf8Validator>,
+    /// Set once invalid UTF-8 has been reported, on the frame that carried it.
+    utf8_reported: bool,
+}
+
+impl OpenMessage {
+    /// Reports invalid UTF-8 on `frame` as soon as a byte makes the message invalid.
+    fn check_utf8(&mut self, frame: &mut FrameRecord) {
+        let invalid = self
+            .utf8
+            .as_ref()
+            .is_some_and(|u| u.state() == Utf8State::Invalid);
+        if invalid && !self.utf8_reported {
+            self.utf8_reported = true;
+            frame.violations.push(Violation::InvalidUtf8);
+            self.record.violations.push(Violation::InvalidUtf8);
+        }
+    }
+}
+
+/// Analyses one direction of one WebSocket connection: see the module documentation.
+#[derive(Debug)]
+pub struct StreamAnalyzer {
+    decoder: FrameDecoder,
+    state: AnalyzerState,
+}
+
+#[derive(Debug)]
+struct AnalyzerState {
+    direction: Direction,
+    config: AnalyzerConfig,
+    allowed_rsv: u8,
+    inflater: Option<Inflater>,
+    frames_seen: u64,
+    close_seen: bool,
+    frame: Option<OpenFrame>,
+    message: Option<OpenMessage>,
+    /// A control frame's own message, collected beside the open data message.
+    control: Option<OpenMessage>,
+}
+
+impl StreamAnalyzer {
+    /// An analyzer for `direction` at the start of the stream.
+    pub fn new(direction: Direction, config: AnalyzerConfig) -> Self {
+        let deflate_bit = if config.deflate.is_some() { 0x40 } else { 0 };
+        StreamAnalyzer {
+            decoder: FrameDecoder::new(),
+            state: AnalyzerState {
+                direction,
+                allowed_rsv: deflate_bit | (config.other_extension_bits & 0x70),
+                inflater: config
+                    .deflate
+                    .map(|params| Inflater::new(params.no_context_takeover(direction))),
+                config,
+                frames_seen: 0,
+                close_seen: false,
+                frame: None,
+                message: None,
+                control: None,
+            },
+        }
+    }
+
+    /// The direction this analyzer reads.
+    pub fn direction(&self) -> Direction {
+        self.state.direction
+    }
+
+    /// Whether this direction has sent a close frame.
+    pub fn close_seen(&self) -> bool {
+        self.state.close_seen
+    }
+
+    /// Number of complete frames seen so far.
+    pub fn frames_seen(&self) -> u64 {
+        self.state.frames_seen
+    }
+
+    /// Analyses `chunk`, which arrived at `time`, appending records to `out`. The chunk is
+    /// unmasked in place, so pass a copy if the original bytes are still needed.
+    pub fn feed(&mut self, chunk: &mut [u8], time: Timestamp, out: &mut Vec<Record>) {
+        let mut sink = Sink {
+            state: &mut self.state,
+            out,
+        };
+        self.decoder.feed(chunk, time, &mut sink);
+    }
+
+    /// Ends the stream. Returns what arrived of a frame cut off mid-way, if any, and
+    /// appends a record for a message left open (marked incomplete) to `out`.
+    pub fn finish(&mut self, time: Timestamp, out: &mut Vec<Record>) -> Option<PartialFrame> {
+        let partial = match self.decoder.progress() {
+            Progress::Idle => None,
+            Progress::InHeader { received, needed } => {
+                Some(PartialFrame::Header { received, needed })
+            }
+            Progress::InPayload { header, received } => Some(PartialFrame::Payload {
+                header,
+                received,
+                violations: self
+                    .state
+                    .frame
+                    .take()
+                    .map(|f| f.record.violations)
+                    .unwrap_or_default(),
+            }),
+        };
+        self.state.frame = None;
+        if let Some(mut message) = self.state.message.take() {
+            message.record.incomplete = true;
+            message.record.last_time = time;
+            out.push(Record::Message(message.record));
+        }
+        partial
+    }
+}
+
+struct Sink<'a> {
+    state: &'a mut AnalyzerState,
+    out: &'a mut Vec<Record>,
+}
+
+impl FrameHandler for Sink<'_> {
+    fn header(&mut self, header: &FrameHeader, time: Timestamp) {
+        self.state.begin_frame(header, time, self.out);
+    }
+
+    fn payload(&mut self, data: &[u8]) {
+        self.state.payload(data);
+    }
+
+    fn end(&mut self, time: Timestamp) {
+        self.state.end_frame(time, self.out);
+    }
+}
+
+impl AnalyzerState {
+    fn begin_frame(&mut self, header: &FrameHeader, time: Timestamp, out: &mut Vec<Record>) {
+        let mut violations = self.header_violations(header);
+        let opcode = header.opcode;
+        let is_data_start = matches!(opcode, Opcode::Text | Opcode::Binary);
+        let mut data = false;
+
+        if self.close_seen {
+            violations.push(Violation::FrameAfterClose);
+        }
+        if opcode == Opcode::Continuation {
+            if self.message.is_none() {
+                violations.push(Violation::ContinuationWithoutMessage);
+                // Read it as a message of its own, so its payload is still shown.
+                self.message = Some(self.open_message(header, time, false));
+            }
+            data = true;
+        } else if is_data_start {
+            if let Some(mut cut) = self.message.take() {
+                violations.push(Violation::DataFrameInsideFragmentedMessage);
+                cut.record.incomplete = true;
+                out.push(Record::Message(cut.record));
+            }
+            let compressed = header.rsv1 && self.inflater.is_some();
+            if compressed {
+                if let Some(inflater) = self.inflater.as_mut() {
+                    inflater.begin_message();
+                }
+            }
+            self.message = Some(self.open_message(header, time, compressed));
+            data = true;
+        } else {
+            // Control frames and reserved opcodes are messages of their own.
+            self.control = Some(self.open_message(header, time, false));
+        }
+
+        let compressed = data && self.message.as_ref().is_some_and(|m| m.record.compressed);
+        let frame = FrameRecord {
+            direction: self.direction,
+            index: self.frames_seen,
+            time,
+            end_time: time,
+            header: *header,
+            payload: Capture::default(),
+            close: None,
+            inflated: compressed.then(Inflated::default),
+            violations,
+        };
+        self.frame = Some(OpenFrame {
+            record: frame,
+            data,
+        });
+    }
+
+    fn header_violations(&self, header: &FrameHeader) -> Vec<Violation> {
+        let mut v = Vec::new();
+        if let Opcode::Reserved(bits) = header.opcode {
+            v.push(Violation::ReservedOpcode(bits));
+        }
+        let rsv = header.first_byte & 0x70;
+        let deflating = self.inflater.is_some();
+        let misplaced_rsv1 = deflating
+            && header.rsv1
+            && (header.opcode == Opcode::Continuation || header.opcode.is_control());
+        if misplaced_rsv1 {
+            v.push(Violation::CompressedBitMisplaced);
+        }
+        let unexplained = rsv & !self.allowed_rsv;
+        if unexplained != 0 {
+            v.push(Violation::ReservedBitSet { bits: unexplained });
+        }
+        if header.opcode.is_control() {
+            if header.payload_len > 125 {
+                v.push(Violation::ControlFrameTooLong(header.payload_len));
+            }
+            if !header.fin {
+                v.push(Violation::FragmentedControlFrame);
+            }
+        }
+        if header.length_encoding == LengthEncoding::Bits64 && header.payload_len >> 63 != 0 {
+            v.push(Violation::LengthHighBitSet);
+        } else if header.length_encoding != LengthEncoding::minimal_for(header.payload_len) {
+            v.push(Violation::NonMinimalLength {
+                used: header.length_encoding,
+                len: header.payload_len,
+            });
+        }
+        match (self.direction, header.mask.is_some()) {
+            (Direction::ClientToServer, false) => v.push(Violation::UnmaskedClientFrame),
+            (Direction::ServerToClient, true) => v.push(Violation::MaskedServerFrame),
+            _ => {}
+        }
+        v
+    }
+
+    fn open_message(&self, header: &FrameHeader, time: Timestamp, compressed: bool) -> OpenMessage {
+        OpenMessage {
+            record: MessageRecord {
+                direction: self.direction,
+                opcode: header.opcode,
+                frames: 0,
+                first_time: time,
+                last_time: time,
+                compressed,
+                wire_payload_len: 0,
+                data: Capture::default(),
+                violations: Vec::new(),
+                incomplete: false,
+            },
+            utf8: (header.opcode == Opcode::Text).then(Utf8Validator::new),
+            utf8_reported: false,
+        }
+    }
+
+    fn payload(&mut self, data: &[u8]) {
+        let Some(frame) = self.frame.as_mut() else {
+            return;
+        };
+        let limit = if frame.record.header.opcode.is_control() {
+            self.config.max_frame_capture.max(125)
+        } else {
+            self.config.max_frame_capture
+        };
+        frame.record.payload.push(data, limit);
+        let message = if frame.data {
+            self.message.as_mut()
+        } else {
+            self.control.as_mut()
+        };
+        let Some(message) = message else {
+            return;
+        };
+        message.record.wire_payload_len += data.len() as u64;
+        if message.record.compressed {
+            if let Some(inflater) = self.inflater.as_mut() {
+                let inflated = frame.record.inflated.get_or_insert_with(Inflated::default);
+                let frame_limit = self.config.max_frame_capture;
+                let message_limit = self.config.max_message_capture;
+                let result = inflater.inflate(data, &mut |out| {
+                    inflated.data.push(out, frame_limit);
+                    message.record.data.push(out, message_limit);
+                    if let Some(utf8) = message.utf8.as_mut() {
+                        utf8.feed(out);
+                    }
+                });
+                if let Err(why) = result {
+                    frame.record.violations.push(Violation::InflateFailed(why));
+                }
+            }
+        } else {
+            message
+                .record
+                .data
+                .push(data, self.config.max_message_capture);
+            if let Some(utf8) = message.utf8.as_mut() {
+                utf8.feed(data);
+            }
+        }
+        message.check_utf8(&mut frame.record);
+    }
+
+    fn end_frame(&mut self, time: Timestamp, out: &mut Vec<Record>) {
+        let Some(OpenFrame { mut record, data }) = self.frame.take() else {
+            return;
+        };
+        record.end_time = time;
+        self.frames_seen += 1;
+        if record.header.opcode == Opcode::Close {
+            self.close_seen = true;
+            record.close = Some(CloseFrame::parse(
+                &record.payload.data,
+                &mut record.violations,
+            ));
+        }
+        let fin = record.header.fin;
+        let open = if data {
+            self.message.take()
+        } else {
+            self.control.take()
+        };
+        let Some(mut message) = open else {
+            out.push(Record::Frame(record));
+            return;
+        };
+        message.record.frames += 1;
+        message.record.last_time = time;
+        // A control frame is a message of its own even without FIN (which is itself a
+        // violation); a data message ends at FIN.
+        if !data || fin {
+            self.finish_message(&mut message, &mut record);
+            out.push(Record::Frame(record));
+            out.push(Record::Message(message.record));
+        } else {
+            out.push(Record::Frame(record));
+            self.message = Some(message);
+        }
+    }
+
+    /// Final checks on a message whose last frame is `frame`; violations found go on both.
+    fn finish_message(&mut self, message: &mut OpenMessage, frame: &mut FrameRecord) {
+        if message.record.compressed {
+            if let Some(inflater) = self.inflater.as_mut() {
+                let inflated = frame.inflated.get_or_insert_with(Inflated::default);
+                let frame_limit = self.config.max_frame_capture;
+                let message_limit = self.config.max_message_capture;
+                let record = &mut message.record;
+                let utf8 = &mut message.utf8;
+                let result = inflater.end_message(&mut |out| {
+                    inflated.data.push(out, frame_limit);
+                    record.data.push(out, message_limit);
+                    if let Some(utf8) = utf8.as_mut() {
+                        utf8.feed(out);
+                    }
+                });
+                if let Err(why) = result {
+                    frame.violations.push(Violation::InflateFailed(why));
+                }
+                message.check_utf8(frame);
+            }
+            // Inflation failures anywhere in the message belong to the message too.
+            message.record.violations.extend(
+                frame
+                    .violations
+                    .iter()
+                    .filter(|v| matches!(v, Violation::InflateFailed(_)))
+                    .cloned(),
+            );
+        }
+        if let Some(mut utf8) = message.utf8.take() {
+            let violation = match utf8.finish() {
+                FinishedUtf8::Valid => None,
+                // Already reported on the frame that carried the bad byte.
+                FinishedUtf8::Invalid => None,
+                FinishedUtf8::Truncated => Some(Violation::TruncatedUtf8),
+            };
+            if let Some(violation) = violation {
+                frame.violations.push(violation.clone());
+                message.record.violations.push(violation);
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Incremental frame decoder for one direction of one connection (RFC 6455 section 5.2).
+//!
+//! [`FrameDecoder::feed`] takes chunks of any size, down to one byte, with the time each
+//! arrived, and reports to a [`FrameHandler`]: a header (stamped with the arrival time of
+//! its first byte), payload pieces unmasked in place, and the frame's end. It holds at most
+//! the 14 header bytes between chunks and never buffers payload, so a 2^40-byte frame costs
+//! the same memory as an empty one. It judges nothing: see [`crate::analyzer`] for that.
+
+use crate::header::{FrameHeader, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::Timestamp;
+
+/// Receives what a [`FrameDecoder`] finds, in wire order.
+pub trait FrameHandler {
+    /// A complete header; `time` is when its first byte arrived.
+    fn header(&mut self, header: &FrameHeader, time: Timestamp);
+    /// The next piece of the current frame's payload, already unmasked.
+    fn payload(&mut self, data: &[u8]);
+    /// The current frame's payload is complete; `time` is when its last byte arrived.
+    fn end(&mut self, time: Timestamp);
+}
+
+/// Progress through a frame that the stream ended in the middle of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The stream ended between frames.
+    Idle,
+    /// The stream ended inside a header: `received` of at least `needed` bytes arrived.
+    InHeader {
+        /// Header bytes received.
+        received: usize,
+        /// Header bytes needed, as far as the received bytes tell.
+        needed: usize,
+    },
+    /// The stream ended inside a payload.
+    InPayload {
+        /// The frame's header.
+        header: FrameHeader,
+        /// Payload bytes received.
+        received: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Header,
+    Payload { header: FrameHeader, received: u64 },
+}
+
+/// The incremental decoder: see the module documentation.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    state: State,
+    header_buf: [u8; MAX_HEADER_LEN],
+    header_filled: usize,
+    header_time: Timestamp,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder {
+            state: State::Header,
+            header_buf: [0; MAX_HEADER_LEN],
+            header_filled: 0,
+            header_time: Timestamp::default(),
+        }
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decodes `chunk`, which arrived at `time`. Payload bytes are unmasked in place.
+    pub fn feed(&mut self, mut chunk: &mut [u8], time: Timestamp, handler: &mut impl FrameHandler) {
+        while !chunk.is_empty() {
+            match self.state {
+                State::Header => {
+                    let Some((header, used)) = self.take_header(chunk, time) else {
+                        return;
+                    };
+                    chunk = &mut std::mem::take(&mut chunk)[used..];
+                    handler.header(&header, self.header_time);
+                    if header.payload_len == 0 {
+                        handler.end(time);
+                    } else {
+                        self.state = State::Payload {
+                            header,
+                            received: 0,
+                        };
+                    }
+                }
+                State::Payload { header, received } => {
+                    let remaining = header.payload_len - received;
+                    let n = usize::try_from(remaining).map_or(chunk.len(), |r| r.min(chunk.len()));
+                    let (data, rest) = std::mem::take(&mut chunk).split_at_mut(n);
+                    if let Some(key) = header.mask {
+                        apply_mask(data, key, received);
+                    }
+                    handler.payload(data);
+                    chunk = rest;
+                    let received = received + n as u64;
+                    if received == header.payload_len {
+                        self.state = State::Header;
+                        handler.end(time);
+                    } else {
+                        self.state = State::Payload { header, received };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the decoder stands: use it when the stream ends to tell how much of the
+    /// current frame arrived.
+    pub fn progress(&self) -> Progress {
+        match self.state {
+            State::Header if self.header_filled == 0 => Progress::Idle,
+            State::Header => Progress::InHeader {
+                received: self.header_filled,
+                needed: FrameHeader::parse(&self.header_buf[..self.header_filled])
+                    .err()
+                    .map_or(self.header_filled, |need| need.header_len),
+            },
+            State::Payload { header, received } => Progress::InPayload { header, received },
+        }
+    }
+
+    /// Completes a header from buffered bytes and `chunk`. Returns the header and how many
+    /// bytes of `chunk` it used, or `None` after buffering all of `chunk`.
+    fn take_header(&mut self, chunk: &[u8], time: Timestamp) -> Option<(FrameHeader, usize)> {
+        if self.header_filled == 0 {
+            self.header_time = time;
+            // Fast path: the whole header is in this chunk.
+            if let Ok(header) = FrameHeader::parse(chunk) {
+                return Some((header, usize::from(header.header_len)));
+            }
+        }
+        let mut used = 0;
+        loop {
+            match FrameHeader::parse(&self.header_buf[..self.header_filled]) {
+                Ok(header) => {
+                    self.header_filled = 0;
+                    return Some((header, used));
+                }
+                Err(need) => {
+                    let want = need.header_len - self.header_filled;
+                    let take = want.min(chunk.len() - used);
+                    if take == 0 {
+                        return None;
+                    }
+                    self.header_buf[self.header_filled..self.header_filled + take]
+                        .copy_from_slice(&chunk[used..used + take]);
+                    self.header_filled += take;
+                    used += take;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::Opcode;
+
+    #[derive(Default)]
+    struct Collect {
+        frames: Vec<(FrameHeader, Timestamp, Vec<u8>)>,
+        ended: usize,
+    }
+
+    impl FrameHandler for Collect {
+        fn header(&mut self, header: &FrameHeader, time: Timestamp) {
+            self.frames.push((*header, time, Vec::new()));
+        }
+        fn payload(&mut self, data: &[u8]) {
+            self.frames.last_mut().unwrap().2.extend_from_slice(data);
+        }
+        fn end(&mut self, _time: Timestamp) {
+            self.ended += 1;
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_with_first_byte_timestamps() {
+        let mut wire = vec![
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        wire.extend_from_slice(&[0x89, 0x00]);
+        let mut decoder = FrameDecoder::new();
+        let mut out = Collect::default();
+        for (i, byte) in wire.iter().enumerate() {
+            decoder.feed(&mut [*byte], Timestamp(i as i64), &mut out);
+        }
+        assert_eq!(out.ended, 2);
+        assert_eq!(out.frames[0].0.opcode, Opcode::Text);
+        assert_eq!(out.frames[0].1, Timestamp(0));
+        assert_eq!(out.frames[0].2, b"Hello");
+        assert_eq!(out.frames[1].0.opcode, Opcode::Ping);
+        assert_eq!(out.frames[1].1, Timestamp(11));
+        assert_eq!(decoder.progress(), Progress::Idle);
+    }
+
+    #[test]
+    fn huge_declared_frame_needs_no_buffer() {
+        let mut header = vec![0x82, 0x7F];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        let mut decoder = FrameDecoder::new();
+        let mut out = Collect::default();
+        decoder.feed(&mut header, Timestamp(0), &mut out);
+        decoder.feed(&mut [7u8; 4096], Timestamp(1), &mut out);
+        match decoder.progress() {
+            Progress::InPayload { header, received } => {
+                assert_eq!(header.payload_len, 1 << 40);
+                assert_eq!(received, 4096);
+            }
+            other => panic!("unexpected progress {other:?}"),
+        }
+    }
+
+    #[test]
+    fn progress_reports_a_cut_header() {
+        let mut decoder = FrameDecoder::new();
+        decoder.feed(
+            &mut [0x82, 0x7E, 0x01],
+            Timestamp(0),
+            &mut Collect::default(),
+        );
+        assert_eq!(
+            decoder.progress(),
+            Progress::InHeader {
+                received: 3,
+                needed: 4
+            }
+        );
+    }
+}

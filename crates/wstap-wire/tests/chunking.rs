@@ -1,0 +1,114 @@
+//! Property tests: decoding is independent of how the stream is cut into chunks.
+
+use proptest::prelude::*;
+use wstap_wire::{
+    AnalyzerConfig, Direction, FrameBuilder, Opcode, Record, StreamAnalyzer, Timestamp,
+};
+
+#[derive(Debug, Clone)]
+struct Spec {
+    opcode: u8,
+    fin: bool,
+    rsv: u8,
+    mask: Option<[u8; 4]>,
+    payload: Vec<u8>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        prop_oneof![
+            Just(0u8),
+            Just(1),
+            Just(2),
+            Just(8),
+            Just(9),
+            Just(10),
+            0u8..16
+        ],
+        any::<bool>(),
+        0u8..8,
+        proptest::option::of(any::<[u8; 4]>()),
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..130),
+            proptest::collection::vec(any::<u8>(), 120..70_000),
+        ],
+    )
+        .prop_map(|(opcode, fin, rsv, mask, payload)| Spec {
+            opcode,
+            fin,
+            rsv,
+            mask,
+            payload,
+        })
+}
+
+fn encode(specs: &[Spec]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for s in specs {
+        let mut b = FrameBuilder::new(Opcode::from_bits(s.opcode))
+            .fin(s.fin)
+            .rsv1(s.rsv & 4 != 0)
+            .rsv2(s.rsv & 2 != 0)
+            .rsv3(s.rsv & 1 != 0);
+        if let Some(key) = s.mask {
+            b = b.mask(key);
+        }
+        wire.extend(b.encode(&s.payload));
+    }
+    wire
+}
+
+fn decode(wire: &[u8], cuts: &[usize]) -> Vec<Record> {
+    let config = AnalyzerConfig {
+        max_frame_capture: 1 << 20,
+        max_message_capture: 1 << 20,
+        ..AnalyzerConfig::default()
+    };
+    let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&wire.len()]) {
+        let mut chunk = wire[at..cut].to_vec();
+        analyzer.feed(&mut chunk, Timestamp(0), &mut out);
+        at = cut;
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_chunking_decodes_like_the_whole(
+        specs in proptest::collection::vec(spec(), 1..6),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let wire = encode(&specs);
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        cuts.sort_unstable();
+        let whole = decode(&wire, &[]);
+        let chunked = decode(&wire, &cuts);
+        prop_assert_eq!(&whole, &chunked);
+
+        let frames: Vec<_> = whole.iter().filter_map(|r| match r {
+            Record::Frame(f) => Some(f),
+            Record::Message(_) => None,
+        }).collect();
+        prop_assert_eq!(frames.len(), specs.len());
+        for (frame, spec) in frames.iter().zip(&specs) {
+            prop_assert_eq!(frame.header.opcode.bits(), spec.opcode);
+            prop_assert_eq!(frame.header.fin, spec.fin);
+            prop_assert_eq!(frame.header.mask, spec.mask);
+            prop_assert_eq!(&frame.payload.data, &spec.payload);
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time_decodes_like_the_whole(specs in proptest::collection::vec(spec(), 1..4)) {
+        let wire = encode(&specs);
+        if wire.len() <= 4096 {
+            let cuts: Vec<usize> = (1..wire.len()).collect();
+            prop_assert_eq!(decode(&wire, &[]), decode(&wire, &cuts));
+        }
+    }
+}
