@@ -1,0 +1,429 @@
+//! The events of a trace. Field names are a contract, documented in
+//! `docs/trace-format.md`; add fields freely, rename none.
+
+use crate::payload::Payload;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The version of the trace format this crate writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Header names and values in the order and case the peer sent them.
+pub type Headers = Vec<(String, String)>;
+
+/// One line of a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The first line of every trace file.
+    Trace(TraceHeader),
+    /// A client connection or CONNECT tunnel began.
+    SessionStart(SessionStart),
+    /// A WebSocket opening handshake (request and the real upstream response).
+    Handshake(Handshake),
+    /// One WebSocket frame.
+    Frame(Frame),
+    /// One reassembled WebSocket message.
+    Message(Message),
+    /// A plain HTTP exchange, or a failed attempt at one.
+    Http(HttpExchange),
+    /// A session ended.
+    SessionEnd(SessionEnd),
+    /// The proxy itself reports something about the trace (for example dropped console lines).
+    Notice(Notice),
+}
+
+impl Event {
+    /// The session this event belongs to (`None` for trace-wide lines).
+    pub fn session(&self) -> Option<u64> {
+        match self {
+            Event::Trace(_) | Event::Notice(_) => None,
+            Event::SessionStart(e) => Some(e.session),
+            Event::Handshake(e) => Some(e.session),
+            Event::Frame(e) => Some(e.session),
+            Event::Message(e) => Some(e.session),
+            Event::Http(e) => Some(e.session),
+            Event::SessionEnd(e) => Some(e.session),
+        }
+    }
+}
+
+/// `{"type":"trace","format":"wstap","version":1,...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceHeader {
+    /// Always `"wstap"`.
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub version: u32,
+    /// When the trace began.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// The program that wrote it, e.g. `"wstap 0.1.0"`.
+    pub writer: String,
+}
+
+impl TraceHeader {
+    /// A header for a trace written now by `writer`.
+    pub fn new(writer: impl Into<String>, time: DateTime<Utc>) -> Self {
+        TraceHeader {
+            format: "wstap".into(),
+            version: FORMAT_VERSION,
+            time,
+            writer: writer.into(),
+        }
+    }
+}
+
+/// How the client reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// A `CONNECT host:port` tunnel.
+    Connect,
+    /// Absolute-form requests (`GET http://host/path`).
+    Absolute,
+}
+
+/// A session began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStart {
+    /// Session number, unique within the trace.
+    pub session: u64,
+    /// When the session began.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// The client's address, `ip:port`.
+    pub client: String,
+    /// The upstream `host:port`.
+    pub target: String,
+    /// How the client reached the proxy.
+    pub via: Via,
+    /// Whether the proxy terminated TLS for this session.
+    pub tls: bool,
+}
+
+/// A request head as it was on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestHead {
+    /// The method.
+    pub method: String,
+    /// The request target exactly as sent (absolute-form or origin-form).
+    pub target: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
+    /// Headers in wire order and case.
+    pub headers: Headers,
+}
+
+/// A response head as it was on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase.
+    pub reason: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
+    /// Headers in wire order and case.
+    pub headers: Headers,
+}
+
+/// What the proxy changed in a request it forwarded (nothing, inside a tunnel).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The request target sent upstream, when it differs from the client's.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    /// Headers removed before forwarding (hop-by-hop and `Proxy-*`), by name.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub removed_headers: Vec<String>,
+}
+
+/// A WebSocket opening handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// Session number.
+    pub session: u64,
+    /// When the request head was complete.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// The client's request, as the client sent it.
+    pub request: RequestHead,
+    /// What the proxy changed when forwarding it.
+    #[serde(default)]
+    pub forwarded: Forwarded,
+    /// The upstream's response, as the upstream sent it; `None` when none arrived.
+    pub response: Option<ResponseHead>,
+    /// Whether `Sec-WebSocket-Accept` matched the key.
+    pub accept_valid: bool,
+    /// The subprotocol chosen.
+    pub subprotocol: Option<String>,
+    /// The extensions the server accepted, as header values.
+    pub extensions: Vec<String>,
+    /// permessage-deflate parameters, when accepted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deflate: Option<DeflateInfo>,
+    /// Extensions accepted that the proxy does not decode.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub undecoded_extensions: Vec<String>,
+    /// Every problem found with the handshake.
+    pub issues: Vec<String>,
+    /// Time from request to response, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub duration_us: Option<u64>,
+}
+
+/// Negotiated permessage-deflate parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeflateInfo {
+    /// `server_no_context_takeover`.
+    pub server_no_context_takeover: bool,
+    /// `client_no_context_takeover`.
+    pub client_no_context_takeover: bool,
+    /// `server_max_window_bits`.
+    pub server_max_window_bits: Option<u8>,
+    /// `client_max_window_bits`.
+    pub client_max_window_bits: Option<u8>,
+}
+
+/// Which way a frame or message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Dir {
+    /// Client to server.
+    #[serde(rename = "c2s")]
+    ClientToServer,
+    /// Server to client.
+    #[serde(rename = "s2c")]
+    ServerToClient,
+}
+
+/// A close frame's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseInfo {
+    /// The status code, when present.
+    pub code: Option<u16>,
+    /// The reason.
+    pub reason: String,
+}
+
+/// What a compressed frame inflated to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InflatedInfo {
+    /// Inflated bytes this frame yielded.
+    pub len: u64,
+    /// The captured inflated bytes.
+    pub payload: Payload,
+}
+
+/// One WebSocket frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// Session number.
+    pub session: u64,
+    /// When the frame's first byte was read.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// Direction.
+    pub dir: Dir,
+    /// 0-based frame number in its direction.
+    pub index: u64,
+    /// FIN.
+    pub fin: bool,
+    /// RSV1.
+    pub rsv1: bool,
+    /// RSV2.
+    pub rsv2: bool,
+    /// RSV3.
+    pub rsv3: bool,
+    /// Numeric opcode.
+    pub opcode: u8,
+    /// `TEXT`, `BINARY`, `CONT`, `CLOSE`, `PING`, `PONG` or `RESERVED_0xN`.
+    pub opcode_name: String,
+    /// The first byte as eight binary digits, e.g. `"10000001"`.
+    pub flags: String,
+    /// The MASK bit.
+    pub masked: bool,
+    /// The masking key as eight lower-case hex digits.
+    pub mask_key: Option<String>,
+    /// Header length in bytes.
+    pub header_len: u8,
+    /// Which length encoding was used: 7, 16 or 64.
+    pub length_bits: u8,
+    /// Declared payload length.
+    pub payload_len: u64,
+    /// The (unmasked) payload, captured up to the limit.
+    pub payload: Payload,
+    /// On close frames.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub close: Option<CloseInfo>,
+    /// On frames of compressed messages.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub inflated: Option<InflatedInfo>,
+    /// Rules the frame breaks, as `code: description` strings.
+    pub violations: Vec<String>,
+}
+
+/// One reassembled message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Session number.
+    pub session: u64,
+    /// When its first byte was read.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// When its last byte was read.
+    #[serde(with = "crate::time")]
+    pub end_time: DateTime<Utc>,
+    /// Direction.
+    pub dir: Dir,
+    /// Numeric opcode of its first frame.
+    pub opcode: u8,
+    /// Name of that opcode.
+    pub opcode_name: String,
+    /// Number of frames.
+    pub frames: u64,
+    /// Message length: inflated length when compressed, else payload bytes.
+    pub len: u64,
+    /// Payload bytes on the wire, summed over the frames.
+    pub wire_len: u64,
+    /// Whether it was compressed.
+    pub compressed: bool,
+    /// The message data (inflated when compressed), captured up to the limit.
+    pub payload: Payload,
+    /// Violations of the message as a whole.
+    pub violations: Vec<String>,
+    /// Cut short by a new data frame or the end of the connection.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub incomplete: bool,
+}
+
+/// A plain HTTP exchange through the proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    /// Session number.
+    pub session: u64,
+    /// When the request head was complete.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// The absolute URL.
+    pub url: String,
+    /// The request, as the client sent it.
+    pub request: RequestHead,
+    /// What the proxy changed when forwarding it.
+    #[serde(default)]
+    pub forwarded: Forwarded,
+    /// The response as it reached the client; `None` when there was none.
+    pub response: Option<ResponseHead>,
+    /// Request body bytes relayed.
+    pub request_body_bytes: u64,
+    /// Response body bytes relayed.
+    pub response_body_bytes: u64,
+    /// Time from request head to the end of the response, microseconds.
+    pub duration_us: u64,
+    /// Who produced the response: `"upstream"` or `"proxy"` (an error the proxy answered).
+    pub responder: String,
+    /// What went wrong, when the proxy answered for the upstream.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Both sides closed cleanly (a completed close handshake, or HTTP finished).
+    Closed,
+    /// A side went away without finishing (no close handshake, a reset, a cut frame).
+    Aborted,
+    /// The proxy could not do its part (upstream unreachable, I/O error).
+    Error,
+}
+
+/// Who sent the first close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Initiator {
+    /// The client.
+    Client,
+    /// The server.
+    Server,
+}
+
+/// The close handshake as seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClose {
+    /// Who closed first.
+    pub initiator: Initiator,
+    /// The first close frame's code.
+    pub code: Option<u16>,
+    /// The first close frame's reason.
+    pub reason: String,
+}
+
+/// A count per direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PerDirection {
+    /// Client to server.
+    pub c2s: u64,
+    /// Server to client.
+    pub s2c: u64,
+}
+
+/// A frame cut off by the end of the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutFrame {
+    /// Direction.
+    pub dir: Dir,
+    /// 0-based index the frame would have had.
+    pub index: u64,
+    /// Header bytes received (all of them when the payload was reached).
+    pub header_received: usize,
+    /// Header bytes the frame needed.
+    pub header_len: usize,
+    /// Payload bytes received.
+    pub payload_received: u64,
+    /// Payload length declared, when the header was complete.
+    pub payload_len: Option<u64>,
+    /// Violations its header broke.
+    pub violations: Vec<String>,
+}
+
+/// A session ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionEnd {
+    /// Session number.
+    pub session: u64,
+    /// When it ended.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The close handshake, when one began.
+    pub close: Option<SessionClose>,
+    /// Frames per direction.
+    pub frames: PerDirection,
+    /// Bytes relayed per direction (after the handshake, for WebSockets; all, for tunnels).
+    pub bytes: PerDirection,
+    /// What kind of session it turned out to be: `"websocket"`, `"http"`, `"tunnel"`.
+    pub kind: String,
+    /// What went wrong, for `aborted` and `error`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    /// Frames cut off mid-way by the end of the connection.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub cut_frames: Vec<CutFrame>,
+    /// Session length in microseconds.
+    pub duration_us: u64,
+}
+
+/// Something the proxy says about the trace itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// When.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// What.
+    pub message: String,
+}
