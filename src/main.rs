@@ -1,15 +1,106 @@
 //! `wstap`: a Fiddler-style WebSocket debugging proxy.
 //!
-//! This file parses the command line and dispatches; each subcommand lives in its own
-//! module.
+//! This file only parses the command line and dispatches: running the proxy is [`run`],
+//! the live log is [`console`], and each subcommand has a module of its own.
 
-use clap::Parser;
+mod console;
+mod demo;
+mod export;
+mod run;
 
-/// A WebSocket debugging proxy: byte-exact relay, per-frame log, JSON and HAR traces.
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A WebSocket debugging proxy: byte-exact relay, a live per-frame log, JSON and HAR traces.
+///
+/// With no subcommand, runs the proxy. Point a client's HTTP proxy setting at it
+/// (http_proxy / https_proxy, --proxy-server, ...) and watch its WebSocket frames.
 #[derive(Debug, Parser)]
-#[command(name = "wstap", version, about)]
-struct Cli {}
+#[command(name = "wstap", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Turn a trace file into per-session JSON or HAR (for Chrome DevTools).
+    Export(export::ExportArgs),
+    /// Run the proxy with a chat server and three scripted clients, to see the log at once.
+    Demo(demo::DemoArgs),
+}
+
+/// Options of the proxy itself.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Address to listen on (repeatable; IPv6 as [::1]:8888).
+    #[arg(
+        short,
+        long = "listen",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8888"
+    )]
+    pub listen: Vec<SocketAddr>,
+    /// Write every event to this NDJSON trace file (see docs/trace-format.md).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Payload bytes captured per frame and per message, for the log and the trace.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub max_capture: usize,
+    /// Seconds a client may take to send a request head (and an upstream to answer a handshake).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub handshake_timeout: u64,
+    /// Seconds connecting to an upstream may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Show full handshake and HTTP headers.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Export(args)) => export::export(&args),
+        Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(demo::demo(args))),
+        None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wstap: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, AppError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)
+}
+
+/// What the command line reports as a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The proxy could not start.
+    #[error(transparent)]
+    Proxy(#[from] wstap_proxy::ProxyError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// Reading a trace or writing an export failed.
+    #[error("{0}")]
+    Export(String),
+    /// The demo failed.
+    #[error("demo: {0}")]
+    Demo(String),
 }

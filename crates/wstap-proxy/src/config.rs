@@ -1,0 +1,29 @@
+//! The engine's settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the proxy runs. `Default` is what `wstap` with no options uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Payload bytes captured per frame and per message for the log and trace.
+    pub max_capture: usize,
+    /// How long a client may take to send a complete request head, and an upstream to
+    /// answer a WebSocket handshake.
+    pub handshake_timeout: Duration,
+    /// How long connecting to an upstream may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8888))],
+            max_capture: 64 * 1024,
+            handshake_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! One client connection: read request heads and route each one.
+//!
+//! On the proxy's own port a client sends absolute-form requests (forwarded to the URL's
+//! host, with hop-by-hop and `Proxy-*` headers removed) or `CONNECT` (a tunnel). Inside a
+//! tunnel, requests are origin-form and go to the tunnel's target unchanged, byte for
+//! byte. Either way, a WebSocket upgrade that the upstream accepts turns the connection
+//! into a WebSocket relay.
+
+use crate::exchange::{exchange, Client, Next, Route, Upstream};
+use crate::head::{read_request, Head, HeadError};
+use crate::io::Incoming;
+use crate::respond::send_error;
+use crate::session::{Ending, Session, Shared};
+use crate::upstream::{parse_absolute, Target};
+use crate::{tunnel, websocket};
+use chrono::Utc;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use wstap_trace::{Forwarded, Outcome, Via};
+use wstap_wire::handshake::is_websocket_upgrade;
+
+/// Where a connection's requests go.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The proxy's own port: absolute-form requests and CONNECT.
+    Proxy,
+    /// Inside a CONNECT tunnel to this target.
+    Tunnel(Target),
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let client = Client {
+        incoming: Incoming::new(Box::new(read)),
+        out: Box::new(write),
+    };
+    http_loop(Session::new(shared, peer), client, Mode::Proxy, None).await;
+}
+
+/// Reads and routes requests until the connection closes or changes protocol.
+pub async fn http_loop(
+    mut session: Session,
+    mut client: Client,
+    mode: Mode,
+    mut upstream: Option<Upstream>,
+) {
+    let timeout = session.shared.config.handshake_timeout;
+    let mut served = 0u64;
+    loop {
+        let head = match read_request(&mut client.incoming, timeout).await {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                return session
+                    .end(Outcome::Closed, "http", Ending::default())
+                    .await
+            }
+            // An idle keep-alive connection timing out is a normal end.
+            Err(HeadError::Timeout(_)) if served > 0 && client.incoming.buf.is_empty() => {
+                return session
+                    .end(Outcome::Closed, "http", Ending::default())
+                    .await;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let response = send_error(&mut client.out, e.status(), &why).await;
+                session
+                    .record_proxy_answer(Utc::now(), "", None, response, &why)
+                    .await;
+                let ending = Ending {
+                    error: Some(why),
+                    ..Ending::default()
+                };
+                return session.end(Outcome::Error, "http", ending).await;
+            }
+        };
+        served += 1;
+
+        if head.method.eq_ignore_ascii_case("CONNECT") {
+            if let Mode::Proxy = mode {
+                return Box::pin(tunnel::handle_connect(session, client, head)).await;
+            }
+            return refuse(
+                session,
+                client,
+                &head,
+                400,
+                "CONNECT inside a CONNECT tunnel",
+            )
+            .await;
+        }
+        let route = match &mode {
+            Mode::Proxy => match proxy_route(&head) {
+                Ok(route) => route,
+                Err((status, why)) => return refuse(session, client, &head, status, &why).await,
+            },
+            Mode::Tunnel(target) => tunnel_route(&head, target),
+        };
+        let via = if matches!(mode, Mode::Proxy) {
+            Via::Absolute
+        } else {
+            Via::Connect
+        };
+        session
+            .announce(&route.target.to_string(), via, false)
+            .await;
+
+        match exchange(&session, &mut client, &mut upstream, head, route).await {
+            Next::KeepAlive => continue,
+            Next::Close => {
+                return session
+                    .end(Outcome::Closed, "http", Ending::default())
+                    .await
+            }
+            Next::WebSocket(upstream, analysis) => {
+                return websocket::relay_websocket(session, client, upstream, analysis).await;
+            }
+            Next::Tunnel(upstream) => {
+                return tunnel::blind(session, client, upstream, "upgraded").await
+            }
+        }
+    }
+}
+
+async fn refuse(session: Session, mut client: Client, head: &Head, status: u16, why: &str) {
+    let response = send_error(&mut client.out, status, why).await;
+    session
+        .record_proxy_answer(Utc::now(), &head.target, Some(head), response, why)
+        .await;
+    let ending = Ending {
+        error: Some(why.to_owned()),
+        ..Ending::default()
+    };
+    session.end(Outcome::Error, "http", ending).await;
+}
+
+/// Hop-by-hop headers a forward proxy removes (RFC 9110 section 7.6.1), besides those
+/// `Connection` names. `Transfer-Encoding` stays: bodies are relayed with their framing.
+const HOP_BY_HOP: [&str; 4] = ["connection", "keep-alive", "te", "upgrade"];
+
+fn is_proxy_header(name: &str) -> bool {
+    name.len() >= 6 && name[..6].eq_ignore_ascii_case("proxy-")
+}
+
+/// Routes an absolute-form request on the proxy's port.
+fn proxy_route(head: &Head) -> Result<Route, (u16, String)> {
+    let url = parse_absolute(&head.target).map_err(|why| {
+        (
+            400,
+            format!("this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT ({why})"),
+        )
+    })?;
+    if url.is_tls() {
+        return Err((
+            501,
+            format!("{}:// in absolute form needs TLS to the upstream, which this build does not do yet", url.scheme),
+        ));
+    }
+    let websocket = is_websocket_upgrade(&head.headers);
+    let (head_bytes, removed) = if websocket {
+        head.rewrite(Some(&url.path_and_query), is_proxy_header)
+    } else {
+        let named: Vec<String> = head
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty() && t != "transfer-encoding" && t != "content-length")
+            .collect();
+        head.rewrite(Some(&url.path_and_query), |name| {
+            is_proxy_header(name)
+                || HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+                || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+        })
+    };
+    let scheme = if websocket { "ws" } else { "http" };
+    Ok(Route {
+        url: format!("{scheme}://{}{}", url.target, url.path_and_query),
+        target: url.target,
+        forwarded: Forwarded {
+            target: Some(url.path_and_query),
+            removed_headers: removed,
+        },
+        head_bytes,
+        fixed: false,
+    })
+}
+
+/// Routes a request inside a tunnel: unchanged, to the tunnel's target.
+fn tunnel_route(head: &Head, target: &Target) -> Route {
+    let scheme = if is_websocket_upgrade(&head.headers) {
+        "ws"
+    } else {
+        "http"
+    };
+    let url = if head.target.starts_with('/') {
+        format!("{scheme}://{target}{}", head.target)
+    } else {
+        head.target.clone()
+    };
+    Route {
+        target: target.clone(),
+        url,
+        head_bytes: head.raw.to_vec(),
+        forwarded: Forwarded::default(),
+        fixed: true,
+    }
+}

@@ -1,0 +1,328 @@
+//! HTTP/1.x message heads read off the wire, kept exactly as sent.
+//!
+//! The proxy reads request and response heads itself (with `httparse`) rather than
+//! through hyper's server, because the trace must record header names in the case and
+//! order the peer used, and hyper does not expose that. A [`Head`] keeps the raw bytes
+//! next to the parsed fields; forwarding writes those raw header lines unchanged, except
+//! for the request target of absolute-form requests and the hop-by-hop and `Proxy-*`
+//! lines a forward proxy must drop ([`Head::rewrite`]).
+//!
+//! Limits protect the proxy: a request line over [`MAX_REQUEST_LINE`] is refused with 414,
+//! a head over [`MAX_HEAD`] or with more than [`MAX_HEADERS`] headers with 431.
+
+use crate::io::Incoming;
+use bytes::BytesMut;
+use std::time::Duration;
+
+/// The longest request line accepted.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The longest head accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// The most headers accepted.
+pub const MAX_HEADERS: usize = 256;
+
+/// Why a head could not be read; each maps to a status the proxy answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// Not HTTP/1.x.
+    #[error("malformed {what}: {detail}")]
+    Malformed {
+        /// "request" or "response".
+        what: &'static str,
+        /// httparse's reason.
+        detail: String,
+    },
+    /// The request line is longer than [`MAX_REQUEST_LINE`].
+    #[error("request line longer than {MAX_REQUEST_LINE} bytes")]
+    RequestLineTooLong,
+    /// The head is longer than [`MAX_HEAD`] or has too many headers.
+    #[error("header section larger than {MAX_HEAD} bytes or {MAX_HEADERS} headers")]
+    TooLarge,
+    /// The peer closed in the middle of a head.
+    #[error("connection closed after {0} bytes of an incomplete head")]
+    Truncated(usize),
+    /// Nothing complete arrived in time.
+    #[error("no complete head within {0:?}")]
+    Timeout(Duration),
+    /// Reading failed.
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl HeadError {
+    /// The status code the proxy answers a bad request head with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HeadError::Malformed { .. } | HeadError::Truncated(_) | HeadError::Io(_) => 400,
+            HeadError::RequestLineTooLong => 414,
+            HeadError::TooLarge => 431,
+            HeadError::Timeout(_) => 408,
+        }
+    }
+}
+
+/// A parsed head with its raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Request method, or empty for a response.
+    pub method: String,
+    /// Request target, or empty for a response.
+    pub target: String,
+    /// Status code, or 0 for a request.
+    pub status: u16,
+    /// Reason phrase, or empty for a request.
+    pub reason: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub minor_version: u8,
+    /// Headers in wire order and case (values decoded lossily when not UTF-8).
+    pub headers: Vec<(String, String)>,
+    /// The head exactly as received, through the empty line.
+    pub raw: BytesMut,
+}
+
+impl Head {
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub fn version(&self) -> String {
+        format!("HTTP/1.{}", self.minor_version)
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether any `name` header lists `token` (comma lists, case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// The head for forwarding: the request line with `target` in place of the original
+    /// (when given), and every header line for which `drop` is false, byte for byte.
+    /// Returns the bytes and the names of the headers dropped.
+    pub fn rewrite(
+        &self,
+        target: Option<&str>,
+        drop: impl Fn(&str) -> bool,
+    ) -> (Vec<u8>, Vec<String>) {
+        let mut out = Vec::with_capacity(self.raw.len());
+        let mut removed = Vec::new();
+        let mut lines = split_lines(&self.raw);
+        let Some(first) = lines.next() else {
+            return (self.raw.to_vec(), removed);
+        };
+        match target {
+            Some(target) => {
+                out.extend_from_slice(self.method.as_bytes());
+                out.push(b' ');
+                out.extend_from_slice(target.as_bytes());
+                out.extend_from_slice(format!(" HTTP/1.{}\r\n", self.minor_version).as_bytes());
+            }
+            None => out.extend_from_slice(first),
+        }
+        for line in lines {
+            let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
+            let name = String::from_utf8_lossy(&line[..name_end]);
+            if name_end > 0 && drop(&name) {
+                removed.push(name.into_owned());
+            } else {
+                out.extend_from_slice(line);
+            }
+        }
+        (out, removed)
+    }
+}
+
+/// Splits a raw head into its lines, each with its own line ending.
+fn split_lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    raw.split_inclusive(|&b| b == b'\n')
+}
+
+fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Reads a request head from `incoming`. `Ok(None)`: the peer closed cleanly before
+/// sending anything.
+pub async fn read_request(
+    incoming: &mut Incoming,
+    timeout: Duration,
+) -> Result<Option<Head>, HeadError> {
+    read_head(incoming, timeout, Kind::Request).await
+}
+
+/// Reads a response head from `incoming`. `Ok(None)`: the peer closed before answering.
+pub async fn read_response(
+    incoming: &mut Incoming,
+    timeout: Duration,
+) -> Result<Option<Head>, HeadError> {
+    read_head(incoming, timeout, Kind::Response).await
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Request,
+    Response,
+}
+
+async fn read_head(
+    incoming: &mut Incoming,
+    timeout: Duration,
+    kind: Kind,
+) -> Result<Option<Head>, HeadError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(head) = try_parse(&mut incoming.buf, kind)? {
+            return Ok(Some(head));
+        }
+        let read = tokio::time::timeout_at(deadline, incoming.fill())
+            .await
+            .map_err(|_| HeadError::Timeout(timeout))??;
+        if read == 0 {
+            return match incoming.buf.len() {
+                0 => Ok(None),
+                n => Err(HeadError::Truncated(n)),
+            };
+        }
+    }
+}
+
+fn try_parse(buf: &mut BytesMut, kind: Kind) -> Result<Option<Head>, HeadError> {
+    // Tolerate the blank lines RFC 9112 section 2.2 lets a server skip before a request.
+    if matches!(kind, Kind::Request) {
+        let blank = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        let _ = buf.split_to(blank);
+    }
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if matches!(kind, Kind::Request) {
+        let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+        if line_len > MAX_REQUEST_LINE {
+            return Err(HeadError::RequestLineTooLong);
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let malformed = |what: &'static str, e: httparse::Error| match e {
+        httparse::Error::TooManyHeaders => HeadError::TooLarge,
+        e => HeadError::Malformed {
+            what,
+            detail: e.to_string(),
+        },
+    };
+    let parsed = match kind {
+        Kind::Request => {
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf).map_err(|e| malformed("request", e))? {
+                httparse::Status::Partial => None,
+                httparse::Status::Complete(len) => Some((
+                    len,
+                    Head {
+                        method: req.method.unwrap_or_default().to_owned(),
+                        target: req.path.unwrap_or_default().to_owned(),
+                        status: 0,
+                        reason: String::new(),
+                        minor_version: req.version.unwrap_or(1),
+                        headers: collect_headers(req.headers),
+                        raw: BytesMut::new(),
+                    },
+                )),
+            }
+        }
+        Kind::Response => {
+            let mut res = httparse::Response::new(&mut headers);
+            match res.parse(buf).map_err(|e| malformed("response", e))? {
+                httparse::Status::Partial => None,
+                httparse::Status::Complete(len) => Some((
+                    len,
+                    Head {
+                        method: String::new(),
+                        target: String::new(),
+                        status: res.code.unwrap_or_default(),
+                        reason: res.reason.unwrap_or_default().to_owned(),
+                        minor_version: res.version.unwrap_or(1),
+                        headers: collect_headers(res.headers),
+                        raw: BytesMut::new(),
+                    },
+                )),
+            }
+        }
+    };
+    match parsed {
+        Some((len, mut head)) => {
+            if len > MAX_HEAD {
+                return Err(HeadError::TooLarge);
+            }
+            head.raw = buf.split_to(len);
+            Ok(Some(head))
+        }
+        None if buf.len() > MAX_HEAD => Err(HeadError::TooLarge),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_request(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
+        try_parse(&mut BytesMut::from(bytes), Kind::Request)
+    }
+
+    #[test]
+    fn keeps_case_order_and_raw_bytes() {
+        let raw = b"GET ws://h:1/p HTTP/1.1\r\nHost: h:1\r\nsec-websocket-KEY: k\r\nX-A: 1\r\nx-a: 2\r\n\r\n";
+        let head = parse_request(raw).unwrap().unwrap();
+        let names: Vec<&str> = head.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Host", "sec-websocket-KEY", "X-A", "x-a"]);
+        assert_eq!(&head.raw[..], raw);
+    }
+
+    #[test]
+    fn rewrite_changes_only_the_target_and_dropped_lines() {
+        let raw = b"GET http://h/p?q HTTP/1.1\r\nHost: h\r\nProxy-Connection: keep-alive\r\nX-Odd:  spaced \r\n\r\n";
+        let head = parse_request(raw).unwrap().unwrap();
+        let (out, removed) = head.rewrite(Some("/p?q"), |n| {
+            n.to_ascii_lowercase().starts_with("proxy-")
+        });
+        assert_eq!(
+            out,
+            b"GET /p?q HTTP/1.1\r\nHost: h\r\nX-Odd:  spaced \r\n\r\n"
+        );
+        assert_eq!(removed, ["Proxy-Connection"]);
+    }
+
+    #[test]
+    fn limits_map_to_statuses() {
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_REQUEST_LINE));
+        assert_eq!(parse_request(long.as_bytes()).unwrap_err().status(), 414);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(parse_request(big.as_bytes()).unwrap_err().status(), 431);
+        assert_eq!(
+            parse_request(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .unwrap()
+            .is_none());
+    }
+}

@@ -1,0 +1,97 @@
+//! Listening sockets, accepted connections, and stopping.
+//!
+//! Each listen address gets an accept loop; each accepted connection a task of its own,
+//! so one broken session never affects another. [`RunningProxy::shutdown`] stops
+//! accepting, gives open sessions a grace period, then drops what is left.
+
+use crate::conn::serve;
+use crate::events::EventBus;
+use crate::session::Shared;
+use crate::{ProxyConfig, ProxyError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// A proxy that is accepting connections.
+#[derive(Debug)]
+pub struct RunningProxy {
+    addrs: Vec<SocketAddr>,
+    stop: watch::Sender<Option<Duration>>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+impl RunningProxy {
+    /// The bound addresses (with real ports when port 0 was asked for).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting, lets open sessions run for up to `grace`, then drops the rest.
+    /// Returns once every session task is gone, so the bus has no more publishers.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(Some(grace));
+        for task in self.loops {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds every listen address of `config` and starts accepting; events go to `bus`.
+pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, ProxyError> {
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        listeners.push(listener);
+    }
+    let addrs = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let shared = Arc::new(Shared::new(config, bus));
+    let (stop, stopped) = watch::channel(None);
+    let loops = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped.clone())))
+        .collect();
+    Ok(RunningProxy { addrs, stop, loops })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let mut sessions = JoinSet::new();
+    let grace = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    sessions.spawn(serve(Arc::clone(&shared), stream, peer));
+                }
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+            Some(_) = sessions.join_next() => {}
+            changed = stop.changed() => {
+                let grace = if changed.is_ok() { *stop.borrow() } else { Some(Duration::ZERO) };
+                if let Some(grace) = grace {
+                    break grace;
+                }
+            }
+        }
+    };
+    drop(listener);
+    let _ = tokio::time::timeout(grace, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    sessions.shutdown().await;
+}

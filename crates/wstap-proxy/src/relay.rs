@@ -1,0 +1,202 @@
+//! The byte-exact relay: every byte read from one side is written to the other at once,
+//! unchanged, and only then shown to the tap.
+//!
+//! Each direction is a [`pump`]: read, write all, tap, publish, repeat. Backpressure is
+//! natural: a pump does not read again until its write finished, so a side that stops
+//! reading stops the other side's reads, and no buffer grows. End of stream is passed on
+//! as a write shutdown (half-close), so close handshakes and half-closed sockets pass
+//! through as the peers do them.
+//!
+//! Buffers are lent, not owned: a pump takes a buffer from a small per-thread pool only
+//! while a read is ready and returns it as soon as a read would wait. An idle session
+//! therefore holds no relay buffer at all, which is what keeps ten thousand idle sessions
+//! cheap.
+
+use crate::events::EventBus;
+use crate::io::{BoxRead, BoxWrite};
+use crate::tap::Tap;
+use bytes::BytesMut;
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::task::Poll;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wstap_wire::Timestamp;
+
+/// Size of one relay buffer: one read moves at most this much.
+pub const RELAY_BUFFER: usize = 64 * 1024;
+/// Buffers a worker thread keeps for reuse.
+const POOL_PER_THREAD: usize = 16;
+
+thread_local! {
+    static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+fn lend() -> BytesMut {
+    POOL.with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(RELAY_BUFFER))
+}
+
+fn give_back(mut buf: BytesMut) {
+    buf.clear();
+    if buf.capacity() >= RELAY_BUFFER {
+        POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_PER_THREAD {
+                pool.push(buf);
+            }
+        });
+    }
+}
+
+/// Reads once, into a buffer lent only while data is ready. An empty buffer means end
+/// of stream.
+async fn read_lent(src: &mut BoxRead, spare: &mut Option<BytesMut>) -> io::Result<BytesMut> {
+    poll_fn(|cx| {
+        let buf = spare.get_or_insert_with(lend);
+        let polled = {
+            let read = pin!(src.read_buf(buf));
+            read.poll(cx)
+        };
+        match polled {
+            Poll::Pending => {
+                if let Some(buf) = spare.take() {
+                    give_back(buf);
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(spare.take().unwrap_or_default())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    })
+    .await
+}
+
+/// The time now, as the wire crate counts it.
+pub fn now() -> Timestamp {
+    Timestamp(chrono::Utc::now().timestamp_micros())
+}
+
+/// How one direction ended.
+#[derive(Debug)]
+pub enum PumpEnd {
+    /// The source closed cleanly; the destination was shut down for writing.
+    Eof,
+    /// Reading the source failed.
+    ReadFailed(io::Error),
+    /// Writing the destination failed.
+    WriteFailed(io::Error),
+}
+
+impl PumpEnd {
+    /// Whether the direction ended by an error.
+    pub fn is_error(&self) -> bool {
+        !matches!(self, PumpEnd::Eof)
+    }
+}
+
+/// One direction of a relay.
+pub struct Leg {
+    /// Where bytes come from.
+    pub src: BoxRead,
+    /// Bytes already read from `src` (read ahead while parsing a head).
+    pub initial: BytesMut,
+    /// Where bytes go.
+    pub dst: BoxWrite,
+}
+
+/// Moves bytes from `leg.src` to `leg.dst` until either fails or `src` ends, tapping
+/// them when a tap is given and counting them in `moved`. Returns how it ended.
+pub async fn pump(leg: Leg, mut tap: Option<&mut Tap>, bus: &EventBus, moved: &mut u64) -> PumpEnd {
+    let Leg {
+        mut src,
+        initial,
+        mut dst,
+    } = leg;
+    let mut next = (!initial.is_empty()).then_some(initial);
+    let mut spare = None;
+    loop {
+        let mut buf = match next.take() {
+            Some(buf) => buf,
+            None => match read_lent(&mut src, &mut spare).await {
+                Ok(buf) => buf,
+                Err(e) => return PumpEnd::ReadFailed(e),
+            },
+        };
+        if buf.is_empty() {
+            let _ = dst.shutdown().await;
+            return PumpEnd::Eof;
+        }
+        let time = now();
+        if let Err(e) = write_now(&mut dst, &buf).await {
+            return PumpEnd::WriteFailed(e);
+        }
+        *moved += buf.len() as u64;
+        if let Some(tap) = tap.as_deref_mut() {
+            let events = tap.observe(&mut buf, time);
+            bus.publish(events).await;
+        }
+        if buf.capacity() >= RELAY_BUFFER {
+            buf.clear();
+            spare = Some(buf);
+        }
+    }
+}
+
+async fn write_now(dst: &mut BoxWrite, bytes: &[u8]) -> io::Result<()> {
+    dst.write_all(bytes).await?;
+    dst.flush().await
+}
+
+/// How a two-way relay ended.
+#[derive(Debug)]
+pub struct RelayEnd {
+    /// Bytes client to server.
+    pub c2s_bytes: u64,
+    /// Bytes server to client.
+    pub s2c_bytes: u64,
+    /// How the client-to-server direction ended (`None`: stopped because the other failed).
+    pub c2s: Option<PumpEnd>,
+    /// How the server-to-client direction ended.
+    pub s2c: Option<PumpEnd>,
+}
+
+/// Relays both directions until both end, or until one fails (then the other is dropped,
+/// which closes its sockets). Taps, when given, see each direction's bytes.
+pub async fn relay_both(
+    c2s: Leg,
+    s2c: Leg,
+    c2s_tap: Option<&mut Tap>,
+    s2c_tap: Option<&mut Tap>,
+    bus: &EventBus,
+) -> RelayEnd {
+    let (mut c2s_bytes, mut s2c_bytes) = (0u64, 0u64);
+    let (mut c2s_end, mut s2c_end) = (None, None);
+    {
+        let mut up = pin!(pump(c2s, c2s_tap, bus, &mut c2s_bytes));
+        let mut down = pin!(pump(s2c, s2c_tap, bus, &mut s2c_bytes));
+        tokio::select! {
+            how = &mut up => {
+                let failed = how.is_error();
+                c2s_end = Some(how);
+                if !failed {
+                    s2c_end = Some(down.await);
+                }
+            }
+            how = &mut down => {
+                let failed = how.is_error();
+                s2c_end = Some(how);
+                if !failed {
+                    c2s_end = Some(up.await);
+                }
+            }
+        }
+    }
+    RelayEnd {
+        c2s_bytes,
+        s2c_bytes,
+        c2s: c2s_end,
+        s2c: s2c_end,
+    }
+}

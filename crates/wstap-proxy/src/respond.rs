@@ -1,0 +1,66 @@
+//! Responses the proxy writes itself: errors (400, 431, 502, ...) and `200` for CONNECT.
+//!
+//! Every error response names its reason in the body and in an `X-Wstap-Error` header, so
+//! a person looking at a failed client knows what the proxy saw.
+
+use crate::io::BoxWrite;
+use tokio::io::AsyncWriteExt;
+use wstap_trace::ResponseHead;
+
+/// The reason phrase for the statuses the proxy sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "Connection Established",
+        400 => "Bad Request",
+        404 => "Not Found",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// An error response: its head (for the trace) and its bytes.
+pub fn error_response(status: u16, detail: &str) -> (ResponseHead, Vec<u8>) {
+    let body = format!("wstap: {detail}\n");
+    let one_line = detail.replace(['\r', '\n'], " ");
+    let headers = vec![
+        (
+            "Content-Type".to_owned(),
+            "text/plain; charset=utf-8".to_owned(),
+        ),
+        ("Content-Length".to_owned(), body.len().to_string()),
+        ("Connection".to_owned(), "close".to_owned()),
+        ("X-Wstap-Error".to_owned(), one_line),
+    ];
+    let mut bytes = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).into_bytes();
+    for (name, value) in &headers {
+        bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(body.as_bytes());
+    let head = ResponseHead {
+        status,
+        reason: reason_phrase(status).to_owned(),
+        version: "HTTP/1.1".to_owned(),
+        headers,
+    };
+    (head, bytes)
+}
+
+/// Writes an error response; failures to write are ignored (the client is gone anyway).
+pub async fn send_error(out: &mut BoxWrite, status: u16, detail: &str) -> ResponseHead {
+    let (head, bytes) = error_response(status, detail);
+    let _ = out.write_all(&bytes).await;
+    let _ = out.flush().await;
+    let _ = out.shutdown().await;
+    head
+}
+
+/// The answer to a successful CONNECT.
+pub const CONNECT_ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";

@@ -1,0 +1,178 @@
+//! `CONNECT host:port`: a tunnel, and a look at its first bytes.
+//!
+//! The proxy dials the target before answering `200`, so an unreachable target gets a 502
+//! with the reason. Then it waits for whichever side speaks first:
+//! - the client sends an HTTP request: the tunnel carries HTTP, served by the same loop as
+//!   proxy requests (WebSocket upgrades included), always to the tunnel's target;
+//! - the client sends a TLS ClientHello: not intercepted yet, relayed blind;
+//! - anything else, or the server speaking first: a blind tunnel, bytes counted.
+
+use crate::conn::{http_loop, Mode};
+use crate::exchange::{Client, Upstream};
+use crate::head::Head;
+use crate::io::Incoming;
+use crate::relay::{relay_both, Leg};
+use crate::respond::{send_error, CONNECT_ESTABLISHED};
+use crate::session::{Ending, Session};
+use crate::upstream::{connect, parse_authority};
+use chrono::Utc;
+use tokio::io::AsyncWriteExt;
+use wstap_trace::{Outcome, PerDirection, Via};
+
+/// What the first client bytes in a tunnel look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// An HTTP/1 request line.
+    Http,
+    /// A TLS handshake record.
+    Tls,
+    /// Something else.
+    Other,
+}
+
+/// Classifies the first bytes, or `None` when more are needed to tell.
+pub fn classify(bytes: &[u8]) -> Option<Protocol> {
+    match bytes {
+        [] => None,
+        [0x16] => None,
+        [0x16, 0x03, ..] => Some(Protocol::Tls),
+        _ => {
+            for (i, &b) in bytes.iter().enumerate().take(24) {
+                match b {
+                    b'A'..=b'Z' => continue,
+                    b' ' if i > 0 => return Some(Protocol::Http),
+                    _ => return Some(Protocol::Other),
+                }
+            }
+            (bytes.len() >= 24).then_some(Protocol::Other)
+        }
+    }
+}
+
+/// Handles a CONNECT request on `client`.
+pub async fn handle_connect(mut session: Session, mut client: Client, head: Head) {
+    let time = Utc::now();
+    let connect_timeout = session.shared.config.connect_timeout;
+    let target = match parse_authority(&head.target) {
+        Ok(target) => target,
+        Err(why) => {
+            session.announce(&head.target, Via::Connect, false).await;
+            return fail(session, client, time, &head, 400, why).await;
+        }
+    };
+    session
+        .announce(&target.to_string(), Via::Connect, false)
+        .await;
+    let stream = match connect(&target, connect_timeout).await {
+        Ok(stream) => stream,
+        Err(why) => return fail(session, client, time, &head, 502, why).await,
+    };
+    let mut upstream = Upstream::from_tcp(target.clone(), stream);
+    if client.out.write_all(CONNECT_ESTABLISHED).await.is_err() || client.out.flush().await.is_err()
+    {
+        return session
+            .end(Outcome::Aborted, "tunnel", Ending::default())
+            .await;
+    }
+
+    let protocol = tokio::select! {
+        sniffed = sniff(&mut client.incoming) => sniffed,
+        // The server spoke first: not HTTP, relay blind.
+        _ = upstream.incoming.fill() => Some(Protocol::Other),
+    };
+    match protocol {
+        Some(Protocol::Http) => {
+            http_loop(session, client, Mode::Tunnel(target), Some(upstream)).await
+        }
+        Some(Protocol::Tls) => blind(session, client, upstream, "tls-tunnel").await,
+        Some(Protocol::Other) => blind(session, client, upstream, "tunnel").await,
+        None => {
+            session
+                .end(Outcome::Closed, "tunnel", Ending::default())
+                .await
+        }
+    }
+}
+
+/// Reads until the first bytes can be classified; `None` when the client closed first.
+async fn sniff(incoming: &mut Incoming) -> Option<Protocol> {
+    loop {
+        if let Some(protocol) = classify(&incoming.buf) {
+            return Some(protocol);
+        }
+        match incoming.fill().await {
+            Ok(0) | Err(_) if incoming.buf.is_empty() => return None,
+            Ok(0) | Err(_) => return Some(Protocol::Other),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn fail(
+    session: Session,
+    mut client: Client,
+    time: chrono::DateTime<Utc>,
+    head: &Head,
+    status: u16,
+    why: String,
+) {
+    let response = send_error(&mut client.out, status, &why).await;
+    session
+        .record_proxy_answer(time, &head.target, Some(head), response, &why)
+        .await;
+    session
+        .end(
+            Outcome::Error,
+            "tunnel",
+            Ending {
+                error: Some(why),
+                ..Ending::default()
+            },
+        )
+        .await;
+}
+
+/// Relays bytes both ways without looking at them, and records the counts.
+pub async fn blind(session: Session, client: Client, upstream: Upstream, kind: &str) {
+    let c2s = Leg {
+        src: client.incoming.io,
+        initial: client.incoming.buf,
+        dst: upstream.out,
+    };
+    let s2c = Leg {
+        src: upstream.incoming.io,
+        initial: upstream.incoming.buf,
+        dst: client.out,
+    };
+    let end = relay_both(c2s, s2c, None, None, session.bus()).await;
+    let clean = end.c2s.as_ref().is_some_and(|e| !e.is_error())
+        && end.s2c.as_ref().is_some_and(|e| !e.is_error());
+    let ending = Ending {
+        bytes: PerDirection {
+            c2s: end.c2s_bytes,
+            s2c: end.s2c_bytes,
+        },
+        ..Ending::default()
+    };
+    let outcome = if clean {
+        Outcome::Closed
+    } else {
+        Outcome::Aborted
+    };
+    session.end(outcome, kind, ending).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_first_bytes() {
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Protocol::Http));
+        assert_eq!(classify(b"GE"), None);
+        assert_eq!(classify(b"\x16\x03\x01\x02\x00"), Some(Protocol::Tls));
+        assert_eq!(classify(b"\x16"), None);
+        assert_eq!(classify(b"SSH-2.0-OpenSSH"), Some(Protocol::Other));
+        assert_eq!(classify(b"\x00\x01"), Some(Protocol::Other));
+    }
+}

@@ -1,0 +1,160 @@
+//! After a `101`: the WebSocket relay with a tap on each direction, and the session's end.
+
+use crate::exchange::{Client, Upstream};
+use crate::relay::{now, relay_both, Leg, PumpEnd};
+use crate::session::{Ending, Session};
+use crate::tap::Tap;
+use wstap_trace::convert::violation_text;
+use wstap_trace::{CutFrame, Dir, Initiator, Outcome, PerDirection, SessionClose};
+use wstap_wire::handshake::HandshakeAnalysis;
+use wstap_wire::{AnalyzerConfig, Direction, PartialFrame};
+
+/// Relays frames between `client` and `upstream` until the connection ends, tapping both
+/// directions, then records the session's end.
+pub async fn relay_websocket(
+    session: Session,
+    client: Client,
+    upstream: Upstream,
+    analysis: Box<HandshakeAnalysis>,
+) {
+    let config = AnalyzerConfig {
+        max_frame_capture: session.shared.config.max_capture,
+        max_message_capture: session.shared.config.max_capture,
+        deflate: analysis.deflate,
+        other_extension_bits: analysis.other_extension_bits,
+    };
+    let mut c2s_tap = Tap::new(session.id, Direction::ClientToServer, config);
+    let mut s2c_tap = Tap::new(session.id, Direction::ServerToClient, config);
+    let c2s = Leg {
+        src: client.incoming.io,
+        initial: client.incoming.buf,
+        dst: upstream.out,
+    };
+    let s2c = Leg {
+        src: upstream.incoming.io,
+        initial: upstream.incoming.buf,
+        dst: client.out,
+    };
+    let end = relay_both(
+        c2s,
+        s2c,
+        Some(&mut c2s_tap),
+        Some(&mut s2c_tap),
+        session.bus(),
+    )
+    .await;
+
+    let time = now();
+    let mut cut_frames = Vec::new();
+    for tap in [&mut c2s_tap, &mut s2c_tap] {
+        let (events, partial) = tap.finish(time);
+        session.bus().publish(events).await;
+        if let Some(partial) = partial {
+            cut_frames.push(cut_frame(tap.direction(), tap.frames(), partial));
+        }
+    }
+
+    let close = first_close(&c2s_tap, &s2c_tap);
+    let handshake_done = c2s_tap.first_close.is_some() && s2c_tap.first_close.is_some();
+    let clean = handshake_done && cut_frames.is_empty();
+    let error = (!clean).then(|| {
+        let mut why = vec![
+            describe(
+                Direction::ClientToServer,
+                end.c2s.as_ref(),
+                c2s_tap.first_close.is_some(),
+            ),
+            describe(
+                Direction::ServerToClient,
+                end.s2c.as_ref(),
+                s2c_tap.first_close.is_some(),
+            ),
+        ];
+        why.retain(|w| !w.is_empty());
+        why.join("; ")
+    });
+    let ending = Ending {
+        close,
+        frames: PerDirection {
+            c2s: c2s_tap.frames(),
+            s2c: s2c_tap.frames(),
+        },
+        bytes: PerDirection {
+            c2s: end.c2s_bytes,
+            s2c: end.s2c_bytes,
+        },
+        error,
+        cut_frames,
+    };
+    let outcome = if clean {
+        Outcome::Closed
+    } else {
+        Outcome::Aborted
+    };
+    session.end(outcome, "websocket", ending).await;
+}
+
+fn first_close(c2s: &Tap, s2c: &Tap) -> Option<SessionClose> {
+    let client = c2s
+        .first_close
+        .as_ref()
+        .map(|(t, c)| (*t, Initiator::Client, c));
+    let server = s2c
+        .first_close
+        .as_ref()
+        .map(|(t, c)| (*t, Initiator::Server, c));
+    let first = match (client, server) {
+        (Some(c), Some(s)) => Some(if s.0 < c.0 { s } else { c }),
+        (c, s) => c.or(s),
+    };
+    first.map(|(_, initiator, close)| SessionClose {
+        initiator,
+        code: close.code,
+        reason: close.reason.clone(),
+    })
+}
+
+/// A sentence on how one direction ended, empty when it ended well.
+fn describe(direction: Direction, end: Option<&PumpEnd>, sent_close: bool) -> String {
+    let (from, to) = match direction {
+        Direction::ClientToServer => ("client", "server"),
+        Direction::ServerToClient => ("server", "client"),
+    };
+    match end {
+        None => format!("{from}->{to} stopped when the other direction failed"),
+        Some(PumpEnd::ReadFailed(e)) => format!("reading from the {from} failed: {e}"),
+        Some(PumpEnd::WriteFailed(e)) => format!("writing to the {to} failed: {e}"),
+        Some(PumpEnd::Eof) if !sent_close => {
+            format!("the {from} closed the connection without a close frame")
+        }
+        Some(PumpEnd::Eof) => String::new(),
+    }
+}
+
+fn cut_frame(direction: Direction, index: u64, partial: PartialFrame) -> CutFrame {
+    let dir = Dir::from(direction);
+    match partial {
+        PartialFrame::Header { received, needed } => CutFrame {
+            dir,
+            index,
+            header_received: received,
+            header_len: needed,
+            payload_received: 0,
+            payload_len: None,
+            violations: Vec::new(),
+        },
+        PartialFrame::Payload {
+            header,
+            received,
+            violations,
+        } => CutFrame {
+            dir,
+            index,
+            header_received: usize::from(header.header_len),
+            header_len: usize::from(header.header_len),
+            payload_received: received,
+            payload_len: Some(header.payload_len),
+            violations: violations.iter().map(violation_text).collect(),
+        },
+    }
+}
