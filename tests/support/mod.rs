@@ -1,0 +1,214 @@
+//! Test support: the engine started in-process with a trace file, real peers (a
+//! tokio-tungstenite echo server, raw TCP servers that speak exactly the bytes a test
+//! chooses), and helpers to tunnel through the proxy and read heads byte by byte.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
+
+pub use serde_json::Value;
+
+/// A fresh path in the system temp folder.
+pub fn temp_path(name: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("wstap-test-{}-{n}-{name}", std::process::id()))
+}
+
+/// The engine, listening on a free loopback port, writing a trace file.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub trace_path: PathBuf,
+    running: RunningProxy,
+    trace: std::thread::JoinHandle<trace_sink::TraceStats>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        Self::start_with(ProxyConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..ProxyConfig::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(config: ProxyConfig) -> Proxy {
+        let trace_path = temp_path("trace.ndjson");
+        let mut bus = EventBus::new();
+        let rx = bus.subscribe_lossless(64);
+        let trace = trace_sink::spawn(&trace_path, "wstap test", rx).unwrap();
+        let running = wstap_proxy::start(config, bus).await.unwrap();
+        let addr = running.local_addrs()[0];
+        Proxy {
+            addr,
+            trace_path,
+            running,
+            trace,
+        }
+    }
+
+    /// Stops the proxy (sessions get `grace` to finish) and returns the trace's lines.
+    pub async fn stop(self, grace: Duration) -> Vec<Value> {
+        self.running.shutdown(grace).await;
+        let trace = self.trace;
+        let stats = tokio::task::spawn_blocking(move || trace.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stats.error, None);
+        let text = std::fs::read_to_string(&self.trace_path).unwrap();
+        let _ = std::fs::remove_file(&self.trace_path);
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("every trace line parses"))
+            .collect()
+    }
+}
+
+/// The trace lines of one type.
+pub fn of_type<'a>(trace: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    trace.iter().filter(|e| e["type"] == kind).collect()
+}
+
+/// Reads a head byte by byte, so nothing after it is consumed.
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read_u8().await {
+            Ok(b) => head.push(b),
+            Err(e) => panic!("head cut after {:?}: {e}", String::from_utf8_lossy(&head)),
+        }
+    }
+    head
+}
+
+/// Opens a CONNECT tunnel to `target` through `proxy`, returning the answer's head too.
+pub async fn connect_raw(proxy: SocketAddr, target: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let head = String::from_utf8(read_head(&mut stream).await).unwrap();
+    (stream, head)
+}
+
+/// A tunnel that must succeed.
+pub async fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
+    let (stream, head) = connect_raw(proxy, &target.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT failed: {head}");
+    stream
+}
+
+/// A minimal, valid client handshake for `path` on `host`.
+pub fn client_handshake(host: &str, path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// The RFC's accept value for the key used by [`client_handshake`].
+pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// What a raw server saw.
+#[derive(Default)]
+pub struct Seen {
+    pub head: Vec<u8>,
+    pub bytes: Vec<u8>,
+}
+
+/// A raw server for one connection: reads the request head, answers with `response`,
+/// sends `then_send`, then records every byte it receives until the client closes.
+pub async fn raw_server(
+    response: String,
+    then_send: Vec<u8>,
+) -> (SocketAddr, Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let record = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let head = read_head(&mut stream).await;
+        record.lock().unwrap().head = head;
+        stream.write_all(response.as_bytes()).await.unwrap();
+        stream.write_all(&then_send).await.unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => record.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    (addr, seen, task)
+}
+
+/// A 101 answering [`client_handshake`], with extra header lines.
+pub fn switching(extra: &str) -> String {
+    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n{extra}\r\n")
+}
+
+/// A tokio-tungstenite echo server for any number of connections; it records each
+/// handshake request's target and headers.
+pub async fn echo_server() -> (SocketAddr, Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>) {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                #[allow(clippy::result_large_err)]
+                let callback =
+                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, res| {
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+                            .collect();
+                        log.lock().unwrap().push((req.uri().to_string(), headers));
+                        Ok(res)
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// Reads exactly `n` bytes, with a time limit so a broken relay fails instead of hanging.
+pub async fn read_exact<S: AsyncRead + Unpin>(stream: &mut S, n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut buf))
+        .await
+        .expect("timed out reading")
+        .expect("read failed");
+    buf
+}
+
+/// Reads until the peer closes.
+pub async fn read_to_end<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// Writes and flushes.
+pub async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+}
