@@ -378,3 +378,68 @@ async fn curl_gets_plain_http_through_the_proxy_in_absolute_form_and_through_con
         .unwrap();
     assert_eq!(tunnelled["request"]["target"], "/tunnelled");
 }
+
+#[tokio::test]
+async fn connect_with_non_http_bytes_is_a_blind_tunnel_with_byte_counts() {
+    // An upstream that answers every chunk it gets with the same bytes, reversed.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            buf[..n].reverse();
+            stream.write_all(&buf[..n]).await.unwrap();
+        }
+    });
+    let proxy = Proxy::start().await;
+    let mut client = tunnel(proxy.addr, upstream).await;
+    send(&mut client, b"SSH-2.0-not-http").await;
+    assert_eq!(read_exact(&mut client, 16).await, b"ptth-ton-0.2-HSS");
+    drop(client);
+
+    let trace = proxy.stop(Duration::from_secs(5)).await;
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(end["kind"], "tunnel");
+    assert_eq!(end["bytes"]["c2s"], 16);
+    assert_eq!(end["bytes"]["s2c"], 16);
+    assert!(of_type(&trace, "frame").is_empty());
+}
+
+#[tokio::test]
+async fn listens_on_ipv6_loopback_and_several_addresses() {
+    let config = wstap_proxy::ProxyConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()],
+        ..wstap_proxy::ProxyConfig::default()
+    };
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine; only checking that binding fails cleanly");
+        assert!(wstap_proxy::start(config, wstap_proxy::EventBus::new())
+            .await
+            .is_err());
+        return;
+    }
+    let (server, _) = echo_server().await;
+    let proxy = wstap_proxy::start(config, wstap_proxy::EventBus::new())
+        .await
+        .unwrap();
+    let addrs = proxy.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert!(addrs[1].is_ipv6());
+    for addr in addrs {
+        let stream = tunnel(addr, server).await;
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+            .await
+            .unwrap();
+        use futures_util::{SinkExt, StreamExt};
+        ws.send(tokio_tungstenite::tungstenite::Message::text("v6?"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap().into_text().unwrap(),
+            "v6?"
+        );
+    }
+    proxy.shutdown(Duration::ZERO).await;
+}
