@@ -57,6 +57,12 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         connect_timeout: 10,
         verbose: args.verbose,
         quiet: false,
+        ca_dir: None,
+        upstream_ca: Vec::new(),
+        insecure: false,
+        ignore_hosts: Vec::new(),
+        // The demo is plain ws://; it needs no CA.
+        no_intercept: true,
     };
     let started = start(&run_args).await?;
     let proxy = *started

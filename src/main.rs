@@ -3,6 +3,7 @@
 //! This file only parses the command line and dispatches: running the proxy is [`run`],
 //! the live log is [`console`], and each subcommand has a module of its own.
 
+mod ca;
 mod console;
 mod demo;
 mod export;
@@ -32,6 +33,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Run the proxy with a chat server and three scripted clients, to see the log at once.
     Demo(demo::DemoArgs),
+    /// Show wstap's CA (creating it if needed) and how to trust it, or export it.
+    Ca(ca::CaArgs),
 }
 
 /// Options of the proxy itself.
@@ -63,6 +66,22 @@ pub struct RunArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Where wstap's CA lives (default: $WSTAP_HOME, else ~/.wstap); created on first run.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Also trust this PEM file's certificates for upstream servers (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Do not verify upstream certificates (a warning is printed on every start).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Relay TLS to host:port matching this regular expression without interception
+    /// (repeatable; for certificate-pinned clients).
+    #[arg(long, value_name = "REGEX")]
+    pub ignore_hosts: Vec<String>,
+    /// Do not intercept TLS at all: wss:// and https:// are relayed as blind tunnels.
+    #[arg(long, conflicts_with_all = ["insecure", "upstream_ca", "ignore_hosts"])]
+    pub no_intercept: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Export(args)) => export::export(&args),
         Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(demo::demo(args))),
+        Some(Command::Ca(args)) => ca::ca(&args),
         None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
     };
     match result {
@@ -103,4 +123,10 @@ pub enum AppError {
     /// The demo failed.
     #[error("demo: {0}")]
     Demo(String),
+    /// No CA directory could be found.
+    #[error("no CA directory: pass --ca-dir or set WSTAP_HOME (HOME is not set)")]
+    NoCaDir,
+    /// The CA could not be loaded or created.
+    #[error(transparent)]
+    Ca(#[from] wstap_proxy::mitm::ca::CaError),
 }

@@ -3,6 +3,7 @@
 use crate::console::{self, ConsoleOptions};
 use crate::{AppError, RunArgs};
 use std::time::Duration;
+use wstap_proxy::mitm::TlsConfig;
 use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
 
 /// Bus capacity, in batches, of the trace file (lossless) and the console (lossy).
@@ -41,7 +42,11 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         max_capture: args.max_capture,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         connect_timeout: Duration::from_secs(args.connect_timeout),
+        tls: tls_config(args)?,
     };
+    if args.insecure {
+        eprintln!("wstap: WARNING: --insecure: upstream TLS certificates are NOT verified; anyone on the path can impersonate servers");
+    }
     let mut bus = EventBus::new();
     let trace = match &args.trace {
         Some(path) => {
@@ -68,6 +73,26 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     })
 }
 
+/// The CA directory from `--ca-dir`, `$WSTAP_HOME` or `~/.wstap`.
+pub fn ca_dir(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, AppError> {
+    given
+        .map(std::path::Path::to_path_buf)
+        .or_else(wstap_proxy::mitm::ca::default_dir)
+        .ok_or(AppError::NoCaDir)
+}
+
+fn tls_config(args: &RunArgs) -> Result<Option<TlsConfig>, AppError> {
+    if args.no_intercept {
+        return Ok(None);
+    }
+    Ok(Some(TlsConfig {
+        ca_dir: ca_dir(args.ca_dir.as_deref())?,
+        upstream_ca: args.upstream_ca.clone(),
+        insecure: args.insecure,
+        ignore_hosts: args.ignore_hosts.clone(),
+    }))
+}
+
 /// Runs the proxy until interrupted.
 pub async fn run(args: RunArgs) -> Result<(), AppError> {
     let started = start(&args).await?;
@@ -77,6 +102,14 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         }
         if let Some(path) = &args.trace {
             eprintln!("wstap: writing trace to {}", path.display());
+        }
+        match started.proxy.ca() {
+            Some(ca) if ca.created() => eprintln!(
+                "wstap: created a new CA in {}; trust it to see wss:// traffic: run `wstap ca`, or open http://wstap/ through the proxy",
+                ca.dir().display()
+            ),
+            Some(ca) => eprintln!("wstap: intercepting TLS with the CA in {} (`wstap ca` shows how to trust it)", ca.dir().display()),
+            None => eprintln!("wstap: TLS interception is off; wss:// and https:// are relayed as blind tunnels"),
         }
         eprintln!("wstap: press Ctrl-C to stop");
     }

@@ -3,6 +3,8 @@
 //! chooses), and helpers to tunnel through the proxy and read heads byte by byte.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +38,30 @@ impl Proxy {
             ..ProxyConfig::default()
         })
         .await
+    }
+
+    /// A proxy intercepting TLS with a fresh CA in a temp folder, trusting `upstream_ca`.
+    pub async fn start_tls(tls: wstap_proxy::mitm::TlsConfig) -> Proxy {
+        Self::start_with(ProxyConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            tls: Some(tls),
+            ..ProxyConfig::default()
+        })
+        .await
+    }
+
+    /// The CA certificate file of an intercepting proxy.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.running
+            .ca()
+            .expect("TLS interception is on")
+            .dir()
+            .join("wstap-ca.pem")
+    }
+
+    /// Leaf certificates signed so far.
+    pub fn certificates_issued(&self) -> u64 {
+        self.running.certificates_issued()
     }
 
     pub async fn start_with(config: ProxyConfig) -> Proxy {

@@ -1,5 +1,6 @@
 //! The engine's settings.
 
+use crate::mitm::TlsConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ pub struct ProxyConfig {
     pub handshake_timeout: Duration,
     /// How long connecting to an upstream may take.
     pub connect_timeout: Duration,
+    /// TLS interception; `None` relays TLS tunnels blind.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -24,6 +27,7 @@ impl Default for ProxyConfig {
             max_capture: 64 * 1024,
             handshake_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::io::Incoming;
 use crate::respond::send_error;
 use crate::session::{Ending, Session, Shared};
 use crate::upstream::{parse_absolute, Target};
-use crate::{tunnel, websocket};
+use crate::{page, tunnel, websocket};
 use chrono::Utc;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +25,13 @@ use wstap_wire::handshake::is_websocket_upgrade;
 pub enum Mode {
     /// The proxy's own port: absolute-form requests and CONNECT.
     Proxy,
-    /// Inside a CONNECT tunnel to this target.
-    Tunnel(Target),
+    /// Inside a CONNECT tunnel.
+    Tunnel {
+        /// The tunnel's target.
+        target: Target,
+        /// Whether wstap terminated TLS in it.
+        tls: bool,
+    },
 }
 
 /// Serves one accepted connection until it closes.
@@ -91,12 +96,15 @@ pub async fn http_loop(
             )
             .await;
         }
+        if matches!(mode, Mode::Proxy) && page::is_for_wstap(&head) {
+            return page::serve(session, client, head).await;
+        }
         let route = match &mode {
-            Mode::Proxy => match proxy_route(&head) {
+            Mode::Proxy => match proxy_route(&head, session.shared.tls.is_some()) {
                 Ok(route) => route,
                 Err((status, why)) => return refuse(session, client, &head, status, &why).await,
             },
-            Mode::Tunnel(target) => tunnel_route(&head, target),
+            Mode::Tunnel { target, tls } => tunnel_route(&head, target, *tls),
         };
         let via = if matches!(mode, Mode::Proxy) {
             Via::Absolute
@@ -145,17 +153,20 @@ fn is_proxy_header(name: &str) -> bool {
 }
 
 /// Routes an absolute-form request on the proxy's port.
-fn proxy_route(head: &Head) -> Result<Route, (u16, String)> {
+fn proxy_route(head: &Head, can_tls: bool) -> Result<Route, (u16, String)> {
     let url = parse_absolute(&head.target).map_err(|why| {
         (
             400,
             format!("this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT ({why})"),
         )
     })?;
-    if url.is_tls() {
+    if url.is_tls() && !can_tls {
         return Err((
             501,
-            format!("{}:// in absolute form needs TLS to the upstream, which this build does not do yet", url.scheme),
+            format!(
+                "{}:// in absolute form needs TLS to the upstream, and TLS interception is off",
+                url.scheme
+            ),
         ));
     }
     let websocket = is_websocket_upgrade(&head.headers);
@@ -176,8 +187,9 @@ fn proxy_route(head: &Head) -> Result<Route, (u16, String)> {
                 || named.iter().any(|n| n.eq_ignore_ascii_case(name))
         })
     };
-    let scheme = if websocket { "ws" } else { "http" };
+    let scheme = scheme(websocket, url.is_tls());
     Ok(Route {
+        tls: url.is_tls(),
         url: format!("{scheme}://{}{}", url.target, url.path_and_query),
         target: url.target,
         forwarded: Forwarded {
@@ -189,13 +201,18 @@ fn proxy_route(head: &Head) -> Result<Route, (u16, String)> {
     })
 }
 
+fn scheme(websocket: bool, tls: bool) -> &'static str {
+    match (websocket, tls) {
+        (true, false) => "ws",
+        (true, true) => "wss",
+        (false, false) => "http",
+        (false, true) => "https",
+    }
+}
+
 /// Routes a request inside a tunnel: unchanged, to the tunnel's target.
-fn tunnel_route(head: &Head, target: &Target) -> Route {
-    let scheme = if is_websocket_upgrade(&head.headers) {
-        "ws"
-    } else {
-        "http"
-    };
+fn tunnel_route(head: &Head, target: &Target, tls: bool) -> Route {
+    let scheme = scheme(is_websocket_upgrade(&head.headers), tls);
     let url = if head.target.starts_with('/') {
         format!("{scheme}://{target}{}", head.target)
     } else {
@@ -207,5 +224,6 @@ fn tunnel_route(head: &Head, target: &Target) -> Route {
         head_bytes: head.raw.to_vec(),
         forwarded: Forwarded::default(),
         fixed: true,
+        tls,
     }
 }

@@ -15,6 +15,9 @@ pub enum ProxyError {
         /// Why.
         source: std::io::Error,
     },
+    /// TLS interception could not be set up (the CA, `--upstream-ca`, `--ignore-hosts`).
+    #[error(transparent)]
+    Tls(#[from] crate::mitm::TlsSetupError),
     /// The trace file could not be created or written.
     #[error("cannot write the trace file {path}: {source}")]
     Trace {

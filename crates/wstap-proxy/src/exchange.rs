@@ -68,6 +68,8 @@ pub struct Route {
     pub forwarded: Forwarded,
     /// Inside a CONNECT tunnel: the upstream is fixed and never re-dialled.
     pub fixed: bool,
+    /// The upstream speaks TLS (dialled with wstap's upstream TLS settings).
+    pub tls: bool,
 }
 
 /// What the connection does after an exchange.
@@ -124,8 +126,8 @@ pub async fn exchange(
             return refuse(session, client, time, &route.url, &head, 502, why).await;
         }
         *slot = None;
-        match connect(&route.target, config.connect_timeout).await {
-            Ok(stream) => *slot = Some(Upstream::from_tcp(route.target.clone(), stream)),
+        match dial(session, &route).await {
+            Ok(upstream) => *slot = Some(upstream),
             Err(why) => return refuse(session, client, time, &route.url, &head, 502, &why).await,
         }
     }
@@ -236,6 +238,38 @@ pub async fn exchange(
     } else {
         Next::KeepAlive
     }
+}
+
+/// Connects to the route's target, over TLS when the route says so.
+async fn dial(session: &Session, route: &Route) -> Result<Upstream, String> {
+    let config = &session.shared.config;
+    let stream = connect(&route.target, config.connect_timeout).await?;
+    if !route.tls {
+        return Ok(Upstream::from_tcp(route.target.clone(), stream));
+    }
+    let tls = session
+        .shared
+        .tls
+        .as_ref()
+        .ok_or_else(|| "TLS interception is off".to_owned())?;
+    let name = rustls::pki_types::ServerName::try_from(route.target.host.clone()).map_err(|e| {
+        format!(
+            "{:?} is not a valid TLS server name: {e}",
+            route.target.host
+        )
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(tls.upstream_config());
+    let stream = tokio::time::timeout(config.handshake_timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| format!("TLS handshake with {} timed out", route.target))?
+        .map_err(|e| format!("TLS handshake with {} failed: {e}", route.target))?;
+    let (incoming, out) = crate::io::split_boxed(stream);
+    Ok(Upstream {
+        target: route.target.clone(),
+        incoming,
+        out,
+        reusable: true,
+    })
 }
 
 async fn write_all(out: &mut BoxWrite, bytes: &[u8]) -> std::io::Result<()> {

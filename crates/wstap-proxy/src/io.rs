@@ -45,3 +45,70 @@ impl Incoming {
         self.buf.split()
     }
 }
+
+/// A read half (with its look-ahead buffer) and a write half joined back into one stream,
+/// for what needs both at once (a TLS handshake, hyper). Buffered bytes are read first.
+pub struct Joined {
+    incoming: Incoming,
+    out: BoxWrite,
+}
+
+impl Joined {
+    /// Joins `incoming` and `out`.
+    pub fn new(incoming: Incoming, out: BoxWrite) -> Self {
+        Joined { incoming, out }
+    }
+
+    /// Joins them with `prefix` to be read before anything buffered.
+    pub fn with_prefix(mut incoming: Incoming, out: BoxWrite, mut prefix: BytesMut) -> Self {
+        prefix.unsplit(incoming.take_buffered());
+        incoming.buf = prefix;
+        Joined { incoming, out }
+    }
+}
+
+impl AsyncRead for Joined {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.incoming.buf.is_empty() {
+            let n = this.incoming.buf.len().min(buf.remaining());
+            buf.put_slice(&this.incoming.buf.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.incoming.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Joined {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.out).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.out).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.out).poll_shutdown(cx)
+    }
+}
+
+/// Splits any stream into boxed halves.
+pub fn split_boxed<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (Incoming, BoxWrite) {
+    let (read, write) = tokio::io::split(stream);
+    (Incoming::new(Box::new(read)), Box::new(write))
+}

@@ -22,6 +22,8 @@ pub mod exchange;
 pub mod head;
 pub mod io;
 pub mod listener;
+pub mod mitm;
+pub mod page;
 pub mod relay;
 pub mod respond;
 pub mod session;

@@ -19,11 +19,22 @@ use tokio::task::{JoinHandle, JoinSet};
 #[derive(Debug)]
 pub struct RunningProxy {
     addrs: Vec<SocketAddr>,
+    tls: Option<Arc<crate::mitm::Interceptor>>,
     stop: watch::Sender<Option<Duration>>,
     loops: Vec<JoinHandle<()>>,
 }
 
 impl RunningProxy {
+    /// The CA in use, when TLS interception is on.
+    pub fn ca(&self) -> Option<Arc<crate::mitm::ca::CertificateAuthority>> {
+        self.tls.as_ref().map(|t| Arc::clone(&t.ca))
+    }
+
+    /// How many leaf certificates were signed so far (0 without interception).
+    pub fn certificates_issued(&self) -> u64 {
+        self.tls.as_ref().map_or(0, |t| t.certificates_issued())
+    }
+
     /// The bound addresses (with real ports when port 0 was asked for).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -55,13 +66,22 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let shared = Arc::new(Shared::new(config, bus));
+    let tls = match &config.tls {
+        Some(tls) => Some(Arc::new(crate::mitm::Interceptor::new(tls)?)),
+        None => None,
+    };
+    let shared = Arc::new(Shared::new(config, bus, tls.clone()));
     let (stop, stopped) = watch::channel(None);
     let loops = listeners
         .into_iter()
         .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped.clone())))
         .collect();
-    Ok(RunningProxy { addrs, stop, loops })
+    Ok(RunningProxy {
+        addrs,
+        tls,
+        stop,
+        loops,
+    })
 }
 
 async fn accept_loop(

@@ -5,6 +5,7 @@
 
 use crate::events::EventBus;
 use crate::head::Head;
+use crate::mitm::Interceptor;
 use crate::ProxyConfig;
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
@@ -20,15 +21,18 @@ pub struct Shared {
     pub config: ProxyConfig,
     /// Where events go.
     pub bus: EventBus,
+    /// TLS interception, when on.
+    pub tls: Option<Arc<Interceptor>>,
     next_session: AtomicU64,
 }
 
 impl Shared {
     /// Shared state for a proxy with `config`, publishing on `bus`.
-    pub fn new(config: ProxyConfig, bus: EventBus) -> Self {
+    pub fn new(config: ProxyConfig, bus: EventBus, tls: Option<Arc<Interceptor>>) -> Self {
         Shared {
             config,
             bus,
+            tls,
             next_session: AtomicU64::new(1),
         }
     }
@@ -87,9 +91,26 @@ impl Session {
 
     /// Publishes `session_start` (once; later calls do nothing).
     pub async fn announce(&mut self, target: &str, via: Via, tls: bool) {
+        self.announce_with(target, via, tls, None).await;
+    }
+
+    /// Publishes `session_start` for an intercepted TLS tunnel, with both legs' parameters.
+    pub async fn announce_tls(&mut self, target: &str, client: TlsLeg, upstream: TlsLeg) {
+        self.announce_with(target, Via::Connect, true, Some((client, upstream)))
+            .await;
+    }
+
+    async fn announce_with(
+        &mut self,
+        target: &str,
+        via: Via,
+        tls: bool,
+        legs: Option<(TlsLeg, TlsLeg)>,
+    ) {
         if self.announced {
             return;
         }
+        let (client_tls, upstream_tls) = legs.map_or((None, None), |(c, u)| (Some(c), Some(u)));
         self.announced = true;
         let event = Event::SessionStart(SessionStart {
             session: self.id,
@@ -98,6 +119,8 @@ impl Session {
             target: target.to_owned(),
             via,
             tls,
+            client_tls,
+            upstream_tls,
         });
         self.shared.bus.publish_one(event).await;
     }

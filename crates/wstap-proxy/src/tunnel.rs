@@ -4,13 +4,15 @@
 //! with the reason. Then it waits for whichever side speaks first:
 //! - the client sends an HTTP request: the tunnel carries HTTP, served by the same loop as
 //!   proxy requests (WebSocket upgrades included), always to the tunnel's target;
-//! - the client sends a TLS ClientHello: not intercepted yet, relayed blind;
+//! - the client sends a TLS ClientHello: intercepted ([`crate::mitm`]) unless
+//!   interception is off or `--ignore-hosts` matches the target, then relayed blind;
 //! - anything else, or the server speaking first: a blind tunnel, bytes counted.
 
 use crate::conn::{http_loop, Mode};
 use crate::exchange::{Client, Upstream};
 use crate::head::Head;
 use crate::io::Incoming;
+use crate::mitm::intercept::intercept;
 use crate::relay::{relay_both, Leg};
 use crate::respond::{send_error, CONNECT_ESTABLISHED};
 use crate::session::{Ending, Session};
@@ -60,16 +62,21 @@ pub async fn handle_connect(mut session: Session, mut client: Client, head: Head
             return fail(session, client, time, &head, 400, why).await;
         }
     };
-    session
-        .announce(&target.to_string(), Via::Connect, false)
-        .await;
     let stream = match connect(&target, connect_timeout).await {
         Ok(stream) => stream,
-        Err(why) => return fail(session, client, time, &head, 502, why).await,
+        Err(why) => {
+            session
+                .announce(&target.to_string(), Via::Connect, false)
+                .await;
+            return fail(session, client, time, &head, 502, why).await;
+        }
     };
     let mut upstream = Upstream::from_tcp(target.clone(), stream);
     if client.out.write_all(CONNECT_ESTABLISHED).await.is_err() || client.out.flush().await.is_err()
     {
+        session
+            .announce(&target.to_string(), Via::Connect, false)
+            .await;
         return session
             .end(Outcome::Aborted, "tunnel", Ending::default())
             .await;
@@ -80,16 +87,30 @@ pub async fn handle_connect(mut session: Session, mut client: Client, head: Head
         // The server spoke first: not HTTP, relay blind.
         _ = upstream.incoming.fill() => Some(Protocol::Other),
     };
-    match protocol {
-        Some(Protocol::Http) => {
-            http_loop(session, client, Mode::Tunnel(target), Some(upstream)).await
-        }
-        Some(Protocol::Tls) => blind(session, client, upstream, "tls-tunnel").await,
-        Some(Protocol::Other) => blind(session, client, upstream, "tunnel").await,
-        None => {
+    let interceptor = session
+        .shared
+        .tls
+        .clone()
+        .filter(|tls| !tls.ignores(&target.to_string()));
+    match (protocol, interceptor) {
+        (Some(Protocol::Tls), Some(tls)) => intercept(session, client, upstream, target, tls).await,
+        (protocol, _) => {
             session
-                .end(Outcome::Closed, "tunnel", Ending::default())
-                .await
+                .announce(&target.to_string(), Via::Connect, false)
+                .await;
+            match protocol {
+                Some(Protocol::Http) => {
+                    let mode = Mode::Tunnel { target, tls: false };
+                    http_loop(session, client, mode, Some(upstream)).await;
+                }
+                Some(Protocol::Tls) => blind(session, client, upstream, "tls-tunnel").await,
+                Some(Protocol::Other) => blind(session, client, upstream, "tunnel").await,
+                None => {
+                    session
+                        .end(Outcome::Closed, "tunnel", Ending::default())
+                        .await
+                }
+            }
         }
     }
 }

@@ -100,6 +100,25 @@ pub struct SessionStart {
     pub via: Via,
     /// Whether the proxy terminated TLS for this session.
     pub tls: bool,
+    /// The TLS connection between the client and wstap, when intercepted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_tls: Option<TlsLeg>,
+    /// The TLS connection between wstap and the upstream, when intercepted.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upstream_tls: Option<TlsLeg>,
+}
+
+/// One TLS connection's negotiated parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsLeg {
+    /// Protocol version, e.g. `TLSv1_3`.
+    pub version: String,
+    /// Cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// The server name asked for (SNI), if any.
+    pub sni: Option<String>,
+    /// The ALPN protocol agreed, if any.
+    pub alpn: Option<String>,
 }
 
 /// A request head as it was on the wire.

@@ -18,6 +18,8 @@ fn sample_events() -> Vec<Event> {
         target: "example.test:80".into(),
         via: Via::Connect,
         tls: false,
+        client_tls: None,
+        upstream_tls: None,
     })];
     let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
     let mut records = Vec::new();
