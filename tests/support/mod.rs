@@ -102,14 +102,16 @@ pub fn of_type<'a>(trace: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 /// Reads a head byte by byte, so nothing after it is consumed.
 pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    try_read_head(stream).await.expect("a complete head")
+}
+
+/// Reads a head byte by byte; `None` when the stream ends first.
+pub async fn try_read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
-        match stream.read_u8().await {
-            Ok(b) => head.push(b),
-            Err(e) => panic!("head cut after {:?}: {e}", String::from_utf8_lossy(&head)),
-        }
+        head.push(stream.read_u8().await.ok()?);
     }
-    head
+    Some(head)
 }
 
 /// Opens a CONNECT tunnel to `target` through `proxy`, returning the answer's head too.
