@@ -24,6 +24,8 @@ use wstap_wire::Record;
 const TEXT_WIDTH: usize = 160;
 /// Binary payloads show this many bytes as hex.
 const HEX_BYTES: usize = 32;
+/// How long the printer naps after catching up.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +73,11 @@ pub fn print(mut rx: mpsc::Receiver<Batch>, dropped: Arc<DropCounter>, options: 
             // A closed stdout (a pipe whose reader left) must not stop the proxy.
             let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
+        }
+        // Let batches gather: a person cannot read faster, and every wake-up costs the
+        // relay a context switch on a small machine.
+        if rx.is_empty() {
+            std::thread::sleep(COALESCE);
         }
     }
 }

@@ -59,7 +59,8 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         }
         None => None,
     };
-    let (rx, dropped) = bus.subscribe_lossy(CONSOLE_BACKLOG);
+    // A quiet console prints only errors, so it need not see frames at all.
+    let (rx, dropped) = bus.subscribe_lossy(CONSOLE_BACKLOG, !args.quiet);
     let options = ConsoleOptions::from_args(args);
     let console = std::thread::Builder::new()
         .name("wstap-console".into())

@@ -31,6 +31,26 @@ pub enum BusEvent {
 }
 
 impl BusEvent {
+    /// The trace event for this bus event, moving the payloads (no copy).
+    pub fn into_event(self) -> Event {
+        match self {
+            BusEvent::Wire {
+                session,
+                record: Record::Frame(f),
+            } => Event::Frame(Frame::from_record(session, f)),
+            BusEvent::Wire {
+                session,
+                record: Record::Message(m),
+            } => Event::Message(Message::from_record(session, m)),
+            BusEvent::Event(e) => *e,
+        }
+    }
+
+    /// Whether this is a frame or message record (as opposed to a session-level event).
+    pub fn is_wire(&self) -> bool {
+        matches!(self, BusEvent::Wire { .. })
+    }
+
     /// The trace event for this bus event.
     pub fn to_event(&self) -> Event {
         match self {
@@ -69,7 +89,15 @@ impl DropCounter {
 #[derive(Debug, Default)]
 pub struct EventBus {
     lossless: Vec<mpsc::Sender<Batch>>,
-    lossy: Vec<(mpsc::Sender<Batch>, Arc<DropCounter>)>,
+    lossy: Vec<LossySubscriber>,
+}
+
+#[derive(Debug)]
+struct LossySubscriber {
+    tx: mpsc::Sender<Batch>,
+    dropped: Arc<DropCounter>,
+    /// Whether it wants frame and message records, or only session-level events.
+    wire: bool,
 }
 
 impl EventBus {
@@ -86,15 +114,21 @@ impl EventBus {
         rx
     }
 
-    /// Adds a subscriber that misses batches rather than slow anyone down.
+    /// Adds a subscriber that misses batches rather than slow anyone down. With `wire`
+    /// false it only gets batches holding session-level events (a quiet console).
     pub fn subscribe_lossy(
         &mut self,
         capacity: usize,
+        wire: bool,
     ) -> (mpsc::Receiver<Batch>, Arc<DropCounter>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let counter = Arc::new(DropCounter::default());
-        self.lossy.push((tx, Arc::clone(&counter)));
-        (rx, counter)
+        let dropped = Arc::new(DropCounter::default());
+        self.lossy.push(LossySubscriber {
+            tx,
+            dropped: Arc::clone(&dropped),
+            wire,
+        });
+        (rx, dropped)
     }
 
     /// Whether anyone listens (when nobody does, taps may skip building events).
@@ -112,13 +146,16 @@ impl EventBus {
         if events.is_empty() || !self.has_subscribers() {
             return;
         }
+        let only_wire = events.iter().all(BusEvent::is_wire);
         let batch: Batch = Arc::new(events);
-        for (tx, dropped) in &self.lossy {
-            if tx.try_send(Arc::clone(&batch)).is_err() {
-                dropped.batches.fetch_add(1, Ordering::Relaxed);
-                dropped
-                    .events
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for sub in &self.lossy {
+            if only_wire && !sub.wire {
+                continue;
+            }
+            if sub.tx.try_send(Arc::clone(&batch)).is_err() {
+                sub.dropped.batches.fetch_add(1, Ordering::Relaxed);
+                let lost = batch.len() as u64;
+                sub.dropped.events.fetch_add(lost, Ordering::Relaxed);
             }
         }
         for tx in &self.lossless {

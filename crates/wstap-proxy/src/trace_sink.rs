@@ -18,6 +18,10 @@ use wstap_trace::{TraceHeader, TraceWriter};
 /// The longest a written event waits in the buffer while events keep coming.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// After catching up, the writer naps this long before looking again, so that a busy
+/// relay hands it many batches per wake-up instead of waking it for every one.
+pub const COALESCE: Duration = Duration::from_millis(2);
+
 /// What the writer thread did, returned when it ends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceStats {
@@ -68,8 +72,13 @@ fn run(mut writer: TraceWriter<File>, mut rx: mpsc::Receiver<Batch>, path: PathB
         let mut next = Some(batch);
         while let Some(batch) = next.take() {
             if stats.error.is_none() {
-                for event in batch.iter() {
-                    match writer.write(&event.to_event()) {
+                // Sole holder (the usual case): move the payloads instead of copying them.
+                let events: Vec<wstap_trace::Event> = match std::sync::Arc::try_unwrap(batch) {
+                    Ok(owned) => owned.into_iter().map(|e| e.into_event()).collect(),
+                    Err(shared) => shared.iter().map(|e| e.to_event()).collect(),
+                };
+                for event in &events {
+                    match writer.write(event) {
                         Ok(()) => stats.events += 1,
                         Err(e) => {
                             fail(&mut stats, e);
@@ -93,6 +102,7 @@ fn run(mut writer: TraceWriter<File>, mut rx: mpsc::Receiver<Batch>, path: PathB
             }
             last_flush = Instant::now();
         }
+        std::thread::sleep(COALESCE);
     }
     if stats.error.is_none() {
         if let Err(e) = writer.flush() {

@@ -1,0 +1,186 @@
+//! The peers of the benchmark: an echo server (plain and TLS) and clients that reach it
+//! directly or through the proxy, all tokio-tungstenite, as a user's own peers would be.
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::WebSocketStream;
+
+/// Any stream a WebSocket can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// A client WebSocket over any stream.
+pub type Ws = WebSocketStream<Box<dyn Io>>;
+
+/// No message or frame size limits: the big-message scenario sends 256 MiB at once.
+pub fn unlimited() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A CA of the benchmark's own and the echo server's TLS configuration.
+pub struct Pki {
+    /// The CA certificate, PEM, for `wstap --upstream-ca` and direct clients.
+    pub ca_pem: PathBuf,
+    /// The echo server's TLS configuration (certificate for localhost and 127.0.0.1).
+    pub server: Arc<rustls::ServerConfig>,
+}
+
+impl Pki {
+    /// Makes the CA and the server certificate, writing the CA to `dir`.
+    pub fn new(dir: &Path) -> Result<Pki, String> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let e = |e: rcgen::Error| e.to_string();
+        let ca_key = KeyPair::generate().map_err(e)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).map_err(e)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().map_err(e)?;
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(e)?
+            .signed_by(&key, &issuer)
+            .map_err(e)?;
+        let ca_pem = dir.join("bench-upstream-ca.pem");
+        std::fs::write(&ca_pem, ca.pem()).map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+            .map_err(|e| e.to_string())?;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .map_err(|e| e.to_string())?;
+        Ok(Pki {
+            ca_pem,
+            server: Arc::new(server),
+        })
+    }
+}
+
+/// A client TLS configuration trusting the certificates in `pem`.
+pub fn client_tls(pem: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pem).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// Starts an echo server on loopback (TLS when `tls` is given); returns its address.
+pub async fn echo_server(tls: Option<Arc<rustls::ServerConfig>>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let io: Box<dyn Io> = match acceptor {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(tls) => Box::new(tls),
+                        Err(_) => return,
+                    },
+                    None => Box::new(stream),
+                };
+                let Ok(ws) =
+                    tokio_tungstenite::accept_async_with_config(io, Some(unlimited())).await
+                else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                while let Some(Ok(msg)) = stream.next().await {
+                    if (msg.is_binary() || msg.is_text()) && sink.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// How a client reaches the echo server.
+#[derive(Clone)]
+pub struct Route {
+    /// The echo server.
+    pub server: SocketAddr,
+    /// The proxy, when going through it.
+    pub proxy: Option<SocketAddr>,
+    /// TLS client configuration, for wss.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Opens a WebSocket along `route`.
+pub async fn connect(route: &Route) -> Result<Ws, String> {
+    let target = route.proxy.unwrap_or(route.server);
+    let mut stream = TcpStream::connect(target)
+        .await
+        .map_err(|e| format!("connect {target}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let host = format!("localhost:{}", route.server.port());
+    if route.proxy.is_some() {
+        let request = format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(
+                stream
+                    .read_u8()
+                    .await
+                    .map_err(|e| format!("CONNECT answer: {e}"))?,
+            );
+        }
+        if !head.starts_with(b"HTTP/1.1 200") {
+            return Err(format!(
+                "CONNECT refused: {}",
+                String::from_utf8_lossy(&head)
+            ));
+        }
+    }
+    let io: Box<dyn Io> = match &route.tls {
+        Some(config) => {
+            let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+            let tls = TlsConnector::from(Arc::clone(config))
+                .connect(name, stream)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Box::new(tls)
+        }
+        None => Box::new(stream),
+    };
+    let scheme = if route.tls.is_some() { "wss" } else { "ws" };
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("{scheme}://{host}/echo"),
+        io,
+        Some(unlimited()),
+    )
+    .await
+    .map_err(|e| format!("handshake: {e}"))?;
+    Ok(ws)
+}

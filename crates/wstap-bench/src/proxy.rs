@@ -1,0 +1,190 @@
+//! The real `wstap` binary as a subprocess, run as a user would run it: quiet console,
+//! a trace file, its own CA, trusting the benchmark's upstream CA.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `wstap`.
+pub struct ProxyProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its CA directory.
+    pub ca_dir: PathBuf,
+    /// Its trace file.
+    pub trace: PathBuf,
+}
+
+/// Finds the `wstap` binary: `--wstap PATH`, else next to this executable (building it
+/// with cargo, in the same profile, when it is not there yet).
+pub fn locate_wstap(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut dir = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("no executable directory")?;
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let candidate = dir.join("wstap");
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    let release = dir.ends_with("release");
+    eprintln!(
+        "wstap-bench: building the wstap binary ({})",
+        if release { "release" } else { "debug" }
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "wstap", "--bin", "wstap"]);
+    if release {
+        build.arg("--release");
+    }
+    build.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    let status = build
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() || !candidate.exists() {
+        return Err(format!("could not build {}", candidate.display()));
+    }
+    Ok(candidate)
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+impl ProxyProcess {
+    /// Starts `wstap` with its files in `dir`.
+    pub fn start(
+        wstap: &Path,
+        max_capture: Option<usize>,
+        dir: &Path,
+        upstream_ca: &Path,
+    ) -> Result<ProxyProcess, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let ca_dir = dir.join("ca");
+        let trace = dir.join("bench-trace.ndjson");
+        let child = Command::new(wstap)
+            .arg("-q")
+            .args(["--listen", &addr.to_string()])
+            .arg("--trace")
+            .arg(&trace)
+            .arg("--ca-dir")
+            .arg(&ca_dir)
+            .arg("--upstream-ca")
+            .arg(upstream_ca)
+            .args(max_capture.map(|n| format!("--max-capture={n}")))
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", wstap.display()))?;
+        let mut proxy = ProxyProcess {
+            child,
+            addr,
+            ca_dir,
+            trace,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                return Err("wstap did not start listening within 15 s".into());
+            }
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                return Err(format!("wstap exited at start: {status}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(proxy)
+    }
+
+    /// The CA certificate the proxy signs with.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.ca_dir.join("wstap-ca.pem")
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Resident memory now, KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident memory so far, KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Stops the proxy (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(mut self) -> Result<(), String> {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child process by its pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err("wstap did not stop on SIGTERM within 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Raises this process's open-file limit toward `want` (children inherit it) and
+/// returns what it is now.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: want.max(limit.rlim_cur),
+            rlim_max: want.max(limit.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            // Not allowed to raise the hard limit: go as far as it lets us.
+            let soft = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
+}

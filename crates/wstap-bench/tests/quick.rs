@@ -1,0 +1,38 @@
+//! `wstap-bench --quick` runs every scenario against the real wstap binary and reports
+//! them all. No timing is asserted here (timings belong to the benchmark's own output);
+//! what must hold is that every scenario completes, every idle session answers and the
+//! big message comes back intact.
+
+use std::process::Command;
+
+#[test]
+fn quick_run_completes_every_scenario() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wstap-bench"))
+        .args(["--quick", "--json"])
+        .output()
+        .expect("the bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_line = stdout.lines().last().expect("a JSON line");
+    let doc: serde_json::Value = serde_json::from_str(json_line).expect("the last line is JSON");
+    let results = doc["results"].as_array().expect("results");
+    let count = |name: &str| results.iter().filter(|r| r["scenario"] == name).count();
+    assert_eq!(count("throughput"), 4, "ws/wss x 64 B/16 KiB");
+    assert_eq!(count("latency"), 2);
+    assert_eq!(count("fan_in"), 1);
+    assert_eq!(count("idle"), 2);
+    assert_eq!(count("big_message"), 1);
+    for idle in results.iter().filter(|r| r["scenario"] == "idle") {
+        assert_eq!(
+            idle["answered"], idle["sessions"],
+            "every idle session answers: {idle}"
+        );
+    }
+    for row in results.iter().filter(|r| r["scenario"] == "throughput") {
+        assert!(row["proxied_msgs_per_s"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}
