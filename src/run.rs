@@ -35,8 +35,30 @@ impl Started {
     }
 }
 
+/// Raises the soft open-file limit to the hard limit: every proxied session holds two
+/// sockets, and the usual soft limit (1024) would cap the proxy at about 500 sessions.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit with a pointer to a valid local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    }
+}
+
 /// Starts the proxy and its sinks as `args` say.
 pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
+    raise_fd_limit();
     let config = ProxyConfig {
         listen: args.listen.clone(),
         max_capture: args.max_capture,

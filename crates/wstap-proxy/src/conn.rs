@@ -9,6 +9,8 @@
 use crate::exchange::{exchange, Client, Next, Route, Upstream};
 use crate::head::{read_request, Head, HeadError};
 use crate::io::Incoming;
+use crate::mitm::intercept::intercept;
+use crate::mitm::Interceptor;
 use crate::respond::send_error;
 use crate::session::{Ending, Session, Shared};
 use crate::upstream::{parse_absolute, Target};
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use wstap_trace::{Forwarded, Outcome, Via};
 use wstap_wire::handshake::is_websocket_upgrade;
+use wstap_wire::handshake::HandshakeAnalysis;
 
 /// Where a connection's requests go.
 #[derive(Debug, Clone)]
@@ -34,6 +37,78 @@ pub enum Mode {
     },
 }
 
+/// What a connection does next. Each stage runs as its own boxed future and returns the
+/// next one, so a long-lived stage (a WebSocket relay) holds only its own state, not the
+/// frames of every stage that led to it: that is what keeps idle sessions small.
+pub enum Stage {
+    /// Read requests (on the proxy's port, or inside a tunnel).
+    Http {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// Proxy port or tunnel.
+        mode: Mode,
+        /// An upstream connection already open (the tunnel's).
+        upstream: Option<Upstream>,
+    },
+    /// A `CONNECT` request was read.
+    Connect {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The CONNECT request.
+        head: Head,
+    },
+    /// TLS to intercept inside a tunnel.
+    Intercept {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The tunnel's upstream connection.
+        upstream: Upstream,
+        /// The tunnel's target.
+        target: Target,
+        /// Interception settings.
+        tls: Arc<Interceptor>,
+    },
+    /// The upstream accepted a WebSocket handshake.
+    WebSocket {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The upstream.
+        upstream: Upstream,
+        /// What the handshake said.
+        analysis: Box<HandshakeAnalysis>,
+    },
+    /// Relay bytes without looking at them.
+    Blind {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The upstream.
+        upstream: Upstream,
+        /// The `kind` recorded at the end.
+        kind: &'static str,
+    },
+    /// A request for wstap's own page.
+    Page {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The request.
+        head: Head,
+    },
+    /// The session has ended and recorded its end.
+    Done,
+}
+
 /// Serves one accepted connection until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
@@ -42,31 +117,90 @@ pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         incoming: Incoming::new(Box::new(read)),
         out: Box::new(write),
     };
-    http_loop(Session::new(shared, peer), client, Mode::Proxy, None).await;
+    let mut stage = Stage::Http {
+        session: Session::new(shared, peer),
+        client,
+        mode: Mode::Proxy,
+        upstream: None,
+    };
+    loop {
+        stage = match stage {
+            Stage::Http {
+                session,
+                client,
+                mode,
+                upstream,
+            } => Box::pin(http_loop(session, client, mode, upstream)).await,
+            Stage::Connect {
+                session,
+                client,
+                head,
+            } => Box::pin(tunnel::handle_connect(session, client, head)).await,
+            Stage::Intercept {
+                session,
+                client,
+                upstream,
+                target,
+                tls,
+            } => Box::pin(intercept(session, client, upstream, target, tls)).await,
+            Stage::WebSocket {
+                session,
+                client,
+                upstream,
+                analysis,
+            } => {
+                Box::pin(websocket::relay_websocket(
+                    session, client, upstream, analysis,
+                ))
+                .await;
+                Stage::Done
+            }
+            Stage::Blind {
+                session,
+                client,
+                upstream,
+                kind,
+            } => {
+                Box::pin(tunnel::blind(session, client, upstream, kind)).await;
+                Stage::Done
+            }
+            Stage::Page {
+                session,
+                client,
+                head,
+            } => {
+                Box::pin(page::serve(session, client, head)).await;
+                Stage::Done
+            }
+            Stage::Done => return,
+        };
+    }
 }
 
-/// Reads and routes requests until the connection closes or changes protocol.
+/// Reads and routes requests until the connection closes or changes stage.
 pub async fn http_loop(
     mut session: Session,
     mut client: Client,
     mode: Mode,
     mut upstream: Option<Upstream>,
-) {
+) -> Stage {
     let timeout = session.shared.config.handshake_timeout;
     let mut served = 0u64;
     loop {
         let head = match read_request(&mut client.incoming, timeout).await {
             Ok(Some(head)) => head,
             Ok(None) => {
-                return session
+                session
                     .end(Outcome::Closed, "http", Ending::default())
-                    .await
+                    .await;
+                return Stage::Done;
             }
             // An idle keep-alive connection timing out is a normal end.
             Err(HeadError::Timeout(_)) if served > 0 && client.incoming.buf.is_empty() => {
-                return session
+                session
                     .end(Outcome::Closed, "http", Ending::default())
                     .await;
+                return Stage::Done;
             }
             Err(e) => {
                 let why = e.to_string();
@@ -78,16 +212,21 @@ pub async fn http_loop(
                     error: Some(why),
                     ..Ending::default()
                 };
-                return session.end(Outcome::Error, "http", ending).await;
+                session.end(Outcome::Error, "http", ending).await;
+                return Stage::Done;
             }
         };
         served += 1;
 
         if head.method.eq_ignore_ascii_case("CONNECT") {
             if let Mode::Proxy = mode {
-                return Box::pin(tunnel::handle_connect(session, client, head)).await;
+                return Stage::Connect {
+                    session,
+                    client,
+                    head,
+                };
             }
-            return refuse(
+            refuse(
                 session,
                 client,
                 &head,
@@ -95,14 +234,22 @@ pub async fn http_loop(
                 "CONNECT inside a CONNECT tunnel",
             )
             .await;
+            return Stage::Done;
         }
         if matches!(mode, Mode::Proxy) && page::is_for_wstap(&head) {
-            return page::serve(session, client, head).await;
+            return Stage::Page {
+                session,
+                client,
+                head,
+            };
         }
         let route = match &mode {
             Mode::Proxy => match proxy_route(&head, session.shared.tls.is_some()) {
                 Ok(route) => route,
-                Err((status, why)) => return refuse(session, client, &head, status, &why).await,
+                Err((status, why)) => {
+                    refuse(session, client, &head, status, &why).await;
+                    return Stage::Done;
+                }
             },
             Mode::Tunnel { target, tls } => tunnel_route(&head, target, *tls),
         };
@@ -118,15 +265,26 @@ pub async fn http_loop(
         match exchange(&session, &mut client, &mut upstream, head, route).await {
             Next::KeepAlive => continue,
             Next::Close => {
-                return session
+                session
                     .end(Outcome::Closed, "http", Ending::default())
-                    .await
+                    .await;
+                return Stage::Done;
             }
             Next::WebSocket(upstream, analysis) => {
-                return websocket::relay_websocket(session, client, upstream, analysis).await;
+                return Stage::WebSocket {
+                    session,
+                    client,
+                    upstream,
+                    analysis,
+                };
             }
             Next::Tunnel(upstream) => {
-                return tunnel::blind(session, client, upstream, "upgraded").await
+                return Stage::Blind {
+                    session,
+                    client,
+                    upstream,
+                    kind: "upgraded",
+                };
             }
         }
     }

@@ -8,11 +8,10 @@
 //!   interception is off or `--ignore-hosts` matches the target, then relayed blind;
 //! - anything else, or the server speaking first: a blind tunnel, bytes counted.
 
-use crate::conn::{http_loop, Mode};
+use crate::conn::{Mode, Stage};
 use crate::exchange::{Client, Upstream};
 use crate::head::Head;
 use crate::io::Incoming;
-use crate::mitm::intercept::intercept;
 use crate::relay::{relay_both, Leg};
 use crate::respond::{send_error, CONNECT_ESTABLISHED};
 use crate::session::{Ending, Session};
@@ -52,34 +51,35 @@ pub fn classify(bytes: &[u8]) -> Option<Protocol> {
 }
 
 /// Handles a CONNECT request on `client`.
-pub async fn handle_connect(mut session: Session, mut client: Client, head: Head) {
+pub async fn handle_connect(mut session: Session, mut client: Client, head: Head) -> Stage {
     let time = Utc::now();
     let connect_timeout = session.shared.config.connect_timeout;
     let target = match parse_authority(&head.target) {
         Ok(target) => target,
         Err(why) => {
             session.announce(&head.target, Via::Connect, false).await;
-            return fail(session, client, time, &head, 400, why).await;
+            fail(session, client, time, &head, 400, why).await;
+            return Stage::Done;
         }
     };
+    let label = target.to_string();
     let stream = match connect(&target, connect_timeout).await {
         Ok(stream) => stream,
         Err(why) => {
-            session
-                .announce(&target.to_string(), Via::Connect, false)
-                .await;
-            return fail(session, client, time, &head, 502, why).await;
+            session.announce(&label, Via::Connect, false).await;
+            fail(session, client, time, &head, 502, why).await;
+            return Stage::Done;
         }
     };
     let mut upstream = Upstream::from_tcp(target.clone(), stream);
-    if client.out.write_all(CONNECT_ESTABLISHED).await.is_err() || client.out.flush().await.is_err()
-    {
+    let answered =
+        client.out.write_all(CONNECT_ESTABLISHED).await.is_ok() && client.out.flush().await.is_ok();
+    if !answered {
+        session.announce(&label, Via::Connect, false).await;
         session
-            .announce(&target.to_string(), Via::Connect, false)
-            .await;
-        return session
             .end(Outcome::Aborted, "tunnel", Ending::default())
             .await;
+        return Stage::Done;
     }
 
     let protocol = tokio::select! {
@@ -91,27 +91,40 @@ pub async fn handle_connect(mut session: Session, mut client: Client, head: Head
         .shared
         .tls
         .clone()
-        .filter(|tls| !tls.ignores(&target.to_string()));
-    match (protocol, interceptor) {
-        (Some(Protocol::Tls), Some(tls)) => intercept(session, client, upstream, target, tls).await,
-        (protocol, _) => {
-            session
-                .announce(&target.to_string(), Via::Connect, false)
-                .await;
-            match protocol {
-                Some(Protocol::Http) => {
-                    let mode = Mode::Tunnel { target, tls: false };
-                    http_loop(session, client, mode, Some(upstream)).await;
-                }
-                Some(Protocol::Tls) => blind(session, client, upstream, "tls-tunnel").await,
-                Some(Protocol::Other) => blind(session, client, upstream, "tunnel").await,
-                None => {
-                    session
-                        .end(Outcome::Closed, "tunnel", Ending::default())
-                        .await
-                }
-            }
+        .filter(|tls| !tls.ignores(&label));
+    if let (Some(Protocol::Tls), Some(tls)) = (protocol, interceptor) {
+        return Stage::Intercept {
+            session,
+            client,
+            upstream,
+            target,
+            tls,
+        };
+    }
+    session.announce(&label, Via::Connect, false).await;
+    let kind = match protocol {
+        Some(Protocol::Http) => {
+            return Stage::Http {
+                session,
+                client,
+                mode: Mode::Tunnel { target, tls: false },
+                upstream: Some(upstream),
+            };
         }
+        Some(Protocol::Tls) => "tls-tunnel",
+        Some(Protocol::Other) => "tunnel",
+        None => {
+            session
+                .end(Outcome::Closed, "tunnel", Ending::default())
+                .await;
+            return Stage::Done;
+        }
+    };
+    Stage::Blind {
+        session,
+        client,
+        upstream,
+        kind,
     }
 }
 

@@ -6,7 +6,7 @@
 //! body names the reason: a TLS alert would only tell the user that *something* failed.
 
 use super::Interceptor;
-use crate::conn::{http_loop, Mode};
+use crate::conn::{Mode, Stage};
 use crate::exchange::{Client, Upstream};
 use crate::head::read_request;
 use crate::io::{split_boxed, Joined};
@@ -26,7 +26,7 @@ pub async fn intercept(
     upstream: Upstream,
     target: Target,
     tls: Arc<Interceptor>,
-) {
+) -> Stage {
     let timeout = session.shared.config.handshake_timeout;
     let acceptor = LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
@@ -140,13 +140,12 @@ pub async fn intercept(
                 out: up_out,
                 reusable: true,
             };
-            http_loop(
+            Stage::Http {
                 session,
-                Client { incoming, out },
-                Mode::Tunnel { target, tls: true },
-                Some(upstream),
-            )
-            .await;
+                client: Client { incoming, out },
+                mode: Mode::Tunnel { target, tls: true },
+                upstream: Some(upstream),
+            }
         }
         Err(why) => {
             session
@@ -167,11 +166,12 @@ pub async fn intercept(
                 ..Ending::default()
             };
             session.end(Outcome::Error, "tls", ending).await;
+            Stage::Done
         }
     }
 }
 
-async fn fail(mut session: Session, target: &Target, why: String) {
+async fn fail(mut session: Session, target: &Target, why: String) -> Stage {
     session
         .announce(&target.to_string(), Via::Connect, true)
         .await;
@@ -180,4 +180,5 @@ async fn fail(mut session: Session, target: &Target, why: String) {
         ..Ending::default()
     };
     session.end(Outcome::Error, "tls", ending).await;
+    Stage::Done
 }
