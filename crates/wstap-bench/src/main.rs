@@ -19,6 +19,9 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Payload bytes the bench's wstap captures per frame and message, unless told otherwise.
+const BENCH_CAPTURE: usize = 1024;
+
 /// Scenario names for `--only`.
 const SCENARIOS: [&str; 5] = ["throughput", "latency", "fan-in", "idle", "big"];
 
@@ -185,8 +188,10 @@ async fn run(args: &Args) -> Result<bool, String> {
     if let Some(seconds) = args.seconds {
         plan.seconds = seconds;
     }
-    // A smoke run need not write gigabytes of payload into its trace.
-    let max_capture = args.max_capture.or(args.quick.then_some(1024));
+    // Every frame's header bits and the first KiB of its payload: a full-payload trace of a
+    // saturated loopback echo is written at the disk's speed (measured: 30 GB in 7 minutes),
+    // which would measure the disk, not the proxy. `--max-capture 65536` restores wstap's default.
+    let max_capture = Some(args.max_capture.unwrap_or(BENCH_CAPTURE));
     let fd_limit = raise_fd_limit(4 * plan.idle_ws as u64 + 4096);
     let wstap = locate_wstap(args.wstap.clone())?;
     let dir = std::env::temp_dir().join(format!("wstap-bench-{}", std::process::id()));
@@ -202,6 +207,7 @@ async fn run(args: &Args) -> Result<bool, String> {
     // Throughput, latency and fan-in share one proxy process.
     let proxy = ProxyProcess::start(&wstap, max_capture, &dir.join("main"), &pki.ca_pem)?;
     let proxied_tls = client_tls(&proxy.ca_pem())?;
+    let mut trace_written = 0u64;
     let route = |server, via_proxy: bool, tls: bool| Route {
         server,
         proxy: via_proxy.then_some(proxy.addr),
@@ -228,6 +234,7 @@ async fn run(args: &Args) -> Result<bool, String> {
                     scenarios::throughput(&route(server, true, tls), size, 16, plan.duration())
                         .await?,
                 );
+                trace_written = trace_written.max(proxy.drain_trace());
             }
             let (d, p) = (median(direct), median(proxied));
             let ratio = p / d;
@@ -259,6 +266,7 @@ async fn run(args: &Args) -> Result<bool, String> {
         let (a, b) = scenarios::latency(&route(plain, true, false), plan.duration()).await?;
         p50.push(a);
         p99.push(b);
+        trace_written = trace_written.max(proxy.drain_trace());
     }
     let quantiles = if latency_rounds > 0 {
         let (d50, d99, p50, p99) = (median(d50), median(d99), median(p50), median(p99));
@@ -302,6 +310,7 @@ async fn run(args: &Args) -> Result<bool, String> {
             )
             .await?,
         );
+        trace_written = trace_written.max(proxy.drain_trace());
     }
     if fan_in_rounds > 0 {
         let (d, p) = (median(direct), median(proxied));
@@ -316,9 +325,8 @@ async fn run(args: &Args) -> Result<bool, String> {
                      "proxied_msgs_per_s": p, "ratio": p / d}),
     });
     }
-    let trace_bytes = std::fs::metadata(&proxy.trace)
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let trace_bytes = trace_written.max(proxy.drain_trace());
+    let main_peak_mib = proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
     proxy.stop()?;
 
     // Idle sessions, each kind on a fresh proxy.
@@ -387,7 +395,7 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    print_report(&rows, args, trace_bytes);
+    print_report(&rows, args, trace_bytes, main_peak_mib);
     Ok(rows.iter().all(|r| r.met))
 }
 
@@ -413,7 +421,7 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
-fn print_report(rows: &[Row], args: &Args, trace_bytes: u64) {
+fn print_report(rows: &[Row], args: &Args, trace_bytes: u64, main_peak_mib: f64) {
     println!(
         "wstap-bench{}: {}",
         if args.quick { " --quick" } else { "" },
@@ -431,7 +439,7 @@ fn print_report(rows: &[Row], args: &Args, trace_bytes: u64) {
     }
     println!();
     println!(
-        "(trace file written during the throughput, latency and fan-in runs: {:.1} MiB)",
+        "(throughput, latency and fan-in proxy: trace file {:.1} MiB, peak RSS {main_peak_mib:.1} MiB)",
         trace_bytes as f64 / (1 << 20) as f64
     );
     if args.json {
@@ -439,6 +447,7 @@ fn print_report(rows: &[Row], args: &Args, trace_bytes: u64) {
             "machine": machine(),
             "quick": args.quick,
             "trace_bytes": trace_bytes,
+            "throughput_proxy_peak_rss_mib": main_peak_mib,
             "results": rows.iter().map(|r| {
                 let mut v = r.json.clone();
                 v["target_met"] = json!(r.met);
