@@ -63,6 +63,9 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         ignore_hosts: Vec::new(),
         // The demo is plain ws://; it needs no CA.
         no_intercept: true,
+        max_connections: None,
+        proxy_auth: None,
+        grace: 1,
     };
     let started = start(&run_args).await?;
     let proxy = *started

@@ -79,6 +79,15 @@ pub struct RunArgs {
     /// (repeatable; for certificate-pinned clients).
     #[arg(long, value_name = "REGEX")]
     pub ignore_hosts: Vec<String>,
+    /// Serve at most this many client connections at once; more get 503.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Require Basic proxy authentication with these credentials (user:password).
+    #[arg(long, value_name = "USER:PASS", value_parser = parse_credentials)]
+    pub proxy_auth: Option<String>,
+    /// Seconds open sessions get to finish on Ctrl-C/SIGTERM before wstap closes them (1001).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub grace: u64,
     /// Do not intercept TLS at all: wss:// and https:// are relayed as blind tunnels.
     #[arg(long, conflicts_with_all = ["insecure", "upstream_ca", "ignore_hosts"])]
     pub no_intercept: bool,
@@ -98,6 +107,13 @@ fn main() -> ExitCode {
             eprintln!("wstap: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn parse_credentials(value: &str) -> Result<String, String> {
+    match value.split_once(':') {
+        Some((user, _)) if !user.is_empty() => Ok(value.to_owned()),
+        _ => Err("expected USER:PASSWORD".to_owned()),
     }
 }
 

@@ -6,8 +6,10 @@ use std::time::Duration;
 use wstap_proxy::mitm::TlsConfig;
 use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
 
-/// Bus capacity, in batches, of the trace file (lossless) and the console (lossy).
-const TRACE_BACKLOG: usize = 1024;
+/// Bus capacity, in batches, of the trace file (lossless) and the console (lossy). A
+/// batch holds what one read of at most 64 KiB decoded, captures included, so the trace
+/// backlog stays within a few MiB; when it is full the relay waits (nothing is lost).
+const TRACE_BACKLOG: usize = 64;
 const CONSOLE_BACKLOG: usize = 4096;
 
 /// A started proxy with its sinks.
@@ -21,7 +23,11 @@ pub struct Started {
 impl Started {
     /// Stops the proxy, waits for the sinks to write everything, prints a summary.
     pub async fn stop(self, grace: Duration, quiet: bool) {
+        let sessions = self.proxy.sessions_started();
         self.proxy.shutdown(grace).await;
+        if !quiet {
+            eprintln!("wstap: stopped after {sessions} sessions");
+        }
         let console = self.console;
         let _ = tokio::task::spawn_blocking(move || console.join()).await;
         if let Some(trace) = self.trace {
@@ -65,7 +71,21 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         connect_timeout: Duration::from_secs(args.connect_timeout),
         tls: tls_config(args)?,
+        max_connections: args.max_connections,
+        proxy_auth: args.proxy_auth.clone(),
     };
+    let exposed: Vec<String> = args
+        .listen
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if !exposed.is_empty() && args.proxy_auth.is_none() {
+        eprintln!(
+            "wstap: WARNING: listening on {} without --proxy-auth: anyone who can reach it can use this proxy (and see what it decrypts)",
+            exposed.join(", ")
+        );
+    }
     if args.insecure {
         eprintln!("wstap: WARNING: --insecure: upstream TLS certificates are NOT verified; anyone on the path can impersonate servers");
     }
@@ -138,9 +158,14 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     }
     wait_for_signal().await;
     if !args.quiet {
-        eprintln!("wstap: stopping");
+        eprintln!(
+            "wstap: stopping: no new connections; open sessions get {} s to finish",
+            args.grace
+        );
     }
-    started.stop(Duration::from_secs(2), args.quiet).await;
+    started
+        .stop(Duration::from_secs(args.grace), args.quiet)
+        .await;
     Ok(())
 }
 

@@ -124,3 +124,164 @@ fn an_unwritable_trace_path_is_a_clear_error_at_start() {
         "{stderr}"
     );
 }
+
+/// Starts the real binary on a free port with a trace, waiting until it listens.
+fn spawn_wstap(
+    trace: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, std::net::SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wstap"))
+        .args([
+            "--no-intercept",
+            "--listen",
+            &addr.to_string(),
+            "--trace",
+            trace.to_str().unwrap(),
+        ])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return (child, addr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("wstap did not start");
+}
+
+/// An echo session through `proxy` sending messages until told to stop.
+async fn chatter(
+    proxy: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> usize {
+    use futures_util::{SinkExt, StreamExt};
+    let stream = support::tunnel(proxy, server).await;
+    let Ok((mut ws, _)) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream).await
+    else {
+        return 0;
+    };
+    let mut echoed = 0;
+    while !*stop.borrow() {
+        let text = format!("message {echoed} {}", "x".repeat(echoed % 300));
+        if ws
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        match ws.next().await {
+            Some(Ok(_)) => echoed += 1,
+            _ => break,
+        }
+    }
+    echoed
+}
+
+#[tokio::test]
+async fn after_kill_9_every_complete_trace_line_parses() {
+    let (server, _) = support::echo_server().await;
+    let trace = temp_path("killed.ndjson");
+    let (mut child, proxy) = spawn_wstap(&trace, &["-q"]);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let talkers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(chatter(proxy, server, stop.clone())))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    child.kill().unwrap(); // SIGKILL, mid-traffic
+    child.wait().unwrap();
+    let _ = stop_tx.send(true);
+    let mut echoed = 0;
+    for t in talkers {
+        echoed += t.await.unwrap();
+    }
+    assert!(echoed > 0, "traffic flowed before the kill");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let complete: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.ends_with('\n'))
+        .copied()
+        .collect();
+    assert!(
+        complete.len() > 10,
+        "the trace was flushed while running ({} lines)",
+        complete.len()
+    );
+    for line in &complete {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("a complete line does not parse ({e}): {line}"));
+    }
+    assert!(
+        lines.len() - complete.len() <= 1,
+        "at most the last line is torn"
+    );
+    let _ = std::fs::remove_file(trace);
+}
+
+#[tokio::test]
+async fn sigterm_closes_open_sessions_with_1001_records_them_and_prints_a_summary() {
+    use futures_util::{SinkExt, StreamExt};
+    let (server, _) = support::echo_server().await;
+    let trace = temp_path("sigterm.ndjson");
+    let (child, proxy) = spawn_wstap(&trace, &["--grace", "0"]);
+    let stream = support::tunnel(proxy, server).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
+        .await
+        .unwrap();
+    ws.next().await.unwrap().unwrap();
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let close = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.unwrap().code), 1001);
+    drop(ws);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Session 1 is spawn_wstap's readiness probe; the WebSocket is the other one.
+    let end = events
+        .iter()
+        .find(|e| e["type"] == "session_end" && e["kind"] == "websocket")
+        .expect("the session's end is recorded");
+    assert!(
+        end["error"].as_str().is_some_and(|e| e.contains("1001")),
+        "{end}"
+    );
+    assert!(stderr.contains("stopping: no new connections"), "{stderr}");
+    assert!(stderr.contains("stopped after 2 sessions"), "{stderr}");
+    assert!(stderr.contains("trace complete"), "{stderr}");
+    let _ = std::fs::remove_file(trace);
+}

@@ -18,6 +18,10 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// TLS interception; `None` relays TLS tunnels blind.
     pub tls: Option<TlsConfig>,
+    /// At most this many client connections at once; more get `503`.
+    pub max_connections: Option<usize>,
+    /// `user:password` that clients must present with Basic `Proxy-Authorization`.
+    pub proxy_auth: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -28,6 +32,8 @@ impl Default for ProxyConfig {
             handshake_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            max_connections: None,
+            proxy_auth: None,
         }
     }
 }

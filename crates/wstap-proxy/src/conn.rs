@@ -7,16 +7,19 @@
 //! into a WebSocket relay.
 
 use crate::exchange::{exchange, Client, Next, Route, Upstream};
+use crate::guard::{is_self, AuthFailure};
 use crate::head::{read_request, Head, HeadError};
 use crate::io::Incoming;
 use crate::mitm::intercept::intercept;
 use crate::mitm::Interceptor;
-use crate::respond::send_error;
+use crate::relay::closed;
+use crate::respond::{send_error, send_error_with};
 use crate::session::{Ending, Session, Shared};
 use crate::upstream::{parse_absolute, Target};
 use crate::{page, tunnel, websocket};
 use chrono::Utc;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use wstap_trace::{Forwarded, Outcome, Via};
@@ -109,8 +112,44 @@ pub enum Stage {
     Done,
 }
 
+/// Counts a client connection as open while it lives.
+struct Active(Arc<Shared>);
+
+impl Active {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.active.fetch_add(1, Ordering::Relaxed);
+        Active(Arc::clone(shared))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection beyond `--max-connections` with 503 and records it.
+pub async fn turn_away(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let (_read, write) = stream.into_split();
+    let mut out: crate::io::BoxWrite = Box::new(write);
+    let max = shared.config.max_connections.unwrap_or(0);
+    let why =
+        format!("too many connections: wstap serves at most {max} at once (--max-connections)");
+    let session = Session::new(shared, peer);
+    let response = send_error(&mut out, 503, &why).await;
+    session
+        .record_proxy_answer(Utc::now(), "", None, response, &why)
+        .await;
+    let ending = Ending {
+        error: Some(why),
+        ..Ending::default()
+    };
+    session.end(Outcome::Error, "http", ending).await;
+}
+
 /// Serves one accepted connection until it closes.
 pub async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let _active = Active::new(&shared);
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let client = Client {
@@ -187,7 +226,18 @@ pub async fn http_loop(
     let timeout = session.shared.config.handshake_timeout;
     let mut served = 0u64;
     loop {
-        let head = match read_request(&mut client.incoming, timeout).await {
+        let read = tokio::select! {
+            read = read_request(&mut client.incoming, timeout) => read,
+            _ = closed(Some(session.shared.closing.clone())) => {
+                let ending = Ending {
+                    error: Some("wstap shut down".to_owned()),
+                    ..Ending::default()
+                };
+                session.end(Outcome::Closed, "http", ending).await;
+                return Stage::Done;
+            }
+        };
+        let head = match read {
             Ok(Some(head)) => head,
             Ok(None) => {
                 session
@@ -217,6 +267,26 @@ pub async fn http_loop(
             }
         };
         served += 1;
+
+        if let (Mode::Proxy, Some(auth)) = (&mode, &session.shared.auth) {
+            if let Err(failure) = auth.check(&head) {
+                let why = match failure {
+                    AuthFailure::Missing => "proxy authentication required (--proxy-auth is set)",
+                    AuthFailure::Wrong => "wrong proxy credentials",
+                };
+                let challenge = [("Proxy-Authenticate", "Basic realm=\"wstap\"")];
+                let response = send_error_with(&mut client.out, 407, why, &challenge).await;
+                session
+                    .record_proxy_answer(Utc::now(), &head.target, Some(&head), response, why)
+                    .await;
+                let ending = Ending {
+                    error: Some(why.to_owned()),
+                    ..Ending::default()
+                };
+                session.end(Outcome::Error, "http", ending).await;
+                return Stage::Done;
+            }
+        }
 
         if head.method.eq_ignore_ascii_case("CONNECT") {
             if let Mode::Proxy = mode {
@@ -253,6 +323,11 @@ pub async fn http_loop(
             },
             Mode::Tunnel { target, tls } => tunnel_route(&head, target, *tls),
         };
+        if matches!(mode, Mode::Proxy) && is_self(&route.target, &session.shared.listening) {
+            let why = format!("{} is wstap itself: forwarding it would loop", route.target);
+            refuse(session, client, &head, 508, &why).await;
+            return Stage::Done;
+        }
         let via = if matches!(mode, Mode::Proxy) {
             Via::Absolute
         } else {

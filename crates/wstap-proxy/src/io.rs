@@ -15,7 +15,7 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// How many bytes a read asks for when filling the look-ahead buffer.
-const FILL_CHUNK: usize = 16 * 1024;
+const FILL_CHUNK: usize = 4 * 1024;
 
 /// A read half with a look-ahead buffer: see the module documentation.
 pub struct Incoming {

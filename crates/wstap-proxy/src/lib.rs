@@ -19,6 +19,7 @@ pub mod conn;
 pub mod error;
 pub mod events;
 pub mod exchange;
+pub mod guard;
 pub mod head;
 pub mod io;
 pub mod listener;

@@ -4,11 +4,12 @@
 //! so one broken session never affects another. [`RunningProxy::shutdown`] stops
 //! accepting, gives open sessions a grace period, then drops what is left.
 
-use crate::conn::serve;
+use crate::conn::{serve, turn_away};
 use crate::events::EventBus;
 use crate::session::Shared;
 use crate::{ProxyConfig, ProxyError};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ pub struct RunningProxy {
     addrs: Vec<SocketAddr>,
     tls: Option<Arc<crate::mitm::Interceptor>>,
     stop: watch::Sender<Option<Duration>>,
+    shared: Arc<Shared>,
     loops: Vec<JoinHandle<()>>,
 }
 
@@ -40,13 +42,20 @@ impl RunningProxy {
         &self.addrs
     }
 
-    /// Stops accepting, lets open sessions run for up to `grace`, then drops the rest.
-    /// Returns once every session task is gone, so the bus has no more publishers.
+    /// Stops accepting, lets open sessions run for up to `grace`, then tells the rest to
+    /// close (WebSocket relays send 1001 to both sides) and record their end; whatever has
+    /// not finished a few seconds later is dropped. Returns once every session task is
+    /// gone, so the bus has no more publishers.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.stop.send(Some(grace));
         for task in self.loops {
             let _ = task.await;
         }
+    }
+
+    /// Sessions started so far (session numbers handed out).
+    pub fn sessions_started(&self) -> u64 {
+        self.shared.sessions_started()
     }
 }
 
@@ -54,15 +63,13 @@ impl RunningProxy {
 pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, ProxyError> {
     let mut listeners = Vec::new();
     for addr in &config.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        listeners.push(listener);
+        let bound = TcpListener::bind(addr).await;
+        listeners.push(bound.map_err(|source| ProxyError::Bind {
+            addr: *addr,
+            source,
+        })?);
     }
-    let addrs = listeners
+    let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
@@ -70,31 +77,52 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         Some(tls) => Some(Arc::new(crate::mitm::Interceptor::new(tls)?)),
         None => None,
     };
-    let shared = Arc::new(Shared::new(config, bus, tls.clone()));
+    let (closing, closing_rx) = watch::channel(false);
+    let closing = Arc::new(closing);
+    let mut shared = Shared::new(config, bus, tls.clone(), closing_rx);
+    shared.listening = addrs.clone();
+    let shared = Arc::new(shared);
     let (stop, stopped) = watch::channel(None);
-    let loops = listeners
-        .into_iter()
-        .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&shared), stopped.clone())))
-        .collect();
+    let mut loops = Vec::new();
+    for listener in listeners {
+        let task = accept_loop(
+            listener,
+            Arc::clone(&shared),
+            stopped.clone(),
+            Arc::clone(&closing),
+        );
+        loops.push(tokio::spawn(task));
+    }
     Ok(RunningProxy {
         addrs,
         tls,
         stop,
+        shared,
         loops,
     })
 }
+
+/// How long sessions told to close get to record their end before they are dropped.
+const WRAP_UP: Duration = Duration::from_secs(3);
 
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
+    closing: Arc<watch::Sender<bool>>,
 ) {
     let mut sessions = JoinSet::new();
     let grace = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    sessions.spawn(serve(Arc::clone(&shared), stream, peer));
+                    let open = shared.active.load(Ordering::Relaxed);
+                    if shared.config.max_connections.is_some_and(|max| open >= max) {
+                        // Answered outside the session set: it is not a session that counts.
+                        tokio::spawn(turn_away(Arc::clone(&shared), stream, peer));
+                    } else {
+                        sessions.spawn(serve(Arc::clone(&shared), stream, peer));
+                    }
                 }
                 // Out of file descriptors and the like: wait a moment rather than spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -109,9 +137,11 @@ async fn accept_loop(
         }
     };
     drop(listener);
-    let _ = tokio::time::timeout(grace, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
+    drop(shared);
+    let finished = async { while sessions.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(grace, finished).await;
+    let _ = closing.send(true);
+    let wrapped_up = async { while sessions.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(WRAP_UP, wrapped_up).await;
     sessions.shutdown().await;
 }

@@ -22,6 +22,7 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use wstap_wire::Timestamp;
 
 /// Size of one relay buffer: one read moves at most this much.
@@ -107,29 +108,33 @@ pub struct Leg {
 }
 
 /// Moves bytes from `leg.src` to `leg.dst` until either fails or `src` ends, tapping
-/// them when a tap is given and counting them in `moved`. Returns how it ended.
-pub async fn pump(leg: Leg, mut tap: Option<&mut Tap>, bus: &EventBus, moved: &mut u64) -> PumpEnd {
-    let Leg {
-        mut src,
-        initial,
-        mut dst,
-    } = leg;
+/// them when a tap is given and counting them in `moved`. Returns how it ended. The leg is
+/// borrowed, so its writer is still there afterwards (to send a close frame at shutdown).
+pub async fn pump(
+    leg: &mut Leg,
+    mut tap: Option<&mut Tap>,
+    bus: &EventBus,
+    moved: &mut u64,
+) -> PumpEnd {
+    // Always take the read-ahead bytes out of the leg: an empty buffer left there would
+    // keep its whole allocation alive for as long as the session lasts.
+    let initial = std::mem::take(&mut leg.initial);
     let mut next = (!initial.is_empty()).then_some(initial);
     let mut spare = None;
     loop {
         let mut buf = match next.take() {
             Some(buf) => buf,
-            None => match read_lent(&mut src, &mut spare).await {
+            None => match read_lent(&mut leg.src, &mut spare).await {
                 Ok(buf) => buf,
                 Err(e) => return PumpEnd::ReadFailed(e),
             },
         };
         if buf.is_empty() {
-            let _ = dst.shutdown().await;
+            let _ = leg.dst.shutdown().await;
             return PumpEnd::Eof;
         }
         let time = now();
-        if let Err(e) = write_now(&mut dst, &buf).await {
+        if let Err(e) = write_now(&mut leg.dst, &buf).await {
             return PumpEnd::WriteFailed(e);
         }
         *moved += buf.len() as u64;
@@ -156,41 +161,63 @@ pub struct RelayEnd {
     pub c2s_bytes: u64,
     /// Bytes server to client.
     pub s2c_bytes: u64,
-    /// How the client-to-server direction ended (`None`: stopped because the other failed).
+    /// How the client-to-server direction ended (`None`: it was stopped).
     pub c2s: Option<PumpEnd>,
     /// How the server-to-client direction ended.
     pub s2c: Option<PumpEnd>,
+    /// Whether the proxy's shutdown stopped the relay.
+    pub interrupted: bool,
 }
 
-/// Relays both directions until both end, or until one fails (then the other is dropped,
-/// which closes its sockets). Taps, when given, see each direction's bytes.
+/// Waits until `closing` turns true (forever when there is none).
+pub async fn closed(closing: Option<watch::Receiver<bool>>) {
+    match closing {
+        Some(mut rx) => {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Relays both directions until both end, one fails (then the other is stopped), or
+/// `closing` turns true. Taps, when given, see each direction's bytes.
 pub async fn relay_both(
-    c2s: Leg,
-    s2c: Leg,
+    c2s: &mut Leg,
+    s2c: &mut Leg,
     c2s_tap: Option<&mut Tap>,
     s2c_tap: Option<&mut Tap>,
     bus: &EventBus,
+    closing: Option<watch::Receiver<bool>>,
 ) -> RelayEnd {
     let (mut c2s_bytes, mut s2c_bytes) = (0u64, 0u64);
     let (mut c2s_end, mut s2c_end) = (None, None);
+    let mut interrupted = false;
     {
         let mut up = pin!(pump(c2s, c2s_tap, bus, &mut c2s_bytes));
         let mut down = pin!(pump(s2c, s2c_tap, bus, &mut s2c_bytes));
+        let mut stop = pin!(closed(closing));
         tokio::select! {
             how = &mut up => {
                 let failed = how.is_error();
                 c2s_end = Some(how);
                 if !failed {
-                    s2c_end = Some(down.await);
+                    tokio::select! {
+                        how = &mut down => s2c_end = Some(how),
+                        _ = &mut stop => interrupted = true,
+                    }
                 }
             }
             how = &mut down => {
                 let failed = how.is_error();
                 s2c_end = Some(how);
                 if !failed {
-                    c2s_end = Some(up.await);
+                    tokio::select! {
+                        how = &mut up => c2s_end = Some(how),
+                        _ = &mut stop => interrupted = true,
+                    }
                 }
             }
+            _ = &mut stop => interrupted = true,
         }
     }
     RelayEnd {
@@ -198,5 +225,6 @@ pub async fn relay_both(
         s2c_bytes,
         c2s: c2s_end,
         s2c: s2c_end,
+        interrupted,
     }
 }

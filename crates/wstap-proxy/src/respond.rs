@@ -16,20 +16,35 @@ pub fn reason_phrase(status: u16) -> &'static str {
         407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         414 => "URI Too Long",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
+        508 => "Loop Detected",
         _ => "Error",
     }
 }
 
 /// An error response: its head (for the trace) and its bytes.
 pub fn error_response(status: u16, detail: &str) -> (ResponseHead, Vec<u8>) {
+    error_response_with(status, detail, &[])
+}
+
+/// An error response with extra header lines (e.g. `Proxy-Authenticate`).
+pub fn error_response_with(
+    status: u16,
+    detail: &str,
+    extra: &[(&str, &str)],
+) -> (ResponseHead, Vec<u8>) {
     let body = format!("wstap: {detail}\n");
     let one_line = detail.replace(['\r', '\n'], " ");
-    let headers = vec![
+    let mut headers: Vec<(String, String)> = extra
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    headers.extend([
         (
             "Content-Type".to_owned(),
             "text/plain; charset=utf-8".to_owned(),
@@ -37,7 +52,7 @@ pub fn error_response(status: u16, detail: &str) -> (ResponseHead, Vec<u8>) {
         ("Content-Length".to_owned(), body.len().to_string()),
         ("Connection".to_owned(), "close".to_owned()),
         ("X-Wstap-Error".to_owned(), one_line),
-    ];
+    ]);
     let mut bytes = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).into_bytes();
     for (name, value) in &headers {
         bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
@@ -55,7 +70,17 @@ pub fn error_response(status: u16, detail: &str) -> (ResponseHead, Vec<u8>) {
 
 /// Writes an error response; failures to write are ignored (the client is gone anyway).
 pub async fn send_error(out: &mut BoxWrite, status: u16, detail: &str) -> ResponseHead {
-    let (head, bytes) = error_response(status, detail);
+    send_error_with(out, status, detail, &[]).await
+}
+
+/// Writes an error response with extra header lines.
+pub async fn send_error_with(
+    out: &mut BoxWrite,
+    status: u16,
+    detail: &str,
+    extra: &[(&str, &str)],
+) -> ResponseHead {
+    let (head, bytes) = error_response_with(status, detail, extra);
     let _ = out.write_all(&bytes).await;
     let _ = out.flush().await;
     let _ = out.shutdown().await;

@@ -4,14 +4,16 @@
 //! exactly one `session_end`, whatever path the connection took.
 
 use crate::events::EventBus;
+use crate::guard::ProxyAuth;
 use crate::head::Head;
 use crate::mitm::Interceptor;
 use crate::ProxyConfig;
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::watch;
 use wstap_trace::*;
 
 /// What every session shares: settings, the bus, the session counter.
@@ -23,18 +25,42 @@ pub struct Shared {
     pub bus: EventBus,
     /// TLS interception, when on.
     pub tls: Option<Arc<Interceptor>>,
+    /// Credentials clients must present, when `--proxy-auth` is set.
+    pub auth: Option<ProxyAuth>,
+    /// The addresses the proxy listens on (requests to them are refused, not looped).
+    pub listening: Vec<SocketAddr>,
+    /// Client connections open now.
+    pub active: AtomicUsize,
+    /// Turns true when the proxy stops: sessions still open then wrap up and record their end.
+    pub closing: watch::Receiver<bool>,
     next_session: AtomicU64,
 }
 
 impl Shared {
     /// Shared state for a proxy with `config`, publishing on `bus`.
-    pub fn new(config: ProxyConfig, bus: EventBus, tls: Option<Arc<Interceptor>>) -> Self {
+    pub fn new(
+        config: ProxyConfig,
+        bus: EventBus,
+        tls: Option<Arc<Interceptor>>,
+        closing: watch::Receiver<bool>,
+    ) -> Self {
         Shared {
+            closing,
+            auth: config.proxy_auth.as_deref().map(ProxyAuth::new),
             config,
             bus,
             tls,
+            listening: Vec::new(),
+            active: AtomicUsize::new(0),
             next_session: AtomicU64::new(1),
         }
+    }
+}
+
+impl Shared {
+    /// Session numbers handed out so far.
+    pub fn sessions_started(&self) -> u64 {
+        self.next_session.load(Ordering::Relaxed) - 1
     }
 }
 

@@ -39,6 +39,11 @@ impl Tap {
         self.analyzer.direction()
     }
 
+    /// Whether this direction is between frames.
+    pub fn at_frame_boundary(&self) -> bool {
+        self.analyzer.at_frame_boundary()
+    }
+
     /// Complete frames seen.
     pub fn frames(&self) -> u64 {
         self.analyzer.frames_seen()

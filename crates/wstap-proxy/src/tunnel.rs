@@ -10,6 +10,7 @@
 
 use crate::conn::{Mode, Stage};
 use crate::exchange::{Client, Upstream};
+use crate::guard::is_self;
 use crate::head::Head;
 use crate::io::Incoming;
 use crate::relay::{relay_both, Leg};
@@ -63,6 +64,12 @@ pub async fn handle_connect(mut session: Session, mut client: Client, head: Head
         }
     };
     let label = target.to_string();
+    if is_self(&target, &session.shared.listening) {
+        session.announce(&label, Via::Connect, false).await;
+        let why = format!("{label} is wstap itself: tunnelling to it would loop");
+        fail(session, client, time, &head, 508, why).await;
+        return Stage::Done;
+    }
     let stream = match connect(&target, connect_timeout).await {
         Ok(stream) => stream,
         Err(why) => {
@@ -168,17 +175,18 @@ async fn fail(
 
 /// Relays bytes both ways without looking at them, and records the counts.
 pub async fn blind(session: Session, client: Client, upstream: Upstream, kind: &str) {
-    let c2s = Leg {
+    let mut c2s = Leg {
         src: client.incoming.io,
         initial: client.incoming.buf,
         dst: upstream.out,
     };
-    let s2c = Leg {
+    let mut s2c = Leg {
         src: upstream.incoming.io,
         initial: upstream.incoming.buf,
         dst: client.out,
     };
-    let end = relay_both(c2s, s2c, None, None, session.bus()).await;
+    let closing = Some(session.shared.closing.clone());
+    let end = relay_both(&mut c2s, &mut s2c, None, None, session.bus(), closing).await;
     let clean = end.c2s.as_ref().is_some_and(|e| !e.is_error())
         && end.s2c.as_ref().is_some_and(|e| !e.is_error());
     let ending = Ending {

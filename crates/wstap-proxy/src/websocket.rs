@@ -4,10 +4,11 @@ use crate::exchange::{Client, Upstream};
 use crate::relay::{now, relay_both, Leg, PumpEnd};
 use crate::session::{Ending, Session};
 use crate::tap::Tap;
+use tokio::io::AsyncWriteExt;
 use wstap_trace::convert::violation_text;
 use wstap_trace::{CutFrame, Dir, Initiator, Outcome, PerDirection, SessionClose};
 use wstap_wire::handshake::HandshakeAnalysis;
-use wstap_wire::{AnalyzerConfig, Direction, PartialFrame};
+use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, PartialFrame};
 
 /// Relays frames between `client` and `upstream` until the connection ends, tapping both
 /// directions, then records the session's end.
@@ -25,24 +26,24 @@ pub async fn relay_websocket(
     };
     let mut c2s_tap = Tap::new(session.id, Direction::ClientToServer, config);
     let mut s2c_tap = Tap::new(session.id, Direction::ServerToClient, config);
-    let c2s = Leg {
+    let mut c2s = Leg {
         src: client.incoming.io,
         initial: client.incoming.buf,
         dst: upstream.out,
     };
-    let s2c = Leg {
+    let mut s2c = Leg {
         src: upstream.incoming.io,
         initial: upstream.incoming.buf,
         dst: client.out,
     };
-    let end = relay_both(
-        c2s,
-        s2c,
-        Some(&mut c2s_tap),
-        Some(&mut s2c_tap),
-        session.bus(),
-    )
-    .await;
+    let closing = Some(session.shared.closing.clone());
+    let (up_tap, down_tap) = (Some(&mut c2s_tap), Some(&mut s2c_tap));
+    let end = relay_both(&mut c2s, &mut s2c, up_tap, down_tap, session.bus(), closing).await;
+    let shutdown = if end.interrupted {
+        Some(close_for_shutdown(&mut c2s, &mut s2c, &c2s_tap, &s2c_tap).await)
+    } else {
+        None
+    };
 
     let time = now();
     let mut cut_frames = Vec::new();
@@ -56,22 +57,24 @@ pub async fn relay_websocket(
 
     let close = first_close(&c2s_tap, &s2c_tap);
     let handshake_done = c2s_tap.first_close.is_some() && s2c_tap.first_close.is_some();
-    let clean = handshake_done && cut_frames.is_empty();
-    let error = (!clean).then(|| {
-        let mut why = vec![
-            describe(
-                Direction::ClientToServer,
-                end.c2s.as_ref(),
-                c2s_tap.first_close.is_some(),
-            ),
-            describe(
-                Direction::ServerToClient,
-                end.s2c.as_ref(),
-                s2c_tap.first_close.is_some(),
-            ),
-        ];
-        why.retain(|w| !w.is_empty());
-        why.join("; ")
+    let clean = handshake_done && cut_frames.is_empty() && shutdown.is_none();
+    let error = shutdown.or_else(|| {
+        (!clean).then(|| {
+            let mut why = vec![
+                describe(
+                    Direction::ClientToServer,
+                    end.c2s.as_ref(),
+                    c2s_tap.first_close.is_some(),
+                ),
+                describe(
+                    Direction::ServerToClient,
+                    end.s2c.as_ref(),
+                    s2c_tap.first_close.is_some(),
+                ),
+            ];
+            why.retain(|w| !w.is_empty());
+            why.join("; ")
+        })
     });
     let ending = Ending {
         close,
@@ -92,6 +95,33 @@ pub async fn relay_websocket(
         Outcome::Aborted
     };
     session.end(outcome, "websocket", ending).await;
+}
+
+/// The proxy is stopping: closes both sides with 1001 (Going Away) when both directions
+/// are between frames, so no frame is cut; otherwise just closes the connections.
+/// Returns what was done, for the session's end.
+async fn close_for_shutdown(c2s: &mut Leg, s2c: &mut Leg, c2s_tap: &Tap, s2c_tap: &Tap) -> String {
+    let reason = b"wstap is shutting down";
+    let mut payload = 1001u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason);
+    let at_boundary = c2s_tap.at_frame_boundary() && s2c_tap.at_frame_boundary();
+    if at_boundary {
+        let mut key = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key);
+        // To the server as a client would (masked); to the client as a server would.
+        let to_server = FrameBuilder::close().mask(key).encode(&payload);
+        let to_client = FrameBuilder::close().encode(&payload);
+        let _ = c2s.dst.write_all(&to_server).await;
+        let _ = s2c.dst.write_all(&to_client).await;
+    }
+    let _ = c2s.dst.shutdown().await;
+    let _ = s2c.dst.shutdown().await;
+    if at_boundary {
+        "wstap shut down: it sent close 1001 (Going Away) to both sides".to_owned()
+    } else {
+        "wstap shut down in the middle of a frame: it closed both connections without a close frame"
+            .to_owned()
+    }
 }
 
 fn first_close(c2s: &Tap, s2c: &Tap) -> Option<SessionClose> {

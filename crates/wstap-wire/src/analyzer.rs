@@ -236,6 +236,12 @@ impl StreamAnalyzer {
         self.state.close_seen
     }
 
+    /// Whether the stream is between frames (nothing of a next frame has arrived), so a
+    /// new frame could be written into it without corrupting one.
+    pub fn at_frame_boundary(&self) -> bool {
+        self.decoder.progress() == Progress::Idle
+    }
+
     /// Number of complete frames seen so far.
     pub fn frames_seen(&self) -> u64 {
         self.state.frames_seen

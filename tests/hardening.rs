@@ -1,0 +1,241 @@
+//! Hardening end to end: connection limits, proxy authentication, loops to the proxy
+//! itself, handshake timeouts, graceful shutdown (1001 to both sides, every session end
+//! recorded), a thousand concurrent sessions, and a killed proxy's trace.
+
+mod support;
+
+use futures_util::{stream, SinkExt, StreamExt};
+use std::time::Duration;
+use support::*;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use wstap_proxy::ProxyConfig;
+
+fn config() -> ProxyConfig {
+    ProxyConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        ..ProxyConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn beyond_max_connections_new_clients_get_503_and_open_ones_carry_on() {
+    let (server, _) = echo_server().await;
+    let proxy = Proxy::start_with(ProxyConfig {
+        max_connections: Some(2),
+        ..config()
+    })
+    .await;
+    let first = tunnel(proxy.addr, server).await;
+    let (mut held, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), first)
+        .await
+        .unwrap();
+    let _second = tunnel(proxy.addr, server).await;
+
+    let (mut third, head) = connect_raw(proxy.addr, &server.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let body = String::from_utf8(read_to_end(&mut third).await).unwrap();
+    assert!(body.contains("--max-connections"), "{body}");
+
+    held.send(Message::text("unaffected")).await.unwrap();
+    assert_eq!(
+        held.next().await.unwrap().unwrap().into_text().unwrap(),
+        "unaffected"
+    );
+    drop(held);
+    drop(_second);
+    // Once they are gone there is room again.
+    let mut served = false;
+    for _ in 0..50 {
+        let (stream, head) = connect_raw(proxy.addr, &server.to_string()).await;
+        if head.starts_with("HTTP/1.1 200") {
+            drop(stream);
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a slot frees up when a session ends");
+    let trace = proxy.stop(Duration::from_secs(1)).await;
+    assert!(of_type(&trace, "http")
+        .iter()
+        .any(|e| e["response"]["status"] == 503));
+}
+
+#[tokio::test]
+async fn proxy_auth_is_required_checked_and_never_forwarded() {
+    let (server, requests) = echo_server().await;
+    let proxy = Proxy::start_with(ProxyConfig {
+        proxy_auth: Some("alice:s3cret".into()),
+        ..config()
+    })
+    .await;
+
+    let (_, head) = connect_raw(proxy.addr, &server.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 407"), "{head}");
+    assert!(
+        head.contains("Proxy-Authenticate: Basic realm=\"wstap\""),
+        "{head}"
+    );
+
+    let wrong = base64_of("alice:guess");
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let request =
+        format!("CONNECT {server} HTTP/1.1\r\nProxy-Authorization: Basic {wrong}\r\n\r\n");
+    send(&mut client, request.as_bytes()).await;
+    let answer = String::from_utf8(read_to_end(&mut client).await).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 407") && answer.contains("wrong proxy credentials"),
+        "{answer}"
+    );
+
+    // The right credentials, in absolute form: the server must not see them.
+    let right = base64_of("alice:s3cret");
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let extra = format!("Proxy-Authorization: Basic {right}\r\n");
+    send(
+        &mut client,
+        client_handshake(&server.to_string(), &format!("ws://{server}/"), &extra).as_bytes(),
+    )
+    .await;
+    let head = String::from_utf8(read_head(&mut client).await).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    drop(client);
+    let (_, headers) = requests.lock().unwrap()[0].clone();
+    assert!(
+        headers.iter().all(|(n, _)| n != "proxy-authorization"),
+        "{headers:?}"
+    );
+    let trace = proxy.stop(Duration::from_secs(1)).await;
+    assert_eq!(
+        of_type(&trace, "http")
+            .iter()
+            .filter(|e| e["response"]["status"] == 407)
+            .count(),
+        2
+    );
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test]
+async fn requests_to_the_proxy_itself_are_refused_not_looped() {
+    let proxy = Proxy::start().await;
+    let (_, head) = connect_raw(proxy.addr, &proxy.addr.to_string()).await;
+    assert!(head.starts_with("HTTP/1.1 508"), "{head}");
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    send(
+        &mut client,
+        format!("GET http://{}/ HTTP/1.1\r\n\r\n", proxy.addr).as_bytes(),
+    )
+    .await;
+    let answer = String::from_utf8(read_to_end(&mut client).await).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 508") && answer.contains("would loop"),
+        "{answer}"
+    );
+    let trace = proxy.stop(Duration::from_secs(1)).await;
+    assert_eq!(
+        of_type(&trace, "session_start").len(),
+        2,
+        "exactly the two clients: nothing looped back in"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_times_out_with_408() {
+    let proxy = Proxy::start_with(ProxyConfig {
+        handshake_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
+    let answer = String::from_utf8(read_to_end(&mut silent).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let trace = proxy.stop(Duration::from_secs(1)).await;
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(end["outcome"], "error");
+    assert!(
+        end["error"].as_str().unwrap().contains("no complete head"),
+        "{end}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_websockets_with_1001_and_records_their_end() {
+    let (server, _) = echo_server().await;
+    let proxy = Proxy::start().await;
+    let stream = tunnel(proxy.addr, server).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+        .await
+        .unwrap();
+    ws.send(Message::text("before shutdown")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_text().unwrap(),
+        "before shutdown"
+    );
+
+    let stopping = tokio::spawn(proxy.stop(Duration::from_millis(200)));
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a close frame")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(close.code, CloseCode::Away);
+    drop(ws);
+    let trace = stopping.await.unwrap();
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(end["outcome"], "aborted");
+    assert!(end["error"].as_str().unwrap().contains("1001"), "{end}");
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_sessions_all_echo_and_are_all_recorded() {
+    let (server, _) = echo_server().await;
+    let proxy = Proxy::start().await;
+    let addr = proxy.addr;
+    let sockets: Vec<_> = stream::iter(0..1000)
+        .map(|_| async move {
+            let stream = tunnel(addr, server).await;
+            tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+                .await
+                .unwrap()
+                .0
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    let answered = stream::iter(sockets.into_iter().enumerate())
+        .map(|(i, mut ws)| async move {
+            let text = format!("session {i}");
+            ws.send(Message::text(text.clone())).await.unwrap();
+            let echoed = ws.next().await.unwrap().unwrap().into_text().unwrap();
+            ws.close(None).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+            echoed.as_str() == text
+        })
+        .buffer_unordered(100)
+        .filter(|ok| std::future::ready(*ok))
+        .count()
+        .await;
+    assert_eq!(answered, 1000);
+    let trace = proxy.stop(Duration::from_secs(10)).await;
+    let ends = of_type(&trace, "session_end");
+    assert_eq!(ends.len(), 1000);
+    assert!(ends
+        .iter()
+        .all(|e| e["outcome"] == "closed" && e["kind"] == "websocket"));
+    assert_eq!(of_type(&trace, "handshake").len(), 1000);
+}
