@@ -311,6 +311,8 @@ async fn run(args: &Args) -> Result<bool, String> {
             .await?,
         );
         trace_written = trace_written.max(proxy.drain_trace());
+        let (d, p) = (direct[direct.len() - 1], proxied[proxied.len() - 1]);
+        eprintln!("wstap-bench: fan-in round: direct {d:.0} msg/s, proxied {p:.0} msg/s");
     }
     if fan_in_rounds > 0 {
         let (d, p) = (median(direct), median(proxied));

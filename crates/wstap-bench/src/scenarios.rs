@@ -48,7 +48,8 @@ async fn echo_rate(ws: Ws, size: usize, window: usize, duration: Duration) -> Re
             counted = Some((received, now - start));
         }
     }
-    let _ = sink.close().await;
+    // Just drop the halves: a split sink's close() waits for the peer's close reply,
+    // which only the (no longer polled) read half could receive.
     let (count, elapsed) = counted.unwrap_or((received, start.elapsed()));
     Ok(count as f64 / elapsed.as_secs_f64())
 }
@@ -81,7 +82,8 @@ pub async fn latency(route: &Route, duration: Duration) -> Result<(f64, f64), St
             break;
         }
     }
-    let _ = sink.close().await;
+    // Just drop the halves: a split sink's close() waits for the peer's close reply,
+    // which only the (no longer polled) read half could receive.
     samples.sort_by(f64::total_cmp);
     let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     Ok((pick(0.50), pick(0.99)))
@@ -100,9 +102,11 @@ pub async fn fan_in(
     for _ in 0..connections {
         sockets.push(connect(route).await?);
     }
-    let runs = sockets
+    // Spawn every client before awaiting any: they must run at the same time.
+    let runs: Vec<_> = sockets
         .into_iter()
-        .map(|ws| tokio::spawn(echo_rate(ws, size, window, duration)));
+        .map(|ws| tokio::spawn(echo_rate(ws, size, window, duration)))
+        .collect();
     let mut total = 0.0;
     for run in runs {
         total += run.await.map_err(|e| e.to_string())??;
