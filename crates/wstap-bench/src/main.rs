@@ -9,6 +9,7 @@
 //! `--quick` runs every scenario in a few seconds (CI runs it; no timing is asserted);
 //! `--json` prints one JSON object after the table. Everything stays on loopback.
 
+mod floor;
 mod peers;
 mod proxy;
 mod scenarios;
@@ -23,7 +24,7 @@ use std::time::Duration;
 const BENCH_CAPTURE: usize = 1024;
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 5] = ["throughput", "latency", "fan-in", "idle", "big"];
+const SCENARIOS: [&str; 6] = ["throughput", "latency", "fan-in", "idle", "big", "floor"];
 
 /// How much of everything to run.
 struct Plan {
@@ -149,6 +150,18 @@ struct Row {
 }
 
 fn main() {
+    // Internal mode: serve as the floor relay (see floor.rs) until killed.
+    let mut raw = std::env::args().skip(1);
+    if raw.next().as_deref() == Some("--floor-relay") {
+        let addr = raw.next().and_then(|a| a.parse().ok());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build();
+        if let (Some(addr), Ok(rt)) = (addr, rt) {
+            let _ = rt.block_on(floor::serve(addr));
+        }
+        std::process::exit(1);
+    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(e) => {
@@ -374,6 +387,88 @@ async fn run(args: &Args) -> Result<bool, String> {
                          "rss_before_kib": before, "rss_after_kib": after, "kib_per_session": per_session}),
         });
         proxy.stop()?;
+    }
+
+    // The floor: the cheapest relay there is, measured the same way, for reading the rows
+    // above against what any relay costs on this machine.
+    if args.runs("floor") {
+        let floor = ProxyProcess::start_floor(&dir.join("floor"))?;
+        let via = |relay: bool| route_to(plain, relay.then_some(floor.addr));
+        for size in [64usize, 16 * 1024] {
+            let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+            for _ in 0..plan.rounds {
+                direct.push(scenarios::throughput(&via(false), size, 16, plan.duration()).await?);
+                relayed.push(scenarios::throughput(&via(true), size, 16, plan.duration()).await?);
+            }
+            let (d, f) = (median(direct), median(relayed));
+            rows.push(Row {
+                scenario: format!("floor relay: throughput ws {size} B, window 16 (msg/s)"),
+                direct: format!("{d:.0}"),
+                proxied: format!("{f:.0}"),
+                result: format!("ratio {:.2}", f / d),
+                target: "(reference)".into(),
+                met: true,
+                json: json!({"scenario": "floor_throughput", "size": size, "direct_msgs_per_s": d,
+                             "floor_msgs_per_s": f, "ratio": f / d}),
+            });
+        }
+        let (mut d50, mut f50, mut d99, mut f99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..plan.rounds {
+            let (a, b) = scenarios::latency(&via(false), plan.duration()).await?;
+            d50.push(a);
+            d99.push(b);
+            let (a, b) = scenarios::latency(&via(true), plan.duration()).await?;
+            f50.push(a);
+            f99.push(b);
+        }
+        for (name, d, f) in [
+            ("p50", median(d50), median(f50)),
+            ("p99", median(d99), median(f99)),
+        ] {
+            rows.push(Row {
+                scenario: format!("floor relay: latency ws 64 B, {name} (µs)"),
+                direct: format!("{d:.1}"),
+                proxied: format!("{f:.1}"),
+                result: format!("added {:.1} µs", f - d),
+                target: "(reference)".into(),
+                met: true,
+                json: json!({"scenario": "floor_latency", "quantile": name, "direct_us": d, "floor_us": f, "added_us": f - d}),
+            });
+        }
+        let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+        for _ in 0..plan.rounds {
+            direct.push(
+                scenarios::fan_in(
+                    &via(false),
+                    plan.fan_in_connections,
+                    4,
+                    1024,
+                    plan.duration(),
+                )
+                .await?,
+            );
+            relayed.push(
+                scenarios::fan_in(
+                    &via(true),
+                    plan.fan_in_connections,
+                    4,
+                    1024,
+                    plan.duration(),
+                )
+                .await?,
+            );
+        }
+        let (d, f) = (median(direct), median(relayed));
+        rows.push(Row {
+            scenario: format!("floor relay: fan-in {} connections (msg/s)", plan.fan_in_connections),
+            direct: format!("{d:.0}"),
+            proxied: format!("{f:.0}"),
+            result: format!("ratio {:.2}", f / d),
+            target: "(reference)".into(),
+            met: true,
+            json: json!({"scenario": "floor_fan_in", "direct_msgs_per_s": d, "floor_msgs_per_s": f, "ratio": f / d}),
+        });
+        floor.stop()?;
     }
 
     // One big message each way, on a fresh proxy.

@@ -118,6 +118,41 @@ impl ProxyProcess {
         written
     }
 
+    /// Starts the floor relay: this benchmark's own binary in `--floor-relay` mode.
+    pub fn start_floor(dir: &Path) -> Result<ProxyProcess, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let child = Command::new(exe)
+            .args(["--floor-relay", &addr.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the floor relay: {e}"))?;
+        let mut relay = ProxyProcess {
+            child,
+            addr,
+            ca_dir: dir.join("ca"),
+            trace: dir.join("none"),
+        };
+        relay.wait_listening()?;
+        Ok(relay)
+    }
+
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(self.addr).is_err() {
+            if Instant::now() > deadline {
+                return Err("the process did not start listening within 15 s".into());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("the process exited at start: {status}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// The CA certificate the proxy signs with.
     pub fn ca_pem(&self) -> PathBuf {
         self.ca_dir.join("wstap-ca.pem")
