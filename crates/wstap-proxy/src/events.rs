@@ -31,21 +31,6 @@ pub enum BusEvent {
 }
 
 impl BusEvent {
-    /// The trace event for this bus event, moving the payloads (no copy).
-    pub fn into_event(self) -> Event {
-        match self {
-            BusEvent::Wire {
-                session,
-                record: Record::Frame(f),
-            } => Event::Frame(Frame::from_record(session, f)),
-            BusEvent::Wire {
-                session,
-                record: Record::Message(m),
-            } => Event::Message(Message::from_record(session, m)),
-            BusEvent::Event(e) => *e,
-        }
-    }
-
     /// Whether this is a frame or message record (as opposed to a session-level event).
     pub fn is_wire(&self) -> bool {
         matches!(self, BusEvent::Wire { .. })

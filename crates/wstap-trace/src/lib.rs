@@ -18,6 +18,7 @@
 pub mod convert;
 pub mod event;
 pub mod export;
+pub mod fast;
 pub mod ndjson;
 mod payload;
 mod time;

@@ -40,6 +40,7 @@ pub enum TraceError {
 pub struct TraceWriter<W: Write> {
     out: io::BufWriter<W>,
     line: Vec<u8>,
+    times: crate::fast::TimeCache,
 }
 
 impl<W: Write> TraceWriter<W> {
@@ -48,6 +49,7 @@ impl<W: Write> TraceWriter<W> {
         let mut writer = TraceWriter {
             out: io::BufWriter::with_capacity(64 * 1024, out),
             line: Vec::with_capacity(1024),
+            times: crate::fast::TimeCache::default(),
         };
         writer.write(&Event::Trace(header.clone()))?;
         writer.flush()?;
@@ -60,6 +62,30 @@ impl<W: Write> TraceWriter<W> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, event).map_err(io::Error::from)?;
         self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
+        Ok(())
+    }
+
+    /// Writes a frame record as one line, without building an [`Event`] (see [`crate::fast`]).
+    pub fn write_frame_record(
+        &mut self,
+        session: u64,
+        record: &wstap_wire::FrameRecord,
+    ) -> Result<(), TraceError> {
+        self.line.clear();
+        crate::fast::write_frame(&mut self.line, &mut self.times, session, record);
+        self.out.write_all(&self.line)?;
+        Ok(())
+    }
+
+    /// Writes a message record as one line, without building an [`Event`].
+    pub fn write_message_record(
+        &mut self,
+        session: u64,
+        record: &wstap_wire::MessageRecord,
+    ) -> Result<(), TraceError> {
+        self.line.clear();
+        crate::fast::write_message(&mut self.line, &mut self.times, session, record);
         self.out.write_all(&self.line)?;
         Ok(())
     }
