@@ -176,6 +176,16 @@ impl Printer {
         }
     }
 
+    /// The full request and response heads, for `-v`.
+    fn heads(&self, request: &RequestHead, response: Option<&ResponseHead>, out: &mut String) {
+        let first = format!("{} {} {}", request.method, request.target, request.version);
+        self.headers("REQUEST", &first, &request.headers, out);
+        if let Some(r) = response {
+            let first = format!("{} {} {}", r.version, r.status, r.reason);
+            self.headers("RESPONSE", &first, &r.headers, out);
+        }
+    }
+
     fn handshake(&self, h: &Handshake, out: &mut String) {
         self.line(&h.time, h.session, &self.paint(CYAN, &h.url), out);
         let status = h.response.as_ref().map_or("no response".to_owned(), |r| {
@@ -214,21 +224,7 @@ impl Printer {
             self.detail(&self.paint(RED, &format!("HANDSHAKE ISSUE: {issue}")), out);
         }
         if self.options.verbose {
-            let r = &h.request;
-            self.headers(
-                "REQUEST",
-                &format!("{} {} {}", r.method, r.target, r.version),
-                &r.headers,
-                out,
-            );
-            if let Some(r) = &h.response {
-                self.headers(
-                    "RESPONSE",
-                    &format!("{} {} {}", r.version, r.status, r.reason),
-                    &r.headers,
-                    out,
-                );
-            }
+            self.heads(&h.request, h.response.as_ref(), out);
         }
     }
 
@@ -366,21 +362,7 @@ impl Printer {
             }
         }
         if self.options.verbose {
-            let r = &h.request;
-            self.headers(
-                "REQUEST",
-                &format!("{} {} {}", r.method, r.target, r.version),
-                &r.headers,
-                out,
-            );
-            if let Some(r) = &h.response {
-                self.headers(
-                    "RESPONSE",
-                    &format!("{} {} {}", r.version, r.status, r.reason),
-                    &r.headers,
-                    out,
-                );
-            }
+            self.heads(&h.request, h.response.as_ref(), out);
         }
     }
 

@@ -13,11 +13,10 @@ use crate::io::Incoming;
 use crate::mitm::intercept::intercept;
 use crate::mitm::Interceptor;
 use crate::relay::closed;
-use crate::respond::{send_error, send_error_with};
+
 use crate::session::{Ending, Session, Shared};
 use crate::upstream::{parse_absolute, Target};
 use crate::{page, tunnel, websocket};
-use chrono::Utc;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -136,15 +135,9 @@ pub async fn turn_away(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr)
     let why =
         format!("too many connections: wstap serves at most {max} at once (--max-connections)");
     let session = Session::new(shared, peer);
-    let response = send_error(&mut out, 503, &why).await;
     session
-        .record_proxy_answer(Utc::now(), "", None, response, &why)
+        .answer_and_end(&mut out, (503, &why), &[], "", None, "http")
         .await;
-    let ending = Ending {
-        error: Some(why),
-        ..Ending::default()
-    };
-    session.end(Outcome::Error, "http", ending).await;
 }
 
 /// Serves one accepted connection until it closes.
@@ -254,15 +247,10 @@ pub async fn http_loop(
             }
             Err(e) => {
                 let why = e.to_string();
-                let response = send_error(&mut client.out, e.status(), &why).await;
+                let (out, status) = (&mut client.out, e.status());
                 session
-                    .record_proxy_answer(Utc::now(), "", None, response, &why)
+                    .answer_and_end(out, (status, &why), &[], "", None, "http")
                     .await;
-                let ending = Ending {
-                    error: Some(why),
-                    ..Ending::default()
-                };
-                session.end(Outcome::Error, "http", ending).await;
                 return Stage::Done;
             }
         };
@@ -275,15 +263,10 @@ pub async fn http_loop(
                     AuthFailure::Wrong => "wrong proxy credentials",
                 };
                 let challenge = [("Proxy-Authenticate", "Basic realm=\"wstap\"")];
-                let response = send_error_with(&mut client.out, 407, why, &challenge).await;
+                let (out, target) = (&mut client.out, head.target.as_str());
                 session
-                    .record_proxy_answer(Utc::now(), &head.target, Some(&head), response, why)
+                    .answer_and_end(out, (407, why), &challenge, target, Some(&head), "http")
                     .await;
-                let ending = Ending {
-                    error: Some(why.to_owned()),
-                    ..Ending::default()
-                };
-                session.end(Outcome::Error, "http", ending).await;
                 return Stage::Done;
             }
         }
@@ -366,15 +349,17 @@ pub async fn http_loop(
 }
 
 async fn refuse(session: Session, mut client: Client, head: &Head, status: u16, why: &str) {
-    let response = send_error(&mut client.out, status, why).await;
+    let target = head.target.as_str();
     session
-        .record_proxy_answer(Utc::now(), &head.target, Some(head), response, why)
+        .answer_and_end(
+            &mut client.out,
+            (status, why),
+            &[],
+            target,
+            Some(head),
+            "http",
+        )
         .await;
-    let ending = Ending {
-        error: Some(why.to_owned()),
-        ..Ending::default()
-    };
-    session.end(Outcome::Error, "http", ending).await;
 }
 
 /// Hop-by-hop headers a forward proxy removes (RFC 9110 section 7.6.1), besides those

@@ -13,6 +13,7 @@
 //! cheap.
 
 use crate::events::EventBus;
+use crate::exchange::{Client, Upstream};
 use crate::io::{BoxRead, BoxWrite};
 use crate::tap::Tap;
 use bytes::BytesMut;
@@ -105,6 +106,22 @@ pub struct Leg {
     pub initial: BytesMut,
     /// Where bytes go.
     pub dst: BoxWrite,
+}
+
+/// The two legs between a client and an upstream, each starting with the bytes already
+/// read ahead from its source.
+pub fn legs(client: Client, upstream: Upstream) -> (Leg, Leg) {
+    let c2s = Leg {
+        src: client.incoming.io,
+        initial: client.incoming.buf,
+        dst: upstream.out,
+    };
+    let s2c = Leg {
+        src: upstream.incoming.io,
+        initial: upstream.incoming.buf,
+        dst: client.out,
+    };
+    (c2s, s2c)
 }
 
 /// Moves bytes from `leg.src` to `leg.dst` until either fails or `src` ends, tapping

@@ -6,7 +6,9 @@
 use crate::events::EventBus;
 use crate::guard::ProxyAuth;
 use crate::head::Head;
+use crate::io::BoxWrite;
 use crate::mitm::Interceptor;
+use crate::respond::send_error_with;
 use crate::ProxyConfig;
 use chrono::{DateTime, Utc};
 use std::net::SocketAddr;
@@ -167,6 +169,28 @@ impl Session {
             duration_us: self.elapsed_us(),
         });
         self.shared.bus.publish_one(event).await;
+    }
+
+    /// Answers the client with an error (`status`, `why`, and any `extra` header lines),
+    /// records that answer, and ends the session as an error of `kind`.
+    pub async fn answer_and_end(
+        self,
+        out: &mut BoxWrite,
+        (status, why): (u16, &str),
+        extra: &[(&str, &str)],
+        url: &str,
+        request: Option<&Head>,
+        kind: &str,
+    ) {
+        let time = Utc::now();
+        let response = send_error_with(out, status, why, extra).await;
+        self.record_proxy_answer(time, url, request, response, why)
+            .await;
+        let ending = Ending {
+            error: Some(why.to_owned()),
+            ..Ending::default()
+        };
+        self.end(Outcome::Error, kind, ending).await;
     }
 
     /// Records an exchange the proxy answered itself (an error), for `request`.

@@ -13,11 +13,10 @@ use crate::exchange::{Client, Upstream};
 use crate::guard::is_self;
 use crate::head::Head;
 use crate::io::Incoming;
-use crate::relay::{relay_both, Leg};
-use crate::respond::{send_error, CONNECT_ESTABLISHED};
+use crate::relay::{legs, relay_both};
+use crate::respond::CONNECT_ESTABLISHED;
 use crate::session::{Ending, Session};
 use crate::upstream::{connect, parse_authority};
-use chrono::Utc;
 use tokio::io::AsyncWriteExt;
 use wstap_trace::{Outcome, PerDirection, Via};
 
@@ -53,13 +52,12 @@ pub fn classify(bytes: &[u8]) -> Option<Protocol> {
 
 /// Handles a CONNECT request on `client`.
 pub async fn handle_connect(mut session: Session, mut client: Client, head: Head) -> Stage {
-    let time = Utc::now();
     let connect_timeout = session.shared.config.connect_timeout;
     let target = match parse_authority(&head.target) {
         Ok(target) => target,
         Err(why) => {
             session.announce(&head.target, Via::Connect, false).await;
-            fail(session, client, time, &head, 400, why).await;
+            fail(session, client, &head, 400, why).await;
             return Stage::Done;
         }
     };
@@ -67,14 +65,14 @@ pub async fn handle_connect(mut session: Session, mut client: Client, head: Head
     if is_self(&target, &session.shared.listening) {
         session.announce(&label, Via::Connect, false).await;
         let why = format!("{label} is wstap itself: tunnelling to it would loop");
-        fail(session, client, time, &head, 508, why).await;
+        fail(session, client, &head, 508, why).await;
         return Stage::Done;
     }
     let stream = match connect(&target, connect_timeout).await {
         Ok(stream) => stream,
         Err(why) => {
             session.announce(&label, Via::Connect, false).await;
-            fail(session, client, time, &head, 502, why).await;
+            fail(session, client, &head, 502, why).await;
             return Stage::Done;
         }
     };
@@ -149,42 +147,23 @@ async fn sniff(incoming: &mut Incoming) -> Option<Protocol> {
     }
 }
 
-async fn fail(
-    session: Session,
-    mut client: Client,
-    time: chrono::DateTime<Utc>,
-    head: &Head,
-    status: u16,
-    why: String,
-) {
-    let response = send_error(&mut client.out, status, &why).await;
+async fn fail(session: Session, mut client: Client, head: &Head, status: u16, why: String) {
+    let target = head.target.as_str();
     session
-        .record_proxy_answer(time, &head.target, Some(head), response, &why)
-        .await;
-    session
-        .end(
-            Outcome::Error,
+        .answer_and_end(
+            &mut client.out,
+            (status, &why),
+            &[],
+            target,
+            Some(head),
             "tunnel",
-            Ending {
-                error: Some(why),
-                ..Ending::default()
-            },
         )
         .await;
 }
 
 /// Relays bytes both ways without looking at them, and records the counts.
 pub async fn blind(session: Session, client: Client, upstream: Upstream, kind: &str) {
-    let mut c2s = Leg {
-        src: client.incoming.io,
-        initial: client.incoming.buf,
-        dst: upstream.out,
-    };
-    let mut s2c = Leg {
-        src: upstream.incoming.io,
-        initial: upstream.incoming.buf,
-        dst: client.out,
-    };
+    let (mut c2s, mut s2c) = legs(client, upstream);
     let closing = Some(session.shared.closing.clone());
     let end = relay_both(&mut c2s, &mut s2c, None, None, session.bus(), closing).await;
     let clean = end.c2s.as_ref().is_some_and(|e| !e.is_error())

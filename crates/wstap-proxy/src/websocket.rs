@@ -1,7 +1,7 @@
 //! After a `101`: the WebSocket relay with a tap on each direction, and the session's end.
 
 use crate::exchange::{Client, Upstream};
-use crate::relay::{now, relay_both, Leg, PumpEnd};
+use crate::relay::{legs, now, relay_both, Leg, PumpEnd};
 use crate::session::{Ending, Session};
 use crate::tap::Tap;
 use tokio::io::AsyncWriteExt;
@@ -26,16 +26,7 @@ pub async fn relay_websocket(
     };
     let mut c2s_tap = Tap::new(session.id, Direction::ClientToServer, config);
     let mut s2c_tap = Tap::new(session.id, Direction::ServerToClient, config);
-    let mut c2s = Leg {
-        src: client.incoming.io,
-        initial: client.incoming.buf,
-        dst: upstream.out,
-    };
-    let mut s2c = Leg {
-        src: upstream.incoming.io,
-        initial: upstream.incoming.buf,
-        dst: client.out,
-    };
+    let (mut c2s, mut s2c) = legs(client, upstream);
     let closing = Some(session.shared.closing.clone());
     let (up_tap, down_tap) = (Some(&mut c2s_tap), Some(&mut s2c_tap));
     let end = relay_both(&mut c2s, &mut s2c, up_tap, down_tap, session.bus(), closing).await;

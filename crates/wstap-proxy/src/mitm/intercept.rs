@@ -96,39 +96,11 @@ pub async fn intercept(
             .await
         }
     };
-    let (_, server_conn) = client_tls.get_ref();
-    let client_leg = TlsLeg {
-        version: server_conn
-            .protocol_version()
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default(),
-        cipher: server_conn
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite()))
-            .unwrap_or_default(),
-        sni: sni.clone(),
-        alpn: server_conn
-            .alpn_protocol()
-            .map(|a| String::from_utf8_lossy(a).into_owned()),
-    };
+    let client_leg = tls_leg(client_tls.get_ref().1, sni.clone());
 
     match upstream_tls {
         Ok(upstream_tls) => {
-            let (_, client_conn) = upstream_tls.get_ref();
-            let upstream_leg = TlsLeg {
-                version: client_conn
-                    .protocol_version()
-                    .map(|v| format!("{v:?}"))
-                    .unwrap_or_default(),
-                cipher: client_conn
-                    .negotiated_cipher_suite()
-                    .map(|c| format!("{:?}", c.suite()))
-                    .unwrap_or_default(),
-                sni: Some(name),
-                alpn: client_conn
-                    .alpn_protocol()
-                    .map(|a| String::from_utf8_lossy(a).into_owned()),
-            };
+            let upstream_leg = tls_leg(upstream_tls.get_ref().1, Some(name));
             session
                 .announce_tls(&target.to_string(), client_leg, upstream_leg)
                 .await;
@@ -168,6 +140,24 @@ pub async fn intercept(
             session.end(Outcome::Error, "tls", ending).await;
             Stage::Done
         }
+    }
+}
+
+/// What a finished TLS handshake negotiated, for the trace.
+fn tls_leg(state: &rustls::CommonState, sni: Option<String>) -> TlsLeg {
+    TlsLeg {
+        version: state
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher: state
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default(),
+        sni,
+        alpn: state
+            .alpn_protocol()
+            .map(|a| String::from_utf8_lossy(a).into_owned()),
     }
 }
 
