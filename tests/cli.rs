@@ -285,3 +285,86 @@ async fn sigterm_closes_open_sessions_with_1001_records_them_and_prints_a_summar
     assert!(stderr.contains("trace complete"), "{stderr}");
     let _ = std::fs::remove_file(trace);
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
+            })
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_fast_client_and_a_slow_server_keep_the_proxy_small() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that accepts the handshake, then reads 64 KiB every 62.5 ms: 1 MiB/s.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let read = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&read);
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        support::read_head(&mut stream).await;
+        stream
+            .write_all(support::switching("").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => counter.fetch_add(n as u64, Ordering::Relaxed),
+            };
+            tokio::time::sleep(std::time::Duration::from_micros(62_500)).await;
+        }
+    });
+    let trace = temp_path("backpressure.ndjson");
+    let (mut child, proxy) = spawn_wstap(&trace, &["-q"]);
+    let pid = child.id();
+    let mut client = support::tunnel(proxy, server).await;
+    support::send(
+        &mut client,
+        support::client_handshake(&server.to_string(), "/", "").as_bytes(),
+    )
+    .await;
+    support::read_head(&mut client).await;
+
+    let frame = wstap_wire::FrameBuilder::binary()
+        .mask([1, 2, 3, 4])
+        .encode(&vec![0x5a; 1 << 20]);
+    let sent = Arc::new(AtomicU64::new(0));
+    let sent_counter = Arc::clone(&sent);
+    let pusher = tokio::spawn(async move {
+        loop {
+            if client.write_all(&frame).await.is_err() {
+                break;
+            }
+            sent_counter.fetch_add(frame.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let mut peak = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(pid));
+    }
+    pusher.abort();
+    let (sent, read) = (sent.load(Ordering::Relaxed), read.load(Ordering::Relaxed));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&trace);
+    assert!(read > 1 << 20, "the server read at its pace ({read} bytes)");
+    assert!(peak < 64 * 1024, "proxy RSS peaked at {peak} KiB");
+    // Without backpressure the client would have pushed gigabytes in 3 s; with it, what it
+    // sent is what the server read plus what kernel buffers and one relay read hold.
+    assert!(
+        sent - read < 48 << 20,
+        "in flight: {} MiB (sent {sent}, read {read})",
+        (sent - read) >> 20
+    );
+}

@@ -355,3 +355,64 @@ fn the_ca_is_kept_reused_and_never_overwritten() {
     assert!(matches!(err, CaError::Incomplete { .. }), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn non_tls_bytes_after_connect_to_443_are_relayed_blind_and_recorded() {
+    // A plain TCP service that answers "pong" to anything, standing where TLS was expected.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 16];
+        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+        let _ = stream.write_all(b"pong").await;
+    });
+    let pki = TestPki::new();
+    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let (mut client, head) = connect_raw(proxy.addr, &format!("127.0.0.1:{port}")).await;
+    assert!(head.starts_with("HTTP/1.1 200"));
+    send(&mut client, b"\x00\x01not tls").await;
+    assert_eq!(read_to_end(&mut client).await, b"pong");
+    drop(client);
+    let trace = proxy.stop(Duration::from_secs(2)).await;
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(end["kind"], "tunnel");
+    assert_eq!(end["bytes"]["s2c"], 4);
+}
+
+#[tokio::test]
+async fn a_truncated_client_hello_is_recorded_and_the_proxy_carries_on() {
+    let pki = TestPki::new();
+    let server = tls_echo_server(&pki).await;
+    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let (mut client, _) = connect_raw(proxy.addr, &format!("localhost:{}", server.port())).await;
+    // A handshake record header promising 512 bytes, then a few, then the end.
+    send(
+        &mut client,
+        &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01],
+    )
+    .await;
+    client.shutdown().await.unwrap();
+    let _ = read_to_end(&mut client).await;
+    // Still serving: a real TLS client gets through.
+    let (stream, _) = connect_raw(proxy.addr, &format!("localhost:{}", server.port())).await;
+    let tls = tls_client(stream, client_trusting(&proxy.ca_pem()), "localhost")
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/", tls)
+        .await
+        .unwrap();
+    ws.send(Message::text("after")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("after"));
+    drop(ws);
+    let trace = proxy.stop(Duration::from_secs(2)).await;
+    let failed = of_type(&trace, "session_end")
+        .into_iter()
+        .find(|e| e["kind"] == "tls")
+        .expect("the cut hello is recorded");
+    assert_eq!(failed["outcome"], "error");
+    assert!(
+        failed["error"].as_str().unwrap().contains("ClientHello"),
+        "{failed}"
+    );
+}
