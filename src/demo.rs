@@ -66,6 +66,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         max_connections: None,
         proxy_auth: None,
         grace: 1,
+        strict: false,
     };
     let started = start(&run_args).await?;
     let proxy = *started

@@ -88,6 +88,10 @@ pub struct RunArgs {
     /// Seconds open sessions get to finish on Ctrl-C/SIGTERM before wstap closes them (1001).
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub grace: u64,
+    /// At the first protocol violation, close both sides (1002, or 1007 for bad UTF-8)
+    /// instead of relaying it; the offending bytes are withheld and the trace says why.
+    #[arg(long)]
+    pub strict: bool,
     /// Do not intercept TLS at all: wss:// and https:// are relayed as blind tunnels.
     #[arg(long, conflicts_with_all = ["insecure", "upstream_ca", "ignore_hosts"])]
     pub no_intercept: bool,

@@ -73,6 +73,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         tls: tls_config(args)?,
         max_connections: args.max_connections,
         proxy_auth: args.proxy_auth.clone(),
+        strict: args.strict,
     };
     let exposed: Vec<String> = args
         .listen

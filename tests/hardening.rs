@@ -239,3 +239,118 @@ async fn a_thousand_concurrent_sessions_all_echo_and_are_all_recorded() {
         .all(|e| e["outcome"] == "closed" && e["kind"] == "websocket"));
     assert_eq!(of_type(&trace, "handshake").len(), 1000);
 }
+
+/// Reads frames from `stream` until it closes; returns their (opcode, payload) pairs.
+async fn frames_until_close(
+    stream: &mut TcpStream,
+    direction: wstap_wire::Direction,
+) -> Vec<(u8, Vec<u8>)> {
+    let bytes = read_to_end(stream).await;
+    let mut analyzer =
+        wstap_wire::StreamAnalyzer::new(direction, wstap_wire::AnalyzerConfig::default());
+    let mut records = Vec::new();
+    analyzer.feed(&mut bytes.clone(), wstap_wire::Timestamp(0), &mut records);
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            wstap_wire::Record::Frame(f) => Some((f.header.opcode.bits(), f.payload.data)),
+            wstap_wire::Record::Message(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn strict_withholds_a_bad_client_frame_and_closes_both_sides_with_1002() {
+    use wstap_wire::FrameBuilder;
+    let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;
+    let proxy = Proxy::start_with(ProxyConfig {
+        strict: true,
+        ..config()
+    })
+    .await;
+    let mut client = tunnel(proxy.addr, server).await;
+    send(
+        &mut client,
+        client_handshake(&server.to_string(), "/", "").as_bytes(),
+    )
+    .await;
+    read_head(&mut client).await;
+    let good = FrameBuilder::text().mask([1, 2, 3, 4]).encode(b"fine");
+    send(&mut client, &good).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send(&mut client, &FrameBuilder::text().encode(b"unmasked")).await; // a client must mask
+    let to_client = frames_until_close(&mut client, wstap_wire::Direction::ServerToClient).await;
+    server_task.await.unwrap();
+
+    assert_eq!(to_client.len(), 1, "{to_client:?}");
+    assert_eq!(to_client[0].0, 8);
+    assert_eq!(&to_client[0].1[..2], &1002u16.to_be_bytes());
+    let received = seen.lock().unwrap().bytes.clone();
+    assert!(received.starts_with(&good), "the good frame went through");
+    let mut rest = received[good.len()..].to_vec();
+    let header = wstap_wire::FrameHeader::parse(&rest).unwrap();
+    assert_eq!(header.opcode, wstap_wire::Opcode::Close);
+    assert!(
+        header.mask.is_some(),
+        "wstap speaks to the server as a client: masked"
+    );
+    let start = usize::from(header.header_len);
+    wstap_wire::mask::apply_mask(&mut rest[start..], header.mask.unwrap(), 0);
+    assert_eq!(&rest[start..start + 2], &1002u16.to_be_bytes());
+    assert!(
+        !received.windows(8).any(|w| w == b"unmasked"),
+        "the bad frame was withheld"
+    );
+
+    let trace = proxy.stop(Duration::from_secs(2)).await;
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(end["outcome"], "aborted");
+    let error = end["error"].as_str().unwrap();
+    assert!(
+        error.contains("--strict")
+            && error.contains("unmasked_client_frame")
+            && error.contains("1002"),
+        "{error}"
+    );
+    let recorded = of_type(&trace, "frame").into_iter().any(|f| {
+        f["violations"]
+            .to_string()
+            .contains("unmasked_client_frame")
+    });
+    assert!(recorded, "the offending frame is in the trace");
+}
+
+#[tokio::test]
+async fn strict_closes_with_1007_for_invalid_utf8_and_without_strict_relays_it() {
+    use wstap_wire::FrameBuilder;
+    let bad = FrameBuilder::text().encode(b"bad \xff utf-8");
+    for strict in [true, false] {
+        let (server, _, _task) = raw_server(switching(""), bad.clone()).await;
+        let proxy = Proxy::start_with(ProxyConfig { strict, ..config() }).await;
+        let mut client = tunnel(proxy.addr, server).await;
+        send(
+            &mut client,
+            client_handshake(&server.to_string(), "/", "").as_bytes(),
+        )
+        .await;
+        read_head(&mut client).await;
+        if strict {
+            let frames =
+                frames_until_close(&mut client, wstap_wire::Direction::ServerToClient).await;
+            assert_eq!(frames.len(), 1, "only wstap's close: {frames:?}");
+            assert_eq!(&frames[0].1[..2], &1007u16.to_be_bytes());
+        } else {
+            assert_eq!(
+                read_exact(&mut client, bad.len()).await,
+                bad,
+                "relayed unchanged"
+            );
+        }
+        drop(client);
+        let trace = proxy.stop(Duration::from_secs(1)).await;
+        let flagged = of_type(&trace, "frame")
+            .into_iter()
+            .any(|f| f["violations"].to_string().contains("invalid_utf8"));
+        assert!(flagged, "recorded either way (strict: {strict})");
+    }
+}

@@ -22,6 +22,9 @@ pub struct ProxyConfig {
     pub max_connections: Option<usize>,
     /// `user:password` that clients must present with Basic `Proxy-Authorization`.
     pub proxy_auth: Option<String>,
+    /// Close both sides (1002, or 1007 for bad UTF-8) at the first violation instead of
+    /// relaying it.
+    pub strict: bool,
 }
 
 impl Default for ProxyConfig {
@@ -34,6 +37,7 @@ impl Default for ProxyConfig {
             tls: None,
             max_connections: None,
             proxy_auth: None,
+            strict: false,
         }
     }
 }

@@ -89,6 +89,14 @@ pub enum PumpEnd {
     ReadFailed(io::Error),
     /// Writing the destination failed.
     WriteFailed(io::Error),
+    /// `--strict`: the source sent a frame that breaks the protocol; those bytes were
+    /// withheld.
+    Violation {
+        /// The first rule broken.
+        violation: wstap_wire::Violation,
+        /// Whether what reached the destination so far ends between frames.
+        at_boundary: bool,
+    },
 }
 
 impl PumpEnd {
@@ -132,6 +140,7 @@ pub async fn pump(
     mut tap: Option<&mut Tap>,
     bus: &EventBus,
     moved: &mut u64,
+    strict: bool,
 ) -> PumpEnd {
     // Always take the read-ahead bytes out of the leg: an empty buffer left there would
     // keep its whole allocation alive for as long as the session lasts.
@@ -151,13 +160,34 @@ pub async fn pump(
             return PumpEnd::Eof;
         }
         let time = now();
-        if let Err(e) = write_now(&mut leg.dst, &buf).await {
-            return PumpEnd::WriteFailed(e);
-        }
-        *moved += buf.len() as u64;
-        if let Some(tap) = tap.as_deref_mut() {
-            let events = tap.observe(&mut buf, time);
-            bus.publish(events).await;
+        match tap.as_deref_mut() {
+            // Strict: judge the bytes first, forward them only if they break nothing.
+            Some(tap) if strict => {
+                let at_boundary = tap.at_frame_boundary();
+                let (events, violation) = tap.inspect(&buf, time);
+                bus.publish(events).await;
+                if let Some(violation) = violation {
+                    return PumpEnd::Violation {
+                        violation,
+                        at_boundary,
+                    };
+                }
+                if let Err(e) = write_now(&mut leg.dst, &buf).await {
+                    return PumpEnd::WriteFailed(e);
+                }
+                *moved += buf.len() as u64;
+            }
+            // Normal: forward at once, then let the tap unmask the same buffer in place.
+            tap => {
+                if let Err(e) = write_now(&mut leg.dst, &buf).await {
+                    return PumpEnd::WriteFailed(e);
+                }
+                *moved += buf.len() as u64;
+                if let Some(tap) = tap {
+                    let events = tap.observe(&mut buf, time);
+                    bus.publish(events).await;
+                }
+            }
         }
         if buf.capacity() >= RELAY_BUFFER {
             buf.clear();
@@ -205,13 +235,14 @@ pub async fn relay_both(
     s2c_tap: Option<&mut Tap>,
     bus: &EventBus,
     closing: Option<watch::Receiver<bool>>,
+    strict: bool,
 ) -> RelayEnd {
     let (mut c2s_bytes, mut s2c_bytes) = (0u64, 0u64);
     let (mut c2s_end, mut s2c_end) = (None, None);
     let mut interrupted = false;
     {
-        let mut up = pin!(pump(c2s, c2s_tap, bus, &mut c2s_bytes));
-        let mut down = pin!(pump(s2c, s2c_tap, bus, &mut s2c_bytes));
+        let mut up = pin!(pump(c2s, c2s_tap, bus, &mut c2s_bytes, strict));
+        let mut down = pin!(pump(s2c, s2c_tap, bus, &mut s2c_bytes, strict));
         let mut stop = pin!(closed(closing));
         tokio::select! {
             how = &mut up => {

@@ -8,6 +8,7 @@
 use crate::events::BusEvent;
 use wstap_wire::{
     AnalyzerConfig, CloseFrame, Direction, Opcode, PartialFrame, Record, StreamAnalyzer, Timestamp,
+    Violation,
 };
 
 /// One direction's tap: see the module documentation.
@@ -54,6 +55,23 @@ impl Tap {
         self.bytes += bytes.len() as u64;
         self.analyzer.feed(bytes, time, &mut self.records);
         self.drain()
+    }
+
+    /// Decodes a copy of `bytes` *before* they are forwarded (for `--strict`): returns the
+    /// events and the first violation the bytes complete or begin, if any. The caller then
+    /// forwards `bytes` unchanged, or withholds them.
+    pub fn inspect(&mut self, bytes: &[u8], time: Timestamp) -> (Vec<BusEvent>, Option<Violation>) {
+        let mut copy = bytes.to_vec();
+        let events = self.observe(&mut copy, time);
+        let in_records = events.iter().find_map(|e| match e {
+            BusEvent::Wire {
+                record: Record::Frame(frame),
+                ..
+            } => frame.violations.first().cloned(),
+            _ => None,
+        });
+        let violation = in_records.or_else(|| self.analyzer.pending_violations().first().cloned());
+        (events, violation)
     }
 
     /// Ends the stream: events for a message left open, and a frame cut off, if any.

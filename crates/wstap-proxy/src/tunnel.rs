@@ -165,7 +165,16 @@ async fn fail(session: Session, mut client: Client, head: &Head, status: u16, wh
 pub async fn blind(session: Session, client: Client, upstream: Upstream, kind: &str) {
     let (mut c2s, mut s2c) = legs(client, upstream);
     let closing = Some(session.shared.closing.clone());
-    let end = relay_both(&mut c2s, &mut s2c, None, None, session.bus(), closing).await;
+    let end = relay_both(
+        &mut c2s,
+        &mut s2c,
+        None,
+        None,
+        session.bus(),
+        closing,
+        false,
+    )
+    .await;
     let clean = end.c2s.as_ref().is_some_and(|e| !e.is_error())
         && end.s2c.as_ref().is_some_and(|e| !e.is_error());
     let ending = Ending {

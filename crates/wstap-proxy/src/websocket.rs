@@ -1,7 +1,7 @@
 //! After a `101`: the WebSocket relay with a tap on each direction, and the session's end.
 
 use crate::exchange::{Client, Upstream};
-use crate::relay::{legs, now, relay_both, Leg, PumpEnd};
+use crate::relay::{legs, now, relay_both, Leg, PumpEnd, RelayEnd};
 use crate::session::{Ending, Session};
 use crate::tap::Tap;
 use tokio::io::AsyncWriteExt;
@@ -29,11 +29,21 @@ pub async fn relay_websocket(
     let (mut c2s, mut s2c) = legs(client, upstream);
     let closing = Some(session.shared.closing.clone());
     let (up_tap, down_tap) = (Some(&mut c2s_tap), Some(&mut s2c_tap));
-    let end = relay_both(&mut c2s, &mut s2c, up_tap, down_tap, session.bus(), closing).await;
+    let strict = session.shared.config.strict;
+    let end = relay_both(
+        &mut c2s,
+        &mut s2c,
+        up_tap,
+        down_tap,
+        session.bus(),
+        closing,
+        strict,
+    )
+    .await;
     let shutdown = if end.interrupted {
         Some(close_for_shutdown(&mut c2s, &mut s2c, &c2s_tap, &s2c_tap).await)
     } else {
-        None
+        close_for_violation(&end, &mut c2s, &mut s2c, &c2s_tap, &s2c_tap).await
     };
 
     let time = now();
@@ -92,27 +102,109 @@ pub async fn relay_websocket(
 /// are between frames, so no frame is cut; otherwise just closes the connections.
 /// Returns what was done, for the session's end.
 async fn close_for_shutdown(c2s: &mut Leg, s2c: &mut Leg, c2s_tap: &Tap, s2c_tap: &Tap) -> String {
-    let reason = b"wstap is shutting down";
-    let mut payload = 1001u16.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason);
     let at_boundary = c2s_tap.at_frame_boundary() && s2c_tap.at_frame_boundary();
-    if at_boundary {
-        let mut key = [0u8; 4];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key);
-        // To the server as a client would (masked); to the client as a server would.
-        let to_server = FrameBuilder::close().mask(key).encode(&payload);
-        let to_client = FrameBuilder::close().encode(&payload);
-        let _ = c2s.dst.write_all(&to_server).await;
-        let _ = s2c.dst.write_all(&to_client).await;
-    }
-    let _ = c2s.dst.shutdown().await;
-    let _ = s2c.dst.shutdown().await;
+    send_closes(
+        c2s,
+        s2c,
+        (at_boundary, at_boundary),
+        1001,
+        "wstap is shutting down",
+    )
+    .await;
     if at_boundary {
         "wstap shut down: it sent close 1001 (Going Away) to both sides".to_owned()
     } else {
         "wstap shut down in the middle of a frame: it closed both connections without a close frame"
             .to_owned()
     }
+}
+
+/// `--strict`: a direction broke the protocol and its bytes were withheld. Closes both
+/// sides with 1002 (1007 for bad UTF-8), each only where its stream is between frames, and
+/// says what was done. `None` when no direction ended on a violation.
+async fn close_for_violation(
+    end: &RelayEnd,
+    c2s: &mut Leg,
+    s2c: &mut Leg,
+    c2s_tap: &Tap,
+    s2c_tap: &Tap,
+) -> Option<String> {
+    let (from, violation, receiver_ok, sender_ok) = match (&end.c2s, &end.s2c) {
+        (
+            Some(PumpEnd::Violation {
+                violation,
+                at_boundary,
+            }),
+            _,
+        ) => (
+            "client",
+            violation,
+            *at_boundary,
+            s2c_tap.at_frame_boundary(),
+        ),
+        (
+            _,
+            Some(PumpEnd::Violation {
+                violation,
+                at_boundary,
+            }),
+        ) => (
+            "server",
+            violation,
+            *at_boundary,
+            c2s_tap.at_frame_boundary(),
+        ),
+        _ => return None,
+    };
+    let code = if violation.is_utf8() { 1007 } else { 1002 };
+    // (to the server, to the client): the receiver of the bad frame, and its sender.
+    let targets = if from == "client" {
+        (receiver_ok, sender_ok)
+    } else {
+        (sender_ok, receiver_ok)
+    };
+    let reason = format!("wstap --strict: {}", violation.code());
+    send_closes(c2s, s2c, targets, code, &reason).await;
+    Some(format!(
+        "--strict: the {from} sent a frame that breaks the protocol ({}: {violation}); it was not relayed, and wstap closed both sides with {code}",
+        violation.code()
+    ))
+}
+
+/// Writes a close frame with `code` and `reason` to the server (masked, as a client
+/// would) and/or the client (as a server would), then shuts both connections down.
+async fn send_closes(
+    c2s: &mut Leg,
+    s2c: &mut Leg,
+    (to_server, to_client): (bool, bool),
+    code: u16,
+    reason: &str,
+) {
+    let mut payload = code.to_be_bytes().to_vec();
+    // A control frame carries at most 125 bytes.
+    let cut = reason
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|&end| end <= 123)
+        .last()
+        .unwrap_or(0);
+    payload.extend_from_slice(&reason.as_bytes()[..cut]);
+    if to_server {
+        let mut key = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key);
+        let _ = c2s
+            .dst
+            .write_all(&FrameBuilder::close().mask(key).encode(&payload))
+            .await;
+    }
+    if to_client {
+        let _ = s2c
+            .dst
+            .write_all(&FrameBuilder::close().encode(&payload))
+            .await;
+    }
+    let _ = c2s.dst.shutdown().await;
+    let _ = s2c.dst.shutdown().await;
 }
 
 fn first_close(c2s: &Tap, s2c: &Tap) -> Option<SessionClose> {
@@ -149,6 +241,9 @@ fn describe(direction: Direction, end: Option<&PumpEnd>, sent_close: bool) -> St
             format!("the {from} closed the connection without a close frame")
         }
         Some(PumpEnd::Eof) => String::new(),
+        Some(PumpEnd::Violation { violation, .. }) => {
+            format!("the {from} broke the protocol: {violation}")
+        }
     }
 }
 

@@ -242,6 +242,14 @@ impl StreamAnalyzer {
         self.decoder.progress() == Progress::Idle
     }
 
+    /// What the frame being read breaks so far (its header's violations), before it ends.
+    pub fn pending_violations(&self) -> &[Violation] {
+        self.state
+            .frame
+            .as_ref()
+            .map_or(&[], |f| f.record.violations.as_slice())
+    }
+
     /// Number of complete frames seen so far.
     pub fn frames_seen(&self) -> u64 {
         self.state.frames_seen
