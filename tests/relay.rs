@@ -415,3 +415,149 @@ async fn a_frame_cut_off_by_the_client_ends_the_session_aborted_and_says_how_muc
         .unwrap()
         .contains("without a close frame"));
 }
+
+/// Every violation the wire crate knows, sent by a raw peer in the direction where it is one:
+/// the bytes arrive unchanged, and the trace names the violation on the frame.
+#[tokio::test]
+async fn every_violation_is_relayed_unchanged_and_recorded_in_both_directions() {
+    let k = [9, 8, 7, 6];
+    let masked = |b: FrameBuilder| b.mask(k);
+    // (violation code, frames from the client, frames from the server)
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "reserved_opcode",
+            masked(FrameBuilder::new(Opcode::Reserved(5))).encode(b"r"),
+            FrameBuilder::new(Opcode::Reserved(0xC)).encode(b""),
+        ),
+        (
+            "reserved_bit_set",
+            masked(FrameBuilder::text().rsv2(true)).encode(b"x"),
+            FrameBuilder::binary().rsv3(true).encode(b"x"),
+        ),
+        (
+            "control_frame_too_long",
+            masked(FrameBuilder::ping()).encode(&[1; 126]),
+            FrameBuilder::pong().encode(&[1; 200]),
+        ),
+        (
+            "fragmented_control_frame",
+            masked(FrameBuilder::ping().fin(false)).encode(b"p"),
+            FrameBuilder::ping().fin(false).encode(b"p"),
+        ),
+        (
+            "non_minimal_length",
+            masked(FrameBuilder::binary().length_encoding(LengthEncoding::Bits16)).encode(b"abc"),
+            FrameBuilder::binary()
+                .length_encoding(LengthEncoding::Bits64)
+                .encode(b"abc"),
+        ),
+        (
+            "unmasked_client_frame",
+            FrameBuilder::text().encode(b"bare"),
+            FrameBuilder::text().encode(b"fine"),
+        ),
+        (
+            "masked_server_frame",
+            masked(FrameBuilder::text()).encode(b"fine"),
+            masked(FrameBuilder::text()).encode(b"masked"),
+        ),
+        (
+            "continuation_without_message",
+            masked(FrameBuilder::continuation()).encode(b"c"),
+            FrameBuilder::continuation().encode(b"c"),
+        ),
+        (
+            "data_frame_inside_fragmented_message",
+            [
+                masked(FrameBuilder::text().fin(false)).encode(b"a"),
+                masked(FrameBuilder::binary()).encode(b"b"),
+            ]
+            .concat(),
+            [
+                FrameBuilder::text().fin(false).encode(b"a"),
+                FrameBuilder::text().encode(b"b"),
+            ]
+            .concat(),
+        ),
+        (
+            "invalid_utf8",
+            masked(FrameBuilder::text()).encode(b"\xc3\x28"),
+            FrameBuilder::text().encode(b"\xff"),
+        ),
+        (
+            "truncated_utf8",
+            [
+                masked(FrameBuilder::text().fin(false)).encode(b"\xe2\x82"),
+                masked(FrameBuilder::continuation()).encode(b""),
+            ]
+            .concat(),
+            FrameBuilder::text().encode(b"\xe2\x82"),
+        ),
+        (
+            "close_one_byte",
+            masked(FrameBuilder::close()).encode(b"\x03"),
+            FrameBuilder::close().encode(b"\x03"),
+        ),
+        (
+            "invalid_close_code",
+            masked(FrameBuilder::close()).encode(&1006u16.to_be_bytes()),
+            FrameBuilder::close().encode(&999u16.to_be_bytes()),
+        ),
+        (
+            "invalid_utf8_close_reason",
+            masked(FrameBuilder::close()).encode(b"\x03\xe8\xc0"),
+            FrameBuilder::close().encode(b"\x03\xe8\xc0"),
+        ),
+        (
+            "frame_after_close",
+            [
+                masked(FrameBuilder::close()).encode(b"\x03\xe8"),
+                masked(FrameBuilder::text()).encode(b"late"),
+            ]
+            .concat(),
+            [
+                FrameBuilder::close().encode(b"\x03\xe8"),
+                FrameBuilder::text().encode(b"late"),
+            ]
+            .concat(),
+        ),
+    ];
+    for (code, from_client, from_server) in cases {
+        let (server, seen, server_task) = raw_server(switching(""), from_server.clone()).await;
+        let proxy = Proxy::start().await;
+        let mut client = tunnel(proxy.addr, server).await;
+        send(
+            &mut client,
+            client_handshake(&server.to_string(), "/", "").as_bytes(),
+        )
+        .await;
+        read_head(&mut client).await;
+        assert_eq!(
+            read_exact(&mut client, from_server.len()).await,
+            from_server,
+            "{code}: server bytes unchanged"
+        );
+        send(&mut client, &from_client).await;
+        client.shutdown().await.unwrap();
+        let _ = read_to_end(&mut client).await;
+        server_task.await.unwrap();
+        assert_eq!(
+            seen.lock().unwrap().bytes,
+            from_client,
+            "{code}: client bytes unchanged"
+        );
+        let trace = proxy.stop(Duration::from_secs(2)).await;
+        for dir in ["c2s", "s2c"] {
+            // unmasked_client_frame only exists client-side, masked_server_frame server-side.
+            let expected = match (code, dir) {
+                ("unmasked_client_frame", "s2c") | ("masked_server_frame", "c2s") => continue,
+                _ => code,
+            };
+            let found = of_type(&trace, "frame")
+                .into_iter()
+                .filter(|f| f["dir"] == dir)
+                .any(|f| f["violations"].to_string().contains(expected));
+            assert!(found, "{code} not recorded {dir}: {trace:?}");
+        }
+    }
+}
