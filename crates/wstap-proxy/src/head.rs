@@ -156,6 +156,12 @@ fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Parses a request head from the start of `bytes`, without I/O (for fuzzing and tools):
+/// `Ok(None)` when more bytes are needed. The same code the proxy runs on every request.
+pub fn parse_request(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
+    try_parse(&mut BytesMut::from(bytes), Kind::Request)
+}
+
 /// Reads a request head from `incoming`. `Ok(None)`: the peer closed cleanly before
 /// sending anything.
 pub async fn read_request(

@@ -458,6 +458,8 @@ impl AnalyzerState {
                         utf8.feed(out);
                     }
                 });
+                // The bytes inflated before a failure come first, so does their verdict.
+                message.check_utf8(&mut frame.record);
                 if let Err(why) = result {
                     frame.record.violations.push(Violation::InflateFailed(why));
                 }
@@ -527,10 +529,10 @@ impl AnalyzerState {
                         utf8.feed(out);
                     }
                 });
+                message.check_utf8(frame);
                 if let Err(why) = result {
                     frame.violations.push(Violation::InflateFailed(why));
                 }
-                message.check_utf8(frame);
             }
             // Inflation failures anywhere in the message belong to the message too.
             message.record.violations.extend(

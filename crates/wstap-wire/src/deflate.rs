@@ -190,16 +190,19 @@ impl Inflater {
         let mut input = input;
         while !self.stream_ended {
             let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
-            let status = self
+            // A sync flush hands out everything decodable so far, so what comes out depends on
+            // the bytes, never on how they were cut into calls.
+            let result = self
                 .decompress
-                .decompress(input, &mut scratch, FlushDecompress::None)
-                .map_err(|e| {
-                    self.broken = true;
-                    e.to_string()
-                })?;
+                .decompress(input, &mut scratch, FlushDecompress::Sync);
             let consumed = (self.decompress.total_in() - in_before) as usize;
             let produced = (self.decompress.total_out() - out_before) as usize;
+            // Bytes decoded before an error in the same call are still real output.
             out(&scratch[..produced]);
+            let status = result.map_err(|e| {
+                self.broken = true;
+                e.to_string()
+            })?;
             input = &input[consumed..];
             if status == Status::StreamEnd {
                 self.stream_ended = true;
