@@ -4,11 +4,14 @@
 //! Data flows one way: socket bytes -> [`relay`] (forwarded at once) -> [`tap`] (the
 //! `wstap-wire` decoder) -> [`events`] -> sinks (the [`trace_sink`], the console, ...).
 //!
-//! - [`listener`]: accept loops; [`conn`]: one client connection's request loop;
-//!   [`tunnel`]: `CONNECT`; [`exchange`]: one forwarded request/response;
-//!   [`websocket`]: the relay after `101`.
+//! - [`listener`]: accept loops, limits and shutdown; [`conn`]: one client connection,
+//!   run as a sequence of [`conn::Stage`]s (request loop, CONNECT, TLS interception,
+//!   WebSocket relay, blind tunnel), each its own future; [`tunnel`]: `CONNECT`;
+//!   [`exchange`]: one forwarded request/response; [`websocket`]: the relay after `101`.
 //! - [`head`] and [`body`]: HTTP/1 heads read raw (so header case and order survive) and
 //!   bodies relayed by their framing.
+//! - [`mitm`]: the CA and TLS interception; [`page`]: `http://wstap/`; [`guard`]: proxy
+//!   authentication and loop refusal.
 //!
 //! Start a proxy with [`start`], subscribe sinks on the [`EventBus`] first.
 #![deny(missing_docs)]

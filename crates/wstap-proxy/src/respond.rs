@@ -27,11 +27,6 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// An error response: its head (for the trace) and its bytes.
-pub fn error_response(status: u16, detail: &str) -> (ResponseHead, Vec<u8>) {
-    error_response_with(status, detail, &[])
-}
-
 /// An error response with extra header lines (e.g. `Proxy-Authenticate`).
 pub fn error_response_with(
     status: u16,
