@@ -144,10 +144,11 @@ const SCRATCH_LEN: usize = 8 * 1024;
 
 /// Inflates one direction's compressed messages: see the module documentation.
 ///
-/// For valid data the output depends on the bytes only, never on how they were split
-/// into calls (each call flushes everything decodable). For corrupt data, how many bytes
-/// come out before the failure can vary with the split: miniz does not surface what it
-/// decoded inside the call that fails. The frame is flagged `inflate_failed` either way.
+/// For a complete, valid message the output depends on the bytes only, never on how they
+/// were split into calls: the appended tail flushes everything. Two cases can vary with the
+/// split, found by fuzzing: a message cut off before its end (miniz may still hold decoded
+/// bytes back), and corrupt data (miniz does not surface what it decoded inside the call
+/// that fails; the frame is flagged `inflate_failed` either way).
 pub struct Inflater {
     decompress: Decompress,
     no_context_takeover: bool,
