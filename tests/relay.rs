@@ -388,13 +388,7 @@ async fn permessage_deflate_is_inflated_in_the_trace_and_relayed_compressed() {
 async fn a_frame_cut_off_by_the_client_ends_the_session_aborted_and_says_how_much_arrived() {
     let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;
     let proxy = Proxy::start().await;
-    let mut client = tunnel(proxy.addr, server).await;
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
-    read_head(&mut client).await;
+    let mut client = websocket_through(proxy.addr, server).await;
     let frame = FrameBuilder::binary()
         .mask([1, 2, 3, 4])
         .encode(&[0x55; 1000]);
@@ -525,13 +519,7 @@ async fn every_violation_is_relayed_unchanged_and_recorded_in_both_directions() 
     for (code, from_client, from_server) in cases {
         let (server, seen, server_task) = raw_server(switching(""), from_server.clone()).await;
         let proxy = Proxy::start().await;
-        let mut client = tunnel(proxy.addr, server).await;
-        send(
-            &mut client,
-            client_handshake(&server.to_string(), "/", "").as_bytes(),
-        )
-        .await;
-        read_head(&mut client).await;
+        let mut client = websocket_through(proxy.addr, server).await;
         assert_eq!(
             read_exact(&mut client, from_server.len()).await,
             from_server,

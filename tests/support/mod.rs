@@ -131,6 +131,19 @@ pub async fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
     stream
 }
 
+/// A raw client that tunnels to `server` through `proxy`, completes a minimal handshake
+/// (the server must answer 101) and is ready for frames.
+pub async fn websocket_through(proxy: SocketAddr, server: SocketAddr) -> TcpStream {
+    let mut client = tunnel(proxy, server).await;
+    send(
+        &mut client,
+        client_handshake(&server.to_string(), "/", "").as_bytes(),
+    )
+    .await;
+    read_head(&mut client).await;
+    client
+}
+
 /// A minimal, valid client handshake for `path` on `host`.
 pub fn client_handshake(host: &str, path: &str, extra: &str) -> String {
     format!(
