@@ -129,7 +129,7 @@ impl Printer {
 
     fn error_only(&self, event: &Event, out: &mut String) {
         match event {
-            Event::Http(h) if h.responder == "proxy" => self.http(h, out),
+            Event::Http(h) if h.responder == "proxy" && h.error.is_some() => self.http(h, out),
             Event::SessionEnd(e) if e.outcome == Outcome::Error => self.session_end(e, out),
             _ => {}
         }
@@ -347,8 +347,8 @@ impl Printer {
             h.response_body_bytes,
             h.duration_us as f64 / 1000.0
         );
-        if h.responder == "proxy" {
-            let why = h.error.as_deref().unwrap_or("");
+        // The proxy's own errors stand out; its page (no error) reads like any exchange.
+        if let (true, Some(why)) = (h.responder == "proxy", h.error.as_deref()) {
             self.line(
                 &h.time,
                 h.session,

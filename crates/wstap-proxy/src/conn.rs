@@ -290,6 +290,7 @@ pub async fn http_loop(
             return Stage::Done;
         }
         if matches!(mode, Mode::Proxy) && page::is_for_wstap(&head) {
+            session.announce(page::HOST, Via::Absolute, false).await;
             return Stage::Page {
                 session,
                 client,

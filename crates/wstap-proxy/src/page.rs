@@ -102,6 +102,16 @@ fn page_for(method: &str, path: &str, ca: Option<&CertificateAuthority>) -> Page
     }
 }
 
+/// The reason phrase hyper writes for the statuses the page uses.
+fn page_reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "",
+    }
+}
+
 impl Page {
     fn headers(&self) -> Vec<(String, String)> {
         let mut headers = vec![
@@ -143,7 +153,7 @@ pub async fn serve(session: Session, client: Client, head: Head) {
         forwarded: Forwarded::default(),
         response: Some(ResponseHead {
             status: page.status,
-            reason: String::new(),
+            reason: page_reason(page.status).to_owned(),
             version: "HTTP/1.1".to_owned(),
             headers: page.headers(),
         }),
