@@ -95,7 +95,7 @@ async fn an_upstream_reset_mid_handshake_gets_the_client_a_502() {
 async fn an_upstream_dying_mid_frame_aborts_the_session_and_the_trace_counts_the_bytes() {
     let server = misbehaving_server("die-mid-frame").await;
     let proxy = Proxy::start().await;
-    let mut client = websocket_through(proxy.addr, server).await;
+    let mut client = websocket_through(proxy.addr, server, "").await;
     let relayed = read_to_end(&mut client).await;
     assert_eq!(
         relayed.len(),
@@ -121,7 +121,7 @@ async fn an_upstream_dying_mid_frame_aborts_the_session_and_the_trace_counts_the
 async fn a_client_vanishing_mid_message_closes_the_upstream_and_aborts_the_session() {
     let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;
     let proxy = Proxy::start().await;
-    let mut client = websocket_through(proxy.addr, server).await;
+    let mut client = websocket_through(proxy.addr, server, "").await;
     send(
         &mut client,
         &FrameBuilder::text()
@@ -170,14 +170,12 @@ async fn a_decompression_bomb_is_relayed_with_its_inflated_size_counted_not_stor
     )
     .await;
     let proxy = Proxy::start().await;
-    let mut client = tunnel(proxy.addr, server).await;
-    let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", offer).as_bytes(),
+    let mut client = websocket_through(
+        proxy.addr,
+        server,
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
     )
     .await;
-    read_head(&mut client).await;
     assert_eq!(
         read_exact(&mut client, bomb.len()).await,
         bomb,

@@ -268,7 +268,7 @@ async fn strict_withholds_a_bad_client_frame_and_closes_both_sides_with_1002() {
         ..config()
     })
     .await;
-    let mut client = websocket_through(proxy.addr, server).await;
+    let mut client = websocket_through(proxy.addr, server, "").await;
     let good = FrameBuilder::text().mask([1, 2, 3, 4]).encode(b"fine");
     send(&mut client, &good).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -321,7 +321,7 @@ async fn strict_closes_with_1007_for_invalid_utf8_and_without_strict_relays_it()
     for strict in [true, false] {
         let (server, _, _task) = raw_server(switching(""), bad.clone()).await;
         let proxy = Proxy::start_with(ProxyConfig { strict, ..config() }).await;
-        let mut client = websocket_through(proxy.addr, server).await;
+        let mut client = websocket_through(proxy.addr, server, "").await;
         if strict {
             let frames =
                 frames_until_close(&mut client, wstap_wire::Direction::ServerToClient).await;

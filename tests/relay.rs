@@ -328,14 +328,12 @@ async fn permessage_deflate_is_inflated_in_the_trace_and_relayed_compressed() {
     )
     .await;
     let proxy = Proxy::start().await;
-    let mut client = tunnel(proxy.addr, server).await;
-    let offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", offer).as_bytes(),
+    let mut client = websocket_through(
+        proxy.addr,
+        server,
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
     )
     .await;
-    read_head(&mut client).await;
     assert_eq!(
         read_exact(&mut client, server_frames.len()).await,
         server_frames,
@@ -388,7 +386,7 @@ async fn permessage_deflate_is_inflated_in_the_trace_and_relayed_compressed() {
 async fn a_frame_cut_off_by_the_client_ends_the_session_aborted_and_says_how_much_arrived() {
     let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;
     let proxy = Proxy::start().await;
-    let mut client = websocket_through(proxy.addr, server).await;
+    let mut client = websocket_through(proxy.addr, server, "").await;
     let frame = FrameBuilder::binary()
         .mask([1, 2, 3, 4])
         .encode(&[0x55; 1000]);
@@ -519,7 +517,7 @@ async fn every_violation_is_relayed_unchanged_and_recorded_in_both_directions() 
     for (code, from_client, from_server) in cases {
         let (server, seen, server_task) = raw_server(switching(""), from_server.clone()).await;
         let proxy = Proxy::start().await;
-        let mut client = websocket_through(proxy.addr, server).await;
+        let mut client = websocket_through(proxy.addr, server, "").await;
         assert_eq!(
             read_exact(&mut client, from_server.len()).await,
             from_server,

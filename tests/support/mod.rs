@@ -132,14 +132,11 @@ pub async fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
 }
 
 /// A raw client that tunnels to `server` through `proxy`, completes a minimal handshake
-/// (the server must answer 101) and is ready for frames.
-pub async fn websocket_through(proxy: SocketAddr, server: SocketAddr) -> TcpStream {
+/// with `extra` header lines (the server must answer) and is ready for frames.
+pub async fn websocket_through(proxy: SocketAddr, server: SocketAddr, extra: &str) -> TcpStream {
     let mut client = tunnel(proxy, server).await;
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
+    let handshake = client_handshake(&server.to_string(), "/", extra);
+    send(&mut client, handshake.as_bytes()).await;
     read_head(&mut client).await;
     client
 }

@@ -10,10 +10,8 @@ use crate::conn::{Mode, Stage};
 use crate::exchange::{Client, Upstream};
 use crate::head::read_request;
 use crate::io::{split_boxed, Joined};
-use crate::respond::send_error;
 use crate::session::{Ending, Session};
 use crate::upstream::Target;
-use chrono::Utc;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
@@ -124,20 +122,13 @@ pub async fn intercept(
                 .announce(&target.to_string(), Via::Connect, true)
                 .await;
             let (mut incoming, mut out) = split_boxed(client_tls);
-            let time = Utc::now();
             let head = read_request(&mut incoming, timeout).await.ok().flatten();
             let url = head.as_ref().map_or(format!("https://{target}/"), |h| {
                 format!("https://{target}{}", h.target)
             });
-            let response = send_error(&mut out, 502, &why).await;
             session
-                .record_proxy_answer(time, &url, head.as_ref(), response, &why)
+                .answer_and_end(&mut out, (502, &why), &[], &url, head.as_ref(), "tls")
                 .await;
-            let ending = Ending {
-                error: Some(why),
-                ..Ending::default()
-            };
-            session.end(Outcome::Error, "tls", ending).await;
             Stage::Done
         }
     }
