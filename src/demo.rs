@@ -92,7 +92,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     .await;
     // Let the last frames reach the log before stopping.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    started.stop(Duration::from_secs(1), false).await;
+    started.stop(Duration::from_secs(1), false).await?;
     match result {
         Ok(result) => result,
         Err(_) => Err(AppError::Demo(

@@ -143,6 +143,9 @@ pub enum AppError {
     /// The demo failed.
     #[error("demo: {0}")]
     Demo(String),
+    /// Writing the trace failed while the proxy ran; traffic was relayed regardless.
+    #[error("the trace is incomplete: {0}")]
+    TraceIncomplete(String),
     /// No CA directory could be found.
     #[error("no CA directory: pass --ca-dir or set WSTAP_HOME (HOME is not set)")]
     NoCaDir,

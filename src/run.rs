@@ -22,7 +22,10 @@ pub struct Started {
 
 impl Started {
     /// Stops the proxy, waits for the sinks to write everything, prints a summary.
-    pub async fn stop(self, grace: Duration, quiet: bool) {
+    ///
+    /// Fails if writing the trace failed at some point (a full disk): the relay went on,
+    /// but the trace is incomplete, and a script driving wstap should hear of it.
+    pub async fn stop(self, grace: Duration, quiet: bool) -> Result<(), AppError> {
         let sessions = self.proxy.sessions_started();
         self.proxy.shutdown(grace).await;
         if !quiet {
@@ -30,12 +33,23 @@ impl Started {
         }
         let console = self.console;
         let _ = tokio::task::spawn_blocking(move || console.join()).await;
-        if let Some(trace) = self.trace {
-            let stats = tokio::task::spawn_blocking(move || trace.join()).await;
-            if let Ok(Ok(stats)) = stats {
+        let Some(trace) = self.trace else {
+            return Ok(());
+        };
+        let stats = match tokio::task::spawn_blocking(move || trace.join()).await {
+            Ok(Ok(stats)) => stats,
+            _ => return Err(AppError::TraceIncomplete("the trace writer crashed".into())),
+        };
+        match stats.error {
+            Some(error) => Err(AppError::TraceIncomplete(format!(
+                "{error}; {} events were written before it",
+                stats.events
+            ))),
+            None => {
                 if !quiet {
                     eprintln!("wstap: trace complete, {} events written", stats.events);
                 }
+                Ok(())
             }
         }
     }
@@ -62,9 +76,20 @@ fn raise_fd_limit() {
     }
 }
 
+/// Makes a file-size limit (`ulimit -f`) a write error instead of a kill: by default
+/// SIGXFSZ ends the process, and a trace outgrowing a quota must not end the relay.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// Starts the proxy and its sinks as `args` say.
 pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     raise_fd_limit();
+    survive_file_size_limit();
     let config = ProxyConfig {
         listen: args.listen.clone(),
         max_capture: args.max_capture,
@@ -166,8 +191,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     }
     started
         .stop(Duration::from_secs(args.grace), args.quiet)
-        .await;
-    Ok(())
+        .await
 }
 
 async fn wait_for_signal() {

@@ -130,13 +130,23 @@ fn spawn_wstap(
     trace: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, std::net::SocketAddr) {
+    spawn_wstap_with(trace, extra, |_| {})
+}
+
+/// [`spawn_wstap`], with `configure` applied to the command before it runs.
+fn spawn_wstap_with(
+    trace: &std::path::Path,
+    extra: &[&str],
+    configure: impl FnOnce(&mut Command),
+) -> (std::process::Child, std::net::SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wstap"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wstap"));
+    command
         .args([
             "--no-intercept",
             "--listen",
@@ -146,9 +156,9 @@ fn spawn_wstap(
         ])
         .args(extra)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    configure(&mut command);
+    let mut child = command.spawn().unwrap();
     for _ in 0..500 {
         if std::net::TcpStream::connect(addr).is_ok() {
             return (child, addr);
@@ -367,4 +377,93 @@ async fn a_fast_client_and_a_slow_server_keep_the_proxy_small() {
         "in flight: {} MiB (sent {sent}, read {read})",
         (sent - read) >> 20
     );
+}
+
+/// Echoes `count` text messages of 1 KiB through `proxy` to the echo server `server`.
+async fn echo_kib_messages(
+    proxy: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    count: usize,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let stream = support::tunnel(proxy, server).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+        .await
+        .unwrap();
+    for i in 0..count {
+        let text = format!("{i:>1024}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo, Message::text(text), "echo {i} came back unchanged");
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_trace_that_fills_its_disk_mid_run_is_reported_loudly_and_the_relay_goes_on() {
+    use std::os::unix::process::CommandExt;
+    // A file-size limit makes the trace hit the end of its space part-way through, as a
+    // full disk would: the writes succeed at first, then fail.
+    const SPACE: u64 = 256 * 1024;
+    let (server, _) = support::echo_server().await;
+    let trace = temp_path("disk-full.ndjson");
+    let (child, proxy) = spawn_wstap_with(&trace, &["-q"], |command| {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: SPACE,
+                    rlim_max: SPACE,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    });
+    // 600 messages of 1 KiB each way need well over 256 KiB of trace; the session after
+    // them starts when the trace can no longer be written at all.
+    echo_kib_messages(proxy, server, 600).await;
+    echo_kib_messages(proxy, server, 50).await;
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("ERROR: writing the trace").count(),
+        1,
+        "one loud error, said once: {stderr}"
+    );
+    assert!(
+        stderr.contains("Traffic is still relayed"),
+        "the error says the relay goes on: {stderr}"
+    );
+    assert!(
+        stderr.contains("the trace is incomplete"),
+        "the summary says so too: {stderr}"
+    );
+    assert!(
+        !output.status.success(),
+        "an incomplete trace fails the run"
+    );
+    let text = std::fs::read(&trace).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    assert!(text.len() as u64 <= SPACE);
+    assert!(
+        text.len() as u64 > SPACE / 2,
+        "the trace was written until it was full"
+    );
+    // Everything up to the last, torn, line is a complete event.
+    let text = String::from_utf8_lossy(&text);
+    let complete = text.rsplit_once('\n').map_or("", |(whole, _)| whole);
+    for line in complete.lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
 }
