@@ -308,11 +308,21 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// How much the slow-reader test pushes: `WSTAP_SLOW_READER_MIB` MiB, read to the end, or
+/// (unset) as much as the client can in 3 s. The full run the hardening issue names is
+/// `WSTAP_SLOW_READER_MIB=1024`: 1 GiB at 1 MiB/s, about 17 minutes.
+fn slow_reader_volume() -> Option<u64> {
+    let mib: u64 = std::env::var("WSTAP_SLOW_READER_MIB").ok()?.parse().ok()?;
+    Some(mib << 20)
+}
+
 #[tokio::test]
 async fn a_fast_client_and_a_slow_server_keep_the_proxy_small() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const FRAME: usize = 1 << 20;
+    let volume = slow_reader_volume();
     // A server that accepts the handshake, then reads 64 KiB every 62.5 ms: 1 MiB/s.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = listener.local_addr().unwrap();
@@ -347,27 +357,44 @@ async fn a_fast_client_and_a_slow_server_keep_the_proxy_small() {
 
     let frame = wstap_wire::FrameBuilder::binary()
         .mask([1, 2, 3, 4])
-        .encode(&vec![0x5a; 1 << 20]);
+        .encode(&vec![0x5a; FRAME]);
+    let frames = volume.map_or(u64::MAX, |v| v.div_ceil(frame.len() as u64));
     let sent = Arc::new(AtomicU64::new(0));
     let sent_counter = Arc::clone(&sent);
     let pusher = tokio::spawn(async move {
-        loop {
+        for _ in 0..frames {
             if client.write_all(&frame).await.is_err() {
                 break;
             }
             sent_counter.fetch_add(frame.len() as u64, Ordering::Relaxed);
         }
+        // Held open until the server has read everything.
+        client
     });
     let mut peak = 0;
-    for _ in 0..30 {
+    let mut samples = 0u64;
+    loop {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         peak = peak.max(rss_kib(pid));
+        samples += 1;
+        let done = match volume {
+            Some(_) => read.load(Ordering::Relaxed) >= frames * (FRAME as u64 + 14),
+            None => samples == 30,
+        };
+        if done {
+            break;
+        }
     }
     pusher.abort();
     let (sent, read) = (sent.load(Ordering::Relaxed), read.load(Ordering::Relaxed));
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_file(&trace);
+    eprintln!(
+        "slow reader: sent {} MiB, read {} MiB, proxy peak RSS {peak} KiB",
+        sent >> 20,
+        read >> 20
+    );
     assert!(read > 1 << 20, "the server read at its pace ({read} bytes)");
     assert!(peak < 64 * 1024, "proxy RSS peaked at {peak} KiB");
     // Without backpressure the client would have pushed gigabytes in 3 s; with it, what it
