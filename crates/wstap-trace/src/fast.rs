@@ -11,7 +11,6 @@
 use crate::convert::violation_text;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use std::io::Write;
 use wstap_wire::{Capture, FrameRecord, MessageRecord, Timestamp};
 
 /// Caches the formatted date and time down to the second.
@@ -33,9 +32,32 @@ impl TimeCache {
         }
         out.push(b'"');
         out.extend_from_slice(self.prefix.as_bytes());
-        let _ = write!(out, ".{micros:06}Z\"");
+        out.push(b'.');
+        write_digits(out, micros as u64, 6);
+        out.extend_from_slice(b"Z\"");
     }
 }
+
+/// Writes the last `width` decimal digits of `value`, zero-padded.
+fn write_digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Writes an integer in decimal.
+fn write_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+fn write_bool(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `s` as a JSON string, escaping what JSON requires.
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -51,15 +73,18 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => b"",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
             _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.extend_from_slice(escape);
-        }
+        out.extend_from_slice(escape);
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
@@ -84,7 +109,9 @@ fn write_payload(out: &mut Vec<u8>, capture: &Capture) {
             out.push(b'"');
         }
     }
-    let _ = write!(out, ",\"truncated\":{}}}", capture.truncated());
+    out.extend_from_slice(b",\"truncated\":");
+    write_bool(out, capture.truncated());
+    out.push(b'}');
 }
 
 fn write_violations(out: &mut Vec<u8>, violations: &[wstap_wire::Violation]) {
@@ -98,49 +125,72 @@ fn write_violations(out: &mut Vec<u8>, violations: &[wstap_wire::Violation]) {
     out.push(b']');
 }
 
-fn dir(direction: wstap_wire::Direction) -> &'static str {
-    direction.short()
+/// Writes `"dir":"c2s"` and the like, preceded by a comma.
+fn write_dir(out: &mut Vec<u8>, direction: wstap_wire::Direction) {
+    out.extend_from_slice(b",\"dir\":\"");
+    out.extend_from_slice(direction.short().as_bytes());
+    out.push(b'"');
+}
+
+/// Writes `,"opcode":1,"opcode_name":"TEXT"`.
+fn write_opcode(out: &mut Vec<u8>, opcode: wstap_wire::Opcode) {
+    out.extend_from_slice(b",\"opcode\":");
+    write_int(out, opcode.bits());
+    out.extend_from_slice(b",\"opcode_name\":\"");
+    out.extend_from_slice(opcode.name().as_bytes());
+    out.push(b'"');
 }
 
 /// Appends one `frame` line (with its newline) for `record` of `session`.
 pub fn write_frame(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &FrameRecord) {
     let h = &r.header;
-    let _ = write!(out, "{{\"type\":\"frame\",\"session\":{session},\"time\":");
+    out.extend_from_slice(b"{\"type\":\"frame\",\"session\":");
+    write_int(out, session);
+    out.extend_from_slice(b",\"time\":");
     times.write(out, r.time);
-    let _ = write!(
-        out,
-        ",\"dir\":\"{}\",\"index\":{},\"fin\":{},\"rsv1\":{},\"rsv2\":{},\"rsv3\":{},\"opcode\":{},\"opcode_name\":\"{}\",\"flags\":\"{:08b}\",\"masked\":{},\"mask_key\":",
-        dir(r.direction),
-        r.index,
-        h.fin,
-        h.rsv1,
-        h.rsv2,
-        h.rsv3,
-        h.opcode.bits(),
-        h.opcode.name(),
-        h.first_byte,
-        h.mask.is_some()
-    );
+    write_dir(out, r.direction);
+    out.extend_from_slice(b",\"index\":");
+    write_int(out, r.index);
+    for (name, bit) in [
+        (&b",\"fin\":"[..], h.fin),
+        (b",\"rsv1\":", h.rsv1),
+        (b",\"rsv2\":", h.rsv2),
+        (b",\"rsv3\":", h.rsv3),
+    ] {
+        out.extend_from_slice(name);
+        write_bool(out, bit);
+    }
+    write_opcode(out, h.opcode);
+    out.extend_from_slice(b",\"flags\":\"");
+    for shift in (0..8).rev() {
+        out.push(b'0' + ((h.first_byte >> shift) & 1));
+    }
+    out.extend_from_slice(b"\",\"masked\":");
+    write_bool(out, h.mask.is_some());
+    out.extend_from_slice(b",\"mask_key\":");
     match h.mask {
-        Some(k) => {
-            let _ = write!(out, "\"{:02x}{:02x}{:02x}{:02x}\"", k[0], k[1], k[2], k[3]);
+        Some(key) => {
+            out.push(b'"');
+            for byte in key {
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+            out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
     }
-    let _ = write!(
-        out,
-        ",\"header_len\":{},\"length_bits\":{},\"payload_len\":{},\"payload\":",
-        h.header_len,
-        h.length_encoding.bits(),
-        h.payload_len
-    );
+    out.extend_from_slice(b",\"header_len\":");
+    write_int(out, h.header_len);
+    out.extend_from_slice(b",\"length_bits\":");
+    write_int(out, h.length_encoding.bits());
+    out.extend_from_slice(b",\"payload_len\":");
+    write_int(out, h.payload_len);
+    out.extend_from_slice(b",\"payload\":");
     write_payload(out, &r.payload);
     if let Some(close) = &r.close {
         out.extend_from_slice(b",\"close\":{\"code\":");
         match close.code {
-            Some(code) => {
-                let _ = write!(out, "{code}");
-            }
+            Some(code) => write_int(out, code),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"reason\":");
@@ -148,11 +198,9 @@ pub fn write_frame(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &F
         out.push(b'}');
     }
     if let Some(inflated) = &r.inflated {
-        let _ = write!(
-            out,
-            ",\"inflated\":{{\"len\":{},\"payload\":",
-            inflated.data.total
-        );
+        out.extend_from_slice(b",\"inflated\":{\"len\":");
+        write_int(out, inflated.data.total);
+        out.extend_from_slice(b",\"payload\":");
         write_payload(out, &inflated.data);
         out.push(b'}');
     }
@@ -163,24 +211,23 @@ pub fn write_frame(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &F
 
 /// Appends one `message` line (with its newline) for `record` of `session`.
 pub fn write_message(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &MessageRecord) {
-    let _ = write!(
-        out,
-        "{{\"type\":\"message\",\"session\":{session},\"time\":"
-    );
+    out.extend_from_slice(b"{\"type\":\"message\",\"session\":");
+    write_int(out, session);
+    out.extend_from_slice(b",\"time\":");
     times.write(out, r.first_time);
     out.extend_from_slice(b",\"end_time\":");
     times.write(out, r.last_time);
-    let _ = write!(
-        out,
-        ",\"dir\":\"{}\",\"opcode\":{},\"opcode_name\":\"{}\",\"frames\":{},\"len\":{},\"wire_len\":{},\"compressed\":{},\"payload\":",
-        dir(r.direction),
-        r.opcode.bits(),
-        r.opcode.name(),
-        r.frames,
-        r.data.total,
-        r.wire_payload_len,
-        r.compressed
-    );
+    write_dir(out, r.direction);
+    write_opcode(out, r.opcode);
+    out.extend_from_slice(b",\"frames\":");
+    write_int(out, r.frames);
+    out.extend_from_slice(b",\"len\":");
+    write_int(out, r.data.total);
+    out.extend_from_slice(b",\"wire_len\":");
+    write_int(out, r.wire_payload_len);
+    out.extend_from_slice(b",\"compressed\":");
+    write_bool(out, r.compressed);
+    out.extend_from_slice(b",\"payload\":");
     write_payload(out, &r.data);
     out.extend_from_slice(b",\"violations\":");
     write_violations(out, &r.violations);
