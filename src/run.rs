@@ -6,10 +6,12 @@ use std::time::Duration;
 use wstap_proxy::mitm::TlsConfig;
 use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
 
-/// Bus capacity, in batches, of the trace file (lossless) and the console (lossy). A
-/// batch holds what one read of at most 64 KiB decoded, captures included, so the trace
-/// backlog stays within a few MiB; when it is full the relay waits (nothing is lost).
-const TRACE_BACKLOG: usize = 64;
+/// The trace file's backlog, in bytes of queued records and captures: when the writer
+/// falls this far behind, the relay waits (nothing is lost). Large enough that a relay of
+/// small messages never waits while the writer naps between rounds; small enough that a
+/// saturated relay of large captures adds only this much to the proxy's memory.
+const TRACE_BACKLOG: usize = 8 << 20;
+/// The console's backlog, in batches; beyond it the console misses batches (and says so).
 const CONSOLE_BACKLOG: usize = 4096;
 
 /// A started proxy with its sinks.

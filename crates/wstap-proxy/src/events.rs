@@ -5,14 +5,17 @@
 //! events and JSON is the sinks' work, on their own threads, never the relay's.
 //!
 //! Two kinds of subscriber:
-//! - **lossless** (the trace file): bounded; when it is full, the publisher waits, which
-//!   slows the relay rather than losing an event;
+//! - **lossless** (the trace file): bounded by the bytes its queued batches hold (payload
+//!   captures and records), not by their number; when that budget is spent, the publisher
+//!   waits, which slows the relay rather than losing an event. A count bound would be
+//!   wrong both ways: small enough to bound big batches, it stalls a relay of small
+//!   messages whenever the subscriber naps for a few milliseconds;
 //! - **lossy** (the console): bounded; when it is full, the batch is dropped for that
 //!   subscriber and counted, so a slow terminal never slows traffic.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use wstap_trace::{Event, Frame, Message};
 use wstap_wire::Record;
 
@@ -55,6 +58,99 @@ impl BusEvent {
 /// A batch of events, shared by all subscribers.
 pub type Batch = Arc<Vec<BusEvent>>;
 
+/// What a batch weighs against a lossless subscriber's budget: roughly the memory it holds.
+fn weight(batch: &[BusEvent]) -> usize {
+    let heap = |event: &BusEvent| match event {
+        BusEvent::Wire {
+            record: Record::Frame(frame),
+            ..
+        } => {
+            frame.payload.data.capacity()
+                + frame
+                    .inflated
+                    .as_ref()
+                    .map_or(0, |i| i.data.data.capacity())
+        }
+        BusEvent::Wire {
+            record: Record::Message(message),
+            ..
+        } => message.data.data.capacity(),
+        // Session-level events are few and small; their size is a guess, on purpose high.
+        BusEvent::Event(_) => 1024,
+    };
+    let records: usize = batch.iter().map(heap).sum();
+    std::mem::size_of::<Vec<BusEvent>>() + std::mem::size_of_val(batch) + records
+}
+
+/// A batch as queued for a lossless subscriber, with the budget it took.
+#[derive(Debug)]
+struct Weighed {
+    batch: Batch,
+    permits: u32,
+}
+
+/// The receiving end of a lossless subscription: see [`EventBus::subscribe_lossless`].
+#[derive(Debug)]
+pub struct LosslessReceiver {
+    rx: mpsc::UnboundedReceiver<Weighed>,
+    budget: Arc<Semaphore>,
+}
+
+impl LosslessReceiver {
+    /// Waits for the next batch; `None` once every publisher is gone. Blocks the thread:
+    /// for a subscriber on a thread of its own.
+    pub fn blocking_recv(&mut self) -> Option<Batch> {
+        self.rx.blocking_recv().map(|w| self.release(w))
+    }
+
+    /// Waits for the next batch; `None` once every publisher is gone.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        self.rx.recv().await.map(|w| self.release(w))
+    }
+
+    /// The next batch if one is queued.
+    pub fn try_recv(&mut self) -> Option<Batch> {
+        self.rx.try_recv().ok().map(|w| self.release(w))
+    }
+
+    /// Gives a received batch's budget back to the publishers.
+    fn release(&self, weighed: Weighed) -> Batch {
+        self.budget.add_permits(weighed.permits as usize);
+        weighed.batch
+    }
+}
+
+#[derive(Debug)]
+struct LosslessSubscriber {
+    tx: mpsc::UnboundedSender<Weighed>,
+    budget: Arc<Semaphore>,
+    /// The whole budget: no batch may take more, or it would wait forever.
+    limit: u32,
+}
+
+impl LosslessSubscriber {
+    /// Queues `batch`, first waiting until the budget has room for it.
+    async fn send(&self, batch: Batch) {
+        let permits = u32::try_from(weight(&batch))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.limit);
+        // The semaphore is never closed (if it were, the batch would queue at once).
+        match self.budget.try_acquire_many(permits) {
+            Ok(permit) => permit.forget(),
+            Err(_) => {
+                if let Ok(permit) = self.budget.acquire_many(permits).await {
+                    permit.forget();
+                }
+            }
+        }
+        if self.tx.send(Weighed { batch, permits }).is_err() {
+            // The subscriber is gone (it reported its own failure); give the budget back
+            // so that nothing waits for it.
+            self.budget.add_permits(permits as usize);
+        }
+    }
+}
+
 /// Counts what a lossy subscriber missed.
 #[derive(Debug, Default)]
 pub struct DropCounter {
@@ -73,7 +169,7 @@ impl DropCounter {
 /// The bus: see the module documentation.
 #[derive(Debug, Default)]
 pub struct EventBus {
-    lossless: Vec<mpsc::Sender<Batch>>,
+    lossless: Vec<LosslessSubscriber>,
     lossy: Vec<LossySubscriber>,
 }
 
@@ -91,12 +187,18 @@ impl EventBus {
         Self::default()
     }
 
-    /// Adds a subscriber that never misses an event; publishers wait when it lags
-    /// `capacity` batches behind.
-    pub fn subscribe_lossless(&mut self, capacity: usize) -> mpsc::Receiver<Batch> {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        self.lossless.push(tx);
-        rx
+    /// Adds a subscriber that never misses an event; publishers wait when the batches
+    /// queued for it hold more than `budget` bytes.
+    pub fn subscribe_lossless(&mut self, budget: usize) -> LosslessReceiver {
+        let limit = u32::try_from(budget.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(limit as usize));
+        self.lossless.push(LosslessSubscriber {
+            tx,
+            budget: Arc::clone(&budget),
+            limit,
+        });
+        LosslessReceiver { rx, budget }
     }
 
     /// Adds a subscriber that misses batches rather than slow anyone down. With `wire`
@@ -143,9 +245,94 @@ impl EventBus {
                 sub.dropped.events.fetch_add(lost, Ordering::Relaxed);
             }
         }
-        for tx in &self.lossless {
-            // A closed subscriber has reported its own failure; the relay carries on.
-            let _ = tx.send(Arc::clone(&batch)).await;
+        for sub in &self.lossless {
+            sub.send(Arc::clone(&batch)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::timeout;
+    use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, StreamAnalyzer, Timestamp};
+
+    /// The events one read of a masked binary frame of `len` bytes produces.
+    fn batch_of(len: usize) -> Vec<BusEvent> {
+        let mut analyzer =
+            StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
+        let mut wire = FrameBuilder::binary()
+            .mask([1, 2, 3, 4])
+            .encode(&vec![7; len]);
+        let mut records = Vec::new();
+        analyzer.feed(&mut wire, Timestamp(0), &mut records);
+        records
+            .into_iter()
+            .map(|record| BusEvent::Wire { session: 1, record })
+            .collect()
+    }
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn a_publisher_waits_when_the_budget_is_spent_and_goes_on_when_batches_are_taken() {
+        let mut bus = EventBus::new();
+        let mut rx = bus.subscribe_lossless(48 * 1024);
+        // A frame and a message record, each capturing 16 KiB: over half the budget.
+        timeout(SHORT, bus.publish(batch_of(16 * 1024)))
+            .await
+            .expect("the first batch fits");
+        let second = bus.publish(batch_of(16 * 1024));
+        tokio::pin!(second);
+        assert!(
+            timeout(SHORT, &mut second).await.is_err(),
+            "the second batch waits for room"
+        );
+        assert_eq!(rx.recv().await.map(|b| b.len()), Some(2));
+        timeout(SHORT, second)
+            .await
+            .expect("taking a batch makes room");
+        assert_eq!(rx.try_recv().map(|b| b.len()), Some(2));
+    }
+
+    #[tokio::test]
+    async fn thousands_of_small_batches_queue_without_waiting() {
+        let mut bus = EventBus::new();
+        let mut rx = bus.subscribe_lossless(8 << 20);
+        for _ in 0..5_000 {
+            timeout(SHORT, bus.publish(batch_of(64)))
+                .await
+                .expect("small batches are light");
+        }
+        let mut received = 0;
+        while rx.try_recv().is_some() {
+            received += 1;
+        }
+        assert_eq!(received, 5_000);
+    }
+
+    #[tokio::test]
+    async fn a_batch_heavier_than_the_whole_budget_still_passes() {
+        let mut bus = EventBus::new();
+        let mut rx = bus.subscribe_lossless(1024);
+        timeout(SHORT, bus.publish(batch_of(60 * 1024)))
+            .await
+            .expect("an oversized batch takes the whole budget, not more");
+        assert!(rx.try_recv().is_some());
+        timeout(SHORT, bus.publish(batch_of(60 * 1024)))
+            .await
+            .expect("and gives it back");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_is_gone_never_holds_up_the_relay() {
+        let mut bus = EventBus::new();
+        drop(bus.subscribe_lossless(48 * 1024));
+        for _ in 0..10 {
+            timeout(SHORT, bus.publish(batch_of(16 * 1024)))
+                .await
+                .expect("nobody to wait for");
         }
     }
 }

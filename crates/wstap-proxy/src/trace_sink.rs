@@ -7,12 +7,11 @@
 //! If writing fails later (a full disk), the thread says so loudly once on stderr and
 //! keeps draining the bus, so the relay never blocks on a dead file.
 
-use crate::events::{Batch, BusEvent};
+use crate::events::{BusEvent, LosslessReceiver};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use wstap_trace::{TraceHeader, TraceWriter};
 use wstap_wire::Record;
 
@@ -36,7 +35,7 @@ pub struct TraceStats {
 pub fn spawn(
     path: &Path,
     writer_name: &str,
-    rx: mpsc::Receiver<Batch>,
+    rx: LosslessReceiver,
 ) -> Result<JoinHandle<TraceStats>, crate::ProxyError> {
     let file = File::create(path).map_err(|source| crate::ProxyError::Trace {
         path: path.to_owned(),
@@ -57,7 +56,7 @@ pub fn spawn(
         })
 }
 
-fn run(mut writer: TraceWriter<File>, mut rx: mpsc::Receiver<Batch>, path: PathBuf) -> TraceStats {
+fn run(mut writer: TraceWriter<File>, mut rx: LosslessReceiver, path: PathBuf) -> TraceStats {
     let mut stats = TraceStats::default();
     let mut last_flush = Instant::now();
     let fail = |stats: &mut TraceStats, e: wstap_trace::TraceError| {
@@ -102,7 +101,7 @@ fn run(mut writer: TraceWriter<File>, mut rx: mpsc::Receiver<Batch>, path: PathB
                 }
                 last_flush = Instant::now();
             }
-            next = rx.try_recv().ok();
+            next = rx.try_recv();
         }
         // Caught up with the bus: everything written so far goes to the file now.
         if stats.error.is_none() {
