@@ -149,10 +149,11 @@ async fn a_client_vanishing_mid_message_closes_the_upstream_and_aborts_the_sessi
 #[tokio::test]
 async fn a_decompression_bomb_is_relayed_with_its_inflated_size_counted_not_stored() {
     use flate2::{Compress, Compression, FlushCompress};
+    // 1 GiB of zeros, compressed to about 1 MiB: deflate's best ratio.
     let zeros = vec![0u8; 1 << 20];
     let mut compressor = Compress::new(Compression::best(), false);
     let mut compressed = Vec::new();
-    for _ in 0..256 {
+    for _ in 0..1024 {
         compressed.reserve(zeros.len());
         compressor
             .compress_vec(&zeros, &mut compressed, FlushCompress::None)
@@ -170,6 +171,7 @@ async fn a_decompression_bomb_is_relayed_with_its_inflated_size_counted_not_stor
     )
     .await;
     let proxy = Proxy::start().await;
+    let before = support::reset_peak_rss_kib();
     let mut client = websocket_through(
         proxy.addr,
         server,
@@ -190,9 +192,13 @@ async fn a_decompression_bomb_is_relayed_with_its_inflated_size_counted_not_stor
         .unwrap();
     assert_eq!(
         message["len"].as_u64(),
-        Some(256 << 20),
+        Some(1 << 30),
         "inflated size counted in full"
     );
+    // This process holds the test's peers and the proxy; inflating the gigabyte anywhere
+    // in it would show here.
+    let grown = support::peak_rss_kib().saturating_sub(before);
+    assert!(grown < 64 * 1024, "peak RSS grew by {grown} KiB");
     assert_eq!(message["payload"]["truncated"], true);
     assert!(message["wire_len"].as_u64().unwrap() < 1 << 20);
 }

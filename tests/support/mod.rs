@@ -23,6 +23,31 @@ pub fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("wstap-test-{}-{n}-{name}", std::process::id()))
 }
 
+/// A line of this process's `/proc/self/status`, in KiB.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let value = line.strip_prefix(field)?.trim().trim_end_matches("kB");
+                value.trim().parse().ok()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// This process's peak resident memory since the last reset, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// Resets the peak (Linux: `/proc/self/clear_refs`) and returns the resident memory now.
+pub fn reset_peak_rss_kib() -> u64 {
+    let reset = std::fs::write("/proc/self/clear_refs", "5");
+    assert!(reset.is_ok(), "cannot reset the peak RSS: {reset:?}");
+    status_kib("VmRSS:")
+}
+
 /// The engine, listening on a free loopback port, writing a trace file.
 pub struct Proxy {
     pub addr: SocketAddr,
