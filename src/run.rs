@@ -10,7 +10,7 @@ use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
 /// falls this far behind, the relay waits (nothing is lost). Large enough that a relay of
 /// small messages never waits while the writer naps between rounds; small enough that a
 /// saturated relay of large captures adds only this much to the proxy's memory.
-const TRACE_BACKLOG: usize = 8 << 20;
+const TRACE_BACKLOG: usize = 4 << 20;
 /// The console's backlog, in batches; beyond it the console misses batches (and says so).
 const CONSOLE_BACKLOG: usize = 4096;
 
