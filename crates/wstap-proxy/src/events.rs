@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Semaphore, TryAcquireError};
 use wstap_trace::{Event, Frame, Message};
 use wstap_wire::Record;
 
@@ -120,6 +120,14 @@ impl LosslessReceiver {
     }
 }
 
+impl Drop for LosslessReceiver {
+    /// Whatever is still queued will never be taken: closing the budget releases every
+    /// publisher waiting for room, and none waits again.
+    fn drop(&mut self) {
+        self.budget.close();
+    }
+}
+
 #[derive(Debug)]
 struct LosslessSubscriber {
     tx: mpsc::UnboundedSender<Weighed>,
@@ -134,19 +142,16 @@ impl LosslessSubscriber {
         let permits = u32::try_from(weight(&batch))
             .unwrap_or(u32::MAX)
             .clamp(1, self.limit);
-        // The semaphore is never closed (if it were, the batch would queue at once).
-        match self.budget.try_acquire_many(permits) {
-            Ok(permit) => permit.forget(),
-            Err(_) => {
-                if let Ok(permit) = self.budget.acquire_many(permits).await {
-                    permit.forget();
-                }
-            }
-        }
-        if self.tx.send(Weighed { batch, permits }).is_err() {
-            // The subscriber is gone (it reported its own failure); give the budget back
-            // so that nothing waits for it.
-            self.budget.add_permits(permits as usize);
+        let acquired = match self.budget.try_acquire_many(permits) {
+            Ok(permit) => Ok(permit),
+            Err(TryAcquireError::NoPermits) => self.budget.acquire_many(permits).await,
+            Err(TryAcquireError::Closed) => return,
+        };
+        // An error means the subscriber is gone (it reported its own failure): the relay
+        // carries on without it.
+        if let Ok(permit) = acquired {
+            permit.forget();
+            let _ = self.tx.send(Weighed { batch, permits });
         }
     }
 }
@@ -334,5 +339,25 @@ mod tests {
                 .await
                 .expect("nobody to wait for");
         }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gone_with_a_full_queue_releases_the_waiting_publisher() {
+        let mut bus = EventBus::new();
+        let rx = bus.subscribe_lossless(48 * 1024);
+        bus.publish(batch_of(16 * 1024)).await;
+        let waiting = bus.publish(batch_of(16 * 1024));
+        tokio::pin!(waiting);
+        assert!(
+            timeout(SHORT, &mut waiting).await.is_err(),
+            "the budget is spent"
+        );
+        drop(rx);
+        timeout(SHORT, waiting)
+            .await
+            .expect("the waiting publisher is released");
+        timeout(SHORT, bus.publish(batch_of(16 * 1024)))
+            .await
+            .expect("and later ones do not wait");
     }
 }
