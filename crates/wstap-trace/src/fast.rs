@@ -13,9 +13,45 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use wstap_wire::{Capture, FrameRecord, MessageRecord, Timestamp};
 
+/// What the line writer keeps between lines so as not to repeat work: the formatted date
+/// down to the second, and the payload of the last frame line.
+#[derive(Debug, Default)]
+pub struct LineCache {
+    time: TimeCache,
+    frame_payload: PayloadCache,
+}
+
+/// The payload of the last frame line, raw and as written. A message of one uncompressed
+/// frame carries the same bytes as that frame, and its line (which follows the frame's)
+/// copies the frame line's encoding instead of encoding the bytes again.
+#[derive(Debug, Default)]
+struct PayloadCache {
+    data: Vec<u8>,
+    truncated: bool,
+    json: Vec<u8>,
+}
+
+impl PayloadCache {
+    /// The JSON written for `capture`, if it is the one remembered.
+    fn get(&self, capture: &Capture) -> Option<&[u8]> {
+        (!self.json.is_empty()
+            && self.truncated == capture.truncated()
+            && self.data == capture.data)
+            .then_some(self.json.as_slice())
+    }
+
+    fn remember(&mut self, capture: &Capture, json: &[u8]) {
+        self.data.clear();
+        self.data.extend_from_slice(&capture.data);
+        self.truncated = capture.truncated();
+        self.json.clear();
+        self.json.extend_from_slice(json);
+    }
+}
+
 /// Caches the formatted date and time down to the second.
 #[derive(Debug, Default)]
-pub struct TimeCache {
+struct TimeCache {
     second: i64,
     prefix: String,
 }
@@ -142,7 +178,8 @@ fn write_opcode(out: &mut Vec<u8>, opcode: wstap_wire::Opcode) {
 }
 
 /// Appends one `frame` line (with its newline) for `record` of `session`.
-pub fn write_frame(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &FrameRecord) {
+pub fn write_frame(out: &mut Vec<u8>, cache: &mut LineCache, session: u64, r: &FrameRecord) {
+    let times = &mut cache.time;
     let h = &r.header;
     out.extend_from_slice(b"{\"type\":\"frame\",\"session\":");
     write_int(out, session);
@@ -186,7 +223,11 @@ pub fn write_frame(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &F
     out.extend_from_slice(b",\"payload_len\":");
     write_int(out, h.payload_len);
     out.extend_from_slice(b",\"payload\":");
+    let payload_start = out.len();
     write_payload(out, &r.payload);
+    cache
+        .frame_payload
+        .remember(&r.payload, &out[payload_start..]);
     if let Some(close) = &r.close {
         out.extend_from_slice(b",\"close\":{\"code\":");
         match close.code {
@@ -210,7 +251,8 @@ pub fn write_frame(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &F
 }
 
 /// Appends one `message` line (with its newline) for `record` of `session`.
-pub fn write_message(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: &MessageRecord) {
+pub fn write_message(out: &mut Vec<u8>, cache: &mut LineCache, session: u64, r: &MessageRecord) {
+    let times = &mut cache.time;
     out.extend_from_slice(b"{\"type\":\"message\",\"session\":");
     write_int(out, session);
     out.extend_from_slice(b",\"time\":");
@@ -228,7 +270,13 @@ pub fn write_message(out: &mut Vec<u8>, times: &mut TimeCache, session: u64, r: 
     out.extend_from_slice(b",\"compressed\":");
     write_bool(out, r.compressed);
     out.extend_from_slice(b",\"payload\":");
-    write_payload(out, &r.data);
+    let same_as_frame = (r.frames == 1 && !r.compressed)
+        .then(|| cache.frame_payload.get(&r.data))
+        .flatten();
+    match same_as_frame {
+        Some(json) => out.extend_from_slice(json),
+        None => write_payload(out, &r.data),
+    }
     out.extend_from_slice(b",\"violations\":");
     write_violations(out, &r.violations);
     if r.incomplete {

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use wstap_trace::fast::{write_frame, write_message, TimeCache};
+use wstap_trace::fast::{write_frame, write_message, LineCache};
 use wstap_trace::{Event, Frame, Message};
 use wstap_wire::deflate::DeflateParams;
 use wstap_wire::{
@@ -18,7 +18,7 @@ fn records(direction: Direction, config: AnalyzerConfig, wire: &[u8], time: i64)
 }
 
 fn assert_same(records: Vec<Record>) {
-    let mut times = TimeCache::default();
+    let mut times = LineCache::default();
     for record in records {
         let mut line = Vec::new();
         let expected = match &record {
@@ -102,6 +102,40 @@ fn every_kind_of_frame_and_message_matches_the_serde_output() {
         deflate,
         &compressed,
         1_000_000,
+    ));
+}
+
+#[test]
+fn a_message_line_reuses_its_frame_payload_only_when_the_bytes_are_the_same() {
+    // The frame keeps 8 bytes, the message 64: same message, different captures.
+    let capture_differs = AnalyzerConfig {
+        max_frame_capture: 8,
+        max_message_capture: 64,
+        ..AnalyzerConfig::default()
+    };
+    let wire = [
+        FrameBuilder::text()
+            .mask([1, 2, 3, 4])
+            .encode(b"twenty bytes of text"),
+        FrameBuilder::binary().encode(&[0xa5; 20]),
+        // The same bytes again, then a single-frame message after a fragmented one.
+        FrameBuilder::binary().encode(&[0xa5; 20]),
+        FrameBuilder::binary().fin(false).encode(&[0xa5; 4]),
+        FrameBuilder::continuation().encode(&[0xa5; 4]),
+        FrameBuilder::binary().encode(&[0xa5; 4]),
+    ]
+    .concat();
+    assert_same(records(
+        Direction::ClientToServer,
+        capture_differs,
+        &wire,
+        7_000_000,
+    ));
+    assert_same(records(
+        Direction::ServerToClient,
+        AnalyzerConfig::default(),
+        &wire,
+        7_000_000,
     ));
 }
 
