@@ -280,14 +280,19 @@ mod tests {
 
     const SHORT: Duration = Duration::from_millis(50);
 
+    /// Publishes a batch for a frame of `len` bytes; fails the test if that has to wait.
+    async fn publish_at_once(bus: &EventBus, len: usize, why: &str) {
+        timeout(SHORT, bus.publish(batch_of(len)))
+            .await
+            .unwrap_or_else(|_| panic!("publishing waited: {why}"));
+    }
+
     #[tokio::test]
     async fn a_publisher_waits_when_the_budget_is_spent_and_goes_on_when_batches_are_taken() {
         let mut bus = EventBus::new();
         let mut rx = bus.subscribe_lossless(48 * 1024);
         // A frame and a message record, each capturing 16 KiB: over half the budget.
-        timeout(SHORT, bus.publish(batch_of(16 * 1024)))
-            .await
-            .expect("the first batch fits");
+        publish_at_once(&bus, 16 * 1024, "the first batch fits").await;
         let second = bus.publish(batch_of(16 * 1024));
         tokio::pin!(second);
         assert!(
@@ -306,9 +311,7 @@ mod tests {
         let mut bus = EventBus::new();
         let mut rx = bus.subscribe_lossless(8 << 20);
         for _ in 0..5_000 {
-            timeout(SHORT, bus.publish(batch_of(64)))
-                .await
-                .expect("small batches are light");
+            publish_at_once(&bus, 64, "small batches are light").await;
         }
         let mut received = 0;
         while rx.try_recv().is_some() {
@@ -321,13 +324,14 @@ mod tests {
     async fn a_batch_heavier_than_the_whole_budget_still_passes() {
         let mut bus = EventBus::new();
         let mut rx = bus.subscribe_lossless(1024);
-        timeout(SHORT, bus.publish(batch_of(60 * 1024)))
-            .await
-            .expect("an oversized batch takes the whole budget, not more");
+        publish_at_once(
+            &bus,
+            60 * 1024,
+            "an oversized batch takes the whole budget, not more",
+        )
+        .await;
         assert!(rx.try_recv().is_some());
-        timeout(SHORT, bus.publish(batch_of(60 * 1024)))
-            .await
-            .expect("and gives it back");
+        publish_at_once(&bus, 60 * 1024, "and gives it back").await;
     }
 
     #[tokio::test]
@@ -335,9 +339,7 @@ mod tests {
         let mut bus = EventBus::new();
         drop(bus.subscribe_lossless(48 * 1024));
         for _ in 0..10 {
-            timeout(SHORT, bus.publish(batch_of(16 * 1024)))
-                .await
-                .expect("nobody to wait for");
+            publish_at_once(&bus, 16 * 1024, "nobody to wait for").await;
         }
     }
 
@@ -356,8 +358,6 @@ mod tests {
         timeout(SHORT, waiting)
             .await
             .expect("the waiting publisher is released");
-        timeout(SHORT, bus.publish(batch_of(16 * 1024)))
-            .await
-            .expect("and later ones do not wait");
+        publish_at_once(&bus, 16 * 1024, "and later ones do not wait").await;
     }
 }
