@@ -44,7 +44,7 @@ impl Started {
         };
         match stats.error {
             Some(error) => Err(AppError::TraceIncomplete(format!(
-                "{error}; {} events were written before it",
+                "{error} (at most {} events reached the file)",
                 stats.events
             ))),
             None => {
