@@ -4,9 +4,11 @@
 //! going through [`crate::Event`] and serde for each one (building strings, then escaping
 //! every byte of them, base64 included) took most of the trace thread's time. These
 //! functions write the same JSON straight from `wstap-wire` records: base64 goes into the
-//! line without an escape scan, text is escaped in runs, and the timestamp's date part is
-//! formatted once per second. The output parses to exactly what the serde path writes; a
-//! test holds them to that.
+//! line without an escape scan, text is escaped in runs, numbers and flags are written
+//! without `core::fmt`, the timestamp's date part is formatted once per second, and a
+//! one-frame message's line copies its frame line's payload instead of encoding it again
+//! (see [`LineCache`]). The output parses to exactly what the serde path writes; tests
+//! hold them to that. `cargo bench -p wstap-trace` measures the cost per line.
 
 use crate::convert::violation_text;
 use base64::engine::general_purpose::STANDARD as BASE64;
