@@ -494,3 +494,106 @@ async fn a_trace_that_fills_its_disk_mid_run_is_reported_loudly_and_the_relay_go
         serde_json::from_str::<Value>(line).unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_trace_reader_that_stalls_holds_up_the_relay_within_bounded_memory_and_loses_nothing() {
+    use futures_util::{SinkExt, StreamExt};
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::Message;
+    // 400 echoes of 16 KiB, each captured whole in four records: 25 MiB of captures
+    // against the trace's 4 MiB backlog.
+    const ECHOES: usize = 400;
+    // The trace goes into a pipe whose reader reads nothing for the first 2 s.
+    let fifo = temp_path("stalled.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let paused = Arc::new(AtomicBool::new(true));
+    let reader = std::thread::spawn({
+        let (fifo, paused) = (fifo.clone(), Arc::clone(&paused));
+        move || {
+            let mut pipe = std::fs::File::open(fifo).unwrap();
+            while paused.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let mut trace = Vec::new();
+            pipe.read_to_end(&mut trace).unwrap();
+            trace
+        }
+    });
+    let (server, _) = support::echo_server().await;
+    let (child, proxy) = spawn_wstap(&fifo, &["-q"]);
+    let stream = support::tunnel(proxy, server).await;
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+        .await
+        .unwrap();
+    let (mut sink, mut stream) = ws.split();
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&echoed);
+    let receiver = tokio::spawn(async move {
+        while counter.load(Ordering::Relaxed) < ECHOES {
+            match stream.next().await {
+                Some(Ok(Message::Binary(data))) if data.len() == 16 * 1024 => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                other => panic!("expected an echo, got {other:?}"),
+            }
+        }
+        stream
+    });
+    let sender = tokio::spawn(async move {
+        for i in 0..ECHOES {
+            sink.send(Message::binary(vec![i as u8; 16 * 1024]))
+                .await
+                .unwrap();
+        }
+        sink
+    });
+    let mut peak = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(child.id()));
+    }
+    let during_stall = echoed.load(Ordering::Relaxed);
+    paused.store(false, Ordering::Relaxed);
+    let (sink, stream) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        (sender.await.unwrap(), receiver.await.unwrap())
+    })
+    .await
+    .expect("every echo arrives once the trace is read");
+    let mut ws = sink.reunite(stream).unwrap();
+    ws.close(None).await.unwrap();
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let trace = reader.join().unwrap();
+    let _ = std::fs::remove_file(&fifo);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        during_stall < ECHOES / 2,
+        "the relay waited for the stalled trace: {during_stall} of {ECHOES} echoes got through"
+    );
+    assert!(peak < 32 * 1024, "proxy RSS peaked at {peak} KiB");
+    let events: Vec<Value> = String::from_utf8(trace)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for dir in ["c2s", "s2c"] {
+        let messages = events
+            .iter()
+            .filter(|e| e["type"] == "message" && e["dir"] == dir && e["opcode"] == 2)
+            .count();
+        assert_eq!(messages, ECHOES, "every {dir} message is in the trace");
+    }
+}
