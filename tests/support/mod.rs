@@ -92,7 +92,7 @@ impl Proxy {
     pub async fn start_with(config: ProxyConfig) -> Proxy {
         let trace_path = temp_path("trace.ndjson");
         let mut bus = EventBus::new();
-        let rx = bus.subscribe_lossless(8 << 20);
+        let rx = bus.subscribe_lossless(4 << 20);
         let trace = trace_sink::spawn(&trace_path, "wstap test", rx).unwrap();
         let running = wstap_proxy::start(config, bus).await.unwrap();
         let addr = running.local_addrs()[0];
