@@ -387,12 +387,11 @@ impl Printer {
                 e.frames.c2s, e.frames.s2c
             ));
         }
-        line.push_str(&format!(
-            ", bytes c2s {} s2c {}, {:.3} s",
-            e.bytes.c2s,
-            e.bytes.s2c,
-            e.duration_us as f64 / 1e6
-        ));
+        // An HTTP session's bytes are counted per exchange (its `http` lines), not here.
+        if e.kind != "http" {
+            line.push_str(&format!(", bytes c2s {} s2c {}", e.bytes.c2s, e.bytes.s2c));
+        }
+        line.push_str(&format!(", {:.3} s", e.duration_us as f64 / 1e6));
         let color = if e.outcome == Outcome::Closed {
             DIM
         } else {
@@ -426,4 +425,53 @@ fn dashed_key(hex: &str) -> String {
         .map(|pair| String::from_utf8_lossy(pair).to_uppercase())
         .collect::<Vec<_>>()
         .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end_line(kind: &str) -> String {
+        let printer = Printer {
+            options: ConsoleOptions {
+                verbose: false,
+                quiet: false,
+                color: false,
+            },
+        };
+        let end = SessionEnd {
+            session: 3,
+            time: Utc::now(),
+            outcome: Outcome::Closed,
+            close: None,
+            frames: PerDirection { c2s: 2, s2c: 2 },
+            bytes: PerDirection { c2s: 40, s2c: 30 },
+            kind: kind.to_owned(),
+            error: None,
+            cut_frames: Vec::new(),
+            duration_us: 1_500_000,
+        };
+        let mut out = String::new();
+        printer.session_end(&end, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_relay_session_ends_with_its_byte_counts() {
+        let line = end_line("websocket");
+        assert!(
+            line.contains(
+                "END websocket (closed), frames c2s 2 s2c 2, bytes c2s 40 s2c 30, 1.500 s"
+            ),
+            "{line}"
+        );
+        assert!(end_line("tunnel").contains("bytes c2s 40 s2c 30"));
+    }
+
+    #[test]
+    fn an_http_session_leaves_bytes_to_its_exchanges() {
+        let line = end_line("http");
+        assert!(line.contains("END http (closed), 1.500 s"), "{line}");
+        assert!(!line.contains("bytes"), "{line}");
+    }
 }
