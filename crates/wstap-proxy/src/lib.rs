@@ -39,5 +39,5 @@ pub mod websocket;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use events::{Batch, BusEvent, DropCounter, EventBus};
+pub use events::{Batch, BusEvent, DropCounter, EventBus, LosslessReceiver};
 pub use listener::{start, RunningProxy};

@@ -40,7 +40,7 @@ pub enum TraceError {
 pub struct TraceWriter<W: Write> {
     out: io::BufWriter<W>,
     line: Vec<u8>,
-    lines: crate::fast::LineCache,
+    cache: crate::fast::LineCache,
 }
 
 impl<W: Write> TraceWriter<W> {
@@ -49,7 +49,7 @@ impl<W: Write> TraceWriter<W> {
         let mut writer = TraceWriter {
             out: io::BufWriter::with_capacity(64 * 1024, out),
             line: Vec::with_capacity(1024),
-            lines: crate::fast::LineCache::default(),
+            cache: crate::fast::LineCache::default(),
         };
         writer.write(&Event::Trace(header.clone()))?;
         writer.flush()?;
@@ -73,7 +73,7 @@ impl<W: Write> TraceWriter<W> {
         record: &wstap_wire::FrameRecord,
     ) -> Result<(), TraceError> {
         self.line.clear();
-        crate::fast::write_frame(&mut self.line, &mut self.lines, session, record);
+        crate::fast::write_frame(&mut self.line, &mut self.cache, session, record);
         self.out.write_all(&self.line)?;
         Ok(())
     }
@@ -85,7 +85,7 @@ impl<W: Write> TraceWriter<W> {
         record: &wstap_wire::MessageRecord,
     ) -> Result<(), TraceError> {
         self.line.clear();
-        crate::fast::write_message(&mut self.line, &mut self.lines, session, record);
+        crate::fast::write_message(&mut self.line, &mut self.cache, session, record);
         self.out.write_all(&self.line)?;
         Ok(())
     }

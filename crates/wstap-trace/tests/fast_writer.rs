@@ -18,16 +18,16 @@ fn records(direction: Direction, config: AnalyzerConfig, wire: &[u8], time: i64)
 }
 
 fn assert_same(records: Vec<Record>) {
-    let mut times = LineCache::default();
+    let mut cache = LineCache::default();
     for record in records {
         let mut line = Vec::new();
         let expected = match &record {
             Record::Frame(f) => {
-                write_frame(&mut line, &mut times, 42, f);
+                write_frame(&mut line, &mut cache, 42, f);
                 serde_json::to_value(Event::Frame(Frame::from_record(42, f.clone()))).unwrap()
             }
             Record::Message(m) => {
-                write_message(&mut line, &mut times, 42, m);
+                write_message(&mut line, &mut cache, 42, m);
                 serde_json::to_value(Event::Message(Message::from_record(42, m.clone()))).unwrap()
             }
         };
