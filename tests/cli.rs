@@ -247,10 +247,7 @@ async fn sigterm_closes_open_sessions_with_1001_records_them_and_prints_a_summar
     let (server, _) = support::echo_server().await;
     let trace = temp_path("sigterm.ndjson");
     let (child, proxy) = spawn_wstap(&trace, &["--grace", "0"]);
-    let stream = support::tunnel(proxy, server).await;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-        .await
-        .unwrap();
+    let mut ws = support::ws_client(proxy, server).await;
     ws.send(tokio_tungstenite::tungstenite::Message::text("hello"))
         .await
         .unwrap();
@@ -353,13 +350,7 @@ async fn a_fast_client_and_a_slow_server_keep_the_proxy_small() {
     let trace = temp_path("backpressure.ndjson");
     let (mut child, proxy) = spawn_wstap(&trace, &["-q"]);
     let pid = child.id();
-    let mut client = support::tunnel(proxy, server).await;
-    support::send(
-        &mut client,
-        support::client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
-    support::read_head(&mut client).await;
+    let mut client = support::websocket_through(proxy, server, "").await;
 
     let frame = wstap_wire::FrameBuilder::binary()
         .mask([1, 2, 3, 4])
@@ -420,10 +411,7 @@ async fn echo_kib_messages(
 ) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    let stream = support::tunnel(proxy, server).await;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-        .await
-        .unwrap();
+    let mut ws = support::ws_client(proxy, server).await;
     for i in 0..count {
         let text = format!("{i:>1024}");
         ws.send(Message::text(text.clone())).await.unwrap();
@@ -528,10 +516,7 @@ async fn a_trace_reader_that_stalls_holds_up_the_relay_within_bounded_memory_and
     });
     let (server, _) = support::echo_server().await;
     let (child, proxy) = spawn_wstap(&fifo, &["-q"]);
-    let stream = support::tunnel(proxy, server).await;
-    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-        .await
-        .unwrap();
+    let ws = support::ws_client(proxy, server).await;
     let (mut sink, mut stream) = ws.split();
     let echoed = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&echoed);

@@ -54,12 +54,7 @@ fn fast_timeouts() -> ProxyConfig {
 async fn an_upstream_that_never_answers_the_handshake_gets_the_client_a_502() {
     let server = misbehaving_server("silence").await;
     let proxy = Proxy::start_with(fast_timeouts()).await;
-    let mut client = tunnel(proxy.addr, server).await;
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
+    let mut client = handshake_sent(proxy.addr, server, "").await;
     let answer = String::from_utf8(read_to_end(&mut client).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
     assert!(answer.contains("no complete head within"), "{answer}");
@@ -74,12 +69,7 @@ async fn an_upstream_that_never_answers_the_handshake_gets_the_client_a_502() {
 async fn an_upstream_reset_mid_handshake_gets_the_client_a_502() {
     let server = misbehaving_server("reset").await;
     let proxy = Proxy::start().await;
-    let mut client = tunnel(proxy.addr, server).await;
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
+    let mut client = handshake_sent(proxy.addr, server, "").await;
     let answer = String::from_utf8(read_to_end(&mut client).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
     let trace = proxy.stop(Duration::from_secs(1)).await;

@@ -27,10 +27,7 @@ async fn beyond_max_connections_new_clients_get_503_and_open_ones_carry_on() {
         ..config()
     })
     .await;
-    let first = tunnel(proxy.addr, server).await;
-    let (mut held, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), first)
-        .await
-        .unwrap();
+    let mut held = ws_client(proxy.addr, server).await;
     let _second = tunnel(proxy.addr, server).await;
 
     let (mut third, head) = connect_raw(proxy.addr, &server.to_string()).await;
@@ -171,10 +168,7 @@ async fn a_client_that_sends_nothing_times_out_with_408() {
 async fn shutdown_closes_open_websockets_with_1001_and_records_their_end() {
     let (server, _) = echo_server().await;
     let proxy = Proxy::start().await;
-    let stream = tunnel(proxy.addr, server).await;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-        .await
-        .unwrap();
+    let mut ws = ws_client(proxy.addr, server).await;
     ws.send(Message::text("before shutdown")).await.unwrap();
     assert_eq!(
         ws.next().await.unwrap().unwrap().into_text().unwrap(),
@@ -207,13 +201,7 @@ async fn a_thousand_concurrent_sessions_all_echo_and_are_all_recorded() {
     let proxy = Proxy::start().await;
     let addr = proxy.addr;
     let sockets: Vec<_> = stream::iter(0..1000)
-        .map(|_| async move {
-            let stream = tunnel(addr, server).await;
-            tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-                .await
-                .unwrap()
-                .0
-        })
+        .map(|_| async move { ws_client(addr, server).await })
         .buffer_unordered(100)
         .collect()
         .await;

@@ -172,12 +172,7 @@ async fn a_refused_upgrade_is_relayed_as_is_and_recorded() {
         "HTTP/1.1 403 Forbidden\r\nX-Why: No Entry\r\nContent-Length: 5\r\n\r\nnope!".to_owned();
     let (server, _, _task) = raw_server(refusal.clone(), Vec::new()).await;
     let proxy = Proxy::start().await;
-    let mut client = tunnel(proxy.addr, server).await;
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
+    let mut client = handshake_sent(proxy.addr, server, "").await;
     assert_eq!(
         read_exact(&mut client, refusal.len()).await,
         refusal.as_bytes()
@@ -261,10 +256,7 @@ async fn bad_requests_get_4xx_with_reasons_and_the_proxy_keeps_serving() {
         assert!(answer.contains(reason), "{reason}: {answer}");
     }
     // Still serving.
-    let stream = tunnel(proxy.addr, server).await;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-        .await
-        .unwrap();
+    let mut ws = ws_client(proxy.addr, server).await;
     use futures_util::{SinkExt, StreamExt};
     ws.send(tokio_tungstenite::tungstenite::Message::text("still here"))
         .await
@@ -428,10 +420,7 @@ async fn listens_on_ipv6_loopback_and_several_addresses() {
     assert_eq!(addrs.len(), 2);
     assert!(addrs[1].is_ipv6());
     for addr in addrs {
-        let stream = tunnel(addr, server).await;
-        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
-            .await
-            .unwrap();
+        let mut ws = ws_client(addr, server).await;
         use futures_util::{SinkExt, StreamExt};
         ws.send(tokio_tungstenite::tungstenite::Message::text("v6?"))
             .await

@@ -255,12 +255,7 @@ async fn client_receives_the_servers_exact_bytes_sent_right_after_the_101() {
     .concat();
     let (server, _, server_task) = raw_server(switching(""), server_frames.clone()).await;
     let proxy = Proxy::start().await;
-    let mut client = tunnel(proxy.addr, server).await;
-    send(
-        &mut client,
-        client_handshake(&server.to_string(), "/", "").as_bytes(),
-    )
-    .await;
+    let mut client = handshake_sent(proxy.addr, server, "").await;
     assert_eq!(read_head(&mut client).await, switching("").as_bytes());
     assert_eq!(
         read_exact(&mut client, server_frames.len()).await,

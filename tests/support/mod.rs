@@ -156,14 +156,33 @@ pub async fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
     stream
 }
 
-/// A raw client that tunnels to `server` through `proxy`, completes a minimal handshake
-/// with `extra` header lines (the server must answer) and is ready for frames.
-pub async fn websocket_through(proxy: SocketAddr, server: SocketAddr, extra: &str) -> TcpStream {
+/// A raw client that tunnels to `server` through `proxy` and sends a minimal handshake
+/// with `extra` header lines; the answer is left for the test to read.
+pub async fn handshake_sent(proxy: SocketAddr, server: SocketAddr, extra: &str) -> TcpStream {
     let mut client = tunnel(proxy, server).await;
     let handshake = client_handshake(&server.to_string(), "/", extra);
     send(&mut client, handshake.as_bytes()).await;
+    client
+}
+
+/// A raw client that tunnels to `server` through `proxy`, completes a minimal handshake
+/// with `extra` header lines (the server must answer) and is ready for frames.
+pub async fn websocket_through(proxy: SocketAddr, server: SocketAddr, extra: &str) -> TcpStream {
+    let mut client = handshake_sent(proxy, server, extra).await;
     read_head(&mut client).await;
     client
+}
+
+/// A tokio-tungstenite client for `ws://server/`, through a CONNECT tunnel of `proxy`.
+pub async fn ws_client(
+    proxy: SocketAddr,
+    server: SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let stream = tunnel(proxy, server).await;
+    tokio_tungstenite::client_async(format!("ws://{server}/"), stream)
+        .await
+        .unwrap()
+        .0
 }
 
 /// A minimal, valid client handshake for `path` on `host`.
@@ -195,20 +214,30 @@ pub async fn raw_server(
     let seen = Arc::new(Mutex::new(Seen::default()));
     let record = Arc::clone(&seen);
     let task = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let head = read_head(&mut stream).await;
-        record.lock().unwrap().head = head;
-        stream.write_all(response.as_bytes()).await.unwrap();
-        stream.write_all(&then_send).await.unwrap();
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => record.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
-            }
-        }
+        let (stream, _) = listener.accept().await.unwrap();
+        play_raw(stream, response.as_bytes(), &then_send, &record).await;
     });
     (addr, seen, task)
+}
+
+/// What a raw server does on its one connection: see [`raw_server`].
+pub async fn play_raw<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    response: &[u8],
+    then_send: &[u8],
+    record: &Mutex<Seen>,
+) {
+    let head = read_head(&mut stream).await;
+    record.lock().unwrap().head = head;
+    stream.write_all(response).await.unwrap();
+    stream.write_all(then_send).await.unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => record.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// A 101 answering [`client_handshake`], with extra header lines.

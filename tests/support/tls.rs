@@ -76,31 +76,44 @@ pub async fn tls_client(
     TlsConnector::from(config).connect(name, stream).await
 }
 
-/// A TLS WebSocket echo server (tokio-tungstenite over rustls) for any number of clients.
-pub async fn tls_echo_server(pki: &TestPki) -> SocketAddr {
-    use futures_util::{SinkExt, StreamExt};
+/// Accepts TLS clients on a fresh loopback port for as long as the test runs; each one
+/// gets a task of its own that completes the TLS handshake and hands the stream to `serve`.
+async fn tls_server<F, Fut>(pki: &TestPki, serve: F) -> SocketAddr
+where
+    F: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = TlsAcceptor::from(Arc::clone(&pki.server));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
+            let serve = serve.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                        break;
-                    }
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    serve(tls).await;
                 }
             });
         }
     });
     addr
+}
+
+/// A TLS WebSocket echo server (tokio-tungstenite over rustls) for any number of clients.
+pub async fn tls_echo_server(pki: &TestPki) -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    tls_server(pki, |tls| async move {
+        let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
 }
 
 /// Like [`raw_server`], over TLS.
@@ -115,17 +128,8 @@ pub async fn raw_tls_server(
     let record = Arc::clone(&seen);
     let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let mut stream = acceptor.accept(stream).await.unwrap();
-        let head = read_head(&mut stream).await;
-        record.lock().unwrap().head = head;
-        send(&mut stream, response.as_bytes()).await;
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => record.lock().unwrap().bytes.extend_from_slice(&buf[..n]),
-            }
-        }
+        let stream = acceptor.accept(stream).await.unwrap();
+        play_raw(stream, response.as_bytes(), &[], &record).await;
     });
     (addr, seen, task)
 }
@@ -133,29 +137,17 @@ pub async fn raw_tls_server(
 /// A hyper HTTPS server answering every request with a fixed body.
 pub async fn https_server(pki: &TestPki) -> SocketAddr {
     use http_body_util::Full;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = TlsAcceptor::from(Arc::clone(&pki.server));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = format!("secure hello at {}", req.uri().path());
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            bytes::Bytes::from(body),
-                        )))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
+    tls_server(pki, |tls| async move {
+        let service =
+            hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let body = format!("secure hello at {}", req.uri().path());
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    bytes::Bytes::from(body),
+                )))
             });
-        }
-    });
-    addr
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+    })
+    .await
 }
