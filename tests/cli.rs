@@ -125,6 +125,57 @@ fn an_unwritable_trace_path_is_a_clear_error_at_start() {
     );
 }
 
+#[test]
+fn a_proxy_that_accepts_connections_has_its_ca_ready() {
+    // Scripts (and the benchmark) wait for the port, then fetch the CA to trust it.
+    let ca_dir = temp_path("fresh-ca");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wstap"))
+        .args(["-q", "--listen", &addr.to_string(), "--ca-dir"])
+        .arg(&ca_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "wstap did not start");
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let pem = std::fs::read_to_string(ca_dir.join("wstap-ca.pem"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&ca_dir);
+    let pem = pem.expect("the CA certificate exists once the port accepts");
+    assert!(
+        pem.trim_end().ends_with("-----END CERTIFICATE-----"),
+        "{pem}"
+    );
+}
+
+#[test]
+fn a_taken_port_fails_before_a_ca_is_made() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let ca_dir = temp_path("unmade-ca");
+    let out = wstap(&["--listen", &addr, "--ca-dir", ca_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&addr),
+        "the error names the address: {stderr}"
+    );
+    assert!(
+        !ca_dir.exists(),
+        "no CA is created for a proxy that cannot start"
+    );
+}
+
 /// Starts the real binary on a free port with a trace, waiting until it listens.
 fn spawn_wstap(
     trace: &std::path::Path,

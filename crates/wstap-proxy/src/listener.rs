@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -59,24 +59,35 @@ impl RunningProxy {
     }
 }
 
+/// Pending connections the kernel queues per listener (as `TcpListener::bind` does).
+const BACKLOG: u32 = 1024;
+
 /// Binds every listen address of `config` and starts accepting; events go to `bus`.
+///
+/// The addresses are bound first, so a taken port fails before anything else happens,
+/// but they listen only once the CA is loaded: whoever can connect can use the proxy at
+/// once, CA file included.
 pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, ProxyError> {
+    let mut sockets = Vec::new();
+    for &addr in &config.listen {
+        sockets.push((
+            addr,
+            bind(addr).map_err(|source| ProxyError::Bind { addr, source })?,
+        ));
+    }
+    let tls = match &config.tls {
+        Some(tls) => Some(Arc::new(crate::mitm::Interceptor::new(tls)?)),
+        None => None,
+    };
     let mut listeners = Vec::new();
-    for addr in &config.listen {
-        let bound = TcpListener::bind(addr).await;
-        listeners.push(bound.map_err(|source| ProxyError::Bind {
-            addr: *addr,
-            source,
-        })?);
+    for (addr, socket) in sockets {
+        let listening = socket.listen(BACKLOG);
+        listeners.push(listening.map_err(|source| ProxyError::Bind { addr, source })?);
     }
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let tls = match &config.tls {
-        Some(tls) => Some(Arc::new(crate::mitm::Interceptor::new(tls)?)),
-        None => None,
-    };
     let (closing, closing_rx) = watch::channel(false);
     let closing = Arc::new(closing);
     let mut shared = Shared::new(config, bus, tls.clone(), closing_rx);
@@ -100,6 +111,20 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         shared,
         loops,
     })
+}
+
+/// A socket bound to `addr`, not yet listening.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind: a restarted proxy can take its port back at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 /// How long sessions told to close get to record their end before they are dropped.
