@@ -6,10 +6,14 @@
 //! proxied/direct. Idle sessions and the 256 MiB message run against fresh proxy
 //! processes so that their memory figures are theirs alone.
 //!
+//! Reference rows read the results against the machine: a copy-only relay process
+//! (floor.rs) and raw TCP round trips with and without minimal relays (loopback.rs).
+//!
 //! `--quick` runs every scenario in a few seconds (CI runs it; no timing is asserted);
 //! `--json` prints one JSON object after the table. Everything stays on loopback.
 
 mod floor;
+mod loopback;
 mod peers;
 mod proxy;
 mod scenarios;
@@ -24,7 +28,15 @@ use std::time::Duration;
 const BENCH_CAPTURE: usize = 1024;
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 6] = ["throughput", "latency", "fan-in", "idle", "big", "floor"];
+const SCENARIOS: [&str; 7] = [
+    "throughput",
+    "latency",
+    "fan-in",
+    "idle",
+    "big",
+    "floor",
+    "loopback",
+];
 
 /// How much of everything to run.
 struct Plan {
@@ -471,6 +483,10 @@ async fn run(args: &Args) -> Result<bool, String> {
         floor.stop()?;
     }
 
+    if args.runs("loopback") {
+        rows.extend(loopback_rows(&plan).await?);
+    }
+
     // One big message each way, on a fresh proxy.
     if args.runs("big") {
         let proxy = ProxyProcess::start(&wstap, max_capture, &dir.join("big"), &pki.ca_pem)?;
@@ -496,6 +512,63 @@ async fn run(args: &Args) -> Result<bool, String> {
     Ok(rows.iter().all(|r| r.met))
 }
 
+/// Raw TCP round trips: direct, with one core kept busy, and through the two kinds of
+/// relay (see loopback.rs), `plan.rounds` rounds each, interleaved, medians.
+async fn loopback_rows(plan: &Plan) -> Result<Vec<Row>, String> {
+    use loopback::{Path, RoundTrip};
+    let (rounds, duration) = (plan.rounds, plan.duration() / 2);
+    let samples = tokio::task::spawn_blocking(move || {
+        let mut samples = vec![Vec::new(); Path::ALL.len()];
+        for _ in 0..rounds {
+            for (path, found) in Path::ALL.into_iter().zip(&mut samples) {
+                found.push(loopback::measure(path, duration)?);
+            }
+        }
+        std::io::Result::Ok(samples)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("loopback round trip: {e}"))?;
+    let medians: Vec<RoundTrip> = samples
+        .into_iter()
+        .map(|found| RoundTrip {
+            p50: median(found.iter().map(|r| r.p50).collect()),
+            p99: median(found.iter().map(|r| r.p99).collect()),
+        })
+        .collect();
+    let direct = medians[0];
+    let pair = |r: RoundTrip| format!("{:.1} / {:.1}", r.p50, r.p99);
+    let rows = Path::ALL
+        .into_iter()
+        .zip(medians)
+        .map(|(path, found)| {
+            let relayed = matches!(path, Path::ThreadRelay | Path::EventLoopRelay);
+            Row {
+                scenario: format!(
+                    "loopback: raw TCP 64 B round trip, {}, p50 / p99 (µs)",
+                    path.describe()
+                ),
+                direct: pair(if relayed { direct } else { found }),
+                proxied: if relayed { pair(found) } else { "-".into() },
+                result: if relayed {
+                    format!(
+                        "added {:.1} / {:.1} µs",
+                        found.p50 - direct.p50,
+                        found.p99 - direct.p99
+                    )
+                } else {
+                    format!("p50 {:.1} µs", found.p50)
+                },
+                target: "(reference)".into(),
+                met: true,
+                json: json!({"scenario": "loopback", "path": path.key(),
+                             "p50_us": found.p50, "p99_us": found.p99}),
+            }
+        })
+        .collect();
+    Ok(rows)
+}
+
 fn route_to(server: std::net::SocketAddr, proxy: Option<std::net::SocketAddr>) -> Route {
     Route {
         server,
@@ -515,7 +588,10 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
+    match loopback::idle_policy() {
+        Some(idle) => format!("{cores} cores, {cpu}, {idle}"),
+        None => format!("{cores} cores, {cpu}"),
+    }
 }
 
 fn print_report(rows: &[Row], args: &Args, trace_bytes: u64, main_peak_mib: f64) {
@@ -534,11 +610,16 @@ fn print_report(rows: &[Row], args: &Args, trace_bytes: u64, main_peak_mib: f64)
             r.scenario, r.direct, r.proxied, r.result, r.target
         );
     }
-    println!();
-    println!(
-        "(throughput, latency and fan-in proxy: trace file {:.1} MiB, peak RSS {main_peak_mib:.1} MiB)",
-        trace_bytes as f64 / (1 << 20) as f64
-    );
+    if ["throughput", "latency", "fan-in"]
+        .iter()
+        .any(|scenario| args.runs(scenario))
+    {
+        println!();
+        println!(
+            "(throughput, latency and fan-in proxy: trace file {:.1} MiB, peak RSS {main_peak_mib:.1} MiB)",
+            trace_bytes as f64 / (1 << 20) as f64
+        );
+    }
     if args.json {
         let doc = json!({
             "machine": machine(),

@@ -1,7 +1,7 @@
 //! `wstap-bench --quick` runs every scenario against the real wstap binary and reports
 //! them all. No timing is asserted here (timings belong to the benchmark's own output);
-//! what must hold is that every scenario completes, every idle session answers and the
-//! big message comes back intact.
+//! what must hold is that every scenario completes, every idle session answers, the big
+//! message comes back intact and every reference row is there.
 
 use std::process::Command;
 
@@ -26,6 +26,31 @@ fn quick_run_completes_every_scenario() {
     assert_eq!(count("fan_in"), 1);
     assert_eq!(count("idle"), 2);
     assert_eq!(count("big_message"), 1);
+    assert_eq!(count("floor_throughput"), 2);
+    assert_eq!(count("floor_latency"), 2);
+    assert_eq!(count("floor_fan_in"), 1);
+    let loopback: Vec<_> = results
+        .iter()
+        .filter(|r| r["scenario"] == "loopback")
+        .collect();
+    let paths: Vec<_> = loopback.iter().map(|r| r["path"].clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "direct",
+            "direct_one_core_busy",
+            "thread_relay",
+            "event_loop_relay"
+        ],
+        "every raw TCP path, in order"
+    );
+    for row in loopback {
+        let (p50, p99) = (
+            row["p50_us"].as_f64().unwrap(),
+            row["p99_us"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p50 <= p99, "{row}");
+    }
     for idle in results.iter().filter(|r| r["scenario"] == "idle") {
         assert_eq!(
             idle["answered"], idle["sessions"],
