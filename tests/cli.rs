@@ -129,12 +129,7 @@ fn an_unwritable_trace_path_is_a_clear_error_at_start() {
 fn a_proxy_that_accepts_connections_has_its_ca_ready() {
     // Scripts (and the benchmark) wait for the port, then fetch the CA to trust it.
     let ca_dir = temp_path("fresh-ca");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr = free_loopback_addr();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wstap"))
         .args(["-q", "--listen", &addr.to_string(), "--ca-dir"])
         .arg(&ca_dir)
@@ -176,6 +171,12 @@ fn a_taken_port_fails_before_a_ca_is_made() {
     );
 }
 
+/// A loopback address whose port was free a moment ago.
+fn free_loopback_addr() -> std::net::SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap()
+}
+
 /// Starts the real binary on a free port with a trace, waiting until it listens.
 fn spawn_wstap(
     trace: &std::path::Path,
@@ -190,12 +191,7 @@ fn spawn_wstap_with(
     extra: &[&str],
     configure: impl FnOnce(&mut Command),
 ) -> (std::process::Child, std::net::SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr = free_loopback_addr();
     let mut command = Command::new(env!("CARGO_BIN_EXE_wstap"));
     command
         .args([
