@@ -1,0 +1,457 @@
+//! The benchmark's scenario groups, each turning measurements into report rows: direct
+//! and proxied runs alternate within every round, and rows carry medians over rounds.
+
+use crate::loopback::{self, Path, RoundTrip};
+use crate::peers::{client_tls, Pki, Route};
+use crate::proxy::ProxyProcess;
+use crate::report::{median, MainProxy, Row};
+use crate::scenarios;
+use crate::Plan;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Fan-in's messages in flight per connection, and their size.
+const FAN_IN_WINDOW: usize = 4;
+const FAN_IN_SIZE: usize = 1024;
+
+/// Throughput's messages in flight.
+const THROUGHPUT_WINDOW: usize = 16;
+
+/// What every scenario group shares: the plan, the echo servers and how to start wstap.
+pub struct Bench {
+    /// How much of everything to run.
+    pub plan: Plan,
+    /// The wstap binary.
+    pub wstap: PathBuf,
+    /// `--max-capture` for wstap.
+    pub max_capture: Option<usize>,
+    /// A scratch directory for proxies' files.
+    pub dir: PathBuf,
+    /// The benchmark's own CA and the echo server's certificate.
+    pub pki: Pki,
+    /// The plain echo server.
+    pub plain: SocketAddr,
+    /// The TLS echo server.
+    pub secure: SocketAddr,
+    /// The open-file limit, which bounds the idle session count.
+    pub fd_limit: u64,
+}
+
+/// Which scenarios of the main proxy to run.
+pub struct MainScenarios {
+    /// Throughput rows.
+    pub throughput: bool,
+    /// Latency rows.
+    pub latency: bool,
+    /// Fan-in row.
+    pub fan_in: bool,
+}
+
+impl Bench {
+    fn proxy(&self, name: &str) -> Result<ProxyProcess, String> {
+        ProxyProcess::start(
+            &self.wstap,
+            self.max_capture,
+            &self.dir.join(name),
+            &self.pki.ca_pem,
+        )
+    }
+
+    /// Throughput, latency and fan-in, all against one proxy process.
+    pub async fn main_proxy(&self, which: &MainScenarios) -> Result<(Vec<Row>, MainProxy), String> {
+        let proxy = self.proxy("main")?;
+        let mut run = MainRun {
+            bench: self,
+            routes: Routes {
+                direct_tls: client_tls(&self.pki.ca_pem)?,
+                proxied_tls: client_tls(&proxy.ca_pem())?,
+                proxy: proxy.addr,
+            },
+            proxy,
+            trace_bytes: 0,
+        };
+        let mut rows = Vec::new();
+        if which.throughput {
+            for (tls, server, target) in [(false, self.plain, 0.5), (true, self.secure, 0.4)] {
+                for size in [64usize, 16 * 1024] {
+                    rows.push(run.throughput(tls, server, size, target).await?);
+                }
+            }
+        }
+        if which.latency {
+            rows.extend(run.latency().await?);
+        }
+        if which.fan_in {
+            rows.push(run.fan_in().await?);
+        }
+        run.drain_trace();
+        let main = MainProxy {
+            trace_bytes: run.trace_bytes,
+            peak_mib: run.proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
+        };
+        run.proxy.stop()?;
+        Ok((rows, main))
+    }
+
+    async fn fan_in_rate(&self, route: &Route) -> Result<f64, String> {
+        scenarios::fan_in(
+            route,
+            self.plan.fan_in_connections,
+            FAN_IN_WINDOW,
+            FAN_IN_SIZE,
+            self.plan.duration(),
+        )
+        .await
+    }
+
+    /// Idle sessions, ws and wss, each kind on a fresh proxy so that its memory is theirs.
+    pub async fn idle(&self) -> Result<Vec<Row>, String> {
+        let fd_room = (self.fd_limit.saturating_sub(512) / 2) as usize;
+        let mut rows = Vec::new();
+        for (tls, server, wanted, limit_kib) in [
+            (false, self.plain, self.plan.idle_ws, 10.0),
+            (true, self.secure, self.plan.idle_wss, 40.0),
+        ] {
+            let count = wanted.min(fd_room);
+            let proxy = self.proxy(&format!("idle-{tls}"))?;
+            let route = Route {
+                server,
+                proxy: Some(proxy.addr),
+                tls: if tls {
+                    Some(client_tls(&proxy.ca_pem())?)
+                } else {
+                    None
+                },
+            };
+            // One session first, so the baseline includes the runtime's warm state.
+            scenarios::idle(&route, 1, || ()).await?;
+            let before = proxy.rss_kib().unwrap_or(0);
+            let (after, answered) =
+                scenarios::idle(&route, count, || proxy.rss_kib().unwrap_or(0)).await?;
+            let per_session = after.saturating_sub(before) as f64 / count as f64;
+            let scheme = if tls { "wss" } else { "ws" };
+            rows.push(Row {
+                scenario: format!("idle {count} {scheme} sessions, then one echo each"),
+                direct: "-".into(),
+                proxied: format!("{answered}/{count} answered"),
+                result: format!("{per_session:.1} KiB RSS/session"),
+                target: format!("<= {limit_kib} KiB, all answer"),
+                met: per_session <= limit_kib && answered == count,
+                json: json!({"scenario": "idle", "scheme": scheme, "sessions": count,
+                             "answered": answered, "rss_before_kib": before,
+                             "rss_after_kib": after, "kib_per_session": per_session}),
+            });
+            proxy.stop()?;
+        }
+        Ok(rows)
+    }
+
+    /// The floor: the cheapest relay there is, measured the same way, for reading the
+    /// main rows against what any relay costs on this machine.
+    pub async fn floor(&self) -> Result<Vec<Row>, String> {
+        let floor = ProxyProcess::start_floor(&self.dir.join("floor"))?;
+        let via = |relay: bool| route_to(self.plain, relay.then_some(floor.addr));
+        let mut rows = Vec::new();
+        for size in [64usize, 16 * 1024] {
+            let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+            for _ in 0..self.plan.rounds {
+                for (relay, found) in [(false, &mut direct), (true, &mut relayed)] {
+                    found.push(
+                        scenarios::throughput(
+                            &via(relay),
+                            size,
+                            THROUGHPUT_WINDOW,
+                            self.plan.duration(),
+                        )
+                        .await?,
+                    );
+                }
+            }
+            let (d, f) = (median(direct), median(relayed));
+            rows.push(Row::reference(
+                format!(
+                    "floor relay: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                    size_name(size)
+                ),
+                format!("{d:.0}"),
+                format!("{f:.0}"),
+                format!("ratio {:.2}", f / d),
+                json!({"scenario": "floor_throughput", "size": size, "direct_msgs_per_s": d,
+                       "floor_msgs_per_s": f, "ratio": f / d}),
+            ));
+        }
+        let (mut d50, mut f50, mut d99, mut f99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..self.plan.rounds {
+            let (a, b) = scenarios::latency(&via(false), self.plan.duration()).await?;
+            d50.push(a);
+            d99.push(b);
+            let (a, b) = scenarios::latency(&via(true), self.plan.duration()).await?;
+            f50.push(a);
+            f99.push(b);
+        }
+        for (name, d, f) in [
+            ("p50", median(d50), median(f50)),
+            ("p99", median(d99), median(f99)),
+        ] {
+            rows.push(Row::reference(
+                format!("floor relay: latency ws 64 B, {name} (µs)"),
+                format!("{d:.1}"),
+                format!("{f:.1}"),
+                format!("added {:.1} µs", f - d),
+                json!({"scenario": "floor_latency", "quantile": name, "direct_us": d,
+                       "floor_us": f, "added_us": f - d}),
+            ));
+        }
+        let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+        for _ in 0..self.plan.rounds {
+            direct.push(self.fan_in_rate(&via(false)).await?);
+            relayed.push(self.fan_in_rate(&via(true)).await?);
+        }
+        let (d, f) = (median(direct), median(relayed));
+        rows.push(Row::reference(
+            format!(
+                "floor relay: fan-in {} connections (msg/s)",
+                self.plan.fan_in_connections
+            ),
+            format!("{d:.0}"),
+            format!("{f:.0}"),
+            format!("ratio {:.2}", f / d),
+            json!({"scenario": "floor_fan_in", "direct_msgs_per_s": d, "floor_msgs_per_s": f,
+                   "ratio": f / d}),
+        ));
+        floor.stop()?;
+        Ok(rows)
+    }
+
+    /// Raw TCP round trips: direct, with one core kept busy, and through the two kinds of
+    /// relay (see loopback.rs), interleaved within each round, medians.
+    pub async fn loopback(&self) -> Result<Vec<Row>, String> {
+        let (rounds, duration) = (self.plan.rounds, self.plan.duration() / 2);
+        let samples = tokio::task::spawn_blocking(move || {
+            let mut samples = vec![Vec::new(); Path::ALL.len()];
+            for _ in 0..rounds {
+                for (path, found) in Path::ALL.into_iter().zip(&mut samples) {
+                    found.push(loopback::measure(path, duration)?);
+                }
+            }
+            std::io::Result::Ok(samples)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("loopback round trip: {e}"))?;
+        let medians: Vec<RoundTrip> = samples
+            .into_iter()
+            .map(|found| RoundTrip {
+                p50: median(found.iter().map(|r| r.p50).collect()),
+                p99: median(found.iter().map(|r| r.p99).collect()),
+            })
+            .collect();
+        let direct = medians[0];
+        let pair = |r: RoundTrip| format!("{:.1} / {:.1}", r.p50, r.p99);
+        Ok(Path::ALL
+            .into_iter()
+            .zip(medians)
+            .map(|(path, found)| {
+                let relayed = matches!(path, Path::ThreadRelay | Path::EventLoopRelay);
+                let (direct_figure, relayed_figure, result) = if relayed {
+                    let added = format!(
+                        "added {:.1} / {:.1} µs",
+                        found.p50 - direct.p50,
+                        found.p99 - direct.p99
+                    );
+                    (pair(direct), pair(found), added)
+                } else {
+                    (pair(found), "-".into(), format!("p50 {:.1} µs", found.p50))
+                };
+                Row::reference(
+                    format!(
+                        "loopback: raw TCP 64 B round trip, {}, p50 / p99 (µs)",
+                        path.describe()
+                    ),
+                    direct_figure,
+                    relayed_figure,
+                    result,
+                    json!({"scenario": "loopback", "path": path.key(),
+                           "p50_us": found.p50, "p99_us": found.p99}),
+                )
+            })
+            .collect())
+    }
+
+    /// One big message each way, on a fresh proxy.
+    pub async fn big_message(&self) -> Result<Row, String> {
+        let proxy = self.proxy("big")?;
+        let size = self.plan.big;
+        let direct = scenarios::big_message(&route_to(self.plain, None), size).await?;
+        let proxied = scenarios::big_message(&route_to(self.plain, Some(proxy.addr)), size).await?;
+        let peak_mib = proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
+        proxy.stop()?;
+        let ratio = proxied / direct;
+        Ok(Row {
+            scenario: format!("one {} MiB message each way", size >> 20),
+            direct: format!("{direct:.2} s"),
+            proxied: format!("{proxied:.2} s"),
+            result: format!("time x{ratio:.2}, proxy peak RSS {peak_mib:.1} MiB"),
+            target: "<= 2x, <= 64 MiB".into(),
+            met: ratio <= 2.0 && peak_mib <= 64.0,
+            json: json!({"scenario": "big_message", "bytes": size, "direct_s": direct,
+                         "proxied_s": proxied, "time_ratio": ratio,
+                         "proxy_peak_rss_mib": peak_mib}),
+        })
+    }
+}
+
+/// The main proxy's run: its routes, and how much trace it has written so far.
+struct MainRun<'a> {
+    bench: &'a Bench,
+    routes: Routes,
+    proxy: ProxyProcess,
+    trace_bytes: u64,
+}
+
+impl MainRun<'_> {
+    /// Empties the proxy's trace file (see [`ProxyProcess::drain_trace`]), keeping count.
+    fn drain_trace(&mut self) {
+        self.trace_bytes = self.trace_bytes.max(self.proxy.drain_trace());
+    }
+
+    async fn throughput(
+        &mut self,
+        tls: bool,
+        server: SocketAddr,
+        size: usize,
+        target: f64,
+    ) -> Result<Row, String> {
+        let plan = &self.bench.plan;
+        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+        for _ in 0..plan.rounds {
+            for (through, found) in [(false, &mut direct), (true, &mut proxied)] {
+                let route = self.routes.to(server, through, tls);
+                let rate =
+                    scenarios::throughput(&route, size, THROUGHPUT_WINDOW, plan.duration()).await?;
+                found.push(rate);
+            }
+            self.drain_trace();
+        }
+        let (d, p) = (median(direct), median(proxied));
+        let ratio = p / d;
+        let scheme = if tls { "wss" } else { "ws" };
+        let size_name = size_name(size);
+        Ok(Row {
+            scenario: format!(
+                "throughput {scheme} {size_name}, window {THROUGHPUT_WINDOW} (msg/s)"
+            ),
+            direct: format!("{d:.0}"),
+            proxied: format!("{p:.0}"),
+            result: format!("ratio {ratio:.2}"),
+            target: format!(">= {target}"),
+            met: ratio >= target,
+            json: json!({"scenario": "throughput", "scheme": scheme, "size": size,
+                         "window": THROUGHPUT_WINDOW, "direct_msgs_per_s": d,
+                         "proxied_msgs_per_s": p, "ratio": ratio}),
+        })
+    }
+
+    async fn latency(&mut self) -> Result<Vec<Row>, String> {
+        let (plain, duration) = (self.bench.plain, self.bench.plan.duration());
+        let (mut d50, mut d99, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..self.bench.plan.rounds {
+            let (a, b) = scenarios::latency(&self.routes.to(plain, false, false), duration).await?;
+            d50.push(a);
+            d99.push(b);
+            let (a, b) = scenarios::latency(&self.routes.to(plain, true, false), duration).await?;
+            p50.push(a);
+            p99.push(b);
+            self.drain_trace();
+        }
+        let quantiles = [
+            ("p50", median(d50), median(p50), 30.0),
+            ("p99", median(d99), median(p99), 150.0),
+        ];
+        Ok(quantiles
+            .into_iter()
+            .map(|(name, d, p, limit)| {
+                let added = p - d;
+                Row {
+                    scenario: format!("latency ws 64 B, window 1, {name} (µs)"),
+                    direct: format!("{d:.1}"),
+                    proxied: format!("{p:.1}"),
+                    result: format!("added {added:.1} µs"),
+                    target: format!("<= {limit} µs added"),
+                    met: added <= limit,
+                    json: json!({"scenario": "latency", "quantile": name, "direct_us": d,
+                                 "proxied_us": p, "added_us": added}),
+                }
+            })
+            .collect())
+    }
+
+    async fn fan_in(&mut self) -> Result<Row, String> {
+        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+        for _ in 0..self.bench.plan.rounds {
+            for (through, found) in [(false, &mut direct), (true, &mut proxied)] {
+                let route = self.routes.to(self.bench.plain, through, false);
+                found.push(self.bench.fan_in_rate(&route).await?);
+            }
+            self.drain_trace();
+            let (d, p) = (direct[direct.len() - 1], proxied[proxied.len() - 1]);
+            eprintln!("wstap-bench: fan-in round: direct {d:.0} msg/s, proxied {p:.0} msg/s");
+        }
+        let (d, p) = (median(direct), median(proxied));
+        let connections = self.bench.plan.fan_in_connections;
+        Ok(Row {
+            scenario: format!(
+                "fan-in {connections} connections, window {FAN_IN_WINDOW}, 1 KiB (msg/s)"
+            ),
+            direct: format!("{d:.0}"),
+            proxied: format!("{p:.0}"),
+            result: format!("ratio {:.2}", p / d),
+            target: ">= 0.5".into(),
+            met: p / d >= 0.5,
+            json: json!({"scenario": "fan_in", "connections": connections,
+                         "direct_msgs_per_s": d, "proxied_msgs_per_s": p, "ratio": p / d}),
+        })
+    }
+}
+
+/// Routes to the echo servers, direct or through the main proxy, with the TLS client
+/// configuration each needs.
+struct Routes {
+    direct_tls: Arc<rustls::ClientConfig>,
+    proxied_tls: Arc<rustls::ClientConfig>,
+    proxy: SocketAddr,
+}
+
+impl Routes {
+    fn to(&self, server: SocketAddr, through_proxy: bool, tls: bool) -> Route {
+        let config = if through_proxy {
+            &self.proxied_tls
+        } else {
+            &self.direct_tls
+        };
+        Route {
+            server,
+            proxy: through_proxy.then_some(self.proxy),
+            tls: tls.then(|| Arc::clone(config)),
+        }
+    }
+}
+
+/// `64 B`, `16 KiB`: a message size as the report names it.
+fn size_name(size: usize) -> String {
+    if size >= 1024 && size % 1024 == 0 {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn route_to(server: SocketAddr, proxy: Option<SocketAddr>) -> Route {
+    Route {
+        server,
+        proxy,
+        tls: None,
+    }
+}
