@@ -10,6 +10,9 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 /// A CA of the tests' own and a server certificate for `localhost` and `127.0.0.1`.
 pub struct TestPki {
     pub ca_pem_path: PathBuf,
+    /// The server's certificate chain and key as PEM files, for peers in other languages.
+    pub server_chain_pem_path: PathBuf,
+    pub server_key_pem_path: PathBuf,
     pub ca_der: CertificateDer<'static>,
     pub server: Arc<rustls::ServerConfig>,
 }
@@ -35,6 +38,10 @@ impl TestPki {
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
         let ca_pem_path = temp_path("upstream-ca.pem");
         std::fs::write(&ca_pem_path, ca_cert.pem()).unwrap();
+        let server_chain_pem_path = temp_path("server-chain.pem");
+        std::fs::write(&server_chain_pem_path, server_cert.pem() + &ca_cert.pem()).unwrap();
+        let server_key_pem_path = temp_path("server-key.pem");
+        std::fs::write(&server_key_pem_path, server_key.serialize_pem()).unwrap();
         let key = PrivateKeyDer::from_pem_slice(server_key.serialize_pem().as_bytes()).unwrap();
         let mut server = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -45,6 +52,8 @@ impl TestPki {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         TestPki {
             ca_pem_path,
+            server_chain_pem_path,
+            server_key_pem_path,
             ca_der: ca_cert.der().clone(),
             server: Arc::new(server),
         }

@@ -1,0 +1,201 @@
+//! Other WebSocket implementations through the proxy, as users run them: Python's
+//! `websockets` on both ends of a session, with what it negotiates by default
+//! (permessage-deflate with context takeover and 12-bit windows), a fragmented message,
+//! a ping and a normal close, over ws and (intercepted) wss. The trace must show every
+//! frame as sent and every message as the peers saw it.
+//!
+//! Needs python3 with websockets (`pip install websockets`); `.ci/run` installs it and
+//! runs ignored tests.
+
+mod support;
+
+use base64::Engine;
+use std::time::Duration;
+use support::tls::TestPki;
+use support::*;
+use wstap_proxy::mitm::TlsConfig;
+
+/// The script: a websockets echo server and a client connecting to it through the proxy.
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/peers/python_websockets.py"
+);
+
+/// A message's (or frame's) captured payload as bytes.
+fn payload_bytes(record: &Value) -> Vec<u8> {
+    let payload = &record["payload"];
+    assert_eq!(payload["truncated"], false, "{record}");
+    let data = payload["data"].as_str().expect("payload data");
+    match payload["encoding"].as_str() {
+        Some("utf8") => data.as_bytes().to_vec(),
+        Some("base64") => base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("valid base64"),
+        other => panic!("unknown payload encoding {other:?}"),
+    }
+}
+
+/// Runs the script's peers through `proxy` (over wss with `tls_files`: the server's chain
+/// and key, and the CA the client trusts) and returns what it says it sent.
+async fn run_python_peers(proxy: &Proxy, tls_files: &[&std::path::Path]) -> Value {
+    let run = tokio::process::Command::new("python3")
+        .arg(SCRIPT)
+        .arg(format!("http://{}", proxy.addr))
+        .args(tls_files)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the python peers finish within a minute")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python peers failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().expect("a JSON line"))
+        .expect("the script reports what it sent")
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
+async fn python_websockets_over_ws_is_traced_frame_by_frame_and_inflated() {
+    let proxy = Proxy::start().await;
+    let sent = run_python_peers(&proxy, &[]).await;
+    let trace = proxy.stop(Duration::from_secs(5)).await;
+    assert_session_traced(&trace, &sent);
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
+async fn python_websockets_over_intercepted_wss_is_traced_frame_by_frame_and_inflated() {
+    let pki = TestPki::new();
+    let proxy = Proxy::start_tls(TlsConfig {
+        ca_dir: temp_path("ca"),
+        upstream_ca: vec![pki.ca_pem_path.clone()],
+        insecure: false,
+        ignore_hosts: Vec::new(),
+    })
+    .await;
+    let files = [
+        pki.server_chain_pem_path.as_path(),
+        pki.server_key_pem_path.as_path(),
+        &proxy.ca_pem(),
+    ];
+    let sent = run_python_peers(&proxy, &files).await;
+    let trace = proxy.stop(Duration::from_secs(5)).await;
+    assert!(sent["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("wss://localhost:"));
+    let start = &of_type(&trace, "session_start")[0];
+    assert_eq!(start["tls"], true, "{start}");
+    assert_eq!(start["client_tls"]["sni"], "localhost", "{start}");
+    assert_session_traced(&trace, &sent);
+}
+
+/// The one session of `trace` holds what the script `sent`: its handshake, every message
+/// each way (inflated, fragments joined), the frames' flags, ping, pong and close.
+fn assert_session_traced(trace: &[Value], sent: &Value) {
+    // The handshake, as the client sent it and the server answered.
+    let handshakes = of_type(trace, "handshake");
+    assert_eq!(handshakes.len(), 1, "one WebSocket session");
+    let handshake = handshakes[0];
+    assert_eq!(handshake["accept_valid"], true, "{handshake}");
+    assert_eq!(handshake["url"], sent["url"], "{handshake}");
+    let extensions = sent["extensions"].as_str().expect("deflate was negotiated");
+    assert_eq!(handshake["extensions"][0], extensions, "{handshake}");
+    assert!(handshake["deflate"].is_object(), "{handshake}");
+    let user_agent = handshake["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h[0] == "User-Agent")
+        .expect("websockets sends User-Agent, in that case");
+    assert!(
+        user_agent[1].as_str().unwrap().contains("websockets/"),
+        "{user_agent}"
+    );
+
+    // Every message, each way, as the peers sent it: inflated, the fragments joined.
+    let texts: Vec<Vec<u8>> = sent["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().as_bytes().to_vec())
+        .collect();
+    let binary = base64::engine::general_purpose::STANDARD
+        .decode(sent["binary_base64"].as_str().unwrap())
+        .unwrap();
+    let fragments: Vec<&str> = sent["fragments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let joined = fragments.concat().into_bytes();
+    let ping = sent["ping"].as_str().unwrap().as_bytes().to_vec();
+    let expected: Vec<(&str, Vec<u8>)> = vec![
+        ("TEXT", texts[0].clone()),
+        ("TEXT", texts[1].clone()),
+        ("BINARY", binary),
+        ("TEXT", joined),
+    ];
+    let messages = of_type(trace, "message");
+    for dir in ["c2s", "s2c"] {
+        let data: Vec<(&str, Vec<u8>)> = messages
+            .iter()
+            .filter(|m| m["dir"] == dir && m["opcode"].as_u64().unwrap() < 8)
+            .map(|m| (m["opcode_name"].as_str().unwrap(), payload_bytes(m)))
+            .collect();
+        assert_eq!(data, expected, "{dir} data messages, in order");
+        for message in messages.iter().filter(|m| m["dir"] == dir) {
+            assert_eq!(message["violations"], serde_json::json!([]), "{message}");
+            if message["opcode"].as_u64().unwrap() < 8 {
+                assert_eq!(message["compressed"], true, "{message}");
+            }
+        }
+    }
+    let fragmented = messages
+        .iter()
+        .find(|m| m["dir"] == "c2s" && m["frames"].as_u64() > Some(1))
+        .expect("the client's fragmented message");
+    assert!(
+        fragmented["frames"].as_u64().unwrap() >= fragments.len() as u64,
+        "{fragmented}"
+    );
+
+    // Frame by frame: the flags websockets set, ping and pong, and the close handshake.
+    let frames = of_type(trace, "frame");
+    for frame in &frames {
+        assert_eq!(frame["violations"], serde_json::json!([]), "{frame}");
+        let masked = frame["dir"] == "c2s";
+        assert_eq!(frame["masked"], masked, "{frame}");
+    }
+    let first_fragment = frames
+        .iter()
+        .find(|f| f["dir"] == "c2s" && f["fin"] == false)
+        .expect("a first fragment");
+    assert_eq!(
+        first_fragment["rsv1"], true,
+        "RSV1 on the first fragment only"
+    );
+    assert!(frames
+        .iter()
+        .filter(|f| f["opcode_name"] == "CONT")
+        .all(|f| f["rsv1"] == false));
+    let control = |name: &str, dir: &str| {
+        frames
+            .iter()
+            .find(|f| f["opcode_name"] == name && f["dir"] == dir)
+            .copied()
+            .unwrap_or_else(|| panic!("a {dir} {name} frame"))
+    };
+    assert_eq!(payload_bytes(control("PING", "c2s")), ping);
+    assert_eq!(payload_bytes(control("PONG", "s2c")), ping);
+    assert_eq!(control("CLOSE", "c2s")["close"]["code"], 1000);
+    assert_eq!(control("CLOSE", "s2c")["close"]["code"], 1000);
+    let ends = of_type(trace, "session_end");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+}
