@@ -1,11 +1,11 @@
 //! Other WebSocket implementations through the proxy, as users run them: Python's
-//! `websockets` on both ends of a session, with what it negotiates by default
-//! (permessage-deflate with context takeover and 12-bit windows), a fragmented message,
-//! a ping and a normal close, over ws and (intercepted) wss. The trace must show every
-//! frame as sent and every message as the peers saw it.
+//! `websockets` and Node's `ws`, each on both ends of a session, with permessage-deflate
+//! as they negotiate it (websockets: context takeover and 12-bit windows), a fragmented
+//! message, a ping and a normal close, over ws and (intercepted) wss. The trace must show
+//! every frame as sent and every message as the peers saw it.
 //!
-//! Needs python3 with websockets (`pip install websockets`); `.ci/run` installs it and
-//! runs ignored tests.
+//! Needs python3 with websockets (`pip install websockets`) and node with the packages of
+//! tests/peers/node (`npm ci` there); `.ci/run` installs both and runs ignored tests.
 
 mod support;
 
@@ -15,11 +15,25 @@ use support::tls::TestPki;
 use support::*;
 use wstap_proxy::mitm::TlsConfig;
 
-/// The script: a websockets echo server and a client connecting to it through the proxy.
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/peers/python_websockets.py"
-);
+/// A peer program: an echo server and a client connecting to it through the proxy given
+/// as the first argument (see the scripts in tests/peers).
+struct Peers {
+    program: &'static str,
+    script: &'static str,
+}
+
+const PYTHON: Peers = Peers {
+    program: "python3",
+    script: concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/python_websockets.py"
+    ),
+};
+
+const NODE: Peers = Peers {
+    program: "node",
+    script: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/node/ws_peers.mjs"),
+};
 
 /// A message's (or frame's) captured payload as bytes.
 fn payload_bytes(record: &Value) -> Vec<u8> {
@@ -35,64 +49,91 @@ fn payload_bytes(record: &Value) -> Vec<u8> {
     }
 }
 
-/// Runs the script's peers through `proxy` (over wss with `tls_files`: the server's chain
-/// and key, and the CA the client trusts) and returns what it says it sent.
-async fn run_python_peers(proxy: &Proxy, tls_files: &[&std::path::Path]) -> Value {
-    let run = tokio::process::Command::new("python3")
-        .arg(SCRIPT)
-        .arg(format!("http://{}", proxy.addr))
-        .args(tls_files)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the python peers finish within a minute")
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python peers failed:\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().expect("a JSON line"))
-        .expect("the script reports what it sent")
+impl Peers {
+    /// Runs the peers through `proxy` (over wss with `tls_files`: the server's chain and
+    /// key, and the CA the client trusts) and returns what the script says it sent.
+    async fn run(&self, proxy: &Proxy, tls_files: &[&std::path::Path]) -> Value {
+        let run = tokio::process::Command::new(self.program)
+            .arg(self.script)
+            .arg(format!("http://{}", proxy.addr))
+            .args(tls_files)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the peers finish within a minute")
+            .unwrap_or_else(|e| panic!("{} runs: {e}", self.program));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{} {} failed:\nstdout: {stdout}\nstderr: {}",
+            self.program,
+            self.script,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.lines().last().expect("a JSON line"))
+            .expect("the script reports what it sent")
+    }
+
+    /// A ws session through a plain proxy.
+    async fn over_ws(&self) {
+        let proxy = Proxy::start().await;
+        let sent = self.run(&proxy, &[]).await;
+        let trace = proxy.stop(Duration::from_secs(5)).await;
+        assert!(sent["url"].as_str().unwrap().starts_with("ws://"));
+        assert_session_traced(&trace, &sent);
+    }
+
+    /// A wss session through a proxy that intercepts TLS.
+    async fn over_intercepted_wss(&self) {
+        let pki = TestPki::new();
+        let proxy = Proxy::start_tls(TlsConfig {
+            ca_dir: temp_path("ca"),
+            upstream_ca: vec![pki.ca_pem_path.clone()],
+            insecure: false,
+            ignore_hosts: Vec::new(),
+        })
+        .await;
+        let files = [
+            pki.server_chain_pem_path.as_path(),
+            pki.server_key_pem_path.as_path(),
+            &proxy.ca_pem(),
+        ];
+        let sent = self.run(&proxy, &files).await;
+        let trace = proxy.stop(Duration::from_secs(5)).await;
+        assert!(sent["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("wss://localhost:"));
+        let start = &of_type(&trace, "session_start")[0];
+        assert_eq!(start["tls"], true, "{start}");
+        assert_eq!(start["client_tls"]["sni"], "localhost", "{start}");
+        assert_session_traced(&trace, &sent);
+    }
 }
 
 #[tokio::test]
 #[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
 async fn python_websockets_over_ws_is_traced_frame_by_frame_and_inflated() {
-    let proxy = Proxy::start().await;
-    let sent = run_python_peers(&proxy, &[]).await;
-    let trace = proxy.stop(Duration::from_secs(5)).await;
-    assert_session_traced(&trace, &sent);
+    PYTHON.over_ws().await;
 }
 
 #[tokio::test]
 #[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
 async fn python_websockets_over_intercepted_wss_is_traced_frame_by_frame_and_inflated() {
-    let pki = TestPki::new();
-    let proxy = Proxy::start_tls(TlsConfig {
-        ca_dir: temp_path("ca"),
-        upstream_ca: vec![pki.ca_pem_path.clone()],
-        insecure: false,
-        ignore_hosts: Vec::new(),
-    })
-    .await;
-    let files = [
-        pki.server_chain_pem_path.as_path(),
-        pki.server_key_pem_path.as_path(),
-        &proxy.ca_pem(),
-    ];
-    let sent = run_python_peers(&proxy, &files).await;
-    let trace = proxy.stop(Duration::from_secs(5)).await;
-    assert!(sent["url"]
-        .as_str()
-        .unwrap()
-        .starts_with("wss://localhost:"));
-    let start = &of_type(&trace, "session_start")[0];
-    assert_eq!(start["tls"], true, "{start}");
-    assert_eq!(start["client_tls"]["sni"], "localhost", "{start}");
-    assert_session_traced(&trace, &sent);
+    PYTHON.over_intercepted_wss().await;
+}
+
+#[tokio::test]
+#[ignore = "needs node and `npm ci` in tests/peers/node; .ci/run does both and runs ignored tests"]
+async fn node_ws_over_ws_is_traced_frame_by_frame_and_inflated() {
+    NODE.over_ws().await;
+}
+
+#[tokio::test]
+#[ignore = "needs node and `npm ci` in tests/peers/node; .ci/run does both and runs ignored tests"]
+async fn node_ws_over_intercepted_wss_is_traced_frame_by_frame_and_inflated() {
+    NODE.over_intercepted_wss().await;
 }
 
 /// The one session of `trace` holds what the script `sent`: its handshake, every message
@@ -107,15 +148,15 @@ fn assert_session_traced(trace: &[Value], sent: &Value) {
     let extensions = sent["extensions"].as_str().expect("deflate was negotiated");
     assert_eq!(handshake["extensions"][0], extensions, "{handshake}");
     assert!(handshake["deflate"].is_object(), "{handshake}");
-    let user_agent = handshake["request"]["headers"]
+    let names: Vec<&str> = handshake["request"]["headers"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|h| h[0] == "User-Agent")
-        .expect("websockets sends User-Agent, in that case");
+        .map(|h| h[0].as_str().unwrap())
+        .collect();
     assert!(
-        user_agent[1].as_str().unwrap().contains("websockets/"),
-        "{user_agent}"
+        names.contains(&"Sec-WebSocket-Key") && names.contains(&"Sec-WebSocket-Extensions"),
+        "the request's header names, as sent: {names:?}"
     );
 
     // Every message, each way, as the peers sent it: inflated, the fragments joined.
@@ -152,8 +193,9 @@ fn assert_session_traced(trace: &[Value], sent: &Value) {
         assert_eq!(data, expected, "{dir} data messages, in order");
         for message in messages.iter().filter(|m| m["dir"] == dir) {
             assert_eq!(message["violations"], serde_json::json!([]), "{message}");
-            if message["opcode"].as_u64().unwrap() < 8 {
+            if message["len"].as_u64() > Some(10_000) {
                 assert_eq!(message["compressed"], true, "{message}");
+                assert!(message["wire_len"].as_u64() < Some(1_000), "{message}");
             }
         }
     }
