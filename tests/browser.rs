@@ -15,7 +15,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use wstap_proxy::mitm::TlsConfig;
 use wstap_wire::deflate::DeflateParams;
 use wstap_wire::handshake::compute_accept;
 use wstap_wire::{
@@ -170,13 +169,7 @@ fn run(program: &str, args: &[&str], home: &std::path::Path) -> std::process::Ou
 async fn chromium_speaks_wss_with_permessage_deflate_through_the_proxy() {
     let pki = TestPki::new();
     let port = browser_server(&pki).await;
-    let proxy = Proxy::start_tls(TlsConfig {
-        ca_dir: temp_path("browser-ca"),
-        upstream_ca: vec![pki.ca_pem_path.clone()],
-        insecure: false,
-        ignore_hosts: Vec::new(),
-    })
-    .await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
 
     // A fresh HOME whose NSS database trusts the wstap CA, and nothing else of ours.
     let home = temp_path("browser-home");

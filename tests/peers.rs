@@ -13,7 +13,6 @@ use base64::Engine;
 use std::time::Duration;
 use support::tls::TestPki;
 use support::*;
-use wstap_proxy::mitm::TlsConfig;
 
 /// A peer program: an echo server and a client connecting to it through the proxy given
 /// as the first argument (see the scripts in tests/peers).
@@ -87,13 +86,7 @@ impl Peers {
     /// A wss session through a proxy that intercepts TLS.
     async fn over_intercepted_wss(&self) {
         let pki = TestPki::new();
-        let proxy = Proxy::start_tls(TlsConfig {
-            ca_dir: temp_path("ca"),
-            upstream_ca: vec![pki.ca_pem_path.clone()],
-            insecure: false,
-            ignore_hosts: Vec::new(),
-        })
-        .await;
+        let proxy = Proxy::start_tls(pki.intercepting()).await;
         let files = [
             pki.server_chain_pem_path.as_path(),
             pki.server_key_pem_path.as_path(),

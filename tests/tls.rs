@@ -11,23 +11,13 @@ use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use wstap_proxy::mitm::ca::{CaError, CertificateAuthority};
-use wstap_proxy::mitm::TlsConfig;
 use wstap_wire::FrameBuilder;
-
-fn tls_config(pki: &TestPki) -> TlsConfig {
-    TlsConfig {
-        ca_dir: temp_path("ca"),
-        upstream_ca: vec![pki.ca_pem_path.clone()],
-        insecure: false,
-        ignore_hosts: Vec::new(),
-    }
-}
 
 #[tokio::test]
 async fn wss_echo_through_the_proxy_is_decrypted_into_the_trace() {
     let pki = TestPki::new();
     let server = tls_echo_server(&pki).await;
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let target = format!("localhost:{}", server.port());
     let (stream, head) = connect_raw(proxy.addr, &target).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -73,7 +63,7 @@ async fn wss_echo_through_the_proxy_is_decrypted_into_the_trace() {
 async fn decrypted_bytes_reach_the_server_exactly() {
     let pki = TestPki::new();
     let (server, seen, server_task) = raw_tls_server(&pki, switching("")).await;
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let target = format!("localhost:{}", server.port());
     let (stream, _) = connect_raw(proxy.addr, &target).await;
     let mut tls = tls_client(stream, client_trusting(&proxy.ca_pem()), "localhost")
@@ -115,7 +105,7 @@ async fn decrypted_bytes_reach_the_server_exactly() {
 async fn an_ip_literal_gets_an_ip_certificate_and_the_second_connection_reuses_it() {
     let pki = TestPki::new();
     let server = tls_echo_server(&pki).await;
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let client_config = client_trusting(&proxy.ca_pem());
     let mut seen_certs = Vec::new();
     for _ in 0..2 {
@@ -145,7 +135,7 @@ async fn an_ip_literal_gets_an_ip_certificate_and_the_second_connection_reuses_i
 async fn an_untrusted_upstream_certificate_gets_a_502_naming_the_reason() {
     let pki = TestPki::new();
     let server = https_server(&pki).await;
-    let mut config = tls_config(&pki);
+    let mut config = pki.intercepting();
     config.upstream_ca.clear(); // the test CA is not trusted now
     let proxy = Proxy::start_tls(config).await;
     let target = format!("localhost:{}", server.port());
@@ -177,7 +167,7 @@ async fn an_untrusted_upstream_certificate_gets_a_502_naming_the_reason() {
 async fn insecure_accepts_an_untrusted_upstream() {
     let pki = TestPki::new();
     let server = https_server(&pki).await;
-    let mut config = tls_config(&pki);
+    let mut config = pki.intercepting();
     config.upstream_ca.clear();
     config.insecure = true;
     let proxy = Proxy::start_tls(config).await;
@@ -202,7 +192,7 @@ async fn insecure_accepts_an_untrusted_upstream() {
 async fn ignored_hosts_are_tunnelled_without_interception() {
     let pki = TestPki::new();
     let server = tls_echo_server(&pki).await;
-    let mut config = tls_config(&pki);
+    let mut config = pki.intercepting();
     config.ignore_hosts = vec![format!("^localhost:{}$", server.port())];
     let proxy = Proxy::start_tls(config).await;
     let (stream, _) = connect_raw(proxy.addr, &format!("localhost:{}", server.port())).await;
@@ -231,7 +221,7 @@ fn proxy_issued_nothing(trace: &[Value]) -> bool {
 async fn absolute_form_wss_is_dialled_over_verified_tls() {
     let pki = TestPki::new();
     let server = tls_echo_server(&pki).await;
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let url = format!("wss://localhost:{}/abs", server.port());
     send(
@@ -267,7 +257,7 @@ async fn curl(args: &[&str]) -> std::process::Output {
 async fn curl_fetches_https_through_the_proxy_trusting_the_wstap_ca() {
     let pki = TestPki::new();
     let server = https_server(&pki).await;
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let proxy_url = format!("http://{}", proxy.addr);
     let ca = proxy.ca_pem();
     let url = format!("https://localhost:{}/curl", server.port());
@@ -368,7 +358,7 @@ async fn non_tls_bytes_after_connect_to_443_are_relayed_blind_and_recorded() {
         let _ = stream.write_all(b"pong").await;
     });
     let pki = TestPki::new();
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let (mut client, head) = connect_raw(proxy.addr, &format!("127.0.0.1:{port}")).await;
     assert!(head.starts_with("HTTP/1.1 200"));
     send(&mut client, b"\x00\x01not tls").await;
@@ -384,7 +374,7 @@ async fn non_tls_bytes_after_connect_to_443_are_relayed_blind_and_recorded() {
 async fn a_truncated_client_hello_is_recorded_and_the_proxy_carries_on() {
     let pki = TestPki::new();
     let server = tls_echo_server(&pki).await;
-    let proxy = Proxy::start_tls(tls_config(&pki)).await;
+    let proxy = Proxy::start_tls(pki.intercepting()).await;
     let (mut client, _) = connect_raw(proxy.addr, &format!("localhost:{}", server.port())).await;
     // A handshake record header promising 512 bytes, then a few, then the end.
     send(

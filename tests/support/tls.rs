@@ -60,6 +60,19 @@ impl TestPki {
     }
 }
 
+impl TestPki {
+    /// An intercepting proxy's TLS settings: a fresh CA of its own in a temp folder, and
+    /// this PKI's CA trusted upstream.
+    pub fn intercepting(&self) -> wstap_proxy::mitm::TlsConfig {
+        wstap_proxy::mitm::TlsConfig {
+            ca_dir: temp_path("ca"),
+            upstream_ca: vec![self.ca_pem_path.clone()],
+            insecure: false,
+            ignore_hosts: Vec::new(),
+        }
+    }
+}
+
 /// A client configuration trusting only the CA certificates in `pem`.
 pub fn client_trusting(pem: &Path) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
