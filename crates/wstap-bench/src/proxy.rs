@@ -93,16 +93,7 @@ impl ProxyProcess {
             ca_dir,
             trace,
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                return Err("wstap did not start listening within 15 s".into());
-            }
-            if let Ok(Some(status)) = proxy.child.try_wait() {
-                return Err(format!("wstap exited at start: {status}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        proxy.wait_listening()?;
         Ok(proxy)
     }
 

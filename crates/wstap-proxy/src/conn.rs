@@ -13,7 +13,6 @@ use crate::io::Incoming;
 use crate::mitm::intercept::intercept;
 use crate::mitm::Interceptor;
 use crate::relay::closed;
-
 use crate::session::{Ending, Session, Shared};
 use crate::upstream::{parse_absolute, Target};
 use crate::{page, tunnel, websocket};

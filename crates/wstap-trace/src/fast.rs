@@ -13,7 +13,7 @@
 use crate::convert::violation_text;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use wstap_wire::{Capture, FrameRecord, MessageRecord, Timestamp};
+use wstap_wire::{Capture, FrameRecord, MessageRecord, Opcode, Timestamp};
 
 /// What the line writer keeps between lines so as not to repeat work: the formatted date
 /// down to the second, and the payload of the last frame line.
@@ -40,6 +40,11 @@ impl PayloadCache {
             && self.truncated == capture.truncated()
             && self.data == capture.data)
             .then_some(self.json.as_slice())
+    }
+
+    /// Forgets the remembered payload: the next message line encodes its own.
+    fn forget(&mut self) {
+        self.json.clear();
     }
 
     fn remember(&mut self, capture: &Capture, json: &[u8]) {
@@ -227,9 +232,15 @@ pub fn write_frame(out: &mut Vec<u8>, cache: &mut LineCache, session: u64, r: &F
     out.extend_from_slice(b",\"payload\":");
     let payload_start = out.len();
     write_payload(out, &r.payload);
-    cache
-        .frame_payload
-        .remember(&r.payload, &out[payload_start..]);
+    // Only a final, uncompressed frame that starts its message can be a whole message
+    // whose line repeats this payload; copying any other frame's payload is wasted work.
+    if h.fin && !h.rsv1 && h.opcode != Opcode::Continuation {
+        cache
+            .frame_payload
+            .remember(&r.payload, &out[payload_start..]);
+    } else {
+        cache.frame_payload.forget();
+    }
     if let Some(close) = &r.close {
         out.extend_from_slice(b",\"close\":{\"code\":");
         match close.code {
