@@ -140,6 +140,14 @@ pub enum AppError {
     /// Reading a trace or writing an export failed.
     #[error("{0}")]
     Export(String),
+    /// The trace file could not be created.
+    #[error("cannot write the trace file {path}: {reason}")]
+    Trace {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The demo failed.
     #[error("demo: {0}")]
     Demo(String),

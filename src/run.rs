@@ -1,10 +1,11 @@
 //! `wstap` with no subcommand: run the proxy until Ctrl-C (or SIGTERM).
 
-use crate::console::{self, ConsoleOptions};
+use crate::console::{self, printer::ConsoleOptions};
 use crate::{AppError, RunArgs};
 use std::time::Duration;
-use wstap_proxy::mitm::TlsConfig;
-use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
+use wstap_bus::{driver, Cadence, EventBus, SinkStats};
+use wstap_proxy::{ProxyConfig, RunningProxy, TlsConfig};
+use wstap_trace::TraceFile;
 
 /// The trace file's backlog, in bytes of queued records and captures: when the writer
 /// falls this far behind, the relay waits (nothing is lost). Large enough that a relay of
@@ -13,12 +14,18 @@ use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
 const TRACE_BACKLOG: usize = 4 << 20;
 /// The console's backlog, in batches; beyond it the console misses batches (and says so).
 const CONSOLE_BACKLOG: usize = 4096;
+/// The trace writer flushes whenever it catches up, then naps this long so that a busy
+/// relay hands it many batches per wake-up; while it is behind it flushes every 100 ms.
+const TRACE_CADENCE: Cadence = Cadence {
+    nap: Duration::from_millis(2),
+    max_delay: Duration::from_millis(100),
+};
 
 /// A started proxy with its sinks.
 pub struct Started {
     /// The proxy.
     pub proxy: RunningProxy,
-    trace: Option<std::thread::JoinHandle<trace_sink::TraceStats>>,
+    trace: Option<std::thread::JoinHandle<SinkStats>>,
     console: std::thread::JoinHandle<()>,
 }
 
@@ -120,12 +127,15 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     let mut bus = EventBus::new();
     let trace = match &args.trace {
         Some(path) => {
+            let writer = format!("wstap {}", env!("CARGO_PKG_VERSION"));
+            let file = TraceFile::create(path, &writer).map_err(|e| AppError::Trace {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             let rx = bus.subscribe_lossless(TRACE_BACKLOG);
-            Some(trace_sink::spawn(
-                path,
-                &format!("wstap {}", env!("CARGO_PKG_VERSION")),
-                rx,
-            )?)
+            let thread =
+                driver::spawn("wstap-trace", rx, file, TRACE_CADENCE).map_err(AppError::Runtime)?;
+            Some(thread)
         }
         None => None,
     };

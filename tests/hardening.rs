@@ -241,7 +241,7 @@ async fn frames_until_close(
     records
         .into_iter()
         .filter_map(|r| match r {
-            wstap_wire::Record::Frame(f) => Some((f.header.opcode.bits(), f.payload.data)),
+            wstap_wire::Record::Frame(f) => Some((f.header.opcode().bits(), f.payload.data)),
             wstap_wire::Record::Message(_) => None,
         })
         .collect()
@@ -271,13 +271,13 @@ async fn strict_withholds_a_bad_client_frame_and_closes_both_sides_with_1002() {
     assert!(received.starts_with(&good), "the good frame went through");
     let mut rest = received[good.len()..].to_vec();
     let header = wstap_wire::FrameHeader::parse(&rest).unwrap();
-    assert_eq!(header.opcode, wstap_wire::Opcode::Close);
+    assert_eq!(header.opcode(), wstap_wire::Opcode::Close);
     assert!(
-        header.mask.is_some(),
+        header.mask().is_some(),
         "wstap speaks to the server as a client: masked"
     );
-    let start = usize::from(header.header_len);
-    wstap_wire::mask::apply_mask(&mut rest[start..], header.mask.unwrap(), 0);
+    let start = usize::from(header.header_len());
+    wstap_wire::mask::apply_mask(&mut rest[start..], header.mask().unwrap(), 0);
     assert_eq!(&rest[start..start + 2], &1002u16.to_be_bytes());
     assert!(
         !received.windows(8).any(|w| w == b"unmasked"),
@@ -300,6 +300,85 @@ async fn strict_withholds_a_bad_client_frame_and_closes_both_sides_with_1002() {
             .contains("unmasked_client_frame")
     });
     assert!(recorded, "the offending frame is in the trace");
+}
+
+/// The frames before a bad one in the same read reach the server; the bad one and what
+/// follows it do not, and the record says exactly that.
+#[tokio::test]
+async fn strict_forwards_the_good_frames_of_a_read_and_withholds_from_the_bad_one_on() {
+    use wstap_wire::FrameBuilder;
+    let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;
+    let proxy = Proxy::start_with(ProxyConfig {
+        strict: true,
+        ..config()
+    })
+    .await;
+    let mut client = websocket_through(proxy.addr, server, "").await;
+    let good = FrameBuilder::text().mask([1, 2, 3, 4]).encode(b"fine");
+    let bad = FrameBuilder::text().encode(b"unmasked"); // a client must mask
+    let after = FrameBuilder::text().mask([5, 6, 7, 8]).encode(b"later");
+    // One write: the proxy reads all three frames at once.
+    send(
+        &mut client,
+        &[good.clone(), bad.clone(), after.clone()].concat(),
+    )
+    .await;
+    let to_client = frames_until_close(&mut client, wstap_wire::Direction::ServerToClient).await;
+    server_task.await.unwrap();
+
+    assert_eq!(to_client.len(), 1, "only wstap's close: {to_client:?}");
+    assert_eq!(&to_client[0].1[..2], &1002u16.to_be_bytes());
+    let received = seen.lock().unwrap().bytes.clone();
+    assert!(
+        received.starts_with(&good),
+        "the good frame before the bad one went through: {received:?}"
+    );
+    let rest = &received[good.len()..];
+    let close = wstap_wire::FrameHeader::parse(rest).unwrap();
+    assert_eq!(
+        close.opcode(),
+        wstap_wire::Opcode::Close,
+        "then wstap's close"
+    );
+    assert!(close.mask().is_some());
+    assert_eq!(rest.len() as u64, close.wire_len(), "and nothing else");
+
+    let trace = proxy.stop(Duration::from_secs(2)).await;
+    let frames: Vec<_> = of_type(&trace, "frame")
+        .into_iter()
+        .filter(|f| f["dir"] == "c2s")
+        .collect();
+    assert_eq!(
+        frames.len(),
+        2,
+        "the good frame and the offending one: {frames:?}"
+    );
+    assert_eq!(frames[0]["payload"]["data"], "fine");
+    assert_eq!(frames[0]["violations"], serde_json::json!([]));
+    assert!(frames[1]["violations"]
+        .to_string()
+        .contains("unmasked_client_frame"));
+    assert!(
+        !of_type(&trace, "message")
+            .iter()
+            .any(|m| m["payload"]["data"] == "later"),
+        "the frame after the bad one was never decoded, so never recorded"
+    );
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(
+        end["withheld"],
+        serde_json::json!({
+            "dir": "c2s",
+            "frame": 1,
+            "bytes": bad.len() + after.len(),
+            "whole_frame": true,
+        })
+    );
+    assert_eq!(
+        end["bytes"]["c2s"],
+        good.len(),
+        "relayed: the good frame only"
+    );
 }
 
 #[tokio::test]

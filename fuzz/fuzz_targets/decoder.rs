@@ -1,6 +1,7 @@
 //! Fuzz the frame analyzer: any bytes, cut at fuzzer-chosen points, in both directions,
 //! with and without permessage-deflate. It must never panic and must decode the same
-//! records whatever the cuts.
+//! records whatever the cuts; judging the chunks as `--strict` does must forward a prefix
+//! of the input and publish a prefix of the records, up to the first offending frame.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,6 +29,24 @@ fuzz_target!(|input: &[u8]| {
         cut.feed(&mut chunk.to_vec(), Timestamp(0), &mut cut_out);
     }
     let cut_end = cut.finish(Timestamp(0), &mut cut_out);
+
+    let mut judged = StreamAnalyzer::new(direction, config);
+    let (mut judged_out, mut forwarded) = (Vec::new(), 0usize);
+    for chunk in wire.chunks(step) {
+        let verdict = judged.judge(&mut chunk.to_vec(), Timestamp(0), &mut judged_out);
+        assert!(verdict.clean <= chunk.len());
+        forwarded += verdict.clean;
+        if verdict.offence.is_some() {
+            break;
+        }
+    }
+    assert!(forwarded <= wire.len());
+    assert!(judged_out.len() <= whole_out.len());
+    let frames = |records: &[Record]| -> Vec<wstap_wire::FrameHeader> {
+        records.iter().filter_map(|r| match r { Record::Frame(f) => Some(f.header), _ => None }).collect()
+    };
+    assert!(frames(&whole_out).starts_with(&frames(&judged_out)));
+
     // When a compressed stream is corrupt, or a compressed message never ends, how much
     // the inflater has surfaced depends on where calls ended (see
     // wstap_wire::deflate::Inflater); everything else must not.

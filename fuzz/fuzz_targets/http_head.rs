@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wstap_proxy::head::parse_request;
+use wstap_proxy::parse_request;
 
 fuzz_target!(|input: &[u8]| {
     match parse_request(input) {

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use wstap_proxy::{trace_sink, EventBus, ProxyConfig, RunningProxy};
+use wstap_bus::{driver, Cadence, EventBus, SinkStats};
+use wstap_proxy::{ProxyConfig, RunningProxy};
+use wstap_trace::TraceFile;
 
 pub use serde_json::Value;
 
@@ -53,7 +55,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub trace_path: PathBuf,
     running: RunningProxy,
-    trace: std::thread::JoinHandle<trace_sink::TraceStats>,
+    trace: std::thread::JoinHandle<SinkStats>,
 }
 
 impl Proxy {
@@ -93,7 +95,12 @@ impl Proxy {
         let trace_path = temp_path("trace.ndjson");
         let mut bus = EventBus::new();
         let rx = bus.subscribe_lossless(4 << 20);
-        let trace = trace_sink::spawn(&trace_path, "wstap test", rx).unwrap();
+        let file = TraceFile::create(&trace_path, "wstap test").unwrap();
+        let cadence = Cadence {
+            nap: Duration::from_millis(2),
+            max_delay: Duration::from_millis(100),
+        };
+        let trace = driver::spawn("wstap-trace", rx, file, cadence).unwrap();
         let running = wstap_proxy::start(config, bus).await.unwrap();
         let addr = running.local_addrs()[0];
         Proxy {

@@ -2,86 +2,124 @@
 //! head(s) and body back, each byte as it came.
 //!
 //! The same path serves plain requests and WebSocket handshakes: a handshake is a GET
-//! whose upstream happened to answer `101`, and only then does the caller switch the
-//! connection to the WebSocket relay. Whatever the upstream answers (101 or not) is what
-//! the client receives; the proxy only speaks for itself when there is no answer to pass
-//! on (502), or the request is one it refuses to forward (400).
+//! whose upstream happened to answer `101`, and only then does the connection become a
+//! WebSocket relay. Whatever the upstream answers (101 or not) is what the client receives;
+//! the proxy only speaks for itself when there is no answer to pass on (502), or the
+//! request is one it refuses to forward (400).
 //!
 //! The request body and the response are relayed concurrently, so `Expect: 100-continue`
 //! and servers that answer before reading the whole body work.
 
 use crate::body::{self, BodyKind};
+use crate::error::{SessionError, UpstreamError};
 use crate::head::{self, Head};
 use crate::io::{BoxWrite, Incoming};
-use crate::respond::send_error;
-use crate::session::{request_head, response_head, Session};
-use crate::upstream::{connect, Target};
-use chrono::Utc;
+use crate::requests::{end, refuse_at};
+use crate::route::Route;
+use crate::session::{Ending, Session};
+use crate::stage::{Requests, Stage};
+use crate::upstream::dial;
+use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use wstap_trace::{Event, Forwarded, Handshake, HttpExchange};
-use wstap_wire::handshake::{analyze, is_websocket_upgrade, HandshakeAnalysis};
+use wstap_trace::convert::{Exchanged, Relayed};
+use wstap_trace::{Event, Handshake, HttpExchange, Responder, SessionKind};
+use wstap_wire::handshake::{analyze, is_websocket_upgrade};
 
-/// The client side of a connection.
-pub struct Client {
-    /// Reads from the client.
-    pub incoming: Incoming,
-    /// Writes to the client.
-    pub out: BoxWrite,
-}
-
-/// A connection to an upstream.
-pub struct Upstream {
-    /// Where it goes.
-    pub target: Target,
-    /// Reads from the upstream.
-    pub incoming: Incoming,
-    /// Writes to the upstream.
-    pub out: BoxWrite,
-    /// Whether another request may follow on it.
-    pub reusable: bool,
-}
-
-impl Upstream {
-    /// Wraps a connected TCP stream.
-    pub fn from_tcp(target: Target, stream: TcpStream) -> Self {
-        let (read, write) = stream.into_split();
-        Upstream {
-            target,
-            incoming: Incoming::new(Box::new(read)),
-            out: Box::new(write),
-            reusable: true,
+/// Forwards `head` along `route` and returns the connection's next stage.
+pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route) -> Stage {
+    let record = Record {
+        time: Utc::now(),
+        started: Instant::now(),
+    };
+    let body = match body::request_body(&head) {
+        Ok(kind) => kind,
+        Err(why) => {
+            let error = SessionError::BadRequest(why);
+            return refuse_at(requests, error, Some(&head), &route.url).await;
+        }
+    };
+    if let Err(e) = connect_upstream(&mut requests, &route).await {
+        return refuse_at(requests, e.into(), Some(&head), &route.url).await;
+    }
+    match transfer(&mut requests, &head, &route, body).await {
+        Ok((sent, received)) => answered(requests, head, route, record, sent, received).await,
+        Err(Failed::NoResponse(e)) => refuse_at(requests, e.into(), Some(&head), &route.url).await,
+        Err(Failed::Broken { sent, why }) => {
+            let exchanged = record.exchanged(&requests, &head, route, None);
+            let relayed = Relayed {
+                request_body_bytes: sent.unwrap_or(0),
+                response_body_bytes: 0,
+                responder: Responder::Upstream,
+                error: Some(why.to_string()),
+            };
+            publish_http(&requests.session, exchanged, relayed).await;
+            end(requests, Ending::default()).await
         }
     }
 }
 
-/// Where and how to forward one request.
-pub struct Route {
-    /// The upstream.
-    pub target: Target,
-    /// The URL for the log (`http://...` or `ws://...`).
-    pub url: String,
-    /// The head to send upstream.
-    pub head_bytes: Vec<u8>,
-    /// What was changed in it.
-    pub forwarded: Forwarded,
-    /// Inside a CONNECT tunnel: the upstream is fixed and never re-dialled.
-    pub fixed: bool,
-    /// The upstream speaks TLS (dialled with wstap's upstream TLS settings).
-    pub tls: bool,
+/// When the exchange began, for its record.
+struct Record {
+    time: DateTime<Utc>,
+    started: Instant,
 }
 
-/// What the connection does after an exchange.
-pub enum Next {
-    /// Read the client's next request.
-    KeepAlive,
-    /// Close the client connection.
-    Close,
-    /// The upstream accepted a WebSocket handshake: relay frames.
-    WebSocket(Upstream, Box<HandshakeAnalysis>),
-    /// The upstream switched to some other protocol: relay bytes blind.
-    Tunnel(Upstream),
+impl Record {
+    fn exchanged(
+        &self,
+        requests: &Requests,
+        head: &Head,
+        route: Route,
+        response: Option<&Head>,
+    ) -> Exchanged {
+        Exchanged {
+            session: requests.session.id,
+            time: self.time,
+            url: route.url,
+            request: head.request_head(),
+            forwarded: route.forwarded,
+            response: response.map(Head::response_head),
+            duration_us: self.started.elapsed().as_micros() as u64,
+        }
+    }
+}
+
+async fn publish_http(session: &Session, exchanged: Exchanged, relayed: Relayed) {
+    let event = Event::Http(HttpExchange::new(exchanged, relayed));
+    session.bus().publish_one(event).await;
+}
+
+/// Makes sure `requests` has an upstream connection to the route's target: the one it
+/// has, when it goes there and may be reused, else a new one (never inside a tunnel,
+/// whose upstream is fixed).
+async fn connect_upstream(requests: &mut Requests, route: &Route) -> Result<(), UpstreamError> {
+    let reuse = requests
+        .upstream
+        .as_ref()
+        .is_some_and(|u| u.target == route.target && u.reusable);
+    if reuse {
+        return Ok(());
+    }
+    if route.fixed {
+        return Err(UpstreamError::TunnelClosed);
+    }
+    requests.upstream = None;
+    let shared = &requests.session.shared;
+    let tls = match route.tls {
+        true => Some(shared.tls.as_deref().ok_or(UpstreamError::TlsOff)?),
+        false => None,
+    };
+    let config = &shared.config;
+    let upstream = dial(
+        &route.target,
+        tls,
+        config.connect_timeout,
+        config.handshake_timeout,
+    )
+    .await?;
+    requests.upstream = Some(upstream);
+    Ok(())
 }
 
 /// The response that came back.
@@ -91,185 +129,133 @@ struct Received {
     body_kind: BodyKind,
 }
 
-enum ReceiveError {
+/// Why an exchange got no complete answer.
+enum Failed {
     /// No final response reached the client: the proxy can still answer 502.
-    NoResponse(String),
+    NoResponse(UpstreamError),
     /// A response was under way when it broke: the client connection must close.
-    Broken(String),
+    Broken {
+        /// Request body bytes relayed, when that part finished.
+        sent: Option<u64>,
+        /// What broke.
+        why: Broken,
+    },
 }
 
-/// Forwards `head` along `route`, using the connection in `slot` when it goes to the same
-/// target, else dialling a new one there.
-pub async fn exchange(
-    session: &Session,
-    client: &mut Client,
-    slot: &mut Option<Upstream>,
-    head: Head,
-    route: Route,
-) -> Next {
-    let time = Utc::now();
-    let started = Instant::now();
-    let config = &session.shared.config;
+/// What broke while a response was being relayed.
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    #[error("writing the response to the client failed: {0}")]
+    ToClient(std::io::Error),
+    #[error("response body: {0}")]
+    Body(std::io::Error),
+}
 
-    let body_kind = match body::request_body(&head) {
-        Ok(kind) => kind,
-        Err(why) => return refuse(session, client, time, &route.url, &head, 400, &why).await,
-    };
-    let websocket = is_websocket_upgrade(&head.headers);
-
-    let reuse = slot
-        .as_ref()
-        .is_some_and(|u| u.target == route.target && u.reusable);
-    if !reuse {
-        if route.fixed {
-            let why = "the tunnel's upstream connection is closed";
-            return refuse(session, client, time, &route.url, &head, 502, why).await;
-        }
-        *slot = None;
-        match dial(session, &route).await {
-            Ok(upstream) => *slot = Some(upstream),
-            Err(why) => return refuse(session, client, time, &route.url, &head, 502, &why).await,
-        }
+/// Sends the request head upstream, then relays the request body and the response at
+/// once. Returns how the request body went, and the response.
+async fn transfer(
+    requests: &mut Requests,
+    head: &Head,
+    route: &Route,
+    body: BodyKind,
+) -> Result<(std::io::Result<u64>, Received), Failed> {
+    let handshake_timeout = requests.session.shared.config.handshake_timeout;
+    let upstream = requests
+        .upstream
+        .as_mut()
+        .ok_or(Failed::NoResponse(UpstreamError::TunnelClosed))?;
+    if let Err(source) = write_all(&mut upstream.out, &route.head_bytes).await {
+        let target = route.target.clone();
+        return Err(Failed::NoResponse(UpstreamError::Send { target, source }));
     }
-    let Some(upstream) = slot.as_mut() else {
-        return Next::Close;
-    };
-    if let Err(e) = write_all(&mut upstream.out, &route.head_bytes).await {
-        let why = format!("sending the request to {} failed: {e}", route.target);
-        return refuse(session, client, time, &route.url, &head, 502, &why).await;
-    }
-
     // A WebSocket handshake must be answered promptly; a plain request may take as long
     // as the server likes (long polls).
-    let response_timeout = websocket.then_some(config.handshake_timeout);
-    let send = body::relay(&mut client.incoming, &mut upstream.out, body_kind);
+    let response_timeout = is_websocket_upgrade(&head.headers).then_some(handshake_timeout);
+    let send = body::relay(&mut requests.client.incoming, &mut upstream.out, body);
     let receive = receive_response(
         &mut upstream.incoming,
-        &mut client.out,
+        &mut requests.client.out,
         &head.method,
         response_timeout,
     );
     let (sent, received) = tokio::join!(send, receive);
+    match received {
+        Ok(received) => Ok((sent, received)),
+        Err(Failed::Broken { why, .. }) => Err(Failed::Broken {
+            sent: sent.ok(),
+            why,
+        }),
+        Err(no_response) => Err(no_response),
+    }
+}
 
-    let received = match received {
-        Ok(received) => received,
-        Err(ReceiveError::NoResponse(why)) => {
-            return refuse(session, client, time, &route.url, &head, 502, &why).await;
-        }
-        Err(ReceiveError::Broken(why)) => {
-            record_http(
-                session,
-                time,
-                started,
-                &head,
-                route,
-                None,
-                sent.as_ref().ok().copied(),
-                0,
-                Some(why),
-            )
-            .await;
-            return Next::Close;
-        }
-    };
-    let duration_us = started.elapsed().as_micros() as u64;
-
-    if websocket {
+/// The upstream answered: records the exchange (as a handshake or a plain one) and
+/// decides what the connection does next.
+async fn answered(
+    mut requests: Requests,
+    head: Head,
+    route: Route,
+    record: Record,
+    sent: std::io::Result<u64>,
+    received: Received,
+) -> Stage {
+    let switched = received.head.status == 101;
+    let exchanged = record.exchanged(&requests, &head, route, Some(&received.head));
+    if is_websocket_upgrade(&head.headers) {
         let analysis = analyze(
             &head.method,
             &head.headers,
             received.head.status,
             &received.head.headers,
         );
-        let mut event = Handshake {
-            session: session.id,
-            time,
-            url: route.url,
-            request: request_head(&head),
-            forwarded: route.forwarded,
-            response: Some(response_head(&received.head)),
-            accept_valid: false,
-            subprotocol: None,
-            extensions: Vec::new(),
-            deflate: None,
-            undecoded_extensions: Vec::new(),
-            issues: Vec::new(),
-            duration_us: Some(duration_us),
-        };
-        event.apply_analysis(&analysis);
-        session.bus().publish_one(Event::Handshake(event)).await;
-        if received.head.status == 101 {
-            return slot
-                .take()
-                .map_or(Next::Close, |u| Next::WebSocket(u, Box::new(analysis)));
+        let event = Event::Handshake(Handshake::new(exchanged, &analysis));
+        requests.session.bus().publish_one(event).await;
+        if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
+            let Requests {
+                session, client, ..
+            } = requests;
+            let analysis = Box::new(analysis);
+            return Stage::WebSocket {
+                session,
+                client,
+                upstream,
+                analysis,
+            };
         }
     } else {
-        let error = sent.as_ref().err().map(|e| format!("request body: {e}"));
-        record_http(
-            session,
-            time,
-            started,
-            &head,
-            route,
-            Some(&received.head),
-            sent.as_ref().ok().copied(),
-            received.body_bytes,
-            error,
-        )
-        .await;
-        if received.head.status == 101 {
-            return slot.take().map_or(Next::Close, Next::Tunnel);
+        let relayed = Relayed {
+            request_body_bytes: *sent.as_ref().unwrap_or(&0),
+            response_body_bytes: received.body_bytes,
+            responder: Responder::Upstream,
+            error: sent.as_ref().err().map(|e| format!("request body: {e}")),
+        };
+        publish_http(&requests.session, exchanged, relayed).await;
+        if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
+            let Requests {
+                session, client, ..
+            } = requests;
+            let kind = SessionKind::Upgraded;
+            return Stage::Blind {
+                session,
+                client,
+                upstream,
+                kind,
+            };
         }
     }
 
-    let response_closes = received.body_kind == BodyKind::UntilClose
-        || received.head.has_token("connection", "close")
-        || (received.head.minor_version == 0
-            && !received.head.has_token("connection", "keep-alive"));
-    if let Some(upstream) = slot.as_mut() {
+    let response_closes =
+        received.body_kind == BodyKind::UntilClose || received.head.wants_close(None);
+    if let Some(upstream) = requests.upstream.as_mut() {
         upstream.reusable = !response_closes;
     }
-    let client_closes = head.has_token("connection", "close")
-        || head.has_token("proxy-connection", "close")
-        || (head.minor_version == 0 && !head.has_token("connection", "keep-alive"));
+    let client_closes = head.wants_close(Some("proxy-connection"));
     if sent.is_err() || response_closes || client_closes {
-        let _ = client.out.shutdown().await;
-        Next::Close
+        let _ = requests.client.out.shutdown().await;
+        end(requests, Ending::default()).await
     } else {
-        Next::KeepAlive
+        Stage::Requests(requests)
     }
-}
-
-/// Connects to the route's target, over TLS when the route says so.
-async fn dial(session: &Session, route: &Route) -> Result<Upstream, String> {
-    let config = &session.shared.config;
-    let stream = connect(&route.target, config.connect_timeout).await?;
-    if !route.tls {
-        return Ok(Upstream::from_tcp(route.target.clone(), stream));
-    }
-    let tls = session
-        .shared
-        .tls
-        .as_ref()
-        .ok_or_else(|| "TLS interception is off".to_owned())?;
-    let name = rustls::pki_types::ServerName::try_from(route.target.host.clone()).map_err(|e| {
-        format!(
-            "{:?} is not a valid TLS server name: {e}",
-            route.target.host
-        )
-    })?;
-    let connector = tokio_rustls::TlsConnector::from(tls.upstream_config());
-    let stream = tokio::time::timeout(config.handshake_timeout, connector.connect(name, stream))
-        .await
-        .map_err(|_| format!("TLS handshake with {} timed out", route.target))?
-        .map_err(|e| format!("TLS handshake with {} failed: {e}", route.target))?;
-    let (incoming, out) = crate::io::split_boxed(stream);
-    Ok(Upstream {
-        target: route.target.clone(),
-        incoming,
-        out,
-        reusable: true,
-    })
 }
 
 async fn write_all(out: &mut BoxWrite, bytes: &[u8]) -> std::io::Result<()> {
@@ -277,27 +263,26 @@ async fn write_all(out: &mut BoxWrite, bytes: &[u8]) -> std::io::Result<()> {
     out.flush().await
 }
 
+/// Reads response heads from the upstream and passes them to the client, interim ones
+/// (1xx) included, then the final response's body.
 async fn receive_response(
     upstream: &mut Incoming,
     client: &mut BoxWrite,
     method: &str,
     timeout: Option<Duration>,
-) -> Result<Received, ReceiveError> {
+) -> Result<Received, Failed> {
     // "No timeout" is a very long one; the client decides how long it waits.
     let timeout = timeout.unwrap_or(Duration::from_secs(24 * 3600));
+    let broken = |why| Failed::Broken { sent: None, why };
     loop {
         let head = match head::read_response(upstream, timeout).await {
             Ok(Some(head)) => head,
-            Ok(None) => {
-                return Err(ReceiveError::NoResponse(
-                    "the upstream closed the connection without responding".into(),
-                ))
-            }
-            Err(e) => return Err(ReceiveError::NoResponse(format!("upstream response: {e}"))),
+            Ok(None) => return Err(Failed::NoResponse(UpstreamError::NoResponse)),
+            Err(e) => return Err(Failed::NoResponse(UpstreamError::BadResponse(e))),
         };
-        write_all(client, &head.raw).await.map_err(|e| {
-            ReceiveError::Broken(format!("writing the response to the client failed: {e}"))
-        })?;
+        write_all(client, &head.raw)
+            .await
+            .map_err(|e| broken(Broken::ToClient(e)))?;
         if head.status == 101 {
             return Ok(Received {
                 head,
@@ -311,56 +296,11 @@ async fn receive_response(
         let body_kind = body::response_body(&head, method);
         let body_bytes = body::relay(upstream, client, body_kind)
             .await
-            .map_err(|e| ReceiveError::Broken(format!("response body: {e}")))?;
+            .map_err(|e| broken(Broken::Body(e)))?;
         return Ok(Received {
             head,
             body_bytes,
             body_kind,
         });
     }
-}
-
-/// Answers the client with an error, records it, and closes.
-async fn refuse(
-    session: &Session,
-    client: &mut Client,
-    time: chrono::DateTime<Utc>,
-    url: &str,
-    head: &Head,
-    status: u16,
-    why: &str,
-) -> Next {
-    let response = send_error(&mut client.out, status, why).await;
-    session
-        .record_proxy_answer(time, url, Some(head), response, why)
-        .await;
-    Next::Close
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn record_http(
-    session: &Session,
-    time: chrono::DateTime<Utc>,
-    started: Instant,
-    head: &Head,
-    route: Route,
-    response: Option<&Head>,
-    request_body_bytes: Option<u64>,
-    response_body_bytes: u64,
-    error: Option<String>,
-) {
-    let event = Event::Http(HttpExchange {
-        session: session.id,
-        time,
-        url: route.url,
-        request: request_head(head),
-        forwarded: route.forwarded,
-        response: response.map(response_head),
-        request_body_bytes: request_body_bytes.unwrap_or(0),
-        response_body_bytes,
-        duration_us: started.elapsed().as_micros() as u64,
-        responder: "upstream".into(),
-        error,
-    });
-    session.bus().publish_one(event).await;
 }

@@ -5,6 +5,7 @@
 //! - [`is_self`]: a request whose target is the proxy's own listening address would loop
 //!   through the proxy forever; it is refused instead.
 
+use crate::error::SessionError;
 use crate::head::Head;
 use crate::upstream::Target;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,15 +18,6 @@ pub struct ProxyAuth {
     expected: Vec<u8>,
 }
 
-/// Why a request was not let through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// No `Proxy-Authorization` header.
-    Missing,
-    /// The header is not Basic, not base64, or not the right credentials.
-    Wrong,
-}
-
 impl ProxyAuth {
     /// Credentials from `user:password`.
     pub fn new(user_colon_password: &str) -> Self {
@@ -34,22 +26,26 @@ impl ProxyAuth {
         }
     }
 
-    /// Checks `head`'s `Proxy-Authorization`.
-    pub fn check(&self, head: &Head) -> Result<(), AuthFailure> {
+    /// Checks `head`'s `Proxy-Authorization`: missing, or not Basic, not base64 or not the
+    /// right credentials, is an error the client is answered with (407).
+    pub fn check(&self, head: &Head) -> Result<(), SessionError> {
         let value = head
             .header("proxy-authorization")
-            .ok_or(AuthFailure::Missing)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(AuthFailure::Wrong)?;
+            .ok_or(SessionError::AuthMissing)?;
+        let (scheme, token) = value
+            .trim()
+            .split_once(' ')
+            .ok_or(SessionError::AuthWrong)?;
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(AuthFailure::Wrong);
+            return Err(SessionError::AuthWrong);
         }
         let presented = BASE64
             .decode(token.trim())
-            .map_err(|_| AuthFailure::Wrong)?;
+            .map_err(|_| SessionError::AuthWrong)?;
         if constant_time_eq(&presented, &self.expected) {
             Ok(())
         } else {
-            Err(AuthFailure::Wrong)
+            Err(SessionError::AuthWrong)
         }
     }
 }

@@ -13,6 +13,7 @@
 use crate::io::Incoming;
 use bytes::BytesMut;
 use std::time::Duration;
+use wstap_trace::{RequestHead, ResponseHead};
 
 /// The longest request line accepted.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -84,6 +85,35 @@ impl Head {
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub fn version(&self) -> String {
         format!("HTTP/1.{}", self.minor_version)
+    }
+
+    /// The request head in event form.
+    pub fn request_head(&self) -> RequestHead {
+        RequestHead {
+            method: self.method.clone(),
+            target: self.target.clone(),
+            version: self.version(),
+            headers: self.headers.clone(),
+        }
+    }
+
+    /// The response head in event form.
+    pub fn response_head(&self) -> ResponseHead {
+        ResponseHead {
+            status: self.status,
+            reason: self.reason.clone(),
+            version: self.version(),
+            headers: self.headers.clone(),
+        }
+    }
+
+    /// Whether the peer asked for the connection to close after this message (HTTP/1.0
+    /// without keep-alive counts too). `also` names another header to look in
+    /// (`Proxy-Connection`, which clients of a proxy still send).
+    pub fn wants_close(&self, also: Option<&str>) -> bool {
+        self.has_token("connection", "close")
+            || also.is_some_and(|name| self.has_token(name, "close"))
+            || (self.minor_version == 0 && !self.has_token("connection", "keep-alive"))
     }
 
     /// The first value of header `name` (case-insensitive).

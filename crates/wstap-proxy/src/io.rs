@@ -1,13 +1,16 @@
-//! Boxed stream halves and a read half with a look-ahead buffer.
+//! The two ends of a session, as boxed stream halves with a look-ahead buffer.
 //!
 //! Every connection, plain TCP or TLS, is split into a [`BoxRead`] and a [`BoxWrite`] so
-//! the HTTP, tunnel and relay code is written once. [`Incoming`] adds the buffer that HTTP
+//! the HTTP, CONNECT and relay code is written once. [`Incoming`] adds the buffer that HTTP
 //! parsing needs: bytes read past a head stay there and are handed on (as the first body
 //! bytes, or as the first WebSocket bytes to relay), so nothing read is ever lost.
+//! [`Client`] and [`Upstream`] are the two ends every stage of a connection works with.
 
+use crate::upstream::Target;
 use bytes::BytesMut;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
 
 /// The read half of any connection.
 pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -18,7 +21,7 @@ pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 const FILL_CHUNK: usize = 4 * 1024;
 
 /// A read half with a look-ahead buffer: see the module documentation.
-pub struct Incoming {
+pub(crate) struct Incoming {
     /// The stream.
     pub io: BoxRead,
     /// Bytes read from `io` and not consumed yet.
@@ -48,7 +51,7 @@ impl Incoming {
 
 /// A read half (with its look-ahead buffer) and a write half joined back into one stream,
 /// for what needs both at once (a TLS handshake, hyper). Buffered bytes are read first.
-pub struct Joined {
+pub(crate) struct Joined {
     incoming: Incoming,
     out: BoxWrite,
 }
@@ -108,7 +111,58 @@ impl AsyncWrite for Joined {
 }
 
 /// Splits any stream into boxed halves.
-pub fn split_boxed<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (Incoming, BoxWrite) {
+pub(crate) fn split_boxed<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+) -> (Incoming, BoxWrite) {
     let (read, write) = tokio::io::split(stream);
     (Incoming::new(Box::new(read)), Box::new(write))
+}
+
+/// The client side of a connection.
+pub(crate) struct Client {
+    /// Reads from the client.
+    pub incoming: Incoming,
+    /// Writes to the client.
+    pub out: BoxWrite,
+}
+
+impl Client {
+    /// Wraps an accepted TCP stream.
+    pub fn from_tcp(stream: TcpStream) -> Self {
+        let (read, write) = stream.into_split();
+        Client {
+            incoming: Incoming::new(Box::new(read)),
+            out: Box::new(write),
+        }
+    }
+}
+
+/// A connection to an upstream.
+pub(crate) struct Upstream {
+    /// Where it goes.
+    pub target: Target,
+    /// Reads from the upstream.
+    pub incoming: Incoming,
+    /// Writes to the upstream.
+    pub out: BoxWrite,
+    /// Whether another request may follow on it.
+    pub reusable: bool,
+}
+
+impl Upstream {
+    /// Wraps a connected TCP stream.
+    pub fn from_tcp(target: Target, stream: TcpStream) -> Self {
+        let (read, write) = stream.into_split();
+        Self::from_halves(target, (Incoming::new(Box::new(read)), Box::new(write)))
+    }
+
+    /// Wraps split halves (of a TLS stream, say).
+    pub fn from_halves(target: Target, (incoming, out): (Incoming, BoxWrite)) -> Self {
+        Upstream {
+            target,
+            incoming,
+            out,
+            reusable: true,
+        }
+    }
 }

@@ -1,43 +1,47 @@
 //! The wstap engine: an HTTP/1.1 forward proxy that relays WebSocket traffic byte for byte
 //! and taps it.
 //!
-//! Data flows one way: socket bytes -> [`relay`] (forwarded at once) -> [`tap`] (the
-//! `wstap-wire` decoder) -> [`events`] -> sinks (the [`trace_sink`], the console, ...).
+//! Data flows one way: socket bytes -> the relay (forwarded at once) -> the tap (the
+//! `wstap-wire` analyzer) -> records on the bus (`wstap-bus`) -> sinks, which live outside
+//! the engine and depend only on the event model (`wstap-trace`).
 //!
-//! - [`listener`]: accept loops, limits and shutdown; [`conn`]: one client connection,
-//!   run as a sequence of [`conn::Stage`]s (request loop, CONNECT, TLS interception,
-//!   WebSocket relay, blind tunnel), each its own future; [`tunnel`]: `CONNECT`;
-//!   [`exchange`]: one forwarded request/response; [`websocket`]: the relay after `101`.
-//! - [`head`] and [`body`]: HTTP/1 heads read raw (so header case and order survive) and
-//!   bodies relayed by their framing.
-//! - [`mitm`]: the CA and TLS interception; [`page`]: `http://wstap/`; [`guard`]: proxy
-//!   authentication and loop refusal.
+//! Inside, a connection is a sequence of stages (`stage`): requests (`requests`, `route`,
+//! `exchange`), a `CONNECT` tunnel (`connect`), TLS interception (`mitm`), the WebSocket
+//! relay (`websocket`, `relay`, `tap`) and the blind relay (`blind`); each runs as a
+//! future of its own. Heads are read raw (`head`) so header case and order survive, and
+//! bodies are relayed by their framing (`body`). Whatever wstap answers itself goes
+//! through one path (`session::Session::refuse`) with a typed reason (`error`).
 //!
-//! Start a proxy with [`start`], subscribe sinks on the [`EventBus`] first.
+//! Start a proxy with [`start`]; subscribe sinks on the [`EventBus`] first.
 #![deny(missing_docs)]
 
-pub mod body;
-pub mod config;
-pub mod conn;
-pub mod error;
-pub mod events;
-pub mod exchange;
-pub mod guard;
-pub mod head;
-pub mod io;
-pub mod listener;
+mod blind;
+mod body;
+mod clock;
+mod config;
+mod conn;
+mod connect;
+mod error;
+mod exchange;
+mod guard;
+mod head;
+mod io;
+mod listener;
 pub mod mitm;
-pub mod page;
-pub mod relay;
-pub mod respond;
-pub mod session;
-pub mod tap;
-pub mod trace_sink;
-pub mod tunnel;
-pub mod upstream;
-pub mod websocket;
+mod page;
+mod relay;
+mod requests;
+mod respond;
+mod route;
+mod session;
+mod stage;
+mod tap;
+mod upstream;
+mod websocket;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use events::{Batch, BusEvent, DropCounter, EventBus, LosslessReceiver};
+pub use head::{parse_request, Head, HeadError};
 pub use listener::{start, RunningProxy};
+pub use mitm::TlsConfig;
+pub use wstap_bus::EventBus;

@@ -5,7 +5,6 @@
 //! accepting, gives open sessions a grace period, then drops what is left.
 
 use crate::conn::{serve, turn_away};
-use crate::events::EventBus;
 use crate::session::Shared;
 use crate::{ProxyConfig, ProxyError};
 use std::net::SocketAddr;
@@ -15,6 +14,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use wstap_bus::EventBus;
 
 /// A proxy that is accepting connections.
 #[derive(Debug)]
@@ -90,9 +90,13 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         .collect();
     let (closing, closing_rx) = watch::channel(false);
     let closing = Arc::new(closing);
-    let mut shared = Shared::new(config, bus, tls.clone(), closing_rx);
-    shared.listening = addrs.clone();
-    let shared = Arc::new(shared);
+    let shared = Arc::new(Shared::new(
+        config,
+        bus,
+        tls.clone(),
+        addrs.clone(),
+        closing_rx,
+    ));
     let (stop, stopped) = watch::channel(None);
     let mut loops = Vec::new();
     for listener in listeners {

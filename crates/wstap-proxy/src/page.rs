@@ -5,12 +5,12 @@
 //! Only the public certificate is ever served. The page is served by hyper, one request
 //! per connection, on the client connection the request arrived on.
 
-use crate::exchange::Client;
 use crate::head::Head;
-use crate::io::Joined;
+use crate::io::{Client, Joined};
 use crate::mitm::ca::CertificateAuthority;
 use crate::mitm::instructions::trust_instructions;
-use crate::session::{request_head, Ending, Session};
+use crate::session::{Ending, Session};
+use crate::stage::Stage;
 use crate::upstream::parse_absolute;
 use bytes::Bytes;
 use chrono::Utc;
@@ -18,13 +18,13 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use wstap_trace::{Event, Forwarded, HttpExchange, Outcome, ResponseHead};
+use wstap_trace::{Event, Forwarded, HttpExchange, Outcome, Responder, ResponseHead, SessionKind};
 
 /// The host name that means wstap itself.
-pub const HOST: &str = "wstap";
+pub(crate) const HOST: &str = "wstap";
 
 /// Whether `head` asks for wstap's own page.
-pub fn is_for_wstap(head: &Head) -> bool {
+pub(crate) fn is_for_wstap(head: &Head) -> bool {
     parse_absolute(&head.target).is_ok_and(|url| url.target.host.eq_ignore_ascii_case(HOST))
 }
 
@@ -136,7 +136,7 @@ impl Page {
 }
 
 /// Serves wstap's page for `head` on `client`, records it, and ends the session.
-pub async fn serve(session: Session, client: Client, head: Head) {
+pub(crate) async fn serve(session: Session, client: Client, head: Head) -> Stage {
     let time = Utc::now();
     let ca = session
         .shared
@@ -149,7 +149,7 @@ pub async fn serve(session: Session, client: Client, head: Head) {
         session: session.id,
         time,
         url: format!("http://{HOST}{path}"),
-        request: request_head(&head),
+        request: head.request_head(),
         forwarded: Forwarded::default(),
         response: Some(ResponseHead {
             status: page.status,
@@ -160,7 +160,7 @@ pub async fn serve(session: Session, client: Client, head: Head) {
         request_body_bytes: 0,
         response_body_bytes: page.body.len() as u64,
         duration_us: 0,
-        responder: "proxy".to_owned(),
+        responder: Responder::Proxy,
         error: None,
     });
     session.bus().publish_one(event).await;
@@ -183,5 +183,6 @@ pub async fn serve(session: Session, client: Client, head: Head) {
         error,
         ..Ending::default()
     };
-    session.end(outcome, "http", ending).await;
+    session.end(outcome, SessionKind::Http, ending).await;
+    Stage::Done
 }

@@ -1,20 +1,23 @@
 //! The byte-exact relay: every byte read from one side is written to the other at once,
 //! unchanged, and only then shown to the tap.
 //!
-//! Each direction is a [`pump`]: read, write all, tap, publish, repeat. Backpressure is
+//! Each direction is a pump: read, write all, tap, publish, repeat. Backpressure is
 //! natural: a pump does not read again until its write finished, so a side that stops
 //! reading stops the other side's reads, and no buffer grows. End of stream is passed on
 //! as a write shutdown (half-close), so close handshakes and half-closed sockets pass
 //! through as the peers do them.
+//!
+//! With `--strict` a pump judges each read before forwarding it: the bytes before the first
+//! frame that breaks the protocol go on, that frame and everything after it in the read
+//! are withheld, and the pump stops.
 //!
 //! Buffers are lent, not owned: a pump takes a buffer from a small per-thread pool only
 //! while a read is ready and returns it as soon as a read would wait. An idle session
 //! therefore holds no relay buffer at all, which is what keeps ten thousand idle sessions
 //! cheap.
 
-use crate::events::EventBus;
-use crate::exchange::{Client, Upstream};
-use crate::io::{BoxRead, BoxWrite};
+use crate::clock::now;
+use crate::io::{BoxRead, BoxWrite, Client, Upstream};
 use crate::tap::Tap;
 use bytes::BytesMut;
 use std::cell::RefCell;
@@ -23,11 +26,11 @@ use std::io;
 use std::pin::pin;
 use std::task::Poll;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use wstap_wire::Timestamp;
+use wstap_bus::EventBus;
+use wstap_wire::Offence;
 
 /// Size of one relay buffer: one read moves at most this much.
-pub const RELAY_BUFFER: usize = 64 * 1024;
+const RELAY_BUFFER: usize = 64 * 1024;
 /// Buffers a worker thread keeps for reuse.
 const POOL_PER_THREAD: usize = 16;
 
@@ -75,27 +78,22 @@ async fn read_lent(src: &mut BoxRead, spare: &mut Option<BytesMut>) -> io::Resul
     .await
 }
 
-/// The time now, as the wire crate counts it.
-pub fn now() -> Timestamp {
-    Timestamp(chrono::Utc::now().timestamp_micros())
-}
-
 /// How one direction ended.
 #[derive(Debug)]
-pub enum PumpEnd {
+pub(crate) enum PumpEnd {
     /// The source closed cleanly; the destination was shut down for writing.
     Eof,
     /// Reading the source failed.
     ReadFailed(io::Error),
     /// Writing the destination failed.
     WriteFailed(io::Error),
-    /// `--strict`: the source sent a frame that breaks the protocol; those bytes were
-    /// withheld.
+    /// `--strict`: the source sent a frame that breaks the protocol; it and what followed
+    /// it in the same read were withheld.
     Violation {
-        /// The first rule broken.
-        violation: wstap_wire::Violation,
-        /// Whether what reached the destination so far ends between frames.
-        at_boundary: bool,
+        /// The offending frame.
+        offence: Offence,
+        /// Bytes withheld.
+        withheld: u64,
     },
 }
 
@@ -107,7 +105,7 @@ impl PumpEnd {
 }
 
 /// One direction of a relay.
-pub struct Leg {
+pub(crate) struct Leg {
     /// Where bytes come from.
     pub src: BoxRead,
     /// Bytes already read from `src` (read ahead while parsing a head).
@@ -118,7 +116,7 @@ pub struct Leg {
 
 /// The two legs between a client and an upstream, each starting with the bytes already
 /// read ahead from its source.
-pub fn legs(client: Client, upstream: Upstream) -> (Leg, Leg) {
+pub(crate) fn legs(client: Client, upstream: Upstream) -> (Leg, Leg) {
     let c2s = Leg {
         src: client.incoming.io,
         initial: client.incoming.buf,
@@ -135,7 +133,7 @@ pub fn legs(client: Client, upstream: Upstream) -> (Leg, Leg) {
 /// Moves bytes from `leg.src` to `leg.dst` until either fails or `src` ends, tapping
 /// them when a tap is given and counting them in `moved`. Returns how it ended. The leg is
 /// borrowed, so its writer is still there afterwards (to send a close frame at shutdown).
-pub async fn pump(
+async fn pump(
     leg: &mut Leg,
     mut tap: Option<&mut Tap>,
     bus: &EventBus,
@@ -161,21 +159,22 @@ pub async fn pump(
         }
         let time = now();
         match tap.as_deref_mut() {
-            // Strict: judge the bytes first, forward them only if they break nothing.
+            // Strict: judge the bytes first; forward those before the first offending
+            // frame, and withhold it and the rest.
             Some(tap) if strict => {
-                let at_boundary = tap.at_frame_boundary();
-                let (events, violation) = tap.inspect(&buf, time);
+                let (events, verdict) = tap.judge(&buf, time);
+                let clean = &buf[..verdict.clean];
+                if !clean.is_empty() {
+                    if let Err(e) = write_now(&mut leg.dst, clean).await {
+                        return PumpEnd::WriteFailed(e);
+                    }
+                    *moved += clean.len() as u64;
+                }
                 bus.publish(events).await;
-                if let Some(violation) = violation {
-                    return PumpEnd::Violation {
-                        violation,
-                        at_boundary,
-                    };
+                if let Some(offence) = verdict.offence {
+                    let withheld = (buf.len() - verdict.clean) as u64;
+                    return PumpEnd::Violation { offence, withheld };
                 }
-                if let Err(e) = write_now(&mut leg.dst, &buf).await {
-                    return PumpEnd::WriteFailed(e);
-                }
-                *moved += buf.len() as u64;
             }
             // Normal: forward at once, then let the tap unmask the same buffer in place.
             tap => {
@@ -203,7 +202,7 @@ async fn write_now(dst: &mut BoxWrite, bytes: &[u8]) -> io::Result<()> {
 
 /// How a two-way relay ended.
 #[derive(Debug)]
-pub struct RelayEnd {
+pub(crate) struct RelayEnd {
     /// Bytes client to server.
     pub c2s_bytes: u64,
     /// Bytes server to client.
@@ -212,38 +211,48 @@ pub struct RelayEnd {
     pub c2s: Option<PumpEnd>,
     /// How the server-to-client direction ended.
     pub s2c: Option<PumpEnd>,
-    /// Whether the proxy's shutdown stopped the relay.
+    /// Whether `stop` ended the relay.
     pub interrupted: bool,
 }
 
-/// Waits until `closing` turns true (forever when there is none).
-pub async fn closed(closing: Option<watch::Receiver<bool>>) {
-    match closing {
-        Some(mut rx) => {
-            let _ = rx.wait_for(|closing| *closing).await;
-        }
-        None => std::future::pending().await,
+impl RelayEnd {
+    /// Whether both directions reached end of stream without an error.
+    pub fn clean(&self) -> bool {
+        let eof = |end: &Option<PumpEnd>| end.as_ref().is_some_and(|e| !e.is_error());
+        eof(&self.c2s) && eof(&self.s2c)
     }
 }
 
+/// The taps of a WebSocket relay: one per direction.
+pub(crate) struct Taps<'a> {
+    /// Client to server.
+    pub c2s: &'a mut Tap,
+    /// Server to client.
+    pub s2c: &'a mut Tap,
+    /// `--strict`: judge each read before forwarding it.
+    pub strict: bool,
+}
+
 /// Relays both directions until both end, one fails (then the other is stopped), or
-/// `closing` turns true. Taps, when given, see each direction's bytes.
-pub async fn relay_both(
+/// `stop` resolves. Taps, when given, see each direction's bytes.
+pub(crate) async fn relay_both(
     c2s: &mut Leg,
     s2c: &mut Leg,
-    c2s_tap: Option<&mut Tap>,
-    s2c_tap: Option<&mut Tap>,
+    taps: Option<Taps<'_>>,
     bus: &EventBus,
-    closing: Option<watch::Receiver<bool>>,
-    strict: bool,
+    stop: impl Future<Output = ()>,
 ) -> RelayEnd {
     let (mut c2s_bytes, mut s2c_bytes) = (0u64, 0u64);
     let (mut c2s_end, mut s2c_end) = (None, None);
     let mut interrupted = false;
+    let (c2s_tap, s2c_tap, strict) = match taps {
+        Some(taps) => (Some(taps.c2s), Some(taps.s2c), taps.strict),
+        None => (None, None, false),
+    };
     {
         let mut up = pin!(pump(c2s, c2s_tap, bus, &mut c2s_bytes, strict));
         let mut down = pin!(pump(s2c, s2c_tap, bus, &mut s2c_bytes, strict));
-        let mut stop = pin!(closed(closing));
+        let mut stop = pin!(stop);
         tokio::select! {
             how = &mut up => {
                 let failed = how.is_error();

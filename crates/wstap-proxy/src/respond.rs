@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use wstap_trace::ResponseHead;
 
 /// The reason phrase for the statuses the proxy sends.
-pub fn reason_phrase(status: u16) -> &'static str {
+fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "Connection Established",
         400 => "Bad Request",
@@ -28,11 +28,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// An error response with extra header lines (e.g. `Proxy-Authenticate`).
-pub fn error_response_with(
-    status: u16,
-    detail: &str,
-    extra: &[(&str, &str)],
-) -> (ResponseHead, Vec<u8>) {
+fn error_response(status: u16, detail: &str, extra: &[(&str, &str)]) -> (ResponseHead, Vec<u8>) {
     let body = format!("wstap: {detail}\n");
     let one_line = detail.replace(['\r', '\n'], " ");
     let mut headers: Vec<(String, String)> = extra
@@ -63,19 +59,16 @@ pub fn error_response_with(
     (head, bytes)
 }
 
-/// Writes an error response; failures to write are ignored (the client is gone anyway).
-pub async fn send_error(out: &mut BoxWrite, status: u16, detail: &str) -> ResponseHead {
-    send_error_with(out, status, detail, &[]).await
-}
-
-/// Writes an error response with extra header lines.
-pub async fn send_error_with(
+/// Writes an error response with `extra` header lines and closes the connection for
+/// writing; failures to write are ignored (the client is gone anyway). Returns the head
+/// written, for the record.
+pub(crate) async fn send_error(
     out: &mut BoxWrite,
     status: u16,
     detail: &str,
     extra: &[(&str, &str)],
 ) -> ResponseHead {
-    let (head, bytes) = error_response_with(status, detail, extra);
+    let (head, bytes) = error_response(status, detail, extra);
     let _ = out.write_all(&bytes).await;
     let _ = out.flush().await;
     let _ = out.shutdown().await;
@@ -83,4 +76,4 @@ pub async fn send_error_with(
 }
 
 /// The answer to a successful CONNECT.
-pub const CONNECT_ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+pub(crate) const CONNECT_ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";

@@ -1,26 +1,33 @@
 //! A session: one client connection (or CONNECT tunnel) from accept to close.
 //!
 //! The session numbers events, announces itself once its target is known, and ends with
-//! exactly one `session_end`, whatever path the connection took.
+//! exactly one `session_end`, whatever path the connection took. When wstap must answer the
+//! client itself, [`Session::refuse`] is the one way it does: it writes the error response,
+//! records it as an exchange answered by the proxy, and ends the session as an error.
 
-use crate::events::EventBus;
+use crate::error::SessionError;
 use crate::guard::ProxyAuth;
 use crate::head::Head;
 use crate::io::BoxWrite;
 use crate::mitm::Interceptor;
-use crate::respond::send_error_with;
+use crate::respond::send_error;
 use crate::ProxyConfig;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
-use wstap_trace::*;
+use wstap_bus::EventBus;
+use wstap_trace::convert::{Exchanged, Relayed};
+use wstap_trace::{
+    CutFrame, Event, Forwarded, HttpExchange, Outcome, PerDirection, RequestHead, Responder,
+    SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via, Withheld,
+};
 
 /// What every session shares: settings, the bus, the session counter.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Settings.
     pub config: ProxyConfig,
     /// Where events go.
@@ -34,7 +41,7 @@ pub struct Shared {
     /// Client connections open now.
     pub active: AtomicUsize,
     /// Turns true when the proxy stops: sessions still open then wrap up and record their end.
-    pub closing: watch::Receiver<bool>,
+    closing: watch::Receiver<bool>,
     next_session: AtomicU64,
 }
 
@@ -44,6 +51,7 @@ impl Shared {
         config: ProxyConfig,
         bus: EventBus,
         tls: Option<Arc<Interceptor>>,
+        listening: Vec<SocketAddr>,
         closing: watch::Receiver<bool>,
     ) -> Self {
         Shared {
@@ -52,23 +60,28 @@ impl Shared {
             config,
             bus,
             tls,
-            listening: Vec::new(),
+            listening,
             active: AtomicUsize::new(0),
             next_session: AtomicU64::new(1),
         }
     }
-}
 
-impl Shared {
     /// Session numbers handed out so far.
     pub fn sessions_started(&self) -> u64 {
         self.next_session.load(Ordering::Relaxed) - 1
+    }
+
+    /// Resolves once the proxy has told open sessions to wrap up.
+    pub async fn stopping(&self) {
+        let mut closing = self.closing.clone();
+        // An error means the proxy is gone altogether: stopping all the same.
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 }
 
 /// One session: see the module documentation.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// Session number.
     pub id: u64,
     /// Shared state.
@@ -81,7 +94,7 @@ pub struct Session {
 
 /// How a session ended, for its `session_end` event.
 #[derive(Debug, Default)]
-pub struct Ending {
+pub(crate) struct Ending {
     /// The close handshake, if one began.
     pub close: Option<SessionClose>,
     /// Frames per direction.
@@ -92,6 +105,18 @@ pub struct Ending {
     pub error: Option<String>,
     /// Frames cut off.
     pub cut_frames: Vec<CutFrame>,
+    /// What `--strict` withheld.
+    pub withheld: Option<Withheld>,
+}
+
+impl Ending {
+    /// An ending that says what went wrong and nothing else.
+    pub fn failed(why: impl Into<String>) -> Self {
+        Ending {
+            error: Some(why.into()),
+            ..Ending::default()
+        }
+    }
 }
 
 impl Session {
@@ -110,11 +135,6 @@ impl Session {
     /// The bus.
     pub fn bus(&self) -> &EventBus {
         &self.shared.bus
-    }
-
-    /// Microseconds since the session began.
-    pub fn elapsed_us(&self) -> u64 {
-        self.started.elapsed().as_micros() as u64
     }
 
     /// Publishes `session_start` (once; later calls do nothing).
@@ -154,7 +174,7 @@ impl Session {
     }
 
     /// Publishes `session_end`.
-    pub async fn end(mut self, outcome: Outcome, kind: &str, ending: Ending) {
+    pub async fn end(mut self, outcome: Outcome, kind: SessionKind, ending: Ending) {
         self.announce("-", Via::Absolute, false).await;
         let event = Event::SessionEnd(SessionEnd {
             session: self.id,
@@ -163,84 +183,52 @@ impl Session {
             close: ending.close,
             frames: ending.frames,
             bytes: ending.bytes,
-            kind: kind.to_owned(),
+            kind,
             error: ending.error,
             cut_frames: ending.cut_frames,
-            duration_us: self.elapsed_us(),
+            withheld: ending.withheld,
+            duration_us: self.started.elapsed().as_micros() as u64,
         });
         self.shared.bus.publish_one(event).await;
     }
 
-    /// Answers the client with an error (`status`, `why`, and any `extra` header lines),
-    /// records that answer, and ends the session as an error of `kind`.
-    pub async fn answer_and_end(
-        self,
-        out: &mut BoxWrite,
-        (status, why): (u16, &str),
-        extra: &[(&str, &str)],
-        url: &str,
-        request: Option<&Head>,
-        kind: &str,
-    ) {
-        let time = Utc::now();
-        let response = send_error_with(out, status, why, extra).await;
-        self.record_proxy_answer(time, url, request, response, why)
-            .await;
-        let ending = Ending {
-            error: Some(why.to_owned()),
-            ..Ending::default()
-        };
-        self.end(Outcome::Error, kind, ending).await;
+    /// Ends a session that failed where no answer can reach the client (a TLS handshake
+    /// that did not complete): the reason goes into `session_end` only.
+    pub async fn abandon(self, kind: SessionKind, why: String) {
+        self.end(Outcome::Error, kind, Ending::failed(why)).await;
     }
 
-    /// Records an exchange the proxy answered itself (an error), for `request`.
-    pub async fn record_proxy_answer(
-        &self,
-        time: DateTime<Utc>,
-        url: &str,
+    /// Answers the client with `error` (its status, and why in words), records the answer
+    /// as an exchange of `request` at `url` answered by the proxy, and ends the session
+    /// as an error of `kind`.
+    pub async fn refuse(
+        self,
+        out: &mut BoxWrite,
+        error: SessionError,
         request: Option<&Head>,
-        response: ResponseHead,
-        error: &str,
+        url: &str,
+        kind: SessionKind,
     ) {
-        let request = request.map(request_head).unwrap_or_else(|| RequestHead {
-            method: String::new(),
-            target: String::new(),
-            version: String::new(),
-            headers: Vec::new(),
-        });
-        let event = Event::Http(HttpExchange {
+        let time = Utc::now();
+        let why = error.to_string();
+        let response = send_error(out, error.status(), &why, error.extra_headers()).await;
+        let exchanged = Exchanged {
             session: self.id,
             time,
             url: url.to_owned(),
-            request,
+            request: request.map_or_else(RequestHead::default, Head::request_head),
             forwarded: Forwarded::default(),
             response: Some(response),
+            duration_us: (Utc::now() - time).num_microseconds().unwrap_or(0).max(0) as u64,
+        };
+        let relayed = Relayed {
             request_body_bytes: 0,
             response_body_bytes: 0,
-            duration_us: (Utc::now() - time).num_microseconds().unwrap_or(0).max(0) as u64,
-            responder: "proxy".to_owned(),
-            error: Some(error.to_owned()),
-        });
+            responder: Responder::Proxy,
+            error: Some(why.clone()),
+        };
+        let event = Event::Http(HttpExchange::new(exchanged, relayed));
         self.shared.bus.publish_one(event).await;
-    }
-}
-
-/// A request head in trace form.
-pub fn request_head(head: &Head) -> RequestHead {
-    RequestHead {
-        method: head.method.clone(),
-        target: head.target.clone(),
-        version: head.version(),
-        headers: head.headers.clone(),
-    }
-}
-
-/// A response head in trace form.
-pub fn response_head(head: &Head) -> ResponseHead {
-    ResponseHead {
-        status: head.status,
-        reason: head.reason.clone(),
-        version: head.version(),
-        headers: head.headers.clone(),
+        self.end(Outcome::Error, kind, Ending::failed(why)).await;
     }
 }

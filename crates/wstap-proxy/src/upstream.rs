@@ -1,12 +1,17 @@
-//! Where requests go: `host:port` targets, absolute-form URLs, and connecting to them.
+//! Where requests go: `host:port` targets, absolute-form URLs, and connecting to them,
+//! over TCP or (for `https://` and `wss://` in absolute form) TLS.
 
+use crate::error::UpstreamError;
+use crate::io::{split_boxed, Upstream};
+use crate::mitm::Interceptor;
+use rustls::pki_types::ServerName;
 use std::fmt;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// An upstream `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
+pub(crate) struct Target {
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
     /// Port.
@@ -24,7 +29,7 @@ impl fmt::Display for Target {
 }
 
 /// Parses `host:port` or `[v6]:port` as a CONNECT target; the port is required.
-pub fn parse_authority(authority: &str) -> Result<Target, String> {
+pub(crate) fn parse_authority(authority: &str) -> Result<Target, String> {
     if authority.contains("://") || authority.starts_with('/') {
         return Err(format!(
             "CONNECT needs host:port, not a URI ({authority:?})"
@@ -56,7 +61,7 @@ fn parse_port(port: &str, whole: &str) -> Result<u16, String> {
 
 /// An absolute-form request target split up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AbsoluteUrl {
+pub(crate) struct AbsoluteUrl {
     /// `http`, `ws`, `https` or `wss`, lower-cased.
     pub scheme: String,
     /// Host and port (the scheme's default when absent).
@@ -73,7 +78,7 @@ impl AbsoluteUrl {
 }
 
 /// Parses an absolute-form request target (`http://host:port/path?query`).
-pub fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
+pub(crate) fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("{url:?} is not an absolute URL"))?;
@@ -119,14 +124,69 @@ pub fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
 
 /// Connects to `target` within `timeout`, with Nagle's algorithm off (a relay must not
 /// hold back small frames).
-pub async fn connect(target: &Target, timeout: Duration) -> Result<TcpStream, String> {
+pub(crate) async fn connect(
+    target: &Target,
+    timeout: Duration,
+) -> Result<TcpStream, UpstreamError> {
     let attempt = TcpStream::connect((target.host.as_str(), target.port));
     let stream = tokio::time::timeout(timeout, attempt)
         .await
-        .map_err(|_| format!("connecting to {target} timed out after {timeout:?}"))?
-        .map_err(|e| format!("cannot connect to {target}: {e}"))?;
+        .map_err(|_| UpstreamError::ConnectTimeout {
+            target: target.clone(),
+            after: timeout,
+        })?
+        .map_err(|source| UpstreamError::Connect {
+            target: target.clone(),
+            source,
+        })?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
+}
+
+/// Opens TLS to `target` over `io` with wstap's upstream settings, verifying the
+/// certificate for `name`, within `timeout`.
+pub(crate) async fn tls_handshake<IO>(
+    tls: &Interceptor,
+    target: &Target,
+    name: &str,
+    io: IO,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<IO>, UpstreamError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let server_name =
+        ServerName::try_from(name.to_owned()).map_err(|e| UpstreamError::ServerName {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let connector = tokio_rustls::TlsConnector::from(tls.upstream_config());
+    tokio::time::timeout(timeout, connector.connect(server_name, io))
+        .await
+        .map_err(|_| UpstreamError::TlsTimeout {
+            target: target.clone(),
+            after: timeout,
+        })?
+        .map_err(|source| UpstreamError::Tls {
+            target: target.clone(),
+            name: name.to_owned(),
+            source,
+        })
+}
+
+/// Connects to `target`, over TLS (verified for its host name) when `tls` is given.
+pub(crate) async fn dial(
+    target: &Target,
+    tls: Option<&Interceptor>,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+) -> Result<Upstream, UpstreamError> {
+    let stream = connect(target, connect_timeout).await?;
+    let Some(tls) = tls else {
+        return Ok(Upstream::from_tcp(target.clone(), stream));
+    };
+    let stream = tls_handshake(tls, target, &target.host, stream, handshake_timeout).await?;
+    Ok(Upstream::from_halves(target.clone(), split_boxed(stream)))
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@ use crate::event::*;
 use crate::payload::Payload;
 use chrono::{DateTime, Utc};
 use wstap_wire::handshake::HandshakeAnalysis;
-use wstap_wire::{Capture, Direction, FrameRecord, MessageRecord, Timestamp, Violation};
+use wstap_wire::{
+    Capture, FrameHeader, FrameRecord, LengthEncoding, MaskingKey, MessageRecord, Timestamp,
+    Violation,
+};
 
 /// A wire timestamp as a UTC time (the epoch for values out of range).
 pub fn to_utc(time: Timestamp) -> DateTime<Utc> {
@@ -17,33 +20,6 @@ pub fn to_utc(time: Timestamp) -> DateTime<Utc> {
 /// A UTC time as a wire timestamp.
 pub fn from_utc(time: DateTime<Utc>) -> Timestamp {
     Timestamp(time.timestamp_micros())
-}
-
-impl From<Direction> for Dir {
-    fn from(d: Direction) -> Dir {
-        match d {
-            Direction::ClientToServer => Dir::ClientToServer,
-            Direction::ServerToClient => Dir::ServerToClient,
-        }
-    }
-}
-
-impl Dir {
-    /// `"c2s"` or `"s2c"`.
-    pub fn short(self) -> &'static str {
-        match self {
-            Dir::ClientToServer => "c2s",
-            Dir::ServerToClient => "s2c",
-        }
-    }
-
-    /// `Client->Server` or `Server->Client`.
-    pub fn arrow(self) -> &'static str {
-        match self {
-            Dir::ClientToServer => "Client->Server",
-            Dir::ServerToClient => "Server->Client",
-        }
-    }
 }
 
 /// A violation as the trace writes it: `code: description`.
@@ -66,20 +42,20 @@ impl Frame {
         Frame {
             session,
             time: to_utc(r.time),
-            dir: r.direction.into(),
+            dir: r.direction,
             index: r.index,
-            fin: h.fin,
-            rsv1: h.rsv1,
-            rsv2: h.rsv2,
-            rsv3: h.rsv3,
-            opcode: h.opcode.bits(),
-            opcode_name: h.opcode.name().to_owned(),
+            fin: h.fin(),
+            rsv1: h.rsv1(),
+            rsv2: h.rsv2(),
+            rsv3: h.rsv3(),
+            opcode: h.opcode().bits(),
+            opcode_name: h.opcode().name().to_owned(),
             flags: h.flags(),
-            masked: h.mask.is_some(),
+            masked: h.mask().is_some(),
             mask_key: h.mask_key_hex(),
-            header_len: h.header_len,
-            length_bits: h.length_encoding.bits(),
-            payload_len: h.payload_len,
+            header_len: h.header_len(),
+            length_bits: h.length_encoding().bits(),
+            payload_len: h.payload_len(),
             payload: payload(r.payload),
             close: r.close.map(|c| CloseInfo {
                 code: c.code,
@@ -94,6 +70,32 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// The header this event describes, bit for bit (what [`Frame::from_record`] took
+    /// apart, put back together).
+    pub fn header(&self) -> FrameHeader {
+        let bit = |set: bool, bit: u8| if set { bit } else { 0 };
+        let first_byte = bit(self.fin, 0x80)
+            | bit(self.rsv1, 0x40)
+            | bit(self.rsv2, 0x20)
+            | bit(self.rsv3, 0x10)
+            | (self.opcode & 0x0F);
+        let mask = self.mask_key.as_deref().and_then(parse_mask_key);
+        let encoding = match self.length_bits {
+            16 => LengthEncoding::Bits16,
+            64 => LengthEncoding::Bits64,
+            _ => LengthEncoding::Bits7,
+        };
+        FrameHeader::new(first_byte, mask, self.payload_len, encoding)
+    }
+}
+
+/// Eight hex digits as a masking key.
+fn parse_mask_key(hex: &str) -> Option<MaskingKey> {
+    let value = u32::from_str_radix(hex, 16).ok()?;
+    (hex.len() == 8).then(|| value.to_be_bytes())
+}
+
 impl Message {
     /// The event for a message record of `session`.
     pub fn from_record(session: u64, r: MessageRecord) -> Message {
@@ -101,7 +103,7 @@ impl Message {
             session,
             time: to_utc(r.first_time),
             end_time: to_utc(r.last_time),
-            dir: r.direction.into(),
+            dir: r.direction,
             opcode: r.opcode.bits(),
             opcode_name: r.opcode.name().to_owned(),
             frames: r.frames,
@@ -115,31 +117,110 @@ impl Message {
     }
 }
 
+/// What every HTTP exchange event records, a WebSocket handshake or a plain request: the
+/// parts [`Handshake::new`] and [`HttpExchange::new`] share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchanged {
+    /// Session number.
+    pub session: u64,
+    /// When the request head was complete.
+    pub time: DateTime<Utc>,
+    /// The absolute URL.
+    pub url: String,
+    /// The request, as the client sent it.
+    pub request: RequestHead,
+    /// What the proxy changed when forwarding it.
+    pub forwarded: Forwarded,
+    /// The response as it reached the client; `None` when there was none.
+    pub response: Option<ResponseHead>,
+    /// Microseconds from the request head to the end of the response.
+    pub duration_us: u64,
+}
+
 impl Handshake {
-    /// Fills the analysis fields of a handshake event from `analysis`.
-    pub fn apply_analysis(&mut self, analysis: &HandshakeAnalysis) {
-        self.accept_valid = analysis.accept_valid;
-        self.subprotocol = analysis.subprotocol.clone();
-        self.extensions = analysis
-            .extensions
-            .iter()
-            .map(|e| e.to_header_value())
-            .collect();
-        self.deflate = analysis.deflate.map(|d| DeflateInfo {
-            server_no_context_takeover: d.server_no_context_takeover,
-            client_no_context_takeover: d.client_no_context_takeover,
-            server_max_window_bits: d.server_max_window_bits,
-            client_max_window_bits: d.client_max_window_bits,
-        });
-        self.undecoded_extensions = analysis
-            .extensions
-            .iter()
-            .filter(|e| {
-                !e.name
-                    .eq_ignore_ascii_case(wstap_wire::deflate::PERMESSAGE_DEFLATE)
-            })
-            .map(|e| e.name.clone())
-            .collect();
-        self.issues = analysis.issues.iter().map(ToString::to_string).collect();
+    /// The event for a WebSocket handshake, with the verdicts of `analysis`.
+    pub fn new(exchanged: Exchanged, analysis: &HandshakeAnalysis) -> Handshake {
+        let Exchanged {
+            session,
+            time,
+            url,
+            request,
+            forwarded,
+            response,
+            duration_us,
+        } = exchanged;
+        Handshake {
+            session,
+            time,
+            url,
+            request,
+            forwarded,
+            response,
+            accept_valid: analysis.accept_valid,
+            subprotocol: analysis.subprotocol.clone(),
+            extensions: analysis
+                .extensions
+                .iter()
+                .map(|e| e.to_header_value())
+                .collect(),
+            deflate: analysis.deflate.map(|d| DeflateInfo {
+                server_no_context_takeover: d.server_no_context_takeover,
+                client_no_context_takeover: d.client_no_context_takeover,
+                server_max_window_bits: d.server_max_window_bits,
+                client_max_window_bits: d.client_max_window_bits,
+            }),
+            undecoded_extensions: analysis
+                .extensions
+                .iter()
+                .filter(|e| {
+                    !e.name
+                        .eq_ignore_ascii_case(wstap_wire::deflate::PERMESSAGE_DEFLATE)
+                })
+                .map(|e| e.name.clone())
+                .collect(),
+            issues: analysis.issues.iter().map(ToString::to_string).collect(),
+            duration_us: Some(duration_us),
+        }
+    }
+}
+
+/// Body sizes of a plain HTTP exchange, who answered it, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// Request body bytes relayed.
+    pub request_body_bytes: u64,
+    /// Response body bytes relayed.
+    pub response_body_bytes: u64,
+    /// Who produced the response.
+    pub responder: Responder,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+impl HttpExchange {
+    /// The event for a plain HTTP exchange.
+    pub fn new(exchanged: Exchanged, relayed: Relayed) -> HttpExchange {
+        let Exchanged {
+            session,
+            time,
+            url,
+            request,
+            forwarded,
+            response,
+            duration_us,
+        } = exchanged;
+        HttpExchange {
+            session,
+            time,
+            url,
+            request,
+            forwarded,
+            response,
+            request_body_bytes: relayed.request_body_bytes,
+            response_body_bytes: relayed.response_body_bytes,
+            duration_us,
+            responder: relayed.responder,
+            error: relayed.error,
+        }
     }
 }

@@ -4,6 +4,7 @@
 use crate::payload::Payload;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+pub use wstap_wire::Direction;
 
 /// The version of the trace format this crate writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -121,8 +122,8 @@ pub struct TlsLeg {
     pub alpn: Option<String>,
 }
 
-/// A request head as it was on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A request head as it was on the wire (all empty when there was none to read).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RequestHead {
     /// The method.
     pub method: String,
@@ -207,17 +208,6 @@ pub struct DeflateInfo {
     pub client_max_window_bits: Option<u8>,
 }
 
-/// Which way a frame or message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Dir {
-    /// Client to server.
-    #[serde(rename = "c2s")]
-    ClientToServer,
-    /// Server to client.
-    #[serde(rename = "s2c")]
-    ServerToClient,
-}
-
 /// A close frame's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloseInfo {
@@ -244,8 +234,9 @@ pub struct Frame {
     /// When the frame's first byte was read.
     #[serde(with = "crate::time")]
     pub time: DateTime<Utc>,
-    /// Direction.
-    pub dir: Dir,
+    /// Direction: `"c2s"` or `"s2c"`.
+    #[serde(with = "crate::direction")]
+    pub dir: Direction,
     /// 0-based frame number in its direction.
     pub index: u64,
     /// FIN.
@@ -295,8 +286,9 @@ pub struct Message {
     /// When its last byte was read.
     #[serde(with = "crate::time")]
     pub end_time: DateTime<Utc>,
-    /// Direction.
-    pub dir: Dir,
+    /// Direction: `"c2s"` or `"s2c"`.
+    #[serde(with = "crate::direction")]
+    pub dir: Direction,
     /// Numeric opcode of its first frame.
     pub opcode: u8,
     /// Name of that opcode.
@@ -341,11 +333,66 @@ pub struct HttpExchange {
     pub response_body_bytes: u64,
     /// Time from request head to the end of the response, microseconds.
     pub duration_us: u64,
-    /// Who produced the response: `"upstream"` or `"proxy"` (an error the proxy answered).
-    pub responder: String,
+    /// Who produced the response: the upstream, or the proxy (an error it answered, or
+    /// its own page).
+    pub responder: Responder,
     /// What went wrong, when the proxy answered for the upstream.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+}
+
+/// Who produced an HTTP response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Responder {
+    /// The upstream server; the proxy relayed its answer.
+    Upstream,
+    /// The proxy itself.
+    Proxy,
+}
+
+/// What a session turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionKind {
+    /// Plain HTTP exchanges (also a session that ended before any request was answered).
+    #[serde(rename = "http")]
+    Http,
+    /// A WebSocket relayed and decoded after a `101`.
+    #[serde(rename = "websocket")]
+    WebSocket,
+    /// A CONNECT tunnel relayed blind (not HTTP, not TLS).
+    #[serde(rename = "tunnel")]
+    Tunnel,
+    /// A CONNECT tunnel carrying TLS that was not intercepted (`--ignore-hosts`,
+    /// `--no-intercept`).
+    #[serde(rename = "tls-tunnel")]
+    TlsTunnel,
+    /// A CONNECT tunnel whose TLS interception failed before any request.
+    #[serde(rename = "tls")]
+    Tls,
+    /// A `101` to a protocol other than WebSocket, relayed blind.
+    #[serde(rename = "upgraded")]
+    Upgraded,
+}
+
+impl SessionKind {
+    /// The name the trace writes: `"websocket"`, `"tls-tunnel"`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionKind::Http => "http",
+            SessionKind::WebSocket => "websocket",
+            SessionKind::Tunnel => "tunnel",
+            SessionKind::TlsTunnel => "tls-tunnel",
+            SessionKind::Tls => "tls",
+            SessionKind::Upgraded => "upgraded",
+        }
+    }
+
+    /// Whether the session relayed bytes it counted (a WebSocket or a blind relay), as
+    /// opposed to HTTP exchanges, which count their bodies one by one.
+    pub fn relays_bytes(self) -> bool {
+        !matches!(self, SessionKind::Http | SessionKind::Tls)
+    }
 }
 
 /// How a session ended.
@@ -393,8 +440,9 @@ pub struct PerDirection {
 /// A frame cut off by the end of the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CutFrame {
-    /// Direction.
-    pub dir: Dir,
+    /// Direction: `"c2s"` or `"s2c"`.
+    #[serde(with = "crate::direction")]
+    pub dir: Direction,
     /// 0-based index the frame would have had.
     pub index: u64,
     /// Header bytes received (all of them when the payload was reached).
@@ -407,6 +455,22 @@ pub struct CutFrame {
     pub payload_len: Option<u64>,
     /// Violations its header broke.
     pub violations: Vec<String>,
+}
+
+/// What `--strict` kept from the other side: the offending frame and everything the same
+/// side sent after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Withheld {
+    /// Who sent the bytes.
+    #[serde(with = "crate::direction")]
+    pub dir: Direction,
+    /// Index of the first frame withheld (the offending one) in its direction.
+    pub frame: u64,
+    /// Bytes withheld from the read that carried it (nothing more was read after it).
+    pub bytes: u64,
+    /// Whether the offending frame began in that read: then the other side received
+    /// every frame before it whole, and nothing of it.
+    pub whole_frame: bool,
 }
 
 /// A session ended.
@@ -425,14 +489,17 @@ pub struct SessionEnd {
     pub frames: PerDirection,
     /// Bytes relayed per direction (after the handshake, for WebSockets; all, for tunnels).
     pub bytes: PerDirection,
-    /// What kind of session it turned out to be: `"websocket"`, `"http"`, `"tunnel"`.
-    pub kind: String,
+    /// What kind of session it turned out to be.
+    pub kind: SessionKind,
     /// What went wrong, for `aborted` and `error`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
     /// Frames cut off mid-way by the end of the connection.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub cut_frames: Vec<CutFrame>,
+    /// `--strict`: the bytes wstap withheld instead of relaying them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub withheld: Option<Withheld>,
     /// Session length in microseconds.
     pub duration_us: u64,
 }

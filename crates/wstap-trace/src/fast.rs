@@ -196,23 +196,23 @@ pub fn write_frame(out: &mut Vec<u8>, cache: &mut LineCache, session: u64, r: &F
     out.extend_from_slice(b",\"index\":");
     write_int(out, r.index);
     for (name, bit) in [
-        (&b",\"fin\":"[..], h.fin),
-        (b",\"rsv1\":", h.rsv1),
-        (b",\"rsv2\":", h.rsv2),
-        (b",\"rsv3\":", h.rsv3),
+        (&b",\"fin\":"[..], h.fin()),
+        (b",\"rsv1\":", h.rsv1()),
+        (b",\"rsv2\":", h.rsv2()),
+        (b",\"rsv3\":", h.rsv3()),
     ] {
         out.extend_from_slice(name);
         write_bool(out, bit);
     }
-    write_opcode(out, h.opcode);
+    write_opcode(out, h.opcode());
     out.extend_from_slice(b",\"flags\":\"");
     for shift in (0..8).rev() {
-        out.push(b'0' + ((h.first_byte >> shift) & 1));
+        out.push(b'0' + ((h.first_byte() >> shift) & 1));
     }
     out.extend_from_slice(b"\",\"masked\":");
-    write_bool(out, h.mask.is_some());
+    write_bool(out, h.mask().is_some());
     out.extend_from_slice(b",\"mask_key\":");
-    match h.mask {
+    match h.mask() {
         Some(key) => {
             out.push(b'"');
             for byte in key {
@@ -224,17 +224,17 @@ pub fn write_frame(out: &mut Vec<u8>, cache: &mut LineCache, session: u64, r: &F
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"header_len\":");
-    write_int(out, h.header_len);
+    write_int(out, h.header_len());
     out.extend_from_slice(b",\"length_bits\":");
-    write_int(out, h.length_encoding.bits());
+    write_int(out, h.length_encoding().bits());
     out.extend_from_slice(b",\"payload_len\":");
-    write_int(out, h.payload_len);
+    write_int(out, h.payload_len());
     out.extend_from_slice(b",\"payload\":");
     let payload_start = out.len();
     write_payload(out, &r.payload);
     // Only a final, uncompressed frame that starts its message can be a whole message
     // whose line repeats this payload; copying any other frame's payload is wasted work.
-    if h.fin && !h.rsv1 && h.opcode != Opcode::Continuation {
+    if h.fin() && !h.rsv1() && h.opcode() != Opcode::Continuation {
         cache
             .frame_payload
             .remember(&r.payload, &out[payload_start..]);

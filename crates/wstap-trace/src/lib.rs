@@ -9,6 +9,8 @@
 //! - [`export`]: per-session JSON documents and HAR 1.2 that Chrome DevTools imports.
 //! - [`convert`]: events from `wstap-wire` records, so the proxy's relay task only moves
 //!   data and the JSON work happens wherever the sink runs.
+//! - [`sink`]: what the engine publishes to its sinks ([`sink::BusEvent`]) and what a
+//!   lossless sink is ([`sink::Sink`]); [`TraceWriter`] is one.
 //!
 //! The crate does no I/O of its own beyond `std::io::Write`/`BufRead` and knows nothing
 //! of tokio.
@@ -16,13 +18,16 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+mod direction;
 pub mod event;
 pub mod export;
 pub mod fast;
 pub mod ndjson;
 mod payload;
+pub mod sink;
 mod time;
 
 pub use event::*;
-pub use ndjson::{TraceError, TraceReader, TraceWriter};
+pub use ndjson::{TraceError, TraceFile, TraceReader, TraceWriter};
 pub use payload::Payload;
+pub use sink::{Batch, BusEvent, Sink};

@@ -9,7 +9,9 @@
 //! [`TraceError::TornLastLine`] so that readers can warn and carry on.
 
 use crate::event::{Event, TraceHeader};
+use crate::sink::{BusEvent, Sink};
 use std::io::{self, BufRead, Write};
+use wstap_wire::Record;
 
 /// What can go wrong reading or writing a trace.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,51 @@ impl<W: Write> TraceWriter<W> {
         self.out
             .into_inner()
             .map_err(|e| TraceError::Io(e.into_error()))
+    }
+}
+
+/// A trace file as a lossless [`Sink`]: frames and messages are written straight from
+/// their records (see [`crate::fast`]), the rest through serde.
+pub struct TraceFile {
+    writer: TraceWriter<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl TraceFile {
+    /// Creates (truncating) `path` and writes the trace header, naming `writer`.
+    pub fn create(path: &std::path::Path, writer: &str) -> Result<TraceFile, TraceError> {
+        let file = std::fs::File::create(path)?;
+        let header = TraceHeader::new(writer, chrono::Utc::now());
+        Ok(TraceFile {
+            writer: TraceWriter::new(file, &header)?,
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Sink for TraceFile {
+    type Error = TraceError;
+
+    fn what(&self) -> String {
+        format!("the trace {}", self.path.display())
+    }
+
+    fn write(&mut self, event: &BusEvent) -> Result<(), TraceError> {
+        match event {
+            BusEvent::Wire {
+                session,
+                record: Record::Frame(frame),
+            } => self.writer.write_frame_record(*session, frame),
+            BusEvent::Wire {
+                session,
+                record: Record::Message(message),
+            } => self.writer.write_message_record(*session, message),
+            BusEvent::Event(event) => self.writer.write(event),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), TraceError> {
+        self.writer.flush()
     }
 }
 

@@ -53,9 +53,15 @@ fn sample_events() -> Vec<Event> {
         }),
         frames: PerDirection { c2s: 3, s2c: 0 },
         bytes: PerDirection { c2s: 40, s2c: 0 },
-        kind: "websocket".into(),
+        kind: SessionKind::WebSocket,
         error: None,
         cut_frames: vec![],
+        withheld: Some(Withheld {
+            dir: Direction::ClientToServer,
+            frame: 3,
+            bytes: 17,
+            whole_frame: true,
+        }),
         duration_us: 9,
     }));
     events
@@ -188,7 +194,7 @@ fn har_carries_http_entries_and_websocket_messages() {
         request_body_bytes: 0,
         response_body_bytes: 0,
         duration_us: 10,
-        responder: "proxy".into(),
+        responder: Responder::Proxy,
         error: Some("connection refused".into()),
     }));
     let har = to_har(&sessions(events, None), "0.1.0");
@@ -210,4 +216,34 @@ fn har_carries_http_entries_and_websocket_messages() {
     );
     assert_eq!(messages[1]["data"], "/wD+");
     assert!(messages[0]["time"].as_f64().unwrap() > 1.7e9);
+}
+
+#[test]
+fn a_frame_event_gives_back_the_header_it_was_made_from() {
+    use wstap_wire::LengthEncoding;
+    let wire = [
+        FrameBuilder::text().mask([0, 0, 0, 1]).encode(b"hi"),
+        FrameBuilder::binary()
+            .fin(false)
+            .rsv2(true)
+            .length_encoding(LengthEncoding::Bits64)
+            .encode(&[1; 3]),
+        FrameBuilder::new(wstap_wire::Opcode::Reserved(0xB))
+            .rsv1(true)
+            .rsv3(true)
+            .encode(&[0; 200]),
+    ]
+    .concat();
+    let mut analyzer = StreamAnalyzer::new(Direction::ServerToClient, AnalyzerConfig::default());
+    let mut records = Vec::new();
+    analyzer.feed(&mut wire.clone(), Timestamp(0), &mut records);
+    let mut seen = 0;
+    for record in records {
+        if let Record::Frame(f) = record {
+            let header = f.header;
+            assert_eq!(Frame::from_record(1, f).header(), header);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3);
 }

@@ -20,7 +20,9 @@ impl FrameHandler for Count {
     fn payload(&mut self, data: &[u8]) {
         self.0 += u64::from(data[0]);
     }
-    fn end(&mut self, _: Timestamp) {}
+    fn end(&mut self, _: Timestamp, _: usize) -> std::ops::ControlFlow<()> {
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 fn wire_of(payload_len: usize, total: usize) -> Vec<u8> {

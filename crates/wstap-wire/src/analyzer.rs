@@ -9,6 +9,10 @@
 //! Payload is *captured* up to configured limits for display; beyond them only counts are
 //! kept. UTF-8 validation and inflation see every byte, so verdicts and inflated sizes stay
 //! exact however large a message is.
+//!
+//! [`StreamAnalyzer::judge`] is the same analysis for a relay that withholds what breaks
+//! the protocol: it stops after the first offending frame and says where in the chunk that
+//! frame began, so everything before it can be forwarded and nothing after it is decoded.
 
 use crate::close::CloseFrame;
 use crate::decoder::{FrameDecoder, FrameHandler, Progress};
@@ -17,6 +21,7 @@ use crate::header::{FrameHeader, LengthEncoding, Opcode};
 use crate::utf8::{FinishedUtf8, Utf8State, Utf8Validator};
 use crate::violation::Violation;
 use crate::{Direction, Timestamp};
+use std::ops::ControlFlow;
 
 /// How a [`StreamAnalyzer`] should read its direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +156,29 @@ pub enum PartialFrame {
     },
 }
 
+/// What [`StreamAnalyzer::judge`] found in one chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// How many bytes at the start of the chunk break nothing: they may be forwarded.
+    pub clean: usize,
+    /// The first frame that breaks the protocol, if any; it and everything after it in
+    /// the chunk is withheld.
+    pub offence: Option<Offence>,
+}
+
+/// A frame that breaks the protocol, as [`StreamAnalyzer::judge`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offence {
+    /// The first rule it breaks.
+    pub violation: Violation,
+    /// Its 0-based index in this direction.
+    pub index: u64,
+    /// Whether it begins in the judged chunk. When it does, the clean bytes end exactly
+    /// where it begins, between frames; when it does not, its first bytes were in an
+    /// earlier chunk that broke nothing yet, so the receiver has part of it.
+    pub begins_in_chunk: bool,
+}
+
 /// The frame being read.
 #[derive(Debug)]
 struct OpenFrame {
@@ -261,8 +289,53 @@ impl StreamAnalyzer {
         let mut sink = Sink {
             state: &mut self.state,
             out,
+            judge: None,
         };
         self.decoder.feed(chunk, time, &mut sink);
+    }
+
+    /// Analyses `chunk` as [`StreamAnalyzer::feed`] does, but stops after the first frame
+    /// that breaks the protocol: records go to `out` for the frames before it and for it
+    /// (if it ends in the chunk), and none for anything after it, which is never decoded.
+    /// A frame whose header is complete and already breaks a rule counts as offending even
+    /// when its payload continues in a later chunk.
+    pub fn judge(&mut self, chunk: &mut [u8], time: Timestamp, out: &mut Vec<Record>) -> Verdict {
+        let mut judge = Judge {
+            next_start: self.at_frame_boundary().then_some(0),
+            current_start: None,
+            offence: None,
+        };
+        // A frame already open when the chunk arrives began in an earlier chunk.
+        let mut sink = Sink {
+            state: &mut self.state,
+            out,
+            judge: Some(&mut judge),
+        };
+        self.decoder.feed(chunk, time, &mut sink);
+        if judge.offence.is_none() {
+            if let Some(frame) = self.state.frame.as_ref() {
+                if let Some(violation) = frame.record.violations.first() {
+                    judge.offence = Some((
+                        judge.current_start,
+                        Offence {
+                            violation: violation.clone(),
+                            index: frame.record.index,
+                            begins_in_chunk: judge.current_start.is_some(),
+                        },
+                    ));
+                }
+            }
+        }
+        match judge.offence {
+            Some((start, offence)) => Verdict {
+                clean: start.unwrap_or(0),
+                offence: Some(offence),
+            },
+            None => Verdict {
+                clean: chunk.len(),
+                offence: None,
+            },
+        }
     }
 
     /// Ends the stream. Returns what arrived of a frame cut off mid-way, if any, and
@@ -297,10 +370,25 @@ impl StreamAnalyzer {
 struct Sink<'a> {
     state: &'a mut AnalyzerState,
     out: &'a mut Vec<Record>,
+    /// Set by [`StreamAnalyzer::judge`]: stop after the first offending frame.
+    judge: Option<&'a mut Judge>,
+}
+
+/// Where the frames of a judged chunk begin, and the first one that offends.
+struct Judge {
+    /// Where the next frame begins in the chunk (`None`: in an earlier chunk).
+    next_start: Option<usize>,
+    /// Where the frame being read began.
+    current_start: Option<usize>,
+    /// The first offending frame and where it began.
+    offence: Option<(Option<usize>, Offence)>,
 }
 
 impl FrameHandler for Sink<'_> {
     fn header(&mut self, header: &FrameHeader, time: Timestamp) {
+        if let Some(judge) = self.judge.as_deref_mut() {
+            judge.current_start = judge.next_start;
+        }
         self.state.begin_frame(header, time, self.out);
     }
 
@@ -308,15 +396,33 @@ impl FrameHandler for Sink<'_> {
         self.state.payload(data);
     }
 
-    fn end(&mut self, time: Timestamp) {
-        self.state.end_frame(time, self.out);
+    fn end(&mut self, time: Timestamp, offset: usize) -> ControlFlow<()> {
+        let broken = self.state.end_frame(time, self.out);
+        let Some(judge) = self.judge.as_deref_mut() else {
+            return ControlFlow::Continue(());
+        };
+        judge.next_start = Some(offset);
+        match broken {
+            Some(offence) => {
+                let begins_in_chunk = judge.current_start.is_some();
+                judge.offence = Some((
+                    judge.current_start,
+                    Offence {
+                        begins_in_chunk,
+                        ..offence
+                    },
+                ));
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
     }
 }
 
 impl AnalyzerState {
     fn begin_frame(&mut self, header: &FrameHeader, time: Timestamp, out: &mut Vec<Record>) {
         let mut violations = self.header_violations(header);
-        let opcode = header.opcode;
+        let opcode = header.opcode();
         let is_data_start = matches!(opcode, Opcode::Text | Opcode::Binary);
         let mut data = false;
 
@@ -336,7 +442,7 @@ impl AnalyzerState {
                 cut.record.incomplete = true;
                 out.push(Record::Message(cut.record));
             }
-            let compressed = header.rsv1 && self.inflater.is_some();
+            let compressed = header.rsv1() && self.inflater.is_some();
             if compressed {
                 if let Some(inflater) = self.inflater.as_mut() {
                     inflater.begin_message();
@@ -369,14 +475,14 @@ impl AnalyzerState {
 
     fn header_violations(&self, header: &FrameHeader) -> Vec<Violation> {
         let mut v = Vec::new();
-        if let Opcode::Reserved(bits) = header.opcode {
+        if let Opcode::Reserved(bits) = header.opcode() {
             v.push(Violation::ReservedOpcode(bits));
         }
-        let rsv = header.first_byte & 0x70;
+        let rsv = header.rsv_bits();
         let deflating = self.inflater.is_some();
         let misplaced_rsv1 = deflating
-            && header.rsv1
-            && (header.opcode == Opcode::Continuation || header.opcode.is_control());
+            && header.rsv1()
+            && (header.opcode() == Opcode::Continuation || header.opcode().is_control());
         if misplaced_rsv1 {
             v.push(Violation::CompressedBitMisplaced);
         }
@@ -384,23 +490,23 @@ impl AnalyzerState {
         if unexplained != 0 {
             v.push(Violation::ReservedBitSet { bits: unexplained });
         }
-        if header.opcode.is_control() {
-            if header.payload_len > 125 {
-                v.push(Violation::ControlFrameTooLong(header.payload_len));
+        if header.opcode().is_control() {
+            if header.payload_len() > 125 {
+                v.push(Violation::ControlFrameTooLong(header.payload_len()));
             }
-            if !header.fin {
+            if !header.fin() {
                 v.push(Violation::FragmentedControlFrame);
             }
         }
-        if header.length_encoding == LengthEncoding::Bits64 && header.payload_len >> 63 != 0 {
+        if header.length_encoding() == LengthEncoding::Bits64 && header.payload_len() >> 63 != 0 {
             v.push(Violation::LengthHighBitSet);
-        } else if header.length_encoding != LengthEncoding::minimal_for(header.payload_len) {
+        } else if header.length_encoding() != LengthEncoding::minimal_for(header.payload_len()) {
             v.push(Violation::NonMinimalLength {
-                used: header.length_encoding,
-                len: header.payload_len,
+                used: header.length_encoding(),
+                len: header.payload_len(),
             });
         }
-        match (self.direction, header.mask.is_some()) {
+        match (self.direction, header.mask().is_some()) {
             (Direction::ClientToServer, false) => v.push(Violation::UnmaskedClientFrame),
             (Direction::ServerToClient, true) => v.push(Violation::MaskedServerFrame),
             _ => {}
@@ -412,7 +518,7 @@ impl AnalyzerState {
         OpenMessage {
             record: MessageRecord {
                 direction: self.direction,
-                opcode: header.opcode,
+                opcode: header.opcode(),
                 frames: 0,
                 first_time: time,
                 last_time: time,
@@ -422,7 +528,7 @@ impl AnalyzerState {
                 violations: Vec::new(),
                 incomplete: false,
             },
-            utf8: (header.opcode == Opcode::Text).then(Utf8Validator::new),
+            utf8: (header.opcode() == Opcode::Text).then(Utf8Validator::new),
             utf8_reported: false,
         }
     }
@@ -431,7 +537,7 @@ impl AnalyzerState {
         let Some(frame) = self.frame.as_mut() else {
             return;
         };
-        let limit = if frame.record.header.opcode.is_control() {
+        let limit = if frame.record.header.opcode().is_control() {
             self.config.max_frame_capture.max(125)
         } else {
             self.config.max_frame_capture
@@ -448,21 +554,8 @@ impl AnalyzerState {
         message.record.wire_payload_len += data.len() as u64;
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
-                let inflated = frame.record.inflated.get_or_insert_with(Inflated::default);
-                let frame_limit = self.config.max_frame_capture;
-                let message_limit = self.config.max_message_capture;
-                let result = inflater.inflate(data, &mut |out| {
-                    inflated.data.push(out, frame_limit);
-                    message.record.data.push(out, message_limit);
-                    if let Some(utf8) = message.utf8.as_mut() {
-                        utf8.feed(out);
-                    }
-                });
-                // The bytes inflated before a failure come first, so does their verdict.
-                message.check_utf8(&mut frame.record);
-                if let Err(why) = result {
-                    frame.record.violations.push(Violation::InflateFailed(why));
-                }
+                let piece = Piece::Data(data);
+                inflate(inflater, piece, &self.config, &mut frame.record, message);
             }
         } else {
             message
@@ -476,63 +569,58 @@ impl AnalyzerState {
         message.check_utf8(&mut frame.record);
     }
 
-    fn end_frame(&mut self, time: Timestamp, out: &mut Vec<Record>) {
-        let Some(OpenFrame { mut record, data }) = self.frame.take() else {
-            return;
-        };
+    /// Ends the frame being read and records it (and its message, when it ends one).
+    /// Returns what it breaks, if anything.
+    fn end_frame(&mut self, time: Timestamp, out: &mut Vec<Record>) -> Option<Offence> {
+        let OpenFrame { mut record, data } = self.frame.take()?;
         record.end_time = time;
         self.frames_seen += 1;
-        if record.header.opcode == Opcode::Close {
+        if record.header.opcode() == Opcode::Close {
             self.close_seen = true;
             record.close = Some(CloseFrame::parse(
                 &record.payload.data,
                 &mut record.violations,
             ));
         }
-        let fin = record.header.fin;
+        let fin = record.header.fin();
         let open = if data {
             self.message.take()
         } else {
             self.control.take()
         };
-        let Some(mut message) = open else {
-            out.push(Record::Frame(record));
-            return;
+        let mut message = match open {
+            Some(mut message) => {
+                message.record.frames += 1;
+                message.record.last_time = time;
+                // A control frame is a message of its own even without FIN (which is
+                // itself a violation); a data message ends at FIN.
+                if !data || fin {
+                    self.finish_message(&mut message, &mut record);
+                    Some(message.record)
+                } else {
+                    self.message = Some(message);
+                    None
+                }
+            }
+            None => None,
         };
-        message.record.frames += 1;
-        message.record.last_time = time;
-        // A control frame is a message of its own even without FIN (which is itself a
-        // violation); a data message ends at FIN.
-        if !data || fin {
-            self.finish_message(&mut message, &mut record);
-            out.push(Record::Frame(record));
-            out.push(Record::Message(message.record));
-        } else {
-            out.push(Record::Frame(record));
-            self.message = Some(message);
+        let offence = record.violations.first().map(|violation| Offence {
+            violation: violation.clone(),
+            index: record.index,
+            begins_in_chunk: false,
+        });
+        out.push(Record::Frame(record));
+        if let Some(message) = message.take() {
+            out.push(Record::Message(message));
         }
+        offence
     }
 
     /// Final checks on a message whose last frame is `frame`; violations found go on both.
     fn finish_message(&mut self, message: &mut OpenMessage, frame: &mut FrameRecord) {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
-                let inflated = frame.inflated.get_or_insert_with(Inflated::default);
-                let frame_limit = self.config.max_frame_capture;
-                let message_limit = self.config.max_message_capture;
-                let record = &mut message.record;
-                let utf8 = &mut message.utf8;
-                let result = inflater.end_message(&mut |out| {
-                    inflated.data.push(out, frame_limit);
-                    record.data.push(out, message_limit);
-                    if let Some(utf8) = utf8.as_mut() {
-                        utf8.feed(out);
-                    }
-                });
-                message.check_utf8(frame);
-                if let Err(why) = result {
-                    frame.violations.push(Violation::InflateFailed(why));
-                }
+                inflate(inflater, Piece::Tail, &self.config, frame, message);
             }
             // Inflation failures anywhere in the message belong to the message too.
             message.record.violations.extend(
@@ -555,5 +643,42 @@ impl AnalyzerState {
                 message.record.violations.push(violation);
             }
         }
+    }
+}
+
+/// What to inflate next: a piece of a compressed message, or the tail RFC 7692 implies
+/// after its last frame.
+enum Piece<'a> {
+    Data(&'a [u8]),
+    Tail,
+}
+
+/// Inflates `piece` into the frame's and the message's captures and the message's UTF-8
+/// check; an inflation failure goes on the frame.
+fn inflate(
+    inflater: &mut Inflater,
+    piece: Piece<'_>,
+    config: &AnalyzerConfig,
+    frame: &mut FrameRecord,
+    message: &mut OpenMessage,
+) {
+    let inflated = frame.inflated.get_or_insert_with(Inflated::default);
+    let record = &mut message.record;
+    let utf8 = &mut message.utf8;
+    let mut output = |out: &[u8]| {
+        inflated.data.push(out, config.max_frame_capture);
+        record.data.push(out, config.max_message_capture);
+        if let Some(utf8) = utf8.as_mut() {
+            utf8.feed(out);
+        }
+    };
+    let result = match piece {
+        Piece::Data(data) => inflater.inflate(data, &mut output),
+        Piece::Tail => inflater.end_message(&mut output),
+    };
+    // The bytes inflated before a failure come first, so does their verdict.
+    message.check_utf8(frame);
+    if let Err(why) = result {
+        frame.violations.push(Violation::InflateFailed(why));
     }
 }

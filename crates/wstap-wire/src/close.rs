@@ -1,7 +1,8 @@
 //! Close-frame payloads (RFC 6455 sections 5.5.1 and 7.4).
 //!
 //! A close payload is empty, or a two-byte status code followed by a UTF-8 reason.
-//! [`CloseFrame::parse`] reads what is there and lists what is wrong with it.
+//! [`CloseFrame::parse`] reads what is there and lists what is wrong with it;
+//! [`CloseFrame::encode`] writes one, with the reason cut to fit a control frame.
 
 use crate::violation::Violation;
 
@@ -48,6 +49,25 @@ impl CloseFrame {
                 }
             }
         }
+    }
+}
+
+impl CloseFrame {
+    /// The longest reason a close frame can carry: a control frame's 125 bytes less the code.
+    pub const MAX_REASON: usize = 123;
+
+    /// A close payload with `code` and as much of `reason` as fits, cut between characters.
+    pub fn encode(code: u16, reason: &str) -> Vec<u8> {
+        let cut = reason
+            .char_indices()
+            .map(|(i, c)| i + c.len_utf8())
+            .take_while(|&end| end <= Self::MAX_REASON)
+            .last()
+            .unwrap_or(0);
+        let mut payload = Vec::with_capacity(2 + cut);
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(&reason.as_bytes()[..cut]);
+        payload
     }
 }
 
@@ -118,6 +138,18 @@ mod tests {
         for code in [1000u16, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
             assert!(parse(&code.to_be_bytes()).1.is_empty(), "code {code}");
         }
+    }
+
+    #[test]
+    fn encode_cuts_a_long_reason_between_characters_and_parses_back() {
+        let reason = "é".repeat(70); // 140 bytes
+        let payload = CloseFrame::encode(1001, &reason);
+        assert!(payload.len() <= 125);
+        let (close, v) = parse(&payload);
+        assert!(v.is_empty());
+        assert_eq!(close.code, Some(1001));
+        assert_eq!(close.reason, "é".repeat(61));
+        assert_eq!(CloseFrame::encode(1000, "bye"), b"\x03\xe8bye");
     }
 
     #[test]

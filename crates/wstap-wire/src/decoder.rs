@@ -5,10 +5,15 @@
 //! its first byte), payload pieces unmasked in place, and the frame's end. It holds at most
 //! the 14 header bytes between chunks and never buffers payload, so a 2^40-byte frame costs
 //! the same memory as an empty one. It judges nothing: see [`crate::analyzer`] for that.
+//!
+//! Each frame's end comes with its offset in the chunk, and the handler may stop the
+//! decoder there: a relay that withholds a bad frame (`--strict`) forwards exactly the
+//! bytes before it and never decodes what it does not forward.
 
 use crate::header::{FrameHeader, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::Timestamp;
+use std::ops::ControlFlow;
 
 /// Receives what a [`FrameDecoder`] finds, in wire order.
 pub trait FrameHandler {
@@ -16,8 +21,10 @@ pub trait FrameHandler {
     fn header(&mut self, header: &FrameHeader, time: Timestamp);
     /// The next piece of the current frame's payload, already unmasked.
     fn payload(&mut self, data: &[u8]);
-    /// The current frame's payload is complete; `time` is when its last byte arrived.
-    fn end(&mut self, time: Timestamp);
+    /// The current frame's payload is complete; `time` is when its last byte arrived and
+    /// `offset` is where in the chunk the frame ends (the index just past its last byte).
+    /// `Break` stops decoding there: the rest of the chunk is left unread.
+    fn end(&mut self, time: Timestamp, offset: usize) -> ControlFlow<()>;
 }
 
 /// Progress through a frame that the stream ended in the middle of.
@@ -74,17 +81,28 @@ impl FrameDecoder {
     }
 
     /// Decodes `chunk`, which arrived at `time`. Payload bytes are unmasked in place.
-    pub fn feed(&mut self, mut chunk: &mut [u8], time: Timestamp, handler: &mut impl FrameHandler) {
-        while !chunk.is_empty() {
+    /// Returns how many bytes were decoded: all of them, unless the handler stopped at the
+    /// end of a frame.
+    pub fn feed(
+        &mut self,
+        chunk: &mut [u8],
+        time: Timestamp,
+        handler: &mut impl FrameHandler,
+    ) -> usize {
+        let total = chunk.len();
+        let mut rest = chunk;
+        while !rest.is_empty() {
             match self.state {
                 State::Header => {
-                    let Some((header, used)) = self.take_header(chunk, time) else {
-                        return;
+                    let Some((header, used)) = self.take_header(rest, time) else {
+                        break;
                     };
-                    chunk = &mut std::mem::take(&mut chunk)[used..];
+                    rest = &mut std::mem::take(&mut rest)[used..];
                     handler.header(&header, self.header_time);
-                    if header.payload_len == 0 {
-                        handler.end(time);
+                    if header.payload_len() == 0 {
+                        if handler.end(time, total - rest.len()).is_break() {
+                            break;
+                        }
                     } else {
                         self.state = State::Payload {
                             header,
@@ -93,24 +111,27 @@ impl FrameDecoder {
                     }
                 }
                 State::Payload { header, received } => {
-                    let remaining = header.payload_len - received;
-                    let n = usize::try_from(remaining).map_or(chunk.len(), |r| r.min(chunk.len()));
-                    let (data, rest) = std::mem::take(&mut chunk).split_at_mut(n);
-                    if let Some(key) = header.mask {
+                    let remaining = header.payload_len() - received;
+                    let n = usize::try_from(remaining).map_or(rest.len(), |r| r.min(rest.len()));
+                    let (data, after) = std::mem::take(&mut rest).split_at_mut(n);
+                    if let Some(key) = header.mask() {
                         apply_mask(data, key, received);
                     }
                     handler.payload(data);
-                    chunk = rest;
+                    rest = after;
                     let received = received + n as u64;
-                    if received == header.payload_len {
+                    if received == header.payload_len() {
                         self.state = State::Header;
-                        handler.end(time);
+                        if handler.end(time, total - rest.len()).is_break() {
+                            break;
+                        }
                     } else {
                         self.state = State::Payload { header, received };
                     }
                 }
             }
         }
+        total - rest.len()
     }
 
     /// Where the decoder stands: use it when the stream ends to tell how much of the
@@ -135,7 +156,7 @@ impl FrameDecoder {
             self.header_time = time;
             // Fast path: the whole header is in this chunk.
             if let Ok(header) = FrameHeader::parse(chunk) {
-                return Some((header, usize::from(header.header_len)));
+                return Some((header, usize::from(header.header_len())));
             }
         }
         let mut used = 0;
@@ -170,6 +191,8 @@ mod tests {
     struct Collect {
         frames: Vec<(FrameHeader, Timestamp, Vec<u8>)>,
         ended: usize,
+        ends: Vec<usize>,
+        stop_after: Option<usize>,
     }
 
     impl FrameHandler for Collect {
@@ -179,8 +202,14 @@ mod tests {
         fn payload(&mut self, data: &[u8]) {
             self.frames.last_mut().unwrap().2.extend_from_slice(data);
         }
-        fn end(&mut self, _time: Timestamp) {
+        fn end(&mut self, _time: Timestamp, offset: usize) -> ControlFlow<()> {
             self.ended += 1;
+            self.ends.push(offset);
+            if self.stop_after == Some(self.ended) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         }
     }
 
@@ -196,10 +225,10 @@ mod tests {
             decoder.feed(&mut [*byte], Timestamp(i as i64), &mut out);
         }
         assert_eq!(out.ended, 2);
-        assert_eq!(out.frames[0].0.opcode, Opcode::Text);
+        assert_eq!(out.frames[0].0.opcode(), Opcode::Text);
         assert_eq!(out.frames[0].1, Timestamp(0));
         assert_eq!(out.frames[0].2, b"Hello");
-        assert_eq!(out.frames[1].0.opcode, Opcode::Ping);
+        assert_eq!(out.frames[1].0.opcode(), Opcode::Ping);
         assert_eq!(out.frames[1].1, Timestamp(11));
         assert_eq!(decoder.progress(), Progress::Idle);
     }
@@ -214,11 +243,34 @@ mod tests {
         decoder.feed(&mut [7u8; 4096], Timestamp(1), &mut out);
         match decoder.progress() {
             Progress::InPayload { header, received } => {
-                assert_eq!(header.payload_len, 1 << 40);
+                assert_eq!(header.payload_len(), 1 << 40);
                 assert_eq!(received, 4096);
             }
             other => panic!("unexpected progress {other:?}"),
         }
+    }
+
+    #[test]
+    fn frame_ends_are_reported_as_offsets_and_a_handler_can_stop_there() {
+        // Three frames in one chunk: "Hello" (7 bytes), a ping (2), "ab" (4).
+        let mut wire = vec![0x81, 0x05];
+        wire.extend_from_slice(b"Hello");
+        wire.extend_from_slice(&[0x89, 0x00, 0x82, 0x02, b'a', b'b']);
+        let mut all = Collect::default();
+        assert_eq!(
+            FrameDecoder::new().feed(&mut wire.clone(), Timestamp(0), &mut all),
+            wire.len()
+        );
+        assert_eq!(all.ends, [7, 9, 13]);
+
+        let mut two = Collect {
+            stop_after: Some(2),
+            ..Collect::default()
+        };
+        let mut decoder = FrameDecoder::new();
+        assert_eq!(decoder.feed(&mut wire, Timestamp(0), &mut two), 9);
+        assert_eq!(two.frames.len(), 2, "the third frame is never decoded");
+        assert_eq!(decoder.progress(), Progress::Idle);
     }
 
     #[test]

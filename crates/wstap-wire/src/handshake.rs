@@ -183,103 +183,129 @@ pub fn analyze(
     response: &[(String, String)],
 ) -> HandshakeAnalysis {
     let mut a = HandshakeAnalysis::default();
-    if method != "GET" {
-        a.issues
-            .push(HandshakeIssue::MethodNotGet(method.to_owned()));
-    }
-    a.key = header_values(request, "sec-websocket-key")
-        .next()
-        .map(|k| k.trim().to_owned());
-    match &a.key {
-        None => a.issues.push(HandshakeIssue::MissingKey),
-        Some(key) => {
-            if BASE64.decode(key).map_or(true, |raw| raw.len() != 16) {
-                a.issues.push(HandshakeIssue::MalformedKey(key.clone()));
-            }
-            a.expected_accept = Some(compute_accept(key));
-        }
-    }
-    a.version = header_values(request, "sec-websocket-version")
-        .next()
-        .map(|v| v.trim().to_owned());
-    match a.version.as_deref() {
-        None => a.issues.push(HandshakeIssue::MissingVersion),
-        Some("13") => {}
-        Some(other) => a
-            .issues
-            .push(HandshakeIssue::UnsupportedVersion(other.to_owned())),
-    }
-    if !is_websocket_upgrade(request) {
-        a.issues.push(HandshakeIssue::RequestUpgradeMissing);
-    }
-    if !header_tokens(request, "connection").any(|t| t.eq_ignore_ascii_case("upgrade")) {
-        a.issues
-            .push(HandshakeIssue::RequestConnectionMissingUpgrade);
-    }
-    a.subprotocols_offered = header_tokens(request, "sec-websocket-protocol")
-        .map(str::to_owned)
-        .collect();
-    a.extensions_offered = header_values(request, "sec-websocket-extensions")
-        .flat_map(parse_extensions)
-        .collect();
-
+    a.read_request(method, request);
     if status != 101 {
         a.issues.push(HandshakeIssue::NotSwitchingProtocols(status));
         return a;
     }
-    if !is_websocket_upgrade(response) {
-        a.issues.push(HandshakeIssue::ResponseUpgradeMissing);
-    }
-    if !header_tokens(response, "connection").any(|t| t.eq_ignore_ascii_case("upgrade")) {
-        a.issues
-            .push(HandshakeIssue::ResponseConnectionMissingUpgrade);
-    }
-    a.accept = header_values(response, "sec-websocket-accept")
-        .next()
-        .map(|v| v.trim().to_owned());
-    match (&a.accept, &a.expected_accept) {
-        (None, _) => a.issues.push(HandshakeIssue::MissingAccept),
-        (Some(got), Some(expected)) if got == expected => a.accept_valid = true,
-        (Some(got), expected) => a.issues.push(HandshakeIssue::AcceptMismatch {
-            expected: expected.clone().unwrap_or_default(),
-            received: got.clone(),
-        }),
-    }
-    let chosen: Vec<&str> = header_tokens(response, "sec-websocket-protocol").collect();
-    if chosen.len() > 1 {
-        a.issues.push(HandshakeIssue::SeveralSubprotocols);
-    }
-    if let Some(protocol) = chosen.first() {
-        if !a.subprotocols_offered.iter().any(|p| p == protocol) {
-            a.issues.push(HandshakeIssue::SubprotocolNotOffered(
-                (*protocol).to_owned(),
-            ));
-        }
-        a.subprotocol = Some((*protocol).to_owned());
-    }
-    a.extensions = header_values(response, "sec-websocket-extensions")
-        .flat_map(parse_extensions)
-        .collect();
-    for ext in &a.extensions {
-        if !a
-            .extensions_offered
-            .iter()
-            .any(|o| o.name.eq_ignore_ascii_case(&ext.name))
-        {
-            a.issues
-                .push(HandshakeIssue::ExtensionNotOffered(ext.name.clone()));
-        }
-        if ext.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE) && a.deflate.is_none() {
-            match DeflateParams::from_extension(ext) {
-                Ok(params) => a.deflate = Some(params),
-                Err(why) => a.issues.push(HandshakeIssue::BadDeflateParameters(why)),
-            }
-        } else {
-            // An extension we cannot decode may use any RSV bit.
-            a.other_extension_bits = 0x70;
-        }
-    }
+    a.read_response(response);
     a
+}
+
+impl HandshakeAnalysis {
+    /// The client's side (RFC 6455 section 4.1): method, key, version, upgrade tokens and
+    /// what it offers.
+    fn read_request(&mut self, method: &str, request: &[(String, String)]) {
+        if method != "GET" {
+            self.issues
+                .push(HandshakeIssue::MethodNotGet(method.to_owned()));
+        }
+        self.key = header_values(request, "sec-websocket-key")
+            .next()
+            .map(|k| k.trim().to_owned());
+        match &self.key {
+            None => self.issues.push(HandshakeIssue::MissingKey),
+            Some(key) => {
+                if BASE64.decode(key).map_or(true, |raw| raw.len() != 16) {
+                    self.issues.push(HandshakeIssue::MalformedKey(key.clone()));
+                }
+                self.expected_accept = Some(compute_accept(key));
+            }
+        }
+        self.version = header_values(request, "sec-websocket-version")
+            .next()
+            .map(|v| v.trim().to_owned());
+        match self.version.as_deref() {
+            None => self.issues.push(HandshakeIssue::MissingVersion),
+            Some("13") => {}
+            Some(other) => self
+                .issues
+                .push(HandshakeIssue::UnsupportedVersion(other.to_owned())),
+        }
+        if !is_websocket_upgrade(request) {
+            self.issues.push(HandshakeIssue::RequestUpgradeMissing);
+        }
+        if !has_upgrade_token(request) {
+            self.issues
+                .push(HandshakeIssue::RequestConnectionMissingUpgrade);
+        }
+        self.subprotocols_offered = header_tokens(request, "sec-websocket-protocol")
+            .map(str::to_owned)
+            .collect();
+        self.extensions_offered = header_values(request, "sec-websocket-extensions")
+            .flat_map(parse_extensions)
+            .collect();
+    }
+
+    /// The server's `101` (RFC 6455 section 4.2.2): upgrade tokens, the accept value, and
+    /// the subprotocol and extensions chosen.
+    fn read_response(&mut self, response: &[(String, String)]) {
+        if !is_websocket_upgrade(response) {
+            self.issues.push(HandshakeIssue::ResponseUpgradeMissing);
+        }
+        if !has_upgrade_token(response) {
+            self.issues
+                .push(HandshakeIssue::ResponseConnectionMissingUpgrade);
+        }
+        self.accept = header_values(response, "sec-websocket-accept")
+            .next()
+            .map(|v| v.trim().to_owned());
+        match (&self.accept, &self.expected_accept) {
+            (None, _) => self.issues.push(HandshakeIssue::MissingAccept),
+            (Some(got), Some(expected)) if got == expected => self.accept_valid = true,
+            (Some(got), expected) => self.issues.push(HandshakeIssue::AcceptMismatch {
+                expected: expected.clone().unwrap_or_default(),
+                received: got.clone(),
+            }),
+        }
+        self.read_subprotocol(response);
+        self.read_extensions(response);
+    }
+
+    fn read_subprotocol(&mut self, response: &[(String, String)]) {
+        let chosen: Vec<&str> = header_tokens(response, "sec-websocket-protocol").collect();
+        if chosen.len() > 1 {
+            self.issues.push(HandshakeIssue::SeveralSubprotocols);
+        }
+        if let Some(protocol) = chosen.first() {
+            if !self.subprotocols_offered.iter().any(|p| p == protocol) {
+                self.issues.push(HandshakeIssue::SubprotocolNotOffered(
+                    (*protocol).to_owned(),
+                ));
+            }
+            self.subprotocol = Some((*protocol).to_owned());
+        }
+    }
+
+    fn read_extensions(&mut self, response: &[(String, String)]) {
+        self.extensions = header_values(response, "sec-websocket-extensions")
+            .flat_map(parse_extensions)
+            .collect();
+        for ext in &self.extensions {
+            if !self
+                .extensions_offered
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&ext.name))
+            {
+                self.issues
+                    .push(HandshakeIssue::ExtensionNotOffered(ext.name.clone()));
+            }
+            if ext.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE) && self.deflate.is_none() {
+                match DeflateParams::from_extension(ext) {
+                    Ok(params) => self.deflate = Some(params),
+                    Err(why) => self.issues.push(HandshakeIssue::BadDeflateParameters(why)),
+                }
+            } else {
+                // An extension we cannot decode may use any RSV bit.
+                self.other_extension_bits = 0x70;
+            }
+        }
+    }
+}
+
+/// Whether `Connection` lists the `Upgrade` token.
+fn has_upgrade_token(headers: &[(String, String)]) -> bool {
+    header_tokens(headers, "connection").any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 #[cfg(test)]

@@ -143,29 +143,30 @@ impl LengthEncoding {
     }
 }
 
+/// A client's masking key (RFC 6455 section 5.3): four bytes, XORed over the payload.
+pub type MaskingKey = [u8; 4];
+
+/// The FIN bit of the first header byte.
+pub const FIN: u8 = 0x80;
+/// RSV1 (permessage-deflate's "compressed" bit).
+pub const RSV1: u8 = 0x40;
+/// RSV2.
+pub const RSV2: u8 = 0x20;
+/// RSV3.
+pub const RSV3: u8 = 0x10;
+
 /// One frame header, with every bit the sender put on the wire.
+///
+/// The flags and the opcode are read from the raw first byte, which is the only copy kept,
+/// so they cannot disagree with it; the header's length follows from the length encoding
+/// and the MASK bit in the same way. Build one with [`FrameHeader::parse`] (from the wire)
+/// or [`FrameHeader::new`] (to encode, see [`crate::encode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameHeader {
-    /// The raw first byte: FIN, RSV1-3 and the opcode.
-    pub first_byte: u8,
-    /// FIN: this frame ends its message.
-    pub fin: bool,
-    /// RSV1 (permessage-deflate's "compressed" bit).
-    pub rsv1: bool,
-    /// RSV2.
-    pub rsv2: bool,
-    /// RSV3.
-    pub rsv3: bool,
-    /// The opcode, reserved values included.
-    pub opcode: Opcode,
-    /// The masking key, when the MASK bit is set.
-    pub mask: Option<[u8; 4]>,
-    /// The payload length as declared.
-    pub payload_len: u64,
-    /// The length encoding the sender chose.
-    pub length_encoding: LengthEncoding,
-    /// Header length in bytes (2 to 14).
-    pub header_len: u8,
+    first_byte: u8,
+    mask: Option<MaskingKey>,
+    payload_len: u64,
+    length_encoding: LengthEncoding,
 }
 
 /// Why [`FrameHeader::parse`] could not produce a header yet.
@@ -176,6 +177,23 @@ pub struct NeedMore {
 }
 
 impl FrameHeader {
+    /// A header with this first byte (FIN, RSV1-3 and opcode), masking key, payload length
+    /// and length encoding. The encoding need not be the minimal one: an observer's tools
+    /// must be able to write what a peer could.
+    pub fn new(
+        first_byte: u8,
+        mask: Option<MaskingKey>,
+        payload_len: u64,
+        length_encoding: LengthEncoding,
+    ) -> Self {
+        FrameHeader {
+            first_byte,
+            mask,
+            payload_len,
+            length_encoding,
+        }
+    }
+
     /// Parses a header from the start of `bytes`.
     ///
     /// Returns the header, or how many bytes the header needs in total when `bytes` is
@@ -210,19 +228,63 @@ impl FrameHeader {
             key.copy_from_slice(&bytes[len_end..len_end + 4]);
             key
         });
-        Ok(FrameHeader {
-            first_byte: b0,
-            fin: b0 & 0x80 != 0,
-            rsv1: b0 & 0x40 != 0,
-            rsv2: b0 & 0x20 != 0,
-            rsv3: b0 & 0x10 != 0,
-            opcode: Opcode::from_bits(b0),
-            mask,
-            payload_len,
-            length_encoding,
-            // At most 14, so the cast cannot truncate.
-            header_len: header_len as u8,
-        })
+        Ok(FrameHeader::new(b0, mask, payload_len, length_encoding))
+    }
+
+    /// The raw first byte: FIN, RSV1-3 and the opcode.
+    pub fn first_byte(&self) -> u8 {
+        self.first_byte
+    }
+
+    /// FIN: this frame ends its message.
+    pub fn fin(&self) -> bool {
+        self.first_byte & FIN != 0
+    }
+
+    /// RSV1 (permessage-deflate's "compressed" bit).
+    pub fn rsv1(&self) -> bool {
+        self.first_byte & RSV1 != 0
+    }
+
+    /// RSV2.
+    pub fn rsv2(&self) -> bool {
+        self.first_byte & RSV2 != 0
+    }
+
+    /// RSV3.
+    pub fn rsv3(&self) -> bool {
+        self.first_byte & RSV3 != 0
+    }
+
+    /// The three RSV bits as they sit in the first byte (`0x70` when all are set).
+    pub fn rsv_bits(&self) -> u8 {
+        self.first_byte & (RSV1 | RSV2 | RSV3)
+    }
+
+    /// The opcode, reserved values included.
+    pub fn opcode(&self) -> Opcode {
+        Opcode::from_bits(self.first_byte)
+    }
+
+    /// The masking key, when the MASK bit is set.
+    pub fn mask(&self) -> Option<MaskingKey> {
+        self.mask
+    }
+
+    /// The payload length as declared.
+    pub fn payload_len(&self) -> u64 {
+        self.payload_len
+    }
+
+    /// The length encoding the sender chose.
+    pub fn length_encoding(&self) -> LengthEncoding {
+        self.length_encoding
+    }
+
+    /// Header length in bytes (2 to 14).
+    pub fn header_len(&self) -> u8 {
+        // At most 2 + 8 + 4 = 14, so the cast cannot truncate.
+        (2 + self.length_encoding.extra_bytes() + if self.mask.is_some() { 4 } else { 0 }) as u8
     }
 
     /// The first byte as eight binary digits, FIN first: `"10000001"` for a final text frame.
@@ -232,26 +294,17 @@ impl FrameHeader {
 
     /// The flag names that are set, in wire order: e.g. `["FIN", "RSV1"]`.
     pub fn flag_names(&self) -> Vec<&'static str> {
-        [
-            (self.fin, "FIN"),
-            (self.rsv1, "RSV1"),
-            (self.rsv2, "RSV2"),
-            (self.rsv3, "RSV3"),
-        ]
-        .into_iter()
-        .filter_map(|(set, name)| set.then_some(name))
-        .collect()
+        flag_names(self.first_byte)
     }
 
     /// Header plus payload length: the frame's size on the wire.
     pub fn wire_len(&self) -> u64 {
-        u64::from(self.header_len).saturating_add(self.payload_len)
+        u64::from(self.header_len()).saturating_add(self.payload_len)
     }
 
     /// The masking key as the console shows it: `16-39-8F-63`.
     pub fn mask_key_dashed(&self) -> Option<String> {
-        self.mask
-            .map(|k| format!("{:02X}-{:02X}-{:02X}-{:02X}", k[0], k[1], k[2], k[3]))
+        self.mask.map(|k| mask_key_dashed(&k))
     }
 
     /// The masking key as the trace stores it: eight lower-case hex digits.
@@ -259,6 +312,22 @@ impl FrameHeader {
         self.mask
             .map(|k| format!("{:02x}{:02x}{:02x}{:02x}", k[0], k[1], k[2], k[3]))
     }
+}
+
+/// The names of the flag bits set in a frame's first byte, in wire order.
+pub fn flag_names(first_byte: u8) -> Vec<&'static str> {
+    [(FIN, "FIN"), (RSV1, "RSV1"), (RSV2, "RSV2"), (RSV3, "RSV3")]
+        .into_iter()
+        .filter_map(|(bit, name)| (first_byte & bit != 0).then_some(name))
+        .collect()
+}
+
+/// A masking key as the console shows it: `16-39-8F-63`.
+pub fn mask_key_dashed(key: &MaskingKey) -> String {
+    format!(
+        "{:02X}-{:02X}-{:02X}-{:02X}",
+        key[0], key[1], key[2], key[3]
+    )
 }
 
 #[cfg(test)]
@@ -269,17 +338,17 @@ mod tests {
     fn parses_every_length_encoding() {
         let h = FrameHeader::parse(&[0x81, 0x05]).unwrap();
         assert_eq!(
-            (h.payload_len, h.length_encoding, h.header_len),
+            (h.payload_len(), h.length_encoding(), h.header_len()),
             (5, LengthEncoding::Bits7, 2)
         );
         let h = FrameHeader::parse(&[0x82, 0x7E, 0x01, 0x00]).unwrap();
         assert_eq!(
-            (h.payload_len, h.length_encoding, h.header_len),
+            (h.payload_len(), h.length_encoding(), h.header_len()),
             (256, LengthEncoding::Bits16, 4)
         );
         let h = FrameHeader::parse(&[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
         assert_eq!(
-            (h.payload_len, h.length_encoding, h.header_len),
+            (h.payload_len(), h.length_encoding(), h.header_len()),
             (65536, LengthEncoding::Bits64, 10)
         );
     }
@@ -301,9 +370,9 @@ mod tests {
     #[test]
     fn keeps_mask_key_flags_and_reserved_opcode() {
         let h = FrameHeader::parse(&[0x73, 0x80, 0x16, 0x39, 0x8F, 0x63]).unwrap();
-        assert_eq!(h.opcode, Opcode::Reserved(3));
-        assert_eq!(h.opcode.name(), "RESERVED_0x3");
-        assert!(!h.fin && h.rsv1 && h.rsv2 && h.rsv3);
+        assert_eq!(h.opcode(), Opcode::Reserved(3));
+        assert_eq!(h.opcode().name(), "RESERVED_0x3");
+        assert!(!h.fin() && h.rsv1() && h.rsv2() && h.rsv3());
         assert_eq!(h.flags(), "01110011");
         assert_eq!(h.mask_key_dashed().as_deref(), Some("16-39-8F-63"));
         assert_eq!(h.mask_key_hex().as_deref(), Some("16398f63"));

@@ -3,23 +3,27 @@
 //! `wstap-wire` is the protocol core of the wstap debugging proxy, usable on its own by
 //! anything that has WebSocket bytes in hand (a proxy's tap, a pcap reader, a test). It
 //! takes byte chunks and the time each chunk arrived *in*, and gives frame headers,
-//! unmasked payload, reassembled messages, inflated data and protocol violations *out*.
-//! It opens no socket, reads no clock and spawns nothing, in the manner of `quinn-proto`.
+//! unmasked payload, reassembled messages, inflated data and protocol violations *out*;
+//! and it encodes frames, valid or not, for whoever needs to write one. It opens no socket,
+//! reads no clock and spawns nothing, in the manner of `quinn-proto` (the one exception:
+//! [`mask::random_key`] asks the operating system for random bytes).
 //!
 //! Unlike a WebSocket *endpoint* library, this crate never rejects input: a frame that
 //! breaks the RFC is annotated with [`Violation`]s and decoding carries on, because an
 //! observer's job is to report what was on the wire, not to police it.
 //!
 //! Layers, bottom up:
-//! - [`header`]: the frame header as it appeared on the wire ([`FrameHeader`]).
+//! - [`header`]: the frame header as it appeared on the wire ([`FrameHeader`]), and
+//!   [`encode`]: the same header (and whole frames) written back, bit for bit.
 //! - [`mask`]: client-to-server masking, a fast path and its naive oracle.
-//! - [`decoder`]: an incremental frame decoder for one direction ([`FrameDecoder`]).
+//! - [`decoder`]: an incremental frame decoder for one direction ([`FrameDecoder`]) that
+//!   reports where in each chunk every frame ends.
 //! - [`utf8`], [`close`]: incremental UTF-8 validation and close-frame payloads.
 //! - [`deflate`]: permessage-deflate negotiation and a bounded per-direction inflater.
 //! - [`analyzer`]: the per-direction [`StreamAnalyzer`] combining all of the above into
-//!   [`FrameRecord`]s and [`MessageRecord`]s with bounded payload captures.
+//!   [`FrameRecord`]s and [`MessageRecord`]s with bounded payload captures, or judging a
+//!   chunk for a relay that withholds the first frame breaking the protocol ([`Verdict`]).
 //! - [`handshake`]: opening-handshake analysis (`Sec-WebSocket-Accept` and friends).
-//! - [`encode`]: a frame builder that can write any frame, valid or not (for tests).
 //!
 //! Memory per direction is bounded by the 14-byte header buffer, the configured capture
 //! limits and (with permessage-deflate) one inflater; no payload is ever buffered whole.
@@ -38,15 +42,15 @@ pub mod utf8;
 pub mod violation;
 
 pub use analyzer::{
-    AnalyzerConfig, Capture, FrameRecord, Inflated, MessageRecord, PartialFrame, Record,
-    StreamAnalyzer,
+    AnalyzerConfig, Capture, FrameRecord, Inflated, MessageRecord, Offence, PartialFrame, Record,
+    StreamAnalyzer, Verdict,
 };
 pub use close::CloseFrame;
 pub use decoder::{FrameDecoder, FrameHandler};
 pub use deflate::DeflateParams;
 pub use encode::FrameBuilder;
 pub use handshake::{HandshakeAnalysis, HandshakeIssue};
-pub use header::{FrameHeader, LengthEncoding, Opcode};
+pub use header::{FrameHeader, LengthEncoding, MaskingKey, Opcode};
 pub use violation::Violation;
 
 /// Which way bytes travel on a WebSocket connection.
@@ -68,6 +72,28 @@ impl Direction {
             Direction::ClientToServer => "c2s",
             Direction::ServerToClient => "s2c",
         }
+    }
+
+    /// Reads the short form back: `"c2s"` or `"s2c"`.
+    pub fn from_short(short: &str) -> Option<Direction> {
+        match short {
+            "c2s" => Some(Direction::ClientToServer),
+            "s2c" => Some(Direction::ServerToClient),
+            _ => None,
+        }
+    }
+
+    /// The sender's name: `"client"` or `"server"`.
+    pub fn sender(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "client",
+            Direction::ServerToClient => "server",
+        }
+    }
+
+    /// The receiver's name: `"server"` or `"client"`.
+    pub fn receiver(self) -> &'static str {
+        self.reverse().sender()
     }
 
     /// The form used on the console: `"Client->Server"` or `"Server->Client"`.

@@ -4,7 +4,22 @@
 //! into a `u64`, which the compiler turns into vector instructions. [`apply_mask_naive`]
 //! is the obvious byte loop, kept beside it as the oracle the property tests compare
 //! against. Both take the offset into the payload at which `buf` starts, so a payload
-//! that arrives in pieces can be unmasked piece by piece.
+//! that arrives in pieces can be unmasked piece by piece. [`random_key`] makes keys for the
+//! frames wstap writes itself.
+
+/// A fresh masking key from the operating system's random source (RFC 6455 section 5.3
+/// asks for unpredictable keys). Should that source fail, a key mixed from the clock is
+/// used instead: any key masks correctly, and wstap's own frames carry no secret.
+pub fn random_key() -> crate::MaskingKey {
+    let mut key = [0u8; 4];
+    if getrandom::getrandom(&mut key).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9, |d| d.subsec_nanos());
+        key = nanos.wrapping_mul(0x9E37_79B9).to_le_bytes();
+    }
+    key
+}
 
 /// Unmasks (or masks: XOR is its own inverse) `buf` in place, word at a time.
 ///

@@ -58,13 +58,17 @@ fn encode(specs: &[Spec]) -> Vec<u8> {
     wire
 }
 
-fn decode(wire: &[u8], cuts: &[usize]) -> Vec<Record> {
-    let config = AnalyzerConfig {
+/// Captures large enough to keep every generated payload whole.
+fn config() -> AnalyzerConfig {
+    AnalyzerConfig {
         max_frame_capture: 1 << 20,
         max_message_capture: 1 << 20,
         ..AnalyzerConfig::default()
-    };
-    let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
+    }
+}
+
+fn decode(wire: &[u8], cuts: &[usize]) -> Vec<Record> {
+    let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config());
     let mut out = Vec::new();
     let mut at = 0;
     for &cut in cuts.iter().chain([&wire.len()]) {
@@ -75,8 +79,71 @@ fn decode(wire: &[u8], cuts: &[usize]) -> Vec<Record> {
     out
 }
 
+/// What a strict relay does with `wire` cut at `cuts`: judges each chunk, forwards its
+/// clean bytes, and stops at the first offence. Returns the bytes forwarded, the records
+/// published and the offence.
+fn judge(wire: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<Record>, Option<wstap_wire::Offence>) {
+    let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config());
+    let (mut forwarded, mut records) = (Vec::new(), Vec::new());
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&wire.len()]) {
+        let chunk = &wire[at..cut];
+        let verdict = analyzer.judge(&mut chunk.to_vec(), Timestamp(0), &mut records);
+        forwarded.extend_from_slice(&chunk[..verdict.clean]);
+        if verdict.offence.is_some() {
+            return (forwarded, records, verdict.offence);
+        }
+        at = cut;
+    }
+    (forwarded, records, None)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// A strict relay forwards exactly the frames before the first one that breaks a rule
+    /// (and, when that frame began in an earlier chunk, the part of it that came then), and
+    /// publishes records for nothing it did not decode.
+    #[test]
+    fn judging_forwards_exactly_what_precedes_the_first_offending_frame(
+        specs in proptest::collection::vec(spec(), 1..6),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let wire = encode(&specs);
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        cuts.sort_unstable();
+        let whole = decode(&wire, &[]);
+        let (forwarded, records, offence) = judge(&wire, &cuts);
+        prop_assert!(wire.starts_with(&forwarded));
+        prop_assert!(whole.starts_with(&records));
+        let frames: Vec<&wstap_wire::FrameRecord> = whole.iter().filter_map(|r| match r {
+            Record::Frame(f) => Some(f),
+            Record::Message(_) => None,
+        }).collect();
+        let starts: Vec<usize> = specs.iter().scan(0, |at, s| {
+            let start = *at;
+            *at += encode(std::slice::from_ref(s)).len();
+            Some(start)
+        }).collect();
+        match frames.iter().position(|f| !f.violations.is_empty()) {
+            None => {
+                prop_assert!(offence.is_none());
+                prop_assert_eq!(forwarded.len(), wire.len());
+            }
+            Some(k) => {
+                let offence = offence.expect("the offending frame is found");
+                prop_assert_eq!(offence.index, k as u64);
+                prop_assert_eq!(&offence.violation, &frames[k].violations[0]);
+                if offence.begins_in_chunk {
+                    prop_assert_eq!(forwarded.len(), starts[k]);
+                } else {
+                    prop_assert!(forwarded.len() > starts[k]);
+                }
+                let decoded_frames = records.iter().filter(|r| matches!(r, Record::Frame(_))).count();
+                prop_assert!(decoded_frames <= k + 1, "nothing after the offending frame is decoded");
+            }
+        }
+    }
 
     #[test]
     fn any_chunking_decodes_like_the_whole(
@@ -96,9 +163,9 @@ proptest! {
         }).collect();
         prop_assert_eq!(frames.len(), specs.len());
         for (frame, spec) in frames.iter().zip(&specs) {
-            prop_assert_eq!(frame.header.opcode.bits(), spec.opcode);
-            prop_assert_eq!(frame.header.fin, spec.fin);
-            prop_assert_eq!(frame.header.mask, spec.mask);
+            prop_assert_eq!(frame.header.opcode().bits(), spec.opcode);
+            prop_assert_eq!(frame.header.fin(), spec.fin);
+            prop_assert_eq!(frame.header.mask(), spec.mask);
             prop_assert_eq!(&frame.payload.data, &spec.payload);
         }
     }

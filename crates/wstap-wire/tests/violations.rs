@@ -67,7 +67,7 @@ fn reserved_opcodes_are_flagged() {
             .mask(KEY)
             .encode(b"")]);
         assert_eq!(frames[0].violations, [Violation::ReservedOpcode(op)]);
-        assert_eq!(frames[0].header.opcode.bits(), op);
+        assert_eq!(frames[0].header.opcode().bits(), op);
     }
 }
 
@@ -156,7 +156,7 @@ fn length_with_top_bit_set_is_flagged() {
             received,
             violations,
         }) => {
-            assert_eq!((header.payload_len, received), (1 << 63, 100));
+            assert_eq!((header.payload_len(), received), (1 << 63, 100));
             assert_eq!(violations, [Violation::LengthHighBitSet]);
         }
         other => panic!("expected a cut payload, got {other:?}"),

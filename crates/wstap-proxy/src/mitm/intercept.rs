@@ -6,96 +6,44 @@
 //! body names the reason: a TLS alert would only tell the user that *something* failed.
 
 use super::Interceptor;
-use crate::conn::{Mode, Stage};
-use crate::exchange::{Client, Upstream};
+use crate::error::SessionError;
 use crate::head::read_request;
-use crate::io::{split_boxed, Joined};
-use crate::session::{Ending, Session};
-use crate::upstream::Target;
-use rustls::pki_types::ServerName;
+use crate::io::{split_boxed, Client, Joined, Upstream};
+use crate::session::Session;
+use crate::stage::{Requests, Scope, Stage};
+use crate::upstream::{tls_handshake, Target};
 use std::sync::Arc;
-use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
-use wstap_trace::{Outcome, TlsLeg, Via};
+use std::time::Duration;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
+use wstap_trace::{SessionKind, TlsLeg, Via};
 
-/// Intercepts the TLS in a tunnel to `target`.
-pub async fn intercept(
+/// Intercepts the TLS in a tunnel to `upstream`.
+pub(crate) async fn intercept(
     mut session: Session,
     client: Client,
     upstream: Upstream,
-    target: Target,
     tls: Arc<Interceptor>,
 ) -> Stage {
     let timeout = session.shared.config.handshake_timeout;
-    let acceptor = LazyConfigAcceptor::new(
-        rustls::server::Acceptor::default(),
-        Joined::new(client.incoming, client.out),
-    );
-    let start = match tokio::time::timeout(timeout, acceptor).await {
-        Ok(Ok(start)) => start,
-        Ok(Err(e)) => {
-            return fail(
-                session,
-                &target,
-                format!("reading the client's TLS ClientHello failed: {e}"),
-            )
-            .await
-        }
-        Err(_) => {
-            return fail(
-                session,
-                &target,
-                format!("no TLS ClientHello within {timeout:?}"),
-            )
-            .await
-        }
+    let target = upstream.target.clone();
+    let hello = match client_hello(client, timeout).await {
+        Ok(hello) => hello,
+        Err(why) => return abandon(session, &target, why).await,
     };
-    let sni = start.client_hello().server_name().map(str::to_owned);
+    let sni = hello.client_hello().server_name().map(str::to_owned);
     let name = sni.clone().unwrap_or_else(|| target.host.clone());
 
     // Upstream first, with the name the client asked for, so its certificate is checked
     // against that name.
     let upstream_io = Joined::new(upstream.incoming, upstream.out);
-    let upstream_tls = match ServerName::try_from(name.clone()) {
-        Ok(server_name) => {
-            let connector = TlsConnector::from(tls.upstream_config());
-            tokio::time::timeout(timeout, connector.connect(server_name, upstream_io))
-                .await
-                .map_err(|_| format!("TLS handshake with {target} timed out after {timeout:?}"))
-                .and_then(|r| {
-                    r.map_err(|e| format!("TLS handshake with {target} ({name}) failed: {e}"))
-                })
-        }
-        Err(e) => Err(format!("{name:?} is not a valid TLS server name: {e}")),
-    };
+    let upstream_tls = tls_handshake(&tls, &target, &name, upstream_io, timeout).await;
 
-    let server_config = match tls.server_config(&name) {
-        Ok(config) => config,
-        Err(e) => {
-            return fail(
-                session,
-                &target,
-                format!("cannot make a certificate for {name}: {e}"),
-            )
-            .await
-        }
+    let client_tls = match answer_client(hello, &tls, &name, timeout).await {
+        Ok(stream) => stream,
+        Err(why) => return abandon(session, &target, why).await,
     };
-    let client_tls = match tokio::time::timeout(timeout, start.into_stream(server_config)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            let why = format!("the client refused wstap's certificate for {name} (does it trust the wstap CA?): {e}");
-            return fail(session, &target, why).await;
-        }
-        Err(_) => {
-            return fail(
-                session,
-                &target,
-                format!("client TLS handshake timed out after {timeout:?}"),
-            )
-            .await
-        }
-    };
-    let client_leg = tls_leg(client_tls.get_ref().1, sni.clone());
-
+    let client_leg = tls_leg(client_tls.get_ref().1, sni);
     match upstream_tls {
         Ok(upstream_tls) => {
             let upstream_leg = tls_leg(upstream_tls.get_ref().1, Some(name));
@@ -103,35 +51,73 @@ pub async fn intercept(
                 .announce_tls(&target.to_string(), client_leg, upstream_leg)
                 .await;
             let (incoming, out) = split_boxed(client_tls);
-            let (up_incoming, up_out) = split_boxed(upstream_tls);
-            let upstream = Upstream {
-                target: target.clone(),
-                incoming: up_incoming,
-                out: up_out,
-                reusable: true,
-            };
-            Stage::Http {
+            let upstream = Upstream::from_halves(target.clone(), split_boxed(upstream_tls));
+            Stage::Requests(Requests {
                 session,
                 client: Client { incoming, out },
-                mode: Mode::Tunnel { target, tls: true },
+                scope: Scope::Tunnel { target, tls: true },
                 upstream: Some(upstream),
-            }
+                served: 0,
+            })
         }
-        Err(why) => {
+        Err(error) => {
             session
                 .announce(&target.to_string(), Via::Connect, true)
                 .await;
-            let (mut incoming, mut out) = split_boxed(client_tls);
-            let head = read_request(&mut incoming, timeout).await.ok().flatten();
-            let url = head.as_ref().map_or(format!("https://{target}/"), |h| {
-                format!("https://{target}{}", h.target)
-            });
-            session
-                .answer_and_end(&mut out, (502, &why), &[], &url, head.as_ref(), "tls")
-                .await;
+            answer_first_request(session, client_tls, &target, error.into(), timeout).await;
             Stage::Done
         }
     }
+}
+
+/// Reads the client's ClientHello within `timeout`.
+async fn client_hello(client: Client, timeout: Duration) -> Result<StartHandshake<Joined>, String> {
+    let acceptor = LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        Joined::new(client.incoming, client.out),
+    );
+    match tokio::time::timeout(timeout, acceptor).await {
+        Ok(Ok(start)) => Ok(start),
+        Ok(Err(e)) => Err(format!("reading the client's TLS ClientHello failed: {e}")),
+        Err(_) => Err(format!("no TLS ClientHello within {timeout:?}")),
+    }
+}
+
+/// Completes the client's handshake with a certificate for `name`.
+async fn answer_client(
+    hello: StartHandshake<Joined>,
+    tls: &Interceptor,
+    name: &str,
+    timeout: Duration,
+) -> Result<TlsStream<Joined>, String> {
+    let config = tls
+        .server_config(name)
+        .map_err(|e| format!("cannot make a certificate for {name}: {e}"))?;
+    match tokio::time::timeout(timeout, hello.into_stream(config)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(format!(
+            "the client refused wstap's certificate for {name} (does it trust the wstap CA?): {e}"
+        )),
+        Err(_) => Err(format!("client TLS handshake timed out after {timeout:?}")),
+    }
+}
+
+/// The upstream could not be reached over TLS: answers the client's first request (over
+/// the TLS wstap completed with it) with a 502 that says why, and ends the session.
+async fn answer_first_request(
+    session: Session,
+    client_tls: TlsStream<Joined>,
+    target: &Target,
+    error: SessionError,
+    timeout: Duration,
+) {
+    let (mut incoming, mut out) = split_boxed(client_tls);
+    let head = read_request(&mut incoming, timeout).await.ok().flatten();
+    let path = head.as_ref().map_or("/", |h| h.target.as_str());
+    let url = format!("https://{target}{path}");
+    session
+        .refuse(&mut out, error, head.as_ref(), &url, SessionKind::Tls)
+        .await;
 }
 
 /// What a finished TLS handshake negotiated, for the trace.
@@ -152,14 +138,12 @@ fn tls_leg(state: &rustls::CommonState, sni: Option<String>) -> TlsLeg {
     }
 }
 
-async fn fail(mut session: Session, target: &Target, why: String) -> Stage {
+/// The client's TLS handshake did not complete: there is nobody to answer, so the reason
+/// goes into the session's end.
+async fn abandon(mut session: Session, target: &Target, why: String) -> Stage {
     session
         .announce(&target.to_string(), Via::Connect, true)
         .await;
-    let ending = Ending {
-        error: Some(why),
-        ..Ending::default()
-    };
-    session.end(Outcome::Error, "tls", ending).await;
+    session.abandon(SessionKind::Tls, why).await;
     Stage::Done
 }

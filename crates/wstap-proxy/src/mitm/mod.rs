@@ -13,7 +13,7 @@
 
 pub mod ca;
 pub mod instructions;
-pub mod intercept;
+pub(crate) mod intercept;
 
 use ca::{CaError, CertificateAuthority};
 use regex::Regex;
@@ -74,9 +74,9 @@ pub enum TlsSetupError {
 const CERT_CACHE: usize = 1024;
 
 /// Everything interception needs, shared by all sessions.
-pub struct Interceptor {
+pub(crate) struct Interceptor {
     /// The CA.
-    pub ca: Arc<CertificateAuthority>,
+    pub(crate) ca: Arc<CertificateAuthority>,
     provider: Arc<CryptoProvider>,
     upstream: Arc<ClientConfig>,
     ignore: Vec<Regex>,

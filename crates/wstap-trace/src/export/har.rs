@@ -135,8 +135,8 @@ fn websocket_entry(handshake: &Handshake, doc: &SessionDoc) -> Value {
 
 fn websocket_message(m: &Message) -> Value {
     let kind = match m.dir {
-        Dir::ClientToServer => "send",
-        Dir::ServerToClient => "receive",
+        Direction::ClientToServer => "send",
+        Direction::ServerToClient => "receive",
     };
     let seconds = m.time.timestamp_micros() as f64 / 1e6;
     let data = match (m.opcode, m.payload.as_text()) {

@@ -60,11 +60,11 @@ impl SessionDoc {
             Event::Http(e) => self.http.push(e),
             Event::Frame(f) => {
                 let (count, bytes) = match f.dir {
-                    Dir::ClientToServer => (
+                    Direction::ClientToServer => (
                         &mut self.stats.frames.c2s,
                         &mut self.stats.payload_bytes.c2s,
                     ),
-                    Dir::ServerToClient => (
+                    Direction::ServerToClient => (
                         &mut self.stats.frames.s2c,
                         &mut self.stats.payload_bytes.s2c,
                     ),
@@ -78,8 +78,8 @@ impl SessionDoc {
             }
             Event::Message(m) => {
                 match m.dir {
-                    Dir::ClientToServer => self.stats.messages.c2s += 1,
-                    Dir::ServerToClient => self.stats.messages.s2c += 1,
+                    Direction::ClientToServer => self.stats.messages.c2s += 1,
+                    Direction::ServerToClient => self.stats.messages.s2c += 1,
                 }
                 self.messages.push(m);
             }

@@ -2,27 +2,26 @@
 //!
 //! The proxy dials the target before answering `200`, so an unreachable target gets a 502
 //! with the reason. Then it waits for whichever side speaks first:
-//! - the client sends an HTTP request: the tunnel carries HTTP, served by the same loop as
-//!   proxy requests (WebSocket upgrades included), always to the tunnel's target;
+//! - the client sends an HTTP request: the tunnel carries HTTP, served by the same request
+//!   stage as the proxy's port (WebSocket upgrades included), always to the tunnel's target;
 //! - the client sends a TLS ClientHello: intercepted ([`crate::mitm`]) unless
 //!   interception is off or `--ignore-hosts` matches the target, then relayed blind;
-//! - anything else, or the server speaking first: a blind tunnel, bytes counted.
+//! - anything else, or the server speaking first: a blind relay, bytes counted.
 
-use crate::conn::{Mode, Stage};
-use crate::exchange::{Client, Upstream};
+use crate::error::SessionError;
 use crate::guard::is_self;
 use crate::head::Head;
-use crate::io::Incoming;
-use crate::relay::{legs, relay_both};
+use crate::io::{Client, Incoming, Upstream};
 use crate::respond::CONNECT_ESTABLISHED;
 use crate::session::{Ending, Session};
-use crate::upstream::{connect, parse_authority};
+use crate::stage::{Requests, Scope, Stage};
+use crate::upstream::{connect, parse_authority, Target};
 use tokio::io::AsyncWriteExt;
-use wstap_trace::{Outcome, PerDirection, Via};
+use wstap_trace::{Outcome, SessionKind, Via};
 
 /// What the first client bytes in a tunnel look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+enum Protocol {
     /// An HTTP/1 request line.
     Http,
     /// A TLS handshake record.
@@ -32,7 +31,7 @@ pub enum Protocol {
 }
 
 /// Classifies the first bytes, or `None` when more are needed to tell.
-pub fn classify(bytes: &[u8]) -> Option<Protocol> {
+fn classify(bytes: &[u8]) -> Option<Protocol> {
     match bytes {
         [] => None,
         [0x16] => None,
@@ -50,78 +49,77 @@ pub fn classify(bytes: &[u8]) -> Option<Protocol> {
     }
 }
 
-/// Handles a CONNECT request on `client`.
-pub async fn handle_connect(mut session: Session, mut client: Client, head: Head) -> Stage {
-    let connect_timeout = session.shared.config.connect_timeout;
-    let target = match parse_authority(&head.target) {
-        Ok(target) => target,
-        Err(why) => {
+/// Opens the tunnel `head` asks for and returns the stage its first bytes call for.
+pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head) -> Stage {
+    let (target, upstream) = match open(&session, &head).await {
+        Ok(opened) => opened,
+        Err(error) => {
             session.announce(&head.target, Via::Connect, false).await;
-            fail(session, client, &head, 400, why).await;
+            let url = head.target.clone();
+            let kind = SessionKind::Tunnel;
+            session
+                .refuse(&mut client.out, error, Some(&head), &url, kind)
+                .await;
             return Stage::Done;
         }
     };
     let label = target.to_string();
-    if is_self(&target, &session.shared.listening) {
-        session.announce(&label, Via::Connect, false).await;
-        let why = format!("{label} is wstap itself: tunnelling to it would loop");
-        fail(session, client, &head, 508, why).await;
-        return Stage::Done;
-    }
-    let stream = match connect(&target, connect_timeout).await {
-        Ok(stream) => stream,
-        Err(why) => {
-            session.announce(&label, Via::Connect, false).await;
-            fail(session, client, &head, 502, why).await;
-            return Stage::Done;
-        }
-    };
-    let mut upstream = Upstream::from_tcp(target.clone(), stream);
     let answered =
         client.out.write_all(CONNECT_ESTABLISHED).await.is_ok() && client.out.flush().await.is_ok();
     if !answered {
         session.announce(&label, Via::Connect, false).await;
-        session
-            .end(Outcome::Aborted, "tunnel", Ending::default())
-            .await;
+        let kind = SessionKind::Tunnel;
+        session.end(Outcome::Aborted, kind, Ending::default()).await;
         return Stage::Done;
     }
-
+    let mut upstream = upstream;
     let protocol = tokio::select! {
         sniffed = sniff(&mut client.incoming) => sniffed,
         // The server spoke first: not HTTP, relay blind.
         _ = upstream.incoming.fill() => Some(Protocol::Other),
     };
+    next_stage(session, client, upstream, target, protocol).await
+}
+
+/// The stage for a tunnel whose first bytes look like `protocol` (`None`: the client
+/// closed before sending any).
+async fn next_stage(
+    mut session: Session,
+    client: Client,
+    upstream: Upstream,
+    target: Target,
+    protocol: Option<Protocol>,
+) -> Stage {
+    let label = target.to_string();
     let interceptor = session
         .shared
         .tls
         .clone()
         .filter(|tls| !tls.ignores(&label));
     if let (Some(Protocol::Tls), Some(tls)) = (protocol, interceptor) {
-        return Stage::Intercept {
+        return Stage::InterceptTls {
             session,
             client,
             upstream,
-            target,
             tls,
         };
     }
     session.announce(&label, Via::Connect, false).await;
     let kind = match protocol {
         Some(Protocol::Http) => {
-            return Stage::Http {
+            return Stage::Requests(Requests {
                 session,
                 client,
-                mode: Mode::Tunnel { target, tls: false },
+                scope: Scope::Tunnel { target, tls: false },
                 upstream: Some(upstream),
-            };
+                served: 0,
+            });
         }
-        Some(Protocol::Tls) => "tls-tunnel",
-        Some(Protocol::Other) => "tunnel",
+        Some(Protocol::Tls) => SessionKind::TlsTunnel,
+        Some(Protocol::Other) => SessionKind::Tunnel,
         None => {
-            session
-                .end(Outcome::Closed, "tunnel", Ending::default())
-                .await;
+            let kind = SessionKind::Tunnel;
+            session.end(Outcome::Closed, kind, Ending::default()).await;
             return Stage::Done;
         }
     };
@@ -131,6 +129,20 @@ pub async fn handle_connect(mut session: Session, mut client: Client, head: Head
         upstream,
         kind,
     }
+}
+
+/// Checks the CONNECT target and connects to it.
+async fn open(session: &Session, head: &Head) -> Result<(Target, Upstream), SessionError> {
+    let target = parse_authority(&head.target).map_err(SessionError::BadRequest)?;
+    if is_self(&target, &session.shared.listening) {
+        return Err(SessionError::Loop {
+            target,
+            tunnel: true,
+        });
+    }
+    let stream = connect(&target, session.shared.config.connect_timeout).await?;
+    let upstream = Upstream::from_tcp(target.clone(), stream);
+    Ok((target, upstream))
 }
 
 /// Reads until the first bytes can be classified; `None` when the client closed first.
@@ -145,51 +157,6 @@ async fn sniff(incoming: &mut Incoming) -> Option<Protocol> {
             Ok(_) => {}
         }
     }
-}
-
-async fn fail(session: Session, mut client: Client, head: &Head, status: u16, why: String) {
-    let target = head.target.as_str();
-    session
-        .answer_and_end(
-            &mut client.out,
-            (status, &why),
-            &[],
-            target,
-            Some(head),
-            "tunnel",
-        )
-        .await;
-}
-
-/// Relays bytes both ways without looking at them, and records the counts.
-pub async fn blind(session: Session, client: Client, upstream: Upstream, kind: &str) {
-    let (mut c2s, mut s2c) = legs(client, upstream);
-    let closing = Some(session.shared.closing.clone());
-    let end = relay_both(
-        &mut c2s,
-        &mut s2c,
-        None,
-        None,
-        session.bus(),
-        closing,
-        false,
-    )
-    .await;
-    let clean = end.c2s.as_ref().is_some_and(|e| !e.is_error())
-        && end.s2c.as_ref().is_some_and(|e| !e.is_error());
-    let ending = Ending {
-        bytes: PerDirection {
-            c2s: end.c2s_bytes,
-            s2c: end.s2c_bytes,
-        },
-        ..Ending::default()
-    };
-    let outcome = if clean {
-        Outcome::Closed
-    } else {
-        Outcome::Aborted
-    };
-    session.end(outcome, kind, ending).await;
 }
 
 #[cfg(test)]

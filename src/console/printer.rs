@@ -1,31 +1,24 @@
-//! The live log: Fiddler-style lines for every session, handshake, frame and exchange.
-//!
-//! The printer runs on a thread of its own, fed by a *lossy* bus subscription: when the
-//! terminal cannot keep up, batches are dropped (and the printer says how many events it
-//! missed) instead of slowing the relay. The trace file, if any, still has them all.
+//! The Fiddler-style printer: lines for every session, handshake, frame and exchange.
 //!
 //! ```text
 //! 19:28:46.576400 #3 Client->Server (6 bytes)
 //!     TYPE: PONG. FLAGS: 10001010 (FIN) DATA: 0 bytes, masked using KEY: 16-39-8F-63.
 //! ```
-//! Colour is used only when stdout is a terminal and `NO_COLOR` is not set.
+//! Frames and messages are printed from views ([`FrameView`], [`MessageView`]) that borrow
+//! either a live wire record or a stored event, so the live console copies no payload and
+//! `wstap frames` prints a capture exactly as the console printed it live.
 
-use crate::RunArgs;
 use chrono::{DateTime, Local, Utc};
-use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use tokio::sync::mpsc;
-use wstap_proxy::{Batch, BusEvent, DropCounter};
+use wstap_trace::convert::{to_utc, violation_text};
 use wstap_trace::*;
 use wstap_wire::close::close_code_name;
-use wstap_wire::Record;
+use wstap_wire::handshake::HandshakeIssue;
+use wstap_wire::{FrameHeader, FrameRecord, MessageRecord, Opcode, Record};
 
 /// Text payloads longer than this many characters are cut on the console.
 const TEXT_WIDTH: usize = 160;
 /// Binary payloads show this many bytes as hex.
 const HEX_BYTES: usize = 32;
-/// How long the printer naps after catching up.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How to print.
 #[derive(Debug, Clone, Copy)]
@@ -38,62 +31,152 @@ pub struct ConsoleOptions {
     pub color: bool,
 }
 
-impl ConsoleOptions {
-    /// Options from the command line and the environment.
-    pub fn from_args(args: &RunArgs) -> Self {
-        ConsoleOptions {
-            verbose: args.verbose,
-            quiet: args.quiet,
-            color: std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+/// Captured bytes, and whether there were more.
+#[derive(Debug, Clone, Copy)]
+pub struct Bytes<'a> {
+    /// The captured bytes.
+    pub data: &'a [u8],
+    /// Whether the real payload was longer.
+    pub truncated: bool,
+}
+
+/// What the console shows of one frame.
+#[derive(Debug)]
+pub struct FrameView<'a> {
+    /// Session number.
+    pub session: u64,
+    /// When its first byte arrived.
+    pub time: DateTime<Utc>,
+    /// Which way it went.
+    pub direction: Direction,
+    /// Its header, bit for bit.
+    pub header: FrameHeader,
+    /// Its (unmasked) payload.
+    pub payload: Bytes<'a>,
+    /// Code and reason, on close frames.
+    pub close: Option<(Option<u16>, &'a str)>,
+    /// Inflated length and bytes, on frames of compressed messages.
+    pub inflated: Option<(u64, Bytes<'a>)>,
+    /// Rules it breaks, as `code: description`.
+    pub violations: Vec<String>,
+}
+
+impl<'a> FrameView<'a> {
+    /// A live frame record of `session`.
+    pub fn of_record(session: u64, r: &'a FrameRecord) -> Self {
+        let bytes = |c: &'a wstap_wire::Capture| Bytes {
+            data: &c.data,
+            truncated: c.truncated(),
+        };
+        FrameView {
+            session,
+            time: to_utc(r.time),
+            direction: r.direction,
+            header: r.header,
+            payload: bytes(&r.payload),
+            close: r.close.as_ref().map(|c| (c.code, c.reason.as_str())),
+            inflated: r.inflated.as_ref().map(|i| (i.data.total, bytes(&i.data))),
+            violations: r.violations.iter().map(violation_text).collect(),
+        }
+    }
+
+    /// A frame event (read from a capture or a trace).
+    pub fn of_event(f: &'a Frame) -> Self {
+        let bytes = |p: &'a Payload| Bytes {
+            data: &p.bytes,
+            truncated: p.truncated,
+        };
+        FrameView {
+            session: f.session,
+            time: f.time,
+            direction: f.dir,
+            header: f.header(),
+            payload: bytes(&f.payload),
+            close: f.close.as_ref().map(|c| (c.code, c.reason.as_str())),
+            inflated: f.inflated.as_ref().map(|i| (i.len, bytes(&i.payload))),
+            violations: f.violations.clone(),
         }
     }
 }
 
-/// Prints batches until the bus closes. Blocking: run it on its own thread.
-pub fn print(mut rx: mpsc::Receiver<Batch>, dropped: Arc<DropCounter>, options: ConsoleOptions) {
-    let printer = Printer { options };
-    let stdout = std::io::stdout();
-    let mut text = String::new();
-    while let Some(batch) = rx.blocking_recv() {
-        text.clear();
-        let missed = dropped.take_events();
-        if missed > 0 && !options.quiet {
-            let line = format!(
-                "[console fell behind: {missed} events not shown here; the trace file has them]"
-            );
-            text.push_str(&printer.paint(YELLOW, &line));
-            text.push('\n');
+/// What the console shows of one message.
+#[derive(Debug)]
+pub struct MessageView<'a> {
+    /// Which way it went.
+    pub direction: Direction,
+    /// The opcode of its first frame.
+    pub opcode: Opcode,
+    /// Number of frames.
+    pub frames: u64,
+    /// Message length (inflated, when compressed).
+    pub len: u64,
+    /// The message data.
+    pub data: Bytes<'a>,
+    /// Whether it was cut short.
+    pub incomplete: bool,
+    /// Violations of the message as a whole.
+    pub violations: Vec<String>,
+}
+
+impl<'a> MessageView<'a> {
+    /// A live message record.
+    pub fn of_record(r: &'a MessageRecord) -> Self {
+        MessageView {
+            direction: r.direction,
+            opcode: r.opcode,
+            frames: r.frames,
+            len: r.data.total,
+            data: Bytes {
+                data: &r.data.data,
+                truncated: r.data.truncated(),
+            },
+            incomplete: r.incomplete,
+            violations: r.violations.iter().map(violation_text).collect(),
         }
-        for event in batch.iter() {
-            printer.event(event, &mut text);
+    }
+
+    /// A message event.
+    pub fn of_event(m: &'a Message) -> Self {
+        MessageView {
+            direction: m.dir,
+            opcode: Opcode::from_bits(m.opcode),
+            frames: m.frames,
+            len: m.len,
+            data: Bytes {
+                data: &m.payload.bytes,
+                truncated: m.payload.truncated,
+            },
+            incomplete: m.incomplete,
+            violations: m.violations.clone(),
         }
-        if !text.is_empty() {
-            let mut out = stdout.lock();
-            // A closed stdout (a pipe whose reader left) must not stop the proxy.
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-        }
-        // Let batches gather: a person cannot read faster, and every wake-up costs the
-        // relay a context switch on a small machine.
-        if rx.is_empty() {
-            std::thread::sleep(COALESCE);
-        }
+    }
+
+    /// Whether the console shows it: a one-frame message would repeat its frame's lines.
+    pub fn worth_a_line(&self) -> bool {
+        self.frames > 1 || self.incomplete
     }
 }
 
-const RED: &str = "31";
+/// ANSI colours.
+pub const RED: &str = "31";
 const GREEN: &str = "32";
-const YELLOW: &str = "33";
+pub const YELLOW: &str = "33";
 const CYAN: &str = "36";
 const DIM: &str = "2";
 
-struct Printer {
+/// Turns events into console text: see the module documentation.
+pub struct Printer {
     options: ConsoleOptions,
 }
 
 impl Printer {
-    fn paint(&self, color: &str, text: &str) -> String {
+    /// A printer with `options`.
+    pub fn new(options: ConsoleOptions) -> Self {
+        Printer { options }
+    }
+
+    /// Colours `text` when colour is on.
+    pub fn paint(&self, color: &str, text: &str) -> String {
         if self.options.color {
             format!("\x1b[{color}m{text}\x1b[0m")
         } else {
@@ -101,9 +184,10 @@ impl Printer {
         }
     }
 
-    fn event(&self, event: &BusEvent, out: &mut String) {
+    /// Appends the lines for one bus event.
+    pub fn bus_event(&self, event: &BusEvent, out: &mut String) {
         if self.options.quiet {
-            // Frames are never errors of the proxy: skip them without converting.
+            // Frames are never errors of the proxy: skip them without looking.
             if let BusEvent::Event(e) = event {
                 self.error_only(e, out);
             }
@@ -113,29 +197,27 @@ impl Printer {
             BusEvent::Wire {
                 session,
                 record: Record::Frame(f),
-            } => self.frame(&Frame::from_record(*session, f.clone()), out),
+            } => self.frame(&FrameView::of_record(*session, f), out),
             BusEvent::Wire {
-                session,
                 record: Record::Message(m),
-            } => {
-                // Single-frame messages would repeat their frame's line.
-                if m.frames > 1 || m.incomplete {
-                    self.message(&Message::from_record(*session, m.clone()), out);
-                }
-            }
-            BusEvent::Event(e) => self.trace_event(e, out),
+                ..
+            } => self.message(&MessageView::of_record(m), out),
+            BusEvent::Event(e) => self.event(e, out),
         }
     }
 
     fn error_only(&self, event: &Event, out: &mut String) {
         match event {
-            Event::Http(h) if h.responder == "proxy" && h.error.is_some() => self.http(h, out),
+            Event::Http(h) if h.responder == Responder::Proxy && h.error.is_some() => {
+                self.http(h, out)
+            }
             Event::SessionEnd(e) if e.outcome == Outcome::Error => self.session_end(e, out),
             _ => {}
         }
     }
 
-    fn trace_event(&self, event: &Event, out: &mut String) {
+    /// Appends the lines for one event.
+    pub fn event(&self, event: &Event, out: &mut String) {
         match event {
             Event::SessionStart(s) => {
                 let via = match s.via {
@@ -146,8 +228,8 @@ impl Printer {
                 self.line(&s.time, s.session, &self.paint(DIM, &line), out);
             }
             Event::Handshake(h) => self.handshake(h, out),
-            Event::Frame(f) => self.frame(f, out),
-            Event::Message(m) => self.message(m, out),
+            Event::Frame(f) => self.frame(&FrameView::of_event(f), out),
+            Event::Message(m) => self.message(&MessageView::of_event(m), out),
             Event::Http(h) => self.http(h, out),
             Event::SessionEnd(e) => self.session_end(e, out),
             Event::Notice(n) => {
@@ -198,7 +280,8 @@ impl Printer {
         if !h.extensions.is_empty() {
             parts.push(format!("extensions {}", h.extensions.join(", ")));
         }
-        let switched = h.response.as_ref().is_some_and(|r| r.status == 101);
+        let status = h.response.as_ref().map(|r| r.status);
+        let switched = status == Some(101);
         if switched {
             parts.push(if h.accept_valid {
                 self.paint(GREEN, "Sec-WebSocket-Accept valid")
@@ -216,11 +299,11 @@ impl Printer {
                 out,
             );
         }
-        for issue in &h.issues {
-            // A refused upgrade is already told by the status.
-            if !switched && issue.starts_with("server answered") {
-                continue;
-            }
+        // A refused upgrade is already told by the status line above.
+        let refusal = status
+            .filter(|_| !switched)
+            .map(|s| HandshakeIssue::NotSwitchingProtocols(s).to_string());
+        for issue in h.issues.iter().filter(|i| Some(*i) != refusal.as_ref()) {
             self.detail(&self.paint(RED, &format!("HANDSHAKE ISSUE: {issue}")), out);
         }
         if self.options.verbose {
@@ -228,69 +311,56 @@ impl Printer {
         }
     }
 
-    fn frame(&self, f: &Frame, out: &mut String) {
-        let wire = u64::from(f.header_len) + f.payload_len;
-        self.line(
-            &f.time,
-            f.session,
-            &format!("{} ({wire} bytes)", f.dir.arrow()),
-            out,
-        );
-        let mut flag_names: Vec<&str> = Vec::new();
-        for (set, name) in [
-            (f.fin, "FIN"),
-            (f.rsv1, "RSV1"),
-            (f.rsv2, "RSV2"),
-            (f.rsv3, "RSV3"),
-        ] {
-            if set {
-                flag_names.push(name);
-            }
-        }
-        let flags = if flag_names.is_empty() {
-            f.flags.clone()
+    fn frame(&self, f: &FrameView<'_>, out: &mut String) {
+        let h = &f.header;
+        let rest = format!("{} ({} bytes)", f.direction.arrow(), h.wire_len());
+        self.line(&f.time, f.session, &rest, out);
+        let names = h.flag_names();
+        let flags = if names.is_empty() {
+            h.flags()
         } else {
-            format!("{} ({})", f.flags, flag_names.join(" "))
+            format!("{} ({})", h.flags(), names.join(" "))
         };
-        let mask = match &f.mask_key {
-            Some(key) => format!(", masked using KEY: {}", dashed_key(key)),
+        let mask = match h.mask_key_dashed() {
+            Some(key) => format!(", masked using KEY: {key}"),
             None => String::new(),
         };
-        let type_name = f
-            .opcode_name
-            .strip_prefix("RESERVED_")
-            .map_or(f.opcode_name.clone(), |n| format!("RESERVED {n}"));
+        let opcode = h.opcode();
+        let type_name = match opcode {
+            Opcode::Reserved(bits) => format!("RESERVED 0x{bits:X}"),
+            other => other.name().to_owned(),
+        };
         self.detail(
             &format!(
                 "TYPE: {type_name}. FLAGS: {flags} DATA: {} bytes{mask}.",
-                f.payload_len
+                h.payload_len()
             ),
             out,
         );
-        if let Some(close) = &f.close {
-            let code = close
-                .code
-                .map_or("no code".to_owned(), |c| match close_code_name(c) {
-                    Some(name) => format!("{c} {name}"),
-                    None => c.to_string(),
-                });
-            self.detail(&format!("CLOSE: {code} {:?}", close.reason), out);
-        } else if let Some(inflated) = &f.inflated {
+        if let Some((code, reason)) = f.close {
+            let code = code.map_or("no code".to_owned(), |c| match close_code_name(c) {
+                Some(name) => format!("{c} {name}"),
+                None => c.to_string(),
+            });
+            self.detail(&format!("CLOSE: {code} {reason:?}"), out);
+        } else if let Some((len, inflated)) = f.inflated {
             self.detail(
-                &format!("INFLATED: {} -> {} bytes", f.payload_len, inflated.len),
+                &format!("INFLATED: {} -> {len} bytes", h.payload_len()),
                 out,
             );
-            self.payload(f.opcode, &inflated.payload, out);
-        } else if f.payload_len > 0 {
-            self.payload(f.opcode, &f.payload, out);
+            self.payload(opcode, inflated, out);
+        } else if h.payload_len() > 0 {
+            self.payload(opcode, f.payload, out);
         }
         for v in &f.violations {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
     }
 
-    fn payload(&self, opcode: u8, payload: &Payload, out: &mut String) {
-        let text = (opcode != 2).then(|| payload.as_text()).flatten();
+    fn payload(&self, opcode: Opcode, payload: Bytes<'_>, out: &mut String) {
+        let text = (opcode != Opcode::Binary)
+            .then(|| std::str::from_utf8(payload.data).ok())
+            .flatten();
         let shown = match text {
             Some(text) => {
                 let mut cut: String = text.chars().take(TEXT_WIDTH).collect();
@@ -303,29 +373,33 @@ impl Printer {
             }
             None => {
                 let hex: Vec<String> = payload
-                    .bytes
+                    .data
                     .iter()
                     .take(HEX_BYTES)
                     .map(|b| format!("{b:02X}"))
                     .collect();
-                let more = payload.truncated || payload.bytes.len() > HEX_BYTES;
+                let more = payload.truncated || payload.data.len() > HEX_BYTES;
                 format!("{}{}", hex.join(" "), if more { " ..." } else { "" })
             }
         };
         self.detail(&shown, out);
     }
 
-    fn message(&self, m: &Message, out: &mut String) {
+    /// A message's lines; nothing for a one-frame message, whose frame said it all.
+    fn message(&self, m: &MessageView<'_>, out: &mut String) {
+        if !m.worth_a_line() {
+            return;
+        }
         let state = if m.incomplete { ", INCOMPLETE" } else { "" };
         let line = format!(
             "MESSAGE ({}): {}, {} frames, {} bytes{state}",
-            m.dir.short(),
-            m.opcode_name,
+            m.direction.short(),
+            m.opcode.name(),
             m.frames,
             m.len
         );
         self.detail(&self.paint(DIM, &line), out);
-        self.payload(m.opcode, &m.payload, out);
+        self.payload(m.opcode, m.data, out);
         for v in &m.violations {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
@@ -348,17 +422,16 @@ impl Printer {
             h.duration_us as f64 / 1000.0
         );
         // The proxy's own errors stand out; its page (no error) reads like any exchange.
-        if let (true, Some(why)) = (h.responder == "proxy", h.error.as_deref()) {
-            self.line(
-                &h.time,
-                h.session,
-                &self.paint(RED, &format!("{line} from wstap: {why}")),
-                out,
-            );
-        } else {
-            self.line(&h.time, h.session, &line, out);
-            if let Some(e) = &h.error {
-                self.detail(&self.paint(RED, e), out);
+        match (h.responder, h.error.as_deref()) {
+            (Responder::Proxy, Some(why)) => {
+                let line = format!("{line} from wstap: {why}");
+                self.line(&h.time, h.session, &self.paint(RED, &line), out);
+            }
+            (_, error) => {
+                self.line(&h.time, h.session, &line, out);
+                if let Some(e) = error {
+                    self.detail(&self.paint(RED, e), out);
+                }
             }
         }
         if self.options.verbose {
@@ -372,7 +445,7 @@ impl Printer {
             Outcome::Aborted => "aborted",
             Outcome::Error => "error",
         };
-        let mut line = format!("END {} ({outcome})", e.kind);
+        let mut line = format!("END {} ({outcome})", e.kind.name());
         if let Some(close) = &e.close {
             let who = match close.initiator {
                 Initiator::Client => "client",
@@ -381,14 +454,14 @@ impl Printer {
             let code = close.code.map_or("no code".to_owned(), |c| c.to_string());
             line.push_str(&format!(", closed by {who} {code} {:?}", close.reason));
         }
-        if e.kind == "websocket" {
+        if e.kind == SessionKind::WebSocket {
             line.push_str(&format!(
                 ", frames c2s {} s2c {}",
                 e.frames.c2s, e.frames.s2c
             ));
         }
         // An HTTP session's bytes are counted per exchange (its `http` lines), not here.
-        if e.kind != "http" {
+        if e.kind.relays_bytes() {
             line.push_str(&format!(", bytes c2s {} s2c {}", e.bytes.c2s, e.bytes.s2c));
         }
         line.push_str(&format!(", {:.3} s", e.duration_us as f64 / 1e6));
@@ -415,30 +488,28 @@ impl Printer {
             );
             self.detail(&self.paint(RED, &text), out);
         }
+        if let Some(w) = &e.withheld {
+            let text = format!(
+                "WITHHELD ({}): {} bytes from frame #{} on",
+                w.dir.short(),
+                w.bytes,
+                w.frame
+            );
+            self.detail(&self.paint(RED, &text), out);
+        }
     }
-}
-
-/// `16398f63` as `16-39-8F-63`.
-fn dashed_key(hex: &str) -> String {
-    hex.as_bytes()
-        .chunks(2)
-        .map(|pair| String::from_utf8_lossy(pair).to_uppercase())
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn end_line(kind: &str) -> String {
-        let printer = Printer {
-            options: ConsoleOptions {
-                verbose: false,
-                quiet: false,
-                color: false,
-            },
-        };
+    fn end_line(kind: SessionKind) -> String {
+        let printer = Printer::new(ConsoleOptions {
+            verbose: false,
+            quiet: false,
+            color: false,
+        });
         let end = SessionEnd {
             session: 3,
             time: Utc::now(),
@@ -446,9 +517,10 @@ mod tests {
             close: None,
             frames: PerDirection { c2s: 2, s2c: 2 },
             bytes: PerDirection { c2s: 40, s2c: 30 },
-            kind: kind.to_owned(),
+            kind,
             error: None,
             cut_frames: Vec::new(),
+            withheld: None,
             duration_us: 1_500_000,
         };
         let mut out = String::new();
@@ -458,19 +530,19 @@ mod tests {
 
     #[test]
     fn a_relay_session_ends_with_its_byte_counts() {
-        let line = end_line("websocket");
+        let line = end_line(SessionKind::WebSocket);
         assert!(
             line.contains(
                 "END websocket (closed), frames c2s 2 s2c 2, bytes c2s 40 s2c 30, 1.500 s"
             ),
             "{line}"
         );
-        assert!(end_line("tunnel").contains("bytes c2s 40 s2c 30"));
+        assert!(end_line(SessionKind::Tunnel).contains("bytes c2s 40 s2c 30"));
     }
 
     #[test]
     fn an_http_session_leaves_bytes_to_its_exchanges() {
-        let line = end_line("http");
+        let line = end_line(SessionKind::Http);
         assert!(line.contains("END http (closed), 1.500 s"), "{line}");
         assert!(!line.contains("bytes"), "{line}");
     }

@@ -1,8 +1,10 @@
-//! The event bus: from the relay's taps to the sinks (trace file, console, ...).
+//! The event bus: from the relay's taps to the sinks (trace file, capture store, console,
+//! inspector).
 //!
-//! The relay publishes one batch per read: the records its tap decoded from those bytes.
-//! Records travel as `wstap-wire` data ([`BusEvent::Wire`]); turning them into trace
-//! events and JSON is the sinks' work, on their own threads, never the relay's.
+//! The relay publishes one batch per read: the records its tap decoded from those bytes
+//! ([`BusEvent`], defined with the event model in `wstap-trace`, so that sinks depend on
+//! the model and not on the engine). Turning records into lines, rows and screens is the
+//! sinks' work, on their own threads, never the relay's.
 //!
 //! Two kinds of subscriber:
 //! - **lossless** (the trace file): bounded by the bytes its queued batches hold (payload
@@ -16,69 +18,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore, TryAcquireError};
-use wstap_trace::{Event, Frame, Message};
-use wstap_wire::Record;
-
-/// What flows on the bus.
-#[derive(Debug, Clone)]
-pub enum BusEvent {
-    /// A frame or message record from a session's tap.
-    Wire {
-        /// The session.
-        session: u64,
-        /// The record.
-        record: Record,
-    },
-    /// Any other event, already in trace form (boxed: these are rare, frames are not).
-    Event(Box<Event>),
-}
-
-impl BusEvent {
-    /// Whether this is a frame or message record (as opposed to a session-level event).
-    pub fn is_wire(&self) -> bool {
-        matches!(self, BusEvent::Wire { .. })
-    }
-
-    /// The trace event for this bus event.
-    pub fn to_event(&self) -> Event {
-        match self {
-            BusEvent::Wire {
-                session,
-                record: Record::Frame(f),
-            } => Event::Frame(Frame::from_record(*session, f.clone())),
-            BusEvent::Wire {
-                session,
-                record: Record::Message(m),
-            } => Event::Message(Message::from_record(*session, m.clone())),
-            BusEvent::Event(e) => (**e).clone(),
-        }
-    }
-}
-
-/// A batch of events, shared by all subscribers.
-pub type Batch = Arc<Vec<BusEvent>>;
+use wstap_trace::{Batch, BusEvent, Event};
 
 /// What a batch weighs against a lossless subscriber's budget: roughly the memory it holds.
 fn weight(batch: &[BusEvent]) -> usize {
-    let heap = |event: &BusEvent| match event {
-        BusEvent::Wire {
-            record: Record::Frame(frame),
-            ..
-        } => {
-            frame.payload.data.capacity()
-                + frame
-                    .inflated
-                    .as_ref()
-                    .map_or(0, |i| i.data.data.capacity())
-        }
-        BusEvent::Wire {
-            record: Record::Message(message),
-            ..
-        } => message.data.data.capacity(),
-        // Session-level events are few and small; their size is a guess, on purpose high.
-        BusEvent::Event(_) => 1024,
-    };
-    let records: usize = batch.iter().map(heap).sum();
+    let records: usize = batch.iter().map(BusEvent::heap_bytes).sum();
     std::mem::size_of::<Vec<BusEvent>>() + std::mem::size_of_val(batch) + records
 }
 
@@ -156,17 +100,15 @@ impl LosslessSubscriber {
     }
 }
 
-/// Counts what a lossy subscriber missed.
+/// Counts the events a lossy subscriber missed.
 #[derive(Debug, Default)]
 pub struct DropCounter {
-    batches: AtomicU64,
     events: AtomicU64,
 }
 
 impl DropCounter {
     /// Takes the number of events dropped since the last call.
     pub fn take_events(&self) -> u64 {
-        self.batches.swap(0, Ordering::Relaxed);
         self.events.swap(0, Ordering::Relaxed)
     }
 }
@@ -245,7 +187,6 @@ impl EventBus {
                 continue;
             }
             if sub.tx.try_send(Arc::clone(&batch)).is_err() {
-                sub.dropped.batches.fetch_add(1, Ordering::Relaxed);
                 let lost = batch.len() as u64;
                 sub.dropped.events.fetch_add(lost, Ordering::Relaxed);
             }

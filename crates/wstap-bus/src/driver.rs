@@ -1,0 +1,213 @@
+//! A lossless [`Sink`] on a thread of its own, fed by the bus.
+//!
+//! The thread hands every event to the sink in order. It makes what was written durable
+//! ([`Sink::flush`]) whenever it has caught up with the bus, and at least every
+//! [`Cadence::max_delay`] while it has not, so that a killed proxy leaves a trace whose
+//! every complete line parses and a capture whose every committed transaction is there.
+//! After catching up it naps for [`Cadence::nap`], so that a busy relay hands it many
+//! batches per wake-up instead of waking it (and paying for a flush) for every one.
+//!
+//! If writing fails (a full disk), the thread says so loudly once on stderr and keeps
+//! draining the bus, so the relay never blocks on a dead sink; the stats it returns say
+//! what reached the sink.
+
+use crate::bus::LosslessReceiver;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wstap_trace::Sink;
+
+/// How often a sink makes its writes durable, and how long it naps once caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// After catching up with the bus (and flushing), wait this long before looking again.
+    pub nap: Duration,
+    /// While events keep coming, flush at least this often.
+    pub max_delay: Duration,
+}
+
+/// What a sink's thread did, returned when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Events written before the first error (or in all).
+    pub events: u64,
+    /// The first error, if writing failed.
+    pub error: Option<String>,
+}
+
+/// Starts a thread named `name` that feeds `sink` from `rx` until the bus closes, then
+/// flushes and returns what it did.
+pub fn spawn<S: Sink>(
+    name: &str,
+    rx: LosslessReceiver,
+    sink: S,
+    cadence: Cadence,
+) -> std::io::Result<JoinHandle<SinkStats>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || run(sink, rx, cadence))
+}
+
+/// Records the first failure and says it once, loudly.
+fn fail<S: Sink>(sink: &S, stats: &mut SinkStats, error: S::Error) {
+    if stats.error.is_none() {
+        eprintln!(
+            "wstap: ERROR: writing {} failed: {error}. Traffic is still relayed, but its events are being lost there.",
+            sink.what()
+        );
+        stats.error = Some(error.to_string());
+    }
+}
+
+fn flush<S: Sink>(sink: &mut S, stats: &mut SinkStats) {
+    if stats.error.is_none() {
+        if let Err(e) = sink.flush() {
+            fail(sink, stats, e);
+        }
+    }
+}
+
+fn run<S: Sink>(mut sink: S, mut rx: LosslessReceiver, cadence: Cadence) -> SinkStats {
+    let mut stats = SinkStats::default();
+    let mut last_flush = Instant::now();
+    while let Some(batch) = rx.blocking_recv() {
+        let mut next = Some(batch);
+        while let Some(batch) = next.take() {
+            if stats.error.is_none() {
+                for event in batch.iter() {
+                    match sink.write(event) {
+                        Ok(()) => stats.events += 1,
+                        Err(e) => {
+                            fail(&sink, &mut stats, e);
+                            break;
+                        }
+                    }
+                }
+            }
+            if last_flush.elapsed() >= cadence.max_delay {
+                flush(&mut sink, &mut stats);
+                last_flush = Instant::now();
+            }
+            next = rx.try_recv();
+        }
+        // Caught up with the bus: everything written so far becomes durable now.
+        flush(&mut sink, &mut stats);
+        last_flush = Instant::now();
+        std::thread::sleep(cadence.nap);
+    }
+    flush(&mut sink, &mut stats);
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventBus;
+    use std::sync::{Arc, Mutex};
+    use wstap_trace::{BusEvent, Event, Notice};
+
+    /// What a [`Memory`] sink was given.
+    #[derive(Default)]
+    struct Log {
+        written: Vec<String>,
+        flushes: usize,
+    }
+
+    /// A sink that keeps what it was given, and fails after `fail_after` writes.
+    struct Memory {
+        log: Arc<Mutex<Log>>,
+        fail_after: usize,
+    }
+
+    impl Sink for Memory {
+        type Error = String;
+
+        fn what(&self) -> String {
+            "memory".into()
+        }
+
+        fn write(&mut self, event: &BusEvent) -> Result<(), String> {
+            let mut log = self.log.lock().unwrap();
+            if log.written.len() == self.fail_after {
+                return Err("full".into());
+            }
+            if let BusEvent::Event(e) = event {
+                if let Event::Notice(n) = &**e {
+                    log.written.push(n.message.clone());
+                }
+            }
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), String> {
+            self.log.lock().unwrap().flushes += 1;
+            Ok(())
+        }
+    }
+
+    fn notice(text: &str) -> Event {
+        Event::Notice(Notice {
+            time: chrono::DateTime::UNIX_EPOCH,
+            message: text.into(),
+        })
+    }
+
+    const CADENCE: Cadence = Cadence {
+        nap: Duration::from_millis(1),
+        max_delay: Duration::from_millis(100),
+    };
+
+    fn memory(fail_after: usize) -> (Memory, Arc<Mutex<Log>>) {
+        let log = Arc::default();
+        let sink = Memory {
+            log: Arc::clone(&log),
+            fail_after,
+        };
+        (sink, log)
+    }
+
+    #[tokio::test]
+    async fn every_event_reaches_the_sink_in_order_and_is_flushed() {
+        let mut bus = EventBus::new();
+        let (sink, log) = memory(usize::MAX);
+        let thread = spawn("test-sink", bus.subscribe_lossless(1 << 20), sink, CADENCE).unwrap();
+        for i in 0..1000 {
+            bus.publish_one(notice(&i.to_string())).await;
+        }
+        drop(bus);
+        let stats = tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            stats,
+            SinkStats {
+                events: 1000,
+                error: None
+            }
+        );
+        let expected: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let log = log.lock().unwrap();
+        assert_eq!(log.written, expected);
+        assert!(log.flushes >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_sink_reports_once_and_never_holds_up_the_publisher() {
+        let mut bus = EventBus::new();
+        let (sink, log) = memory(3);
+        // A budget of one batch: a sink that stopped draining would block the 2nd publish.
+        let thread = spawn("test-sink", bus.subscribe_lossless(1), sink, CADENCE).unwrap();
+        for i in 0..100 {
+            let publish = bus.publish_one(notice(&i.to_string()));
+            tokio::time::timeout(Duration::from_secs(5), publish)
+                .await
+                .expect("the bus is drained after the failure");
+        }
+        drop(bus);
+        let stats = tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stats.events, 3);
+        assert_eq!(stats.error.as_deref(), Some("full"));
+        assert_eq!(log.lock().unwrap().written.len(), 3);
+    }
+}

@@ -1,0 +1,150 @@
+//! A connection as a sequence of stages, as data.
+//!
+//! A client connection starts by reading requests; a `CONNECT` turns it into a tunnel,
+//! whose first bytes decide between more requests (plain HTTP inside), TLS interception
+//! and a blind relay; a WebSocket handshake the upstream accepts turns it into a WebSocket
+//! relay. Each [`Stage`] holds exactly what its step needs, and [`Stage::run`] starts that
+//! step as a boxed future of its own that returns the next stage. A long-lived stage (a
+//! WebSocket relay) therefore holds only its own state, not the frames of every stage that
+//! led to it: that is what keeps idle sessions small (28 KiB before, 5.5 KiB after).
+
+use crate::io::{Client, Upstream};
+use crate::mitm::Interceptor;
+use crate::session::Session;
+use crate::upstream::Target;
+use crate::{blind, connect, head::Head, mitm, page, requests, websocket};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use wstap_trace::SessionKind;
+use wstap_wire::handshake::HandshakeAnalysis;
+
+/// Where a connection's requests come from, which decides where they go.
+#[derive(Debug, Clone)]
+pub(crate) enum Scope {
+    /// The proxy's own port: absolute-form requests (forwarded to their URL's host) and
+    /// CONNECT.
+    Proxy,
+    /// Inside a CONNECT tunnel: origin-form requests, always to the tunnel's target.
+    Tunnel {
+        /// The tunnel's target.
+        target: Target,
+        /// Whether wstap terminated TLS in it.
+        tls: bool,
+    },
+}
+
+/// The request stage: a connection that reads requests (one per run).
+pub(crate) struct Requests {
+    /// The session.
+    pub session: Session,
+    /// The client.
+    pub client: Client,
+    /// Proxy port or tunnel.
+    pub scope: Scope,
+    /// An upstream connection already open (the tunnel's, or one kept alive).
+    pub upstream: Option<Upstream>,
+    /// Requests served so far on this connection.
+    pub served: u64,
+}
+
+/// What a connection does next: see the module documentation.
+pub(crate) enum Stage {
+    /// Read the next request and answer it.
+    Requests(Requests),
+    /// A `CONNECT` request was read: dial its target, answer, see what comes.
+    Connect {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The CONNECT request.
+        head: Head,
+    },
+    /// A tunnel carries TLS that wstap intercepts.
+    InterceptTls {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The tunnel's upstream connection.
+        upstream: Upstream,
+        /// Interception settings.
+        tls: Arc<Interceptor>,
+    },
+    /// The upstream accepted a WebSocket handshake: relay and decode frames.
+    WebSocket {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The upstream.
+        upstream: Upstream,
+        /// What the handshake said.
+        analysis: Box<HandshakeAnalysis>,
+    },
+    /// Relay bytes without looking at them.
+    Blind {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The upstream.
+        upstream: Upstream,
+        /// What the session is recorded as.
+        kind: SessionKind,
+    },
+    /// A request for wstap's own page.
+    Page {
+        /// The session.
+        session: Session,
+        /// The client.
+        client: Client,
+        /// The request.
+        head: Head,
+    },
+    /// The session has ended and recorded its end.
+    Done,
+}
+
+/// A running stage. Each step's own future is boxed, never wrapped in another: a wrapper
+/// would keep a second copy of the step's arguments for as long as the step runs.
+pub(crate) type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
+
+impl Stage {
+    /// Starts this stage; `None` once the session is done.
+    pub fn run(self) -> Option<StageFuture> {
+        Some(match self {
+            Stage::Requests(requests) => Box::pin(requests::next(requests)),
+            Stage::Connect {
+                session,
+                client,
+                head,
+            } => Box::pin(connect::handle(session, client, head)),
+            Stage::InterceptTls {
+                session,
+                client,
+                upstream,
+                tls,
+            } => Box::pin(mitm::intercept::intercept(session, client, upstream, tls)),
+            Stage::WebSocket {
+                session,
+                client,
+                upstream,
+                analysis,
+            } => Box::pin(websocket::relay(session, client, upstream, analysis)),
+            Stage::Blind {
+                session,
+                client,
+                upstream,
+                kind,
+            } => Box::pin(blind::relay(session, client, upstream, kind)),
+            Stage::Page {
+                session,
+                client,
+                head,
+            } => Box::pin(page::serve(session, client, head)),
+            Stage::Done => return None,
+        })
+    }
+}
