@@ -58,6 +58,28 @@ pub enum Violation {
 }
 
 impl Violation {
+    /// Every [`Violation::code`], in the order of the variants.
+    pub const CODES: [&'static str; 18] = [
+        "reserved_opcode",
+        "reserved_bit_set",
+        "control_frame_too_long",
+        "fragmented_control_frame",
+        "non_minimal_length",
+        "length_high_bit_set",
+        "unmasked_client_frame",
+        "masked_server_frame",
+        "continuation_without_message",
+        "data_frame_inside_fragmented_message",
+        "invalid_utf8",
+        "truncated_utf8",
+        "close_one_byte",
+        "invalid_close_code",
+        "invalid_utf8_close_reason",
+        "frame_after_close",
+        "compressed_bit_misplaced",
+        "inflate_failed",
+    ];
+
     /// A stable snake_case identifier, for filters and tests.
     pub fn code(&self) -> &'static str {
         match self {
@@ -135,5 +157,39 @@ impl fmt::Display for Violation {
                 write!(f, "permessage-deflate data does not inflate: {why}")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_lists_every_variant_once() {
+        let all = [
+            Violation::ReservedOpcode(3),
+            Violation::ReservedBitSet { bits: 0x40 },
+            Violation::ControlFrameTooLong(200),
+            Violation::FragmentedControlFrame,
+            Violation::NonMinimalLength {
+                used: LengthEncoding::Bits16,
+                len: 5,
+            },
+            Violation::LengthHighBitSet,
+            Violation::UnmaskedClientFrame,
+            Violation::MaskedServerFrame,
+            Violation::ContinuationWithoutMessage,
+            Violation::DataFrameInsideFragmentedMessage,
+            Violation::InvalidUtf8,
+            Violation::TruncatedUtf8,
+            Violation::CloseOneByte,
+            Violation::InvalidCloseCode(1005),
+            Violation::InvalidUtf8CloseReason,
+            Violation::FrameAfterClose,
+            Violation::CompressedBitMisplaced,
+            Violation::InflateFailed(String::new()),
+        ];
+        let codes: Vec<&str> = all.iter().map(Violation::code).collect();
+        assert_eq!(codes, Violation::CODES);
     }
 }

@@ -1,0 +1,277 @@
+//! What a filter says, once parsed: an expression of terms, each about one fact.
+
+use regex::bytes::Regex;
+use wstap_wire::Direction;
+
+/// A parsed filter expression.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    /// Matches everything (the empty filter).
+    All,
+    /// Both sides match.
+    And(Box<Expr>, Box<Expr>),
+    /// Either side matches.
+    Or(Box<Expr>, Box<Expr>),
+    /// The inner expression does not match.
+    Not(Box<Expr>),
+    /// One fact.
+    Term(Term),
+}
+
+/// A comparison of a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// `=`, `==`, `:`.
+    Eq,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+}
+
+impl Cmp {
+    /// The SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Cmp::Eq => "=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+        }
+    }
+
+    /// Whether `left` compares to `right` this way.
+    pub fn holds<T: PartialOrd>(self, left: T, right: T) -> bool {
+        match self {
+            Cmp::Eq => left == right,
+            Cmp::Lt => left < right,
+            Cmp::Le => left <= right,
+            Cmp::Gt => left > right,
+            Cmp::Ge => left >= right,
+        }
+    }
+}
+
+/// A test of an integer: a comparison, or an inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumTest {
+    /// Compared with a value.
+    Cmp(Cmp, i64),
+    /// Between two values, both included.
+    Range(i64, i64),
+}
+
+impl NumTest {
+    /// Whether `value` passes.
+    pub fn holds(self, value: i64) -> bool {
+        match self {
+            NumTest::Cmp(cmp, right) => cmp.holds(value, right),
+            NumTest::Range(low, high) => low <= value && value <= high,
+        }
+    }
+}
+
+/// A number-valued fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumField {
+    /// The session number.
+    Session,
+    /// The upstream port.
+    Port,
+    /// The HTTP status of the session's handshake (or first exchange).
+    Status,
+    /// Payload length (frames: declared; messages: data length).
+    Len,
+    /// Frames in a message (1 for a frame).
+    Frames,
+    /// A close code: of a close frame or message, or the session's first close.
+    Close,
+    /// Time, in microseconds since the Unix epoch.
+    Time,
+}
+
+/// A text-valued fact of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextField {
+    /// The upstream host.
+    Host,
+    /// The URL of the handshake (or first exchange).
+    Url,
+    /// The path of that URL, query included.
+    Path,
+    /// The client's address, `ip:port`.
+    Client,
+    /// The subprotocol the server chose.
+    Subprotocol,
+}
+
+/// A test of a text.
+#[derive(Debug, Clone)]
+pub enum TextTest {
+    /// Equal, ignoring case, where `*` stands for any run of characters.
+    Glob(String),
+    /// A regular expression finds a match.
+    Regex(Regex),
+}
+
+/// A flag bit of a frame's first byte (a message's: of its first frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// FIN.
+    Fin,
+    /// RSV1.
+    Rsv1,
+    /// RSV2.
+    Rsv2,
+    /// RSV3.
+    Rsv3,
+}
+
+impl Flag {
+    /// The bit in the first byte.
+    pub fn bit(self) -> u8 {
+        match self {
+            Flag::Fin => 0x80,
+            Flag::Rsv1 => 0x40,
+            Flag::Rsv2 => 0x20,
+            Flag::Rsv3 => 0x10,
+        }
+    }
+}
+
+/// A yes/no fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoolField {
+    /// A flag bit.
+    Flag(Flag),
+    /// The frame (or a message's first frame) is masked.
+    Masked,
+    /// The message was compressed (permessage-deflate).
+    Compressed,
+    /// wstap terminated TLS for the session.
+    Tls,
+}
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Still open.
+    Open,
+    /// Both sides closed cleanly.
+    Closed,
+    /// A side went away without finishing.
+    Aborted,
+    /// wstap could not do its part.
+    Error,
+}
+
+impl State {
+    /// The name filters and the store use.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Open => "open",
+            State::Closed => "closed",
+            State::Aborted => "aborted",
+            State::Error => "error",
+        }
+    }
+}
+
+/// A JSON value to compare with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonLiteral {
+    /// A string.
+    Str(String),
+    /// A number.
+    Num(f64),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+}
+
+/// One step of a JSON path: an object key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonStep {
+    /// `.key`.
+    Key(String),
+    /// `[n]`.
+    Index(usize),
+}
+
+/// A test of the value at a JSON path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonTest {
+    /// The path exists.
+    Exists,
+    /// The value is of the literal's type and compares to it so.
+    Cmp(Cmp, JsonLiteral),
+}
+
+/// One fact a filter tests.
+#[derive(Debug, Clone)]
+pub enum Term {
+    /// A number.
+    Num(NumField, NumTest),
+    /// A text of the session.
+    Text(TextField, TextTest),
+    /// A yes/no fact.
+    Bool(BoolField, bool),
+    /// The direction of a frame or message.
+    Dir(Direction),
+    /// The opcode is one of these (bit `n` for opcode `n`).
+    Op(u16),
+    /// The session accepted an extension of this name (lower case).
+    Extension(String),
+    /// A violation: any (`None`), or one of this code.
+    Violation(Option<&'static str>),
+    /// The session's state.
+    State(State),
+    /// What the session turned out to be (`websocket`, `http`, ...).
+    Kind(String),
+    /// The payload (inflated, when compressed) matches: a case-insensitive substring
+    /// search or a regular expression, both over bytes.
+    Payload(Regex),
+    /// The payload is JSON and the value at `path` passes `test`.
+    Json {
+        /// The path, from the top.
+        path: Vec<JsonStep>,
+        /// The test.
+        test: JsonTest,
+    },
+}
+
+/// Whether a term is about the session, about one frame or message, or either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// A fact of the session (host, url, status, ...).
+    Session,
+    /// A fact of a frame or a message (dir, op, len, payload, ...).
+    Record,
+    /// Both have one (`close`, `violation`, `time`): the record's, when there is one.
+    Either,
+}
+
+impl Term {
+    /// What the term is about.
+    pub fn level(&self) -> Level {
+        match self {
+            Term::Num(field, _) => match field {
+                NumField::Session | NumField::Port | NumField::Status => Level::Session,
+                NumField::Len | NumField::Frames => Level::Record,
+                NumField::Close | NumField::Time => Level::Either,
+            },
+            Term::Text(..) | Term::Extension(_) | Term::State(_) | Term::Kind(_) => Level::Session,
+            Term::Bool(BoolField::Tls, _) => Level::Session,
+            Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
+                Level::Record
+            }
+            Term::Violation(_) => Level::Either,
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The predicate: a filter evaluated over facts in memory (the live console, breakpoints).
+//!
+//! Evaluating a term allocates nothing and reads only the facts it names, so a filter is
+//! cheap enough to run on every frame. A filter over frames or messages sees a record and
+//! its session; a filter over sessions sees a session and, for terms about records, asks
+//! whether any of its records passes the term.
+
+use crate::ast::*;
+use wstap_wire::Direction;
+
+/// What a filter can know of a session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    /// The session number.
+    pub id: u64,
+    /// The upstream host.
+    pub host: &'a str,
+    /// The upstream port.
+    pub port: u16,
+    /// The URL of the handshake (or first exchange), or empty.
+    pub url: &'a str,
+    /// Its path and query, or empty.
+    pub path: &'a str,
+    /// The client's address.
+    pub client: &'a str,
+    /// The subprotocol chosen, if any.
+    pub subprotocol: Option<&'a str>,
+    /// The names of the extensions accepted, lower case, each with a space before and
+    /// after (`" permessage-deflate "`), or empty.
+    pub extension_names: &'a str,
+    /// Whether wstap terminated TLS.
+    pub tls: bool,
+    /// The HTTP status of the handshake (or first exchange).
+    pub status: Option<u16>,
+    /// Where the session stands.
+    pub state: State,
+    /// What it turned out to be (`websocket`, ...), once it ended.
+    pub kind: Option<&'a str>,
+    /// The first close frame's code.
+    pub close: Option<u16>,
+    /// When it began, µs since the epoch.
+    pub started_us: i64,
+    /// Frames with violations, plus handshake issues.
+    pub violations: u64,
+}
+
+/// A frame or a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// One frame.
+    Frame,
+    /// One message (a data frame and its continuations, or one control frame).
+    Message,
+}
+
+/// What a filter can know of one frame or message.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFacts<'a> {
+    /// Frame or message.
+    pub kind: RecordKind,
+    /// Which way it went.
+    pub dir: Direction,
+    /// Its opcode (a message's: its first frame's), 0-15.
+    pub opcode: u8,
+    /// The first header byte (a message's: its first frame's).
+    pub flags: u8,
+    /// Whether it (a message's first frame) was masked.
+    pub masked: bool,
+    /// Payload length: a frame's declared length, a message's data length.
+    pub len: u64,
+    /// Frames: 1 for a frame.
+    pub frames: u64,
+    /// Whether the message was compressed (a frame: whether it carries compressed data).
+    pub compressed: bool,
+    /// The close code, on close frames and messages.
+    pub close: Option<u16>,
+    /// When its first byte arrived, µs since the epoch.
+    pub time_us: i64,
+    /// The codes of the rules it breaks.
+    pub violations: &'a [&'a str],
+    /// Its captured payload: inflated when compressed.
+    pub payload: &'a [u8],
+}
+
+/// Whether `expr` matches `record` of `session`.
+pub fn record_matches(expr: &Expr, session: &SessionFacts<'_>, record: &RecordFacts<'_>) -> bool {
+    match expr {
+        Expr::All => true,
+        Expr::And(a, b) => record_matches(a, session, record) && record_matches(b, session, record),
+        Expr::Or(a, b) => record_matches(a, session, record) || record_matches(b, session, record),
+        Expr::Not(a) => !record_matches(a, session, record),
+        Expr::Term(term) => term_holds(term, session, Some(record)),
+    }
+}
+
+/// Whether `expr` matches `session`, whose records are `records`: a term about records
+/// holds when any of them passes it.
+pub fn session_matches(
+    expr: &Expr,
+    session: &SessionFacts<'_>,
+    records: &[RecordFacts<'_>],
+) -> bool {
+    match expr {
+        Expr::All => true,
+        Expr::And(a, b) => {
+            session_matches(a, session, records) && session_matches(b, session, records)
+        }
+        Expr::Or(a, b) => {
+            session_matches(a, session, records) || session_matches(b, session, records)
+        }
+        Expr::Not(a) => !session_matches(a, session, records),
+        Expr::Term(term) if term.level() == Level::Record => records
+            .iter()
+            .any(|record| term_holds(term, session, Some(record))),
+        Expr::Term(term) => term_holds(term, session, None),
+    }
+}
+
+/// What can be said of `session` before its records are known: `Some(true)` or
+/// `Some(false)` when the session's own facts decide, `None` when records would.
+/// (Three-valued: `a and b` is false when either is, true when both are.)
+pub fn session_verdict(expr: &Expr, session: &SessionFacts<'_>) -> Option<bool> {
+    match expr {
+        Expr::All => Some(true),
+        Expr::And(a, b) => match (session_verdict(a, session), session_verdict(b, session)) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        Expr::Or(a, b) => match (session_verdict(a, session), session_verdict(b, session)) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        Expr::Not(a) => session_verdict(a, session).map(|v| !v),
+        Expr::Term(term) if term.level() == Level::Record => None,
+        Expr::Term(term) => Some(term_holds(term, session, None)),
+    }
+}
+
+/// One term, of a record (when given) or of the session.
+fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) -> bool {
+    match term {
+        Term::Num(field, test) => num(*field, s, r).is_some_and(|v| test.holds(v)),
+        Term::Text(field, test) => {
+            let value = match field {
+                TextField::Host => Some(s.host),
+                TextField::Url => Some(s.url),
+                TextField::Path => Some(s.path),
+                TextField::Client => Some(s.client),
+                TextField::Subprotocol => s.subprotocol,
+            };
+            value.is_some_and(|v| match test {
+                TextTest::Glob(pattern) => glob_matches(pattern, v),
+                TextTest::Regex(regex) => regex.is_match(v.as_bytes()),
+            })
+        }
+        Term::Bool(BoolField::Tls, want) => s.tls == *want,
+        Term::Bool(field, want) => r.is_some_and(|r| {
+            let value = match field {
+                BoolField::Flag(flag) => r.flags & flag.bit() != 0,
+                BoolField::Masked => r.masked,
+                BoolField::Compressed => r.compressed,
+                BoolField::Tls => s.tls,
+            };
+            value == *want
+        }),
+        Term::Dir(dir) => r.is_some_and(|r| r.dir == *dir),
+        Term::Op(mask) => r.is_some_and(|r| (mask >> (r.opcode & 0x0F)) & 1 == 1),
+        Term::Extension(name) => extension_listed(s.extension_names, name),
+        Term::Violation(None) => match r {
+            Some(r) => !r.violations.is_empty(),
+            None => s.violations > 0,
+        },
+        Term::Violation(Some(code)) => r.is_some_and(|r| r.violations.contains(code)),
+        Term::State(state) => s.state == *state,
+        Term::Kind(kind) => s.kind == Some(kind.as_str()),
+        Term::Payload(regex) => r.is_some_and(|r| regex.is_match(r.payload)),
+        Term::Json { path, test } => r.is_some_and(|r| json_holds(r.payload, path, test)),
+    }
+}
+
+fn num(field: NumField, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) -> Option<i64> {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    match (field, r) {
+        (NumField::Session, _) => Some(clamp(s.id)),
+        (NumField::Port, _) => Some(i64::from(s.port)),
+        (NumField::Status, _) => s.status.map(i64::from),
+        (NumField::Len, r) => r.map(|r| clamp(r.len)),
+        (NumField::Frames, r) => r.map(|r| clamp(r.frames)),
+        (NumField::Close, Some(r)) => r.close.map(i64::from),
+        (NumField::Close, None) => s.close.map(i64::from),
+        (NumField::Time, Some(r)) => Some(r.time_us),
+        (NumField::Time, None) => Some(s.started_us),
+    }
+}
+
+/// Whether `names` (`" a b "`) lists `name`.
+fn extension_listed(names: &str, name: &str) -> bool {
+    names
+        .split(' ')
+        .any(|listed| !listed.is_empty() && listed == name)
+}
+
+/// Case-insensitive equality where `*` in `pattern` (lower case already) stands for any
+/// run of characters, possibly empty. The SQL back end calls this very function.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let text = text.to_lowercase();
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Whether `payload` is JSON whose value at `path` passes `test`.
+pub fn json_holds(payload: &[u8], path: &[JsonStep], test: &JsonTest) -> bool {
+    let Ok(root) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return false;
+    };
+    let mut at = &root;
+    for step in path {
+        let next = match step {
+            JsonStep::Key(key) => at.as_object().and_then(|o| o.get(key)),
+            JsonStep::Index(i) => at.as_array().and_then(|a| a.get(*i)),
+        };
+        match next {
+            Some(value) => at = value,
+            None => return false,
+        }
+    }
+    use serde_json::Value;
+    match test {
+        JsonTest::Exists => true,
+        JsonTest::Cmp(cmp, literal) => match (at, literal) {
+            (Value::String(s), JsonLiteral::Str(l)) => cmp.holds(s.as_str(), l.as_str()),
+            (Value::Number(n), JsonLiteral::Num(l)) => n.as_f64().is_some_and(|f| cmp.holds(f, *l)),
+            (Value::Bool(b), JsonLiteral::Bool(l)) => *cmp == Cmp::Eq && b == l,
+            (Value::Null, JsonLiteral::Null) => *cmp == Cmp::Eq,
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_is_case_insensitive_with_stars() {
+        assert!(glob_matches("example.com", "Example.COM"));
+        assert!(glob_matches("*.example.com", "api.example.com"));
+        assert!(!glob_matches("*.example.com", "example.com"));
+        assert!(glob_matches("a*b*c", "aXXbYYc"));
+        assert!(!glob_matches("a*b*c", "aXXbYY"));
+        assert!(glob_matches("*", ""));
+        assert!(glob_matches("ab*ab", "ab"[..].repeat(2).as_str()));
+        assert!(!glob_matches("aba*aba", "aba"));
+    }
+}

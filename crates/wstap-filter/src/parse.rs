@@ -1,0 +1,695 @@
+//! The filter language's parser: text in, an [`Expr`] out, or an error that points.
+//!
+//! ```text
+//! filter   := or?
+//! or       := and (("or" | "||") and)*
+//! and      := not (("and" | "&&")? not)*          juxtaposition is "and"
+//! not      := ("not" | "!" | "-") not | primary
+//! primary  := "(" or ")" | term
+//! term     := field op value | field | json-path (op value)? | word | "quoted phrase"
+//! op       := ":" | "=" | "==" | "!=" | "<" | "<=" | ">" | ">=" | "~"
+//! value    := word | "quoted" | value ".." value   (a range, after ":")
+//! ```
+//!
+//! A value runs to the next space or closing parenthesis, so it may hold `:` and `.`
+//! (`time>2026-12-01T20:00:00Z`, `host:*.example.com`). Anything that is not a field is a
+//! word to look for in payloads; to look for text with spaces or `:` in it, quote it.
+
+use crate::ast::*;
+use crate::error::ParseError;
+use crate::value;
+use regex::bytes::{Regex, RegexBuilder};
+use wstap_wire::{Direction, Violation};
+
+/// The field names and what they name, aliases included.
+const FIELDS: &[(&str, FieldName)] = &[
+    ("session", FieldName::Num(NumField::Session)),
+    ("port", FieldName::Num(NumField::Port)),
+    ("status", FieldName::Num(NumField::Status)),
+    ("len", FieldName::Num(NumField::Len)),
+    ("length", FieldName::Num(NumField::Len)),
+    ("size", FieldName::Num(NumField::Len)),
+    ("frames", FieldName::Num(NumField::Frames)),
+    ("close", FieldName::Num(NumField::Close)),
+    ("code", FieldName::Num(NumField::Close)),
+    ("time", FieldName::Num(NumField::Time)),
+    ("host", FieldName::Text(TextField::Host)),
+    ("url", FieldName::Text(TextField::Url)),
+    ("path", FieldName::Text(TextField::Path)),
+    ("client", FieldName::Text(TextField::Client)),
+    ("subprotocol", FieldName::Text(TextField::Subprotocol)),
+    ("protocol", FieldName::Text(TextField::Subprotocol)),
+    ("fin", FieldName::Bool(BoolField::Flag(Flag::Fin))),
+    ("rsv1", FieldName::Bool(BoolField::Flag(Flag::Rsv1))),
+    ("rsv2", FieldName::Bool(BoolField::Flag(Flag::Rsv2))),
+    ("rsv3", FieldName::Bool(BoolField::Flag(Flag::Rsv3))),
+    ("masked", FieldName::Bool(BoolField::Masked)),
+    ("compressed", FieldName::Bool(BoolField::Compressed)),
+    ("tls", FieldName::Bool(BoolField::Tls)),
+    ("dir", FieldName::Dir),
+    ("direction", FieldName::Dir),
+    ("op", FieldName::Op),
+    ("opcode", FieldName::Op),
+    ("extension", FieldName::Extension),
+    ("ext", FieldName::Extension),
+    ("violation", FieldName::Violation),
+    ("violations", FieldName::Violation),
+    ("state", FieldName::State),
+    ("kind", FieldName::Kind),
+    ("text", FieldName::Payload),
+    ("payload", FieldName::Payload),
+];
+
+/// The kinds a session can turn out to be.
+const KINDS: [&str; 6] = [
+    "websocket",
+    "http",
+    "tunnel",
+    "tls-tunnel",
+    "tls",
+    "upgraded",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldName {
+    Num(NumField),
+    Text(TextField),
+    Bool(BoolField),
+    Dir,
+    Op,
+    Extension,
+    Violation,
+    State,
+    Kind,
+    Payload,
+}
+
+/// An operator between a field and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Colon,
+    Eq,
+    Ne,
+    Cmp(Cmp),
+    Match,
+}
+
+/// A value as written, and where.
+struct Value {
+    text: String,
+    quoted: bool,
+    start: usize,
+    end: usize,
+}
+
+/// Parses `source` into an expression; the empty filter matches everything.
+pub fn parse(source: &str) -> Result<Expr, ParseError> {
+    let mut parser = Parser {
+        src: source,
+        pos: 0,
+    };
+    parser.skip_space();
+    if parser.at_end() {
+        return Ok(Expr::All);
+    }
+    let expr = parser.or()?;
+    parser.skip_space();
+    if !parser.at_end() {
+        let what = if parser.peek() == Some(')') {
+            "a ')' without its '('"
+        } else {
+            "the end of the filter, or 'and' / 'or'"
+        };
+        return Err(parser.error_here(format!("expected {what}")));
+    }
+    Ok(expr)
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+/// Whether `c` ends a word: white space and parentheses.
+fn ends_word(c: char) -> bool {
+    c.is_whitespace() || c == '(' || c == ')'
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.src.len()
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
+            self.pos += c.len_utf8();
+        }
+    }
+
+    fn error(&self, start: usize, end: usize, message: impl Into<String>) -> ParseError {
+        ParseError::new(self.src, start, end, message)
+    }
+
+    /// An error at the next character (or the end).
+    fn error_here(&self, message: impl Into<String>) -> ParseError {
+        let end = self.pos + self.peek().map_or(0, char::len_utf8);
+        self.error(self.pos, end, message)
+    }
+
+    /// The word starting here, without consuming it.
+    fn word_ahead(&self) -> &str {
+        let rest = &self.src[self.pos..];
+        let end = rest.find(ends_word).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// Consumes `keyword` (case-insensitive) when it stands alone here.
+    fn keyword(&mut self, keywords: &[&str]) -> bool {
+        let word = self.word_ahead();
+        if keywords.iter().any(|k| word.eq_ignore_ascii_case(k)) {
+            self.pos += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, ParseError> {
+        let mut left = self.and()?;
+        loop {
+            self.skip_space();
+            if !self.keyword(&["or", "||"]) {
+                return Ok(left);
+            }
+            let right = self.and()?;
+            left = Expr::Or(Box::new(left), Box::new(right));
+        }
+    }
+
+    fn and(&mut self) -> Result<Expr, ParseError> {
+        let mut left = self.not()?;
+        loop {
+            self.skip_space();
+            if self.at_end() || self.peek() == Some(')') {
+                return Ok(left);
+            }
+            let word = self.word_ahead();
+            if word.eq_ignore_ascii_case("or") || word == "||" {
+                return Ok(left);
+            }
+            self.keyword(&["and", "&&"]);
+            let right = self.not()?;
+            left = Expr::And(Box::new(left), Box::new(right));
+        }
+    }
+
+    fn not(&mut self) -> Result<Expr, ParseError> {
+        self.skip_space();
+        if self.keyword(&["not"]) {
+            return Ok(Expr::Not(Box::new(self.not()?)));
+        }
+        if let Some(c @ ('!' | '-')) = self.peek() {
+            // `!x` and `-x` negate; a lone `-` or `!` is an error, not a word.
+            let next = self.src[self.pos + 1..].chars().next();
+            if next.is_some_and(|n| !ends_word(n)) || c == '!' {
+                self.pos += 1;
+                return Ok(Expr::Not(Box::new(self.not()?)));
+            }
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr, ParseError> {
+        self.skip_space();
+        match self.peek() {
+            None => Err(self.error_here("expected a term: a field test like len>100, or a word")),
+            Some('(') => {
+                let open = self.pos;
+                self.pos += 1;
+                self.skip_space();
+                if self.peek() == Some(')') {
+                    return Err(self.error_here("expected a term inside the parentheses"));
+                }
+                let inner = self.or()?;
+                self.skip_space();
+                if self.peek() != Some(')') {
+                    return Err(self.error(open, open + 1, "this '(' is never closed"));
+                }
+                self.pos += 1;
+                Ok(inner)
+            }
+            Some(')') => Err(self.error_here("expected a term before ')'")),
+            Some(_) => self.term(),
+        }
+    }
+
+    /// A name of letters, digits and `_` here (possibly empty), consumed.
+    fn name(&mut self) -> &str {
+        let start = self.pos;
+        while let Some(c) = self
+            .peek()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
+            self.pos += c.len_utf8();
+        }
+        &self.src[start..self.pos]
+    }
+
+    /// An operator here, consumed.
+    fn op(&mut self) -> Option<Op> {
+        let rest = &self.src[self.pos..];
+        let (op, len) = if rest.starts_with("==") {
+            (Op::Eq, 2)
+        } else if rest.starts_with("!=") {
+            (Op::Ne, 2)
+        } else if rest.starts_with("<=") {
+            (Op::Cmp(Cmp::Le), 2)
+        } else if rest.starts_with(">=") {
+            (Op::Cmp(Cmp::Ge), 2)
+        } else {
+            match rest.chars().next()? {
+                ':' => (Op::Colon, 1),
+                '=' => (Op::Eq, 1),
+                '<' => (Op::Cmp(Cmp::Lt), 1),
+                '>' => (Op::Cmp(Cmp::Gt), 1),
+                '~' => (Op::Match, 1),
+                _ => return None,
+            }
+        };
+        self.pos += len;
+        Some(op)
+    }
+
+    /// A quoted string here (the opening quote at `self.pos`), with `\"` and `\\`.
+    fn quoted(&mut self) -> Result<Value, ParseError> {
+        let start = self.pos;
+        self.pos += 1;
+        let mut text = String::new();
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(self.error(start, start + 1, "this quote is never closed"));
+            };
+            self.pos += c.len_utf8();
+            match c {
+                '"' => break,
+                '\\' => match self.peek() {
+                    Some(escaped @ ('"' | '\\')) => {
+                        self.pos += 1;
+                        text.push(escaped);
+                    }
+                    _ => text.push('\\'),
+                },
+                c => text.push(c),
+            }
+        }
+        Ok(Value {
+            text,
+            quoted: true,
+            start,
+            end: self.pos,
+        })
+    }
+
+    /// The value after an operator.
+    fn value(&mut self, after: &str) -> Result<Value, ParseError> {
+        if self.peek() == Some('"') {
+            return self.quoted();
+        }
+        let start = self.pos;
+        let word = self.word_ahead().to_owned();
+        if word.is_empty() {
+            return Err(self.error_here(format!("expected a value after '{after}'")));
+        }
+        self.pos += word.len();
+        Ok(Value {
+            text: word,
+            quoted: false,
+            start,
+            end: self.pos,
+        })
+    }
+
+    fn term(&mut self) -> Result<Expr, ParseError> {
+        if self.peek() == Some('"') {
+            let phrase = self.quoted()?;
+            return Ok(Expr::Term(Term::Payload(contains(&phrase.text))));
+        }
+        let start = self.pos;
+        let name = self.name().to_ascii_lowercase();
+        if name == "json" && matches!(self.peek(), Some('.' | '[')) {
+            return self.json(start);
+        }
+        let field = FIELDS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
+        let name_end = self.pos;
+        if field.is_some() {
+            // A known field may have spaces around its operator: `len > 1000`.
+            self.skip_space();
+            if self.peek().is_some_and(|c| ":=!<>~".contains(c)) && self.word_ahead() != "!" {
+                // An operator follows.
+            } else {
+                self.pos = name_end;
+            }
+        }
+        let op_at = self.pos;
+        match (field, self.op()) {
+            (Some(field), Some(op)) => {
+                let written = self.src[start..name_end].to_owned();
+                let after = self.src[start..self.pos].to_owned();
+                self.skip_space();
+                let value = self.value(&after)?;
+                if op == Op::Ne {
+                    let term = self.field_term(field, Op::Eq, &written, value)?;
+                    return Ok(Expr::Not(Box::new(Expr::Term(term))));
+                }
+                self.field_term(field, op, &written, value).map(Expr::Term)
+            }
+            (None, Some(_)) if !name.is_empty() => {
+                let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+                Err(self.error(
+                    start,
+                    op_at,
+                    format!(
+                        "unknown field '{}' (fields: {}, json.PATH); to look for text with ':' or spaces in it, quote it",
+                        &self.src[start..op_at],
+                        known.join(", ")
+                    ),
+                ))
+            }
+            (field, _) => {
+                // No operator: a field that stands alone, or a word to look for.
+                self.pos = start;
+                let word = self.word_ahead().to_owned();
+                if word.is_empty() {
+                    return Err(self.error_here("expected a term"));
+                }
+                self.pos += word.len();
+                let alone = field.filter(|_| word.eq_ignore_ascii_case(&name));
+                Ok(Expr::Term(match alone {
+                    Some(FieldName::Bool(b)) => Term::Bool(b, true),
+                    Some(FieldName::Violation) => Term::Violation(None),
+                    _ => Term::Payload(contains(&word)),
+                }))
+            }
+        }
+    }
+
+    /// The term for `field op value`; `!=` was turned into `not (field = value)` already.
+    fn field_term(
+        &self,
+        field: FieldName,
+        op: Op,
+        written: &str,
+        value: Value,
+    ) -> Result<Term, ParseError> {
+        let op_start = value.start.saturating_sub(1);
+        let wrong_op = |allowed: &str| {
+            Err(self.error(op_start, value.start, format!("{written} takes {allowed}")))
+        };
+        let bad_value = |expected: &str| {
+            Err(self.error(
+                value.start,
+                value.end,
+                format!(
+                    "expected {expected} after '{written}', not {:?}",
+                    value.text
+                ),
+            ))
+        };
+        let equals = matches!(op, Op::Colon | Op::Eq);
+        Ok(match field {
+            FieldName::Num(num) => Term::Num(num, self.num_test(num, op, written, &value)?),
+            FieldName::Text(text) => match op {
+                Op::Colon | Op::Eq => Term::Text(text, TextTest::Glob(value.text.to_lowercase())),
+                Op::Match => Term::Text(text, TextTest::Regex(self.regex(&value)?)),
+                _ => {
+                    return wrong_op(
+                        "':' (equal, ignoring case; * stands for any text) or '~' (a regular expression)",
+                    )
+                }
+            },
+            FieldName::Bool(b) => match (equals, value::boolean(&value.text)) {
+                (true, Some(v)) => Term::Bool(b, v),
+                (true, None) => return bad_value("true or false"),
+                (false, _) => return wrong_op("':' and true or false"),
+            },
+            FieldName::Dir => match (equals, value.text.to_ascii_lowercase().as_str()) {
+                (true, "c2s" | "client") => Term::Dir(Direction::ClientToServer),
+                (true, "s2c" | "server") => Term::Dir(Direction::ServerToClient),
+                (true, _) => return bad_value("c2s or s2c"),
+                (false, _) => return wrong_op("':' and c2s or s2c"),
+            },
+            FieldName::Op => match (equals, value::opcodes(&value.text)) {
+                (true, Some(mask)) => Term::Op(mask),
+                (true, None) => {
+                    return bad_value(
+                        "text, binary, cont, close, ping, pong, data, control or 0-15 (a comma list for several)",
+                    )
+                }
+                (false, _) => return wrong_op("':' and an opcode"),
+            },
+            FieldName::Extension if equals => Term::Extension(value.text.to_ascii_lowercase()),
+            FieldName::Extension => return wrong_op("':' and an extension name"),
+            FieldName::Violation if !equals => {
+                return wrong_op("':' and a violation code, or nothing")
+            }
+            FieldName::Violation => {
+                let wanted = value.text.to_ascii_lowercase();
+                match Violation::CODES.iter().find(|c| **c == wanted) {
+                    Some(code) => Term::Violation(Some(code)),
+                    None if wanted == "any" => Term::Violation(None),
+                    None => {
+                        return bad_value(&format!("any, or one of {}", Violation::CODES.join(", ")))
+                    }
+                }
+            }
+            FieldName::State => match (equals, value::state(&value.text)) {
+                (true, Some(state)) => Term::State(state),
+                (true, None) => return bad_value("open, closed, aborted or error"),
+                (false, _) => return wrong_op("':' and a state"),
+            },
+            FieldName::Kind => {
+                let kind = value.text.to_ascii_lowercase();
+                match (equals, KINDS.contains(&kind.as_str())) {
+                    (true, true) => Term::Kind(kind),
+                    (true, false) => return bad_value(&KINDS.join(", ")),
+                    (false, _) => return wrong_op("':' and a kind"),
+                }
+            }
+            FieldName::Payload => match op {
+                Op::Colon => Term::Payload(contains(&value.text)),
+                Op::Eq => Term::Payload(exactly(&value.text)),
+                Op::Match => Term::Payload(self.regex(&value)?),
+                _ => {
+                    return wrong_op(
+                        "':' (contains, ignoring case), '==' (is exactly) or '~' (a regular expression)",
+                    )
+                }
+            },
+        })
+    }
+
+    fn num_test(
+        &self,
+        field: NumField,
+        op: Op,
+        written: &str,
+        value: &Value,
+    ) -> Result<NumTest, ParseError> {
+        let parse_one = |text: &str, start: usize, end: usize| -> Result<value::Span, ParseError> {
+            let parsed = match field {
+                NumField::Time => value::time(text),
+                NumField::Len => value::size(text).map(value::Span::exact),
+                _ => value::integer(text).map(value::Span::exact),
+            };
+            parsed.ok_or_else(|| {
+                let expected = match field {
+                    NumField::Time => {
+                        "a time like 2026-12-01, 2026-12-01T20:15 or 2026-12-01T20:15:30.5Z"
+                    }
+                    NumField::Len => "a length like 100, 16k or 1MiB",
+                    _ => "a whole number",
+                };
+                self.error(
+                    start,
+                    end,
+                    format!("expected {expected} after '{written}', not {text:?}"),
+                )
+            })
+        };
+        let (start, end) = (value.start, value.end);
+        if op == Op::Colon && !value.quoted {
+            if let Some((low, high)) = value.text.split_once("..") {
+                let low_end = start + low.len();
+                let low = parse_one(low, start, low_end)?;
+                let high = parse_one(high, low_end + 2, end)?;
+                return Ok(NumTest::Range(low.first, high.last));
+            }
+        }
+        let one = parse_one(&value.text, start, end)?;
+        match op {
+            // A time names a span (a day, a minute): `:` matches all of it.
+            Op::Colon | Op::Eq => Ok(if one.first == one.last {
+                NumTest::Cmp(Cmp::Eq, one.first)
+            } else {
+                NumTest::Range(one.first, one.last)
+            }),
+            Op::Cmp(cmp) => Ok(NumTest::Cmp(
+                cmp,
+                match cmp {
+                    Cmp::Gt | Cmp::Le => one.last,
+                    _ => one.first,
+                },
+            )),
+            Op::Ne | Op::Match => Err(self.error(
+                start.saturating_sub(1),
+                start,
+                format!("{written} is a number: it takes ':', '<', '<=', '>' or '>='"),
+            )),
+        }
+    }
+
+    fn regex(&self, value: &Value) -> Result<Regex, ParseError> {
+        RegexBuilder::new(&value.text)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                let why = e.to_string();
+                let last = why.lines().last().unwrap_or("invalid").trim().to_owned();
+                self.error(
+                    value.start,
+                    value.end,
+                    format!("expected a regular expression: {last}"),
+                )
+            })
+    }
+
+    fn json(&mut self, start: usize) -> Result<Expr, ParseError> {
+        let mut path = Vec::new();
+        loop {
+            match self.peek() {
+                Some('.') => {
+                    self.pos += 1;
+                    let key_start = self.pos;
+                    let key = if self.peek() == Some('"') {
+                        let quoted = self.quoted()?;
+                        if quoted.text.contains('"') {
+                            return Err(self.error(
+                                key_start,
+                                self.pos,
+                                "a JSON key may not hold '\"'",
+                            ));
+                        }
+                        quoted.text
+                    } else {
+                        while let Some(c) = self
+                            .peek()
+                            .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == '$')
+                        {
+                            self.pos += c.len_utf8();
+                        }
+                        self.src[key_start..self.pos].to_owned()
+                    };
+                    if key.is_empty() {
+                        return Err(self.error_here("expected a key after '.' in the JSON path"));
+                    }
+                    path.push(JsonStep::Key(key));
+                }
+                Some('[') => {
+                    let open = self.pos;
+                    self.pos += 1;
+                    let digits_start = self.pos;
+                    while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+                        self.pos += 1;
+                    }
+                    let index = self.src[digits_start..self.pos].parse::<usize>();
+                    if self.peek() != Some(']') || index.is_err() {
+                        return Err(self.error(
+                            open,
+                            self.pos.max(open + 1),
+                            "expected an index like [0] in the JSON path",
+                        ));
+                    }
+                    self.pos += 1;
+                    path.push(JsonStep::Index(index.unwrap_or_default()));
+                }
+                _ => break,
+            }
+        }
+        let written = self.src[start..self.pos].to_owned();
+        let path_end = self.pos;
+        if self
+            .peek()
+            .is_some_and(|c| !ends_word(c) && !":=!<>~".contains(c))
+        {
+            return Err(self.error_here(format!(
+                "expected an operator (==, !=, <, >, ...) or the end of {written}"
+            )));
+        }
+        self.skip_space();
+        let op_at = self.pos;
+        let Some(op) = self.op() else {
+            self.pos = path_end;
+            return Ok(Expr::Term(Term::Json {
+                path,
+                test: JsonTest::Exists,
+            }));
+        };
+        let after = self.src[start..self.pos].to_owned();
+        self.skip_space();
+        let value = self.value(&after)?;
+        let literal = if value.quoted {
+            JsonLiteral::Str(value.text.clone())
+        } else {
+            match value.text.as_str() {
+                "true" => JsonLiteral::Bool(true),
+                "false" => JsonLiteral::Bool(false),
+                "null" => JsonLiteral::Null,
+                text => match text.parse::<f64>() {
+                    Ok(n) if n.is_finite() => JsonLiteral::Num(n),
+                    _ => JsonLiteral::Str(text.to_owned()),
+                },
+            }
+        };
+        let test = |cmp| {
+            Expr::Term(Term::Json {
+                path: path.clone(),
+                test: JsonTest::Cmp(cmp, literal.clone()),
+            })
+        };
+        match op {
+            Op::Colon | Op::Eq => Ok(test(Cmp::Eq)),
+            Op::Ne => Ok(Expr::Not(Box::new(test(Cmp::Eq)))),
+            Op::Cmp(cmp) => Ok(test(cmp)),
+            Op::Match => Err(self.error(
+                op_at,
+                op_at + 1,
+                format!("{written} takes ==, !=, <, <=, > or >="),
+            )),
+        }
+    }
+}
+
+/// A case-insensitive search for `text` in payload bytes.
+fn contains(text: &str) -> Regex {
+    literal(text, true)
+}
+
+/// The whole payload is exactly `text`.
+fn exactly(text: &str) -> Regex {
+    let pattern = format!(r"\A(?:{})\z", regex::escape(text));
+    RegexBuilder::new(&pattern)
+        .build()
+        .unwrap_or_else(|_| literal(text, false))
+}
+
+fn literal(text: &str, ignore_case: bool) -> Regex {
+    RegexBuilder::new(&regex::escape(text))
+        .case_insensitive(ignore_case)
+        .build()
+        // An escaped literal always compiles; this only guards a size limit.
+        .unwrap_or_else(|_| Regex::new("$^").expect("a constant pattern compiles"))
+}
