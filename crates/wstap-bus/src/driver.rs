@@ -94,7 +94,13 @@ fn run<S: Sink>(mut sink: S, mut rx: LosslessReceiver, cadence: Cadence) -> Sink
         last_flush = Instant::now();
         std::thread::sleep(cadence.nap);
     }
-    flush(&mut sink, &mut stats);
+    if stats.error.is_none() {
+        let what = sink.what();
+        if let Err(e) = sink.close() {
+            eprintln!("wstap: ERROR: finishing {what} failed: {e}");
+            stats.error = Some(e.to_string());
+        }
+    }
     stats
 }
 

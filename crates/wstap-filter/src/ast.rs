@@ -271,7 +271,9 @@ impl Term {
             Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
                 Level::Record
             }
-            Term::Violation(_) => Level::Either,
+            // Any violation: the record's, or the session's count. One kind: records only.
+            Term::Violation(None) => Level::Either,
+            Term::Violation(Some(_)) => Level::Record,
         }
     }
 }

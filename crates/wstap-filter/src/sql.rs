@@ -315,7 +315,9 @@ impl Builder<'_> {
                 JsonLiteral::Bool(_) | JsonLiteral::Null => "0".to_owned(),
             },
         };
-        format!("(json_valid({text}) AND {test})")
+        // CASE, not AND: SQLite may evaluate both sides of an AND, and the JSON functions
+        // raise an error on text that is not JSON.
+        format!("(CASE WHEN json_valid({text}) THEN {test} ELSE 0 END)")
     }
 }
 

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use wstap_trace::convert::{Exchanged, Relayed};
-use wstap_trace::{Event, Handshake, HttpExchange, Responder, SessionKind};
+use wstap_trace::{Event, Handshake, HttpExchange, RawHeads, Responder, SessionKind};
 use wstap_wire::handshake::{analyze, is_websocket_upgrade};
 
 /// Forwards `head` along `route` and returns the connection's next stage.
@@ -81,6 +81,10 @@ impl Record {
             forwarded: route.forwarded,
             response: response.map(Head::response_head),
             duration_us: self.started.elapsed().as_micros() as u64,
+            raw: Some(RawHeads {
+                request: head.raw.to_vec(),
+                response: response.map_or_else(Vec::new, |r| r.raw.to_vec()),
+            }),
         }
     }
 }

@@ -162,6 +162,7 @@ pub(crate) async fn serve(session: Session, client: Client, head: Head) -> Stage
         duration_us: 0,
         responder: Responder::Proxy,
         error: None,
+        raw: None,
     });
     session.bus().publish_one(event).await;
 

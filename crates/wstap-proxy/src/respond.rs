@@ -28,7 +28,12 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// An error response with extra header lines (e.g. `Proxy-Authenticate`).
-fn error_response(status: u16, detail: &str, extra: &[(&str, &str)]) -> (ResponseHead, Vec<u8>) {
+/// Returns the head, the whole answer's bytes, and the length of its head in them.
+fn error_response(
+    status: u16,
+    detail: &str,
+    extra: &[(&str, &str)],
+) -> (ResponseHead, Vec<u8>, usize) {
     let body = format!("wstap: {detail}\n");
     let one_line = detail.replace(['\r', '\n'], " ");
     let mut headers: Vec<(String, String)> = extra
@@ -49,6 +54,7 @@ fn error_response(status: u16, detail: &str, extra: &[(&str, &str)]) -> (Respons
         bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
     bytes.extend_from_slice(b"\r\n");
+    let head_len = bytes.len();
     bytes.extend_from_slice(body.as_bytes());
     let head = ResponseHead {
         status,
@@ -56,23 +62,24 @@ fn error_response(status: u16, detail: &str, extra: &[(&str, &str)]) -> (Respons
         version: "HTTP/1.1".to_owned(),
         headers,
     };
-    (head, bytes)
+    (head, bytes, head_len)
 }
 
 /// Writes an error response with `extra` header lines and closes the connection for
 /// writing; failures to write are ignored (the client is gone anyway). Returns the head
-/// written, for the record.
+/// written and the head's bytes, for the record.
 pub(crate) async fn send_error(
     out: &mut BoxWrite,
     status: u16,
     detail: &str,
     extra: &[(&str, &str)],
-) -> ResponseHead {
-    let (head, bytes) = error_response(status, detail, extra);
+) -> (ResponseHead, Vec<u8>) {
+    let (head, mut bytes, head_len) = error_response(status, detail, extra);
     let _ = out.write_all(&bytes).await;
     let _ = out.flush().await;
     let _ = out.shutdown().await;
-    head
+    bytes.truncate(head_len);
+    (head, bytes)
 }
 
 /// The answer to a successful CONNECT.

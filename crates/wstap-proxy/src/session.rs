@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use wstap_bus::EventBus;
 use wstap_trace::convert::{Exchanged, Relayed};
 use wstap_trace::{
-    CutFrame, Event, Forwarded, HttpExchange, Outcome, PerDirection, RequestHead, Responder,
+    CutFrame, Event, Forwarded, HttpExchange, Outcome, PerDirection, RawHeads, RequestHead, Responder,
     SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via, Withheld,
 };
 
@@ -211,7 +211,8 @@ impl Session {
     ) {
         let time = Utc::now();
         let why = error.to_string();
-        let response = send_error(out, error.status(), &why, error.extra_headers()).await;
+        let (response, response_raw) =
+            send_error(out, error.status(), &why, error.extra_headers()).await;
         let exchanged = Exchanged {
             session: self.id,
             time,
@@ -220,6 +221,10 @@ impl Session {
             forwarded: Forwarded::default(),
             response: Some(response),
             duration_us: (Utc::now() - time).num_microseconds().unwrap_or(0).max(0) as u64,
+            raw: Some(RawHeads {
+                request: request.map_or_else(Vec::new, |h| h.raw.to_vec()),
+                response: response_raw,
+            }),
         };
         let relayed = Relayed {
             request_body_bytes: 0,

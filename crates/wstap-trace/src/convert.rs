@@ -135,6 +135,8 @@ pub struct Exchanged {
     pub response: Option<ResponseHead>,
     /// Microseconds from the request head to the end of the response.
     pub duration_us: u64,
+    /// The heads' bytes as they were sent, when known.
+    pub raw: Option<RawHeads>,
 }
 
 impl Handshake {
@@ -148,6 +150,7 @@ impl Handshake {
             forwarded,
             response,
             duration_us,
+            raw,
         } = exchanged;
         Handshake {
             session,
@@ -180,6 +183,7 @@ impl Handshake {
                 .collect(),
             issues: analysis.issues.iter().map(ToString::to_string).collect(),
             duration_us: Some(duration_us),
+            raw,
         }
     }
 }
@@ -208,6 +212,7 @@ impl HttpExchange {
             forwarded,
             response,
             duration_us,
+            raw,
         } = exchanged;
         HttpExchange {
             session,
@@ -221,6 +226,7 @@ impl HttpExchange {
             duration_us,
             responder: relayed.responder,
             error: relayed.error,
+            raw,
         }
     }
 }

@@ -193,6 +193,18 @@ pub struct Handshake {
     /// Time from request to response, microseconds.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub duration_us: Option<u64>,
+    /// The heads' bytes exactly as sent, when the engine has them (never in a trace line).
+    #[serde(skip)]
+    pub raw: Option<RawHeads>,
+}
+
+/// A request head and its response head, byte for byte as they crossed wstap.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawHeads {
+    /// The request head, through its empty line.
+    pub request: Vec<u8>,
+    /// The response head (the final one), through its empty line; empty when none came.
+    pub response: Vec<u8>,
 }
 
 /// Negotiated permessage-deflate parameters.
@@ -339,6 +351,9 @@ pub struct HttpExchange {
     /// What went wrong, when the proxy answered for the upstream.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// The heads' bytes exactly as sent, when the engine has them (never in a trace line).
+    #[serde(skip)]
+    pub raw: Option<RawHeads>,
 }
 
 /// Who produced an HTTP response.

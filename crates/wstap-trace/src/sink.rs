@@ -96,4 +96,13 @@ pub trait Sink: Send + 'static {
     /// Makes everything written so far visible to readers and survive the process being
     /// killed: flush a file, commit a transaction.
     fn flush(&mut self) -> Result<(), Self::Error>;
+
+    /// Flushes for the last time and finishes whatever the sink's format needs finished
+    /// (the capture marks itself complete).
+    fn close(mut self) -> Result<(), Self::Error>
+    where
+        Self: Sized,
+    {
+        self.flush()
+    }
 }

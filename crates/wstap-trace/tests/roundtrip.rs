@@ -183,6 +183,7 @@ fn har_carries_http_entries_and_websocket_messages() {
         undecoded_extensions: vec![],
         issues: vec![],
         duration_us: Some(1500),
+        raw: None,
     }));
     events.push(Event::Http(HttpExchange {
         session: 7,
@@ -196,6 +197,7 @@ fn har_carries_http_entries_and_websocket_messages() {
         duration_us: 10,
         responder: Responder::Proxy,
         error: Some("connection refused".into()),
+        raw: None,
     }));
     let har = to_har(&sessions(events, None), "0.1.0");
     let entries = har["log"]["entries"].as_array().unwrap();

@@ -105,6 +105,7 @@ mod tests {
             undecoded_extensions: vec![],
             issues: vec![],
             duration_us: None,
+            raw: None,
         });
         Redaction::default().with("x-token").apply_to(&mut event);
         let Event::Handshake(h) = &event else {

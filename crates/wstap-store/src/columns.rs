@@ -1,0 +1,97 @@
+//! Where filters find their facts in a capture: the expressions `wstap_filter::sql`
+//! builds its conditions from, one schema per kind of row.
+
+use wstap_filter::sql::{RecordColumn, SessionColumn, SqlSchema};
+
+/// A session's facts, shared by every schema.
+fn session(column: SessionColumn) -> String {
+    match column {
+        SessionColumn::Id => "s.id",
+        SessionColumn::Host => "s.host",
+        SessionColumn::Port => "s.port",
+        SessionColumn::Url => "COALESCE(s.url, '')",
+        SessionColumn::Path => "COALESCE(s.path, '')",
+        SessionColumn::Client => "s.client",
+        SessionColumn::Subprotocol => "s.subprotocol",
+        SessionColumn::ExtensionNames => "COALESCE(s.extension_names, '')",
+        SessionColumn::Tls => "s.tls",
+        SessionColumn::Status => "s.status",
+        SessionColumn::State => "s.state",
+        SessionColumn::Kind => "s.kind",
+        SessionColumn::Close => "s.close_code",
+        SessionColumn::Time => "s.started_us",
+        SessionColumn::Violations => "s.violations",
+    }
+    .to_owned()
+}
+
+/// Frames (`frames r`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Frames;
+
+/// A frame's payload as filters read it: the inflated bytes when there are some.
+pub(crate) const FRAME_PAYLOAD: &str = "(CASE WHEN r.inflated_len IS NULL \
+     THEN wstap_bytes(r.payload, r.payload_at, r.payload_kept) \
+     ELSE wstap_bytes(r.inflated, r.inflated_at, r.inflated_kept) END)";
+
+/// A message's data: its own, or its one frame's.
+pub(crate) const MESSAGE_DATA: &str = "wstap_bytes(COALESCE(r.data, (SELECT CASE WHEN r.compressed \
+     THEN f.inflated ELSE f.payload END FROM frames f WHERE f.id = r.data_frame)), r.data_at, r.data_kept)";
+
+impl SqlSchema for Frames {
+    fn record(&self, column: RecordColumn) -> String {
+        match column {
+            RecordColumn::Dir => "r.dir",
+            RecordColumn::Opcode => "(r.flags & 15)",
+            RecordColumn::Flags => "r.flags",
+            RecordColumn::Masked => "(r.mask_key IS NOT NULL)",
+            RecordColumn::Len => "r.payload_len",
+            RecordColumn::Frames => "1",
+            RecordColumn::Compressed => "(r.inflated_len IS NOT NULL)",
+            RecordColumn::Close => "r.close_code",
+            RecordColumn::Time => "r.time_us",
+            RecordColumn::Violations => "r.violations",
+            RecordColumn::Payload => FRAME_PAYLOAD,
+        }
+        .to_owned()
+    }
+
+    fn session(&self, column: SessionColumn) -> String {
+        session(column)
+    }
+
+    fn record_table(&self) -> &str {
+        "frames"
+    }
+}
+
+/// Messages (`messages r`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Messages;
+
+impl SqlSchema for Messages {
+    fn record(&self, column: RecordColumn) -> String {
+        match column {
+            RecordColumn::Dir => "r.dir",
+            RecordColumn::Opcode => "r.opcode",
+            RecordColumn::Flags => "r.flags",
+            RecordColumn::Masked => "r.masked",
+            RecordColumn::Len => "r.len",
+            RecordColumn::Frames => "r.frames",
+            RecordColumn::Compressed => "r.compressed",
+            RecordColumn::Close => "r.close_code",
+            RecordColumn::Time => "r.time_us",
+            RecordColumn::Violations => "r.violations",
+            RecordColumn::Payload => MESSAGE_DATA,
+        }
+        .to_owned()
+    }
+
+    fn session(&self, column: SessionColumn) -> String {
+        session(column)
+    }
+
+    fn record_table(&self) -> &str {
+        "messages"
+    }
+}

@@ -1,0 +1,674 @@
+//! The writer: every event of a run, in order, into a capture.
+//!
+//! It is a [`Sink`]: the bus's lossless driver hands it events on a thread of its own and
+//! tells it when to make them durable. Events go into one transaction until
+//! [`Sink::flush`], which first hands the payload file to the operating system and then
+//! commits, so committed rows only point at written bytes. Each event gets a number in
+//! arrival order: the rowid of frames and messages, a column elsewhere, so a capture can
+//! give its events back in the order they happened.
+//!
+//! Payloads of up to [`INLINE_MAX`] bytes are kept inline as BLOBs (so `sqlite3` shows
+//! them); larger ones go to the payload file once. A message of one uncompressed frame
+//! (or one compressed frame, whose inflated bytes the frame holds) keeps no copy of its
+//! data: it points at its frame's.
+//!
+//! Memory is bounded by the sessions open at once (a few counters each), whatever the
+//! length of the run.
+
+use crate::facts::SessionSummary;
+use crate::layout::{self, WriterLock};
+use crate::payloads::PayloadWriter;
+use crate::rows::{close_code_of, dir_name, violations_json, FrameIn, MessageIn, Part};
+use crate::schema;
+use crate::StoreError;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
+use wstap_wire::{Direction, Record};
+
+/// Payloads up to this many bytes are kept inline in the database.
+pub const INLINE_MAX: usize = 1024;
+
+/// What a capture records about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureInfo {
+    /// The program writing it, e.g. `wstap 0.1.0`.
+    pub writer: String,
+    /// Payload bytes kept per frame and per message (`--max-capture`).
+    pub max_capture: usize,
+}
+
+/// What a commit made visible, for whoever follows a capture live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The number of the last event committed.
+    pub last_event: i64,
+    /// Sessions with new rows or new counts, ascending.
+    pub sessions: Vec<u64>,
+}
+
+/// A callback told of every commit.
+type CommitHook = Box<dyn FnMut(&Committed) + Send>;
+
+/// Writes a capture: see the module documentation.
+pub struct CaptureWriter {
+    conn: Connection,
+    payloads: PayloadWriter,
+    dir: PathBuf,
+    open: HashMap<u64, OpenSession>,
+    next_event: i64,
+    in_transaction: bool,
+    touched: Vec<u64>,
+    on_commit: Option<CommitHook>,
+    _lock: WriterLock,
+}
+
+impl std::fmt::Debug for CaptureWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureWriter")
+            .field("dir", &self.dir)
+            .field("open_sessions", &self.open.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where stored bytes are: inline, in the payload file, or nowhere (none kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    /// Offset in the payload file, when they went there.
+    at: Option<i64>,
+    /// Bytes kept.
+    kept: usize,
+    /// Bytes there were.
+    total: u64,
+}
+
+/// A frame's row, remembered for the message it may be all of.
+#[derive(Debug, Clone, Copy)]
+struct FrameMark {
+    id: i64,
+    seq: u64,
+    flags: u8,
+    masked: bool,
+    payload: Stored,
+    inflated: Option<Stored>,
+}
+
+/// What the writer tracks of one direction of an open session.
+#[derive(Debug, Default)]
+struct DirState {
+    /// The first and the last frame of the data message being read.
+    data_first: Option<FrameMark>,
+    data_last: Option<FrameMark>,
+    /// The last control (or reserved) frame: a message of its own.
+    control: Option<FrameMark>,
+    frames: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+/// What the writer tracks of an open session.
+#[derive(Debug, Default)]
+struct OpenSession {
+    next_frame: u64,
+    next_message: u64,
+    dirs: [DirState; 2],
+    violations: u64,
+    touched: bool,
+}
+
+fn slot(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+impl CaptureWriter {
+    /// Creates a capture in `dir` (made if missing; it must be empty) and takes the
+    /// writer's lock on it.
+    pub fn create(dir: &Path, info: &CaptureInfo) -> Result<CaptureWriter, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let not_empty = std::fs::read_dir(dir)
+            .map_err(|e| StoreError::io(dir, e))?
+            .next()
+            .is_some();
+        if not_empty {
+            return Err(StoreError::Exists {
+                path: dir.to_owned(),
+            });
+        }
+        let lock = WriterLock::take(dir)?;
+        let mut conn = Connection::open(layout::database(dir))?;
+        schema::tune_writer(&conn)?;
+        schema::create(&mut conn)?;
+        conn.execute(
+            "INSERT INTO captures (id, started_us, writer, max_capture, inline_max, payload_file)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+            params![
+                chrono::Utc::now().timestamp_micros(),
+                info.writer,
+                info.max_capture as i64,
+                INLINE_MAX as i64,
+                layout::PAYLOADS
+            ],
+        )?;
+        let payloads = PayloadWriter::open(&dir.join(layout::PAYLOADS))?;
+        Ok(CaptureWriter {
+            conn,
+            payloads,
+            dir: dir.to_owned(),
+            open: HashMap::new(),
+            next_event: 1,
+            in_transaction: false,
+            touched: Vec::new(),
+            on_commit: None,
+            _lock: lock,
+        })
+    }
+
+    /// The capture's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Calls `hook` after every commit (from the writer's thread).
+    pub fn on_commit(&mut self, hook: impl FnMut(&Committed) + Send + 'static) {
+        self.on_commit = Some(Box::new(hook));
+    }
+
+    /// Records one event in trace form (what `wstap import` feeds).
+    pub fn write_event(&mut self, event: &Event) -> Result<(), StoreError> {
+        self.begin()?;
+        let ev = self.take_event_number();
+        match event {
+            Event::Trace(_) => Ok(()),
+            Event::SessionStart(start) => self.session_start(ev, start),
+            Event::Handshake(handshake) => self.handshake(ev, handshake),
+            Event::Http(http) => self.http(ev, http),
+            Event::Frame(frame) => self.frame(ev, &FrameIn::of_event(frame)),
+            Event::Message(message) => self.message(ev, &MessageIn::of_event(message)),
+            Event::SessionEnd(end) => self.session_end(ev, end),
+            Event::Notice(notice) => {
+                self.conn
+                    .prepare_cached("INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)")?
+                    .execute(params![ev, notice.time.timestamp_micros(), notice.message])?;
+                Ok(())
+            }
+        }
+    }
+
+    fn take_event_number(&mut self) -> i64 {
+        let ev = self.next_event;
+        self.next_event += 1;
+        ev
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            self.conn.execute_batch("BEGIN")?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Keeps `bytes`: inline when small (returned for the row), else in the payload file.
+    fn store<'b>(&mut self, bytes: &'b [u8], total: u64) -> Result<(Option<&'b [u8]>, Stored), StoreError> {
+        let kept = bytes.len();
+        if kept == 0 {
+            return Ok((None, Stored { at: None, kept, total }));
+        }
+        if kept <= INLINE_MAX {
+            return Ok((Some(bytes), Stored { at: None, kept, total }));
+        }
+        let at = self.payloads.append(bytes)? as i64;
+        Ok((None, Stored { at: Some(at), kept, total }))
+    }
+
+    fn session(&mut self, id: u64) -> &mut OpenSession {
+        let session = self.open.entry(id).or_default();
+        if !session.touched {
+            session.touched = true;
+            self.touched.push(id);
+        }
+        session
+    }
+
+    fn session_start(&mut self, ev: i64, start: &SessionStart) -> Result<(), StoreError> {
+        let (host, port) = crate::facts::split_target(&start.target);
+        let leg = |leg: &Option<wstap_trace::TlsLeg>| {
+            leg.as_ref().and_then(|l| serde_json::to_string(l).ok())
+        };
+        let event = serde_json::to_string(&Event::SessionStart(start.clone()))
+            .map_err(|e| StoreError::BadRow { table: "sessions", id: start.session as i64, why: e.to_string() })?;
+        let via = match start.via {
+            wstap_trace::Via::Connect => "connect",
+            wstap_trace::Via::Absolute => "absolute",
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (id, ev_start, started_us, client, target, host, port, via, tls,
+                     client_tls, upstream_tls, start_event)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT(id) DO UPDATE SET ev_start = excluded.ev_start,
+                     started_us = excluded.started_us, client = excluded.client,
+                     target = excluded.target, host = excluded.host, port = excluded.port,
+                     via = excluded.via, tls = excluded.tls, client_tls = excluded.client_tls,
+                     upstream_tls = excluded.upstream_tls, start_event = excluded.start_event",
+            )?
+            .execute(params![
+                start.session as i64,
+                ev,
+                start.time.timestamp_micros(),
+                start.client,
+                start.target,
+                host,
+                port,
+                via,
+                start.tls,
+                leg(&start.client_tls),
+                leg(&start.upstream_tls),
+                event
+            ])?;
+        self.session(start.session);
+        Ok(())
+    }
+
+    /// Makes sure a row exists for a session whose start was never seen (an imported
+    /// trace that begins mid-run).
+    fn ensure_session(&mut self, id: u64, time_us: i64, ev: i64) -> Result<(), StoreError> {
+        if self.open.contains_key(&id) {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO sessions (id, ev_start, started_us, client, target, host, port,
+                     via, tls, start_event)
+                 VALUES (?1, ?2, ?3, '', '-', '-', 0, 'absolute', 0, '')",
+            )?
+            .execute(params![id as i64, ev, time_us])?;
+        self.session(id);
+        Ok(())
+    }
+
+    fn handshake(&mut self, ev: i64, h: &Handshake) -> Result<(), StoreError> {
+        let time_us = h.time.timestamp_micros();
+        self.ensure_session(h.session, time_us, ev)?;
+        let event = serde_json::to_string(&Event::Handshake(h.clone())).unwrap_or_default();
+        let status = h.response.as_ref().map(|r| r.status);
+        let issues = (!h.issues.is_empty()).then(|| serde_json::to_string(&h.issues).unwrap_or_default());
+        let raw = h.raw.as_ref();
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO handshakes (session, ev, time_us, url, status, accept_valid,
+                     subprotocol, issues, request_raw, response_raw, event)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                h.session as i64,
+                ev,
+                time_us,
+                h.url,
+                status,
+                h.accept_valid,
+                h.subprotocol,
+                issues,
+                raw.map(|r| r.request.as_slice()),
+                raw.map(|r| r.response.as_slice()),
+                event
+            ])?;
+        let names = crate::facts::extension_names(&h.extensions);
+        let extensions = serde_json::to_string(&h.extensions).unwrap_or_default();
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET url = ?2, path = ?3, status = ?4, subprotocol = ?5,
+                     extensions = ?6, extension_names = ?7, violations = violations + ?8
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                h.session as i64,
+                h.url,
+                crate::facts::path_of(&h.url),
+                status,
+                h.subprotocol,
+                extensions,
+                names,
+                h.issues.len() as i64
+            ])?;
+        self.session(h.session).violations += h.issues.len() as u64;
+        Ok(())
+    }
+
+    fn http(&mut self, ev: i64, h: &HttpExchange) -> Result<(), StoreError> {
+        let time_us = h.time.timestamp_micros();
+        self.ensure_session(h.session, time_us, ev)?;
+        let event = serde_json::to_string(&Event::Http(h.clone())).unwrap_or_default();
+        let status = h.response.as_ref().map(|r| r.status);
+        let responder = match h.responder {
+            wstap_trace::Responder::Upstream => "upstream",
+            wstap_trace::Responder::Proxy => "proxy",
+        };
+        let raw = h.raw.as_ref();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO http (session, ev, time_us, url, method, status, responder, error,
+                     request_raw, response_raw, event)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                h.session as i64,
+                ev,
+                time_us,
+                h.url,
+                h.request.method,
+                status,
+                responder,
+                h.error,
+                raw.map(|r| r.request.as_slice()),
+                raw.map(|r| r.response.as_slice()),
+                event
+            ])?;
+        // The first exchange names the session's URL, unless a handshake did.
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET url = ?2, path = ?3, status = ?4
+                 WHERE id = ?1 AND url IS NULL",
+            )?
+            .execute(params![
+                h.session as i64,
+                h.url,
+                crate::facts::path_of(&h.url),
+                status
+            ])?;
+        Ok(())
+    }
+
+    fn frame(&mut self, ev: i64, f: &FrameIn<'_>) -> Result<(), StoreError> {
+        self.ensure_session(f.session, f.time_us, ev)?;
+        let header = f.header;
+        let (payload_inline, payload) = self.store(f.payload, header.payload_len())?;
+        let (inflated_inline, inflated) = match f.inflated {
+            Some((total, bytes)) => {
+                let (inline, stored) = self.store(bytes, total)?;
+                (inline, Some(stored))
+            }
+            None => (None, None),
+        };
+        let violations = violations_json(&f.violations);
+        let session = self.session(f.session);
+        let seq = session.next_frame;
+        session.next_frame += 1;
+        if !f.violations.is_empty() {
+            session.violations += 1;
+        }
+        let mark = FrameMark {
+            id: ev,
+            seq,
+            flags: header.first_byte(),
+            masked: header.mask().is_some(),
+            payload,
+            inflated,
+        };
+        let dir = &mut session.dirs[slot(f.dir)];
+        dir.frames += 1;
+        dir.bytes += header.wire_len();
+        match f.part() {
+            Part::DataStart => {
+                dir.data_first = Some(mark);
+                dir.data_last = Some(mark);
+            }
+            Part::DataContinued => {
+                dir.data_first.get_or_insert(mark);
+                dir.data_last = Some(mark);
+            }
+            Part::Own => dir.control = Some(mark),
+        }
+        let mask_key = header.mask().map(|k| i64::from(u32::from_be_bytes(k)));
+        self.conn
+            .prepare_cached(
+                "INSERT INTO frames (id, session, seq, dir, idx, time_us, end_time_us, flags,
+                     mask_key, header_len, length_bits, payload_len, payload, payload_at,
+                     payload_kept, close_code, close_reason, inflated_len, inflated, inflated_at,
+                     inflated_kept, violations)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18, ?19, ?20, ?21, ?22)",
+            )?
+            .execute(params![
+                ev,
+                f.session as i64,
+                seq as i64,
+                dir_name(f.dir),
+                f.index as i64,
+                f.time_us,
+                f.end_time_us,
+                header.first_byte(),
+                mask_key,
+                header.header_len(),
+                header.length_encoding().bits(),
+                header.payload_len() as i64,
+                payload_inline,
+                payload.at,
+                payload.kept as i64,
+                f.close.and_then(|(code, _)| code),
+                f.close.map(|(_, reason)| reason),
+                inflated.map(|i| i.total as i64),
+                inflated_inline,
+                inflated.and_then(|i| i.at),
+                inflated.map(|i| i.kept as i64),
+                violations
+            ])?;
+        Ok(())
+    }
+
+    fn message(&mut self, ev: i64, m: &MessageIn<'_>) -> Result<(), StoreError> {
+        self.ensure_session(m.session, m.time_us, ev)?;
+        let session = self.session(m.session);
+        let seq = session.next_message;
+        session.next_message += 1;
+        let dir = &mut session.dirs[slot(m.dir)];
+        dir.messages += 1;
+        let (first, last) = if m.is_data() {
+            (dir.data_first.take(), dir.data_last.take())
+        } else {
+            let control = dir.control.take();
+            (control, control)
+        };
+        // A message of one frame is that frame's bytes (inflated, when compressed): it
+        // points at them instead of keeping a copy.
+        let shared = first.filter(|_| m.frames == 1).and_then(|frame| {
+            let stored = if m.compressed { frame.inflated } else { Some(frame.payload) };
+            stored
+                .filter(|s| s.kept == m.data.len() && s.total == m.len)
+                .map(|s| (frame.id, s))
+        });
+        let (data_inline, data_at, data_frame) = match shared {
+            Some((frame, stored)) => (None, stored.at, Some(frame)),
+            None => {
+                let (inline, stored) = self.store(m.data, m.len)?;
+                (inline, stored.at, None)
+            }
+        };
+        let violations = violations_json(&m.violations);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO messages (id, session, seq, dir, opcode, flags, masked, frames,
+                     first_frame, last_frame, time_us, end_time_us, len, wire_len, compressed,
+                     close_code, data, data_at, data_kept, data_frame, violations, incomplete)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18, ?19, ?20, ?21, ?22)",
+            )?
+            .execute(params![
+                ev,
+                m.session as i64,
+                seq as i64,
+                dir_name(m.dir),
+                m.opcode.bits(),
+                first.map_or(0x80 | m.opcode.bits(), |f| f.flags),
+                first.is_some_and(|f| f.masked),
+                m.frames as i64,
+                first.map(|f| f.seq as i64),
+                last.map(|f| f.seq as i64),
+                m.time_us,
+                m.end_time_us,
+                m.len as i64,
+                m.wire_len as i64,
+                m.compressed,
+                close_code_of(m.opcode, m.data),
+                data_inline,
+                data_at,
+                m.data.len() as i64,
+                data_frame,
+                violations,
+                m.incomplete
+            ])?;
+        Ok(())
+    }
+
+    fn session_end(&mut self, ev: i64, end: &SessionEnd) -> Result<(), StoreError> {
+        let ended_us = end.time.timestamp_micros();
+        self.ensure_session(end.session, ended_us, ev)?;
+        let event = serde_json::to_string(&Event::SessionEnd(end.clone())).unwrap_or_default();
+        let outcome = SessionSummary::outcome_name(end.outcome);
+        let close = end.close.as_ref();
+        let initiator = close.map(|c| match c.initiator {
+            wstap_trace::Initiator::Client => "client",
+            wstap_trace::Initiator::Server => "server",
+        });
+        let (messages, violations) = self.open.get(&end.session).map_or(([0, 0], 0), |s| {
+            ([s.dirs[0].messages, s.dirs[1].messages], s.violations)
+        });
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET ev_end = ?2, ended_us = ?3, kind = ?4, outcome = ?5,
+                     close_initiator = ?6, close_code = ?7, close_reason = ?8,
+                     frames_c2s = ?9, frames_s2c = ?10, bytes_c2s = ?11, bytes_s2c = ?12,
+                     messages_c2s = ?13, messages_s2c = ?14, error = ?15, duration_us = ?16,
+                     end_event = ?17, violations = max(violations, ?18)
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                end.session as i64,
+                ev,
+                ended_us,
+                end.kind.name(),
+                outcome,
+                initiator,
+                close.and_then(|c| c.code),
+                close.map(|c| c.reason.as_str()),
+                end.frames.c2s as i64,
+                end.frames.s2c as i64,
+                end.bytes.c2s as i64,
+                end.bytes.s2c as i64,
+                messages[0] as i64,
+                messages[1] as i64,
+                end.error,
+                end.duration_us as i64,
+                event,
+                violations as i64
+            ])?;
+        // The end's counts are final; the running ones are not needed any more.
+        if let Some(session) = self.open.remove(&end.session) {
+            if session.touched {
+                self.touched.retain(|&id| id != end.session);
+                self.touched.push(end.session);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the running counts of the sessions touched since the last commit.
+    fn update_counts(&mut self) -> Result<(), StoreError> {
+        let mut update = self.conn.prepare_cached(
+            "UPDATE sessions SET frames_c2s = ?2, frames_s2c = ?3, messages_c2s = ?4,
+                 messages_s2c = ?5, bytes_c2s = ?6, bytes_s2c = ?7, violations = ?8
+             WHERE id = ?1 AND outcome IS NULL",
+        )?;
+        for id in &self.touched {
+            if let Some(session) = self.open.get_mut(id) {
+                session.touched = false;
+                let [c2s, s2c] = &session.dirs;
+                update.execute(params![
+                    *id as i64,
+                    c2s.frames as i64,
+                    s2c.frames as i64,
+                    c2s.messages as i64,
+                    s2c.messages as i64,
+                    c2s.bytes as i64,
+                    s2c.bytes as i64,
+                    session.violations as i64
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what was written: payload file first, then the transaction.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        self.update_counts()?;
+        self.payloads.flush()?;
+        self.conn.execute_batch("COMMIT")?;
+        self.in_transaction = false;
+        let mut sessions = std::mem::take(&mut self.touched);
+        sessions.sort_unstable();
+        sessions.dedup();
+        let committed = Committed {
+            last_event: self.next_event - 1,
+            sessions,
+        };
+        if let Some(hook) = self.on_commit.as_mut() {
+            hook(&committed);
+        }
+        Ok(())
+    }
+
+    /// Commits, marks the capture finished, and folds the write-ahead log back into the
+    /// database, so that the folder holds just the database, the payloads and the lock.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        self.commit()?;
+        self.conn.execute(
+            "UPDATE captures SET ended_us = ?1 WHERE id = 1",
+            params![chrono::Utc::now().timestamp_micros()],
+        )?;
+        let _: Option<i64> = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .optional()?;
+        Ok(())
+    }
+}
+
+impl Sink for CaptureWriter {
+    type Error = StoreError;
+
+    fn what(&self) -> String {
+        format!("the capture {}", self.dir.display())
+    }
+
+    fn write(&mut self, event: &BusEvent) -> Result<(), StoreError> {
+        match event {
+            BusEvent::Wire { session, record } => {
+                self.begin()?;
+                let ev = self.take_event_number();
+                match record {
+                    Record::Frame(frame) => self.frame(ev, &FrameIn::of_record(*session, frame)),
+                    Record::Message(message) => {
+                        self.message(ev, &MessageIn::of_record(*session, message))
+                    }
+                }
+            }
+            BusEvent::Event(event) => self.write_event(event),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.commit()
+    }
+
+    fn close(self) -> Result<(), StoreError> {
+        self.finish()
+    }
+}

@@ -1,0 +1,270 @@
+//! The filter language's two evaluators agree: for random sessions of random frames,
+//! written through the real writer, and random filters, the store's SQL selects exactly
+//! the frames, messages and sessions the in-memory predicate selects.
+
+mod support;
+
+use proptest::prelude::*;
+use std::collections::HashMap;
+use support::*;
+use wstap_filter::{Filter, RecordFacts};
+use wstap_store::facts::{frame_facts, message_facts, violation_codes, SessionSummary};
+use wstap_store::{Capture, Rows};
+use wstap_trace::{BusEvent, Outcome};
+use wstap_wire::{Direction, FrameBuilder, Opcode, Record};
+
+const HOSTS: [&str; 3] = ["chat.example.com", "api.test", "X.org"];
+const PATHS: [&str; 3] = ["/", "/chat?room=1", "/ws/Live"];
+const WORDS: [&str; 6] = ["hello", "PING", "café", "{}", "ü", "needle"];
+
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    let json = (
+        0i64..100,
+        prop::sample::select(WORDS.to_vec()),
+        any::<bool>(),
+        prop::option::of(-5.5f64..5.5),
+    )
+        .prop_map(|(id, word, flag, real)| {
+            let mut value = serde_json::json!({"id": id, "user": {"name": word}, "ok": flag, "tags": [word, id]});
+            if let Some(real) = real {
+                value["real"] = serde_json::json!(real);
+            }
+            if id % 7 == 0 {
+                value["nothing"] = serde_json::Value::Null;
+            }
+            serde_json::to_vec(&value).unwrap()
+        });
+    prop_oneof![
+        json,
+        prop::sample::select(WORDS.to_vec()).prop_map(|w| format!("say {w} now").into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..40),
+        Just(b"[1, 2, 3]".to_vec()),
+        Just(br#"{"id": "42"}"#.to_vec()),
+    ]
+}
+
+fn frame() -> impl Strategy<Value = (Direction, Vec<u8>)> {
+    (
+        any::<bool>(),
+        prop::sample::select(vec![0u8, 1, 1, 2, 8, 9, 10, 3, 11]),
+        any::<bool>(),
+        0u8..8,
+        any::<bool>(),
+        payload(),
+        prop::sample::select(vec![1000u16, 1001, 1006, 4001]),
+    )
+        .prop_map(|(c2s, opcode, fin, rsv, masked, payload, code)| {
+            let dir = if c2s {
+                Direction::ClientToServer
+            } else {
+                Direction::ServerToClient
+            };
+            let mut builder = FrameBuilder::new(Opcode::from_bits(opcode))
+                .fin(fin || opcode >= 8)
+                .rsv1(rsv & 4 != 0)
+                .rsv2(rsv & 2 != 0)
+                .rsv3(rsv & 1 != 0);
+            if masked {
+                builder = builder.mask([9, 8, 7, 6]);
+            }
+            let payload = match opcode {
+                8 => {
+                    let mut p = code.to_be_bytes().to_vec();
+                    p.extend_from_slice(b"bye");
+                    p
+                }
+                9 | 10 | 11 => payload.into_iter().take(100).collect(),
+                _ => payload,
+            };
+            (dir, builder.encode(&payload))
+        })
+}
+
+fn session(id: u64) -> impl Strategy<Value = SessionSpec> {
+    (
+        prop::sample::select(HOSTS.to_vec()),
+        prop::sample::select(vec![443u16, 8080]),
+        prop::sample::select(PATHS.to_vec()),
+        any::<bool>(),
+        prop::sample::select(vec![101u16, 101, 403]),
+        prop::option::of(prop::sample::select(vec!["chat", "mqtt"])),
+        prop::option::of(prop::sample::select(vec![
+            Outcome::Closed,
+            Outcome::Aborted,
+            Outcome::Error,
+        ])),
+        prop::collection::vec(frame(), 0..10),
+    )
+        .prop_map(
+            move |(host, port, path, tls, status, subprotocol, outcome, frames)| SessionSpec {
+                id,
+                host: host.into(),
+                port,
+                path: path.into(),
+                tls,
+                status,
+                subprotocol: subprotocol.map(Into::into),
+                deflate: id % 2 == 0,
+                outcome,
+                frames,
+            },
+        )
+}
+
+fn term() -> impl Strategy<Value = String> {
+    let word = prop::sample::select(WORDS.to_vec());
+    prop_oneof![
+        prop::sample::select(vec![
+            "op:text", "op:binary", "op:cont", "op:close", "op:ping,pong", "op:control", "op:3",
+            "dir:c2s", "dir:s2c", "fin", "rsv1", "rsv2:false", "masked", "compressed", "tls",
+            "violation", "violation:unmasked_client_frame", "violation:reserved_opcode",
+            "violation:invalid_utf8", "violation:invalid_close_code", "state:open",
+            "state:closed", "state:error", "kind:websocket", "status:101", "status:400..499",
+            "subprotocol:chat", "subprotocol:*", "extension:permessage-deflate",
+            "host:*.example.com", "host:x.org", "host~^api", "path:/chat*", "url~room=\\d",
+            "client:127.0.0.1:*", "port>1000", "session:2", "session:1..2", "close:1000",
+            "close:1000..1001", "json.id", "json.user.name", "json.ok == true",
+            "json.ok == false", "json.nothing == null", "json.tags[1]", "json.real > 0",
+            "json.real <= -1.5", "json.id == \"42\"", "frames>1", "len>20", "len:0",
+            "len<=5", "time>2026-11-30T00:00:00Z", "time<2026-01-01",
+        ])
+        .prop_map(str::to_owned),
+        (0i64..100, prop::sample::select(vec!["==", ">", "<", ">=", "<=", "!="]))
+            .prop_map(|(n, op)| format!("json.id {op} {n}")),
+        word.clone().prop_map(|w| format!("\"{w}\"")),
+        word.clone().prop_map(|w| format!("text~\"(?i){}\"", regex::escape(w))),
+        word.prop_map(|w| format!("json.user.name == \"{w}\"")),
+    ]
+}
+
+fn filter() -> impl Strategy<Value = String> {
+    term().prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} and {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.clone().prop_map(|a| format!("not ({a})")),
+            (inner.clone(), inner).prop_map(|(a, b)| format!("-{a} {b}")),
+        ]
+    })
+}
+
+/// Everything the predicate needs, gathered from the events as a live reader would.
+struct Observed {
+    summaries: HashMap<u64, SessionSummary>,
+    frames: Vec<(i64, u64, wstap_wire::FrameRecord)>,
+    messages: Vec<(i64, u64, wstap_wire::MessageRecord, u8, bool)>,
+}
+
+fn observe(events: &[BusEvent]) -> Observed {
+    let mut observed = Observed {
+        summaries: HashMap::new(),
+        frames: Vec::new(),
+        messages: Vec::new(),
+    };
+    // The first frame of the message being read, per session and direction; a control
+    // frame is its own.
+    let mut firsts: HashMap<(u64, bool), (u8, bool)> = HashMap::new();
+    let mut controls: HashMap<(u64, bool), (u8, bool)> = HashMap::new();
+    for (i, event) in events.iter().enumerate() {
+        let ev = i as i64 + 1;
+        match event {
+            BusEvent::Event(e) => {
+                let id = e.session().unwrap();
+                observed
+                    .summaries
+                    .entry(id)
+                    .or_insert_with(|| SessionSummary::new(id))
+                    .apply(e);
+            }
+            BusEvent::Wire {
+                session,
+                record: Record::Frame(f),
+            } => {
+                let key = (*session, f.direction == Direction::ClientToServer);
+                let mark = (f.header.first_byte(), f.header.mask().is_some());
+                match f.header.opcode() {
+                    Opcode::Text | Opcode::Binary => {
+                        firsts.insert(key, mark);
+                    }
+                    Opcode::Continuation => {
+                        firsts.entry(key).or_insert(mark);
+                    }
+                    _ => {
+                        controls.insert(key, mark);
+                    }
+                }
+                observed
+                    .summaries
+                    .get_mut(session)
+                    .unwrap()
+                    .count_frame(!f.violations.is_empty());
+                observed.frames.push((ev, *session, f.clone()));
+            }
+            BusEvent::Wire {
+                session,
+                record: Record::Message(m),
+            } => {
+                let key = (*session, m.direction == Direction::ClientToServer);
+                let data = matches!(m.opcode, Opcode::Text | Opcode::Binary | Opcode::Continuation);
+                let (flags, masked) = if data {
+                    firsts.remove(&key)
+                } else {
+                    controls.remove(&key)
+                }
+                .unwrap_or((0x80 | m.opcode.bits(), false));
+                observed.messages.push((ev, *session, m.clone(), flags, masked));
+            }
+        }
+    }
+    observed
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sql_and_the_predicate_select_the_same_rows(
+        specs in (session(1), session(2), session(3)).prop_map(|(a, b, c)| vec![a, b, c]),
+        filters in prop::collection::vec(filter(), 8),
+    ) {
+        let events: Vec<BusEvent> = specs.iter().flat_map(session_events).collect();
+        let dir = temp_dir("agree");
+        write(&dir, &events, 7);
+        let capture = Capture::open(&dir).unwrap();
+        let observed = observe(&events);
+        for source in &filters {
+            let filter = Filter::parse(source).unwrap_or_else(|e| panic!("{source}: {e}"));
+            let facts_of = |id: u64| observed.summaries[&id].facts();
+
+            let frame_codes: Vec<Vec<&str>> = observed.frames.iter().map(|(_, _, f)| violation_codes(&f.violations)).collect();
+            let expected: Vec<i64> = observed.frames.iter().zip(&frame_codes)
+                .filter(|((_, s, f), codes)| filter.matches_record(&facts_of(*s), &frame_facts(f, codes)))
+                .map(|((ev, _, _), _)| *ev)
+                .collect();
+            prop_assert_eq!(capture.matching_ids(Rows::Frames, &filter).unwrap(), expected, "frames, {}", source);
+
+            let message_codes: Vec<Vec<&str>> = observed.messages.iter().map(|(_, _, m, _, _)| violation_codes(&m.violations)).collect();
+            let expected: Vec<i64> = observed.messages.iter().zip(&message_codes)
+                .filter(|((_, s, m, flags, masked), codes)| {
+                    filter.matches_record(&facts_of(*s), &message_facts(m, *flags, *masked, codes))
+                })
+                .map(|((ev, _, _, _, _), _)| *ev)
+                .collect();
+            prop_assert_eq!(capture.matching_ids(Rows::Messages, &filter).unwrap(), expected, "messages, {}", source);
+
+            let mut expected_sessions: Vec<u64> = Vec::new();
+            for spec in &specs {
+                let records: Vec<RecordFacts<'_>> = observed.frames.iter().zip(&frame_codes)
+                    .filter(|((_, s, _), _)| *s == spec.id)
+                    .map(|((_, _, f), codes)| frame_facts(f, codes))
+                    .collect();
+                if filter.matches_session(&facts_of(spec.id), &records) {
+                    expected_sessions.push(spec.id);
+                }
+            }
+            let sessions: Vec<u64> = capture.sessions(&filter, None, 100).unwrap().iter().map(|s| s.id).collect();
+            prop_assert_eq!(sessions, expected_sessions, "sessions, {}", source);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,182 @@
+//! A capture gives back what was written: every event in order, payloads written once,
+//! pages by position, and clear errors for what is not a capture.
+
+mod support;
+
+use support::*;
+use wstap_filter::Filter;
+use wstap_store::{layout, Capture, CaptureWriter, Position, Rows, StoreError, INLINE_MAX};
+use wstap_trace::{BusEvent, Event, Outcome, Sink};
+use wstap_wire::{Direction, FrameBuilder};
+
+fn chat(id: u64) -> SessionSpec {
+    let big = "x".repeat(20_000);
+    SessionSpec {
+        id,
+        host: "chat.example.com".into(),
+        port: 443,
+        path: "/room?id=1".into(),
+        tls: true,
+        status: 101,
+        subprotocol: Some("chat".into()),
+        deflate: false,
+        outcome: Some(Outcome::Closed),
+        frames: vec![
+            client_text("hello"),
+            server(FrameBuilder::text(), b"{\"user\":{\"id\":42}}"),
+            client_text(&big),
+            server(FrameBuilder::binary().fin(false), &[1, 2, 3]),
+            server(FrameBuilder::ping(), b"are you there?"),
+            server(FrameBuilder::continuation(), &[4, 5]),
+            server(FrameBuilder::text(), "é".repeat(300).as_bytes()),
+            (
+                Direction::ClientToServer,
+                FrameBuilder::text().encode(b"unmasked!"),
+            ),
+            server(FrameBuilder::close(), b"\x03\xe8bye"),
+        ],
+    }
+}
+
+fn events_of(capture: &Capture, session: Option<u64>) -> Vec<Event> {
+    let mut events = Vec::new();
+    capture
+        .for_each_event(session, |e| {
+            events.push(e);
+            Ok(())
+        })
+        .unwrap();
+    events
+}
+
+#[test]
+fn every_event_comes_back_in_order_as_the_trace_has_it() {
+    let dir = temp_dir("events");
+    let mut events: Vec<BusEvent> = Vec::new();
+    // Two sessions, their events interleaved as two live sessions' would be.
+    let (a, b) = (session_events(&chat(1)), session_events(&chat(2)));
+    let mut a = a.into_iter();
+    let mut b = b.into_iter();
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => break,
+            (x, y) => events.extend(x.into_iter().chain(y)),
+        }
+    }
+    write(&dir, &events, 5);
+    let capture = Capture::open(&dir).unwrap();
+    let expected: Vec<Event> = events.iter().map(BusEvent::to_event).collect();
+    assert_eq!(as_json(&events_of(&capture, None)), as_json(&expected));
+    let only_two: Vec<Event> = expected
+        .iter()
+        .filter(|e| e.session() == Some(2))
+        .cloned()
+        .collect();
+    assert_eq!(as_json(&events_of(&capture, Some(2))), as_json(&only_two));
+    let handshake = capture.handshake(1).unwrap().expect("a handshake");
+    assert_eq!(handshake.request_raw.as_deref(), Some(&b"GET / HTTP/1.1\r\n\r\n"[..]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn big_payloads_are_written_once_and_small_ones_inline() {
+    let dir = temp_dir("once");
+    let events = session_events(&chat(1));
+    write(&dir, &events, 100);
+    // The only payload over the inline limit is the 20,000-byte text: its frame and its
+    // one-frame message share the same bytes in the payload file.
+    let file = std::fs::metadata(dir.join(layout::PAYLOADS)).unwrap().len();
+    assert_eq!(file, 20_000);
+    assert!(600 <= INLINE_MAX, "the 600-byte text of é stays inline");
+    let capture = Capture::open(&dir).unwrap();
+    let all = Filter::parse("").unwrap();
+    let messages = capture.messages(Some(1), &all, Position::From(0), 100).unwrap();
+    let big = messages
+        .iter()
+        .find(|m| m.message.len == 20_000)
+        .expect("the big message");
+    assert_eq!(big.message.payload.bytes, "x".repeat(20_000).as_bytes());
+    let fragmented = messages.iter().find(|m| m.message.frames == 2).unwrap();
+    assert_eq!(fragmented.message.payload.bytes, [1, 2, 3, 4, 5]);
+    assert_eq!((fragmented.first_frame, fragmented.last_frame), (Some(3), Some(5)));
+    let session = capture.session(1).unwrap().unwrap();
+    assert_eq!(session.state, "closed");
+    assert_eq!(session.subprotocol.as_deref(), Some("chat"));
+    assert_eq!(session.violations, 1, "the unmasked client frame");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn pages_start_anywhere_and_filters_select() {
+    let dir = temp_dir("pages");
+    let mut spec = chat(1);
+    spec.frames = (0..1000).map(|i| client_text(&format!("m{i}"))).collect();
+    write(&dir, &session_events(&spec), 64);
+    let capture = Capture::open(&dir).unwrap();
+    let all = Filter::parse("").unwrap();
+    let page = capture.frames(Some(1), &all, Position::From(500), 10).unwrap();
+    let seqs: Vec<u64> = page.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (500..510).collect::<Vec<_>>());
+    assert_eq!(page[0].frame.payload.bytes, b"m500");
+    let last = capture.frames(Some(1), &all, Position::Last, 3).unwrap();
+    assert_eq!(last.iter().map(|f| f.seq).collect::<Vec<_>>(), [997, 998, 999]);
+    let before = capture.frames(Some(1), &all, Position::Before(3), 10).unwrap();
+    assert_eq!(before.iter().map(|f| f.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    let filter = Filter::parse("text~\"^m9\\d$\"").unwrap();
+    assert_eq!(capture.count(Rows::Messages, Some(1), &filter).unwrap(), 10);
+    let hits = capture.messages(Some(1), &filter, Position::From(0), 100).unwrap();
+    assert_eq!(hits.len(), 10);
+    assert_eq!(capture.count_sessions(&Filter::parse("host:*.example.com").unwrap()).unwrap(), 1);
+    assert_eq!(capture.count_sessions(&Filter::parse("text:m999").unwrap()).unwrap(), 1);
+    assert_eq!(capture.count_sessions(&Filter::parse("text:m1000").unwrap()).unwrap(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_capture_is_readable_while_it_is_written_and_then_complete() {
+    let dir = temp_dir("live");
+    let events = session_events(&chat(1));
+    let mut writer = CaptureWriter::create(&dir, &info()).unwrap();
+    let (first, rest) = events.split_at(6);
+    for event in first {
+        Sink::write(&mut writer, event).unwrap();
+    }
+    Sink::flush(&mut writer).unwrap();
+    let reader = Capture::open(&dir).unwrap();
+    assert_eq!(reader.info().unwrap().ended_us, None, "still being written");
+    let seen = events_of(&reader, None).len();
+    assert_eq!(seen, 6);
+    assert!(layout::is_being_written(&dir));
+    assert!(matches!(
+        CaptureWriter::create(&dir, &info()),
+        Err(StoreError::Exists { .. })
+    ));
+    for event in rest {
+        Sink::write(&mut writer, event).unwrap();
+    }
+    writer.finish().unwrap();
+    assert!(!layout::is_being_written(&dir));
+    assert_eq!(events_of(&reader, None).len(), events.len());
+    assert!(Capture::open(&dir).unwrap().info().unwrap().ended_us.is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn what_is_not_a_capture_says_so_and_is_left_alone() {
+    let dir = temp_dir("not");
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.txt");
+    std::fs::write(&junk, "hello").unwrap();
+    let error = Capture::open(&junk).unwrap_err().to_string();
+    assert!(error.contains("is not a wstap capture"), "{error}");
+    assert!(Capture::open(&dir).unwrap_err().to_string().contains("no capture.db"));
+    std::fs::write(dir.join("capture.db"), "not sqlite at all, just some text here").unwrap();
+    let error = Capture::open(&dir).unwrap_err().to_string();
+    assert!(error.contains("not an SQLite database"), "{error}");
+    assert_eq!(
+        std::fs::read(dir.join("capture.db")).unwrap(),
+        b"not sqlite at all, just some text here",
+        "nothing changed on disk"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,203 @@
+//! Sessions made of real analyzer records, written through the real writer.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use wstap_store::{CaptureInfo, CaptureWriter};
+use wstap_trace::convert::{to_utc, Exchanged};
+use wstap_trace::*;
+use wstap_wire::handshake::analyze;
+use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, Record, StreamAnalyzer, Timestamp};
+
+/// A fresh folder name in the temp directory (not created).
+pub fn temp_dir(name: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("wstap-store-{}-{n}-{name}", std::process::id()))
+}
+
+pub fn info() -> CaptureInfo {
+    CaptureInfo {
+        writer: "wstap test".into(),
+        max_capture: 64 * 1024,
+    }
+}
+
+pub fn at(micros: i64) -> DateTime<Utc> {
+    to_utc(Timestamp(1_796_000_000_000_000 + micros))
+}
+
+/// How one test session looks.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    pub id: u64,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub tls: bool,
+    pub status: u16,
+    pub subprotocol: Option<String>,
+    pub deflate: bool,
+    pub outcome: Option<Outcome>,
+    /// Frames: (direction, wire bytes).
+    pub frames: Vec<(Direction, Vec<u8>)>,
+}
+
+/// The bus events a session makes: start, handshake, the analyzer's records for its
+/// frames, and (when it ended) its end.
+pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
+    let t0 = (spec.id as i64) * 1_000_000;
+    let target = format!("{}:{}", spec.host, spec.port);
+    let mut events = vec![BusEvent::Event(Box::new(Event::SessionStart(SessionStart {
+        session: spec.id,
+        time: at(t0),
+        client: format!("127.0.0.1:{}", 40000 + spec.id),
+        target,
+        via: Via::Connect,
+        tls: spec.tls,
+        client_tls: None,
+        upstream_tls: None,
+    })))];
+    let mut request = vec![
+        ("Host".to_owned(), spec.host.clone()),
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        (
+            "Sec-WebSocket-Key".to_owned(),
+            "dGhlIHNhbXBsZSBub25jZQ==".to_owned(),
+        ),
+        ("Sec-WebSocket-Version".to_owned(), "13".to_owned()),
+    ];
+    let mut response = vec![
+        ("Upgrade".to_owned(), "websocket".to_owned()),
+        ("Connection".to_owned(), "Upgrade".to_owned()),
+        (
+            "Sec-WebSocket-Accept".to_owned(),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".to_owned(),
+        ),
+    ];
+    if let Some(p) = &spec.subprotocol {
+        request.push(("Sec-WebSocket-Protocol".to_owned(), format!("{p}, other")));
+        response.push(("Sec-WebSocket-Protocol".to_owned(), p.clone()));
+    }
+    if spec.deflate {
+        request.push((
+            "Sec-WebSocket-Extensions".to_owned(),
+            "permessage-deflate".to_owned(),
+        ));
+        response.push((
+            "Sec-WebSocket-Extensions".to_owned(),
+            "permessage-deflate".to_owned(),
+        ));
+    }
+    let analysis = analyze("GET", &request, spec.status, &response);
+    let scheme = if spec.tls { "wss" } else { "ws" };
+    let exchanged = Exchanged {
+        session: spec.id,
+        time: at(t0 + 10),
+        url: format!("{scheme}://{}:{}{}", spec.host, spec.port, spec.path),
+        request: RequestHead {
+            method: "GET".into(),
+            target: spec.path.clone(),
+            version: "HTTP/1.1".into(),
+            headers: request,
+        },
+        forwarded: Forwarded::default(),
+        response: Some(ResponseHead {
+            status: spec.status,
+            reason: "Switching Protocols".into(),
+            version: "HTTP/1.1".into(),
+            headers: response,
+        }),
+        duration_us: 100,
+        raw: Some(RawHeads {
+            request: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            response: b"HTTP/1.1 101 OK\r\n\r\n".to_vec(),
+        }),
+    };
+    events.push(BusEvent::Event(Box::new(Event::Handshake(Handshake::new(
+        exchanged, &analysis,
+    )))));
+    let config = AnalyzerConfig {
+        deflate: analysis.deflate,
+        ..AnalyzerConfig::default()
+    };
+    let mut analyzers = [
+        StreamAnalyzer::new(Direction::ClientToServer, config),
+        StreamAnalyzer::new(Direction::ServerToClient, config),
+    ];
+    for (i, (dir, wire)) in spec.frames.iter().enumerate() {
+        let analyzer = &mut analyzers[usize::from(*dir == Direction::ServerToClient)];
+        let mut records = Vec::new();
+        let time = Timestamp(1_796_000_000_000_000 + t0 + 1000 * (i as i64 + 1));
+        analyzer.feed(&mut wire.clone(), time, &mut records);
+        events.extend(records.into_iter().map(|record| BusEvent::Wire {
+            session: spec.id,
+            record,
+        }));
+    }
+    if let Some(outcome) = spec.outcome {
+        let time = Timestamp(1_796_000_000_000_000 + t0 + 900_000);
+        for analyzer in &mut analyzers {
+            let mut records = Vec::new();
+            analyzer.finish(time, &mut records);
+            events.extend(records.into_iter().map(|record| BusEvent::Wire {
+                session: spec.id,
+                record,
+            }));
+        }
+        events.push(BusEvent::Event(Box::new(Event::SessionEnd(SessionEnd {
+            session: spec.id,
+            time: to_utc(time),
+            outcome,
+            close: None,
+            frames: PerDirection::default(),
+            bytes: PerDirection::default(),
+            kind: SessionKind::WebSocket,
+            error: None,
+            cut_frames: Vec::new(),
+            withheld: None,
+            duration_us: 900_000,
+        }))));
+    }
+    events
+}
+
+/// Writes `events` into a new capture at `dir`, committing every `batch` events.
+pub fn write(dir: &std::path::Path, events: &[BusEvent], batch: usize) {
+    let mut writer = CaptureWriter::create(dir, &info()).expect("a new capture");
+    for (i, event) in events.iter().enumerate() {
+        Sink::write(&mut writer, event).expect("written");
+        if (i + 1) % batch.max(1) == 0 {
+            Sink::flush(&mut writer).expect("committed");
+        }
+    }
+    writer.finish().expect("finished");
+}
+
+/// A masked text frame, as a client sends.
+pub fn client_text(text: &str) -> (Direction, Vec<u8>) {
+    (
+        Direction::ClientToServer,
+        FrameBuilder::text().mask([1, 2, 3, 4]).encode(text.as_bytes()),
+    )
+}
+
+/// An unmasked frame, as a server sends.
+pub fn server(builder: FrameBuilder, payload: &[u8]) -> (Direction, Vec<u8>) {
+    (Direction::ServerToClient, builder.encode(payload))
+}
+
+/// Compares events as their trace lines (the raw heads are not part of them).
+pub fn as_json(events: &[Event]) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("serializes"))
+        .collect()
+}
+
+/// The records' data kept in a record capture that `Record` equality would compare.
+pub fn is_frame(record: &Record) -> bool {
+    matches!(record, Record::Frame(_))
+}
