@@ -38,6 +38,9 @@ pub struct DemoArgs {
     /// Show full handshake headers.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Do not record the demo to a capture.
+    #[arg(long)]
+    pub no_capture: bool,
 }
 
 type Peers = Arc<Mutex<Vec<(String, mpsc::UnboundedSender<String>)>>>;
@@ -51,6 +54,10 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     }
     let run_args = RunArgs {
         listen: vec![args.listen],
+        capture: None,
+        no_capture: args.no_capture,
+        capture_keep: 2 << 30,
+        filter: None,
         trace: args.trace.clone(),
         max_capture: 64 * 1024,
         handshake_timeout: 30,

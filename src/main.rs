@@ -4,10 +4,14 @@
 //! the live log is [`console`], and each subcommand has a module of its own.
 
 mod ca;
+mod captures;
 mod console;
 mod demo;
 mod export;
+mod frames;
+mod import;
 mod run;
+mod sessions;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -29,8 +33,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Turn a trace file into per-session JSON or HAR (for Chrome DevTools).
+    /// List a capture's sessions (the newest capture unless one is named).
+    Sessions(sessions::SessionsArgs),
+    /// Show a session's frames (or messages) as the live log showed them.
+    Frames(frames::FramesArgs),
+    /// Turn a capture or a trace into NDJSON, per-session JSON or HAR (Chrome DevTools).
     Export(export::ExportArgs),
+    /// Build a capture from an NDJSON trace.
+    Import(import::ImportArgs),
     /// Run the proxy with a chat server and three scripted clients, to see the log at once.
     Demo(demo::DemoArgs),
     /// Show wstap's CA (creating it if needed) and how to trust it, or export it.
@@ -48,9 +58,22 @@ pub struct RunArgs {
         default_value = "127.0.0.1:8888"
     )]
     pub listen: Vec<SocketAddr>,
-    /// Write every event to this NDJSON trace file (see docs/trace-format.md).
+    /// Record to this capture folder (default: a new one under ~/.wstap/captures).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_capture")]
+    pub capture: Option<PathBuf>,
+    /// Do not record a capture.
+    #[arg(long)]
+    pub no_capture: bool,
+    /// Keep at most this much of old captures in the default folder; the oldest go first.
+    #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = captures::parse_size)]
+    pub capture_keep: u64,
+    /// Also write every event to this NDJSON trace file (see docs/trace-format.md).
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Show only what matches this filter on the console (docs/filters.md); the capture
+    /// and the trace still record everything.
+    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+    pub filter: Option<wstap_filter::Filter>,
     /// Payload bytes captured per frame and per message, for the log and the trace.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_capture: usize,
@@ -100,7 +123,10 @@ pub struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Sessions(args)) => sessions::sessions(&args),
+        Some(Command::Frames(args)) => frames::frames(&args),
         Some(Command::Export(args)) => export::export(&args),
+        Some(Command::Import(args)) => import::import(&args),
         Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(demo::demo(args))),
         Some(Command::Ca(args)) => ca::ca(&args),
         None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
@@ -109,9 +135,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wstap: error: {e}");
-            ExitCode::FAILURE
+            match e {
+                AppError::BadInput(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+/// Parses a filter for the command line; the error shows the caret.
+pub fn parse_filter(value: &str) -> Result<wstap_filter::Filter, String> {
+    wstap_filter::Filter::parse(value).map_err(|e| e.to_string())
 }
 
 fn parse_credentials(value: &str) -> Result<String, String> {
@@ -154,6 +188,18 @@ pub enum AppError {
     /// Writing the trace failed while the proxy ran; traffic was relayed regardless.
     #[error("the trace is incomplete: {0}")]
     TraceIncomplete(String),
+    /// Writing the capture failed while the proxy ran; traffic was relayed regardless.
+    #[error("the capture is incomplete: {0}")]
+    CaptureIncomplete(String),
+    /// The capture could not be created.
+    #[error("cannot record a capture: {0}")]
+    Capture(#[from] wstap_store::StoreError),
+    /// A file given is not what the command reads, or is damaged (exit status 2).
+    #[error("{0}")]
+    BadInput(String),
+    /// Neither `WSTAP_HOME` nor `HOME` says where wstap keeps its files.
+    #[error("no folder for wstap's files: set WSTAP_HOME (HOME is not set)")]
+    NoHome,
     /// No CA directory could be found.
     #[error("no CA directory: pass --ca-dir or set WSTAP_HOME (HOME is not set)")]
     NoCaDir,

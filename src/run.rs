@@ -5,6 +5,7 @@ use crate::{AppError, RunArgs};
 use std::time::Duration;
 use wstap_bus::{driver, Cadence, EventBus, SinkStats};
 use wstap_proxy::{ProxyConfig, RunningProxy, TlsConfig};
+use wstap_store::{CaptureInfo, CaptureWriter};
 use wstap_trace::TraceFile;
 
 /// The trace file's backlog, in bytes of queued records and captures: when the writer
@@ -20,12 +21,47 @@ const TRACE_CADENCE: Cadence = Cadence {
     nap: Duration::from_millis(2),
     max_delay: Duration::from_millis(100),
 };
+/// The capture commits whenever it catches up and at least every 50 ms while it is
+/// behind, so an event is on disk (and survives `kill -9`) within about 50 ms; the nap
+/// lets a commit gather many events.
+const CAPTURE_CADENCE: Cadence = Cadence {
+    nap: Duration::from_millis(10),
+    max_delay: Duration::from_millis(50),
+};
+/// The capture's backlog: as the trace's.
+const CAPTURE_BACKLOG: usize = 4 << 20;
+
+/// A lossless sink's thread, and what it writes to, for messages.
+struct SinkThread {
+    thread: std::thread::JoinHandle<SinkStats>,
+    what: &'static str,
+}
+
+impl SinkThread {
+    /// Waits for the sink to write everything; `Err` says what is missing.
+    async fn join(self) -> Result<SinkStats, String> {
+        let what = self.what;
+        match tokio::task::spawn_blocking(move || self.thread.join()).await {
+            Ok(Ok(stats)) => match &stats.error {
+                Some(error) => Err(format!(
+                    "{error} (at most {} events reached the {what})",
+                    stats.events
+                )),
+                None => Ok(stats),
+            },
+            _ => Err(format!("the {what} writer crashed")),
+        }
+    }
+}
 
 /// A started proxy with its sinks.
 pub struct Started {
     /// The proxy.
     pub proxy: RunningProxy,
-    trace: Option<std::thread::JoinHandle<SinkStats>>,
+    /// Where the capture is recorded, if it is.
+    pub capture: Option<std::path::PathBuf>,
+    capture_thread: Option<SinkThread>,
+    trace: Option<SinkThread>,
     console: std::thread::JoinHandle<()>,
 }
 
@@ -42,25 +78,33 @@ impl Started {
         }
         let console = self.console;
         let _ = tokio::task::spawn_blocking(move || console.join()).await;
-        let Some(trace) = self.trace else {
-            return Ok(());
+        // Both sinks are waited for before either failure is reported: neither is cut short.
+        let capture = match self.capture_thread {
+            Some(thread) => Some(thread.join().await),
+            None => None,
         };
-        let stats = match tokio::task::spawn_blocking(move || trace.join()).await {
-            Ok(Ok(stats)) => stats,
-            _ => return Err(AppError::TraceIncomplete("the trace writer crashed".into())),
+        let trace = match self.trace {
+            Some(thread) => Some(thread.join().await),
+            None => None,
         };
-        match stats.error {
-            Some(error) => Err(AppError::TraceIncomplete(format!(
-                "{error} (at most {} events reached the file)",
-                stats.events
-            ))),
-            None => {
-                if !quiet {
-                    eprintln!("wstap: trace complete, {} events written", stats.events);
-                }
-                Ok(())
+        if let Some(result) = capture {
+            let stats = result.map_err(AppError::CaptureIncomplete)?;
+            if !quiet {
+                let path = self.capture.as_deref().unwrap_or(std::path::Path::new("?"));
+                eprintln!(
+                    "wstap: capture complete, {} events in {}",
+                    stats.events,
+                    path.display()
+                );
             }
         }
+        if let Some(result) = trace {
+            let stats = result.map_err(AppError::TraceIncomplete)?;
+            if !quiet {
+                eprintln!("wstap: trace complete, {} events written", stats.events);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,6 +169,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         eprintln!("wstap: WARNING: --insecure: upstream TLS certificates are NOT verified; anyone on the path can impersonate servers");
     }
     let mut bus = EventBus::new();
+    let (capture, capture_thread) = start_capture(args, &mut bus)?;
     let trace = match &args.trace {
         Some(path) => {
             let writer = format!("wstap {}", env!("CARGO_PKG_VERSION"));
@@ -135,23 +180,61 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
             let rx = bus.subscribe_lossless(TRACE_BACKLOG);
             let thread =
                 driver::spawn("wstap-trace", rx, file, TRACE_CADENCE).map_err(AppError::Runtime)?;
-            Some(thread)
+            Some(SinkThread {
+                thread,
+                what: "trace",
+            })
         }
         None => None,
     };
     // A quiet console prints only errors, so it need not see frames at all.
     let (rx, dropped) = bus.subscribe_lossy(CONSOLE_BACKLOG, !args.quiet);
     let options = ConsoleOptions::from_args(args);
+    let filter = args.filter.clone();
     let console = std::thread::Builder::new()
         .name("wstap-console".into())
-        .spawn(move || console::print(rx, dropped, options))
+        .spawn(move || console::print(rx, dropped, options, filter))
         .map_err(AppError::Runtime)?;
     let proxy = wstap_proxy::start(config, bus).await?;
     Ok(Started {
         proxy,
+        capture,
+        capture_thread,
         trace,
         console,
     })
+}
+
+/// Starts the capture writer (unless `--no-capture`): at `--capture`, or in a new folder
+/// under the default root, after pruning old captures there.
+fn start_capture(
+    args: &RunArgs,
+    bus: &mut EventBus,
+) -> Result<(Option<std::path::PathBuf>, Option<SinkThread>), AppError> {
+    if args.no_capture {
+        return Ok((None, None));
+    }
+    let path = match &args.capture {
+        Some(path) => path.clone(),
+        None => {
+            let root = crate::captures::root()?;
+            crate::captures::prune(&root, args.capture_keep, args.quiet);
+            crate::captures::new_path(&root)
+        }
+    };
+    let info = CaptureInfo {
+        writer: format!("wstap {}", env!("CARGO_PKG_VERSION")),
+        max_capture: args.max_capture,
+    };
+    let writer = CaptureWriter::create(&path, &info)?;
+    let rx = bus.subscribe_lossless(CAPTURE_BACKLOG);
+    let thread =
+        driver::spawn("wstap-capture", rx, writer, CAPTURE_CADENCE).map_err(AppError::Runtime)?;
+    let thread = SinkThread {
+        thread,
+        what: "capture",
+    };
+    Ok((Some(path), Some(thread)))
 }
 
 /// The CA directory from `--ca-dir`, `$WSTAP_HOME` or `~/.wstap`.
@@ -180,6 +263,10 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     if !args.quiet {
         for addr in started.proxy.local_addrs() {
             eprintln!("wstap: proxy listening on http://{addr}");
+        }
+        match &started.capture {
+            Some(path) => eprintln!("wstap: recording to {}", path.display()),
+            None => eprintln!("wstap: not recording a capture (--no-capture)"),
         }
         if let Some(path) = &args.trace {
             eprintln!("wstap: writing trace to {}", path.display());

@@ -6,10 +6,19 @@ mod support;
 use std::process::Command;
 use support::{temp_path, Value};
 
-fn wstap(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wstap"))
-        .args(args)
+/// The binary, with its files (CA, captures) in this test run's own home, never the
+/// user's.
+fn wstap_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wstap"));
+    command
         .env("NO_COLOR", "1")
+        .env("WSTAP_HOME", support::test_home());
+    command
+}
+
+fn wstap(args: &[&str]) -> std::process::Output {
+    wstap_command()
+        .args(args)
         .output()
         .expect("the wstap binary runs")
 }
@@ -100,12 +109,16 @@ fn demo_exits_by_itself_and_its_trace_exports_to_json_and_har() {
 }
 
 #[test]
-fn export_of_a_file_that_is_not_a_trace_fails_clearly() {
+fn export_of_a_file_that_is_neither_a_capture_nor_a_trace_fails_clearly() {
     let path = temp_path("not-a-trace.txt");
     std::fs::write(&path, "hello\n").unwrap();
     let out = wstap(&["export", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a wstap trace"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is neither a wstap capture") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
     let _ = std::fs::remove_file(path);
 }
 
@@ -130,7 +143,7 @@ fn a_proxy_that_accepts_connections_has_its_ca_ready() {
     // Scripts (and the benchmark) wait for the port, then fetch the CA to trust it.
     let ca_dir = temp_path("fresh-ca");
     let addr = free_loopback_addr();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wstap"))
+    let mut child = wstap_command()
         .args(["-q", "--listen", &addr.to_string(), "--ca-dir"])
         .arg(&ca_dir)
         .stdout(std::process::Stdio::null())
@@ -192,10 +205,11 @@ fn spawn_wstap_with(
     configure: impl FnOnce(&mut Command),
 ) -> (std::process::Child, std::net::SocketAddr) {
     let addr = free_loopback_addr();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wstap"));
+    let mut command = wstap_command();
     command
         .args([
             "--no-intercept",
+            "--no-capture",
             "--listen",
             &addr.to_string(),
             "--trace",

@@ -385,6 +385,31 @@ impl Printer {
         self.detail(&shown, out);
     }
 
+    /// A message as a block of its own (`wstap frames --messages`): a line for it, then
+    /// its data and violations.
+    pub fn message_block(&self, m: &Message, out: &mut String) {
+        let view = MessageView::of_event(m);
+        let mut line = format!(
+            "{} MESSAGE {}, {} frame{}, {} bytes",
+            m.dir.arrow(),
+            view.opcode.name(),
+            m.frames,
+            if m.frames == 1 { "" } else { "s" },
+            m.len
+        );
+        if m.compressed {
+            line.push_str(&format!(" (inflated from {})", m.wire_len));
+        }
+        if m.incomplete {
+            line.push_str(", INCOMPLETE");
+        }
+        self.line(&m.time, m.session, &line, out);
+        self.payload(view.opcode, view.data, out);
+        for v in &view.violations {
+            self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
+        }
+    }
+
     /// A message's lines; nothing for a one-frame message, whose frame said it all.
     fn message(&self, m: &MessageView<'_>, out: &mut String) {
         if !m.worth_a_line() {

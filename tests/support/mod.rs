@@ -25,6 +25,12 @@ pub fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("wstap-test-{}-{n}-{name}", std::process::id()))
 }
 
+/// A home folder for the binary (`WSTAP_HOME`) shared by this test process.
+pub fn test_home() -> PathBuf {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| temp_path("home")).clone()
+}
+
 /// A line of this process's `/proc/self/status`, in KiB.
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -79,6 +79,7 @@ impl ProxyProcess {
             .args(["--listen", &addr.to_string()])
             .arg("--trace")
             .arg(&trace)
+            .arg("--no-capture")
             .arg("--ca-dir")
             .arg(&ca_dir)
             .arg("--upstream-ca")

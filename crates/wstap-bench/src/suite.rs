@@ -441,7 +441,7 @@ impl Routes {
 
 /// `64 B`, `16 KiB`: a message size as the report names it.
 fn size_name(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")

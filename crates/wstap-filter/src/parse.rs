@@ -336,7 +336,8 @@ impl Parser<'_> {
     fn term(&mut self) -> Result<Expr, ParseError> {
         if self.peek() == Some('"') {
             let phrase = self.quoted()?;
-            return Ok(Expr::Term(Term::Payload(contains(&phrase.text))));
+            let regex = self.literal(contains(&phrase.text), &phrase)?;
+            return Ok(Expr::Term(Term::Payload(regex)));
         }
         let start = self.pos;
         let name = self.name().to_ascii_lowercase();
@@ -386,12 +387,18 @@ impl Parser<'_> {
                 if word.is_empty() {
                     return Err(self.error_here("expected a term"));
                 }
+                let written = Value {
+                    text: word.clone(),
+                    quoted: false,
+                    start,
+                    end: start + word.len(),
+                };
                 self.pos += word.len();
                 let alone = field.filter(|_| word.eq_ignore_ascii_case(&name));
                 Ok(Expr::Term(match alone {
                     Some(FieldName::Bool(b)) => Term::Bool(b, true),
                     Some(FieldName::Violation) => Term::Violation(None),
-                    _ => Term::Payload(contains(&word)),
+                    _ => Term::Payload(self.literal(contains(&word), &written)?),
                 }))
             }
         }
@@ -480,8 +487,8 @@ impl Parser<'_> {
                 }
             }
             FieldName::Payload => match op {
-                Op::Colon => Term::Payload(contains(&value.text)),
-                Op::Eq => Term::Payload(exactly(&value.text)),
+                Op::Colon => Term::Payload(self.literal(contains(&value.text), &value)?),
+                Op::Eq => Term::Payload(self.literal(exactly(&value.text), &value)?),
                 Op::Match => Term::Payload(self.regex(&value)?),
                 _ => {
                     return wrong_op(
@@ -550,6 +557,23 @@ impl Parser<'_> {
                 format!("{written} is a number: it takes ':', '<', '<=', '>' or '>='"),
             )),
         }
+    }
+
+    /// A search for literal text, or why it cannot be searched for.
+    fn literal(
+        &self,
+        built: Result<Regex, regex::Error>,
+        value: &Value,
+    ) -> Result<Regex, ParseError> {
+        built.map_err(|e| {
+            let why = e.to_string();
+            let last = why.lines().last().unwrap_or("invalid").trim().to_owned();
+            self.error(
+                value.start,
+                value.end,
+                format!("cannot search for this text: {last}"),
+            )
+        })
     }
 
     fn regex(&self, value: &Value) -> Result<Regex, ParseError> {
@@ -673,23 +697,13 @@ impl Parser<'_> {
     }
 }
 
-/// A case-insensitive search for `text` in payload bytes.
-fn contains(text: &str) -> Regex {
-    literal(text, true)
+/// A case-insensitive search for `text` in payload bytes. The flag is written into the
+/// pattern (`(?i)`), so the pattern's text alone means the same to the SQL back end.
+fn contains(text: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("(?i){}", regex::escape(text)))
 }
 
 /// The whole payload is exactly `text`.
-fn exactly(text: &str) -> Regex {
-    let pattern = format!(r"\A(?:{})\z", regex::escape(text));
-    RegexBuilder::new(&pattern)
-        .build()
-        .unwrap_or_else(|_| literal(text, false))
-}
-
-fn literal(text: &str, ignore_case: bool) -> Regex {
-    RegexBuilder::new(&regex::escape(text))
-        .case_insensitive(ignore_case)
-        .build()
-        // An escaped literal always compiles; this only guards a size limit.
-        .unwrap_or_else(|_| Regex::new("$^").expect("a constant pattern compiles"))
+fn exactly(text: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!(r"\A(?:{})\z", regex::escape(text)))
 }

@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use wstap_bus::EventBus;
 use wstap_trace::convert::{Exchanged, Relayed};
 use wstap_trace::{
-    CutFrame, Event, Forwarded, HttpExchange, Outcome, PerDirection, RawHeads, RequestHead, Responder,
-    SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via, Withheld,
+    CutFrame, Event, Forwarded, HttpExchange, Outcome, PerDirection, RawHeads, RequestHead,
+    Responder, SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via, Withheld,
 };
 
 /// What every session shares: settings, the bus, the session counter.

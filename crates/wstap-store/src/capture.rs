@@ -215,8 +215,7 @@ impl Capture {
             return Err(StoreError::not_a_capture(&dir, "it holds no capture.db"));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&database, flags)
-            .map_err(|e| damaged(&dir, e))?;
+        let conn = Connection::open_with_flags(&database, flags).map_err(|e| damaged(&dir, e))?;
         crate::schema::check(&conn, &dir).map_err(|e| match e {
             StoreError::Sqlite(e) => damaged(&dir, e),
             other => other,
@@ -406,7 +405,12 @@ impl Capture {
     }
 
     /// How many frames or messages of `session` (or of the capture) match `filter`.
-    pub fn count(&self, rows: Rows, session: Option<u64>, filter: &Filter) -> Result<u64, StoreError> {
+    pub fn count(
+        &self,
+        rows: Rows,
+        session: Option<u64>,
+        filter: &Filter,
+    ) -> Result<u64, StoreError> {
         let (query, params) = self.record_query(rows, "count(*)", session, filter);
         let count: i64 = self
             .conn
@@ -569,9 +573,30 @@ impl Source {
         match self.kind {
             SourceKind::Starts | SourceKind::Ends | SourceKind::Handshakes | SourceKind::Http => {
                 let (table, query) = match self.kind {
-                    SourceKind::Starts => ("sessions", json_query("ev_start", "start_event", "sessions", "id", "AND start_event != ''")),
-                    SourceKind::Ends => ("sessions", json_query("ev_end", "end_event", "sessions", "id", "AND end_event IS NOT NULL")),
-                    SourceKind::Handshakes => ("handshakes", json_query("ev", "event", "handshakes", "session", "")),
+                    SourceKind::Starts => (
+                        "sessions",
+                        json_query(
+                            "ev_start",
+                            "start_event",
+                            "sessions",
+                            "id",
+                            "AND start_event != ''",
+                        ),
+                    ),
+                    SourceKind::Ends => (
+                        "sessions",
+                        json_query(
+                            "ev_end",
+                            "end_event",
+                            "sessions",
+                            "id",
+                            "AND end_event IS NOT NULL",
+                        ),
+                    ),
+                    SourceKind::Handshakes => (
+                        "handshakes",
+                        json_query("ev", "event", "handshakes", "session", ""),
+                    ),
                     _ => ("http", json_query("ev", "event", "http", "session", "")),
                 };
                 let mut stmt = conn.prepare_cached(&query)?;
@@ -608,9 +633,8 @@ impl Source {
                     Some(_) => ("r.session = ?1 AND r.seq > ?2", "r.seq"),
                     None => ("?1 < 0 AND r.id > ?2", "r.id"),
                 };
-                let query = format!(
-                    "SELECT {columns} FROM {table} r WHERE {test} ORDER BY {key} LIMIT ?3"
-                );
+                let query =
+                    format!("SELECT {columns} FROM {table} r WHERE {test} ORDER BY {key} LIMIT ?3");
                 let mut stmt = conn.prepare_cached(&query)?;
                 let mut rows = stmt.query(params)?;
                 while let Some(row) = rows.next()? {
@@ -624,7 +648,11 @@ impl Source {
                             (m.id, m.seq, Event::Message(m.message))
                         }
                     };
-                    self.after = if self.session.is_some() { seq as i64 } else { id };
+                    self.after = if self.session.is_some() {
+                        seq as i64
+                    } else {
+                        id
+                    };
                     self.buffer.push_back((id, event));
                 }
             }
@@ -646,11 +674,12 @@ fn value(v: SqlValue) -> Value {
 fn damaged(dir: &Path, e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase) => StoreError::not_a_capture(dir, "its capture.db is not an SQLite database"),
-        Some(ErrorCode::DatabaseCorrupt) => StoreError::not_a_capture(
-            dir,
-            "its capture.db is damaged (cut short, or overwritten)",
-        ),
+        Some(ErrorCode::NotADatabase) => {
+            StoreError::not_a_capture(dir, "its capture.db is not an SQLite database")
+        }
+        Some(ErrorCode::DatabaseCorrupt) => {
+            StoreError::not_a_capture(dir, "its capture.db is damaged (cut short, or overwritten)")
+        }
         _ => StoreError::Sqlite(e),
     }
 }

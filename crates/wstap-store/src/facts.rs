@@ -222,11 +222,6 @@ pub fn extension_names(extensions: &[String]) -> String {
     names
 }
 
-/// The opcode of a frame's first byte.
-pub fn opcode_of(flags: u8) -> Opcode {
-    Opcode::from_bits(flags)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,4 +240,189 @@ mod tests {
             " permessage-deflate "
         );
     }
+}
+
+/// A filter applied to a stream of events as they pass (the live console, exports of a
+/// trace): records are kept when they match; a session's own events are shown unless the
+/// session's facts already rule it out.
+#[derive(Debug)]
+pub struct Selection {
+    filter: wstap_filter::Filter,
+    sessions: std::collections::HashMap<u64, SessionSummary>,
+    /// The first frame (flags byte, masked) of the message being read, per session and
+    /// direction, and the last control frame: what message facts take from frames.
+    firsts: std::collections::HashMap<(u64, bool), (u8, bool)>,
+    controls: std::collections::HashMap<(u64, bool), (u8, bool)>,
+}
+
+impl Selection {
+    /// A selection by `filter`.
+    pub fn new(filter: wstap_filter::Filter) -> Self {
+        Selection {
+            filter,
+            sessions: std::collections::HashMap::new(),
+            firsts: std::collections::HashMap::new(),
+            controls: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The filter.
+    pub fn filter(&self) -> &wstap_filter::Filter {
+        &self.filter
+    }
+
+    fn summary(&mut self, id: u64) -> &mut SessionSummary {
+        self.sessions
+            .entry(id)
+            .or_insert_with(|| SessionSummary::new(id))
+    }
+
+    /// Takes in a session-level event and returns what the session's facts say of the
+    /// session now: `Some(true)` or `Some(false)` when they decide, `None` when its
+    /// records would. Show the event unless it is `Some(false)`. A session's end forgets
+    /// the session, after deciding.
+    pub fn session_event(&mut self, event: &Event) -> Option<bool> {
+        let Some(id) = event.session() else {
+            return Some(true);
+        };
+        self.summary(id).apply(event);
+        let verdict = self.filter.session_verdict(&self.sessions[&id].facts());
+        if let Event::SessionEnd(_) = event {
+            self.forget(id);
+        }
+        verdict
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.sessions.remove(&id);
+        self.firsts.retain(|(s, _), _| *s != id);
+        self.controls.retain(|(s, _), _| *s != id);
+    }
+
+    /// Notes a frame's flags for the message it belongs to.
+    fn mark(&mut self, session: u64, c2s: bool, opcode: Opcode, mark: (u8, bool)) {
+        let key = (session, c2s);
+        match opcode {
+            Opcode::Text | Opcode::Binary => {
+                self.firsts.insert(key, mark);
+            }
+            Opcode::Continuation => {
+                self.firsts.entry(key).or_insert(mark);
+            }
+            _ => {
+                self.controls.insert(key, mark);
+            }
+        }
+    }
+
+    /// The first frame's marks for a message that ends now.
+    fn take_mark(&mut self, session: u64, c2s: bool, opcode: Opcode) -> (u8, bool) {
+        let key = (session, c2s);
+        let data = matches!(opcode, Opcode::Text | Opcode::Binary | Opcode::Continuation);
+        let taken = if data {
+            self.firsts.remove(&key)
+        } else {
+            self.controls.remove(&key)
+        };
+        taken.unwrap_or((0x80 | opcode.bits(), false))
+    }
+
+    /// Whether a live frame record matches.
+    pub fn frame_record(&mut self, session: u64, r: &FrameRecord) -> bool {
+        let c2s = r.direction == wstap_wire::Direction::ClientToServer;
+        let mark = (r.header.first_byte(), r.header.mask().is_some());
+        self.mark(session, c2s, r.header.opcode(), mark);
+        let summary = self.summary(session);
+        summary.count_frame(!r.violations.is_empty());
+        let codes = violation_codes(&r.violations);
+        self.filter
+            .matches_record(&self.sessions[&session].facts(), &frame_facts(r, &codes))
+    }
+
+    /// Whether a live message record matches.
+    pub fn message_record(&mut self, session: u64, r: &MessageRecord) -> bool {
+        let c2s = r.direction == wstap_wire::Direction::ClientToServer;
+        let (flags, masked) = self.take_mark(session, c2s, r.opcode);
+        self.summary(session);
+        let codes = violation_codes(&r.violations);
+        let facts = message_facts(r, flags, masked, &codes);
+        self.filter
+            .matches_record(&self.sessions[&session].facts(), &facts)
+    }
+
+    /// Whether a frame event (from a trace or a capture) matches.
+    pub fn frame_event(&mut self, f: &wstap_trace::Frame) -> bool {
+        let header = f.header();
+        let c2s = f.dir == wstap_wire::Direction::ClientToServer;
+        self.mark(
+            f.session,
+            c2s,
+            header.opcode(),
+            (header.first_byte(), f.masked),
+        );
+        self.summary(f.session)
+            .count_frame(!f.violations.is_empty());
+        let codes = codes_of(&f.violations);
+        let facts = RecordFacts {
+            kind: RecordKind::Frame,
+            dir: f.dir,
+            opcode: f.opcode,
+            flags: header.first_byte(),
+            masked: f.masked,
+            len: f.payload_len,
+            frames: 1,
+            compressed: f.inflated.is_some(),
+            close: f.close.as_ref().and_then(|c| c.code),
+            time_us: f.time.timestamp_micros(),
+            violations: &codes,
+            payload: match &f.inflated {
+                Some(inflated) => &inflated.payload.bytes,
+                None => &f.payload.bytes,
+            },
+        };
+        self.filter
+            .matches_record(&self.sessions[&f.session].facts(), &facts)
+    }
+
+    /// Whether a message event (from a trace or a capture) matches.
+    pub fn message_event(&mut self, m: &wstap_trace::Message) -> bool {
+        let opcode = Opcode::from_bits(m.opcode);
+        let c2s = m.dir == wstap_wire::Direction::ClientToServer;
+        let (flags, masked) = self.take_mark(m.session, c2s, opcode);
+        self.summary(m.session);
+        let codes = codes_of(&m.violations);
+        let facts = RecordFacts {
+            kind: RecordKind::Message,
+            dir: m.dir,
+            opcode: m.opcode,
+            flags,
+            masked,
+            len: m.len,
+            frames: m.frames,
+            compressed: m.compressed,
+            close: crate::rows::close_code_of(opcode, &m.payload.bytes),
+            time_us: m.time.timestamp_micros(),
+            violations: &codes,
+            payload: &m.payload.bytes,
+        };
+        self.filter
+            .matches_record(&self.sessions[&m.session].facts(), &facts)
+    }
+
+    /// Whether any event matches (records) or is shown (session-level events).
+    pub fn event(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Frame(f) => self.frame_event(f),
+            Event::Message(m) => self.message_event(m),
+            other => self.session_event(other) != Some(false),
+        }
+    }
+}
+
+/// Violation codes from `code: description` texts.
+fn codes_of(violations: &[String]) -> Vec<&str> {
+    violations
+        .iter()
+        .map(|v| v.split(':').next().unwrap_or_default())
+        .collect()
 }

@@ -31,7 +31,10 @@ impl<'a> FrameIn<'a> {
             header: r.header,
             payload: &r.payload.data,
             close: r.close.as_ref().map(|c| (c.code, c.reason.as_str())),
-            inflated: r.inflated.as_ref().map(|i| (i.data.total, i.data.data.as_slice())),
+            inflated: r
+                .inflated
+                .as_ref()
+                .map(|i| (i.data.total, i.data.data.as_slice())),
             violations: r.violations.iter().map(violation_text).collect(),
         }
     }
@@ -47,7 +50,10 @@ impl<'a> FrameIn<'a> {
             header: f.header(),
             payload: &f.payload.bytes,
             close: f.close.as_ref().map(|c| (c.code, c.reason.as_str())),
-            inflated: f.inflated.as_ref().map(|i| (i.len, i.payload.bytes.as_slice())),
+            inflated: f
+                .inflated
+                .as_ref()
+                .map(|i| (i.len, i.payload.bytes.as_slice())),
             violations: f.violations.clone(),
         }
     }

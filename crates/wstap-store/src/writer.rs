@@ -192,7 +192,9 @@ impl CaptureWriter {
             Event::SessionEnd(end) => self.session_end(ev, end),
             Event::Notice(notice) => {
                 self.conn
-                    .prepare_cached("INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)")?
+                    .prepare_cached(
+                        "INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)",
+                    )?
                     .execute(params![ev, notice.time.timestamp_micros(), notice.message])?;
                 Ok(())
             }
@@ -214,16 +216,41 @@ impl CaptureWriter {
     }
 
     /// Keeps `bytes`: inline when small (returned for the row), else in the payload file.
-    fn store<'b>(&mut self, bytes: &'b [u8], total: u64) -> Result<(Option<&'b [u8]>, Stored), StoreError> {
+    fn store<'b>(
+        &mut self,
+        bytes: &'b [u8],
+        total: u64,
+    ) -> Result<(Option<&'b [u8]>, Stored), StoreError> {
         let kept = bytes.len();
         if kept == 0 {
-            return Ok((None, Stored { at: None, kept, total }));
+            return Ok((
+                None,
+                Stored {
+                    at: None,
+                    kept,
+                    total,
+                },
+            ));
         }
         if kept <= INLINE_MAX {
-            return Ok((Some(bytes), Stored { at: None, kept, total }));
+            return Ok((
+                Some(bytes),
+                Stored {
+                    at: None,
+                    kept,
+                    total,
+                },
+            ));
         }
         let at = self.payloads.append(bytes)? as i64;
-        Ok((None, Stored { at: Some(at), kept, total }))
+        Ok((
+            None,
+            Stored {
+                at: Some(at),
+                kept,
+                total,
+            },
+        ))
     }
 
     fn session(&mut self, id: u64) -> &mut OpenSession {
@@ -240,8 +267,13 @@ impl CaptureWriter {
         let leg = |leg: &Option<wstap_trace::TlsLeg>| {
             leg.as_ref().and_then(|l| serde_json::to_string(l).ok())
         };
-        let event = serde_json::to_string(&Event::SessionStart(start.clone()))
-            .map_err(|e| StoreError::BadRow { table: "sessions", id: start.session as i64, why: e.to_string() })?;
+        let event = serde_json::to_string(&Event::SessionStart(start.clone())).map_err(|e| {
+            StoreError::BadRow {
+                table: "sessions",
+                id: start.session as i64,
+                why: e.to_string(),
+            }
+        })?;
         let via = match start.via {
             wstap_trace::Via::Connect => "connect",
             wstap_trace::Via::Absolute => "absolute",
@@ -297,7 +329,8 @@ impl CaptureWriter {
         self.ensure_session(h.session, time_us, ev)?;
         let event = serde_json::to_string(&Event::Handshake(h.clone())).unwrap_or_default();
         let status = h.response.as_ref().map(|r| r.status);
-        let issues = (!h.issues.is_empty()).then(|| serde_json::to_string(&h.issues).unwrap_or_default());
+        let issues =
+            (!h.issues.is_empty()).then(|| serde_json::to_string(&h.issues).unwrap_or_default());
         let raw = h.raw.as_ref();
         self.conn
             .prepare_cached(
@@ -477,7 +510,11 @@ impl CaptureWriter {
         // A message of one frame is that frame's bytes (inflated, when compressed): it
         // points at them instead of keeping a copy.
         let shared = first.filter(|_| m.frames == 1).and_then(|frame| {
-            let stored = if m.compressed { frame.inflated } else { Some(frame.payload) };
+            let stored = if m.compressed {
+                frame.inflated
+            } else {
+                Some(frame.payload)
+            };
             stored
                 .filter(|s| s.kept == m.data.len() && s.total == m.len)
                 .map(|s| (frame.id, s))
@@ -626,17 +663,25 @@ impl CaptureWriter {
     }
 
     /// Commits, marks the capture finished, and folds the write-ahead log back into the
-    /// database, so that the folder holds just the database, the payloads and the lock.
+    /// database for good (rollback-journal mode from then on), so that the folder holds
+    /// just the database, the payloads and the lock, and readers need create nothing.
+    /// While someone is reading the capture that switch must wait; the log is then only
+    /// checkpointed, and the capture stays in WAL mode.
     pub fn finish(mut self) -> Result<(), StoreError> {
         self.commit()?;
         self.conn.execute(
             "UPDATE captures SET ended_us = ?1 WHERE id = 1",
             params![chrono::Utc::now().timestamp_micros()],
         )?;
-        let _: Option<i64> = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-            .optional()?;
+        let switched: rusqlite::Result<String> =
+            self.conn
+                .query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0));
+        if !matches!(switched.as_deref(), Ok("delete")) {
+            let _: Option<i64> = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+                .optional()?;
+        }
         Ok(())
     }
 }

@@ -73,7 +73,7 @@ fn frame() -> impl Strategy<Value = (Direction, Vec<u8>)> {
                     p.extend_from_slice(b"bye");
                     p
                 }
-                9 | 10 | 11 => payload.into_iter().take(100).collect(),
+                9..=11 => payload.into_iter().take(100).collect(),
                 _ => payload,
             };
             (dir, builder.encode(&payload))
@@ -104,7 +104,7 @@ fn session(id: u64) -> impl Strategy<Value = SessionSpec> {
                 tls,
                 status,
                 subprotocol: subprotocol.map(Into::into),
-                deflate: id % 2 == 0,
+                deflate: id.is_multiple_of(2),
                 outcome,
                 frames,
             },
@@ -115,24 +115,72 @@ fn term() -> impl Strategy<Value = String> {
     let word = prop::sample::select(WORDS.to_vec());
     prop_oneof![
         prop::sample::select(vec![
-            "op:text", "op:binary", "op:cont", "op:close", "op:ping,pong", "op:control", "op:3",
-            "dir:c2s", "dir:s2c", "fin", "rsv1", "rsv2:false", "masked", "compressed", "tls",
-            "violation", "violation:unmasked_client_frame", "violation:reserved_opcode",
-            "violation:invalid_utf8", "violation:invalid_close_code", "state:open",
-            "state:closed", "state:error", "kind:websocket", "status:101", "status:400..499",
-            "subprotocol:chat", "subprotocol:*", "extension:permessage-deflate",
-            "host:*.example.com", "host:x.org", "host~^api", "path:/chat*", "url~room=\\d",
-            "client:127.0.0.1:*", "port>1000", "session:2", "session:1..2", "close:1000",
-            "close:1000..1001", "json.id", "json.user.name", "json.ok == true",
-            "json.ok == false", "json.nothing == null", "json.tags[1]", "json.real > 0",
-            "json.real <= -1.5", "json.id == \"42\"", "frames>1", "len>20", "len:0",
-            "len<=5", "time>2026-11-30T00:00:00Z", "time<2026-01-01",
+            "op:text",
+            "op:binary",
+            "op:cont",
+            "op:close",
+            "op:ping,pong",
+            "op:control",
+            "op:3",
+            "dir:c2s",
+            "dir:s2c",
+            "fin",
+            "rsv1",
+            "rsv2:false",
+            "masked",
+            "compressed",
+            "tls",
+            "violation",
+            "violation:unmasked_client_frame",
+            "violation:reserved_opcode",
+            "violation:invalid_utf8",
+            "violation:invalid_close_code",
+            "state:open",
+            "state:closed",
+            "state:error",
+            "kind:websocket",
+            "status:101",
+            "status:400..499",
+            "subprotocol:chat",
+            "subprotocol:*",
+            "extension:permessage-deflate",
+            "host:*.example.com",
+            "host:x.org",
+            "host~^api",
+            "path:/chat*",
+            "url~room=\\d",
+            "client:127.0.0.1:*",
+            "port>1000",
+            "session:2",
+            "session:1..2",
+            "close:1000",
+            "close:1000..1001",
+            "json.id",
+            "json.user.name",
+            "json.ok == true",
+            "json.ok == false",
+            "json.nothing == null",
+            "json.tags[1]",
+            "json.real > 0",
+            "json.real <= -1.5",
+            "json.id == \"42\"",
+            "frames>1",
+            "len>20",
+            "len:0",
+            "len<=5",
+            "time>2026-11-30T00:00:00Z",
+            "time<2026-01-01",
         ])
         .prop_map(str::to_owned),
-        (0i64..100, prop::sample::select(vec!["==", ">", "<", ">=", "<=", "!="]))
+        (
+            0i64..100,
+            prop::sample::select(vec!["==", ">", "<", ">=", "<=", "!="])
+        )
             .prop_map(|(n, op)| format!("json.id {op} {n}")),
         word.clone().prop_map(|w| format!("\"{w}\"")),
-        word.clone().prop_map(|w| format!("text~\"(?i){}\"", regex::escape(w))),
+        word.clone().prop_map(|w| w.to_uppercase()),
+        word.clone()
+            .prop_map(|w| format!("text~\"(?i){}\"", regex::escape(w))),
         word.prop_map(|w| format!("json.user.name == \"{w}\"")),
     ]
 }
@@ -205,14 +253,19 @@ fn observe(events: &[BusEvent]) -> Observed {
                 record: Record::Message(m),
             } => {
                 let key = (*session, m.direction == Direction::ClientToServer);
-                let data = matches!(m.opcode, Opcode::Text | Opcode::Binary | Opcode::Continuation);
+                let data = matches!(
+                    m.opcode,
+                    Opcode::Text | Opcode::Binary | Opcode::Continuation
+                );
                 let (flags, masked) = if data {
                     firsts.remove(&key)
                 } else {
                     controls.remove(&key)
                 }
                 .unwrap_or((0x80 | m.opcode.bits(), false));
-                observed.messages.push((ev, *session, m.clone(), flags, masked));
+                observed
+                    .messages
+                    .push((ev, *session, m.clone(), flags, masked));
             }
         }
     }

@@ -74,7 +74,10 @@ fn every_event_comes_back_in_order_as_the_trace_has_it() {
         .collect();
     assert_eq!(as_json(&events_of(&capture, Some(2))), as_json(&only_two));
     let handshake = capture.handshake(1).unwrap().expect("a handshake");
-    assert_eq!(handshake.request_raw.as_deref(), Some(&b"GET / HTTP/1.1\r\n\r\n"[..]));
+    assert_eq!(
+        handshake.request_raw.as_deref(),
+        Some(&b"GET / HTTP/1.1\r\n\r\n"[..])
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -87,10 +90,12 @@ fn big_payloads_are_written_once_and_small_ones_inline() {
     // one-frame message share the same bytes in the payload file.
     let file = std::fs::metadata(dir.join(layout::PAYLOADS)).unwrap().len();
     assert_eq!(file, 20_000);
-    assert!(600 <= INLINE_MAX, "the 600-byte text of é stays inline");
+    const { assert!(600 <= INLINE_MAX, "the 600-byte text of é stays inline") };
     let capture = Capture::open(&dir).unwrap();
     let all = Filter::parse("").unwrap();
-    let messages = capture.messages(Some(1), &all, Position::From(0), 100).unwrap();
+    let messages = capture
+        .messages(Some(1), &all, Position::From(0), 100)
+        .unwrap();
     let big = messages
         .iter()
         .find(|m| m.message.len == 20_000)
@@ -98,7 +103,10 @@ fn big_payloads_are_written_once_and_small_ones_inline() {
     assert_eq!(big.message.payload.bytes, "x".repeat(20_000).as_bytes());
     let fragmented = messages.iter().find(|m| m.message.frames == 2).unwrap();
     assert_eq!(fragmented.message.payload.bytes, [1, 2, 3, 4, 5]);
-    assert_eq!((fragmented.first_frame, fragmented.last_frame), (Some(3), Some(5)));
+    assert_eq!(
+        (fragmented.first_frame, fragmented.last_frame),
+        (Some(3), Some(5))
+    );
     let session = capture.session(1).unwrap().unwrap();
     assert_eq!(session.state, "closed");
     assert_eq!(session.subprotocol.as_deref(), Some("chat"));
@@ -114,21 +122,45 @@ fn pages_start_anywhere_and_filters_select() {
     write(&dir, &session_events(&spec), 64);
     let capture = Capture::open(&dir).unwrap();
     let all = Filter::parse("").unwrap();
-    let page = capture.frames(Some(1), &all, Position::From(500), 10).unwrap();
+    let page = capture
+        .frames(Some(1), &all, Position::From(500), 10)
+        .unwrap();
     let seqs: Vec<u64> = page.iter().map(|f| f.seq).collect();
     assert_eq!(seqs, (500..510).collect::<Vec<_>>());
     assert_eq!(page[0].frame.payload.bytes, b"m500");
     let last = capture.frames(Some(1), &all, Position::Last, 3).unwrap();
-    assert_eq!(last.iter().map(|f| f.seq).collect::<Vec<_>>(), [997, 998, 999]);
-    let before = capture.frames(Some(1), &all, Position::Before(3), 10).unwrap();
+    assert_eq!(
+        last.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        [997, 998, 999]
+    );
+    let before = capture
+        .frames(Some(1), &all, Position::Before(3), 10)
+        .unwrap();
     assert_eq!(before.iter().map(|f| f.seq).collect::<Vec<_>>(), [0, 1, 2]);
     let filter = Filter::parse("text~\"^m9\\d$\"").unwrap();
     assert_eq!(capture.count(Rows::Messages, Some(1), &filter).unwrap(), 10);
-    let hits = capture.messages(Some(1), &filter, Position::From(0), 100).unwrap();
+    let hits = capture
+        .messages(Some(1), &filter, Position::From(0), 100)
+        .unwrap();
     assert_eq!(hits.len(), 10);
-    assert_eq!(capture.count_sessions(&Filter::parse("host:*.example.com").unwrap()).unwrap(), 1);
-    assert_eq!(capture.count_sessions(&Filter::parse("text:m999").unwrap()).unwrap(), 1);
-    assert_eq!(capture.count_sessions(&Filter::parse("text:m1000").unwrap()).unwrap(), 0);
+    assert_eq!(
+        capture
+            .count_sessions(&Filter::parse("host:*.example.com").unwrap())
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        capture
+            .count_sessions(&Filter::parse("text:m999").unwrap())
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        capture
+            .count_sessions(&Filter::parse("text:m1000").unwrap())
+            .unwrap(),
+        0
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -157,7 +189,12 @@ fn a_capture_is_readable_while_it_is_written_and_then_complete() {
     writer.finish().unwrap();
     assert!(!layout::is_being_written(&dir));
     assert_eq!(events_of(&reader, None).len(), events.len());
-    assert!(Capture::open(&dir).unwrap().info().unwrap().ended_us.is_some());
+    assert!(Capture::open(&dir)
+        .unwrap()
+        .info()
+        .unwrap()
+        .ended_us
+        .is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -169,8 +206,15 @@ fn what_is_not_a_capture_says_so_and_is_left_alone() {
     std::fs::write(&junk, "hello").unwrap();
     let error = Capture::open(&junk).unwrap_err().to_string();
     assert!(error.contains("is not a wstap capture"), "{error}");
-    assert!(Capture::open(&dir).unwrap_err().to_string().contains("no capture.db"));
-    std::fs::write(dir.join("capture.db"), "not sqlite at all, just some text here").unwrap();
+    assert!(Capture::open(&dir)
+        .unwrap_err()
+        .to_string()
+        .contains("no capture.db"));
+    std::fs::write(
+        dir.join("capture.db"),
+        "not sqlite at all, just some text here",
+    )
+    .unwrap();
     let error = Capture::open(&dir).unwrap_err().to_string();
     assert!(error.contains("not an SQLite database"), "{error}");
     assert_eq!(

@@ -49,16 +49,18 @@ pub struct SessionSpec {
 pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
     let t0 = (spec.id as i64) * 1_000_000;
     let target = format!("{}:{}", spec.host, spec.port);
-    let mut events = vec![BusEvent::Event(Box::new(Event::SessionStart(SessionStart {
-        session: spec.id,
-        time: at(t0),
-        client: format!("127.0.0.1:{}", 40000 + spec.id),
-        target,
-        via: Via::Connect,
-        tls: spec.tls,
-        client_tls: None,
-        upstream_tls: None,
-    })))];
+    let mut events = vec![BusEvent::Event(Box::new(Event::SessionStart(
+        SessionStart {
+            session: spec.id,
+            time: at(t0),
+            client: format!("127.0.0.1:{}", 40000 + spec.id),
+            target,
+            via: Via::Connect,
+            tls: spec.tls,
+            client_tls: None,
+            upstream_tls: None,
+        },
+    )))];
     let mut request = vec![
         ("Host".to_owned(), spec.host.clone()),
         ("Upgrade".to_owned(), "websocket".to_owned()),
@@ -180,7 +182,9 @@ pub fn write(dir: &std::path::Path, events: &[BusEvent], batch: usize) {
 pub fn client_text(text: &str) -> (Direction, Vec<u8>) {
     (
         Direction::ClientToServer,
-        FrameBuilder::text().mask([1, 2, 3, 4]).encode(text.as_bytes()),
+        FrameBuilder::text()
+            .mask([1, 2, 3, 4])
+            .encode(text.as_bytes()),
     )
 }
 

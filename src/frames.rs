@@ -1,0 +1,90 @@
+//! `wstap frames [CAPTURE] --session N`: a session as the live log showed it, from the
+//! capture: its start, handshake and exchanges, every frame (or, with `--messages`, every
+//! message) the filter selects, and its end.
+
+use crate::captures::{chosen, open_capture};
+use crate::console::color_wanted;
+use crate::console::printer::{ConsoleOptions, Printer};
+use crate::AppError;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use wstap_filter::Filter;
+use wstap_store::facts::Selection;
+use wstap_trace::Event;
+
+/// Options of `wstap frames`.
+#[derive(Debug, Args)]
+pub struct FramesArgs {
+    /// The capture (default: the newest in ~/.wstap/captures).
+    pub capture: Option<PathBuf>,
+    /// The session to show.
+    #[arg(long, value_name = "N")]
+    pub session: u64,
+    /// Only the frames (or messages) this filter matches (docs/filters.md).
+    #[arg(long, value_name = "EXPR", value_parser = crate::parse_filter)]
+    pub filter: Option<Filter>,
+    /// Show messages (reassembled, inflated) instead of frames.
+    #[arg(long)]
+    pub messages: bool,
+    /// Show full handshake and HTTP headers.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Runs `wstap frames`.
+pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
+    let path = chosen(args.capture.as_deref())?;
+    let capture = open_capture(&path)?;
+    let found = capture
+        .session(args.session)
+        .map_err(|e| AppError::BadInput(e.to_string()))?;
+    if found.is_none() {
+        return Err(AppError::BadInput(format!(
+            "{} has no session {}",
+            path.display(),
+            args.session
+        )));
+    }
+    let printer = Printer::new(ConsoleOptions {
+        verbose: args.verbose,
+        quiet: false,
+        color: color_wanted(),
+    });
+    let mut selection = args.filter.clone().map(Selection::new);
+    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
+    let shown = capture.for_each_event(Some(args.session), |event| {
+        let keep = match &event {
+            // In message mode frames are not shown, but still teach the selection what
+            // their messages are made of.
+            Event::Frame(_) if args.messages => {
+                if let Some(selection) = selection.as_mut() {
+                    selection.event(&event);
+                }
+                false
+            }
+            _ => selection.as_mut().is_none_or(|s| s.event(&event)),
+        };
+        if !keep {
+            return Ok(());
+        }
+        text.clear();
+        match &event {
+            Event::Message(m) if args.messages => printer.message_block(m, &mut text),
+            other => printer.event(other, &mut text),
+        }
+        out.write_all(text.as_bytes())
+            .map_err(|source| wstap_store::StoreError::Io {
+                path: PathBuf::from("standard output"),
+                source,
+            })
+    });
+    match shown {
+        // A reader that stopped reading (`| head`) is not an error of ours.
+        Err(wstap_store::StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.map_err(|e| AppError::BadInput(e.to_string()))?,
+    }
+    Ok(())
+}

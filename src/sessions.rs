@@ -1,0 +1,136 @@
+//! `wstap sessions [CAPTURE]`: a capture's sessions as a table (or JSON lines), by filter.
+
+use crate::captures::{chosen, open_capture};
+use crate::AppError;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use wstap_filter::Filter;
+
+/// Options of `wstap sessions`.
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// The capture (default: the newest in ~/.wstap/captures).
+    pub capture: Option<PathBuf>,
+    /// Only the sessions this filter matches (docs/filters.md).
+    #[arg(long, value_name = "EXPR", value_parser = crate::parse_filter)]
+    pub filter: Option<Filter>,
+    /// One JSON object per session instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `wstap sessions`.
+pub fn sessions(args: &SessionsArgs) -> Result<(), AppError> {
+    let path = chosen(args.capture.as_deref())?;
+    let capture = open_capture(&path)?;
+    let all = Filter::parse("").map_err(|e| AppError::BadInput(e.to_string()))?;
+    let filter = args.filter.as_ref().unwrap_or(&all);
+    let mut out = std::io::stdout().lock();
+    let write_failed = |e: std::io::Error| AppError::Export(format!("cannot write: {e}"));
+    let mut table = vec![HEADINGS.map(str::to_owned)];
+    let mut after = None;
+    loop {
+        let page = capture
+            .sessions(filter, after, 500)
+            .map_err(|e| AppError::BadInput(e.to_string()))?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for s in &page {
+            if args.json {
+                let line = serde_json::to_string(s).map_err(|e| AppError::Export(e.to_string()))?;
+                writeln!(out, "{line}").map_err(write_failed)?;
+            } else {
+                table.push(columns(s));
+            }
+        }
+    }
+    if !args.json {
+        let widths: Vec<usize> = (0..HEADINGS.len())
+            .map(|i| {
+                table
+                    .iter()
+                    .map(|row| row[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &table {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                if RIGHT_ALIGNED.contains(&i) {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                }
+                line.push_str("  ");
+            }
+            writeln!(out, "{}", line.trim_end()).map_err(write_failed)?;
+        }
+    }
+    Ok(())
+}
+
+const HEADINGS: [&str; 10] = [
+    "#", "start", "client", "url", "state", "status", "frames", "bytes", "duration", "notes",
+];
+
+/// The columns aligned to the right (numbers).
+const RIGHT_ALIGNED: [usize; 5] = [0, 5, 6, 7, 8];
+
+/// One session's cells.
+fn columns(s: &wstap_store::SessionRow) -> [String; 10] {
+    let start = chrono::DateTime::from_timestamp_micros(s.started_us)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%H:%M:%S%.3f")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let url = s.url.clone().unwrap_or_else(|| s.target.clone());
+    let status = s.status.map_or("-".to_owned(), |c| c.to_string());
+    let duration = s
+        .duration_us
+        .map_or("-".to_owned(), |d| format!("{:.3} s", d as f64 / 1e6));
+    let mut notes = Vec::new();
+    if s.tls {
+        notes.push("tls".to_owned());
+    }
+    if let Some(p) = &s.subprotocol {
+        notes.push(format!("subprotocol {p}"));
+    }
+    for e in &s.extensions {
+        notes.push(e.split(';').next().unwrap_or_default().trim().to_owned());
+    }
+    if s.violations > 0 {
+        notes.push(format!("{} violations", s.violations));
+    }
+    if let Some(kind) = s.kind.as_deref().filter(|k| *k != "websocket") {
+        notes.push(kind.to_owned());
+    }
+    [
+        s.id.to_string(),
+        start,
+        s.client.clone(),
+        cut(&url, 60),
+        s.state.clone(),
+        status,
+        format!("{} / {}", s.frames_c2s, s.frames_s2c),
+        format!("{} / {}", s.bytes_c2s, s.bytes_s2c),
+        duration,
+        notes.join(", "),
+    ]
+}
+
+/// `text`, cut to `width` characters with an ellipsis.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
