@@ -108,20 +108,35 @@ impl Started {
     }
 }
 
-/// Raises the soft open-file limit to the hard limit: every proxied session holds two
-/// sockets, and the usual soft limit (1024) would cap the proxy at about 500 sessions.
+/// Raises the open-file limit: every proxied session holds two sockets, and the usual
+/// soft limit (1024) would cap the proxy at about 500 sessions. The soft limit goes to
+/// the hard one, and past it to 65,536 where the process may raise its hard limit.
 fn raise_fd_limit() {
     #[cfg(unix)]
     {
+        /// What a privileged wstap asks for beyond a lower hard limit: room for 30,000
+        /// sessions.
+        const WANTED: libc::rlim_t = 65_536;
         let mut limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
         };
         // SAFETY: getrlimit and setrlimit with a pointer to a valid local struct.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
-                && limit.rlim_cur < limit.rlim_max
-            {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return;
+            }
+            if limit.rlim_max < WANTED {
+                // Allowed only with CAP_SYS_RESOURCE; without it the hard limit stays.
+                let raised = libc::rlimit {
+                    rlim_cur: WANTED,
+                    rlim_max: WANTED,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    return;
+                }
+            }
+            if limit.rlim_cur < limit.rlim_max {
                 limit.rlim_cur = limit.rlim_max;
                 libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
             }

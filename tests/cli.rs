@@ -4,24 +4,10 @@
 mod support;
 
 use std::process::Command;
+use support::binary::{
+    free_loopback_addr, rss_kib, sigterm, spawn_listening, wstap, wstap_command,
+};
 use support::{temp_path, Value};
-
-/// The binary, with its files (CA, captures) in this test run's own home, never the
-/// user's.
-fn wstap_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wstap"));
-    command
-        .env("NO_COLOR", "1")
-        .env("WSTAP_HOME", support::test_home());
-    command
-}
-
-fn wstap(args: &[&str]) -> std::process::Output {
-    wstap_command()
-        .args(args)
-        .output()
-        .expect("the wstap binary runs")
-}
 
 #[test]
 fn demo_exits_by_itself_and_its_trace_exports_to_json_and_har() {
@@ -184,12 +170,6 @@ fn a_taken_port_fails_before_a_ca_is_made() {
     );
 }
 
-/// A loopback address whose port was free a moment ago.
-fn free_loopback_addr() -> std::net::SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap()
-}
-
 /// Starts the real binary on a free port with a trace, waiting until it listens.
 fn spawn_wstap(
     trace: &std::path::Path,
@@ -204,31 +184,17 @@ fn spawn_wstap_with(
     extra: &[&str],
     configure: impl FnOnce(&mut Command),
 ) -> (std::process::Child, std::net::SocketAddr) {
-    let addr = free_loopback_addr();
     let mut command = wstap_command();
     command
         .args([
             "--no-intercept",
             "--no-capture",
-            "--listen",
-            &addr.to_string(),
             "--trace",
             trace.to_str().unwrap(),
         ])
-        .args(extra)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .args(extra);
     configure(&mut command);
-    let mut child = command.spawn().unwrap();
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            return (child, addr);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("wstap did not start");
+    spawn_listening(command)
 }
 
 /// An echo session through `proxy` sending messages until told to stop.
@@ -349,26 +315,6 @@ async fn sigterm_closes_open_sessions_with_1001_records_them_and_prints_a_summar
     assert!(stderr.contains("stopped after 2 sessions"), "{stderr}");
     assert!(stderr.contains("trace complete"), "{stderr}");
     let _ = std::fs::remove_file(trace);
-}
-
-/// Asks `child` to stop, as Ctrl-C or a service manager would.
-fn sigterm(child: &std::process::Child) {
-    // SAFETY: signalling our own child process.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")
-                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
-            })
-        })
-        .unwrap_or(0)
 }
 
 /// How much the slow-reader test pushes: `WSTAP_SLOW_READER_MIB` MiB, read to the end, or

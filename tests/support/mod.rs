@@ -3,6 +3,7 @@
 //! chooses), and helpers to tunnel through the proxy and read heads byte by byte.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod tls;
 
 use std::net::SocketAddr;

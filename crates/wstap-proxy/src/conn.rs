@@ -4,7 +4,6 @@ use crate::error::SessionError;
 use crate::io::{BoxWrite, Client};
 use crate::session::{Session, Shared};
 use crate::stage::{Requests, Scope, Stage};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -27,11 +26,13 @@ impl Drop for Active {
 }
 
 /// Serves one accepted connection until it closes: runs its stages one after another.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    let _active = Active::new(&shared);
+/// The session was numbered when the connection was accepted, so numbers follow the
+/// order in which clients connected.
+pub(crate) async fn serve(session: Session, stream: TcpStream) {
+    let _active = Active::new(&session.shared);
     let _ = stream.set_nodelay(true);
     let mut stage = Stage::Requests(Requests {
-        session: Session::new(shared, peer),
+        session,
         client: Client::from_tcp(stream),
         scope: Scope::Proxy,
         upstream: None,
@@ -43,11 +44,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
 }
 
 /// Answers a connection beyond `--max-connections` with 503 and records it.
-pub(crate) async fn turn_away(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn turn_away(session: Session, stream: TcpStream) {
     let (_read, write) = stream.into_split();
     let mut out: BoxWrite = Box::new(write);
-    let max = shared.config.max_connections.unwrap_or(0);
-    let session = Session::new(shared, peer);
+    let max = session.shared.config.max_connections.unwrap_or(0);
     let error = SessionError::TooManyConnections(max);
     session
         .refuse(&mut out, error, None, "", SessionKind::Http)

@@ -5,7 +5,7 @@
 //! accepting, gives open sessions a grace period, then drops what is left.
 
 use crate::conn::{serve, turn_away};
-use crate::session::Shared;
+use crate::session::{Session, Shared};
 use crate::{ProxyConfig, ProxyError};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -146,11 +146,12 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let open = shared.active.load(Ordering::Relaxed);
+                    let session = Session::new(Arc::clone(&shared), peer);
                     if shared.config.max_connections.is_some_and(|max| open >= max) {
                         // Answered outside the session set: it is not a session that counts.
-                        tokio::spawn(turn_away(Arc::clone(&shared), stream, peer));
+                        tokio::spawn(turn_away(session, stream));
                     } else {
-                        sessions.spawn(serve(Arc::clone(&shared), stream, peer));
+                        sessions.spawn(serve(session, stream));
                     }
                 }
                 // Out of file descriptors and the like: wait a moment rather than spin.
