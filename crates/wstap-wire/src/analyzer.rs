@@ -622,14 +622,6 @@ impl AnalyzerState {
             if let Some(inflater) = self.inflater.as_mut() {
                 inflate(inflater, Piece::Tail, &self.config, frame, message);
             }
-            // Inflation failures anywhere in the message belong to the message too.
-            message.record.violations.extend(
-                frame
-                    .violations
-                    .iter()
-                    .filter(|v| matches!(v, Violation::InflateFailed(_)))
-                    .cloned(),
-            );
         }
         if let Some(mut utf8) = message.utf8.take() {
             let violation = match utf8.finish() {
@@ -676,9 +668,11 @@ fn inflate(
         Piece::Data(data) => inflater.inflate(data, &mut output),
         Piece::Tail => inflater.end_message(&mut output),
     };
-    // The bytes inflated before a failure come first, so does their verdict.
+    // The bytes inflated before a failure come first, so does their verdict. A failure
+    // belongs to the message as much as to the frame that carried it.
     message.check_utf8(frame);
     if let Err(why) = result {
-        frame.violations.push(Violation::InflateFailed(why));
+        frame.violations.push(Violation::InflateFailed(why.clone()));
+        message.record.violations.push(Violation::InflateFailed(why));
     }
 }

@@ -104,6 +104,19 @@ impl Violation {
         }
     }
 
+    /// Whether this violation is about a message as a whole (its text, its compression),
+    /// as opposed to one frame's header or place: these go on the message's record too,
+    /// in the order they were found.
+    pub fn is_about_message(&self) -> bool {
+        matches!(
+            self,
+            Violation::InvalidUtf8 | Violation::TruncatedUtf8 | Violation::InflateFailed(_)
+        )
+    }
+
+    /// The codes of the violations that are about a message as a whole.
+    pub const MESSAGE_CODES: [&'static str; 3] = ["invalid_utf8", "truncated_utf8", "inflate_failed"];
+
     /// Whether this violation is about UTF-8 (a strict endpoint closes with 1007 for these,
     /// and with 1002 for everything else).
     pub fn is_utf8(&self) -> bool {
@@ -191,5 +204,11 @@ mod tests {
         ];
         let codes: Vec<&str> = all.iter().map(Violation::code).collect();
         assert_eq!(codes, Violation::CODES);
+        let about_message: Vec<&str> = all
+            .iter()
+            .filter(|v| v.is_about_message())
+            .map(Violation::code)
+            .collect();
+        assert_eq!(about_message, Violation::MESSAGE_CODES);
     }
 }

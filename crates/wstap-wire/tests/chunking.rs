@@ -206,3 +206,46 @@ fn inflated_output_does_not_depend_on_chunking_regression() {
         assert_eq!(run(step), whole, "step {step}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A message's own violations are those of its frames that are about the message
+    /// (its text, its compression), in the order they were found: so the message of one
+    /// frame says nothing its frame does not.
+    #[test]
+    fn a_message_holds_exactly_its_frames_message_level_violations(
+        specs in proptest::collection::vec(spec(), 1..6),
+        deflate in any::<bool>(),
+    ) {
+        let config = AnalyzerConfig {
+            deflate: deflate.then(wstap_wire::deflate::DeflateParams::default),
+            ..config()
+        };
+        let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
+        let mut out = Vec::new();
+        analyzer.feed(&mut encode(&specs), Timestamp(0), &mut out);
+        let mut pending: Vec<wstap_wire::Violation> = Vec::new();
+        let mut controls: Vec<wstap_wire::Violation> = Vec::new();
+        for record in &out {
+            match record {
+                Record::Frame(f) => {
+                    let about: Vec<_> = f.violations.iter().filter(|v| v.is_about_message()).cloned().collect();
+                    if f.header.opcode().is_control() || matches!(f.header.opcode(), Opcode::Reserved(_)) {
+                        controls = about;
+                    } else {
+                        pending.extend(about);
+                    }
+                }
+                Record::Message(m) => {
+                    let expected = if m.opcode.is_control() || matches!(m.opcode, Opcode::Reserved(_)) {
+                        std::mem::take(&mut controls)
+                    } else {
+                        std::mem::take(&mut pending)
+                    };
+                    prop_assert_eq!(&m.violations, &expected);
+                }
+            }
+        }
+    }
+}
