@@ -20,16 +20,20 @@ const CONSOLE_BACKLOG: usize = 4096;
 const TRACE_CADENCE: Cadence = Cadence {
     nap: Duration::from_millis(2),
     max_delay: Duration::from_millis(100),
+    background: true,
 };
 /// The capture commits whenever it catches up and at least every 50 ms while it is
 /// behind, so an event is on disk (and survives `kill -9`) within about 50 ms; the nap
 /// lets a commit gather many events.
 const CAPTURE_CADENCE: Cadence = Cadence {
-    nap: Duration::from_millis(10),
+    nap: Duration::from_millis(2),
     max_delay: Duration::from_millis(50),
+    background: true,
 };
-/// The capture's backlog: as the trace's.
-const CAPTURE_BACKLOG: usize = 4 << 20;
+/// The capture's backlog. Larger than the trace's: SQLite writes in bursts (a commit, a
+/// checkpoint), and a relay that finds the backlog full waits for the writer, so the
+/// budget is what carries the traffic through a burst. Measured in docs/performance.md.
+const CAPTURE_BACKLOG: usize = 32 << 20;
 
 /// A lossless sink's thread, and what it writes to, for messages.
 struct SinkThread {

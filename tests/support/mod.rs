@@ -106,6 +106,7 @@ impl Proxy {
         let cadence = Cadence {
             nap: Duration::from_millis(2),
             max_delay: Duration::from_millis(100),
+            background: false,
         };
         let trace = driver::spawn("wstap-trace", rx, file, cadence).unwrap();
         let running = wstap_proxy::start(config, bus).await.unwrap();

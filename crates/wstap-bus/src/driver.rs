@@ -23,12 +23,27 @@ pub struct Cadence {
     pub nap: Duration,
     /// While events keep coming, flush at least this often.
     pub max_delay: Duration,
+    /// Run at a lower scheduling priority (Linux: nice 10), so that when the machine is
+    /// busy the sink's bursts (a commit, a checkpoint) wait for the relay's threads rather
+    /// than delay them. The sink still never falls behind for good: once its backlog is
+    /// full the relay waits for it, and a waiting relay leaves it the CPU.
+    pub background: bool,
+}
+
+/// Lowers the calling thread's priority; failing to is harmless, so it is not reported.
+#[allow(unsafe_code)]
+fn yield_to_relay() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory effects; `who` 0 is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
 }
 
 /// What a sink's thread did, returned when it ends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkStats {
-    /// Events written before the first error (or in all).
+    /// Events written in the batches before the first error (or in all).
     pub events: u64,
     /// The first error, if writing failed.
     pub error: Option<String>,
@@ -44,7 +59,12 @@ pub fn spawn<S: Sink>(
 ) -> std::io::Result<JoinHandle<SinkStats>> {
     std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(move || run(sink, rx, cadence))
+        .spawn(move || {
+            if cadence.background {
+                yield_to_relay();
+            }
+            run(sink, rx, cadence)
+        })
 }
 
 /// Records the first failure and says it once, loudly.
@@ -73,14 +93,9 @@ fn run<S: Sink>(mut sink: S, mut rx: LosslessReceiver, cadence: Cadence) -> Sink
         let mut next = Some(batch);
         while let Some(batch) = next.take() {
             if stats.error.is_none() {
-                for event in batch.iter() {
-                    match sink.write(event) {
-                        Ok(()) => stats.events += 1,
-                        Err(e) => {
-                            fail(&sink, &mut stats, e);
-                            break;
-                        }
-                    }
+                match sink.write_batch(&batch) {
+                    Ok(()) => stats.events += batch.len() as u64,
+                    Err(e) => fail(&sink, &mut stats, e),
                 }
             }
             if last_flush.elapsed() >= cadence.max_delay {
@@ -160,6 +175,7 @@ mod tests {
     const CADENCE: Cadence = Cadence {
         nap: Duration::from_millis(1),
         max_delay: Duration::from_millis(100),
+        background: false,
     };
 
     fn memory(fail_after: usize) -> (Memory, Arc<Mutex<Log>>) {
