@@ -208,6 +208,18 @@ impl Source {
     }
 }
 
+impl wstap_store::export::EventSource for Source {
+    type Error = AppError;
+
+    fn for_each_event(
+        &self,
+        session: Option<u64>,
+        each: &mut dyn FnMut(Event) -> Result<(), AppError>,
+    ) -> Result<(), AppError> {
+        Source::for_each_event(self, session, each)
+    }
+}
+
 /// Opens a capture; every way of failing is bad input.
 pub fn open_capture(path: &Path) -> Result<Capture, AppError> {
     Capture::open(path).map_err(|e| AppError::BadInput(e.to_string()))

@@ -1,23 +1,20 @@
 //! `wstap export SOURCE`: a capture or a trace as NDJSON (trace lines), per-session JSON
 //! or HAR, for everything, one session, or what a filter selects.
 //!
-//! With a filter, an export keeps the frames and messages it matches, and the session
-//! events (start, handshake, exchanges, end) of the sessions it selects: those whose own
-//! facts match, and, when the filter is about records, those with a matching record.
+//! What a filter keeps is `wstap_store::export`'s to say; this module reads the command
+//! line and writes the result.
 //! Credential headers are redacted by default, since exports are made to be shared;
 //! `--redact NAME` hides more, `--no-redact` keeps everything.
 
 use crate::captures::Source;
 use crate::AppError;
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use wstap_filter::Filter;
-use wstap_store::facts::Selection;
-use wstap_trace::export::{har::to_har, session::sessions, Redaction};
-use wstap_trace::{Event, TraceHeader, TraceWriter};
+use wstap_store::export::{self, Export};
+use wstap_trace::export::Redaction;
+use wstap_trace::TraceHeader;
 
 /// Options of `wstap export`.
 #[derive(Debug, Args)]
@@ -65,68 +62,20 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
             .iter()
             .fold(Redaction::default(), |r, name| r.with(name))
     };
-    let kept = match &args.filter {
-        Some(filter) if !filter.is_all() => Some(selected_sessions(&source, args, filter)?),
-        _ => None,
+    let what = Export {
+        format: args.format.into(),
+        session: args.session,
+        filter: args.filter.as_ref(),
+        redaction: &redaction,
+        header: header(&source)?,
+        version: env!("CARGO_PKG_VERSION"),
     };
-    let mut selection = args.filter.clone().map(Selection::new);
-    let mut keep = |event: &Event| -> bool {
-        let (Some(selection), Some(kept)) = (selection.as_mut(), kept.as_ref()) else {
-            return true;
-        };
-        match event {
-            Event::Frame(_) | Event::Message(_) => selection.event(event),
-            other => {
-                selection.session_event(other);
-                other.session().is_some_and(|s| kept.contains(&s))
-            }
+    let text = export::export(&source, &what).map_err(|e| match e {
+        AppError::NoSuchSession(n) => {
+            AppError::BadInput(format!("{} has no session {n}", args.source.display()))
         }
-    };
-    let text = match args.format {
-        Format::Ndjson => {
-            let mut writer = TraceWriter::new(Vec::new(), &header(&source)?)
-                .map_err(|e| AppError::Export(e.to_string()))?;
-            source.for_each_event(args.session, |mut event| {
-                if keep(&event) {
-                    redaction.apply_to(&mut event);
-                    writer
-                        .write(&event)
-                        .map_err(|e| AppError::Export(e.to_string()))?;
-                }
-                Ok(())
-            })?;
-            writer
-                .into_inner()
-                .map_err(|e| AppError::Export(e.to_string()))?
-        }
-        Format::Json | Format::Har => {
-            let mut events = Vec::new();
-            source.for_each_event(args.session, |mut event| {
-                if keep(&event) {
-                    redaction.apply_to(&mut event);
-                    events.push(event);
-                }
-                Ok(())
-            })?;
-            let docs = sessions(events, args.session);
-            if let Some(n) = args.session {
-                if docs.is_empty() {
-                    return Err(AppError::BadInput(format!(
-                        "{} has no session {n}",
-                        args.source.display()
-                    )));
-                }
-            }
-            let value: Value = match args.format {
-                Format::Har => to_har(&docs, env!("CARGO_PKG_VERSION")),
-                _ => json!({ "format": "wstap-sessions", "version": 1, "sessions": docs }),
-            };
-            let mut text = serde_json::to_string_pretty(&value)
-                .map_err(|e| AppError::Export(e.to_string()))?;
-            text.push('\n');
-            text.into_bytes()
-        }
-    };
+        other => other,
+    })?;
     let written = match &args.output {
         Some(path) => {
             std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -136,41 +85,6 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
             .map_err(|e| format!("cannot write the export: {e}")),
     };
     written.map_err(AppError::Export)
-}
-
-/// The sessions a filter selects: by their own facts, or by a matching record.
-fn selected_sessions(
-    source: &Source,
-    args: &ExportArgs,
-    filter: &Filter,
-) -> Result<HashSet<u64>, AppError> {
-    let mut selection = Selection::new(filter.clone());
-    let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
-    let mut with_records: HashSet<u64> = HashSet::new();
-    source.for_each_event(args.session, |event| {
-        match &event {
-            Event::Frame(_) | Event::Message(_) => {
-                if selection.event(&event) {
-                    with_records.extend(event.session());
-                }
-            }
-            other => {
-                let verdict = selection.session_event(other);
-                if let Some(id) = other.session() {
-                    verdicts.insert(id, verdict);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    Ok(verdicts
-        .into_iter()
-        .filter(|(id, verdict)| {
-            *verdict == Some(true) || (verdict.is_none() && with_records.contains(id))
-        })
-        .map(|(id, _)| id)
-        .chain(with_records.iter().copied())
-        .collect())
 }
 
 /// The first line of an NDJSON export: the trace's own, or one for the capture.
@@ -189,6 +103,16 @@ fn header(source: &Source) -> Result<TraceHeader, AppError> {
                 .map_err(|e| AppError::BadInput(e.to_string()))?;
             let time = chrono::DateTime::from_timestamp_micros(info.started_us).unwrap_or_default();
             Ok(TraceHeader::new(info.writer, time))
+        }
+    }
+}
+
+impl From<Format> for export::Format {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Ndjson => export::Format::Ndjson,
+            Format::Json => export::Format::Json,
+            Format::Har => export::Format::Har,
         }
     }
 }

@@ -7,6 +7,9 @@ use clap::Args;
 use std::path::PathBuf;
 use wstap_store::{CaptureInfo, CaptureWriter};
 
+/// Events written per transaction, and looked at together.
+const IMPORT_BATCH: usize = 4096;
+
 /// Options of `wstap import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -30,11 +33,19 @@ pub fn import(args: &ImportArgs) -> Result<(), AppError> {
         .map_err(|e| AppError::BadInput(e.to_string()))?;
     let mut count = 0u64;
     let written: Result<(), AppError> = (|| {
-        for event in events {
-            writer
-                .write_event(&event?)
-                .map_err(|e| AppError::BadInput(e.to_string()))?;
-            count += 1;
+        // In batches, so that a frame and the message it ends are written together.
+        let mut batch = Vec::with_capacity(IMPORT_BATCH);
+        let mut events = events.peekable();
+        while let Some(event) = events.next() {
+            batch.push(event?);
+            if batch.len() >= IMPORT_BATCH || events.peek().is_none() {
+                writer
+                    .write_events(&batch)
+                    .and_then(|()| wstap_trace::Sink::flush(&mut writer))
+                    .map_err(|e| AppError::BadInput(e.to_string()))?;
+                count += batch.len() as u64;
+                batch.clear();
+            }
         }
         Ok(())
     })();

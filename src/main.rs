@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("wstap: error: {e}");
             match e {
-                AppError::BadInput(_) => ExitCode::from(2),
+                AppError::BadInput(_) | AppError::NoSuchSession(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -194,6 +194,9 @@ pub enum AppError {
     /// The capture could not be created.
     #[error("cannot record a capture: {0}")]
     Capture(#[from] wstap_store::StoreError),
+    /// A session asked for is not there.
+    #[error("no session {0}")]
+    NoSuchSession(u64),
     /// A file given is not what the command reads, or is damaged (exit status 2).
     #[error("{0}")]
     BadInput(String),
@@ -206,4 +209,13 @@ pub enum AppError {
     /// The CA could not be loaded or created.
     #[error(transparent)]
     Ca(#[from] wstap_proxy::mitm::ca::CaError),
+}
+
+impl From<wstap_store::export::ExportError> for AppError {
+    fn from(e: wstap_store::export::ExportError) -> Self {
+        match e {
+            wstap_store::export::ExportError::NoSuchSession(n) => AppError::NoSuchSession(n),
+            other => AppError::Export(other.to_string()),
+        }
+    }
 }

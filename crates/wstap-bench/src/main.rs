@@ -12,6 +12,7 @@
 //! `--quick` runs every scenario in a few seconds (CI runs it; no timing is asserted);
 //! `--json` prints one JSON object after the table. Everything stays on loopback.
 
+mod capture;
 mod floor;
 mod loopback;
 mod peers;
@@ -24,18 +25,16 @@ use peers::{echo_server, Pki};
 use proxy::{locate_wstap, raise_fd_limit};
 use std::path::PathBuf;
 use std::time::Duration;
-use suite::{Bench, MainScenarios};
-
-/// Payload bytes the bench's wstap captures per frame and message, unless told otherwise.
-const BENCH_CAPTURE: usize = 1024;
+use suite::{Bench, MainScenarios, References};
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "throughput",
     "latency",
     "fan-in",
     "idle",
     "big",
+    "capture",
     "floor",
     "loopback",
 ];
@@ -48,6 +47,8 @@ struct Plan {
     idle_ws: usize,
     idle_wss: usize,
     big: usize,
+    capture: capture::BigCapture,
+    disk_bytes: usize,
 }
 
 impl Plan {
@@ -59,6 +60,13 @@ impl Plan {
             idle_ws: 10_000,
             idle_wss: 2_000,
             big: 256 << 20,
+            // One million messages to search, then ten million frames in all.
+            capture: capture::BigCapture {
+                search: 500_000,
+                bulk: 4_500_000,
+                every: 50_000,
+            },
+            disk_bytes: 512 << 20,
         }
     }
 
@@ -70,6 +78,12 @@ impl Plan {
             idle_ws: 200,
             idle_wss: 50,
             big: 8 << 20,
+            capture: capture::BigCapture {
+                search: 5_000,
+                bulk: 20_000,
+                every: 1_000,
+            },
+            disk_bytes: 16 << 20,
         }
     }
 
@@ -85,6 +99,7 @@ struct Args {
     only: Option<String>,
     seconds: Option<f64>,
     max_capture: Option<usize>,
+    wstap_args: Vec<String>,
 }
 
 impl Args {
@@ -101,6 +116,7 @@ fn parse_args() -> Result<Args, String> {
         only: None,
         seconds: None,
         max_capture: None,
+        wstap_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -132,11 +148,15 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or("--max-capture needs a byte count")?;
                 args.max_capture = Some(bytes);
             }
+            "--wstap-arg" => args
+                .wstap_args
+                .push(it.next().ok_or("--wstap-arg needs an argument")?),
             "-h" | "--help" => {
                 println!(
-                    "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--only SCENARIO] [--seconds N] [--max-capture BYTES]\n\
+                    "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--wstap-arg ARG]... [--only SCENARIO] [--seconds N] [--max-capture BYTES]\n\
                      scenarios: {}\n\
-                     --seconds sets each round's length; --max-capture is passed to wstap (default: wstap's own)",
+                     --seconds sets each round's length; --max-capture is passed to the main proxy (default: wstap's own, 64 KiB);\n\
+                     --wstap-arg passes an argument to every wstap the bench starts (for profiling: --wstap-arg --no-capture)",
                     SCENARIOS.join(", ")
                 );
                 std::process::exit(0);
@@ -199,10 +219,8 @@ async fn run(args: &Args) -> Result<bool, String> {
     if let Some(seconds) = args.seconds {
         plan.seconds = seconds;
     }
-    // Every frame's header bits and the first KiB of its payload: a full-payload trace of a
-    // saturated loopback echo is written at the disk's speed (measured: 30 GB in 7 minutes),
-    // which would measure the disk, not the proxy. `--max-capture 65536` restores wstap's default.
-    let max_capture = Some(args.max_capture.unwrap_or(BENCH_CAPTURE));
+    // The main proxy captures as wstap does by default (64 KiB of each payload) unless told.
+    let max_capture = args.max_capture;
     let fd_limit = raise_fd_limit(4 * plan.idle_ws as u64 + 4096);
     let wstap = locate_wstap(args.wstap.clone())?;
     let dir = std::env::temp_dir().join(format!("wstap-bench-{}", std::process::id()));
@@ -215,6 +233,7 @@ async fn run(args: &Args) -> Result<bool, String> {
     let bench = Bench {
         plan,
         wstap,
+        wstap_args: args.wstap_args.clone(),
         max_capture,
         dir,
         pki,
@@ -224,13 +243,31 @@ async fn run(args: &Args) -> Result<bool, String> {
     };
 
     let mut rows = Vec::new();
+    let mut references = References::default();
+    // The floor first: the main latency rows are held to it.
+    if args.runs("floor") {
+        let (floor_rows, added) = bench.floor().await?;
+        rows.extend(floor_rows);
+        references.floor_added = Some(added);
+    }
     let which = MainScenarios {
         throughput: args.runs("throughput"),
         latency: args.runs("latency"),
         fan_in: args.runs("fan-in"),
     };
+    if which.throughput {
+        let disk = capture::disk_write_rate(&bench.dir.join("disk"), bench.plan.disk_bytes)?;
+        references.disk_mb_s = Some(disk);
+        rows.push(report::Row::reference(
+            format!("disk: sequential write + fdatasync of {} MiB, in the capture's folder (MB/s)", bench.plan.disk_bytes >> 20),
+            "-".into(),
+            format!("{disk:.0}"),
+            "-".into(),
+            serde_json::json!({"scenario": "disk", "mb_per_s": disk}),
+        ));
+    }
     let main_proxy = if which.throughput || which.latency || which.fan_in {
-        let (main_rows, main_proxy) = bench.main_proxy(&which).await?;
+        let (main_rows, main_proxy) = bench.main_proxy(&which, references).await?;
         rows.extend(main_rows);
         Some(main_proxy)
     } else {
@@ -239,8 +276,8 @@ async fn run(args: &Args) -> Result<bool, String> {
     if args.runs("idle") {
         rows.extend(bench.idle().await?);
     }
-    if args.runs("floor") {
-        rows.extend(bench.floor().await?);
+    if args.runs("capture") {
+        rows.extend(bench.big_capture(&bench.plan.capture).await?);
     }
     if args.runs("loopback") {
         rows.extend(bench.loopback().await?);

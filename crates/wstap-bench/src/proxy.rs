@@ -1,10 +1,18 @@
 //! The real `wstap` binary as a subprocess, run as a user would run it: quiet console,
-//! a trace file, its own CA, trusting the benchmark's upstream CA.
+//! recording a capture, its own CA, trusting the benchmark's upstream CA.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// What a benchmarked `wstap` records: a capture (wstap's default), keeping this many
+/// payload bytes per frame and message (`None`: wstap's default, 64 KiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    /// A capture.
+    Capture(Option<usize>),
+}
 
 /// A running `wstap`.
 pub struct ProxyProcess {
@@ -13,8 +21,9 @@ pub struct ProxyProcess {
     pub addr: SocketAddr,
     /// Its CA directory.
     pub ca_dir: PathBuf,
-    /// Its trace file.
-    pub trace: PathBuf,
+    /// Its capture folder.
+    pub recorded: PathBuf,
+    recording: Option<Recording>,
 }
 
 /// Finds the `wstap` binary: `--wstap PATH`, else next to this executable (building it
@@ -65,7 +74,8 @@ impl ProxyProcess {
     /// Starts `wstap` with its files in `dir`.
     pub fn start(
         wstap: &Path,
-        max_capture: Option<usize>,
+        recording: Recording,
+        extra: &[String],
         dir: &Path,
         upstream_ca: &Path,
     ) -> Result<ProxyProcess, String> {
@@ -73,39 +83,51 @@ impl ProxyProcess {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let ca_dir = dir.join("ca");
-        let trace = dir.join("bench-trace.ndjson");
-        let child = Command::new(wstap)
+        let mut command = Command::new(wstap);
+        command
             .arg("-q")
             .args(["--listen", &addr.to_string()])
-            .arg("--trace")
-            .arg(&trace)
-            .arg("--no-capture")
             .arg("--ca-dir")
             .arg(&ca_dir)
             .arg("--upstream-ca")
             .arg(upstream_ca)
+            .stdout(Stdio::null());
+        let Recording::Capture(max_capture) = recording;
+        let recorded = dir.join("capture");
+        // `--wstap-arg --no-capture` (for profiling) replaces the capture.
+        if !extra.iter().any(|a| a == "--no-capture") {
+            command.arg("--capture").arg(&recorded);
+        }
+        command
             .args(max_capture.map(|n| format!("--max-capture={n}")))
-            .stdout(Stdio::null())
+            .args(extra);
+        let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", wstap.display()))?;
         let mut proxy = ProxyProcess {
             child,
             addr,
             ca_dir,
-            trace,
+            recorded,
+            recording: Some(recording),
         };
         proxy.wait_listening()?;
         Ok(proxy)
     }
 
-    /// Empties the trace file and returns the proxy's write offset so far: the bytes it has
-    /// written in all. The proxy keeps writing at its offset (the file becomes sparse), so
-    /// it does all its usual work, but a long run neither fills the disk nor gets the writer
-    /// throttled on dirty pages: the benchmark measures the proxy, not the disk.
-    pub fn drain_trace(&self) -> u64 {
-        let written = std::fs::metadata(&self.trace).map_or(0, |m| m.len());
-        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&self.trace) {
-            let _ = file.set_len(0);
+    /// Empties the capture's payload file and returns how many bytes were written to it
+    /// since the last drain. The proxy goes on appending at the file's new end (it opened
+    /// it to append), so it does all its usual work, but a long run neither fills the disk
+    /// nor gets the writer throttled on dirty pages. Nothing reads the emptied bytes: the
+    /// benchmark never reads these payloads back.
+    pub fn drain(&self) -> u64 {
+        if self.recording.is_none() {
+            return 0;
+        }
+        let file = self.recorded.join("payloads.bin");
+        let written = std::fs::metadata(&file).map_or(0, |m| m.len());
+        if let Ok(handle) = std::fs::OpenOptions::new().write(true).open(&file) {
+            let _ = handle.set_len(0);
         }
         written
     }
@@ -125,7 +147,8 @@ impl ProxyProcess {
             child,
             addr,
             ca_dir: dir.join("ca"),
-            trace: dir.join("none"),
+            recorded: dir.join("none"),
+            recording: None,
         };
         relay.wait_listening()?;
         Ok(relay)

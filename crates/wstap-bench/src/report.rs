@@ -50,8 +50,8 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 /// What the report says about the proxy that ran throughput, latency and fan-in.
 pub struct MainProxy {
-    /// Bytes of trace it wrote.
-    pub trace_bytes: u64,
+    /// Payload bytes it captured (into its capture's payload file).
+    pub captured_bytes: u64,
     /// Its peak RSS, MiB.
     pub peak_mib: f64,
 }
@@ -95,8 +95,8 @@ pub fn print(rows: &[Row], quick: bool, json: bool, main_proxy: Option<&MainProx
     if let Some(main) = main_proxy {
         println!();
         println!(
-            "(throughput, latency and fan-in proxy: trace file {:.1} MiB, peak RSS {:.1} MiB)",
-            main.trace_bytes as f64 / (1 << 20) as f64,
+            "(throughput, latency and fan-in proxy: {:.1} MiB of payloads captured, peak RSS {:.1} MiB)",
+            main.captured_bytes as f64 / (1 << 20) as f64,
             main.peak_mib
         );
     }
@@ -104,7 +104,7 @@ pub fn print(rows: &[Row], quick: bool, json: bool, main_proxy: Option<&MainProx
         let doc = json!({
             "machine": machine(),
             "quick": quick,
-            "trace_bytes": main_proxy.map_or(0, |m| m.trace_bytes),
+            "captured_bytes": main_proxy.map_or(0, |m| m.captured_bytes),
             "throughput_proxy_peak_rss_mib": main_proxy.map_or(0.0, |m| m.peak_mib),
             "results": rows.iter().map(|r| {
                 let mut v = r.json.clone();

@@ -54,6 +54,44 @@ async fn echo_rate(ws: Ws, size: usize, window: usize, duration: Duration) -> Re
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
+/// Echoes `count` text messages of about `size` bytes through one session, `window` in
+/// flight, each made by `text(n)`. Returns the seconds it took.
+pub async fn fill(
+    route: &Route,
+    count: u64,
+    size: usize,
+    window: u64,
+    text: impl Fn(u64, usize) -> String,
+) -> Result<f64, String> {
+    let ws = connect(route).await?;
+    let (mut sink, mut stream) = ws.split();
+    let start = Instant::now();
+    let (mut sent, mut received) = (0u64, 0u64);
+    while sent < window.min(count) {
+        sink.send(Message::text(text(sent, size)))
+            .await
+            .map_err(|e| e.to_string())?;
+        sent += 1;
+    }
+    while received < count {
+        match stream.next().await {
+            Some(Ok(Message::Text(_))) => received += 1,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("the connection closed mid-run".into()),
+        }
+        if sent < count {
+            sink.send(Message::text(text(sent, size)))
+                .await
+                .map_err(|e| e.to_string())?;
+            sent += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let _ = sink.send(Message::Close(None)).await;
+    Ok(elapsed)
+}
+
 /// Round-trip times of 64-byte messages, one at a time, for `duration`: (p50, p99) in µs.
 pub async fn latency(route: &Route, duration: Duration) -> Result<(f64, f64), String> {
     let ws = connect(route).await?;

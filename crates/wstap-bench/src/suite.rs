@@ -3,7 +3,7 @@
 
 use crate::loopback::{self, Path, RoundTrip};
 use crate::peers::{client_tls, Pki, Route};
-use crate::proxy::ProxyProcess;
+use crate::proxy::{ProxyProcess, Recording};
 use crate::report::{median, MainProxy, Row};
 use crate::scenarios;
 use crate::Plan;
@@ -25,7 +25,9 @@ pub struct Bench {
     pub plan: Plan,
     /// The wstap binary.
     pub wstap: PathBuf,
-    /// `--max-capture` for wstap.
+    /// Extra arguments for every wstap.
+    pub wstap_args: Vec<String>,
+    /// `--max-capture` for the main proxy (`None`: wstap's default, 64 KiB).
     pub max_capture: Option<usize>,
     /// A scratch directory for proxies' files.
     pub dir: PathBuf,
@@ -49,49 +51,80 @@ pub struct MainScenarios {
     pub fan_in: bool,
 }
 
+/// What the main rows are read against, when this run measured it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct References {
+    /// The floor relay's added latency at p50 and p99, µs.
+    pub floor_added: Option<(f64, f64)>,
+    /// The disk's sequential write speed, MB/s.
+    pub disk_mb_s: Option<f64>,
+}
+
+/// What a throughput row's target is.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A ratio to direct.
+    Ratio(f64),
+    /// Payload bytes captured per second, against this share of the disk's write speed.
+    Disk(f64),
+}
+
 impl Bench {
-    fn proxy(&self, name: &str) -> Result<ProxyProcess, String> {
+    fn proxy(&self, name: &str, recording: Recording) -> Result<ProxyProcess, String> {
         ProxyProcess::start(
             &self.wstap,
-            self.max_capture,
+            recording,
+            &self.wstap_args,
             &self.dir.join(name),
             &self.pki.ca_pem,
         )
     }
 
-    /// Throughput, latency and fan-in, all against one proxy process.
-    pub async fn main_proxy(&self, which: &MainScenarios) -> Result<(Vec<Row>, MainProxy), String> {
-        let proxy = self.proxy("main")?;
-        let mut run = MainRun {
-            bench: self,
-            routes: Routes {
-                direct_tls: client_tls(&self.pki.ca_pem)?,
-                proxied_tls: client_tls(&proxy.ca_pem())?,
-                proxy: proxy.addr,
-            },
-            proxy,
-            trace_bytes: 0,
-        };
+    /// Throughput, latency and fan-in, all against one proxy recording a capture at the
+    /// default payload capture (64 KiB, or `--max-capture`).
+    pub async fn main_proxy(
+        &self,
+        which: &MainScenarios,
+        references: References,
+    ) -> Result<(Vec<Row>, MainProxy), String> {
+        let proxy = self.proxy("main", Recording::Capture(self.max_capture))?;
+        let mut run = MainRun::new(self, proxy)?;
         let mut rows = Vec::new();
         if which.throughput {
-            for (tls, server, target) in [(false, self.plain, 0.5), (true, self.secure, 0.4)] {
-                for size in [64usize, 16 * 1024] {
-                    rows.push(run.throughput(tls, server, size, target).await?);
+            let disk = references.disk_mb_s.map(|_| Target::Disk(0.8));
+            for (tls, server, targets) in [
+                (false, self.plain, [Target::Ratio(0.45), disk.unwrap_or(Target::Ratio(0.5))]),
+                (true, self.secure, [Target::Ratio(0.4), Target::Ratio(0.4)]),
+            ] {
+                for (size, target) in [64usize, 16 * 1024].into_iter().zip(targets) {
+                    rows.push(run.throughput(tls, server, size, target, references).await?);
                 }
             }
         }
         if which.latency {
-            rows.extend(run.latency().await?);
+            rows.extend(run.latency(references).await?);
         }
         if which.fan_in {
             rows.push(run.fan_in().await?);
         }
-        run.drain_trace();
+        run.drain();
         let main = MainProxy {
-            trace_bytes: run.trace_bytes,
+            captured_bytes: run.captured_bytes,
             peak_mib: run.proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
         };
         run.proxy.stop()?;
+        if which.throughput {
+            // The same 16 KiB echo, keeping 1 KiB of each payload.
+            let proxy = self.proxy("small-capture", Recording::Capture(Some(1024)))?;
+            let mut run = MainRun::new(self, proxy)?;
+            let mut row = run
+                .throughput(false, self.plain, 16 * 1024, Target::Ratio(0.5), references)
+                .await?;
+            row.scenario = format!("{}, 1 KiB captured", row.scenario);
+            row.json["max_capture"] = json!(1024);
+            rows.push(row);
+            run.proxy.stop()?;
+        }
         Ok((rows, main))
     }
 
@@ -115,7 +148,7 @@ impl Bench {
             (true, self.secure, self.plan.idle_wss, 40.0),
         ] {
             let count = wanted.min(fd_room);
-            let proxy = self.proxy(&format!("idle-{tls}"))?;
+            let proxy = self.proxy(&format!("idle-{tls}"), Recording::Capture(None))?;
             let route = Route {
                 server,
                 proxy: Some(proxy.addr),
@@ -149,8 +182,9 @@ impl Bench {
     }
 
     /// The floor: the cheapest relay there is, measured the same way, for reading the
-    /// main rows against what any relay costs on this machine.
-    pub async fn floor(&self) -> Result<Vec<Row>, String> {
+    /// main rows against what any relay costs on this machine. Also returns its added
+    /// latency (p50, p99), which the main latency rows are held to.
+    pub async fn floor(&self) -> Result<(Vec<Row>, (f64, f64)), String> {
         let floor = ProxyProcess::start_floor(&self.dir.join("floor"))?;
         let via = |relay: bool| route_to(self.plain, relay.then_some(floor.addr));
         let mut rows = Vec::new();
@@ -191,10 +225,9 @@ impl Bench {
             f50.push(a);
             f99.push(b);
         }
-        for (name, d, f) in [
-            ("p50", median(d50), median(f50)),
-            ("p99", median(d99), median(f99)),
-        ] {
+        let (d50, f50, d99, f99) = (median(d50), median(f50), median(d99), median(f99));
+        let added = (f50 - d50, f99 - d99);
+        for (name, d, f) in [("p50", d50, f50), ("p99", d99, f99)] {
             rows.push(Row::reference(
                 format!("floor relay: latency ws 64 B, {name} (µs)"),
                 format!("{d:.1}"),
@@ -222,7 +255,7 @@ impl Bench {
                    "ratio": f / d}),
         ));
         floor.stop()?;
-        Ok(rows)
+        Ok((rows, added))
     }
 
     /// Raw TCP round trips: direct, with one core kept busy, and through the two kinds of
@@ -282,7 +315,7 @@ impl Bench {
 
     /// One big message each way, on a fresh proxy.
     pub async fn big_message(&self) -> Result<Row, String> {
-        let proxy = self.proxy("big")?;
+        let proxy = self.proxy("big", Recording::Capture(None))?;
         let size = self.plan.big;
         let direct = scenarios::big_message(&route_to(self.plain, None), size).await?;
         let proxied = scenarios::big_message(&route_to(self.plain, Some(proxy.addr)), size).await?;
@@ -303,18 +336,34 @@ impl Bench {
     }
 }
 
-/// The main proxy's run: its routes, and how much trace it has written so far.
+/// The main proxy's run: its routes, and how much payload it has captured so far.
 struct MainRun<'a> {
     bench: &'a Bench,
     routes: Routes,
     proxy: ProxyProcess,
-    trace_bytes: u64,
+    captured_bytes: u64,
 }
 
-impl MainRun<'_> {
-    /// Empties the proxy's trace file (see [`ProxyProcess::drain_trace`]), keeping count.
-    fn drain_trace(&mut self) {
-        self.trace_bytes = self.trace_bytes.max(self.proxy.drain_trace());
+impl<'a> MainRun<'a> {
+    fn new(bench: &'a Bench, proxy: ProxyProcess) -> Result<Self, String> {
+        Ok(MainRun {
+            bench,
+            routes: Routes {
+                direct_tls: client_tls(&bench.pki.ca_pem)?,
+                proxied_tls: client_tls(&proxy.ca_pem())?,
+                proxy: proxy.addr,
+            },
+            proxy,
+            captured_bytes: 0,
+        })
+    }
+
+    /// Empties the proxy's bulk file (see [`ProxyProcess::drain`]), keeping count; returns
+    /// the bytes since the last drain.
+    fn drain(&mut self) -> u64 {
+        let bytes = self.proxy.drain();
+        self.captured_bytes += bytes;
+        bytes
     }
 
     async fn throughput(
@@ -322,39 +371,63 @@ impl MainRun<'_> {
         tls: bool,
         server: SocketAddr,
         size: usize,
-        target: f64,
+        target: Target,
+        references: References,
     ) -> Result<Row, String> {
         let plan = &self.bench.plan;
-        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+        let (mut direct, mut proxied, mut captured) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..plan.rounds {
             for (through, found) in [(false, &mut direct), (true, &mut proxied)] {
                 let route = self.routes.to(server, through, tls);
+                self.drain();
+                let start = std::time::Instant::now();
                 let rate =
                     scenarios::throughput(&route, size, THROUGHPUT_WINDOW, plan.duration()).await?;
+                let bytes = self.drain();
+                if through {
+                    captured.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e6);
+                }
                 found.push(rate);
             }
-            self.drain_trace();
         }
-        let (d, p) = (median(direct), median(proxied));
+        let (d, p, mb_s) = (median(direct), median(proxied), median(captured));
         let ratio = p / d;
         let scheme = if tls { "wss" } else { "ws" };
         let size_name = size_name(size);
+        let (result, target_text, met) = match (target, references.disk_mb_s) {
+            (Target::Disk(share), Some(disk)) => (
+                format!(
+                    "ratio {ratio:.2}; payloads captured {mb_s:.0} MB/s = {:.2} of the disk's {disk:.0} MB/s",
+                    mb_s / disk
+                ),
+                format!("captured >= {share} x disk"),
+                mb_s >= share * disk,
+            ),
+            (Target::Disk(_), None) | (Target::Ratio(_), _) => {
+                let want = match target {
+                    Target::Ratio(r) => r,
+                    Target::Disk(_) => 0.5,
+                };
+                (format!("ratio {ratio:.2}"), format!(">= {want}"), ratio >= want)
+            }
+        };
         Ok(Row {
             scenario: format!(
                 "throughput {scheme} {size_name}, window {THROUGHPUT_WINDOW} (msg/s)"
             ),
             direct: format!("{d:.0}"),
             proxied: format!("{p:.0}"),
-            result: format!("ratio {ratio:.2}"),
-            target: format!(">= {target}"),
-            met: ratio >= target,
+            result,
+            target: target_text,
+            met,
             json: json!({"scenario": "throughput", "scheme": scheme, "size": size,
                          "window": THROUGHPUT_WINDOW, "direct_msgs_per_s": d,
-                         "proxied_msgs_per_s": p, "ratio": ratio}),
+                         "proxied_msgs_per_s": p, "ratio": ratio,
+                         "captured_mb_per_s": mb_s}),
         })
     }
 
-    async fn latency(&mut self) -> Result<Vec<Row>, String> {
+    async fn latency(&mut self, references: References) -> Result<Vec<Row>, String> {
         let (plain, duration) = (self.bench.plain, self.bench.plan.duration());
         let (mut d50, mut d99, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.bench.plan.rounds {
@@ -364,25 +437,35 @@ impl MainRun<'_> {
             let (a, b) = scenarios::latency(&self.routes.to(plain, true, false), duration).await?;
             p50.push(a);
             p99.push(b);
-            self.drain_trace();
+            self.drain();
         }
+        // Against the floor relay of the same run when there is one: within 10 µs of its
+        // added p50 and 100 µs of its added p99; otherwise the first targets, 30 and 150.
+        let (limits, against) = match references.floor_added {
+            Some((f50, f99)) => ([f50 + 10.0, f99 + 100.0], Some([f50, f99])),
+            None => ([30.0, 150.0], None),
+        };
         let quantiles = [
-            ("p50", median(d50), median(p50), 30.0),
-            ("p99", median(d99), median(p99), 150.0),
+            ("p50", median(d50), median(p50), limits[0], against.map(|a| a[0])),
+            ("p99", median(d99), median(p99), limits[1], against.map(|a| a[1])),
         ];
         Ok(quantiles
             .into_iter()
-            .map(|(name, d, p, limit)| {
+            .map(|(name, d, p, limit, floor)| {
                 let added = p - d;
+                let target = match floor {
+                    Some(f) => format!("<= {limit:.1} µs added (floor +{f:.1} and {:.0})", limit - f),
+                    None => format!("<= {limit} µs added"),
+                };
                 Row {
                     scenario: format!("latency ws 64 B, window 1, {name} (µs)"),
                     direct: format!("{d:.1}"),
                     proxied: format!("{p:.1}"),
                     result: format!("added {added:.1} µs"),
-                    target: format!("<= {limit} µs added"),
+                    target,
                     met: added <= limit,
                     json: json!({"scenario": "latency", "quantile": name, "direct_us": d,
-                                 "proxied_us": p, "added_us": added}),
+                                 "proxied_us": p, "added_us": added, "limit_us": limit}),
                 }
             })
             .collect())
@@ -395,7 +478,7 @@ impl MainRun<'_> {
                 let route = self.routes.to(self.bench.plain, through, false);
                 found.push(self.bench.fan_in_rate(&route).await?);
             }
-            self.drain_trace();
+            self.drain();
             let (d, p) = (direct[direct.len() - 1], proxied[proxied.len() - 1]);
             eprintln!("wstap-bench: fan-in round: direct {d:.0} msg/s, proxied {p:.0} msg/s");
         }

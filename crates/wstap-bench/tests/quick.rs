@@ -21,7 +21,15 @@ fn quick_run_completes_every_scenario() {
     let doc: serde_json::Value = serde_json::from_str(json_line).expect("the last line is JSON");
     let results = doc["results"].as_array().expect("results");
     let count = |name: &str| results.iter().filter(|r| r["scenario"] == name).count();
-    assert_eq!(count("throughput"), 4, "ws/wss x 64 B/16 KiB");
+    assert_eq!(
+        count("throughput"),
+        5,
+        "ws/wss x 64 B/16 KiB, and 16 KiB at a 1 KiB capture"
+    );
+    assert_eq!(count("disk"), 1, "the disk's own rate, for the capture row");
+    for scenario in ["capture_build", "capture_page", "capture_search", "capture_count"] {
+        assert_eq!(count(scenario), 1, "{scenario}");
+    }
     assert_eq!(count("latency"), 2);
     assert_eq!(count("fan_in"), 1);
     assert_eq!(count("idle"), 2);

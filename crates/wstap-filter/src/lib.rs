@@ -41,6 +41,16 @@ pub struct Filter {
     source: String,
 }
 
+impl Default for Filter {
+    /// The filter that matches everything (the empty filter).
+    fn default() -> Self {
+        Filter {
+            expr: Expr::All,
+            source: String::new(),
+        }
+    }
+}
+
 impl Filter {
     /// Parses `source`; the empty filter (or only spaces) matches everything.
     pub fn parse(source: &str) -> Result<Filter, ParseError> {

@@ -6,7 +6,7 @@
 //! writes to it. Pages are found by position (keyset on `(session, seq)`, never `OFFSET`),
 //! so the page at the end of a ten-million-frame session costs what the first page costs.
 
-use crate::columns::{Frames, Messages};
+use crate::columns::{FrameMessages, Frames, MessageRows};
 use crate::layout;
 use crate::payloads::PayloadReader;
 use crate::StoreError;
@@ -31,18 +31,67 @@ pub enum Rows {
     Messages,
 }
 
+/// A table records are read from, as filters and pages see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// Every frame.
+    Frames,
+    /// Messages that are one whole frame: frames with `msg` set.
+    FrameMessages,
+    /// Messages with a row of their own.
+    MessageRows,
+}
+
 impl Rows {
-    fn table(self) -> &'static str {
+    /// The tables these rows are read from.
+    fn tables(self) -> &'static [Table] {
         match self {
-            Rows::Frames => "frames",
-            Rows::Messages => "messages",
+            Rows::Frames => &[Table::Frames],
+            Rows::Messages => &[Table::FrameMessages, Table::MessageRows],
+        }
+    }
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Frames | Table::FrameMessages => "frames",
+            Table::MessageRows => "message_rows",
         }
     }
 
     fn schema(self) -> &'static dyn SqlSchema {
         match self {
-            Rows::Frames => &Frames,
-            Rows::Messages => &Messages,
+            Table::Frames => &Frames,
+            Table::FrameMessages => &FrameMessages,
+            Table::MessageRows => &MessageRows,
+        }
+    }
+
+    /// What a row must be to belong here.
+    fn belongs(self) -> &'static str {
+        match self {
+            Table::FrameMessages => "r.msg IS NOT NULL",
+            Table::Frames | Table::MessageRows => "1",
+        }
+    }
+
+    /// The key rows are paged by: the position within a session, or (across the capture)
+    /// the event number, with the expression it is kept in and its offset from that.
+    fn key(self, in_session: bool) -> (&'static str, i64) {
+        match (self, in_session) {
+            (Table::Frames | Table::MessageRows, true) => ("r.seq", 0),
+            (Table::FrameMessages, true) => ("r.msg", 0),
+            (Table::Frames | Table::MessageRows, false) => ("r.id", 0),
+            // A whole frame's message is the event right after the frame.
+            (Table::FrameMessages, false) => ("r.id", 1),
+        }
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Table::Frames | Table::FrameMessages => FRAME_COLUMNS,
+            Table::MessageRows => MESSAGE_COLUMNS,
         }
     }
 }
@@ -70,6 +119,21 @@ pub struct CaptureRow {
     pub writer: String,
     /// Payload bytes kept per frame and message.
     pub max_capture: i64,
+}
+
+/// Messages and bytes in one slice of a session's time, per direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TimelineBucket {
+    /// Where the slice begins, µs.
+    pub start_us: i64,
+    /// Messages client to server.
+    pub messages_c2s: u64,
+    /// Messages server to client.
+    pub messages_s2c: u64,
+    /// Message bytes (inflated) client to server.
+    pub bytes_c2s: u64,
+    /// Message bytes (inflated) server to client.
+    pub bytes_s2c: u64,
 }
 
 /// One session as the sessions list shows it.
@@ -140,8 +204,60 @@ pub struct StoredFrame {
     pub seq: u64,
     /// When its last byte arrived, µs.
     pub end_time_us: i64,
+    /// Its number among the session's messages, when it is a whole message by itself.
+    pub msg: Option<u64>,
     /// The frame, as the trace has it.
     pub frame: Frame,
+}
+
+impl StoredFrame {
+    /// The message this frame is all of, if it is one.
+    pub fn message(&self) -> Option<StoredMessage> {
+        let seq = self.msg?;
+        let f = &self.frame;
+        let (len, payload) = match &f.inflated {
+            Some(inflated) => (inflated.len, inflated.payload.clone()),
+            None => (f.payload_len, f.payload.clone()),
+        };
+        let message = Message {
+            session: f.session,
+            time: f.time,
+            end_time: to_utc(Timestamp(self.end_time_us)),
+            dir: f.dir,
+            opcode: f.opcode,
+            opcode_name: f.opcode_name.clone(),
+            frames: 1,
+            len,
+            wire_len: f.payload_len,
+            compressed: f.inflated.is_some(),
+            payload,
+            violations: f
+                .violations
+                .iter()
+                .filter(|v| crate::writer::is_about_message(v))
+                .cloned()
+                .collect(),
+            incomplete: false,
+        };
+        Some(StoredMessage {
+            id: self.id + 1,
+            seq,
+            first_frame: Some(self.seq),
+            last_frame: Some(self.seq),
+            flags: f.header().first_byte(),
+            message,
+        })
+    }
+}
+
+/// The violations in a frame's JSON list that are about its message, or `None`.
+pub(crate) fn message_violations(json: &str) -> Option<Vec<String>> {
+    let all: Vec<String> = serde_json::from_str(json).ok()?;
+    let about: Vec<String> = all
+        .into_iter()
+        .filter(|v| crate::writer::is_about_message(v))
+        .collect();
+    (!about.is_empty()).then_some(about)
 }
 
 /// A message with its place.
@@ -187,13 +303,11 @@ const SESSION_COLUMNS: &str = "s.id, s.started_us, s.ended_us, s.client, s.targe
 const FRAME_COLUMNS: &str = "r.id, r.session, r.seq, r.dir, r.idx, r.time_us, r.end_time_us, \
     r.flags, r.mask_key, r.length_bits, r.payload_len, r.payload, r.payload_at, r.payload_kept, \
     r.close_code, r.close_reason, r.inflated_len, r.inflated, r.inflated_at, r.inflated_kept, \
-    r.violations";
+    r.violations, r.msg";
 
 const MESSAGE_COLUMNS: &str = "r.id, r.session, r.seq, r.dir, r.opcode, r.frames, r.time_us, \
-    r.end_time_us, r.len, r.wire_len, r.compressed, \
-    COALESCE(r.data, (SELECT CASE WHEN r.compressed THEN f.inflated ELSE f.payload END \
-        FROM frames f WHERE f.id = r.data_frame)), \
-    r.data_at, r.data_kept, r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags";
+    r.end_time_us, r.len, r.wire_len, r.compressed, r.data, r.data_at, r.data_kept, \
+    r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags";
 
 impl Capture {
     /// Opens the capture at `path` (its folder, or its `capture.db`) for reading.
@@ -271,6 +385,20 @@ impl Capture {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The numbers of the sessions matching `filter`, after `after`, ascending.
+    pub fn session_ids(&self, filter: &Filter, after: Option<u64>) -> Result<Vec<u64>, StoreError> {
+        let sql = filter.to_sql(Scope::Sessions, &Frames);
+        let query = format!(
+            "SELECT s.id FROM sessions s WHERE s.id > ? AND ({}) ORDER BY s.id",
+            sql.condition
+        );
+        let mut params = vec![Value::Integer(after.map_or(-1, |a| a as i64))];
+        params.extend(sql.params.into_iter().map(value));
+        let mut stmt = self.conn.prepare_cached(&query)?;
+        let ids = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
+        Ok(ids.map(|id| id.map(|id| id as u64)).collect::<Result<_, _>>()?)
+    }
+
     /// How many sessions match `filter`.
     pub fn count_sessions(&self, filter: &Filter) -> Result<u64, StoreError> {
         let sql = filter.to_sql(Scope::Sessions, &Frames);
@@ -301,15 +429,16 @@ impl Capture {
         Ok(last.map(|id| id as u64))
     }
 
-    /// Builds a query over frames or messages: of `session` (or all), matching `filter`.
+    /// A query over one table: `select` of the rows of `session` (or all) that match
+    /// `filter`, and its parameters.
     fn record_query(
         &self,
-        rows: Rows,
+        table: Table,
         select: &str,
         session: Option<u64>,
         filter: &Filter,
     ) -> (String, Vec<Value>) {
-        let sql = filter.to_sql(Scope::Records, rows.schema());
+        let sql = filter.to_sql(Scope::Records, table.schema());
         let join = if sql.reads_session {
             " JOIN sessions s ON s.id = r.session"
         } else {
@@ -325,43 +454,49 @@ impl Capture {
         };
         params.extend(sql.params.into_iter().map(value));
         let query = format!(
-            "SELECT {select} FROM {} r{join} WHERE {session_test} AND ({})",
-            rows.table(),
+            "SELECT {select} FROM {} r{join} WHERE {session_test} AND {} AND ({})",
+            table.name(),
+            table.belongs(),
             sql.condition
         );
         (query, params)
     }
 
-    /// Adds the position and the order to a record query.
-    fn paged(
-        query: String,
-        mut params: Vec<Value>,
+    /// A page of one table: up to `limit` matching rows from `position`, in key order
+    /// (descending for `Before` and `Last`), each with its key.
+    fn page_of<T>(
+        &self,
+        table: Table,
         session: Option<u64>,
+        filter: &Filter,
         position: Position,
         limit: usize,
-    ) -> (String, Vec<Value>, bool) {
-        let key = if session.is_some() { "r.seq" } else { "r.id" };
-        let (test, order, reversed) = match position {
+        read: impl Fn(&Row<'_>, &PayloadReader) -> rusqlite::Result<T>,
+    ) -> Result<Vec<(i64, T)>, StoreError> {
+        let (query, mut params) = self.record_query(table, table.columns(), session, filter);
+        let (key, offset) = table.key(session.is_some());
+        let (test, order) = match position {
             Position::From(at) => {
-                params.push(Value::Integer(at as i64));
-                (format!(" AND {key} >= ?"), "ASC", false)
+                params.push(Value::Integer(at as i64 - offset));
+                (format!(" AND {key} >= ?"), "ASC")
             }
             Position::Before(at) => {
-                params.push(Value::Integer(at as i64));
-                (format!(" AND {key} < ?"), "DESC", true)
+                params.push(Value::Integer(at as i64 - offset));
+                (format!(" AND {key} < ?"), "DESC")
             }
-            Position::Last => (String::new(), "DESC", true),
+            Position::Last => (String::new(), "DESC"),
         };
         params.push(Value::Integer(limit as i64));
-        (
-            format!("{query}{test} ORDER BY {key} {order} LIMIT ?"),
-            params,
-            reversed,
-        )
+        let query = format!("{query}{test} ORDER BY {key} {order} LIMIT ?");
+        let payloads = self.payloads();
+        let mut stmt = self.conn.prepare_cached(&query)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| read(row, &payloads))?;
+        let found = rows.collect::<Result<Vec<T>, _>>()?;
+        Ok(found.into_iter().map(|row| (0, row)).collect())
     }
 
     /// Up to `limit` frames of `session` (or of the capture) matching `filter`, from
-    /// `position`, in order.
+    /// `position` (a `seq` within the session, an event number across the capture), in order.
     pub fn frames(
         &self,
         session: Option<u64>,
@@ -369,21 +504,20 @@ impl Capture {
         position: Position,
         limit: usize,
     ) -> Result<Vec<StoredFrame>, StoreError> {
-        let (query, params) = self.record_query(Rows::Frames, FRAME_COLUMNS, session, filter);
-        let (query, params, reversed) = Self::paged(query, params, session, position, limit);
-        let payloads = self.payloads();
-        let mut stmt = self.conn.prepare_cached(&query)?;
-        let mut frames = stmt
-            .query_map(params_from_iter(params), |row| frame_row(row, &payloads))?
-            .collect::<Result<Vec<_>, _>>()?;
-        if reversed {
-            frames.reverse();
+        let mut page: Vec<StoredFrame> = self
+            .page_of(Table::Frames, session, filter, position, limit, frame_row)?
+            .into_iter()
+            .map(|(_, frame)| frame)
+            .collect();
+        if !matches!(position, Position::From(_)) {
+            page.reverse();
         }
-        Ok(frames)
+        Ok(page)
     }
 
     /// Up to `limit` messages of `session` (or of the capture) matching `filter`, from
-    /// `position`, in order.
+    /// `position` (a `seq` within the session, an event number across the capture), in
+    /// order: those that are one whole frame and those with rows of their own, merged.
     pub fn messages(
         &self,
         session: Option<u64>,
@@ -391,41 +525,154 @@ impl Capture {
         position: Position,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let (query, params) = self.record_query(Rows::Messages, MESSAGE_COLUMNS, session, filter);
-        let (query, params, reversed) = Self::paged(query, params, session, position, limit);
-        let payloads = self.payloads();
-        let mut stmt = self.conn.prepare_cached(&query)?;
-        let mut messages = stmt
-            .query_map(params_from_iter(params), |row| message_row(row, &payloads))?
-            .collect::<Result<Vec<_>, _>>()?;
-        if reversed {
-            messages.reverse();
+        let whole = self.page_of(Table::FrameMessages, session, filter, position, limit, |row, payloads| {
+            frame_row(row, payloads).map(|f| f.message())
+        })?;
+        let rows = self.page_of(Table::MessageRows, session, filter, position, limit, message_row)?;
+        let key = |m: &StoredMessage| if session.is_some() { m.seq as i64 } else { m.id };
+        let mut all: Vec<StoredMessage> = whole
+            .into_iter()
+            .filter_map(|(_, m)| m)
+            .chain(rows.into_iter().map(|(_, m)| m))
+            .collect();
+        all.sort_by_key(key);
+        match position {
+            Position::From(_) => all.truncate(limit),
+            Position::Before(_) | Position::Last => {
+                let skip = all.len().saturating_sub(limit);
+                all.drain(..skip);
+            }
         }
-        Ok(messages)
+        Ok(all)
     }
 
     /// How many frames or messages of `session` (or of the capture) match `filter`.
-    pub fn count(
-        &self,
-        rows: Rows,
-        session: Option<u64>,
-        filter: &Filter,
-    ) -> Result<u64, StoreError> {
-        let (query, params) = self.record_query(rows, "count(*)", session, filter);
-        let count: i64 = self
-            .conn
-            .prepare_cached(&query)?
-            .query_row(params_from_iter(params), |row| row.get(0))?;
-        Ok(count as u64)
+    pub fn count(&self, rows: Rows, session: Option<u64>, filter: &Filter) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for &table in rows.tables() {
+            let (query, params) = self.record_query(table, "count(*)", session, filter);
+            let count: i64 = self
+                .conn
+                .prepare_cached(&query)?
+                .query_row(params_from_iter(params), |row| row.get(0))?;
+            total += count as u64;
+        }
+        Ok(total)
     }
 
     /// The ids (event numbers) of the frames or messages matching `filter`, in order: for
     /// tests and tools that compare selections.
     pub fn matching_ids(&self, rows: Rows, filter: &Filter) -> Result<Vec<i64>, StoreError> {
-        let (query, params) = self.record_query(rows, "r.id", None, filter);
-        let mut stmt = self.conn.prepare(&format!("{query} ORDER BY r.id"))?;
-        let ids = stmt.query_map(params_from_iter(params), |row| row.get(0))?;
-        Ok(ids.collect::<Result<_, _>>()?)
+        let mut ids = Vec::new();
+        for &table in rows.tables() {
+            let (_, offset) = table.key(false);
+            let (query, params) = self.record_query(table, "r.id", None, filter);
+            let mut stmt = self.conn.prepare(&query)?;
+            let found = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
+            for id in found {
+                ids.push(id? + offset);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The positions (`seq`) of `session`'s frames or messages that match `filter`, from
+    /// position `from` on, ascending: what a view of a filtered session scrolls through.
+    pub fn positions(
+        &self,
+        rows: Rows,
+        session: u64,
+        filter: &Filter,
+        from: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut found = Vec::new();
+        for &table in rows.tables() {
+            let (key, _) = table.key(true);
+            let (query, mut params) = self.record_query(table, key, Some(session), filter);
+            params.push(Value::Integer(from as i64));
+            let query = format!("{query} AND {key} >= ? ORDER BY {key}");
+            let mut stmt = self.conn.prepare_cached(&query)?;
+            let keys = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
+            for key in keys {
+                found.push(key? as u64);
+            }
+        }
+        if rows.tables().len() > 1 {
+            found.sort_unstable();
+        }
+        Ok(found)
+    }
+
+    /// How many frames or messages `session` has: positions run from 0 to this, less one.
+    pub fn extent(&self, rows: Rows, session: u64) -> Result<u64, StoreError> {
+        let mut extent = 0u64;
+        for &table in rows.tables() {
+            let (key, _) = table.key(true);
+            let query = format!(
+                "SELECT max({key}) FROM {} r WHERE r.session = ? AND {}",
+                table.name(),
+                table.belongs()
+            );
+            let last: Option<i64> = self
+                .conn
+                .prepare_cached(&query)?
+                .query_row([session as i64], |row| row.get(0))?;
+            if let Some(last) = last {
+                extent = extent.max(last as u64 + 1);
+            }
+        }
+        Ok(extent)
+    }
+
+    /// `session`'s messages and their bytes per direction, in buckets of `width_us` from
+    /// `start_us`: the session's timeline.
+    pub fn timeline(
+        &self,
+        session: u64,
+        start_us: i64,
+        width_us: i64,
+    ) -> Result<Vec<TimelineBucket>, StoreError> {
+        let width_us = width_us.max(1);
+        let query = "SELECT b, dir, count(*), sum(len) FROM (
+                SELECT (time_us - ?2) / ?3 AS b, dir, COALESCE(inflated_len, payload_len) AS len
+                  FROM frames WHERE session = ?1 AND msg IS NOT NULL
+                UNION ALL
+                SELECT (time_us - ?2) / ?3 AS b, dir, len FROM message_rows WHERE session = ?1
+            ) GROUP BY b, dir ORDER BY b";
+        let mut stmt = self.conn.prepare_cached(query)?;
+        let rows = stmt.query_map(
+            rusqlite::params![session as i64, start_us, width_us],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                ))
+            },
+        )?;
+        let mut buckets: Vec<TimelineBucket> = Vec::new();
+        for row in rows {
+            let (bucket, dir, count, bytes) = row?;
+            let start = start_us + bucket * width_us;
+            if buckets.last().is_none_or(|b| b.start_us != start) {
+                buckets.push(TimelineBucket {
+                    start_us: start,
+                    ..TimelineBucket::default()
+                });
+            }
+            if let Some(last) = buckets.last_mut() {
+                let (messages, total) = if direction(&dir) == Direction::ClientToServer {
+                    (&mut last.messages_c2s, &mut last.bytes_c2s)
+                } else {
+                    (&mut last.messages_s2c, &mut last.bytes_s2c)
+                };
+                *messages += count as u64;
+                *total += bytes.unwrap_or(0) as u64;
+            }
+        }
+        Ok(buckets)
     }
 
     /// The session's handshake, with the heads' bytes.
@@ -569,7 +816,7 @@ impl Source {
             )
         };
         let params = rusqlite::params![only, self.after, EVENT_PAGE];
-        let before = self.buffer.len();
+        let mut rows_read = 0usize;
         match self.kind {
             SourceKind::Starts | SourceKind::Ends | SourceKind::Handshakes | SourceKind::Http => {
                 let (table, query) = match self.kind {
@@ -602,6 +849,7 @@ impl Source {
                 let mut stmt = conn.prepare_cached(&query)?;
                 let mut rows = stmt.query(params)?;
                 while let Some(row) = rows.next()? {
+                    rows_read += 1;
                     let ev: i64 = row.get(0)?;
                     let json: String = row.get(1)?;
                     self.after = ev;
@@ -614,6 +862,7 @@ impl Source {
                 )?;
                 let mut rows = stmt.query(params)?;
                 while let Some(row) = rows.next()? {
+                    rows_read += 1;
                     let id: i64 = row.get(0)?;
                     self.after = id;
                     let notice = wstap_trace::Notice {
@@ -626,7 +875,7 @@ impl Source {
             SourceKind::Frames | SourceKind::Messages => {
                 let (columns, table) = match self.kind {
                     SourceKind::Frames => (FRAME_COLUMNS, "frames"),
-                    _ => (MESSAGE_COLUMNS, "messages"),
+                    _ => (MESSAGE_COLUMNS, "message_rows"),
                 };
                 // Within a session, `seq` follows the event order and has an index.
                 let (test, key) = match self.session {
@@ -638,14 +887,23 @@ impl Source {
                 let mut stmt = conn.prepare_cached(&query)?;
                 let mut rows = stmt.query(params)?;
                 while let Some(row) = rows.next()? {
-                    let (id, seq, event) = match self.kind {
+                    rows_read += 1;
+                    let (id, seq) = match self.kind {
                         SourceKind::Frames => {
                             let f = frame_row(row, payloads)?;
-                            (f.id, f.seq, Event::Frame(f.frame))
+                            // A frame that is a whole message stands for that message
+                            // too, the event right after it.
+                            let message = f.message();
+                            self.buffer.push_back((f.id, Event::Frame(f.frame)));
+                            if let Some(m) = message {
+                                self.buffer.push_back((m.id, Event::Message(m.message)));
+                            }
+                            (f.id, f.seq)
                         }
                         _ => {
                             let m = message_row(row, payloads)?;
-                            (m.id, m.seq, Event::Message(m.message))
+                            self.buffer.push_back((m.id, Event::Message(m.message)));
+                            (m.id, m.seq)
                         }
                     };
                     self.after = if self.session.is_some() {
@@ -653,11 +911,10 @@ impl Source {
                     } else {
                         id
                     };
-                    self.buffer.push_back((id, event));
                 }
             }
         }
-        self.done = (self.buffer.len() - before) < EVENT_PAGE as usize;
+        self.done = rows_read < EVENT_PAGE as usize;
         Ok(())
     }
 }
@@ -821,6 +1078,7 @@ fn frame_row(row: &Row<'_>, payloads: &PayloadReader) -> rusqlite::Result<Stored
         id: row.get(0)?,
         seq: row.get::<_, i64>(2)? as u64,
         end_time_us: row.get(6)?,
+        msg: row.get::<_, Option<i64>>(21)?.map(|m| m as u64),
         frame,
     })
 }

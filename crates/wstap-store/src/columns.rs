@@ -34,9 +34,8 @@ pub(crate) const FRAME_PAYLOAD: &str = "(CASE WHEN r.inflated_len IS NULL \
      THEN wstap_bytes(r.payload, r.payload_at, r.payload_kept) \
      ELSE wstap_bytes(r.inflated, r.inflated_at, r.inflated_kept) END)";
 
-/// A message's data: its own, or its one frame's.
-pub(crate) const MESSAGE_DATA: &str = "wstap_bytes(COALESCE(r.data, (SELECT CASE WHEN r.compressed \
-     THEN f.inflated ELSE f.payload END FROM frames f WHERE f.id = r.data_frame)), r.data_at, r.data_kept)";
+/// A whole-frame message's violations: its frame's that are about the message.
+pub(crate) const FRAME_MESSAGE_VIOLATIONS: &str = "wstap_message_violations(r.violations)";
 
 impl SqlSchema for Frames {
     fn record(&self, column: RecordColumn) -> String {
@@ -65,11 +64,34 @@ impl SqlSchema for Frames {
     }
 }
 
-/// Messages (`messages r`).
+/// Messages that are one whole frame, read from their frame (`frames r`, `r.msg` set).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Messages;
+pub struct FrameMessages;
 
-impl SqlSchema for Messages {
+impl SqlSchema for FrameMessages {
+    fn record(&self, column: RecordColumn) -> String {
+        match column {
+            RecordColumn::Len => "COALESCE(r.inflated_len, r.payload_len)".to_owned(),
+            RecordColumn::Violations => FRAME_MESSAGE_VIOLATIONS.to_owned(),
+            other => Frames.record(other),
+        }
+    }
+
+    fn session(&self, column: SessionColumn) -> String {
+        session(column)
+    }
+
+    fn record_table(&self) -> &str {
+        "frames"
+    }
+}
+
+/// Messages with a row of their own (`message_rows r`): fragmented, cut short, or
+/// otherwise not one whole frame.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageRows;
+
+impl SqlSchema for MessageRows {
     fn record(&self, column: RecordColumn) -> String {
         match column {
             RecordColumn::Dir => "r.dir",
@@ -82,7 +104,7 @@ impl SqlSchema for Messages {
             RecordColumn::Close => "r.close_code",
             RecordColumn::Time => "r.time_us",
             RecordColumn::Violations => "r.violations",
-            RecordColumn::Payload => MESSAGE_DATA,
+            RecordColumn::Payload => "wstap_bytes(r.data, r.data_at, r.data_kept)",
         }
         .to_owned()
     }
@@ -92,6 +114,6 @@ impl SqlSchema for Messages {
     }
 
     fn record_table(&self) -> &str {
-        "messages"
+        "message_rows"
     }
 }

@@ -46,6 +46,9 @@ pub enum StoreError {
         /// The path.
         path: PathBuf,
     },
+    /// An export could not be made.
+    #[error(transparent)]
+    Export(crate::export::ExportError),
     /// A stored event does not read back.
     #[error("capture row {table}#{id}: {why}")]
     BadRow {

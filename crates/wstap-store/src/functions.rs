@@ -9,7 +9,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use std::sync::Arc;
 
-/// Registers `wstap_glob`, `wstap_regexp`, `wstap_text` and `wstap_bytes` on `conn`.
+/// Registers `wstap_glob`, `wstap_regexp`, `wstap_text`, `wstap_message_violations` and
+/// `wstap_bytes` on `conn`.
 pub(crate) fn register(conn: &Connection, payloads: Arc<PayloadReader>) -> rusqlite::Result<()> {
     let pure = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("wstap_glob", 2, pure, |ctx| {
@@ -36,6 +37,13 @@ pub(crate) fn register(conn: &Connection, payloads: Arc<PayloadReader>) -> rusql
                 .map(|text| ToSqlOutput::from(text.to_owned())),
             _ => None,
         })
+    })?;
+    // A frame's violations (a JSON array) that are about its message as a whole, or NULL.
+    conn.create_scalar_function("wstap_message_violations", 1, pure, |ctx| {
+        let Some(json) = ctx.get::<Option<String>>(0)? else {
+            return Ok(None);
+        };
+        Ok(crate::capture::message_violations(&json).map(|v| serde_json::to_string(&v).unwrap_or_default()))
     })?;
     // wstap_bytes(inline, offset, kept): the inline BLOB, or the bytes in the payload file.
     conn.create_scalar_function("wstap_bytes", 3, FunctionFlags::SQLITE_UTF8, move |ctx| {

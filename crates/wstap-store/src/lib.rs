@@ -13,16 +13,19 @@
 mod capture;
 pub mod columns;
 mod error;
+pub mod export;
 pub mod facts;
 mod functions;
 pub mod layout;
 mod payloads;
+mod pending;
 mod rows;
 mod schema;
 mod writer;
 
 pub use capture::{
     Capture, CaptureRow, Position, Rows, SessionRow, StoredFrame, StoredHandshake, StoredMessage,
+    TimelineBucket,
 };
 pub use error::StoreError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

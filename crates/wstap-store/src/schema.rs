@@ -108,13 +108,7 @@ CREATE TABLE frames (
     time_us        INTEGER NOT NULL,
     end_time_us    INTEGER NOT NULL,
     flags          INTEGER NOT NULL,
-    fin            INTEGER GENERATED ALWAYS AS ((flags >> 7) & 1) VIRTUAL,
-    rsv1           INTEGER GENERATED ALWAYS AS ((flags >> 6) & 1) VIRTUAL,
-    rsv2           INTEGER GENERATED ALWAYS AS ((flags >> 5) & 1) VIRTUAL,
-    rsv3           INTEGER GENERATED ALWAYS AS ((flags >> 4) & 1) VIRTUAL,
-    opcode         INTEGER GENERATED ALWAYS AS (flags & 15) VIRTUAL,
     mask_key       INTEGER,
-    header_len     INTEGER NOT NULL,
     length_bits    INTEGER NOT NULL,
     payload_len    INTEGER NOT NULL,
     payload        BLOB,
@@ -126,11 +120,20 @@ CREATE TABLE frames (
     inflated       BLOB,
     inflated_at    INTEGER,
     inflated_kept  INTEGER,
-    violations     TEXT
+    violations     TEXT,
+    msg            INTEGER,
+    fin            INTEGER GENERATED ALWAYS AS ((flags >> 7) & 1) VIRTUAL,
+    rsv1           INTEGER GENERATED ALWAYS AS ((flags >> 6) & 1) VIRTUAL,
+    rsv2           INTEGER GENERATED ALWAYS AS ((flags >> 5) & 1) VIRTUAL,
+    rsv3           INTEGER GENERATED ALWAYS AS ((flags >> 4) & 1) VIRTUAL,
+    opcode         INTEGER GENERATED ALWAYS AS (flags & 15) VIRTUAL,
+    header_len     INTEGER GENERATED ALWAYS AS (2 + CASE length_bits WHEN 16 THEN 2
+                       WHEN 64 THEN 8 ELSE 0 END + CASE WHEN mask_key IS NULL THEN 0 ELSE 4 END) VIRTUAL
 );
 CREATE INDEX frames_by_session ON frames(session, seq);
+CREATE INDEX frames_by_message ON frames(session, msg) WHERE msg IS NOT NULL;
 
-CREATE TABLE messages (
+CREATE TABLE message_rows (
     id           INTEGER PRIMARY KEY,
     session      INTEGER NOT NULL,
     seq          INTEGER NOT NULL,
@@ -150,11 +153,32 @@ CREATE TABLE messages (
     data         BLOB,
     data_at      INTEGER,
     data_kept    INTEGER NOT NULL,
-    data_frame   INTEGER,
     violations   TEXT,
     incomplete   INTEGER NOT NULL
 );
-CREATE INDEX messages_by_session ON messages(session, seq);
+CREATE INDEX message_rows_by_session ON message_rows(session, seq);
+
+-- Every message: a frame that is a whole message by itself (the common case) is stored
+-- once, as that frame (frames.msg holds its number among the session's messages); any
+-- other message (fragmented, cut short, ...) has a row of its own in message_rows.
+CREATE VIEW messages AS
+    SELECT id + 1 AS id, session, msg AS seq, dir, flags & 15 AS opcode, flags,
+           mask_key IS NOT NULL AS masked, 1 AS frames, seq AS first_frame, seq AS last_frame,
+           time_us, end_time_us, COALESCE(inflated_len, payload_len) AS len,
+           payload_len AS wire_len, inflated_len IS NOT NULL AS compressed, close_code,
+           CASE WHEN inflated_len IS NULL THEN payload ELSE inflated END AS data,
+           CASE WHEN inflated_len IS NULL THEN payload_at ELSE inflated_at END AS data_at,
+           CASE WHEN inflated_len IS NULL THEN payload_kept ELSE inflated_kept END AS data_kept,
+           (SELECT NULLIF(json_group_array(value), '[]') FROM json_each(frames.violations)
+             WHERE substr(value, 1, 13) = 'invalid_utf8:' OR substr(value, 1, 15) = 'truncated_utf8:'
+                OR substr(value, 1, 15) = 'inflate_failed:') AS violations,
+           0 AS incomplete
+      FROM frames WHERE msg IS NOT NULL
+    UNION ALL
+    SELECT id, session, seq, dir, opcode, flags, masked, frames, first_frame, last_frame,
+           time_us, end_time_us, len, wire_len, compressed, close_code, data, data_at,
+           data_kept, violations, incomplete
+      FROM message_rows;
 
 CREATE TABLE notices (
     id       INTEGER PRIMARY KEY,

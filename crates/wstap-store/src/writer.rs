@@ -8,9 +8,11 @@
 //! give its events back in the order they happened.
 //!
 //! Payloads of up to [`INLINE_MAX`] bytes are kept inline as BLOBs (so `sqlite3` shows
-//! them); larger ones go to the payload file once. A message of one uncompressed frame
-//! (or one compressed frame, whose inflated bytes the frame holds) keeps no copy of its
-//! data: it points at its frame's.
+//! them); larger ones go to the payload file once. A message that is one whole frame (the
+//! common case) is not written again at all: the frame's row says it is a message
+//! (`frames.msg`), and every fact of the message follows from the frame's. The writer
+//! sees a frame and its message together in the bus's batch, and checks that this holds
+//! before it relies on it; any other message gets a row of its own (`message_rows`).
 //!
 //! Memory is bounded by the sessions open at once (a few counters each), whatever the
 //! length of the run.
@@ -18,6 +20,7 @@
 use crate::facts::SessionSummary;
 use crate::layout::{self, WriterLock};
 use crate::payloads::PayloadWriter;
+use crate::pending::{Cell, PendingFrames};
 use crate::rows::{close_code_of, dir_name, violations_json, FrameIn, MessageIn, Part};
 use crate::schema;
 use crate::StoreError;
@@ -61,6 +64,7 @@ pub struct CaptureWriter {
     in_transaction: bool,
     touched: Vec<u64>,
     on_commit: Option<CommitHook>,
+    pending: PendingFrames,
     _lock: WriterLock,
 }
 
@@ -84,15 +88,12 @@ struct Stored {
     total: u64,
 }
 
-/// A frame's row, remembered for the message it may be all of.
+/// What a message takes from its first and last frames.
 #[derive(Debug, Clone, Copy)]
 struct FrameMark {
-    id: i64,
     seq: u64,
     flags: u8,
     masked: bool,
-    payload: Stored,
-    inflated: Option<Stored>,
 }
 
 /// What the writer tracks of one direction of an open session.
@@ -164,6 +165,7 @@ impl CaptureWriter {
             in_transaction: false,
             touched: Vec::new(),
             on_commit: None,
+            pending: PendingFrames::new(),
             _lock: lock,
         })
     }
@@ -178,26 +180,54 @@ impl CaptureWriter {
         self.on_commit = Some(Box::new(hook));
     }
 
-    /// Records one event in trace form (what `wstap import` feeds).
-    pub fn write_event(&mut self, event: &Event) -> Result<(), StoreError> {
+    /// Records events in trace form, in order (what `wstap import` feeds).
+    pub fn write_events(&mut self, events: &[Event]) -> Result<(), StoreError> {
+        self.write_items(events.iter().map(Item::of_event))
+    }
+
+    /// Records items in order, a frame and the message it wholly is as one row.
+    fn write_items<'e>(&mut self, items: impl Iterator<Item = Item<'e>>) -> Result<(), StoreError> {
         self.begin()?;
-        let ev = self.take_event_number();
+        let mut items = items.peekable();
+        while let Some(item) = items.next() {
+            let ev = self.take_event_number();
+            match item {
+                Item::Frame(frame) => {
+                    let whole = match items.peek() {
+                        Some(Item::Message(m)) => is_whole(&frame, m),
+                        _ => false,
+                    };
+                    if whole {
+                        if let Some(Item::Message(message)) = items.next() {
+                            let _message_ev = self.take_event_number();
+                            self.frame(ev, &frame, Some(&message))?;
+                        }
+                    } else {
+                        self.frame(ev, &frame, None)?;
+                    }
+                }
+                Item::Message(message) => self.message(ev, &message)?,
+                Item::Event(event) => self.event(ev, event)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A session-level event.
+    fn event(&mut self, ev: i64, event: &Event) -> Result<(), StoreError> {
         match event {
-            Event::Trace(_) => Ok(()),
             Event::SessionStart(start) => self.session_start(ev, start),
             Event::Handshake(handshake) => self.handshake(ev, handshake),
             Event::Http(http) => self.http(ev, http),
-            Event::Frame(frame) => self.frame(ev, &FrameIn::of_event(frame)),
-            Event::Message(message) => self.message(ev, &MessageIn::of_event(message)),
             Event::SessionEnd(end) => self.session_end(ev, end),
             Event::Notice(notice) => {
                 self.conn
-                    .prepare_cached(
-                        "INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)",
-                    )?
+                    .prepare_cached("INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)")?
                     .execute(params![ev, notice.time.timestamp_micros(), notice.message])?;
                 Ok(())
             }
+            // Records come as items of their own; the trace header is not an event.
+            Event::Trace(_) | Event::Frame(_) | Event::Message(_) => Ok(()),
         }
     }
 
@@ -417,7 +447,13 @@ impl CaptureWriter {
         Ok(())
     }
 
-    fn frame(&mut self, ev: i64, f: &FrameIn<'_>) -> Result<(), StoreError> {
+    /// A frame's row; `whole` is the message the frame is all of, if it is one.
+    fn frame(
+        &mut self,
+        ev: i64,
+        f: &FrameIn<'_>,
+        whole: Option<&MessageIn<'_>>,
+    ) -> Result<(), StoreError> {
         self.ensure_session(f.session, f.time_us, ev)?;
         let header = f.header;
         let (payload_inline, payload) = self.store(f.payload, header.payload_len())?;
@@ -436,12 +472,9 @@ impl CaptureWriter {
             session.violations += 1;
         }
         let mark = FrameMark {
-            id: ev,
             seq,
             flags: header.first_byte(),
             masked: header.mask().is_some(),
-            payload,
-            inflated,
         };
         let dir = &mut session.dirs[slot(f.dir)];
         dir.frames += 1;
@@ -457,46 +490,52 @@ impl CaptureWriter {
             }
             Part::Own => dir.control = Some(mark),
         }
+        let msg = match whole {
+            Some(message) => Some(Self::account_message(session, message).0),
+            None => None,
+        };
         let mask_key = header.mask().map(|k| i64::from(u32::from_be_bytes(k)));
-        self.conn
-            .prepare_cached(
-                "INSERT INTO frames (id, session, seq, dir, idx, time_us, end_time_us, flags,
-                     mask_key, header_len, length_bits, payload_len, payload, payload_at,
-                     payload_kept, close_code, close_reason, inflated_len, inflated, inflated_at,
-                     inflated_kept, violations)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22)",
-            )?
-            .execute(params![
-                ev,
-                f.session as i64,
-                seq as i64,
-                dir_name(f.dir),
-                f.index as i64,
-                f.time_us,
-                f.end_time_us,
-                header.first_byte(),
-                mask_key,
-                header.header_len(),
-                header.length_encoding().bits(),
-                header.payload_len() as i64,
-                payload_inline,
-                payload.at,
-                payload.kept as i64,
-                f.close.and_then(|(code, _)| code),
-                f.close.map(|(_, reason)| reason),
-                inflated.map(|i| i.total as i64),
-                inflated_inline,
-                inflated.and_then(|i| i.at),
-                inflated.map(|i| i.kept as i64),
-                violations
-            ])?;
+        let row = [
+            Cell::Int(ev),
+            Cell::Int(f.session as i64),
+            Cell::Int(seq as i64),
+            Cell::Static(dir_name(f.dir)),
+            Cell::Int(f.index as i64),
+            Cell::Int(f.time_us),
+            Cell::Int(f.end_time_us),
+            Cell::Int(i64::from(header.first_byte())),
+            Cell::from(mask_key),
+            Cell::Int(i64::from(header.length_encoding().bits())),
+            Cell::Int(header.payload_len() as i64),
+            self.pending.bytes(payload_inline),
+            Cell::from(payload.at),
+            Cell::Int(payload.kept as i64),
+            Cell::from(f.close.and_then(|(code, _)| code).map(i64::from)),
+            f.close.map_or(Cell::Null, |(_, reason)| Cell::Text(reason.to_owned())),
+            Cell::from(inflated.map(|i| i.total as i64)),
+            self.pending.bytes(inflated_inline),
+            Cell::from(inflated.and_then(|i| i.at)),
+            Cell::from(inflated.map(|i| i.kept as i64)),
+            violations.map_or(Cell::Null, Cell::Text),
+            Cell::from(msg.map(|m| m as i64)),
+        ];
+        if self.pending.push(row) {
+            self.flush_frames()?;
+        }
         Ok(())
     }
 
-    fn message(&mut self, ev: i64, m: &MessageIn<'_>) -> Result<(), StoreError> {
-        self.ensure_session(m.session, m.time_us, ev)?;
-        let session = self.session(m.session);
+    /// Inserts the frame rows waiting.
+    fn flush_frames(&mut self) -> Result<(), StoreError> {
+        Ok(self.pending.flush(&self.conn)?)
+    }
+
+    /// Counts a message of `session` and takes its first and last frames' marks; returns
+    /// its number and those marks.
+    fn account_message(
+        session: &mut OpenSession,
+        m: &MessageIn<'_>,
+    ) -> (u64, Option<FrameMark>, Option<FrameMark>) {
         let seq = session.next_message;
         session.next_message += 1;
         let dir = &mut session.dirs[slot(m.dir)];
@@ -507,33 +546,19 @@ impl CaptureWriter {
             let control = dir.control.take();
             (control, control)
         };
-        // A message of one frame is that frame's bytes (inflated, when compressed): it
-        // points at them instead of keeping a copy.
-        let shared = first.filter(|_| m.frames == 1).and_then(|frame| {
-            let stored = if m.compressed {
-                frame.inflated
-            } else {
-                Some(frame.payload)
-            };
-            stored
-                .filter(|s| s.kept == m.data.len() && s.total == m.len)
-                .map(|s| (frame.id, s))
-        });
-        let (data_inline, data_at, data_frame) = match shared {
-            Some((frame, stored)) => (None, stored.at, Some(frame)),
-            None => {
-                let (inline, stored) = self.store(m.data, m.len)?;
-                (inline, stored.at, None)
-            }
-        };
+        (seq, first, last)
+    }
+
+    /// A message that is not one whole frame: a row of its own.
+    fn message(&mut self, ev: i64, m: &MessageIn<'_>) -> Result<(), StoreError> {
+        self.ensure_session(m.session, m.time_us, ev)?;
+        let (seq, first, last) = Self::account_message(self.session(m.session), m);
+        let (data_inline, data) = self.store(m.data, m.len)?;
         let violations = violations_json(&m.violations);
         self.conn
             .prepare_cached(
-                "INSERT INTO messages (id, session, seq, dir, opcode, flags, masked, frames,
-                     first_frame, last_frame, time_us, end_time_us, len, wire_len, compressed,
-                     close_code, data, data_at, data_kept, data_frame, violations, incomplete)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                     ?17, ?18, ?19, ?20, ?21, ?22)",
+                "INSERT INTO message_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                     ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             )?
             .execute(params![
                 ev,
@@ -553,9 +578,8 @@ impl CaptureWriter {
                 m.compressed,
                 close_code_of(m.opcode, m.data),
                 data_inline,
-                data_at,
+                data.at,
                 m.data.len() as i64,
-                data_frame,
                 violations,
                 m.incomplete
             ])?;
@@ -645,6 +669,7 @@ impl CaptureWriter {
         if !self.in_transaction {
             return Ok(());
         }
+        self.flush_frames()?;
         self.update_counts()?;
         self.payloads.flush()?;
         self.conn.execute_batch("COMMIT")?;
@@ -694,19 +719,13 @@ impl Sink for CaptureWriter {
     }
 
     fn write(&mut self, event: &BusEvent) -> Result<(), StoreError> {
-        match event {
-            BusEvent::Wire { session, record } => {
-                self.begin()?;
-                let ev = self.take_event_number();
-                match record {
-                    Record::Frame(frame) => self.frame(ev, &FrameIn::of_record(*session, frame)),
-                    Record::Message(message) => {
-                        self.message(ev, &MessageIn::of_record(*session, message))
-                    }
-                }
-            }
-            BusEvent::Event(event) => self.write_event(event),
-        }
+        self.write_items(std::iter::once(Item::of_bus(event)))
+    }
+
+    /// A batch as it came off the bus: a frame and the message it wholly is come in the
+    /// same batch, one after the other, and are written as one row.
+    fn write_batch(&mut self, batch: &[BusEvent]) -> Result<(), StoreError> {
+        self.write_items(batch.iter().map(Item::of_bus))
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {
@@ -716,4 +735,66 @@ impl Sink for CaptureWriter {
     fn close(self) -> Result<(), StoreError> {
         self.finish()
     }
+}
+
+/// An event on its way in, with frames and messages in the form rows are made from.
+enum Item<'e> {
+    Frame(FrameIn<'e>),
+    Message(MessageIn<'e>),
+    Event(&'e Event),
+}
+
+impl<'e> Item<'e> {
+    fn of_bus(event: &'e BusEvent) -> Item<'e> {
+        match event {
+            BusEvent::Wire {
+                session,
+                record: Record::Frame(frame),
+            } => Item::Frame(FrameIn::of_record(*session, frame)),
+            BusEvent::Wire {
+                session,
+                record: Record::Message(message),
+            } => Item::Message(MessageIn::of_record(*session, message)),
+            BusEvent::Event(event) => Item::of_event(event),
+        }
+    }
+
+    fn of_event(event: &'e Event) -> Item<'e> {
+        match event {
+            Event::Frame(frame) => Item::Frame(FrameIn::of_event(frame)),
+            Event::Message(message) => Item::Message(MessageIn::of_event(message)),
+            other => Item::Event(other),
+        }
+    }
+}
+
+/// Whether `m` is exactly the message that frame `f` makes on its own, fact for fact, so
+/// that the frame's row can stand for it (see `Capture::messages`, which makes it back).
+fn is_whole(f: &FrameIn<'_>, m: &MessageIn<'_>) -> bool {
+    let header = &f.header;
+    let (len, data) = match f.inflated {
+        Some((total, bytes)) => (total, bytes),
+        None => (header.payload_len(), f.payload),
+    };
+    m.session == f.session
+        && m.dir == f.dir
+        && m.frames == 1
+        && !m.incomplete
+        && m.opcode == header.opcode()
+        && m.time_us == f.time_us
+        && m.end_time_us == f.end_time_us
+        && m.wire_len == header.payload_len()
+        && m.compressed == f.inflated.is_some()
+        && m.len == len
+        && m.data == data
+        && m
+            .violations
+            .iter()
+            .eq(f.violations.iter().filter(|v| is_about_message(v)))
+}
+
+/// Whether a violation text (`code: description`) is about a message as a whole.
+pub(crate) fn is_about_message(text: &str) -> bool {
+    let code = text.split(':').next().unwrap_or_default();
+    wstap_wire::Violation::MESSAGE_CODES.contains(&code)
 }

@@ -93,6 +93,12 @@ pub trait Sink: Send + 'static {
     /// Records one event (buffering is the sink's business).
     fn write(&mut self, event: &BusEvent) -> Result<(), Self::Error>;
 
+    /// Records a batch of events, in order, as one read of the relay produced them (a
+    /// frame and the message it ends come together). By default, one by one.
+    fn write_batch(&mut self, batch: &[BusEvent]) -> Result<(), Self::Error> {
+        batch.iter().try_for_each(|event| self.write(event))
+    }
+
     /// Makes everything written so far visible to readers and survive the process being
     /// killed: flush a file, commit a transaction.
     fn flush(&mut self) -> Result<(), Self::Error>;

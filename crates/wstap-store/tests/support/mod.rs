@@ -166,14 +166,14 @@ pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
     events
 }
 
-/// Writes `events` into a new capture at `dir`, committing every `batch` events.
+/// Writes `events` into a new capture at `dir` in batches of `batch` events, each
+/// committed, as the bus's driver would (a frame and its message split between two
+/// batches are written apart, as they may be).
 pub fn write(dir: &std::path::Path, events: &[BusEvent], batch: usize) {
     let mut writer = CaptureWriter::create(dir, &info()).expect("a new capture");
-    for (i, event) in events.iter().enumerate() {
-        Sink::write(&mut writer, event).expect("written");
-        if (i + 1) % batch.max(1) == 0 {
-            Sink::flush(&mut writer).expect("committed");
-        }
+    for chunk in events.chunks(batch.max(1)) {
+        Sink::write_batch(&mut writer, chunk).expect("written");
+        Sink::flush(&mut writer).expect("committed");
     }
     writer.finish().expect("finished");
 }

@@ -1,0 +1,207 @@
+//! Exports: the events of a capture or a trace as NDJSON (trace lines), per-session JSON
+//! or HAR, for everything, one session, or what a filter selects.
+//!
+//! One implementation for every caller (`wstap export`, the inspector's export buttons):
+//! the events come from an [`EventSource`], which a capture is and a trace file can be.
+//! With a filter, an export keeps the frames and messages it matches, and the session
+//! events (start, handshake, exchanges, end) of the sessions it selects: those whose own
+//! facts match, and, when the filter is about records, those with a matching record.
+
+use crate::facts::Selection;
+use crate::{Capture, StoreError};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use wstap_filter::Filter;
+use wstap_trace::export::{har::to_har, session::sessions, Redaction};
+use wstap_trace::{Event, TraceHeader, TraceWriter};
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// NDJSON trace lines, as `--trace` writes them (docs/trace-format.md).
+    Ndjson,
+    /// One JSON document with every session's handshake, frames, messages, end and stats.
+    Json,
+    /// HAR 1.2, importable into Chrome DevTools.
+    Har,
+}
+
+impl Format {
+    /// The format named `name` (`ndjson`, `json`, `har`).
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "ndjson" => Some(Format::Ndjson),
+            "json" => Some(Format::Json),
+            "har" => Some(Format::Har),
+            _ => None,
+        }
+    }
+
+    /// The file name extension of an export in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Ndjson => "ndjson",
+            Format::Json => "json",
+            Format::Har => "har",
+        }
+    }
+
+    /// The media type of an export in this format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Ndjson => "application/x-ndjson",
+            Format::Json | Format::Har => "application/json",
+        }
+    }
+}
+
+/// Why an export failed, beyond its source's own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The session asked for is not in the source.
+    #[error("no session {0}")]
+    NoSuchSession(u64),
+    /// An event could not be encoded.
+    #[error("cannot encode the export: {0}")]
+    Encode(String),
+}
+
+/// Where an export's events come from.
+pub trait EventSource {
+    /// What reading it can fail with; an export's own failures become one of these.
+    type Error: From<ExportError>;
+
+    /// Calls `each` with every event (of one session, or all), in the order they happened.
+    fn for_each_event(
+        &self,
+        session: Option<u64>,
+        each: &mut dyn FnMut(Event) -> Result<(), Self::Error>,
+    ) -> Result<(), Self::Error>;
+}
+
+impl From<ExportError> for StoreError {
+    fn from(e: ExportError) -> Self {
+        StoreError::Export(e)
+    }
+}
+
+impl EventSource for Capture {
+    type Error = StoreError;
+
+    fn for_each_event(
+        &self,
+        session: Option<u64>,
+        each: &mut dyn FnMut(Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        Capture::for_each_event(self, session, each)
+    }
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct Export<'a> {
+    /// The format.
+    pub format: Format,
+    /// Only this session.
+    pub session: Option<u64>,
+    /// Only what this filter selects.
+    pub filter: Option<&'a Filter>,
+    /// Header values to hide.
+    pub redaction: &'a Redaction,
+    /// The first line of an NDJSON export.
+    pub header: TraceHeader,
+    /// The exporting program's version, for HAR's `creator`.
+    pub version: &'a str,
+}
+
+/// The export of `source` that `what` describes.
+pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, S::Error> {
+    let kept = match what.filter {
+        Some(filter) if !filter.is_all() => Some(selected_sessions(source, what.session, filter)?),
+        _ => None,
+    };
+    let mut selection = what.filter.cloned().map(Selection::new);
+    let mut keep = |event: &Event| -> bool {
+        let (Some(selection), Some(kept)) = (selection.as_mut(), kept.as_ref()) else {
+            return true;
+        };
+        match event {
+            Event::Frame(_) | Event::Message(_) => selection.event(event),
+            other => {
+                selection.session_event(other);
+                other.session().is_some_and(|s| kept.contains(&s))
+            }
+        }
+    };
+    let encode = |e: wstap_trace::TraceError| ExportError::Encode(e.to_string());
+    match what.format {
+        Format::Ndjson => {
+            let mut writer = TraceWriter::new(Vec::new(), &what.header).map_err(encode)?;
+            source.for_each_event(what.session, &mut |mut event| {
+                if keep(&event) {
+                    what.redaction.apply_to(&mut event);
+                    writer.write(&event).map_err(encode)?;
+                }
+                Ok(())
+            })?;
+            Ok(writer.into_inner().map_err(encode)?)
+        }
+        Format::Json | Format::Har => {
+            let mut events = Vec::new();
+            source.for_each_event(what.session, &mut |mut event| {
+                if keep(&event) {
+                    what.redaction.apply_to(&mut event);
+                    events.push(event);
+                }
+                Ok(())
+            })?;
+            let docs = sessions(events, what.session);
+            if let (Some(n), true) = (what.session, docs.is_empty()) {
+                return Err(ExportError::NoSuchSession(n).into());
+            }
+            let value: Value = match what.format {
+                Format::Har => to_har(&docs, what.version),
+                _ => json!({ "format": "wstap-sessions", "version": 1, "sessions": docs }),
+            };
+            let mut text = serde_json::to_string_pretty(&value)
+                .map_err(|e| ExportError::Encode(e.to_string()))?;
+            text.push('\n');
+            Ok(text.into_bytes())
+        }
+    }
+}
+
+/// The sessions a filter selects: by their own facts, or by a matching record.
+fn selected_sessions<S: EventSource>(
+    source: &S,
+    session: Option<u64>,
+    filter: &Filter,
+) -> Result<HashSet<u64>, S::Error> {
+    let mut selection = Selection::new(filter.clone());
+    let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
+    let mut with_records: HashSet<u64> = HashSet::new();
+    source.for_each_event(session, &mut |event| {
+        match &event {
+            Event::Frame(_) | Event::Message(_) => {
+                if selection.event(&event) {
+                    with_records.extend(event.session());
+                }
+            }
+            other => {
+                let verdict = selection.session_event(other);
+                if let Some(id) = other.session() {
+                    verdicts.insert(id, verdict);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(verdicts
+        .into_iter()
+        .filter(|(id, verdict)| {
+            *verdict == Some(true) || (verdict.is_none() && with_records.contains(id))
+        })
+        .map(|(id, _)| id)
+        .chain(with_records.iter().copied())
+        .collect())
+}

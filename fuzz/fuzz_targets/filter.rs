@@ -1,0 +1,84 @@
+//! Fuzz the filter language: any text either parses or is an error whose span lies
+//! within it, on character boundaries; a filter that parses translates to SQL with one
+//! parameter per placeholder and balanced parentheses, and evaluates over facts in
+//! memory, without panicking.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wstap_filter::sql::{RecordColumn, SessionColumn};
+use wstap_filter::{Filter, RecordFacts, RecordKind, Scope, SessionFacts, SqlSchema, State};
+use wstap_wire::Direction;
+
+/// Columns named after themselves: enough to check the SQL's shape.
+struct Names;
+
+impl SqlSchema for Names {
+    fn record(&self, column: RecordColumn) -> String {
+        format!("r.{column:?}")
+    }
+    fn session(&self, column: SessionColumn) -> String {
+        format!("s.{column:?}")
+    }
+    fn record_table(&self) -> &str {
+        "records"
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Ok(source) = std::str::from_utf8(input) else { return };
+    let filter = match Filter::parse(source) {
+        Ok(filter) => filter,
+        Err(error) => {
+            let (start, end) = error.span();
+            assert!(start <= end && end <= source.len().max(start));
+            assert!(source.is_char_boundary(start.min(source.len())));
+            assert!(!error.message().is_empty());
+            let _ = error.to_string();
+            return;
+        }
+    };
+    for scope in [Scope::Records, Scope::Sessions] {
+        let sql = filter.to_sql(scope, &Names);
+        let placeholders = sql.condition.matches('?').count();
+        assert_eq!(placeholders, sql.params.len(), "{}", sql.condition);
+        let opened = sql.condition.matches('(').count();
+        let closed = sql.condition.matches(')').count();
+        assert_eq!(opened, closed, "{}", sql.condition);
+    }
+    let session = SessionFacts {
+        id: 7,
+        host: "chat.example.com",
+        port: 443,
+        url: "wss://chat.example.com/room?id=1",
+        path: "/room?id=1",
+        client: "127.0.0.1:50000",
+        subprotocol: Some("chat"),
+        extension_names: " permessage-deflate ",
+        tls: true,
+        status: Some(101),
+        state: State::Open,
+        kind: Some("websocket"),
+        close: None,
+        started_us: 1_796_000_000_000_000,
+        violations: 1,
+    };
+    let violations = ["invalid_utf8"];
+    let record = RecordFacts {
+        kind: RecordKind::Message,
+        dir: Direction::ServerToClient,
+        opcode: 1,
+        flags: 0xC1,
+        masked: false,
+        len: 30,
+        frames: 1,
+        compressed: true,
+        close: None,
+        time_us: 1_796_000_000_100_000,
+        violations: &violations,
+        payload: br#"{"user":{"id":42},"tags":["a"]}"#,
+    };
+    let _ = filter.matches_record(&session, &record);
+    let _ = filter.matches_session(&session, &[record]);
+    let _ = filter.matches_session(&session, &[]);
+    let _ = filter.session_verdict(&session);
+});
