@@ -85,8 +85,12 @@ impl Bench {
             tls: None,
         };
         let every = size.every;
-        let search_s = scenarios::fill(&route, size.search, 64, 16, |n, len| message(n, len, every)).await?;
-        let bulk_s = scenarios::fill(&route, size.bulk, 64, 16, |n, len| message(n, len, u64::MAX)).await?;
+        let search_s =
+            scenarios::fill(&route, size.search, 64, 16, |n, len| message(n, len, every)).await?;
+        let bulk_s = scenarios::fill(&route, size.bulk, 64, 16, |n, len| {
+            message(n, len, u64::MAX)
+        })
+        .await?;
         // Let the writer catch up before the memory is read.
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let peak_mib = proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
@@ -96,7 +100,10 @@ impl Bench {
         let mut rows = vec![Row {
             scenario: format!("capture of {frames} frames through the proxy (64 B echoes)"),
             direct: "-".into(),
-            proxied: format!("{:.0} echoes/s", (size.search + size.bulk) as f64 / (search_s + bulk_s)),
+            proxied: format!(
+                "{:.0} echoes/s",
+                (size.search + size.bulk) as f64 / (search_s + bulk_s)
+            ),
             result: format!("proxy peak RSS {peak_mib:.1} MiB"),
             target: "<= 64 MiB".into(),
             met: peak_mib <= 64.0,
@@ -121,7 +128,13 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
     let (search, bulk) = (2u64, 3u64);
     let all = Filter::parse("").map_err(|e| e.to_string())?;
     let bulk_frames = 2 * size.bulk;
-    let mut offsets: Vec<u64> = vec![0, bulk_frames / 4, bulk_frames / 2, 3 * bulk_frames / 4, bulk_frames - 100];
+    let mut offsets: Vec<u64> = vec![
+        0,
+        bulk_frames / 4,
+        bulk_frames / 2,
+        3 * bulk_frames / 4,
+        bulk_frames - 100,
+    ];
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     for _ in 0..20 {
         seed ^= seed << 13;
@@ -131,9 +144,13 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
     }
     let mut page_ms = Vec::new();
     for &offset in &offsets {
-        let (page, seconds) = timed(|| capture.frames(Some(bulk), &all, Position::From(offset), 100))?;
+        let (page, seconds) =
+            timed(|| capture.frames(Some(bulk), &all, Position::From(offset), 100))?;
         if page.len() != 100 || page[0].seq != offset {
-            return Err(format!("the page at {offset} came back wrong ({} frames)", page.len()));
+            return Err(format!(
+                "the page at {offset} came back wrong ({} frames)",
+                page.len()
+            ));
         }
         page_ms.push(ms(seconds));
     }
@@ -146,7 +163,10 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
     let needle = parse("text~needle")?;
     let (found, search_s) = timed(|| capture.count(Rows::Messages, Some(search), &needle))?;
     // Each needle goes both ways.
-    let expected = 2 * (0..size.search).filter(|n| n % size.every == size.every / 2).count() as u64;
+    let expected = 2
+        * (0..size.search)
+            .filter(|n| n % size.every == size.every / 2)
+            .count() as u64;
     let messages = 2 * size.search;
     let (first_hits, first_s) =
         timed(|| capture.messages(Some(search), &needle, Position::From(0), 100))?;
@@ -157,7 +177,10 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
         timed(|| capture.count(Rows::Frames, Some(bulk), &downstream))?;
     Ok(vec![
         Row {
-            scenario: format!("capture: a page of 100 frames at {} offsets of a {bulk_frames}-frame session", page_ms.len()),
+            scenario: format!(
+                "capture: a page of 100 frames at {} offsets of a {bulk_frames}-frame session",
+                page_ms.len()
+            ),
             direct: "-".into(),
             proxied: format!("median {typical:.2} ms"),
             result: format!("worst {worst:.2} ms"),
@@ -170,7 +193,12 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
             scenario: format!("capture: text~\"needle\" over {messages} messages"),
             direct: "-".into(),
             proxied: format!("{found} of {expected} found"),
-            result: format!("{:.0} ms (first page of hits {:.1} ms, {} hits)", ms(search_s), ms(first_s), first_hits.len()),
+            result: format!(
+                "{:.0} ms (first page of hits {:.1} ms, {} hits)",
+                ms(search_s),
+                ms(first_s),
+                first_hits.len()
+            ),
             target: "<= 1 s".into(),
             met: search_s <= 1.0 && found == expected,
             json: json!({"scenario": "capture_search", "messages": messages, "found": found,
@@ -180,7 +208,11 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
             scenario: format!("capture: count by filter over {messages} messages"),
             direct: "-".into(),
             proxied: format!("{counted} counted"),
-            result: format!("{:.0} ms (over {bulk_frames} frames: {bulk_counted} in {:.0} ms)", ms(count_s), ms(bulk_count_s)),
+            result: format!(
+                "{:.0} ms (over {bulk_frames} frames: {bulk_counted} in {:.0} ms)",
+                ms(count_s),
+                ms(bulk_count_s)
+            ),
             target: "<= 1 s".into(),
             met: count_s <= 1.0 && counted == size.search,
             json: json!({"scenario": "capture_count", "messages": messages, "counted": counted,

@@ -259,7 +259,10 @@ async fn run(args: &Args) -> Result<bool, String> {
         let disk = capture::disk_write_rate(&bench.dir.join("disk"), bench.plan.disk_bytes)?;
         references.disk_mb_s = Some(disk);
         rows.push(report::Row::reference(
-            format!("disk: sequential write + fdatasync of {} MiB, in the capture's folder (MB/s)", bench.plan.disk_bytes >> 20),
+            format!(
+                "disk: sequential write + fdatasync of {} MiB, in the capture's folder (MB/s)",
+                bench.plan.disk_bytes >> 20
+            ),
             "-".into(),
             format!("{disk:.0}"),
             "-".into(),

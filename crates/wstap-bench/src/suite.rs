@@ -93,11 +93,18 @@ impl Bench {
         if which.throughput {
             let disk = references.disk_mb_s.map(|_| Target::Disk(0.8));
             for (tls, server, targets) in [
-                (false, self.plain, [Target::Ratio(0.45), disk.unwrap_or(Target::Ratio(0.5))]),
+                (
+                    false,
+                    self.plain,
+                    [Target::Ratio(0.45), disk.unwrap_or(Target::Ratio(0.5))],
+                ),
                 (true, self.secure, [Target::Ratio(0.4), Target::Ratio(0.4)]),
             ] {
                 for (size, target) in [64usize, 16 * 1024].into_iter().zip(targets) {
-                    rows.push(run.throughput(tls, server, size, target, references).await?);
+                    rows.push(
+                        run.throughput(tls, server, size, target, references)
+                            .await?,
+                    );
                 }
             }
         }
@@ -446,15 +453,30 @@ impl<'a> MainRun<'a> {
             None => ([30.0, 150.0], None),
         };
         let quantiles = [
-            ("p50", median(d50), median(p50), limits[0], against.map(|a| a[0])),
-            ("p99", median(d99), median(p99), limits[1], against.map(|a| a[1])),
+            (
+                "p50",
+                median(d50),
+                median(p50),
+                limits[0],
+                against.map(|a| a[0]),
+            ),
+            (
+                "p99",
+                median(d99),
+                median(p99),
+                limits[1],
+                against.map(|a| a[1]),
+            ),
         ];
         Ok(quantiles
             .into_iter()
             .map(|(name, d, p, limit, floor)| {
                 let added = p - d;
                 let target = match floor {
-                    Some(f) => format!("<= {limit:.1} µs added (floor +{f:.1} and {:.0})", limit - f),
+                    Some(f) => format!(
+                        "<= {limit:.1} µs added (floor +{f:.1} and {:.0})",
+                        limit - f
+                    ),
                     None => format!("<= {limit} µs added"),
                 };
                 Row {

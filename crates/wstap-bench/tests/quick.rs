@@ -27,7 +27,12 @@ fn quick_run_completes_every_scenario() {
         "ws/wss x 64 B/16 KiB, and 16 KiB at a 1 KiB capture"
     );
     assert_eq!(count("disk"), 1, "the disk's own rate, for the capture row");
-    for scenario in ["capture_build", "capture_page", "capture_search", "capture_count"] {
+    for scenario in [
+        "capture_build",
+        "capture_page",
+        "capture_search",
+        "capture_count",
+    ] {
         assert_eq!(count(scenario), 1, "{scenario}");
     }
     assert_eq!(count("latency"), 2);

@@ -40,9 +40,13 @@ fn main() {
             events.extend_from_slice(a);
             events.extend_from_slice(b);
         }
-        let dir = std::env::temp_dir().join(format!("wstap-store-bench-{}-{size}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("wstap-store-bench-{}-{size}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let info = CaptureInfo { writer: "bench".into(), max_capture: 65536 };
+        let info = CaptureInfo {
+            writer: "bench".into(),
+            max_capture: 65536,
+        };
         let mut writer = CaptureWriter::create(&dir, &info).unwrap();
         eprintln!("writing");
         let start = Instant::now();

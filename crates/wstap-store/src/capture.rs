@@ -396,7 +396,9 @@ impl Capture {
         params.extend(sql.params.into_iter().map(value));
         let mut stmt = self.conn.prepare_cached(&query)?;
         let ids = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
-        Ok(ids.map(|id| id.map(|id| id as u64)).collect::<Result<_, _>>()?)
+        Ok(ids
+            .map(|id| id.map(|id| id as u64))
+            .collect::<Result<_, _>>()?)
     }
 
     /// How many sessions match `filter`.
@@ -525,11 +527,29 @@ impl Capture {
         position: Position,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let whole = self.page_of(Table::FrameMessages, session, filter, position, limit, |row, payloads| {
-            frame_row(row, payloads).map(|f| f.message())
-        })?;
-        let rows = self.page_of(Table::MessageRows, session, filter, position, limit, message_row)?;
-        let key = |m: &StoredMessage| if session.is_some() { m.seq as i64 } else { m.id };
+        let whole = self.page_of(
+            Table::FrameMessages,
+            session,
+            filter,
+            position,
+            limit,
+            |row, payloads| frame_row(row, payloads).map(|f| f.message()),
+        )?;
+        let rows = self.page_of(
+            Table::MessageRows,
+            session,
+            filter,
+            position,
+            limit,
+            message_row,
+        )?;
+        let key = |m: &StoredMessage| {
+            if session.is_some() {
+                m.seq as i64
+            } else {
+                m.id
+            }
+        };
         let mut all: Vec<StoredMessage> = whole
             .into_iter()
             .filter_map(|(_, m)| m)
@@ -547,7 +567,12 @@ impl Capture {
     }
 
     /// How many frames or messages of `session` (or of the capture) match `filter`.
-    pub fn count(&self, rows: Rows, session: Option<u64>, filter: &Filter) -> Result<u64, StoreError> {
+    pub fn count(
+        &self,
+        rows: Rows,
+        session: Option<u64>,
+        filter: &Filter,
+    ) -> Result<u64, StoreError> {
         let mut total = 0u64;
         for &table in rows.tables() {
             let (query, params) = self.record_query(table, "count(*)", session, filter);

@@ -222,7 +222,9 @@ impl CaptureWriter {
             Event::SessionEnd(end) => self.session_end(ev, end),
             Event::Notice(notice) => {
                 self.conn
-                    .prepare_cached("INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)")?
+                    .prepare_cached(
+                        "INSERT INTO notices (id, time_us, message) VALUES (?1, ?2, ?3)",
+                    )?
                     .execute(params![ev, notice.time.timestamp_micros(), notice.message])?;
                 Ok(())
             }
@@ -432,6 +434,7 @@ impl CaptureWriter {
                 raw.map(|r| r.response.as_slice()),
                 event
             ])?;
+        self.touched.push(h.session);
         // The first exchange names the session's URL, unless a handshake did.
         self.conn
             .prepare_cached(
@@ -490,10 +493,7 @@ impl CaptureWriter {
             }
             Part::Own => dir.control = Some(mark),
         }
-        let msg = match whole {
-            Some(message) => Some(Self::account_message(session, message).0),
-            None => None,
-        };
+        let msg = whole.map(|message| Self::account_message(session, message).0);
         let mask_key = header.mask().map(|k| i64::from(u32::from_be_bytes(k)));
         let row = [
             Cell::Int(ev),
@@ -511,7 +511,8 @@ impl CaptureWriter {
             Cell::from(payload.at),
             Cell::Int(payload.kept as i64),
             Cell::from(f.close.and_then(|(code, _)| code).map(i64::from)),
-            f.close.map_or(Cell::Null, |(_, reason)| Cell::Text(reason.to_owned())),
+            f.close
+                .map_or(Cell::Null, |(_, reason)| Cell::Text(reason.to_owned())),
             Cell::from(inflated.map(|i| i.total as i64)),
             self.pending.bytes(inflated_inline),
             Cell::from(inflated.and_then(|i| i.at)),
@@ -628,13 +629,10 @@ impl CaptureWriter {
                 event,
                 violations as i64
             ])?;
-        // The end's counts are final; the running ones are not needed any more.
-        if let Some(session) = self.open.remove(&end.session) {
-            if session.touched {
-                self.touched.retain(|&id| id != end.session);
-                self.touched.push(end.session);
-            }
-        }
+        // The end's counts are final; the running ones are not needed any more. The
+        // commit announces the session whether or not anything else of it was new.
+        self.open.remove(&end.session);
+        self.touched.push(end.session);
         Ok(())
     }
 
@@ -787,8 +785,7 @@ fn is_whole(f: &FrameIn<'_>, m: &MessageIn<'_>) -> bool {
         && m.compressed == f.inflated.is_some()
         && m.len == len
         && m.data == data
-        && m
-            .violations
+        && m.violations
             .iter()
             .eq(f.violations.iter().filter(|v| is_about_message(v)))
 }

@@ -165,6 +165,29 @@ fn pages_start_anywhere_and_filters_select() {
 }
 
 #[test]
+fn each_commit_names_the_sessions_it_changed() {
+    let dir = temp_dir("commits");
+    let events = session_events(&chat(1));
+    let mut writer = CaptureWriter::create(&dir, &info()).unwrap();
+    let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&announced);
+    writer.on_commit(move |c| kept.lock().unwrap().push(c.clone()));
+    // One event per commit: each commit must name the session, its end included.
+    for event in &events {
+        Sink::write(&mut writer, event).unwrap();
+        Sink::flush(&mut writer).unwrap();
+    }
+    let announced = announced.lock().unwrap().clone();
+    assert_eq!(announced.len(), events.len(), "a commit per event");
+    for (i, commit) in announced.iter().enumerate() {
+        assert_eq!(commit.sessions, [1], "commit {i} names session 1");
+        assert_eq!(commit.last_event, i as i64 + 1, "commit {i}");
+    }
+    writer.finish().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_capture_is_readable_while_it_is_written_and_then_complete() {
     let dir = temp_dir("live");
     let events = session_events(&chat(1));

@@ -673,6 +673,9 @@ fn inflate(
     message.check_utf8(frame);
     if let Err(why) = result {
         frame.violations.push(Violation::InflateFailed(why.clone()));
-        message.record.violations.push(Violation::InflateFailed(why));
+        message
+            .record
+            .violations
+            .push(Violation::InflateFailed(why));
     }
 }

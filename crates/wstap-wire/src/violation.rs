@@ -115,7 +115,8 @@ impl Violation {
     }
 
     /// The codes of the violations that are about a message as a whole.
-    pub const MESSAGE_CODES: [&'static str; 3] = ["invalid_utf8", "truncated_utf8", "inflate_failed"];
+    pub const MESSAGE_CODES: [&'static str; 3] =
+        ["invalid_utf8", "truncated_utf8", "inflate_failed"];
 
     /// Whether this violation is about UTF-8 (a strict endpoint closes with 1007 for these,
     /// and with 1002 for everything else).
