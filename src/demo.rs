@@ -38,9 +38,15 @@ pub struct DemoArgs {
     /// Show full handshake headers.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Do not record the demo to a capture.
+    /// Do not record the demo to a capture (and so serve no inspector).
     #[arg(long)]
     pub no_capture: bool,
+    /// Serve the web inspector here (default 127.0.0.1:8889).
+    #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]
+    pub web: Option<SocketAddr>,
+    /// Do not serve the web inspector.
+    #[arg(long)]
+    pub no_web: bool,
 }
 
 type Peers = Arc<Mutex<Vec<(String, mpsc::UnboundedSender<String>)>>>;
@@ -74,6 +80,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         proxy_auth: None,
         grace: 1,
         strict: false,
+        web: args.web,
+        no_web: args.no_web,
     };
     let started = start(&run_args).await?;
     let proxy = *started
@@ -88,6 +96,9 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         .local_addr()
         .map_err(|e| AppError::Demo(e.to_string()))?;
     eprintln!("wstap demo: proxy on http://{proxy}, chat server on ws://{chat_addr}/chat");
+    if let Some(inspector) = &started.inspector {
+        crate::web::announce(inspector);
+    }
     tokio::spawn(chat_server(chat));
 
     let step = Duration::from_secs_f64(args.duration / 10.0);

@@ -12,6 +12,8 @@ mod frames;
 mod import;
 mod run;
 mod sessions;
+mod view;
+mod web;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -41,6 +43,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Build a capture from an NDJSON trace.
     Import(import::ImportArgs),
+    /// Serve the web inspector over a saved capture (the newest unless one is named).
+    View(view::ViewArgs),
     /// Run the proxy with a chat server and three scripted clients, to see the log at once.
     Demo(demo::DemoArgs),
     /// Show wstap's CA (creating it if needed) and how to trust it, or export it.
@@ -115,6 +119,13 @@ pub struct RunArgs {
     /// instead of relaying it; the offending bytes are withheld and the trace says why.
     #[arg(long)]
     pub strict: bool,
+    /// Serve the web inspector here (default 127.0.0.1:8889; it needs the token wstap
+    /// prints, wherever it listens).
+    #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]
+    pub web: Option<SocketAddr>,
+    /// Do not serve the web inspector.
+    #[arg(long)]
+    pub no_web: bool,
     /// Do not intercept TLS at all: wss:// and https:// are relayed as blind tunnels.
     #[arg(long, conflicts_with_all = ["insecure", "upstream_ca", "ignore_hosts"])]
     pub no_intercept: bool,
@@ -127,6 +138,7 @@ fn main() -> ExitCode {
         Some(Command::Frames(args)) => frames::frames(&args),
         Some(Command::Export(args)) => export::export(&args),
         Some(Command::Import(args)) => import::import(&args),
+        Some(Command::View(args)) => runtime().and_then(|rt| rt.block_on(view::view(args))),
         Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(demo::demo(args))),
         Some(Command::Ca(args)) => ca::ca(&args),
         None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
@@ -206,6 +218,9 @@ pub enum AppError {
     /// No CA directory could be found.
     #[error("no CA directory: pass --ca-dir or set WSTAP_HOME (HOME is not set)")]
     NoCaDir,
+    /// The web inspector could not start.
+    #[error("inspector: {0}")]
+    Inspector(#[from] wstap_inspector::InspectorError),
     /// The CA could not be loaded or created.
     #[error(transparent)]
     Ca(#[from] wstap_proxy::mitm::ca::CaError),

@@ -64,6 +64,8 @@ pub struct Started {
     pub proxy: RunningProxy,
     /// Where the capture is recorded, if it is.
     pub capture: Option<std::path::PathBuf>,
+    /// The web inspector, if it is served.
+    pub inspector: Option<wstap_inspector::Inspector>,
     capture_thread: Option<SinkThread>,
     trace: Option<SinkThread>,
     console: std::thread::JoinHandle<()>,
@@ -77,6 +79,9 @@ impl Started {
     pub async fn stop(self, grace: Duration, quiet: bool) -> Result<(), AppError> {
         let sessions = self.proxy.sessions_started();
         self.proxy.shutdown(grace).await;
+        if let Some(inspector) = self.inspector {
+            inspector.stop();
+        }
         if !quiet {
             eprintln!("wstap: stopped after {sessions} sessions");
         }
@@ -188,7 +193,8 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         eprintln!("wstap: WARNING: --insecure: upstream TLS certificates are NOT verified; anyone on the path can impersonate servers");
     }
     let mut bus = EventBus::new();
-    let (capture, capture_thread) = start_capture(args, &mut bus)?;
+    let feed = (!args.no_web).then(wstap_inspector::LiveFeed::new);
+    let (capture, capture_thread) = start_capture(args, &mut bus, feed.as_ref())?;
     let trace = match &args.trace {
         Some(path) => {
             let writer = format!("wstap {}", env!("CARGO_PKG_VERSION"));
@@ -215,8 +221,13 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         .spawn(move || console::print(rx, dropped, options, filter))
         .map_err(AppError::Runtime)?;
     let proxy = wstap_proxy::start(config, bus).await?;
+    let inspector = match (&capture, feed) {
+        (Some(path), Some(feed)) => crate::web::start(args.web, path, Some(feed)).await?,
+        _ => None,
+    };
     Ok(Started {
         proxy,
+        inspector,
         capture,
         capture_thread,
         trace,
@@ -229,6 +240,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
 fn start_capture(
     args: &RunArgs,
     bus: &mut EventBus,
+    feed: Option<&wstap_inspector::LiveFeed>,
 ) -> Result<(Option<std::path::PathBuf>, Option<SinkThread>), AppError> {
     if args.no_capture {
         return Ok((None, None));
@@ -245,7 +257,10 @@ fn start_capture(
         writer: format!("wstap {}", env!("CARGO_PKG_VERSION")),
         max_capture: args.max_capture,
     };
-    let writer = CaptureWriter::create(&path, &info)?;
+    let mut writer = CaptureWriter::create(&path, &info)?;
+    if let Some(feed) = feed {
+        writer.on_commit(feed.hook());
+    }
     let rx = bus.subscribe_lossless(CAPTURE_BACKLOG);
     let thread =
         driver::spawn("wstap-capture", rx, writer, CAPTURE_CADENCE).map_err(AppError::Runtime)?;
@@ -290,6 +305,13 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         if let Some(path) = &args.trace {
             eprintln!("wstap: writing trace to {}", path.display());
         }
+        match &started.inspector {
+            Some(inspector) => crate::web::announce(inspector),
+            None if args.no_capture && !args.no_web => {
+                eprintln!("wstap: no inspector: it shows the capture, and --no-capture is set")
+            }
+            None => {}
+        }
         match started.proxy.ca() {
             Some(ca) if ca.created() => eprintln!(
                 "wstap: created a new CA in {}; trust it to see wss:// traffic: run `wstap ca`, or open http://wstap/ through the proxy",
@@ -312,7 +334,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         .await
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -6,12 +6,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// The binary, with its files (CA, captures) in this test run's own home, never the
-/// user's, and no colour.
+/// user's, no colour, and its inspector on a free port (tests run side by side).
 pub fn wstap_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wstap"));
     command
         .env("NO_COLOR", "1")
-        .env("WSTAP_HOME", super::test_home());
+        .env("WSTAP_HOME", super::test_home())
+        .env("WSTAP_WEB", "127.0.0.1:0");
     command
 }
 
@@ -75,4 +76,68 @@ pub fn rss_kib(pid: u32) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// A running wstap and its inspector, as the line it printed at start tells.
+pub struct WithInspector {
+    /// The process.
+    pub child: Child,
+    /// The proxy's address.
+    pub proxy: SocketAddr,
+    /// The inspector's address.
+    pub web: SocketAddr,
+    /// The inspector's token.
+    pub token: String,
+    /// Everything else it printed to stderr, read as it comes (so the pipe never fills).
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Starts `command` (with `--listen` added) and reads its stderr until the inspector's
+/// line, `wstap: inspector: http://ADDR/?token=T`.
+pub fn spawn_with_inspector(command: Command) -> WithInspector {
+    let (mut child, proxy) = spawn_listening(command);
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (url, rest) = follow_stderr(stderr);
+    let url = url.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("wstap printed no inspector line: {}", rest.lock().unwrap());
+    });
+    let (web, token) = parse_inspector_url(&url);
+    WithInspector {
+        child,
+        proxy,
+        web,
+        token,
+        stderr: rest,
+    }
+}
+
+/// Reads `stderr` on a thread: returns the inspector's URL (once it is printed, within
+/// 10 s) and the text printed, which keeps growing.
+pub fn follow_stderr(
+    stderr: std::process::ChildStderr,
+) -> (Option<String>, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let kept = std::sync::Arc::clone(&text);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("wstap: inspector: ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+            let mut kept = kept.lock().unwrap();
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    });
+    (rx.recv_timeout(Duration::from_secs(10)).ok(), text)
+}
+
+/// `http://ADDR/?token=T` as its address and token.
+pub fn parse_inspector_url(url: &str) -> (SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (addr, query) = rest.split_once("/?token=").expect("a token in the URL");
+    (addr.parse().expect("an address"), query.to_owned())
 }

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

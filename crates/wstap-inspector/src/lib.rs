@@ -1,0 +1,119 @@
+//! wstap's web inspector: a page, served by wstap itself on a loopback listener of its
+//! own, over the capture store, live while the capture is written.
+//!
+//! The server ([`start`]) answers the page and its modules (embedded, see `static/`),
+//! a JSON API over the capture (`docs/inspector.md`), and a live feed of server-sent
+//! events fed by the capture writer's commits ([`LiveFeed`]). Every request needs the
+//! run's token and a `Host` naming the listener; anything with a foreign `Origin` is
+//! refused. The browser holds only what is on screen: the server pages by index over
+//! keyset queries, and sends what changed, never everything again.
+#![deny(missing_docs)]
+
+mod api;
+mod assets;
+mod guard;
+mod live;
+mod query;
+mod reply;
+mod selection;
+mod server;
+mod store;
+mod views;
+
+pub use live::LiveFeed;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What the inspector serves, and where.
+#[derive(Debug, Clone)]
+pub struct InspectorConfig {
+    /// The address to listen on (`127.0.0.1:8889` by default in the binary).
+    pub listen: SocketAddr,
+    /// The capture to show.
+    pub capture: PathBuf,
+    /// Its writer's commits, when it is being written.
+    pub live: Option<LiveFeed>,
+}
+
+/// Why the inspector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectorError {
+    /// The listener could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The capture could not be opened.
+    #[error(transparent)]
+    Capture(#[from] wstap_store::StoreError),
+    /// No randomness for the token.
+    #[error("cannot make a token: {0}")]
+    Token(getrandom::Error),
+}
+
+/// A running inspector.
+#[derive(Debug)]
+pub struct Inspector {
+    addr: SocketAddr,
+    token: String,
+    stop: watch::Sender<bool>,
+}
+
+impl Inspector {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The token every request must carry.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The address to open in a browser, token included.
+    pub fn url(&self) -> String {
+        format!("http://{}/?token={}", self.addr, self.token)
+    }
+
+    /// Stops listening and closes every connection.
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts the inspector on a tokio runtime.
+pub async fn start(config: InspectorConfig) -> Result<Inspector, InspectorError> {
+    let store = store::Store::open(config.capture)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| InspectorError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| InspectorError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let token = guard::new_token().map_err(InspectorError::Token)?;
+    let (stop, stopped) = watch::channel(false);
+    let served = Arc::new(server::Served {
+        guard: guard::Guard::new(addr, token.clone()),
+        api: api::Api {
+            store,
+            selections: Arc::default(),
+            live: config.live.is_some(),
+        },
+        feed: config.live,
+        stop: stopped.clone(),
+    });
+    tokio::spawn(server::serve(listener, served, stopped));
+    Ok(Inspector { addr, token, stop })
+}

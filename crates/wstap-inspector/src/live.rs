@@ -1,0 +1,159 @@
+//! The live feed: what each commit of the capture changed, as server-sent events.
+//!
+//! The capture writer tells a [`LiveFeed`] of every commit; each page that listens gets
+//! one `commit` event per commit with the rows of the sessions it changed (new rows, new
+//! counts) and the last event number, so the page adds what is new and fetches only
+//! records it does not have. A page that falls too far behind gets `resync` and reloads
+//! its lists once. A comment every 15 s keeps idle connections open through proxies.
+
+use crate::reply::{response, Body};
+use crate::store::Store;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use hyper::{Response, StatusCode};
+use serde_json::json;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+use wstap_store::Committed;
+
+/// Commits kept for pages that are slow to read them.
+const FEED_BACKLOG: usize = 1024;
+/// The last event of a feed: the capture is finished, or the inspector stops.
+const END: &str = "event: end\ndata: {}\n\n";
+/// How often an idle feed says it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Where the capture writer announces its commits.
+#[derive(Debug, Clone)]
+pub struct LiveFeed {
+    commits: broadcast::Sender<Arc<Committed>>,
+}
+
+impl Default for LiveFeed {
+    fn default() -> Self {
+        LiveFeed::new()
+    }
+}
+
+impl LiveFeed {
+    /// A feed no page listens to yet.
+    pub fn new() -> LiveFeed {
+        let (commits, _) = broadcast::channel(FEED_BACKLOG);
+        LiveFeed { commits }
+    }
+
+    /// The hook to give `CaptureWriter::on_commit`: cheap, and it never blocks the writer.
+    pub fn hook(&self) -> impl FnMut(&Committed) + Send + 'static {
+        let commits = self.commits.clone();
+        move |committed| {
+            if commits.receiver_count() > 0 {
+                let _ = commits.send(Arc::new(committed.clone()));
+            }
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.commits.subscribe()
+    }
+}
+
+/// The `text/event-stream` answer of `/api/live`: a task follows the feed (if any) and
+/// writes events until the page goes away, or says `end` when the inspector stops.
+pub fn stream(
+    feed: Option<&LiveFeed>,
+    store: Arc<Store>,
+    stop: watch::Receiver<bool>,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let commits = feed.map(LiveFeed::subscribe);
+    tokio::spawn(follow(commits, store, tx, stop));
+    let mut reply = response(
+        StatusCode::OK,
+        "text/event-stream",
+        ChannelBody { rx }.boxed(),
+    );
+    reply.headers_mut().insert(
+        "x-accel-buffering",
+        hyper::header::HeaderValue::from_static("no"),
+    );
+    reply
+}
+
+async fn follow(
+    mut commits: Option<broadcast::Receiver<Arc<Committed>>>,
+    store: Arc<Store>,
+    tx: mpsc::Sender<Bytes>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let live = commits.is_some();
+    let hello = format!("event: hello\ndata: {}\n\n", json!({ "live": live }));
+    if tx.send(Bytes::from(hello)).await.is_err() {
+        return;
+    }
+    loop {
+        let next = async {
+            match commits.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            received = next => match received {
+                Ok(committed) => commit_event(&store, committed).await,
+                Err(broadcast::error::RecvError::Lagged(_)) => Some("event: resync\ndata: {}\n\n".to_owned()),
+                Err(broadcast::error::RecvError::Closed) => Some(END.to_owned()),
+            },
+            _ = tokio::time::sleep(KEEP_ALIVE) => Some(": alive\n\n".to_owned()),
+            _ = stop.changed() => Some(END.to_owned()),
+            _ = tx.closed() => return,
+        };
+        let Some(event) = event else { continue };
+        // After `end` the stream finishes cleanly, and the page stops reconnecting.
+        if tx.send(Bytes::from(event.clone())).await.is_err() || event == END {
+            return;
+        }
+    }
+}
+
+/// One commit as an event: the changed sessions' rows, read after the commit.
+async fn commit_event(store: &Arc<Store>, committed: Arc<Committed>) -> Option<String> {
+    let ids = committed.sessions.clone();
+    let rows = store
+        .read(move |capture| {
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(row) = capture.session(id)? {
+                    rows.push(row);
+                }
+            }
+            Ok(rows)
+        })
+        .await
+        .ok()?;
+    let data = json!({ "last_event": committed.last_event, "sessions": rows });
+    Some(format!("event: commit\ndata: {data}\n\n"))
+}
+
+/// A response body fed by a channel.
+struct ChannelBody {
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}

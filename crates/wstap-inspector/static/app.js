@@ -1,0 +1,173 @@
+// The inspector page: the sessions list above, the open session below, kept live by the
+// feed. Keyboard: `/` focuses the filter, `j`/`k` move, `Enter` opens, `Esc` goes back.
+
+import { apiUrl, follow, get } from './api.js';
+import { $, el, replace } from './dom.js';
+import { count } from './format.js';
+import { SessionsList } from './sessions.js';
+import { SessionView } from './session.js';
+
+const state = { active: 'sessions', openId: null };
+
+/** Shows a filter error under its box, the caret under the offending part. */
+function showFilterError(box, error) {
+  const target = $(box);
+  const info = error?.body?.filter_error;
+  if (!error) {
+    target.hidden = true;
+    return;
+  }
+  target.hidden = false;
+  if (info) {
+    const input = box === '#session-filter-error' ? $('#session-filter') : $('#record-filter');
+    replace(target, `${input.value}\n${' '.repeat(info.column)}${'^'.repeat(info.width)} ${info.message}`);
+  } else {
+    replace(target, error.message || String(error));
+  }
+}
+
+const sessions = new SessionsList($('#sessions'), {
+  onOpen: (s) => openSession(s.id),
+  onError: (e) => showFilterError('#session-filter-error', e),
+  onCount: (total) => { $('#session-count').textContent = `${count(total)} sessions`; },
+});
+
+const view = new SessionView({
+  onError: (which, e) => showFilterError(which === 'records' ? '#record-filter-error' : '#session-filter-error', e),
+});
+
+async function openSession(id) {
+  state.openId = id;
+  state.active = 'records';
+  sessions.markOpen(id);
+  $('#session-pane').hidden = false;
+  $('#empty-pane').hidden = true;
+  if (location.hash !== `#session=${id}`) history.replaceState(null, '', `#session=${id}`);
+  try {
+    await view.open(id);
+  } catch (e) {
+    showFilterError('#record-filter-error', e);
+  }
+}
+
+function showSessionExports() {
+  const filter = $('#session-filter').value.trim();
+  const links = ['ndjson', 'json', 'har'].map((format) => el('a', {
+    class: 'button',
+    href: apiUrl('export', { format, filter }),
+    download: `wstap-capture.${format}`,
+    title: filter ? 'the sessions and records the filter selects' : 'the whole capture',
+    text: format.toUpperCase(),
+  }));
+  replace($('#session-exports'), el('span', { class: 'muted', text: 'Export ' }), links);
+}
+
+function debounce(fn, ms) {
+  let timer = null;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
+
+$('#session-filter').addEventListener('input', debounce(() => {
+  showFilterError('#session-filter-error', null);
+  sessions.show($('#session-filter').value.trim());
+  showSessionExports();
+}, 250));
+$('#record-filter').addEventListener('input', debounce(() => view.setFilter($('#record-filter').value), 250));
+$('#hide-control').addEventListener('change', (e) => view.setHideControl(e.target.checked));
+$('#follow').addEventListener('change', (e) => view.list.setFollow(e.target.checked));
+for (const button of document.querySelectorAll('#kind-toggle button')) {
+  button.addEventListener('click', () => {
+    for (const b of document.querySelectorAll('#kind-toggle button')) b.classList.toggle('on', b === button);
+    view.setKind(button.dataset.kind);
+  });
+}
+for (const button of document.querySelectorAll('#session-tabs button')) {
+  button.addEventListener('click', () => {
+    for (const b of document.querySelectorAll('#session-tabs button')) b.classList.toggle('on', b === button);
+    $('#tab-records').hidden = button.dataset.tab !== 'records';
+    $('#tab-handshake').hidden = button.dataset.tab !== 'handshake';
+  });
+}
+$('#sessions').addEventListener('focusin', () => { state.active = 'sessions'; });
+$('#records').addEventListener('focusin', () => { state.active = 'records'; });
+// Capture phase: before the list's own handler, which may open a session (and so make
+// the records the active list).
+$('#sessions').addEventListener('pointerdown', () => { state.active = 'sessions'; }, true);
+$('#records').addEventListener('pointerdown', () => { state.active = 'records'; }, true);
+
+document.addEventListener('keydown', (e) => {
+  const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
+  if (e.key === 'Escape') {
+    if (typing) e.target.blur();
+    else state.active = 'sessions';
+    return;
+  }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  const list = state.active === 'records' && state.openId !== null ? view.list : sessions.list;
+  if (e.key === '/') {
+    e.preventDefault();
+    (state.active === 'records' && state.openId !== null ? $('#record-filter') : $('#session-filter')).focus();
+  } else if (e.key === 'j' || e.key === 'ArrowDown') {
+    e.preventDefault();
+    list.move(1);
+  } else if (e.key === 'k' || e.key === 'ArrowUp') {
+    e.preventDefault();
+    list.move(-1);
+  } else if (e.key === 'Enter') {
+    e.preventDefault();
+    list.openSelected();
+  }
+});
+
+// The divider between the two panes drags.
+$('#divider').addEventListener('pointerdown', (e) => {
+  const main = $('#main');
+  const move = (m) => {
+    const top = main.getBoundingClientRect().top;
+    const share = Math.min(80, Math.max(12, ((m.clientY - top) / main.clientHeight) * 100));
+    main.style.setProperty('--sessions-share', `${share}%`);
+  };
+  const up = () => {
+    window.removeEventListener('pointermove', move);
+    window.removeEventListener('pointerup', up);
+  };
+  window.addEventListener('pointermove', move);
+  window.addEventListener('pointerup', up);
+  e.preventDefault();
+});
+
+function setLive(text) {
+  const live = $('#live');
+  live.textContent = { live: '● live', saved: 'saved capture', reconnecting: 'reconnecting…', ended: 'capture ended' }[text] || text;
+  live.className = `live ${text}`;
+}
+
+async function start() {
+  try {
+    const capture = await get('capture');
+    $('#capture').textContent = capture.dir;
+    $('#capture').title = `written by ${capture.info.writer}`;
+  } catch (e) {
+    $('#capture').textContent = e.message;
+  }
+  sessions.show('');
+  showSessionExports();
+  follow({
+    onCommit: (commit) => {
+      sessions.committed(commit.sessions);
+      for (const row of commit.sessions) view.committed(row);
+    },
+    onResync: () => {
+      sessions.list.reload();
+      if (state.openId !== null) view.list.refresh();
+    },
+    onState: setLive,
+  });
+  const wanted = /^#session=(\d+)$/.exec(location.hash);
+  if (wanted) openSession(Number(wanted[1]));
+}
+
+start();

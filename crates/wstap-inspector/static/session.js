@@ -1,0 +1,277 @@
+// One session: its summary, its handshake, its timeline, and its frames or messages
+// (one toggle), each with its bytes in the detail pane.
+
+import { apiUrl, get } from './api.js';
+import { $, el, replace } from './dom.js';
+import { ARROW, DIR_TITLE, clock, closeMeaning, count, delta, duration, flags, size } from './format.js';
+import { VirtualList } from './list.js';
+import { showDetail } from './detail.js';
+import { drawTimeline } from './timeline.js';
+import { sessionUrl } from './sessions.js';
+
+const COLUMNS = {
+  messages: [
+    { title: '#', width: '5.5em', cls: 'num' },
+    { title: 'Time', width: '7.5em' },
+    { title: 'Δ', width: '5.5em', cls: 'num' },
+    { title: '', width: '1.5em', cls: 'dir' },
+    { title: 'Opcode', width: '4.5em' },
+    { title: 'Flags', width: '6em' },
+    { title: 'Frames', width: '4.5em', cls: 'num' },
+    { title: 'Length', width: '5.5em', cls: 'num' },
+    { title: 'Payload', width: 'minmax(8em, 1fr)', cls: 'preview' },
+  ],
+  frames: [
+    { title: '#', width: '5.5em', cls: 'num' },
+    { title: 'Time', width: '7.5em' },
+    { title: 'Δ', width: '5.5em', cls: 'num' },
+    { title: '', width: '1.5em', cls: 'dir' },
+    { title: 'Opcode', width: '4.5em' },
+    { title: 'Flags', width: '6em' },
+    { title: 'Mask', width: '7.5em' },
+    { title: 'Length', width: '5.5em', cls: 'num' },
+    { title: 'Payload', width: 'minmax(8em, 1fr)', cls: 'preview' },
+  ],
+};
+
+function preview(r) {
+  if (r.close) return `close ${r.close.code ?? ''} ${closeMeaning(r.close.code)}${r.close.reason ? `: ${r.close.reason}` : ''}`;
+  const p = r.preview || {};
+  const shown = p.text !== undefined ? p.text : p.hex;
+  return `${shown}${p.more ? ' …' : ''}`;
+}
+
+function cells(kind, r, prev) {
+  const gap = prev ? r.time_us - prev.time_us : null;
+  const dir = el('span', { class: r.dir, title: DIR_TITLE[r.dir], text: ARROW[r.dir] });
+  const middle = kind === 'frames' ? (r.mask_key || '') : count(r.frames);
+  const length = r.inflated_len !== null && r.inflated_len !== undefined
+    ? `${size(r.len)} → ${size(r.inflated_len)}`
+    : size(r.len);
+  return [
+    count(r.seq), clock(r.time_us), delta(gap), dir, r.opcode_name,
+    flags(r.flags_byte, r.flags), middle, length, preview(r),
+  ];
+}
+
+export class SessionView {
+  constructor({ onError }) {
+    this.id = null;
+    this.kind = 'messages';
+    this.filterText = '';
+    this.hideControl = false;
+    this.selected = null;
+    this.onError = onError;
+    this.recordsRoot = $('#records');
+    this.list = null;
+    this.makeList();
+    this.timeline = null;
+    this.metric = 'messages';
+    $('#timeline').addEventListener('click', () => {
+      this.metric = this.metric === 'messages' ? 'bytes' : 'messages';
+      drawTimeline($('#timeline'), this.timeline, this.metric);
+    });
+    new ResizeObserver(() => drawTimeline($('#timeline'), this.timeline, this.metric)).observe($('#timeline'));
+  }
+
+  makeList() {
+    const kind = this.kind;
+    this.list = new VirtualList(this.recordsRoot, {
+      columns: COLUMNS[kind],
+      render: (r, prev) => ({
+        cells: cells(kind, r, prev),
+        cls: [r.dir, r.violations?.length ? 'violation' : '', r.opcode >= 8 ? 'control' : '',
+          this.selected === r.seq ? 'opened' : ''].filter(Boolean).join(' '),
+      }),
+      onOpen: (r) => this.openRecord(r),
+      onFollow: (on) => { $('#follow').checked = on; },
+      onError: (e) => this.onError('records', e),
+      empty: 'No frames or messages (yet) in this session, or none match.',
+    });
+  }
+
+  /** The filter the records list uses: the user's, and the control toggle. */
+  effectiveFilter() {
+    const parts = [];
+    if (this.filterText.trim()) parts.push(`(${this.filterText})`);
+    if (this.hideControl) parts.push('not op:control');
+    return parts.join(' and ');
+  }
+
+  async open(id) {
+    this.id = id;
+    this.selected = null;
+    replace($('#detail'), el('p', { class: 'muted hint', text: 'Select a row to see its bytes.' }));
+    const answer = await get(`sessions/${id}`);
+    if (this.id !== id) return;
+    this.showSummary(answer.session);
+    this.showHandshake(answer);
+    this.showRecords();
+    this.loadTimeline();
+  }
+
+  showRecords() {
+    const id = this.id;
+    const filter = this.effectiveFilter();
+    this.onError('records', null);
+    this.list.setSource(async (index, limit) => {
+      const answer = await get(`sessions/${id}/rows`, { kind: this.kind, filter, index, limit });
+      $('#record-count').textContent = `${count(answer.total)} ${this.kind}${filter ? ` of ${count(answer.extent)}` : ''}`;
+      return answer;
+    }, { follow: $('#follow').checked });
+    this.showExports();
+  }
+
+  setKind(kind) {
+    if (kind === this.kind) return;
+    this.kind = kind;
+    this.selected = null;
+    this.makeList();
+    if (this.id !== null) this.showRecords();
+  }
+
+  setFilter(text) {
+    this.filterText = text;
+    if (this.id !== null) this.showRecords();
+  }
+
+  setHideControl(on) {
+    this.hideControl = on;
+    if (this.id !== null) this.showRecords();
+  }
+
+  /** A commit changed this session: new counts, maybe new rows. */
+  committed(row) {
+    if (row.id !== this.id) return;
+    this.showSummary(row);
+    this.list.refresh();
+    // The timeline redraws at most once a second, and once more after the last commit.
+    if (!this.timelineTimer) {
+      const wait = Math.max(0, 1000 - (Date.now() - (this.timelineAt || 0)));
+      this.timelineTimer = setTimeout(() => {
+        this.timelineTimer = null;
+        this.loadTimeline();
+      }, wait);
+    }
+  }
+
+  async loadTimeline() {
+    const id = this.id;
+    this.timelineAt = Date.now();
+    try {
+      const data = await get(`sessions/${id}/timeline`);
+      if (id !== this.id) return;
+      this.timeline = data;
+      drawTimeline($('#timeline'), data, this.metric);
+    } catch (e) {
+      this.onError('records', e);
+    }
+  }
+
+  async openRecord(r) {
+    this.selected = r.seq;
+    this.list.render();
+    const path = `sessions/${this.id}/${this.kind}/${r.seq}`;
+    try {
+      const detail = await get(path);
+      if (this.selected !== r.seq) return;
+      showDetail($('#detail'), this.kind, detail);
+    } catch (e) {
+      replace($('#detail'), el('p', { class: 'bad', text: e.message }));
+    }
+  }
+
+  showSummary(s) {
+    replace($('#session-title'), `#${s.id} `, el('span', { class: 'url', text: sessionUrl(s) }));
+    const chips = [
+      el('span', { class: `chip state ${s.state}`, text: s.state }),
+      s.status ? el('span', { class: 'chip', text: `HTTP ${s.status}` }) : null,
+      s.tls ? el('span', { class: 'chip', text: 'TLS' }) : null,
+      s.subprotocol ? el('span', { class: 'chip', text: s.subprotocol }) : null,
+      ...(s.extensions || []).map((x) => el('span', { class: 'chip', text: x })),
+      el('span', { class: 'chip', text: `↑ ${count(s.messages_c2s)} msgs ${size(s.bytes_c2s)}` }),
+      el('span', { class: 'chip', text: `↓ ${count(s.messages_s2c)} msgs ${size(s.bytes_s2c)}` }),
+      s.duration_us !== null && s.duration_us !== undefined ? el('span', { class: 'chip', text: duration(s.duration_us) }) : null,
+      s.close_code ? el('span', { class: 'chip', title: closeMeaning(s.close_code), text: `close ${s.close_code}${s.close_reason ? ` “${s.close_reason}”` : ''}` }) : null,
+      s.violations ? el('span', { class: 'chip bad', text: `${count(s.violations)} violations` }) : null,
+      s.error ? el('span', { class: 'chip bad', title: s.error, text: s.error }) : null,
+    ];
+    replace($('#session-chips'), chips);
+  }
+
+  showExports() {
+    const filter = this.effectiveFilter();
+    const links = ['ndjson', 'json', 'har'].map((format) => el('a', {
+      class: 'button',
+      href: apiUrl('export', { format, session: this.id, filter }),
+      download: `wstap-session-${this.id}.${format}`,
+      title: filter ? `session ${this.id}, what the filter selects` : `all of session ${this.id}`,
+      text: format.toUpperCase(),
+    }));
+    replace($('#record-exports'), el('span', { class: 'muted', text: 'Export ' }), links);
+  }
+
+  showHandshake({ session, handshake, http }) {
+    const root = $('#tab-handshake');
+    const parts = [];
+    if (handshake) {
+      const verdicts = [
+        ['Sec-WebSocket-Accept', handshake.accept_valid ? '✓ valid' : '✗ not what the key requires', !handshake.accept_valid],
+        ['Subprotocol', handshake.subprotocol || 'none'],
+        ['Extensions', (handshake.extensions || []).join(', ') || 'none'],
+      ];
+      if (handshake.deflate) {
+        const d = handshake.deflate;
+        verdicts.push(['permessage-deflate', [
+          d.server_no_context_takeover ? 'server_no_context_takeover' : 'server keeps context',
+          d.client_no_context_takeover ? 'client_no_context_takeover' : 'client keeps context',
+          `server window ${d.server_max_window_bits ?? 15} bits`,
+          `client window ${d.client_max_window_bits ?? 15} bits`,
+        ].join(', ')]);
+      }
+      if ((handshake.undecoded_extensions || []).length) verdicts.push(['Not decoded', handshake.undecoded_extensions.join(', '), true]);
+      for (const issue of handshake.issues || []) verdicts.push(['Issue', issue, true]);
+      if (handshake.duration_us) verdicts.push(['Took', duration(handshake.duration_us)]);
+      parts.push(el('h3', { text: 'Verdicts' }), facts(verdicts));
+      parts.push(el('div', { class: 'heads' },
+        el('div', {}, el('h3', { text: 'Request, as the client sent it' }), el('pre', { class: 'head', text: handshake.request_raw ?? rebuild(handshake.request, true) })),
+        el('div', {}, el('h3', { text: 'Response, as the server sent it' }), el('pre', { class: 'head', text: handshake.response_raw ?? (handshake.response ? rebuild(handshake.response, false) : '(no response)') }))));
+    } else {
+      parts.push(el('p', { class: 'muted', text: 'No WebSocket handshake in this session.' }));
+    }
+    parts.push(el('h3', { text: 'TLS' }), el('div', { class: 'heads' },
+      tlsLeg('Client ↔ wstap', session.client_tls),
+      tlsLeg('wstap ↔ server', session.upstream_tls)));
+    if ((http || []).length) {
+      parts.push(el('h3', { text: 'HTTP exchanges' }));
+      parts.push(el('ul', { class: 'plain' }, http.map((x) => el('li', {
+        text: `${clock(Date.parse(x.time) * 1000)}  ${x.request.method} ${x.url}  → ${x.response ? x.response.status : (x.error || 'no response')}`,
+      }))));
+    }
+    parts.push(el('h3', { text: 'Session' }), facts([
+      ['Client', session.client], ['Target', session.target], ['Via', session.via],
+      ['Started', clock(session.started_us)], ['State', session.state],
+      ['Closed by', session.close_initiator || '—'],
+      ['Close', session.close_code ? `${session.close_code} ${closeMeaning(session.close_code)} ${session.close_reason || ''}` : '—'],
+    ]));
+    replace(root, parts);
+  }
+}
+
+function facts(rows) {
+  return el('dl', { class: 'facts' }, rows.map(([k, v, bad]) => [el('dt', { text: k }), el('dd', { class: bad ? 'bad' : '', text: v })]));
+}
+
+function tlsLeg(title, leg) {
+  if (!leg) return el('div', {}, el('h4', { text: title }), el('p', { class: 'muted', text: 'plain TCP' }));
+  return el('div', {}, el('h4', { text: title }), facts([
+    ['Version', leg.version], ['Cipher', leg.cipher], ['SNI', leg.sni || '—'], ['ALPN', leg.alpn || '—'],
+  ]));
+}
+
+/** A head rebuilt from its parsed form, when the raw bytes were not kept. */
+function rebuild(head, isRequest) {
+  const first = isRequest ? `${head.method} ${head.target} ${head.version}` : `${head.version} ${head.status} ${head.reason}`;
+  const headers = (head.headers || []).map((h) => Array.isArray(h) ? `${h[0]}: ${h[1]}` : `${h.name}: ${h.value}`);
+  return [first, ...headers].join('\r\n');
+}

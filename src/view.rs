@@ -1,0 +1,34 @@
+//! `wstap view [CAPTURE]`: the web inspector over a saved capture, without proxying.
+
+use crate::captures::chosen;
+use crate::AppError;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Options of `wstap view`.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// The capture (default: the newest in ~/.wstap/captures).
+    pub capture: Option<PathBuf>,
+    /// Serve the inspector here (default 127.0.0.1:8889).
+    #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]
+    pub web: Option<SocketAddr>,
+}
+
+/// Runs `wstap view` until Ctrl-C.
+pub async fn view(args: ViewArgs) -> Result<(), AppError> {
+    let path = chosen(args.capture.as_deref())?;
+    crate::captures::open_capture(&path)?;
+    let listen = args.web.unwrap_or(crate::web::DEFAULT_WEB);
+    let inspector = crate::web::start(Some(listen), &path, None).await?;
+    let Some(inspector) = inspector else {
+        return Ok(());
+    };
+    eprintln!("wstap: showing {}", path.display());
+    crate::web::announce(&inspector);
+    eprintln!("wstap: press Ctrl-C to stop");
+    crate::run::wait_for_signal().await;
+    inspector.stop();
+    Ok(())
+}

@@ -1,0 +1,221 @@
+// Drives the web inspector in headless Chromium (tests/inspector_browser.rs): real
+// traffic through the proxy with Node's ws, then everything a person does in the page.
+// Every check that fails throws; screenshots go to the folder given.
+//
+//   node inspector.mjs '{"mode":"live","url":...,"proxy":...,"echo":...,"shots":...}'
+//   node inspector.mjs '{"mode":"demo","url":...,"shots":...}'
+
+import { chromium } from "playwright-core";
+import { WebSocket } from "ws";
+import { HttpsProxyAgent } from "https-proxy-agent";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const args = JSON.parse(process.argv[2]);
+const EVIL = "<img src=x onerror=\"window.__pwned='payload'\">";
+const EVIL_SCRIPT = "</script><script>window.__pwned='script'</script>";
+const EVIL_HEADER = "<img src=x onerror=window.__pwned='header'>";
+const EVIL_REASON = "<img src=x onerror=window.__pwned='reason'>";
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+async function launch() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+/** Opens the inspector; any script error or CSP report fails the run. */
+async function open(browser, viewport) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  // The bad filter's 400 is expected (Chromium logs every failed fetch); nothing else is.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().includes("status of 400")) problems.push(`console: ${m.text()}`);
+  });
+  await page.goto(args.url);
+  check(new URL(page.url()).search === "", "the token left the address bar");
+  return { page, problems };
+}
+
+function client(path, headers) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${args.echo}${path}`, { agent: new HttpsProxyAgent(`http://${args.proxy}`), headers });
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+}
+
+function exchange(ws, message) {
+  return new Promise((resolve) => {
+    ws.once("message", () => resolve());
+    ws.send(message);
+  });
+}
+
+const shot = (page, name) => page.screenshot({ path: join(args.shots, `${name}.png`) });
+const rowsText = (page, list) => page.$$eval(`${list} .rows .row`, (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join("\t")));
+
+async function live() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1360, height: 860 });
+  await page.waitForSelector("#session-count:has-text('sessions')");
+
+  // Traffic starts after the page is open: it must arrive on the live feed.
+  const ws = await client(`/chat?q=${encodeURIComponent("<img src=x onerror=alert(1)>")}`, { "X-Evil": EVIL_HEADER });
+  for (const message of ["hello from node", EVIL, EVIL_SCRIPT, JSON.stringify({ user: "<b>x</b>", list: [1, 2, 3], nested: { ok: true } })]) {
+    await exchange(ws, message);
+  }
+  await exchange(ws, Buffer.from([0xde, 0xad, 0xbe, 0xef]));
+  const row = page.locator("#sessions .rows .row", { hasText: "/chat?q=" });
+  await row.waitFor({ timeout: 10000 });
+  check(true, "the session appeared live, without a reload");
+  await shot(page, "1-sessions");
+
+  await row.click();
+  await page.waitForFunction(() => document.querySelectorAll("#records .rows .row:not(.loading)").length >= 10, null, { timeout: 10000 });
+  check((await page.textContent("#session-chips")).includes("open"), "the open session says so");
+  await page.locator("#records .rows .row", { hasText: "hello from node" }).first().click();
+  await page.waitForSelector("#detail pre.payload");
+  check((await page.textContent("#detail pre.payload")) === "hello from node", "the message's text");
+  await page.click("#detail nav button[data-view=Hex]");
+  const hex = await page.textContent("#detail pre.payload");
+  check(hex.includes("68 65 6c 6c 6f 20 66 72") && hex.startsWith("00000000"), "its hex dump with offsets");
+  await shot(page, "2-message-hex");
+
+  await page.locator("#records .rows .row", { hasText: "nested" }).first().click();
+  await page.waitForSelector("#detail .payload.json");
+  const tree = await page.textContent("#detail .payload.json");
+  check(tree.includes("user: ") && tree.includes("\"<b>x</b>\"") && tree.includes("3 items"), "JSON as a tree");
+  await shot(page, "3-message-json");
+
+  await page.locator("#records .rows .row", { hasText: "de ad be ef" }).first().click();
+  await page.waitForSelector("#detail pre.payload.hex");
+  check((await page.textContent("#detail pre.payload")).includes("de ad be ef"), "binary opens as hex");
+
+  // Frames, with the masking key of the client's frames.
+  await page.click("#kind-toggle button[data-kind=frames]");
+  await page.waitForFunction(() => document.querySelector("#records .vhead")?.textContent.includes("Mask")
+    && document.querySelectorAll("#records .rows .row:not(.loading)").length >= 10);
+  const frames = await rowsText(page, "#records");
+  check(frames.some((t) => /[0-9A-F]{2}-[0-9A-F]{2}-[0-9A-F]{2}-[0-9A-F]{2}/.test(t)), "frames show masking keys");
+  await page.click("#kind-toggle button[data-kind=messages]");
+
+  // A filter shrinks the table; a bad one says where.
+  await page.fill("#record-filter", 'text~"hello"');
+  await page.waitForFunction(() => document.querySelector("#record-count").textContent.startsWith("2 messages of"));
+  check((await rowsText(page, "#records")).length === 2, "the filter leaves the message and its echo");
+  await page.fill("#record-filter", "len >");
+  await page.waitForSelector("#record-filter-error:not([hidden])");
+  const error = await page.textContent("#record-filter-error");
+  check(error.includes("^") && error.includes("expected"), "a bad filter shows a caret and what was expected");
+  await shot(page, "4-filter-error");
+  await page.fill("#record-filter", "");
+  await page.waitForSelector("#record-filter-error", { state: "hidden" });
+
+  // Export the session as HAR, as a download.
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#record-exports a:has-text('HAR')")]);
+  const har = JSON.parse(readFileSync(await download.path(), "utf8"));
+  check(Array.isArray(har.log.entries) && har.log.entries.length === 1, "the HAR export downloads");
+  check(JSON.stringify(har).includes("hello from node"), "the HAR holds the messages");
+
+  // The handshake as sent; hostile header values are text.
+  await page.click("#session-tabs button[data-tab=handshake]");
+  const heads = await page.textContent("#tab-handshake");
+  check(heads.includes(`x-evil: ${EVIL_HEADER}`) || heads.includes(`X-Evil: ${EVIL_HEADER}`), "the request head, byte for byte");
+  check(heads.includes("Sec-WebSocket-Accept") && heads.includes("valid"), "the accept verdict");
+  await shot(page, "5-handshake");
+  await page.click("#session-tabs button[data-tab=records]");
+
+  // Close with a hostile reason; the session's state changes live.
+  await new Promise((resolve) => { ws.once("close", resolve); ws.close(4000, EVIL_REASON); });
+  await page.waitForFunction(() => document.querySelector("#session-chips").textContent.includes("closed"), null, { timeout: 10000 })
+    .catch(async (e) => {
+      console.log("chips:", await page.textContent("#session-chips"), "title:", await page.textContent("#session-title"));
+      console.log("sessions:", await rowsText(page, "#sessions"));
+      console.log("live:", await page.textContent("#live"));
+      throw e;
+    });
+  check(true, "the close arrived live");
+
+  // Many messages: the list keeps only what is on screen and scrolls to the middle.
+  const bulk = await client("/bulk", {});
+  const N = 3000;
+  let echoed = 0;
+  await new Promise((resolve) => {
+    bulk.on("message", () => { if (++echoed === N) resolve(); });
+    for (let i = 0; i < N; i++) bulk.send(`bulk message ${i}`);
+  });
+  const bulkRow = page.locator("#sessions .rows .row", { hasText: "/bulk" });
+  await bulkRow.waitFor({ timeout: 10000 });
+  await bulkRow.click();
+  await page.waitForFunction((n) => document.querySelector("#record-count").textContent.startsWith(`${n.toLocaleString("en-US")} messages`), 2 * N, { timeout: 15000 });
+  // Following, the list shows the end; then the user scrolls to the middle.
+  const lastShown = () => page.$$eval("#records .rows .row:not(.loading)", (rows) => rows.map((r) => r.firstChild.textContent).pop());
+  await page.waitForFunction((n) => [...document.querySelectorAll("#records .rows .row:not(.loading)")].pop()?.firstChild.textContent === n,
+    (2 * N - 1).toLocaleString("en-US"), { timeout: 15000 });
+  check((await lastShown()) === (2 * N - 1).toLocaleString("en-US"), "following, the list shows the last message");
+  await page.$eval("#records .viewport", (v) => { v.scrollTop = v.scrollHeight / 2; });
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("#records .rows .row")];
+    return rows.length > 0 && rows.every((r) => !r.classList.contains("loading"))
+      && Number(rows[0].firstChild.textContent.replace(/,/g, "")) < 5000;
+  });
+  const middle = await rowsText(page, "#records");
+  const first = Number(middle[0].split("\t")[0].replace(/,/g, ""));
+  check(first > 2000 && first < 4000, `the middle of ${2 * N} messages shows rows near ${N} (got ${first})`);
+  check(!(await page.isChecked("#follow")), "scrolling up pauses follow");
+  check(middle.length < 80, `only the rows on screen are in the page (${middle.length})`);
+  const held = await page.evaluate(() => document.querySelectorAll("#records .rows .row").length);
+  check(held === middle.length, "no hidden rows either");
+  bulk.close();
+
+  // Keyboard: / focuses the filter, Esc leaves it, j/k move, Enter opens.
+  await page.click("#sessions .rows .row >> nth=0");
+  await page.keyboard.press("/");
+  check(await page.evaluate(() => document.activeElement.id === "record-filter"), "/ focuses the filter");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("j");
+  await page.keyboard.press("j");
+  await page.keyboard.press("k");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelector("#session-title").textContent.startsWith("#2 "));
+  check(true, "from the first row, j, j, k and Enter open the second session");
+
+  // Nothing hostile ran, and it is all there as text.
+  check(await page.evaluate(() => window.__pwned === undefined), "no payload, header, URL or reason ran as script");
+  check(await page.evaluate(() => document.querySelectorAll("img").length === 1), "the only image is wstap's icon");
+  await page.emulateMedia({ colorScheme: "dark" });
+  await page.locator("#sessions .rows .row", { hasText: "/chat?q=" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#records .rows .row:not(.loading)").length >= 10);
+  await page.locator("#records .rows .row", { hasText: "onerror" }).first().click();
+  await page.waitForSelector("#detail pre.payload");
+  check((await page.textContent("#detail pre.payload")) === EVIL, "a hostile payload shows as its text");
+  await shot(page, "6-dark");
+  check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+async function demo() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1280, height: 720 });
+  await page.waitForFunction(() => document.querySelectorAll("#sessions .rows .row").length >= 3, null, { timeout: 20000 });
+  await page.locator("#sessions .rows .row", { hasText: "name=John" }).click();
+  await page.waitForFunction(() => document.querySelectorAll("#records .rows .row").length >= 4, null, { timeout: 20000 });
+  await page.locator("#records .rows .row", { hasText: "lunch" }).first().click();
+  await page.waitForSelector("#detail pre.payload");
+  await page.waitForTimeout(300);
+  await shot(page, "demo");
+  check(problems.length === 0, `no script errors: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+await (args.mode === "demo" ? demo() : live());
