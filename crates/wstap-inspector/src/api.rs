@@ -186,8 +186,13 @@ impl Api {
             .read(move |capture| {
                 let rows = Rows::from(rows_key);
                 let extent = capture.extent(rows, id)?;
-                let (total, start) = if filter.is_all() {
-                    (extent, (index < extent).then_some(index))
+                let (total, page) = if filter.is_all() {
+                    let page = if index < extent {
+                        page(capture, rows, id, index, limit)?
+                    } else {
+                        Vec::new()
+                    };
+                    (extent, page)
                 } else {
                     let key = Key {
                         session: id,
@@ -197,12 +202,15 @@ impl Api {
                     let found = selections.get(key, extent, |from| {
                         capture.positions(rows, id, &filter, from)
                     })?;
+                    let wanted: Vec<u64> = found
+                        .positions
+                        .iter()
+                        .skip(index as usize)
+                        .take(limit as usize)
+                        .copied()
+                        .collect();
                     let total = found.positions.len() as u64;
-                    (total, found.positions.get(index as usize).copied())
-                };
-                let page = match start {
-                    Some(start) => page(capture, rows, id, &filter, start, index, limit)?,
-                    None => Vec::new(),
+                    (total, page_at(capture, rows, id, &wanted, index)?)
                 };
                 Ok(json!({ "total": total, "extent": extent, "index": index, "rows": page }))
             })
@@ -329,27 +337,50 @@ impl Api {
     }
 }
 
-/// A page of rows from position `start`, numbered from `index`.
+/// A page of an unfiltered view: rows from position `index` on (a row's index is its
+/// position).
 fn page(
     capture: &Capture,
     rows: Rows,
     id: u64,
-    filter: &Filter,
-    start: u64,
     index: u64,
     limit: u64,
 ) -> Result<Vec<Value>, ApiError> {
-    let at = Position::From(start);
-    let numbered = (index..).take(limit as usize);
+    let all = Filter::default();
+    let at = Position::From(index);
     Ok(match rows {
         Rows::Frames => capture
-            .frames(Some(id), filter, at, limit as usize)?
+            .frames(Some(id), &all, at, limit as usize)?
+            .iter()
+            .map(|f| views::frame_row(f.seq, f))
+            .collect(),
+        Rows::Messages => capture
+            .messages(Some(id), &all, at, limit as usize)?
+            .iter()
+            .map(|m| views::message_row(m.seq, m))
+            .collect(),
+    })
+}
+
+/// A page of a filtered view: the rows at `positions` (the filter's matches from `index`
+/// on), read by position without running the filter again, numbered from `index`.
+fn page_at(
+    capture: &Capture,
+    rows: Rows,
+    id: u64,
+    positions: &[u64],
+    index: u64,
+) -> Result<Vec<Value>, ApiError> {
+    let numbered = index..;
+    Ok(match rows {
+        Rows::Frames => capture
+            .frames_at(id, positions)?
             .iter()
             .zip(numbered)
             .map(|(f, i)| views::frame_row(i, f))
             .collect(),
         Rows::Messages => capture
-            .messages(Some(id), filter, at, limit as usize)?
+            .messages_at(id, positions)?
             .iter()
             .zip(numbered)
             .map(|(m, i)| views::message_row(i, m))

@@ -8,7 +8,7 @@
 //! `OFFSET` scan. Records never change once written, so a cached list only grows.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wstap_store::Rows;
 
 /// Filtered views kept.
@@ -43,11 +43,12 @@ impl From<RowsKey> for Rows {
     }
 }
 
-/// The positions a filter selected, up to the extent scanned.
+/// The positions a filter selected, up to the extent scanned. Shared, so a page request
+/// does not copy a million positions.
 #[derive(Debug, Clone, Default)]
 pub struct Positions {
     /// Matching positions, ascending.
-    pub positions: Vec<u64>,
+    pub positions: Arc<Vec<u64>>,
     /// Positions below this were scanned.
     pub scanned: u64,
 }
@@ -74,9 +75,7 @@ impl Selections {
         let mut found = cached.map(|(_, p)| p).unwrap_or_default();
         if extent > found.scanned {
             let more = scan(found.scanned)?;
-            found
-                .positions
-                .extend(more.into_iter().filter(|&p| p < extent));
+            Arc::make_mut(&mut found.positions).extend(more.into_iter().filter(|&p| p < extent));
             found.scanned = extent;
         }
         if let Ok(mut recent) = self.recent.lock() {
@@ -106,7 +105,7 @@ mod tests {
         let first = selections
             .get(key("even"), 10, |from| Ok::<_, ()>(evens(from, 12)))
             .unwrap();
-        assert_eq!(first.positions, vec![0, 2, 4, 6, 8]);
+        assert_eq!(*first.positions, vec![0, 2, 4, 6, 8]);
         let again = selections
             .get(key("even"), 10, |_| -> Result<Vec<u64>, ()> {
                 panic!("scanned twice")
@@ -119,7 +118,7 @@ mod tests {
                 Ok::<_, ()>(evens(from, 14))
             })
             .unwrap();
-        assert_eq!(grown.positions, vec![0, 2, 4, 6, 8, 10, 12]);
+        assert_eq!(*grown.positions, vec![0, 2, 4, 6, 8, 10, 12]);
     }
 
     #[test]

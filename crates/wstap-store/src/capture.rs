@@ -629,6 +629,64 @@ impl Capture {
         Ok(found)
     }
 
+    /// `session`'s frames at exactly these positions, in order: a page of a filtered view
+    /// whose positions are known, read without running the filter again.
+    pub fn frames_at(
+        &self,
+        session: u64,
+        positions: &[u64],
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let found = self.rows_at(Table::Frames, session, positions, frame_row)?;
+        Ok(found.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// `session`'s messages at exactly these positions, in order.
+    pub fn messages_at(
+        &self,
+        session: u64,
+        positions: &[u64],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let whole = self.rows_at(Table::FrameMessages, session, positions, |row, payloads| {
+            frame_row(row, payloads).map(|f| f.message())
+        })?;
+        let rows = self.rows_at(Table::MessageRows, session, positions, message_row)?;
+        let mut all: Vec<(u64, StoredMessage)> = whole
+            .into_iter()
+            .filter_map(|(key, m)| m.map(|m| (key, m)))
+            .chain(rows)
+            .collect();
+        all.sort_by_key(|(key, _)| *key);
+        Ok(all.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// The rows of one table at these positions (its key within a session), with their keys.
+    fn rows_at<T>(
+        &self,
+        table: Table,
+        session: u64,
+        positions: &[u64],
+        read: impl Fn(&Row<'_>, &PayloadReader) -> rusqlite::Result<T>,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (key, _) = table.key(true);
+        let all = Filter::default();
+        // The key comes last, so the row readers find their columns where they expect.
+        let select = format!("{}, {key}", table.columns());
+        let (query, mut params) = self.record_query(table, &select, Some(session), &all);
+        let marks = vec!["?"; positions.len()].join(", ");
+        params.extend(positions.iter().map(|&p| Value::Integer(p as i64)));
+        let query = format!("{query} AND {key} IN ({marks}) ORDER BY {key}");
+        let payloads = self.payloads();
+        let mut stmt = self.conn.prepare(&query)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            let key: i64 = row.get(row.as_ref().column_count() - 1)?;
+            Ok((key as u64, read(row, &payloads)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// How many frames or messages `session` has: positions run from 0 to this, less one.
     pub fn extent(&self, rows: Rows, session: u64) -> Result<u64, StoreError> {
         let mut extent = 0u64;

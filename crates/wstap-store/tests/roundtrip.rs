@@ -165,6 +165,63 @@ fn pages_start_anywhere_and_filters_select() {
 }
 
 #[test]
+fn rows_at_known_positions_are_the_filtered_pages_rows() {
+    let dir = temp_dir("positions");
+    write(&dir, &session_events(&chat(1)), 3);
+    let capture = Capture::open(&dir).unwrap();
+    for text in [
+        "",
+        "dir:s2c",
+        "op:text",
+        "op:binary,cont",
+        "len>100",
+        "not op:control",
+        "text~\"bye\"",
+    ] {
+        let filter = Filter::parse(text).unwrap();
+        let page = capture
+            .messages(Some(1), &filter, Position::From(0), 1000)
+            .unwrap();
+        let positions = capture.positions(Rows::Messages, 1, &filter, 0).unwrap();
+        let seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
+        assert_eq!(positions, seqs, "messages, {text:?}");
+        assert_eq!(
+            capture.messages_at(1, &positions).unwrap(),
+            page,
+            "messages, {text:?}"
+        );
+
+        let page = capture
+            .frames(Some(1), &filter, Position::From(0), 1000)
+            .unwrap();
+        let positions = capture.positions(Rows::Frames, 1, &filter, 0).unwrap();
+        let seqs: Vec<u64> = page.iter().map(|f| f.seq).collect();
+        assert_eq!(positions, seqs, "frames, {text:?}");
+        assert_eq!(
+            capture.frames_at(1, &positions).unwrap(),
+            page,
+            "frames, {text:?}"
+        );
+    }
+    // The fragmented binary message has a row of its own; the rest are whole frames.
+    let all = capture
+        .positions(Rows::Messages, 1, &Filter::default(), 0)
+        .unwrap();
+    assert_eq!(
+        all,
+        (0..all.len() as u64).collect::<Vec<_>>(),
+        "positions run 0..n"
+    );
+    assert_eq!(capture.extent(Rows::Messages, 1).unwrap(), all.len() as u64);
+    assert!(capture.messages_at(1, &[]).unwrap().is_empty());
+    assert!(
+        capture.frames_at(1, &[999]).unwrap().is_empty(),
+        "no such position"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn each_commit_names_the_sessions_it_changed() {
     let dir = temp_dir("commits");
     let events = session_events(&chat(1));
