@@ -90,7 +90,7 @@ pub struct RunArgs {
     /// Show full handshake and HTTP headers.
     #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
-    /// Print nothing but errors.
+    /// Print nothing but errors (and the inspector's address, which holds its token).
     #[arg(short, long)]
     pub quiet: bool,
     /// Where wstap's CA lives (default: $WSTAP_HOME, else ~/.wstap); created on first run.

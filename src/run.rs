@@ -80,7 +80,7 @@ impl Started {
         let sessions = self.proxy.sessions_started();
         self.proxy.shutdown(grace).await;
         if let Some(inspector) = self.inspector {
-            inspector.stop();
+            let _ = tokio::task::spawn_blocking(move || inspector.stop()).await;
         }
         if !quiet {
             eprintln!("wstap: stopped after {sessions} sessions");
@@ -222,7 +222,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         .map_err(AppError::Runtime)?;
     let proxy = wstap_proxy::start(config, bus).await?;
     let inspector = match (&capture, feed) {
-        (Some(path), Some(feed)) => crate::web::start(args.web, path, Some(feed)).await?,
+        (Some(path), Some(feed)) => crate::web::start(args.web, path, Some(feed))?,
         _ => None,
     };
     Ok(Started {
@@ -305,13 +305,15 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         if let Some(path) = &args.trace {
             eprintln!("wstap: writing trace to {}", path.display());
         }
-        match &started.inspector {
-            Some(inspector) => crate::web::announce(inspector),
-            None if args.no_capture && !args.no_web => {
-                eprintln!("wstap: no inspector: it shows the capture, and --no-capture is set")
-            }
-            None => {}
+        if started.inspector.is_none() && args.no_capture && !args.no_web {
+            eprintln!("wstap: no inspector: it shows the capture, and --no-capture is set");
         }
+    }
+    // Even with -q: the token is new at every start, and the address is useless without it.
+    if let Some(inspector) = &started.inspector {
+        crate::web::announce(inspector);
+    }
+    if !args.quiet {
         match started.proxy.ca() {
             Some(ca) if ca.created() => eprintln!(
                 "wstap: created a new CA in {}; trust it to see wss:// traffic: run `wstap ca`, or open http://wstap/ through the proxy",

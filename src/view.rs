@@ -21,7 +21,7 @@ pub async fn view(args: ViewArgs) -> Result<(), AppError> {
     let path = chosen(args.capture.as_deref())?;
     crate::captures::open_capture(&path)?;
     let listen = args.web.unwrap_or(crate::web::DEFAULT_WEB);
-    let inspector = crate::web::start(Some(listen), &path, None).await?;
+    let inspector = crate::web::start(Some(listen), &path, None)?;
     let Some(inspector) = inspector else {
         return Ok(());
     };
@@ -29,6 +29,6 @@ pub async fn view(args: ViewArgs) -> Result<(), AppError> {
     crate::web::announce(&inspector);
     eprintln!("wstap: press Ctrl-C to stop");
     crate::run::wait_for_signal().await;
-    inspector.stop();
+    let _ = tokio::task::spawn_blocking(move || inspector.stop()).await;
     Ok(())
 }

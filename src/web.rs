@@ -12,7 +12,7 @@ pub const DEFAULT_WEB: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8889);
 
 /// Starts the inspector over `capture` at `chosen` (or the default address).
-pub async fn start(
+pub fn start(
     chosen: Option<SocketAddr>,
     capture: &Path,
     live: Option<LiveFeed>,
@@ -28,7 +28,7 @@ pub async fn start(
         capture: capture.to_owned(),
         live,
     };
-    match wstap_inspector::start(config).await {
+    match wstap_inspector::start(config) {
         Ok(inspector) => Ok(Some(inspector)),
         Err(InspectorError::Listen { addr, source }) if chosen.is_none() => {
             eprintln!("wstap: no inspector: cannot listen on {addr} ({source}); pass --web ADDR to serve it elsewhere");

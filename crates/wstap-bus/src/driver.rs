@@ -30,9 +30,11 @@ pub struct Cadence {
     pub background: bool,
 }
 
-/// Lowers the calling thread's priority; failing to is harmless, so it is not reported.
+/// Lowers the calling thread's priority (nice 10), for work that must leave the CPU to
+/// the relay: background sinks, the web inspector. Threads it starts afterwards inherit
+/// the priority. Failing to lower it is harmless, so it is not reported.
 #[allow(unsafe_code)]
-fn yield_to_relay() {
+pub fn yield_to_relay() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority has no memory effects; `who` 0 is the calling thread on Linux.
     unsafe {

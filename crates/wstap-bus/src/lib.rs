@@ -14,5 +14,5 @@ mod bus;
 pub mod driver;
 
 pub use bus::{DropCounter, EventBus, LosslessReceiver};
-pub use driver::{Cadence, SinkStats};
+pub use driver::{yield_to_relay, Cadence, SinkStats};
 pub use wstap_trace::{Batch, BusEvent, Sink};

@@ -55,6 +55,9 @@ pub enum InspectorError {
     /// No randomness for the token.
     #[error("cannot make a token: {0}")]
     Token(getrandom::Error),
+    /// Its thread or runtime could not start.
+    #[error("cannot start: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// A running inspector.
@@ -63,6 +66,7 @@ pub struct Inspector {
     addr: SocketAddr,
     token: String,
     stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Inspector {
@@ -81,27 +85,28 @@ impl Inspector {
         format!("http://{}/?token={}", self.addr, self.token)
     }
 
-    /// Stops listening and closes every connection.
-    pub fn stop(self) {
+    /// Stops listening, lets answers in flight finish (the live feed says `end`), and
+    /// waits for the inspector's thread.
+    pub fn stop(mut self) {
         let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
-/// Starts the inspector on a tokio runtime.
-pub async fn start(config: InspectorConfig) -> Result<Inspector, InspectorError> {
+/// Starts the inspector on a thread of its own, with a runtime of its own, at a lower
+/// priority than the relay: a page that reads a lot takes the CPU the relay leaves, not
+/// the relay's. Returns once it listens.
+pub fn start(config: InspectorConfig) -> Result<Inspector, InspectorError> {
     let store = store::Store::open(config.capture)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| InspectorError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| InspectorError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let listen_error = |source| InspectorError::Listen {
+        addr: config.listen,
+        source,
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     let token = guard::new_token().map_err(InspectorError::Token)?;
     let (stop, stopped) = watch::channel(false);
     let served = Arc::new(server::Served {
@@ -114,6 +119,28 @@ pub async fn start(config: InspectorConfig) -> Result<Inspector, InspectorError>
         feed: config.live,
         stop: stopped.clone(),
     });
-    tokio::spawn(server::serve(listener, served, stopped));
-    Ok(Inspector { addr, token, stop })
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("wstap-inspector")
+        .max_blocking_threads(4)
+        .build()
+        .map_err(InspectorError::Runtime)?;
+    let thread = std::thread::Builder::new()
+        .name("wstap-inspector".into())
+        .spawn(move || {
+            wstap_bus::yield_to_relay();
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => server::serve(listener, served, stopped).await,
+                    Err(e) => eprintln!("wstap: the inspector cannot listen: {e}"),
+                }
+            });
+        })
+        .map_err(InspectorError::Runtime)?;
+    Ok(Inspector {
+        addr,
+        token,
+        stop,
+        thread: Some(thread),
+    })
 }

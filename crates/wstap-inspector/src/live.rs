@@ -25,6 +25,8 @@ use wstap_store::Committed;
 const FEED_BACKLOG: usize = 1024;
 /// The last event of a feed: the capture is finished, or the inspector stops.
 const END: &str = "event: end\ndata: {}\n\n";
+/// Session rows one commit event carries at most.
+const MAX_ROWS_PER_COMMIT: usize = 200;
 /// How often an idle feed says it is alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -120,8 +122,14 @@ async fn follow(
     }
 }
 
-/// One commit as an event: the changed sessions' rows, read after the commit.
+/// One commit as an event: the changed sessions' rows, read after the commit. A commit
+/// that changed very many sessions (a load test) says only that: the page reloads what
+/// it shows instead of receiving thousands of rows it does not show.
 async fn commit_event(store: &Arc<Store>, committed: Arc<Committed>) -> Option<String> {
+    if committed.sessions.len() > MAX_ROWS_PER_COMMIT {
+        let data = json!({ "last_event": committed.last_event, "sessions": [], "many": true });
+        return Some(format!("event: commit\ndata: {data}\n\n"));
+    }
     let ids = committed.sessions.clone();
     let rows = store
         .read(move |capture| {

@@ -32,12 +32,16 @@ pub struct Served {
 /// How long answers in flight get to finish when the inspector stops.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Accepts connections until `stop` says so.
+/// Accepts connections until `stop` says so, then waits (a little) for the connections to
+/// finish what they are answering.
 pub async fn serve(listener: TcpListener, served: Arc<Served>, mut stop: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
+            // Reap finished connections as they end, so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let Ok((stream, _)) = accepted else {
             // Out of descriptors, say: wait a little rather than spin.
@@ -46,7 +50,7 @@ pub async fn serve(listener: TcpListener, served: Arc<Served>, mut stop: watch::
         };
         let served = Arc::clone(&served);
         let mut stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |request| {
                 let served = Arc::clone(&served);
                 async move { Ok::<_, std::convert::Infallible>(handle(&served, request).await) }
@@ -64,6 +68,10 @@ pub async fn serve(listener: TcpListener, served: Arc<Served>, mut stop: watch::
             }
         });
     }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 async fn handle(served: &Served, request: Request<Incoming>) -> Response<Body> {

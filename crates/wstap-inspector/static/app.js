@@ -7,7 +7,7 @@ import { count } from './format.js';
 import { SessionsList } from './sessions.js';
 import { SessionView } from './session.js';
 
-const state = { active: 'sessions', openId: null };
+const state = { active: 'sessions', openId: null, reloadTimer: null };
 
 /** Shows a filter error under its box, the caret under the offending part. */
 function showFilterError(box, error) {
@@ -157,6 +157,17 @@ async function start() {
   showSessionExports();
   follow({
     onCommit: (commit) => {
+      if (commit.many) {
+        // Too many sessions changed to list: fetch what is on screen, four times a second.
+        if (!state.reloadTimer) {
+          state.reloadTimer = setTimeout(() => {
+            state.reloadTimer = null;
+            sessions.list.reload();
+          }, 250);
+        }
+        if (state.openId !== null) view.list.refresh();
+        return;
+      }
       sessions.committed(commit.sessions);
       for (const row of commit.sessions) view.committed(row);
     },

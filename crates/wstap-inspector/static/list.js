@@ -12,6 +12,8 @@ import { el, replace } from './dom.js';
 const PAGE = 100;
 const MAX_SPACER_PX = 8_000_000;
 const KEEP_PAGES_AROUND = 2;
+// A live list asks for new rows at most this often: enough for eyes, cheap for the proxy.
+const REFRESH_MS = 250;
 
 export class VirtualList {
   /**
@@ -73,8 +75,19 @@ export class VirtualList {
     this.render();
   }
 
-  /** Learns of rows added since: fetches only those past the known end. */
-  async refresh() {
+  /** Learns of rows added since, at most every REFRESH_MS (the last call is never lost). */
+  refresh() {
+    if (this.refreshTimer) return;
+    const wait = Math.max(0, REFRESH_MS - (Date.now() - (this.refreshedAt || 0)));
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      this.refreshedAt = Date.now();
+      this.refreshNow();
+    }, wait);
+  }
+
+  /** Fetches the rows past the known end, now. */
+  async refreshNow() {
     if (!this.fetchPage) return;
     // One refresh at a time: commits that arrive meanwhile are folded into one more.
     if (this.refreshing) {
@@ -183,8 +196,8 @@ export class VirtualList {
     if (!geometry.scaled) {
       this.viewport.scrollTop = index * this.rowHeight;
     } else {
-      const span = Math.max(1, this.total - geometry.visible + 1);
-      this.viewport.scrollTop = (index / span) * geometry.maxScroll;
+      const span = Math.max(1, this.total - geometry.fits);
+      this.viewport.scrollTop = (Math.min(index, span) / span) * geometry.maxScroll;
     }
     this.render();
   }
@@ -194,7 +207,8 @@ export class VirtualList {
     const full = this.total * this.rowHeight;
     const spacer = Math.min(full, MAX_SPACER_PX);
     const visible = Math.ceil(viewportHeight / this.rowHeight) + 1;
-    return { viewportHeight, spacer, scaled: full > MAX_SPACER_PX, visible, maxScroll: Math.max(0, spacer - viewportHeight) };
+    const fits = Math.max(1, Math.floor(viewportHeight / this.rowHeight));
+    return { viewportHeight, spacer, scaled: full > MAX_SPACER_PX, visible, fits, maxScroll: Math.max(0, spacer - viewportHeight) };
   }
 
   /** The first row on screen, how many fit, and where the rows are drawn. */
@@ -207,7 +221,8 @@ export class VirtualList {
       first = Math.floor(top / this.rowHeight);
       offset = first * this.rowHeight;
     } else {
-      const span = Math.max(0, this.total - g.visible + 1);
+      // At the end of the scrollbar, the last row sits at the bottom of the viewport.
+      const span = Math.max(0, this.total - g.fits);
       first = g.maxScroll > 0 ? Math.round((top / g.maxScroll) * span) : 0;
       offset = top;
     }
