@@ -33,7 +33,7 @@ const CAPTURE_CADENCE: Cadence = Cadence {
 /// The capture's backlog. Larger than the trace's: SQLite writes in bursts (a commit, a
 /// checkpoint), and a relay that finds the backlog full waits for the writer, so the
 /// budget is what carries the traffic through a burst. Measured in docs/performance.md.
-const CAPTURE_BACKLOG: usize = 32 << 20;
+const CAPTURE_BACKLOG: usize = 16 << 20;
 
 /// A lossless sink's thread, and what it writes to, for messages.
 struct SinkThread {

@@ -111,10 +111,13 @@ impl Bench {
                          "proxy_peak_rss_mib": peak_mib}),
         }];
         let size = *size;
-        let reads = tokio::task::spawn_blocking(move || read_rows(&capture_dir, size))
+        let read_dir = capture_dir.clone();
+        let reads = tokio::task::spawn_blocking(move || read_rows(&read_dir, size))
             .await
             .map_err(|e| e.to_string())??;
         rows.extend(reads);
+        // The same capture as the inspector pages it: session 2 has the million messages.
+        rows.extend(crate::inspector::api_rows(&self.wstap, &capture_dir, 2 * size.search).await?);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(rows)
     }

@@ -14,6 +14,7 @@
 
 mod capture;
 mod floor;
+mod inspector;
 mod loopback;
 mod peers;
 mod proxy;
@@ -28,13 +29,14 @@ use std::time::Duration;
 use suite::{Bench, MainScenarios, References};
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "throughput",
     "latency",
     "fan-in",
     "idle",
     "big",
     "capture",
+    "inspector",
     "floor",
     "loopback",
 ];
@@ -281,6 +283,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     if args.runs("capture") {
         rows.extend(bench.big_capture(&bench.plan.capture).await?);
+    }
+    if args.runs("inspector") {
+        rows.push(bench.inspector_live().await?);
     }
     if args.runs("loopback") {
         rows.extend(bench.loopback().await?);

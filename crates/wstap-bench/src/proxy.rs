@@ -23,6 +23,8 @@ pub struct ProxyProcess {
     pub ca_dir: PathBuf,
     /// Its capture folder.
     pub recorded: PathBuf,
+    /// Its inspector's address and token, when it serves one (`--web`).
+    pub inspector: Option<(SocketAddr, String)>,
     recording: Option<Recording>,
 }
 
@@ -65,6 +67,29 @@ pub fn locate_wstap(given: Option<PathBuf>) -> Result<PathBuf, String> {
     Ok(candidate)
 }
 
+/// Reads a wstap's stderr until its `wstap: inspector: http://ADDR/?token=T` line (within
+/// 10 s), then goes on reading it (so the pipe never fills), and returns ADDR and T.
+pub fn inspector_of(stderr: std::process::ChildStderr) -> Result<(SocketAddr, String), String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("wstap: inspector: http://") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .map_err(|_| "wstap printed no inspector address".to_owned())?;
+    let (addr, token) = url
+        .split_once("/?token=")
+        .ok_or_else(|| format!("not an inspector address: {url}"))?;
+    let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    Ok((addr, token.to_owned()))
+}
+
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
@@ -98,17 +123,32 @@ impl ProxyProcess {
         if !extra.iter().any(|a| a == "--no-capture") {
             command.arg("--capture").arg(&recorded);
         }
+        // No inspector unless a scenario asks for one (`--web`), so none competes for its
+        // default port or for the machine's cores.
+        let web = extra
+            .iter()
+            .any(|a| a == "--web" || a.starts_with("--web="));
+        if web {
+            command.stderr(Stdio::piped());
+        } else {
+            command.arg("--no-web");
+        }
         command
             .args(max_capture.map(|n| format!("--max-capture={n}")))
             .args(extra);
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", wstap.display()))?;
+        let inspector = match child.stderr.take() {
+            Some(stderr) if web => Some(inspector_of(stderr)?),
+            _ => None,
+        };
         let mut proxy = ProxyProcess {
             child,
             addr,
             ca_dir,
             recorded,
+            inspector,
             recording: Some(recording),
         };
         proxy.wait_listening()?;
@@ -148,6 +188,7 @@ impl ProxyProcess {
             addr,
             ca_dir: dir.join("ca"),
             recorded: dir.join("none"),
+            inspector: None,
             recording: None,
         };
         relay.wait_listening()?;
