@@ -25,12 +25,10 @@ fn start(name: &str) -> (WithInspector, std::path::PathBuf) {
     (spawn_with_inspector(command), capture)
 }
 
-async fn stop(run: WithInspector) {
+async fn stop(mut run: WithInspector) {
     sigterm(&run.child);
-    let mut child = run.child;
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    // The test's work is done: waiting here blocks nothing else.
+    let status = run.child.wait().unwrap();
     assert!(status.success(), "{}", run.stderr.lock().unwrap());
 }
 
@@ -346,7 +344,20 @@ async fn the_api_shows_live_traffic_by_page_filter_and_record() {
         .decode(detail["data"]["base64"].as_str().unwrap())
         .unwrap();
     assert_eq!(data, b"hello inspector");
-    let frame = get(web, &token, "/api/sessions/2/frames/1").await.json();
+    let all_frames = get(web, &token, "/api/sessions/2/rows?kind=frames")
+        .await
+        .json();
+    let binary_seq = all_frames["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dir"] == "c2s" && r["opcode"] == 2)
+        .map(|r| r["seq"].clone())
+        .expect("the client's binary frame");
+    let frame = get(web, &token, &format!("/api/sessions/2/frames/{binary_seq}"))
+        .await
+        .json();
+    assert!(frame["masked"].as_bool().unwrap());
     let data = base64::engine::general_purpose::STANDARD
         .decode(frame["data"]["base64"].as_str().unwrap())
         .unwrap();
@@ -388,8 +399,8 @@ async fn the_api_shows_live_traffic_by_page_filter_and_record() {
         .arg(&capture)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = view.spawn().unwrap();
-    let (url, _) = support::binary::follow_stderr(child.stderr.take().unwrap());
+    let mut child = support::binary::KillOnDrop(view.spawn().unwrap());
+    let (url, _) = support::binary::follow_stderr(child.0.stderr.take().unwrap());
     let (web, token) = support::binary::parse_inspector_url(&url.expect("view prints its URL"));
     let from_view = get(web, &token, "/api/export?format=ndjson&session=2")
         .await
@@ -416,8 +427,8 @@ async fn the_api_shows_live_traffic_by_page_filter_and_record() {
     );
     let capture_info = get(web, &token, "/api/capture").await.json();
     assert_eq!(capture_info["live"], false);
-    sigterm(&child);
-    let _ = child.wait();
+    sigterm(&child.0);
+    let _ = child.0.wait();
     let _ = std::fs::remove_dir_all(capture);
 }
 
@@ -493,8 +504,9 @@ async fn no_web_and_no_capture_serve_no_inspector_and_say_why() {
         if flags == ["--no-web"] {
             command.arg("--capture").arg(temp_path("inspector-no-web"));
         }
-        let (mut child, _) = support::binary::spawn_listening(command);
-        let (url, text) = support::binary::follow_stderr(child.stderr.take().unwrap());
+        let (child, _) = support::binary::spawn_listening(command);
+        let mut child = support::binary::KillOnDrop(child);
+        let (url, text) = support::binary::follow_stderr(child.0.stderr.take().unwrap());
         assert!(url.is_none(), "{flags:?}: {}", text.lock().unwrap());
         if let Some(says) = says {
             assert!(
@@ -503,8 +515,8 @@ async fn no_web_and_no_capture_serve_no_inspector_and_say_why() {
                 text.lock().unwrap()
             );
         }
-        sigterm(&child);
-        let _ = child.wait();
+        sigterm(&child.0);
+        let _ = child.0.wait();
     }
 }
 
@@ -524,4 +536,60 @@ async fn an_address_given_that_is_taken_is_an_error() {
         stderr.contains(&format!("inspector: cannot listen on {addr}")),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_compressed_message_shows_its_inflated_bytes_and_its_wire_bytes() {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut deflate = Compress::new(Compression::default(), false);
+    let mut compressed = vec![0u8; 256];
+    deflate
+        .compress(b"inflated hello", &mut compressed, FlushCompress::Sync)
+        .unwrap();
+    compressed.truncate(deflate.total_out() as usize);
+    // RFC 7692 drops the 00 00 ff ff tail.
+    let body = compressed[..compressed.len() - 4].to_vec();
+    let frame = wstap_wire::FrameBuilder::text().rsv1(true).encode(&body);
+    let (server, _, _) = raw_server(
+        switching("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+        frame,
+    )
+    .await;
+    let (run, capture) = start("inspector-deflate");
+    let (web, token) = (run.web, run.token.clone());
+    let mut client = websocket_through(
+        run.proxy,
+        server,
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    )
+    .await;
+    let _ = read_exact(&mut client, 4).await;
+    drop(client);
+    let rows = get_until(web, &token, "/api/sessions/2/rows?kind=messages", |v| {
+        v["total"] == 1
+    })
+    .await;
+    let row = &rows["rows"][0];
+    assert_eq!(row["compressed"], true);
+    assert_eq!(row["preview"]["text"], "inflated hello");
+    let detail = get(web, &token, "/api/sessions/2/messages/0").await.json();
+    let decode = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v["base64"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(decode(&detail["data"]), b"inflated hello");
+    assert_eq!(
+        decode(&detail["wire"]),
+        body,
+        "the bytes as they crossed the wire"
+    );
+    let frame = get(web, &token, "/api/sessions/2/frames/0").await.json();
+    assert_eq!(frame["flags"], serde_json::json!(["FIN", "RSV1"]));
+    assert_eq!(decode(&frame["wire"]), body);
+    assert_eq!(decode(&frame["data"]), b"inflated hello");
+    let handshake = get(web, &token, "/api/sessions/2").await.json();
+    assert!(handshake["handshake"]["deflate"].is_object(), "{handshake}");
+    stop(run).await;
+    let _ = std::fs::remove_dir_all(capture);
 }

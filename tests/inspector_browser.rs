@@ -7,7 +7,7 @@ mod support;
 
 use std::path::PathBuf;
 use support::binary::{
-    follow_stderr, parse_inspector_url, sigterm, spawn_with_inspector, wstap_command,
+    follow_stderr, parse_inspector_url, sigterm, spawn_with_inspector, wstap_command, KillOnDrop,
 };
 use support::*;
 
@@ -50,7 +50,7 @@ async fn chromium_shows_live_traffic_and_runs_nothing_a_peer_sent() {
     let capture = temp_path("inspector-browser");
     let mut command = wstap_command();
     command.args(["--no-intercept", "--capture"]).arg(&capture);
-    let run = spawn_with_inspector(command);
+    let mut run = spawn_with_inspector(command);
     let url = format!("http://{}/?token={}", run.web, run.token);
     let args = serde_json::json!({
         "mode": "live", "url": url, "proxy": run.proxy.to_string(), "echo": echo.to_string(),
@@ -70,21 +70,22 @@ async fn chromium_shows_live_traffic_and_runs_nothing_a_peer_sent() {
         assert_shot(name);
     }
     sigterm(&run.child);
-    let mut child = run.child;
-    assert!(child.wait().unwrap().success());
+    assert!(run.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(capture);
 }
 
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn the_demo_serves_the_inspector_with_its_chat() {
-    let mut child = wstap_command()
-        .args(["demo", "--duration", "12"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (url, text) = follow_stderr(child.stderr.take().unwrap());
+    let mut child = KillOnDrop(
+        wstap_command()
+            .args(["demo", "--duration", "12"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (url, text) = follow_stderr(child.0.stderr.take().unwrap());
     let url = url.unwrap_or_else(|| {
         panic!(
             "the demo printed no inspector URL: {}",
@@ -99,5 +100,109 @@ async fn the_demo_serves_the_inspector_with_its_chat() {
         .await
         .unwrap();
     assert_shot("demo");
-    assert!(child.wait().unwrap().success(), "{}", text.lock().unwrap());
+    assert!(
+        child.0.wait().unwrap().success(),
+        "{}",
+        text.lock().unwrap()
+    );
+}
+
+/// A capture with one session of `messages` text messages, each one whole frame, made
+/// from a real session's events (through the engine) repeated: quicker than relaying a
+/// million messages, and what the inspector reads is the same.
+async fn million_message_capture(dir: &std::path::Path, messages: u64) -> u64 {
+    use wstap_trace::Event;
+    let (server, _) = echo_server().await;
+    let proxy = Proxy::start().await;
+    {
+        let mut ws = ws_client(proxy.addr, server).await;
+        use futures_util::{SinkExt, StreamExt};
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            "one of a million",
+        ))
+        .await
+        .unwrap();
+        ws.next().await.unwrap().unwrap();
+    }
+    let lines = proxy.stop(std::time::Duration::from_secs(1)).await;
+    let events: Vec<Event> = lines
+        .into_iter()
+        .skip(1)
+        .map(|line| serde_json::from_value(line).expect("a trace line is an event"))
+        .collect();
+    let session = events.iter().find_map(Event::session).expect("a session");
+    let frame = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Frame(f) if f.opcode == 1 => Some(f.clone()),
+            _ => None,
+        })
+        .expect("a text frame");
+    let message = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Message(m) if m.opcode == 1 => Some(m.clone()),
+            _ => None,
+        })
+        .expect("a text message");
+    let (head, tail): (Vec<Event>, Vec<Event>) = events
+        .into_iter()
+        .filter(|e| e.session() == Some(session))
+        .filter(|e| !matches!(e, Event::Frame(_) | Event::Message(_)))
+        .partition(|e| !matches!(e, Event::SessionEnd(_)));
+    let info = wstap_store::CaptureInfo {
+        writer: "wstap test".into(),
+        max_capture: 64 * 1024,
+    };
+    let mut writer = wstap_store::CaptureWriter::create(dir, &info).unwrap();
+    writer.write_events(&head).unwrap();
+    let mut batch = Vec::with_capacity(20_000);
+    for n in 0..messages {
+        let mut f = frame.clone();
+        f.index = n;
+        f.time += chrono::Duration::microseconds(n as i64 * 10);
+        let mut m = message.clone();
+        m.time = f.time;
+        m.end_time = f.time;
+        batch.push(Event::Frame(f));
+        batch.push(Event::Message(m));
+        if batch.len() == batch.capacity() {
+            writer.write_events(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    writer.write_events(&batch).unwrap();
+    writer.write_events(&tail).unwrap();
+    writer.finish().unwrap();
+    session
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_scrolls_a_million_messages_to_the_middle_and_the_end() {
+    const MESSAGES: u64 = 1_000_000;
+    let capture = temp_path("inspector-million");
+    let session = million_message_capture(&capture, MESSAGES).await;
+    let mut view = KillOnDrop(
+        wstap_command()
+            .arg("view")
+            .arg(&capture)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (url, text) = follow_stderr(view.0.stderr.take().unwrap());
+    let url = url.unwrap_or_else(|| panic!("no inspector URL: {}", text.lock().unwrap()));
+    let args = serde_json::json!({
+        "mode": "scale", "url": format!("{url}#session={session}"), "shots": shots(),
+        "messages": MESSAGES,
+    });
+    tokio::task::spawn_blocking(move || drive(args))
+        .await
+        .unwrap();
+    assert_shot("7-million");
+    sigterm(&view.0);
+    let _ = view.0.wait();
+    let _ = std::fs::remove_dir_all(capture);
 }

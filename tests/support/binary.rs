@@ -92,6 +92,24 @@ pub struct WithInspector {
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+impl Drop for WithInspector {
+    /// A test that fails half-way leaves no wstap behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process that is killed when the test lets go of it, passed or failed.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `command` (with `--listen` added) and reads its stderr until the inspector's
 /// line, `wstap: inspector: http://ADDR/?token=T`.
 pub fn spawn_with_inspector(command: Command) -> WithInspector {

@@ -218,4 +218,45 @@ async function demo() {
   await browser.close();
 }
 
-await (args.mode === "demo" ? demo() : live());
+/** A session of a million messages: the list follows to the end, and scrolls to the
+ * middle and back to the start, with only the rows on screen in the page. */
+async function scale() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1280, height: 800 });
+  const n = args.messages;
+  const first = () => page.$$eval("#records .rows .row", (rows) => rows.map((r) => r.firstChild.textContent));
+  const shown = async () => {
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll("#records .rows .row")];
+      return rows.length > 0 && rows.every((r) => !r.classList.contains("loading"));
+    }, null, { timeout: 10000 });
+    return (await first()).map((t) => Number(t.replace(/,/g, "")));
+  };
+  await page.waitForFunction((total) => document.querySelector("#record-count").textContent.startsWith(`${total.toLocaleString("en-US")} messages`), n, { timeout: 20000 });
+  let rows = await shown();
+  check(rows[rows.length - 1] === n - 1, `following, the last of ${n} messages is shown (${rows[rows.length - 1]})`);
+  await page.$eval("#records .viewport", (v) => { v.scrollTop = v.scrollHeight / 2; });
+  await page.waitForFunction((half) => {
+    const top = document.querySelector("#records .rows .row");
+    return top && !top.classList.contains("loading") && Math.abs(Number(top.firstChild.textContent.replace(/,/g, "")) - half) < half / 10;
+  }, n / 2, { timeout: 10000 });
+  rows = await shown();
+  check(Math.abs(rows[0] - n / 2) < n / 10, `the middle shows rows near ${n / 2} (${rows[0]})`);
+  check(rows.length < 80, `only the rows on screen are in the page (${rows.length})`);
+  await shot(page, "7-million");
+  await page.$eval("#records .viewport", (v) => { v.scrollTop = 0; });
+  await page.waitForFunction(() => document.querySelector("#records .rows .row:not(.loading)")?.firstChild.textContent === "0", null, { timeout: 10000 });
+  check(true, "the top shows message 0");
+  await page.$eval("#records .viewport", (v) => { v.scrollTop = v.scrollHeight; });
+  rows = await shown();
+  await page.waitForFunction((last) => [...document.querySelectorAll("#records .rows .row:not(.loading)")].pop()?.firstChild.textContent === last,
+    (n - 1).toLocaleString("en-US"), { timeout: 10000 });
+  check(true, "the end shows the last message again");
+  const held = await page.evaluate(() => document.querySelectorAll("#records .rows .row").length);
+  check(held < 80, `still only the rows on screen (${held})`);
+  check(problems.length === 0, `no script errors: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+const modes = { live, demo, scale };
+await modes[args.mode]();
