@@ -165,7 +165,8 @@ pub async fn api_rows(wstap: &Path, capture: &Path, messages: u64) -> Result<Vec
 /// How often the page asks for new rows (static/list.js, REFRESH_MS).
 const REFRESH: Duration = Duration::from_millis(250);
 
-/// A page following a live capture: after commits, at most every [`REFRESH`], the new rows of each changed session
+/// A page following a live capture (as static/session.js does): after commits, at most
+/// every [`REFRESH`], the new rows of each changed session
 /// (the tail, when it is more than a page behind) and, once a second, its timeline.
 async fn follow_like_a_page(
     addr: SocketAddr,
@@ -185,6 +186,7 @@ async fn follow_like_a_page(
     let mut requests = 0u64;
     let mut refreshed_at = Instant::now();
     let mut timeline_at = Instant::now();
+    let mut timeline_every = Duration::from_secs(1);
     let mut line = String::new();
     loop {
         line.clear();
@@ -228,9 +230,12 @@ async fn follow_like_a_page(
                 requests += 1;
             }
             *have = total;
-            if timeline_at.elapsed() >= Duration::from_secs(1) {
+            // As the page does: once a second, or less when it takes long (a tenth of the time).
+            if timeline_at.elapsed() >= timeline_every {
+                let started = Instant::now();
                 get(addr, &token, &format!("/api/sessions/{id}/timeline")).await?;
                 requests += 1;
+                timeline_every = (started.elapsed() * 10).max(Duration::from_secs(1));
                 timeline_at = Instant::now();
             }
         }

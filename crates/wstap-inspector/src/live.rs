@@ -1,8 +1,9 @@
 //! The live feed: what each commit of the capture changed, as server-sent events.
 //!
 //! The capture writer tells a [`LiveFeed`] of every commit; each page that listens gets
-//! one `commit` event per commit with the rows of the sessions it changed (new rows, new
-//! counts) and the last event number, so the page adds what is new and fetches only
+//! `commit` events, at most four a second (commits in between are gathered into one),
+//! with the rows of the sessions they changed (new rows, new counts) and the last event
+//! number, so the page adds what is new and fetches only
 //! records it does not have. A page that falls too far behind gets `resync` and reloads
 //! its lists once. A comment every 15 s keeps idle connections open through proxies.
 
@@ -27,6 +28,8 @@ const FEED_BACKLOG: usize = 1024;
 const END: &str = "event: end\ndata: {}\n\n";
 /// Session rows one commit event carries at most.
 const MAX_ROWS_PER_COMMIT: usize = 200;
+/// Commits are sent to a page at most this often, gathered.
+const GATHER: Duration = Duration::from_millis(250);
 /// How often an idle feed says it is alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -97,6 +100,11 @@ async fn follow(
     if tx.send(Bytes::from(hello)).await.is_err() {
         return;
     }
+    // Commits are gathered and sent at most every GATHER: a page needs no more, and each
+    // event costs a read of the capture.
+    let mut gathered: Option<Committed> = None;
+    let start = tokio::time::Instant::now();
+    let mut sent_at = start.checked_sub(GATHER).unwrap_or(start);
     loop {
         let next = async {
             match commits.as_mut() {
@@ -104,12 +112,30 @@ async fn follow(
                 None => std::future::pending().await,
             }
         };
+        let due = sent_at + GATHER;
         let event = tokio::select! {
             received = next => match received {
-                Ok(committed) => commit_event(&store, committed).await,
+                Ok(committed) => {
+                    gather(&mut gathered, &committed);
+                    if tokio::time::Instant::now() < due {
+                        continue;
+                    }
+                    sent_at = tokio::time::Instant::now();
+                    match gathered.take() {
+                        Some(all) => commit_event(&store, all).await,
+                        None => None,
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => Some("event: resync\ndata: {}\n\n".to_owned()),
                 Err(broadcast::error::RecvError::Closed) => Some(END.to_owned()),
             },
+            _ = tokio::time::sleep_until(due), if gathered.is_some() => {
+                sent_at = tokio::time::Instant::now();
+                match gathered.take() {
+                    Some(all) => commit_event(&store, all).await,
+                    None => None,
+                }
+            }
             _ = tokio::time::sleep(KEEP_ALIVE) => Some(": alive\n\n".to_owned()),
             _ = stop.changed() => Some(END.to_owned()),
             _ = tx.closed() => return,
@@ -122,10 +148,19 @@ async fn follow(
     }
 }
 
+/// Adds a commit to those not sent yet: the last event, and every session changed.
+fn gather(gathered: &mut Option<Committed>, committed: &Committed) {
+    let all = gathered.get_or_insert_with(Committed::default);
+    all.last_event = all.last_event.max(committed.last_event);
+    all.sessions.extend_from_slice(&committed.sessions);
+    all.sessions.sort_unstable();
+    all.sessions.dedup();
+}
+
 /// One commit as an event: the changed sessions' rows, read after the commit. A commit
 /// that changed very many sessions (a load test) says only that: the page reloads what
 /// it shows instead of receiving thousands of rows it does not show.
-async fn commit_event(store: &Arc<Store>, committed: Arc<Committed>) -> Option<String> {
+async fn commit_event(store: &Arc<Store>, committed: Committed) -> Option<String> {
     if committed.sessions.len() > MAX_ROWS_PER_COMMIT {
         let data = json!({ "last_event": committed.last_event, "sessions": [], "many": true });
         return Some(format!("event: commit\ndata: {data}\n\n"));

@@ -66,6 +66,7 @@ export class SessionView {
     this.list = null;
     this.makeList();
     this.timeline = null;
+    this.timelineEvery = 1000;
     this.metric = 'messages';
     $('#timeline').addEventListener('click', () => {
       this.metric = this.metric === 'messages' ? 'bytes' : 'messages';
@@ -145,9 +146,10 @@ export class SessionView {
     if (row.id !== this.id) return;
     this.showSummary(row);
     this.list.refresh();
-    // The timeline redraws at most once a second, and once more after the last commit.
+    // The timeline redraws at most once a second (less often when it is slow to compute:
+    // at most a tenth of the time goes to it), and once more after the last commit.
     if (!this.timelineTimer) {
-      const wait = Math.max(0, 1000 - (Date.now() - (this.timelineAt || 0)));
+      const wait = Math.max(0, this.timelineEvery - (Date.now() - (this.timelineAt || 0)));
       this.timelineTimer = setTimeout(() => {
         this.timelineTimer = null;
         this.loadTimeline();
@@ -157,9 +159,11 @@ export class SessionView {
 
   async loadTimeline() {
     const id = this.id;
-    this.timelineAt = Date.now();
+    const started = Date.now();
+    this.timelineAt = started;
     try {
       const data = await get(`sessions/${id}/timeline`);
+      this.timelineEvery = Math.max(1000, 10 * (Date.now() - started));
       if (id !== this.id) return;
       this.timeline = data;
       drawTimeline($('#timeline'), data, this.metric);
