@@ -2,9 +2,11 @@
 //! database, loads an https page whose script opens a wss WebSocket (Chromium offers
 //! permessage-deflate; the test server accepts it), sends text and binary, and writes the
 //! echoes into the DOM. The trace must hold those frames, compressed and inflated.
+//! playwright-core drives Chromium (tests/peers/node/page_result.mjs) and waits for the
+//! page's verdict in real time.
 //!
-//! Needs `chromium` and `certutil` (Debian: chromium, libnss3-tools); `.ci/run` installs
-//! both and runs ignored tests.
+//! Needs `chromium`, `certutil` (Debian: chromium, libnss3-tools) and node with `npm ci`
+//! in tests/peers/node; `.ci/run` installs them and runs ignored tests.
 
 mod support;
 
@@ -41,8 +43,8 @@ ws.onerror = () => {{ out.textContent = 'WEBSOCKET ERROR'; }};
 }
 
 /// An https server on localhost: the page at `/`, a permessage-deflate echo at `/ws`, and
-/// `/done`, answered only once the WebSocket has closed, so the page's load event (after
-/// which `--dump-dom` prints) waits for the echoes.
+/// `/done`, answered only once the WebSocket has closed, so the page's load event waits
+/// for the echoes.
 async fn browser_server(pki: &TestPki) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -165,7 +167,7 @@ fn run(program: &str, args: &[&str], home: &std::path::Path) -> std::process::Ou
 }
 
 #[tokio::test]
-#[ignore = "needs chromium and certutil (libnss3-tools); .ci/run installs them and runs ignored tests"]
+#[ignore = "needs chromium, certutil (libnss3-tools), node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_speaks_wss_with_permessage_deflate_through_the_proxy() {
     let pki = TestPki::new();
     let port = browser_server(&pki).await;
@@ -204,42 +206,32 @@ async fn chromium_speaks_wss_with_permessage_deflate_through_the_proxy() {
         String::from_utf8_lossy(&trusted.stderr)
     );
 
-    let profile = home.join("profile");
-    let proxy_arg = format!("--proxy-server=http://{}", proxy.addr);
-    let profile_arg = format!("--user-data-dir={}", profile.display());
-    let url = format!("https://localhost:{port}/");
-    let home_for_chromium = home.clone();
-    let dom = tokio::task::spawn_blocking(move || {
-        run(
-            "chromium",
-            &[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                &profile_arg,
-                &proxy_arg,
-                // Chromium never proxies loopback unless told to.
-                "--proxy-bypass-list=<-loopback>",
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-                &url,
-            ],
-            &home_for_chromium,
-        )
+    // Driven by playwright-core, waiting in real time for the page's verdict: a WebSocket
+    // does not hold back the load event or virtual time, so `--dump-dom` could print the
+    // page before the echoes arrived.
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers/node/page_result.mjs");
+    let args = serde_json::json!({
+        "url": format!("https://localhost:{port}/"),
+        "proxy": proxy.addr.to_string(),
+        "home": home,
+        "profile": home.join("profile"),
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .arg(args.to_string())
+            .output()
+            .expect("node runs (npm ci in tests/peers/node)")
     })
     .await
     .unwrap();
-    let dom_text = String::from_utf8_lossy(&dom.stdout).into_owned();
+    let result = String::from_utf8_lossy(&out.stdout).into_owned();
     let expected = format!("ECHOED text:{TEXT} | binary:1,2,3,250 | ext:permessage-deflate");
     assert!(
-        dom_text.contains(&expected),
-        "DOM: {dom_text}\nchromium stderr: {}",
-        String::from_utf8_lossy(&dom.stderr)
+        result.contains(&expected),
+        "page said: {result}\nnode stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     let trace = proxy.stop(Duration::from_secs(5)).await;

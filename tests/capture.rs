@@ -38,14 +38,7 @@ fn arg(path: &Path) -> &str {
 /// A raw upstream that accepts permessage-deflate and answers one message with a
 /// compressed one, so the capture holds inflated data too.
 async fn deflate_server() -> std::net::SocketAddr {
-    use flate2::{Compress, Compression, FlushCompress};
-    let mut deflate = Compress::new(Compression::default(), false);
-    let mut compressed = vec![0u8; 256];
-    deflate
-        .compress(b"inflated hello", &mut compressed, FlushCompress::Sync)
-        .unwrap();
-    compressed.truncate(deflate.total_out() as usize);
-    let body = &compressed[..compressed.len() - 4]; // RFC 7692 drops the 00 00 ff ff tail
+    let body = &deflated(b"inflated hello")[..];
     let frame = wstap_wire::FrameBuilder::text().rsv1(true).encode(body);
     let (addr, _, _) = raw_server(
         switching("Sec-WebSocket-Extensions: permessage-deflate\r\n"),

@@ -320,3 +320,17 @@ pub async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
     stream.write_all(bytes).await.unwrap();
     stream.flush().await.unwrap();
 }
+
+/// `text` compressed as permessage-deflate sends it: a sync flush, without the
+/// `00 00 ff ff` tail (RFC 7692, 7.2.1).
+pub fn deflated(text: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut deflate = Compress::new(Compression::default(), false);
+    let mut compressed = vec![0u8; text.len() + 64];
+    deflate
+        .compress(text, &mut compressed, FlushCompress::Sync)
+        .unwrap();
+    compressed.truncate(deflate.total_out() as usize);
+    compressed.truncate(compressed.len() - 4);
+    compressed
+}

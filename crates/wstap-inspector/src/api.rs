@@ -148,9 +148,7 @@ impl Api {
         let value = self
             .store
             .read(move |capture| {
-                let session = capture
-                    .session(id)?
-                    .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+                let session = session_of(capture, id)?;
                 let handshake = capture.handshake(id)?;
                 let http = capture.http(id)?;
                 let frames = capture.extent(Rows::Frames, id)?;
@@ -279,9 +277,7 @@ impl Api {
         let value = self
             .store
             .read(move |capture| {
-                let session = capture
-                    .session(id)?
-                    .ok_or_else(|| ApiError::not_found(format!("no session {id}")))?;
+                let session = session_of(capture, id)?;
                 let end = match session.ended_us {
                     Some(end) => end,
                     None => now_us(),
@@ -386,6 +382,13 @@ fn page_at(
             .map(|(m, i)| views::message_row(i, m))
             .collect(),
     })
+}
+
+/// Session `id`, or a 404 that says there is none.
+fn session_of(capture: &Capture, id: u64) -> Result<wstap_store::SessionRow, ApiError> {
+    capture
+        .session(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no session {id}")))
 }
 
 /// The `filter` parameter, parsed; a parse error says where.

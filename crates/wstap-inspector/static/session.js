@@ -9,30 +9,24 @@ import { showDetail } from './detail.js';
 import { drawTimeline } from './timeline.js';
 import { sessionUrl } from './sessions.js';
 
-const COLUMNS = {
-  messages: [
+/** The records table's columns: the same for both, but the frames' masking key where
+ * messages show their frame count. */
+function columns(kind) {
+  const middle = kind === 'frames'
+    ? { title: 'Mask', width: '7.5em' }
+    : { title: 'Frames', width: '4.5em', cls: 'num' };
+  return [
     { title: '#', width: '5.5em', cls: 'num' },
     { title: 'Time', width: '7.5em' },
     { title: 'Δ', width: '5.5em', cls: 'num' },
     { title: '', width: '1.5em', cls: 'dir' },
     { title: 'Opcode', width: '4.5em' },
     { title: 'Flags', width: '6em' },
-    { title: 'Frames', width: '4.5em', cls: 'num' },
+    middle,
     { title: 'Length', width: '5.5em', cls: 'num' },
     { title: 'Payload', width: 'minmax(8em, 1fr)', cls: 'preview' },
-  ],
-  frames: [
-    { title: '#', width: '5.5em', cls: 'num' },
-    { title: 'Time', width: '7.5em' },
-    { title: 'Δ', width: '5.5em', cls: 'num' },
-    { title: '', width: '1.5em', cls: 'dir' },
-    { title: 'Opcode', width: '4.5em' },
-    { title: 'Flags', width: '6em' },
-    { title: 'Mask', width: '7.5em' },
-    { title: 'Length', width: '5.5em', cls: 'num' },
-    { title: 'Payload', width: 'minmax(8em, 1fr)', cls: 'preview' },
-  ],
-};
+  ];
+}
 
 function preview(r) {
   if (r.close) return `close ${r.close.code ?? ''} ${closeMeaning(r.close.code)}${r.close.reason ? `: ${r.close.reason}` : ''}`;
@@ -78,7 +72,7 @@ export class SessionView {
   makeList() {
     const kind = this.kind;
     this.list = new VirtualList(this.recordsRoot, {
-      columns: COLUMNS[kind],
+      columns: columns(kind),
       render: (r, prev) => ({
         cells: cells(kind, r, prev),
         cls: [r.dir, r.violations?.length ? 'violation' : '', r.opcode >= 8 ? 'control' : '',
