@@ -48,6 +48,18 @@ async fn wss_echo_through_the_proxy_is_decrypted_into_the_trace() {
         .starts_with("TLSv1_"));
     assert!(!start["upstream_tls"]["cipher"].as_str().unwrap().is_empty());
     assert_eq!(start["upstream_tls"]["alpn"], "http/1.1");
+    // The server's own certificate, for the inspector's TLS facts; a client shows none.
+    let certificate = &start["upstream_tls"]["certificate"];
+    assert_eq!(
+        certificate["names"],
+        serde_json::json!(["localhost", "127.0.0.1"])
+    );
+    assert_eq!(certificate["sha256"].as_str().unwrap().len(), 64);
+    assert!(!certificate["issuer"].as_str().unwrap().is_empty());
+    assert!(
+        certificate["not_before"].as_str().unwrap() < certificate["not_after"].as_str().unwrap()
+    );
+    assert!(start["client_tls"].get("certificate").is_none());
     let handshake = of_type(&trace, "handshake")[0];
     assert_eq!(handshake["url"], format!("wss://{target}/secure"));
     assert_eq!(handshake["accept_valid"], true);

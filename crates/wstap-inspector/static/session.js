@@ -262,9 +262,16 @@ function facts(rows) {
 
 function tlsLeg(title, leg) {
   if (!leg) return el('div', {}, el('h4', { text: title }), el('p', { class: 'muted', text: 'plain TCP' }));
-  return el('div', {}, el('h4', { text: title }), facts([
+  const rows = [
     ['Version', leg.version], ['Cipher', leg.cipher], ['SNI', leg.sni || '—'], ['ALPN', leg.alpn || '—'],
-  ]));
+  ];
+  const cert = leg.certificate;
+  if (cert) {
+    rows.push(['Certificate', cert.subject], ['Issuer', cert.issuer],
+      ['Names', (cert.names || []).join(', ') || '—'],
+      ['Valid', `${cert.not_before} to ${cert.not_after}`], ['SHA-256', cert.sha256]);
+  }
+  return el('div', {}, el('h4', { text: title }), facts(rows));
 }
 
 /** A head rebuilt from its parsed form, when the raw bytes were not kept. */

@@ -120,6 +120,26 @@ pub struct TlsLeg {
     pub sni: Option<String>,
     /// The ALPN protocol agreed, if any.
     pub alpn: Option<String>,
+    /// The certificate the server presented (on the upstream leg).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub certificate: Option<PeerCertificate>,
+}
+
+/// A server's certificate, as people check one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCertificate {
+    /// The subject's distinguished name.
+    pub subject: String,
+    /// The issuer's distinguished name.
+    pub issuer: String,
+    /// Valid from (RFC 3339).
+    pub not_before: String,
+    /// Valid until (RFC 3339).
+    pub not_after: String,
+    /// The names it is for (subjectAltName: DNS names and IP addresses).
+    pub names: Vec<String>,
+    /// SHA-256 of the certificate (DER), in hex.
+    pub sha256: String,
 }
 
 /// A request head as it was on the wire (all empty when there was none to read).

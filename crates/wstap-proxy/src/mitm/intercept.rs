@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
-use wstap_trace::{SessionKind, TlsLeg, Via};
+use wstap_trace::{PeerCertificate, SessionKind, TlsLeg, Via};
 
 /// Intercepts the TLS in a tunnel to `upstream`.
 pub(crate) async fn intercept(
@@ -43,10 +43,10 @@ pub(crate) async fn intercept(
         Ok(stream) => stream,
         Err(why) => return abandon(session, &target, why).await,
     };
-    let client_leg = tls_leg(client_tls.get_ref().1, sni);
+    let client_leg = tls_leg(client_tls.get_ref().1, sni, false);
     match upstream_tls {
         Ok(upstream_tls) => {
-            let upstream_leg = tls_leg(upstream_tls.get_ref().1, Some(name));
+            let upstream_leg = tls_leg(upstream_tls.get_ref().1, Some(name), true);
             session
                 .announce_tls(&target.to_string(), client_leg, upstream_leg)
                 .await;
@@ -120,8 +120,13 @@ async fn answer_first_request(
         .await;
 }
 
-/// What a finished TLS handshake negotiated, for the trace.
-fn tls_leg(state: &rustls::CommonState, sni: Option<String>) -> TlsLeg {
+/// What a finished TLS handshake negotiated, for the trace: with the peer's certificate
+/// when `with_certificate` (the upstream leg; a client presents none).
+fn tls_leg(state: &rustls::CommonState, sni: Option<String>, with_certificate: bool) -> TlsLeg {
+    let certificate = with_certificate
+        .then(|| state.peer_certificates().and_then(|chain| chain.first()))
+        .flatten()
+        .and_then(|der| peer_certificate(der.as_ref()));
     TlsLeg {
         version: state
             .protocol_version()
@@ -135,6 +140,55 @@ fn tls_leg(state: &rustls::CommonState, sni: Option<String>) -> TlsLeg {
         alpn: state
             .alpn_protocol()
             .map(|a| String::from_utf8_lossy(a).into_owned()),
+        certificate,
+    }
+}
+
+/// The facts of a certificate people check: who, by whom, when, for which names, and its
+/// fingerprint. `None` for bytes that do not parse (rustls verified them, or `--insecure`
+/// let them through).
+fn peer_certificate(der: &[u8]) -> Option<PeerCertificate> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let time = |t: &x509_parser::time::ASN1Time| {
+        chrono::DateTime::from_timestamp(t.timestamp(), 0)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default()
+    };
+    let names = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                GeneralName::IPAddress(ip) => ip_text(ip),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    Some(PeerCertificate {
+        subject: cert.subject().to_string(),
+        issuer: cert.issuer().to_string(),
+        not_before: time(&cert.validity().not_before),
+        not_after: time(&cert.validity().not_after),
+        names,
+        sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+/// An IP address from a certificate's 4 or 16 bytes.
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        _ => None,
     }
 }
 
