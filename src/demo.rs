@@ -82,6 +82,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         strict: false,
         web: args.web,
         no_web: args.no_web,
+        upstream_proxy: None,
+        no_upstream_proxy_for: None,
     };
     let started = start(&run_args).await?;
     let proxy = *started

@@ -119,6 +119,14 @@ pub struct RunArgs {
     /// instead of relaying it; the offending bytes are withheld and the trace says why.
     #[arg(long)]
     pub strict: bool,
+    /// Send every upstream connection through this parent HTTP proxy, with CONNECT:
+    /// http://[user:password@]host:port.
+    #[arg(long, value_name = "URL")]
+    pub upstream_proxy: Option<String>,
+    /// Hosts that go direct instead of through --upstream-proxy: comma-separated names
+    /// (subdomains included), IPs, or * (default: $NO_PROXY).
+    #[arg(long, value_name = "LIST")]
+    pub no_upstream_proxy_for: Option<String>,
     /// Serve the web inspector here (default 127.0.0.1:8889; it needs the token wstap
     /// prints, wherever it listens).
     #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]

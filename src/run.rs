@@ -176,6 +176,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         max_connections: args.max_connections,
         proxy_auth: args.proxy_auth.clone(),
         strict: args.strict,
+        upstream_proxy: parent_proxy(args)?,
     };
     let exposed: Vec<String> = args
         .listen
@@ -269,6 +270,23 @@ fn start_capture(
         what: "capture",
     };
     Ok((Some(path), Some(thread)))
+}
+
+/// `--upstream-proxy`, with the hosts that bypass it: `--no-upstream-proxy-for`, else
+/// `NO_PROXY` (or `no_proxy`).
+fn parent_proxy(args: &RunArgs) -> Result<Option<wstap_proxy::ParentProxy>, AppError> {
+    let Some(url) = &args.upstream_proxy else {
+        return Ok(None);
+    };
+    let bypass = args
+        .no_upstream_proxy_for
+        .clone()
+        .or_else(|| std::env::var("NO_PROXY").ok())
+        .or_else(|| std::env::var("no_proxy").ok())
+        .unwrap_or_default();
+    wstap_proxy::ParentProxy::parse(url, &bypass)
+        .map(Some)
+        .map_err(|e| AppError::BadInput(format!("--upstream-proxy {e}")))
 }
 
 /// The CA directory from `--ca-dir`, `$WSTAP_HOME` or `~/.wstap`.

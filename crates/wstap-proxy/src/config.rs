@@ -1,6 +1,7 @@
 //! The engine's settings.
 
 use crate::mitm::TlsConfig;
+use crate::parent::ParentProxy;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub struct ProxyConfig {
     /// Close both sides (1002, or 1007 for bad UTF-8) at the first violation instead of
     /// relaying it.
     pub strict: bool,
+    /// A parent HTTP proxy every upstream connection goes through (but those it bypasses).
+    pub upstream_proxy: Option<ParentProxy>,
 }
 
 impl Default for ProxyConfig {
@@ -38,6 +41,7 @@ impl Default for ProxyConfig {
             max_connections: None,
             proxy_auth: None,
             strict: false,
+            upstream_proxy: None,
         }
     }
 }

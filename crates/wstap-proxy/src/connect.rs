@@ -140,7 +140,13 @@ async fn open(session: &Session, head: &Head) -> Result<(Target, Upstream), Sess
             tunnel: true,
         });
     }
-    let stream = connect(&target, session.shared.config.connect_timeout).await?;
+    let config = &session.shared.config;
+    let stream = connect(
+        &target,
+        config.connect_timeout,
+        config.upstream_proxy.as_ref(),
+    )
+    .await?;
     let upstream = Upstream::from_tcp(target.clone(), stream);
     Ok((target, upstream))
 }

@@ -142,6 +142,24 @@ pub(crate) enum UpstreamError {
         /// Why.
         source: std::io::Error,
     },
+    /// The parent proxy (`--upstream-proxy`) could not be reached, or did not answer.
+    #[error("the upstream proxy {parent} cannot be used: {reason}")]
+    ParentUnreachable {
+        /// The parent.
+        parent: String,
+        /// Why.
+        reason: String,
+    },
+    /// The parent proxy refused to open a tunnel.
+    #[error("the upstream proxy {parent} answered CONNECT {target} with {status_line:?}")]
+    ParentRefused {
+        /// The parent.
+        parent: String,
+        /// Where to.
+        target: Target,
+        /// Its status line, as sent.
+        status_line: String,
+    },
     /// Inside a CONNECT tunnel the upstream is fixed, and it closed.
     #[error("the tunnel's upstream connection is closed")]
     TunnelClosed,

@@ -120,6 +120,7 @@ async fn connect_upstream(requests: &mut Requests, route: &Route) -> Result<(), 
         tls,
         config.connect_timeout,
         config.handshake_timeout,
+        config.upstream_proxy.as_ref(),
     )
     .await?;
     requests.upstream = Some(upstream);

@@ -4,6 +4,7 @@
 use crate::error::UpstreamError;
 use crate::io::{split_boxed, Upstream};
 use crate::mitm::Interceptor;
+use crate::parent::ParentProxy;
 use rustls::pki_types::ServerName;
 use std::fmt;
 use std::time::Duration;
@@ -123,11 +124,15 @@ pub(crate) fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
 }
 
 /// Connects to `target` within `timeout`, with Nagle's algorithm off (a relay must not
-/// hold back small frames).
+/// hold back small frames): through `parent` unless it bypasses the target's host.
 pub(crate) async fn connect(
     target: &Target,
     timeout: Duration,
+    parent: Option<&ParentProxy>,
 ) -> Result<TcpStream, UpstreamError> {
+    if let Some(parent) = parent.filter(|p| !p.bypasses(&target.host)) {
+        return parent.tunnel(target, timeout).await;
+    }
     let attempt = TcpStream::connect((target.host.as_str(), target.port));
     let stream = tokio::time::timeout(timeout, attempt)
         .await
@@ -180,8 +185,9 @@ pub(crate) async fn dial(
     tls: Option<&Interceptor>,
     connect_timeout: Duration,
     handshake_timeout: Duration,
+    parent: Option<&ParentProxy>,
 ) -> Result<Upstream, UpstreamError> {
-    let stream = connect(target, connect_timeout).await?;
+    let stream = connect(target, connect_timeout, parent).await?;
     let Some(tls) = tls else {
         return Ok(Upstream::from_tcp(target.clone(), stream));
     };
