@@ -83,6 +83,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         web: args.web,
         no_web: args.no_web,
         upstream_proxy: None,
+        socks5: Vec::new(),
         no_upstream_proxy_for: None,
     };
     let started = start(&run_args).await?;

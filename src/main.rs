@@ -119,6 +119,10 @@ pub struct RunArgs {
     /// instead of relaying it; the offending bytes are withheld and the trace says why.
     #[arg(long)]
     pub strict: bool,
+    /// Also listen for SOCKS5 clients here (repeatable; CONNECT only, user/password
+    /// when --proxy-auth is set).
+    #[arg(long, value_name = "ADDR")]
+    pub socks5: Vec<SocketAddr>,
     /// Send every upstream connection through this parent HTTP proxy, with CONNECT:
     /// http://[user:password@]host:port.
     #[arg(long, value_name = "URL")]

@@ -177,10 +177,12 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         proxy_auth: args.proxy_auth.clone(),
         strict: args.strict,
         upstream_proxy: parent_proxy(args)?,
+        socks5: args.socks5.clone(),
     };
     let exposed: Vec<String> = args
         .listen
         .iter()
+        .chain(&args.socks5)
         .filter(|a| !a.ip().is_loopback())
         .map(ToString::to_string)
         .collect();
@@ -315,6 +317,9 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     if !args.quiet {
         for addr in started.proxy.local_addrs() {
             eprintln!("wstap: proxy listening on http://{addr}");
+        }
+        for addr in started.proxy.socks_addrs() {
+            eprintln!("wstap: SOCKS5 listening on socks5://{addr}");
         }
         match &started.capture {
             Some(path) => eprintln!("wstap: recording to {}", path.display()),

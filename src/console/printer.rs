@@ -223,6 +223,7 @@ impl Printer {
                 let via = match s.via {
                     Via::Connect => "CONNECT",
                     Via::Absolute => "PROXY",
+                    Via::Socks5 => "SOCKS5",
                 };
                 let line = format!("{} {} from {}", via, s.target, s.client);
                 self.line(&s.time, s.session, &self.paint(DIM, &line), out);

@@ -94,6 +94,11 @@ impl Proxy {
             .join("wstap-ca.pem")
     }
 
+    /// The first SOCKS5 listener's address (started with `socks5` in its config).
+    pub fn socks_addr(&self) -> SocketAddr {
+        self.running.socks_addrs()[0]
+    }
+
     /// Leaf certificates signed so far.
     pub fn certificates_issued(&self) -> u64 {
         self.running.certificates_issued()

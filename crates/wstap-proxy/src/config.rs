@@ -28,6 +28,8 @@ pub struct ProxyConfig {
     pub strict: bool,
     /// A parent HTTP proxy every upstream connection goes through (but those it bypasses).
     pub upstream_proxy: Option<ParentProxy>,
+    /// Addresses to listen on for SOCKS5 clients.
+    pub socks5: Vec<SocketAddr>,
 }
 
 impl Default for ProxyConfig {
@@ -42,6 +44,7 @@ impl Default for ProxyConfig {
             proxy_auth: None,
             strict: false,
             upstream_proxy: None,
+            socks5: Vec::new(),
         }
     }
 }

@@ -43,6 +43,12 @@ pub(crate) async fn serve(session: Session, stream: TcpStream) {
     }
 }
 
+/// Serves one connection accepted on a SOCKS5 listener.
+pub(crate) async fn serve_socks(session: Session, stream: TcpStream) {
+    let _active = Active::new(&session.shared);
+    crate::socks::serve(session, stream).await;
+}
+
 /// Answers a connection beyond `--max-connections` with 503 and records it.
 pub(crate) async fn turn_away(session: Session, stream: TcpStream) {
     let (_read, write) = stream.into_split();

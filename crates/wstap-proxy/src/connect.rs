@@ -72,7 +72,24 @@ pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head)
         session.end(Outcome::Aborted, kind, Ending::default()).await;
         return Stage::Done;
     }
-    let mut upstream = upstream;
+    first_stage(session, client, upstream, target).await
+}
+
+/// A tunnel its client was told is open (by SOCKS5): its stages, run to its end.
+pub(crate) async fn tunnel(session: Session, client: Client, upstream: Upstream, target: Target) {
+    let mut stage = first_stage(session, client, upstream, target).await;
+    while let Some(running) = stage.run() {
+        stage = running.await;
+    }
+}
+
+/// The stage an open tunnel's first bytes call for.
+async fn first_stage(
+    session: Session,
+    mut client: Client,
+    mut upstream: Upstream,
+    target: Target,
+) -> Stage {
     let protocol = tokio::select! {
         sniffed = sniff(&mut client.incoming) => sniffed,
         // The server spoke first: not HTTP, relay blind.
@@ -104,7 +121,8 @@ async fn next_stage(
             tls,
         };
     }
-    session.announce(&label, Via::Connect, false).await;
+    let via = session.tunnel_via;
+    session.announce(&label, via, false).await;
     let kind = match protocol {
         Some(Protocol::Http) => {
             return Stage::Requests(Requests {

@@ -35,6 +35,7 @@ mod requests;
 mod respond;
 mod route;
 mod session;
+pub mod socks;
 mod stage;
 mod tap;
 mod upstream;

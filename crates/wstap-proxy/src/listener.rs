@@ -20,6 +20,7 @@ use wstap_bus::EventBus;
 #[derive(Debug)]
 pub struct RunningProxy {
     addrs: Vec<SocketAddr>,
+    socks_addrs: Vec<SocketAddr>,
     tls: Option<Arc<crate::mitm::Interceptor>>,
     stop: watch::Sender<Option<Duration>>,
     shared: Arc<Shared>,
@@ -40,6 +41,11 @@ impl RunningProxy {
     /// The bound addresses (with real ports when port 0 was asked for).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The addresses the SOCKS5 listeners are bound to.
+    pub fn socks_addrs(&self) -> &[SocketAddr] {
+        &self.socks_addrs
     }
 
     /// Stops accepting, lets open sessions run for up to `grace`, then tells the rest to
@@ -69,9 +75,12 @@ const BACKLOG: u32 = 1024;
 /// once, CA file included.
 pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, ProxyError> {
     let mut sockets = Vec::new();
-    for &addr in &config.listen {
+    let http = config.listen.iter().map(|&addr| (addr, Protocol::Http));
+    let socks = config.socks5.iter().map(|&addr| (addr, Protocol::Socks5));
+    for (addr, protocol) in http.chain(socks) {
         sockets.push((
             addr,
+            protocol,
             bind(addr).map_err(|source| ProxyError::Bind { addr, source })?,
         ));
     }
@@ -80,28 +89,32 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         None => None,
     };
     let mut listeners = Vec::new();
-    for (addr, socket) in sockets {
+    for (addr, protocol, socket) in sockets {
         let listening = socket.listen(BACKLOG);
-        listeners.push(listening.map_err(|source| ProxyError::Bind { addr, source })?);
+        listeners.push((
+            listening.map_err(|source| ProxyError::Bind { addr, source })?,
+            protocol,
+        ));
     }
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
+    let bound = |wanted: Protocol| -> Vec<SocketAddr> {
+        listeners
+            .iter()
+            .filter(|(_, protocol)| *protocol == wanted)
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    };
+    let (addrs, socks_addrs) = (bound(Protocol::Http), bound(Protocol::Socks5));
+    // Loop protection knows every listener: a tunnel to any of them is refused.
+    let every: Vec<SocketAddr> = addrs.iter().chain(&socks_addrs).copied().collect();
     let (closing, closing_rx) = watch::channel(false);
     let closing = Arc::new(closing);
-    let shared = Arc::new(Shared::new(
-        config,
-        bus,
-        tls.clone(),
-        addrs.clone(),
-        closing_rx,
-    ));
+    let shared = Arc::new(Shared::new(config, bus, tls.clone(), every, closing_rx));
     let (stop, stopped) = watch::channel(None);
     let mut loops = Vec::new();
-    for listener in listeners {
+    for (listener, protocol) in listeners {
         let task = accept_loop(
             listener,
+            protocol,
             Arc::clone(&shared),
             stopped.clone(),
             Arc::clone(&closing),
@@ -110,6 +123,7 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
     }
     Ok(RunningProxy {
         addrs,
+        socks_addrs,
         tls,
         stop,
         shared,
@@ -134,8 +148,18 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 /// How long sessions told to close get to record their end before they are dropped.
 const WRAP_UP: Duration = Duration::from_secs(3);
 
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// An HTTP proxy.
+    Http,
+    /// SOCKS5.
+    Socks5,
+}
+
 async fn accept_loop(
     listener: TcpListener,
+    protocol: Protocol,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
     closing: Arc<watch::Sender<bool>>,
@@ -150,6 +174,8 @@ async fn accept_loop(
                     if shared.config.max_connections.is_some_and(|max| open >= max) {
                         // Answered outside the session set: it is not a session that counts.
                         tokio::spawn(turn_away(session, stream));
+                    } else if protocol == Protocol::Socks5 {
+                        sessions.spawn(crate::conn::serve_socks(session, stream));
                     } else {
                         sessions.spawn(serve(session, stream));
                     }

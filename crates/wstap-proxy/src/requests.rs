@@ -66,7 +66,7 @@ pub(crate) async fn next(mut requests: Requests) -> Stage {
     let via = if proxy_port {
         Via::Absolute
     } else {
-        Via::Connect
+        requests.session.tunnel_via
     };
     let target = route.target.to_string();
     requests.session.announce(&target, via, false).await;

@@ -90,6 +90,8 @@ pub(crate) struct Session {
     pub client: SocketAddr,
     started: Instant,
     announced: bool,
+    /// How a tunnel of this session was asked for: HTTP `CONNECT`, or SOCKS5.
+    pub tunnel_via: Via,
 }
 
 /// How a session ended, for its `session_end` event.
@@ -129,6 +131,7 @@ impl Session {
             client,
             started: Instant::now(),
             announced: false,
+            tunnel_via: Via::Connect,
         }
     }
 
@@ -144,7 +147,7 @@ impl Session {
 
     /// Publishes `session_start` for an intercepted TLS tunnel, with both legs' parameters.
     pub async fn announce_tls(&mut self, target: &str, client: TlsLeg, upstream: TlsLeg) {
-        self.announce_with(target, Via::Connect, true, Some((client, upstream)))
+        self.announce_with(target, self.tunnel_via, true, Some((client, upstream)))
             .await;
     }
 

@@ -309,6 +309,7 @@ impl CaptureWriter {
         let via = match start.via {
             wstap_trace::Via::Connect => "connect",
             wstap_trace::Via::Absolute => "absolute",
+            wstap_trace::Via::Socks5 => "socks5",
         };
         self.conn
             .prepare_cached(

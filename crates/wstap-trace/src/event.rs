@@ -83,6 +83,8 @@ pub enum Via {
     Connect,
     /// Absolute-form requests (`GET http://host/path`).
     Absolute,
+    /// A SOCKS5 `CONNECT` tunnel (`--socks5`).
+    Socks5,
 }
 
 /// A session began.

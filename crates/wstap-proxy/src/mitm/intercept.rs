@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
-use wstap_trace::{PeerCertificate, SessionKind, TlsLeg, Via};
+use wstap_trace::{PeerCertificate, SessionKind, TlsLeg};
 
 /// Intercepts the TLS in a tunnel to `upstream`.
 pub(crate) async fn intercept(
@@ -61,9 +61,8 @@ pub(crate) async fn intercept(
             })
         }
         Err(error) => {
-            session
-                .announce(&target.to_string(), Via::Connect, true)
-                .await;
+            let via = session.tunnel_via;
+            session.announce(&target.to_string(), via, true).await;
             answer_first_request(session, client_tls, &target, error.into(), timeout).await;
             Stage::Done
         }
@@ -195,9 +194,8 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
 /// The client's TLS handshake did not complete: there is nobody to answer, so the reason
 /// goes into the session's end.
 async fn abandon(mut session: Session, target: &Target, why: String) -> Stage {
-    session
-        .announce(&target.to_string(), Via::Connect, true)
-        .await;
+    let via = session.tunnel_via;
+    session.announce(&target.to_string(), via, true).await;
     session.abandon(SessionKind::Tls, why).await;
     Stage::Done
 }
