@@ -125,19 +125,20 @@ impl Api {
             .read(move |capture| {
                 let ids = capture.session_ids(&filter, None)?;
                 let total = ids.len() as u64;
-                let mut rows = Vec::new();
-                for (at, &id) in ids
-                    .iter()
-                    .enumerate()
-                    .skip(index as usize)
-                    .take(limit as usize)
-                {
-                    if let Some(row) = capture.session(id)? {
-                        let mut row = json!(row);
-                        row["index"] = json!(at);
-                        rows.push(row);
-                    }
-                }
+                // One keyset query for the page: the matches after the one before it.
+                let rows: Vec<Value> = match ids.get(index as usize) {
+                    Some(&first) => capture
+                        .sessions(&filter, first.checked_sub(1), limit as usize)?
+                        .into_iter()
+                        .zip(index..)
+                        .map(|(row, at)| {
+                            let mut row = json!(row);
+                            row["index"] = json!(at);
+                            row
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
                 Ok(json!({ "total": total, "index": index, "rows": rows }))
             })
             .await?;

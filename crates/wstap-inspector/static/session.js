@@ -80,7 +80,11 @@ export class SessionView {
       }),
       onOpen: (r) => this.openRecord(r),
       onFollow: (on) => { $('#follow').checked = on; },
-      onError: (e) => this.onError('records', e),
+      // A count from the last filter that worked would mislead under a bad one.
+      onError: (e) => {
+        $('#record-count').textContent = '';
+        this.onError('records', e);
+      },
       empty: 'No frames or messages (yet) in this session, or none match.',
     });
   }

@@ -107,17 +107,15 @@ impl ParentProxy {
         timeout: Duration,
     ) -> Result<TcpStream, UpstreamError> {
         let parent = self.address();
+        let unreachable = |reason: String| UpstreamError::ParentUnreachable {
+            parent: parent.clone(),
+            reason,
+        };
         let attempt = TcpStream::connect((self.host.as_str(), self.port));
         let mut stream = tokio::time::timeout(timeout, attempt)
             .await
-            .map_err(|_| UpstreamError::ParentUnreachable {
-                parent: parent.clone(),
-                reason: format!("connecting timed out after {timeout:?}"),
-            })?
-            .map_err(|e| UpstreamError::ParentUnreachable {
-                parent: parent.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|_| unreachable(format!("connecting timed out after {timeout:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(credentials) = &self.credentials {
@@ -131,14 +129,8 @@ impl ParentProxy {
         };
         let head = tokio::time::timeout(timeout, answer)
             .await
-            .map_err(|_| UpstreamError::ParentUnreachable {
-                parent: parent.clone(),
-                reason: format!("no answer to CONNECT within {timeout:?}"),
-            })?
-            .map_err(|e| UpstreamError::ParentUnreachable {
-                parent: parent.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|_| unreachable(format!("no answer to CONNECT within {timeout:?}")))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let status_line = head.lines().next().unwrap_or("").to_owned();
         let code = status_line
             .split(' ')
