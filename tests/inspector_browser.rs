@@ -47,13 +47,25 @@ fn assert_shot(name: &str) {
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_shows_live_traffic_and_runs_nothing_a_peer_sent() {
     let (echo, _) = echo_server().await;
+    // And a wss echo, intercepted, for the TLS legs and the server's certificate.
+    let pki = support::tls::TestPki::new();
+    let tls_echo = support::tls::tls_echo_server(&pki).await;
     let capture = temp_path("inspector-browser");
+    let ca_dir = temp_path("inspector-browser-ca");
     let mut command = wstap_command();
-    command.args(["--no-intercept", "--capture"]).arg(&capture);
+    command
+        .arg("--capture")
+        .arg(&capture)
+        .arg("--ca-dir")
+        .arg(&ca_dir)
+        .arg("--upstream-ca")
+        .arg(&pki.ca_pem_path);
     let mut run = spawn_with_inspector(command);
     let url = format!("http://{}/?token={}", run.web, run.token);
     let args = serde_json::json!({
         "mode": "live", "url": url, "proxy": run.proxy.to_string(), "echo": echo.to_string(),
+        "tls_echo": format!("localhost:{}", tls_echo.port()),
+        "wstap_ca": ca_dir.join("wstap-ca.pem"),
         "shots": shots(),
     });
     tokio::task::spawn_blocking(move || drive(args))
@@ -66,6 +78,7 @@ async fn chromium_shows_live_traffic_and_runs_nothing_a_peer_sent() {
         "4-filter-error",
         "5-handshake",
         "6-dark",
+        "8-tls-handshake",
     ] {
         assert_shot(name);
     }

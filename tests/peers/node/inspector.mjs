@@ -193,6 +193,29 @@ async function live() {
   // Nothing hostile ran, and it is all there as text.
   check(await page.evaluate(() => window.__pwned === undefined), "no payload, header, URL or reason ran as script");
   check(await page.evaluate(() => document.querySelectorAll("img").length === 1), "the only image is wstap's icon");
+  // An intercepted wss session: both TLS legs, and the server's certificate.
+  const secure = await new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://${args.tls_echo}/secure`, {
+      agent: new HttpsProxyAgent(`http://${args.proxy}`),
+      ca: readFileSync(args.wstap_ca),
+    });
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+  await exchange(secure, "over tls");
+  const tlsRow = page.locator("#sessions .rows .row", { hasText: "wss://" });
+  await tlsRow.waitFor({ timeout: 10000 });
+  await tlsRow.click();
+  await page.click("#session-tabs button[data-tab=handshake]");
+  await page.waitForFunction(() => document.querySelector("#tab-handshake").textContent.includes("SHA-256"));
+  const legs = await page.textContent("#tab-handshake");
+  check(legs.includes("TLSv1_") && legs.includes("localhost, 127.0.0.1") && legs.includes("test upstream CA"),
+    "both TLS legs, and the server's certificate: its names and issuer");
+  await page.$eval("#tab-handshake", (t) => { t.scrollTop = t.scrollHeight; });
+  await shot(page, "8-tls-handshake");
+  await page.click("#session-tabs button[data-tab=records]");
+  secure.close();
+
   await page.emulateMedia({ colorScheme: "dark" });
   await page.locator("#sessions .rows .row", { hasText: "/chat?q=" }).click();
   await page.waitForFunction(() => document.querySelectorAll("#records .rows .row:not(.loading)").length >= 10);
