@@ -85,6 +85,11 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         upstream_proxy: None,
         socks5: Vec::new(),
         no_upstream_proxy_for: None,
+        reverse: Vec::new(),
+        reverse_rewrite_origin: false,
+        reverse_tls: false,
+        reverse_cert: None,
+        reverse_key: None,
     };
     let started = start(&run_args).await?;
     let proxy = *started

@@ -131,6 +131,25 @@ pub struct RunArgs {
     /// (subdomains included), IPs, or * (default: $NO_PROXY).
     #[arg(long, value_name = "LIST")]
     pub no_upstream_proxy_for: Option<String>,
+    /// Be a reverse proxy for URL (ws://, wss://, http://, https://, with an optional path
+    /// prefix): clients connect to wstap as if it were the server. URL alone takes the
+    /// --listen address (the forward proxy is then off there); LISTEN=URL adds a listener
+    /// of its own (repeatable).
+    #[arg(long, value_name = "[LISTEN=]URL")]
+    pub reverse: Vec<String>,
+    /// With --reverse: give Origin the upstream's origin too (Host always gets it).
+    #[arg(long, requires = "reverse")]
+    pub reverse_rewrite_origin: bool,
+    /// With --reverse: the reverse listeners speak TLS, with a certificate from wstap's CA for
+    /// the name the client asks for, else the URL's host (or the one --reverse-cert names).
+    #[arg(long, requires = "reverse")]
+    pub reverse_tls: bool,
+    /// With --reverse: speak TLS with this certificate chain (PEM) instead of one from the CA.
+    #[arg(long, value_name = "FILE", requires_all = ["reverse", "reverse_key"])]
+    pub reverse_cert: Option<PathBuf>,
+    /// The private key (PEM) of --reverse-cert.
+    #[arg(long, value_name = "FILE", requires = "reverse_cert")]
+    pub reverse_key: Option<PathBuf>,
     /// Serve the web inspector here (default 127.0.0.1:8889; it needs the token wstap
     /// prints, wherever it listens).
     #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]

@@ -167,8 +167,9 @@ fn survive_file_size_limit() {
 pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     raise_fd_limit();
     survive_file_size_limit();
+    let (listen, reverse) = reverse_proxies(args)?;
     let config = ProxyConfig {
-        listen: args.listen.clone(),
+        listen,
         max_capture: args.max_capture,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
         connect_timeout: Duration::from_secs(args.connect_timeout),
@@ -178,6 +179,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         strict: args.strict,
         upstream_proxy: parent_proxy(args)?,
         socks5: args.socks5.clone(),
+        reverse,
     };
     let exposed: Vec<String> = args
         .listen
@@ -190,6 +192,17 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         eprintln!(
             "wstap: WARNING: listening on {} without --proxy-auth: anyone who can reach it can use this proxy (and see what it decrypts)",
             exposed.join(", ")
+        );
+    }
+    for reverse in config
+        .reverse
+        .iter()
+        .filter(|r| !r.listen.ip().is_loopback())
+    {
+        eprintln!(
+            "wstap: WARNING: the reverse listener on {} is not on loopback: anyone who can reach it reaches {} through wstap",
+            reverse.listen,
+            reverse.url()
         );
     }
     if args.insecure {
@@ -274,6 +287,49 @@ fn start_capture(
     Ok((Some(path), Some(thread)))
 }
 
+/// The forward proxy's listen addresses and the reverse listeners, from `--listen` and
+/// `--reverse`: a bare URL takes the `--listen` addresses over, `LISTEN=URL` adds one.
+fn reverse_proxies(
+    args: &RunArgs,
+) -> Result<(Vec<std::net::SocketAddr>, Vec<wstap_proxy::ReverseProxy>), AppError> {
+    let tls = match (&args.reverse_cert, &args.reverse_key) {
+        (Some(cert), Some(key)) => wstap_proxy::ReverseTls::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if args.reverse_tls => wstap_proxy::ReverseTls::FromCa,
+        _ => wstap_proxy::ReverseTls::Off,
+    };
+    let mut listen = args.listen.clone();
+    let mut reverse = Vec::new();
+    let mut took_listen = false;
+    for spec in &args.reverse {
+        let bad = |why: String| AppError::BadInput(format!("--reverse {spec}: {why}"));
+        let split = spec
+            .split_once('=')
+            .and_then(|(addr, url)| Some((addr.parse().ok()?, url)));
+        let (addrs, url) =
+            match split {
+                Some((addr, url)) => (vec![addr], url),
+                None if took_listen => return Err(bad(
+                    "only one --reverse may take the --listen address; give the others LISTEN=URL"
+                        .into(),
+                )),
+                None => {
+                    took_listen = true;
+                    (std::mem::take(&mut listen), spec.as_str())
+                }
+            };
+        for addr in addrs {
+            let mut proxy = wstap_proxy::ReverseProxy::new(addr, url).map_err(bad)?;
+            proxy.rewrite_origin = args.reverse_rewrite_origin;
+            proxy.tls = tls.clone();
+            reverse.push(proxy);
+        }
+    }
+    Ok((listen, reverse))
+}
+
 /// `--upstream-proxy`, with the hosts that bypass it: `--no-upstream-proxy-for`, else
 /// `NO_PROXY` (or `no_proxy`).
 fn parent_proxy(args: &RunArgs) -> Result<Option<wstap_proxy::ParentProxy>, AppError> {
@@ -320,6 +376,13 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         }
         for addr in started.proxy.socks_addrs() {
             eprintln!("wstap: SOCKS5 listening on socks5://{addr}");
+        }
+        for (addr, reverse) in started.proxy.reverse_listeners() {
+            eprintln!(
+                "wstap: reverse proxy listening on {} -> {}",
+                reverse.listening_url(addr),
+                reverse.url()
+            );
         }
         match &started.capture {
             Some(path) => eprintln!("wstap: recording to {}", path.display()),

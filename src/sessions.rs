@@ -74,15 +74,15 @@ pub fn sessions(args: &SessionsArgs) -> Result<(), AppError> {
     Ok(())
 }
 
-const HEADINGS: [&str; 10] = [
-    "#", "start", "client", "url", "state", "status", "frames", "bytes", "duration", "notes",
+const HEADINGS: [&str; 11] = [
+    "#", "start", "client", "via", "url", "state", "status", "frames", "bytes", "duration", "notes",
 ];
 
 /// The columns aligned to the right (numbers).
-const RIGHT_ALIGNED: [usize; 5] = [0, 5, 6, 7, 8];
+const RIGHT_ALIGNED: [usize; 5] = [0, 6, 7, 8, 9];
 
 /// One session's cells.
-fn columns(s: &wstap_store::SessionRow) -> [String; 10] {
+fn columns(s: &wstap_store::SessionRow) -> [String; 11] {
     let start = chrono::DateTime::from_timestamp_micros(s.started_us)
         .map(|t| {
             t.with_timezone(&chrono::Local)
@@ -111,10 +111,18 @@ fn columns(s: &wstap_store::SessionRow) -> [String; 10] {
     if let Some(kind) = s.kind.as_deref().filter(|k| *k != "websocket") {
         notes.push(kind.to_owned());
     }
+    if let Some(hop) = &s.upstream_proxy {
+        notes.push(format!("through {}", hop.proxy));
+    }
+    let via = match &s.listener {
+        Some(listener) => format!("{} {listener}", s.via),
+        None => s.via.clone(),
+    };
     [
         s.id.to_string(),
         start,
         s.client.clone(),
+        via,
         cut(&url, 60),
         s.state.clone(),
         status,

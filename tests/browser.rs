@@ -169,9 +169,38 @@ fn run(program: &str, args: &[&str], home: &std::path::Path) -> std::process::Ou
 #[tokio::test]
 #[ignore = "needs chromium, certutil (libnss3-tools), node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_speaks_wss_with_permessage_deflate_through_the_proxy() {
+    chromium_through(Listener::Http).await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, certutil (libnss3-tools), node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_speaks_wss_through_the_socks5_listener() {
+    chromium_through(Listener::Socks5).await;
+}
+
+/// Which of wstap's listeners Chromium is pointed at.
+#[derive(Clone, Copy, PartialEq)]
+enum Listener {
+    Http,
+    Socks5,
+}
+
+/// Chromium opens the page and its wss WebSocket through `listener`; the trace must hold
+/// the handshake and the frames, compressed and inflated.
+async fn chromium_through(listener: Listener) {
     let pki = TestPki::new();
     let port = browser_server(&pki).await;
-    let proxy = Proxy::start_tls(pki.intercepting()).await;
+    let proxy = Proxy::start_with(wstap_proxy::ProxyConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        socks5: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(pki.intercepting()),
+        ..Default::default()
+    })
+    .await;
+    let proxy_url = match listener {
+        Listener::Http => format!("http://{}", proxy.addr),
+        Listener::Socks5 => format!("socks5://{}", proxy.socks_addr()),
+    };
 
     // A fresh HOME whose NSS database trusts the wstap CA, and nothing else of ours.
     let home = temp_path("browser-home");
@@ -213,7 +242,7 @@ async fn chromium_speaks_wss_with_permessage_deflate_through_the_proxy() {
         .join("tests/peers/node/page_result.mjs");
     let args = serde_json::json!({
         "url": format!("https://localhost:{port}/"),
-        "proxy": proxy.addr.to_string(),
+        "proxy": proxy_url,
         "home": home,
         "profile": home.join("profile"),
     });
@@ -236,6 +265,21 @@ async fn chromium_speaks_wss_with_permessage_deflate_through_the_proxy() {
 
     let trace = proxy.stop(Duration::from_secs(5)).await;
     let _ = std::fs::remove_dir_all(&home);
+    let via = match listener {
+        Listener::Http => "connect",
+        Listener::Socks5 => "socks5",
+    };
+    // (Chromium's own background requests may show up too: only the page's count.)
+    let target = format!("localhost:{port}");
+    let starts: Vec<&Value> = of_type(&trace, "session_start")
+        .into_iter()
+        .filter(|s| s["target"] == target)
+        .collect();
+    assert!(!starts.is_empty());
+    assert!(
+        starts.iter().all(|s| s["via"] == via && s["tls"] == true),
+        "every session to the page came through the {via} listener, intercepted: {starts:?}"
+    );
     let handshake = of_type(&trace, "handshake")[0];
     assert_eq!(handshake["url"], format!("wss://localhost:{port}/ws"));
     assert!(handshake["deflate"]["server_no_context_takeover"]

@@ -1,8 +1,9 @@
 //! Other WebSocket implementations through the proxy, as users run them: Python's
 //! `websockets` and Node's `ws`, each on both ends of a session, with permessage-deflate
 //! as they negotiate it (websockets: context takeover and 12-bit windows), a fragmented
-//! message, a ping and a normal close, over ws and (intercepted) wss. The trace must show
-//! every frame as sent and every message as the peers saw it.
+//! message, a ping and a normal close, over ws and (intercepted) wss, and Python's on both
+//! sides of a reverse listener. The trace must show every frame as sent and every message
+//! as the peers saw it.
 //!
 //! Needs python3 with websockets (`pip install websockets`) and node with the packages of
 //! tests/peers/node (`npm ci` there); `.ci/run` installs both and runs ignored tests.
@@ -52,9 +53,15 @@ impl Peers {
     /// Runs the peers through `proxy` (over wss with `tls_files`: the server's chain and
     /// key, and the CA the client trusts) and returns what the script says it sent.
     async fn run(&self, proxy: &Proxy, tls_files: &[&std::path::Path]) -> Value {
+        self.run_via(&format!("http://{}", proxy.addr), tls_files)
+            .await
+    }
+
+    /// Like [`Peers::run`], through the proxy at `proxy_url` (`http://` or `socks5h://`).
+    async fn run_via(&self, proxy_url: &str, tls_files: &[&std::path::Path]) -> Value {
         let run = tokio::process::Command::new(self.program)
             .arg(self.script)
-            .arg(format!("http://{}", proxy.addr))
+            .arg(proxy_url)
             .args(tls_files)
             .kill_on_drop(true)
             .output();
@@ -115,6 +122,36 @@ async fn python_websockets_over_ws_is_traced_frame_by_frame_and_inflated() {
 #[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
 async fn python_websockets_over_intercepted_wss_is_traced_frame_by_frame_and_inflated() {
     PYTHON.over_intercepted_wss().await;
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with websockets and python-socks; .ci/run installs them and runs ignored tests"]
+async fn python_websockets_over_socks5h_with_intercepted_wss() {
+    let pki = TestPki::new();
+    let proxy = Proxy::start_with(wstap_proxy::ProxyConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        socks5: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(pki.intercepting()),
+        ..Default::default()
+    })
+    .await;
+    let files = [
+        pki.server_chain_pem_path.as_path(),
+        pki.server_key_pem_path.as_path(),
+        &proxy.ca_pem(),
+    ];
+    // socks5h: the proxy resolves the name, so the SOCKS request carries `localhost`.
+    let url = format!("socks5h://{}", proxy.socks_addr());
+    let sent = PYTHON.run_via(&url, &files).await;
+    let trace = proxy.stop(Duration::from_secs(5)).await;
+    let start = &of_type(&trace, "session_start")[0];
+    assert_eq!(start["via"], "socks5", "{start}");
+    assert_eq!(start["tls"], true, "{start}");
+    assert!(
+        start["target"].as_str().unwrap().starts_with("localhost:"),
+        "{start}"
+    );
+    assert_session_traced(&trace, &sent);
 }
 
 #[tokio::test]
@@ -233,4 +270,119 @@ fn assert_session_traced(trace: &[Value], sent: &Value) {
     assert_eq!(control("CLOSE", "s2c")["close"]["code"], 1000);
     let ends = of_type(trace, "session_end");
     assert_eq!(ends.len(), 1, "{ends:?}");
+}
+
+/// Python's websockets on both ends with wstap in reverse mode between them: the server
+/// behind a reverse listener (over TLS with `tls`, the listener then speaking TLS with a
+/// certificate from wstap's CA), the client connecting straight to wstap. The server must
+/// see its own `Host`, and the trace and the capture must hold every frame.
+async fn python_through_reverse(tls: bool) {
+    use tokio::io::AsyncBufReadExt;
+    let pki = TestPki::new();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/python_reverse.py");
+    let mut server = tokio::process::Command::new("python3");
+    server.arg(script).arg("serve");
+    if tls {
+        server.args([&pki.server_chain_pem_path, &pki.server_key_pem_path]);
+    }
+    let mut server = server
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut seen = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let next_line = async |seen: &mut tokio::io::Lines<_>| -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(30), seen.next_line())
+            .await
+            .expect("the server reports in time")
+            .unwrap()
+            .expect("a line from the server");
+        serde_json::from_str(&line).unwrap()
+    };
+    let port = next_line(&mut seen).await["port"].as_u64().unwrap();
+    let upstream = match tls {
+        true => format!("localhost:{port}"),
+        false => format!("127.0.0.1:{port}"),
+    };
+    let scheme = if tls { "wss" } else { "ws" };
+    let mut reverse = wstap_proxy::ReverseProxy::new(
+        "127.0.0.1:0".parse().unwrap(),
+        &format!("{scheme}://{upstream}"),
+    )
+    .unwrap();
+    if tls {
+        reverse.tls = wstap_proxy::ReverseTls::FromCa;
+        reverse.rewrite_origin = true;
+    }
+    let proxy = Proxy::start_recording(wstap_proxy::ProxyConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        tls: Some(pki.intercepting()),
+        reverse: vec![reverse],
+        ..Default::default()
+    })
+    .await;
+    let front = proxy.reverse_addr();
+    let front_host = if tls { "localhost" } else { "127.0.0.1" };
+    let mut client = tokio::process::Command::new("python3");
+    client
+        .arg(script)
+        .arg("connect")
+        .arg(format!("{scheme}://{front_host}:{}/python", front.port()));
+    if tls {
+        client.arg(proxy.ca_pem());
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), client.output())
+        .await
+        .expect("the client finishes within a minute")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sent: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+
+    // The server saw its own name, and the client's Origin unless asked otherwise.
+    let request = next_line(&mut seen).await;
+    assert_eq!(request["host"], upstream, "{request}");
+    assert_eq!(request["path"], "/python", "{request}");
+    let origin = match tls {
+        true => format!("https://{upstream}"),
+        false => "http://wstap.test".to_owned(),
+    };
+    assert_eq!(request["origin"], origin, "{request}");
+
+    let capture = proxy.capture_path.clone().unwrap();
+    let trace = proxy.stop(Duration::from_secs(5)).await;
+    let start = &of_type(&trace, "session_start")[0];
+    assert_eq!(start["via"], "reverse", "{start}");
+    assert_eq!(start["listener"], front.to_string(), "{start}");
+    assert_eq!(start["tls"], tls, "{start}");
+    // The trace records the URL the request went to.
+    sent["url"] = Value::String(format!("{scheme}://{upstream}/python"));
+    assert_session_traced(&trace, &sent);
+
+    let db = rusqlite::Connection::open(capture.join("capture.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let frames = of_type(&trace, "frame").len() as i64;
+    let messages = of_type(&trace, "message").len() as i64;
+    assert_eq!(count("SELECT count(*) FROM frames"), frames);
+    assert_eq!(count("SELECT count(*) FROM messages"), messages);
+    assert_eq!(
+        count("SELECT count(*) FROM sessions WHERE via = 'reverse' AND status = 101"),
+        1
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
+async fn python_websockets_through_a_reverse_listener_over_ws() {
+    python_through_reverse(false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
+async fn python_websockets_through_a_reverse_listener_over_wss() {
+    python_through_reverse(true).await;
 }

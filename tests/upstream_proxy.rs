@@ -22,6 +22,30 @@ fn wstap_with(args: &[&str]) -> (KillOnDrop, SocketAddr) {
     (KillOnDrop(child), addr)
 }
 
+/// A wstap started with `args`, recording to a capture of its own: it, its proxy address
+/// and the capture's folder.
+fn wstap_recording(args: &[&str]) -> (KillOnDrop, SocketAddr, std::path::PathBuf) {
+    let capture = temp_path("child-capture");
+    let mut command = wstap_command();
+    command
+        .args(["--no-intercept", "--no-web", "-q", "--capture"])
+        .arg(&capture)
+        .args(args);
+    let (child, addr) = spawn_listening(command);
+    (KillOnDrop(child), addr, capture)
+}
+
+/// Stops `child` and lists its capture's sessions as JSON.
+fn sessions_of(mut child: KillOnDrop, capture: &std::path::Path) -> Vec<serde_json::Value> {
+    support::binary::sigterm(&child.0);
+    assert!(child.0.wait().unwrap().success());
+    let listed = support::binary::wstap(&["sessions", capture.to_str().unwrap(), "--json"]);
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// The first line and the body of a proxy's answer on `stream`.
 async fn answer(stream: &mut tokio::net::TcpStream) -> (String, String) {
     let head = String::from_utf8_lossy(&read_head(stream).await).into_owned();
@@ -48,7 +72,7 @@ async fn tunnels_and_absolute_requests_go_through_the_parent_with_credentials() 
     let (parent_child, parent) = spawn_listening(command);
     let mut parent_process = KillOnDrop(parent_child);
     let url = format!("http://alice:s3cret@{parent}");
-    let (_child, child) = wstap_with(&["--upstream-proxy", &url]);
+    let (child_process, child, child_capture) = wstap_recording(&["--upstream-proxy", &url]);
 
     // A WebSocket in a CONNECT tunnel.
     let mut ws = ws_client(child, echo).await;
@@ -94,6 +118,23 @@ async fn tunnels_and_absolute_requests_go_through_the_parent_with_credentials() 
         );
     }
     let _ = std::fs::remove_dir_all(recorded);
+
+    // The child's records say how each upstream connection was made: the parent, its
+    // answer, how long it took; and where the client came in.
+    let sessions = sessions_of(child_process, &child_capture);
+    for (through, via) in [(echo, "connect"), (server, "absolute")] {
+        let session = sessions
+            .iter()
+            .find(|s| s["target"] == through.to_string())
+            .unwrap_or_else(|| panic!("a session to {through}: {sessions:?}"));
+        assert_eq!(session["via"], via, "{session}");
+        assert_eq!(session["listener"], child.to_string(), "{session}");
+        let hop = &session["upstream_proxy"];
+        assert_eq!(hop["proxy"], parent.to_string(), "{session}");
+        assert_eq!(hop["status_line"], "HTTP/1.1 200 Connection Established");
+        assert!(hop["connect_us"].as_u64().unwrap() > 0, "{session}");
+    }
+    let _ = std::fs::remove_dir_all(child_capture);
 }
 
 #[tokio::test]
@@ -102,7 +143,7 @@ async fn a_parent_that_refuses_or_is_down_gets_the_client_a_502_that_says_so() {
     let (_parent, parent) = wstap_with(&["--proxy-auth", "alice:s3cret"]);
 
     let wrong = format!("http://alice:wrong@{parent}");
-    let (_child, child) = wstap_with(&["--upstream-proxy", &wrong]);
+    let (child_process, child, capture) = wstap_recording(&["--upstream-proxy", &wrong]);
     let (mut stream, head) = connect_raw(child, &echo.to_string()).await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let body = String::from_utf8_lossy(&read_to_end(&mut stream).await).into_owned();
@@ -110,6 +151,17 @@ async fn a_parent_that_refuses_or_is_down_gets_the_client_a_502_that_says_so() {
         body.contains("407"),
         "the parent's status line is quoted: {body}"
     );
+    let refused = sessions_of(child_process, &capture)
+        .into_iter()
+        .find(|s| s["target"] == echo.to_string())
+        .expect("the refused tunnel's session");
+    assert_eq!(refused["state"], "error", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("407 Proxy Authentication Required"),
+        "{refused}"
+    );
+    let _ = std::fs::remove_dir_all(capture);
 
     let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let down = gone.local_addr().unwrap();

@@ -224,8 +224,20 @@ impl Printer {
                     Via::Connect => "CONNECT",
                     Via::Absolute => "PROXY",
                     Via::Socks5 => "SOCKS5",
+                    Via::Reverse => "REVERSE",
                 };
-                let line = format!("{} {} from {}", via, s.target, s.client);
+                let mut line = format!("{} {} from {}", via, s.target, s.client);
+                if let Some(listener) = &s.listener {
+                    line.push_str(&format!(" on {listener}"));
+                }
+                if let Some(hop) = &s.upstream_proxy {
+                    line.push_str(&format!(
+                        " through {} ({:?} in {:.1} ms)",
+                        hop.proxy,
+                        hop.status_line,
+                        hop.connect_us as f64 / 1000.0
+                    ));
+                }
                 self.line(&s.time, s.session, &self.paint(DIM, &line), out);
             }
             Event::Handshake(h) => self.handshake(h, out),

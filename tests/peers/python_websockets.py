@@ -3,8 +3,8 @@
 Usage: python3 python_websockets.py PROXY_URL [SERVER_CHAIN SERVER_KEY CLIENT_CA]
 
 Starts a websockets echo server on loopback, connects a websockets client to it through
-the HTTP proxy at PROXY_URL (permessage-deflate on, as websockets negotiates by default),
-over wss when given the server's certificate chain and key (PEM) and the CA the client
+the proxy at PROXY_URL (http://, or socks5h:// with python-socks; permessage-deflate on,
+as websockets negotiates by default), over wss when given the server's certificate chain and key (PEM) and the CA the client
 is to trust (the proxy's, which intercepts TLS); over ws otherwise. It sends the messages
 below, checks every echo, pings, and closes with 1000. Prints one JSON line: the URL,
 what it sent and the extensions it negotiated. Exits non-zero on any mismatch.
@@ -30,6 +30,29 @@ async def echo(ws):
         await ws.send(message)
 
 
+async def converse(ws, url):
+    """Sends every message above on `ws`, checks each echo, pings; returns the summary
+    the tests compare the trace with."""
+    for message in [*TEXTS, BINARY]:
+        await ws.send(message)
+        echoed = await ws.recv()
+        if echoed != message:
+            sys.exit(f"echo differs for a message of {len(message)}")
+    # An iterable is sent as one fragmented message, a frame per item.
+    await ws.send(FRAGMENTS)
+    if await ws.recv() != "".join(FRAGMENTS):
+        sys.exit("the fragmented message's echo differs")
+    await asyncio.wait_for(await ws.ping(PING), 10)
+    return {
+        "url": url,
+        "texts": TEXTS,
+        "binary_base64": base64.b64encode(BINARY).decode(),
+        "fragments": FRAGMENTS,
+        "ping": PING.decode(),
+        "extensions": ws.response.headers.get("Sec-WebSocket-Extensions"),
+    }
+
+
 async def main(proxy, tls_files):
     server_tls = client_tls = None
     if tls_files:
@@ -41,29 +64,8 @@ async def main(proxy, tls_files):
         port = server.sockets[0].getsockname()[1]
         url = f"wss://localhost:{port}/python" if tls_files else f"ws://127.0.0.1:{port}/python"
         async with connect(url, proxy=proxy, ssl=client_tls, ping_interval=None) as ws:
-            for message in [*TEXTS, BINARY]:
-                await ws.send(message)
-                echoed = await ws.recv()
-                if echoed != message:
-                    sys.exit(f"echo differs for a message of {len(message)}")
-            # An iterable is sent as one fragmented message, a frame per item.
-            await ws.send(FRAGMENTS)
-            if await ws.recv() != "".join(FRAGMENTS):
-                sys.exit("the fragmented message's echo differs")
-            await asyncio.wait_for(await ws.ping(PING), 10)
-            extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
-        print(
-            json.dumps(
-                {
-                    "url": url,
-                    "texts": TEXTS,
-                    "binary_base64": base64.b64encode(BINARY).decode(),
-                    "fragments": FRAGMENTS,
-                    "ping": PING.decode(),
-                    "extensions": extensions,
-                }
-            )
-        )
+            summary = await converse(ws, url)
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

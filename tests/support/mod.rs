@@ -62,8 +62,11 @@ pub fn reset_peak_rss_kib() -> u64 {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub trace_path: PathBuf,
+    /// The capture folder, when started with [`Proxy::start_recording`].
+    pub capture_path: Option<PathBuf>,
     running: RunningProxy,
     trace: std::thread::JoinHandle<SinkStats>,
+    capture: Option<std::thread::JoinHandle<SinkStats>>,
 }
 
 impl Proxy {
@@ -104,9 +107,41 @@ impl Proxy {
         self.running.certificates_issued()
     }
 
+    /// The first reverse listener's address (started with `reverse` in its config).
+    pub fn reverse_addr(&self) -> SocketAddr {
+        self.running.reverse_listeners().next().unwrap().0
+    }
+
     pub async fn start_with(config: ProxyConfig) -> Proxy {
+        Self::start_sinks(config, false).await
+    }
+
+    /// Like [`Proxy::start_with`], also recording a capture (as `wstap` does by default).
+    pub async fn start_recording(config: ProxyConfig) -> Proxy {
+        Self::start_sinks(config, true).await
+    }
+
+    async fn start_sinks(config: ProxyConfig, record: bool) -> Proxy {
         let trace_path = temp_path("trace.ndjson");
         let mut bus = EventBus::new();
+        let (capture_path, capture) = if record {
+            let path = temp_path("capture");
+            let info = wstap_store::CaptureInfo {
+                writer: "wstap test".into(),
+                max_capture: config.max_capture,
+            };
+            let writer = wstap_store::CaptureWriter::create(&path, &info).unwrap();
+            let rx = bus.subscribe_lossless(4 << 20);
+            let cadence = Cadence {
+                nap: Duration::from_millis(2),
+                max_delay: Duration::from_millis(50),
+                background: false,
+            };
+            let thread = driver::spawn("wstap-capture", rx, writer, cadence).unwrap();
+            (Some(path), Some(thread))
+        } else {
+            (None, None)
+        };
         let rx = bus.subscribe_lossless(4 << 20);
         let file = TraceFile::create(&trace_path, "wstap test").unwrap();
         let cadence = Cadence {
@@ -120,8 +155,10 @@ impl Proxy {
         Proxy {
             addr,
             trace_path,
+            capture_path,
             running,
             trace,
+            capture,
         }
     }
 
@@ -129,10 +166,14 @@ impl Proxy {
     pub async fn stop(self, grace: Duration) -> Vec<Value> {
         self.running.shutdown(grace).await;
         let trace = self.trace;
-        let stats = tokio::task::spawn_blocking(move || trace.join().unwrap())
-            .await
-            .unwrap();
+        let capture = self.capture;
+        let (stats, capture) = tokio::task::spawn_blocking(move || {
+            (trace.join().unwrap(), capture.map(|c| c.join().unwrap()))
+        })
+        .await
+        .unwrap();
         assert_eq!(stats.error, None);
+        assert_eq!(capture.and_then(|c| c.error), None);
         let text = std::fs::read_to_string(&self.trace_path).unwrap();
         let _ = std::fs::remove_file(&self.trace_path);
         text.lines()

@@ -234,6 +234,10 @@ export class SessionView {
       if ((handshake.undecoded_extensions || []).length) verdicts.push(['Not decoded', handshake.undecoded_extensions.join(', '), true]);
       for (const issue of handshake.issues || []) verdicts.push(['Issue', issue, true]);
       if (handshake.duration_us) verdicts.push(['Took', duration(handshake.duration_us)]);
+      const fwd = handshake.forwarded || {};
+      if (fwd.target) verdicts.push(['Sent upstream as', fwd.target]);
+      for (const h of fwd.rewritten_headers || []) verdicts.push([`${h.name} rewritten`, `${h.from} → ${h.to}`]);
+      if ((fwd.removed_headers || []).length) verdicts.push(['Not forwarded', fwd.removed_headers.join(', ')]);
       parts.push(el('h3', { text: 'Verdicts' }), facts(verdicts));
       parts.push(el('div', { class: 'heads' },
         el('div', {}, el('h3', { text: 'Request, as the client sent it' }), el('pre', { class: 'head', text: handshake.request_raw ?? rebuild(handshake.request, true) })),
@@ -251,7 +255,11 @@ export class SessionView {
       }))));
     }
     parts.push(el('h3', { text: 'Session' }), facts([
-      ['Client', session.client], ['Target', session.target], ['Via', session.via],
+      ['Client', session.client], ['Target', session.target],
+      ['Via', session.listener ? `${session.via} on ${session.listener}` : session.via],
+      ['Upstream proxy', session.upstream_proxy
+        ? `${session.upstream_proxy.proxy}: ${session.upstream_proxy.status_line} in ${duration(session.upstream_proxy.connect_us)}`
+        : 'none (direct)'],
       ['Started', clock(session.started_us)], ['State', session.state],
       ['Closed by', session.close_initiator || '—'],
       ['Close', session.close_code ? `${session.close_code} ${closeMeaning(session.close_code)} ${session.close_reason || ''}` : '—'],

@@ -2,6 +2,7 @@
 
 use crate::mitm::TlsConfig;
 use crate::parent::ParentProxy;
+use crate::reverse::ReverseProxy;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct ProxyConfig {
     pub upstream_proxy: Option<ParentProxy>,
     /// Addresses to listen on for SOCKS5 clients.
     pub socks5: Vec<SocketAddr>,
+    /// Reverse listeners, each forwarding to its URL.
+    pub reverse: Vec<ReverseProxy>,
 }
 
 impl Default for ProxyConfig {
@@ -45,6 +48,7 @@ impl Default for ProxyConfig {
             strict: false,
             upstream_proxy: None,
             socks5: Vec::new(),
+            reverse: Vec::new(),
         }
     }
 }

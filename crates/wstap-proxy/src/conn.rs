@@ -49,6 +49,16 @@ pub(crate) async fn serve_socks(session: Session, stream: TcpStream) {
     crate::socks::serve(session, stream).await;
 }
 
+/// Serves one connection accepted on a reverse listener.
+pub(crate) async fn serve_reverse(
+    session: Session,
+    stream: TcpStream,
+    listener: Arc<crate::reverse::ReverseListener>,
+) {
+    let _active = Active::new(&session.shared);
+    crate::reverse::serve(session, stream, listener).await;
+}
+
 /// Answers a connection beyond `--max-connections` with 503 and records it.
 pub(crate) async fn turn_away(session: Session, stream: TcpStream) {
     let (_read, write) = stream.into_split();

@@ -51,7 +51,7 @@ fn classify(bytes: &[u8]) -> Option<Protocol> {
 
 /// Opens the tunnel `head` asks for and returns the stage its first bytes call for.
 pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head) -> Stage {
-    let (target, upstream) = match open(&session, &head).await {
+    let (target, upstream) = match open(&mut session, &head).await {
         Ok(opened) => opened,
         Err(error) => {
             session.announce(&head.target, Via::Connect, false).await;
@@ -150,7 +150,7 @@ async fn next_stage(
 }
 
 /// Checks the CONNECT target and connects to it.
-async fn open(session: &Session, head: &Head) -> Result<(Target, Upstream), SessionError> {
+async fn open(session: &mut Session, head: &Head) -> Result<(Target, Upstream), SessionError> {
     let target = parse_authority(&head.target).map_err(SessionError::BadRequest)?;
     if is_self(&target, &session.shared.listening) {
         return Err(SessionError::Loop {
@@ -159,12 +159,13 @@ async fn open(session: &Session, head: &Head) -> Result<(Target, Upstream), Sess
         });
     }
     let config = &session.shared.config;
-    let stream = connect(
+    let (stream, parent) = connect(
         &target,
         config.connect_timeout,
         config.upstream_proxy.as_ref(),
     )
     .await?;
+    session.note_upstream(parent, None);
     let upstream = Upstream::from_tcp(target.clone(), stream);
     Ok((target, upstream))
 }

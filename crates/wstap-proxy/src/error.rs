@@ -27,6 +27,16 @@ pub enum ProxyError {
     /// TLS interception could not be set up (the CA, `--upstream-ca`, `--ignore-hosts`).
     #[error(transparent)]
     Tls(#[from] crate::mitm::TlsSetupError),
+    /// A reverse listener needs TLS that is not there.
+    #[error("the reverse listener on {listen} for {url} {needs}, and TLS interception is off")]
+    ReverseNeedsTls {
+        /// The listener.
+        listen: SocketAddr,
+        /// Its upstream URL.
+        url: String,
+        /// What it needs the CA or the upstream TLS settings for.
+        needs: &'static str,
+    },
 }
 
 /// Why wstap answers a request itself: see the module documentation.

@@ -23,25 +23,32 @@ use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use wstap_trace::convert::{Exchanged, Relayed};
-use wstap_trace::{Event, Handshake, HttpExchange, RawHeads, Responder, SessionKind};
+use wstap_trace::{Event, Handshake, HttpExchange, RawHeads, Responder, SessionKind, Via};
 use wstap_wire::handshake::{analyze, is_websocket_upgrade};
 
-/// Forwards `head` along `route` and returns the connection's next stage.
-pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route) -> Stage {
+/// Forwards `head` along `route` and returns the connection's next stage. The session
+/// is announced (`via` says how the client came) once its upstream connection is made or
+/// has failed, so that its record holds how that connection was made.
+pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route, via: Via) -> Stage {
     let record = Record {
         time: Utc::now(),
         started: Instant::now(),
     };
-    let body = match body::request_body(&head) {
-        Ok(kind) => kind,
-        Err(why) => {
-            let error = SessionError::BadRequest(why);
+    let body = body::request_body(&head).map_err(SessionError::BadRequest);
+    let connected = match body {
+        Ok(_) => connect_upstream(&mut requests, &route)
+            .await
+            .map_err(SessionError::from),
+        Err(_) => Ok(()),
+    };
+    let target = route.target.to_string();
+    requests.session.announce(&target, via, false).await;
+    let body = match (body, connected) {
+        (Ok(kind), Ok(())) => kind,
+        (Err(error), _) | (_, Err(error)) => {
             return refuse_at(requests, error, Some(&head), &route.url).await;
         }
     };
-    if let Err(e) = connect_upstream(&mut requests, &route).await {
-        return refuse_at(requests, e.into(), Some(&head), &route.url).await;
-    }
     match transfer(&mut requests, &head, &route, body).await {
         Ok((sent, received)) => answered(requests, head, route, record, sent, received).await,
         Err(Failed::NoResponse(e)) => refuse_at(requests, e.into(), Some(&head), &route.url).await,
@@ -115,7 +122,7 @@ async fn connect_upstream(requests: &mut Requests, route: &Route) -> Result<(), 
         false => None,
     };
     let config = &shared.config;
-    let upstream = dial(
+    let dialled = dial(
         &route.target,
         tls,
         config.connect_timeout,
@@ -123,7 +130,8 @@ async fn connect_upstream(requests: &mut Requests, route: &Route) -> Result<(), 
         config.upstream_proxy.as_ref(),
     )
     .await?;
-    requests.upstream = Some(upstream);
+    requests.upstream = Some(dialled.upstream);
+    requests.session.note_upstream(dialled.parent, dialled.tls);
     Ok(())
 }
 

@@ -141,11 +141,32 @@ impl Head {
         target: Option<&str>,
         drop: impl Fn(&str) -> bool,
     ) -> (Vec<u8>, Vec<String>) {
-        let mut out = Vec::with_capacity(self.raw.len());
-        let mut removed = Vec::new();
+        let edited = self.edit(target, |name, _| match drop(name) {
+            true => LineEdit::Drop,
+            false => LineEdit::Keep,
+        });
+        (edited.bytes, edited.removed)
+    }
+
+    /// The head for forwarding with each header line kept, dropped or given a new value
+    /// as `edit` says (it sees the name and the value); the request line gets `target`
+    /// when given. Lines kept are copied byte for byte; a new value keeps the line's name
+    /// as sent and ends with CRLF.
+    pub(crate) fn edit(
+        &self,
+        target: Option<&str>,
+        edit: impl Fn(&str, &str) -> LineEdit,
+    ) -> EditedHead {
+        let mut edited = EditedHead {
+            bytes: Vec::with_capacity(self.raw.len() + 64),
+            removed: Vec::new(),
+            replaced: Vec::new(),
+        };
+        let out = &mut edited.bytes;
         let mut lines = split_lines(&self.raw);
         let Some(first) = lines.next() else {
-            return (self.raw.to_vec(), removed);
+            out.extend_from_slice(&self.raw);
+            return edited;
         };
         match target {
             Some(target) => {
@@ -158,15 +179,49 @@ impl Head {
         }
         for line in lines {
             let name_end = line.iter().position(|&b| b == b':').unwrap_or(0);
-            let name = String::from_utf8_lossy(&line[..name_end]);
-            if name_end > 0 && drop(&name) {
-                removed.push(name.into_owned());
-            } else {
+            if name_end == 0 {
                 out.extend_from_slice(line);
+                continue;
+            }
+            let name = String::from_utf8_lossy(&line[..name_end]);
+            let value = String::from_utf8_lossy(&line[name_end + 1..]);
+            match edit(&name, value.trim()) {
+                LineEdit::Keep => out.extend_from_slice(line),
+                LineEdit::Drop => edited.removed.push(name.into_owned()),
+                LineEdit::Replace(new) => {
+                    out.extend_from_slice(&line[..name_end]);
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(new.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    let old = value.trim().to_owned();
+                    edited.replaced.push((name.into_owned(), old, new));
+                }
             }
         }
-        (out, removed)
+        edited
     }
+}
+
+/// What [`Head::edit`] does with one header line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LineEdit {
+    /// Forward it as it came.
+    Keep,
+    /// Leave it out.
+    Drop,
+    /// Forward it with this value instead.
+    Replace(String),
+}
+
+/// A head edited for forwarding, and what was changed in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EditedHead {
+    /// The bytes to send.
+    pub bytes: Vec<u8>,
+    /// Names of the header lines left out.
+    pub removed: Vec<String>,
+    /// Header lines given a new value: name, old value, new value.
+    pub replaced: Vec<(String, String, String)>,
 }
 
 /// Splits a raw head into its lines, each with its own line ending.

@@ -1,6 +1,9 @@
 //! The wstap engine: an HTTP/1.1 forward proxy that relays WebSocket traffic byte for byte
 //! and taps it.
 //!
+//! Clients reach it as a proxy (HTTP, or SOCKS5 with `socks`) or, on a reverse listener
+//! (`reverse`), as if it were the server.
+//!
 //! Data flows one way: socket bytes -> the relay (forwarded at once) -> the tap (the
 //! `wstap-wire` analyzer) -> records on the bus (`wstap-bus`) -> sinks, which live outside
 //! the engine and depend only on the event model (`wstap-trace`).
@@ -33,6 +36,7 @@ mod parent;
 mod relay;
 mod requests;
 mod respond;
+mod reverse;
 mod route;
 mod session;
 pub mod socks;
@@ -47,4 +51,5 @@ pub use head::{parse_request, Head, HeadError};
 pub use listener::{start, RunningProxy};
 pub use mitm::TlsConfig;
 pub use parent::ParentProxy;
+pub use reverse::{ReverseProxy, ReverseTls};
 pub use wstap_bus::EventBus;

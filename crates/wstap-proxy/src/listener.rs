@@ -4,7 +4,8 @@
 //! so one broken session never affects another. [`RunningProxy::shutdown`] stops
 //! accepting, gives open sessions a grace period, then drops what is left.
 
-use crate::conn::{serve, turn_away};
+use crate::conn::{serve, serve_reverse, serve_socks, turn_away};
+use crate::reverse::{ListenerTls, ReverseListener, ReverseProxy, ReverseTls};
 use crate::session::{Session, Shared};
 use crate::{ProxyConfig, ProxyError};
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use wstap_bus::EventBus;
 pub struct RunningProxy {
     addrs: Vec<SocketAddr>,
     socks_addrs: Vec<SocketAddr>,
+    reverse_addrs: Vec<(SocketAddr, Arc<ReverseProxy>)>,
     tls: Option<Arc<crate::mitm::Interceptor>>,
     stop: watch::Sender<Option<Duration>>,
     shared: Arc<Shared>,
@@ -46,6 +48,11 @@ impl RunningProxy {
     /// The addresses the SOCKS5 listeners are bound to.
     pub fn socks_addrs(&self) -> &[SocketAddr] {
         &self.socks_addrs
+    }
+
+    /// The reverse listeners: each bound address, with its settings.
+    pub fn reverse_listeners(&self) -> impl Iterator<Item = (SocketAddr, &ReverseProxy)> {
+        self.reverse_addrs.iter().map(|(addr, r)| (*addr, &**r))
     }
 
     /// Stops accepting, lets open sessions run for up to `grace`, then tells the rest to
@@ -77,7 +84,9 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
     let mut sockets = Vec::new();
     let http = config.listen.iter().map(|&addr| (addr, Protocol::Http));
     let socks = config.socks5.iter().map(|&addr| (addr, Protocol::Socks5));
-    for (addr, protocol) in http.chain(socks) {
+    let reverse = config.reverse.iter().enumerate();
+    let reverse = reverse.map(|(i, r)| (r.listen, Protocol::Reverse(i)));
+    for (addr, protocol) in http.chain(socks).chain(reverse) {
         sockets.push((
             addr,
             protocol,
@@ -88,6 +97,7 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         Some(tls) => Some(Arc::new(crate::mitm::Interceptor::new(tls)?)),
         None => None,
     };
+    let reverse = reverse_listeners(&config.reverse, tls.as_ref())?;
     let mut listeners = Vec::new();
     for (addr, protocol, socket) in sockets {
         let listening = socket.listen(BACKLOG);
@@ -96,25 +106,41 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
             protocol,
         ));
     }
-    let bound = |wanted: Protocol| -> Vec<SocketAddr> {
+    let bound = |wanted: fn(&Protocol) -> bool| -> Vec<SocketAddr> {
         listeners
             .iter()
-            .filter(|(_, protocol)| *protocol == wanted)
+            .filter(|(_, protocol)| wanted(protocol))
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     };
-    let (addrs, socks_addrs) = (bound(Protocol::Http), bound(Protocol::Socks5));
+    let addrs = bound(|p| *p == Protocol::Http);
+    let socks_addrs = bound(|p| *p == Protocol::Socks5);
+    let reverse_addrs = listeners
+        .iter()
+        .filter_map(|(l, protocol)| match protocol {
+            Protocol::Reverse(i) => Some((l.local_addr().ok()?, Arc::clone(&reverse[*i].proxy))),
+            _ => None,
+        })
+        .collect();
     // Loop protection knows every listener: a tunnel to any of them is refused.
-    let every: Vec<SocketAddr> = addrs.iter().chain(&socks_addrs).copied().collect();
+    let every: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|(l, _)| l.local_addr().ok())
+        .collect();
     let (closing, closing_rx) = watch::channel(false);
     let closing = Arc::new(closing);
     let shared = Arc::new(Shared::new(config, bus, tls.clone(), every, closing_rx));
     let (stop, stopped) = watch::channel(None);
     let mut loops = Vec::new();
     for (listener, protocol) in listeners {
+        let serves = match protocol {
+            Protocol::Http => Serves::Http,
+            Protocol::Socks5 => Serves::Socks5,
+            Protocol::Reverse(i) => Serves::Reverse(Arc::clone(&reverse[i])),
+        };
         let task = accept_loop(
             listener,
-            protocol,
+            serves,
             Arc::clone(&shared),
             stopped.clone(),
             Arc::clone(&closing),
@@ -124,11 +150,49 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
     Ok(RunningProxy {
         addrs,
         socks_addrs,
+        reverse_addrs,
         tls,
         stop,
         shared,
         loops,
     })
+}
+
+/// Each reverse listener with the TLS it speaks, checked against what wstap can do: its
+/// certificate from the CA, or from its files; TLS to its upstream needs the upstream
+/// settings interception brings.
+fn reverse_listeners(
+    reverse: &[ReverseProxy],
+    tls: Option<&Arc<crate::mitm::Interceptor>>,
+) -> Result<Vec<Arc<ReverseListener>>, ProxyError> {
+    let needs = |proxy: &ReverseProxy, needs| ProxyError::ReverseNeedsTls {
+        listen: proxy.listen,
+        url: proxy.url(),
+        needs,
+    };
+    let mut listeners = Vec::new();
+    for proxy in reverse {
+        if proxy.upstream_tls() && tls.is_none() {
+            return Err(needs(proxy, "speaks TLS to its upstream"));
+        }
+        let server = match &proxy.tls {
+            ReverseTls::Off => None,
+            ReverseTls::FromCa => {
+                let tls = tls.ok_or_else(|| needs(proxy, "needs a certificate from the CA"))?;
+                // Made now, so a host the CA cannot sign for fails at start, not per client.
+                tls.server_config(proxy.upstream_host())?;
+                Some(ListenerTls::FromCa(Arc::clone(tls)))
+            }
+            ReverseTls::Files { cert, key } => Some(ListenerTls::Fixed(
+                crate::mitm::server_config_from_files(cert, key)?,
+            )),
+        };
+        listeners.push(Arc::new(ReverseListener {
+            proxy: Arc::new(proxy.clone()),
+            tls: server,
+        }));
+    }
+    Ok(listeners)
 }
 
 /// A socket bound to `addr`, not yet listening.
@@ -148,37 +212,58 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
 /// How long sessions told to close get to record their end before they are dropped.
 const WRAP_UP: Duration = Duration::from_secs(3);
 
-/// What a listener speaks.
+/// What a listen address is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Protocol {
     /// An HTTP proxy.
     Http,
     /// SOCKS5.
     Socks5,
+    /// The reverse listener at this index of the configuration.
+    Reverse(usize),
+}
+
+/// What an accept loop serves.
+enum Serves {
+    /// An HTTP proxy.
+    Http,
+    /// SOCKS5.
+    Socks5,
+    /// A reverse listener.
+    Reverse(Arc<ReverseListener>),
 }
 
 async fn accept_loop(
     listener: TcpListener,
-    protocol: Protocol,
+    serves: Serves,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
     closing: Arc<watch::Sender<bool>>,
 ) {
     let mut sessions = JoinSet::new();
+    // A session records the address it came in on; a listener on port 0 learns its own.
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
     let grace = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let open = shared.active.load(Ordering::Relaxed);
-                    let session = Session::new(Arc::clone(&shared), peer);
+                    let session = Session::new(Arc::clone(&shared), peer, local);
                     if shared.config.max_connections.is_some_and(|max| open >= max) {
                         // Answered outside the session set: it is not a session that counts.
                         tokio::spawn(turn_away(session, stream));
-                    } else if protocol == Protocol::Socks5 {
-                        sessions.spawn(crate::conn::serve_socks(session, stream));
-                    } else {
-                        sessions.spawn(serve(session, stream));
+                        continue;
                     }
+                    match &serves {
+                        Serves::Http => sessions.spawn(serve(session, stream)),
+                        Serves::Socks5 => sessions.spawn(serve_socks(session, stream)),
+                        Serves::Reverse(reverse) => {
+                            let reverse = Arc::clone(reverse);
+                            sessions.spawn(serve_reverse(session, stream, reverse))
+                        }
+                    };
                 }
                 // Out of file descriptors and the like: wait a moment rather than spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,

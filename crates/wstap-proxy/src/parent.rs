@@ -8,9 +8,10 @@
 use crate::error::UpstreamError;
 use crate::upstream::Target;
 use base64::Engine;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wstap_trace::ParentHop;
 
 /// The longest answer head a parent may send to `CONNECT`.
 const MAX_ANSWER: usize = 16 * 1024;
@@ -99,13 +100,15 @@ impl ParentProxy {
         })
     }
 
-    /// A TCP connection to `target` through the parent: connected within `timeout`, and
-    /// the parent's `2xx` answer to `CONNECT` read within `timeout` too.
+    /// A TCP connection to `target` through the parent, and the parent's answer:
+    /// connected within `timeout`, and the parent's `2xx` answer to `CONNECT` read within
+    /// `timeout` too.
     pub(crate) async fn tunnel(
         &self,
         target: &Target,
         timeout: Duration,
-    ) -> Result<TcpStream, UpstreamError> {
+    ) -> Result<(TcpStream, ParentHop), UpstreamError> {
+        let started = Instant::now();
         let parent = self.address();
         let unreachable = |reason: String| UpstreamError::ParentUnreachable {
             parent: parent.clone(),
@@ -137,7 +140,14 @@ impl ParentProxy {
             .nth(1)
             .and_then(|c| c.parse::<u16>().ok());
         match code {
-            Some(200..=299) if status_line.starts_with("HTTP/1.") => Ok(stream),
+            Some(200..=299) if status_line.starts_with("HTTP/1.") => {
+                let hop = ParentHop {
+                    proxy: parent,
+                    status_line,
+                    connect_us: started.elapsed().as_micros() as u64,
+                };
+                Ok((stream, hop))
+            }
             _ => Err(UpstreamError::ParentRefused {
                 parent,
                 target: target.clone(),

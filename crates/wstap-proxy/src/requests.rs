@@ -11,6 +11,7 @@ use crate::exchange;
 use crate::guard::is_self;
 use crate::head::{read_request, Head, HeadError};
 use crate::page;
+use crate::reverse::reverse_route;
 use crate::route::{proxy_route, tunnel_route, Route};
 use crate::session::Ending;
 use crate::stage::{Requests, Scope, Stage};
@@ -34,6 +35,13 @@ pub(crate) async fn next(mut requests: Requests) -> Stage {
         }
     }
     if head.method.eq_ignore_ascii_case("CONNECT") {
+        if let Scope::Reverse(reverse) = &requests.scope {
+            let why = format!(
+                "this is a reverse proxy for {}: it does not serve CONNECT",
+                reverse.url()
+            );
+            return refuse(requests, SessionError::BadRequest(why), Some(&head)).await;
+        }
         if !proxy_port {
             return refuse(requests, SessionError::NestedConnect, Some(&head)).await;
         }
@@ -68,9 +76,7 @@ pub(crate) async fn next(mut requests: Requests) -> Stage {
     } else {
         requests.session.tunnel_via
     };
-    let target = route.target.to_string();
-    requests.session.announce(&target, via, false).await;
-    exchange::forward(requests, head, route).await
+    exchange::forward(requests, head, route, via).await
 }
 
 /// Why no request head came.
@@ -100,22 +106,22 @@ async fn read_head(requests: &mut Requests) -> Result<Option<Head>, Stop> {
     }
 }
 
-/// Where `head` goes from this connection.
+/// Where `head` goes from this connection. A tunnel's target was checked when it was
+/// opened; a URL's or a reverse upstream's is checked here, as it may name wstap itself.
 fn route(requests: &Requests, head: &Head) -> Result<Route, SessionError> {
     let shared = &requests.session.shared;
-    match &requests.scope {
-        Scope::Proxy => {
-            let route = proxy_route(head, shared.tls.is_some())?;
-            if is_self(&route.target, &shared.listening) {
-                return Err(SessionError::Loop {
-                    target: route.target,
-                    tunnel: false,
-                });
-            }
-            Ok(route)
-        }
-        Scope::Tunnel { target, tls } => Ok(tunnel_route(head, target, *tls)),
+    let route = match &requests.scope {
+        Scope::Proxy => proxy_route(head, shared.tls.is_some())?,
+        Scope::Tunnel { target, tls } => return Ok(tunnel_route(head, target, *tls)),
+        Scope::Reverse(reverse) => reverse_route(head, reverse)?,
+    };
+    if is_self(&route.target, &shared.listening) {
+        return Err(SessionError::Loop {
+            target: route.target,
+            tunnel: false,
+        });
     }
+    Ok(route)
 }
 
 /// Ends an HTTP session that closed normally.

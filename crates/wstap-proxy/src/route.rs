@@ -77,6 +77,7 @@ pub(crate) fn proxy_route(head: &Head, can_tls: bool) -> Result<Route, SessionEr
         forwarded: Forwarded {
             target: Some(url.path_and_query),
             removed_headers: removed,
+            rewritten_headers: Vec::new(),
         },
         head_bytes,
         fixed: false,
@@ -101,7 +102,8 @@ pub(crate) fn tunnel_route(head: &Head, target: &Target, tls: bool) -> Route {
     }
 }
 
-fn scheme(websocket: bool, tls: bool) -> &'static str {
+/// The URL scheme for a request: `ws`/`wss` for a WebSocket handshake, else `http`/`https`.
+pub(crate) fn scheme(websocket: bool, tls: bool) -> &'static str {
     match (websocket, tls) {
         (true, false) => "ws",
         (true, true) => "wss",

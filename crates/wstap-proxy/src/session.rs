@@ -21,8 +21,9 @@ use tokio::sync::watch;
 use wstap_bus::EventBus;
 use wstap_trace::convert::{Exchanged, Relayed};
 use wstap_trace::{
-    CutFrame, Event, Forwarded, HttpExchange, Outcome, PerDirection, RawHeads, RequestHead,
-    Responder, SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via, Withheld,
+    CutFrame, Event, Forwarded, HttpExchange, Outcome, ParentHop, PerDirection, RawHeads,
+    RequestHead, Responder, SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via,
+    Withheld,
 };
 
 /// What every session shares: settings, the bus, the session counter.
@@ -88,10 +89,23 @@ pub(crate) struct Session {
     pub shared: Arc<Shared>,
     /// The client's address.
     pub client: SocketAddr,
+    /// The listener the client connected to.
+    pub listener: SocketAddr,
     started: Instant,
     announced: bool,
-    /// How a tunnel of this session was asked for: HTTP `CONNECT`, or SOCKS5.
+    /// How a tunnel of this session was asked for: HTTP `CONNECT`, SOCKS5, or a reverse
+    /// listener's connection.
     pub tunnel_via: Via,
+    /// What `session_start` will say of the connections, learnt before it is announced.
+    facts: Option<Box<Facts>>,
+}
+
+/// Facts of a session's connections, gathered until its `session_start`.
+#[derive(Debug, Default)]
+struct Facts {
+    client_tls: Option<TlsLeg>,
+    upstream_tls: Option<TlsLeg>,
+    upstream_proxy: Option<ParentHop>,
 }
 
 /// How a session ended, for its `session_end` event.
@@ -122,17 +136,38 @@ impl Ending {
 }
 
 impl Session {
-    /// A new session for a client at `client`.
-    pub fn new(shared: Arc<Shared>, client: SocketAddr) -> Self {
+    /// A new session for a client at `client` that connected to `listener`.
+    pub fn new(shared: Arc<Shared>, client: SocketAddr, listener: SocketAddr) -> Self {
         let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
         Session {
             id,
             shared,
             client,
+            listener,
             started: Instant::now(),
             announced: false,
             tunnel_via: Via::Connect,
+            facts: None,
         }
+    }
+
+    fn facts(&mut self) -> &mut Facts {
+        self.facts.get_or_insert_with(Box::default)
+    }
+
+    /// Notes the TLS connection the client made with wstap, for `session_start`.
+    pub fn note_client_tls(&mut self, leg: TlsLeg) {
+        self.facts().client_tls = Some(leg);
+    }
+
+    /// Notes how the (first) upstream connection was made, for `session_start`.
+    pub fn note_upstream(&mut self, parent: Option<ParentHop>, tls: Option<TlsLeg>) {
+        if self.announced || (parent.is_none() && tls.is_none()) {
+            return;
+        }
+        let facts = self.facts();
+        facts.upstream_proxy = facts.upstream_proxy.take().or(parent);
+        facts.upstream_tls = facts.upstream_tls.take().or(tls);
     }
 
     /// The bus.
@@ -142,36 +177,33 @@ impl Session {
 
     /// Publishes `session_start` (once; later calls do nothing).
     pub async fn announce(&mut self, target: &str, via: Via, tls: bool) {
-        self.announce_with(target, via, tls, None).await;
+        self.announce_with(target, via, tls).await;
     }
 
     /// Publishes `session_start` for an intercepted TLS tunnel, with both legs' parameters.
     pub async fn announce_tls(&mut self, target: &str, client: TlsLeg, upstream: TlsLeg) {
-        self.announce_with(target, self.tunnel_via, true, Some((client, upstream)))
-            .await;
+        self.note_client_tls(client);
+        self.note_upstream(None, Some(upstream));
+        self.announce(target, self.tunnel_via, true).await;
     }
 
-    async fn announce_with(
-        &mut self,
-        target: &str,
-        via: Via,
-        tls: bool,
-        legs: Option<(TlsLeg, TlsLeg)>,
-    ) {
+    async fn announce_with(&mut self, target: &str, via: Via, tls: bool) {
         if self.announced {
             return;
         }
-        let (client_tls, upstream_tls) = legs.map_or((None, None), |(c, u)| (Some(c), Some(u)));
         self.announced = true;
+        let facts = self.facts.take().map(|facts| *facts).unwrap_or_default();
         let event = Event::SessionStart(SessionStart {
             session: self.id,
             time: Utc::now(),
             client: self.client.to_string(),
             target: target.to_owned(),
             via,
-            tls,
-            client_tls,
-            upstream_tls,
+            listener: Some(self.listener.to_string()),
+            tls: tls || facts.client_tls.is_some(),
+            client_tls: facts.client_tls,
+            upstream_tls: facts.upstream_tls,
+            upstream_proxy: facts.upstream_proxy,
         });
         self.shared.bus.publish_one(event).await;
     }

@@ -338,7 +338,10 @@ pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) {
     }
     let parent = config.upstream_proxy.as_ref();
     let upstream = match dial_tcp(&target, config.connect_timeout, parent).await {
-        Ok(upstream) => upstream,
+        Ok((upstream, parent)) => {
+            session.note_upstream(parent, None);
+            upstream
+        }
         Err(e) => {
             let _ = stream.write_all(&reply(failure_reply(&e))).await;
             return fail(session, &label, e.to_string()).await;

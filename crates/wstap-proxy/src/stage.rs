@@ -32,6 +32,8 @@ pub(crate) enum Scope {
         /// Whether wstap terminated TLS in it.
         tls: bool,
     },
+    /// A reverse listener: origin-form requests, to its upstream URL.
+    Reverse(Arc<crate::reverse::ReverseProxy>),
 }
 
 /// The request stage: a connection that reads requests (one per run).

@@ -9,6 +9,7 @@ use rustls::pki_types::ServerName;
 use std::fmt;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use wstap_trace::{ParentHop, TlsLeg};
 
 /// An upstream `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -124,14 +125,16 @@ pub(crate) fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
 }
 
 /// Connects to `target` within `timeout`, with Nagle's algorithm off (a relay must not
-/// hold back small frames): through `parent` unless it bypasses the target's host.
+/// hold back small frames): through `parent` unless it bypasses the target's host, in
+/// which case the parent's answer comes back too.
 pub(crate) async fn connect(
     target: &Target,
     timeout: Duration,
     parent: Option<&ParentProxy>,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<(TcpStream, Option<ParentHop>), UpstreamError> {
     if let Some(parent) = parent.filter(|p| !p.bypasses(&target.host)) {
-        return parent.tunnel(target, timeout).await;
+        let (stream, hop) = parent.tunnel(target, timeout).await?;
+        return Ok((stream, Some(hop)));
     }
     let attempt = TcpStream::connect((target.host.as_str(), target.port));
     let stream = tokio::time::timeout(timeout, attempt)
@@ -145,7 +148,7 @@ pub(crate) async fn connect(
             source,
         })?;
     let _ = stream.set_nodelay(true);
-    Ok(stream)
+    Ok((stream, None))
 }
 
 /// Opens TLS to `target` over `io` with wstap's upstream settings, verifying the
@@ -179,6 +182,16 @@ where
         })
 }
 
+/// An upstream connection just made, and how it was made.
+pub(crate) struct Dialled {
+    /// The connection.
+    pub upstream: Upstream,
+    /// The parent proxy's answer, when it went through one.
+    pub parent: Option<ParentHop>,
+    /// The TLS leg to the upstream, when it speaks TLS.
+    pub tls: Option<TlsLeg>,
+}
+
 /// Connects to `target`, over TLS (verified for its host name) when `tls` is given.
 pub(crate) async fn dial(
     target: &Target,
@@ -186,13 +199,23 @@ pub(crate) async fn dial(
     connect_timeout: Duration,
     handshake_timeout: Duration,
     parent: Option<&ParentProxy>,
-) -> Result<Upstream, UpstreamError> {
-    let stream = connect(target, connect_timeout, parent).await?;
+) -> Result<Dialled, UpstreamError> {
+    let (stream, parent) = connect(target, connect_timeout, parent).await?;
     let Some(tls) = tls else {
-        return Ok(Upstream::from_tcp(target.clone(), stream));
+        let upstream = Upstream::from_tcp(target.clone(), stream);
+        return Ok(Dialled {
+            upstream,
+            parent,
+            tls: None,
+        });
     };
     let stream = tls_handshake(tls, target, &target.host, stream, handshake_timeout).await?;
-    Ok(Upstream::from_halves(target.clone(), split_boxed(stream)))
+    let leg = crate::mitm::tls_leg(stream.get_ref().1, Some(target.host.clone()), true);
+    Ok(Dialled {
+        upstream: Upstream::from_halves(target.clone(), split_boxed(stream)),
+        parent,
+        tls: Some(leg),
+    })
 }
 
 #[cfg(test)]

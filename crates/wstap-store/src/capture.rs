@@ -18,7 +18,8 @@ use std::sync::Arc;
 use wstap_filter::{Filter, Scope, SqlSchema, SqlValue};
 use wstap_trace::convert::to_utc;
 use wstap_trace::{
-    CloseInfo, Event, Frame, Handshake, HttpExchange, InflatedInfo, Message, Payload, TlsLeg,
+    CloseInfo, Event, Frame, Handshake, HttpExchange, InflatedInfo, Message, ParentHop, Payload,
+    TlsLeg,
 };
 use wstap_wire::{Direction, FrameHeader, LengthEncoding, Opcode, Timestamp};
 
@@ -149,14 +150,18 @@ pub struct SessionRow {
     pub client: String,
     /// The upstream, `host:port`.
     pub target: String,
-    /// `connect` or `absolute`.
+    /// How the client came: `connect`, `absolute`, `socks5` or `reverse`.
     pub via: String,
+    /// The listener it connected to, `ip:port`.
+    pub listener: Option<String>,
     /// Whether wstap terminated TLS.
     pub tls: bool,
     /// The client's TLS leg.
     pub client_tls: Option<TlsLeg>,
     /// The upstream's TLS leg.
     pub upstream_tls: Option<TlsLeg>,
+    /// The parent proxy's answer, when the upstream connection went through one.
+    pub upstream_proxy: Option<ParentHop>,
     /// The handshake's (or first exchange's) URL.
     pub url: Option<String>,
     /// Its HTTP status.
@@ -298,7 +303,8 @@ pub struct Capture {
 const SESSION_COLUMNS: &str = "s.id, s.started_us, s.ended_us, s.client, s.target, s.via, s.tls, \
     s.client_tls, s.upstream_tls, s.url, s.status, s.subprotocol, s.extensions, s.kind, s.state, \
     s.close_initiator, s.close_code, s.close_reason, s.frames_c2s, s.frames_s2c, s.messages_c2s, \
-    s.messages_s2c, s.bytes_c2s, s.bytes_s2c, s.violations, s.error, s.duration_us";
+    s.messages_s2c, s.bytes_c2s, s.bytes_s2c, s.violations, s.error, s.duration_us, s.listener, \
+    s.upstream_proxy";
 
 const FRAME_COLUMNS: &str = "r.id, r.session, r.seq, r.dir, r.idx, r.time_us, r.end_time_us, \
     r.flags, r.mask_key, r.length_bits, r.payload_len, r.payload, r.payload_at, r.payload_kept, \
@@ -1091,6 +1097,10 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
         violations: row.get::<_, i64>(24)? as u64,
         error: row.get(25)?,
         duration_us: row.get::<_, Option<i64>>(26)?.map(|d| d as u64),
+        listener: row.get(27)?,
+        upstream_proxy: row
+            .get::<_, Option<String>>(28)?
+            .and_then(|j| serde_json::from_str(&j).ok()),
     })
 }
 

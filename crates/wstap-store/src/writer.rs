@@ -310,17 +310,23 @@ impl CaptureWriter {
             wstap_trace::Via::Connect => "connect",
             wstap_trace::Via::Absolute => "absolute",
             wstap_trace::Via::Socks5 => "socks5",
+            wstap_trace::Via::Reverse => "reverse",
         };
+        let parent = start
+            .upstream_proxy
+            .as_ref()
+            .and_then(|hop| serde_json::to_string(hop).ok());
         self.conn
             .prepare_cached(
                 "INSERT INTO sessions (id, ev_start, started_us, client, target, host, port, via, tls,
-                     client_tls, upstream_tls, start_event)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     client_tls, upstream_tls, start_event, listener, upstream_proxy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT(id) DO UPDATE SET ev_start = excluded.ev_start,
                      started_us = excluded.started_us, client = excluded.client,
                      target = excluded.target, host = excluded.host, port = excluded.port,
                      via = excluded.via, tls = excluded.tls, client_tls = excluded.client_tls,
-                     upstream_tls = excluded.upstream_tls, start_event = excluded.start_event",
+                     upstream_tls = excluded.upstream_tls, start_event = excluded.start_event,
+                     listener = excluded.listener, upstream_proxy = excluded.upstream_proxy",
             )?
             .execute(params![
                 start.session as i64,
@@ -334,7 +340,9 @@ impl CaptureWriter {
                 start.tls,
                 leg(&start.client_tls),
                 leg(&start.upstream_tls),
-                event
+                event,
+                start.listener,
+                parent
             ])?;
         self.session(start.session);
         Ok(())

@@ -85,6 +85,8 @@ pub enum Via {
     Absolute,
     /// A SOCKS5 `CONNECT` tunnel (`--socks5`).
     Socks5,
+    /// A reverse-proxy listener (`--reverse`): the client took wstap for the server.
+    Reverse,
 }
 
 /// A session began.
@@ -101,6 +103,9 @@ pub struct SessionStart {
     pub target: String,
     /// How the client reached the proxy.
     pub via: Via,
+    /// The listener the client connected to, `ip:port`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub listener: Option<String>,
     /// Whether the proxy terminated TLS for this session.
     pub tls: bool,
     /// The TLS connection between the client and wstap, when intercepted.
@@ -109,6 +114,20 @@ pub struct SessionStart {
     /// The TLS connection between wstap and the upstream, when intercepted.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub upstream_tls: Option<TlsLeg>,
+    /// The parent proxy the upstream connection went through (`--upstream-proxy`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upstream_proxy: Option<ParentHop>,
+}
+
+/// A parent proxy's answer to wstap's `CONNECT` for a session's upstream connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentHop {
+    /// The parent's `host:port`.
+    pub proxy: String,
+    /// Its answer's status line, e.g. `HTTP/1.1 200 Connection established`.
+    pub status_line: String,
+    /// From starting to connect to the parent until its answer was read, in µs.
+    pub connect_us: u64,
 }
 
 /// One TLS connection's negotiated parameters.
@@ -179,6 +198,20 @@ pub struct Forwarded {
     /// Headers removed before forwarding (hop-by-hop and `Proxy-*`), by name.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub removed_headers: Vec<String>,
+    /// Headers forwarded with another value (`Host` in reverse mode), old and new.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub rewritten_headers: Vec<RewrittenHeader>,
+}
+
+/// A header line forwarded with a value other than the client's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrittenHeader {
+    /// The header's name, as the client sent it.
+    pub name: String,
+    /// The client's value.
+    pub from: String,
+    /// The value forwarded.
+    pub to: String,
 }
 
 /// A WebSocket opening handshake.

@@ -17,9 +17,15 @@ fn sample_events() -> Vec<Event> {
         client: "127.0.0.1:5000".into(),
         target: "example.test:80".into(),
         via: Via::Connect,
+        listener: Some("127.0.0.1:8888".into()),
         tls: false,
         client_tls: None,
         upstream_tls: None,
+        upstream_proxy: Some(ParentHop {
+            proxy: "corp.test:3128".into(),
+            status_line: "HTTP/1.1 200 Connection established".into(),
+            connect_us: 1234,
+        }),
     })];
     let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
     let mut records = Vec::new();
@@ -206,6 +212,12 @@ fn har_carries_http_entries_and_websocket_messages() {
     let ws = &entries[1];
     assert_eq!(ws["_resourceType"], "websocket");
     assert_eq!(ws["request"]["queryString"][0]["name"], "room");
+    // Which session, and how the client came.
+    assert_eq!(ws["_wstap"]["session"], 7);
+    assert_eq!(ws["_wstap"]["via"], "connect");
+    assert_eq!(ws["_wstap"]["listener"], "127.0.0.1:8888");
+    assert_eq!(ws["_wstap"]["upstreamProxy"]["proxy"], "corp.test:3128");
+    assert_eq!(entries[0]["_wstap"]["session"], 7);
     let messages = ws["_webSocketMessages"].as_array().unwrap();
     assert_eq!(messages.len(), 3);
     assert_eq!(

@@ -1,4 +1,5 @@
-// Opens a page in headless Chromium through a proxy, with HOME (and so the NSS database
+// Opens a page in headless Chromium through a proxy (`proxy` is its URL: http://... or
+// socks5://...), with HOME (and so the NSS database
 // that trusts wstap's CA) as given, waits in real time until `#result` says something
 // other than "pending", and prints it (tests/browser.rs).
 //
@@ -12,7 +13,7 @@ const context = await chromium.launchPersistentContext(args.profile, {
   env: { ...process.env, HOME: args.home },
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    `--proxy-server=http://${args.proxy}`,
+    `--proxy-server=${args.proxy}`,
     // Chromium never proxies loopback unless told to.
     "--proxy-bypass-list=<-loopback>"],
 });

@@ -14,18 +14,21 @@
 pub mod ca;
 pub mod instructions;
 pub(crate) mod intercept;
+mod legs;
+
+pub(crate) use legs::tls_leg;
 
 use ca::{CaError, CertificateAuthority};
 use regex::Regex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -68,6 +71,14 @@ pub enum TlsSetupError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// A `--reverse-cert` or `--reverse-key` file.
+    #[error("cannot use {path} for the reverse listener's TLS: {reason}")]
+    ServerIdentity {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Leaf-certificate server configs kept for reuse.
@@ -176,6 +187,35 @@ impl Interceptor {
         }
         Ok(config)
     }
+}
+
+/// A server configuration presenting the certificate chain in `cert` with the private key
+/// in `key` (PEM files), for a reverse listener given its own identity.
+pub(crate) fn server_config_from_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let bad = |path: &Path, reason: String| TlsSetupError::ServerIdentity {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(cert, "no PEM certificate in it".into()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| bad(key, format!("it does not go with {}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.key_log = Arc::new(rustls::KeyLogFile::new());
+    Ok(Arc::new(config))
 }
 
 #[derive(Debug)]

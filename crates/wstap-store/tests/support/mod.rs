@@ -56,9 +56,11 @@ pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
             client: format!("127.0.0.1:{}", 40000 + spec.id),
             target,
             via: Via::Connect,
+            listener: Some("127.0.0.1:8888".into()),
             tls: spec.tls,
             client_tls: None,
             upstream_tls: None,
+            upstream_proxy: None,
         },
     )))];
     let mut request = vec![

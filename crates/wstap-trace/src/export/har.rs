@@ -3,7 +3,9 @@
 //! Plain HTTP exchanges become ordinary entries. A WebSocket session becomes one entry for
 //! its handshake, marked `_resourceType: "websocket"`, whose `_webSocketMessages` list each
 //! message as Chrome itself exports them: `type` (`send` or `receive`), `time` (seconds
-//! since the epoch, fractional), `opcode`, and `data` (text, or base64 for binary).
+//! since the epoch, fractional), `opcode`, and `data` (text, or base64 for binary). Every
+//! entry also says, under `_wstap`, which session it is and how the client came: `via`
+//! (the mode), the `listener` it connected to, and the parent proxy's answer, if any.
 
 use super::session::SessionDoc;
 use crate::event::*;
@@ -16,11 +18,16 @@ use serde_json::{json, Value};
 pub fn to_har(sessions: &[SessionDoc], creator_version: &str) -> Value {
     let mut entries = Vec::new();
     for doc in sessions {
+        let session = wstap_fields(doc);
         for http in &doc.http {
-            entries.push(http_entry(http));
+            let mut entry = http_entry(http);
+            entry["_wstap"] = session.clone();
+            entries.push(entry);
         }
         if let Some(handshake) = &doc.handshake {
-            entries.push(websocket_entry(handshake, doc));
+            let mut entry = websocket_entry(handshake, doc);
+            entry["_wstap"] = session;
+            entries.push(entry);
         }
     }
     json!({
@@ -30,6 +37,18 @@ pub fn to_har(sessions: &[SessionDoc], creator_version: &str) -> Value {
             "pages": [],
             "entries": entries,
         }
+    })
+}
+
+/// What an entry says of its session: its number, mode, listener and parent proxy.
+fn wstap_fields(doc: &SessionDoc) -> Value {
+    let start = doc.start.as_ref();
+    json!({
+        "session": doc.session,
+        "via": start.map(|s| s.via),
+        "listener": start.and_then(|s| s.listener.as_deref()),
+        "client": start.map(|s| s.client.as_str()),
+        "upstreamProxy": start.and_then(|s| s.upstream_proxy.as_ref()),
     })
 }
 
