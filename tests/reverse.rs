@@ -292,6 +292,11 @@ async fn what_a_reverse_listener_cannot_serve_is_answered_with_a_reason() {
     let ends = of_type(&trace, "session_end");
     assert_eq!(ends.len(), 3);
     assert!(ends.iter().all(|e| e["outcome"] == "error"), "{ends:?}");
+    let starts = of_type(&trace, "session_start");
+    assert!(
+        starts.iter().all(|s| s["via"] == "reverse"),
+        "even a session that never named a target came through the reverse listener: {starts:?}"
+    );
 
     // A listener whose URL is itself would loop: 508.
     let own = free_loopback_addr();

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use wstap_bus::EventBus;
+use wstap_trace::Via;
 
 /// A proxy that is accepting connections.
 #[derive(Debug)]
@@ -233,6 +234,17 @@ enum Serves {
     Reverse(Arc<ReverseListener>),
 }
 
+impl Serves {
+    /// How its clients' tunnels (and sessions that never get further) are recorded.
+    fn via(&self) -> Via {
+        match self {
+            Serves::Http => Via::Connect,
+            Serves::Socks5 => Via::Socks5,
+            Serves::Reverse(_) => Via::Reverse,
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     serves: Serves,
@@ -250,7 +262,8 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let open = shared.active.load(Ordering::Relaxed);
-                    let session = Session::new(Arc::clone(&shared), peer, local);
+                    let mut session = Session::new(Arc::clone(&shared), peer, local);
+                    session.tunnel_via = serves.via();
                     if shared.config.max_connections.is_some_and(|max| open >= max) {
                         // Answered outside the session set: it is not a session that counts.
                         tokio::spawn(turn_away(session, stream));

@@ -203,7 +203,6 @@ pub(crate) fn reverse_route(head: &Head, reverse: &ReverseProxy) -> Result<Route
 /// TLS, then its requests.
 pub(crate) async fn serve(mut session: Session, stream: TcpStream, listener: Arc<ReverseListener>) {
     let _ = stream.set_nodelay(true);
-    session.tunnel_via = Via::Reverse;
     let client = match &listener.tls {
         None => Client::from_tcp(stream),
         Some(tls) => {

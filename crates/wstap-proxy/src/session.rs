@@ -94,7 +94,7 @@ pub(crate) struct Session {
     started: Instant,
     announced: bool,
     /// How a tunnel of this session was asked for: HTTP `CONNECT`, SOCKS5, or a reverse
-    /// listener's connection.
+    /// listener's connection (set by the listener that accepted it).
     pub tunnel_via: Via,
     /// What `session_start` will say of the connections, learnt before it is announced.
     facts: Option<Box<Facts>>,
@@ -175,11 +175,6 @@ impl Session {
         &self.shared.bus
     }
 
-    /// Publishes `session_start` (once; later calls do nothing).
-    pub async fn announce(&mut self, target: &str, via: Via, tls: bool) {
-        self.announce_with(target, via, tls).await;
-    }
-
     /// Publishes `session_start` for an intercepted TLS tunnel, with both legs' parameters.
     pub async fn announce_tls(&mut self, target: &str, client: TlsLeg, upstream: TlsLeg) {
         self.note_client_tls(client);
@@ -187,7 +182,9 @@ impl Session {
         self.announce(target, self.tunnel_via, true).await;
     }
 
-    async fn announce_with(&mut self, target: &str, via: Via, tls: bool) {
+    /// Publishes `session_start` (once; later calls do nothing), with the facts noted so
+    /// far; `tls` says wstap terminated TLS (so does a client TLS leg noted).
+    pub async fn announce(&mut self, target: &str, via: Via, tls: bool) {
         if self.announced {
             return;
         }
@@ -210,7 +207,12 @@ impl Session {
 
     /// Publishes `session_end`.
     pub async fn end(mut self, outcome: Outcome, kind: SessionKind, ending: Ending) {
-        self.announce("-", Via::Absolute, false).await;
+        // A session that never got as far as a target: on the HTTP port, no CONNECT came.
+        let via = match self.tunnel_via {
+            Via::Connect => Via::Absolute,
+            listener => listener,
+        };
+        self.announce("-", via, false).await;
         let event = Event::SessionEnd(SessionEnd {
             session: self.id,
             time: Utc::now(),

@@ -300,7 +300,6 @@ fn failure_reply(error: &UpstreamError) -> Reply {
 /// Serves one connection accepted on a SOCKS5 listener.
 pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    session.tunnel_via = Via::Socks5;
     let config = &session.shared.config;
     let timeout = config.handshake_timeout;
     let credentials = config.proxy_auth.clone();
