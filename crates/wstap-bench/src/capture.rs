@@ -83,6 +83,7 @@ impl Bench {
             server: self.plain,
             proxy: Some(proxy.addr),
             tls: None,
+            mode: crate::peers::Mode::Connect,
         };
         let every = size.every;
         let search_s =

@@ -272,6 +272,7 @@ impl Bench {
             server: self.plain,
             proxy: Some(proxy.addr),
             tls: None,
+            mode: crate::peers::Mode::Connect,
         };
         let plan = &self.plan;
         let (mut closed, mut open, mut requests) = (Vec::new(), Vec::new(), 0u64);

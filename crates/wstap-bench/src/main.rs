@@ -29,8 +29,9 @@ use std::time::Duration;
 use suite::{Bench, MainScenarios, References};
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "throughput",
+    "modes",
     "latency",
     "fan-in",
     "idle",
@@ -278,6 +279,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     } else {
         None
     };
+    if args.runs("modes") {
+        rows.extend(bench.modes().await?);
+    }
     if args.runs("idle") {
         rows.extend(bench.idle().await?);
     }

@@ -131,6 +131,30 @@ pub struct Route {
     pub proxy: Option<SocketAddr>,
     /// TLS client configuration, for wss.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// How the proxy is asked to reach the server.
+    pub mode: Mode,
+}
+
+/// How a client asks the proxy for the echo server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// An HTTP `CONNECT` tunnel (forward mode).
+    Connect,
+    /// A SOCKS5 `CONNECT` (`--socks5`).
+    Socks5,
+    /// None: the proxy is a reverse listener for the server (`--reverse`).
+    Reverse,
+}
+
+impl Mode {
+    /// How the report names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Connect => "forward (CONNECT)",
+            Mode::Socks5 => "SOCKS5",
+            Mode::Reverse => "reverse",
+        }
+    }
 }
 
 /// Opens a WebSocket along `route`.
@@ -141,27 +165,10 @@ pub async fn connect(route: &Route) -> Result<Ws, String> {
         .map_err(|e| format!("connect {target}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let host = format!("localhost:{}", route.server.port());
-    if route.proxy.is_some() {
-        let request = format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(
-                stream
-                    .read_u8()
-                    .await
-                    .map_err(|e| format!("CONNECT answer: {e}"))?,
-            );
-        }
-        if !head.starts_with(b"HTTP/1.1 200") {
-            return Err(format!(
-                "CONNECT refused: {}",
-                String::from_utf8_lossy(&head)
-            ));
-        }
+    match (route.proxy, route.mode) {
+        (None, _) | (Some(_), Mode::Reverse) => {}
+        (Some(_), Mode::Connect) => http_connect(&mut stream, &host).await?,
+        (Some(_), Mode::Socks5) => socks5_connect(&mut stream, route.server.port()).await?,
     }
     let io: Box<dyn Io> = match &route.tls {
         Some(config) => {
@@ -183,4 +190,51 @@ pub async fn connect(route: &Route) -> Result<Ws, String> {
     .await
     .map_err(|e| format!("handshake: {e}"))?;
     Ok(ws)
+}
+
+/// Asks an HTTP proxy on `stream` for a tunnel to `host` and reads its `200`.
+async fn http_connect(stream: &mut TcpStream, host: &str) -> Result<(), String> {
+    let request = format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(
+            stream
+                .read_u8()
+                .await
+                .map_err(|e| format!("CONNECT answer: {e}"))?,
+        );
+    }
+    if !head.starts_with(b"HTTP/1.1 200") {
+        return Err(format!(
+            "CONNECT refused: {}",
+            String::from_utf8_lossy(&head)
+        ));
+    }
+    Ok(())
+}
+
+/// Asks a SOCKS5 proxy on `stream` (no authentication) for `localhost:port`.
+async fn socks5_connect(stream: &mut TcpStream, port: u16) -> Result<(), String> {
+    let e = |e: std::io::Error| format!("SOCKS5: {e}");
+    stream.write_all(&[5, 1, 0]).await.map_err(e)?;
+    let mut choice = [0u8; 2];
+    stream.read_exact(&mut choice).await.map_err(e)?;
+    if choice != [5, 0] {
+        return Err(format!("SOCKS5 method refused: {choice:?}"));
+    }
+    let mut request = vec![5, 1, 0, 3, 9];
+    request.extend_from_slice(b"localhost");
+    request.extend_from_slice(&port.to_be_bytes());
+    stream.write_all(&request).await.map_err(e)?;
+    // wstap's replies carry an IPv4 address: ten bytes.
+    let mut reply = [0u8; 10];
+    stream.read_exact(&mut reply).await.map_err(e)?;
+    if reply[1] != 0 {
+        return Err(format!("SOCKS5 CONNECT refused: reply {}", reply[1]));
+    }
+    Ok(())
 }

@@ -95,6 +95,11 @@ fn free_port() -> Result<u16, String> {
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
+/// A loopback address whose port was free a moment ago, for a listener of wstap's.
+pub fn free_addr() -> Result<SocketAddr, String> {
+    Ok(([127, 0, 0, 1], free_port()?).into())
+}
+
 impl ProxyProcess {
     /// Starts `wstap` with its files in `dir`.
     pub fn start(

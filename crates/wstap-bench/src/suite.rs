@@ -2,7 +2,7 @@
 //! and proxied runs alternate within every round, and rows carry medians over rounds.
 
 use crate::loopback::{self, Path, RoundTrip};
-use crate::peers::{client_tls, Pki, Route};
+use crate::peers::{client_tls, Mode, Pki, Route};
 use crate::proxy::{ProxyProcess, Recording};
 use crate::report::{median, MainProxy, Row};
 use crate::scenarios;
@@ -164,6 +164,7 @@ impl Bench {
                 } else {
                     None
                 },
+                mode: Mode::Connect,
             };
             // One session first, so the baseline includes the runtime's warm state.
             scenarios::idle(&route, 1, || ()).await?;
@@ -318,6 +319,84 @@ impl Bench {
                 )
             })
             .collect())
+    }
+
+    /// The proxy modes: one wstap (recording a capture, as by default) with its forward
+    /// port, a SOCKS5 listener and a reverse listener for the plain echo server; in every
+    /// round the same echo runs direct and through each, so SOCKS5 and reverse are read
+    /// against forward mode of the same process and the same moment.
+    pub async fn modes(&self) -> Result<Vec<Row>, String> {
+        let (socks, reverse) = (crate::proxy::free_addr()?, crate::proxy::free_addr()?);
+        let mut args = self.wstap_args.clone();
+        args.extend([
+            "--socks5".to_owned(),
+            socks.to_string(),
+            "--reverse".to_owned(),
+            format!("{reverse}=ws://{}", self.plain),
+        ]);
+        let proxy = ProxyProcess::start(
+            &self.wstap,
+            Recording::Capture(self.max_capture),
+            &args,
+            &self.dir.join("modes"),
+            &self.pki.ca_pem,
+        )?;
+        let route = |mode: Option<Mode>| Route {
+            server: self.plain,
+            proxy: mode.map(|mode| match mode {
+                Mode::Connect => proxy.addr,
+                Mode::Socks5 => socks,
+                Mode::Reverse => reverse,
+            }),
+            tls: None,
+            mode: mode.unwrap_or(Mode::Connect),
+        };
+        let ways = [
+            None,
+            Some(Mode::Connect),
+            Some(Mode::Socks5),
+            Some(Mode::Reverse),
+        ];
+        let mut rows = Vec::new();
+        for size in [64usize, 16 * 1024] {
+            let mut samples = vec![Vec::new(); ways.len()];
+            for _ in 0..self.plan.rounds {
+                for (way, found) in ways.iter().zip(&mut samples) {
+                    proxy.drain();
+                    let rate = scenarios::throughput(
+                        &route(*way),
+                        size,
+                        THROUGHPUT_WINDOW,
+                        self.plan.duration(),
+                    )
+                    .await?;
+                    found.push(rate);
+                }
+            }
+            let rates: Vec<f64> = samples.into_iter().map(median).collect();
+            let (direct, forward) = (rates[0], rates[1] / rates[0]);
+            for (mode, rate) in [(Mode::Socks5, rates[2]), (Mode::Reverse, rates[3])] {
+                let ratio = rate / direct;
+                rows.push(Row {
+                    scenario: format!(
+                        "mode {}: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                        mode.name(),
+                        size_name(size)
+                    ),
+                    direct: format!("{direct:.0}"),
+                    proxied: format!("{rate:.0}"),
+                    result: format!("ratio {ratio:.2}; forward mode {forward:.2}"),
+                    target: "within 0.05 of forward".into(),
+                    met: ratio >= forward - 0.05,
+                    json: json!({"scenario": "mode_throughput", "mode": format!("{mode:?}").to_lowercase(),
+                                 "size": size, "window": THROUGHPUT_WINDOW,
+                                 "direct_msgs_per_s": direct, "proxied_msgs_per_s": rate,
+                                 "ratio": ratio, "forward_ratio": forward}),
+                });
+            }
+        }
+        proxy.stop()?;
+        Ok(rows)
     }
 
     /// One big message each way, on a fresh proxy.
@@ -540,6 +619,7 @@ impl Routes {
             server,
             proxy: through_proxy.then_some(self.proxy),
             tls: tls.then(|| Arc::clone(config)),
+            mode: Mode::Connect,
         }
     }
 }
@@ -558,5 +638,6 @@ fn route_to(server: SocketAddr, proxy: Option<SocketAddr>) -> Route {
         server,
         proxy,
         tls: None,
+        mode: Mode::Connect,
     }
 }

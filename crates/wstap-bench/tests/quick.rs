@@ -27,6 +27,33 @@ fn quick_run_completes_every_scenario() {
         "ws/wss x 64 B/16 KiB, and 16 KiB at a 1 KiB capture"
     );
     assert_eq!(count("disk"), 1, "the disk's own rate, for the capture row");
+    let modes: Vec<(String, u64)> = results
+        .iter()
+        .filter(|r| r["scenario"] == "mode_throughput")
+        .map(|r| {
+            (
+                r["mode"].as_str().unwrap().to_owned(),
+                r["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("socks5", 64),
+        ("reverse", 64),
+        ("socks5", 16384),
+        ("reverse", 16384),
+    ];
+    assert_eq!(
+        modes,
+        expected.map(|(m, s)| (m.to_owned(), s)),
+        "SOCKS5 and reverse, each size"
+    );
+    for row in results
+        .iter()
+        .filter(|r| r["scenario"] == "mode_throughput")
+    {
+        assert!(row["proxied_msgs_per_s"].as_f64() > Some(0.0), "{row}");
+    }
     for scenario in [
         "capture_build",
         "capture_page",
