@@ -171,8 +171,12 @@ impl EventBus {
     }
 
     /// Publishes one event.
-    pub async fn publish_one(&self, event: Event) {
-        self.publish(vec![BusEvent::Event(Box::new(event))]).await;
+    ///
+    /// The event is boxed before the returned future exists, so a future that awaits
+    /// this holds a pointer, not the event: sessions keep such futures for as long as
+    /// they live (a relay awaiting its end), and events are large.
+    pub fn publish_one(&self, event: Event) -> impl std::future::Future<Output = ()> + '_ {
+        self.publish(vec![BusEvent::Event(Box::new(event))])
     }
 
     /// Publishes a batch: waits on lossless subscribers, never on lossy ones.

@@ -89,8 +89,9 @@ pub(crate) struct Session {
     pub shared: Arc<Shared>,
     /// The client's address.
     pub client: SocketAddr,
-    /// The listener the client connected to.
-    pub listener: SocketAddr,
+    /// The listener the client connected to, as its index in `shared.listening` (a
+    /// session lives as long as its connection: it is kept small).
+    listener: u16,
     started: Instant,
     announced: bool,
     /// How a tunnel of this session was asked for: HTTP `CONNECT`, SOCKS5, or a reverse
@@ -136,9 +137,16 @@ impl Ending {
 }
 
 impl Session {
-    /// A new session for a client at `client` that connected to `listener`.
+    /// A new session for a client at `client` that connected to `listener` (one of
+    /// `shared.listening`).
     pub fn new(shared: Arc<Shared>, client: SocketAddr, listener: SocketAddr) -> Self {
         let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+        let listener = shared
+            .listening
+            .iter()
+            .position(|&addr| addr == listener)
+            .and_then(|i| u16::try_from(i).ok())
+            .unwrap_or(u16::MAX);
         Session {
             id,
             shared,
@@ -185,24 +193,35 @@ impl Session {
     /// Publishes `session_start` (once; later calls do nothing), with the facts noted so
     /// far; `tls` says wstap terminated TLS (so does a client TLS leg noted).
     pub async fn announce(&mut self, target: &str, via: Via, tls: bool) {
+        if let Some(event) = self.start_event(target, via, tls) {
+            self.shared.bus.publish_one(event).await;
+        }
+    }
+
+    /// The `session_start` event, the first time only. Built outside `announce`'s future,
+    /// so that the futures of long-lived stages, which await it at their end, stay small.
+    fn start_event(&mut self, target: &str, via: Via, tls: bool) -> Option<Event> {
         if self.announced {
-            return;
+            return None;
         }
         self.announced = true;
         let facts = self.facts.take().map(|facts| *facts).unwrap_or_default();
-        let event = Event::SessionStart(SessionStart {
+        Some(Event::SessionStart(SessionStart {
             session: self.id,
             time: Utc::now(),
             client: self.client.to_string(),
             target: target.to_owned(),
             via,
-            listener: Some(self.listener.to_string()),
+            listener: self
+                .shared
+                .listening
+                .get(usize::from(self.listener))
+                .map(ToString::to_string),
             tls: tls || facts.client_tls.is_some(),
             client_tls: facts.client_tls,
             upstream_tls: facts.upstream_tls,
             upstream_proxy: facts.upstream_proxy,
-        });
-        self.shared.bus.publish_one(event).await;
+        }))
     }
 
     /// Publishes `session_end`.
