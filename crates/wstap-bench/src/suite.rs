@@ -323,8 +323,8 @@ impl Bench {
 
     /// The proxy modes: one wstap (recording a capture, as by default) with its forward
     /// port, a SOCKS5 listener and a reverse listener for the plain echo server; in every
-    /// round the same echo runs direct and through each, so SOCKS5 and reverse are read
-    /// against forward mode of the same process and the same moment.
+    /// round the same echo runs through each, each run after a direct one, so SOCKS5 and
+    /// reverse are read against forward mode of the same process and the same moment.
     pub async fn modes(&self) -> Result<Vec<Row>, String> {
         let (socks, reverse) = (crate::proxy::free_addr()?, crate::proxy::free_addr()?);
         let mut args = self.wstap_args.clone();
@@ -351,29 +351,30 @@ impl Bench {
             tls: None,
             mode: mode.unwrap_or(Mode::Connect),
         };
-        let ways = [
-            None,
-            Some(Mode::Connect),
-            Some(Mode::Socks5),
-            Some(Mode::Reverse),
-        ];
+        let modes = [Mode::Connect, Mode::Socks5, Mode::Reverse];
         let mut rows = Vec::new();
         for size in [64usize, 16 * 1024] {
-            let mut samples = vec![Vec::new(); ways.len()];
-            for _ in 0..self.plan.rounds {
-                for (way, found) in ways.iter().zip(&mut samples) {
-                    proxy.drain();
-                    let rate = scenarios::throughput(
-                        &route(*way),
-                        size,
-                        THROUGHPUT_WINDOW,
-                        self.plan.duration(),
-                    )
-                    .await?;
-                    found.push(rate);
+            let (mut direct, mut through) = (Vec::new(), vec![Vec::new(); modes.len()]);
+            for round in 0..self.plan.rounds {
+                // A direct run before each proxied one, as in the main rows: a run through
+                // the proxy leaves the capture writer work that would otherwise land on
+                // the next mode's run. The modes' order turns round by round.
+                for turn in 0..modes.len() {
+                    let i = (round + turn) % modes.len();
+                    for (way, found) in [(None, &mut direct), (Some(modes[i]), &mut through[i])] {
+                        proxy.drain();
+                        let rate = scenarios::throughput(
+                            &route(way),
+                            size,
+                            THROUGHPUT_WINDOW,
+                            self.plan.duration(),
+                        )
+                        .await?;
+                        found.push(rate);
+                    }
                 }
             }
-            let rates: Vec<f64> = samples.into_iter().map(median).collect();
+            let rates: Vec<f64> = std::iter::once(direct).chain(through).map(median).collect();
             let (direct, forward) = (rates[0], rates[1] / rates[0]);
             for (mode, rate) in [(Mode::Socks5, rates[2]), (Mode::Reverse, rates[3])] {
                 let ratio = rate / direct;
