@@ -44,6 +44,16 @@ async fn connect_to(
     tokio_tungstenite::client_async(url, stream).await
 }
 
+/// Sends `text` on `ws` and checks the echo.
+async fn assert_echoed<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ws.send(Message::text(text)).await.unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), text);
+}
+
 /// The value of header `name` in a recorded header list.
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -351,17 +361,7 @@ fn the_binary_takes_the_listen_address_for_a_bare_url_and_says_so() {
         let (mut ws, _) = connect_to(front, format!("ws://{front}/x"))
             .await
             .expect("the --listen address is the reverse listener");
-        ws.send(Message::text("hi")).await.unwrap();
-        assert_eq!(
-            ws.next()
-                .await
-                .unwrap()
-                .unwrap()
-                .into_text()
-                .unwrap()
-                .as_str(),
-            "hi"
-        );
+        assert_echoed(&mut ws, "hi").await;
         ws.close(None).await.unwrap();
         while ws.next().await.is_some() {}
     });
@@ -407,17 +407,7 @@ fn the_binary_speaks_tls_with_the_certificate_it_is_given() {
             tokio_tungstenite::client_async(format!("wss://localhost:{}/", listen.port()), tls)
                 .await
                 .unwrap();
-        ws.send(Message::text("over tls")).await.unwrap();
-        assert_eq!(
-            ws.next()
-                .await
-                .unwrap()
-                .unwrap()
-                .into_text()
-                .unwrap()
-                .as_str(),
-            "over tls"
-        );
+        assert_echoed(&mut ws, "over tls").await;
         // The forward proxy still serves on --listen beside the reverse listener.
         let mut client = TcpStream::connect(forward).await.unwrap();
         client
@@ -492,17 +482,7 @@ async fn a_tls_listener_answers_the_name_the_client_asks_for_else_the_urls_host(
             .unwrap_or_else(|e| panic!("a certificate for {name}: {e}"));
         let url = format!("wss://{name}:{}/", front.port());
         let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
-        ws.send(Message::text(name)).await.unwrap();
-        assert_eq!(
-            ws.next()
-                .await
-                .unwrap()
-                .unwrap()
-                .into_text()
-                .unwrap()
-                .as_str(),
-            name
-        );
+        assert_echoed(&mut ws, name).await;
         ws.close(None).await.unwrap();
         while ws.next().await.is_some() {}
     }
