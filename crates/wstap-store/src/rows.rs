@@ -6,8 +6,19 @@ use wstap_trace::convert::violation_text;
 use wstap_trace::{Frame, Message};
 use wstap_wire::{Direction, FrameHeader, FrameRecord, MessageRecord, Opcode};
 
+/// Where a frame or message comes from, which decides what the writer may take on trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Straight from the analyzer of `wstap-wire`, whose records keep its contracts (a
+    /// one-frame message holds its frame's bytes: see `MessageRecord::data`).
+    Analyzer,
+    /// Read back from a trace, which anyone may have written.
+    Trace,
+}
+
 /// A frame, borrowed.
 pub(crate) struct FrameIn<'a> {
+    pub source: Source,
     pub session: u64,
     pub dir: Direction,
     pub index: u64,
@@ -23,6 +34,7 @@ pub(crate) struct FrameIn<'a> {
 impl<'a> FrameIn<'a> {
     pub fn of_record(session: u64, r: &'a FrameRecord) -> Self {
         FrameIn {
+            source: Source::Analyzer,
             session,
             dir: r.direction,
             index: r.index,
@@ -42,6 +54,7 @@ impl<'a> FrameIn<'a> {
     pub fn of_event(f: &'a Frame) -> Self {
         let time_us = f.time.timestamp_micros();
         FrameIn {
+            source: Source::Trace,
             session: f.session,
             dir: f.dir,
             index: f.index,
@@ -79,6 +92,7 @@ pub(crate) enum Part {
 
 /// A message, borrowed.
 pub(crate) struct MessageIn<'a> {
+    pub source: Source,
     pub session: u64,
     pub dir: Direction,
     pub opcode: Opcode,
@@ -96,6 +110,7 @@ pub(crate) struct MessageIn<'a> {
 impl<'a> MessageIn<'a> {
     pub fn of_record(session: u64, r: &'a MessageRecord) -> Self {
         MessageIn {
+            source: Source::Analyzer,
             session,
             dir: r.direction,
             opcode: r.opcode,
@@ -113,6 +128,7 @@ impl<'a> MessageIn<'a> {
 
     pub fn of_event(m: &'a Message) -> Self {
         MessageIn {
+            source: Source::Trace,
             session: m.session,
             dir: m.dir,
             opcode: Opcode::from_bits(m.opcode),

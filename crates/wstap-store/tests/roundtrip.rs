@@ -304,3 +304,29 @@ fn what_is_not_a_capture_says_so_and_is_left_alone() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_traced_message_unlike_its_frame_keeps_its_own_bytes() {
+    // A trace is anybody's file: a one-frame message whose bytes differ from its frame's
+    // (same length) is not taken for the frame; both come back as written.
+    let dir = temp_dir("unlike");
+    let mut events: Vec<Event> = session_events(&chat(1))
+        .iter()
+        .map(BusEvent::to_event)
+        .collect();
+    let message = events
+        .iter_mut()
+        .find_map(|e| match e {
+            Event::Message(m) if m.frames == 1 && !m.payload.bytes.is_empty() => Some(m),
+            _ => None,
+        })
+        .expect("a one-frame message");
+    message.payload.bytes[0] ^= 0x20;
+    let mut writer = CaptureWriter::create(&dir, &info()).unwrap();
+    writer.write_events(&events).unwrap();
+    Sink::flush(&mut writer).unwrap();
+    writer.finish().unwrap();
+    let capture = Capture::open(&dir).unwrap();
+    assert_eq!(as_json(&events_of(&capture, None)), as_json(&events));
+    let _ = std::fs::remove_dir_all(&dir);
+}

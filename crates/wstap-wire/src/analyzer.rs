@@ -37,6 +37,17 @@ pub struct AnalyzerConfig {
     pub other_extension_bits: u8,
 }
 
+impl AnalyzerConfig {
+    /// How many payload bytes a frame record keeps: control frames keep all of theirs.
+    fn frame_limit(&self, header: &FrameHeader) -> usize {
+        if header.opcode().is_control() {
+            self.max_frame_capture.max(125)
+        } else {
+            self.max_frame_capture
+        }
+    }
+}
+
 impl Default for AnalyzerConfig {
     fn default() -> Self {
         AnalyzerConfig {
@@ -57,7 +68,20 @@ pub struct Capture {
     pub total: u64,
 }
 
+/// The most a capture reserves before its bytes arrive: a header may claim any length.
+const RESERVE_MAX: usize = 64 * 1024;
+
 impl Capture {
+    /// An empty capture with room for the `expected` bytes it will keep (at most `limit`),
+    /// so that a payload arriving in pieces is not copied again as the buffer grows.
+    fn expecting(expected: u64, limit: usize) -> Self {
+        let room = usize::try_from(expected).unwrap_or(usize::MAX);
+        Capture {
+            data: Vec::with_capacity(room.min(limit).min(RESERVE_MAX)),
+            total: 0,
+        }
+    }
+
     /// Whether bytes beyond `data` were left out.
     pub fn truncated(&self) -> bool {
         self.total > self.data.len() as u64
@@ -118,7 +142,9 @@ pub struct MessageRecord {
     /// Payload bytes on the wire, summed over its frames.
     pub wire_payload_len: u64,
     /// The message data (inflated when compressed), captured up to the limit; `total` is
-    /// the full data length.
+    /// the full data length. A message of one frame holds what that frame's record holds
+    /// (`payload`, or `inflated` when compressed), cut at the smaller of the two limits: of
+    /// equal length, they are the same bytes.
     pub data: Capture,
     /// Violations about the message as a whole (UTF-8, inflation).
     pub violations: Vec<Violation>,
@@ -462,7 +488,7 @@ impl AnalyzerState {
             time,
             end_time: time,
             header: *header,
-            payload: Capture::default(),
+            payload: Capture::expecting(header.payload_len(), self.config.frame_limit(header)),
             close: None,
             inflated: compressed.then(Inflated::default),
             violations,
@@ -515,6 +541,12 @@ impl AnalyzerState {
     }
 
     fn open_message(&self, header: &FrameHeader, time: Timestamp, compressed: bool) -> OpenMessage {
+        // A message of one uncompressed frame (the common case) holds that frame's payload.
+        let expected = if header.fin() && !compressed {
+            header.payload_len()
+        } else {
+            0
+        };
         OpenMessage {
             record: MessageRecord {
                 direction: self.direction,
@@ -524,7 +556,7 @@ impl AnalyzerState {
                 last_time: time,
                 compressed,
                 wire_payload_len: 0,
-                data: Capture::default(),
+                data: Capture::expecting(expected, self.config.max_message_capture),
                 violations: Vec::new(),
                 incomplete: false,
             },
@@ -537,11 +569,7 @@ impl AnalyzerState {
         let Some(frame) = self.frame.as_mut() else {
             return;
         };
-        let limit = if frame.record.header.opcode().is_control() {
-            self.config.max_frame_capture.max(125)
-        } else {
-            self.config.max_frame_capture
-        };
+        let limit = self.config.frame_limit(&frame.record.header);
         frame.record.payload.push(data, limit);
         let message = if frame.data {
             self.message.as_mut()

@@ -249,3 +249,130 @@ proptest! {
         }
     }
 }
+
+/// A message for the one-frame property: its opcode, whether it is deflated, whether it
+/// is sent in two fragments, and its data.
+#[derive(Debug, Clone)]
+struct MessageSpec {
+    opcode: Opcode,
+    compressed: bool,
+    fragmented: bool,
+    data: Vec<u8>,
+}
+
+fn message_spec() -> impl Strategy<Value = MessageSpec> {
+    (
+        prop_oneof![Just(Opcode::Text), Just(Opcode::Binary), Just(Opcode::Ping)],
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..130),
+            proptest::collection::vec(0u8..4, 100..3000),
+        ],
+    )
+        .prop_map(|(opcode, compressed, fragmented, data)| {
+            let control = opcode.is_control();
+            MessageSpec {
+                opcode,
+                compressed: compressed && !control,
+                fragmented: fragmented && !control,
+                data: if control {
+                    data[..data.len().min(125)].to_vec()
+                } else {
+                    data
+                },
+            }
+        })
+}
+
+/// RFC 7692's deflate of one message: raw DEFLATE, sync flush, the final 4 bytes cut.
+fn deflated(data: &[u8]) -> Vec<u8> {
+    let mut deflater = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    deflater
+        .compress_vec(data, &mut out, flate2::FlushCompress::Sync)
+        .expect("deflate");
+    out.truncate(out.len().saturating_sub(4));
+    out
+}
+
+fn encode_messages(messages: &[MessageSpec]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for m in messages {
+        let payload = if m.compressed {
+            deflated(&m.data)
+        } else {
+            m.data.clone()
+        };
+        let pieces: Vec<&[u8]> = if m.fragmented {
+            let (a, b) = payload.split_at(payload.len() / 2);
+            vec![a, b]
+        } else {
+            vec![&payload[..]]
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 {
+                m.opcode
+            } else {
+                Opcode::Continuation
+            };
+            let frame = FrameBuilder::new(opcode)
+                .fin(i + 1 == pieces.len())
+                .rsv1(m.compressed && i == 0);
+            wire.extend(frame.encode(piece));
+        }
+    }
+    wire
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The contract the capture relies on to store a one-frame message once: its data is
+    /// what its frame record holds (the inflated bytes when compressed), up to the smaller
+    /// of the two capture limits, so equal lengths mean equal bytes, whatever the limits,
+    /// the compression and the chunking.
+    #[test]
+    fn a_message_of_one_frame_holds_its_frames_bytes(
+        messages in proptest::collection::vec(message_spec(), 1..6),
+        limits in (prop_oneof![Just(4usize), Just(125), Just(1000), Just(1 << 20)],
+                   prop_oneof![Just(4usize), Just(125), Just(1000), Just(1 << 20)]),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let wire = encode_messages(&messages);
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        cuts.sort_unstable();
+        let config = AnalyzerConfig {
+            max_frame_capture: limits.0,
+            max_message_capture: limits.1,
+            deflate: Some(wstap_wire::deflate::DeflateParams::default()),
+            ..AnalyzerConfig::default()
+        };
+        let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
+        let mut records = Vec::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain([&wire.len()]) {
+            analyzer.feed(&mut wire[at..cut].to_vec(), Timestamp(0), &mut records);
+            at = cut;
+        }
+        let mut whole_frame_messages = 0;
+        for pair in records.windows(2) {
+            let (Record::Frame(frame), Record::Message(message)) = (&pair[0], &pair[1]) else {
+                continue;
+            };
+            if message.frames != 1 {
+                continue;
+            }
+            whole_frame_messages += 1;
+            let held = frame.inflated.as_ref().map_or(&frame.payload, |i| &i.data);
+            prop_assert_eq!(held.total, message.data.total);
+            let kept = held.data.len().min(message.data.data.len());
+            prop_assert_eq!(&held.data[..kept], &message.data.data[..kept]);
+            if limits.0 == limits.1 && !frame.header.opcode().is_control() {
+                prop_assert_eq!(&held.data, &message.data.data);
+            }
+        }
+        let expected = messages.iter().filter(|m| !m.fragmented).count();
+        prop_assert_eq!(whole_frame_messages, expected);
+    }
+}
