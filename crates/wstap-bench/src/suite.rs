@@ -91,7 +91,15 @@ impl Bench {
         let mut run = MainRun::new(self, proxy)?;
         let mut rows = Vec::new();
         if which.throughput {
-            let disk = references.disk_mb_s.map(|_| Target::Disk(0.8));
+            // The captured rate is read off the payload file: payloads kept inline in the
+            // database (`--max-capture` at most INLINE_MAX) are not in it.
+            let to_file = self
+                .max_capture
+                .is_none_or(|kept| kept > wstap_store::INLINE_MAX);
+            let disk = references
+                .disk_mb_s
+                .filter(|_| to_file)
+                .map(|_| Target::Disk(0.8));
             for (tls, server, targets) in [
                 (
                     false,
