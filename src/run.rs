@@ -24,9 +24,10 @@ const TRACE_CADENCE: Cadence = Cadence {
 };
 /// The capture commits whenever it catches up and at least every 50 ms while it is
 /// behind, so an event is on disk (and survives `kill -9`) within about 50 ms; the nap
-/// lets a commit gather many events.
+/// lets a commit gather many events. At 2 ms a window-1 echo paid for 500 small commits
+/// a second: added p99 latency 122-144 µs against 77-92 µs at 20 ms (docs/performance.md).
 const CAPTURE_CADENCE: Cadence = Cadence {
-    nap: Duration::from_millis(2),
+    nap: Duration::from_millis(20),
     max_delay: Duration::from_millis(50),
     background: true,
 };
