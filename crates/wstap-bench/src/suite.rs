@@ -92,7 +92,8 @@ impl Bench {
         let mut rows = Vec::new();
         if which.throughput {
             // The captured rate is read off the payload file: payloads kept inline in the
-            // database (`--max-capture` at most INLINE_MAX) are not in it.
+            // database (`--max-capture` at most INLINE_MAX, as this build has it; an older
+            // `--wstap` binary may keep more inline) are not in it.
             let to_file = self
                 .max_capture
                 .is_none_or(|kept| kept > wstap_store::INLINE_MAX);

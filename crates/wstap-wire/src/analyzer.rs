@@ -38,7 +38,8 @@ pub struct AnalyzerConfig {
 }
 
 impl AnalyzerConfig {
-    /// How many payload bytes a frame record keeps: control frames keep all of theirs.
+    /// How many payload bytes a frame record keeps: control frames at least 125, all of a
+    /// valid one's.
     fn frame_limit(&self, header: &FrameHeader) -> usize {
         if header.opcode().is_control() {
             self.max_frame_capture.max(125)
@@ -68,8 +69,19 @@ pub struct Capture {
     pub total: u64,
 }
 
-/// The most a capture reserves before its bytes arrive: a header may claim any length.
-const RESERVE_MAX: usize = 64 * 1024;
+/// The most a capture reserves before its bytes arrive: a header may claim any length, so
+/// a peer that sends one and stalls makes the session hold at most this much per buffer.
+const RESERVE_MAX: usize = 16 * 1024;
+
+/// The payload length a frame's header announces, as far as it is worth reserving for: a
+/// control frame's is at most 125 bytes when valid.
+fn expected_payload(header: &FrameHeader) -> u64 {
+    if header.opcode().is_control() {
+        header.payload_len().min(125)
+    } else {
+        header.payload_len()
+    }
+}
 
 impl Capture {
     /// An empty capture with room for the `expected` bytes it will keep (at most `limit`),
@@ -488,7 +500,7 @@ impl AnalyzerState {
             time,
             end_time: time,
             header: *header,
-            payload: Capture::expecting(header.payload_len(), self.config.frame_limit(header)),
+            payload: Capture::expecting(expected_payload(header), self.config.frame_limit(header)),
             close: None,
             inflated: compressed.then(Inflated::default),
             violations,
@@ -543,7 +555,7 @@ impl AnalyzerState {
     fn open_message(&self, header: &FrameHeader, time: Timestamp, compressed: bool) -> OpenMessage {
         // A message of one uncompressed frame (the common case) holds that frame's payload.
         let expected = if header.fin() && !compressed {
-            header.payload_len()
+            expected_payload(header)
         } else {
             0
         };
