@@ -68,7 +68,12 @@ fn config() -> AnalyzerConfig {
 }
 
 fn decode(wire: &[u8], cuts: &[usize]) -> Vec<Record> {
-    let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config());
+    decode_with(config(), wire, cuts)
+}
+
+/// The records of `wire` fed in chunks cut at `cuts`, analyzed with `config`.
+fn decode_with(config: AnalyzerConfig, wire: &[u8], cuts: &[usize]) -> Vec<Record> {
+    let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
     let mut out = Vec::new();
     let mut at = 0;
     for &cut in cuts.iter().chain([&wire.len()]) {
@@ -387,13 +392,7 @@ proptest! {
             deflate: Some(wstap_wire::deflate::DeflateParams::default()),
             ..AnalyzerConfig::default()
         };
-        let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
-        let mut records = Vec::new();
-        let mut at = 0;
-        for &cut in cuts.iter().chain([&wire.len()]) {
-            analyzer.feed(&mut wire[at..cut].to_vec(), Timestamp(0), &mut records);
-            at = cut;
-        }
+        let records = decode_with(config, &wire, &cuts);
         let mut whole_frame_messages = 0;
         for pair in records.windows(2) {
             let (Record::Frame(frame), Record::Message(message)) = (&pair[0], &pair[1]) else {
