@@ -25,7 +25,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "N")]
     pub session: Option<u64>,
     /// Export only what this filter selects (docs/filters.md).
-    #[arg(long, value_name = "EXPR", value_parser = crate::parse_filter)]
+    #[arg(long, value_name = "EXPR", value_parser = crate::FilterParser)]
     pub filter: Option<Filter>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]

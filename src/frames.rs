@@ -22,7 +22,7 @@ pub struct FramesArgs {
     #[arg(long, value_name = "N")]
     pub session: u64,
     /// Only the frames (or messages) this filter matches (docs/filters.md).
-    #[arg(long, value_name = "EXPR", value_parser = crate::parse_filter)]
+    #[arg(long, value_name = "EXPR", value_parser = crate::FilterParser)]
     pub filter: Option<Filter>,
     /// Show messages (reassembled, inflated) instead of frames.
     #[arg(long)]

@@ -76,7 +76,7 @@ pub struct RunArgs {
     pub trace: Option<PathBuf>,
     /// Show only what matches this filter on the console (docs/filters.md); the capture
     /// and the trace still record everything.
-    #[arg(long, value_name = "EXPR", value_parser = parse_filter)]
+    #[arg(long, value_name = "EXPR", value_parser = FilterParser)]
     pub filter: Option<wstap_filter::Filter>,
     /// Payload bytes captured per frame and per message, for the log and the trace.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
@@ -186,9 +186,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses a filter for the command line; the error shows the caret.
-pub fn parse_filter(value: &str) -> Result<wstap_filter::Filter, String> {
-    wstap_filter::Filter::parse(value).map_err(|e| e.to_string())
+/// Parses `--filter` for the command line. Its error names the option and shows the
+/// caret under the filter (or under the part of a long one around the mistake); unlike
+/// clap's own message for a bad value, it does not repeat the whole filter first.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterParser;
+
+impl clap::builder::TypedValueParser for FilterParser {
+    type Value = wstap_filter::Filter;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let option = arg.map_or_else(|| "--filter".to_owned(), |a| a.to_string());
+        let invalid = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid filter for '{option}': {message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("it is not valid UTF-8".to_owned()))?;
+        wstap_filter::Filter::parse(text).map_err(|e| invalid(e.to_string()))
+    }
 }
 
 fn parse_credentials(value: &str) -> Result<String, String> {

@@ -13,7 +13,7 @@ pub struct SessionsArgs {
     /// The capture (default: the newest in ~/.wstap/captures).
     pub capture: Option<PathBuf>,
     /// Only the sessions this filter matches (docs/filters.md).
-    #[arg(long, value_name = "EXPR", value_parser = crate::parse_filter)]
+    #[arg(long, value_name = "EXPR", value_parser = crate::FilterParser)]
     pub filter: Option<Filter>,
     /// One JSON object per session instead of a table.
     #[arg(long)]

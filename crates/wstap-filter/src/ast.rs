@@ -1,4 +1,9 @@
 //! What a filter says, once parsed: an expression of terms, each about one fact.
+//!
+//! `and` and `or` are n-ary: `a or b or c` is one `Or` of three, so the tree is as deep
+//! as the filter's nesting (parentheses and `not`), never as its length. The parser bounds
+//! that nesting ([`crate::MAX_DEPTH`]), so every walk of the tree recurses a bounded
+//! number of times whatever the input.
 
 use regex::bytes::Regex;
 use wstap_wire::Direction;
@@ -8,10 +13,10 @@ use wstap_wire::Direction;
 pub enum Expr {
     /// Matches everything (the empty filter).
     All,
-    /// Both sides match.
-    And(Box<Expr>, Box<Expr>),
-    /// Either side matches.
-    Or(Box<Expr>, Box<Expr>),
+    /// Every one matches (two or more, none of them an `And`).
+    And(Vec<Expr>),
+    /// Any one matches (two or more, none of them an `Or`).
+    Or(Vec<Expr>),
     /// The inner expression does not match.
     Not(Box<Expr>),
     /// One fact.

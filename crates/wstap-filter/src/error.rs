@@ -38,21 +38,38 @@ impl ParseError {
     }
 }
 
+/// The most characters of a filter an error shows; a longer one is cut to the part
+/// around the mistake, with `…` where text was left out.
+const SHOWN_MAX: usize = 100;
+
+/// How much of the context on either side of the mistake a cut filter keeps.
+const CONTEXT: usize = 40;
+
 impl fmt::Display for ParseError {
     /// `message`, then the filter on a line of its own and a caret under the place.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (column, width) = self.span();
         // The filter is shown on one line: line breaks in it count as one space each.
-        let shown: String = self
+        let chars: Vec<char> = self
             .text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
+        let (from, to, width) = if chars.len() <= SHOWN_MAX {
+            (0, chars.len(), width)
+        } else {
+            let width = width.min(CONTEXT);
+            let from = column.saturating_sub(CONTEXT);
+            (from, (column + width + CONTEXT).min(chars.len()), width)
+        };
+        let before = if from > 0 { "…" } else { "" };
+        let after = if to < chars.len() { "…" } else { "" };
+        let shown: String = chars[from..to].iter().collect();
         write!(
             f,
-            "{}\n  {shown}\n  {}{}",
+            "{}\n  {before}{shown}{after}\n  {}{}",
             self.message,
-            " ".repeat(column),
+            " ".repeat(column - from + before.chars().count()),
             "^".repeat(width)
         )
     }

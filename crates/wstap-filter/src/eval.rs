@@ -86,8 +86,8 @@ pub struct RecordFacts<'a> {
 pub fn record_matches(expr: &Expr, session: &SessionFacts<'_>, record: &RecordFacts<'_>) -> bool {
     match expr {
         Expr::All => true,
-        Expr::And(a, b) => record_matches(a, session, record) && record_matches(b, session, record),
-        Expr::Or(a, b) => record_matches(a, session, record) || record_matches(b, session, record),
+        Expr::And(all) => all.iter().all(|e| record_matches(e, session, record)),
+        Expr::Or(any) => any.iter().any(|e| record_matches(e, session, record)),
         Expr::Not(a) => !record_matches(a, session, record),
         Expr::Term(term) => term_holds(term, session, Some(record)),
     }
@@ -102,12 +102,8 @@ pub fn session_matches(
 ) -> bool {
     match expr {
         Expr::All => true,
-        Expr::And(a, b) => {
-            session_matches(a, session, records) && session_matches(b, session, records)
-        }
-        Expr::Or(a, b) => {
-            session_matches(a, session, records) || session_matches(b, session, records)
-        }
+        Expr::And(all) => all.iter().all(|e| session_matches(e, session, records)),
+        Expr::Or(any) => any.iter().any(|e| session_matches(e, session, records)),
         Expr::Not(a) => !session_matches(a, session, records),
         Expr::Term(term) if term.level() == Level::Record => records
             .iter()
@@ -122,20 +118,26 @@ pub fn session_matches(
 pub fn session_verdict(expr: &Expr, session: &SessionFacts<'_>) -> Option<bool> {
     match expr {
         Expr::All => Some(true),
-        Expr::And(a, b) => match (session_verdict(a, session), session_verdict(b, session)) {
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        },
-        Expr::Or(a, b) => match (session_verdict(a, session), session_verdict(b, session)) {
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        },
+        Expr::And(all) => combine(all, session, false),
+        Expr::Or(any) => combine(any, session, true),
         Expr::Not(a) => session_verdict(a, session).map(|v| !v),
         Expr::Term(term) if term.level() == Level::Record => None,
         Expr::Term(term) => Some(term_holds(term, session, None)),
     }
+}
+
+/// The three-valued verdict of an `and` (`decisive` false) or an `or` (`decisive` true):
+/// `decisive` when any part is, the other value when all parts are, else unknown.
+fn combine(parts: &[Expr], session: &SessionFacts<'_>, decisive: bool) -> Option<bool> {
+    let mut known = true;
+    for part in parts {
+        match session_verdict(part, session) {
+            Some(v) if v == decisive => return Some(decisive),
+            Some(_) => {}
+            None => known = false,
+        }
+    }
+    known.then_some(!decisive)
 }
 
 /// One term, of a record (when given) or of the session.

@@ -17,6 +17,10 @@
 //! over facts in memory ([`eval`]: cheap enough for every live frame) and a condition for
 //! SQL ([`sql`]: for the capture store). A parse error ([`ParseError`]) points at the
 //! place with a caret and says what was expected there. The crate does no I/O.
+//!
+//! Input cannot drive any recursion here past a bound: a filter nests at most
+//! [`MAX_DEPTH`] levels and holds at most [`MAX_TERMS`] terms (longer ones are parse
+//! errors), and `and`/`or` chains are flat, so a long filter is wide, not deep.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -33,6 +37,13 @@ pub use eval::{RecordFacts, RecordKind, SessionFacts};
 pub use sql::{Scope, Sql, SqlSchema, SqlValue};
 
 use ast::{Expr, Level};
+
+/// How deeply a filter may nest: parentheses and negations (`not`, `!`, `-`) together.
+/// A person never writes more; the bound keeps every walk of a filter shallow.
+pub const MAX_DEPTH: usize = 256;
+
+/// How many terms (field tests, words, phrases) a filter may hold.
+pub const MAX_TERMS: usize = 1000;
 
 /// A parsed filter: see the crate documentation.
 #[derive(Debug, Clone)]
@@ -80,7 +91,7 @@ impl Filter {
         fn walk(expr: &Expr) -> bool {
             match expr {
                 Expr::All => false,
-                Expr::And(a, b) | Expr::Or(a, b) => walk(a) || walk(b),
+                Expr::And(parts) | Expr::Or(parts) => parts.iter().any(walk),
                 Expr::Not(a) => walk(a),
                 Expr::Term(t) => t.level() != Level::Session,
             }

@@ -4,20 +4,28 @@
 //! filter   := or?
 //! or       := and (("or" | "||") and)*
 //! and      := not (("and" | "&&")? not)*          juxtaposition is "and"
-//! not      := ("not" | "!" | "-") not | primary
+//! not      := ("not" | "!" | "-")* primary
 //! primary  := "(" or ")" | term
-//! term     := field op value | field | json-path (op value)? | word | "quoted phrase"
+//! term     := name op value | field | json-path (op value)? | word | "quoted phrase"
 //! op       := ":" | "=" | "==" | "!=" | "<" | "<=" | ">" | ">=" | "~"
 //! value    := word | "quoted" | value ".." value   (a range, after ":")
 //! ```
 //!
 //! A value runs to the next space or closing parenthesis, so it may hold `:` and `.`
-//! (`time>2026-12-01T20:00:00Z`, `host:*.example.com`). Anything that is not a field is a
-//! word to look for in payloads; to look for text with spaces or `:` in it, quote it.
+//! (`time>2026-12-01T20:00:00Z`, `host:*.example.com`). A name (letters, digits, `_`, `-`
+//! and inner dots) followed by an operator, with or without spaces between, is always a
+//! field test: an unknown name there is an error, never a silent search for three words
+//! (`lenght > 1000`). Anything else is a word to look for in payloads; to look for text
+//! with spaces or `:` in it, quote it.
+//!
+//! Nesting (parentheses and negations) is bounded by [`MAX_DEPTH`] and the number of
+//! terms by [`MAX_TERMS`]; past either, the parse fails with a caret at the place, so no
+//! input can drive the parser's recursion (or any later walk of the tree) deeper.
 
 use crate::ast::*;
 use crate::error::ParseError;
 use crate::value;
+use crate::{MAX_DEPTH, MAX_TERMS};
 use regex::bytes::{Regex, RegexBuilder};
 use wstap_wire::{Direction, Violation};
 
@@ -94,6 +102,19 @@ enum Op {
     Match,
 }
 
+/// A field's name as written and where its operator stands, for errors.
+struct FieldTest {
+    name: String,
+    op_start: usize,
+    op_end: usize,
+}
+
+impl std::fmt::Display for FieldTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 /// A value as written, and where.
 struct Value {
     text: String,
@@ -107,6 +128,8 @@ pub fn parse(source: &str) -> Result<Expr, ParseError> {
     let mut parser = Parser {
         src: source,
         pos: 0,
+        depth: 0,
+        terms: 0,
     };
     parser.skip_space();
     if parser.at_end() {
@@ -128,6 +151,10 @@ pub fn parse(source: &str) -> Result<Expr, ParseError> {
 struct Parser<'a> {
     src: &'a str,
     pos: usize,
+    /// Parentheses and negations open around `pos`.
+    depth: usize,
+    /// Terms read so far.
+    terms: usize,
 }
 
 /// Whether `c` ends a word: white space and parentheses.
@@ -179,48 +206,74 @@ impl Parser<'_> {
     }
 
     fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.and()?;
+        let mut parts = vec![self.and()?];
         loop {
             self.skip_space();
             if !self.keyword(&["or", "||"]) {
-                return Ok(left);
+                return Ok(group(parts, Join::Or));
             }
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            parts.push(self.and()?);
         }
     }
 
     fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.not()?;
+        let mut parts = vec![self.not()?];
         loop {
             self.skip_space();
             if self.at_end() || self.peek() == Some(')') {
-                return Ok(left);
+                return Ok(group(parts, Join::And));
             }
             let word = self.word_ahead();
             if word.eq_ignore_ascii_case("or") || word == "||" {
-                return Ok(left);
+                return Ok(group(parts, Join::And));
             }
             self.keyword(&["and", "&&"]);
-            let right = self.not()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            parts.push(self.not()?);
         }
     }
 
+    /// Any number of negations, then a primary: a loop, so a long run of `not` costs no
+    /// stack; each counts as a level of nesting.
     fn not(&mut self) -> Result<Expr, ParseError> {
-        self.skip_space();
-        if self.keyword(&["not"]) {
-            return Ok(Expr::Not(Box::new(self.not()?)));
-        }
-        if let Some(c @ ('!' | '-')) = self.peek() {
-            // `!x` and `-x` negate; a lone `-` or `!` is an error, not a word.
-            let next = self.src[self.pos + 1..].chars().next();
-            if next.is_some_and(|n| !ends_word(n)) || c == '!' {
+        let mut negations = 0;
+        loop {
+            self.skip_space();
+            let at = self.pos;
+            if !self.keyword(&["not"]) {
+                // `!x` and `-x` negate; a lone `-` is a word, a lone `!` negates what follows.
+                let Some(c @ ('!' | '-')) = self.peek() else {
+                    break;
+                };
+                let next = self.src[self.pos + 1..].chars().next();
+                if !(next.is_some_and(|n| !ends_word(n)) || c == '!') {
+                    break;
+                }
                 self.pos += 1;
-                return Ok(Expr::Not(Box::new(self.not()?)));
             }
+            self.enter(at, self.pos)?;
+            negations += 1;
         }
-        self.primary()
+        let mut expr = self.primary()?;
+        for _ in 0..negations {
+            expr = Expr::Not(Box::new(expr));
+        }
+        self.depth -= negations;
+        Ok(expr)
+    }
+
+    /// One more level of nesting, opened by the parenthesis or negation at `at..end`.
+    fn enter(&mut self, at: usize, end: usize) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(
+                at,
+                end,
+                format!(
+                    "the filter nests too deeply here: at most {MAX_DEPTH} levels of parentheses and 'not'"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn primary(&mut self) -> Result<Expr, ParseError> {
@@ -229,6 +282,7 @@ impl Parser<'_> {
             None => Err(self.error_here("expected a term: a field test like len>100, or a word")),
             Some('(') => {
                 let open = self.pos;
+                self.enter(open, open + 1)?;
                 self.pos += 1;
                 self.skip_space();
                 if self.peek() == Some(')') {
@@ -240,23 +294,45 @@ impl Parser<'_> {
                     return Err(self.error(open, open + 1, "this '(' is never closed"));
                 }
                 self.pos += 1;
+                self.depth -= 1;
                 Ok(inner)
             }
             Some(')') => Err(self.error_here("expected a term before ')'")),
-            Some(_) => self.term(),
+            Some(_) => {
+                self.terms += 1;
+                if self.terms > MAX_TERMS {
+                    let width = self.word_ahead().len().max(1);
+                    return Err(self.error(
+                        self.pos,
+                        self.pos + width,
+                        format!("the filter is too long: at most {MAX_TERMS} terms"),
+                    ));
+                }
+                self.term()
+            }
         }
     }
 
     /// A name of letters, digits and `_` here (possibly empty), consumed.
     fn name(&mut self) -> &str {
         let start = self.pos;
-        while let Some(c) = self
-            .peek()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        {
+        while let Some(c) = self.peek().filter(|c| is_name_char(*c)) {
             self.pos += c.len_utf8();
         }
         &self.src[start..self.pos]
+    }
+
+    /// The rest of a name that may be a field's, consumed: `-` and dots between name
+    /// characters (`socketio.event`, `x-api-key`). A trailing dot is not part of it.
+    fn name_rest(&mut self) {
+        loop {
+            let mut ahead = self.src[self.pos..].chars();
+            match (ahead.next(), ahead.next()) {
+                (Some('.' | '-'), Some(c)) if is_name_char(c) => self.pos += 1,
+                (Some(c), _) if is_name_char(c) => self.pos += 1,
+                _ => return,
+            }
+        }
     }
 
     /// An operator here, consumed.
@@ -344,43 +420,35 @@ impl Parser<'_> {
         if name == "json" && matches!(self.peek(), Some('.' | '[')) {
             return self.json(start);
         }
-        let field = FIELDS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
+        self.name_rest();
         let name_end = self.pos;
-        if field.is_some() {
-            // A known field may have spaces around its operator: `len > 1000`.
-            self.skip_space();
-            if self.peek().is_some_and(|c| ":=!<>~".contains(c)) && self.word_ahead() != "!" {
-                // An operator follows.
-            } else {
-                self.pos = name_end;
-            }
-        }
-        let op_at = self.pos;
-        match (field, self.op()) {
+        let written = self.src[start..name_end].to_owned();
+        let field = FIELDS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&written))
+            .map(|(_, f)| *f);
+        // An operator after a name, with or without spaces, makes a field test.
+        self.skip_space();
+        let op_start = self.pos;
+        let op = if written.is_empty() { None } else { self.op() };
+        match (field, op) {
             (Some(field), Some(op)) => {
-                let written = self.src[start..name_end].to_owned();
+                let test = FieldTest {
+                    name: written,
+                    op_start,
+                    op_end: self.pos,
+                };
                 let after = self.src[start..self.pos].to_owned();
                 self.skip_space();
                 let value = self.value(&after)?;
                 if op == Op::Ne {
-                    let term = self.field_term(field, Op::Eq, &written, value)?;
+                    let term = self.field_term(field, Op::Eq, &test, value)?;
                     return Ok(Expr::Not(Box::new(Expr::Term(term))));
                 }
-                self.field_term(field, op, &written, value).map(Expr::Term)
+                self.field_term(field, op, &test, value).map(Expr::Term)
             }
-            (None, Some(_)) if !name.is_empty() => {
-                let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
-                Err(self.error(
-                    start,
-                    op_at,
-                    format!(
-                        "unknown field '{}' (fields: {}, json.PATH); to look for text with ':' or spaces in it, quote it",
-                        &self.src[start..op_at],
-                        known.join(", ")
-                    ),
-                ))
-            }
-            (field, _) => {
+            (None, Some(_)) => Err(self.error(start, name_end, unknown_field(&written))),
+            (field, None) => {
                 // No operator: a field that stands alone, or a word to look for.
                 self.pos = start;
                 let word = self.word_ahead().to_owned();
@@ -409,12 +477,15 @@ impl Parser<'_> {
         &self,
         field: FieldName,
         op: Op,
-        written: &str,
+        written: &FieldTest,
         value: Value,
     ) -> Result<Term, ParseError> {
-        let op_start = value.start.saturating_sub(1);
         let wrong_op = |allowed: &str| {
-            Err(self.error(op_start, value.start, format!("{written} takes {allowed}")))
+            Err(self.error(
+                written.op_start,
+                written.op_end,
+                format!("{written} takes {allowed}"),
+            ))
         };
         let bad_value = |expected: &str| {
             Err(self.error(
@@ -503,7 +574,7 @@ impl Parser<'_> {
         &self,
         field: NumField,
         op: Op,
-        written: &str,
+        written: &FieldTest,
         value: &Value,
     ) -> Result<NumTest, ParseError> {
         let parse_one = |text: &str, start: usize, end: usize| -> Result<value::Span, ParseError> {
@@ -552,8 +623,8 @@ impl Parser<'_> {
                 },
             )),
             Op::Ne | Op::Match => Err(self.error(
-                start.saturating_sub(1),
-                start,
+                written.op_start,
+                written.op_end,
                 format!("{written} is a number: it takes ':', '<', '<=', '>' or '>='"),
             )),
         }
@@ -695,6 +766,82 @@ impl Parser<'_> {
             )),
         }
     }
+}
+
+/// Whether `c` may stand in a field's name.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// How the parts of a chain are joined.
+#[derive(Debug, Clone, Copy)]
+enum Join {
+    And,
+    Or,
+}
+
+/// `parts` as one `and` or `or`: a single part stands alone, and a part that is already
+/// of the same kind (a group in parentheses) is spliced in, so chains stay flat.
+fn group(parts: Vec<Expr>, join: Join) -> Expr {
+    let mut flat = Vec::with_capacity(parts.len());
+    for part in parts {
+        match (join, part) {
+            (Join::And, Expr::And(inner)) | (Join::Or, Expr::Or(inner)) => flat.extend(inner),
+            (_, part) => flat.push(part),
+        }
+    }
+    if flat.len() == 1 {
+        return flat.swap_remove(0);
+    }
+    match join {
+        Join::And => Expr::And(flat),
+        Join::Or => Expr::Or(flat),
+    }
+}
+
+/// The error for a test of a field that does not exist, with the nearest names.
+fn unknown_field(written: &str) -> String {
+    let lower = written.to_ascii_lowercase();
+    let nearest = FIELDS.iter().map(|(n, _)| edit_distance(&lower, n)).min();
+    let mut close: Vec<String> = match nearest {
+        Some(distance) if distance <= 2 => FIELDS
+            .iter()
+            .filter(|(n, _)| edit_distance(&lower, n) == distance)
+            .map(|(n, _)| (*n).to_owned())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some((first, rest)) = lower.split_once('.') {
+        if close.is_empty() && edit_distance(first, "json") <= 2 {
+            close.push(format!("json.{rest}"));
+        }
+    }
+    let suggestion = if close.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean '{}'?)", close.join("' or '"))
+    };
+    let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
+    format!(
+        "unknown field '{written}'{suggestion}; the fields are {}, json.PATH; to look for text with ':', spaces or an operator in it, quote it",
+        known.join(", ")
+    )
+}
+
+/// Levenshtein distance of two short ASCII names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// A case-insensitive search for `text` in payload bytes. The flag is written into the

@@ -160,8 +160,8 @@ impl Builder<'_> {
     fn expr(&mut self, expr: &Expr) -> String {
         match expr {
             Expr::All => "1".into(),
-            Expr::And(a, b) => format!("({} AND {})", self.expr(a), self.expr(b)),
-            Expr::Or(a, b) => format!("({} OR {})", self.expr(a), self.expr(b)),
+            Expr::And(parts) => self.balanced(parts, "AND"),
+            Expr::Or(parts) => self.balanced(parts, "OR"),
             Expr::Not(a) => format!("(NOT {})", self.expr(a)),
             Expr::Term(term) => {
                 let test = match (self.scope, term.level()) {
@@ -177,6 +177,23 @@ impl Builder<'_> {
                     (Scope::Records, _) => self.term(term, true),
                 };
                 format!("COALESCE({test}, 0)")
+            }
+        }
+    }
+
+    /// `parts` joined by `op` as a balanced tree of parentheses: SQLite's parser builds
+    /// `a OR b OR c ...` as a chain as deep as it is long, and refuses one deeper than
+    /// its expression limit; halves nest only log2(n) deep.
+    fn balanced(&mut self, parts: &[Expr], op: &str) -> String {
+        match parts {
+            // Never parsed; what `all` and `any` of nothing are in the predicate.
+            [] => (if op == "AND" { "1" } else { "0" }).into(),
+            [one] => self.expr(one),
+            _ => {
+                let (left, right) = parts.split_at(parts.len() / 2);
+                let left = self.balanced(left, op);
+                let right = self.balanced(right, op);
+                format!("({left} {op} {right})")
             }
         }
     }

@@ -330,3 +330,41 @@ fn a_traced_message_unlike_its_frame_keeps_its_own_bytes() {
     assert_eq!(as_json(&events_of(&capture, None)), as_json(&events));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn filters_at_the_languages_limits_run_in_sqlite() {
+    use wstap_filter::{MAX_DEPTH, MAX_TERMS};
+    let dir = temp_dir("limits");
+    write(&dir, &session_events(&chat(1)), 64);
+    let capture = Capture::open(&dir).unwrap();
+    let count = |source: &str| {
+        let filter = Filter::parse(source).unwrap();
+        let sessions = capture.count_sessions(&filter).unwrap();
+        let messages = capture.count(Rows::Messages, Some(1), &filter).unwrap();
+        let frames = capture
+            .frames(Some(1), &filter, Position::From(0), 100)
+            .unwrap()
+            .len() as u64;
+        (sessions, messages, frames)
+    };
+    // As many terms as allowed, one of which matches the first message only.
+    let mut words: Vec<String> = (1..MAX_TERMS).map(|i| format!("absent{i}")).collect();
+    words.push("hello".into());
+    assert_eq!(count(&words.join(" or ")), (1, 1, 1));
+    assert_eq!(count(&words.join(" ")), (0, 0, 0));
+    // As deep as allowed: `not (hello or not (hello or ... unmasked))`. Innermost, a
+    // record saying neither is selected; each level out flips that, except for hello,
+    // which every level rules out. After an even number of levels only the record that
+    // says `unmasked` is left; the session, which says hello, is not selected.
+    let levels = MAX_DEPTH / 2;
+    assert_eq!(levels % 2, 0);
+    let deep = format!(
+        "{}unmasked{}",
+        "not (hello or ".repeat(levels),
+        ")".repeat(levels)
+    );
+    assert_eq!(count(&deep), (0, 1, 1));
+    let parens = format!("{}hello{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+    assert_eq!(count(&parens), (1, 1, 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
