@@ -53,11 +53,17 @@ fuzz_target!(|input: &[u8]| {
     let filter = match Filter::parse(source) {
         Ok(filter) => filter,
         Err(error) => {
-            let (start, end) = error.span();
-            assert!(start <= end && end <= source.len().max(start));
-            assert!(source.is_char_boundary(start.min(source.len())));
+            // The span is in characters: it lies within the filter, or is the one
+            // place past its end.
+            let (column, width) = error.span();
+            let chars = source.chars().count();
+            assert!(width >= 1 && column + width <= chars.max(column) + 1, "{column}+{width} of {chars}");
             assert!(!error.message().is_empty());
-            let _ = error.to_string();
+            // The caret line stands under the shown filter, which is at most ~120 wide.
+            let shown = error.to_string();
+            let caret = shown.lines().last().unwrap_or_default();
+            assert!(caret.trim_start().starts_with('^'), "{shown}");
+            assert!(caret.len() <= 2 + 1 + 40 + 40 + 40, "{shown}");
             return;
         }
     };
