@@ -124,7 +124,7 @@ async fn deflate_echo(mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpSt
         let Ok(n @ 1..) = tls.read(&mut buf).await else {
             return;
         };
-        analyzer.feed(&mut buf[..n], Timestamp(0), &mut records);
+        analyzer.feed(&buf[..n], Timestamp(0), &mut records);
         for record in records.drain(..) {
             let Record::Message(message) = record else {
                 continue;

@@ -233,11 +233,11 @@ async fn frames_until_close(
     stream: &mut TcpStream,
     direction: wstap_wire::Direction,
 ) -> Vec<(u8, Vec<u8>)> {
-    let mut bytes = read_to_end(stream).await;
+    let bytes = read_to_end(stream).await;
     let mut analyzer =
         wstap_wire::StreamAnalyzer::new(direction, wstap_wire::AnalyzerConfig::default());
     let mut records = Vec::new();
-    analyzer.feed(&mut bytes, wstap_wire::Timestamp(0), &mut records);
+    analyzer.feed(&bytes, wstap_wire::Timestamp(0), &mut records);
     records
         .into_iter()
         .filter_map(|r| match r {

@@ -20,20 +20,20 @@ fuzz_target!(|input: &[u8]| {
 
     let mut whole = StreamAnalyzer::new(direction, config);
     let mut whole_out = Vec::new();
-    whole.feed(&mut wire.to_vec(), Timestamp(0), &mut whole_out);
+    whole.feed(&wire.to_vec(), Timestamp(0), &mut whole_out);
     let whole_end = whole.finish(Timestamp(0), &mut whole_out);
 
     let mut cut = StreamAnalyzer::new(direction, config);
     let mut cut_out = Vec::new();
     for chunk in wire.chunks(step) {
-        cut.feed(&mut chunk.to_vec(), Timestamp(0), &mut cut_out);
+        cut.feed(&chunk.to_vec(), Timestamp(0), &mut cut_out);
     }
     let cut_end = cut.finish(Timestamp(0), &mut cut_out);
 
     let mut judged = StreamAnalyzer::new(direction, config);
     let (mut judged_out, mut forwarded) = (Vec::new(), 0usize);
     for chunk in wire.chunks(step) {
-        let verdict = judged.judge(&mut chunk.to_vec(), Timestamp(0), &mut judged_out);
+        let verdict = judged.judge(&chunk.to_vec(), Timestamp(0), &mut judged_out);
         assert!(verdict.clean <= chunk.len());
         forwarded += verdict.clean;
         if verdict.offence.is_some() {

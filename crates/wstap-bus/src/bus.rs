@@ -212,11 +212,11 @@ mod tests {
     fn batch_of(len: usize) -> Vec<BusEvent> {
         let mut analyzer =
             StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
-        let mut wire = FrameBuilder::binary()
+        let wire = FrameBuilder::binary()
             .mask([1, 2, 3, 4])
             .encode(&vec![7; len]);
         let mut records = Vec::new();
-        analyzer.feed(&mut wire, Timestamp(0), &mut records);
+        analyzer.feed(&wire, Timestamp(0), &mut records);
         records
             .into_iter()
             .map(|record| BusEvent::Wire { session: 1, record })

@@ -59,8 +59,7 @@ impl Tap {
     /// (how many bytes may be forwarded, and the offending frame). Nothing after that
     /// frame is decoded.
     pub fn judge(&mut self, bytes: &[u8], time: Timestamp) -> (Vec<BusEvent>, Verdict) {
-        let mut copy = bytes.to_vec();
-        let verdict = self.analyzer.judge(&mut copy, time, &mut self.records);
+        let verdict = self.analyzer.judge(bytes, time, &mut self.records);
         (self.drain(), verdict)
     }
 

@@ -17,8 +17,8 @@ fn records(direction: Direction, size: usize, count: usize) -> Vec<BusEvent> {
     let payload = "x".repeat(size);
     let mut pool = Vec::new();
     for i in 0..count.min(1000) {
-        let mut wire = builder.encode(payload.as_bytes());
-        analyzer.feed(&mut wire, Timestamp(i as i64), &mut pool);
+        let wire = builder.encode(payload.as_bytes());
+        analyzer.feed(&wire, Timestamp(i as i64), &mut pool);
     }
     let pool: Vec<BusEvent> = pool
         .into_iter()

@@ -14,8 +14,8 @@ use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, Record, StreamAnalyzer
 fn records(frame: Vec<u8>) -> Vec<Record> {
     let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
     let mut records = Vec::new();
-    let mut wire = frame;
-    analyzer.feed(&mut wire, Timestamp(1_763_700_000_123_456), &mut records);
+    let wire = frame;
+    analyzer.feed(&wire, Timestamp(1_763_700_000_123_456), &mut records);
     records
 }
 

@@ -12,7 +12,7 @@ use wstap_wire::{
 fn records(direction: Direction, config: AnalyzerConfig, wire: &[u8], time: i64) -> Vec<Record> {
     let mut analyzer = StreamAnalyzer::new(direction, config);
     let mut out = Vec::new();
-    analyzer.feed(&mut wire.to_vec(), Timestamp(time), &mut out);
+    analyzer.feed(wire, Timestamp(time), &mut out);
     analyzer.finish(Timestamp(time + 5), &mut out);
     out
 }

@@ -29,7 +29,7 @@ fn sample_events() -> Vec<Event> {
     })];
     let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
     let mut records = Vec::new();
-    let mut wire = [
+    let wire = [
         FrameBuilder::text()
             .mask([0x16, 0x39, 0x8f, 0x63])
             .encode(b"hello"),
@@ -41,7 +41,7 @@ fn sample_events() -> Vec<Event> {
             .encode(b"\x0f\xa1done"),
     ]
     .concat();
-    analyzer.feed(&mut wire, Timestamp(t(5).timestamp_micros()), &mut records);
+    analyzer.feed(&wire, Timestamp(t(5).timestamp_micros()), &mut records);
     for record in records {
         events.push(match record {
             Record::Frame(f) => Event::Frame(Frame::from_record(7, f)),
@@ -250,7 +250,7 @@ fn a_frame_event_gives_back_the_header_it_was_made_from() {
     .concat();
     let mut analyzer = StreamAnalyzer::new(Direction::ServerToClient, AnalyzerConfig::default());
     let mut records = Vec::new();
-    analyzer.feed(&mut wire.clone(), Timestamp(0), &mut records);
+    analyzer.feed(&wire.clone(), Timestamp(0), &mut records);
     let mut seen = 0;
     for record in records {
         if let Record::Frame(f) = record {

@@ -13,6 +13,12 @@
 //! [`StreamAnalyzer::judge`] is the same analysis for a relay that withholds what breaks
 //! the protocol: it stops after the first offending frame and says where in the chunk that
 //! frame began, so everything before it can be forwarded and nothing after it is decoded.
+//! [`StreamAnalyzer::feed_marking_ends`] also says where in the chunk each frame ended and
+//! whether a data message was still open there, for a relay that holds or adds messages
+//! only between them (RFC 6455 section 5.4).
+//!
+//! Chunks are only read, never changed: a relay decides about bytes and then forwards them
+//! exactly as read.
 
 use crate::close::CloseFrame;
 use crate::decoder::{FrameDecoder, FrameHandler, Progress};
@@ -217,6 +223,16 @@ pub struct Offence {
     pub begins_in_chunk: bool,
 }
 
+/// Where a frame ended in a chunk, as [`StreamAnalyzer::feed_marking_ends`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameEnd {
+    /// The index just past the frame's last byte in the chunk.
+    pub offset: usize,
+    /// Whether a fragmented data message is still open after this frame: a message of
+    /// one's own may be written here only when none is.
+    pub message_open: bool,
+}
+
 /// The frame being read.
 #[derive(Debug)]
 struct OpenFrame {
@@ -297,23 +313,10 @@ impl StreamAnalyzer {
         self.state.direction
     }
 
-    /// Whether this direction has sent a close frame.
-    pub fn close_seen(&self) -> bool {
-        self.state.close_seen
-    }
-
     /// Whether the stream is between frames (nothing of a next frame has arrived), so a
     /// new frame could be written into it without corrupting one.
     pub fn at_frame_boundary(&self) -> bool {
         self.decoder.progress() == Progress::Idle
-    }
-
-    /// What the frame being read breaks so far (its header's violations), before it ends.
-    pub fn pending_violations(&self) -> &[Violation] {
-        self.state
-            .frame
-            .as_ref()
-            .map_or(&[], |f| f.record.violations.as_slice())
     }
 
     /// Number of complete frames seen so far.
@@ -321,13 +324,36 @@ impl StreamAnalyzer {
         self.state.frames_seen
     }
 
-    /// Analyses `chunk`, which arrived at `time`, appending records to `out`. The chunk is
-    /// unmasked in place, so pass a copy if the original bytes are still needed.
-    pub fn feed(&mut self, chunk: &mut [u8], time: Timestamp, out: &mut Vec<Record>) {
+    /// Whether a fragmented data message is open (its final frame has not arrived).
+    pub fn message_open(&self) -> bool {
+        self.state.message.is_some()
+    }
+
+    /// Analyses `chunk`, which arrived at `time`, appending records to `out`.
+    pub fn feed(&mut self, chunk: &[u8], time: Timestamp, out: &mut Vec<Record>) {
         let mut sink = Sink {
             state: &mut self.state,
             out,
             judge: None,
+            ends: None,
+        };
+        self.decoder.feed(chunk, time, &mut sink);
+    }
+
+    /// Analyses `chunk` as [`StreamAnalyzer::feed`] does, and appends to `ends` where in
+    /// it each frame ended.
+    pub fn feed_marking_ends(
+        &mut self,
+        chunk: &[u8],
+        time: Timestamp,
+        out: &mut Vec<Record>,
+        ends: &mut Vec<FrameEnd>,
+    ) {
+        let mut sink = Sink {
+            state: &mut self.state,
+            out,
+            judge: None,
+            ends: Some(ends),
         };
         self.decoder.feed(chunk, time, &mut sink);
     }
@@ -337,7 +363,7 @@ impl StreamAnalyzer {
     /// (if it ends in the chunk), and none for anything after it, which is never decoded.
     /// A frame whose header is complete and already breaks a rule counts as offending even
     /// when its payload continues in a later chunk.
-    pub fn judge(&mut self, chunk: &mut [u8], time: Timestamp, out: &mut Vec<Record>) -> Verdict {
+    pub fn judge(&mut self, chunk: &[u8], time: Timestamp, out: &mut Vec<Record>) -> Verdict {
         let mut judge = Judge {
             next_start: self.at_frame_boundary().then_some(0),
             current_start: None,
@@ -348,6 +374,7 @@ impl StreamAnalyzer {
             state: &mut self.state,
             out,
             judge: Some(&mut judge),
+            ends: None,
         };
         self.decoder.feed(chunk, time, &mut sink);
         if judge.offence.is_none() {
@@ -410,6 +437,8 @@ struct Sink<'a> {
     out: &'a mut Vec<Record>,
     /// Set by [`StreamAnalyzer::judge`]: stop after the first offending frame.
     judge: Option<&'a mut Judge>,
+    /// Set by [`StreamAnalyzer::feed_marking_ends`]: where frames end.
+    ends: Option<&'a mut Vec<FrameEnd>>,
 }
 
 /// Where the frames of a judged chunk begin, and the first one that offends.
@@ -436,6 +465,12 @@ impl FrameHandler for Sink<'_> {
 
     fn end(&mut self, time: Timestamp, offset: usize) -> ControlFlow<()> {
         let broken = self.state.end_frame(time, self.out);
+        if let Some(ends) = self.ends.as_deref_mut() {
+            ends.push(FrameEnd {
+                offset,
+                message_open: self.state.message.is_some(),
+            });
+        }
         let Some(judge) = self.judge.as_deref_mut() else {
             return ControlFlow::Continue(());
         };

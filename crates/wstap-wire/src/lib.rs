@@ -42,8 +42,8 @@ pub mod utf8;
 pub mod violation;
 
 pub use analyzer::{
-    AnalyzerConfig, Capture, FrameRecord, Inflated, MessageRecord, Offence, PartialFrame, Record,
-    StreamAnalyzer, Verdict,
+    AnalyzerConfig, Capture, FrameEnd, FrameRecord, Inflated, MessageRecord, Offence, PartialFrame,
+    Record, StreamAnalyzer, Verdict,
 };
 pub use close::CloseFrame;
 pub use decoder::{FrameDecoder, FrameHandler};

@@ -77,8 +77,8 @@ fn decode_with(config: AnalyzerConfig, wire: &[u8], cuts: &[usize]) -> Vec<Recor
     let mut out = Vec::new();
     let mut at = 0;
     for &cut in cuts.iter().chain([&wire.len()]) {
-        let mut chunk = wire[at..cut].to_vec();
-        analyzer.feed(&mut chunk, Timestamp(0), &mut out);
+        let chunk = wire[at..cut].to_vec();
+        analyzer.feed(&chunk, Timestamp(0), &mut out);
         at = cut;
     }
     out
@@ -93,7 +93,7 @@ fn judge(wire: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<Record>, Option<wstap_wir
     let mut at = 0;
     for &cut in cuts.iter().chain([&wire.len()]) {
         let chunk = &wire[at..cut];
-        let verdict = analyzer.judge(&mut chunk.to_vec(), Timestamp(0), &mut records);
+        let verdict = analyzer.judge(chunk, Timestamp(0), &mut records);
         forwarded.extend_from_slice(&chunk[..verdict.clean]);
         if verdict.offence.is_some() {
             return (forwarded, records, verdict.offence);
@@ -201,7 +201,7 @@ fn inflated_output_does_not_depend_on_chunking_regression() {
         let mut analyzer = StreamAnalyzer::new(Direction::ServerToClient, config);
         let mut out = Vec::new();
         for chunk in wire.chunks(step) {
-            analyzer.feed(&mut chunk.to_vec(), Timestamp(0), &mut out);
+            analyzer.feed(chunk, Timestamp(0), &mut out);
         }
         let cut = analyzer.finish(Timestamp(0), &mut out);
         (out, cut)
@@ -229,7 +229,7 @@ proptest! {
         };
         let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
         let mut out = Vec::new();
-        analyzer.feed(&mut encode(&specs), Timestamp(0), &mut out);
+        analyzer.feed(&encode(&specs), Timestamp(0), &mut out);
         let mut pending: Vec<wstap_wire::Violation> = Vec::new();
         let mut controls: Vec<wstap_wire::Violation> = Vec::new();
         for record in &out {
@@ -413,5 +413,54 @@ proptest! {
         let at_least = messages.iter().filter(|m| m.is_one_frame()).count()
             + messages.iter().filter(|m| m.ping_between && !m.unfinished).count();
         prop_assert!(whole_frame_messages >= at_least);
+    }
+}
+
+/// Where frames end, and whether a data message is open there, for any chunking: what a
+/// relay needs to hold or add messages only between them.
+#[test]
+fn frame_ends_are_marked_with_whether_a_message_is_open_in_any_chunking() {
+    let frames = [
+        FrameBuilder::text()
+            .fin(false)
+            .mask([1, 2, 3, 4])
+            .encode(b"par"),
+        FrameBuilder::ping().mask([5, 6, 7, 8]).encode(b"?"),
+        FrameBuilder::continuation()
+            .mask([9, 9, 9, 9])
+            .encode(b"tial"),
+        FrameBuilder::binary().mask([0, 0, 0, 1]).encode(&[0; 300]),
+    ];
+    let wire = frames.concat();
+    let ends: Vec<usize> = frames
+        .iter()
+        .scan(0, |at, f| {
+            *at += f.len();
+            Some(*at)
+        })
+        .collect();
+    for size in [1, 2, 7, 64, wire.len()] {
+        let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config());
+        let (mut records, mut marks) = (Vec::new(), Vec::new());
+        let mut base = 0;
+        for chunk in wire.chunks(size) {
+            let before = chunk.to_vec();
+            let mut found = Vec::new();
+            analyzer.feed_marking_ends(chunk, Timestamp(0), &mut records, &mut found);
+            assert_eq!(chunk, &before[..], "the bytes stay as read (masked)");
+            marks.extend(found.iter().map(|e| (base + e.offset, e.message_open)));
+            base += chunk.len();
+        }
+        assert_eq!(
+            marks,
+            [
+                (ends[0], true),
+                (ends[1], true),
+                (ends[2], false),
+                (ends[3], false)
+            ],
+            "chunks of {size}"
+        );
+        assert!(!analyzer.message_open());
     }
 }

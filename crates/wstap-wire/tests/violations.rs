@@ -16,7 +16,7 @@ fn run(
 ) -> (Vec<FrameRecord>, Vec<MessageRecord>) {
     let mut analyzer = StreamAnalyzer::new(direction, config);
     let mut out = Vec::new();
-    analyzer.feed(&mut wire.to_vec(), Timestamp(1), &mut out);
+    analyzer.feed(wire, Timestamp(1), &mut out);
     analyzer.finish(Timestamp(2), &mut out);
     let mut frames = Vec::new();
     let mut messages = Vec::new();
@@ -148,8 +148,8 @@ fn length_with_top_bit_set_is_flagged() {
         .encode_header(0);
     let mut analyzer = StreamAnalyzer::new(Direction::ServerToClient, AnalyzerConfig::default());
     let mut out = Vec::new();
-    analyzer.feed(&mut wire.clone(), Timestamp(0), &mut out);
-    analyzer.feed(&mut [0; 100], Timestamp(0), &mut out);
+    analyzer.feed(&wire.clone(), Timestamp(0), &mut out);
+    analyzer.feed(&[0; 100], Timestamp(0), &mut out);
     match analyzer.finish(Timestamp(1), &mut out) {
         Some(wstap_wire::PartialFrame::Payload {
             header,
@@ -392,7 +392,7 @@ fn decompression_bomb_is_counted_not_stored() {
 fn stream_cut_inside_a_header_reports_how_much_arrived() {
     let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, AnalyzerConfig::default());
     let mut out = Vec::new();
-    analyzer.feed(&mut [0x81, 0xFE, 0x01], Timestamp(0), &mut out);
+    analyzer.feed(&[0x81, 0xFE, 0x01], Timestamp(0), &mut out);
     assert_eq!(
         analyzer.finish(Timestamp(1), &mut out),
         Some(wstap_wire::PartialFrame::Header {

@@ -135,7 +135,7 @@ pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
         let analyzer = &mut analyzers[usize::from(*dir == Direction::ServerToClient)];
         let mut records = Vec::new();
         let time = Timestamp(1_796_000_000_000_000 + t0 + 1000 * (i as i64 + 1));
-        analyzer.feed(&mut wire.clone(), time, &mut records);
+        analyzer.feed(&wire.clone(), time, &mut records);
         events.extend(records.into_iter().map(|record| BusEvent::Wire {
             session: spec.id,
             record,

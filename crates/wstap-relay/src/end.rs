@@ -1,0 +1,219 @@
+//! How a relay ended, as data: who closed, with which code, what each direction did, and
+//! what wstap itself stepped in to do. The engine turns it into the session's record; the
+//! sentences a person reads come from [`EndReason`]'s `Display`, never the other way round.
+
+use crate::Side;
+use std::fmt;
+use wstap_wire::{Direction, Offence, PartialFrame};
+
+/// How one direction's stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The sender ended its stream (end of file); `sent_close` says whether it had sent a
+    /// close frame first (always false on a stream that is not a WebSocket).
+    Eof {
+        /// Whether a close frame came before the end.
+        sent_close: bool,
+    },
+    /// Reading from the sender failed, for this reason.
+    ReadFailed(String),
+    /// Writing to the receiver failed, for this reason.
+    WriteFailed(String),
+    /// Still open when the relay ended for a reason of the other direction's.
+    Stopped,
+}
+
+/// Which sides got a close frame from wstap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sent {
+    /// The client got one (as a server sends it: unmasked).
+    pub to_client: bool,
+    /// The server got one (as a client sends it: masked with a fresh key).
+    pub to_server: bool,
+}
+
+impl Sent {
+    fn record(&mut self, to: Side) {
+        match to {
+            Side::Client => self.to_client = true,
+            Side::Server => self.to_server = true,
+        }
+    }
+
+    pub(crate) fn with(mut self, to: Side) -> Sent {
+        self.record(to);
+        self
+    }
+}
+
+/// Why a relay ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The peers ended it: each direction's end.
+    Peers {
+        /// Client to server.
+        c2s: StreamEnd,
+        /// Server to client.
+        s2c: StreamEnd,
+    },
+    /// wstap was shutting down: it sent `1001 Going Away` to each side whose stream was
+    /// between frames in time, and closed the others' connections without a close frame.
+    Shutdown {
+        /// Who got the close frame.
+        sent: Sent,
+    },
+    /// A `Close` command ended it toward one side or both.
+    Commanded {
+        /// The code sent.
+        code: u16,
+        /// Who got the close frame (a side whose stream stayed in the middle of a frame
+        /// was closed without one).
+        sent: Sent,
+    },
+    /// `--strict`: a side broke the protocol; the offending frame and everything after it
+    /// were withheld, and wstap closed both sides.
+    Strict {
+        /// Who sent the offending frame.
+        from: Direction,
+        /// The frame and the first rule it breaks.
+        offence: Offence,
+        /// Bytes withheld from the read that carried it.
+        withheld: u64,
+        /// The code sent: 1007 for bad UTF-8, else 1002.
+        code: u16,
+        /// Who got the close frame.
+        sent: Sent,
+    },
+}
+
+/// The first close frame of the session, and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstClose {
+    /// The side that closed first.
+    pub by: Side,
+    /// Its code, when the payload had one.
+    pub code: Option<u16>,
+    /// Its reason.
+    pub reason: String,
+}
+
+/// A frame the stream ended in the middle of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutOff {
+    /// Its direction.
+    pub direction: Direction,
+    /// The index it would have had.
+    pub index: u64,
+    /// What arrived of it.
+    pub partial: PartialFrame,
+}
+
+/// Everything the session's end needs to know about its relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayEnd {
+    /// Why it ended.
+    pub reason: EndReason,
+    /// Whether it ended cleanly: a WebSocket with a close frame each way, both streams
+    /// ended by their senders and no frame cut; another stream, ended by both senders.
+    pub clean: bool,
+    /// The first close frame, if any.
+    pub first_close: Option<FirstClose>,
+    /// Complete frames, client to server and server to client.
+    pub frames: [u64; 2],
+    /// Bytes handed on, client to server and server to client.
+    pub bytes: [u64; 2],
+    /// Frames cut off by the end of their stream.
+    pub cut_off: Vec<CutOff>,
+}
+
+impl RelayEnd {
+    /// What went wrong or what wstap did, in words; `None` for a clean end.
+    pub fn error(&self) -> Option<String> {
+        if self.clean {
+            return None;
+        }
+        let text = self.reason.to_string();
+        (!text.is_empty()).then_some(text)
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::Peers { c2s, s2c } => {
+                let parts: Vec<String> = [
+                    (Direction::ClientToServer, c2s),
+                    (Direction::ServerToClient, s2c),
+                ]
+                .into_iter()
+                .filter_map(|(direction, end)| describe(direction, end))
+                .collect();
+                f.write_str(&parts.join("; "))
+            }
+            EndReason::Shutdown { sent } => match (sent.to_client, sent.to_server) {
+                (true, true) => {
+                    f.write_str("wstap shut down: it sent close 1001 (Going Away) to both sides")
+                }
+                (false, false) => f.write_str(
+                    "wstap shut down in the middle of a frame: it closed both connections without a close frame",
+                ),
+                (to_client, _) => {
+                    let (got, cut) = if to_client {
+                        ("client", "server")
+                    } else {
+                        ("server", "client")
+                    };
+                    write!(
+                        f,
+                        "wstap shut down: it sent close 1001 (Going Away) to the {got}; the stream to the {cut} was in the middle of a frame, so it closed that connection without one"
+                    )
+                }
+            },
+            EndReason::Commanded { code, sent } => {
+                let to = match (sent.to_client, sent.to_server) {
+                    (true, true) => "both sides",
+                    (true, false) => "the client",
+                    (false, true) => "the server",
+                    (false, false) => "neither side (their streams were in the middle of a frame)",
+                };
+                write!(f, "closed from wstap: close {code} sent to {to}")
+            }
+            EndReason::Strict {
+                from,
+                offence,
+                code,
+                ..
+            } => {
+                let violation = &offence.violation;
+                let whole = if offence.begins_in_chunk {
+                    "nothing of it"
+                } else {
+                    "only its first bytes"
+                };
+                write!(
+                    f,
+                    "--strict: the {} sent a frame that breaks the protocol ({}: {violation}); it was not relayed (frame {} on; the other side received {whole}), and wstap closed both sides with {code}",
+                    from.sender(),
+                    violation.code(),
+                    offence.index,
+                )
+            }
+        }
+    }
+}
+
+/// A sentence on how one direction ended, `None` when it ended well.
+fn describe(direction: Direction, end: &StreamEnd) -> Option<String> {
+    let (from, to) = (direction.sender(), direction.receiver());
+    match end {
+        StreamEnd::Stopped => Some(format!(
+            "{from}->{to} stopped when the other direction failed"
+        )),
+        StreamEnd::ReadFailed(e) => Some(format!("reading from the {from} failed: {e}")),
+        StreamEnd::WriteFailed(e) => Some(format!("writing to the {to} failed: {e}")),
+        StreamEnd::Eof { sent_close: false } => Some(format!(
+            "the {from} closed the connection without a close frame"
+        )),
+        StreamEnd::Eof { sent_close: true } => None,
+    }
+}

@@ -1,0 +1,614 @@
+//! The relay core's decisions, with plain function calls: byte-exact forwarding of any
+//! stream in any chunking, `--strict`, shutdown at frame boundaries, close commands,
+//! half-closes and failures.
+
+use proptest::prelude::*;
+use std::time::Duration;
+use wstap_relay::{Command, EndReason, Relay, RelayConfig, Sent, Side, StreamEnd, Transmit};
+use wstap_wire::deflate::DeflateParams;
+use wstap_wire::{
+    AnalyzerConfig, CloseFrame, Direction, FrameBuilder, Opcode, Record, StreamAnalyzer, Timestamp,
+};
+
+/// What each side received: bytes, and whether its stream was ended.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Received {
+    bytes: Vec<u8>,
+    ended: bool,
+}
+
+/// A relay and what it wrote, driven as the engine's loop drives it.
+struct Harness {
+    relay: Relay,
+    client: Received,
+    server: Received,
+    records: Vec<Record>,
+}
+
+impl Harness {
+    fn new(config: RelayConfig) -> Harness {
+        Harness {
+            relay: Relay::new(config),
+            client: Received::default(),
+            server: Received::default(),
+            records: Vec::new(),
+        }
+    }
+
+    fn received(&mut self, side: Side) -> &mut Received {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        }
+    }
+
+    /// Feeds `chunk` from `from` and writes what the relay says; returns whether the relay
+    /// wanted it.
+    fn feed(&mut self, from: Side, chunk: &[u8], now: i64) -> bool {
+        if !self.relay.wants_read(from) {
+            return false;
+        }
+        self.relay.feed(from, chunk, Timestamp(now));
+        self.write_all(Some((from, chunk)));
+        true
+    }
+
+    /// Writes every queued transmit; `Forward` ranges refer to `last` from its side.
+    fn write_all(&mut self, last: Option<(Side, &[u8])>) {
+        for to in [Side::Client, Side::Server] {
+            while let Some(transmit) = self.relay.poll_transmit(to) {
+                let bytes = match transmit {
+                    Transmit::Forward(range) => {
+                        let (from, chunk) = last.expect("a forward refers to a chunk");
+                        assert_eq!(from, to.other(), "forwarded to the other side");
+                        chunk[range].to_vec()
+                    }
+                    Transmit::Built(bytes) => bytes,
+                    Transmit::Shutdown => {
+                        assert!(!self.received(to).ended, "ended twice");
+                        self.received(to).ended = true;
+                        Vec::new()
+                    }
+                };
+                let received = self.received(to);
+                assert!(
+                    bytes.is_empty() || !received.ended,
+                    "bytes after the end of the stream"
+                );
+                received.bytes.extend(bytes);
+                self.relay.transmitted(to);
+            }
+        }
+        self.records.extend(self.relay.take_events());
+    }
+
+    fn eof(&mut self, from: Side) {
+        self.relay.end_of_stream(from);
+        self.write_all(None);
+    }
+
+    fn command(&mut self, command: Command, now: i64) {
+        self.relay.command(command, Timestamp(now));
+        self.write_all(None);
+    }
+
+    fn timeout(&mut self, now: i64) {
+        self.relay.handle_timeout(Timestamp(now));
+        self.write_all(None);
+    }
+
+    fn records_of(&self, direction: Direction) -> Vec<Record> {
+        self.records
+            .iter()
+            .filter(|r| record_direction(r) == direction)
+            .cloned()
+            .collect()
+    }
+}
+
+fn record_direction(record: &Record) -> Direction {
+    match record {
+        Record::Frame(f) => f.direction,
+        Record::Message(m) => m.direction,
+    }
+}
+
+/// The records an analyzer of its own makes of `wire`, ended at `end`.
+fn analyzed(direction: Direction, config: AnalyzerConfig, wire: &[u8], end: i64) -> Vec<Record> {
+    let mut analyzer = StreamAnalyzer::new(direction, config);
+    let mut out = Vec::new();
+    analyzer.feed(wire, Timestamp(0), &mut out);
+    analyzer.finish(Timestamp(end), &mut out);
+    out
+}
+
+fn websocket(config: AnalyzerConfig) -> RelayConfig {
+    RelayConfig {
+        websocket: Some(config),
+        strict: false,
+    }
+}
+
+fn strict() -> RelayConfig {
+    RelayConfig {
+        websocket: Some(AnalyzerConfig::default()),
+        strict: true,
+    }
+}
+
+/// A frame as a test writes it.
+#[derive(Debug, Clone)]
+struct Spec {
+    opcode: u8,
+    fin: bool,
+    rsv: u8,
+    masked: bool,
+    payload: Vec<u8>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        prop_oneof![
+            Just(0u8),
+            Just(1),
+            Just(2),
+            Just(8),
+            Just(9),
+            Just(10),
+            0u8..16
+        ],
+        any::<bool>(),
+        prop_oneof![3 => Just(0u8), 1 => 0u8..8],
+        prop_oneof![5 => Just(true), 1 => Just(false)],
+        prop_oneof![
+            4 => proptest::collection::vec(any::<u8>(), 0..130),
+            1 => proptest::collection::vec(any::<u8>(), 120..20_000),
+        ],
+    )
+        .prop_map(|(opcode, fin, rsv, masked, payload)| Spec {
+            opcode,
+            fin,
+            rsv,
+            masked,
+            payload,
+        })
+}
+
+/// `specs` on the wire from `side`: masked where the spec says so, from the client (the
+/// server's frames are masked where it says not, so both sides break the rule sometimes).
+fn encode(specs: &[Spec], side: Side) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        let mut b = FrameBuilder::new(Opcode::from_bits(s.opcode))
+            .fin(s.fin)
+            .rsv1(s.rsv & 4 != 0)
+            .rsv2(s.rsv & 2 != 0)
+            .rsv3(s.rsv & 1 != 0);
+        let masked = match side {
+            Side::Client => s.masked,
+            Side::Server => !s.masked,
+        };
+        if masked {
+            b = b.mask([i as u8, 0x5a, 0xa5, 0x3c]);
+        }
+        wire.extend(b.encode(&s.payload));
+    }
+    wire
+}
+
+/// `wire` cut at `cuts` (indices into it, any order).
+fn chunks(wire: &[u8], cuts: &[prop::sample::Index]) -> Vec<Vec<u8>> {
+    let mut at: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+    at.push(0);
+    at.push(wire.len());
+    at.sort_unstable();
+    at.dedup();
+    at.windows(2).map(|w| wire[w[0]..w[1]].to_vec()).collect()
+}
+
+fn config_with(deflate: bool) -> AnalyzerConfig {
+    AnalyzerConfig {
+        max_frame_capture: 1 << 16,
+        max_message_capture: 1 << 16,
+        deflate: deflate.then(DeflateParams::default),
+        other_extension_bits: 0,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// With no commands, whatever the frames (valid or not, control frames between
+    /// fragments, compressed or not) and however both directions are cut and interleaved,
+    /// each side receives exactly what the other sent, and the records are those an
+    /// analyzer of its own makes of each direction.
+    #[test]
+    fn any_stream_in_any_chunking_passes_byte_for_byte_with_the_analyzers_records(
+        client_specs in proptest::collection::vec(spec(), 0..8),
+        server_specs in proptest::collection::vec(spec(), 0..8),
+        client_cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+        server_cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+        order in proptest::collection::vec(any::<bool>(), 0..40),
+        deflate in any::<bool>(),
+    ) {
+        let config = config_with(deflate);
+        let client_wire = encode(&client_specs, Side::Client);
+        let server_wire = encode(&server_specs, Side::Server);
+        let mut from_client = chunks(&client_wire, &client_cuts).into_iter();
+        let mut from_server = chunks(&server_wire, &server_cuts).into_iter();
+        let mut h = Harness::new(websocket(config));
+        let mut order = order.into_iter();
+        loop {
+            let client_first = order.next().unwrap_or(true);
+            let (side, next) = match (client_first, from_client.len(), from_server.len()) {
+                (_, 0, 0) => break,
+                (true, 1.., _) | (false, _, 0) => (Side::Client, from_client.next()),
+                _ => (Side::Server, from_server.next()),
+            };
+            let Some(chunk) = next else { break };
+            prop_assert!(h.feed(side, &chunk, 0));
+        }
+        prop_assert_eq!(from_client.len(), 0);
+        h.eof(Side::Client);
+        h.eof(Side::Server);
+        prop_assert!(h.relay.is_done());
+        let end = h.relay.end(Timestamp(7));
+        h.records.extend(h.relay.take_events());
+
+        prop_assert_eq!(&h.server.bytes, &client_wire);
+        prop_assert_eq!(&h.client.bytes, &server_wire);
+        prop_assert!(h.server.ended && h.client.ended, "half-closes passed on");
+        prop_assert_eq!(
+            h.records_of(Direction::ClientToServer),
+            analyzed(Direction::ClientToServer, config, &client_wire, 7)
+        );
+        prop_assert_eq!(
+            h.records_of(Direction::ServerToClient),
+            analyzed(Direction::ServerToClient, config, &server_wire, 7)
+        );
+        prop_assert_eq!(end.bytes, [client_wire.len() as u64, server_wire.len() as u64]);
+        let peers = matches!(end.reason, EndReason::Peers { .. });
+        prop_assert!(peers);
+    }
+
+    /// `--strict` forwards every frame before the first one that breaks a rule, and
+    /// nothing of it when it began in the read that showed it broken; then it closes both
+    /// sides, and records nothing it did not forward.
+    #[test]
+    fn strict_withholds_exactly_from_the_offending_frame_on_in_any_chunking(
+        good in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..5),
+        after in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..3),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+    ) {
+        let mut wire = Vec::new();
+        for (i, payload) in good.iter().enumerate() {
+            wire.extend(FrameBuilder::binary().mask([i as u8, 1, 2, 3]).encode(payload));
+        }
+        let bad_at = wire.len();
+        // Unmasked from the client: the header already breaks the rule.
+        wire.extend(FrameBuilder::text().encode(b"unmasked"));
+        for payload in &after {
+            wire.extend(FrameBuilder::binary().mask([9, 9, 9, 9]).encode(payload));
+        }
+        let mut h = Harness::new(strict());
+        for chunk in chunks(&wire, &cuts) {
+            if !h.feed(Side::Client, &chunk, 0) {
+                break;
+            }
+        }
+        prop_assert!(h.relay.is_done(), "strict ends the relay");
+        let end = h.relay.end(Timestamp(1));
+        let EndReason::Strict { from, offence, code, sent, .. } = end.reason else {
+            panic!("not a strict end: {:?}", end.reason);
+        };
+        prop_assert_eq!(from, Direction::ClientToServer);
+        prop_assert_eq!(offence.index, good.len() as u64);
+        prop_assert_eq!(code, 1002);
+        // The server got the frames before the bad one and, when the bad frame began in an
+        // earlier read, the one header byte that came then; a close frame only when not.
+        let close_len = FrameBuilder::close()
+            .mask([0; 4])
+            .encode(&CloseFrame::encode(1002, "wstap --strict: unmasked_client_frame"))
+            .len();
+        prop_assert_eq!(sent.to_server, offence.begins_in_chunk);
+        let relayed = if sent.to_server {
+            prop_assert_eq!(close_at_end(&h.server.bytes[bad_at..], true).0, 1002);
+            &h.server.bytes[..h.server.bytes.len() - close_len]
+        } else {
+            &h.server.bytes[..]
+        };
+        prop_assert!(wire.starts_with(relayed));
+        let expected = if offence.begins_in_chunk { bad_at } else { bad_at + 1 };
+        prop_assert_eq!(relayed.len(), expected);
+        prop_assert!(sent.to_client, "the client's stream was between frames");
+        prop_assert!(h.server.ended && h.client.ended);
+        // No record of anything after the bad frame.
+        let frames = h.records.iter().filter(|r| matches!(r, Record::Frame(_))).count();
+        prop_assert!(frames <= good.len() + 1);
+    }
+}
+
+/// The close frame a side received at the end of its bytes, decoded.
+fn close_at_end(received: &[u8], masked: bool) -> (u16, String) {
+    let direction = if masked {
+        Direction::ClientToServer
+    } else {
+        Direction::ServerToClient
+    };
+    let mut analyzer = StreamAnalyzer::new(direction, AnalyzerConfig::default());
+    let mut out = Vec::new();
+    analyzer.feed(received, Timestamp(0), &mut out);
+    let close = out
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Frame(f) if f.header.opcode() == Opcode::Close => {
+                assert_eq!(f.header.mask().is_some(), masked);
+                assert!(f.violations.is_empty(), "{:?}", f.violations);
+                f.close.clone()
+            }
+            _ => None,
+        })
+        .expect("a close frame");
+    (close.code.unwrap_or_default(), close.reason)
+}
+
+#[test]
+fn shutdown_waits_for_each_stream_to_reach_a_frame_boundary() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let frame = FrameBuilder::text()
+        .mask([1, 2, 3, 4])
+        .encode(b"hello, server");
+    let (first, rest) = frame.split_at(5);
+    h.feed(Side::Client, first, 0);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        10,
+    );
+    // The client's stream was between frames: its close went at once; the server's waits
+    // for the frame the client is in the middle of.
+    assert_eq!(close_at_end(&h.client.bytes, false).0, 1001);
+    assert!(h.client.ended);
+    assert!(!h.server.ended);
+    assert_eq!(h.relay.poll_timeout(), Some(Timestamp(1_000_010)));
+    assert!(
+        !h.relay.wants_read(Side::Server),
+        "nothing more goes to the client"
+    );
+    assert!(h.relay.wants_read(Side::Client));
+    h.feed(Side::Client, rest, 20);
+    assert!(
+        h.server.bytes.starts_with(&frame),
+        "the frame whole, then the close"
+    );
+    assert_eq!(
+        close_at_end(&h.server.bytes, true),
+        (1001, "wstap is shutting down".into())
+    );
+    assert!(h.server.ended);
+    assert!(h.relay.is_done());
+    assert_eq!(h.relay.poll_timeout(), None);
+    let end = h.relay.end(Timestamp(30));
+    assert_eq!(
+        end.reason,
+        EndReason::Shutdown {
+            sent: Sent {
+                to_client: true,
+                to_server: true
+            }
+        }
+    );
+    assert!(!end.clean);
+    assert_eq!(
+        end.error().unwrap(),
+        "wstap shut down: it sent close 1001 (Going Away) to both sides"
+    );
+}
+
+#[test]
+fn shutdown_past_its_grace_closes_a_stream_in_mid_frame_without_a_close_frame() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let frame = FrameBuilder::binary().encode(&[7; 100]);
+    h.feed(Side::Server, &frame[..50], 0);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_millis(5),
+        },
+        0,
+    );
+    assert!(h.server.ended, "the server's stream was between frames");
+    assert!(!h.client.ended);
+    h.timeout(4_999);
+    assert!(!h.client.ended, "not before the deadline");
+    h.timeout(5_000);
+    assert!(h.client.ended);
+    assert_eq!(h.client.bytes, frame[..50], "no close frame cuts the frame");
+    let end = h.relay.end(Timestamp(5_000));
+    assert_eq!(
+        end.reason,
+        EndReason::Shutdown {
+            sent: Sent {
+                to_client: false,
+                to_server: true
+            }
+        }
+    );
+    assert_eq!(end.cut_off.len(), 1, "the server's frame was cut off");
+    assert!(end.error().unwrap().contains("to the server"));
+}
+
+#[test]
+fn a_shutdown_without_grace_decides_at_once() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Shutdown {
+            grace: Duration::ZERO,
+        },
+        0,
+    );
+    assert!(h.relay.is_done());
+    assert_eq!(close_at_end(&h.client.bytes, false).0, 1001);
+    assert_eq!(close_at_end(&h.server.bytes, true).0, 1001);
+}
+
+#[test]
+fn a_half_close_passes_through_and_the_other_direction_flows_on() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let client_close = FrameBuilder::close()
+        .mask([1, 1, 1, 1])
+        .encode(&CloseFrame::encode(1000, "bye"));
+    h.feed(Side::Client, &client_close, 1);
+    h.eof(Side::Client);
+    assert!(
+        h.server.ended,
+        "the client's end of stream reaches the server"
+    );
+    assert!(!h.client.ended);
+    assert!(h.relay.wants_read(Side::Server));
+    let data = FrameBuilder::text().encode(b"late news");
+    let server_close = FrameBuilder::close().encode(&CloseFrame::encode(1000, "bye"));
+    h.feed(Side::Server, &data, 2);
+    h.feed(Side::Server, &server_close, 3);
+    assert_eq!(h.client.bytes, [data, server_close].concat());
+    assert!(!h.relay.is_done());
+    h.eof(Side::Server);
+    assert!(h.relay.is_done());
+    let end = h.relay.end(Timestamp(4));
+    assert!(end.clean, "{:?}", end.reason);
+    assert_eq!(end.error(), None);
+    let first = end.first_close.unwrap();
+    assert_eq!((first.by, first.code), (Side::Client, Some(1000)));
+    assert_eq!(end.frames, [1, 2]);
+}
+
+#[test]
+fn a_stream_ended_without_a_close_frame_is_not_clean_and_says_who() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.eof(Side::Server);
+    h.eof(Side::Client);
+    let end = h.relay.end(Timestamp(1));
+    assert!(!end.clean);
+    assert_eq!(
+        end.reason,
+        EndReason::Peers {
+            c2s: StreamEnd::Eof { sent_close: false },
+            s2c: StreamEnd::Eof { sent_close: false },
+        }
+    );
+    assert_eq!(
+        end.error().unwrap(),
+        "the client closed the connection without a close frame; the server closed the connection without a close frame"
+    );
+}
+
+#[test]
+fn a_close_command_closes_one_side_at_its_next_frame_boundary() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let fragment = FrameBuilder::text().fin(false).encode(b"part one, ");
+    let last = FrameBuilder::continuation().encode(b"part two");
+    h.feed(Side::Server, &fragment[..4], 0);
+    h.command(
+        Command::Close {
+            to: Side::Client,
+            code: 4000,
+            reason: "closed by a person".into(),
+        },
+        1,
+    );
+    assert!(!h.client.ended, "waits for the frame to end");
+    h.feed(Side::Server, &fragment[4..], 2);
+    assert_eq!(
+        close_at_end(&h.client.bytes, false),
+        (4000, "closed by a person".into())
+    );
+    assert!(h.client.ended);
+    assert!(
+        !h.relay.wants_read(Side::Server),
+        "nothing more can go to the client"
+    );
+    assert!(!h.feed(Side::Server, &last, 3));
+    // The client still speaks to the server.
+    let reply = FrameBuilder::close()
+        .mask([2, 2, 2, 2])
+        .encode(&CloseFrame::encode(4000, ""));
+    assert!(h.feed(Side::Client, &reply, 4));
+    assert_eq!(h.server.bytes, reply);
+    h.eof(Side::Client);
+    assert!(h.relay.is_done());
+    let end = h.relay.end(Timestamp(5));
+    assert_eq!(
+        end.reason,
+        EndReason::Commanded {
+            code: 4000,
+            sent: Sent {
+                to_client: true,
+                to_server: false
+            }
+        }
+    );
+}
+
+#[test]
+fn a_failed_read_ends_the_relay_at_once_and_says_which() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.feed(
+        Side::Client,
+        &FrameBuilder::ping().mask([0; 4]).encode(b""),
+        0,
+    );
+    h.relay
+        .read_failed(Side::Server, "connection reset by peer".into());
+    assert!(h.relay.is_done());
+    assert!(!h.relay.wants_read(Side::Client));
+    let end = h.relay.end(Timestamp(1));
+    assert_eq!(
+        end.reason,
+        EndReason::Peers {
+            c2s: StreamEnd::Stopped,
+            s2c: StreamEnd::ReadFailed("connection reset by peer".into()),
+        }
+    );
+    assert_eq!(
+        end.error().unwrap(),
+        "client->server stopped when the other direction failed; reading from the server failed: connection reset by peer"
+    );
+}
+
+#[test]
+fn a_blind_relay_forwards_unread_and_shuts_down_without_close_frames() {
+    let mut h = Harness::new(RelayConfig::default());
+    assert!(h.feed(Side::Client, b"\x16\x03\x01 not a websocket", 0));
+    assert!(h.feed(Side::Server, b"anything", 0));
+    assert_eq!(h.server.bytes, b"\x16\x03\x01 not a websocket");
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        1,
+    );
+    assert!(h.relay.is_done());
+    assert!(h.client.ended && h.server.ended);
+    assert_eq!(h.client.bytes, b"anything");
+    assert!(h.relay.take_events().is_empty());
+}
+
+#[test]
+fn strict_answers_bad_utf8_with_1007_on_both_sides() {
+    let mut h = Harness::new(strict());
+    let good = FrameBuilder::text().encode("ok".as_bytes());
+    let bad = FrameBuilder::text().encode(&[0xff, 0xfe]);
+    h.feed(Side::Server, &[good.clone(), bad].concat(), 0);
+    assert!(h.relay.is_done());
+    assert!(h.client.bytes.starts_with(&good));
+    // Invalid UTF-8 shows only once the payload is read: the frame began in this read,
+    // so the client got nothing of it and a close frame follows the good one.
+    assert_eq!(close_at_end(&h.client.bytes[good.len()..], false).0, 1007);
+    assert_eq!(close_at_end(&h.server.bytes, true).0, 1007);
+    let end = h.relay.end(Timestamp(1));
+    assert!(end
+        .error()
+        .unwrap()
+        .starts_with("--strict: the server sent a frame that breaks the protocol (invalid_utf8"));
+}
