@@ -40,8 +40,8 @@ fn source_of(input: &[u8]) -> Option<String> {
     let prefix = std::str::from_utf8(parts.next()?).ok()?;
     let middle = std::str::from_utf8(parts.next().unwrap_or_default()).ok()?;
     let suffix = std::str::from_utf8(parts.next().unwrap_or_default()).ok()?;
-    // Past a MiB a run only measures the allocator.
-    if (prefix.len() + suffix.len()).saturating_mul(count) > 1 << 20 {
+    // 16 KiB reach every limit (1000 terms, 256 levels); longer runs only cost time.
+    if (prefix.len() + suffix.len()).saturating_mul(count) > 16 << 10 {
         return None;
     }
     Some(format!("{}{middle}{}", prefix.repeat(count), suffix.repeat(count)))

@@ -8,11 +8,18 @@
 //! and hands output to a callback through a fixed scratch buffer, so a decompression
 //! bomb costs CPU time but never memory.
 //!
+//! [`Deflater`] is the other way (section 7.2.1), for a relay that must send messages of
+//! its own making, or re-encode a direction, in a connection's negotiated terms: it
+//! keeps its context between messages unless the sender gave that up, never reaches
+//! further back than the window the receiver allowed, and strips the tail.
+//!
 //! Window bits need no special handling when inflating: a decoder with the full 32 KiB
 //! window reads any stream made with a smaller one. They are parsed and reported.
 
 use crate::Direction;
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::{
+    Compress, CompressError, Compression, Decompress, FlushCompress, FlushDecompress, Status,
+};
 
 /// One extension in a `Sec-WebSocket-Extensions` header: its name and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,9 +153,9 @@ const SCRATCH_LEN: usize = 8 * 1024;
 ///
 /// For a complete, valid message the output depends on the bytes only, never on how they
 /// were split into calls: the appended tail flushes everything. Two cases can vary with the
-/// split, found by fuzzing: a message cut off before its end (miniz may still hold decoded
-/// bytes back), and corrupt data (miniz does not surface what it decoded inside the call
-/// that fails; the frame is flagged `inflate_failed` either way).
+/// split, found by fuzzing: a message cut off before its end (the inflater may still hold
+/// decoded bytes back), and corrupt data (what was decoded inside the call that fails may
+/// not surface; the frame is flagged `inflate_failed` either way).
 pub struct Inflater {
     decompress: Decompress,
     no_context_takeover: bool,
@@ -224,6 +231,72 @@ impl Inflater {
     /// Call after the last frame of a compressed message: inflates the implied tail.
     pub fn end_message(&mut self, out: &mut impl FnMut(&[u8])) -> Result<(), String> {
         self.inflate(&MESSAGE_TAIL, out)
+    }
+}
+
+/// Compresses one direction's messages: see the module documentation.
+pub struct Deflater {
+    compress: Compress,
+    no_context_takeover: bool,
+}
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflater")
+            .field("no_context_takeover", &self.no_context_takeover)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deflater {
+    /// A deflater for the sender in `direction` of a connection that negotiated
+    /// `params`.
+    pub fn new(params: DeflateParams, direction: Direction) -> Self {
+        let bits = params.window_bits(direction);
+        // zlib makes no raw stream with an 8-bit window (it would use 9). Stored blocks,
+        // which refer back to nothing, suit a receiver with any window.
+        let (level, bits) = if bits < 9 {
+            (Compression::none(), 9)
+        } else {
+            (Compression::default(), bits)
+        };
+        Deflater {
+            compress: Compress::new_with_window_bits(level, false, bits),
+            no_context_takeover: params.no_context_takeover(direction),
+        }
+    }
+
+    /// Compresses one whole `message`, appending to `out` the payload to send with RSV1
+    /// set on its first frame (the `00 00 ff ff` tail removed).
+    pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
+        if self.no_context_takeover {
+            self.compress.reset();
+        }
+        let start = out.len();
+        let first_in = self.compress.total_in();
+        loop {
+            let consumed = usize::try_from(self.compress.total_in() - first_in).unwrap_or(0);
+            let rest = message.get(consumed..).unwrap_or_default();
+            out.reserve(rest.len() / 2 + 64);
+            self.compress.compress_vec(rest, out, FlushCompress::Sync)?;
+            // Done once all input is in and the flush ended with room to spare (a full
+            // buffer may hold back more of it).
+            let all_in = self.compress.total_in() - first_in == message.len() as u64;
+            if all_in && out.len() < out.capacity() {
+                break;
+            }
+        }
+        if out[start..].ends_with(&MESSAGE_TAIL) {
+            out.truncate(out.len() - MESSAGE_TAIL.len());
+        }
+        if out.len() == start {
+            // Nothing new since the last flush (an empty message): zlib emits nothing, but
+            // the receiver appends the tail to what it gets, so it needs the empty stored
+            // block's header byte before it (section 7.2.3.6: the payload is `00`). The
+            // stream is byte-aligned after a flush, and an empty block changes no history.
+            out.push(0x00);
+        }
+        Ok(())
     }
 }
 

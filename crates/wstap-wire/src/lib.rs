@@ -19,7 +19,8 @@
 //! - [`decoder`]: an incremental frame decoder for one direction ([`FrameDecoder`]) that
 //!   reports where in each chunk every frame ends.
 //! - [`utf8`], [`close`]: incremental UTF-8 validation and close-frame payloads.
-//! - [`deflate`]: permessage-deflate negotiation and a bounded per-direction inflater.
+//! - [`deflate`]: permessage-deflate negotiation, a bounded per-direction inflater, and
+//!   a deflater for messages a relay sends in a connection's negotiated terms.
 //! - [`analyzer`]: the per-direction [`StreamAnalyzer`] combining all of the above into
 //!   [`FrameRecord`]s and [`MessageRecord`]s with bounded payload captures, or judging a
 //!   chunk for a relay that withholds the first frame breaking the protocol ([`Verdict`]).
@@ -47,7 +48,7 @@ pub use analyzer::{
 };
 pub use close::CloseFrame;
 pub use decoder::{FrameDecoder, FrameHandler};
-pub use deflate::DeflateParams;
+pub use deflate::{DeflateParams, Deflater};
 pub use encode::FrameBuilder;
 pub use handshake::{HandshakeAnalysis, HandshakeIssue};
 pub use header::{FrameHeader, LengthEncoding, MaskingKey, Opcode};
