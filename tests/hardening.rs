@@ -195,6 +195,70 @@ async fn shutdown_closes_open_websockets_with_1001_and_records_their_end() {
     assert!(end["error"].as_str().unwrap().contains("1001"), "{end}");
 }
 
+/// A stream in the middle of a frame when wstap stops gets its close frame only once the
+/// frame is whole: the server receives the client's frame complete, then `1001`; the
+/// client, whose stream was between frames, gets its `1001` at once.
+#[tokio::test]
+async fn shutdown_in_the_middle_of_a_frame_sends_1001_once_the_frame_is_whole() {
+    let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;
+    let proxy = Proxy::start().await;
+    let mut client = websocket_through(proxy.addr, server, "").await;
+    let frame = wstap_wire::FrameBuilder::text()
+        .mask([1, 2, 3, 4])
+        .encode(b"a frame cut in two by a shutdown");
+    let (first, rest) = frame.split_at(10);
+    send(&mut client, first).await;
+    // Wait until the server has the first part, so the proxy is mid-frame for sure.
+    for _ in 0..200 {
+        if seen.lock().unwrap().bytes.len() >= first.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The proxy gives sessions 200 ms to end by themselves, then tells them to close.
+    let stopping = tokio::spawn(proxy.stop(Duration::from_millis(200)));
+    // The client's own stream was between frames: its close comes at once.
+    let to_client =
+        tokio::time::timeout(Duration::from_secs(5), read_exact(&mut client, 2 + 2 + 22))
+            .await
+            .expect("a close frame for the client");
+    assert_eq!(
+        &to_client[..4],
+        &[0x88, 24, 0x03, 0xE9],
+        "close 1001, unmasked"
+    );
+    assert_eq!(&to_client[4..], b"wstap is shutting down");
+    send(&mut client, rest).await;
+    let trace = stopping.await.unwrap();
+    server_task.await.unwrap();
+    let bytes = seen.lock().unwrap().bytes.clone();
+    assert!(bytes.starts_with(&frame), "the frame whole, then the close");
+    let mut analyzer = wstap_wire::StreamAnalyzer::new(
+        wstap_wire::Direction::ClientToServer,
+        wstap_wire::AnalyzerConfig::default(),
+    );
+    let mut records = Vec::new();
+    analyzer.feed(
+        &bytes[frame.len()..],
+        wstap_wire::Timestamp(0),
+        &mut records,
+    );
+    let close = records
+        .iter()
+        .find_map(|r| match r {
+            wstap_wire::Record::Frame(f) => f.close.clone(),
+            _ => None,
+        })
+        .expect("a close frame for the server");
+    assert_eq!(close.code, Some(1001));
+    let end = of_type(&trace, "session_end")[0];
+    assert_eq!(
+        end["error"],
+        "wstap shut down: it sent close 1001 (Going Away) to both sides"
+    );
+    assert_eq!(end["frames"]["c2s"], 1, "the frame is recorded whole");
+}
+
 #[tokio::test]
 async fn a_thousand_concurrent_sessions_all_echo_and_are_all_recorded() {
     let (server, _) = echo_server().await;

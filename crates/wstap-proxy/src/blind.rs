@@ -2,9 +2,10 @@
 //! neither HTTP nor intercepted TLS, and for a `101` to a protocol other than WebSocket.
 
 use crate::io::{Client, Upstream};
-use crate::relay::{legs, relay_both};
+use crate::relay::drive;
 use crate::session::{Ending, Session};
 use crate::stage::Stage;
+use wstap_relay::{Relay, RelayConfig};
 use wstap_trace::{Outcome, PerDirection, SessionKind};
 
 /// Relays until both sides close (or the proxy stops), then records the counts.
@@ -14,17 +15,21 @@ pub(crate) async fn relay(
     upstream: Upstream,
     kind: SessionKind,
 ) -> Stage {
-    let (mut c2s, mut s2c) = legs(client, upstream);
-    let stop = session.shared.stopping();
-    let end = relay_both(&mut c2s, &mut s2c, None, session.bus(), stop).await;
+    let end = drive(
+        Relay::new(RelayConfig::default()),
+        client,
+        upstream,
+        &session,
+    )
+    .await;
     let ending = Ending {
         bytes: PerDirection {
-            c2s: end.c2s_bytes,
-            s2c: end.s2c_bytes,
+            c2s: end.bytes[0],
+            s2c: end.bytes[1],
         },
         ..Ending::default()
     };
-    let outcome = if end.clean() {
+    let outcome = if end.clean {
         Outcome::Closed
     } else {
         Outcome::Aborted

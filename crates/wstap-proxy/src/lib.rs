@@ -41,7 +41,6 @@ mod route;
 mod session;
 pub mod socks;
 mod stage;
-mod tap;
 mod upstream;
 mod websocket;
 

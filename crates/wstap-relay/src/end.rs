@@ -113,8 +113,8 @@ pub struct CutOff {
 pub struct RelayEnd {
     /// Why it ended.
     pub reason: EndReason,
-    /// Whether it ended cleanly: a WebSocket with a close frame each way, both streams
-    /// ended by their senders and no frame cut; another stream, ended by both senders.
+    /// Whether it ended cleanly: a WebSocket with a close frame each way and no frame cut
+    /// (however its connections went afterwards); another stream, ended by both senders.
     pub clean: bool,
     /// The first close frame, if any.
     pub first_close: Option<FirstClose>,

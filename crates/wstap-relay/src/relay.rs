@@ -410,17 +410,23 @@ impl Relay {
         next
     }
 
+    /// Whether something waits to be written to `to`.
+    pub fn has_transmit(&self, to: Side) -> bool {
+        !self.queues[to.index()].is_empty()
+    }
+
     /// The transmit last polled for `to` has been written.
     pub fn transmitted(&mut self, to: Side) {
         self.in_flight[to.index()] = false;
     }
 
-    /// Takes the records decoded so far, in wire order per direction.
-    pub fn take_events(&mut self) -> Vec<Record> {
-        std::mem::take(&mut self.events)
+    /// Takes the records decoded so far, in wire order per direction (the relay keeps
+    /// its buffer for the next ones).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Record> {
+        self.events.drain(..)
     }
 
-    /// Whether anything waits in [`Relay::take_events`].
+    /// Whether anything waits in [`Relay::drain_events`].
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
@@ -428,6 +434,12 @@ impl Relay {
     /// Whether nothing more will be read from either side.
     pub fn is_finished(&self) -> bool {
         self.lanes.iter().all(|lane| !lane.is_reading())
+    }
+
+    /// Whether a failed read or write ended the relay at once (what was queued to write
+    /// was dropped).
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Whether the relay is over: finished and every transmit written, or ended at once
@@ -456,8 +468,16 @@ impl Relay {
         let websocket = c2s.analyzer.is_some();
         let both_ended = c2s.reading == Reading::Eof && s2c.reading == Reading::Eof;
         let closes = c2s.first_close.is_some() && s2c.first_close.is_some();
-        let clean =
-            self.closing.is_none() && both_ended && (!websocket || (closes && cut_off.is_empty()));
+        // A WebSocket ended cleanly when each side sent a close frame and no frame was cut,
+        // however its connections went afterwards (a peer may reset its connection once
+        // the close handshake is done, or skip TLS's close_notify). Another stream ended
+        // cleanly when both senders ended it.
+        let clean = self.closing.is_none()
+            && if websocket {
+                closes && cut_off.is_empty()
+            } else {
+                both_ended
+            };
         let reason = match self.closing.as_ref() {
             None => EndReason::Peers {
                 c2s: c2s.end(),

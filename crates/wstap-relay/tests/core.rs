@@ -79,7 +79,7 @@ impl Harness {
                 self.relay.transmitted(to);
             }
         }
-        self.records.extend(self.relay.take_events());
+        self.records.extend(self.relay.drain_events());
     }
 
     fn eof(&mut self, from: Side) {
@@ -253,7 +253,7 @@ proptest! {
         h.eof(Side::Server);
         prop_assert!(h.relay.is_done());
         let end = h.relay.end(Timestamp(7));
-        h.records.extend(h.relay.take_events());
+        h.records.extend(h.relay.drain_events());
 
         prop_assert_eq!(&h.server.bytes, &client_wire);
         prop_assert_eq!(&h.client.bytes, &server_wire);
@@ -591,7 +591,7 @@ fn a_blind_relay_forwards_unread_and_shuts_down_without_close_frames() {
     assert!(h.relay.is_done());
     assert!(h.client.ended && h.server.ended);
     assert_eq!(h.client.bytes, b"anything");
-    assert!(h.relay.take_events().is_empty());
+    assert_eq!(h.relay.drain_events().count(), 0);
 }
 
 #[test]
@@ -611,4 +611,24 @@ fn strict_answers_bad_utf8_with_1007_on_both_sides() {
         .error()
         .unwrap()
         .starts_with("--strict: the server sent a frame that breaks the protocol (invalid_utf8"));
+}
+
+#[test]
+fn a_close_handshake_then_a_reset_still_ends_cleanly() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let close = CloseFrame::encode(1000, "");
+    h.feed(
+        Side::Client,
+        &FrameBuilder::close().mask([3; 4]).encode(&close),
+        1,
+    );
+    h.feed(Side::Server, &FrameBuilder::close().encode(&close), 2);
+    // A TLS peer that skips close_notify: the read fails after the handshake.
+    h.relay.read_failed(
+        Side::Client,
+        "peer closed connection without close_notify".into(),
+    );
+    let end = h.relay.end(Timestamp(3));
+    assert!(end.clean, "{:?}", end.reason);
+    assert_eq!(end.error(), None);
 }
