@@ -26,7 +26,7 @@ use peers::{echo_server, Pki};
 use proxy::{locate_wstap, raise_fd_limit};
 use std::path::PathBuf;
 use std::time::Duration;
-use suite::{Bench, MainScenarios, References};
+use suite::{against_floor, Bench, MainScenarios, References};
 
 /// Scenario names for `--only`.
 const SCENARIOS: [&str; 10] = [
@@ -103,6 +103,7 @@ struct Args {
     seconds: Option<f64>,
     max_capture: Option<usize>,
     wstap_args: Vec<String>,
+    baseline: Option<PathBuf>,
 }
 
 impl Args {
@@ -120,6 +121,7 @@ fn parse_args() -> Result<Args, String> {
         seconds: None,
         max_capture: None,
         wstap_args: Vec::new(),
+        baseline: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -127,6 +129,13 @@ fn parse_args() -> Result<Args, String> {
             "--quick" => args.quick = true,
             "--json" => args.json = true,
             "--wstap" => args.wstap = Some(it.next().ok_or("--wstap needs a path")?.into()),
+            "--baseline" => {
+                let path = PathBuf::from(it.next().ok_or("--baseline needs a path")?);
+                if !path.is_file() {
+                    return Err(format!("--baseline {}: no such file", path.display()));
+                }
+                args.baseline = Some(path);
+            }
             "--only" => {
                 let only = it.next().ok_or("--only needs a scenario")?;
                 if !SCENARIOS.contains(&only.as_str()) {
@@ -156,10 +165,11 @@ fn parse_args() -> Result<Args, String> {
                 .push(it.next().ok_or("--wstap-arg needs an argument")?),
             "-h" | "--help" => {
                 println!(
-                    "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--wstap-arg ARG]... [--only SCENARIO] [--seconds N] [--max-capture BYTES]\n\
+                    "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--baseline PATH] [--wstap-arg ARG]... [--only SCENARIO] [--seconds N] [--max-capture BYTES]\n\
                      scenarios: {}\n\
                      --seconds sets each round's length; --max-capture is passed to the main proxy (default: wstap's own, 64 KiB);\n\
-                     --wstap-arg passes an argument to every wstap the bench starts (for profiling: --wstap-arg --no-capture)",
+                     --wstap-arg passes an argument to every wstap the bench starts (for profiling: --wstap-arg --no-capture);\n\
+                     --baseline runs another wstap binary's main and idle rows in the same rounds, alternating, and holds this one to it",
                     SCENARIOS.join(", ")
                 );
                 std::process::exit(0);
@@ -243,15 +253,16 @@ async fn run(args: &Args) -> Result<bool, String> {
         plain,
         secure,
         fd_limit,
+        baseline: args.baseline.clone(),
     };
 
     let mut rows = Vec::new();
     let mut references = References::default();
     // The floor first: the main latency rows are held to it.
     if args.runs("floor") {
-        let (floor_rows, added) = bench.floor().await?;
+        let (floor_rows, floor) = bench.floor().await?;
         rows.extend(floor_rows);
-        references.floor_added = Some(added);
+        references.floor = Some(floor);
     }
     let which = MainScenarios {
         throughput: args.runs("throughput"),
@@ -274,7 +285,12 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     let main_proxy = if which.throughput || which.latency || which.fan_in {
         let (main_rows, main_proxy) = bench.main_proxy(&which, references).await?;
+        let floor_rows = references
+            .floor
+            .map(|floor| against_floor(&floor, &main_rows))
+            .unwrap_or_default();
         rows.extend(main_rows);
+        rows.extend(floor_rows);
         Some(main_proxy)
     } else {
         None

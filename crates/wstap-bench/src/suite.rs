@@ -39,6 +39,9 @@ pub struct Bench {
     pub secure: SocketAddr,
     /// The open-file limit, which bounds the idle session count.
     pub fd_limit: u64,
+    /// `--baseline`: another wstap binary whose main rows run in the same rounds,
+    /// alternating with this one's, so the two are read against the same moment.
+    pub baseline: Option<PathBuf>,
 }
 
 /// Which scenarios of the main proxy to run.
@@ -54,10 +57,67 @@ pub struct MainScenarios {
 /// What the main rows are read against, when this run measured it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct References {
-    /// The floor relay's added latency at p50 and p99, µs.
-    pub floor_added: Option<(f64, f64)>,
+    /// The floor relay's figures.
+    pub floor: Option<Floor>,
     /// The disk's sequential write speed, MB/s.
     pub disk_mb_s: Option<f64>,
+}
+
+/// The floor relay's figures in this run: what any user-space relay costs here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Floor {
+    /// Added latency at p50 and p99, µs.
+    pub added: (f64, f64),
+    /// Throughput ratio to direct, ws 64 B.
+    pub ratio_64: f64,
+    /// Throughput ratio to direct, ws 16 KiB.
+    pub ratio_16k: f64,
+    /// Fan-in ratio to direct.
+    pub ratio_fan_in: f64,
+}
+
+impl Floor {
+    /// The floor's ratio for a main row, by its JSON: ws throughput at 64 B or 16 KiB, or
+    /// fan-in.
+    fn ratio_for(&self, row: &serde_json::Value) -> Option<f64> {
+        match (
+            row["scenario"].as_str()?,
+            row["scheme"].as_str(),
+            row["size"].as_u64(),
+        ) {
+            ("throughput", Some("ws"), Some(64)) => Some(self.ratio_64),
+            ("throughput", Some("ws"), Some(16_384)) => Some(self.ratio_16k),
+            ("fan_in", _, _) => Some(self.ratio_fan_in),
+            _ => None,
+        }
+    }
+}
+
+/// Rows that read the main rows against the floor relay of the same run: wstap's ratio
+/// divided by the floor's (1.0 would be a relay as cheap as the floor), and the
+/// baseline's, when there is one.
+pub fn against_floor(floor: &Floor, main: &[Row]) -> Vec<Row> {
+    main.iter()
+        .filter_map(|row| {
+            let floor_ratio = floor.ratio_for(&row.json)?;
+            let ratio = row.json["ratio"].as_f64()?;
+            let share = ratio / floor_ratio;
+            let baseline = row.json["baseline_ratio"].as_f64().map(|b| b / floor_ratio);
+            let result = match baseline {
+                Some(b) => format!("{share:.2} of the floor (baseline {b:.2})"),
+                None => format!("{share:.2} of the floor"),
+            };
+            Some(Row::reference(
+                format!("against the floor: {}", row.scenario),
+                format!("floor {floor_ratio:.2}"),
+                format!("wstap {ratio:.2}"),
+                result,
+                json!({"scenario": "against_floor", "of": row.json["scenario"],
+                       "size": row.json["size"], "floor_ratio": floor_ratio,
+                       "ratio": ratio, "share_of_floor": share, "baseline_share": baseline}),
+            ))
+        })
+        .collect()
 }
 
 /// What a throughput row's target is.
@@ -71,13 +131,34 @@ enum Target {
 
 impl Bench {
     fn proxy(&self, name: &str, recording: Recording) -> Result<ProxyProcess, String> {
+        self.proxy_of(&self.wstap, name, recording)
+    }
+
+    fn proxy_of(
+        &self,
+        binary: &std::path::Path,
+        name: &str,
+        recording: Recording,
+    ) -> Result<ProxyProcess, String> {
         ProxyProcess::start(
-            &self.wstap,
+            binary,
             recording,
             &self.wstap_args,
             &self.dir.join(name),
             &self.pki.ca_pem,
         )
+    }
+
+    /// The baseline binary's proxy for `name`, when there is a baseline.
+    fn baseline_proxy(
+        &self,
+        name: &str,
+        recording: Recording,
+    ) -> Result<Option<ProxyProcess>, String> {
+        self.baseline
+            .as_deref()
+            .map(|binary| self.proxy_of(binary, &format!("{name}-baseline"), recording))
+            .transpose()
     }
 
     /// Throughput, latency and fan-in, all against one proxy recording a capture at the
@@ -87,8 +168,10 @@ impl Bench {
         which: &MainScenarios,
         references: References,
     ) -> Result<(Vec<Row>, MainProxy), String> {
-        let proxy = self.proxy("main", Recording::Capture(self.max_capture))?;
-        let mut run = MainRun::new(self, proxy)?;
+        let recording = Recording::Capture(self.max_capture);
+        let proxy = self.proxy("main", recording)?;
+        let baseline = self.baseline_proxy("main", recording)?;
+        let mut run = MainRun::new(self, proxy, baseline)?;
         let mut rows = Vec::new();
         if which.throughput {
             // The captured rate is read off the payload file: payloads kept inline in the
@@ -110,7 +193,7 @@ impl Bench {
                 (true, self.secure, [Target::Ratio(0.4), Target::Ratio(0.4)]),
             ] {
                 for (size, target) in [64usize, 16 * 1024].into_iter().zip(targets) {
-                    rows.push(
+                    rows.extend(
                         run.throughput(tls, server, size, target, references)
                             .await?,
                     );
@@ -121,25 +204,35 @@ impl Bench {
             rows.extend(run.latency(references).await?);
         }
         if which.fan_in {
-            rows.push(run.fan_in().await?);
+            rows.extend(run.fan_in().await?);
         }
         run.drain();
         let main = MainProxy {
             captured_bytes: run.captured_bytes,
-            peak_mib: run.proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
+            peak_mib: run.main.proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
         };
-        run.proxy.stop()?;
+        run.main.proxy.stop()?;
+        if let Some(baseline) = run.baseline {
+            baseline.proxy.stop()?;
+        }
         if which.throughput {
             // The same 16 KiB echo, keeping 1 KiB of each payload.
-            let proxy = self.proxy("small-capture", Recording::Capture(Some(1024)))?;
-            let mut run = MainRun::new(self, proxy)?;
-            let mut row = run
+            let recording = Recording::Capture(Some(1024));
+            let proxy = self.proxy("small-capture", recording)?;
+            let baseline = self.baseline_proxy("small-capture", recording)?;
+            let mut run = MainRun::new(self, proxy, baseline)?;
+            let found = run
                 .throughput(false, self.plain, 16 * 1024, Target::Ratio(0.5), references)
                 .await?;
-            row.scenario = format!("{}, 1 KiB captured", row.scenario);
-            row.json["max_capture"] = json!(1024);
-            rows.push(row);
-            run.proxy.stop()?;
+            for mut row in found {
+                row.scenario = format!("{}, 1 KiB captured", row.scenario);
+                row.json["max_capture"] = json!(1024);
+                rows.push(row);
+            }
+            run.main.proxy.stop()?;
+            if let Some(baseline) = run.baseline {
+                baseline.proxy.stop()?;
+            }
         }
         Ok((rows, main))
     }
@@ -164,36 +257,40 @@ impl Bench {
             (true, self.secure, self.plan.idle_wss, 40.0),
         ] {
             let count = wanted.min(fd_room);
-            let proxy = self.proxy(&format!("idle-{tls}"), Recording::Capture(None))?;
-            let route = Route {
-                server,
-                proxy: Some(proxy.addr),
-                tls: if tls {
-                    Some(client_tls(&proxy.ca_pem())?)
-                } else {
-                    None
-                },
-                mode: Mode::Connect,
-            };
-            // One session first, so the baseline includes the runtime's warm state.
-            scenarios::idle(&route, 1, || ()).await?;
-            let before = proxy.rss_kib().unwrap_or(0);
-            let (after, answered) =
-                scenarios::idle(&route, count, || proxy.rss_kib().unwrap_or(0)).await?;
-            let per_session = after.saturating_sub(before) as f64 / count as f64;
             let scheme = if tls { "wss" } else { "ws" };
-            rows.push(Row {
-                scenario: format!("idle {count} {scheme} sessions, then one echo each"),
-                direct: "-".into(),
-                proxied: format!("{answered}/{count} answered"),
-                result: format!("{per_session:.1} KiB RSS/session"),
-                target: format!("<= {limit_kib} KiB, all answer"),
-                met: per_session <= limit_kib && answered == count,
-                json: json!({"scenario": "idle", "scheme": scheme, "sessions": count,
-                             "answered": answered, "rss_before_kib": before,
-                             "rss_after_kib": after, "kib_per_session": per_session}),
-            });
-            proxy.stop()?;
+            let binaries = std::iter::once((&self.wstap, false))
+                .chain(self.baseline.as_ref().map(|b| (b, true)));
+            for (binary, is_baseline) in binaries {
+                let name = format!("idle-{tls}{}", if is_baseline { "-baseline" } else { "" });
+                let proxy = self.proxy_of(binary, &name, Recording::Capture(None))?;
+                let (before, after, answered) = idle_sessions(&proxy, server, tls, count).await?;
+                proxy.stop()?;
+                let per_session = after.saturating_sub(before) as f64 / count as f64;
+                let json = json!({"scenario": "idle", "scheme": scheme, "sessions": count,
+                                  "answered": answered, "rss_before_kib": before,
+                                  "rss_after_kib": after, "kib_per_session": per_session,
+                                  "baseline": is_baseline});
+                let scenario = format!("idle {count} {scheme} sessions, then one echo each");
+                rows.push(if is_baseline {
+                    Row::reference(
+                        format!("{scenario} (baseline)"),
+                        "-".into(),
+                        format!("{answered}/{count} answered"),
+                        format!("{per_session:.1} KiB RSS/session"),
+                        json,
+                    )
+                } else {
+                    Row {
+                        scenario,
+                        direct: "-".into(),
+                        proxied: format!("{answered}/{count} answered"),
+                        result: format!("{per_session:.1} KiB RSS/session"),
+                        target: format!("<= {limit_kib} KiB, all answer"),
+                        met: per_session <= limit_kib && answered == count,
+                        json,
+                    }
+                });
+            }
         }
         Ok(rows)
     }
@@ -201,10 +298,11 @@ impl Bench {
     /// The floor: the cheapest relay there is, measured the same way, for reading the
     /// main rows against what any relay costs on this machine. Also returns its added
     /// latency (p50, p99), which the main latency rows are held to.
-    pub async fn floor(&self) -> Result<(Vec<Row>, (f64, f64)), String> {
+    pub async fn floor(&self) -> Result<(Vec<Row>, Floor), String> {
         let floor = ProxyProcess::start_floor(&self.dir.join("floor"))?;
         let via = |relay: bool| route_to(self.plain, relay.then_some(floor.addr));
         let mut rows = Vec::new();
+        let mut figures = Floor::default();
         for size in [64usize, 16 * 1024] {
             let (mut direct, mut relayed) = (Vec::new(), Vec::new());
             for _ in 0..self.plan.rounds {
@@ -221,6 +319,11 @@ impl Bench {
                 }
             }
             let (d, f) = (median(direct), median(relayed));
+            if size == 64 {
+                figures.ratio_64 = f / d;
+            } else {
+                figures.ratio_16k = f / d;
+            }
             rows.push(Row::reference(
                 format!(
                     "floor relay: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
@@ -243,7 +346,7 @@ impl Bench {
             f99.push(b);
         }
         let (d50, f50, d99, f99) = (median(d50), median(f50), median(d99), median(f99));
-        let added = (f50 - d50, f99 - d99);
+        figures.added = (f50 - d50, f99 - d99);
         for (name, d, f) in [("p50", d50, f50), ("p99", d99, f99)] {
             rows.push(Row::reference(
                 format!("floor relay: latency ws 64 B, {name} (µs)"),
@@ -260,6 +363,7 @@ impl Bench {
             relayed.push(self.fan_in_rate(&via(true)).await?);
         }
         let (d, f) = (median(direct), median(relayed));
+        figures.ratio_fan_in = f / d;
         rows.push(Row::reference(
             format!(
                 "floor relay: fan-in {} connections (msg/s)",
@@ -272,7 +376,7 @@ impl Bench {
                    "ratio": f / d}),
         ));
         floor.stop()?;
-        Ok((rows, added))
+        Ok((rows, figures))
     }
 
     /// Raw TCP round trips: direct, with one core kept busy, and through the two kinds of
@@ -432,32 +536,124 @@ impl Bench {
     }
 }
 
-/// The main proxy's run: its routes, and how much payload it has captured so far.
-struct MainRun<'a> {
-    bench: &'a Bench,
-    routes: Routes,
-    proxy: ProxyProcess,
-    captured_bytes: u64,
+/// Which way a main-row run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Direct,
+    Wstap,
+    Baseline,
 }
 
-impl<'a> MainRun<'a> {
-    fn new(bench: &'a Bench, proxy: ProxyProcess) -> Result<Self, String> {
-        Ok(MainRun {
-            bench,
+/// The ways of one round: direct first, then this wstap and the baseline, their order
+/// turning round by round so neither always runs right after the direct run.
+fn ways(round: usize, baseline: bool) -> Vec<Way> {
+    let mut ways = vec![Way::Direct, Way::Wstap];
+    if baseline {
+        ways.insert(if round.is_multiple_of(2) { 2 } else { 1 }, Way::Baseline);
+    }
+    ways
+}
+
+/// A row reading this wstap's figure against the baseline's of the same rounds.
+fn against_baseline(scenario: &str, current: f64, baseline: f64, rule: Rule) -> Row {
+    let (result, target, met) = match rule {
+        Rule::RatioWithin(slack) => (
+            format!("ratio {current:.2} vs {baseline:.2}"),
+            format!(">= baseline - {slack}"),
+            current >= baseline - slack,
+        ),
+        Rule::AddedWithin(slack) => (
+            format!("added {current:.1} vs {baseline:.1} µs"),
+            format!("<= baseline + {slack} µs"),
+            current <= baseline + slack,
+        ),
+    };
+    Row {
+        scenario: format!("against the baseline: {scenario}"),
+        direct: format!("baseline {baseline:.2}"),
+        proxied: format!("wstap {current:.2}"),
+        result,
+        target,
+        met,
+        json: json!({"scenario": "against_baseline", "of": scenario,
+                     "current": current, "baseline": baseline}),
+    }
+}
+
+/// What a baseline row holds this wstap to.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// A ratio to direct no lower than the baseline's less this.
+    RatioWithin(f64),
+    /// Added latency no higher than the baseline's plus this, µs.
+    AddedWithin(f64),
+}
+
+/// A proxy of the main rows and the routes through it.
+struct Proxied {
+    proxy: ProxyProcess,
+    routes: Routes,
+}
+
+impl Proxied {
+    fn new(bench: &Bench, proxy: ProxyProcess) -> Result<Proxied, String> {
+        Ok(Proxied {
             routes: Routes {
                 direct_tls: client_tls(&bench.pki.ca_pem)?,
                 proxied_tls: client_tls(&proxy.ca_pem())?,
                 proxy: proxy.addr,
             },
             proxy,
+        })
+    }
+}
+
+/// The main proxy's run (and the baseline's beside it): routes, and how much payload the
+/// main proxy has captured so far.
+struct MainRun<'a> {
+    bench: &'a Bench,
+    main: Proxied,
+    baseline: Option<Proxied>,
+    captured_bytes: u64,
+}
+
+impl<'a> MainRun<'a> {
+    fn new(
+        bench: &'a Bench,
+        proxy: ProxyProcess,
+        baseline: Option<ProxyProcess>,
+    ) -> Result<Self, String> {
+        Ok(MainRun {
+            bench,
+            main: Proxied::new(bench, proxy)?,
+            baseline: baseline.map(|p| Proxied::new(bench, p)).transpose()?,
             captured_bytes: 0,
         })
     }
 
-    /// Empties the proxy's bulk file (see [`ProxyProcess::drain`]), keeping count; returns
-    /// the bytes since the last drain.
+    /// The route of `way` to `server`; `None` for the baseline when there is none.
+    fn route(&self, way: Way, server: SocketAddr, tls: bool) -> Option<Route> {
+        match way {
+            Way::Direct => Some(self.main.routes.to(server, false, tls)),
+            Way::Wstap => Some(self.main.routes.to(server, true, tls)),
+            Way::Baseline => self
+                .baseline
+                .as_ref()
+                .map(|b| b.routes.to(server, true, tls)),
+        }
+    }
+
+    fn ways(&self, round: usize) -> Vec<Way> {
+        ways(round, self.baseline.is_some())
+    }
+
+    /// Empties the proxies' bulk files (see [`ProxyProcess::drain`]), keeping count of the
+    /// main proxy's; returns its bytes since the last drain.
     fn drain(&mut self) -> u64 {
-        let bytes = self.proxy.drain();
+        if let Some(baseline) = &self.baseline {
+            baseline.proxy.drain();
+        }
+        let bytes = self.main.proxy.drain();
         self.captured_bytes += bytes;
         bytes
     }
@@ -469,25 +665,33 @@ impl<'a> MainRun<'a> {
         size: usize,
         target: Target,
         references: References,
-    ) -> Result<Row, String> {
+    ) -> Result<Vec<Row>, String> {
         let plan = &self.bench.plan;
-        let (mut direct, mut proxied, mut captured) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..plan.rounds {
-            for (through, found) in [(false, &mut direct), (true, &mut proxied)] {
-                let route = self.routes.to(server, through, tls);
+        let (mut direct, mut proxied, mut base, mut captured) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for round in 0..plan.rounds {
+            for way in self.ways(round) {
+                let Some(route) = self.route(way, server, tls) else {
+                    continue;
+                };
                 self.drain();
                 let start = std::time::Instant::now();
                 let rate =
                     scenarios::throughput(&route, size, THROUGHPUT_WINDOW, plan.duration()).await?;
                 let bytes = self.drain();
-                if through {
-                    captured.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e6);
+                match way {
+                    Way::Direct => direct.push(rate),
+                    Way::Wstap => {
+                        captured.push(bytes as f64 / start.elapsed().as_secs_f64() / 1e6);
+                        proxied.push(rate);
+                    }
+                    Way::Baseline => base.push(rate),
                 }
-                found.push(rate);
             }
         }
         let (d, p, mb_s) = (median(direct), median(proxied), median(captured));
         let ratio = p / d;
+        let baseline = (!base.is_empty()).then(|| median(base) / d);
         let scheme = if tls { "wss" } else { "ws" };
         let size_name = size_name(size);
         let (result, target_text, met) = match (target, references.disk_mb_s) {
@@ -507,10 +711,10 @@ impl<'a> MainRun<'a> {
                 (format!("ratio {ratio:.2}"), format!(">= {want}"), ratio >= want)
             }
         };
-        Ok(Row {
-            scenario: format!(
-                "throughput {scheme} {size_name}, window {THROUGHPUT_WINDOW} (msg/s)"
-            ),
+        let scenario =
+            format!("throughput {scheme} {size_name}, window {THROUGHPUT_WINDOW} (msg/s)");
+        let mut rows = vec![Row {
+            scenario: scenario.clone(),
             direct: format!("{d:.0}"),
             proxied: format!("{p:.0}"),
             result,
@@ -519,26 +723,43 @@ impl<'a> MainRun<'a> {
             json: json!({"scenario": "throughput", "scheme": scheme, "size": size,
                          "window": THROUGHPUT_WINDOW, "direct_msgs_per_s": d,
                          "proxied_msgs_per_s": p, "ratio": ratio,
-                         "captured_mb_per_s": mb_s}),
-        })
+                         "captured_mb_per_s": mb_s, "baseline_ratio": baseline}),
+        }];
+        if let Some(baseline) = baseline {
+            rows.push(against_baseline(
+                &scenario,
+                ratio,
+                baseline,
+                Rule::RatioWithin(0.05),
+            ));
+        }
+        Ok(rows)
     }
 
     async fn latency(&mut self, references: References) -> Result<Vec<Row>, String> {
         let (plain, duration) = (self.bench.plain, self.bench.plan.duration());
-        let (mut d50, mut d99, mut p50, mut p99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..self.bench.plan.rounds {
-            let (a, b) = scenarios::latency(&self.routes.to(plain, false, false), duration).await?;
-            d50.push(a);
-            d99.push(b);
-            let (a, b) = scenarios::latency(&self.routes.to(plain, true, false), duration).await?;
-            p50.push(a);
-            p99.push(b);
+        // Per way: p50 samples, p99 samples.
+        let mut samples: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+        for round in 0..self.bench.plan.rounds {
+            for way in self.ways(round) {
+                let Some(route) = self.route(way, plain, false) else {
+                    continue;
+                };
+                let (a, b) = scenarios::latency(&route, duration).await?;
+                let slot = &mut samples[way as usize];
+                slot.0.push(a);
+                slot.1.push(b);
+            }
             self.drain();
         }
+        let [(d50, d99), (p50, p99), (b50, b99)] = samples;
+        let baseline = (!b50.is_empty()).then(|| (median(b50), median(b99)));
         // Against the floor relay of the same run when there is one: within 10 µs of its
         // added p50 and 100 µs of its added p99; otherwise the first targets, 30 and 150.
-        let (limits, against) = match references.floor_added {
-            Some((f50, f99)) => ([f50 + 10.0, f99 + 100.0], Some([f50, f99])),
+        let (limits, against) = match references.floor {
+            Some(Floor {
+                added: (f50, f99), ..
+            }) => ([f50 + 10.0, f99 + 100.0], Some([f50, f99])),
             None => ([30.0, 150.0], None),
         };
         let quantiles = [
@@ -548,6 +769,7 @@ impl<'a> MainRun<'a> {
                 median(p50),
                 limits[0],
                 against.map(|a| a[0]),
+                baseline.map(|b| b.0),
             ),
             (
                 "p99",
@@ -555,59 +777,112 @@ impl<'a> MainRun<'a> {
                 median(p99),
                 limits[1],
                 against.map(|a| a[1]),
+                baseline.map(|b| b.1),
             ),
         ];
-        Ok(quantiles
-            .into_iter()
-            .map(|(name, d, p, limit, floor)| {
-                let added = p - d;
-                let target = match floor {
-                    Some(f) => format!(
-                        "<= {limit:.1} µs added (floor +{f:.1} and {:.0})",
-                        limit - f
-                    ),
-                    None => format!("<= {limit} µs added"),
-                };
-                Row {
-                    scenario: format!("latency ws 64 B, window 1, {name} (µs)"),
-                    direct: format!("{d:.1}"),
-                    proxied: format!("{p:.1}"),
-                    result: format!("added {added:.1} µs"),
-                    target,
-                    met: added <= limit,
-                    json: json!({"scenario": "latency", "quantile": name, "direct_us": d,
-                                 "proxied_us": p, "added_us": added, "limit_us": limit}),
-                }
-            })
-            .collect())
+        let mut rows = Vec::new();
+        for (name, d, p, limit, floor, base) in quantiles {
+            let added = p - d;
+            let target = match floor {
+                Some(f) => format!(
+                    "<= {limit:.1} µs added (floor +{f:.1} and {:.0})",
+                    limit - f
+                ),
+                None => format!("<= {limit} µs added"),
+            };
+            let scenario = format!("latency ws 64 B, window 1, {name} (µs)");
+            rows.push(Row {
+                scenario: scenario.clone(),
+                direct: format!("{d:.1}"),
+                proxied: format!("{p:.1}"),
+                result: format!("added {added:.1} µs"),
+                target,
+                met: added <= limit,
+                json: json!({"scenario": "latency", "quantile": name, "direct_us": d,
+                             "proxied_us": p, "added_us": added, "limit_us": limit,
+                             "baseline_added_us": base.map(|b| b - d)}),
+            });
+            if let Some(base) = base {
+                rows.push(against_baseline(
+                    &scenario,
+                    added,
+                    base - d,
+                    Rule::AddedWithin(10.0),
+                ));
+            }
+        }
+        Ok(rows)
     }
 
-    async fn fan_in(&mut self) -> Result<Row, String> {
-        let (mut direct, mut proxied) = (Vec::new(), Vec::new());
-        for _ in 0..self.bench.plan.rounds {
-            for (through, found) in [(false, &mut direct), (true, &mut proxied)] {
-                let route = self.routes.to(self.bench.plain, through, false);
-                found.push(self.bench.fan_in_rate(&route).await?);
+    async fn fan_in(&mut self) -> Result<Vec<Row>, String> {
+        let mut rates: [Vec<f64>; 3] = Default::default();
+        for round in 0..self.bench.plan.rounds {
+            for way in self.ways(round) {
+                let Some(route) = self.route(way, self.bench.plain, false) else {
+                    continue;
+                };
+                rates[way as usize].push(self.bench.fan_in_rate(&route).await?);
             }
             self.drain();
-            let (d, p) = (direct[direct.len() - 1], proxied[proxied.len() - 1]);
-            eprintln!("wstap-bench: fan-in round: direct {d:.0} msg/s, proxied {p:.0} msg/s");
+            let last = |v: &Vec<f64>| v.last().copied().unwrap_or(0.0);
+            eprintln!(
+                "wstap-bench: fan-in round: direct {:.0} msg/s, proxied {:.0} msg/s",
+                last(&rates[0]),
+                last(&rates[1])
+            );
         }
+        let [direct, proxied, base] = rates;
         let (d, p) = (median(direct), median(proxied));
+        let baseline = (!base.is_empty()).then(|| median(base) / d);
         let connections = self.bench.plan.fan_in_connections;
-        Ok(Row {
-            scenario: format!(
-                "fan-in {connections} connections, window {FAN_IN_WINDOW}, 1 KiB (msg/s)"
-            ),
+        let scenario =
+            format!("fan-in {connections} connections, window {FAN_IN_WINDOW}, 1 KiB (msg/s)");
+        let mut rows = vec![Row {
+            scenario: scenario.clone(),
             direct: format!("{d:.0}"),
             proxied: format!("{p:.0}"),
             result: format!("ratio {:.2}", p / d),
             target: ">= 0.5".into(),
             met: p / d >= 0.5,
             json: json!({"scenario": "fan_in", "connections": connections,
-                         "direct_msgs_per_s": d, "proxied_msgs_per_s": p, "ratio": p / d}),
-        })
+                         "direct_msgs_per_s": d, "proxied_msgs_per_s": p, "ratio": p / d,
+                         "baseline_ratio": baseline}),
+        }];
+        if let Some(baseline) = baseline {
+            rows.push(against_baseline(
+                &scenario,
+                p / d,
+                baseline,
+                Rule::RatioWithin(0.05),
+            ));
+        }
+        Ok(rows)
     }
+}
+
+/// Opens `count` idle sessions to `server` through `proxy`, then one echo on each;
+/// returns the proxy's RSS before and after (KiB) and how many answered.
+async fn idle_sessions(
+    proxy: &ProxyProcess,
+    server: SocketAddr,
+    tls: bool,
+    count: usize,
+) -> Result<(u64, u64, usize), String> {
+    let route = Route {
+        server,
+        proxy: Some(proxy.addr),
+        tls: if tls {
+            Some(client_tls(&proxy.ca_pem())?)
+        } else {
+            None
+        },
+        mode: Mode::Connect,
+    };
+    // One session first, so the baseline includes the runtime's warm state.
+    scenarios::idle(&route, 1, || ()).await?;
+    let before = proxy.rss_kib().unwrap_or(0);
+    let (after, answered) = scenarios::idle(&route, count, || proxy.rss_kib().unwrap_or(0)).await?;
+    Ok((before, after, answered))
 }
 
 /// Routes to the echo servers, direct or through the main proxy, with the TLS client
