@@ -87,8 +87,17 @@ async fn absolute_form_websocket_reaches_the_server_in_origin_form_without_proxy
     );
 
     let trace = proxy.stop(Duration::from_secs(5)).await;
-    assert_eq!(of_type(&trace, "session_start")[0]["via"], "absolute");
+    let start = of_type(&trace, "session_start")[0];
+    assert_eq!(start["via"], "absolute");
     let event = of_type(&trace, "handshake")[0];
+    // The session began when its connection was accepted: before its own handshake,
+    // however late it was announced.
+    let micros = |e: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(e["time"].as_str().unwrap())
+            .unwrap()
+            .timestamp_micros()
+    };
+    assert!(micros(start) <= micros(event), "{start} after {event}");
     assert_eq!(event["url"], format!("ws://{server}/echo?room=1"));
     assert_eq!(event["forwarded"]["target"], "/echo?room=1");
     assert_eq!(
@@ -101,6 +110,50 @@ async fn absolute_form_websocket_reaches_the_server_in_origin_form_without_proxy
         "recorded as the client sent it"
     );
     assert_eq!(of_type(&trace, "session_end")[0]["outcome"], "closed");
+}
+
+/// A client that connects to the proxy port and closes without a word made no request:
+/// neither absolute-form nor CONNECT, nor HTTP.
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_recorded_as_empty_on_the_proxy_port() {
+    let proxy = Proxy::start().await;
+    let client = TcpStream::connect(proxy.addr).await.unwrap();
+    drop(client);
+    let mut bad = TcpStream::connect(proxy.addr).await.unwrap();
+    send(
+        &mut bad,
+        b"GET http://127.0.0.1:0/ HTTP/1.1\r\nHost: 127.0.0.1:0\r\n\r\n",
+    )
+    .await;
+    let answer = String::from_utf8(read_to_end(&mut bad).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let trace = proxy.stop(Duration::from_secs(5)).await;
+    let starts = of_type(&trace, "session_start");
+    let ends = of_type(&trace, "session_end");
+    assert_eq!((starts.len(), ends.len()), (2, 2));
+    let of = |events: &[&serde_json::Value], id: u64| {
+        events
+            .iter()
+            .find(|e| e["session"] == id)
+            .copied()
+            .cloned()
+            .unwrap()
+    };
+    let (first, second) = (
+        starts[0]["session"].as_u64().unwrap(),
+        starts[1]["session"].as_u64().unwrap(),
+    );
+    let (empty, refused) = if of(&ends, first)["kind"] == "empty" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(of(&starts, empty)["via"], "proxy");
+    assert_eq!(of(&ends, empty)["kind"], "empty");
+    assert_eq!(of(&ends, empty)["outcome"], "closed");
+    // An absolute-form request, refused before it was routed, was still absolute-form.
+    assert_eq!(of(&starts, refused)["via"], "absolute");
+    assert_eq!(of(&ends, refused)["kind"], "http");
 }
 
 #[tokio::test]

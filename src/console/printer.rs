@@ -225,6 +225,7 @@ impl Printer {
                     Via::Absolute => "PROXY",
                     Via::Socks5 => "SOCKS5",
                     Via::Reverse => "REVERSE",
+                    Via::Proxy => "PROXY",
                 };
                 let mut line = format!("{} {} from {}", via, s.target, s.client);
                 if let Some(listener) = &s.listener {

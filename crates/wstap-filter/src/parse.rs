@@ -69,13 +69,14 @@ const FIELDS: &[(&str, FieldName)] = &[
 ];
 
 /// The kinds a session can turn out to be.
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 7] = [
     "websocket",
     "http",
     "tunnel",
     "tls-tunnel",
     "tls",
     "upgraded",
+    "empty",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

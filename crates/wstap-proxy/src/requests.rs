@@ -124,12 +124,14 @@ fn route(requests: &Requests, head: &Head) -> Result<Route, SessionError> {
     Ok(route)
 }
 
-/// Ends an HTTP session that closed normally.
+/// Ends an HTTP session that closed normally: `empty` when it never sent a request.
 pub(crate) async fn end(requests: Requests, ending: Ending) -> Stage {
-    requests
-        .session
-        .end(Outcome::Closed, SessionKind::Http, ending)
-        .await;
+    let kind = if requests.served == 0 {
+        SessionKind::Empty
+    } else {
+        SessionKind::Http
+    };
+    requests.session.end(Outcome::Closed, kind, ending).await;
     Stage::Done
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct Session {
     /// session lives as long as its connection: it is kept small).
     listener: u16,
     started: Instant,
+    /// The wall time of `started`: `session_start`'s time.
+    started_at: chrono::DateTime<Utc>,
     announced: bool,
     /// How a tunnel of this session was asked for: HTTP `CONNECT`, SOCKS5, or a reverse
     /// listener's connection (set by the listener that accepted it).
@@ -153,6 +155,7 @@ impl Session {
             client,
             listener,
             started: Instant::now(),
+            started_at: Utc::now(),
             announced: false,
             tunnel_via: Via::Connect,
             facts: None,
@@ -208,7 +211,9 @@ impl Session {
         let facts = self.facts.take().map(|facts| *facts).unwrap_or_default();
         Some(Event::SessionStart(SessionStart {
             session: self.id,
-            time: Utc::now(),
+            // When the connection was accepted: before anything of the session happened,
+            // however late the start is announced.
+            time: self.started_at,
             client: self.client.to_string(),
             target: target.to_owned(),
             via,
@@ -226,9 +231,10 @@ impl Session {
 
     /// Publishes `session_end`.
     pub async fn end(mut self, outcome: Outcome, kind: SessionKind, ending: Ending) {
-        // A session that never got as far as a target: on the HTTP port, no CONNECT came.
+        // A session that never got as far as a target: on the HTTP port, no request said
+        // how it meant to use the proxy.
         let via = match self.tunnel_via {
-            Via::Connect => Via::Absolute,
+            Via::Connect => Via::Proxy,
             listener => listener,
         };
         self.announce("-", via, false).await;
@@ -258,13 +264,24 @@ impl Session {
     /// as an exchange of `request` at `url` answered by the proxy, and ends the session
     /// as an error of `kind`.
     pub async fn refuse(
-        self,
+        mut self,
         out: &mut BoxWrite,
         error: SessionError,
         request: Option<&Head>,
         url: &str,
         kind: SessionKind,
     ) {
+        if let Some(head) = request.filter(|_| self.tunnel_via == Via::Connect) {
+            // A request on the proxy port said how it meant to use the proxy.
+            let via = if head.method.eq_ignore_ascii_case("CONNECT") {
+                Via::Connect
+            } else if head.target.contains("://") {
+                Via::Absolute
+            } else {
+                Via::Proxy
+            };
+            self.announce("-", via, false).await;
+        }
         let time = Utc::now();
         let why = error.to_string();
         let (response, response_raw) =

@@ -150,7 +150,8 @@ pub struct SessionRow {
     pub client: String,
     /// The upstream, `host:port`.
     pub target: String,
-    /// How the client came: `connect`, `absolute`, `socks5` or `reverse`.
+    /// How the client came: `connect`, `absolute`, `socks5`, `reverse`, or `proxy` (the
+    /// HTTP proxy port, no request).
     pub via: String,
     /// The listener it connected to, `ip:port`.
     pub listener: Option<String>,

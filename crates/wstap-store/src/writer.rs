@@ -316,6 +316,7 @@ impl CaptureWriter {
             wstap_trace::Via::Absolute => "absolute",
             wstap_trace::Via::Socks5 => "socks5",
             wstap_trace::Via::Reverse => "reverse",
+            wstap_trace::Via::Proxy => "proxy",
         };
         let parent = start
             .upstream_proxy

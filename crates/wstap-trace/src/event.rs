@@ -87,6 +87,9 @@ pub enum Via {
     Socks5,
     /// A reverse-proxy listener (`--reverse`): the client took wstap for the server.
     Reverse,
+    /// The HTTP proxy port, before any request said how (neither `CONNECT` nor an
+    /// absolute-form request came).
+    Proxy,
 }
 
 /// A session began.
@@ -443,6 +446,9 @@ pub enum SessionKind {
     /// A `101` to a protocol other than WebSocket, relayed blind.
     #[serde(rename = "upgraded")]
     Upgraded,
+    /// The client closed before sending a request.
+    #[serde(rename = "empty")]
+    Empty,
 }
 
 impl SessionKind {
@@ -455,13 +461,17 @@ impl SessionKind {
             SessionKind::TlsTunnel => "tls-tunnel",
             SessionKind::Tls => "tls",
             SessionKind::Upgraded => "upgraded",
+            SessionKind::Empty => "empty",
         }
     }
 
     /// Whether the session relayed bytes it counted (a WebSocket or a blind relay), as
     /// opposed to HTTP exchanges, which count their bodies one by one.
     pub fn relays_bytes(self) -> bool {
-        !matches!(self, SessionKind::Http | SessionKind::Tls)
+        !matches!(
+            self,
+            SessionKind::Http | SessionKind::Tls | SessionKind::Empty
+        )
     }
 }
 
