@@ -8,10 +8,12 @@
 //! a pump does not read again until its writes finished, so a side that stops reading
 //! stops the other side's reads, and no buffer grows. The pumps and a control branch (the
 //! proxy's stop signal and the core's timer) run concurrently in the session's task and
-//! share the core behind a mutex that is never held across an await; a [`Notify`] tells
-//! each branch when the core may have work for it. No branch is ever cancelled while it
-//! publishes, so no record is lost: when a failure ends the relay, only a write that waits
-//! on a peer gives up (the session is over; its bytes have nowhere to go).
+//! share the core behind a mutex that is never held across an await (two locks per chunk
+//! relayed); a bell tells each branch when the core may have work for it. A pump drains
+//! the records of its own feed in the same lock, so each direction's batches reach the
+//! bus in order. No branch is ever cancelled while it publishes, so no record is lost:
+//! when a failure ends the relay, only a write that waits on a peer gives up (the session
+//! is over; its bytes have nowhere to go).
 //!
 //! Buffers are lent, not owned: a pump takes a buffer from a small per-thread pool only
 //! while a read is ready and returns it as soon as a read would wait. An idle session
@@ -26,12 +28,11 @@ use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::Notify;
 use wstap_relay::{Command, Relay, RelayEnd, Side, Transmit};
 use wstap_trace::BusEvent;
 
@@ -92,17 +93,52 @@ async fn write_now(dst: &mut BoxWrite, bytes: &[u8]) -> io::Result<()> {
     dst.flush().await
 }
 
+/// Tells the branches of one drive that the core may have work for them.
+///
+/// The branches run in one task (`tokio::join!` polls every branch whenever the task
+/// wakes), so ringing is counting up and waking that task, and waiting is watching the
+/// count change: no lock, no list of waiters. This holds only while the branches share a
+/// task; were they spread over tasks, this would have to become a `Notify`.
+#[derive(Default)]
+struct Bell {
+    rung: AtomicU64,
+}
+
+impl Bell {
+    /// How often it has rung: wait with [`Bell::rung_since`] from here.
+    fn count(&self) -> u64 {
+        self.rung.load(Ordering::Acquire)
+    }
+
+    /// Rings: every branch will be polled again.
+    async fn ring(&self) {
+        self.rung.fetch_add(1, Ordering::AcqRel);
+        poll_fn(|cx| {
+            cx.waker().wake_by_ref();
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Resolves once the bell has rung after `seen` (a [`Bell::count`]).
+    async fn rung_since(&self, seen: u64) {
+        poll_fn(|_| {
+            if self.count() == seen {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+    }
+}
+
 /// What the branches of one drive share.
 struct Shared<'a> {
     relay: Mutex<Relay>,
-    /// Signalled whenever the core may have new work for another branch.
-    changed: Notify,
-    /// Set, and signalled, once a failure ended the relay at once.
+    bell: Bell,
+    /// Set once a failure ended the relay at once: a write waiting on a peer gives up.
     aborted: AtomicBool,
-    aborting: Notify,
-    /// Held while a batch of records is drained and published, so batches reach the bus
-    /// in the order the core made them, whichever branch publishes.
-    publishing: tokio::sync::Mutex<()>,
     session: &'a Session,
 }
 
@@ -113,56 +149,48 @@ impl Shared<'_> {
         self.relay.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Wakes the other branches; `relay` is the core as just changed (its guard is
-    /// dropped here, before anyone wakes).
-    fn changed(&self, relay: MutexGuard<'_, Relay>) {
-        let aborted = relay.is_aborted();
-        drop(relay);
-        if aborted && !self.aborted.swap(true, Ordering::AcqRel) {
-            self.aborting.notify_waiters();
+    /// Rings for the other branches, after a change to the core: `aborted` says whether
+    /// the core is now ended by a failure.
+    async fn changed(&self, aborted: bool) {
+        if aborted {
+            self.aborted.store(true, Ordering::Release);
         }
-        self.changed.notify_waiters();
+        self.bell.ring().await;
     }
 
     /// Writes `bytes` to `dst`, giving up only if a failure ends the relay meanwhile:
-    /// `None` then. The common case (the socket has room) costs one poll.
+    /// `None` then.
     async fn write(&self, dst: &mut BoxWrite, bytes: &[u8]) -> Option<io::Result<()>> {
-        let mut write = pin!(write_now(dst, bytes));
-        if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-            return Some(done);
-        }
-        let aborting = self.aborting.notified();
-        let mut aborting = pin!(aborting);
-        aborting.as_mut().enable();
-        if self.aborted.load(Ordering::Acquire) {
-            return None;
-        }
+        let aborted = poll_fn(|_| {
+            if self.aborted.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
         tokio::select! {
             biased;
-            done = &mut write => Some(done),
-            () = aborting => None,
+            done = write_now(dst, bytes) => Some(done),
+            () = aborted => None,
         }
     }
 
-    /// Publishes the records the core has decoded so far.
-    async fn publish(&self) {
-        if !self.relay().has_events() {
-            return;
+    async fn publish(&self, events: Vec<BusEvent>) {
+        if !events.is_empty() {
+            self.session.bus().publish(events).await;
         }
-        let _turn = self.publishing.lock().await;
-        let events: Vec<BusEvent> = {
-            let mut relay = self.relay();
-            if !relay.has_events() {
-                return;
-            }
-            let session = self.session.id;
-            relay
-                .drain_events()
-                .map(|record| BusEvent::Wire { session, record })
-                .collect()
-        };
-        self.session.bus().publish(events).await;
     }
+}
+
+/// The core's records so far, as bus events of `session`.
+fn drain(relay: &mut Relay, session: u64) -> Vec<BusEvent> {
+    if !relay.has_events() {
+        return Vec::new();
+    }
+    relay
+        .drain_events()
+        .map(|record| BusEvent::Wire { session, record })
+        .collect()
 }
 
 /// One direction: reads `from`, writes to the other side.
@@ -187,94 +215,117 @@ impl Pump {
         }
     }
 
+    /// Writes one transmit; `None` when a failure elsewhere ended the relay meanwhile.
+    async fn transmit(
+        &mut self,
+        shared: &Shared<'_>,
+        transmit: &Transmit,
+        fed: Option<&BytesMut>,
+    ) -> Option<io::Result<()>> {
+        match transmit {
+            Transmit::Forward(range) => match fed.and_then(|b| b.get(range.clone())) {
+                Some(bytes) => shared.write(&mut self.dst, bytes).await,
+                None => Some(Err(io::Error::other(
+                    "the relay forwarded bytes it was not fed",
+                ))),
+            },
+            Transmit::Built(bytes) => shared.write(&mut self.dst, bytes).await,
+            // A peer that is gone already cannot be told more: nothing to report.
+            Transmit::Shutdown => {
+                let _ = self.dst.shutdown().await;
+                Some(Ok(()))
+            }
+        }
+    }
+
     async fn run(mut self, shared: &Shared<'_>) {
-        let to = self.from.other();
+        let (to, session) = (self.from.other(), shared.session.id);
         // The chunk last fed: the core's forwards to `to` are ranges of it.
         let mut fed: Option<BytesMut> = None;
         let mut spare: Option<BytesMut> = None;
+        // What the last feed made: the first transmit and the records.
+        let mut next: Option<Transmit> = None;
+        let mut events: Vec<BusEvent> = Vec::new();
         loop {
-            let changed = shared.changed.notified();
-            let mut changed = pin!(changed);
-            changed.as_mut().enable();
-
-            loop {
-                // (The guard must not live into the write: a statement of its own.)
-                let next = shared.relay().poll_transmit(to);
-                let Some(transmit) = next else {
-                    break;
-                };
-                let written = match &transmit {
-                    Transmit::Forward(range) => {
-                        match fed.as_ref().and_then(|b| b.get(range.clone())) {
-                            Some(bytes) => shared.write(&mut self.dst, bytes).await,
-                            None => Some(Err(io::Error::other(
-                                "the relay forwarded bytes it was not fed",
-                            ))),
-                        }
-                    }
-                    Transmit::Built(bytes) => shared.write(&mut self.dst, bytes).await,
-                    // A peer that is gone already cannot be told more: nothing to report.
-                    Transmit::Shutdown => {
-                        let _ = self.dst.shutdown().await;
-                        Some(Ok(()))
-                    }
-                };
-                let Some(written) = written else {
-                    // The relay was ended by a failure while this write waited.
-                    break;
-                };
-                let mut relay = shared.relay();
-                match written {
-                    Ok(()) => relay.transmitted(to),
-                    Err(e) => relay.write_failed(to, e.to_string()),
-                }
-                if relay.is_done() {
-                    shared.changed(relay);
-                }
-            }
-            // Everything from the last chunk is written: its buffer can take the next read.
-            if let Some(mut buf) = fed.take() {
-                if buf.capacity() >= RELAY_BUFFER {
-                    buf.clear();
-                    spare = Some(buf);
-                }
-            }
-            shared.publish().await;
+            let seen = shared.bell.count();
             let (done, reading) = {
-                let relay = shared.relay();
+                // Write what the core queued for `to`, a lock per transmit written.
+                loop {
+                    let transmit = match next.take() {
+                        Some(transmit) => transmit,
+                        None => match shared.relay().poll_transmit(to) {
+                            Some(transmit) => transmit,
+                            None => break,
+                        },
+                    };
+                    let Some(written) = self.transmit(shared, &transmit, fed.as_ref()).await else {
+                        break;
+                    };
+                    let (finished, aborted) = {
+                        let mut relay = shared.relay();
+                        match written {
+                            Ok(()) => relay.transmitted(to),
+                            Err(e) => relay.write_failed(to, e.to_string()),
+                        }
+                        next = relay.poll_transmit(to);
+                        (relay.is_done(), relay.is_aborted())
+                    };
+                    if finished {
+                        shared.changed(aborted).await;
+                    }
+                }
+                // Everything from the last chunk is written: its buffer takes the next read.
+                if let Some(mut buf) = fed.take() {
+                    if buf.capacity() >= RELAY_BUFFER {
+                        buf.clear();
+                        spare = Some(buf);
+                    }
+                }
+                shared.publish(std::mem::take(&mut events)).await;
+                let mut relay = shared.relay();
+                events = drain(&mut relay, session);
                 (relay.is_done(), relay.wants_read(self.from))
             };
+            if !events.is_empty() {
+                continue;
+            }
             if done {
-                shared.changed.notify_waiters();
+                shared.changed(false).await;
                 return;
             }
             if !reading {
                 if let Some(buf) = spare.take() {
                     give_back(buf);
                 }
-                changed.await;
+                shared.bell.rung_since(seen).await;
                 continue;
             }
             let read = match self.ahead.take() {
                 Some(ahead) => Ok(ahead),
                 None => tokio::select! {
                     read = read_lent(&mut self.src, &mut spare) => read,
-                    () = &mut changed => continue,
+                    () = shared.bell.rung_since(seen) => continue,
                 },
             };
             let time = now();
-            let mut relay = shared.relay();
-            match read {
-                Ok(chunk) if chunk.is_empty() => relay.end_of_stream(self.from),
-                Ok(chunk) => {
-                    relay.feed(self.from, &chunk, time);
-                    fed = Some(chunk);
+            let (ring, aborted) = {
+                let mut relay = shared.relay();
+                match read {
+                    Ok(chunk) if chunk.is_empty() => relay.end_of_stream(self.from),
+                    Ok(chunk) => {
+                        relay.feed(self.from, &chunk, time);
+                        fed = Some(chunk);
+                    }
+                    Err(e) => relay.read_failed(self.from, e.to_string()),
                 }
-                Err(e) => relay.read_failed(self.from, e.to_string()),
-            }
-            // The other pump writes to this side; the control branch ends the drive.
-            if relay.has_transmit(self.from) || relay.is_finished() || relay.is_done() {
-                shared.changed(relay);
+                next = relay.poll_transmit(to);
+                events = drain(&mut relay, session);
+                // The other pump writes to this side; the control branch ends the drive.
+                let ring = relay.has_transmit(self.from) || relay.is_finished();
+                (ring, relay.is_aborted())
+            };
+            if ring || aborted {
+                shared.changed(aborted).await;
             }
         }
     }
@@ -285,9 +336,7 @@ async fn control(shared: &Shared<'_>, stop: impl Future<Output = ()>) {
     let mut stop = pin!(stop);
     let mut stopped = false;
     loop {
-        let changed = shared.changed.notified();
-        let mut changed = pin!(changed);
-        changed.as_mut().enable();
+        let seen = shared.bell.count();
         let deadline = {
             let relay = shared.relay();
             if relay.is_done() {
@@ -304,19 +353,22 @@ async fn control(shared: &Shared<'_>, stop: impl Future<Output = ()>) {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let changed = tokio::select! {
             () = &mut stop, if !stopped => {
                 stopped = true;
                 let mut relay = shared.relay();
                 relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, now());
-                shared.changed(relay);
+                Some(relay.is_aborted())
             }
             () = sleep => {
                 let mut relay = shared.relay();
                 relay.handle_timeout(now());
-                shared.changed(relay);
+                Some(relay.is_aborted())
             }
-            () = &mut changed => {}
+            () = shared.bell.rung_since(seen) => None,
+        };
+        if let Some(aborted) = changed {
+            shared.changed(aborted).await;
         }
     }
 }
@@ -331,10 +383,8 @@ pub(crate) async fn drive(
 ) -> RelayEnd {
     let shared = Shared {
         relay: Mutex::new(relay),
-        changed: Notify::new(),
+        bell: Bell::default(),
         aborted: AtomicBool::new(false),
-        aborting: Notify::new(),
-        publishing: tokio::sync::Mutex::new(()),
         session,
     };
     {
@@ -346,7 +396,11 @@ pub(crate) async fn drive(
             control(&shared, session.shared.stopping())
         );
     }
-    let end = shared.relay().end(now());
-    shared.publish().await;
+    let (end, events) = {
+        let mut relay = shared.relay();
+        let end = relay.end(now());
+        (end, drain(&mut relay, session.id))
+    };
+    shared.publish(events).await;
     end
 }

@@ -463,6 +463,14 @@ impl FrameHandler for Sink<'_> {
         self.state.payload(data);
     }
 
+    fn wants_bytes(&self) -> bool {
+        self.state.wants_bytes()
+    }
+
+    fn skipped(&mut self, len: usize) {
+        self.state.skipped(len);
+    }
+
     fn end(&mut self, time: Timestamp, offset: usize) -> ControlFlow<()> {
         let broken = self.state.end_frame(time, self.out);
         if let Some(ends) = self.ends.as_deref_mut() {
@@ -609,6 +617,45 @@ impl AnalyzerState {
             },
             utf8: (header.opcode() == Opcode::Text).then(Utf8Validator::new),
             utf8_reported: false,
+        }
+    }
+
+    /// Whether the payload bytes of the frame being read still matter: to a capture with
+    /// room left, a UTF-8 check or an inflater. Otherwise only their count does, and the
+    /// decoder need not unmask them.
+    fn wants_bytes(&self) -> bool {
+        let Some(frame) = self.frame.as_ref() else {
+            return false;
+        };
+        if frame.record.payload.data.len() < self.config.frame_limit(&frame.record.header) {
+            return true;
+        }
+        let message = if frame.data {
+            self.message.as_ref()
+        } else {
+            self.control.as_ref()
+        };
+        message.is_some_and(|m| {
+            m.record.compressed
+                || m.utf8.is_some()
+                || m.record.data.data.len() < self.config.max_message_capture
+        })
+    }
+
+    /// Counts `len` payload bytes that [`AnalyzerState::wants_bytes`] said nothing needs.
+    fn skipped(&mut self, len: usize) {
+        let Some(frame) = self.frame.as_mut() else {
+            return;
+        };
+        frame.record.payload.total += len as u64;
+        let message = if frame.data {
+            self.message.as_mut()
+        } else {
+            self.control.as_mut()
+        };
+        if let Some(message) = message {
+            message.record.wire_payload_len += len as u64;
+            message.record.data.total += len as u64;
         }
     }
 

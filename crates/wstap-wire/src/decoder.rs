@@ -15,7 +15,7 @@
 //! bytes before it and never decodes what it does not forward.
 
 use crate::header::{FrameHeader, MaskingKey, MAX_HEADER_LEN};
-use crate::mask::apply_mask;
+use crate::mask::unmask_into;
 use crate::Timestamp;
 use std::ops::ControlFlow;
 
@@ -25,6 +25,16 @@ pub trait FrameHandler {
     fn header(&mut self, header: &FrameHeader, time: Timestamp);
     /// The next piece of the current frame's payload, already unmasked.
     fn payload(&mut self, data: &[u8]);
+    /// Whether the handler needs the next payload bytes themselves; when it does not, the
+    /// decoder tells it only how many there were ([`FrameHandler::skipped`]) and spares
+    /// itself the unmasking.
+    fn wants_bytes(&self) -> bool {
+        true
+    }
+    /// `len` payload bytes of the current frame passed that the handler did not want.
+    fn skipped(&mut self, len: usize) {
+        let _ = len;
+    }
     /// The current frame's payload is complete; `time` is when its last byte arrived and
     /// `offset` is where in the chunk the frame ends (the index just past its last byte).
     /// `Break` stops decoding there: the rest of the chunk is left unread.
@@ -119,6 +129,7 @@ impl FrameDecoder {
                     let n = usize::try_from(remaining).map_or(rest.len(), |r| r.min(rest.len()));
                     let (data, after) = rest.split_at(n);
                     match header.mask() {
+                        _ if !handler.wants_bytes() => handler.skipped(data.len()),
                         Some(key) => unmask_in_blocks(data, key, received, handler),
                         None => handler.payload(data),
                     }
@@ -196,10 +207,13 @@ fn unmask_in_blocks(data: &[u8], key: MaskingKey, offset: u64, handler: &mut imp
     let mut block = [0u8; UNMASK_BLOCK];
     let mut at = offset;
     for piece in data.chunks(UNMASK_BLOCK) {
-        let unmasked = &mut block[..piece.len()];
-        unmasked.copy_from_slice(piece);
-        apply_mask(unmasked, key, at);
-        handler.payload(unmasked);
+        if !handler.wants_bytes() {
+            handler.skipped(piece.len());
+        } else {
+            let unmasked = &mut block[..piece.len()];
+            unmask_into(piece, unmasked, key, at);
+            handler.payload(unmasked);
+        }
         at += piece.len() as u64;
     }
 }
