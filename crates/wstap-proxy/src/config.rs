@@ -1,8 +1,8 @@
 //! The engine's settings.
 
+use crate::http::reverse::ReverseProxy;
 use crate::mitm::TlsConfig;
-use crate::parent::ParentProxy;
-use crate::reverse::ReverseProxy;
+use crate::upstream::parent::ParentProxy;
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,9 +1,17 @@
-//! One accepted client connection, from its first request to the end of its last stage.
+//! One accepted client connection, from its first request to the end of its last stage:
+//! the one driver of the stages ([`run`]), whichever listener accepted the connection.
 
 use crate::error::SessionError;
+use crate::http::{page, requests};
 use crate::io::{BoxWrite, Client};
+use crate::listen::reverse::{self, ReverseListener};
+use crate::listen::socks;
+use crate::relay::{blind, websocket};
 use crate::session::{Session, Shared};
 use crate::stage::{Requests, Scope, Stage};
+use crate::{mitm, tunnel};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
@@ -31,32 +39,81 @@ impl Drop for Active {
 pub(crate) async fn serve(session: Session, stream: TcpStream) {
     let _active = Active::new(&session.shared);
     let _ = stream.set_nodelay(true);
-    let mut stage = Stage::Requests(Requests {
+    run(Stage::Requests(Requests {
         session,
         client: Client::from_tcp(stream),
         scope: Scope::Proxy,
         upstream: None,
         served: 0,
-    });
-    while let Some(running) = stage.run() {
+    }))
+    .await;
+}
+
+/// Serves one connection accepted on a SOCKS5 listener: its handshake, then its tunnel.
+pub(crate) async fn serve_socks(session: Session, stream: TcpStream) {
+    let _active = Active::new(&session.shared);
+    if let Some(tunnel) = socks::serve(session, stream).await {
+        run(tunnel).await;
+    }
+}
+
+/// Serves one connection accepted on a reverse listener: its TLS, then its requests.
+pub(crate) async fn serve_reverse(
+    session: Session,
+    stream: TcpStream,
+    listener: Arc<ReverseListener>,
+) {
+    let _active = Active::new(&session.shared);
+    if let Some(requests) = reverse::serve(session, stream, listener).await {
+        run(requests).await;
+    }
+}
+
+/// A running stage. Each step's own future is boxed, never wrapped in another: a wrapper
+/// would keep a second copy of the step's arguments for as long as the step runs.
+type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
+
+/// Runs stages one after another until the session is done: the one stage loop.
+async fn run(mut stage: Stage) {
+    while let Some(running) = start(stage) {
         stage = running.await;
     }
 }
 
-/// Serves one connection accepted on a SOCKS5 listener.
-pub(crate) async fn serve_socks(session: Session, stream: TcpStream) {
-    let _active = Active::new(&session.shared);
-    crate::socks::serve(session, stream).await;
-}
-
-/// Serves one connection accepted on a reverse listener.
-pub(crate) async fn serve_reverse(
-    session: Session,
-    stream: TcpStream,
-    listener: Arc<crate::reverse::ReverseListener>,
-) {
-    let _active = Active::new(&session.shared);
-    crate::reverse::serve(session, stream, listener).await;
+/// Starts `stage`'s step; `None` once the session is done.
+fn start(stage: Stage) -> Option<StageFuture> {
+    Some(match stage {
+        Stage::Requests(requests) => Box::pin(requests::next(requests)),
+        Stage::Connect {
+            session,
+            client,
+            head,
+        } => Box::pin(tunnel::handle(session, client, head)),
+        Stage::InterceptTls {
+            session,
+            client,
+            upstream,
+            tls,
+        } => Box::pin(mitm::intercept::intercept(session, client, upstream, tls)),
+        Stage::WebSocket {
+            session,
+            client,
+            upstream,
+            analysis,
+        } => Box::pin(websocket::relay(session, client, upstream, analysis)),
+        Stage::Blind {
+            session,
+            client,
+            upstream,
+            kind,
+        } => Box::pin(blind::relay(session, client, upstream, kind)),
+        Stage::Page {
+            session,
+            client,
+            head,
+        } => Box::pin(page::serve(session, client, head)),
+        Stage::Done => return None,
+    })
 }
 
 /// Answers a connection beyond `--max-connections` with 503 and records it.

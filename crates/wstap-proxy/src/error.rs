@@ -8,8 +8,8 @@
 //!   are never errors of the proxy: they are answered and recorded, and the proxy serves on.
 //! - [`UpstreamError`]: why an upstream could not be reached or did not answer (502).
 
-use crate::head::HeadError;
-use crate::upstream::Target;
+use crate::http::head::HeadError;
+use crate::target::Target;
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! bytes, or as the first WebSocket bytes to relay), so nothing read is ever lost.
 //! [`Client`] and [`Upstream`] are the two ends every stage of a connection works with.
 
-use crate::upstream::Target;
+use crate::target::Target;
 use bytes::BytesMut;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};

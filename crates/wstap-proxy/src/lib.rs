@@ -4,51 +4,53 @@
 //! Clients reach it as a proxy (HTTP, or SOCKS5 with `socks`) or, on a reverse listener
 //! (`reverse`), as if it were the server.
 //!
-//! Data flows one way: socket bytes -> the relay (forwarded at once) -> the tap (the
-//! `wstap-wire` analyzer) -> records on the bus (`wstap-bus`) -> sinks, which live outside
-//! the engine and depend only on the event model (`wstap-trace`).
+//! Data flows one way: socket bytes -> the drive loop -> the relay core (`wstap-relay`:
+//! every decision, and the `wstap-wire` analyzer) -> records on the bus (`wstap-bus`) ->
+//! sinks, which live outside the engine and depend only on the event model
+//! (`wstap-trace`).
 //!
-//! Inside, a connection is a sequence of stages (`stage`): requests (`requests`, `route`,
-//! `exchange`), a `CONNECT` tunnel (`connect`), TLS interception (`mitm`), the WebSocket
-//! relay (`websocket`, `relay`, `tap`) and the blind relay (`blind`); each runs as a
-//! future of its own. Heads are read raw (`head`) so header case and order survive, and
-//! bodies are relayed by their framing (`body`). Whatever wstap answers itself goes
-//! through one path (`session::Session::refuse`) with a typed reason (`error`).
+//! The rooms:
+//! - `listen/`: accepting connections: the HTTP proxy port, SOCKS5 (`socks`) and reverse
+//!   listeners (`reverse`).
+//! - `conn`: the one driver of a connection's stages; `stage`: the stages, as data.
+//! - `http/`: requests: heads read raw (`head`) so header case and order survive, bodies
+//!   relayed by their framing (`body`), routing, exchanges, wstap's own answers and page.
+//! - `tunnel`: a `CONNECT` tunnel and the sniffing of its first bytes.
+//! - `mitm/`: TLS interception: the CA, the two legs, the handshake.
+//! - `upstream/`: dialing, directly or through a parent proxy; `target`: addresses and
+//!   URLs as written.
+//! - `relay/`: the drive loop that runs the relay core, and what configures it for a
+//!   WebSocket (`websocket`) or a blind tunnel (`blind`).
+//! - `session`, `error`, `io`, `config`, `clock`: what every room shares. Whatever wstap
+//!   answers itself goes through one path (`session::Session::refuse`) with a typed reason
+//!   (`error`).
+//!
+//! No module imports one that imports it back (checked over `use crate::` paths).
 //!
 //! Start a proxy with [`start`]; subscribe sinks on the [`EventBus`] first.
 #![deny(missing_docs)]
 
-mod blind;
-mod body;
 mod clock;
 mod config;
 mod conn;
-mod connect;
 mod error;
-mod exchange;
-mod guard;
-mod head;
+mod http;
 mod io;
-mod listener;
+mod listen;
 pub mod mitm;
-mod page;
-mod parent;
 mod relay;
-mod requests;
-mod respond;
-mod reverse;
-mod route;
 mod session;
-pub mod socks;
 mod stage;
+mod target;
+mod tunnel;
 mod upstream;
-mod websocket;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use head::{parse_request, Head, HeadError};
-pub use listener::{start, RunningProxy};
+pub use http::head::{parse_request, Head, HeadError};
+pub use http::reverse::{ReverseProxy, ReverseTls};
+pub use listen::socks;
+pub use listen::{start, RunningProxy};
 pub use mitm::TlsConfig;
-pub use parent::ParentProxy;
-pub use reverse::{ReverseProxy, ReverseTls};
+pub use upstream::parent::ParentProxy;
 pub use wstap_bus::EventBus;

@@ -6,11 +6,11 @@
 //! records it as an exchange answered by the proxy, and ends the session as an error.
 
 use crate::error::SessionError;
-use crate::guard::ProxyAuth;
-use crate::head::Head;
+use crate::http::guard::ProxyAuth;
+use crate::http::head::Head;
+use crate::http::respond::send_error;
 use crate::io::BoxWrite;
 use crate::mitm::Interceptor;
-use crate::respond::send_error;
 use crate::ProxyConfig;
 use chrono::Utc;
 use std::net::SocketAddr;

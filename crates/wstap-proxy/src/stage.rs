@@ -3,18 +3,18 @@
 //! A client connection starts by reading requests; a `CONNECT` turns it into a tunnel,
 //! whose first bytes decide between more requests (plain HTTP inside), TLS interception
 //! and a blind relay; a WebSocket handshake the upstream accepts turns it into a WebSocket
-//! relay. Each [`Stage`] holds exactly what its step needs, and [`Stage::run`] starts that
-//! step as a boxed future of its own that returns the next stage. A long-lived stage (a
-//! WebSocket relay) therefore holds only its own state, not the frames of every stage that
-//! led to it: that is what keeps idle sessions small (28 KiB before, 5.5 KiB after).
+//! relay. Each [`Stage`] holds exactly what its step needs; the one driver
+//! (`crate::conn`) starts that step as a boxed future of its own that returns the next
+//! stage. A long-lived stage (a WebSocket relay) therefore holds only its own state, not
+//! the frames of every stage that led to it: that is what keeps idle sessions small (28
+//! KiB before, 5.5 KiB after). This module only names the stages: the handlers import it,
+//! it imports none of them.
 
+use crate::http::head::Head;
 use crate::io::{Client, Upstream};
 use crate::mitm::Interceptor;
 use crate::session::Session;
-use crate::upstream::Target;
-use crate::{blind, connect, head::Head, mitm, page, requests, websocket};
-use std::future::Future;
-use std::pin::Pin;
+use crate::target::Target;
 use std::sync::Arc;
 use wstap_trace::SessionKind;
 use wstap_wire::handshake::HandshakeAnalysis;
@@ -33,7 +33,7 @@ pub(crate) enum Scope {
         tls: bool,
     },
     /// A reverse listener: origin-form requests, to its upstream URL.
-    Reverse(Arc<crate::reverse::ReverseProxy>),
+    Reverse(Arc<crate::http::reverse::ReverseProxy>),
 }
 
 /// The request stage: a connection that reads requests (one per run).
@@ -107,46 +107,4 @@ pub(crate) enum Stage {
     },
     /// The session has ended and recorded its end.
     Done,
-}
-
-/// A running stage. Each step's own future is boxed, never wrapped in another: a wrapper
-/// would keep a second copy of the step's arguments for as long as the step runs.
-pub(crate) type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
-
-impl Stage {
-    /// Starts this stage; `None` once the session is done.
-    pub fn run(self) -> Option<StageFuture> {
-        Some(match self {
-            Stage::Requests(requests) => Box::pin(requests::next(requests)),
-            Stage::Connect {
-                session,
-                client,
-                head,
-            } => Box::pin(connect::handle(session, client, head)),
-            Stage::InterceptTls {
-                session,
-                client,
-                upstream,
-                tls,
-            } => Box::pin(mitm::intercept::intercept(session, client, upstream, tls)),
-            Stage::WebSocket {
-                session,
-                client,
-                upstream,
-                analysis,
-            } => Box::pin(websocket::relay(session, client, upstream, analysis)),
-            Stage::Blind {
-                session,
-                client,
-                upstream,
-                kind,
-            } => Box::pin(blind::relay(session, client, upstream, kind)),
-            Stage::Page {
-                session,
-                client,
-                head,
-            } => Box::pin(page::serve(session, client, head)),
-            Stage::Done => return None,
-        })
-    }
 }

@@ -8,11 +8,12 @@
 use super::tls_leg;
 use super::Interceptor;
 use crate::error::SessionError;
-use crate::head::read_request;
+use crate::http::head::read_request;
 use crate::io::{split_boxed, Client, Joined, Upstream};
 use crate::session::Session;
 use crate::stage::{Requests, Scope, Stage};
-use crate::upstream::{tls_handshake, Target};
+use crate::target::Target;
+use crate::upstream::tls_handshake;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::server::TlsStream;

@@ -8,11 +8,13 @@
 //! input gets the reply the RFC has for it, or a clean close, never a hang: every read
 //! has the handshake timeout.
 
-use crate::connect;
 use crate::error::UpstreamError;
 use crate::io::Client;
 use crate::session::{Ending, Session};
-use crate::upstream::{connect as dial_tcp, Target};
+use crate::stage::Stage;
+use crate::target::Target;
+use crate::tunnel;
+use crate::upstream::connect as dial_tcp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wstap_trace::{Outcome, SessionKind, Via};
@@ -297,8 +299,9 @@ fn failure_reply(error: &UpstreamError) -> Reply {
     }
 }
 
-/// Serves one connection accepted on a SOCKS5 listener.
-pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) {
+/// Serves one connection accepted on a SOCKS5 listener up to its tunnel: the tunnel's
+/// first stage, or `None` when the handshake failed (the session is then recorded).
+pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) -> Option<Stage> {
     let _ = stream.set_nodelay(true);
     let config = &session.shared.config;
     let timeout = config.handshake_timeout;
@@ -326,7 +329,7 @@ pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) {
         }
     };
     let label = target.to_string();
-    if crate::guard::is_self(&target, &session.shared.listening) {
+    if crate::http::guard::is_self(&target, &session.shared.listening) {
         let _ = stream.write_all(&reply(Reply::ConnectionRefused)).await;
         return fail(
             session,
@@ -351,14 +354,14 @@ pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) {
         session
             .end(Outcome::Aborted, SessionKind::Tunnel, Ending::default())
             .await;
-        return;
+        return None;
     }
     let upstream = crate::io::Upstream::from_tcp(target.clone(), upstream);
-    connect::tunnel(session, Client::from_tcp(stream), upstream, target).await;
+    Some(tunnel::first_stage(session, Client::from_tcp(stream), upstream, target).await)
 }
 
-/// Records a SOCKS session that never got its tunnel.
-async fn fail(mut session: Session, target: &str, why: String) {
+/// Records a SOCKS session that never got its tunnel; there is no stage to run.
+async fn fail(mut session: Session, target: &str, why: String) -> Option<Stage> {
     session.announce(target, Via::Socks5, false).await;
     let ending = Ending {
         error: Some(why),
@@ -367,6 +370,7 @@ async fn fail(mut session: Session, target: &str, why: String) {
     session
         .end(Outcome::Error, SessionKind::Tunnel, ending)
         .await;
+    None
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@
 //! The request body and the response are relayed concurrently, so `Expect: 100-continue`
 //! and servers that answer before reading the whole body work.
 
-use crate::body::{self, BodyKind};
 use crate::error::{SessionError, UpstreamError};
-use crate::head::{self, Head};
+use crate::http::body::{self, BodyKind};
+use crate::http::ending::{end, refuse_at};
+use crate::http::head::{self, Head};
+use crate::http::route::Route;
 use crate::io::{BoxWrite, Incoming};
-use crate::requests::{end, refuse_at};
-use crate::route::Route;
 use crate::session::{Ending, Session};
 use crate::stage::{Requests, Stage};
 use crate::upstream::dial;

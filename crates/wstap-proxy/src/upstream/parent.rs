@@ -6,7 +6,7 @@
 //! send and read over a direct connection, byte for byte.
 
 use crate::error::UpstreamError;
-use crate::upstream::Target;
+use crate::target::Target;
 use base64::Engine;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

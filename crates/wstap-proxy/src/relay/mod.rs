@@ -20,6 +20,9 @@
 //! therefore holds no relay buffer at all, which is what keeps ten thousand idle sessions
 //! cheap.
 
+pub(crate) mod blind;
+pub(crate) mod websocket;
+
 use crate::clock::now;
 use crate::io::{BoxRead, BoxWrite, Client, Incoming, Upstream};
 use crate::session::Session;

@@ -6,8 +6,8 @@
 //!   through the proxy forever; it is refused instead.
 
 use crate::error::SessionError;
-use crate::head::Head;
-use crate::upstream::Target;
+use crate::http::head::Head;
+use crate::target::Target;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use std::net::{IpAddr, SocketAddr};

@@ -1,32 +1,19 @@
-//! Reverse mode (`--reverse`): a listener that clients take for the server itself.
+//! What a reverse listener (`--reverse`) stands in for, and where a request read on one
+//! goes.
 //!
-//! A client with a hard-coded `ws://` or `wss://` URL cannot be pointed at a proxy, but it
-//! can be pointed at another address. A reverse listener reads origin-form requests as a
-//! server would and forwards each one to the URL it was given, over TCP or TLS, through
-//! the parent proxy when there is one. On the way only `Host` changes (to the upstream's
-//! authority), `Origin` too when asked, and the path gains the URL's path as a prefix;
-//! both the client's values and the new ones are recorded. Everything after the head is
-//! relayed and decoded exactly as in forward mode.
-//!
-//! With TLS on the listener (`--reverse-tls`), wstap presents a certificate signed by its
-//! CA for the name the client asks for (its SNI; the URL's host when it names none), or
-//! the certificate and key given in PEM files.
+//! A reverse listener reads origin-form requests as a server would and forwards each one
+//! to the URL it was given. On the way only `Host` changes (to the upstream's authority),
+//! `Origin` too when asked, and the path gains the URL's path as a prefix; both the
+//! client's values and the new ones are recorded. The listener itself (its TLS, its
+//! accepting) is `crate::listen::reverse`.
 
 use crate::error::SessionError;
-use crate::head::{Head, LineEdit};
-use crate::io::{split_boxed, Client};
-use crate::mitm::Interceptor;
-use crate::route::{scheme, Route};
-use crate::session::Session;
-use crate::stage::{Requests, Scope, Stage};
-use crate::upstream::{parse_absolute, AbsoluteUrl};
-use rustls::ServerConfig;
+use crate::http::head::{Head, LineEdit};
+use crate::http::route::{scheme, Route};
+use crate::target::{parse_absolute, AbsoluteUrl};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use tokio::net::TcpStream;
-use tokio_rustls::LazyConfigAcceptor;
-use wstap_trace::{Forwarded, RewrittenHeader, SessionKind, Via};
+use wstap_trace::{Forwarded, RewrittenHeader};
 use wstap_wire::handshake::is_websocket_upgrade;
 
 /// One reverse listener: where it listens and where it forwards to.
@@ -95,6 +82,11 @@ impl ReverseProxy {
         self.upstream.is_tls()
     }
 
+    /// The upstream's `host:port`.
+    pub(crate) fn upstream_target(&self) -> &crate::target::Target {
+        &self.upstream.target
+    }
+
     /// The upstream's host, which a certificate from the CA is made for.
     pub fn upstream_host(&self) -> &str {
         &self.upstream.target.host
@@ -126,24 +118,6 @@ impl ReverseProxy {
         };
         format!("{scheme}://{}", self.authority())
     }
-}
-
-/// A reverse listener ready to serve: its settings and the TLS it speaks.
-#[derive(Debug)]
-pub(crate) struct ReverseListener {
-    /// Its settings.
-    pub proxy: Arc<ReverseProxy>,
-    /// The TLS the listener speaks, when it does.
-    pub tls: Option<ListenerTls>,
-}
-
-/// Where a TLS reverse listener's certificate comes from.
-#[derive(Debug)]
-pub(crate) enum ListenerTls {
-    /// The CA signs one for the name the client asks for (SNI), else for the URL's host.
-    FromCa(Arc<Interceptor>),
-    /// The user's own, from `--reverse-cert` and `--reverse-key`.
-    Fixed(Arc<ServerConfig>),
 }
 
 /// Routes a request read on a reverse listener to its upstream.
@@ -199,83 +173,14 @@ pub(crate) fn reverse_route(head: &Head, reverse: &ReverseProxy) -> Result<Route
     })
 }
 
-/// Serves one connection accepted on a reverse listener: its TLS first, when it speaks
-/// TLS, then its requests.
-pub(crate) async fn serve(mut session: Session, stream: TcpStream, listener: Arc<ReverseListener>) {
-    let _ = stream.set_nodelay(true);
-    let client = match &listener.tls {
-        None => Client::from_tcp(stream),
-        Some(tls) => {
-            match accept_tls(&mut session, stream, tls, listener.proxy.upstream_host()).await {
-                Ok(client) => client,
-                Err(why) => {
-                    let target = listener.proxy.upstream.target.to_string();
-                    session.announce(&target, Via::Reverse, true).await;
-                    session.abandon(SessionKind::Tls, why).await;
-                    return;
-                }
-            }
-        }
-    };
-    let mut stage = Stage::Requests(Requests {
-        session,
-        client,
-        scope: Scope::Reverse(Arc::clone(&listener.proxy)),
-        upstream: None,
-        served: 0,
-    });
-    while let Some(running) = stage.run() {
-        stage = running.await;
-    }
-}
-
-/// Completes the client's TLS handshake within the handshake timeout and notes its leg.
-async fn accept_tls(
-    session: &mut Session,
-    stream: TcpStream,
-    tls: &ListenerTls,
-    host: &str,
-) -> Result<Client, String> {
-    let timeout = session.shared.config.handshake_timeout;
-    let handshake = async {
-        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
-        let hello = acceptor
-            .await
-            .map_err(|e| format!("reading the client's TLS ClientHello failed: {e}"))?;
-        let config = match tls {
-            ListenerTls::Fixed(config) => Arc::clone(config),
-            ListenerTls::FromCa(ca) => {
-                let name = hello
-                    .client_hello()
-                    .server_name()
-                    .unwrap_or(host)
-                    .to_owned();
-                ca.server_config(&name)
-                    .map_err(|e| format!("cannot make a certificate for {name}: {e}"))?
-            }
-        };
-        hello.into_stream(config).await.map_err(|e| {
-            format!("the client's TLS handshake failed (does it trust the certificate?): {e}")
-        })
-    };
-    let tls = match tokio::time::timeout(timeout, handshake).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(why)) => return Err(why),
-        Err(_) => return Err(format!("client TLS handshake timed out after {timeout:?}")),
-    };
-    let state = tls.get_ref().1;
-    let sni = state.server_name().map(str::to_owned);
-    session.note_client_tls(crate::mitm::tls_leg(state, sni, false));
-    let (incoming, out) = split_boxed(tls);
-    Ok(Client { incoming, out })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn head(raw: &str) -> Head {
-        crate::head::parse_request(raw.as_bytes()).unwrap().unwrap()
+        crate::http::head::parse_request(raw.as_bytes())
+            .unwrap()
+            .unwrap()
     }
 
     fn forwarded(reverse: &ReverseProxy, raw: &str) -> (String, Route) {

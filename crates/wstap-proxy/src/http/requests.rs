@@ -7,15 +7,16 @@
 //! WebSocket relay, a blind relay, or the end.
 
 use crate::error::SessionError;
-use crate::exchange;
-use crate::guard::is_self;
-use crate::head::{read_request, Head, HeadError};
-use crate::page;
-use crate::reverse::reverse_route;
-use crate::route::{proxy_route, tunnel_route, Route};
+use crate::http::ending::{end, refuse_at};
+use crate::http::exchange;
+use crate::http::guard::is_self;
+use crate::http::head::{read_request, Head, HeadError};
+use crate::http::page;
+use crate::http::reverse::reverse_route;
+use crate::http::route::{proxy_route, tunnel_route, Route};
 use crate::session::Ending;
 use crate::stage::{Requests, Scope, Stage};
-use wstap_trace::{Outcome, SessionKind, Via};
+use wstap_trace::Via;
 
 /// Reads the next request on `requests`' connection and serves it.
 pub(crate) async fn next(mut requests: Requests) -> Stage {
@@ -124,37 +125,8 @@ fn route(requests: &Requests, head: &Head) -> Result<Route, SessionError> {
     Ok(route)
 }
 
-/// Ends an HTTP session that closed normally: `empty` when it never sent a request.
-pub(crate) async fn end(requests: Requests, ending: Ending) -> Stage {
-    let kind = if requests.served == 0 {
-        SessionKind::Empty
-    } else {
-        SessionKind::Http
-    };
-    requests.session.end(Outcome::Closed, kind, ending).await;
-    Stage::Done
-}
-
 /// Answers `head` (if there is one) with `error` and ends the session.
 async fn refuse(requests: Requests, error: SessionError, head: Option<&Head>) -> Stage {
     let url = head.map_or(String::new(), |h| h.target.clone());
     refuse_at(requests, error, head, &url).await
-}
-
-/// Answers `head` with `error`, recording it at `url`, and ends the session.
-pub(crate) async fn refuse_at(
-    requests: Requests,
-    error: SessionError,
-    head: Option<&Head>,
-    url: &str,
-) -> Stage {
-    let Requests {
-        session,
-        mut client,
-        ..
-    } = requests;
-    session
-        .refuse(&mut client.out, error, head, url, SessionKind::Http)
-        .await;
-    Stage::Done
 }

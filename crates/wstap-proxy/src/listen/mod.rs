@@ -4,8 +4,12 @@
 //! so one broken session never affects another. [`RunningProxy::shutdown`] stops
 //! accepting, gives open sessions a grace period, then drops what is left.
 
+pub(crate) mod reverse;
+pub mod socks;
+
 use crate::conn::{serve, serve_reverse, serve_socks, turn_away};
-use crate::reverse::{ListenerTls, ReverseListener, ReverseProxy, ReverseTls};
+use crate::http::reverse::{ReverseProxy, ReverseTls};
+use crate::listen::reverse::{ListenerTls, ReverseListener};
 use crate::session::{Session, Shared};
 use crate::{ProxyConfig, ProxyError};
 use std::net::SocketAddr;

@@ -4,18 +4,19 @@
 //! with the reason. Then it waits for whichever side speaks first:
 //! - the client sends an HTTP request: the tunnel carries HTTP, served by the same request
 //!   stage as the proxy's port (WebSocket upgrades included), always to the tunnel's target;
-//! - the client sends a TLS ClientHello: intercepted ([`crate::mitm`]) unless
+//! - the client sends a TLS ClientHello: intercepted (`crate::mitm`) unless
 //!   interception is off or `--ignore-hosts` matches the target, then relayed blind;
 //! - anything else, or the server speaking first: a blind relay, bytes counted.
 
 use crate::error::SessionError;
-use crate::guard::is_self;
-use crate::head::Head;
+use crate::http::guard::is_self;
+use crate::http::head::Head;
+use crate::http::respond::CONNECT_ESTABLISHED;
 use crate::io::{Client, Incoming, Upstream};
-use crate::respond::CONNECT_ESTABLISHED;
 use crate::session::{Ending, Session};
 use crate::stage::{Requests, Scope, Stage};
-use crate::upstream::{connect, parse_authority, Target};
+use crate::target::{parse_authority, Target};
+use crate::upstream::connect;
 use tokio::io::AsyncWriteExt;
 use wstap_trace::{Outcome, SessionKind, Via};
 
@@ -75,16 +76,9 @@ pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head)
     first_stage(session, client, upstream, target).await
 }
 
-/// A tunnel its client was told is open (by SOCKS5): its stages, run to its end.
-pub(crate) async fn tunnel(session: Session, client: Client, upstream: Upstream, target: Target) {
-    let mut stage = first_stage(session, client, upstream, target).await;
-    while let Some(running) = stage.run() {
-        stage = running.await;
-    }
-}
-
-/// The stage an open tunnel's first bytes call for.
-async fn first_stage(
+/// The stage an open tunnel's first bytes call for (a tunnel its client was told is
+/// open: by `200` here, or by SOCKS5).
+pub(crate) async fn first_stage(
     session: Session,
     mut client: Client,
     mut upstream: Upstream,

@@ -5,7 +5,7 @@
 //! `Content-Length` and `Transfer-Encoding`, or a transfer coding that is not chunked, is
 //! refused, since proxies disagreeing on such framing is how requests get smuggled.
 
-use crate::head::Head;
+use crate::http::head::Head;
 use crate::io::{BoxWrite, Incoming};
 use std::io;
 use tokio::io::AsyncWriteExt;

@@ -7,8 +7,8 @@
 //! for byte.
 
 use crate::error::SessionError;
-use crate::head::Head;
-use crate::upstream::{parse_absolute, Target};
+use crate::http::head::Head;
+use crate::target::{parse_absolute, Target};
 use wstap_trace::Forwarded;
 use wstap_wire::handshake::is_websocket_upgrade;
 
