@@ -98,10 +98,8 @@ pub(crate) fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
             port: parse_port(port, authority)?,
         },
         None => Target {
-            host: authority
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: bare_host(authority)
+                .ok_or_else(|| format!("{url:?}: an IPv6 host goes in brackets, closed: [::1]"))?,
             port: default_port,
         },
     };
@@ -115,6 +113,15 @@ pub(crate) fn parse_absolute(url: &str) -> Result<AbsoluteUrl, String> {
         target,
         path_and_query,
     })
+}
+
+/// The host of an authority without a port: `[v6]` unbracketed, a name or IPv4 as it
+/// is; `None` for a bracket left open or an IPv6 address without brackets.
+fn bare_host(authority: &str) -> Option<String> {
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.strip_suffix(']').map(str::to_owned),
+        None => (!authority.contains(':')).then(|| authority.to_owned()),
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +155,14 @@ mod tests {
         );
         assert!(parse_absolute("wss://h").unwrap().is_tls());
         assert!(parse_absolute("ftp://h/").is_err());
+        assert_eq!(
+            parse_absolute("ws://[::1]/").unwrap().target.to_string(),
+            "[::1]:80"
+        );
+        for unclosed in ["http://[::1/", "http://::1/", "http://[::1"] {
+            let error = parse_absolute(unclosed).unwrap_err();
+            assert!(error.contains("in brackets"), "{unclosed}: {error}");
+        }
         assert!(parse_absolute("/relative").is_err());
     }
 }
