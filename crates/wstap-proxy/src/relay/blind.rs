@@ -5,7 +5,7 @@ use crate::io::{Client, Upstream};
 use crate::relay::drive;
 use crate::session::{Ending, Session};
 use crate::stage::Stage;
-use wstap_relay::{Relay, RelayConfig};
+use wstap_relay::RelayConfig;
 use wstap_trace::{Outcome, PerDirection, SessionKind};
 
 /// Relays until both sides close (or the proxy stops), then records the counts.
@@ -15,13 +15,7 @@ pub(crate) async fn relay(
     upstream: Upstream,
     kind: SessionKind,
 ) -> Stage {
-    let end = drive(
-        Relay::new(RelayConfig::default()),
-        client,
-        upstream,
-        &session,
-    )
-    .await;
+    let end = drive(RelayConfig::default(), client, upstream, &session).await;
     let ending = Ending {
         bytes: PerDirection {
             c2s: end.bytes[0],

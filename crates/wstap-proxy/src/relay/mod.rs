@@ -30,13 +30,13 @@ use bytes::BytesMut;
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wstap_relay::{Command, Relay, RelayEnd, Side, Transmit};
+use wstap_relay::{Command, Relay, RelayConfig, RelayEnd, Side, Transmit};
 use wstap_trace::BusEvent;
 
 /// Size of one relay buffer: one read moves at most this much.
@@ -335,8 +335,7 @@ impl Pump {
 }
 
 /// The proxy's stop signal and the core's timer; returns once the relay is done.
-async fn control(shared: &Shared<'_>, stop: impl Future<Output = ()>) {
-    let mut stop = pin!(stop);
+async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()>>) {
     let mut stopped = false;
     loop {
         let seen = shared.bell.count();
@@ -376,34 +375,38 @@ async fn control(shared: &Shared<'_>, stop: impl Future<Output = ()>) {
     }
 }
 
-/// Relays between `client` and `upstream` through `relay` until it is done, then ends it:
-/// the records of what was left open are published, and how it ended is returned.
-pub(crate) async fn drive(
-    relay: Relay,
+/// Relays between `client` and `upstream` through a relay core configured by `config`
+/// until it is done, then ends it: the records of what was left open are published, and
+/// how it ended is returned.
+///
+/// Not an `async fn`: an async function keeps its arguments for as long as it runs, even
+/// once they are moved on, and the core alone is 1.6 KiB. Here the core and the pumps are
+/// made first and the future holds them once: an idle session is that much smaller.
+pub(crate) fn drive<'a>(
+    config: RelayConfig,
     client: Client,
     upstream: Upstream,
-    session: &Session,
-) -> RelayEnd {
+    session: &'a Session,
+) -> impl Future<Output = RelayEnd> + Send + 'a {
     let shared = Shared {
-        relay: Mutex::new(relay),
+        relay: Mutex::new(Relay::new(config)),
         bell: Bell::default(),
         aborted: AtomicBool::new(false),
         session,
     };
-    {
-        let c2s = Pump::new(Side::Client, client.incoming, upstream.out);
-        let s2c = Pump::new(Side::Server, upstream.incoming, client.out);
-        tokio::join!(
-            c2s.run(&shared),
-            s2c.run(&shared),
-            control(&shared, session.shared.stopping())
-        );
+    let c2s = Pump::new(Side::Client, client.incoming, upstream.out);
+    let s2c = Pump::new(Side::Server, upstream.incoming, client.out);
+    async move {
+        {
+            let stop = pin!(session.shared.stopping());
+            tokio::join!(c2s.run(&shared), s2c.run(&shared), control(&shared, stop));
+        }
+        let (end, events) = {
+            let mut relay = shared.relay();
+            let end = relay.end(now());
+            (end, drain(&mut relay, session.id))
+        };
+        shared.publish(events).await;
+        end
     }
-    let (end, events) = {
-        let mut relay = shared.relay();
-        let end = relay.end(now());
-        (end, drain(&mut relay, session.id))
-    };
-    shared.publish(events).await;
-    end
 }

@@ -9,7 +9,8 @@ use crate::io::{Client, Upstream};
 use crate::relay::drive;
 use crate::session::{Ending, Session};
 use crate::stage::Stage;
-use wstap_relay::{CutOff, EndReason, Relay, RelayConfig, RelayEnd, Side};
+use std::future::Future;
+use wstap_relay::{CutOff, EndReason, RelayConfig, RelayEnd, Side};
 use wstap_trace::convert::violation_text;
 use wstap_trace::{
     CutFrame, Initiator, Outcome, PerDirection, SessionClose, SessionKind, Withheld,
@@ -18,13 +19,14 @@ use wstap_wire::handshake::HandshakeAnalysis;
 use wstap_wire::{AnalyzerConfig, PartialFrame};
 
 /// Relays frames between `client` and `upstream` until the connection ends, recording
-/// every frame and message, then records the session's end.
-pub(crate) async fn relay(
+/// every frame and message, then records the session's end. (Not an `async fn`, so the
+/// handshake's analysis is not kept for the session's life: only the relay's settings.)
+pub(crate) fn relay(
     session: Session,
     client: Client,
     upstream: Upstream,
     analysis: Box<HandshakeAnalysis>,
-) -> Stage {
+) -> impl Future<Output = Stage> + Send {
     let config = RelayConfig {
         websocket: Some(AnalyzerConfig {
             max_frame_capture: session.shared.config.max_capture,
@@ -34,10 +36,13 @@ pub(crate) async fn relay(
         }),
         strict: session.shared.config.strict,
     };
-    let end = drive(Relay::new(config), client, upstream, &session).await;
-    let (outcome, ending) = ending(end);
-    session.end(outcome, SessionKind::WebSocket, ending).await;
-    Stage::Done
+    drop(analysis);
+    async move {
+        let end = drive(config, client, upstream, &session).await;
+        let (outcome, ending) = ending(end);
+        session.end(outcome, SessionKind::WebSocket, ending).await;
+        Stage::Done
+    }
 }
 
 /// The session's record of how its relay ended.
