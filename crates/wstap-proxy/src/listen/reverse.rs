@@ -18,7 +18,6 @@ use crate::stage::{Requests, Scope, Stage};
 use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio_rustls::LazyConfigAcceptor;
 use wstap_trace::{SessionKind, Via};
 
 use crate::http::reverse::ReverseProxy;
@@ -81,10 +80,7 @@ async fn accept_tls(
 ) -> Result<Client, String> {
     let timeout = session.shared.config.handshake_timeout;
     let handshake = async {
-        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
-        let hello = acceptor
-            .await
-            .map_err(|e| format!("reading the client's TLS ClientHello failed: {e}"))?;
+        let hello = crate::mitm::read_client_hello(stream).await?;
         let config = match tls {
             ListenerTls::Fixed(config) => Arc::clone(config),
             ListenerTls::FromCa(ca) => {

@@ -17,7 +17,7 @@ use crate::upstream::tls_handshake;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
+use tokio_rustls::StartHandshake;
 use wstap_trace::SessionKind;
 
 /// Intercepts the TLS in a tunnel to `upstream`.
@@ -73,15 +73,10 @@ pub(crate) async fn intercept(
 
 /// Reads the client's ClientHello within `timeout`.
 async fn client_hello(client: Client, timeout: Duration) -> Result<StartHandshake<Joined>, String> {
-    let acceptor = LazyConfigAcceptor::new(
-        rustls::server::Acceptor::default(),
-        Joined::new(client.incoming, client.out),
-    );
-    match tokio::time::timeout(timeout, acceptor).await {
-        Ok(Ok(start)) => Ok(start),
-        Ok(Err(e)) => Err(format!("reading the client's TLS ClientHello failed: {e}")),
-        Err(_) => Err(format!("no TLS ClientHello within {timeout:?}")),
-    }
+    let hello = super::read_client_hello(Joined::new(client.incoming, client.out));
+    tokio::time::timeout(timeout, hello)
+        .await
+        .unwrap_or_else(|_| Err(format!("no TLS ClientHello within {timeout:?}")))
 }
 
 /// Completes the client's handshake with a certificate for `name`.

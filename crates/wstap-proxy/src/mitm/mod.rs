@@ -12,10 +12,12 @@
 //! on both legs, so a capture of the traffic can be decrypted in Wireshark.
 
 pub mod ca;
+mod hello;
 pub mod instructions;
 pub(crate) mod intercept;
 mod legs;
 
+pub(crate) use hello::read_client_hello;
 pub(crate) use legs::tls_leg;
 
 use ca::{CaError, CertificateAuthority};
