@@ -6,6 +6,7 @@ use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
 use wstap_filter::Filter;
+use wstap_trace::SessionKind;
 
 /// Options of `wstap sessions`.
 #[derive(Debug, Args)]
@@ -108,15 +109,15 @@ fn columns(s: &wstap_store::SessionRow) -> [String; 11] {
     if s.violations > 0 {
         notes.push(format!("{} violations", s.violations));
     }
-    if let Some(kind) = s.kind.as_deref().filter(|k| *k != "websocket") {
-        notes.push(kind.to_owned());
+    if let Some(kind) = s.kind.filter(|k| *k != SessionKind::WebSocket) {
+        notes.push(kind.name().to_owned());
     }
     if let Some(hop) = &s.upstream_proxy {
         notes.push(format!("through {}", hop.proxy));
     }
     let via = match &s.listener {
-        Some(listener) => format!("{} {listener}", s.via),
-        None => s.via.clone(),
+        Some(listener) => format!("{} {listener}", s.via.name()),
+        None => s.via.name().to_owned(),
     };
     [
         s.id.to_string(),
@@ -124,7 +125,7 @@ fn columns(s: &wstap_store::SessionRow) -> [String; 11] {
         s.client.clone(),
         via,
         cut(&url, 60),
-        s.state.clone(),
+        s.state.name().to_owned(),
         status,
         format!("{} / {}", s.frames_c2s, s.frames_s2c),
         format!("{} / {}", s.bytes_c2s, s.bytes_s2c),

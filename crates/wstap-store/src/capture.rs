@@ -15,11 +15,11 @@ use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wstap_filter::{Filter, Scope, SqlSchema, SqlValue};
+use wstap_filter::{Filter, Scope, SqlSchema, SqlValue, State};
 use wstap_trace::convert::to_utc;
 use wstap_trace::{
-    CloseInfo, Event, Frame, Handshake, HttpExchange, InflatedInfo, Message, ParentHop, Payload,
-    TlsLeg,
+    CloseInfo, Event, Frame, Handshake, HttpExchange, InflatedInfo, Initiator, Message, ParentHop,
+    Payload, SessionKind, TlsLeg, Via,
 };
 use wstap_wire::{Direction, FrameHeader, LengthEncoding, Opcode, Timestamp};
 
@@ -150,9 +150,9 @@ pub struct SessionRow {
     pub client: String,
     /// The upstream, `host:port`.
     pub target: String,
-    /// How the client came: `connect`, `absolute`, `socks5`, `reverse`, or `proxy` (the
-    /// HTTP proxy port, no request).
-    pub via: String,
+    /// How the client came (written by its name: `connect`, `absolute`, `socks5`,
+    /// `reverse`, or `proxy`: the HTTP proxy port, no request).
+    pub via: Via,
     /// The listener it connected to, `ip:port`.
     pub listener: Option<String>,
     /// Whether wstap terminated TLS.
@@ -171,12 +171,13 @@ pub struct SessionRow {
     pub subprotocol: Option<String>,
     /// Extensions accepted, as header values.
     pub extensions: Vec<String>,
-    /// `websocket`, `http`, ..., once it ended.
-    pub kind: Option<String>,
-    /// `open`, `closed`, `aborted` or `error`.
-    pub state: String,
+    /// What it turned out to be, once it ended.
+    pub kind: Option<SessionKind>,
+    /// Where it stands (written by its name: `open`, `closed`, `aborted`, `error`).
+    #[serde(serialize_with = "state_name")]
+    pub state: State,
     /// Who sent the first close frame.
-    pub close_initiator: Option<String>,
+    pub close_initiator: Option<Initiator>,
     /// Its code.
     pub close_code: Option<u16>,
     /// Its reason.
@@ -1061,6 +1062,35 @@ fn bytes(inline: Option<Vec<u8>>, at: Option<i64>, kept: i64, payloads: &Payload
     }
 }
 
+/// Writes a state by its name, as filters and the capture name it.
+fn state_name<S: serde::Serializer>(state: &State, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(state.name())
+}
+
+/// Column `i` of `row`, a name that `parse` reads (`None` when the column is `NULL`); a
+/// name it does not know is a conversion error, as a wrong type would be.
+fn named<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<Option<T>> {
+    let Some(name) = row.get::<_, Option<String>>(i)? else {
+        return Ok(None);
+    };
+    parse(&name).map(Some).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown name {name:?}").into(),
+        )
+    })
+}
+
+/// Column `i` of `row`, a name that `parse` reads; `NULL` is a conversion error.
+fn named_required<T>(row: &Row<'_>, i: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    named(row, i, parse)?.ok_or(rusqlite::Error::InvalidColumnType(
+        i,
+        "a name".into(),
+        rusqlite::types::Type::Null,
+    ))
+}
+
 fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
     let json = |i: usize| -> rusqlite::Result<Option<TlsLeg>> {
         Ok(row
@@ -1073,7 +1103,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
         ended_us: row.get(2)?,
         client: row.get(3)?,
         target: row.get(4)?,
-        via: row.get(5)?,
+        via: named_required(row, 5, Via::from_name)?,
         tls: row.get(6)?,
         client_tls: json(7)?,
         upstream_tls: json(8)?,
@@ -1084,9 +1114,9 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
             .get::<_, Option<String>>(12)?
             .and_then(|j| serde_json::from_str(&j).ok())
             .unwrap_or_default(),
-        kind: row.get(13)?,
-        state: row.get(14)?,
-        close_initiator: row.get(15)?,
+        kind: named(row, 13, SessionKind::from_name)?,
+        state: named_required(row, 14, wstap_filter::value::state)?,
+        close_initiator: named(row, 15, Initiator::from_name)?,
         close_code: row.get(16)?,
         close_reason: row.get(17)?,
         frames_c2s: row.get::<_, i64>(18)? as u64,

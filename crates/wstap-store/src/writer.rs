@@ -311,13 +311,7 @@ impl CaptureWriter {
                 why: e.to_string(),
             }
         })?;
-        let via = match start.via {
-            wstap_trace::Via::Connect => "connect",
-            wstap_trace::Via::Absolute => "absolute",
-            wstap_trace::Via::Socks5 => "socks5",
-            wstap_trace::Via::Reverse => "reverse",
-            wstap_trace::Via::Proxy => "proxy",
-        };
+        let via = start.via.name();
         let parent = start
             .upstream_proxy
             .as_ref()

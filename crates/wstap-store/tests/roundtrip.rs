@@ -108,7 +108,19 @@ fn big_payloads_are_written_once_and_small_ones_inline() {
         (Some(3), Some(5))
     );
     let session = capture.session(1).unwrap().unwrap();
-    assert_eq!(session.state, "closed");
+    assert_eq!(session.state, wstap_filter::State::Closed);
+    assert_eq!(session.via, wstap_trace::Via::Connect);
+    assert_eq!(session.kind, Some(wstap_trace::SessionKind::WebSocket));
+    // The inspector's JSON names them as the capture's columns do.
+    let json = serde_json::to_value(&session).unwrap();
+    assert_eq!(
+        (&json["state"], &json["via"], &json["kind"]),
+        (
+            &serde_json::json!("closed"),
+            &serde_json::json!("connect"),
+            &serde_json::json!("websocket")
+        )
+    );
     assert_eq!(session.subprotocol.as_deref(), Some("chat"));
     assert_eq!(session.violations, 1, "the unmasked client frame");
     let _ = std::fs::remove_dir_all(&dir);
@@ -366,5 +378,19 @@ fn filters_at_the_languages_limits_run_in_sqlite() {
     assert_eq!(count(&deep), (0, 1, 1));
     let parens = format!("{}hello{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
     assert_eq!(count(&parens), (1, 1, 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_session_row_with_a_name_nobody_wrote_is_an_error_not_a_panic() {
+    let dir = temp_dir("bad-names");
+    write(&dir, &session_events(&chat(1)), 64);
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    db.execute("UPDATE sessions SET via = 'teleport' WHERE id = 1", [])
+        .unwrap();
+    drop(db);
+    let capture = Capture::open(&dir).unwrap();
+    let error = capture.session(1).unwrap_err().to_string();
+    assert!(error.contains("teleport"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }

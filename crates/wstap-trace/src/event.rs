@@ -92,6 +92,33 @@ pub enum Via {
     Proxy,
 }
 
+impl Via {
+    /// Every way, in the order of the trace format's documentation.
+    pub const ALL: [Via; 5] = [
+        Via::Connect,
+        Via::Absolute,
+        Via::Socks5,
+        Via::Reverse,
+        Via::Proxy,
+    ];
+
+    /// The name the trace and the capture write: `"connect"`, `"socks5"`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Connect => "connect",
+            Via::Absolute => "absolute",
+            Via::Socks5 => "socks5",
+            Via::Reverse => "reverse",
+            Via::Proxy => "proxy",
+        }
+    }
+
+    /// The way named `name`, as [`Via::name`] writes it.
+    pub fn from_name(name: &str) -> Option<Via> {
+        Via::ALL.into_iter().find(|via| via.name() == name)
+    }
+}
+
 /// A session began.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionStart {
@@ -452,6 +479,24 @@ pub enum SessionKind {
 }
 
 impl SessionKind {
+    /// Every kind.
+    pub const ALL: [SessionKind; 7] = [
+        SessionKind::Http,
+        SessionKind::WebSocket,
+        SessionKind::Tunnel,
+        SessionKind::TlsTunnel,
+        SessionKind::Tls,
+        SessionKind::Upgraded,
+        SessionKind::Empty,
+    ];
+
+    /// The kind named `name`, as [`SessionKind::name`] writes it.
+    pub fn from_name(name: &str) -> Option<SessionKind> {
+        SessionKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+    }
+
     /// The name the trace writes: `"websocket"`, `"tls-tunnel"`, ...
     pub fn name(self) -> &'static str {
         match self {
@@ -495,6 +540,23 @@ pub enum Initiator {
     Client,
     /// The server.
     Server,
+}
+
+impl Initiator {
+    /// The name the trace and the capture write: `"client"` or `"server"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Initiator::Client => "client",
+            Initiator::Server => "server",
+        }
+    }
+
+    /// The side named `name`.
+    pub fn from_name(name: &str) -> Option<Initiator> {
+        [Initiator::Client, Initiator::Server]
+            .into_iter()
+            .find(|side| side.name() == name)
+    }
 }
 
 /// The close handshake as seen.
