@@ -10,7 +10,6 @@
 //! No tokio: the writer runs on a thread of its own, driven by `wstap-bus`.
 #![deny(missing_docs)]
 
-mod capture;
 pub mod columns;
 mod error;
 pub mod export;
@@ -19,14 +18,15 @@ mod functions;
 pub mod layout;
 mod payloads;
 mod pending;
+mod read;
 mod rows;
 mod schema;
 mod writer;
 
-pub use capture::{
+pub use error::StoreError;
+pub use read::{
     Capture, CaptureRow, Position, Rows, SessionRow, StoredFrame, StoredHandshake, StoredMessage,
     TimelineBucket,
 };
-pub use error::StoreError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use writer::{CaptureInfo, CaptureWriter, Committed, INLINE_MAX};

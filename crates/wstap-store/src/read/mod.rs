@@ -1,0 +1,595 @@
+//! Reading a capture: sessions, pages of frames and messages by filter, counts, and every
+//! event back in the order it happened.
+//!
+//! A [`Capture`] opens the database read-only, so any number of readers (a second wstap,
+//! the inspector, `sqlite3`) can read a capture while it is written; none of them ever
+//! writes to it. Pages are found by position (keyset on `(session, seq)`, never `OFFSET`),
+//! so the page at the end of a ten-million-frame session costs what the first page costs.
+//!
+//! The jobs, one file each: the [`Capture`] and its queries (here), the record tables
+//! (`tables`), what comes back (`model`), rows decoded into values (`decode`), and every
+//! event streamed in order (`events`).
+
+mod decode;
+mod events;
+mod model;
+mod tables;
+
+use crate::columns::Frames;
+use crate::layout;
+use crate::payloads::PayloadReader;
+use crate::StoreError;
+use decode::{
+    bad_row, damaged, direction, frame_row, message_row, parse_event, session_row, value,
+};
+use events::{Source, SourceKind};
+pub(crate) use model::message_violations;
+pub use model::{
+    CaptureRow, Position, SessionRow, StoredFrame, StoredHandshake, StoredMessage, TimelineBucket,
+};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+pub use tables::Rows;
+use tables::Table;
+use wstap_filter::{Filter, Scope};
+use wstap_trace::{Event, HttpExchange};
+use wstap_wire::Direction;
+
+/// A capture open for reading: see the module documentation.
+#[derive(Debug)]
+pub struct Capture {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+pub(super) const SESSION_COLUMNS: &str =
+    "s.id, s.started_us, s.ended_us, s.client, s.target, s.via, s.tls, \
+    s.client_tls, s.upstream_tls, s.url, s.status, s.subprotocol, s.extensions, s.kind, s.state, \
+    s.close_initiator, s.close_code, s.close_reason, s.frames_c2s, s.frames_s2c, s.messages_c2s, \
+    s.messages_s2c, s.bytes_c2s, s.bytes_s2c, s.violations, s.error, s.duration_us, s.listener, \
+    s.upstream_proxy";
+
+pub(super) const FRAME_COLUMNS: &str =
+    "r.id, r.session, r.seq, r.dir, r.idx, r.time_us, r.end_time_us, \
+    r.flags, r.mask_key, r.length_bits, r.payload_len, r.payload, r.payload_at, r.payload_kept, \
+    r.close_code, r.close_reason, r.inflated_len, r.inflated, r.inflated_at, r.inflated_kept, \
+    r.violations, r.msg";
+
+pub(super) const MESSAGE_COLUMNS: &str =
+    "r.id, r.session, r.seq, r.dir, r.opcode, r.frames, r.time_us, \
+    r.end_time_us, r.len, r.wire_len, r.compressed, r.data, r.data_at, r.data_kept, \
+    r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags";
+
+impl Capture {
+    /// Opens the capture at `path` (its folder, or its `capture.db`) for reading.
+    pub fn open(path: &Path) -> Result<Capture, StoreError> {
+        let dir = if path.is_dir() {
+            path.to_owned()
+        } else if path.file_name().is_some_and(|n| n == layout::DATABASE) {
+            path.parent().unwrap_or(Path::new(".")).to_owned()
+        } else if path.exists() {
+            return Err(StoreError::not_a_capture(path, "not a capture folder"));
+        } else {
+            return Err(StoreError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            ));
+        };
+        let database = layout::database(&dir);
+        if !database.is_file() {
+            return Err(StoreError::not_a_capture(&dir, "it holds no capture.db"));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&database, flags).map_err(|e| damaged(&dir, e))?;
+        crate::schema::check(&conn, &dir).map_err(|e| match e {
+            StoreError::Sqlite(e) => damaged(&dir, e),
+            other => other,
+        })?;
+        let payloads = Arc::new(PayloadReader::open(&dir.join(layout::PAYLOADS)));
+        crate::functions::register(&conn, payloads)?;
+        let capture = Capture { conn, dir };
+        capture.info().map_err(|e| match e {
+            StoreError::Sqlite(e) => damaged(&capture.dir, e),
+            other => other,
+        })?;
+        Ok(capture)
+    }
+
+    /// The capture's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The capture's own record.
+    pub fn info(&self) -> Result<CaptureRow, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT started_us, ended_us, writer, max_capture FROM captures WHERE id = 1",
+            [],
+            |row| {
+                Ok(CaptureRow {
+                    started_us: row.get(0)?,
+                    ended_us: row.get(1)?,
+                    writer: row.get(2)?,
+                    max_capture: row.get(3)?,
+                })
+            },
+        )?)
+    }
+
+    /// Up to `limit` sessions matching `filter`, numbered after `after`, in order.
+    pub fn sessions(
+        &self,
+        filter: &Filter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = filter.to_sql(Scope::Sessions, &Frames);
+        let query = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id > ? AND ({}) ORDER BY s.id LIMIT ?",
+            sql.condition
+        );
+        let mut params = vec![Value::Integer(after.map_or(-1, |a| a as i64))];
+        params.extend(sql.params.into_iter().map(value));
+        params.push(Value::Integer(limit as i64));
+        let mut stmt = self.conn.prepare_cached(&query)?;
+        let rows = stmt.query_map(params_from_iter(params), session_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The numbers of the sessions matching `filter`, after `after`, ascending.
+    pub fn session_ids(&self, filter: &Filter, after: Option<u64>) -> Result<Vec<u64>, StoreError> {
+        let sql = filter.to_sql(Scope::Sessions, &Frames);
+        let query = format!(
+            "SELECT s.id FROM sessions s WHERE s.id > ? AND ({}) ORDER BY s.id",
+            sql.condition
+        );
+        let mut params = vec![Value::Integer(after.map_or(-1, |a| a as i64))];
+        params.extend(sql.params.into_iter().map(value));
+        let mut stmt = self.conn.prepare_cached(&query)?;
+        let ids = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
+        Ok(ids
+            .map(|id| id.map(|id| id as u64))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// How many sessions match `filter`.
+    pub fn count_sessions(&self, filter: &Filter) -> Result<u64, StoreError> {
+        let sql = filter.to_sql(Scope::Sessions, &Frames);
+        let query = format!("SELECT count(*) FROM sessions s WHERE {}", sql.condition);
+        let params: Vec<Value> = sql.params.into_iter().map(value).collect();
+        let count: i64 = self
+            .conn
+            .prepare_cached(&query)?
+            .query_row(params_from_iter(params), |row| row.get(0))?;
+        Ok(count as u64)
+    }
+
+    /// One session.
+    pub fn session(&self, id: u64) -> Result<Option<SessionRow>, StoreError> {
+        let query = format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = ?");
+        Ok(self
+            .conn
+            .prepare_cached(&query)?
+            .query_row([id as i64], session_row)
+            .optional()?)
+    }
+
+    /// The newest session number, if any.
+    pub fn last_session(&self) -> Result<Option<u64>, StoreError> {
+        let last: Option<i64> = self
+            .conn
+            .query_row("SELECT max(id) FROM sessions", [], |row| row.get(0))?;
+        Ok(last.map(|id| id as u64))
+    }
+
+    /// A query over one table: `select` of the rows of `session` (or all) that match
+    /// `filter`, and its parameters.
+    fn record_query(
+        &self,
+        table: Table,
+        select: &str,
+        session: Option<u64>,
+        filter: &Filter,
+    ) -> (String, Vec<Value>) {
+        let sql = filter.to_sql(Scope::Records, table.schema());
+        let join = if sql.reads_session {
+            " JOIN sessions s ON s.id = r.session"
+        } else {
+            ""
+        };
+        let mut params = Vec::new();
+        let session_test = match session {
+            Some(id) => {
+                params.push(Value::Integer(id as i64));
+                "r.session = ?"
+            }
+            None => "1",
+        };
+        params.extend(sql.params.into_iter().map(value));
+        let query = format!(
+            "SELECT {select} FROM {} r{join} WHERE {session_test} AND {} AND ({})",
+            table.name(),
+            table.belongs(),
+            sql.condition
+        );
+        (query, params)
+    }
+
+    /// A page of one table: up to `limit` matching rows from `position`, in key order
+    /// (descending for `Before` and `Last`), each with its key.
+    fn page_of<T>(
+        &self,
+        table: Table,
+        session: Option<u64>,
+        filter: &Filter,
+        position: Position,
+        limit: usize,
+        read: impl Fn(&Row<'_>, &PayloadReader) -> rusqlite::Result<T>,
+    ) -> Result<Vec<(i64, T)>, StoreError> {
+        let (query, mut params) = self.record_query(table, table.columns(), session, filter);
+        let (key, offset) = table.key(session.is_some());
+        let (test, order) = match position {
+            Position::From(at) => {
+                params.push(Value::Integer(at as i64 - offset));
+                (format!(" AND {key} >= ?"), "ASC")
+            }
+            Position::Before(at) => {
+                params.push(Value::Integer(at as i64 - offset));
+                (format!(" AND {key} < ?"), "DESC")
+            }
+            Position::Last => (String::new(), "DESC"),
+        };
+        params.push(Value::Integer(limit as i64));
+        let query = format!("{query}{test} ORDER BY {key} {order} LIMIT ?");
+        let payloads = self.payloads();
+        let mut stmt = self.conn.prepare_cached(&query)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| read(row, &payloads))?;
+        let found = rows.collect::<Result<Vec<T>, _>>()?;
+        Ok(found.into_iter().map(|row| (0, row)).collect())
+    }
+
+    /// Up to `limit` frames of `session` (or of the capture) matching `filter`, from
+    /// `position` (a `seq` within the session, an event number across the capture), in order.
+    pub fn frames(
+        &self,
+        session: Option<u64>,
+        filter: &Filter,
+        position: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let mut page: Vec<StoredFrame> = self
+            .page_of(Table::Frames, session, filter, position, limit, frame_row)?
+            .into_iter()
+            .map(|(_, frame)| frame)
+            .collect();
+        if !matches!(position, Position::From(_)) {
+            page.reverse();
+        }
+        Ok(page)
+    }
+
+    /// Up to `limit` messages of `session` (or of the capture) matching `filter`, from
+    /// `position` (a `seq` within the session, an event number across the capture), in
+    /// order: those that are one whole frame and those with rows of their own, merged.
+    pub fn messages(
+        &self,
+        session: Option<u64>,
+        filter: &Filter,
+        position: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let whole = self.page_of(
+            Table::FrameMessages,
+            session,
+            filter,
+            position,
+            limit,
+            |row, payloads| frame_row(row, payloads).map(|f| f.message()),
+        )?;
+        let rows = self.page_of(
+            Table::MessageRows,
+            session,
+            filter,
+            position,
+            limit,
+            message_row,
+        )?;
+        let key = |m: &StoredMessage| {
+            if session.is_some() {
+                m.seq as i64
+            } else {
+                m.id
+            }
+        };
+        let mut all: Vec<StoredMessage> = whole
+            .into_iter()
+            .filter_map(|(_, m)| m)
+            .chain(rows.into_iter().map(|(_, m)| m))
+            .collect();
+        all.sort_by_key(key);
+        match position {
+            Position::From(_) => all.truncate(limit),
+            Position::Before(_) | Position::Last => {
+                let skip = all.len().saturating_sub(limit);
+                all.drain(..skip);
+            }
+        }
+        Ok(all)
+    }
+
+    /// How many frames or messages of `session` (or of the capture) match `filter`.
+    pub fn count(
+        &self,
+        rows: Rows,
+        session: Option<u64>,
+        filter: &Filter,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for &table in rows.tables() {
+            let (query, params) = self.record_query(table, "count(*)", session, filter);
+            let count: i64 = self
+                .conn
+                .prepare_cached(&query)?
+                .query_row(params_from_iter(params), |row| row.get(0))?;
+            total += count as u64;
+        }
+        Ok(total)
+    }
+
+    /// The ids (event numbers) of the frames or messages matching `filter`, in order: for
+    /// tests and tools that compare selections.
+    pub fn matching_ids(&self, rows: Rows, filter: &Filter) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::new();
+        for &table in rows.tables() {
+            let (_, offset) = table.key(false);
+            let (query, params) = self.record_query(table, "r.id", None, filter);
+            let mut stmt = self.conn.prepare(&query)?;
+            let found = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
+            for id in found {
+                ids.push(id? + offset);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// The positions (`seq`) of `session`'s frames or messages that match `filter`, from
+    /// position `from` on, ascending: what a view of a filtered session scrolls through.
+    pub fn positions(
+        &self,
+        rows: Rows,
+        session: u64,
+        filter: &Filter,
+        from: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut found = Vec::new();
+        for &table in rows.tables() {
+            let (key, _) = table.key(true);
+            let (query, mut params) = self.record_query(table, key, Some(session), filter);
+            params.push(Value::Integer(from as i64));
+            let query = format!("{query} AND {key} >= ? ORDER BY {key}");
+            let mut stmt = self.conn.prepare_cached(&query)?;
+            let keys = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
+            for key in keys {
+                found.push(key? as u64);
+            }
+        }
+        if rows.tables().len() > 1 {
+            found.sort_unstable();
+        }
+        Ok(found)
+    }
+
+    /// `session`'s frames at exactly these positions, in order: a page of a filtered view
+    /// whose positions are known, read without running the filter again.
+    pub fn frames_at(
+        &self,
+        session: u64,
+        positions: &[u64],
+    ) -> Result<Vec<StoredFrame>, StoreError> {
+        let found = self.rows_at(Table::Frames, session, positions, frame_row)?;
+        Ok(found.into_iter().map(|(_, f)| f).collect())
+    }
+
+    /// `session`'s messages at exactly these positions, in order.
+    pub fn messages_at(
+        &self,
+        session: u64,
+        positions: &[u64],
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let whole = self.rows_at(Table::FrameMessages, session, positions, |row, payloads| {
+            frame_row(row, payloads).map(|f| f.message())
+        })?;
+        let rows = self.rows_at(Table::MessageRows, session, positions, message_row)?;
+        let mut all: Vec<(u64, StoredMessage)> = whole
+            .into_iter()
+            .filter_map(|(key, m)| m.map(|m| (key, m)))
+            .chain(rows)
+            .collect();
+        all.sort_by_key(|(key, _)| *key);
+        Ok(all.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// The rows of one table at these positions (its key within a session), with their keys.
+    fn rows_at<T>(
+        &self,
+        table: Table,
+        session: u64,
+        positions: &[u64],
+        read: impl Fn(&Row<'_>, &PayloadReader) -> rusqlite::Result<T>,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (key, _) = table.key(true);
+        let all = Filter::default();
+        // The key comes last, so the row readers find their columns where they expect.
+        let select = format!("{}, {key}", table.columns());
+        let (query, mut params) = self.record_query(table, &select, Some(session), &all);
+        let marks = vec!["?"; positions.len()].join(", ");
+        params.extend(positions.iter().map(|&p| Value::Integer(p as i64)));
+        let query = format!("{query} AND {key} IN ({marks}) ORDER BY {key}");
+        let payloads = self.payloads();
+        let mut stmt = self.conn.prepare(&query)?;
+        let rows = stmt.query_map(params_from_iter(params), |row| {
+            let key: i64 = row.get(row.as_ref().column_count() - 1)?;
+            Ok((key as u64, read(row, &payloads)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many frames or messages `session` has: positions run from 0 to this, less one.
+    pub fn extent(&self, rows: Rows, session: u64) -> Result<u64, StoreError> {
+        let mut extent = 0u64;
+        for &table in rows.tables() {
+            let (key, _) = table.key(true);
+            let query = format!(
+                "SELECT max({key}) FROM {} r WHERE r.session = ? AND {}",
+                table.name(),
+                table.belongs()
+            );
+            let last: Option<i64> = self
+                .conn
+                .prepare_cached(&query)?
+                .query_row([session as i64], |row| row.get(0))?;
+            if let Some(last) = last {
+                extent = extent.max(last as u64 + 1);
+            }
+        }
+        Ok(extent)
+    }
+
+    /// `session`'s messages and their bytes per direction, in buckets of `width_us` from
+    /// `start_us`: the session's timeline.
+    pub fn timeline(
+        &self,
+        session: u64,
+        start_us: i64,
+        width_us: i64,
+    ) -> Result<Vec<TimelineBucket>, StoreError> {
+        let width_us = width_us.max(1);
+        let query = "SELECT b, dir, count(*), sum(len) FROM (
+                SELECT (time_us - ?2) / ?3 AS b, dir, COALESCE(inflated_len, payload_len) AS len
+                  FROM frames WHERE session = ?1 AND msg IS NOT NULL
+                UNION ALL
+                SELECT (time_us - ?2) / ?3 AS b, dir, len FROM message_rows WHERE session = ?1
+            ) GROUP BY b, dir ORDER BY b";
+        let mut stmt = self.conn.prepare_cached(query)?;
+        let rows = stmt.query_map(
+            rusqlite::params![session as i64, start_us, width_us],
+            |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                ))
+            },
+        )?;
+        let mut buckets: Vec<TimelineBucket> = Vec::new();
+        for row in rows {
+            let (bucket, dir, count, bytes) = row?;
+            let start = start_us + bucket * width_us;
+            if buckets.last().is_none_or(|b| b.start_us != start) {
+                buckets.push(TimelineBucket {
+                    start_us: start,
+                    ..TimelineBucket::default()
+                });
+            }
+            if let Some(last) = buckets.last_mut() {
+                let (messages, total) = if direction(&dir) == Direction::ClientToServer {
+                    (&mut last.messages_c2s, &mut last.bytes_c2s)
+                } else {
+                    (&mut last.messages_s2c, &mut last.bytes_s2c)
+                };
+                *messages += count as u64;
+                *total += bytes.unwrap_or(0) as u64;
+            }
+        }
+        Ok(buckets)
+    }
+
+    /// The session's handshake, with the heads' bytes.
+    pub fn handshake(&self, session: u64) -> Result<Option<StoredHandshake>, StoreError> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT event, request_raw, response_raw FROM handshakes WHERE session = ?",
+            )?
+            .query_row([session as i64], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<Vec<u8>>>(1)?,
+                    row.get::<_, Option<Vec<u8>>>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((event, request_raw, response_raw)) = row else {
+            return Ok(None);
+        };
+        match parse_event("handshakes", session as i64, &event)? {
+            Event::Handshake(handshake) => Ok(Some(StoredHandshake {
+                handshake,
+                request_raw,
+                response_raw,
+            })),
+            _ => Err(bad_row("handshakes", session as i64, "not a handshake")),
+        }
+    }
+
+    /// The session's plain HTTP exchanges, in order.
+    pub fn http(&self, session: u64) -> Result<Vec<HttpExchange>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, event FROM http WHERE session = ? ORDER BY id")?;
+        let rows = stmt.query_map([session as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, event) = row?;
+            if let Event::Http(http) = parse_event("http", id, &event)? {
+                out.push(http);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Calls `each` with every event of the capture (or of one session) in the order the
+    /// events happened, as the trace of the same run has them.
+    pub fn for_each_event(
+        &self,
+        session: Option<u64>,
+        mut each: impl FnMut(Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let payloads = self.payloads();
+        let mut sources: Vec<Source> = SourceKind::ALL
+            .into_iter()
+            .map(|kind| Source::new(kind, session))
+            .collect();
+        loop {
+            for source in &mut sources {
+                if source.buffer.is_empty() && !source.done {
+                    source.refill(&self.conn, &payloads)?;
+                }
+            }
+            let next = sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, source)| source.buffer.front().map(|(ev, _)| (*ev, i)))
+                .min();
+            let Some((_, i)) = next else {
+                return Ok(());
+            };
+            if let Some((_, event)) = sources[i].buffer.pop_front() {
+                each(event)?;
+            }
+        }
+    }
+
+    fn payloads(&self) -> PayloadReader {
+        PayloadReader::open(&self.dir.join(layout::PAYLOADS))
+    }
+}
