@@ -135,6 +135,18 @@ pub fn to_sql(expr: &Expr, scope: Scope, schema: &dyn SqlSchema) -> Sql {
     }
 }
 
+/// A piece of the condition and the depth of its operators (a term is 0).
+struct Nested {
+    text: String,
+    height: usize,
+}
+
+impl Nested {
+    fn leaf(text: String) -> Self {
+        Nested { text, height: 0 }
+    }
+}
+
 struct Builder<'a> {
     schema: &'a dyn SqlSchema,
     scope: Scope,
@@ -158,11 +170,22 @@ impl Builder<'_> {
     }
 
     fn expr(&mut self, expr: &Expr) -> String {
+        self.nested(expr).text
+    }
+
+    /// `expr` as SQL, with how deep its operators nest.
+    fn nested(&mut self, expr: &Expr) -> Nested {
         match expr {
-            Expr::All => "1".into(),
-            Expr::And(parts) => self.balanced(parts, "AND"),
-            Expr::Or(parts) => self.balanced(parts, "OR"),
-            Expr::Not(a) => format!("(NOT {})", self.expr(a)),
+            Expr::All => Nested::leaf("1".into()),
+            Expr::And(parts) => self.joined(parts, "AND"),
+            Expr::Or(parts) => self.joined(parts, "OR"),
+            Expr::Not(a) => {
+                let inner = self.nested(a);
+                Nested {
+                    text: format!("(NOT {})", inner.text),
+                    height: inner.height + 1,
+                }
+            }
             Expr::Term(term) => {
                 let test = match (self.scope, term.level()) {
                     (Scope::Sessions, Level::Record) => {
@@ -176,26 +199,34 @@ impl Builder<'_> {
                     (Scope::Sessions, _) => self.term(term, false),
                     (Scope::Records, _) => self.term(term, true),
                 };
-                format!("COALESCE({test}, 0)")
+                Nested::leaf(format!("COALESCE({test}, 0)"))
             }
         }
     }
 
-    /// `parts` joined by `op` as a balanced tree of parentheses: SQLite's parser builds
-    /// `a OR b OR c ...` as a chain as deep as it is long, and refuses one deeper than
-    /// its expression limit; halves nest only log2(n) deep.
-    fn balanced(&mut self, parts: &[Expr], op: &str) -> String {
-        match parts {
-            // Never parsed; what `all` and `any` of nothing are in the predicate.
-            [] => (if op == "AND" { "1" } else { "0" }).into(),
-            [one] => self.expr(one),
-            _ => {
-                let (left, right) = parts.split_at(parts.len() / 2);
-                let left = self.balanced(left, op);
-                let right = self.balanced(right, op);
-                format!("({left} {op} {right})")
-            }
+    /// `parts` joined by `op`, shallow: SQLite's parser builds `a OR b OR c ...` as a
+    /// chain as deep as it is long and refuses an expression deeper than 1,000, so the
+    /// parts are paired off, always the neighbouring pair whose deeper half is shallowest.
+    /// That nests n equal parts log2(n) deep, and a deep part (a parenthesised filter
+    /// inside) only one level deeper than it is. Only neighbours are paired, so the
+    /// text, and its parameters, keep the filter's order.
+    fn joined(&mut self, parts: &[Expr], op: &str) -> Nested {
+        let mut parts: Vec<Nested> = parts.iter().map(|part| self.nested(part)).collect();
+        while parts.len() > 1 {
+            let Some(at) =
+                (0..parts.len() - 1).min_by_key(|&i| parts[i].height.max(parts[i + 1].height))
+            else {
+                break;
+            };
+            let right = parts.remove(at + 1);
+            let left = &mut parts[at];
+            left.text = format!("({} {op} {})", left.text, right.text);
+            left.height = left.height.max(right.height) + 1;
         }
+        // No parts is never parsed; it is what `all` and `any` of nothing are.
+        parts
+            .pop()
+            .unwrap_or_else(|| Nested::leaf((if op == "AND" { "1" } else { "0" }).into()))
     }
 
     /// One term; `record` says whether a record is at hand (else the session's facts).

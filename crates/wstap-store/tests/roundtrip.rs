@@ -378,6 +378,26 @@ fn filters_at_the_languages_limits_run_in_sqlite() {
     assert_eq!(count(&deep), (0, 1, 1));
     let parens = format!("{}hello{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
     assert_eq!(count(&parens), (1, 1, 1));
+    // Deep and full at once, in the shapes that nest SQL deepest: four terms a level,
+    // as many levels as the term limit leaves. Each is `hello` at every level.
+    let nest = |level: &str| {
+        let opens = level.matches('(').count();
+        let levels = ((MAX_TERMS - 1) / 4).min(MAX_DEPTH / opens);
+        format!(
+            "{}hello{}",
+            level.repeat(levels),
+            ")".repeat(levels * opens)
+        )
+    };
+    for shape in [
+        "(absent or absent or hello and hello and ",
+        "(hello and hello and hello and ",
+        "(absent or absent or absent or ",
+        "(absent or hello and (absent or ",
+    ] {
+        let filter = nest(shape);
+        assert_eq!(count(&filter), (1, 1, 1), "{shape}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
