@@ -260,6 +260,38 @@ async fn shutdown_in_the_middle_of_a_frame_sends_1001_once_the_frame_is_whole() 
 }
 
 #[tokio::test]
+async fn shutdown_gives_up_on_a_client_that_reads_nothing_and_records_the_end() {
+    // The server floods the client, which never reads: the proxy's writes to it stall.
+    let flood: Vec<u8> = (0..128)
+        .flat_map(|_| wstap_wire::FrameBuilder::binary().encode(&[7u8; 256 * 1024]))
+        .collect();
+    let (server, _seen, server_task) = raw_server(switching(""), flood).await;
+    let proxy = Proxy::start().await;
+    let _client = websocket_through(proxy.addr, server, "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One second for frame boundaries, one more for writes: then the session is dropped.
+    let trace = tokio::time::timeout(
+        Duration::from_secs(20),
+        proxy.stop(Duration::from_millis(100)),
+    )
+    .await
+    .expect("the proxy stops although a client reads nothing");
+    server_task.abort();
+    let end = of_type(&trace, "session_end")[0];
+    let error = end["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "wstap shut down: it ended the connection to the client without a close frame"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("it sent close 1001 (Going Away) to the server"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_thousand_concurrent_sessions_all_echo_and_are_all_recorded() {
     let (server, _) = echo_server().await;
     let proxy = Proxy::start().await;

@@ -23,26 +23,36 @@ pub enum StreamEnd {
     Stopped,
 }
 
-/// Which sides got a close frame from wstap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Sent {
-    /// The client got one (as a server sends it: unmasked).
-    pub to_client: bool,
-    /// The server got one (as a client sends it: masked with a fresh key).
-    pub to_server: bool,
+/// What became of a side wstap set out to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// It got wstap's close frame (written in full), then the end of its stream.
+    CloseFrame,
+    /// Its connection was ended without a close frame: its stream was still in the middle
+    /// of a frame when the grace ran out, the relay failed before the frame was written,
+    /// or the stream is not a WebSocket.
+    WithoutCloseFrame,
+    /// Nothing more was sent: its stream had already ended, or already carried a close
+    /// frame (a second one would break the protocol).
+    AlreadyClosed,
 }
 
-impl Sent {
-    fn record(&mut self, to: Side) {
-        match to {
-            Side::Client => self.to_client = true,
-            Side::Server => self.to_server = true,
-        }
-    }
+/// What wstap did to each side when it closed them; `None`: it left that side alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Closes {
+    /// The client (a close frame to it is unmasked, as a server sends it).
+    pub client: Option<Closed>,
+    /// The server (a close frame to it is masked with a fresh key, as a client sends it).
+    pub server: Option<Closed>,
+}
 
-    pub(crate) fn with(mut self, to: Side) -> Sent {
-        self.record(to);
-        self
+impl Closes {
+    /// What became of `side`.
+    pub fn of(&self, side: Side) -> Option<Closed> {
+        match side {
+            Side::Client => self.client,
+            Side::Server => self.server,
+        }
     }
 }
 
@@ -59,16 +69,15 @@ pub enum EndReason {
     /// wstap was shutting down: it sent `1001 Going Away` to each side whose stream was
     /// between frames in time, and closed the others' connections without a close frame.
     Shutdown {
-        /// Who got the close frame.
-        sent: Sent,
+        /// What became of each side.
+        closes: Closes,
     },
     /// A `Close` command ended it toward one side or both.
     Commanded {
-        /// The code sent.
+        /// The code asked for.
         code: u16,
-        /// Who got the close frame (a side whose stream stayed in the middle of a frame
-        /// was closed without one).
-        sent: Sent,
+        /// What became of each side.
+        closes: Closes,
     },
     /// `--strict`: a side broke the protocol; the offending frame and everything after it
     /// were withheld, and wstap closed both sides.
@@ -81,8 +90,8 @@ pub enum EndReason {
         withheld: u64,
         /// The code sent: 1007 for bad UTF-8, else 1002.
         code: u16,
-        /// Who got the close frame.
-        sent: Sent,
+        /// What became of each side.
+        closes: Closes,
     },
 }
 
@@ -150,33 +159,13 @@ impl fmt::Display for EndReason {
                 .collect();
                 f.write_str(&parts.join("; "))
             }
-            EndReason::Shutdown { sent } => match (sent.to_client, sent.to_server) {
-                (true, true) => {
-                    f.write_str("wstap shut down: it sent close 1001 (Going Away) to both sides")
-                }
-                (false, false) => f.write_str(
-                    "wstap shut down in the middle of a frame: it closed both connections without a close frame",
-                ),
-                (to_client, _) => {
-                    let (got, cut) = if to_client {
-                        ("client", "server")
-                    } else {
-                        ("server", "client")
-                    };
-                    write!(
-                        f,
-                        "wstap shut down: it sent close 1001 (Going Away) to the {got}; the stream to the {cut} was in the middle of a frame, so it closed that connection without one"
-                    )
-                }
-            },
-            EndReason::Commanded { code, sent } => {
-                let to = match (sent.to_client, sent.to_server) {
-                    (true, true) => "both sides",
-                    (true, false) => "the client",
-                    (false, true) => "the server",
-                    (false, false) => "neither side (their streams were in the middle of a frame)",
-                };
-                write!(f, "closed from wstap: close {code} sent to {to}")
+            EndReason::Shutdown { closes } => {
+                f.write_str("wstap shut down: ")?;
+                f.write_str(&what_became_of(closes, 1001))
+            }
+            EndReason::Commanded { code, closes } => {
+                f.write_str("closed from wstap: ")?;
+                f.write_str(&what_became_of(closes, *code))
             }
             EndReason::Strict {
                 from,
@@ -198,6 +187,35 @@ impl fmt::Display for EndReason {
                     offence.index,
                 )
             }
+        }
+    }
+}
+
+/// What wstap did to each side it closed, in words.
+fn what_became_of(closes: &Closes, code: u16) -> String {
+    let close = match code {
+        1001 => "close 1001 (Going Away)".to_owned(),
+        code => format!("close {code}"),
+    };
+    let say = |closed: Closed, peer: &str| {
+        match closed {
+        Closed::CloseFrame => format!("it sent {close} to {peer}"),
+        Closed::WithoutCloseFrame => format!(
+            "it ended the connection to {peer} without a close frame (in the middle of a frame, or not a WebSocket)"
+        ),
+        Closed::AlreadyClosed => {
+            format!("the stream to {peer} had already closed, so it sent nothing more")
+        }
+    }
+    };
+    match (closes.client, closes.server) {
+        (Some(client), Some(server)) if client == server => say(client, "both sides"),
+        (client, server) => {
+            let parts: Vec<String> = [(client, "the client"), (server, "the server")]
+                .into_iter()
+                .filter_map(|(closed, peer)| closed.map(|closed| say(closed, peer)))
+                .collect();
+            parts.join("; ")
         }
     }
 }

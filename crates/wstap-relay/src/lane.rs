@@ -29,10 +29,14 @@ pub(crate) struct Lane {
     /// `None` on a stream that is not a WebSocket: bytes pass unread.
     pub analyzer: Option<StreamAnalyzer>,
     pub reading: Reading,
-    /// Bytes handed on to the receiver.
+    /// Bytes queued for the receiver.
+    pub accepted: u64,
+    /// Bytes written to the receiver (as the driver reports).
     pub forwarded: u64,
     /// The first close frame this direction carried, and when.
     pub first_close: Option<(Timestamp, CloseFrame)>,
+    /// How many bytes must be written for that close frame to have been delivered.
+    close_by: u64,
 }
 
 impl Lane {
@@ -41,8 +45,10 @@ impl Lane {
             direction,
             analyzer: websocket.map(|config| StreamAnalyzer::new(direction, config)),
             reading: Reading::Open,
+            accepted: 0,
             forwarded: 0,
             first_close: None,
+            close_by: 0,
         }
     }
 
@@ -58,7 +64,13 @@ impl Lane {
             .is_none_or(StreamAnalyzer::at_frame_boundary)
     }
 
-    /// Notes the first close frame among `records` (this lane's, just decoded).
+    /// Whether this direction's first close frame reached its receiver.
+    pub fn close_delivered(&self) -> bool {
+        self.first_close.is_some() && self.forwarded >= self.close_by
+    }
+
+    /// Notes the first close frame among `records` (this lane's, decoded from bytes up to
+    /// [`Lane::accepted`]).
     pub fn note_close(&mut self, records: &[Record]) {
         if self.first_close.is_some() {
             return;
@@ -68,6 +80,7 @@ impl Lane {
                 if frame.header.opcode() == Opcode::Close {
                     if let Some(close) = &frame.close {
                         self.first_close = Some((frame.time, close.clone()));
+                        self.close_by = self.accepted;
                         return;
                     }
                 }

@@ -22,7 +22,7 @@ mod end;
 mod lane;
 mod relay;
 
-pub use end::{CutOff, EndReason, FirstClose, RelayEnd, Sent, StreamEnd};
+pub use end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd, StreamEnd};
 pub use relay::{Command, Relay, RelayConfig, Transmit};
 
 use wstap_wire::Direction;

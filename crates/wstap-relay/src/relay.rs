@@ -15,14 +15,19 @@
 //! other side's next chunk: the ranges refer to that chunk.
 //!
 //! The relay never reads a clock: every call that can depend on time takes `now`, and
-//! [`Relay::poll_timeout`] says when to call [`Relay::handle_timeout`].
+//! [`Relay::poll_timeout`] says when to call [`Relay::handle_timeout`]. Records carry wall
+//! time ([`Timestamp`], as the trace writes it); timers run on a monotonic [`Instant`], so
+//! a wall clock set back cannot stretch a grace period.
+//!
+//! What the relay reports is what was written, not what was queued: bytes count and a
+//! close frame counts as sent once the driver says it was written ([`Relay::transmitted`]).
 
-use crate::end::{CutOff, EndReason, FirstClose, RelayEnd, Sent};
+use crate::end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd};
 use crate::lane::{Lane, Reading};
 use crate::Side;
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
 use wstap_wire::{AnalyzerConfig, CloseFrame, Direction, FrameBuilder, Offence, Record, Timestamp};
 
@@ -41,14 +46,19 @@ pub struct RelayConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// wstap is stopping: send `1001 Going Away` to each side as soon as its stream is
-    /// between frames, and end the connections; a side whose stream is still in the middle
-    /// of a frame when `grace` has passed is closed without a close frame.
+    /// between frames, and end the connections. A side whose stream is still in the
+    /// middle of a frame when `grace` has passed is closed without a close frame; if after
+    /// another `grace` a side has still not taken what was written to it, the relay ends
+    /// at once ([`Relay::is_aborted`]): what was not written is dropped. A side whose
+    /// stream already ended, or already carried a close frame, gets nothing more.
     Shutdown {
-        /// How long to wait for frame boundaries.
+        /// How long to wait for frame boundaries and writes.
         grace: Duration,
     },
     /// Send a close frame with `code` and `reason` to `to` at its stream's next frame
     /// boundary, then end that stream; nothing more is read from the other side for it.
+    /// The other direction flows on until its sender ends it. Time runs out as for
+    /// `Shutdown`. On a stream that is not a WebSocket, the stream to `to` just ends.
     Close {
         /// Who gets the close frame.
         to: Side,
@@ -56,6 +66,8 @@ pub enum Command {
         code: u16,
         /// The reason (cut to fit a control frame).
         reason: String,
+        /// How long to wait for the frame boundary and the write.
+        grace: Duration,
     },
 }
 
@@ -67,6 +79,25 @@ pub enum Transmit {
     /// Write these bytes, which the relay built.
     Built(Vec<u8>),
     /// End the stream: shut the connection down for writing.
+    Shutdown,
+}
+
+/// What the relay has queued for a side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Queued {
+    /// A range of the chunk last fed from the other side.
+    Forward(Range<usize>),
+    /// A close frame of wstap's.
+    Close(Vec<u8>),
+    /// The end of the stream.
+    Shutdown,
+}
+
+/// What is being written to a side: polled, not yet reported written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InFlight {
+    Forward(u64),
+    Close,
     Shutdown,
 }
 
@@ -85,15 +116,80 @@ enum Cause {
     },
 }
 
-/// Close frames the relay still has to send, and what it sent.
+/// How far closing one side has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Progress {
+    /// wstap is not closing it.
+    Untouched,
+    /// This close payload waits for the side's stream to reach a frame boundary.
+    Waiting(Vec<u8>),
+    /// The close frame is queued or being written.
+    Queued,
+    /// Settled.
+    Done(Closed),
+}
+
+impl Progress {
+    /// Whether wstap is closing the side and has not finished.
+    fn is_open(&self) -> bool {
+        matches!(self, Progress::Waiting(_) | Progress::Queued)
+    }
+
+    /// What it came to; a close not written by the end was not sent.
+    fn outcome(&self) -> Option<Closed> {
+        match self {
+            Progress::Untouched => None,
+            Progress::Waiting(_) | Progress::Queued => Some(Closed::WithoutCloseFrame),
+            Progress::Done(closed) => Some(*closed),
+        }
+    }
+}
+
+/// Sides the relay closes of its own accord, why, and by when.
+///
+/// Time runs out in two steps of `grace` each: at the first deadline, sides whose stream
+/// is still in the middle of a frame are closed without a close frame; at the second,
+/// if a side is still not closed (what was written to it is not taken), the relay ends
+/// at once.
 #[derive(Debug, Clone)]
 struct Closing {
     cause: Cause,
-    /// When sides still waiting for a frame boundary are closed without a close frame.
-    deadline: Option<Timestamp>,
-    /// The close payload each side (by [`Side::index`]) still waits for.
-    pending: [Option<Vec<u8>>; 2],
-    sent: Sent,
+    /// The next step's deadline.
+    deadline: Option<Instant>,
+    grace: Duration,
+    /// Whether the first deadline has passed.
+    waited_out: bool,
+    /// By side ([`Side::index`]).
+    sides: [Progress; 2],
+}
+
+impl Closing {
+    fn new(cause: Cause) -> Closing {
+        Closing {
+            cause,
+            deadline: None,
+            grace: Duration::ZERO,
+            waited_out: false,
+            sides: [Progress::Untouched, Progress::Untouched],
+        }
+    }
+
+    /// Starts the steps over from `now` with `grace` if that ends sooner.
+    fn due_by(&mut self, now: Instant, grace: Duration) {
+        let at = now + grace;
+        if self.deadline.is_none_or(|deadline| at < deadline) {
+            self.deadline = Some(at);
+            self.grace = grace;
+            self.waited_out = false;
+        }
+    }
+
+    fn closes(&self) -> Closes {
+        Closes {
+            client: self.sides[Side::Client.index()].outcome(),
+            server: self.sides[Side::Server.index()].outcome(),
+        }
+    }
 }
 
 /// The relay core of one session: see the module documentation.
@@ -103,9 +199,9 @@ pub struct Relay {
     lanes: [Lane; 2],
     strict: bool,
     /// By destination side.
-    queues: [VecDeque<Transmit>; 2],
-    /// A transmit polled for the side and not yet reported written.
-    in_flight: [bool; 2],
+    queues: [VecDeque<Queued>; 2],
+    /// By destination side.
+    in_flight: [Option<InFlight>; 2],
     /// The side's stream has been ended (a `Shutdown` is queued or written).
     shut: [bool; 2],
     events: Vec<Record>,
@@ -123,7 +219,7 @@ impl Relay {
             ],
             strict: config.strict && config.websocket.is_some(),
             queues: [VecDeque::new(), VecDeque::new()],
-            in_flight: [false; 2],
+            in_flight: [None; 2],
             shut: [false; 2],
             events: Vec::new(),
             closing: None,
@@ -154,10 +250,10 @@ impl Relay {
             return;
         }
         debug_assert!(
-            !self.in_flight[to.index()]
+            !matches!(self.in_flight[to.index()], Some(InFlight::Forward(_)))
                 && !self.queues[to.index()]
                     .iter()
-                    .any(|t| matches!(t, Transmit::Forward(_))),
+                    .any(|t| matches!(t, Queued::Forward(_))),
             "the last chunk from {from:?} is not written yet"
         );
         let strict = self.strict;
@@ -178,10 +274,10 @@ impl Relay {
                 chunk.len()
             }
         };
+        lane.accepted += clean as u64;
         lane.note_close(&self.events[start..]);
         if clean > 0 {
-            lane.forwarded += clean as u64;
-            self.queues[to.index()].push_back(Transmit::Forward(0..clean));
+            self.queues[to.index()].push_back(Queued::Forward(0..clean));
         }
         match offence {
             Some((offence, withheld)) => self.close_for_violation(from, offence, withheld),
@@ -196,7 +292,14 @@ impl Relay {
         if lane.reading == Reading::Open {
             lane.reading = Reading::Eof;
         }
-        self.end_stream(from.other(), None);
+        let to = from.other();
+        if let Some(closing) = self.closing.as_mut() {
+            // A close still waiting for a frame boundary never gets one now.
+            if let Progress::Waiting(_) = closing.sides[to.index()] {
+                closing.sides[to.index()] = Progress::Done(Closed::AlreadyClosed);
+            }
+        }
+        self.end_stream(to, None);
     }
 
     /// Reading from `from` failed: the relay ends at once, the other direction with it.
@@ -229,101 +332,123 @@ impl Relay {
         }
     }
 
+    /// Whether `to` has something queued or being written.
+    fn writing_to(&self, to: Side) -> bool {
+        !self.queues[to.index()].is_empty() || self.in_flight[to.index()].is_some()
+    }
+
+    /// Whether a stream has carried a close frame to `to` already: it must get no other.
+    fn close_went_to(&self, to: Side) -> bool {
+        self.lane_to(to).first_close.is_some()
+    }
+
     /// Carries out `command`, at `now`.
-    pub fn command(&mut self, command: Command, now: Timestamp) {
+    pub fn command(&mut self, command: Command, now: Instant) {
         if self.aborted {
             return;
         }
         match command {
             Command::Shutdown { grace } => self.shutdown(grace, now),
-            Command::Close { to, code, reason } => {
-                if self.closing.is_some() {
-                    // Already closing for a reason of its own: what was asked is under way.
-                    if let Some(Closing {
-                        cause: Cause::Command { .. },
-                        pending,
-                        ..
-                    }) = self.closing.as_mut()
-                    {
-                        if !self.shut[to.index()] {
-                            pending[to.index()] = Some(CloseFrame::encode(code, &reason));
-                        }
-                    }
-                } else {
-                    let mut pending = [None, None];
-                    pending[to.index()] = Some(CloseFrame::encode(code, &reason));
-                    self.closing = Some(Closing {
-                        cause: Cause::Command { code },
-                        deadline: None,
-                        pending,
-                        sent: Sent::default(),
-                    });
-                }
-                self.send_pending_close(to);
-            }
+            Command::Close {
+                to,
+                code,
+                reason,
+                grace,
+            } => self.close(to, code, &reason, now, grace),
         }
     }
 
-    fn shutdown(&mut self, grace: Duration, now: Timestamp) {
-        if matches!(
-            self.closing,
-            Some(Closing {
-                cause: Cause::Shutdown | Cause::Strict { .. },
-                ..
-            })
-        ) {
-            return;
-        }
-        let websocket = self.lanes[0].analyzer.is_some();
+    fn shutdown(&mut self, grace: Duration, now: Instant) {
+        let mut closing = match self.closing.take() {
+            // Already closing both sides for a violation: only the deadline is new.
+            Some(
+                strict @ Closing {
+                    cause: Cause::Strict { .. },
+                    ..
+                },
+            ) => strict,
+            // A shutdown takes over from a close command, keeping what it did.
+            Some(closing) => Closing {
+                cause: Cause::Shutdown,
+                ..closing
+            },
+            None => Closing::new(Cause::Shutdown),
+        };
+        closing.due_by(now, grace);
+        self.closing = Some(closing);
         let payload = CloseFrame::encode(1001, "wstap is shutting down");
-        let pending = [Side::Client, Side::Server]
-            .map(|side| (websocket && !self.shut[side.index()]).then(|| payload.clone()));
-        let grace_us = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
-        self.closing = Some(Closing {
-            cause: Cause::Shutdown,
-            deadline: Some(Timestamp(now.0.saturating_add(grace_us))),
-            pending,
-            sent: self.closing.take().map(|c| c.sent).unwrap_or_default(),
-        });
         for side in [Side::Server, Side::Client] {
-            self.send_pending_close(side);
-            if !websocket {
-                self.end_stream(side, None);
-            }
+            self.begin_close(side, &payload);
         }
         if grace.is_zero() {
             self.handle_timeout(now);
         }
     }
 
-    /// Sends the close frame `to` waits for, if its stream is between frames now.
-    fn send_pending_close(&mut self, to: Side) {
-        let at_boundary = self.lane_to(to).at_frame_boundary();
+    fn close(&mut self, to: Side, code: u16, reason: &str, now: Instant, grace: Duration) {
+        let closing = self
+            .closing
+            .get_or_insert_with(|| Closing::new(Cause::Command { code }));
+        closing.due_by(now, grace);
+        self.begin_close(to, &CloseFrame::encode(code, reason));
+    }
+
+    /// Starts closing `to` with `payload`, unless it is being closed already.
+    fn begin_close(&mut self, to: Side, payload: &[u8]) {
+        let websocket = self.lane_to(to).analyzer.is_some();
+        let already = self.shut[to.index()] || self.close_went_to(to);
         let Some(closing) = self.closing.as_mut() else {
             return;
         };
-        if !at_boundary || closing.pending[to.index()].is_none() {
+        let progress = &mut closing.sides[to.index()];
+        if *progress != Progress::Untouched {
             return;
         }
-        if let Some(payload) = closing.pending[to.index()].take() {
-            closing.sent = closing.sent.with(to);
-            self.end_stream(to, Some(close_frame(to, &payload)));
+        *progress = if already {
+            Progress::Done(Closed::AlreadyClosed)
+        } else if websocket {
+            Progress::Waiting(payload.to_vec())
+        } else {
+            Progress::Done(Closed::WithoutCloseFrame)
+        };
+        if !matches!(progress, Progress::Waiting(_)) {
+            self.end_stream(to, None);
         }
+        self.send_pending_close(to);
+    }
+
+    /// Sends the close frame `to` waits for, if its stream is between frames now.
+    fn send_pending_close(&mut self, to: Side) {
+        if !self.lane_to(to).at_frame_boundary() {
+            return;
+        }
+        // A close frame from the peer went to it meanwhile: it must get no second one.
+        let already = self.close_went_to(to);
+        let Some(closing) = self.closing.as_mut() else {
+            return;
+        };
+        let progress = &mut closing.sides[to.index()];
+        let Progress::Waiting(payload) = progress else {
+            return;
+        };
+        let frame = (!already).then(|| close_frame(to, payload));
+        *progress = match frame {
+            Some(_) => Progress::Queued,
+            None => Progress::Done(Closed::AlreadyClosed),
+        };
+        self.end_stream(to, frame);
     }
 
     /// Ends the stream to `to`, after `last` when given; nothing more is read for it.
     fn end_stream(&mut self, to: Side, last: Option<Vec<u8>>) {
-        if let Some(closing) = self.closing.as_mut() {
-            closing.pending[to.index()] = None;
-        }
         if std::mem::replace(&mut self.shut[to.index()], true) {
             return;
         }
         let queue = &mut self.queues[to.index()];
         if let Some(frame) = last {
-            queue.push_back(Transmit::Built(frame));
+            queue.push_back(Queued::Close(frame));
         }
-        queue.push_back(Transmit::Shutdown);
+        queue.push_back(Queued::Shutdown);
         let feeding = &mut self.lanes[to.other().index()];
         if feeding.reading == Reading::Open {
             feeding.reading = Reading::Stopped;
@@ -344,70 +469,99 @@ impl Relay {
         let payload = CloseFrame::encode(code, &reason);
         let to_receiver = offence.begins_in_chunk;
         let to_sender = self.lane_to(from).at_frame_boundary();
-        let mut sent = Sent::default();
+        let mut closing = Closing::new(Cause::Strict {
+            from: from.sends(),
+            offence,
+            withheld,
+            code,
+        });
+        // A shutdown's deadline set before stays.
+        if let Some(before) = self.closing.take() {
+            closing.deadline = before.deadline;
+            closing.grace = before.grace;
+            closing.waited_out = before.waited_out;
+        }
         for side in [Side::Server, Side::Client] {
             let allowed = if side == from { to_sender } else { to_receiver };
-            let frame = allowed.then(|| close_frame(side, &payload));
-            if frame.is_some() {
-                sent = sent.with(side);
-            }
+            let (progress, frame) = if self.shut[side.index()] || self.close_went_to(side) {
+                (Progress::Done(Closed::AlreadyClosed), None)
+            } else if allowed {
+                (Progress::Queued, Some(close_frame(side, &payload)))
+            } else {
+                (Progress::Done(Closed::WithoutCloseFrame), None)
+            };
+            closing.sides[side.index()] = progress;
             self.end_stream(side, frame);
         }
-        self.closing = Some(Closing {
-            cause: Cause::Strict {
-                from: from.sends(),
-                offence,
-                withheld,
-                code,
-            },
-            deadline: None,
-            pending: [None, None],
-            sent,
-        });
+        self.closing = Some(closing);
+    }
+
+    /// Whether a side the relay closes is not closed yet: its close frame waits or is
+    /// unwritten, or something else to it is.
+    fn closing_unfinished(&self) -> bool {
+        let Some(closing) = self.closing.as_ref() else {
+            return false;
+        };
+        [Side::Client, Side::Server].into_iter().any(|side| {
+            let progress = &closing.sides[side.index()];
+            progress.is_open() || (*progress != Progress::Untouched && self.writing_to(side))
+        })
     }
 
     /// When [`Relay::handle_timeout`] wants to be called, if ever.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let closing = self.closing.as_ref()?;
-        closing
-            .pending
-            .iter()
-            .any(Option::is_some)
-            .then_some(closing.deadline)
-            .flatten()
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.aborted || !self.closing_unfinished() {
+            return None;
+        }
+        self.closing.as_ref()?.deadline
     }
 
-    /// Time has come to `now`: sides still waiting for a frame boundary past the deadline
-    /// are closed without a close frame.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        let due = self
-            .closing
-            .as_ref()
-            .and_then(|c| c.deadline)
-            .is_some_and(|deadline| deadline <= now);
-        if !due {
+    /// Time has come to `now`: see [`Command::Shutdown`] for what happens past a deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.aborted || !self.closing_unfinished() {
             return;
         }
+        let Some(closing) = self.closing.as_mut() else {
+            return;
+        };
+        if closing.deadline.is_none_or(|deadline| deadline > now) {
+            return;
+        }
+        if closing.waited_out {
+            self.abort();
+            return;
+        }
+        closing.waited_out = true;
+        closing.deadline = Some(now + closing.grace);
+        let mut cut = Vec::new();
         for side in [Side::Server, Side::Client] {
-            let waiting = self
-                .closing
-                .as_ref()
-                .is_some_and(|c| c.pending[side.index()].is_some());
-            if waiting {
-                self.end_stream(side, None);
+            let progress = &mut closing.sides[side.index()];
+            if let Progress::Waiting(_) = progress {
+                *progress = Progress::Done(Closed::WithoutCloseFrame);
+                cut.push(side);
             }
+        }
+        for side in cut {
+            self.end_stream(side, None);
         }
     }
 
     /// The next thing to write to `to`, if any. Report it written with
     /// [`Relay::transmitted`] before polling again.
     pub fn poll_transmit(&mut self, to: Side) -> Option<Transmit> {
-        if self.in_flight[to.index()] {
+        if self.in_flight[to.index()].is_some() {
             return None;
         }
-        let next = self.queues[to.index()].pop_front();
-        self.in_flight[to.index()] = next.is_some();
-        next
+        let (in_flight, transmit) = match self.queues[to.index()].pop_front()? {
+            Queued::Forward(range) => (
+                InFlight::Forward(range.len() as u64),
+                Transmit::Forward(range),
+            ),
+            Queued::Close(frame) => (InFlight::Close, Transmit::Built(frame)),
+            Queued::Shutdown => (InFlight::Shutdown, Transmit::Shutdown),
+        };
+        self.in_flight[to.index()] = Some(in_flight);
+        Some(transmit)
     }
 
     /// Whether something waits to be written to `to`.
@@ -417,7 +571,15 @@ impl Relay {
 
     /// The transmit last polled for `to` has been written.
     pub fn transmitted(&mut self, to: Side) {
-        self.in_flight[to.index()] = false;
+        match self.in_flight[to.index()].take() {
+            Some(InFlight::Forward(len)) => self.lanes[to.other().index()].forwarded += len,
+            Some(InFlight::Close) => {
+                if let Some(closing) = self.closing.as_mut() {
+                    closing.sides[to.index()] = Progress::Done(Closed::CloseFrame);
+                }
+            }
+            Some(InFlight::Shutdown) | None => {}
+        }
     }
 
     /// Takes the records decoded so far, in wire order per direction (the relay keeps
@@ -436,8 +598,9 @@ impl Relay {
         self.lanes.iter().all(|lane| !lane.is_reading())
     }
 
-    /// Whether a failed read or write ended the relay at once (what was queued to write
-    /// was dropped).
+    /// Whether the relay ended at once, dropping what was queued to write: a read or a
+    /// write failed, or a side it was closing was not closed by the deadline. A write in
+    /// progress should give up.
     pub fn is_aborted(&self) -> bool {
         self.aborted
     }
@@ -448,7 +611,7 @@ impl Relay {
         self.aborted
             || (self.is_finished()
                 && self.queues.iter().all(VecDeque::is_empty)
-                && !self.in_flight.iter().any(|f| *f))
+                && self.in_flight.iter().all(Option::is_none))
     }
 
     /// Ends the relay at `now`: records for messages left open and frames cut off join
@@ -467,8 +630,9 @@ impl Relay {
         let [c2s, s2c] = &self.lanes;
         let websocket = c2s.analyzer.is_some();
         let both_ended = c2s.reading == Reading::Eof && s2c.reading == Reading::Eof;
-        let closes = c2s.first_close.is_some() && s2c.first_close.is_some();
-        // A WebSocket ended cleanly when each side sent a close frame and no frame was cut,
+        let closes = c2s.close_delivered() && s2c.close_delivered();
+        // A WebSocket ended cleanly when each side's close frame was delivered and no frame
+        // was cut,
         // however its connections went afterwards (a peer may reset its connection once
         // the close handshake is done, or skip TLS's close_notify). Another stream ended
         // cleanly when both senders ended it.
@@ -484,10 +648,12 @@ impl Relay {
                 s2c: s2c.end(),
             },
             Some(closing) => match &closing.cause {
-                Cause::Shutdown => EndReason::Shutdown { sent: closing.sent },
+                Cause::Shutdown => EndReason::Shutdown {
+                    closes: closing.closes(),
+                },
                 Cause::Command { code } => EndReason::Commanded {
                     code: *code,
-                    sent: closing.sent,
+                    closes: closing.closes(),
                 },
                 Cause::Strict {
                     from,
@@ -499,7 +665,7 @@ impl Relay {
                     offence: offence.clone(),
                     withheld: *withheld,
                     code: *code,
-                    sent: closing.sent,
+                    closes: closing.closes(),
                 },
             },
         };

@@ -3,11 +3,14 @@
 //! half-closes and failures.
 
 use proptest::prelude::*;
-use std::time::Duration;
-use wstap_relay::{Command, EndReason, Relay, RelayConfig, Sent, Side, StreamEnd, Transmit};
+use std::time::{Duration, Instant};
+use wstap_relay::{
+    Closed, Closes, Command, EndReason, Relay, RelayConfig, Side, StreamEnd, Transmit,
+};
 use wstap_wire::deflate::DeflateParams;
 use wstap_wire::{
     AnalyzerConfig, CloseFrame, Direction, FrameBuilder, Opcode, Record, StreamAnalyzer, Timestamp,
+    Violation,
 };
 
 /// What each side received: bytes, and whether its stream was ended.
@@ -23,6 +26,10 @@ struct Harness {
     client: Received,
     server: Received,
     records: Vec<Record>,
+    /// Sides whose peer takes nothing: the first write to one never finishes.
+    stuck: Vec<Side>,
+    /// Time zero of the relay's monotonic clock.
+    start: Instant,
 }
 
 impl Harness {
@@ -32,7 +39,14 @@ impl Harness {
             client: Received::default(),
             server: Received::default(),
             records: Vec::new(),
+            stuck: Vec::new(),
+            start: Instant::now(),
         }
+    }
+
+    /// The monotonic instant `us` microseconds after the start.
+    fn at(&self, us: u64) -> Instant {
+        self.start + Duration::from_micros(us)
     }
 
     fn received(&mut self, side: Side) -> &mut Received {
@@ -56,6 +70,11 @@ impl Harness {
     /// Writes every queued transmit; `Forward` ranges refer to `last` from its side.
     fn write_all(&mut self, last: Option<(Side, &[u8])>) {
         for to in [Side::Client, Side::Server] {
+            if self.stuck.contains(&to) {
+                // The write begins and never ends.
+                let _ = self.relay.poll_transmit(to);
+                continue;
+            }
             while let Some(transmit) = self.relay.poll_transmit(to) {
                 let bytes = match transmit {
                     Transmit::Forward(range) => {
@@ -87,13 +106,13 @@ impl Harness {
         self.write_all(None);
     }
 
-    fn command(&mut self, command: Command, now: i64) {
-        self.relay.command(command, Timestamp(now));
+    fn command(&mut self, command: Command, now: u64) {
+        self.relay.command(command, self.at(now));
         self.write_all(None);
     }
 
-    fn timeout(&mut self, now: i64) {
-        self.relay.handle_timeout(Timestamp(now));
+    fn timeout(&mut self, now: u64) {
+        self.relay.handle_timeout(self.at(now));
         self.write_all(None);
     }
 
@@ -120,6 +139,27 @@ fn analyzed(direction: Direction, config: AnalyzerConfig, wire: &[u8], end: i64)
     analyzer.feed(wire, Timestamp(0), &mut out);
     analyzer.finish(Timestamp(end), &mut out);
     out
+}
+
+/// `records` without the text of inflate failures: on corrupt compressed data, zlib's
+/// message depends on where its input was cut (the same bytes fail with "invalid distance
+/// too far back" in one call, or pass one call and fail the next with "repeated call with
+/// bad state"), as `wstap_wire::deflate::Inflater` documents. That a frame failed does not.
+fn comparable(mut records: Vec<Record>) -> Vec<Record> {
+    let blank = |violations: &mut Vec<Violation>| {
+        for violation in violations {
+            if let Violation::InflateFailed(why) = violation {
+                why.clear();
+            }
+        }
+    };
+    for record in &mut records {
+        match record {
+            Record::Frame(frame) => blank(&mut frame.violations),
+            Record::Message(message) => blank(&mut message.violations),
+        }
+    }
+    records
 }
 
 fn websocket(config: AnalyzerConfig) -> RelayConfig {
@@ -259,12 +299,12 @@ proptest! {
         prop_assert_eq!(&h.client.bytes, &server_wire);
         prop_assert!(h.server.ended && h.client.ended, "half-closes passed on");
         prop_assert_eq!(
-            h.records_of(Direction::ClientToServer),
-            analyzed(Direction::ClientToServer, config, &client_wire, 7)
+            comparable(h.records_of(Direction::ClientToServer)),
+            comparable(analyzed(Direction::ClientToServer, config, &client_wire, 7))
         );
         prop_assert_eq!(
-            h.records_of(Direction::ServerToClient),
-            analyzed(Direction::ServerToClient, config, &server_wire, 7)
+            comparable(h.records_of(Direction::ServerToClient)),
+            comparable(analyzed(Direction::ServerToClient, config, &server_wire, 7))
         );
         prop_assert_eq!(end.bytes, [client_wire.len() as u64, server_wire.len() as u64]);
         let peers = matches!(end.reason, EndReason::Peers { .. });
@@ -298,7 +338,7 @@ proptest! {
         }
         prop_assert!(h.relay.is_done(), "strict ends the relay");
         let end = h.relay.end(Timestamp(1));
-        let EndReason::Strict { from, offence, code, sent, .. } = end.reason else {
+        let EndReason::Strict { from, offence, code, closes, .. } = end.reason else {
             panic!("not a strict end: {:?}", end.reason);
         };
         prop_assert_eq!(from, Direction::ClientToServer);
@@ -310,8 +350,10 @@ proptest! {
             .mask([0; 4])
             .encode(&CloseFrame::encode(1002, "wstap --strict: unmasked_client_frame"))
             .len();
-        prop_assert_eq!(sent.to_server, offence.begins_in_chunk);
-        let relayed = if sent.to_server {
+        let to_server = closes.server == Some(Closed::CloseFrame);
+        prop_assert_eq!(to_server, offence.begins_in_chunk);
+        prop_assert!(to_server || closes.server == Some(Closed::WithoutCloseFrame));
+        let relayed = if to_server {
             prop_assert_eq!(close_at_end(&h.server.bytes[bad_at..], true).0, 1002);
             &h.server.bytes[..h.server.bytes.len() - close_len]
         } else {
@@ -320,7 +362,11 @@ proptest! {
         prop_assert!(wire.starts_with(relayed));
         let expected = if offence.begins_in_chunk { bad_at } else { bad_at + 1 };
         prop_assert_eq!(relayed.len(), expected);
-        prop_assert!(sent.to_client, "the client's stream was between frames");
+        prop_assert_eq!(
+            closes.client,
+            Some(Closed::CloseFrame),
+            "the client's stream was between frames"
+        );
         prop_assert!(h.server.ended && h.client.ended);
         // No record of anything after the bad frame.
         let frames = h.records.iter().filter(|r| matches!(r, Record::Frame(_))).count();
@@ -372,7 +418,7 @@ fn shutdown_waits_for_each_stream_to_reach_a_frame_boundary() {
     assert_eq!(close_at_end(&h.client.bytes, false).0, 1001);
     assert!(h.client.ended);
     assert!(!h.server.ended);
-    assert_eq!(h.relay.poll_timeout(), Some(Timestamp(1_000_010)));
+    assert_eq!(h.relay.poll_timeout(), Some(h.at(1_000_010)));
     assert!(
         !h.relay.wants_read(Side::Server),
         "nothing more goes to the client"
@@ -394,9 +440,9 @@ fn shutdown_waits_for_each_stream_to_reach_a_frame_boundary() {
     assert_eq!(
         end.reason,
         EndReason::Shutdown {
-            sent: Sent {
-                to_client: true,
-                to_server: true
+            closes: Closes {
+                client: Some(Closed::CloseFrame),
+                server: Some(Closed::CloseFrame),
             }
         }
     );
@@ -429,9 +475,9 @@ fn shutdown_past_its_grace_closes_a_stream_in_mid_frame_without_a_close_frame() 
     assert_eq!(
         end.reason,
         EndReason::Shutdown {
-            sent: Sent {
-                to_client: false,
-                to_server: true
+            closes: Closes {
+                client: Some(Closed::WithoutCloseFrame),
+                server: Some(Closed::CloseFrame),
             }
         }
     );
@@ -514,6 +560,7 @@ fn a_close_command_closes_one_side_at_its_next_frame_boundary() {
             to: Side::Client,
             code: 4000,
             reason: "closed by a person".into(),
+            grace: Duration::from_secs(1),
         },
         1,
     );
@@ -542,9 +589,9 @@ fn a_close_command_closes_one_side_at_its_next_frame_boundary() {
         end.reason,
         EndReason::Commanded {
             code: 4000,
-            sent: Sent {
-                to_client: true,
-                to_server: false
+            closes: Closes {
+                client: Some(Closed::CloseFrame),
+                server: None,
             }
         }
     );
@@ -631,4 +678,193 @@ fn a_close_handshake_then_a_reset_still_ends_cleanly() {
     let end = h.relay.end(Timestamp(3));
     assert!(end.clean, "{:?}", end.reason);
     assert_eq!(end.error(), None);
+}
+
+/// A close frame from `from`'s side of a session, with `code`.
+fn close_from(from: Side, code: u16) -> Vec<u8> {
+    let payload = CloseFrame::encode(code, "");
+    match from {
+        Side::Client => FrameBuilder::close().mask([5; 4]).encode(&payload),
+        Side::Server => FrameBuilder::close().encode(&payload),
+    }
+}
+
+#[test]
+fn a_shutdown_to_a_peer_that_takes_nothing_ends_the_relay_after_a_second_grace() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.stuck.push(Side::Client);
+    let news = FrameBuilder::text().encode(b"news nobody reads");
+    h.feed(Side::Server, &news, 0);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_millis(5),
+        },
+        0,
+    );
+    assert!(h.server.ended, "the server took its close");
+    assert!(!h.relay.is_done(), "the write to the client is stuck");
+    assert_eq!(h.relay.poll_timeout(), Some(h.at(5_000)));
+    h.timeout(5_000);
+    assert!(
+        !h.relay.is_done(),
+        "nothing was waiting for a frame boundary"
+    );
+    assert_eq!(h.relay.poll_timeout(), Some(h.at(10_000)));
+    h.timeout(9_999);
+    assert!(!h.relay.is_done());
+    h.timeout(10_000);
+    assert!(
+        h.relay.is_done() && h.relay.is_aborted(),
+        "given up at last"
+    );
+    assert_eq!(h.relay.poll_timeout(), None);
+    let end = h.relay.end(Timestamp(10));
+    assert_eq!(
+        end.reason,
+        EndReason::Shutdown {
+            closes: Closes {
+                client: Some(Closed::WithoutCloseFrame),
+                server: Some(Closed::CloseFrame),
+            }
+        }
+    );
+    assert_eq!(end.bytes, [0, 0], "nothing reached the client");
+    assert_eq!(
+        end.error().unwrap(),
+        "wstap shut down: it ended the connection to the client without a close frame (in the middle of a frame, or not a WebSocket); it sent close 1001 (Going Away) to the server"
+    );
+}
+
+#[test]
+fn a_failed_write_during_strict_closing_reports_only_the_close_written() {
+    let mut h = Harness::new(strict());
+    h.stuck.push(Side::Server);
+    let bad = FrameBuilder::text().encode(b"unmasked");
+    h.feed(Side::Client, &bad, 0);
+    assert!(h.client.ended, "the client got its 1002");
+    h.relay.write_failed(Side::Server, "broken pipe".into());
+    assert!(h.relay.is_done());
+    let EndReason::Strict { closes, .. } = h.relay.end(Timestamp(1)).reason else {
+        panic!("not a strict end");
+    };
+    assert_eq!(
+        closes,
+        Closes {
+            client: Some(Closed::CloseFrame),
+            server: Some(Closed::WithoutCloseFrame),
+        }
+    );
+}
+
+#[test]
+fn a_shutdown_sends_no_second_close_and_nothing_after_a_half_close() {
+    // The client closed; its close frame went to the server, which must get no other.
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.feed(Side::Client, &close_from(Side::Client, 1000), 0);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        1,
+    );
+    assert_eq!(h.server.bytes, close_from(Side::Client, 1000));
+    assert!(h.server.ended);
+    assert_eq!(close_at_end(&h.client.bytes, false).0, 1001);
+    assert!(h.relay.is_done());
+    let end = h.relay.end(Timestamp(2));
+    assert_eq!(
+        end.reason,
+        EndReason::Shutdown {
+            closes: Closes {
+                client: Some(Closed::CloseFrame),
+                server: Some(Closed::AlreadyClosed),
+            }
+        }
+    );
+    assert!(end
+        .error()
+        .unwrap()
+        .contains("the stream to the server had already closed"));
+
+    // The server ended its stream: the stream to the client ended with it.
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.eof(Side::Server);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        1,
+    );
+    assert!(
+        h.client.bytes.is_empty(),
+        "nothing after the end of a stream"
+    );
+    assert_eq!(close_at_end(&h.server.bytes, true).0, 1001);
+    let Some(EndReason::Shutdown { closes }) = Some(h.relay.end(Timestamp(2)).reason) else {
+        panic!("not a shutdown");
+    };
+    assert_eq!(closes.client, Some(Closed::AlreadyClosed));
+    assert_eq!(closes.server, Some(Closed::CloseFrame));
+}
+
+#[test]
+fn a_close_command_on_a_blind_relay_ends_the_stream_without_a_frame() {
+    let mut h = Harness::new(RelayConfig::default());
+    assert!(h.feed(Side::Server, b"raw bytes", 0));
+    h.command(
+        Command::Close {
+            to: Side::Server,
+            code: 1000,
+            reason: String::new(),
+            grace: Duration::from_secs(1),
+        },
+        1,
+    );
+    assert!(h.server.ended);
+    assert!(
+        h.server.bytes.is_empty(),
+        "no WebSocket frame on a blind stream"
+    );
+    assert!(!h.relay.wants_read(Side::Client));
+    assert!(h.relay.wants_read(Side::Server), "the server still speaks");
+    assert_eq!(h.relay.poll_timeout(), None, "nothing left to wait for");
+    // Closing it again changes nothing.
+    h.command(
+        Command::Close {
+            to: Side::Server,
+            code: 1000,
+            reason: String::new(),
+            grace: Duration::from_secs(1),
+        },
+        2,
+    );
+    h.eof(Side::Server);
+    let end = h.relay.end(Timestamp(3));
+    assert_eq!(
+        end.reason,
+        EndReason::Commanded {
+            code: 1000,
+            closes: Closes {
+                client: None,
+                server: Some(Closed::WithoutCloseFrame),
+            }
+        }
+    );
+    assert_eq!(end.bytes, [0, 9]);
+}
+
+#[test]
+fn a_close_not_delivered_does_not_make_a_clean_end() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.feed(Side::Client, &close_from(Side::Client, 1000), 0);
+    h.stuck.push(Side::Client);
+    h.feed(Side::Server, &close_from(Side::Server, 1000), 1);
+    h.relay.write_failed(Side::Client, "broken pipe".into());
+    let end = h.relay.end(Timestamp(2));
+    assert!(!end.clean, "the client never got the server's close");
+    assert_eq!(end.bytes, [close_from(Side::Client, 1000).len() as u64, 0]);
+    assert!(end
+        .error()
+        .unwrap()
+        .contains("writing to the client failed"));
 }

@@ -155,7 +155,9 @@ const SCRATCH_LEN: usize = 8 * 1024;
 /// were split into calls: the appended tail flushes everything. Two cases can vary with the
 /// split, found by fuzzing: a message cut off before its end (the inflater may still hold
 /// decoded bytes back), and corrupt data (what was decoded inside the call that fails may
-/// not surface; the frame is flagged `inflate_failed` either way).
+/// not surface, and zlib's message may differ: the same bytes fail at once with "invalid
+/// distance too far back", or pass one call and fail the next with "repeated call with
+/// bad state"; the frame is flagged `inflate_failed` either way).
 pub struct Inflater {
     decompress: Decompress,
     no_context_takeover: bool,

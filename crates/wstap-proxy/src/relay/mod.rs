@@ -34,7 +34,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wstap_relay::{Command, Relay, RelayConfig, RelayEnd, Side, Transmit};
 use wstap_trace::BusEvent;
@@ -44,7 +44,8 @@ const RELAY_BUFFER: usize = 64 * 1024;
 /// Buffers a worker thread keeps for reuse.
 const POOL_PER_THREAD: usize = 16;
 /// How long a stopping proxy waits for a session's streams to reach a frame boundary, so
-/// that each side gets its `1001 Going Away` without a frame being cut.
+/// that each side gets its `1001 Going Away` without a frame being cut; a side that has not
+/// taken what was written to it after as long again is dropped (the core's two steps).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 thread_local! {
@@ -161,9 +162,14 @@ impl Shared<'_> {
         self.bell.ring().await;
     }
 
-    /// Writes `bytes` to `dst`, giving up only if a failure ends the relay meanwhile:
+    /// Writes `bytes` to `dst`, giving up only if the relay ends at once meanwhile:
     /// `None` then.
     async fn write(&self, dst: &mut BoxWrite, bytes: &[u8]) -> Option<io::Result<()>> {
+        self.abortable(write_now(dst, bytes)).await
+    }
+
+    /// Runs `io` to its end, or until the relay ends at once (`None`).
+    async fn abortable<T>(&self, io: impl Future<Output = T>) -> Option<T> {
         let aborted = poll_fn(|_| {
             if self.aborted.load(Ordering::Acquire) {
                 Poll::Ready(())
@@ -173,7 +179,7 @@ impl Shared<'_> {
         });
         tokio::select! {
             biased;
-            done = write_now(dst, bytes) => Some(done),
+            done = io => Some(done),
             () = aborted => None,
         }
     }
@@ -233,11 +239,10 @@ impl Pump {
                 ))),
             },
             Transmit::Built(bytes) => shared.write(&mut self.dst, bytes).await,
-            // A peer that is gone already cannot be told more: nothing to report.
-            Transmit::Shutdown => {
-                let _ = self.dst.shutdown().await;
-                Some(Ok(()))
-            }
+            // A peer that is gone already cannot be told more: nothing to report. Ending a
+            // TLS stream writes its close_notify, which a peer that reads nothing can hold
+            // up as long as any write: it gives up as a write does.
+            Transmit::Shutdown => shared.abortable(self.dst.shutdown()).await.map(|_| Ok(())),
         }
     }
 
@@ -334,7 +339,8 @@ impl Pump {
     }
 }
 
-/// The proxy's stop signal and the core's timer; returns once the relay is done.
+/// The proxy's stop signal and the core's timer (on the monotonic clock); returns once the
+/// relay is done.
 async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()>>) {
     let mut stopped = false;
     loop {
@@ -348,10 +354,7 @@ async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()
         };
         let sleep = async {
             match deadline {
-                Some(at) => {
-                    let wait = u64::try_from(at.0.saturating_sub(now().0)).unwrap_or(0);
-                    tokio::time::sleep(Duration::from_micros(wait)).await;
-                }
+                Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
@@ -359,12 +362,12 @@ async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()
             () = &mut stop, if !stopped => {
                 stopped = true;
                 let mut relay = shared.relay();
-                relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, now());
+                relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, Instant::now());
                 Some(relay.is_aborted())
             }
             () = sleep => {
                 let mut relay = shared.relay();
-                relay.handle_timeout(now());
+                relay.handle_timeout(Instant::now());
                 Some(relay.is_aborted())
             }
             () = shared.bell.rung_since(seen) => None,
