@@ -176,9 +176,46 @@ impl Proxy {
         assert_eq!(capture.and_then(|c| c.error), None);
         let text = std::fs::read_to_string(&self.trace_path).unwrap();
         let _ = std::fs::remove_file(&self.trace_path);
-        text.lines()
+        let trace: Vec<Value> = text
+            .lines()
             .map(|l| serde_json::from_str(l).expect("every trace line parses"))
-            .collect()
+            .collect();
+        assert_sessions_start_first_and_end_once(&trace);
+        trace
+    }
+}
+
+/// Every session in `trace` opens with its one `session_start`, before anything else of
+/// it, and closes with its one `session_end`, after everything else of it.
+fn assert_sessions_start_first_and_end_once(trace: &[Value]) {
+    use std::collections::HashMap;
+    let mut lines: HashMap<u64, Vec<&str>> = HashMap::new();
+    for event in trace {
+        if let Some(session) = event["session"].as_u64() {
+            let kind = event["type"].as_str().unwrap_or("?");
+            lines.entry(session).or_default().push(kind);
+        }
+    }
+    for (session, kinds) in lines {
+        assert_eq!(
+            kinds.first(),
+            Some(&"session_start"),
+            "session {session} opens with its start: {kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "session_start").count(),
+            1,
+            "session {session} starts once: {kinds:?}"
+        );
+        let ends = kinds.iter().filter(|k| **k == "session_end").count();
+        assert!(ends <= 1, "session {session} ends once: {kinds:?}");
+        if ends == 1 {
+            assert_eq!(
+                kinds.last(),
+                Some(&"session_end"),
+                "session {session}: {kinds:?}"
+            );
+        }
     }
 }
 

@@ -73,9 +73,17 @@ pub(crate) async fn serve_reverse(
 /// would keep a second copy of the step's arguments for as long as the step runs.
 type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
 
-/// Runs stages one after another until the session is done: the one stage loop.
+/// Runs stages one after another until the session is done: the one stage loop. Before
+/// each stage the session announces itself, once it knows where it goes: so a relay's
+/// first frame comes after it, and a quiet tunnel is seen at once.
 async fn run(mut stage: Stage) {
-    while let Some(running) = start(stage) {
+    loop {
+        if let Some(session) = stage.session_mut() {
+            session.announce().await;
+        }
+        let Some(running) = start(stage) else {
+            return;
+        };
         stage = running.await;
     }
 }

@@ -1,7 +1,11 @@
 //! A session: one client connection (or CONNECT tunnel) from accept to close.
 //!
-//! The session numbers events, announces itself once its target is known, and ends with
-//! exactly one `session_end`, whatever path the connection took. When wstap must answer the
+//! The session numbers events, announces itself, and ends with exactly one `session_end`,
+//! whatever path the connection took. Handlers only note what they learn (where the
+//! session goes, how the client asked, the TLS legs and the upstream hop); the session
+//! alone turns that into `session_start`, once, at the first of: the stage driver moving
+//! on to the next stage, the upstream connection of a request being made, its first
+//! event, its end. Nothing of a session therefore reaches the bus before its start. When wstap must answer the
 //! client itself, [`Session::refuse`] is the one way it does: it writes the error response,
 //! records it as an exchange answered by the proxy, and ends the session as an error.
 
@@ -103,9 +107,19 @@ pub(crate) struct Session {
     facts: Option<Box<Facts>>,
 }
 
+/// Where a session goes and how the client asked, for its `session_start`.
+#[derive(Debug)]
+struct Destination {
+    target: String,
+    via: Via,
+    /// wstap terminated TLS.
+    tls: bool,
+}
+
 /// Facts of a session's connections, gathered until its `session_start`.
 #[derive(Debug, Default)]
 struct Facts {
+    destination: Option<Destination>,
     client_tls: Option<TlsLeg>,
     upstream_tls: Option<TlsLeg>,
     upstream_proxy: Option<ParentHop>,
@@ -186,36 +200,77 @@ impl Session {
         &self.shared.bus
     }
 
-    /// Publishes `session_start` for an intercepted TLS tunnel, with both legs' parameters.
-    pub async fn announce_tls(&mut self, target: &str, client: TlsLeg, upstream: TlsLeg) {
-        self.note_client_tls(client);
-        self.note_upstream(None, Some(upstream));
-        self.announce(target, self.tunnel_via, true).await;
+    /// Notes where the session goes, how the client asked (`via`), and whether wstap
+    /// terminated TLS: what `session_start` will say. The first note stands.
+    pub fn note_target(&mut self, target: impl Into<String>, via: Via, tls: bool) {
+        if self.announced {
+            return;
+        }
+        let facts = self.facts();
+        if facts.destination.is_none() {
+            facts.destination = Some(Destination {
+                target: target.into(),
+                via,
+                tls,
+            });
+        }
     }
 
-    /// Publishes `session_start` (once; later calls do nothing), with the facts noted so
-    /// far; `tls` says wstap terminated TLS (so does a client TLS leg noted).
-    pub async fn announce(&mut self, target: &str, via: Via, tls: bool) {
-        if let Some(event) = self.start_event(target, via, tls) {
+    /// Notes an intercepted TLS tunnel's target, with both legs' parameters.
+    pub fn note_tls_tunnel(&mut self, target: &str, client: TlsLeg, upstream: TlsLeg) {
+        self.note_client_tls(client);
+        self.note_upstream(None, Some(upstream));
+        self.note_target(target, self.tunnel_via, true);
+    }
+
+    /// Publishes `session_start` if it is due: once, and only when a target was noted.
+    pub async fn announce(&mut self) {
+        let noted = self
+            .facts
+            .as_ref()
+            .is_some_and(|facts| facts.destination.is_some());
+        if !noted {
+            return;
+        }
+        if let Some(event) = self.start_event() {
             self.shared.bus.publish_one(event).await;
         }
     }
 
+    /// Publishes `event` of this session, after its `session_start`.
+    pub async fn record(&mut self, event: Event) {
+        self.announce_anyway().await;
+        self.shared.bus.publish_one(event).await;
+    }
+
+    /// Publishes `session_start` if it has not been: a session that never got as far as
+    /// a target goes nowhere (`-`), and on the HTTP port no request said how it meant to
+    /// use the proxy.
+    async fn announce_anyway(&mut self) {
+        let via = match self.tunnel_via {
+            Via::Connect => Via::Proxy,
+            listener => listener,
+        };
+        self.note_target("-", via, false);
+        self.announce().await;
+    }
+
     /// The `session_start` event, the first time only. Built outside `announce`'s future,
     /// so that the futures of long-lived stages, which await it at their end, stay small.
-    fn start_event(&mut self, target: &str, via: Via, tls: bool) -> Option<Event> {
+    fn start_event(&mut self) -> Option<Event> {
         if self.announced {
             return None;
         }
         self.announced = true;
         let facts = self.facts.take().map(|facts| *facts).unwrap_or_default();
+        let Destination { target, via, tls } = facts.destination?;
         Some(Event::SessionStart(SessionStart {
             session: self.id,
             // When the connection was accepted: before anything of the session happened,
             // however late the start is announced.
             time: self.started_at,
             client: self.client.to_string(),
-            target: target.to_owned(),
+            target,
             via,
             listener: self
                 .shared
@@ -231,13 +286,7 @@ impl Session {
 
     /// Publishes `session_end`.
     pub async fn end(mut self, outcome: Outcome, kind: SessionKind, ending: Ending) {
-        // A session that never got as far as a target: on the HTTP port, no request said
-        // how it meant to use the proxy.
-        let via = match self.tunnel_via {
-            Via::Connect => Via::Proxy,
-            listener => listener,
-        };
-        self.announce("-", via, false).await;
+        self.announce_anyway().await;
         let event = Event::SessionEnd(SessionEnd {
             session: self.id,
             time: Utc::now(),
@@ -280,7 +329,7 @@ impl Session {
             } else {
                 Via::Proxy
             };
-            self.announce("-", via, false).await;
+            self.note_target("-", via, false);
         }
         let time = Utc::now();
         let why = error.to_string();
@@ -306,7 +355,7 @@ impl Session {
             error: Some(why.clone()),
         };
         let event = Event::Http(HttpExchange::new(exchanged, relayed));
-        self.shared.bus.publish_one(event).await;
+        self.record(event).await;
         self.end(Outcome::Error, kind, Ending::failed(why)).await;
     }
 }

@@ -108,3 +108,18 @@ pub(crate) enum Stage {
     /// The session has ended and recorded its end.
     Done,
 }
+
+impl Stage {
+    /// The session the stage serves; `None` once it is done.
+    pub(crate) fn session_mut(&mut self) -> Option<&mut Session> {
+        match self {
+            Stage::Requests(Requests { session, .. })
+            | Stage::Connect { session, .. }
+            | Stage::InterceptTls { session, .. }
+            | Stage::WebSocket { session, .. }
+            | Stage::Blind { session, .. }
+            | Stage::Page { session, .. } => Some(session),
+            Stage::Done => None,
+        }
+    }
+}

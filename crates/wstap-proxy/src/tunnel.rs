@@ -55,7 +55,7 @@ pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head)
     let (target, upstream) = match open(&mut session, &head).await {
         Ok(opened) => opened,
         Err(error) => {
-            session.announce(&head.target, Via::Connect, false).await;
+            session.note_target(head.target.as_str(), Via::Connect, false);
             let url = head.target.clone();
             let kind = SessionKind::Tunnel;
             session
@@ -68,7 +68,7 @@ pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head)
     let answered =
         client.out.write_all(CONNECT_ESTABLISHED).await.is_ok() && client.out.flush().await.is_ok();
     if !answered {
-        session.announce(&label, Via::Connect, false).await;
+        session.note_target(label, Via::Connect, false);
         let kind = SessionKind::Tunnel;
         session.end(Outcome::Aborted, kind, Ending::default()).await;
         return Stage::Done;
@@ -116,7 +116,7 @@ async fn next_stage(
         };
     }
     let via = session.tunnel_via;
-    session.announce(&label, via, false).await;
+    session.note_target(label.as_str(), via, false);
     let kind = match protocol {
         Some(Protocol::Http) => {
             return Stage::Requests(Requests {

@@ -42,7 +42,8 @@ pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route, vi
         Err(_) => Ok(()),
     };
     let target = route.target.to_string();
-    requests.session.announce(&target, via, false).await;
+    requests.session.note_target(target, via, false);
+    requests.session.announce().await;
     let body = match (body, connected) {
         (Ok(kind), Ok(())) => kind,
         (Err(error), _) | (_, Err(error)) => {
@@ -60,7 +61,7 @@ pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route, vi
                 responder: Responder::Upstream,
                 error: Some(why.to_string()),
             };
-            publish_http(&requests.session, exchanged, relayed).await;
+            publish_http(&mut requests.session, exchanged, relayed).await;
             end(requests, Ending::default()).await
         }
     }
@@ -96,9 +97,9 @@ impl Record {
     }
 }
 
-async fn publish_http(session: &Session, exchanged: Exchanged, relayed: Relayed) {
+async fn publish_http(session: &mut Session, exchanged: Exchanged, relayed: Relayed) {
     let event = Event::Http(HttpExchange::new(exchanged, relayed));
-    session.bus().publish_one(event).await;
+    session.record(event).await;
 }
 
 /// Makes sure `requests` has an upstream connection to the route's target: the one it
@@ -222,7 +223,7 @@ async fn answered(
             &received.head.headers,
         );
         let event = Event::Handshake(Handshake::new(exchanged, &analysis));
-        requests.session.bus().publish_one(event).await;
+        requests.session.record(event).await;
         if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
             let Requests {
                 session, client, ..
@@ -242,7 +243,7 @@ async fn answered(
             responder: Responder::Upstream,
             error: sent.as_ref().err().map(|e| format!("request body: {e}")),
         };
-        publish_http(&requests.session, exchanged, relayed).await;
+        publish_http(&mut requests.session, exchanged, relayed).await;
         if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
             let Requests {
                 session, client, ..

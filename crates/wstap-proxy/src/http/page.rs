@@ -136,7 +136,7 @@ impl Page {
 }
 
 /// Serves wstap's page for `head` on `client`, records it, and ends the session.
-pub(crate) async fn serve(session: Session, client: Client, head: Head) -> Stage {
+pub(crate) async fn serve(mut session: Session, client: Client, head: Head) -> Stage {
     let time = Utc::now();
     let ca = session
         .shared
@@ -164,7 +164,7 @@ pub(crate) async fn serve(session: Session, client: Client, head: Head) -> Stage
         error: None,
         raw: None,
     });
-    session.bus().publish_one(event).await;
+    session.record(event).await;
 
     // hyper parses the request again from the start, so hand it the head we read.
     let io = Joined::with_prefix(client.incoming, client.out, head.raw);

@@ -61,7 +61,7 @@ pub(crate) async fn next(mut requests: Requests) -> Stage {
             client,
             ..
         } = requests;
-        session.announce(page::HOST, Via::Absolute, false).await;
+        session.note_target(page::HOST, Via::Absolute, false);
         return Stage::Page {
             session,
             client,

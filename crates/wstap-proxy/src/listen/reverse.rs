@@ -55,7 +55,7 @@ pub(crate) async fn serve(
                 Ok(client) => client,
                 Err(why) => {
                     let target = listener.proxy.upstream_target().to_string();
-                    session.announce(&target, Via::Reverse, true).await;
+                    session.note_target(target, Via::Reverse, true);
                     session.abandon(SessionKind::Tls, why).await;
                     return None;
                 }

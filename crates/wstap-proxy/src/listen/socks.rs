@@ -350,7 +350,7 @@ pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) -> Option
         }
     };
     if stream.write_all(&reply(Reply::Succeeded)).await.is_err() {
-        session.announce(&label, Via::Socks5, false).await;
+        session.note_target(label, Via::Socks5, false);
         session
             .end(Outcome::Aborted, SessionKind::Tunnel, Ending::default())
             .await;
@@ -362,7 +362,7 @@ pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) -> Option
 
 /// Records a SOCKS session that never got its tunnel; there is no stage to run.
 async fn fail(mut session: Session, target: &str, why: String) -> Option<Stage> {
-    session.announce(target, Via::Socks5, false).await;
+    session.note_target(target, Via::Socks5, false);
     let ending = Ending {
         error: Some(why),
         ..Ending::default()

@@ -49,9 +49,7 @@ pub(crate) async fn intercept(
     match upstream_tls {
         Ok(upstream_tls) => {
             let upstream_leg = tls_leg(upstream_tls.get_ref().1, Some(name), true);
-            session
-                .announce_tls(&target.to_string(), client_leg, upstream_leg)
-                .await;
+            session.note_tls_tunnel(&target.to_string(), client_leg, upstream_leg);
             let (incoming, out) = split_boxed(client_tls);
             let upstream = Upstream::from_halves(target.clone(), split_boxed(upstream_tls));
             Stage::Requests(Requests {
@@ -64,7 +62,7 @@ pub(crate) async fn intercept(
         }
         Err(error) => {
             let via = session.tunnel_via;
-            session.announce(&target.to_string(), via, true).await;
+            session.note_target(target.to_string(), via, true);
             answer_first_request(session, client_tls, &target, error.into(), timeout).await;
             Stage::Done
         }
@@ -120,7 +118,7 @@ async fn answer_first_request(
 /// goes into the session's end.
 async fn abandon(mut session: Session, target: &Target, why: String) -> Stage {
     let via = session.tunnel_via;
-    session.announce(&target.to_string(), via, true).await;
+    session.note_target(target.to_string(), via, true);
     session.abandon(SessionKind::Tls, why).await;
     Stage::Done
 }
