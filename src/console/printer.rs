@@ -283,10 +283,20 @@ impl Printer {
     }
 
     fn handshake(&self, h: &Handshake, out: &mut String) {
-        self.line(&h.time, h.session, &self.paint(CYAN, &h.url), out);
-        let status = h.response.as_ref().map_or("no response".to_owned(), |r| {
-            format!("{} {}", r.status, r.reason)
-        });
+        let exchange = &h.exchange;
+        self.line(
+            &exchange.time,
+            exchange.session,
+            &self.paint(CYAN, &exchange.url),
+            out,
+        );
+        let status = h
+            .exchange
+            .response
+            .as_ref()
+            .map_or("no response".to_owned(), |r| {
+                format!("{} {}", r.status, r.reason)
+            });
         let mut parts = vec![format!("HANDSHAKE: {status}")];
         if let Some(p) = &h.subprotocol {
             parts.push(format!("subprotocol {p}"));
@@ -294,7 +304,7 @@ impl Printer {
         if !h.extensions.is_empty() {
             parts.push(format!("extensions {}", h.extensions.join(", ")));
         }
-        let status = h.response.as_ref().map(|r| r.status);
+        let status = exchange.response.as_ref().map(|r| r.status);
         let switched = status == Some(101);
         if switched {
             parts.push(if h.accept_valid {
@@ -321,7 +331,7 @@ impl Printer {
             self.detail(&self.paint(RED, &format!("HANDSHAKE ISSUE: {issue}")), out);
         }
         if self.options.verbose {
-            self.heads(&h.request, h.response.as_ref(), out);
+            self.heads(&exchange.request, exchange.response.as_ref(), out);
         }
     }
 
@@ -445,18 +455,19 @@ impl Printer {
     }
 
     fn http(&self, h: &HttpExchange, out: &mut String) {
-        let status = match &h.response {
+        let exchange = &h.exchange;
+        let status = match &exchange.response {
             Some(r) => format!("{} {}", r.status, r.reason),
             None => "no response".to_owned(),
         };
-        let method = if h.request.method.is_empty() {
+        let method = if exchange.request.method.is_empty() {
             "?"
         } else {
-            &h.request.method
+            &exchange.request.method
         };
         let line = format!(
             "{method} {} -> {status} ({} bytes, {:.1} ms)",
-            h.url,
+            exchange.url,
             h.response_body_bytes,
             h.duration_us as f64 / 1000.0
         );
@@ -464,17 +475,22 @@ impl Printer {
         match (h.responder, h.error.as_deref()) {
             (Responder::Proxy, Some(why)) => {
                 let line = format!("{line} from wstap: {why}");
-                self.line(&h.time, h.session, &self.paint(RED, &line), out);
+                self.line(
+                    &exchange.time,
+                    exchange.session,
+                    &self.paint(RED, &line),
+                    out,
+                );
             }
             (_, error) => {
-                self.line(&h.time, h.session, &line, out);
+                self.line(&exchange.time, exchange.session, &line, out);
                 if let Some(e) = error {
                     self.detail(&self.paint(RED, e), out);
                 }
             }
         }
         if self.options.verbose {
-            self.heads(&h.request, h.response.as_ref(), out);
+            self.heads(&exchange.request, exchange.response.as_ref(), out);
         }
     }
 

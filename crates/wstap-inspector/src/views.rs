@@ -113,13 +113,13 @@ pub fn handshake(stored: &StoredHandshake) -> Value {
             .map(|r| String::from_utf8_lossy(r).into_owned())
     };
     json!({
-        "url": h.url,
-        "time_us": h.time.timestamp_micros(),
+        "url": h.exchange.url,
+        "time_us": h.exchange.time.timestamp_micros(),
         "request_raw": head(&stored.request_raw),
         "response_raw": head(&stored.response_raw),
-        "request": h.request,
-        "response": h.response,
-        "forwarded": h.forwarded,
+        "request": h.exchange.request,
+        "response": h.exchange.response,
+        "forwarded": h.exchange.forwarded,
         "accept_valid": h.accept_valid,
         "subprotocol": h.subprotocol,
         "extensions": h.extensions,

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 use wstap_bus::EventBus;
-use wstap_trace::convert::{Exchanged, Relayed};
+use wstap_trace::convert::Relayed;
 use wstap_trace::{
-    CutFrame, Event, Forwarded, HttpExchange, Outcome, ParentHop, PerDirection, RawHeads,
+    CutFrame, Event, Exchange, Forwarded, HttpExchange, Outcome, ParentHop, PerDirection, RawHeads,
     RequestHead, Responder, SessionClose, SessionEnd, SessionKind, SessionStart, TlsLeg, Via,
     Withheld,
 };
@@ -335,14 +335,14 @@ impl Session {
         let why = error.to_string();
         let (response, response_raw) =
             send_error(out, error.status(), &why, error.extra_headers()).await;
-        let exchanged = Exchanged {
+        let took_us = (Utc::now() - time).num_microseconds().unwrap_or(0).max(0) as u64;
+        let exchange = Exchange {
             session: self.id,
             time,
             url: url.to_owned(),
             request: request.map_or_else(RequestHead::default, Head::request_head),
             forwarded: Forwarded::default(),
             response: Some(response),
-            duration_us: (Utc::now() - time).num_microseconds().unwrap_or(0).max(0) as u64,
             raw: Some(RawHeads {
                 request: request.map_or_else(Vec::new, |h| h.raw.to_vec()),
                 response: response_raw,
@@ -354,7 +354,7 @@ impl Session {
             responder: Responder::Proxy,
             error: Some(why.clone()),
         };
-        let event = Event::Http(HttpExchange::new(exchanged, relayed));
+        let event = Event::Http(HttpExchange::new(exchange, took_us, relayed));
         self.record(event).await;
         self.end(Outcome::Error, kind, Ending::failed(why)).await;
     }

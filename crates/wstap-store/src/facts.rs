@@ -4,7 +4,7 @@
 //! [`path_of`], [`extension_names`]), so both sides see the same facts.
 
 use wstap_filter::{RecordFacts, RecordKind, SessionFacts, State};
-use wstap_trace::{Event, Outcome};
+use wstap_trace::{Event, Exchange, Outcome};
 use wstap_wire::{FrameRecord, MessageRecord, Opcode};
 
 /// A session's facts, kept up to date from its events.
@@ -62,6 +62,13 @@ impl SessionSummary {
         }
     }
 
+    /// Takes the URL and status of a handshake or an HTTP exchange.
+    fn learn_exchange(&mut self, exchange: &Exchange) {
+        self.url = exchange.url.clone();
+        self.path = path_of(&exchange.url).to_owned();
+        self.status = exchange.response.as_ref().map(|r| r.status);
+    }
+
     /// Takes in a session-level event of this session.
     pub fn apply(&mut self, event: &Event) {
         match event {
@@ -74,18 +81,14 @@ impl SessionSummary {
                 self.started_us = s.time.timestamp_micros();
             }
             Event::Handshake(h) => {
-                self.url = h.url.clone();
-                self.path = path_of(&h.url).to_owned();
-                self.status = h.response.as_ref().map(|r| r.status);
+                self.learn_exchange(&h.exchange);
                 self.subprotocol = h.subprotocol.clone();
                 self.extension_names = extension_names(&h.extensions);
                 self.violations += h.issues.len() as u64;
                 self.seen_url = true;
             }
             Event::Http(h) if !self.seen_url => {
-                self.url = h.url.clone();
-                self.path = path_of(&h.url).to_owned();
-                self.status = h.response.as_ref().map(|r| r.status);
+                self.learn_exchange(&h.exchange);
                 self.seen_url = true;
             }
             Event::SessionEnd(e) => {

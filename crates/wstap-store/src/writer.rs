@@ -366,13 +366,14 @@ impl CaptureWriter {
     }
 
     fn handshake(&mut self, ev: i64, h: &Handshake) -> Result<(), StoreError> {
-        let time_us = h.time.timestamp_micros();
-        self.ensure_session(h.session, time_us, ev)?;
+        let exchange = &h.exchange;
+        let time_us = exchange.time.timestamp_micros();
+        self.ensure_session(exchange.session, time_us, ev)?;
         let event = serde_json::to_string(&Event::Handshake(h.clone())).unwrap_or_default();
-        let status = h.response.as_ref().map(|r| r.status);
+        let status = exchange.response.as_ref().map(|r| r.status);
         let issues =
             (!h.issues.is_empty()).then(|| serde_json::to_string(&h.issues).unwrap_or_default());
-        let raw = h.raw.as_ref();
+        let raw = exchange.raw.as_ref();
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO handshakes (session, ev, time_us, url, status, accept_valid,
@@ -380,10 +381,10 @@ impl CaptureWriter {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
-                h.session as i64,
+                exchange.session as i64,
                 ev,
                 time_us,
-                h.url,
+                exchange.url,
                 status,
                 h.accept_valid,
                 h.subprotocol,
@@ -401,29 +402,30 @@ impl CaptureWriter {
                  WHERE id = ?1",
             )?
             .execute(params![
-                h.session as i64,
-                h.url,
-                crate::facts::path_of(&h.url),
+                exchange.session as i64,
+                exchange.url,
+                crate::facts::path_of(&exchange.url),
                 status,
                 h.subprotocol,
                 extensions,
                 names,
                 h.issues.len() as i64
             ])?;
-        self.session(h.session).violations += h.issues.len() as u64;
+        self.session(exchange.session).violations += h.issues.len() as u64;
         Ok(())
     }
 
     fn http(&mut self, ev: i64, h: &HttpExchange) -> Result<(), StoreError> {
-        let time_us = h.time.timestamp_micros();
-        self.ensure_session(h.session, time_us, ev)?;
+        let exchange = &h.exchange;
+        let time_us = exchange.time.timestamp_micros();
+        self.ensure_session(exchange.session, time_us, ev)?;
         let event = serde_json::to_string(&Event::Http(h.clone())).unwrap_or_default();
-        let status = h.response.as_ref().map(|r| r.status);
+        let status = exchange.response.as_ref().map(|r| r.status);
         let responder = match h.responder {
             wstap_trace::Responder::Upstream => "upstream",
             wstap_trace::Responder::Proxy => "proxy",
         };
-        let raw = h.raw.as_ref();
+        let raw = exchange.raw.as_ref();
         self.conn
             .prepare_cached(
                 "INSERT INTO http (session, ev, time_us, url, method, status, responder, error,
@@ -431,11 +433,11 @@ impl CaptureWriter {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
-                h.session as i64,
+                exchange.session as i64,
                 ev,
                 time_us,
-                h.url,
-                h.request.method,
+                exchange.url,
+                exchange.request.method,
                 status,
                 responder,
                 h.error,
@@ -443,7 +445,7 @@ impl CaptureWriter {
                 raw.map(|r| r.response.as_slice()),
                 event
             ])?;
-        self.touched.push(h.session);
+        self.touched.push(exchange.session);
         // The first exchange names the session's URL, unless a handshake did.
         self.conn
             .prepare_cached(
@@ -451,9 +453,9 @@ impl CaptureWriter {
                  WHERE id = ?1 AND url IS NULL",
             )?
             .execute(params![
-                h.session as i64,
-                h.url,
-                crate::facts::path_of(&h.url),
+                exchange.session as i64,
+                exchange.url,
+                crate::facts::path_of(&exchange.url),
                 status
             ])?;
         Ok(())

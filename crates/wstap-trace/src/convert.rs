@@ -117,48 +117,12 @@ impl Message {
     }
 }
 
-/// What every HTTP exchange event records, a WebSocket handshake or a plain request: the
-/// parts [`Handshake::new`] and [`HttpExchange::new`] share.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Exchanged {
-    /// Session number.
-    pub session: u64,
-    /// When the request head was complete.
-    pub time: DateTime<Utc>,
-    /// The absolute URL.
-    pub url: String,
-    /// The request, as the client sent it.
-    pub request: RequestHead,
-    /// What the proxy changed when forwarding it.
-    pub forwarded: Forwarded,
-    /// The response as it reached the client; `None` when there was none.
-    pub response: Option<ResponseHead>,
-    /// Microseconds from the request head to the end of the response.
-    pub duration_us: u64,
-    /// The heads' bytes as they were sent, when known.
-    pub raw: Option<RawHeads>,
-}
-
 impl Handshake {
-    /// The event for a WebSocket handshake, with the verdicts of `analysis`.
-    pub fn new(exchanged: Exchanged, analysis: &HandshakeAnalysis) -> Handshake {
-        let Exchanged {
-            session,
-            time,
-            url,
-            request,
-            forwarded,
-            response,
-            duration_us,
-            raw,
-        } = exchanged;
+    /// The event for a WebSocket handshake that took `duration_us`, with the verdicts of
+    /// `analysis`.
+    pub fn new(exchange: Exchange, duration_us: u64, analysis: &HandshakeAnalysis) -> Handshake {
         Handshake {
-            session,
-            time,
-            url,
-            request,
-            forwarded,
-            response,
+            exchange,
             accept_valid: analysis.accept_valid,
             subprotocol: analysis.subprotocol.clone(),
             extensions: analysis
@@ -183,7 +147,6 @@ impl Handshake {
                 .collect(),
             issues: analysis.issues.iter().map(ToString::to_string).collect(),
             duration_us: Some(duration_us),
-            raw,
         }
     }
 }
@@ -202,31 +165,15 @@ pub struct Relayed {
 }
 
 impl HttpExchange {
-    /// The event for a plain HTTP exchange.
-    pub fn new(exchanged: Exchanged, relayed: Relayed) -> HttpExchange {
-        let Exchanged {
-            session,
-            time,
-            url,
-            request,
-            forwarded,
-            response,
-            duration_us,
-            raw,
-        } = exchanged;
+    /// The event for a plain HTTP exchange that took `duration_us`.
+    pub fn new(exchange: Exchange, duration_us: u64, relayed: Relayed) -> HttpExchange {
         HttpExchange {
-            session,
-            time,
-            url,
-            request,
-            forwarded,
-            response,
+            exchange,
             request_body_bytes: relayed.request_body_bytes,
             response_body_bytes: relayed.response_body_bytes,
             duration_us,
             responder: relayed.responder,
             error: relayed.error,
-            raw,
         }
     }
 }

@@ -40,11 +40,20 @@ impl Event {
         match self {
             Event::Trace(_) | Event::Notice(_) => None,
             Event::SessionStart(e) => Some(e.session),
-            Event::Handshake(e) => Some(e.session),
+            Event::Handshake(e) => Some(e.exchange.session),
             Event::Frame(e) => Some(e.session),
             Event::Message(e) => Some(e.session),
-            Event::Http(e) => Some(e.session),
+            Event::Http(e) => Some(e.exchange.session),
             Event::SessionEnd(e) => Some(e.session),
+        }
+    }
+
+    /// The request and response of a handshake or an HTTP exchange.
+    pub fn exchange_mut(&mut self) -> Option<&mut Exchange> {
+        match self {
+            Event::Handshake(e) => Some(&mut e.exchange),
+            Event::Http(e) => Some(&mut e.exchange),
+            _ => None,
         }
     }
 }
@@ -244,23 +253,35 @@ pub struct RewrittenHeader {
     pub to: String,
 }
 
-/// A WebSocket opening handshake.
+/// What every HTTP exchange records, a WebSocket handshake or a plain request: the first
+/// keys of both events' lines.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Handshake {
+pub struct Exchange {
     /// Session number.
     pub session: u64,
     /// When the request head was complete.
     #[serde(with = "crate::time")]
     pub time: DateTime<Utc>,
-    /// `ws://` or `wss://` URL.
+    /// The absolute URL (`ws://` or `wss://` for a handshake).
     pub url: String,
     /// The client's request, as the client sent it.
     pub request: RequestHead,
     /// What the proxy changed when forwarding it.
     #[serde(default)]
     pub forwarded: Forwarded,
-    /// The upstream's response, as the upstream sent it; `None` when none arrived.
+    /// The response as it reached the client; `None` when none arrived.
     pub response: Option<ResponseHead>,
+    /// The heads' bytes exactly as sent, when the engine has them (never in a trace line).
+    #[serde(skip)]
+    pub raw: Option<RawHeads>,
+}
+
+/// A WebSocket opening handshake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Handshake {
+    /// The request and its response. First, so its keys lead the line.
+    #[serde(flatten)]
+    pub exchange: Exchange,
     /// Whether `Sec-WebSocket-Accept` matched the key.
     pub accept_valid: bool,
     /// The subprotocol chosen.
@@ -278,9 +299,6 @@ pub struct Handshake {
     /// Time from request to response, microseconds.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub duration_us: Option<u64>,
-    /// The heads' bytes exactly as sent, when the engine has them (never in a trace line).
-    #[serde(skip)]
-    pub raw: Option<RawHeads>,
 }
 
 /// A request head and its response head, byte for byte as they crossed wstap.
@@ -410,20 +428,9 @@ pub struct Message {
 /// A plain HTTP exchange through the proxy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpExchange {
-    /// Session number.
-    pub session: u64,
-    /// When the request head was complete.
-    #[serde(with = "crate::time")]
-    pub time: DateTime<Utc>,
-    /// The absolute URL.
-    pub url: String,
-    /// The request, as the client sent it.
-    pub request: RequestHead,
-    /// What the proxy changed when forwarding it.
-    #[serde(default)]
-    pub forwarded: Forwarded,
-    /// The response as it reached the client; `None` when there was none.
-    pub response: Option<ResponseHead>,
+    /// The request and its response. First, so its keys lead the line.
+    #[serde(flatten)]
+    pub exchange: Exchange,
     /// Request body bytes relayed.
     pub request_body_bytes: u64,
     /// Response body bytes relayed.
@@ -436,9 +443,6 @@ pub struct HttpExchange {
     /// What went wrong, when the proxy answered for the upstream.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
-    /// The heads' bytes exactly as sent, when the engine has them (never in a trace line).
-    #[serde(skip)]
-    pub raw: Option<RawHeads>,
 }
 
 /// Who produced an HTTP response.

@@ -171,17 +171,20 @@ fn har_carries_http_entries_and_websocket_messages() {
         headers: vec![("Host".into(), "example.test".into())],
     };
     events.push(Event::Handshake(Handshake {
-        session: 7,
-        time: t(1),
-        url: "ws://example.test/chat?room=1".into(),
-        request: request.clone(),
-        forwarded: Forwarded::default(),
-        response: Some(ResponseHead {
-            status: 101,
-            reason: "Switching Protocols".into(),
-            version: "HTTP/1.1".into(),
-            headers: vec![],
-        }),
+        exchange: Exchange {
+            session: 7,
+            time: t(1),
+            url: "ws://example.test/chat?room=1".into(),
+            request: request.clone(),
+            forwarded: Forwarded::default(),
+            response: Some(ResponseHead {
+                status: 101,
+                reason: "Switching Protocols".into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![],
+            }),
+            raw: None,
+        },
         accept_valid: true,
         subprotocol: None,
         extensions: vec![],
@@ -189,21 +192,22 @@ fn har_carries_http_entries_and_websocket_messages() {
         undecoded_extensions: vec![],
         issues: vec![],
         duration_us: Some(1500),
-        raw: None,
     }));
     events.push(Event::Http(HttpExchange {
-        session: 7,
-        time: t(0),
-        url: "http://example.test/".into(),
-        request,
-        forwarded: Forwarded::default(),
-        response: None,
+        exchange: Exchange {
+            session: 7,
+            time: t(0),
+            url: "http://example.test/".into(),
+            request,
+            forwarded: Forwarded::default(),
+            response: None,
+            raw: None,
+        },
         request_body_bytes: 0,
         response_body_bytes: 0,
         duration_us: 10,
         responder: Responder::Proxy,
         error: Some("connection refused".into()),
-        raw: None,
     }));
     let har = to_har(&sessions(events, None), "0.1.0");
     let entries = har["log"]["entries"].as_array().unwrap();

@@ -22,8 +22,10 @@ use crate::upstream::dial;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use wstap_trace::convert::{Exchanged, Relayed};
-use wstap_trace::{Event, Handshake, HttpExchange, RawHeads, Responder, SessionKind, Via};
+use wstap_trace::convert::Relayed;
+use wstap_trace::{
+    Event, Exchange, Handshake, HttpExchange, RawHeads, Responder, SessionKind, Via,
+};
 use wstap_wire::handshake::{analyze, is_websocket_upgrade};
 
 /// Forwards `head` along `route` and returns the connection's next stage. The session
@@ -54,14 +56,15 @@ pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route, vi
         Ok((sent, received)) => answered(requests, head, route, record, sent, received).await,
         Err(Failed::NoResponse(e)) => refuse_at(requests, e.into(), Some(&head), &route.url).await,
         Err(Failed::Broken { sent, why }) => {
-            let exchanged = record.exchanged(&requests, &head, route, None);
+            let exchange = record.exchange(&requests, &head, route, None);
             let relayed = Relayed {
                 request_body_bytes: sent.unwrap_or(0),
                 response_body_bytes: 0,
                 responder: Responder::Upstream,
                 error: Some(why.to_string()),
             };
-            publish_http(&mut requests.session, exchanged, relayed).await;
+            let took = record.elapsed_us();
+            publish_http(&mut requests.session, exchange, took, relayed).await;
             end(requests, Ending::default()).await
         }
     }
@@ -74,21 +77,25 @@ struct Record {
 }
 
 impl Record {
-    fn exchanged(
+    /// Microseconds since the request head was complete.
+    fn elapsed_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    fn exchange(
         &self,
         requests: &Requests,
         head: &Head,
         route: Route,
         response: Option<&Head>,
-    ) -> Exchanged {
-        Exchanged {
+    ) -> Exchange {
+        Exchange {
             session: requests.session.id,
             time: self.time,
             url: route.url,
             request: head.request_head(),
             forwarded: route.forwarded,
             response: response.map(Head::response_head),
-            duration_us: self.started.elapsed().as_micros() as u64,
             raw: Some(RawHeads {
                 request: head.raw.to_vec(),
                 response: response.map_or_else(Vec::new, |r| r.raw.to_vec()),
@@ -97,8 +104,8 @@ impl Record {
     }
 }
 
-async fn publish_http(session: &mut Session, exchanged: Exchanged, relayed: Relayed) {
-    let event = Event::Http(HttpExchange::new(exchanged, relayed));
+async fn publish_http(session: &mut Session, exchange: Exchange, took_us: u64, relayed: Relayed) {
+    let event = Event::Http(HttpExchange::new(exchange, took_us, relayed));
     session.record(event).await;
 }
 
@@ -214,7 +221,8 @@ async fn answered(
     received: Received,
 ) -> Stage {
     let switched = received.head.status == 101;
-    let exchanged = record.exchanged(&requests, &head, route, Some(&received.head));
+    let exchange = record.exchange(&requests, &head, route, Some(&received.head));
+    let took = record.elapsed_us();
     if is_websocket_upgrade(&head.headers) {
         let analysis = analyze(
             &head.method,
@@ -222,7 +230,7 @@ async fn answered(
             received.head.status,
             &received.head.headers,
         );
-        let event = Event::Handshake(Handshake::new(exchanged, &analysis));
+        let event = Event::Handshake(Handshake::new(exchange, took, &analysis));
         requests.session.record(event).await;
         if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
             let Requests {
@@ -243,7 +251,7 @@ async fn answered(
             responder: Responder::Upstream,
             error: sent.as_ref().err().map(|e| format!("request body: {e}")),
         };
-        publish_http(&mut requests.session, exchanged, relayed).await;
+        publish_http(&mut requests.session, exchange, took, relayed).await;
         if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
             let Requests {
                 session, client, ..

@@ -18,7 +18,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use wstap_trace::{Event, Forwarded, HttpExchange, Outcome, Responder, ResponseHead, SessionKind};
+use wstap_trace::{
+    Event, Exchange, Forwarded, HttpExchange, Outcome, Responder, ResponseHead, SessionKind,
+};
 
 /// The host name that means wstap itself.
 pub(crate) const HOST: &str = "wstap";
@@ -146,23 +148,25 @@ pub(crate) async fn serve(mut session: Session, client: Client, head: Head) -> S
     let path = parse_absolute(&head.target).map_or_else(|_| "/".to_owned(), |u| u.path_and_query);
     let page = page_for(&head.method, &path, ca.as_deref());
     let event = Event::Http(HttpExchange {
-        session: session.id,
-        time,
-        url: format!("http://{HOST}{path}"),
-        request: head.request_head(),
-        forwarded: Forwarded::default(),
-        response: Some(ResponseHead {
-            status: page.status,
-            reason: page_reason(page.status).to_owned(),
-            version: "HTTP/1.1".to_owned(),
-            headers: page.headers(),
-        }),
+        exchange: Exchange {
+            session: session.id,
+            time,
+            url: format!("http://{HOST}{path}"),
+            request: head.request_head(),
+            forwarded: Forwarded::default(),
+            response: Some(ResponseHead {
+                status: page.status,
+                reason: page_reason(page.status).to_owned(),
+                version: "HTTP/1.1".to_owned(),
+                headers: page.headers(),
+            }),
+            raw: None,
+        },
         request_body_bytes: 0,
         response_body_bytes: page.body.len() as u64,
         duration_us: 0,
         responder: Responder::Proxy,
         error: None,
-        raw: None,
     });
     session.record(event).await;
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wstap_store::{CaptureInfo, CaptureWriter};
-use wstap_trace::convert::{to_utc, Exchanged};
+use wstap_trace::convert::to_utc;
 use wstap_trace::*;
 use wstap_wire::handshake::analyze;
 use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, Record, StreamAnalyzer, Timestamp};
@@ -97,7 +97,7 @@ pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
     }
     let analysis = analyze("GET", &request, spec.status, &response);
     let scheme = if spec.tls { "wss" } else { "ws" };
-    let exchanged = Exchanged {
+    let exchange = Exchange {
         session: spec.id,
         time: at(t0 + 10),
         url: format!("{scheme}://{}:{}{}", spec.host, spec.port, spec.path),
@@ -114,14 +114,13 @@ pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
             version: "HTTP/1.1".into(),
             headers: response,
         }),
-        duration_us: 100,
         raw: Some(RawHeads {
             request: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
             response: b"HTTP/1.1 101 OK\r\n\r\n".to_vec(),
         }),
     };
     events.push(BusEvent::Event(Box::new(Event::Handshake(Handshake::new(
-        exchanged, &analysis,
+        exchange, 100, &analysis,
     )))));
     let config = AnalyzerConfig {
         deflate: analysis.deflate,

@@ -128,10 +128,10 @@ fn timings(wait_ms: f64) -> Value {
 fn http_entry(http: &HttpExchange) -> Value {
     let ms = http.duration_us as f64 / 1000.0;
     json!({
-        "startedDateTime": started(&http.time),
+        "startedDateTime": started(&http.exchange.time),
         "time": ms,
-        "request": request(&http.request, &http.url, http.request_body_bytes),
-        "response": response(http.response.as_ref(), http.response_body_bytes),
+        "request": request(&http.exchange.request, &http.exchange.url, http.request_body_bytes),
+        "response": response(http.exchange.response.as_ref(), http.response_body_bytes),
         "cache": {},
         "timings": timings(ms),
     })
@@ -141,10 +141,10 @@ fn websocket_entry(handshake: &Handshake, doc: &SessionDoc) -> Value {
     let ms = handshake.duration_us.unwrap_or(0) as f64 / 1000.0;
     let messages: Vec<Value> = doc.messages.iter().map(websocket_message).collect();
     json!({
-        "startedDateTime": started(&handshake.time),
+        "startedDateTime": started(&handshake.exchange.time),
         "time": ms,
-        "request": request(&handshake.request, &handshake.url, 0),
-        "response": response(handshake.response.as_ref(), 0),
+        "request": request(&handshake.exchange.request, &handshake.exchange.url, 0),
+        "response": response(handshake.exchange.response.as_ref(), 0),
         "cache": {},
         "timings": timings(ms),
         "_resourceType": "websocket",

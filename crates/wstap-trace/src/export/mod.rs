@@ -57,20 +57,11 @@ impl Redaction {
 
     /// Redacts the header values in `event`.
     pub fn apply_to(&self, event: &mut Event) {
-        match event {
-            Event::Handshake(h) => {
-                self.apply(&mut h.request.headers);
-                if let Some(r) = h.response.as_mut() {
-                    self.apply(&mut r.headers);
-                }
+        if let Some(exchange) = event.exchange_mut() {
+            self.apply(&mut exchange.request.headers);
+            if let Some(r) = exchange.response.as_mut() {
+                self.apply(&mut r.headers);
             }
-            Event::Http(h) => {
-                self.apply(&mut h.request.headers);
-                if let Some(r) = h.response.as_mut() {
-                    self.apply(&mut r.headers);
-                }
-            }
-            _ => {}
         }
     }
 }
@@ -78,26 +69,29 @@ impl Redaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Forwarded, Handshake, RequestHead};
+    use crate::event::{Exchange, Forwarded, Handshake, RequestHead};
 
     #[test]
     fn redacts_credentials_by_default_and_extra_names_on_request() {
         let mut event = Event::Handshake(Handshake {
-            session: 1,
-            time: chrono::DateTime::UNIX_EPOCH,
-            url: "ws://x/".into(),
-            request: RequestHead {
-                method: "GET".into(),
-                target: "/".into(),
-                version: "HTTP/1.1".into(),
-                headers: vec![
-                    ("Cookie".into(), "sid=1".into()),
-                    ("X-Token".into(), "t".into()),
-                    ("Host".into(), "x".into()),
-                ],
+            exchange: Exchange {
+                session: 1,
+                time: chrono::DateTime::UNIX_EPOCH,
+                url: "ws://x/".into(),
+                request: RequestHead {
+                    method: "GET".into(),
+                    target: "/".into(),
+                    version: "HTTP/1.1".into(),
+                    headers: vec![
+                        ("Cookie".into(), "sid=1".into()),
+                        ("X-Token".into(), "t".into()),
+                        ("Host".into(), "x".into()),
+                    ],
+                },
+                forwarded: Forwarded::default(),
+                response: None,
+                raw: None,
             },
-            forwarded: Forwarded::default(),
-            response: None,
             accept_valid: false,
             subprotocol: None,
             extensions: vec![],
@@ -105,13 +99,18 @@ mod tests {
             undecoded_extensions: vec![],
             issues: vec![],
             duration_us: None,
-            raw: None,
         });
         Redaction::default().with("x-token").apply_to(&mut event);
         let Event::Handshake(h) = &event else {
             unreachable!()
         };
-        let values: Vec<&str> = h.request.headers.iter().map(|(_, v)| v.as_str()).collect();
+        let values: Vec<&str> = h
+            .exchange
+            .request
+            .headers
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect();
         assert_eq!(values, [REDACTED, REDACTED, "x"]);
     }
 }
