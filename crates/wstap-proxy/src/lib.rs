@@ -47,7 +47,7 @@ mod upstream;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use http::head::{parse_request, Head, HeadError};
+pub use http::head::{parse_request, Head, HeadError, Request, RequestLine, Response, StatusLine};
 pub use http::reverse::{ReverseProxy, ReverseTls};
 pub use listen::socks;
 pub use listen::{start, RunningProxy};

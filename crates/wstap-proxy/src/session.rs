@@ -11,7 +11,7 @@
 
 use crate::error::SessionError;
 use crate::http::guard::ProxyAuth;
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::http::respond::send_error;
 use crate::io::BoxWrite;
 use crate::mitm::Interceptor;
@@ -316,15 +316,15 @@ impl Session {
         mut self,
         out: &mut BoxWrite,
         error: SessionError,
-        request: Option<&Head>,
+        request: Option<&Request>,
         url: &str,
         kind: SessionKind,
     ) {
         if let Some(head) = request.filter(|_| self.tunnel_via == Via::Connect) {
             // A request on the proxy port said how it meant to use the proxy.
-            let via = if head.method.eq_ignore_ascii_case("CONNECT") {
+            let via = if head.method().eq_ignore_ascii_case("CONNECT") {
                 Via::Connect
-            } else if head.target.contains("://") {
+            } else if head.target().contains("://") {
                 Via::Absolute
             } else {
                 Via::Proxy
@@ -340,7 +340,7 @@ impl Session {
             session: self.id,
             time,
             url: url.to_owned(),
-            request: request.map_or_else(RequestHead::default, Head::request_head),
+            request: request.map_or_else(RequestHead::default, Request::request_head),
             forwarded: Forwarded::default(),
             response: Some(response),
             raw: Some(RawHeads {

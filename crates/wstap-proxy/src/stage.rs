@@ -10,7 +10,7 @@
 //! KiB before, 5.5 KiB after). This module only names the stages: the handlers import it,
 //! it imports none of them.
 
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::io::{Client, Upstream};
 use crate::mitm::Interceptor;
 use crate::session::Session;
@@ -61,7 +61,7 @@ pub(crate) enum Stage {
         /// The client.
         client: Client,
         /// The CONNECT request.
-        head: Head,
+        head: Request,
     },
     /// A tunnel carries TLS that wstap intercepts.
     InterceptTls {
@@ -103,7 +103,7 @@ pub(crate) enum Stage {
         /// The client.
         client: Client,
         /// The request.
-        head: Head,
+        head: Request,
     },
     /// The session has ended and recorded its end.
     Done,

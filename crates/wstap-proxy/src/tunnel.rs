@@ -10,7 +10,7 @@
 
 use crate::error::SessionError;
 use crate::http::guard::is_self;
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::http::respond::CONNECT_ESTABLISHED;
 use crate::io::{Client, Incoming, Upstream};
 use crate::session::{Ending, Session};
@@ -51,12 +51,12 @@ fn classify(bytes: &[u8]) -> Option<Protocol> {
 }
 
 /// Opens the tunnel `head` asks for and returns the stage its first bytes call for.
-pub(crate) async fn handle(mut session: Session, mut client: Client, head: Head) -> Stage {
+pub(crate) async fn handle(mut session: Session, mut client: Client, head: Request) -> Stage {
     let (target, upstream) = match open(&mut session, &head).await {
         Ok(opened) => opened,
         Err(error) => {
-            session.note_target(head.target.as_str(), Via::Connect, false);
-            let url = head.target.clone();
+            session.note_target(head.target(), Via::Connect, false);
+            let url = head.target().to_owned();
             let kind = SessionKind::Tunnel;
             session
                 .refuse(&mut client.out, error, Some(&head), &url, kind)
@@ -144,8 +144,8 @@ async fn next_stage(
 }
 
 /// Checks the CONNECT target and connects to it.
-async fn open(session: &mut Session, head: &Head) -> Result<(Target, Upstream), SessionError> {
-    let target = parse_authority(&head.target).map_err(SessionError::BadRequest)?;
+async fn open(session: &mut Session, head: &Request) -> Result<(Target, Upstream), SessionError> {
+    let target = parse_authority(head.target()).map_err(SessionError::BadRequest)?;
     if is_self(&target, &session.shared.listening) {
         return Err(SessionError::Loop {
             target,

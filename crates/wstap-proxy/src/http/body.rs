@@ -5,7 +5,7 @@
 //! `Content-Length` and `Transfer-Encoding`, or a transfer coding that is not chunked, is
 //! refused, since proxies disagreeing on such framing is how requests get smuggled.
 
-use crate::http::head::Head;
+use crate::http::head::{Head, Request, Response};
 use crate::io::{BoxWrite, Incoming};
 use std::io;
 use tokio::io::AsyncWriteExt;
@@ -27,7 +27,7 @@ pub enum BodyKind {
 const MAX_LINE: usize = 8 * 1024;
 
 /// The body framing of a request, or why it is unacceptable.
-pub fn request_body(head: &Head) -> Result<BodyKind, String> {
+pub fn request_body(head: &Request) -> Result<BodyKind, String> {
     let te = transfer_encoding(head);
     let cl = content_length(head)?;
     match (te, cl) {
@@ -40,11 +40,11 @@ pub fn request_body(head: &Head) -> Result<BodyKind, String> {
 }
 
 /// The body framing of a response to a `method` request.
-pub fn response_body(head: &Head, method: &str) -> BodyKind {
+pub fn response_body(head: &Response, method: &str) -> BodyKind {
     if method.eq_ignore_ascii_case("HEAD")
-        || head.status < 200
-        || head.status == 204
-        || head.status == 304
+        || head.status() < 200
+        || head.status() == 204
+        || head.status() == 304
     {
         return BodyKind::Empty;
     }
@@ -57,7 +57,7 @@ pub fn response_body(head: &Head, method: &str) -> BodyKind {
 }
 
 /// `Some(true)` when the last transfer coding is chunked, `Some(false)` for another one.
-fn transfer_encoding(head: &Head) -> Option<bool> {
+fn transfer_encoding<L>(head: &Head<L>) -> Option<bool> {
     let codings: Vec<&str> = head
         .headers
         .iter()
@@ -71,7 +71,7 @@ fn transfer_encoding(head: &Head) -> Option<bool> {
         .map(|last| last.eq_ignore_ascii_case("chunked"))
 }
 
-fn content_length(head: &Head) -> Result<Option<u64>, String> {
+fn content_length<L>(head: &Head<L>) -> Result<Option<u64>, String> {
     let mut found: Option<u64> = None;
     for (_, value) in head
         .headers
@@ -199,19 +199,36 @@ async fn copy_chunked(src: &mut Incoming, dst: &mut BoxWrite) -> io::Result<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::head::{RequestLine, StatusLine};
     use bytes::BytesMut;
 
-    fn head(headers: &[(&str, &str)], status: u16) -> Head {
+    fn headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn request(with: &[(&str, &str)]) -> Request {
         Head {
-            method: "POST".into(),
-            target: "/".into(),
-            status,
-            reason: String::new(),
+            line: RequestLine {
+                method: "POST".into(),
+                target: "/".into(),
+            },
             minor_version: 1,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers(with),
+            raw: BytesMut::new(),
+        }
+    }
+
+    fn response(with: &[(&str, &str)], status: u16) -> Response {
+        Head {
+            line: StatusLine {
+                status,
+                reason: String::new(),
+            },
+            minor_version: 1,
+            headers: headers(with),
             raw: BytesMut::new(),
         }
     }
@@ -219,37 +236,40 @@ mod tests {
     #[test]
     fn request_framing_refuses_smuggling_shapes() {
         assert_eq!(
-            request_body(&head(&[("Content-Length", "5")], 0)),
+            request_body(&request(&[("Content-Length", "5")])),
             Ok(BodyKind::Length(5))
         );
         assert_eq!(
-            request_body(&head(&[("Transfer-Encoding", "gzip, chunked")], 0)),
+            request_body(&request(&[("Transfer-Encoding", "gzip, chunked")])),
             Ok(BodyKind::Chunked)
         );
-        assert!(request_body(&head(
-            &[("Content-Length", "5"), ("Transfer-Encoding", "chunked")],
-            0
-        ))
+        assert!(request_body(&request(&[
+            ("Content-Length", "5"),
+            ("Transfer-Encoding", "chunked")
+        ]))
         .is_err());
-        assert!(request_body(&head(&[("Transfer-Encoding", "chunked, gzip")], 0)).is_err());
-        assert!(request_body(&head(
-            &[("Content-Length", "5"), ("Content-Length", "6")],
-            0
-        ))
+        assert!(request_body(&request(&[("Transfer-Encoding", "chunked, gzip")])).is_err());
+        assert!(request_body(&request(&[
+            ("Content-Length", "5"),
+            ("Content-Length", "6")
+        ]))
         .is_err());
-        assert_eq!(request_body(&head(&[], 0)), Ok(BodyKind::Empty));
+        assert_eq!(request_body(&request(&[])), Ok(BodyKind::Empty));
     }
 
     #[test]
     fn response_framing() {
         assert_eq!(
-            response_body(&head(&[("Content-Length", "5")], 200), "HEAD"),
+            response_body(&response(&[("Content-Length", "5")], 200), "HEAD"),
             BodyKind::Empty
         );
-        assert_eq!(response_body(&head(&[], 204), "GET"), BodyKind::Empty);
-        assert_eq!(response_body(&head(&[], 200), "GET"), BodyKind::UntilClose);
+        assert_eq!(response_body(&response(&[], 204), "GET"), BodyKind::Empty);
         assert_eq!(
-            response_body(&head(&[("transfer-encoding", "chunked")], 200), "GET"),
+            response_body(&response(&[], 200), "GET"),
+            BodyKind::UntilClose
+        );
+        assert_eq!(
+            response_body(&response(&[("transfer-encoding", "chunked")], 200), "GET"),
             BodyKind::Chunked
         );
     }

@@ -3,7 +3,7 @@
 //! exchange end it so; this module is what they share.
 
 use crate::error::SessionError;
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::session::Ending;
 use crate::stage::{Requests, Stage};
 use wstap_trace::{Outcome, SessionKind};
@@ -23,7 +23,7 @@ pub(crate) async fn end(requests: Requests, ending: Ending) -> Stage {
 pub(crate) async fn refuse_at(
     requests: Requests,
     error: SessionError,
-    head: Option<&Head>,
+    head: Option<&Request>,
     url: &str,
 ) -> Stage {
     let Requests {

@@ -13,7 +13,7 @@
 use crate::error::{SessionError, UpstreamError};
 use crate::http::body::{self, BodyKind};
 use crate::http::ending::{end, refuse_at};
-use crate::http::head::{self, Head};
+use crate::http::head::{self, Request, Response};
 use crate::http::route::Route;
 use crate::io::{BoxWrite, Incoming};
 use crate::session::{Ending, Session};
@@ -31,7 +31,12 @@ use wstap_wire::handshake::{analyze, is_websocket_upgrade};
 /// Forwards `head` along `route` and returns the connection's next stage. The session
 /// is announced (`via` says how the client came) once its upstream connection is made or
 /// has failed, so that its record holds how that connection was made.
-pub(crate) async fn forward(mut requests: Requests, head: Head, route: Route, via: Via) -> Stage {
+pub(crate) async fn forward(
+    mut requests: Requests,
+    head: Request,
+    route: Route,
+    via: Via,
+) -> Stage {
     let record = Record {
         time: Utc::now(),
         started: Instant::now(),
@@ -85,9 +90,9 @@ impl Record {
     fn exchange(
         &self,
         requests: &Requests,
-        head: &Head,
+        head: &Request,
         route: Route,
-        response: Option<&Head>,
+        response: Option<&Response>,
     ) -> Exchange {
         Exchange {
             session: requests.session.id,
@@ -95,7 +100,7 @@ impl Record {
             url: route.url,
             request: head.request_head(),
             forwarded: route.forwarded,
-            response: response.map(Head::response_head),
+            response: response.map(Response::response_head),
             raw: Some(RawHeads {
                 request: head.raw.to_vec(),
                 response: response.map_or_else(Vec::new, |r| r.raw.to_vec()),
@@ -145,7 +150,7 @@ async fn connect_upstream(requests: &mut Requests, route: &Route) -> Result<(), 
 
 /// The response that came back.
 struct Received {
-    head: Head,
+    head: Response,
     body_bytes: u64,
     body_kind: BodyKind,
 }
@@ -176,7 +181,7 @@ enum Broken {
 /// once. Returns how the request body went, and the response.
 async fn transfer(
     requests: &mut Requests,
-    head: &Head,
+    head: &Request,
     route: &Route,
     body: BodyKind,
 ) -> Result<(std::io::Result<u64>, Received), Failed> {
@@ -196,7 +201,7 @@ async fn transfer(
     let receive = receive_response(
         &mut upstream.incoming,
         &mut requests.client.out,
-        &head.method,
+        head.method(),
         response_timeout,
     );
     let (sent, received) = tokio::join!(send, receive);
@@ -214,20 +219,20 @@ async fn transfer(
 /// decides what the connection does next.
 async fn answered(
     mut requests: Requests,
-    head: Head,
+    head: Request,
     route: Route,
     record: Record,
     sent: std::io::Result<u64>,
     received: Received,
 ) -> Stage {
-    let switched = received.head.status == 101;
+    let switched = received.head.status() == 101;
     let exchange = record.exchange(&requests, &head, route, Some(&received.head));
     let took = record.elapsed_us();
     if is_websocket_upgrade(&head.headers) {
         let analysis = analyze(
-            &head.method,
+            head.method(),
             &head.headers,
-            received.head.status,
+            received.head.status(),
             &received.head.headers,
         );
         let event = Event::Handshake(Handshake::new(exchange, took, &analysis));
@@ -305,14 +310,14 @@ async fn receive_response(
         write_all(client, &head.raw)
             .await
             .map_err(|e| broken(Broken::ToClient(e)))?;
-        if head.status == 101 {
+        if head.status() == 101 {
             return Ok(Received {
                 head,
                 body_bytes: 0,
                 body_kind: BodyKind::Empty,
             });
         }
-        if head.status < 200 {
+        if head.status() < 200 {
             continue; // An interim response, passed on; the final one follows.
         }
         let body_kind = body::response_body(&head, method);

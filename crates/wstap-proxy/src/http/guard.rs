@@ -6,7 +6,7 @@
 //!   through the proxy forever; it is refused instead.
 
 use crate::error::SessionError;
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::target::Target;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -28,7 +28,7 @@ impl ProxyAuth {
 
     /// Checks `head`'s `Proxy-Authorization`: missing, or not Basic, not base64 or not the
     /// right credentials, is an error the client is answered with (407).
-    pub fn check(&self, head: &Head) -> Result<(), SessionError> {
+    pub fn check(&self, head: &Request) -> Result<(), SessionError> {
         let value = head
             .header("proxy-authorization")
             .ok_or(SessionError::AuthMissing)?;

@@ -5,7 +5,8 @@
 //! order the peer used, and hyper does not expose that. A [`Head`] keeps the raw bytes
 //! next to the parsed fields; forwarding writes those raw header lines unchanged, except
 //! for the request target of absolute-form requests and the hop-by-hop and `Proxy-*`
-//! lines a forward proxy must drop ([`Head::rewrite`]).
+//! lines a forward proxy must drop ([`Request::rewrite`]). A request and a response are
+//! different types ([`Request`], [`Response`]) that share what heads have in common.
 //!
 //! Limits protect the proxy: a request line over [`MAX_REQUEST_LINE`] is refused with 414,
 //! a head over [`MAX_HEAD`] or with more than [`MAX_HEADERS`] headers with 431.
@@ -62,17 +63,12 @@ impl HeadError {
     }
 }
 
-/// A parsed head with its raw bytes.
+/// A parsed head with its raw bytes: a [`Request`] or a [`Response`], told apart by
+/// their first line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    /// Request method, or empty for a response.
-    pub method: String,
-    /// Request target, or empty for a response.
-    pub target: String,
-    /// Status code, or 0 for a request.
-    pub status: u16,
-    /// Reason phrase, or empty for a request.
-    pub reason: String,
+pub struct Head<L> {
+    /// The request line or the status line.
+    pub line: L,
     /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub minor_version: u8,
     /// Headers in wire order and case (values decoded lossily when not UTF-8).
@@ -81,30 +77,72 @@ pub struct Head {
     pub raw: BytesMut,
 }
 
-impl Head {
+/// A request's first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLine {
+    /// The method.
+    pub method: String,
+    /// The request target, as sent.
+    pub target: String,
+}
+
+/// A response's first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase.
+    pub reason: String,
+}
+
+/// A request head.
+pub type Request = Head<RequestLine>;
+/// A response head.
+pub type Response = Head<StatusLine>;
+
+impl Request {
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.line.method
+    }
+
+    /// The request target, as sent.
+    pub fn target(&self) -> &str {
+        &self.line.target
+    }
+
+    /// The head in event form.
+    pub fn request_head(&self) -> RequestHead {
+        RequestHead {
+            method: self.line.method.clone(),
+            target: self.line.target.clone(),
+            version: self.version(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+impl Response {
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.line.status
+    }
+
+    /// The head in event form.
+    pub fn response_head(&self) -> ResponseHead {
+        ResponseHead {
+            status: self.line.status,
+            reason: self.line.reason.clone(),
+            version: self.version(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+impl<L> Head<L> {
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub fn version(&self) -> String {
         format!("HTTP/1.{}", self.minor_version)
-    }
-
-    /// The request head in event form.
-    pub fn request_head(&self) -> RequestHead {
-        RequestHead {
-            method: self.method.clone(),
-            target: self.target.clone(),
-            version: self.version(),
-            headers: self.headers.clone(),
-        }
-    }
-
-    /// The response head in event form.
-    pub fn response_head(&self) -> ResponseHead {
-        ResponseHead {
-            status: self.status,
-            reason: self.reason.clone(),
-            version: self.version(),
-            headers: self.headers.clone(),
-        }
     }
 
     /// Whether the peer asked for the connection to close after this message (HTTP/1.0
@@ -132,7 +170,9 @@ impl Head {
             .flat_map(|(_, v)| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
+}
 
+impl Request {
     /// The head for forwarding: the request line with `target` in place of the original
     /// (when given), and every header line for which `drop` is false, byte for byte.
     /// Returns the bytes and the names of the headers dropped.
@@ -170,7 +210,7 @@ impl Head {
         };
         match target {
             Some(target) => {
-                out.extend_from_slice(self.method.as_bytes());
+                out.extend_from_slice(self.line.method.as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(target.as_bytes());
                 out.extend_from_slice(format!(" HTTP/1.{}\r\n", self.minor_version).as_bytes());
@@ -202,7 +242,7 @@ impl Head {
     }
 }
 
-/// What [`Head::edit`] does with one header line.
+/// What [`Request::edit`] does with one header line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LineEdit {
     /// Forward it as it came.
@@ -243,8 +283,8 @@ fn collect_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
 
 /// Parses a request head from the start of `bytes`, without I/O (for fuzzing and tools):
 /// `Ok(None)` when more bytes are needed. The same code the proxy runs on every request.
-pub fn parse_request(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
-    try_parse(&mut BytesMut::from(bytes), Kind::Request)
+pub fn parse_request(bytes: &[u8]) -> Result<Option<Request>, HeadError> {
+    try_parse_request(&mut BytesMut::from(bytes))
 }
 
 /// Reads a request head from `incoming`. `Ok(None)`: the peer closed cleanly before
@@ -252,32 +292,26 @@ pub fn parse_request(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
 pub async fn read_request(
     incoming: &mut Incoming,
     timeout: Duration,
-) -> Result<Option<Head>, HeadError> {
-    read_head(incoming, timeout, Kind::Request).await
+) -> Result<Option<Request>, HeadError> {
+    read_head(incoming, timeout, try_parse_request).await
 }
 
 /// Reads a response head from `incoming`. `Ok(None)`: the peer closed before answering.
 pub async fn read_response(
     incoming: &mut Incoming,
     timeout: Duration,
-) -> Result<Option<Head>, HeadError> {
-    read_head(incoming, timeout, Kind::Response).await
+) -> Result<Option<Response>, HeadError> {
+    read_head(incoming, timeout, try_parse_response).await
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Request,
-    Response,
-}
-
-async fn read_head(
+async fn read_head<L>(
     incoming: &mut Incoming,
     timeout: Duration,
-    kind: Kind,
-) -> Result<Option<Head>, HeadError> {
+    try_parse: fn(&mut BytesMut) -> Result<Option<Head<L>>, HeadError>,
+) -> Result<Option<Head<L>>, HeadError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(head) = try_parse(&mut incoming.buf, kind)? {
+        if let Some(head) = try_parse(&mut incoming.buf)? {
             return Ok(Some(head));
         }
         let read = tokio::time::timeout_at(deadline, incoming.fill())
@@ -292,75 +326,79 @@ async fn read_head(
     }
 }
 
-fn try_parse(buf: &mut BytesMut, kind: Kind) -> Result<Option<Head>, HeadError> {
-    // Tolerate the blank lines RFC 9112 section 2.2 lets a server skip before a request.
-    if matches!(kind, Kind::Request) {
-        let blank = buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        let _ = buf.split_to(blank);
-    }
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    if matches!(kind, Kind::Request) {
-        let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-        if line_len > MAX_REQUEST_LINE {
-            return Err(HeadError::RequestLineTooLong);
-        }
-    }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let malformed = |what: &'static str, e: httparse::Error| match e {
+/// What httparse's `what` error means for the proxy.
+fn malformed(what: &'static str) -> impl Fn(httparse::Error) -> HeadError {
+    move |e| match e {
         httparse::Error::TooManyHeaders => HeadError::TooLarge,
         e => HeadError::Malformed {
             what,
             detail: e.to_string(),
         },
+    }
+}
+
+fn try_parse_request(buf: &mut BytesMut) -> Result<Option<Request>, HeadError> {
+    // Tolerate the blank lines RFC 9112 section 2.2 lets a server skip before a request.
+    let blank = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let _ = buf.split_to(blank);
+    let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    if line_len > MAX_REQUEST_LINE {
+        return Err(HeadError::RequestLineTooLong);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = match req.parse(buf).map_err(malformed("request"))? {
+        httparse::Status::Partial => None,
+        httparse::Status::Complete(len) => Some((
+            len,
+            Head {
+                // A complete parse always has all three.
+                line: RequestLine {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    target: req.path.unwrap_or_default().to_owned(),
+                },
+                minor_version: req.version.unwrap_or(1),
+                headers: collect_headers(req.headers),
+                raw: BytesMut::new(),
+            },
+        )),
     };
-    let parsed = match kind {
-        Kind::Request => {
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(buf).map_err(|e| malformed("request", e))? {
-                httparse::Status::Partial => None,
-                httparse::Status::Complete(len) => Some((
-                    len,
-                    Head {
-                        method: req.method.unwrap_or_default().to_owned(),
-                        target: req.path.unwrap_or_default().to_owned(),
-                        status: 0,
-                        reason: String::new(),
-                        minor_version: req.version.unwrap_or(1),
-                        headers: collect_headers(req.headers),
-                        raw: BytesMut::new(),
-                    },
-                )),
-            }
-        }
-        Kind::Response => {
-            let mut res = httparse::Response::new(&mut headers);
-            match res.parse(buf).map_err(|e| malformed("response", e))? {
-                httparse::Status::Partial => None,
-                httparse::Status::Complete(len) => Some((
-                    len,
-                    Head {
-                        method: String::new(),
-                        target: String::new(),
-                        status: res.code.unwrap_or_default(),
-                        reason: res.reason.unwrap_or_default().to_owned(),
-                        minor_version: res.version.unwrap_or(1),
-                        headers: collect_headers(res.headers),
-                        raw: BytesMut::new(),
-                    },
-                )),
-            }
-        }
+    complete(buf, parsed)
+}
+
+fn try_parse_response(buf: &mut BytesMut) -> Result<Option<Response>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let parsed = match res.parse(buf).map_err(malformed("response"))? {
+        httparse::Status::Partial => None,
+        httparse::Status::Complete(len) => Some((
+            len,
+            Head {
+                // A complete parse always has all three.
+                line: StatusLine {
+                    status: res.code.unwrap_or_default(),
+                    reason: res.reason.unwrap_or_default().to_owned(),
+                },
+                minor_version: res.version.unwrap_or(1),
+                headers: collect_headers(res.headers),
+                raw: BytesMut::new(),
+            },
+        )),
     };
+    complete(buf, parsed)
+}
+
+/// Takes a head of `len` bytes off `buf` when one was parsed, within the size limit.
+fn complete<L>(
+    buf: &mut BytesMut,
+    parsed: Option<(usize, Head<L>)>,
+) -> Result<Option<Head<L>>, HeadError> {
     match parsed {
+        Some((len, _)) if len > MAX_HEAD => Err(HeadError::TooLarge),
         Some((len, mut head)) => {
-            if len > MAX_HEAD {
-                return Err(HeadError::TooLarge);
-            }
             head.raw = buf.split_to(len);
             Ok(Some(head))
         }
@@ -372,10 +410,6 @@ fn try_parse(buf: &mut BytesMut, kind: Kind) -> Result<Option<Head>, HeadError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse_request(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
-        try_parse(&mut BytesMut::from(bytes), Kind::Request)
-    }
 
     #[test]
     fn keeps_case_order_and_raw_bytes() {

@@ -5,7 +5,7 @@
 //! Only the public certificate is ever served. The page is served by hyper, one request
 //! per connection, on the client connection the request arrived on.
 
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::io::{Client, Joined};
 use crate::mitm::ca::CertificateAuthority;
 use crate::mitm::instructions::trust_instructions;
@@ -26,8 +26,8 @@ use wstap_trace::{
 pub(crate) const HOST: &str = "wstap";
 
 /// Whether `head` asks for wstap's own page.
-pub(crate) fn is_for_wstap(head: &Head) -> bool {
-    parse_absolute(&head.target).is_ok_and(|url| url.target.host.eq_ignore_ascii_case(HOST))
+pub(crate) fn is_for_wstap(head: &Request) -> bool {
+    parse_absolute(head.target()).is_ok_and(|url| url.target.host.eq_ignore_ascii_case(HOST))
 }
 
 /// One page: status, content type, body.
@@ -138,15 +138,15 @@ impl Page {
 }
 
 /// Serves wstap's page for `head` on `client`, records it, and ends the session.
-pub(crate) async fn serve(mut session: Session, client: Client, head: Head) -> Stage {
+pub(crate) async fn serve(mut session: Session, client: Client, head: Request) -> Stage {
     let time = Utc::now();
     let ca = session
         .shared
         .tls
         .as_ref()
         .map(|t| std::sync::Arc::clone(&t.ca));
-    let path = parse_absolute(&head.target).map_or_else(|_| "/".to_owned(), |u| u.path_and_query);
-    let page = page_for(&head.method, &path, ca.as_deref());
+    let path = parse_absolute(head.target()).map_or_else(|_| "/".to_owned(), |u| u.path_and_query);
+    let page = page_for(head.method(), &path, ca.as_deref());
     let event = Event::Http(HttpExchange {
         exchange: Exchange {
             session: session.id,

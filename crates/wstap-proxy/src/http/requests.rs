@@ -10,7 +10,7 @@ use crate::error::SessionError;
 use crate::http::ending::{end, refuse_at};
 use crate::http::exchange;
 use crate::http::guard::is_self;
-use crate::http::head::{read_request, Head, HeadError};
+use crate::http::head::{read_request, HeadError, Request};
 use crate::http::page;
 use crate::http::reverse::reverse_route;
 use crate::http::route::{proxy_route, tunnel_route, Route};
@@ -35,7 +35,7 @@ pub(crate) async fn next(mut requests: Requests) -> Stage {
             }
         }
     }
-    if head.method.eq_ignore_ascii_case("CONNECT") {
+    if head.method().eq_ignore_ascii_case("CONNECT") {
         if let Scope::Reverse(reverse) = &requests.scope {
             let why = format!(
                 "this is a reverse proxy for {}: it does not serve CONNECT",
@@ -90,7 +90,7 @@ enum Stop {
 
 /// Reads a request head. `Ok(None)`: the client is done (it closed, or an idle
 /// keep-alive connection timed out after at least one request).
-async fn read_head(requests: &mut Requests) -> Result<Option<Head>, Stop> {
+async fn read_head(requests: &mut Requests) -> Result<Option<Request>, Stop> {
     let timeout = requests.session.shared.config.handshake_timeout;
     let read = tokio::select! {
         read = read_request(&mut requests.client.incoming, timeout) => read,
@@ -109,7 +109,7 @@ async fn read_head(requests: &mut Requests) -> Result<Option<Head>, Stop> {
 
 /// Where `head` goes from this connection. A tunnel's target was checked when it was
 /// opened; a URL's or a reverse upstream's is checked here, as it may name wstap itself.
-fn route(requests: &Requests, head: &Head) -> Result<Route, SessionError> {
+fn route(requests: &Requests, head: &Request) -> Result<Route, SessionError> {
     let shared = &requests.session.shared;
     let route = match &requests.scope {
         Scope::Proxy => proxy_route(head, shared.tls.is_some())?,
@@ -126,7 +126,7 @@ fn route(requests: &Requests, head: &Head) -> Result<Route, SessionError> {
 }
 
 /// Answers `head` (if there is one) with `error` and ends the session.
-async fn refuse(requests: Requests, error: SessionError, head: Option<&Head>) -> Stage {
-    let url = head.map_or(String::new(), |h| h.target.clone());
+async fn refuse(requests: Requests, error: SessionError, head: Option<&Request>) -> Stage {
+    let url = head.map_or(String::new(), |h| h.target().to_owned());
     refuse_at(requests, error, head, &url).await
 }

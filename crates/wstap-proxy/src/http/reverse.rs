@@ -8,7 +8,7 @@
 //! accepting) is `crate::listen::reverse`.
 
 use crate::error::SessionError;
-use crate::http::head::{Head, LineEdit};
+use crate::http::head::{LineEdit, Request};
 use crate::http::route::{scheme, Route};
 use crate::target::{parse_absolute, AbsoluteUrl};
 use std::net::SocketAddr;
@@ -121,16 +121,16 @@ impl ReverseProxy {
 }
 
 /// Routes a request read on a reverse listener to its upstream.
-pub(crate) fn reverse_route(head: &Head, reverse: &ReverseProxy) -> Result<Route, SessionError> {
-    let path = if head.target.starts_with('/') {
-        head.target.clone()
-    } else if let Ok(absolute) = parse_absolute(&head.target) {
+pub(crate) fn reverse_route(head: &Request, reverse: &ReverseProxy) -> Result<Route, SessionError> {
+    let path = if head.target().starts_with('/') {
+        head.target().to_owned()
+    } else if let Ok(absolute) = parse_absolute(head.target()) {
         absolute.path_and_query
     } else {
         return Err(SessionError::BadRequest(format!(
             "this is a reverse proxy for {}: send origin-form requests (GET /path), not {:?}",
             reverse.url(),
-            head.target
+            head.target()
         )));
     };
     let path = format!("{}{path}", reverse.prefix());
@@ -159,7 +159,7 @@ pub(crate) fn reverse_route(head: &Head, reverse: &ReverseProxy) -> Result<Route
         ),
         target: upstream.target.clone(),
         forwarded: Forwarded {
-            target: (path != head.target).then_some(path),
+            target: (path != head.target()).then_some(path),
             removed_headers: Vec::new(),
             rewritten_headers: edited
                 .replaced
@@ -177,7 +177,7 @@ pub(crate) fn reverse_route(head: &Head, reverse: &ReverseProxy) -> Result<Route
 mod tests {
     use super::*;
 
-    fn head(raw: &str) -> Head {
+    fn head(raw: &str) -> Request {
         crate::http::head::parse_request(raw.as_bytes())
             .unwrap()
             .unwrap()

@@ -7,7 +7,7 @@
 //! for byte.
 
 use crate::error::SessionError;
-use crate::http::head::Head;
+use crate::http::head::Request;
 use crate::target::{parse_absolute, Target};
 use wstap_trace::Forwarded;
 use wstap_wire::handshake::is_websocket_upgrade;
@@ -37,7 +37,7 @@ fn is_proxy_header(name: &str) -> bool {
 }
 
 /// The headers `Connection` names, lower-cased (framing headers excepted).
-fn named_by_connection(head: &Head) -> Vec<String> {
+fn named_by_connection(head: &Request) -> Vec<String> {
     head.headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
@@ -49,8 +49,8 @@ fn named_by_connection(head: &Head) -> Vec<String> {
 
 /// Routes an absolute-form request on the proxy's port; `can_tls` says whether wstap can
 /// speak TLS to upstreams (interception is on).
-pub(crate) fn proxy_route(head: &Head, can_tls: bool) -> Result<Route, SessionError> {
-    let url = parse_absolute(&head.target).map_err(|why| {
+pub(crate) fn proxy_route(head: &Request, can_tls: bool) -> Result<Route, SessionError> {
+    let url = parse_absolute(head.target()).map_err(|why| {
         SessionError::BadRequest(format!(
             "this is a proxy: send absolute-form requests (GET http://host/path) or CONNECT ({why})"
         ))
@@ -85,12 +85,12 @@ pub(crate) fn proxy_route(head: &Head, can_tls: bool) -> Result<Route, SessionEr
 }
 
 /// Routes a request inside a tunnel to `target`: unchanged.
-pub(crate) fn tunnel_route(head: &Head, target: &Target, tls: bool) -> Route {
+pub(crate) fn tunnel_route(head: &Request, target: &Target, tls: bool) -> Route {
     let scheme = scheme(is_websocket_upgrade(&head.headers), tls);
-    let url = if head.target.starts_with('/') {
-        format!("{scheme}://{target}{}", head.target)
+    let url = if head.target().starts_with('/') {
+        format!("{scheme}://{target}{}", head.target())
     } else {
-        head.target.clone()
+        head.target().to_owned()
     };
     Route {
         target: target.clone(),

@@ -107,7 +107,7 @@ async fn answer_first_request(
 ) {
     let (mut incoming, mut out) = split_boxed(client_tls);
     let head = read_request(&mut incoming, timeout).await.ok().flatten();
-    let path = head.as_ref().map_or("/", |h| h.target.as_str());
+    let path = head.as_ref().map_or("/", |h| h.target());
     let url = format!("https://{target}{path}");
     session
         .refuse(&mut out, error, head.as_ref(), &url, SessionKind::Tls)
