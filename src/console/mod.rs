@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use wstap_bus::{Batch, BusEvent, DropCounter};
 use wstap_filter::Filter;
 use wstap_store::facts::Selection;
+use wstap_trace::view::{FrameView, MessageView};
 use wstap_wire::Record;
 
 /// How long the printer naps after catching up.
@@ -48,11 +49,11 @@ fn shown(selection: &mut Option<Selection>, event: &BusEvent) -> bool {
         BusEvent::Wire {
             session,
             record: Record::Frame(frame),
-        } => selection.frame_record(*session, frame),
+        } => selection.frame(&FrameView::of_record(*session, frame)),
         BusEvent::Wire {
             session,
             record: Record::Message(message),
-        } => selection.message_record(*session, message),
+        } => selection.message(&MessageView::of_record(*session, message)),
         BusEvent::Event(event) => selection.session_event(event) != Some(false),
     }
 }

@@ -9,11 +9,12 @@
 //! `wstap frames` prints a capture exactly as the console printed it live.
 
 use chrono::{DateTime, Local, Utc};
-use wstap_trace::convert::{to_utc, violation_text};
+use wstap_trace::convert::to_utc;
+use wstap_trace::view::{Bytes, FrameView, MessageView};
 use wstap_trace::*;
 use wstap_wire::close::close_code_name;
 use wstap_wire::handshake::HandshakeIssue;
-use wstap_wire::{FrameHeader, FrameRecord, MessageRecord, Opcode, Record};
+use wstap_wire::{Opcode, Record, Timestamp};
 
 /// Text payloads longer than this many characters are cut on the console.
 const TEXT_WIDTH: usize = 160;
@@ -31,130 +32,9 @@ pub struct ConsoleOptions {
     pub color: bool,
 }
 
-/// Captured bytes, and whether there were more.
-#[derive(Debug, Clone, Copy)]
-pub struct Bytes<'a> {
-    /// The captured bytes.
-    pub data: &'a [u8],
-    /// Whether the real payload was longer.
-    pub truncated: bool,
-}
-
-/// What the console shows of one frame.
-#[derive(Debug)]
-pub struct FrameView<'a> {
-    /// Session number.
-    pub session: u64,
-    /// When its first byte arrived.
-    pub time: DateTime<Utc>,
-    /// Which way it went.
-    pub direction: Direction,
-    /// Its header, bit for bit.
-    pub header: FrameHeader,
-    /// Its (unmasked) payload.
-    pub payload: Bytes<'a>,
-    /// Code and reason, on close frames.
-    pub close: Option<(Option<u16>, &'a str)>,
-    /// Inflated length and bytes, on frames of compressed messages.
-    pub inflated: Option<(u64, Bytes<'a>)>,
-    /// Rules it breaks, as `code: description`.
-    pub violations: Vec<String>,
-}
-
-impl<'a> FrameView<'a> {
-    /// A live frame record of `session`.
-    pub fn of_record(session: u64, r: &'a FrameRecord) -> Self {
-        let bytes = |c: &'a wstap_wire::Capture| Bytes {
-            data: &c.data,
-            truncated: c.truncated(),
-        };
-        FrameView {
-            session,
-            time: to_utc(r.time),
-            direction: r.direction,
-            header: r.header,
-            payload: bytes(&r.payload),
-            close: r.close.as_ref().map(|c| (c.code, c.reason.as_str())),
-            inflated: r.inflated.as_ref().map(|i| (i.data.total, bytes(&i.data))),
-            violations: r.violations.iter().map(violation_text).collect(),
-        }
-    }
-
-    /// A frame event (read from a capture or a trace).
-    pub fn of_event(f: &'a Frame) -> Self {
-        let bytes = |p: &'a Payload| Bytes {
-            data: &p.bytes,
-            truncated: p.truncated,
-        };
-        FrameView {
-            session: f.session,
-            time: f.time,
-            direction: f.dir,
-            header: f.header(),
-            payload: bytes(&f.payload),
-            close: f.close.as_ref().map(|c| (c.code, c.reason.as_str())),
-            inflated: f.inflated.as_ref().map(|i| (i.len, bytes(&i.payload))),
-            violations: f.violations.clone(),
-        }
-    }
-}
-
-/// What the console shows of one message.
-#[derive(Debug)]
-pub struct MessageView<'a> {
-    /// Which way it went.
-    pub direction: Direction,
-    /// The opcode of its first frame.
-    pub opcode: Opcode,
-    /// Number of frames.
-    pub frames: u64,
-    /// Message length (inflated, when compressed).
-    pub len: u64,
-    /// The message data.
-    pub data: Bytes<'a>,
-    /// Whether it was cut short.
-    pub incomplete: bool,
-    /// Violations of the message as a whole.
-    pub violations: Vec<String>,
-}
-
-impl<'a> MessageView<'a> {
-    /// A live message record.
-    pub fn of_record(r: &'a MessageRecord) -> Self {
-        MessageView {
-            direction: r.direction,
-            opcode: r.opcode,
-            frames: r.frames,
-            len: r.data.total,
-            data: Bytes {
-                data: &r.data.data,
-                truncated: r.data.truncated(),
-            },
-            incomplete: r.incomplete,
-            violations: r.violations.iter().map(violation_text).collect(),
-        }
-    }
-
-    /// A message event.
-    pub fn of_event(m: &'a Message) -> Self {
-        MessageView {
-            direction: m.dir,
-            opcode: Opcode::from_bits(m.opcode),
-            frames: m.frames,
-            len: m.len,
-            data: Bytes {
-                data: &m.payload.bytes,
-                truncated: m.payload.truncated,
-            },
-            incomplete: m.incomplete,
-            violations: m.violations.clone(),
-        }
-    }
-
-    /// Whether the console shows it: a one-frame message would repeat its frame's lines.
-    pub fn worth_a_line(&self) -> bool {
-        self.frames > 1 || self.incomplete
-    }
+/// Whether the console shows a message: a one-frame message would repeat its frame's lines.
+fn worth_a_line(m: &MessageView<'_>) -> bool {
+    m.frames > 1 || m.incomplete
 }
 
 /// ANSI colours.
@@ -199,9 +79,9 @@ impl Printer {
                 record: Record::Frame(f),
             } => self.frame(&FrameView::of_record(*session, f), out),
             BusEvent::Wire {
+                session,
                 record: Record::Message(m),
-                ..
-            } => self.message(&MessageView::of_record(m), out),
+            } => self.message(&MessageView::of_record(*session, m), out),
             BusEvent::Event(e) => self.event(e, out),
         }
     }
@@ -337,8 +217,8 @@ impl Printer {
 
     fn frame(&self, f: &FrameView<'_>, out: &mut String) {
         let h = &f.header;
-        let rest = format!("{} ({} bytes)", f.direction.arrow(), h.wire_len());
-        self.line(&f.time, f.session, &rest, out);
+        let rest = format!("{} ({} bytes)", f.dir.arrow(), h.wire_len());
+        self.line(&to_utc(Timestamp(f.time_us)), f.session, &rest, out);
         let names = h.flag_names();
         let flags = if names.is_empty() {
             h.flags()
@@ -367,16 +247,16 @@ impl Printer {
                 None => c.to_string(),
             });
             self.detail(&format!("CLOSE: {code} {reason:?}"), out);
-        } else if let Some((len, inflated)) = f.inflated {
+        } else if let Some(inflated) = f.inflated {
             self.detail(
-                &format!("INFLATED: {} -> {len} bytes", h.payload_len()),
+                &format!("INFLATED: {} -> {} bytes", h.payload_len(), inflated.total),
                 out,
             );
             self.payload(opcode, inflated, out);
         } else if h.payload_len() > 0 {
             self.payload(opcode, f.payload, out);
         }
-        for v in &f.violations {
+        for v in f.violations.texts() {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
     }
@@ -388,7 +268,7 @@ impl Printer {
         let shown = match text {
             Some(text) => {
                 let mut cut: String = text.chars().take(TEXT_WIDTH).collect();
-                let more = payload.truncated || cut.len() < text.len();
+                let more = payload.truncated() || cut.len() < text.len();
                 cut = format!("{cut:?}");
                 if more {
                     cut.push_str(" ...");
@@ -402,7 +282,7 @@ impl Printer {
                     .take(HEX_BYTES)
                     .map(|b| format!("{b:02X}"))
                     .collect();
-                let more = payload.truncated || payload.data.len() > HEX_BYTES;
+                let more = payload.truncated() || payload.data.len() > HEX_BYTES;
                 format!("{}{}", hex.join(" "), if more { " ..." } else { "" })
             }
         };
@@ -429,27 +309,27 @@ impl Printer {
         }
         self.line(&m.time, m.session, &line, out);
         self.payload(view.opcode, view.data, out);
-        for v in &view.violations {
+        for v in view.violations.texts() {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
     }
 
     /// A message's lines; nothing for a one-frame message, whose frame said it all.
     fn message(&self, m: &MessageView<'_>, out: &mut String) {
-        if !m.worth_a_line() {
+        if !worth_a_line(m) {
             return;
         }
         let state = if m.incomplete { ", INCOMPLETE" } else { "" };
         let line = format!(
             "MESSAGE ({}): {}, {} frames, {} bytes{state}",
-            m.direction.short(),
+            m.dir.short(),
             m.opcode.name(),
             m.frames,
-            m.len
+            m.data.total
         );
         self.detail(&self.paint(DIM, &line), out);
         self.payload(m.opcode, m.data, out);
-        for v in &m.violations {
+        for v in m.violations.texts() {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
     }

@@ -4,8 +4,9 @@
 //! [`path_of`], [`extension_names`]), so both sides see the same facts.
 
 use wstap_filter::{RecordFacts, RecordKind, SessionFacts, State};
+use wstap_trace::view::{FrameView, MessageView};
 use wstap_trace::{Event, Exchange, Outcome};
-use wstap_wire::{FrameRecord, MessageRecord, Opcode};
+use wstap_wire::Opcode;
 
 /// A session's facts, kept up to date from its events.
 #[derive(Debug, Clone, Default)]
@@ -134,53 +135,46 @@ impl SessionSummary {
     }
 }
 
-/// The codes of a record's violations, for [`RecordFacts::violations`].
-pub fn violation_codes(violations: &[wstap_wire::Violation]) -> Vec<&'static str> {
-    violations.iter().map(wstap_wire::Violation::code).collect()
-}
-
-/// A frame record's facts; `codes` are [`violation_codes`] of its violations.
-pub fn frame_facts<'a>(r: &'a FrameRecord, codes: &'a [&'a str]) -> RecordFacts<'a> {
-    let h = &r.header;
+/// A frame's facts; `codes` are its violations' codes (`view.violations.codes()`).
+pub fn frame_facts<'a>(f: &FrameView<'a>, codes: &'a [&'a str]) -> RecordFacts<'a> {
+    let h = &f.header;
     RecordFacts {
         kind: RecordKind::Frame,
-        dir: r.direction,
+        dir: f.dir,
         opcode: h.opcode().bits(),
         flags: h.first_byte(),
         masked: h.mask().is_some(),
         len: h.payload_len(),
         frames: 1,
-        compressed: r.inflated.is_some(),
-        close: r.close.as_ref().and_then(|c| c.code),
-        time_us: r.time.0,
+        compressed: f.inflated.is_some(),
+        close: f.close.and_then(|(code, _)| code),
+        time_us: f.time_us,
         violations: codes,
-        payload: match &r.inflated {
-            Some(inflated) => &inflated.data.data,
-            None => &r.payload.data,
-        },
+        payload: f.data().data,
     }
 }
 
-/// A message record's facts, given its first frame's flags byte and mask.
+/// A message's facts, given its first frame's flags byte and mask; `codes` are its
+/// violations' codes.
 pub fn message_facts<'a>(
-    r: &'a MessageRecord,
+    m: &MessageView<'a>,
     first_flags: u8,
     first_masked: bool,
     codes: &'a [&'a str],
 ) -> RecordFacts<'a> {
     RecordFacts {
         kind: RecordKind::Message,
-        dir: r.direction,
-        opcode: r.opcode.bits(),
+        dir: m.dir,
+        opcode: m.opcode.bits(),
         flags: first_flags,
         masked: first_masked,
-        len: r.data.total,
-        frames: r.frames,
-        compressed: r.compressed,
-        close: crate::rows::close_code_of(r.opcode, &r.data.data),
-        time_us: r.first_time.0,
+        len: m.data.total,
+        frames: m.frames,
+        compressed: m.compressed,
+        close: m.close_code(),
+        time_us: m.time_us,
         violations: codes,
-        payload: &r.data.data,
+        payload: m.data.data,
     }
 }
 
@@ -330,84 +324,25 @@ impl Selection {
         taken.unwrap_or((0x80 | opcode.bits(), false))
     }
 
-    /// Whether a live frame record matches.
-    pub fn frame_record(&mut self, session: u64, r: &FrameRecord) -> bool {
-        let c2s = r.direction == wstap_wire::Direction::ClientToServer;
-        let mark = (r.header.first_byte(), r.header.mask().is_some());
-        self.mark(session, c2s, r.header.opcode(), mark);
-        let summary = self.summary(session);
-        summary.count_frame(!r.violations.is_empty());
-        let codes = violation_codes(&r.violations);
-        self.filter
-            .matches_record(&self.sessions[&session].facts(), &frame_facts(r, &codes))
-    }
-
-    /// Whether a live message record matches.
-    pub fn message_record(&mut self, session: u64, r: &MessageRecord) -> bool {
-        let c2s = r.direction == wstap_wire::Direction::ClientToServer;
-        let (flags, masked) = self.take_mark(session, c2s, r.opcode);
-        self.summary(session);
-        let codes = violation_codes(&r.violations);
-        let facts = message_facts(r, flags, masked, &codes);
-        self.filter
-            .matches_record(&self.sessions[&session].facts(), &facts)
-    }
-
-    /// Whether a frame event (from a trace or a capture) matches.
-    pub fn frame_event(&mut self, f: &wstap_trace::Frame) -> bool {
-        let header = f.header();
+    /// Whether a frame matches.
+    pub fn frame(&mut self, f: &FrameView<'_>) -> bool {
         let c2s = f.dir == wstap_wire::Direction::ClientToServer;
-        self.mark(
-            f.session,
-            c2s,
-            header.opcode(),
-            (header.first_byte(), f.masked),
-        );
+        let mark = (f.header.first_byte(), f.header.mask().is_some());
+        self.mark(f.session, c2s, f.header.opcode(), mark);
         self.summary(f.session)
             .count_frame(!f.violations.is_empty());
-        let codes = codes_of(&f.violations);
-        let facts = RecordFacts {
-            kind: RecordKind::Frame,
-            dir: f.dir,
-            opcode: f.opcode,
-            flags: header.first_byte(),
-            masked: f.masked,
-            len: f.payload_len,
-            frames: 1,
-            compressed: f.inflated.is_some(),
-            close: f.close.as_ref().and_then(|c| c.code),
-            time_us: f.time.timestamp_micros(),
-            violations: &codes,
-            payload: match &f.inflated {
-                Some(inflated) => &inflated.payload.bytes,
-                None => &f.payload.bytes,
-            },
-        };
+        let codes = f.violations.codes();
         self.filter
-            .matches_record(&self.sessions[&f.session].facts(), &facts)
+            .matches_record(&self.sessions[&f.session].facts(), &frame_facts(f, &codes))
     }
 
-    /// Whether a message event (from a trace or a capture) matches.
-    pub fn message_event(&mut self, m: &wstap_trace::Message) -> bool {
-        let opcode = Opcode::from_bits(m.opcode);
+    /// Whether a message matches.
+    pub fn message(&mut self, m: &MessageView<'_>) -> bool {
         let c2s = m.dir == wstap_wire::Direction::ClientToServer;
-        let (flags, masked) = self.take_mark(m.session, c2s, opcode);
+        let (flags, masked) = self.take_mark(m.session, c2s, m.opcode);
         self.summary(m.session);
-        let codes = codes_of(&m.violations);
-        let facts = RecordFacts {
-            kind: RecordKind::Message,
-            dir: m.dir,
-            opcode: m.opcode,
-            flags,
-            masked,
-            len: m.len,
-            frames: m.frames,
-            compressed: m.compressed,
-            close: crate::rows::close_code_of(opcode, &m.payload.bytes),
-            time_us: m.time.timestamp_micros(),
-            violations: &codes,
-            payload: &m.payload.bytes,
-        };
+        let codes = m.violations.codes();
+        let facts = message_facts(m, flags, masked, &codes);
         self.filter
             .matches_record(&self.sessions[&m.session].facts(), &facts)
     }
@@ -415,17 +350,9 @@ impl Selection {
     /// Whether any event matches (records) or is shown (session-level events).
     pub fn event(&mut self, event: &Event) -> bool {
         match event {
-            Event::Frame(f) => self.frame_event(f),
-            Event::Message(m) => self.message_event(m),
+            Event::Frame(f) => self.frame(&FrameView::of_event(f)),
+            Event::Message(m) => self.message(&MessageView::of_event(m)),
             other => self.session_event(other) != Some(false),
         }
     }
-}
-
-/// Violation codes from `code: description` texts.
-fn codes_of(violations: &[String]) -> Vec<&str> {
-    violations
-        .iter()
-        .map(|v| v.split(':').next().unwrap_or_default())
-        .collect()
 }

@@ -23,12 +23,13 @@ use crate::facts::SessionSummary;
 use crate::layout::{self, WriterLock};
 use crate::payloads::PayloadWriter;
 use crate::pending::{Cell, PendingFrames};
-use crate::rows::{close_code_of, dir_name, violations_json, FrameIn, MessageIn, Part, Source};
+use crate::rows::{dir_name, violations_json};
 use crate::schema;
 use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use wstap_trace::view::{FrameView, MessageView, Origin, Part};
 use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
 use wstap_wire::{Direction, Record};
 
@@ -465,15 +466,15 @@ impl CaptureWriter {
     fn frame(
         &mut self,
         ev: i64,
-        f: &FrameIn<'_>,
-        whole: Option<&MessageIn<'_>>,
+        f: &FrameView<'_>,
+        whole: Option<&MessageView<'_>>,
     ) -> Result<(), StoreError> {
         self.ensure_session(f.session, f.time_us, ev)?;
         let header = f.header;
-        let (payload_inline, payload) = self.store(f.payload, header.payload_len())?;
+        let (payload_inline, payload) = self.store(f.payload.data, header.payload_len())?;
         let (inflated_inline, inflated) = match f.inflated {
-            Some((total, bytes)) => {
-                let (inline, stored) = self.store(bytes, total)?;
+            Some(bytes) => {
+                let (inline, stored) = self.store(bytes.data, bytes.total)?;
                 (inline, Some(stored))
             }
             None => (None, None),
@@ -546,7 +547,7 @@ impl CaptureWriter {
     /// its number and those marks.
     fn account_message(
         session: &mut OpenSession,
-        m: &MessageIn<'_>,
+        m: &MessageView<'_>,
     ) -> (u64, Option<FrameMark>, Option<FrameMark>) {
         let seq = session.next_message;
         session.next_message += 1;
@@ -562,10 +563,10 @@ impl CaptureWriter {
     }
 
     /// A message that is not one whole frame: a row of its own.
-    fn message(&mut self, ev: i64, m: &MessageIn<'_>) -> Result<(), StoreError> {
+    fn message(&mut self, ev: i64, m: &MessageView<'_>) -> Result<(), StoreError> {
         self.ensure_session(m.session, m.time_us, ev)?;
         let (seq, first, last) = Self::account_message(self.session(m.session), m);
-        let (data_inline, data) = self.store(m.data, m.len)?;
+        let (data_inline, data) = self.store(m.data.data, m.data.total)?;
         let violations = violations_json(&m.violations);
         self.conn
             .prepare_cached(
@@ -585,13 +586,13 @@ impl CaptureWriter {
                 last.map(|f| f.seq as i64),
                 m.time_us,
                 m.end_time_us,
-                m.len as i64,
+                m.data.total as i64,
                 m.wire_len as i64,
                 m.compressed,
-                close_code_of(m.opcode, m.data),
+                m.close_code(),
                 data_inline,
                 data.at,
-                m.data.len() as i64,
+                m.data.data.len() as i64,
                 violations,
                 m.incomplete
             ])?;
@@ -748,8 +749,8 @@ impl Sink for CaptureWriter {
 
 /// An event on its way in, with frames and messages in the form rows are made from.
 enum Item<'e> {
-    Frame(FrameIn<'e>),
-    Message(MessageIn<'e>),
+    Frame(FrameView<'e>),
+    Message(MessageView<'e>),
     Event(&'e Event),
 }
 
@@ -759,19 +760,19 @@ impl<'e> Item<'e> {
             BusEvent::Wire {
                 session,
                 record: Record::Frame(frame),
-            } => Item::Frame(FrameIn::of_record(*session, frame)),
+            } => Item::Frame(FrameView::of_record(*session, frame)),
             BusEvent::Wire {
                 session,
                 record: Record::Message(message),
-            } => Item::Message(MessageIn::of_record(*session, message)),
+            } => Item::Message(MessageView::of_record(*session, message)),
             BusEvent::Event(event) => Item::of_event(event),
         }
     }
 
     fn of_event(event: &'e Event) -> Item<'e> {
         match event {
-            Event::Frame(frame) => Item::Frame(FrameIn::of_event(frame)),
-            Event::Message(message) => Item::Message(MessageIn::of_event(message)),
+            Event::Frame(frame) => Item::Frame(FrameView::of_event(frame)),
+            Event::Message(message) => Item::Message(MessageView::of_event(message)),
             other => Item::Event(other),
         }
     }
@@ -779,12 +780,9 @@ impl<'e> Item<'e> {
 
 /// Whether `m` is exactly the message that frame `f` makes on its own, fact for fact, so
 /// that the frame's row can stand for it (see `Capture::messages`, which makes it back).
-fn is_whole(f: &FrameIn<'_>, m: &MessageIn<'_>) -> bool {
+fn is_whole(f: &FrameView<'_>, m: &MessageView<'_>) -> bool {
     let header = &f.header;
-    let (len, data) = match f.inflated {
-        Some((total, bytes)) => (total, bytes),
-        None => (header.payload_len(), f.payload),
-    };
+    let data = f.data();
     m.session == f.session
         && m.dir == f.dir
         && m.frames == 1
@@ -794,24 +792,16 @@ fn is_whole(f: &FrameIn<'_>, m: &MessageIn<'_>) -> bool {
         && m.end_time_us == f.end_time_us
         && m.wire_len == header.payload_len()
         && m.compressed == f.inflated.is_some()
-        && m.len == len
-        && m.data.len() == data.len()
+        && m.data.total == data.total
+        && m.data.data.len() == data.data.len()
         // The analyzer's records are the same bytes when of the same length (its contract,
         // property-tested in wstap-wire): comparing 16 KiB payloads cost the writer a
         // fifth of its time, so only debug builds check it. A trace's are compared.
-        && if (f.source, m.source) == (Source::Analyzer, Source::Analyzer) {
-            debug_assert_eq!(m.data, data, "a one-frame message holds its frame's bytes");
+        && if (f.origin, m.origin) == (Origin::Analyzer, Origin::Analyzer) {
+            debug_assert_eq!(m.data.data, data.data, "a one-frame message holds its frame's bytes");
             true
         } else {
-            m.data == data
+            m.data.data == data.data
         }
-        && m.violations
-            .iter()
-            .eq(f.violations.iter().filter(|v| is_about_message(v)))
-}
-
-/// Whether a violation text (`code: description`) is about a message as a whole.
-pub(crate) fn is_about_message(text: &str) -> bool {
-    let code = text.split(':').next().unwrap_or_default();
-    wstap_wire::Violation::MESSAGE_CODES.contains(&code)
+        && m.violations.texts() == f.violations.about_message()
 }

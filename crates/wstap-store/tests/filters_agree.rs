@@ -8,8 +8,9 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use support::*;
 use wstap_filter::{Filter, RecordFacts};
-use wstap_store::facts::{frame_facts, message_facts, violation_codes, SessionSummary};
+use wstap_store::facts::{frame_facts, message_facts, SessionSummary};
 use wstap_store::{Capture, Rows};
+use wstap_trace::view::{FrameView, MessageView};
 use wstap_trace::{BusEvent, Outcome};
 use wstap_wire::{Direction, FrameBuilder, Opcode, Record};
 
@@ -289,16 +290,18 @@ proptest! {
             let filter = Filter::parse(source).unwrap_or_else(|e| panic!("{source}: {e}"));
             let facts_of = |id: u64| observed.summaries[&id].facts();
 
-            let frame_codes: Vec<Vec<&str>> = observed.frames.iter().map(|(_, _, f)| violation_codes(&f.violations)).collect();
-            let expected: Vec<i64> = observed.frames.iter().zip(&frame_codes)
-                .filter(|((_, s, f), codes)| filter.matches_record(&facts_of(*s), &frame_facts(f, codes)))
+            let frames: Vec<FrameView<'_>> = observed.frames.iter().map(|(_, s, f)| FrameView::of_record(*s, f)).collect();
+            let frame_codes: Vec<Vec<&str>> = frames.iter().map(|f| f.violations.codes()).collect();
+            let expected: Vec<i64> = observed.frames.iter().zip(frames.iter().zip(&frame_codes))
+                .filter(|((_, s, _), (f, codes))| filter.matches_record(&facts_of(*s), &frame_facts(f, codes)))
                 .map(|((ev, _, _), _)| *ev)
                 .collect();
             prop_assert_eq!(capture.matching_ids(Rows::Frames, &filter).unwrap(), expected, "frames, {}", source);
 
-            let message_codes: Vec<Vec<&str>> = observed.messages.iter().map(|(_, _, m, _, _)| violation_codes(&m.violations)).collect();
-            let expected: Vec<i64> = observed.messages.iter().zip(&message_codes)
-                .filter(|((_, s, m, flags, masked), codes)| {
+            let messages: Vec<MessageView<'_>> = observed.messages.iter().map(|(_, s, m, _, _)| MessageView::of_record(*s, m)).collect();
+            let message_codes: Vec<Vec<&str>> = messages.iter().map(|m| m.violations.codes()).collect();
+            let expected: Vec<i64> = observed.messages.iter().zip(messages.iter().zip(&message_codes))
+                .filter(|((_, s, _, flags, masked), (m, codes))| {
                     filter.matches_record(&facts_of(*s), &message_facts(m, *flags, *masked, codes))
                 })
                 .map(|((ev, _, _, _, _), _)| *ev)
@@ -307,9 +310,9 @@ proptest! {
 
             let mut expected_sessions: Vec<u64> = Vec::new();
             for spec in &specs {
-                let records: Vec<RecordFacts<'_>> = observed.frames.iter().zip(&frame_codes)
-                    .filter(|((_, s, _), _)| *s == spec.id)
-                    .map(|((_, _, f), codes)| frame_facts(f, codes))
+                let records: Vec<RecordFacts<'_>> = frames.iter().zip(&frame_codes)
+                    .filter(|(f, _)| f.session == spec.id)
+                    .map(|(f, codes)| frame_facts(f, codes))
                     .collect();
                 if filter.matches_session(&facts_of(spec.id), &records) {
                     expected_sessions.push(spec.id);

@@ -26,6 +26,7 @@ pub mod ndjson;
 mod payload;
 pub mod sink;
 mod time;
+pub mod view;
 
 pub use event::*;
 pub use ndjson::{TraceError, TraceFile, TraceReader, TraceWriter};

@@ -153,7 +153,7 @@ impl StoredFrame {
             violations: f
                 .violations
                 .iter()
-                .filter(|v| crate::writer::is_about_message(v))
+                .filter(|v| wstap_trace::view::is_about_message(v))
                 .cloned()
                 .collect(),
             incomplete: false,
@@ -174,7 +174,7 @@ pub(crate) fn message_violations(json: &str) -> Option<Vec<String>> {
     let all: Vec<String> = serde_json::from_str(json).ok()?;
     let about: Vec<String> = all
         .into_iter()
-        .filter(|v| crate::writer::is_about_message(v))
+        .filter(|v| wstap_trace::view::is_about_message(v))
         .collect();
     (!about.is_empty()).then_some(about)
 }
