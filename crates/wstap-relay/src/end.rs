@@ -131,6 +131,9 @@ pub struct RelayEnd {
     pub frames: [u64; 2],
     /// Bytes handed on, client to server and server to client.
     pub bytes: [u64; 2],
+    /// Bytes held ([`crate::Command::Hold`]) and never released, client to server and
+    /// server to client: lost with the session.
+    pub held: [u64; 2],
     /// Frames cut off by the end of their stream.
     pub cut_off: Vec<CutOff>,
 }

@@ -6,6 +6,17 @@ use wstap_wire::{
     AnalyzerConfig, CloseFrame, Direction, Opcode, PartialFrame, Record, StreamAnalyzer, Timestamp,
 };
 
+/// Whether a lane hands on what its sender sends, or keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Everything read is handed on.
+    Off,
+    /// Hand on up to the next message boundary, then hold.
+    Armed,
+    /// Keep what is read, as read, until released.
+    Holding,
+}
+
 /// Whether a lane still reads, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Reading {
@@ -37,6 +48,13 @@ pub(crate) struct Lane {
     pub first_close: Option<(Timestamp, CloseFrame)>,
     /// How many bytes must be written for that close frame to have been delivered.
     close_by: u64,
+    pub hold: Hold,
+    /// While holding, reading stops once this many bytes are held.
+    pub budget: usize,
+    /// What was read while holding, exactly as read.
+    pub held: Vec<u8>,
+    /// The sender ended its stream while the lane held: the receiver hears of it on release.
+    pub eof_held: bool,
 }
 
 impl Lane {
@@ -49,6 +67,10 @@ impl Lane {
             forwarded: 0,
             first_close: None,
             close_by: 0,
+            hold: Hold::Off,
+            budget: 0,
+            held: Vec::new(),
+            eof_held: false,
         }
     }
 
@@ -58,10 +80,28 @@ impl Lane {
 
     /// Whether a frame of wstap's own could be written into this direction's stream now
     /// without cutting one of the sender's: nothing of a next frame has been handed on.
+    /// (A holding lane handed on up to a message boundary.)
     pub fn at_frame_boundary(&self) -> bool {
-        self.analyzer
-            .as_ref()
-            .is_none_or(StreamAnalyzer::at_frame_boundary)
+        self.hold == Hold::Holding
+            || self
+                .analyzer
+                .as_ref()
+                .is_none_or(StreamAnalyzer::at_frame_boundary)
+    }
+
+    /// Whether a message of wstap's own could be written into this direction's stream now
+    /// without cutting one of the sender's frames or messages.
+    pub fn at_message_boundary(&self) -> bool {
+        self.hold == Hold::Holding
+            || self
+                .analyzer
+                .as_ref()
+                .is_none_or(|a| a.at_frame_boundary() && !a.message_open())
+    }
+
+    /// Whether the lane holds as much as it may: its sender is not read meanwhile.
+    pub fn held_full(&self) -> bool {
+        self.hold == Hold::Holding && self.held.len() >= self.budget
     }
 
     /// Whether this direction's first close frame reached its receiver.

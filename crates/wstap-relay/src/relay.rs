@@ -9,7 +9,8 @@
 //! What to write is queued per destination side as [`Transmit`]s, polled in order:
 //! [`Transmit::Forward`] names a range of the chunk last fed from the other side, to be
 //! written exactly as read (the fast path: no copy, no re-framing, masked bytes as the
-//! client masked them); [`Transmit::Built`] carries bytes the relay made (a close frame);
+//! client masked them); [`Transmit::Built`] carries bytes the relay owns (a close frame,
+//! an injected frame, or bytes it held, released as they were read);
 //! [`Transmit::Shutdown`] ends the destination's stream (a half-close). The driver must
 //! write a side's transmits, and say so with [`Relay::transmitted`], before it feeds the
 //! other side's next chunk: the ranges refer to that chunk.
@@ -21,15 +22,25 @@
 //!
 //! What the relay reports is what was written, not what was queued: bytes count and a
 //! close frame counts as sent once the driver says it was written ([`Relay::transmitted`]).
+//!
+//! Interception starts here: [`Command::Hold`] keeps a direction's messages, exactly as
+//! read, from its next message boundary until [`Command::Release`], reading no more of it
+//! while its budget is full; [`Command::Inject`] writes a frame of wstap's own at the next
+//! message boundary of a stream, never inside a frame or between another message's
+//! fragments. Boundaries come from the analyzer ([`wstap_wire::FrameEnd`]), found only
+//! while a hold or an injection waits for one: untouched traffic pays nothing for them.
 
 use crate::end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd};
-use crate::lane::{Lane, Reading};
+use crate::lane::{Hold, Lane, Reading};
 use crate::Side;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
-use wstap_wire::{AnalyzerConfig, CloseFrame, Direction, FrameBuilder, Offence, Record, Timestamp};
+use wstap_wire::{
+    AnalyzerConfig, CloseFrame, Direction, FrameBuilder, FrameEnd, Offence, Opcode, Record,
+    Timestamp,
+};
 
 /// How a relay reads its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +80,37 @@ pub enum Command {
         /// How long to wait for the frame boundary and the write.
         grace: Duration,
     },
+    /// Stop handing on what `from` sends from its stream's next message boundary (at
+    /// once, when it is between messages): keep it exactly as read, masked as the client
+    /// masked it, until [`Command::Release`]. While `budget` bytes or more are held, `from`
+    /// is not read (backpressure, not memory). An end of stream from `from` reaches the
+    /// other side only on release. What is still held when the relay ends is counted in
+    /// [`RelayEnd::held`].
+    Hold {
+        /// Whose messages are held.
+        from: Side,
+        /// How many bytes may be held before reading stops.
+        budget: usize,
+    },
+    /// Hand on everything held from `from`, in order and as read, and stop holding.
+    Release {
+        /// Whose messages are released.
+        from: Side,
+    },
+    /// Write one frame of wstap's own to `to` at its stream's next message boundary
+    /// (never inside a frame, nor between another message's fragments): FIN set, RSV bits
+    /// clear (so uncompressed, which permessage-deflate allows of any message and which
+    /// leaves both sides' compression contexts as they were), masked with a fresh key
+    /// toward the server. The opcode is the caller's, a reserved one included: wstap is a
+    /// tool for testing peers. Nothing is injected into a stream already ended.
+    Inject {
+        /// Who gets the frame.
+        to: Side,
+        /// Its opcode.
+        opcode: Opcode,
+        /// Its payload, unmasked.
+        payload: Vec<u8>,
+    },
 }
 
 /// One thing to write to a side: see the module documentation.
@@ -76,7 +118,7 @@ pub enum Command {
 pub enum Transmit {
     /// Write these bytes of the chunk last fed from the other side, as they were read.
     Forward(Range<usize>),
-    /// Write these bytes, which the relay built.
+    /// Write these bytes, which the relay owns: built, or held and released.
     Built(Vec<u8>),
     /// End the stream: shut the connection down for writing.
     Shutdown,
@@ -89,6 +131,10 @@ enum Queued {
     Forward(Range<usize>),
     /// A close frame of wstap's.
     Close(Vec<u8>),
+    /// A frame injected.
+    Inject(Vec<u8>),
+    /// Bytes held, released as they were read.
+    Released(Vec<u8>),
     /// The end of the stream.
     Shutdown,
 }
@@ -97,7 +143,9 @@ enum Queued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InFlight {
     Forward(u64),
+    Released(u64),
     Close,
+    Built,
     Shutdown,
 }
 
@@ -204,6 +252,10 @@ pub struct Relay {
     in_flight: [Option<InFlight>; 2],
     /// The side's stream has been ended (a `Shutdown` is queued or written).
     shut: [bool; 2],
+    /// By destination side: frames to inject at the stream's next message boundary.
+    injects: [VecDeque<Vec<u8>>; 2],
+    /// Where frames ended in the chunk being fed, when a hold or an injection needs it.
+    ends: Vec<FrameEnd>,
     events: Vec<Record>,
     closing: Option<Closing>,
     aborted: bool,
@@ -221,6 +273,8 @@ impl Relay {
             queues: [VecDeque::new(), VecDeque::new()],
             in_flight: [None; 2],
             shut: [false; 2],
+            injects: [VecDeque::new(), VecDeque::new()],
+            ends: Vec::new(),
             events: Vec::new(),
             closing: None,
             aborted: false,
@@ -239,7 +293,8 @@ impl Relay {
 
     /// Whether the driver should read from `from` now.
     pub fn wants_read(&self, from: Side) -> bool {
-        !self.aborted && self.lanes[from.index()].is_reading()
+        let lane = &self.lanes[from.index()];
+        !self.aborted && lane.is_reading() && !lane.held_full()
     }
 
     /// `chunk` was read from `from` at `now`. Queues what to write to the other side and
@@ -259,25 +314,42 @@ impl Relay {
         let strict = self.strict;
         let start = self.events.len();
         let lane = &mut self.lanes[from.index()];
+        // Where the stream stands before this chunk, and whether its frame ends matter.
+        let between_before = lane.at_message_boundary();
+        let steer = lane.hold == Hold::Armed || !self.injects[to.index()].is_empty();
+        let ends = &mut self.ends;
+        ends.clear();
         let mut offence = None;
         let clean = match lane.analyzer.as_mut() {
             None => chunk.len(),
             Some(analyzer) if strict => {
-                let verdict = analyzer.judge(chunk, now, &mut self.events);
+                let verdict = match steer {
+                    true => analyzer.judge_marking_ends(chunk, now, &mut self.events, ends),
+                    false => analyzer.judge(chunk, now, &mut self.events),
+                };
                 offence = verdict
                     .offence
                     .map(|found| (found, (chunk.len() - verdict.clean) as u64));
                 verdict.clean
             }
             Some(analyzer) => {
-                analyzer.feed(chunk, now, &mut self.events);
+                match steer {
+                    true => analyzer.feed_marking_ends(chunk, now, &mut self.events, ends),
+                    false => analyzer.feed(chunk, now, &mut self.events),
+                }
                 chunk.len()
             }
         };
         lane.accepted += clean as u64;
         lane.note_close(&self.events[start..]);
-        if clean > 0 {
-            self.queues[to.index()].push_back(Queued::Forward(0..clean));
+        match lane.hold {
+            Hold::Holding => lane.held.extend_from_slice(&chunk[..clean]),
+            Hold::Off | Hold::Armed if steer => self.steer(from, chunk, clean, between_before),
+            Hold::Off | Hold::Armed => {
+                if clean > 0 {
+                    self.queues[to.index()].push_back(Queued::Forward(0..clean));
+                }
+            }
         }
         match offence {
             Some((offence, withheld)) => self.close_for_violation(from, offence, withheld),
@@ -286,11 +358,51 @@ impl Relay {
         }
     }
 
-    /// `from` ended its stream: the other side's stream ends too (a half-close).
+    /// Hands on `chunk[..clean]` from `from`, stopping at its message boundaries (the
+    /// start, when `between_before`, and where [`Relay::ends`] says a message ended) to
+    /// inject what waits and to start a hold that is armed.
+    fn steer(&mut self, from: Side, chunk: &[u8], clean: usize, between_before: bool) {
+        let to = from.other();
+        let boundaries = between_before.then_some(0).into_iter().chain(
+            self.ends
+                .iter()
+                .filter(|end| !end.message_open && end.offset <= clean)
+                .map(|end| end.offset),
+        );
+        let mut handed = 0;
+        let queue = &mut self.queues[to.index()];
+        let lane = &mut self.lanes[from.index()];
+        for boundary in boundaries {
+            let injects = &mut self.injects[to.index()];
+            if injects.is_empty() && lane.hold != Hold::Armed {
+                break;
+            }
+            if boundary > handed {
+                queue.push_back(Queued::Forward(handed..boundary));
+                handed = boundary;
+            }
+            queue.extend(injects.drain(..).map(Queued::Inject));
+            if lane.hold == Hold::Armed {
+                lane.hold = Hold::Holding;
+                lane.held.extend_from_slice(&chunk[boundary..clean]);
+                return;
+            }
+        }
+        if clean > handed {
+            queue.push_back(Queued::Forward(handed..clean));
+        }
+    }
+
+    /// `from` ended its stream: the other side's stream ends too (a half-close), once
+    /// what is held from `from` is released.
     pub fn end_of_stream(&mut self, from: Side) {
         let lane = self.lane_from(from);
         if lane.reading == Reading::Open {
             lane.reading = Reading::Eof;
+        }
+        if lane.hold == Hold::Holding {
+            lane.eof_held = true;
+            return;
         }
         let to = from.other();
         if let Some(closing) = self.closing.as_mut() {
@@ -355,6 +467,56 @@ impl Relay {
                 reason,
                 grace,
             } => self.close(to, code, &reason, now, grace),
+            Command::Hold { from, budget } => self.hold(from, budget),
+            Command::Release { from } => self.release(from),
+            Command::Inject {
+                to,
+                opcode,
+                payload,
+            } => self.inject(to, opcode, &payload),
+        }
+    }
+
+    fn hold(&mut self, from: Side, budget: usize) {
+        let lane = self.lane_from(from);
+        lane.budget = budget;
+        if lane.hold == Hold::Off {
+            lane.hold = match lane.at_message_boundary() {
+                true => Hold::Holding,
+                false => Hold::Armed,
+            };
+        }
+    }
+
+    fn release(&mut self, from: Side) {
+        let to = from.other();
+        let lane = self.lane_from(from);
+        lane.hold = Hold::Off;
+        let held = std::mem::take(&mut lane.held);
+        let eof = std::mem::take(&mut lane.eof_held);
+        if !held.is_empty() && !self.shut[to.index()] {
+            self.queues[to.index()].push_back(Queued::Released(held));
+        }
+        if eof {
+            self.end_stream(to, None);
+        }
+        self.send_pending_close(to);
+    }
+
+    fn inject(&mut self, to: Side, opcode: Opcode, payload: &[u8]) {
+        // Not into a stream that ended, nor into one that is not a WebSocket.
+        if self.shut[to.index()] || self.lane_to(to).analyzer.is_none() {
+            return;
+        }
+        let builder = FrameBuilder::new(opcode);
+        let frame = match to {
+            Side::Server => builder.mask(random_key()).encode(payload),
+            Side::Client => builder.encode(payload),
+        };
+        if self.lane_to(to).at_message_boundary() && self.injects[to.index()].is_empty() {
+            self.queues[to.index()].push_back(Queued::Inject(frame));
+        } else {
+            self.injects[to.index()].push_back(frame);
         }
     }
 
@@ -558,6 +720,11 @@ impl Relay {
                 Transmit::Forward(range),
             ),
             Queued::Close(frame) => (InFlight::Close, Transmit::Built(frame)),
+            Queued::Inject(bytes) => (InFlight::Built, Transmit::Built(bytes)),
+            Queued::Released(bytes) => (
+                InFlight::Released(bytes.len() as u64),
+                Transmit::Built(bytes),
+            ),
             Queued::Shutdown => (InFlight::Shutdown, Transmit::Shutdown),
         };
         self.in_flight[to.index()] = Some(in_flight);
@@ -572,13 +739,15 @@ impl Relay {
     /// The transmit last polled for `to` has been written.
     pub fn transmitted(&mut self, to: Side) {
         match self.in_flight[to.index()].take() {
-            Some(InFlight::Forward(len)) => self.lanes[to.other().index()].forwarded += len,
+            Some(InFlight::Forward(len) | InFlight::Released(len)) => {
+                self.lanes[to.other().index()].forwarded += len
+            }
             Some(InFlight::Close) => {
                 if let Some(closing) = self.closing.as_mut() {
                     closing.sides[to.index()] = Progress::Done(Closed::CloseFrame);
                 }
             }
-            Some(InFlight::Shutdown) | None => {}
+            Some(InFlight::Built | InFlight::Shutdown) | None => {}
         }
     }
 
@@ -593,9 +762,22 @@ impl Relay {
         !self.events.is_empty()
     }
 
-    /// Whether nothing more will be read from either side.
+    /// Whether nothing more will be read from either side, nor released.
     pub fn is_finished(&self) -> bool {
-        self.lanes.iter().all(|lane| !lane.is_reading())
+        self.lanes
+            .iter()
+            .all(|lane| !lane.is_reading() && !self.releasable(lane))
+    }
+
+    /// Whether `lane` holds something its receiver could still be given.
+    fn releasable(&self, lane: &Lane) -> bool {
+        let to = match lane.direction {
+            Direction::ClientToServer => Side::Server,
+            Direction::ServerToClient => Side::Client,
+        };
+        lane.hold == Hold::Holding
+            && (!lane.held.is_empty() || lane.eof_held)
+            && !self.shut[to.index()]
     }
 
     /// Whether the relay ended at once, dropping what was queued to write: a read or a
@@ -675,6 +857,7 @@ impl Relay {
             first_close: first_close(c2s, s2c),
             frames: [c2s.frames(), s2c.frames()],
             bytes: [c2s.forwarded, s2c.forwarded],
+            held: [c2s.held.len() as u64, s2c.held.len() as u64],
             cut_off,
         }
     }

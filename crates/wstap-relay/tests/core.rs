@@ -868,3 +868,254 @@ fn a_close_not_delivered_does_not_make_a_clean_end() {
         .unwrap()
         .contains("writing to the client failed"));
 }
+
+/// A valid stream from `side`: messages of one or more fragments, with pings between
+/// fragments now and then; `None` cuts a message into fragments, `Some(n)` sends a ping
+/// after fragment n.
+fn valid_stream(messages: &[(Vec<u8>, u8, Option<u8>)], side: Side) -> Vec<u8> {
+    let mut wire = Vec::new();
+    let mut key = 0u8;
+    let mut frame = |builder: FrameBuilder, payload: &[u8], wire: &mut Vec<u8>| {
+        key = key.wrapping_add(1);
+        let builder = match side {
+            Side::Client => builder.mask([key, 1, 2, 3]),
+            Side::Server => builder,
+        };
+        wire.extend(builder.encode(payload));
+    };
+    for (payload, fragments, ping_after) in messages {
+        let pieces: Vec<&[u8]> = if payload.is_empty() {
+            vec![&payload[..]]
+        } else {
+            payload
+                .chunks(payload.len().div_ceil(usize::from(*fragments).max(1)))
+                .collect()
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            let builder = if i == 0 {
+                FrameBuilder::binary()
+            } else {
+                FrameBuilder::continuation()
+            };
+            frame(builder.fin(i + 1 == pieces.len()), piece, &mut wire);
+            if *ping_after == Some(i as u8) && i + 1 < pieces.len() {
+                frame(FrameBuilder::ping(), b"are you there", &mut wire);
+            }
+        }
+    }
+    wire
+}
+
+fn messages() -> impl Strategy<Value = Vec<(Vec<u8>, u8, Option<u8>)>> {
+    proptest::collection::vec(
+        (
+            proptest::collection::vec(any::<u8>(), 0..400),
+            1u8..5,
+            proptest::option::of(0u8..4),
+        ),
+        1..6,
+    )
+}
+
+/// What an analyzer of `direction` makes of `wire`, and whether it ends between messages.
+fn analyze_all(direction: Direction, wire: &[u8]) -> (Vec<Record>, bool) {
+    let mut analyzer = StreamAnalyzer::new(direction, AnalyzerConfig::default());
+    let mut out = Vec::new();
+    analyzer.feed(wire, Timestamp(0), &mut out);
+    let between = analyzer.at_frame_boundary() && !analyzer.message_open();
+    (out, between)
+}
+
+fn violations_in(records: &[Record]) -> usize {
+    records
+        .iter()
+        .map(|r| match r {
+            Record::Frame(f) => f.violations.len(),
+            Record::Message(m) => m.violations.len(),
+        })
+        .sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A hold begins at a message boundary, hands on nothing more until released, and a
+    /// release hands on the rest as it was read: the receiver gets the stream byte for
+    /// byte, however it was cut and wherever the hold and release fell.
+    #[test]
+    fn a_hold_starts_at_a_message_boundary_and_a_release_gives_back_every_byte(
+        messages in messages(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        hold_at in any::<prop::sample::Index>(),
+        release_after in any::<prop::sample::Index>(),
+    ) {
+        let wire = valid_stream(&messages, Side::Client);
+        let pieces = chunks(&wire, &cuts);
+        let hold_at = hold_at.index(pieces.len() + 1);
+        let release_at = hold_at + release_after.index(pieces.len() + 2 - hold_at);
+        let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+        let mut fed = 0;
+        // Before a release: what the server has is a prefix of the stream that is either
+        // all that was fed (the hold still waits for a boundary) or ends between messages.
+        let check = |h: &Harness, fed: usize| -> Result<(), TestCaseError> {
+            let got = &h.server.bytes;
+            prop_assert!(wire.starts_with(got));
+            let (_, between) = analyze_all(Direction::ClientToServer, got);
+            prop_assert!(got.len() == fed || between, "held from a message boundary");
+            Ok(())
+        };
+        for (i, piece) in pieces.iter().enumerate() {
+            if i == hold_at {
+                h.command(Command::Hold { from: Side::Client, budget: usize::MAX }, 0);
+            }
+            if i == release_at {
+                check(&h, fed)?;
+                h.command(Command::Release { from: Side::Client }, 0);
+            }
+            prop_assert!(h.feed(Side::Client, piece, 0));
+            fed += piece.len();
+        }
+        check(&h, fed)?;
+        if release_at >= pieces.len() && hold_at < pieces.len() {
+            // Never released: what is held is lost with the session, and counted.
+            let end = h.relay.end(Timestamp(1));
+            prop_assert_eq!(end.held[0] as usize, wire.len() - h.server.bytes.len());
+            prop_assert_eq!(end.bytes[0] as usize, h.server.bytes.len());
+            return Ok(());
+        }
+        h.command(Command::Release { from: Side::Client }, 0);
+        prop_assert_eq!(&h.server.bytes, &wire);
+        h.eof(Side::Client);
+        prop_assert!(h.server.ended);
+        let end = h.relay.end(Timestamp(1));
+        prop_assert_eq!(end.held, [0, 0]);
+        prop_assert_eq!(end.bytes[0], wire.len() as u64);
+    }
+
+    /// An injected frame lands between messages, never inside a frame nor between a
+    /// message's fragments: the receiver's stream is as valid as the sender's, and is the
+    /// sender's with the injected frame taken out.
+    #[test]
+    fn an_injection_lands_between_messages_in_any_chunking(
+        messages in messages(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        inject_at in any::<prop::sample::Index>(),
+        to_server in any::<bool>(),
+    ) {
+        let from = if to_server { Side::Client } else { Side::Server };
+        let to = from.other();
+        let wire = valid_stream(&messages, from);
+        let pieces = chunks(&wire, &cuts);
+        let inject_at = inject_at.index(pieces.len() + 1);
+        let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+        let payload = b"from wstap".to_vec();
+        for (i, piece) in pieces.iter().enumerate() {
+            if i == inject_at {
+                h.command(Command::Inject { to, opcode: Opcode::Text, payload: payload.clone() }, 0);
+            }
+            prop_assert!(h.feed(from, piece, 0));
+        }
+        if inject_at == pieces.len() {
+            h.command(Command::Inject { to, opcode: Opcode::Text, payload: payload.clone() }, 0);
+        }
+        let received = h.received(to).bytes.clone();
+        let direction = from.sends();
+        let (records, between) = analyze_all(direction, &received);
+        prop_assert!(between);
+        prop_assert_eq!(violations_in(&records), 0, "{:?}", records);
+        let injected: Vec<usize> = records.iter().enumerate().filter_map(|(i, r)| match r {
+            Record::Frame(f) if f.header.opcode() == Opcode::Text => Some(i),
+            _ => None,
+        }).collect();
+        prop_assert_eq!(injected.len(), 1, "injected once");
+        let Record::Frame(frame) = &records[injected[0]] else { unreachable!() };
+        prop_assert_eq!(&frame.payload.data, &payload);
+        prop_assert_eq!(frame.header.mask().is_some(), to == Side::Server);
+        // Take the injected frame out: what is left is the sender's stream.
+        let len = frame.header.wire_len() as usize;
+        let at = received.windows(len).position(|w| {
+            let (recs, _) = analyze_all(direction, w);
+            matches!(recs.first(), Some(Record::Frame(f)) if f.header.opcode() == Opcode::Text && f.payload.data == payload)
+        });
+        let at = at.expect("the injected frame's bytes");
+        let rest = [&received[..at], &received[at + len..]].concat();
+        prop_assert_eq!(rest, wire);
+    }
+}
+
+#[test]
+fn a_full_hold_stops_reading_until_released_and_keeps_the_end_of_stream_for_after() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 16,
+        },
+        0,
+    );
+    let first = FrameBuilder::binary().encode(&[1; 20]);
+    let second = FrameBuilder::text().encode(b"later");
+    assert!(h.feed(Side::Server, &first, 1));
+    assert!(h.client.bytes.is_empty(), "held");
+    assert!(!h.relay.wants_read(Side::Server), "the budget is full");
+    assert!(h.relay.wants_read(Side::Client), "the other way flows on");
+    h.command(Command::Release { from: Side::Server }, 2);
+    assert_eq!(h.client.bytes, first);
+    assert!(h.relay.wants_read(Side::Server));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1024,
+        },
+        3,
+    );
+    assert!(h.feed(Side::Server, &second, 4));
+    h.eof(Side::Server);
+    assert!(!h.client.ended, "the end waits behind what is held");
+    assert!(!h.relay.is_finished(), "what is held can still be released");
+    h.command(Command::Release { from: Side::Server }, 5);
+    assert_eq!(h.client.bytes, [first, second].concat());
+    assert!(h.client.ended);
+}
+
+#[test]
+fn an_injection_waits_for_the_message_in_progress_and_skips_dead_streams() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let start = FrameBuilder::text().fin(false).encode(b"one ");
+    let end = FrameBuilder::continuation().encode(b"two");
+    h.feed(Side::Server, &start, 0);
+    h.command(
+        Command::Inject {
+            to: Side::Client,
+            opcode: Opcode::Ping,
+            payload: b"?".to_vec(),
+        },
+        1,
+    );
+    assert_eq!(h.client.bytes, start, "not between fragments");
+    h.feed(Side::Server, &end, 2);
+    let ping = FrameBuilder::ping().encode(b"?");
+    assert_eq!(h.client.bytes, [start, end, ping].concat());
+
+    // Into a stream that ended, or one that is not a WebSocket: nothing.
+    h.eof(Side::Server);
+    h.command(
+        Command::Inject {
+            to: Side::Client,
+            opcode: Opcode::Text,
+            payload: b"too late".to_vec(),
+        },
+        3,
+    );
+    assert!(h.client.ended);
+    let mut blind = Harness::new(RelayConfig::default());
+    blind.command(
+        Command::Inject {
+            to: Side::Server,
+            opcode: Opcode::Text,
+            payload: b"not here".to_vec(),
+        },
+        0,
+    );
+    assert!(blind.server.bytes.is_empty());
+}

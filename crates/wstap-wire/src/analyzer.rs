@@ -364,6 +364,28 @@ impl StreamAnalyzer {
     /// A frame whose header is complete and already breaks a rule counts as offending even
     /// when its payload continues in a later chunk.
     pub fn judge(&mut self, chunk: &[u8], time: Timestamp, out: &mut Vec<Record>) -> Verdict {
+        self.judge_into(chunk, time, out, None)
+    }
+
+    /// Judges `chunk` as [`StreamAnalyzer::judge`] does, and appends to `ends` where in it
+    /// each frame it decoded ended.
+    pub fn judge_marking_ends(
+        &mut self,
+        chunk: &[u8],
+        time: Timestamp,
+        out: &mut Vec<Record>,
+        ends: &mut Vec<FrameEnd>,
+    ) -> Verdict {
+        self.judge_into(chunk, time, out, Some(ends))
+    }
+
+    fn judge_into(
+        &mut self,
+        chunk: &[u8],
+        time: Timestamp,
+        out: &mut Vec<Record>,
+        ends: Option<&mut Vec<FrameEnd>>,
+    ) -> Verdict {
         let mut judge = Judge {
             next_start: self.at_frame_boundary().then_some(0),
             current_start: None,
@@ -374,7 +396,7 @@ impl StreamAnalyzer {
             state: &mut self.state,
             out,
             judge: Some(&mut judge),
-            ends: None,
+            ends,
         };
         self.decoder.feed(chunk, time, &mut sink);
         if judge.offence.is_none() {
