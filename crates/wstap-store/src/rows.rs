@@ -15,3 +15,13 @@ pub(crate) fn violations_json(violations: &Violations<'_>) -> Option<String> {
 pub(crate) fn dir_name(dir: Direction) -> &'static str {
     dir.short()
 }
+
+/// The violations in a frame's JSON list that are about its message, or `None`.
+pub(crate) fn message_violations(json: &str) -> Option<Vec<String>> {
+    let all: Vec<String> = serde_json::from_str(json).ok()?;
+    let about: Vec<String> = all
+        .into_iter()
+        .filter(|v| wstap_trace::view::is_about_message(v))
+        .collect();
+    (!about.is_empty()).then_some(about)
+}

@@ -8,7 +8,7 @@ use crate::StoreError;
 use rusqlite::types::Value;
 use rusqlite::Row;
 use std::path::Path;
-use wstap_filter::{SqlValue, State};
+use wstap_filter::SqlValue;
 use wstap_trace::convert::to_utc;
 use wstap_trace::{
     CloseInfo, Event, Frame, InflatedInfo, Initiator, Message, Payload, SessionKind, TlsLeg, Via,
@@ -70,14 +70,6 @@ pub(super) fn bytes(
         (None, Some(at)) if at >= 0 && kept > 0 => payloads.read(at as u64, kept as usize),
         _ => Vec::new(),
     }
-}
-
-/// Writes a state by its name, as filters and the capture name it.
-pub(super) fn state_name<S: serde::Serializer>(
-    state: &State,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(state.name())
 }
 
 /// Column `i` of `row`, a name that `parse` reads (`None` when the column is `NULL`); a

@@ -23,7 +23,6 @@ use decode::{
     bad_row, damaged, direction, frame_row, message_row, parse_event, session_row, value,
 };
 use events::{Source, SourceKind};
-pub(crate) use model::message_violations;
 pub use model::{
     CaptureRow, Position, SessionRow, StoredFrame, StoredHandshake, StoredMessage, TimelineBucket,
 };

@@ -2,7 +2,6 @@
 //! frames and messages with their places, handshakes, timeline buckets, and positions to
 //! page from.
 
-use super::decode::state_name;
 use serde::Serialize;
 use wstap_filter::State;
 use wstap_trace::convert::to_utc;
@@ -169,14 +168,9 @@ impl StoredFrame {
     }
 }
 
-/// The violations in a frame's JSON list that are about its message, or `None`.
-pub(crate) fn message_violations(json: &str) -> Option<Vec<String>> {
-    let all: Vec<String> = serde_json::from_str(json).ok()?;
-    let about: Vec<String> = all
-        .into_iter()
-        .filter(|v| wstap_trace::view::is_about_message(v))
-        .collect();
-    (!about.is_empty()).then_some(about)
+/// Writes a state by its name, as filters and the capture name it.
+fn state_name<S: serde::Serializer>(state: &State, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(state.name())
 }
 
 /// A message with its place.
