@@ -37,7 +37,8 @@ pub enum RecordColumn {
     Close,
     /// µs since the epoch.
     Time,
-    /// A JSON array of `"code: description"` strings, or `NULL` when there are none.
+    /// A JSON array of `{"code": ..., "text": ...}` objects (compact, the code first), or
+    /// `NULL` when there are none.
     Violations,
     /// The captured payload as a BLOB (inflated, when compressed).
     Payload,
@@ -309,7 +310,9 @@ impl Builder<'_> {
             }
             Term::Violation(None) => format!("({} > 0)", self.s(SessionColumn::Violations)),
             Term::Violation(Some(code)) => {
-                let p = self.param(SqlValue::Text(format!("\"{code}:")));
+                // Each violation is stored as `{"code":"...","text":"..."}`: a quote inside
+                // a text is escaped, so this finds the code and nothing else.
+                let p = self.param(SqlValue::Text(format!("{{\"code\":\"{code}\"")));
                 format!("(instr({}, {p}) > 0)", self.r(RecordColumn::Violations))
             }
             Term::State(state) => {

@@ -40,6 +40,18 @@ pub enum StoreError {
         /// The capture.
         path: PathBuf,
     },
+    /// A capture of an older wstap could not be brought to this version.
+    #[error(
+        "{path} was written by an older wstap (capture schema version {found}) and could not be brought up to date: {why}"
+    )]
+    Migration {
+        /// The capture.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// What failed.
+        why: String,
+    },
     /// The path holds something already: a new capture needs a new folder.
     #[error("{path} exists and is not empty: a new capture needs a new folder")]
     Exists {

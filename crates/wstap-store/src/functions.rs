@@ -43,8 +43,7 @@ pub(crate) fn register(conn: &Connection, payloads: Arc<PayloadReader>) -> rusql
         let Some(json) = ctx.get::<Option<String>>(0)? else {
             return Ok(None);
         };
-        Ok(crate::rows::message_violations(&json)
-            .map(|v| serde_json::to_string(&v).unwrap_or_default()))
+        Ok(crate::rows::message_violations(&json))
     })?;
     // wstap_bytes(inline, offset, kept): the inline BLOB, or the bytes in the payload file.
     conn.create_scalar_function("wstap_bytes", 3, FunctionFlags::SQLITE_UTF8, move |ctx| {

@@ -3,12 +3,46 @@
 //! import`), both read through `wstap_trace::view`: so a capture of a run and the import
 //! of its trace hold the same rows.
 
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use wstap_trace::view::Violations;
-use wstap_wire::Direction;
+use wstap_wire::{Direction, Violation};
 
-/// Violations as the store keeps them: a JSON array of `code: description`, or `None`.
+/// One violation as the store keeps it: `{"code": ..., "text": ...}`, the code first (the
+/// filters' SQL finds a code by that prefix).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredViolation<'a> {
+    #[serde(borrow)]
+    code: Cow<'a, str>,
+    #[serde(borrow)]
+    text: Cow<'a, str>,
+}
+
+/// Violations as the store keeps them: a JSON array of objects, or `None` when there are
+/// none.
 pub(crate) fn violations_json(violations: &Violations<'_>) -> Option<String> {
-    (!violations.is_empty()).then(|| serde_json::to_string(&violations.texts()).unwrap_or_default())
+    if violations.is_empty() {
+        return None;
+    }
+    let stored: Vec<StoredViolation<'_>> = violations
+        .described()
+        .into_iter()
+        .map(|(code, text)| StoredViolation {
+            code: Cow::Borrowed(code),
+            text,
+        })
+        .collect();
+    Some(serde_json::to_string(&stored).unwrap_or_default())
+}
+
+/// A stored list of violations as events spell them, `code: description`; nothing when
+/// the column is `NULL` or not such a list.
+pub(crate) fn violation_texts(json: Option<&str>) -> Vec<String> {
+    json.and_then(|json| serde_json::from_str::<Vec<StoredViolation<'_>>>(json).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| format!("{}: {}", v.code, v.text))
+        .collect()
 }
 
 /// A direction's name in the store.
@@ -16,12 +50,13 @@ pub(crate) fn dir_name(dir: Direction) -> &'static str {
     dir.short()
 }
 
-/// The violations in a frame's JSON list that are about its message, or `None`.
-pub(crate) fn message_violations(json: &str) -> Option<Vec<String>> {
-    let all: Vec<String> = serde_json::from_str(json).ok()?;
-    let about: Vec<String> = all
+/// The violations in a frame's stored list that are about its message, as a stored list;
+/// `None` when there are none.
+pub(crate) fn message_violations(json: &str) -> Option<String> {
+    let all: Vec<StoredViolation<'_>> = serde_json::from_str(json).ok()?;
+    let about: Vec<StoredViolation<'_>> = all
         .into_iter()
-        .filter(|v| wstap_trace::view::is_about_message(v))
+        .filter(|v| Violation::MESSAGE_CODES.contains(&v.code.as_ref()))
         .collect();
-    (!about.is_empty()).then_some(about)
+    (!about.is_empty()).then(|| serde_json::to_string(&about).unwrap_or_default())
 }

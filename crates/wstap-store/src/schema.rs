@@ -4,8 +4,8 @@
 //! (`docs/capture-format.md` explains every column): columns are named as one would query
 //! them, times are microseconds since the Unix epoch, and a frame's flags byte is kept
 //! whole with the bits as generated columns beside it. Each new version adds a forward
-//! migration to [`MIGRATIONS`]; a capture written by a newer wstap is refused, never
-//! guessed at.
+//! migration to [`MIGRATIONS`], run on a capture of an older wstap when it is opened; a
+//! capture written by a newer wstap is refused, never guessed at.
 
 use crate::StoreError;
 use rusqlite::Connection;
@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -189,8 +189,45 @@ CREATE TABLE notices (
 );
 "#;
 
+/// Version 2: violations are kept as objects, `{"code": ..., "text": ...}`, not as
+/// `code: text` strings a reader had to split (and a filter had to match by prefix).
+const V2: &str = r#"
+UPDATE frames SET violations = (
+    SELECT json_group_array(json_object(
+               'code', substr(value, 1, instr(value, ': ') - 1),
+               'text', substr(value, instr(value, ': ') + 2)))
+      FROM json_each(frames.violations))
+ WHERE violations IS NOT NULL;
+UPDATE message_rows SET violations = (
+    SELECT json_group_array(json_object(
+               'code', substr(value, 1, instr(value, ': ') - 1),
+               'text', substr(value, instr(value, ': ') + 2)))
+      FROM json_each(message_rows.violations))
+ WHERE violations IS NOT NULL;
+
+DROP VIEW messages;
+CREATE VIEW messages AS
+    SELECT id + 1 AS id, session, msg AS seq, dir, flags & 15 AS opcode, flags,
+           mask_key IS NOT NULL AS masked, 1 AS frames, seq AS first_frame, seq AS last_frame,
+           time_us, end_time_us, COALESCE(inflated_len, payload_len) AS len,
+           payload_len AS wire_len, inflated_len IS NOT NULL AS compressed, close_code,
+           CASE WHEN inflated_len IS NULL THEN payload ELSE inflated END AS data,
+           CASE WHEN inflated_len IS NULL THEN payload_at ELSE inflated_at END AS data_at,
+           CASE WHEN inflated_len IS NULL THEN payload_kept ELSE inflated_kept END AS data_kept,
+           (SELECT NULLIF(json_group_array(json(value)), '[]') FROM json_each(frames.violations)
+             WHERE json_extract(value, '$.code')
+                   IN ('invalid_utf8', 'truncated_utf8', 'inflate_failed')) AS violations,
+           0 AS incomplete
+      FROM frames WHERE msg IS NOT NULL
+    UNION ALL
+    SELECT id, session, seq, dir, opcode, flags, masked, frames, first_frame, last_frame,
+           time_us, end_time_us, len, wire_len, compressed, close_code, data, data_at,
+           data_kept, violations, incomplete
+      FROM message_rows;
+"#;
+
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power
@@ -218,8 +255,26 @@ pub(crate) fn create(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks that `conn` holds a capture this crate can read, and says why not otherwise.
-pub(crate) fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Brings the capture at `dir`, written by an older wstap, to [`SCHEMA_VERSION`]: takes
+/// the writer's lock (so no writer is at work on it), then runs the migrations it lacks
+/// in one transaction, so a failure leaves it as it was.
+pub(crate) fn migrate(dir: &Path, database: &Path) -> Result<(), StoreError> {
+    let _lock = crate::layout::WriterLock::take(dir)?;
+    let mut conn = Connection::open(database)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let tx = conn.transaction()?;
+    let from = usize::try_from(version).unwrap_or(0);
+    for migration in MIGRATIONS.iter().skip(from) {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Checks that `conn` holds a capture this crate can read, and says why not otherwise;
+/// returns its schema version (an older one needs [`migrate`]).
+pub(crate) fn check(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     let id: i64 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
     if id != APPLICATION_ID {
         return Err(StoreError::not_a_capture(
@@ -235,11 +290,11 @@ pub(crate) fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         return Err(StoreError::not_a_capture(
             path,
             &format!("schema version {version}: an unfinished capture"),
         ));
     }
-    Ok(())
+    Ok(version)
 }

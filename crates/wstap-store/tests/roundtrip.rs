@@ -414,3 +414,65 @@ fn a_session_row_with_a_name_nobody_wrote_is_an_error_not_a_panic() {
     assert!(error.contains("teleport"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_capture_of_an_older_wstap_is_brought_forward_when_opened() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+    let dir = temp_dir("v1");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in [layout::DATABASE, layout::PAYLOADS] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    let capture = Capture::open(&dir).unwrap();
+    let count = |rows: Rows, source: &str| {
+        capture
+            .count(rows, Some(1), &Filter::parse(source).unwrap())
+            .unwrap()
+    };
+    assert_eq!(count(Rows::Frames, "violation"), 3);
+    assert_eq!(count(Rows::Frames, "violation:unmasked_client_frame"), 1);
+    assert_eq!(count(Rows::Messages, "violation"), 2);
+    assert_eq!(count(Rows::Messages, "violation:invalid_utf8"), 1);
+    assert_eq!(count(Rows::Messages, "violation:truncated_utf8"), 1);
+    assert_eq!(count(Rows::Messages, "violation:unmasked_client_frame"), 0);
+    let violations: Vec<String> = events_of(&capture, Some(1))
+        .into_iter()
+        .flat_map(|event| match event {
+            Event::Frame(f) => f.violations,
+            Event::Message(m) => m.violations,
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(
+        violations.contains(&"unmasked_client_frame: client frame is not masked".to_owned()),
+        "{violations:?}"
+    );
+    assert!(violations.contains(&"invalid_utf8: text message is not valid UTF-8".to_owned()));
+    drop(capture);
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    let version: i64 = db
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, wstap_store::SCHEMA_VERSION);
+    let stored: String = db
+        .query_row(
+            "SELECT violations FROM frames WHERE violations LIKE '%unmasked%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        stored,
+        r#"[{"code":"unmasked_client_frame","text":"client frame is not masked"}]"#
+    );
+    drop(db);
+    // Opened again, it is read as it is.
+    assert_eq!(
+        Capture::open(&dir)
+            .unwrap()
+            .count(Rows::Frames, None, &Filter::parse("violation").unwrap())
+            .unwrap(),
+        3
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -63,6 +63,23 @@ impl<'a> Violations<'a> {
         }
     }
 
+    /// Each as its code and its description, in order.
+    pub fn described(&self) -> Vec<(&'a str, Cow<'a, str>)> {
+        match self {
+            Violations::Wire(v) => v
+                .iter()
+                .map(|v| (v.code(), Cow::Owned(v.to_string())))
+                .collect(),
+            Violations::Trace(v) => v
+                .iter()
+                .map(|text| match text.split_once(": ") {
+                    Some((code, description)) => (code, Cow::Borrowed(description)),
+                    None => (code_of(text), Cow::Borrowed("")),
+                })
+                .collect(),
+        }
+    }
+
     /// Each as `code: description`, in order.
     pub fn texts(&self) -> Vec<Cow<'a, str>> {
         match self {

@@ -54,8 +54,7 @@ pub(super) fn direction(text: &str) -> Direction {
 }
 
 pub(super) fn violations(json: Option<String>) -> Vec<String> {
-    json.and_then(|j| serde_json::from_str(&j).ok())
-        .unwrap_or_default()
+    crate::rows::violation_texts(json.as_deref())
 }
 
 /// Stored bytes: the inline BLOB, or the payload file's bytes at an offset.

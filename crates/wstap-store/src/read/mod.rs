@@ -81,11 +81,29 @@ impl Capture {
             return Err(StoreError::not_a_capture(&dir, "it holds no capture.db"));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&database, flags).map_err(|e| damaged(&dir, e))?;
-        crate::schema::check(&conn, &dir).map_err(|e| match e {
-            StoreError::Sqlite(e) => damaged(&dir, e),
-            other => other,
-        })?;
+        let open = || -> Result<(Connection, i64), StoreError> {
+            let conn =
+                Connection::open_with_flags(&database, flags).map_err(|e| damaged(&dir, e))?;
+            let version = crate::schema::check(&conn, &dir).map_err(|e| match e {
+                StoreError::Sqlite(e) => damaged(&dir, e),
+                other => other,
+            })?;
+            Ok((conn, version))
+        };
+        let (mut conn, version) = open()?;
+        if version < crate::schema::SCHEMA_VERSION {
+            // Written by an older wstap: brought forward once, then read as any other.
+            drop(conn);
+            crate::schema::migrate(&dir, &database).map_err(|e| match e {
+                StoreError::Sqlite(e) => StoreError::Migration {
+                    path: dir.clone(),
+                    found: version,
+                    why: e.to_string(),
+                },
+                other => other,
+            })?;
+            conn = open()?.0;
+        }
         let payloads = Arc::new(PayloadReader::open(&dir.join(layout::PAYLOADS)));
         crate::functions::register(&conn, payloads)?;
         let capture = Capture { conn, dir };
