@@ -6,8 +6,8 @@ use crate::AppError;
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
-use wstap_proxy::mitm::ca::{CertificateAuthority, CERT_DER, CERT_PEM, KEY_PEM};
-use wstap_proxy::mitm::instructions::trust_instructions;
+use wstap_proxy::tls::ca::{CertificateAuthority, CERT_DER, CERT_PEM, KEY_PEM};
+use wstap_proxy::tls::instructions::trust_instructions;
 
 /// Options of `wstap ca`.
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use wstap_trace::{Event, TraceError, TraceReader};
 
 /// The folder captures go to by default.
 pub fn root() -> Result<PathBuf, AppError> {
-    wstap_proxy::mitm::ca::default_dir()
+    wstap_proxy::tls::ca::default_dir()
         .map(|home| home.join("captures"))
         .ok_or(AppError::NoHome)
 }

@@ -279,7 +279,7 @@ pub enum AppError {
     Inspector(#[from] wstap_inspector::InspectorError),
     /// The CA could not be loaded or created.
     #[error(transparent)]
-    Ca(#[from] wstap_proxy::mitm::ca::CaError),
+    Ca(#[from] wstap_proxy::tls::ca::CaError),
 }
 
 impl From<wstap_store::export::ExportError> for AppError {

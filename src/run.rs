@@ -352,7 +352,7 @@ fn parent_proxy(args: &RunArgs) -> Result<Option<wstap_proxy::ParentProxy>, AppE
 pub fn ca_dir(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, AppError> {
     given
         .map(std::path::Path::to_path_buf)
-        .or_else(wstap_proxy::mitm::ca::default_dir)
+        .or_else(wstap_proxy::tls::ca::default_dir)
         .ok_or(AppError::NoCaDir)
 }
 

@@ -10,7 +10,7 @@ use support::tls::*;
 use support::*;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
-use wstap_proxy::mitm::ca::{CaError, CertificateAuthority};
+use wstap_proxy::tls::ca::{CaError, CertificateAuthority};
 use wstap_wire::FrameBuilder;
 
 #[tokio::test]

@@ -79,7 +79,7 @@ impl Proxy {
     }
 
     /// A proxy intercepting TLS with a fresh CA in a temp folder, trusting `upstream_ca`.
-    pub async fn start_tls(tls: wstap_proxy::mitm::TlsConfig) -> Proxy {
+    pub async fn start_tls(tls: wstap_proxy::tls::TlsConfig) -> Proxy {
         Self::start_with(ProxyConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             tls: Some(tls),

@@ -63,8 +63,8 @@ impl TestPki {
 impl TestPki {
     /// An intercepting proxy's TLS settings: a fresh CA of its own in a temp folder, and
     /// this PKI's CA trusted upstream.
-    pub fn intercepting(&self) -> wstap_proxy::mitm::TlsConfig {
-        wstap_proxy::mitm::TlsConfig {
+    pub fn intercepting(&self) -> wstap_proxy::tls::TlsConfig {
+        wstap_proxy::tls::TlsConfig {
             ca_dir: temp_path("ca"),
             upstream_ca: vec![self.ca_pem_path.clone()],
             insecure: false,

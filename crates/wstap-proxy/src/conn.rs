@@ -4,12 +4,10 @@
 use crate::error::SessionError;
 use crate::http::{page, requests};
 use crate::io::{BoxWrite, Client};
-use crate::listen::reverse::{self, ReverseListener};
-use crate::listen::socks;
 use crate::relay::{blind, websocket};
 use crate::session::{Session, Shared};
 use crate::stage::{Requests, Scope, Stage};
-use crate::{mitm, tunnel};
+use crate::{intercept, tunnel};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -18,10 +16,10 @@ use tokio::net::TcpStream;
 use wstap_trace::SessionKind;
 
 /// Counts a client connection as open while it lives.
-struct Active(Arc<Shared>);
+pub(crate) struct Active(Arc<Shared>);
 
 impl Active {
-    fn new(shared: &Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
         shared.active.fetch_add(1, Ordering::Relaxed);
         Active(Arc::clone(shared))
     }
@@ -49,26 +47,6 @@ pub(crate) async fn serve(session: Session, stream: TcpStream) {
     .await;
 }
 
-/// Serves one connection accepted on a SOCKS5 listener: its handshake, then its tunnel.
-pub(crate) async fn serve_socks(session: Session, stream: TcpStream) {
-    let _active = Active::new(&session.shared);
-    if let Some(tunnel) = socks::serve(session, stream).await {
-        run(tunnel).await;
-    }
-}
-
-/// Serves one connection accepted on a reverse listener: its TLS, then its requests.
-pub(crate) async fn serve_reverse(
-    session: Session,
-    stream: TcpStream,
-    listener: Arc<ReverseListener>,
-) {
-    let _active = Active::new(&session.shared);
-    if let Some(requests) = reverse::serve(session, stream, listener).await {
-        run(requests).await;
-    }
-}
-
 /// A running stage. Each step's own future is boxed, never wrapped in another: a wrapper
 /// would keep a second copy of the step's arguments for as long as the step runs.
 type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
@@ -76,7 +54,7 @@ type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
 /// Runs stages one after another until the session is done: the one stage loop. Before
 /// each stage the session announces itself, once it knows where it goes: so a relay's
 /// first frame comes after it, and a quiet tunnel is seen at once.
-async fn run(mut stage: Stage) {
+pub(crate) async fn run(mut stage: Stage) {
     loop {
         if let Some(session) = stage.session_mut() {
             session.announce().await;
@@ -102,7 +80,7 @@ fn start(stage: Stage) -> Option<StageFuture> {
             client,
             upstream,
             tls,
-        } => Box::pin(mitm::intercept::intercept(session, client, upstream, tls)),
+        } => Box::pin(intercept::intercept(session, client, upstream, tls)),
         Stage::WebSocket {
             session,
             client,

@@ -8,7 +8,7 @@
 //!   are never errors of the proxy: they are answered and recorded, and the proxy serves on.
 //! - [`UpstreamError`]: why an upstream could not be reached or did not answer (502).
 
-use crate::http::head::HeadError;
+use crate::head::HeadError;
 use crate::target::Target;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub enum ProxyError {
     },
     /// TLS interception could not be set up (the CA, `--upstream-ca`, `--ignore-hosts`).
     #[error(transparent)]
-    Tls(#[from] crate::mitm::TlsSetupError),
+    Tls(#[from] crate::tls::TlsSetupError),
     /// A reverse listener needs TLS that is not there.
     #[error("the reverse listener on {listen} for {url} {needs}, and TLS interception is off")]
     ReverseNeedsTls {

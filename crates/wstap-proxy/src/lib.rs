@@ -9,23 +9,23 @@
 //! sinks, which live outside the engine and depend only on the event model
 //! (`wstap-trace`).
 //!
-//! The rooms:
+//! The rooms, from the top: each imports only from rooms below it.
 //! - `listen/`: accepting connections: the HTTP proxy port, SOCKS5 (`socks`) and reverse
 //!   listeners (`reverse`).
-//! - `conn`: the one driver of a connection's stages; `stage`: the stages, as data.
-//! - `http/`: requests: heads read raw (`head`) so header case and order survive, bodies
-//!   relayed by their framing (`body`), routing, exchanges, wstap's own answers and page.
-//! - `tunnel`: a `CONNECT` tunnel and the sniffing of its first bytes.
-//! - `mitm/`: TLS interception: the CA, the two legs, the handshake.
-//! - `upstream/`: dialing, directly or through a parent proxy; `target`: addresses and
-//!   URLs as written.
-//! - `relay/`: the drive loop that runs the relay core, and what configures it for a
-//!   WebSocket (`websocket`) or a blind tunnel (`blind`).
-//! - `session`, `error`, `io`, `config`, `clock`: what every room shares. Whatever wstap
-//!   answers itself goes through one path (`session::Session::refuse`) with a typed reason
-//!   (`error`).
+//! - `conn`: the one driver of a connection's stages.
+//! - The stage handlers: `http/` (requests: bodies relayed by their framing, routing,
+//!   exchanges, wstap's page), `tunnel` (a `CONNECT` tunnel and the sniffing of its first
+//!   bytes), `intercept` (one intercepted TLS tunnel), `relay/` (the drive loop that runs
+//!   the relay core, configured for a WebSocket or a blind tunnel).
+//! - `stage`: the stages, as data.
+//! - `session` (a connection's record, and `Session::refuse`, the one way wstap answers
+//!   for itself) and `upstream/` (dialing, directly or through a parent proxy).
+//! - What every room shares: `head` (heads read raw so header case and order survive),
+//!   `respond`, `guard`, `tls/` (the CA, the interceptor, the legs), `config/`, `target`,
+//!   `error`, `io`, `clock`.
 //!
-//! No module imports one that imports it back (checked over `use crate::` paths).
+//! No module imports one that imports it back, file by file or room by room (checked
+//! over `use crate::`, `crate::` and `super::` paths).
 //!
 //! Start a proxy with [`start`]; subscribe sinks on the [`EventBus`] first.
 #![deny(missing_docs)]
@@ -34,23 +34,30 @@ mod clock;
 mod config;
 mod conn;
 mod error;
+mod guard;
+mod head;
 mod http;
+mod intercept;
 mod io;
 mod listen;
-pub mod mitm;
 mod relay;
+mod respond;
 mod session;
 mod stage;
 mod target;
+pub mod tls;
 mod tunnel;
 mod upstream;
 
+pub use config::reverse::{ReverseProxy, ReverseTls};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use http::head::{parse_request, Head, HeadError, Request, RequestLine, Response, StatusLine};
-pub use http::reverse::{ReverseProxy, ReverseTls};
+pub use head::{
+    parse_request, Head, HeadError, Request, RequestLine, Response, StatusLine, MAX_HEAD,
+    MAX_HEADERS, MAX_REQUEST_LINE,
+};
 pub use listen::socks;
 pub use listen::{start, RunningProxy};
-pub use mitm::TlsConfig;
+pub use tls::TlsConfig;
 pub use upstream::parent::ParentProxy;
 pub use wstap_bus::EventBus;

@@ -10,11 +10,11 @@
 //! records it as an exchange answered by the proxy, and ends the session as an error.
 
 use crate::error::SessionError;
-use crate::http::guard::ProxyAuth;
-use crate::http::head::Request;
-use crate::http::respond::send_error;
+use crate::guard::ProxyAuth;
+use crate::head::Request;
 use crate::io::BoxWrite;
-use crate::mitm::Interceptor;
+use crate::respond::send_error;
+use crate::tls::Interceptor;
 use crate::ProxyConfig;
 use chrono::Utc;
 use std::net::SocketAddr;

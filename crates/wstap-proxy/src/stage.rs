@@ -10,11 +10,11 @@
 //! KiB before, 5.5 KiB after). This module only names the stages: the handlers import it,
 //! it imports none of them.
 
-use crate::http::head::Request;
+use crate::head::Request;
 use crate::io::{Client, Upstream};
-use crate::mitm::Interceptor;
 use crate::session::Session;
 use crate::target::Target;
+use crate::tls::Interceptor;
 use std::sync::Arc;
 use wstap_trace::SessionKind;
 use wstap_wire::handshake::HandshakeAnalysis;
@@ -33,7 +33,7 @@ pub(crate) enum Scope {
         tls: bool,
     },
     /// A reverse listener: origin-form requests, to its upstream URL.
-    Reverse(Arc<crate::http::reverse::ReverseProxy>),
+    Reverse(Arc<crate::config::reverse::ReverseProxy>),
 }
 
 /// The request stage: a connection that reads requests (one per run).

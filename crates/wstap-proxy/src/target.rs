@@ -124,6 +124,16 @@ fn bare_host(authority: &str) -> Option<String> {
     }
 }
 
+/// The URL scheme for a request: `ws`/`wss` for a WebSocket handshake, else `http`/`https`.
+pub(crate) fn scheme(websocket: bool, tls: bool) -> &'static str {
+    match (websocket, tls) {
+        (true, false) => "ws",
+        (true, true) => "wss",
+        (false, false) => "http",
+        (false, true) => "https",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

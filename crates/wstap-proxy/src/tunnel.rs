@@ -4,15 +4,15 @@
 //! with the reason. Then it waits for whichever side speaks first:
 //! - the client sends an HTTP request: the tunnel carries HTTP, served by the same request
 //!   stage as the proxy's port (WebSocket upgrades included), always to the tunnel's target;
-//! - the client sends a TLS ClientHello: intercepted (`crate::mitm`) unless
+//! - the client sends a TLS ClientHello: intercepted (`crate::tls`) unless
 //!   interception is off or `--ignore-hosts` matches the target, then relayed blind;
 //! - anything else, or the server speaking first: a blind relay, bytes counted.
 
 use crate::error::SessionError;
-use crate::http::guard::is_self;
-use crate::http::head::Request;
-use crate::http::respond::CONNECT_ESTABLISHED;
+use crate::guard::is_self;
+use crate::head::Request;
 use crate::io::{Client, Incoming, Upstream};
+use crate::respond::CONNECT_ESTABLISHED;
 use crate::session::{Ending, Session};
 use crate::stage::{Requests, Scope, Stage};
 use crate::target::{parse_authority, Target};

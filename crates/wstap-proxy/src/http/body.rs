@@ -5,7 +5,7 @@
 //! `Content-Length` and `Transfer-Encoding`, or a transfer coding that is not chunked, is
 //! refused, since proxies disagreeing on such framing is how requests get smuggled.
 
-use crate::http::head::{Head, Request, Response};
+use crate::head::{Head, Request, Response};
 use crate::io::{BoxWrite, Incoming};
 use std::io;
 use tokio::io::AsyncWriteExt;
@@ -199,7 +199,7 @@ async fn copy_chunked(src: &mut Incoming, dst: &mut BoxWrite) -> io::Result<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{RequestLine, StatusLine};
+    use crate::head::{RequestLine, StatusLine};
     use bytes::BytesMut;
 
     fn headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -3,7 +3,7 @@
 //! exchange end it so; this module is what they share.
 
 use crate::error::SessionError;
-use crate::http::head::Request;
+use crate::head::Request;
 use crate::session::Ending;
 use crate::stage::{Requests, Stage};
 use wstap_trace::{Outcome, SessionKind};

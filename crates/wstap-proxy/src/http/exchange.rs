@@ -11,9 +11,9 @@
 //! and servers that answer before reading the whole body work.
 
 use crate::error::{SessionError, UpstreamError};
+use crate::head::{self, Request, Response};
 use crate::http::body::{self, BodyKind};
 use crate::http::ending::{end, refuse_at};
-use crate::http::head::{self, Request, Response};
 use crate::http::route::Route;
 use crate::io::{BoxWrite, Incoming};
 use crate::session::{Ending, Session};

@@ -5,13 +5,13 @@
 //! Only the public certificate is ever served. The page is served by hyper, one request
 //! per connection, on the client connection the request arrived on.
 
-use crate::http::head::Request;
+use crate::head::Request;
 use crate::io::{Client, Joined};
-use crate::mitm::ca::CertificateAuthority;
-use crate::mitm::instructions::trust_instructions;
 use crate::session::{Ending, Session};
 use crate::stage::Stage;
 use crate::target::parse_absolute;
+use crate::tls::ca::CertificateAuthority;
+use crate::tls::instructions::trust_instructions;
 use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::Full;

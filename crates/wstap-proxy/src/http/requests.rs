@@ -7,10 +7,10 @@
 //! WebSocket relay, a blind relay, or the end.
 
 use crate::error::SessionError;
+use crate::guard::is_self;
+use crate::head::{read_request, HeadError, Request};
 use crate::http::ending::{end, refuse_at};
 use crate::http::exchange;
-use crate::http::guard::is_self;
-use crate::http::head::{read_request, HeadError, Request};
 use crate::http::page;
 use crate::http::reverse::reverse_route;
 use crate::http::route::{proxy_route, tunnel_route, Route};

@@ -7,8 +7,8 @@
 //! for byte.
 
 use crate::error::SessionError;
-use crate::http::head::Request;
-use crate::target::{parse_absolute, Target};
+use crate::head::Request;
+use crate::target::{parse_absolute, scheme, Target};
 use wstap_trace::Forwarded;
 use wstap_wire::handshake::is_websocket_upgrade;
 
@@ -99,15 +99,5 @@ pub(crate) fn tunnel_route(head: &Request, target: &Target, tls: bool) -> Route 
         forwarded: Forwarded::default(),
         fixed: true,
         tls,
-    }
-}
-
-/// The URL scheme for a request: `ws`/`wss` for a WebSocket handshake, else `http`/`https`.
-pub(crate) fn scheme(websocket: bool, tls: bool) -> &'static str {
-    match (websocket, tls) {
-        (true, false) => "ws",
-        (true, true) => "wss",
-        (false, false) => "http",
-        (false, true) => "https",
     }
 }

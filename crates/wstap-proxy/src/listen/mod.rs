@@ -7,8 +7,8 @@
 pub(crate) mod reverse;
 pub mod socks;
 
-use crate::conn::{serve, serve_reverse, serve_socks, turn_away};
-use crate::http::reverse::{ReverseProxy, ReverseTls};
+use crate::config::reverse::{ReverseProxy, ReverseTls};
+use crate::conn::{run, serve, turn_away, Active};
 use crate::listen::reverse::{ListenerTls, ReverseListener};
 use crate::session::{Session, Shared};
 use crate::{ProxyConfig, ProxyError};
@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -28,7 +29,7 @@ pub struct RunningProxy {
     addrs: Vec<SocketAddr>,
     socks_addrs: Vec<SocketAddr>,
     reverse_addrs: Vec<(SocketAddr, Arc<ReverseProxy>)>,
-    tls: Option<Arc<crate::mitm::Interceptor>>,
+    tls: Option<Arc<crate::tls::Interceptor>>,
     stop: watch::Sender<Option<Duration>>,
     shared: Arc<Shared>,
     loops: Vec<JoinHandle<()>>,
@@ -36,7 +37,7 @@ pub struct RunningProxy {
 
 impl RunningProxy {
     /// The CA in use, when TLS interception is on.
-    pub fn ca(&self) -> Option<Arc<crate::mitm::ca::CertificateAuthority>> {
+    pub fn ca(&self) -> Option<Arc<crate::tls::ca::CertificateAuthority>> {
         self.tls.as_ref().map(|t| Arc::clone(&t.ca))
     }
 
@@ -99,7 +100,7 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
         ));
     }
     let tls = match &config.tls {
-        Some(tls) => Some(Arc::new(crate::mitm::Interceptor::new(tls)?)),
+        Some(tls) => Some(Arc::new(crate::tls::Interceptor::new(tls)?)),
         None => None,
     };
     let reverse = reverse_listeners(&config.reverse, tls.as_ref())?;
@@ -168,7 +169,7 @@ pub async fn start(config: ProxyConfig, bus: EventBus) -> Result<RunningProxy, P
 /// settings interception brings.
 fn reverse_listeners(
     reverse: &[ReverseProxy],
-    tls: Option<&Arc<crate::mitm::Interceptor>>,
+    tls: Option<&Arc<crate::tls::Interceptor>>,
 ) -> Result<Vec<Arc<ReverseListener>>, ProxyError> {
     let needs = |proxy: &ReverseProxy, needs| ProxyError::ReverseNeedsTls {
         listen: proxy.listen,
@@ -189,7 +190,7 @@ fn reverse_listeners(
                 Some(ListenerTls::FromCa(Arc::clone(tls)))
             }
             ReverseTls::Files { cert, key } => Some(ListenerTls::Fixed(
-                crate::mitm::server_config_from_files(cert, key)?,
+                crate::tls::server_config_from_files(cert, key)?,
             )),
         };
         listeners.push(Arc::new(ReverseListener {
@@ -302,4 +303,20 @@ async fn accept_loop(
     let wrapped_up = async { while sessions.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(WRAP_UP, wrapped_up).await;
     sessions.shutdown().await;
+}
+
+/// Serves one connection accepted on a SOCKS5 listener: its handshake, then its tunnel.
+async fn serve_socks(session: Session, stream: TcpStream) {
+    let _active = Active::new(&session.shared);
+    if let Some(tunnel) = socks::serve(session, stream).await {
+        run(tunnel).await;
+    }
+}
+
+/// Serves one connection accepted on a reverse listener: its TLS, then its requests.
+async fn serve_reverse(session: Session, stream: TcpStream, listener: Arc<ReverseListener>) {
+    let _active = Active::new(&session.shared);
+    if let Some(requests) = reverse::serve(session, stream, listener).await {
+        run(requests).await;
+    }
 }

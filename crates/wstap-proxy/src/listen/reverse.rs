@@ -12,15 +12,15 @@
 //! the certificate and key given in PEM files.
 
 use crate::io::{split_boxed, Client};
-use crate::mitm::Interceptor;
 use crate::session::Session;
 use crate::stage::{Requests, Scope, Stage};
+use crate::tls::Interceptor;
 use rustls::ServerConfig;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use wstap_trace::{SessionKind, Via};
 
-use crate::http::reverse::ReverseProxy;
+use crate::config::reverse::ReverseProxy;
 
 /// A reverse listener ready to serve: its settings and the TLS it speaks.
 #[derive(Debug)]
@@ -80,7 +80,7 @@ async fn accept_tls(
 ) -> Result<Client, String> {
     let timeout = session.shared.config.handshake_timeout;
     let handshake = async {
-        let hello = crate::mitm::read_client_hello(stream).await?;
+        let hello = crate::tls::read_client_hello(stream).await?;
         let config = match tls {
             ListenerTls::Fixed(config) => Arc::clone(config),
             ListenerTls::FromCa(ca) => {
@@ -104,7 +104,7 @@ async fn accept_tls(
     };
     let state = tls.get_ref().1;
     let sni = state.server_name().map(str::to_owned);
-    session.note_client_tls(crate::mitm::tls_leg(state, sni, false));
+    session.note_client_tls(crate::tls::tls_leg(state, sni, false));
     let (incoming, out) = split_boxed(tls);
     Ok(Client { incoming, out })
 }

@@ -329,7 +329,7 @@ pub(crate) async fn serve(mut session: Session, mut stream: TcpStream) -> Option
         }
     };
     let label = target.to_string();
-    if crate::http::guard::is_self(&target, &session.shared.listening) {
+    if crate::guard::is_self(&target, &session.shared.listening) {
         let _ = stream.write_all(&reply(Reply::ConnectionRefused)).await;
         return fail(
             session,

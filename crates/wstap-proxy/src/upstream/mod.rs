@@ -3,7 +3,7 @@
 
 use crate::error::UpstreamError;
 use crate::io::{split_boxed, Upstream};
-use crate::mitm::Interceptor;
+use crate::tls::Interceptor;
 pub(crate) mod parent;
 
 use crate::target::Target;
@@ -99,7 +99,7 @@ pub(crate) async fn dial(
         });
     };
     let stream = tls_handshake(tls, target, &target.host, stream, handshake_timeout).await?;
-    let leg = crate::mitm::tls_leg(stream.get_ref().1, Some(target.host.clone()), true);
+    let leg = crate::tls::tls_leg(stream.get_ref().1, Some(target.host.clone()), true);
     Ok(Dialled {
         upstream: Upstream::from_halves(target.clone(), split_boxed(stream)),
         parent,

@@ -14,7 +14,6 @@
 pub mod ca;
 mod hello;
 pub mod instructions;
-pub(crate) mod intercept;
 mod legs;
 
 pub(crate) use hello::read_client_hello;

@@ -1,8 +1,10 @@
 //! The engine's settings.
 
-use crate::http::reverse::ReverseProxy;
-use crate::mitm::TlsConfig;
+pub mod reverse;
+
+use crate::tls::TlsConfig;
 use crate::upstream::parent::ParentProxy;
+use reverse::ReverseProxy;
 use std::net::SocketAddr;
 use std::time::Duration;
 

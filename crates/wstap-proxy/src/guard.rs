@@ -6,7 +6,7 @@
 //!   through the proxy forever; it is refused instead.
 
 use crate::error::SessionError;
-use crate::http::head::Request;
+use crate::head::Request;
 use crate::target::Target;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;

@@ -5,14 +5,14 @@
 //! handshake is still completed so that its request can be answered with a `502` whose
 //! body names the reason: a TLS alert would only tell the user that *something* failed.
 
-use super::tls_leg;
-use super::Interceptor;
 use crate::error::SessionError;
-use crate::http::head::read_request;
+use crate::head::read_request;
 use crate::io::{split_boxed, Client, Joined, Upstream};
 use crate::session::Session;
 use crate::stage::{Requests, Scope, Stage};
 use crate::target::Target;
+use crate::tls::tls_leg;
+use crate::tls::Interceptor;
 use crate::upstream::tls_handshake;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +71,7 @@ pub(crate) async fn intercept(
 
 /// Reads the client's ClientHello within `timeout`.
 async fn client_hello(client: Client, timeout: Duration) -> Result<StartHandshake<Joined>, String> {
-    let hello = super::read_client_hello(Joined::new(client.incoming, client.out));
+    let hello = crate::tls::read_client_hello(Joined::new(client.incoming, client.out));
     tokio::time::timeout(timeout, hello)
         .await
         .unwrap_or_else(|_| Err(format!("no TLS ClientHello within {timeout:?}")))
