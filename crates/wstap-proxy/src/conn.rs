@@ -56,8 +56,10 @@ type StageFuture = Pin<Box<dyn Future<Output = Stage> + Send>>;
 /// first frame comes after it, and a quiet tunnel is seen at once.
 pub(crate) async fn run(mut stage: Stage) {
     loop {
-        if let Some(session) = stage.session_mut() {
-            session.announce().await;
+        if let Some(session) = stage.session_mut().filter(|s| s.start_is_due()) {
+            // Boxed: held in place, announcing would make every stage's loop (a long-lived
+            // relay's too) as large as a publication to the bus.
+            Box::pin(session.announce()).await;
         }
         let Some(running) = start(stage) else {
             return;

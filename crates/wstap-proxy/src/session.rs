@@ -223,13 +223,18 @@ impl Session {
         self.note_target(target, self.tunnel_via, true);
     }
 
+    /// Whether `session_start` is due: not published yet, and a target was noted.
+    pub fn start_is_due(&self) -> bool {
+        !self.announced
+            && self
+                .facts
+                .as_ref()
+                .is_some_and(|facts| facts.destination.is_some())
+    }
+
     /// Publishes `session_start` if it is due: once, and only when a target was noted.
     pub async fn announce(&mut self) {
-        let noted = self
-            .facts
-            .as_ref()
-            .is_some_and(|facts| facts.destination.is_some());
-        if !noted {
+        if !self.start_is_due() {
             return;
         }
         if let Some(event) = self.start_event() {

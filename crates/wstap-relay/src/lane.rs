@@ -3,19 +3,9 @@
 
 use crate::end::StreamEnd;
 use wstap_wire::{
-    AnalyzerConfig, CloseFrame, Direction, Opcode, PartialFrame, Record, StreamAnalyzer, Timestamp,
+    AnalyzerConfig, CloseFrame, Direction, FrameEnd, Opcode, PartialFrame, Record, StreamAnalyzer,
+    Timestamp,
 };
-
-/// Whether a lane hands on what its sender sends, or keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hold {
-    /// Everything read is handed on.
-    Off,
-    /// Hand on up to the next message boundary, then hold.
-    Armed,
-    /// Keep what is read, as read, until released.
-    Holding,
-}
 
 /// Whether a lane still reads, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +36,8 @@ pub(crate) struct Lane {
     pub forwarded: u64,
     /// The first close frame this direction carried, and when.
     pub first_close: Option<(Timestamp, CloseFrame)>,
-    /// How many bytes must be written for that close frame to have been delivered.
+    /// How many bytes of the stream go up to the end of that close frame.
     close_by: u64,
-    pub hold: Hold,
-    /// While holding, reading stops once this many bytes are held.
-    pub budget: usize,
-    /// What was read while holding, exactly as read.
-    pub held: Vec<u8>,
-    /// The sender ended its stream while the lane held: the receiver hears of it on release.
-    pub eof_held: bool,
 }
 
 impl Lane {
@@ -67,10 +50,6 @@ impl Lane {
             forwarded: 0,
             first_close: None,
             close_by: 0,
-            hold: Hold::Off,
-            budget: 0,
-            held: Vec::new(),
-            eof_held: false,
         }
     }
 
@@ -78,30 +57,18 @@ impl Lane {
         self.reading == Reading::Open
     }
 
-    /// Whether a frame of wstap's own could be written into this direction's stream now
-    /// without cutting one of the sender's: nothing of a next frame has been handed on.
-    /// (A holding lane handed on up to a message boundary.)
+    /// Whether what the analyzer has read of this direction ends between frames.
     pub fn at_frame_boundary(&self) -> bool {
-        self.hold == Hold::Holding
-            || self
-                .analyzer
-                .as_ref()
-                .is_none_or(StreamAnalyzer::at_frame_boundary)
+        self.analyzer
+            .as_ref()
+            .is_none_or(StreamAnalyzer::at_frame_boundary)
     }
 
-    /// Whether a message of wstap's own could be written into this direction's stream now
-    /// without cutting one of the sender's frames or messages.
+    /// Whether what the analyzer has read of this direction ends between messages.
     pub fn at_message_boundary(&self) -> bool {
-        self.hold == Hold::Holding
-            || self
-                .analyzer
-                .as_ref()
-                .is_none_or(|a| a.at_frame_boundary() && !a.message_open())
-    }
-
-    /// Whether the lane holds as much as it may: its sender is not read meanwhile.
-    pub fn held_full(&self) -> bool {
-        self.hold == Hold::Holding && self.held.len() >= self.budget
+        self.analyzer
+            .as_ref()
+            .is_none_or(|a| a.at_frame_boundary() && !a.message_open())
     }
 
     /// Whether this direction's first close frame reached its receiver.
@@ -109,20 +76,31 @@ impl Lane {
         self.first_close.is_some() && self.forwarded >= self.close_by
     }
 
-    /// Notes the first close frame among `records` (this lane's, decoded from bytes up to
-    /// [`Lane::accepted`]).
-    pub fn note_close(&mut self, records: &[Record]) {
+    /// Whether this direction's first close frame was handed on to its receiver (queued
+    /// to be written), `held` bytes at the end of what was read being kept back.
+    pub fn close_handed_on(&self, held: usize) -> bool {
+        self.first_close.is_some() && self.accepted.saturating_sub(held as u64) >= self.close_by
+    }
+
+    /// Notes the first close frame among `records`, this lane's, decoded from a chunk
+    /// that began at stream offset `chunk_start`; `ends` says where in the chunk each of
+    /// its frames ended, when known (else the close is taken to end with the chunk).
+    pub fn note_close(&mut self, records: &[Record], chunk_start: u64, ends: &[FrameEnd]) {
         if self.first_close.is_some() {
             return;
         }
-        for record in records {
-            if let Record::Frame(frame) = record {
-                if frame.header.opcode() == Opcode::Close {
-                    if let Some(close) = &frame.close {
-                        self.first_close = Some((frame.time, close.clone()));
-                        self.close_by = self.accepted;
-                        return;
-                    }
+        let frames = records.iter().filter_map(|record| match record {
+            Record::Frame(frame) => Some(frame),
+            Record::Message(_) => None,
+        });
+        for (nth, frame) in frames.enumerate() {
+            if frame.header.opcode() == Opcode::Close {
+                if let Some(close) = &frame.close {
+                    self.first_close = Some((frame.time, close.clone()));
+                    self.close_by = ends
+                        .get(nth)
+                        .map_or(self.accepted, |end| chunk_start + end.offset as u64);
+                    return;
                 }
             }
         }
@@ -140,7 +118,8 @@ impl Lane {
         let analyzer = self.analyzer.as_mut()?;
         let start = out.len();
         let partial = analyzer.finish(time, out);
-        self.note_close(&out[start..]);
+        let accepted = self.accepted;
+        self.note_close(&out[start..], accepted, &[]);
         partial
     }
 

@@ -9,9 +9,11 @@
 //! until its deadline, and every decision can be tested with plain function calls.
 //!
 //! Untouched traffic takes the fast path: a [`Transmit::Forward`] of the very bytes read,
-//! masked as the client masked them, never re-framed. Bytes the relay builds itself are
-//! close frames for now (at shutdown, after a `--strict` violation, on a `Close`
-//! command), each written only where its stream is between frames, so no frame is cut.
+//! masked as the client masked them, never re-framed. Bytes the relay writes of its own
+//! are close frames (at shutdown, after a `--strict` violation, on a `Close` command),
+//! each written only where its stream is between frames, so no frame is cut, and frames
+//! injected between messages ([`Command::Inject`]); bytes it held ([`Command::Hold`]) go
+//! out as they were read.
 //! How a relay ended is data ([`RelayEnd`], [`EndReason`]), not prose.
 //!
 //! [`Record`]: wstap_wire::Record

@@ -31,16 +31,18 @@
 //! while a hold or an injection waits for one: untouched traffic pays nothing for them.
 
 use crate::end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd};
-use crate::lane::{Hold, Lane, Reading};
+use crate::lane::{Lane, Reading};
 use crate::Side;
+use intercept::{Hold, Interception};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
 use wstap_wire::{
-    AnalyzerConfig, CloseFrame, Direction, FrameBuilder, FrameEnd, Offence, Opcode, Record,
-    Timestamp,
+    AnalyzerConfig, CloseFrame, Direction, FrameBuilder, Offence, Opcode, Record, Timestamp,
 };
+
+mod intercept;
 
 /// How a relay reads its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,8 +86,10 @@ pub enum Command {
     /// once, when it is between messages): keep it exactly as read, masked as the client
     /// masked it, until [`Command::Release`]. While `budget` bytes or more are held, `from`
     /// is not read (backpressure, not memory). An end of stream from `from` reaches the
-    /// other side only on release. What is still held when the relay ends is counted in
-    /// [`RelayEnd::held`].
+    /// other side only on release. What is still held when the relay ends (or when the
+    /// other side's stream ended first) is counted in [`RelayEnd::held`]. The records of
+    /// held bytes are made as they are read: they say what the sender sent. A stream that
+    /// is not a WebSocket has no message boundaries and is not held.
     Hold {
         /// Whose messages are held.
         from: Side,
@@ -222,6 +226,12 @@ impl Closing {
         }
     }
 
+    /// Forgets the deadline of a close that is over.
+    fn restart(&mut self) {
+        self.deadline = None;
+        self.waited_out = false;
+    }
+
     /// Starts the steps over from `now` with `grace` if that ends sooner.
     fn due_by(&mut self, now: Instant, grace: Duration) {
         let at = now + grace;
@@ -252,12 +262,10 @@ pub struct Relay {
     in_flight: [Option<InFlight>; 2],
     /// The side's stream has been ended (a `Shutdown` is queued or written).
     shut: [bool; 2],
-    /// By destination side: frames to inject at the stream's next message boundary.
-    injects: [VecDeque<Vec<u8>>; 2],
-    /// Where frames ended in the chunk being fed, when a hold or an injection needs it.
-    ends: Vec<FrameEnd>,
     events: Vec<Record>,
-    closing: Option<Closing>,
+    /// Boxed, as [`Interception`] is: rare, and the relay lives as long as its session.
+    closing: Option<Box<Closing>>,
+    intercept: Option<Box<Interception>>,
     aborted: bool,
 }
 
@@ -273,10 +281,9 @@ impl Relay {
             queues: [VecDeque::new(), VecDeque::new()],
             in_flight: [None; 2],
             shut: [false; 2],
-            injects: [VecDeque::new(), VecDeque::new()],
-            ends: Vec::new(),
             events: Vec::new(),
             closing: None,
+            intercept: None,
             aborted: false,
         }
     }
@@ -293,8 +300,10 @@ impl Relay {
 
     /// Whether the driver should read from `from` now.
     pub fn wants_read(&self, from: Side) -> bool {
-        let lane = &self.lanes[from.index()];
-        !self.aborted && lane.is_reading() && !lane.held_full()
+        let full = self
+            .held_lane(from)
+            .is_some_and(|h| h.hold == Hold::Holding && h.held.len() >= h.budget);
+        !self.aborted && self.lanes[from.index()].is_reading() && !full
     }
 
     /// `chunk` was read from `from` at `now`. Queues what to write to the other side and
@@ -313,12 +322,18 @@ impl Relay {
         );
         let strict = self.strict;
         let start = self.events.len();
-        let lane = &mut self.lanes[from.index()];
         // Where the stream stands before this chunk, and whether its frame ends matter.
-        let between_before = lane.at_message_boundary();
-        let steer = lane.hold == Hold::Armed || !self.injects[to.index()].is_empty();
-        let ends = &mut self.ends;
+        let between_before = self.between_messages_to(to);
+        let steer = self.steering(from);
+        let holding = self.holding(from);
+        let mut no_ends = Vec::new();
+        let ends = match self.intercept.as_mut() {
+            Some(intercept) if steer => &mut intercept.ends,
+            _ => &mut no_ends,
+        };
         ends.clear();
+        let lane = &mut self.lanes[from.index()];
+        let chunk_start = lane.accepted;
         let mut offence = None;
         let clean = match lane.analyzer.as_mut() {
             None => chunk.len(),
@@ -341,55 +356,22 @@ impl Relay {
             }
         };
         lane.accepted += clean as u64;
-        lane.note_close(&self.events[start..]);
-        match lane.hold {
-            Hold::Holding => lane.held.extend_from_slice(&chunk[..clean]),
-            Hold::Off | Hold::Armed if steer => self.steer(from, chunk, clean, between_before),
-            Hold::Off | Hold::Armed => {
-                if clean > 0 {
-                    self.queues[to.index()].push_back(Queued::Forward(0..clean));
-                }
+        lane.note_close(&self.events[start..], chunk_start, ends);
+        if holding {
+            if let Some(intercept) = self.intercept.as_mut() {
+                intercept.lanes[from.index()]
+                    .held
+                    .extend_from_slice(&chunk[..clean]);
             }
+        } else if steer {
+            self.steer(from, chunk, clean, between_before);
+        } else if clean > 0 {
+            self.queues[to.index()].push_back(Queued::Forward(0..clean));
         }
         match offence {
             Some((offence, withheld)) => self.close_for_violation(from, offence, withheld),
             // The stream to `to` may have reached the frame boundary a close waits for.
             None => self.send_pending_close(to),
-        }
-    }
-
-    /// Hands on `chunk[..clean]` from `from`, stopping at its message boundaries (the
-    /// start, when `between_before`, and where [`Relay::ends`] says a message ended) to
-    /// inject what waits and to start a hold that is armed.
-    fn steer(&mut self, from: Side, chunk: &[u8], clean: usize, between_before: bool) {
-        let to = from.other();
-        let boundaries = between_before.then_some(0).into_iter().chain(
-            self.ends
-                .iter()
-                .filter(|end| !end.message_open && end.offset <= clean)
-                .map(|end| end.offset),
-        );
-        let mut handed = 0;
-        let queue = &mut self.queues[to.index()];
-        let lane = &mut self.lanes[from.index()];
-        for boundary in boundaries {
-            let injects = &mut self.injects[to.index()];
-            if injects.is_empty() && lane.hold != Hold::Armed {
-                break;
-            }
-            if boundary > handed {
-                queue.push_back(Queued::Forward(handed..boundary));
-                handed = boundary;
-            }
-            queue.extend(injects.drain(..).map(Queued::Inject));
-            if lane.hold == Hold::Armed {
-                lane.hold = Hold::Holding;
-                lane.held.extend_from_slice(&chunk[boundary..clean]);
-                return;
-            }
-        }
-        if clean > handed {
-            queue.push_back(Queued::Forward(handed..clean));
         }
     }
 
@@ -400,8 +382,10 @@ impl Relay {
         if lane.reading == Reading::Open {
             lane.reading = Reading::Eof;
         }
-        if lane.hold == Hold::Holding {
-            lane.eof_held = true;
+        if self.holding(from) {
+            if let Some(intercept) = self.intercept.as_mut() {
+                intercept.lanes[from.index()].eof_held = true;
+            }
             return;
         }
         let to = from.other();
@@ -449,9 +433,10 @@ impl Relay {
         !self.queues[to.index()].is_empty() || self.in_flight[to.index()].is_some()
     }
 
-    /// Whether a stream has carried a close frame to `to` already: it must get no other.
+    /// Whether a stream has carried a close frame to `to` already (handed on, not held):
+    /// it must get no other.
     fn close_went_to(&self, to: Side) -> bool {
-        self.lane_to(to).first_close.is_some()
+        self.lane_to(to).close_handed_on(self.held_len(to.other()))
     }
 
     /// Carries out `command`, at `now`.
@@ -477,65 +462,23 @@ impl Relay {
         }
     }
 
-    fn hold(&mut self, from: Side, budget: usize) {
-        let lane = self.lane_from(from);
-        lane.budget = budget;
-        if lane.hold == Hold::Off {
-            lane.hold = match lane.at_message_boundary() {
-                true => Hold::Holding,
-                false => Hold::Armed,
-            };
-        }
-    }
-
-    fn release(&mut self, from: Side) {
-        let to = from.other();
-        let lane = self.lane_from(from);
-        lane.hold = Hold::Off;
-        let held = std::mem::take(&mut lane.held);
-        let eof = std::mem::take(&mut lane.eof_held);
-        if !held.is_empty() && !self.shut[to.index()] {
-            self.queues[to.index()].push_back(Queued::Released(held));
-        }
-        if eof {
-            self.end_stream(to, None);
-        }
-        self.send_pending_close(to);
-    }
-
-    fn inject(&mut self, to: Side, opcode: Opcode, payload: &[u8]) {
-        // Not into a stream that ended, nor into one that is not a WebSocket.
-        if self.shut[to.index()] || self.lane_to(to).analyzer.is_none() {
-            return;
-        }
-        let builder = FrameBuilder::new(opcode);
-        let frame = match to {
-            Side::Server => builder.mask(random_key()).encode(payload),
-            Side::Client => builder.encode(payload),
-        };
-        if self.lane_to(to).at_message_boundary() && self.injects[to.index()].is_empty() {
-            self.queues[to.index()].push_back(Queued::Inject(frame));
-        } else {
-            self.injects[to.index()].push_back(frame);
-        }
-    }
-
     fn shutdown(&mut self, grace: Duration, now: Instant) {
+        let unfinished = self.closing_unfinished();
         let mut closing = match self.closing.take() {
-            // Already closing both sides for a violation: only the deadline is new.
-            Some(
-                strict @ Closing {
-                    cause: Cause::Strict { .. },
-                    ..
-                },
-            ) => strict,
-            // A shutdown takes over from a close command, keeping what it did.
-            Some(closing) => Closing {
-                cause: Cause::Shutdown,
-                ..closing
-            },
-            None => Closing::new(Cause::Shutdown),
+            Some(mut closing) => {
+                // Already closing both sides for a violation: only the deadline is new. A
+                // shutdown takes over from a close command, keeping what it did.
+                if !matches!(closing.cause, Cause::Strict { .. }) {
+                    closing.cause = Cause::Shutdown;
+                }
+                closing
+            }
+            None => Box::new(Closing::new(Cause::Shutdown)),
         };
+        if !unfinished {
+            // What was closed before is done: its deadline, passed or not, is not this one's.
+            closing.restart();
+        }
         closing.due_by(now, grace);
         self.closing = Some(closing);
         let payload = CloseFrame::encode(1001, "wstap is shutting down");
@@ -548,9 +491,13 @@ impl Relay {
     }
 
     fn close(&mut self, to: Side, code: u16, reason: &str, now: Instant, grace: Duration) {
+        let unfinished = self.closing_unfinished();
         let closing = self
             .closing
-            .get_or_insert_with(|| Closing::new(Cause::Command { code }));
+            .get_or_insert_with(|| Box::new(Closing::new(Cause::Command { code })));
+        if !unfinished {
+            closing.restart();
+        }
         closing.due_by(now, grace);
         self.begin_close(to, &CloseFrame::encode(code, reason));
     }
@@ -581,7 +528,7 @@ impl Relay {
 
     /// Sends the close frame `to` waits for, if its stream is between frames now.
     fn send_pending_close(&mut self, to: Side) {
-        if !self.lane_to(to).at_frame_boundary() {
+        if !self.between_frames_to(to) {
             return;
         }
         // A close frame from the peer went to it meanwhile: it must get no second one.
@@ -617,8 +564,8 @@ impl Relay {
         }
     }
 
-    /// `--strict`: `from` sent `offence`; what came before it is queued, it and `withheld`
-    /// bytes after it are not. Closes both sides, each only where its stream is between
+    /// `--strict`: `from` sent `offence`; what came before it is queued (or held, and then
+    /// lost with the session), it and `withheld` bytes after it are not. Closes both sides, each only where its stream is between
     /// frames: the offender's receiver got nothing of the frame when it began in this
     /// chunk; the offender's own stream is as its lane saw it.
     fn close_for_violation(&mut self, from: Side, offence: Offence, withheld: u64) {
@@ -630,13 +577,13 @@ impl Relay {
         let reason = format!("wstap --strict: {}", offence.violation.code());
         let payload = CloseFrame::encode(code, &reason);
         let to_receiver = offence.begins_in_chunk;
-        let to_sender = self.lane_to(from).at_frame_boundary();
-        let mut closing = Closing::new(Cause::Strict {
+        let to_sender = self.between_frames_to(from);
+        let mut closing = Box::new(Closing::new(Cause::Strict {
             from: from.sends(),
             offence,
             withheld,
             code,
-        });
+        }));
         // A shutdown's deadline set before stays.
         if let Some(before) = self.closing.take() {
             closing.deadline = before.deadline;
@@ -764,20 +711,18 @@ impl Relay {
 
     /// Whether nothing more will be read from either side, nor released.
     pub fn is_finished(&self) -> bool {
-        self.lanes
-            .iter()
-            .all(|lane| !lane.is_reading() && !self.releasable(lane))
+        [Side::Client, Side::Server]
+            .into_iter()
+            .all(|from| !self.lanes[from.index()].is_reading() && !self.releasable(from))
     }
 
-    /// Whether `lane` holds something its receiver could still be given.
-    fn releasable(&self, lane: &Lane) -> bool {
-        let to = match lane.direction {
-            Direction::ClientToServer => Side::Server,
-            Direction::ServerToClient => Side::Client,
-        };
-        lane.hold == Hold::Holding
-            && (!lane.held.is_empty() || lane.eof_held)
-            && !self.shut[to.index()]
+    /// Whether something held from `from` could still be given to the other side.
+    fn releasable(&self, from: Side) -> bool {
+        self.held_lane(from).is_some_and(|h| {
+            h.hold == Hold::Holding
+                && (!h.held.is_empty() || h.eof_held)
+                && !self.shut[from.other().index()]
+        })
     }
 
     /// Whether the relay ended at once, dropping what was queued to write: a read or a
@@ -857,7 +802,7 @@ impl Relay {
             first_close: first_close(c2s, s2c),
             frames: [c2s.frames(), s2c.frames()],
             bytes: [c2s.forwarded, s2c.forwarded],
-            held: [c2s.held.len() as u64, s2c.held.len() as u64],
+            held: [Side::Client, Side::Server].map(|from| self.held_len(from) as u64),
             cut_off,
         }
     }

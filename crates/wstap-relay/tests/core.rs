@@ -1119,3 +1119,131 @@ fn an_injection_waits_for_the_message_in_progress_and_skips_dead_streams() {
     );
     assert!(blind.server.bytes.is_empty());
 }
+
+#[test]
+fn a_shutdown_after_a_finished_close_gets_its_own_grace() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Close {
+            to: Side::Client,
+            code: 4000,
+            reason: String::new(),
+            grace: Duration::from_millis(5),
+        },
+        0,
+    );
+    assert!(h.client.ended, "the close went at once");
+    assert_eq!(h.relay.poll_timeout(), None);
+    // Long after that close's deadline, the server's stream is in the middle of a frame.
+    let frame = FrameBuilder::binary().mask([1; 4]).encode(&[9; 64]);
+    h.feed(Side::Client, &frame[..10], 1_000_000);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        1_000_000,
+    );
+    assert_eq!(h.relay.poll_timeout(), Some(h.at(2_000_000)));
+    h.timeout(1_500_000);
+    assert!(!h.server.ended, "still within its own grace");
+    h.feed(Side::Client, &frame[10..], 1_600_000);
+    assert_eq!(close_at_end(&h.server.bytes[frame.len()..], true).0, 1001);
+}
+
+#[test]
+fn a_held_close_frame_is_not_taken_for_one_sent() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1 << 20,
+        },
+        0,
+    );
+    h.feed(Side::Server, &close_from(Side::Server, 1000), 1);
+    assert!(h.client.bytes.is_empty(), "the server's close is held");
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        2,
+    );
+    assert_eq!(close_at_end(&h.client.bytes, false).0, 1001);
+    let end = h.relay.end(Timestamp(3));
+    let EndReason::Shutdown { closes } = end.reason else {
+        panic!("not a shutdown: {:?}", end.reason);
+    };
+    assert_eq!(closes.client, Some(Closed::CloseFrame));
+    assert_eq!(
+        end.held[1],
+        close_from(Side::Server, 1000).len() as u64,
+        "what was held is lost with the session, and counted"
+    );
+}
+
+#[test]
+fn a_release_into_an_ended_stream_keeps_counting_what_was_held() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1 << 20,
+        },
+        0,
+    );
+    let news = FrameBuilder::text().encode(b"held back");
+    h.feed(Side::Server, &news, 1);
+    h.eof(Side::Client);
+    h.command(
+        Command::Close {
+            to: Side::Client,
+            code: 1000,
+            reason: String::new(),
+            grace: Duration::from_secs(1),
+        },
+        2,
+    );
+    assert!(h.client.ended);
+    h.command(Command::Release { from: Side::Server }, 3);
+    let end = h.relay.end(Timestamp(4));
+    assert_eq!(end.held, [0, news.len() as u64]);
+    assert!(!h.client.bytes.windows(news.len()).any(|w| w == news));
+}
+
+#[test]
+fn nothing_is_injected_after_a_close_frame_nor_held_on_a_blind_stream() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.feed(Side::Server, &close_from(Side::Server, 1000), 0);
+    h.command(
+        Command::Inject {
+            to: Side::Client,
+            opcode: Opcode::Text,
+            payload: b"after the close".to_vec(),
+        },
+        1,
+    );
+    assert_eq!(h.client.bytes, close_from(Side::Server, 1000));
+    h.command(
+        Command::Inject {
+            to: Side::Server,
+            opcode: Opcode::Close,
+            payload: Vec::new(),
+        },
+        1,
+    );
+    assert!(
+        h.server.bytes.is_empty(),
+        "a close of wstap's own is Command::Close"
+    );
+
+    let mut blind = Harness::new(RelayConfig::default());
+    blind.command(
+        Command::Hold {
+            from: Side::Client,
+            budget: 1,
+        },
+        0,
+    );
+    assert!(blind.feed(Side::Client, b"no frames here", 1));
+    assert_eq!(blind.server.bytes, b"no frames here");
+}

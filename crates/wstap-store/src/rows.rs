@@ -41,7 +41,10 @@ pub(crate) fn violation_texts(json: Option<&str>) -> Vec<String> {
     json.and_then(|json| serde_json::from_str::<Vec<StoredViolation<'_>>>(json).ok())
         .unwrap_or_default()
         .into_iter()
-        .map(|v| format!("{}: {}", v.code, v.text))
+        .map(|v| match v.text.is_empty() {
+            true => v.code.into_owned(),
+            false => format!("{}: {}", v.code, v.text),
+        })
         .collect()
 }
 

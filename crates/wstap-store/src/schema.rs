@@ -190,20 +190,34 @@ CREATE TABLE notices (
 "#;
 
 /// Version 2: violations are kept as objects, `{"code": ..., "text": ...}`, not as
-/// `code: text` strings a reader had to split (and a filter had to match by prefix).
+/// `code: text` strings a reader had to split (and a filter had to match by prefix). A
+/// string is split as `wstap_trace::view::split_violation` splits it; a list that is not
+/// JSON is left as it was (a reader takes it for none, as version 1 did).
 const V2: &str = r#"
 UPDATE frames SET violations = (
-    SELECT json_group_array(json_object(
-               'code', substr(value, 1, instr(value, ': ') - 1),
-               'text', substr(value, instr(value, ': ') + 2)))
+    SELECT json_group_array(CASE
+               WHEN instr(value, ':') = 0 THEN json_object('code', value, 'text', '')
+               WHEN substr(value, instr(value, ':') + 1, 1) = ' ' THEN json_object(
+                   'code', substr(value, 1, instr(value, ':') - 1),
+                   'text', substr(value, instr(value, ':') + 2))
+               ELSE json_object(
+                   'code', substr(value, 1, instr(value, ':') - 1),
+                   'text', substr(value, instr(value, ':') + 1))
+           END)
       FROM json_each(frames.violations))
- WHERE violations IS NOT NULL;
+ WHERE json_valid(violations);
 UPDATE message_rows SET violations = (
-    SELECT json_group_array(json_object(
-               'code', substr(value, 1, instr(value, ': ') - 1),
-               'text', substr(value, instr(value, ': ') + 2)))
+    SELECT json_group_array(CASE
+               WHEN instr(value, ':') = 0 THEN json_object('code', value, 'text', '')
+               WHEN substr(value, instr(value, ':') + 1, 1) = ' ' THEN json_object(
+                   'code', substr(value, 1, instr(value, ':') - 1),
+                   'text', substr(value, instr(value, ':') + 2))
+               ELSE json_object(
+                   'code', substr(value, 1, instr(value, ':') - 1),
+                   'text', substr(value, instr(value, ':') + 1))
+           END)
       FROM json_each(message_rows.violations))
- WHERE violations IS NOT NULL;
+ WHERE json_valid(violations);
 
 DROP VIEW messages;
 CREATE VIEW messages AS
@@ -259,9 +273,22 @@ pub(crate) fn create(conn: &mut Connection) -> Result<(), StoreError> {
 /// the writer's lock (so no writer is at work on it), then runs the migrations it lacks
 /// in one transaction, so a failure leaves it as it was.
 pub(crate) fn migrate(dir: &Path, database: &Path) -> Result<(), StoreError> {
-    let _lock = crate::layout::WriterLock::take(dir)?;
+    // Another reader may be migrating it this moment: wait for it, a little.
+    let mut tries = 0;
+    let _lock = loop {
+        match crate::layout::WriterLock::take(dir) {
+            Err(StoreError::InUse { .. }) if tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            taken => break taken?,
+        }
+    };
     let mut conn = Connection::open(database)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
     let tx = conn.transaction()?;
     let from = usize::try_from(version).unwrap_or(0);
     for migration in MIGRATIONS.iter().skip(from) {

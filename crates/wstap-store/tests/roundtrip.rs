@@ -415,14 +415,20 @@ fn a_session_row_with_a_name_nobody_wrote_is_an_error_not_a_panic() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_capture_of_an_older_wstap_is_brought_forward_when_opened() {
+/// A copy of the version-1 capture in `tests/fixtures/v1`.
+fn v1_capture(name: &str) -> std::path::PathBuf {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
-    let dir = temp_dir("v1");
+    let dir = temp_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
     for file in [layout::DATABASE, layout::PAYLOADS] {
         std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
     }
+    dir
+}
+
+#[test]
+fn a_capture_of_an_older_wstap_is_brought_forward_when_opened() {
+    let dir = v1_capture("v1");
     let capture = Capture::open(&dir).unwrap();
     let count = |rows: Rows, source: &str| {
         capture
@@ -473,6 +479,48 @@ fn a_capture_of_an_older_wstap_is_brought_forward_when_opened() {
             .count(Rows::Frames, None, &Filter::parse("violation").unwrap())
             .unwrap(),
         3
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn violations_of_any_spelling_survive_the_migration_as_the_reader_splits_them() {
+    let dir = v1_capture("v1-odd");
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    let set = |seq: i64, value: &str| {
+        db.execute(
+            "UPDATE frames SET violations = ?2 WHERE session = 1 AND seq = ?1",
+            rusqlite::params![seq, value],
+        )
+        .unwrap()
+    };
+    set(0, r#"["oddity","a:b: c","x:y"]"#);
+    set(1, "not json");
+    drop(db);
+    let capture = Capture::open(&dir).unwrap();
+    // The frames' violations in the session's order (seq 0, 1, ...).
+    let frames: Vec<Vec<String>> = events_of(&capture, Some(1))
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Frame(f) => Some(f.violations),
+            _ => None,
+        })
+        .collect();
+    let violations_of = |seq: usize| frames[seq].clone();
+    // Split as the reader splits them, and given back as the trace spells them.
+    assert_eq!(violations_of(0), ["oddity", "a: b: c", "x: y"]);
+    // Not JSON: left as it was, and read as no violations, as version 1 read it.
+    assert!(violations_of(1).is_empty());
+    drop(capture);
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    let stored: String = db
+        .query_row("SELECT violations FROM frames WHERE seq = 0", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        stored,
+        r#"[{"code":"oddity","text":""},{"code":"a","text":"b: c"},{"code":"x","text":"y"}]"#
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -72,9 +72,9 @@ impl<'a> Violations<'a> {
                 .collect(),
             Violations::Trace(v) => v
                 .iter()
-                .map(|text| match text.split_once(": ") {
-                    Some((code, description)) => (code, Cow::Borrowed(description)),
-                    None => (code_of(text), Cow::Borrowed("")),
+                .map(|text| {
+                    let (code, description) = split_violation(text);
+                    (code, Cow::Borrowed(description))
                 })
                 .collect(),
         }
@@ -99,7 +99,16 @@ impl<'a> Violations<'a> {
 
 /// The code of a `code: description` text.
 pub fn code_of(text: &str) -> &str {
-    text.split(':').next().unwrap_or_default()
+    split_violation(text).0
+}
+
+/// A `code: description` text as its code (up to the first colon, or all of it) and its
+/// description (after the colon and one space).
+pub fn split_violation(text: &str) -> (&str, &str) {
+    match text.split_once(':') {
+        Some((code, rest)) => (code, rest.strip_prefix(' ').unwrap_or(rest)),
+        None => (text, ""),
+    }
 }
 
 /// Whether a `code: description` text is about a message as a whole.

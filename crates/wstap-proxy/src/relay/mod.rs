@@ -339,6 +339,11 @@ impl Pump {
     }
 }
 
+/// The monotonic time, from the clock tokio's timers run on.
+fn monotonic_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The proxy's stop signal and the core's timer (on the monotonic clock); returns once the
 /// relay is done.
 async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()>>) {
@@ -362,12 +367,12 @@ async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()
             () = &mut stop, if !stopped => {
                 stopped = true;
                 let mut relay = shared.relay();
-                relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, Instant::now());
+                relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, monotonic_now());
                 Some(relay.is_aborted())
             }
             () = sleep => {
                 let mut relay = shared.relay();
-                relay.handle_timeout(Instant::now());
+                relay.handle_timeout(monotonic_now());
                 Some(relay.is_aborted())
             }
             () = shared.bell.rung_since(seen) => None,

@@ -95,12 +95,13 @@ impl Capture {
             // Written by an older wstap: brought forward once, then read as any other.
             drop(conn);
             crate::schema::migrate(&dir, &database).map_err(|e| match e {
-                StoreError::Sqlite(e) => StoreError::Migration {
+                // Being written by an older wstap still: say so as it is.
+                StoreError::InUse { .. } => e,
+                other => StoreError::Migration {
                     path: dir.clone(),
                     found: version,
-                    why: e.to_string(),
+                    why: other.to_string(),
                 },
-                other => other,
             })?;
             conn = open()?.0;
         }
