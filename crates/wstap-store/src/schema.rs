@@ -189,36 +189,40 @@ CREATE TABLE notices (
 );
 "#;
 
+/// The statement that turns a table's version-1 violations (`code: text` strings) into
+/// version-2 objects, split as `wstap_trace::view::split_violation` splits them.
+macro_rules! objects_from_texts {
+    ($table:literal) => {
+        concat!(
+            "UPDATE ",
+            $table,
+            " SET violations = (
+    SELECT json_group_array(CASE
+               WHEN instr(value, ':') = 0 THEN json_object('code', value, 'text', '')
+               WHEN substr(value, instr(value, ':') + 1, 1) = ' ' THEN json_object(
+                   'code', substr(value, 1, instr(value, ':') - 1),
+                   'text', substr(value, instr(value, ':') + 2))
+               ELSE json_object(
+                   'code', substr(value, 1, instr(value, ':') - 1),
+                   'text', substr(value, instr(value, ':') + 1))
+           END)
+      FROM json_each(",
+            $table,
+            ".violations))
+ WHERE json_valid(violations);
+"
+        )
+    };
+}
+
 /// Version 2: violations are kept as objects, `{"code": ..., "text": ...}`, not as
 /// `code: text` strings a reader had to split (and a filter had to match by prefix). A
 /// string is split as `wstap_trace::view::split_violation` splits it; a list that is not
 /// JSON is left as it was (a reader takes it for none, as version 1 did).
-const V2: &str = r#"
-UPDATE frames SET violations = (
-    SELECT json_group_array(CASE
-               WHEN instr(value, ':') = 0 THEN json_object('code', value, 'text', '')
-               WHEN substr(value, instr(value, ':') + 1, 1) = ' ' THEN json_object(
-                   'code', substr(value, 1, instr(value, ':') - 1),
-                   'text', substr(value, instr(value, ':') + 2))
-               ELSE json_object(
-                   'code', substr(value, 1, instr(value, ':') - 1),
-                   'text', substr(value, instr(value, ':') + 1))
-           END)
-      FROM json_each(frames.violations))
- WHERE json_valid(violations);
-UPDATE message_rows SET violations = (
-    SELECT json_group_array(CASE
-               WHEN instr(value, ':') = 0 THEN json_object('code', value, 'text', '')
-               WHEN substr(value, instr(value, ':') + 1, 1) = ' ' THEN json_object(
-                   'code', substr(value, 1, instr(value, ':') - 1),
-                   'text', substr(value, instr(value, ':') + 2))
-               ELSE json_object(
-                   'code', substr(value, 1, instr(value, ':') - 1),
-                   'text', substr(value, instr(value, ':') + 1))
-           END)
-      FROM json_each(message_rows.violations))
- WHERE json_valid(violations);
-
+const V2: &str = concat!(
+    objects_from_texts!("frames"),
+    objects_from_texts!("message_rows"),
+    r#"
 DROP VIEW messages;
 CREATE VIEW messages AS
     SELECT id + 1 AS id, session, msg AS seq, dir, flags & 15 AS opcode, flags,
@@ -238,7 +242,8 @@ CREATE VIEW messages AS
            time_us, end_time_us, len, wire_len, compressed, close_code, data, data_at,
            data_kept, violations, incomplete
       FROM message_rows;
-"#;
+"#
+);
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[V1, V2];
