@@ -134,6 +134,9 @@ pub struct RelayEnd {
     /// Bytes held ([`crate::Command::Hold`]) and never released, client to server and
     /// server to client: lost with the session.
     pub held: [u64; 2],
+    /// Bytes held and dropped ([`crate::Command::Drop`]), client to server and server to
+    /// client.
+    pub dropped: [u64; 2],
     /// Frames cut off by the end of their stream.
     pub cut_off: Vec<CutOff>,
 }

@@ -38,6 +38,13 @@ pub(crate) struct Lane {
     pub first_close: Option<(Timestamp, CloseFrame)>,
     /// How many bytes of the stream go up to the end of that close frame.
     close_by: u64,
+    /// Bytes read and dropped (never to be handed on).
+    pub dropped: u64,
+    /// Whether the first close frame was among them.
+    close_dropped: bool,
+    /// Whether the sender compresses with a context it keeps across messages: then the
+    /// receiver needs every compressed message to inflate the next.
+    pub keeps_context: bool,
 }
 
 impl Lane {
@@ -50,6 +57,11 @@ impl Lane {
             forwarded: 0,
             first_close: None,
             close_by: 0,
+            dropped: 0,
+            close_dropped: false,
+            keeps_context: websocket
+                .and_then(|config| config.deflate)
+                .is_some_and(|deflate| !deflate.no_context_takeover(direction)),
         }
     }
 
@@ -73,13 +85,26 @@ impl Lane {
 
     /// Whether this direction's first close frame reached its receiver.
     pub fn close_delivered(&self) -> bool {
-        self.first_close.is_some() && self.forwarded >= self.close_by
+        self.first_close.is_some()
+            && !self.close_dropped
+            && self.forwarded + self.dropped >= self.close_by
     }
 
     /// Whether this direction's first close frame was handed on to its receiver (queued
-    /// to be written), `held` bytes at the end of what was read being kept back.
+    /// to be written), `held` bytes at the end of what was read being kept back. (A close
+    /// frame dropped was not.)
     pub fn close_handed_on(&self, held: usize) -> bool {
-        self.first_close.is_some() && self.accepted.saturating_sub(held as u64) >= self.close_by
+        self.first_close.is_some()
+            && !self.close_dropped
+            && self.accepted.saturating_sub(held as u64) >= self.close_by
+    }
+
+    /// `len` bytes read, from stream offset `from`, are dropped.
+    pub fn note_dropped(&mut self, from: u64, len: u64) {
+        self.dropped += len;
+        if self.first_close.is_some() && from < self.close_by && self.close_by <= from + len {
+            self.close_dropped = true;
+        }
     }
 
     /// Notes the first close frame among `records`, this lane's, decoded from a chunk

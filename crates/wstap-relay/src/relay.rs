@@ -24,8 +24,9 @@
 //! close frame counts as sent once the driver says it was written ([`Relay::transmitted`]).
 //!
 //! Interception starts here: [`Command::Hold`] keeps a direction's messages, exactly as
-//! read, from its next message boundary until [`Command::Release`], reading no more of it
-//! while its budget is full; [`Command::Inject`] writes a frame of wstap's own at the next
+//! read, from its next message boundary until [`Command::Release`] (or [`Command::Drop`]),
+//! reading no more of it while its budget is full; [`Command::Inject`] writes a frame of
+//! wstap's own at the next
 //! message boundary of a stream, never inside a frame or between another message's
 //! fragments. Boundaries come from the analyzer ([`wstap_wire::FrameEnd`]), found only
 //! while a hold or an injection waits for one: untouched traffic pays nothing for them.
@@ -99,6 +100,16 @@ pub enum Command {
     /// Hand on everything held from `from`, in order and as read, and stop holding.
     Release {
         /// Whose messages are released.
+        from: Side,
+    },
+    /// Drop the whole messages held from `from`; a message still arriving stays held, so
+    /// the receiver's stream goes on between messages. Counted in [`RelayEnd::dropped`].
+    /// Refused (nothing happens) on a direction whose sender compresses keeping its
+    /// context: the receiver would lack what later messages refer to. To replace what is
+    /// dropped, inject: while a direction holds, its stream is between messages, so an
+    /// injected frame goes at once, where the dropped messages were.
+    Drop {
+        /// Whose held messages are dropped.
         from: Side,
     },
     /// Write one frame of wstap's own to `to` at its stream's next message boundary
@@ -358,11 +369,7 @@ impl Relay {
         lane.accepted += clean as u64;
         lane.note_close(&self.events[start..], chunk_start, ends);
         if holding {
-            if let Some(intercept) = self.intercept.as_mut() {
-                intercept.lanes[from.index()]
-                    .held
-                    .extend_from_slice(&chunk[..clean]);
-            }
+            self.keep(from, chunk, clean);
         } else if steer {
             self.steer(from, chunk, clean, between_before);
         } else if clean > 0 {
@@ -454,6 +461,7 @@ impl Relay {
             } => self.close(to, code, &reason, now, grace),
             Command::Hold { from, budget } => self.hold(from, budget),
             Command::Release { from } => self.release(from),
+            Command::Drop { from } => self.drop_held(from),
             Command::Inject {
                 to,
                 opcode,
@@ -803,6 +811,7 @@ impl Relay {
             frames: [c2s.frames(), s2c.frames()],
             bytes: [c2s.forwarded, s2c.forwarded],
             held: [Side::Client, Side::Server].map(|from| self.held_len(from) as u64),
+            dropped: [c2s.dropped, s2c.dropped],
             cut_off,
         }
     }

@@ -1247,3 +1247,133 @@ fn nothing_is_injected_after_a_close_frame_nor_held_on_a_blind_stream() {
     assert!(blind.feed(Side::Client, b"no frames here", 1));
     assert_eq!(blind.server.bytes, b"no frames here");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A drop takes whole held messages and nothing else: the receiver's stream is the
+    /// sender's with one run of whole messages taken out, as valid as it was.
+    #[test]
+    fn a_drop_takes_whole_messages_and_leaves_a_valid_stream(
+        messages in messages(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        hold_at in any::<prop::sample::Index>(),
+        drop_after in any::<prop::sample::Index>(),
+    ) {
+        let wire = valid_stream(&messages, Side::Client);
+        let pieces = chunks(&wire, &cuts);
+        let hold_at = hold_at.index(pieces.len() + 1);
+        let drop_at = hold_at + drop_after.index(pieces.len() + 2 - hold_at);
+        let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+        for (i, piece) in pieces.iter().enumerate() {
+            if i == hold_at {
+                h.command(Command::Hold { from: Side::Client, budget: usize::MAX }, 0);
+            }
+            if i == drop_at {
+                h.command(Command::Drop { from: Side::Client }, 0);
+            }
+            prop_assert!(h.feed(Side::Client, piece, 0));
+        }
+        if drop_at >= pieces.len() {
+            h.command(Command::Hold { from: Side::Client, budget: usize::MAX }, 0);
+            h.command(Command::Drop { from: Side::Client }, 0);
+        }
+        h.command(Command::Release { from: Side::Client }, 0);
+        let got = h.server.bytes.clone();
+        let dropped = h.relay.end(Timestamp(1)).dropped[0] as usize;
+        prop_assert_eq!(got.len() + dropped, wire.len());
+        let (records, between) = analyze_all(Direction::ClientToServer, &got);
+        prop_assert!(between);
+        prop_assert_eq!(violations_in(&records), 0);
+        let at = got.iter().zip(&wire).take_while(|(a, b)| a == b).count();
+        // The run taken out starts where the two part (or anywhere in an equal run).
+        let candidates = (0..=at.min(got.len())).filter(|&a| {
+            got[..a] == wire[..a] && got[a..] == wire[a + dropped..]
+        });
+        let mut found = false;
+        for a in candidates {
+            let (_, starts_between) = analyze_all(Direction::ClientToServer, &wire[..a]);
+            let (_, ends_between) = analyze_all(Direction::ClientToServer, &wire[..a + dropped]);
+            found |= starts_between && ends_between;
+        }
+        prop_assert!(found, "a run of whole messages was taken out");
+    }
+}
+
+#[test]
+fn a_drop_leaves_the_message_in_progress_and_is_refused_under_context_takeover() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1 << 20,
+        },
+        0,
+    );
+    let first = FrameBuilder::text().encode(b"first");
+    let second = FrameBuilder::binary().encode(&[2; 10]);
+    let third = FrameBuilder::text().fin(false).encode(b"thi");
+    let rest = FrameBuilder::continuation().encode(b"rd");
+    h.feed(
+        Side::Server,
+        &[first.clone(), second.clone(), third.clone()].concat(),
+        1,
+    );
+    h.command(Command::Drop { from: Side::Server }, 2);
+    h.command(
+        Command::Inject {
+            to: Side::Client,
+            opcode: Opcode::Text,
+            payload: b"instead".to_vec(),
+        },
+        3,
+    );
+    h.command(Command::Release { from: Side::Server }, 4);
+    h.feed(Side::Server, &rest, 5);
+    let instead = FrameBuilder::text().encode(b"instead");
+    assert_eq!(h.client.bytes, [instead, third, rest].concat());
+    let end = h.relay.end(Timestamp(6));
+    assert_eq!(end.dropped, [0, (first.len() + second.len()) as u64]);
+
+    // A sender that keeps its compression context: nothing is dropped.
+    let config = AnalyzerConfig {
+        deflate: Some(DeflateParams::default()),
+        ..AnalyzerConfig::default()
+    };
+    let mut h = Harness::new(websocket(config));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1 << 20,
+        },
+        0,
+    );
+    h.feed(Side::Server, &first, 1);
+    h.command(Command::Drop { from: Side::Server }, 2);
+    h.command(Command::Release { from: Side::Server }, 3);
+    assert_eq!(h.client.bytes, first);
+}
+
+#[test]
+fn a_dropped_close_frame_is_not_taken_for_one_sent() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1 << 20,
+        },
+        0,
+    );
+    h.feed(Side::Server, &close_from(Side::Server, 1000), 1);
+    h.command(Command::Drop { from: Side::Server }, 2);
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        3,
+    );
+    assert_eq!(close_at_end(&h.client.bytes, false).0, 1001);
+    let end = h.relay.end(Timestamp(4));
+    assert!(!end.clean);
+    assert_eq!(end.dropped[1], close_from(Side::Server, 1000).len() as u64);
+}

@@ -29,8 +29,10 @@ pub(super) struct HeldLane {
     pub hold: Hold,
     /// While holding, reading stops once this many bytes are held.
     pub budget: usize,
-    /// What was read while holding, exactly as read.
+    /// What was read while holding, exactly as read; it begins between messages.
     pub held: Vec<u8>,
+    /// Where in `held` messages end, in order: what a drop may take.
+    pub boundaries: Vec<usize>,
     /// The sender ended its stream while holding: the receiver hears of it on release.
     pub eof_held: bool,
 }
@@ -78,8 +80,45 @@ impl Relay {
     /// Whether the next chunk from `from` must be read for its frame ends.
     pub(super) fn steering(&self, from: Side) -> bool {
         self.intercept.as_ref().is_some_and(|i| {
-            i.lanes[from.index()].hold == Hold::Armed || !i.injects[from.other().index()].is_empty()
+            i.lanes[from.index()].hold != Hold::Off || !i.injects[from.other().index()].is_empty()
         })
+    }
+
+    /// Keeps `chunk[..clean]` from `from`, which holds, noting where messages end in it.
+    pub(super) fn keep(&mut self, from: Side, chunk: &[u8], clean: usize) {
+        let Some(intercept) = self.intercept.as_mut() else {
+            return;
+        };
+        let lane = &mut intercept.lanes[from.index()];
+        let base = lane.held.len();
+        lane.held.extend_from_slice(&chunk[..clean]);
+        lane.boundaries.extend(
+            intercept
+                .ends
+                .iter()
+                .filter(|end| !end.message_open && end.offset <= clean && end.offset > 0)
+                .map(|end| base + end.offset),
+        );
+    }
+
+    /// Drops the whole messages held from `from` (a message still arriving stays held, so
+    /// the stream goes on from a boundary). Not on a direction whose sender compresses with
+    /// a context it keeps: the receiver would miss what the next messages refer to.
+    pub(super) fn drop_held(&mut self, from: Side) {
+        if self.lanes[from.index()].keeps_context {
+            return;
+        }
+        let Some(intercept) = self.intercept.as_mut() else {
+            return;
+        };
+        let lane = &mut intercept.lanes[from.index()];
+        let Some(&cut) = lane.boundaries.last() else {
+            return;
+        };
+        let start = self.lanes[from.index()].accepted - lane.held.len() as u64;
+        lane.held.drain(..cut);
+        lane.boundaries.clear();
+        self.lanes[from.index()].note_dropped(start, cut as u64);
     }
 
     pub(super) fn hold(&mut self, from: Side, budget: usize) {
@@ -164,7 +203,15 @@ impl Relay {
         let lane = &mut intercept.lanes[from.index()];
         let injects = &mut intercept.injects[to.index()];
         let mut handed = 0;
+        // Once the hold begins: where in the chunk, and where that is in what is held.
+        let mut holding_from = None;
         for boundary in boundaries {
+            if let Some((start, base)) = holding_from {
+                if boundary > start {
+                    lane.boundaries.push(base + boundary - start);
+                }
+                continue;
+            }
             if injects.is_empty() && lane.hold != Hold::Armed {
                 break;
             }
@@ -175,9 +222,13 @@ impl Relay {
             queue.extend(injects.drain(..).map(Queued::Inject));
             if lane.hold == Hold::Armed {
                 lane.hold = Hold::Holding;
+                let base = lane.held.len();
                 lane.held.extend_from_slice(&chunk[boundary..clean]);
-                return;
+                holding_from = Some((boundary, base));
             }
+        }
+        if holding_from.is_some() {
+            return;
         }
         if clean > handed {
             queue.push_back(Queued::Forward(handed..clean));
