@@ -25,7 +25,7 @@ mod lane;
 mod relay;
 
 pub use end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd, StreamEnd};
-pub use relay::{Command, Relay, RelayConfig, Transmit};
+pub use relay::{Command, HoldAt, MessageTest, Relay, RelayConfig, Transmit};
 
 use wstap_wire::Direction;
 

@@ -35,6 +35,7 @@ use crate::end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd};
 use crate::lane::{Lane, Reading};
 use crate::Side;
 use intercept::{Hold, Interception};
+pub use intercept::{HoldAt, MessageTest};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -84,8 +85,9 @@ pub enum Command {
         grace: Duration,
     },
     /// Stop handing on what `from` sends from its stream's next message boundary (at
-    /// once, when it is between messages): keep it exactly as read, masked as the client
-    /// masked it, until [`Command::Release`]. While `budget` bytes or more are held, `from`
+    /// once, when it is between messages), or from the first message a test passes
+    /// ([`HoldAt`]): keep it exactly as read, masked as the client masked it, until
+    /// [`Command::Release`]. While `budget` bytes or more are held, `from`
     /// is not read (backpressure, not memory). An end of stream from `from` reaches the
     /// other side only on release. What is still held when the relay ends (or when the
     /// other side's stream ended first) is counted in [`RelayEnd::held`]. The records of
@@ -96,6 +98,8 @@ pub enum Command {
         from: Side,
         /// How many bytes may be held before reading stops.
         budget: usize,
+        /// From which message on.
+        at: HoldAt,
     },
     /// Hand on everything held from `from`, in order and as read, and stop holding.
     Release {
@@ -368,10 +372,14 @@ impl Relay {
         };
         lane.accepted += clean as u64;
         lane.note_close(&self.events[start..], chunk_start, ends);
+        let verdicts = match steer {
+            true => self.verdicts(from, &self.events[start..], clean),
+            false => Vec::new(),
+        };
         if holding {
-            self.keep(from, chunk, clean);
+            self.keep(from, chunk, clean, &verdicts);
         } else if steer {
-            self.steer(from, chunk, clean, between_before);
+            self.steer(from, chunk, clean, between_before, &verdicts);
         } else if clean > 0 {
             self.queues[to.index()].push_back(Queued::Forward(0..clean));
         }
@@ -389,11 +397,22 @@ impl Relay {
         if lane.reading == Reading::Open {
             lane.reading = Reading::Eof;
         }
-        if self.holding(from) {
-            if let Some(intercept) = self.intercept.as_mut() {
-                intercept.lanes[from.index()].eof_held = true;
+        if let Some(intercept) = self.intercept.as_mut() {
+            let lane = &mut intercept.lanes[from.index()];
+            match lane.hold {
+                // Its end waits behind what is held.
+                Hold::Holding => {
+                    lane.eof_held = true;
+                    return;
+                }
+                // A message cut short is never judged: what was kept of it goes on.
+                Hold::Watching => {
+                    lane.hold = Hold::Off;
+                    let len = lane.held.len();
+                    self.hand_on_held(from, len);
+                }
+                Hold::Off | Hold::Armed => {}
             }
-            return;
         }
         let to = from.other();
         if let Some(closing) = self.closing.as_mut() {
@@ -459,7 +478,7 @@ impl Relay {
                 reason,
                 grace,
             } => self.close(to, code, &reason, now, grace),
-            Command::Hold { from, budget } => self.hold(from, budget),
+            Command::Hold { from, budget, at } => self.hold(from, budget, at),
             Command::Release { from } => self.release(from),
             Command::Drop { from } => self.drop_held(from),
             Command::Inject {

@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 use wstap_relay::{
-    Closed, Closes, Command, EndReason, Relay, RelayConfig, Side, StreamEnd, Transmit,
+    Closed, Closes, Command, EndReason, HoldAt, MessageTest, Relay, RelayConfig, Side, StreamEnd,
+    Transmit,
 };
 use wstap_wire::deflate::DeflateParams;
 use wstap_wire::{
@@ -966,7 +967,7 @@ proptest! {
         };
         for (i, piece) in pieces.iter().enumerate() {
             if i == hold_at {
-                h.command(Command::Hold { from: Side::Client, budget: usize::MAX }, 0);
+                h.command(Command::Hold { from: Side::Client, budget: usize::MAX, at: HoldAt::NextMessage }, 0);
             }
             if i == release_at {
                 check(&h, fed)?;
@@ -1050,6 +1051,7 @@ fn a_full_hold_stops_reading_until_released_and_keeps_the_end_of_stream_for_afte
         Command::Hold {
             from: Side::Server,
             budget: 16,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1066,6 +1068,7 @@ fn a_full_hold_stops_reading_until_released_and_keeps_the_end_of_stream_for_afte
         Command::Hold {
             from: Side::Server,
             budget: 1024,
+            at: HoldAt::NextMessage,
         },
         3,
     );
@@ -1157,6 +1160,7 @@ fn a_held_close_frame_is_not_taken_for_one_sent() {
         Command::Hold {
             from: Side::Server,
             budget: 1 << 20,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1188,6 +1192,7 @@ fn a_release_into_an_ended_stream_keeps_counting_what_was_held() {
         Command::Hold {
             from: Side::Server,
             budget: 1 << 20,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1241,6 +1246,7 @@ fn nothing_is_injected_after_a_close_frame_nor_held_on_a_blind_stream() {
         Command::Hold {
             from: Side::Client,
             budget: 1,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1267,7 +1273,7 @@ proptest! {
         let mut h = Harness::new(websocket(AnalyzerConfig::default()));
         for (i, piece) in pieces.iter().enumerate() {
             if i == hold_at {
-                h.command(Command::Hold { from: Side::Client, budget: usize::MAX }, 0);
+                h.command(Command::Hold { from: Side::Client, budget: usize::MAX, at: HoldAt::NextMessage }, 0);
             }
             if i == drop_at {
                 h.command(Command::Drop { from: Side::Client }, 0);
@@ -1275,7 +1281,7 @@ proptest! {
             prop_assert!(h.feed(Side::Client, piece, 0));
         }
         if drop_at >= pieces.len() {
-            h.command(Command::Hold { from: Side::Client, budget: usize::MAX }, 0);
+            h.command(Command::Hold { from: Side::Client, budget: usize::MAX, at: HoldAt::NextMessage }, 0);
             h.command(Command::Drop { from: Side::Client }, 0);
         }
         h.command(Command::Release { from: Side::Client }, 0);
@@ -1307,6 +1313,7 @@ fn a_drop_leaves_the_message_in_progress_and_is_refused_under_context_takeover()
         Command::Hold {
             from: Side::Server,
             budget: 1 << 20,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1345,6 +1352,7 @@ fn a_drop_leaves_the_message_in_progress_and_is_refused_under_context_takeover()
         Command::Hold {
             from: Side::Server,
             budget: 1 << 20,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1361,6 +1369,7 @@ fn a_dropped_close_frame_is_not_taken_for_one_sent() {
         Command::Hold {
             from: Side::Server,
             budget: 1 << 20,
+            at: HoldAt::NextMessage,
         },
         0,
     );
@@ -1376,4 +1385,111 @@ fn a_dropped_close_frame_is_not_taken_for_one_sent() {
     let end = h.relay.end(Timestamp(4));
     assert!(!end.clean);
     assert_eq!(end.dropped[1], close_from(Side::Server, 1000).len() as u64);
+}
+
+/// Whether a message's first captured byte is odd: the test the watching tests hold by.
+fn odd_first_byte() -> MessageTest {
+    MessageTest::new(|m: &wstap_wire::MessageRecord| {
+        m.data.data.first().is_some_and(|b| b % 2 == 1)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Holding at a matching message: every message before the first that matches goes
+    /// on whole and as read, nothing of the matching one goes out, and a release gives
+    /// back the rest; at no moment has the receiver part of a message.
+    #[test]
+    fn a_hold_at_a_matching_message_lets_the_others_by_whole(
+        messages in messages(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let wire = valid_stream(&messages, Side::Server);
+        let pieces = chunks(&wire, &cuts);
+        let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+        h.command(
+            Command::Hold { from: Side::Server, budget: usize::MAX, at: HoldAt::Matching(odd_first_byte()) },
+            0,
+        );
+        for piece in &pieces {
+            prop_assert!(h.feed(Side::Server, piece, 0));
+            let (_, between) = analyze_all(Direction::ServerToClient, &h.client.bytes);
+            prop_assert!(between, "no part of a message before its verdict");
+        }
+        // Where the first matching data message starts on the wire.
+        let (records, _) = analyze_all(Direction::ServerToClient, &wire);
+        let mut offset = 0usize;
+        let mut first_match = None;
+        let mut start_of_message = 0usize;
+        for record in &records {
+            match record {
+                Record::Frame(f) => {
+                    offset += f.header.wire_len() as usize;
+                }
+                Record::Message(m) => {
+                    if m.opcode != Opcode::Ping {
+                        if first_match.is_none() && m.data.data.first().is_some_and(|b| b % 2 == 1) {
+                            first_match = Some(start_of_message);
+                        }
+                        start_of_message = offset;
+                    }
+                }
+            }
+        }
+        let expected = first_match.unwrap_or(wire.len());
+        prop_assert_eq!(&h.client.bytes[..], &wire[..expected]);
+        h.command(Command::Release { from: Side::Server }, 0);
+        prop_assert_eq!(&h.client.bytes, &wire);
+    }
+}
+
+#[test]
+fn a_watched_message_larger_than_the_budget_passes_and_the_next_is_watched() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 64,
+            at: HoldAt::Matching(odd_first_byte()),
+        },
+        0,
+    );
+    let big = FrameBuilder::binary().encode(&[1; 200]);
+    let small = FrameBuilder::binary().encode(&[3; 10]);
+    h.feed(Side::Server, &big[..100], 1);
+    assert_eq!(
+        h.client.bytes,
+        &big[..100],
+        "too large to wait for: it goes on"
+    );
+    assert!(h.relay.wants_read(Side::Server));
+    h.feed(Side::Server, &big[100..], 2);
+    h.feed(Side::Server, &small, 3);
+    assert_eq!(h.client.bytes, big, "the next message, matching, is held");
+    h.eof(Side::Server);
+    assert!(!h.client.ended, "its end waits behind it");
+    h.command(Command::Release { from: Side::Server }, 4);
+    assert_eq!(h.client.bytes, [big, small].concat());
+    assert!(h.client.ended);
+}
+
+#[test]
+fn a_watched_message_cut_short_by_the_end_of_its_stream_goes_on() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Hold {
+            from: Side::Server,
+            budget: 1 << 20,
+            at: HoldAt::Matching(odd_first_byte()),
+        },
+        0,
+    );
+    let frame = FrameBuilder::binary().encode(&[2; 50]);
+    h.feed(Side::Server, &frame[..20], 1);
+    assert!(h.client.bytes.is_empty(), "waiting for its verdict");
+    h.eof(Side::Server);
+    assert_eq!(h.client.bytes, &frame[..20]);
+    assert!(h.client.ended);
+    assert!(h.relay.is_finished() || h.relay.wants_read(Side::Client));
 }

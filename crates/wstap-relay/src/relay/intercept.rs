@@ -8,8 +8,51 @@
 use super::{Queued, Relay};
 use crate::Side;
 use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
 use wstap_wire::mask::random_key;
-use wstap_wire::{FrameBuilder, FrameEnd, Opcode};
+use wstap_wire::{FrameBuilder, FrameEnd, MessageRecord, Opcode, Record};
+
+/// Which messages a hold keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldAt {
+    /// Every message, from the next message boundary on.
+    NextMessage,
+    /// From the first message the test says yes to, on. Each message waits whole for its
+    /// verdict (none of it goes out before), and one the test says no to goes on as it
+    /// was read; a message larger than the hold's budget is not held, but passes.
+    Matching(MessageTest),
+}
+
+/// A test of a whole message, by its record (the filter's in-memory evaluator, for one).
+#[derive(Clone)]
+pub struct MessageTest(Arc<dyn Fn(&MessageRecord) -> bool + Send + Sync>);
+
+impl MessageTest {
+    /// A test that says yes to the messages `test` does.
+    pub fn new(test: impl Fn(&MessageRecord) -> bool + Send + Sync + 'static) -> MessageTest {
+        MessageTest(Arc::new(test))
+    }
+
+    fn matches(&self, message: &MessageRecord) -> bool {
+        (self.0)(message)
+    }
+}
+
+impl fmt::Debug for MessageTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MessageTest")
+    }
+}
+
+/// Two tests are the same test only when they are one.
+impl PartialEq for MessageTest {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MessageTest {}
 
 /// Whether a direction hands on what its sender sends, or keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -17,10 +60,20 @@ pub(super) enum Hold {
     /// Everything read is handed on.
     #[default]
     Off,
-    /// Hand on up to the next message boundary, then hold.
+    /// Hand on up to the next message boundary, then hold (or watch, with a test).
     Armed,
+    /// Keep each message until it is whole and the test has judged it: hand it on when
+    /// it fails, hold from it on when it passes.
+    Watching,
     /// Keep what is read, as read, until released.
     Holding,
+}
+
+impl Hold {
+    /// Whether what is read is kept, not handed on.
+    pub fn keeps(self) -> bool {
+        matches!(self, Hold::Watching | Hold::Holding)
+    }
 }
 
 /// One direction's hold.
@@ -35,6 +88,18 @@ pub(super) struct HeldLane {
     pub boundaries: Vec<usize>,
     /// The sender ended its stream while holding: the receiver hears of it on release.
     pub eof_held: bool,
+    /// What a watching hold asks of each message.
+    pub test: Option<MessageTest>,
+}
+
+impl HeldLane {
+    /// What a hold becomes at a message boundary: watching with a test, else holding.
+    fn keeping(&self) -> Hold {
+        match self.test {
+            Some(_) => Hold::Watching,
+            None => Hold::Holding,
+        }
+    }
 }
 
 /// See the module documentation.
@@ -54,10 +119,9 @@ impl Relay {
         self.intercept.as_ref().map(|i| &i.lanes[from.index()])
     }
 
-    /// Whether what `from` sends is being held now.
+    /// Whether what `from` sends is being kept now (held, or watched).
     pub(super) fn holding(&self, from: Side) -> bool {
-        self.held_lane(from)
-            .is_some_and(|h| h.hold == Hold::Holding)
+        self.held_lane(from).is_some_and(|h| h.hold.keeps())
     }
 
     /// How many bytes from `from` are held.
@@ -85,7 +149,13 @@ impl Relay {
     }
 
     /// Keeps `chunk[..clean]` from `from`, which holds, noting where messages end in it.
-    pub(super) fn keep(&mut self, from: Side, chunk: &[u8], clean: usize) {
+    pub(super) fn keep(
+        &mut self,
+        from: Side,
+        chunk: &[u8],
+        clean: usize,
+        verdicts: &[(usize, bool)],
+    ) {
         let Some(intercept) = self.intercept.as_mut() else {
             return;
         };
@@ -99,6 +169,48 @@ impl Relay {
                 .filter(|end| !end.message_open && end.offset <= clean && end.offset > 0)
                 .map(|end| base + end.offset),
         );
+        self.watch(from, verdicts, 0, base);
+    }
+
+    /// What a watching (or armed to watch) hold of `from` makes of the messages that ended
+    /// whole at a message boundary in this chunk, among `records` (this chunk's): where
+    /// each ended, and whether it passed. Empty when nothing is watched.
+    pub(super) fn verdicts(
+        &self,
+        from: Side,
+        records: &[Record],
+        clean: usize,
+    ) -> Vec<(usize, bool)> {
+        let Some(intercept) = self.intercept.as_ref() else {
+            return Vec::new();
+        };
+        let lane = &intercept.lanes[from.index()];
+        let Some(test) = lane.test.as_ref().filter(|_| lane.hold != Hold::Off) else {
+            return Vec::new();
+        };
+        // A frame's record comes before the record of the message it ends; its end says
+        // whether that is at a message boundary (not a control frame between fragments).
+        let mut verdicts = Vec::new();
+        let mut frames = 0;
+        let mut at_boundary = None;
+        for record in records {
+            match record {
+                Record::Frame(_) => {
+                    at_boundary = intercept
+                        .ends
+                        .get(frames)
+                        .filter(|end| !end.message_open && end.offset <= clean)
+                        .map(|end| end.offset);
+                    frames += 1;
+                }
+                Record::Message(message) => {
+                    if let Some(end) = at_boundary.take() {
+                        verdicts.push((end, test.matches(message)));
+                    }
+                }
+            }
+        }
+        verdicts
     }
 
     /// Drops the whole messages held from `from` (a message still arriving stays held, so
@@ -121,7 +233,7 @@ impl Relay {
         self.lanes[from.index()].note_dropped(start, cut as u64);
     }
 
-    pub(super) fn hold(&mut self, from: Side, budget: usize) {
+    pub(super) fn hold(&mut self, from: Side, budget: usize, at: HoldAt) {
         // Only a WebSocket has message boundaries to hold at.
         if self.lanes[from.index()].analyzer.is_none() {
             return;
@@ -129,12 +241,71 @@ impl Relay {
         let between = self.lanes[from.index()].at_message_boundary();
         let lane = &mut self.intercept.get_or_insert_with(Box::default).lanes[from.index()];
         lane.budget = budget;
-        if lane.hold == Hold::Off {
-            lane.hold = match between {
-                true => Hold::Holding,
-                false => Hold::Armed,
-            };
+        if lane.hold == Hold::Holding {
+            return;
         }
+        lane.test = match at {
+            HoldAt::NextMessage => None,
+            HoldAt::Matching(test) => Some(test),
+        };
+        lane.hold = match (lane.hold, between) {
+            (Hold::Watching, _) if lane.test.is_some() => Hold::Watching,
+            (Hold::Watching, _) => Hold::Holding,
+            (_, true) => lane.keeping(),
+            (_, false) => Hold::Armed,
+        };
+    }
+
+    /// Judges the messages a watching hold of `from` kept whole in this chunk (`verdicts`:
+    /// where each ended in the chunk, and whether it passed; `kept_from`: where in the
+    /// chunk keeping began, at `base` in what is held), hands on those that failed, and
+    /// holds from the first that passed. A message larger than the budget is given up on:
+    /// handed on as it comes, and the next one watched.
+    pub(super) fn watch(
+        &mut self,
+        from: Side,
+        verdicts: &[(usize, bool)],
+        kept_from: usize,
+        base: usize,
+    ) {
+        let Some(intercept) = self.intercept.as_mut() else {
+            return;
+        };
+        let lane = &mut intercept.lanes[from.index()];
+        if lane.hold != Hold::Watching {
+            return;
+        }
+        let mut judged = 0;
+        for &(end, passed) in verdicts.iter().filter(|(end, _)| *end > kept_from) {
+            if passed {
+                lane.hold = Hold::Holding;
+                break;
+            }
+            judged = base + end - kept_from;
+        }
+        if lane.hold == Hold::Watching && lane.held.len() - judged >= lane.budget {
+            judged = lane.held.len();
+            lane.hold = Hold::Armed;
+        }
+        self.hand_on_held(from, judged);
+    }
+
+    /// Hands on the first `len` bytes held from `from`, as read.
+    pub(super) fn hand_on_held(&mut self, from: Side, len: usize) {
+        let to = from.other();
+        let Some(intercept) = self.intercept.as_mut() else {
+            return;
+        };
+        if len == 0 || self.shut[to.index()] {
+            return;
+        }
+        let lane = &mut intercept.lanes[from.index()];
+        let bytes: Vec<u8> = lane.held.drain(..len).collect();
+        lane.boundaries.retain_mut(|b| {
+            *b = b.saturating_sub(len);
+            *b > 0
+        });
+        self.queues[to.index()].push_back(Queued::Released(bytes));
     }
 
     pub(super) fn release(&mut self, from: Side) {
@@ -148,6 +319,8 @@ impl Relay {
         };
         let lane = &mut intercept.lanes[from.index()];
         lane.hold = Hold::Off;
+        lane.test = None;
+        lane.boundaries.clear();
         let held = std::mem::take(&mut lane.held);
         let eof = std::mem::take(&mut lane.eof_held);
         if !held.is_empty() {
@@ -186,7 +359,14 @@ impl Relay {
     /// Hands on `chunk[..clean]` from `from`, stopping at its message boundaries (the
     /// start, when `between_before`, and where the analyzer said a message ended) to inject
     /// what waits and to start a hold that is armed.
-    pub(super) fn steer(&mut self, from: Side, chunk: &[u8], clean: usize, between_before: bool) {
+    pub(super) fn steer(
+        &mut self,
+        from: Side,
+        chunk: &[u8],
+        clean: usize,
+        between_before: bool,
+        verdicts: &[(usize, bool)],
+    ) {
         let to = from.other();
         let queue = &mut self.queues[to.index()];
         let Some(intercept) = self.intercept.as_mut() else {
@@ -221,13 +401,14 @@ impl Relay {
             }
             queue.extend(injects.drain(..).map(Queued::Inject));
             if lane.hold == Hold::Armed {
-                lane.hold = Hold::Holding;
+                lane.hold = lane.keeping();
                 let base = lane.held.len();
                 lane.held.extend_from_slice(&chunk[boundary..clean]);
                 holding_from = Some((boundary, base));
             }
         }
-        if holding_from.is_some() {
+        if let Some((start, base)) = holding_from {
+            self.watch(from, verdicts, start, base);
             return;
         }
         if clean > handed {
