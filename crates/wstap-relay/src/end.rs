@@ -26,8 +26,9 @@ pub enum StreamEnd {
 /// What became of a side wstap set out to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
-    /// It got wstap's close frame (written in full), then the end of its stream.
-    CloseFrame,
+    /// It got wstap's close frame with this code (written in full), then the end of its
+    /// stream.
+    CloseFrame(u16),
     /// Its connection was ended without a close frame: its stream was still in the middle
     /// of a frame when the grace ran out, the relay failed before the frame was written,
     /// or the stream is not a WebSocket.
@@ -167,11 +168,11 @@ impl fmt::Display for EndReason {
             }
             EndReason::Shutdown { closes } => {
                 f.write_str("wstap shut down: ")?;
-                f.write_str(&what_became_of(closes, 1001))
+                f.write_str(&what_became_of(closes))
             }
-            EndReason::Commanded { code, closes } => {
+            EndReason::Commanded { closes, .. } => {
                 f.write_str("closed from wstap: ")?;
-                f.write_str(&what_became_of(closes, *code))
+                f.write_str(&what_became_of(closes))
             }
             EndReason::Strict {
                 from,
@@ -198,14 +199,11 @@ impl fmt::Display for EndReason {
 }
 
 /// What wstap did to each side it closed, in words.
-fn what_became_of(closes: &Closes, code: u16) -> String {
-    let close = match code {
-        1001 => "close 1001 (Going Away)".to_owned(),
-        code => format!("close {code}"),
-    };
+fn what_became_of(closes: &Closes) -> String {
     let say = |closed: Closed, peer: &str| {
         match closed {
-        Closed::CloseFrame => format!("it sent {close} to {peer}"),
+        Closed::CloseFrame(1001) => format!("it sent close 1001 (Going Away) to {peer}"),
+        Closed::CloseFrame(code) => format!("it sent close {code} to {peer}"),
         Closed::WithoutCloseFrame => format!(
             "it ended the connection to {peer} without a close frame (in the middle of a frame, or not a WebSocket)"
         ),

@@ -188,10 +188,11 @@ enum Cause {
 enum Progress {
     /// wstap is not closing it.
     Untouched,
-    /// This close payload waits for the side's stream to reach a frame boundary.
-    Waiting(Vec<u8>),
-    /// The close frame is queued or being written.
-    Queued,
+    /// This close (its code and payload) waits for the side's stream to reach a frame
+    /// boundary.
+    Waiting(u16, Vec<u8>),
+    /// The close frame with this code is queued or being written.
+    Queued(u16),
     /// Settled.
     Done(Closed),
 }
@@ -199,14 +200,14 @@ enum Progress {
 impl Progress {
     /// Whether wstap is closing the side and has not finished.
     fn is_open(&self) -> bool {
-        matches!(self, Progress::Waiting(_) | Progress::Queued)
+        matches!(self, Progress::Waiting(..) | Progress::Queued(_))
     }
 
     /// What it came to; a close not written by the end was not sent.
     fn outcome(&self) -> Option<Closed> {
         match self {
             Progress::Untouched => None,
-            Progress::Waiting(_) | Progress::Queued => Some(Closed::WithoutCloseFrame),
+            Progress::Waiting(..) | Progress::Queued(_) => Some(Closed::WithoutCloseFrame),
             Progress::Done(closed) => Some(*closed),
         }
     }
@@ -417,7 +418,7 @@ impl Relay {
         let to = from.other();
         if let Some(closing) = self.closing.as_mut() {
             // A close still waiting for a frame boundary never gets one now.
-            if let Progress::Waiting(_) = closing.sides[to.index()] {
+            if let Progress::Waiting(..) = closing.sides[to.index()] {
                 closing.sides[to.index()] = Progress::Done(Closed::AlreadyClosed);
             }
         }
@@ -510,7 +511,7 @@ impl Relay {
         self.closing = Some(closing);
         let payload = CloseFrame::encode(1001, "wstap is shutting down");
         for side in [Side::Server, Side::Client] {
-            self.begin_close(side, &payload);
+            self.begin_close(side, 1001, &payload);
         }
         if grace.is_zero() {
             self.handle_timeout(now);
@@ -526,11 +527,11 @@ impl Relay {
             closing.restart();
         }
         closing.due_by(now, grace);
-        self.begin_close(to, &CloseFrame::encode(code, reason));
+        self.begin_close(to, code, &CloseFrame::encode(code, reason));
     }
 
     /// Starts closing `to` with `payload`, unless it is being closed already.
-    fn begin_close(&mut self, to: Side, payload: &[u8]) {
+    fn begin_close(&mut self, to: Side, code: u16, payload: &[u8]) {
         let websocket = self.lane_to(to).analyzer.is_some();
         let already = self.shut[to.index()] || self.close_went_to(to);
         let Some(closing) = self.closing.as_mut() else {
@@ -543,11 +544,11 @@ impl Relay {
         *progress = if already {
             Progress::Done(Closed::AlreadyClosed)
         } else if websocket {
-            Progress::Waiting(payload.to_vec())
+            Progress::Waiting(code, payload.to_vec())
         } else {
             Progress::Done(Closed::WithoutCloseFrame)
         };
-        if !matches!(progress, Progress::Waiting(_)) {
+        if !matches!(progress, Progress::Waiting(..)) {
             self.end_stream(to, None);
         }
         self.send_pending_close(to);
@@ -564,12 +565,13 @@ impl Relay {
             return;
         };
         let progress = &mut closing.sides[to.index()];
-        let Progress::Waiting(payload) = progress else {
+        let Progress::Waiting(code, payload) = progress else {
             return;
         };
+        let code = *code;
         let frame = (!already).then(|| close_frame(to, payload));
         *progress = match frame {
-            Some(_) => Progress::Queued,
+            Some(_) => Progress::Queued(code),
             None => Progress::Done(Closed::AlreadyClosed),
         };
         self.end_stream(to, frame);
@@ -622,7 +624,7 @@ impl Relay {
             let (progress, frame) = if self.shut[side.index()] || self.close_went_to(side) {
                 (Progress::Done(Closed::AlreadyClosed), None)
             } else if allowed {
-                (Progress::Queued, Some(close_frame(side, &payload)))
+                (Progress::Queued(code), Some(close_frame(side, &payload)))
             } else {
                 (Progress::Done(Closed::WithoutCloseFrame), None)
             };
@@ -672,7 +674,7 @@ impl Relay {
         let mut cut = Vec::new();
         for side in [Side::Server, Side::Client] {
             let progress = &mut closing.sides[side.index()];
-            if let Progress::Waiting(_) = progress {
+            if let Progress::Waiting(..) = progress {
                 *progress = Progress::Done(Closed::WithoutCloseFrame);
                 cut.push(side);
             }
@@ -718,7 +720,10 @@ impl Relay {
             }
             Some(InFlight::Close) => {
                 if let Some(closing) = self.closing.as_mut() {
-                    closing.sides[to.index()] = Progress::Done(Closed::CloseFrame);
+                    let side = &mut closing.sides[to.index()];
+                    if let Progress::Queued(code) = *side {
+                        *side = Progress::Done(Closed::CloseFrame(code));
+                    }
                 }
             }
             Some(InFlight::Built | InFlight::Shutdown) | None => {}

@@ -351,7 +351,7 @@ proptest! {
             .mask([0; 4])
             .encode(&CloseFrame::encode(1002, "wstap --strict: unmasked_client_frame"))
             .len();
-        let to_server = closes.server == Some(Closed::CloseFrame);
+        let to_server = closes.server == Some(Closed::CloseFrame(1002));
         prop_assert_eq!(to_server, offence.begins_in_chunk);
         prop_assert!(to_server || closes.server == Some(Closed::WithoutCloseFrame));
         let relayed = if to_server {
@@ -365,7 +365,7 @@ proptest! {
         prop_assert_eq!(relayed.len(), expected);
         prop_assert_eq!(
             closes.client,
-            Some(Closed::CloseFrame),
+            Some(Closed::CloseFrame(1002)),
             "the client's stream was between frames"
         );
         prop_assert!(h.server.ended && h.client.ended);
@@ -442,8 +442,8 @@ fn shutdown_waits_for_each_stream_to_reach_a_frame_boundary() {
         end.reason,
         EndReason::Shutdown {
             closes: Closes {
-                client: Some(Closed::CloseFrame),
-                server: Some(Closed::CloseFrame),
+                client: Some(Closed::CloseFrame(1001)),
+                server: Some(Closed::CloseFrame(1001)),
             }
         }
     );
@@ -478,7 +478,7 @@ fn shutdown_past_its_grace_closes_a_stream_in_mid_frame_without_a_close_frame() 
         EndReason::Shutdown {
             closes: Closes {
                 client: Some(Closed::WithoutCloseFrame),
-                server: Some(Closed::CloseFrame),
+                server: Some(Closed::CloseFrame(1001)),
             }
         }
     );
@@ -591,7 +591,7 @@ fn a_close_command_closes_one_side_at_its_next_frame_boundary() {
         EndReason::Commanded {
             code: 4000,
             closes: Closes {
-                client: Some(Closed::CloseFrame),
+                client: Some(Closed::CloseFrame(4000)),
                 server: None,
             }
         }
@@ -725,7 +725,7 @@ fn a_shutdown_to_a_peer_that_takes_nothing_ends_the_relay_after_a_second_grace()
         EndReason::Shutdown {
             closes: Closes {
                 client: Some(Closed::WithoutCloseFrame),
-                server: Some(Closed::CloseFrame),
+                server: Some(Closed::CloseFrame(1001)),
             }
         }
     );
@@ -751,7 +751,7 @@ fn a_failed_write_during_strict_closing_reports_only_the_close_written() {
     assert_eq!(
         closes,
         Closes {
-            client: Some(Closed::CloseFrame),
+            client: Some(Closed::CloseFrame(1002)),
             server: Some(Closed::WithoutCloseFrame),
         }
     );
@@ -777,7 +777,7 @@ fn a_shutdown_sends_no_second_close_and_nothing_after_a_half_close() {
         end.reason,
         EndReason::Shutdown {
             closes: Closes {
-                client: Some(Closed::CloseFrame),
+                client: Some(Closed::CloseFrame(1001)),
                 server: Some(Closed::AlreadyClosed),
             }
         }
@@ -805,7 +805,7 @@ fn a_shutdown_sends_no_second_close_and_nothing_after_a_half_close() {
         panic!("not a shutdown");
     };
     assert_eq!(closes.client, Some(Closed::AlreadyClosed));
-    assert_eq!(closes.server, Some(Closed::CloseFrame));
+    assert_eq!(closes.server, Some(Closed::CloseFrame(1001)));
 }
 
 #[test]
@@ -1177,7 +1177,7 @@ fn a_held_close_frame_is_not_taken_for_one_sent() {
     let EndReason::Shutdown { closes } = end.reason else {
         panic!("not a shutdown: {:?}", end.reason);
     };
-    assert_eq!(closes.client, Some(Closed::CloseFrame));
+    assert_eq!(closes.client, Some(Closed::CloseFrame(1001)));
     assert_eq!(
         end.held[1],
         close_from(Side::Server, 1000).len() as u64,
@@ -1492,4 +1492,38 @@ fn a_watched_message_cut_short_by_the_end_of_its_stream_goes_on() {
     assert_eq!(h.client.bytes, &frame[..20]);
     assert!(h.client.ended);
     assert!(h.relay.is_finished() || h.relay.wants_read(Side::Client));
+}
+
+#[test]
+fn a_shutdown_after_a_close_command_says_which_code_each_side_got() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    h.command(
+        Command::Close {
+            to: Side::Client,
+            code: 4000,
+            reason: "from a person".into(),
+            grace: Duration::from_secs(1),
+        },
+        0,
+    );
+    h.command(
+        Command::Shutdown {
+            grace: Duration::from_secs(1),
+        },
+        1,
+    );
+    let end = h.relay.end(Timestamp(2));
+    assert_eq!(
+        end.reason,
+        EndReason::Shutdown {
+            closes: Closes {
+                client: Some(Closed::CloseFrame(4000)),
+                server: Some(Closed::CloseFrame(1001)),
+            }
+        }
+    );
+    assert_eq!(
+        end.error().unwrap(),
+        "wstap shut down: it sent close 4000 to the client; it sent close 1001 (Going Away) to the server"
+    );
 }
