@@ -270,6 +270,95 @@ fn assert_session_traced(trace: &[Value], sent: &Value) {
     assert_eq!(control("CLOSE", "s2c")["close"]["code"], 1000);
     let ends = of_type(trace, "session_end");
     assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_codec_reads_and_writes_as_the_peers_do(trace);
+}
+
+/// The peers' own compressed bytes, message by message, through wstap's codec: its
+/// Inflater reads each as the peer meant it, and its Deflater, given each message, makes a
+/// stream that a plain zlib inflater (flate2, with the negotiated window and context) reads
+/// back the same. The Deflater is what interception re-encodes a direction with.
+fn assert_codec_reads_and_writes_as_the_peers_do(trace: &[Value]) {
+    use flate2::{Decompress, FlushDecompress};
+    use wstap_wire::deflate::{Inflater, MESSAGE_TAIL};
+    use wstap_wire::{DeflateParams, Deflater, Direction};
+    let negotiated = &of_type(trace, "handshake")[0]["deflate"];
+    let bits = |name: &str| negotiated[name].as_u64().map(|b| b as u8);
+    let params = DeflateParams {
+        server_no_context_takeover: negotiated["server_no_context_takeover"] == true,
+        client_no_context_takeover: negotiated["client_no_context_takeover"] == true,
+        server_max_window_bits: bits("server_max_window_bits"),
+        client_max_window_bits: bits("client_max_window_bits"),
+    };
+    for (dir, direction) in [
+        ("c2s", Direction::ClientToServer),
+        ("s2c", Direction::ServerToClient),
+    ] {
+        // Each data message as its frames carried it: compressed or not, and its bytes.
+        let mut wire: Vec<(bool, Vec<u8>)> = Vec::new();
+        let mut open: Option<(bool, Vec<u8>)> = None;
+        for frame in of_type(trace, "frame").iter().filter(|f| f["dir"] == dir) {
+            if frame["opcode"].as_u64().unwrap() >= 8 {
+                continue;
+            }
+            let message = open.get_or_insert_with(|| (frame["rsv1"] == true, Vec::new()));
+            message.1.extend(payload_bytes(frame));
+            if frame["fin"] == true {
+                wire.extend(open.take());
+            }
+        }
+        let data: Vec<Vec<u8>> = of_type(trace, "message")
+            .iter()
+            .filter(|m| m["dir"] == dir && m["opcode"].as_u64().unwrap() < 8)
+            .map(|m| payload_bytes(m))
+            .collect();
+        assert_eq!(wire.len(), data.len(), "{dir}");
+        assert!(wire.iter().any(|(compressed, _)| *compressed), "{dir}");
+        let no_context = params.no_context_takeover(direction);
+        let mut inflater = Inflater::new(no_context);
+        for ((compressed, bytes), expected) in wire.iter().zip(&data) {
+            if !compressed {
+                assert_eq!(bytes, expected, "{dir}");
+                continue;
+            }
+            let mut inflated = Vec::new();
+            inflater.begin_message();
+            inflater
+                .inflate(bytes, &mut |d| inflated.extend_from_slice(d))
+                .unwrap();
+            inflater
+                .end_message(&mut |d| inflated.extend_from_slice(d))
+                .unwrap();
+            assert_eq!(
+                &inflated, expected,
+                "{dir}: wstap's Inflater on the peer's bytes"
+            );
+        }
+        let mut deflater = Deflater::new(params, direction);
+        let window = params.window_bits(direction).max(9);
+        let mut zlib = Decompress::new_with_window_bits(false, window);
+        for expected in &data {
+            let mut compressed = Vec::new();
+            deflater.compress(expected, &mut compressed).unwrap();
+            if no_context {
+                zlib.reset(false);
+            }
+            let input = [&compressed[..], &MESSAGE_TAIL].concat();
+            let (start, mut out) = (zlib.total_in(), Vec::new());
+            loop {
+                let consumed = (zlib.total_in() - start) as usize;
+                let before = (zlib.total_in(), zlib.total_out());
+                out.reserve(64 * 1024);
+                zlib.decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync)
+                    .expect("zlib reads what the Deflater wrote, within the window");
+                let done = (zlib.total_in() - start) as usize == input.len();
+                let stuck = (zlib.total_in(), zlib.total_out()) == before;
+                if (done && out.len() < out.capacity()) || stuck {
+                    break;
+                }
+            }
+            assert_eq!(&out, expected, "{dir}: the Deflater, read back by zlib");
+        }
+    }
 }
 
 /// Python's websockets on both ends with wstap in reverse mode between them: the server
