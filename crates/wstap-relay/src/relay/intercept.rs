@@ -148,7 +148,8 @@ impl Relay {
         })
     }
 
-    /// Keeps `chunk[..clean]` from `from`, which holds, noting where messages end in it.
+    /// Keeps `chunk[..clean]` from `from`, which holds or watches, noting where messages
+    /// end in it; a watching hold then judges the messages that ended (`verdicts`).
     pub(super) fn keep(
         &mut self,
         from: Side,
