@@ -55,6 +55,10 @@ pub struct RelayConfig {
     /// `--strict`: withhold the first frame that breaks the protocol and all that follows
     /// it, and close both sides with 1002 (1007 for bad UTF-8).
     pub strict: bool,
+    /// How long those closes wait for the peers to take them, in each of the two steps
+    /// of [`Command::Shutdown`]; counted from the first time the relay is told the time
+    /// after ([`Relay::handle_timeout`]). `None`: as long as the peers take.
+    pub strict_grace: Option<Duration>,
 }
 
 /// What a person or the engine asks of a live relay.
@@ -227,6 +231,9 @@ struct Closing {
     grace: Duration,
     /// Whether the first deadline has passed.
     waited_out: bool,
+    /// A grace to start the next time the relay is told the time (a close that began
+    /// with bytes, which come without a monotonic time).
+    arm: Option<Duration>,
     /// By side ([`Side::index`]).
     sides: [Progress; 2],
 }
@@ -238,6 +245,7 @@ impl Closing {
             deadline: None,
             grace: Duration::ZERO,
             waited_out: false,
+            arm: None,
             sides: [Progress::Untouched, Progress::Untouched],
         }
     }
@@ -272,6 +280,7 @@ pub struct Relay {
     /// By direction: client to server, server to client.
     lanes: [Lane; 2],
     strict: bool,
+    strict_grace: Option<Duration>,
     /// By destination side.
     queues: [VecDeque<Queued>; 2],
     /// By destination side.
@@ -294,6 +303,7 @@ impl Relay {
                 Lane::new(Direction::ServerToClient, config.websocket),
             ],
             strict: config.strict && config.websocket.is_some(),
+            strict_grace: config.strict_grace,
             queues: [VecDeque::new(), VecDeque::new()],
             in_flight: [None; 2],
             shut: [false; 2],
@@ -613,11 +623,14 @@ impl Relay {
             withheld,
             code,
         }));
-        // A shutdown's deadline set before stays.
-        if let Some(before) = self.closing.take() {
-            closing.deadline = before.deadline;
-            closing.grace = before.grace;
-            closing.waited_out = before.waited_out;
+        // A shutdown's deadline set before stays; else the relay's own grace starts.
+        match self.closing.take() {
+            Some(before) => {
+                closing.deadline = before.deadline;
+                closing.grace = before.grace;
+                closing.waited_out = before.waited_out;
+            }
+            None => closing.arm = self.strict_grace,
         }
         for side in [Side::Server, Side::Client] {
             let allowed = if side == from { to_sender } else { to_receiver };
@@ -655,7 +668,14 @@ impl Relay {
     }
 
     /// Time has come to `now`: see [`Command::Shutdown`] for what happens past a deadline.
+    /// Call it also when told of anything else (it is cheap): a close that began with bytes
+    /// starts its grace then.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(closing) = self.closing.as_mut() {
+            if let Some(grace) = closing.arm.take() {
+                closing.due_by(now, grace);
+            }
+        }
         if self.aborted || !self.closing_unfinished() {
             return;
         }

@@ -167,6 +167,7 @@ fn websocket(config: AnalyzerConfig) -> RelayConfig {
     RelayConfig {
         websocket: Some(config),
         strict: false,
+        strict_grace: None,
     }
 }
 
@@ -174,6 +175,7 @@ fn strict() -> RelayConfig {
     RelayConfig {
         websocket: Some(AnalyzerConfig::default()),
         strict: true,
+        strict_grace: None,
     }
 }
 
@@ -1526,4 +1528,31 @@ fn a_shutdown_after_a_close_command_says_which_code_each_side_got() {
         end.error().unwrap(),
         "wstap shut down: it sent close 4000 to the client; it sent close 1001 (Going Away) to the server"
     );
+}
+
+#[test]
+fn a_strict_close_to_a_peer_that_takes_nothing_gives_up_after_its_grace() {
+    let mut h = Harness::new(RelayConfig {
+        strict_grace: Some(Duration::from_millis(5)),
+        ..strict()
+    });
+    h.stuck.push(Side::Server);
+    // The server takes nothing; the client's second frame, unmasked, breaks the rule.
+    let good = FrameBuilder::binary().mask([1; 4]).encode(b"ok");
+    let bad = FrameBuilder::text().encode(b"unmasked");
+    h.feed(Side::Client, &[good, bad].concat(), 0);
+    assert!(h.client.ended, "the client got its 1002");
+    assert!(!h.relay.is_done(), "the server's write is stuck");
+    assert_eq!(h.relay.poll_timeout(), None, "no time told yet");
+    h.timeout(100);
+    assert_eq!(h.relay.poll_timeout(), Some(h.at(5_100)));
+    h.timeout(5_100);
+    assert!(!h.relay.is_done());
+    h.timeout(10_100);
+    assert!(h.relay.is_done() && h.relay.is_aborted());
+    let EndReason::Strict { closes, .. } = h.relay.end(Timestamp(1)).reason else {
+        panic!("not a strict end");
+    };
+    assert_eq!(closes.server, Some(Closed::WithoutCloseFrame));
+    assert_eq!(closes.client, Some(Closed::CloseFrame(1002)));
 }

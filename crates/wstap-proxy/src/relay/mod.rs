@@ -46,7 +46,7 @@ const POOL_PER_THREAD: usize = 16;
 /// How long a stopping proxy waits for a session's streams to reach a frame boundary, so
 /// that each side gets its `1001 Going Away` without a frame being cut; a side that has not
 /// taken what was written to it after as long again is dropped (the core's two steps).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 thread_local! {
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
@@ -350,13 +350,20 @@ async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()
     let mut stopped = false;
     loop {
         let seen = shared.bell.count();
-        let deadline = {
-            let relay = shared.relay();
+        let (deadline, aborted) = {
+            let mut relay = shared.relay();
             if relay.is_done() {
                 return;
             }
-            relay.poll_timeout()
+            // Tells the core the time at every wake: a close that began with bytes (under
+            // --strict) starts its grace here.
+            relay.handle_timeout(monotonic_now());
+            (relay.poll_timeout(), relay.is_aborted())
         };
+        if aborted {
+            shared.changed(true).await;
+            continue;
+        }
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,

@@ -35,6 +35,7 @@ pub(crate) fn relay(
             other_extension_bits: analysis.other_extension_bits,
         }),
         strict: session.shared.config.strict,
+        strict_grace: Some(super::SHUTDOWN_GRACE),
     };
     drop(analysis);
     async move {
