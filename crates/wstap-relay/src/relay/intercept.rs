@@ -371,7 +371,10 @@ impl Relay {
         let to = from.other();
         let queue = &mut self.queues[to.index()];
         let Some(intercept) = self.intercept.as_mut() else {
-            queue.push_back(Queued::Forward(0..clean));
+            // Not reached: steering needs interception's state. Forward as untouched.
+            if clean > 0 {
+                queue.push_back(Queued::Forward(0..clean));
+            }
             return;
         };
         let boundaries = between_before.then_some(0).into_iter().chain(
