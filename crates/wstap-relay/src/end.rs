@@ -2,7 +2,7 @@
 //! what wstap itself stepped in to do. The engine turns it into the session's record; the
 //! sentences a person reads come from [`EndReason`]'s `Display`, never the other way round.
 
-use crate::Side;
+use crate::{HeldId, Side};
 use std::fmt;
 use wstap_wire::{Direction, Offence, PartialFrame};
 
@@ -94,6 +94,9 @@ pub enum EndReason {
         /// What became of each side.
         closes: Closes,
     },
+    /// An `Abort` command ended it at once: both connections were dropped without close
+    /// frames.
+    Aborted,
 }
 
 /// The first close frame of the session, and who sent it.
@@ -132,11 +135,13 @@ pub struct RelayEnd {
     pub frames: [u64; 2],
     /// Bytes handed on, client to server and server to client.
     pub bytes: [u64; 2],
-    /// Bytes held ([`crate::Command::Hold`]) and never released, client to server and
-    /// server to client: lost with the session.
+    /// Bytes kept by interception ([`crate::Command::Break`]) and never handed on, client
+    /// to server and server to client: lost with the session.
     pub held: [u64; 2],
-    /// Bytes held and dropped ([`crate::Command::Drop`]), client to server and server to
-    /// client.
+    /// The messages held and never decided: lost with the session.
+    pub lost: Vec<(Side, HeldId)>,
+    /// Bytes read and not handed on, dropped or replaced ([`crate::Command::Decide`]),
+    /// client to server and server to client.
     pub dropped: [u64; 2],
     /// Frames cut off by the end of their stream.
     pub cut_off: Vec<CutOff>,
@@ -174,6 +179,9 @@ impl fmt::Display for EndReason {
                 f.write_str("closed from wstap: ")?;
                 f.write_str(&what_became_of(closes))
             }
+            EndReason::Aborted => f.write_str(
+                "aborted from wstap: both connections were dropped without close frames",
+            ),
             EndReason::Strict {
                 from,
                 offence,

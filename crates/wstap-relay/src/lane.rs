@@ -45,6 +45,9 @@ pub(crate) struct Lane {
     /// Whether the sender compresses with a context it keeps across messages: then the
     /// receiver needs every compressed message to inflate the next.
     pub keeps_context: bool,
+    /// The RSV bits of extensions negotiated that wstap does not know: it cannot build
+    /// frames for them.
+    pub foreign_extension_bits: u8,
 }
 
 impl Lane {
@@ -62,6 +65,7 @@ impl Lane {
             keeps_context: websocket
                 .and_then(|config| config.deflate)
                 .is_some_and(|deflate| !deflate.no_context_takeover(direction)),
+            foreign_extension_bits: websocket.map_or(0, |config| config.other_extension_bits),
         }
     }
 
@@ -99,10 +103,11 @@ impl Lane {
             && self.accepted.saturating_sub(held as u64) >= self.close_by
     }
 
-    /// `len` bytes read, from stream offset `from`, are dropped.
-    pub fn note_dropped(&mut self, from: u64, len: u64) {
+    /// `len` bytes read are not handed on (dropped, or replaced); `close` says whether they
+    /// were a close frame (a sender sends one, and nothing after it).
+    pub fn note_dropped(&mut self, len: u64, close: bool) {
         self.dropped += len;
-        if self.first_close.is_some() && from < self.close_by && self.close_by <= from + len {
+        if close && self.first_close.is_some() {
             self.close_dropped = true;
         }
     }

@@ -12,8 +12,9 @@
 //! masked as the client masked them, never re-framed. Bytes the relay writes of its own
 //! are close frames (at shutdown, after a `--strict` violation, on a `Close` command),
 //! each written only where its stream is between frames, so no frame is cut, and frames
-//! injected between messages ([`Command::Inject`]); bytes it held ([`Command::Hold`]) go
-//! out as they were read.
+//! injected between messages ([`Command::Inject`]) or in place of a held message
+//! ([`Command::Decide`]); bytes a breakpoint held ([`Command::Break`]) go out as they were
+//! read unless a decision changes them.
 //! How a relay ended is data ([`RelayEnd`], [`EndReason`]), not prose.
 //!
 //! [`Record`]: wstap_wire::Record
@@ -25,7 +26,10 @@ mod lane;
 mod relay;
 
 pub use end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd, StreamEnd};
-pub use relay::{Command, HoldAt, MessageTest, Relay, RelayConfig, Transmit};
+pub use relay::{
+    BreakRule, Candidate, Command, Decision, HeldId, MessageTest, Note, Refused, Relay,
+    RelayConfig, Transmit,
+};
 
 use wstap_wire::Direction;
 

@@ -23,19 +23,21 @@
 //! What the relay reports is what was written, not what was queued: bytes count and a
 //! close frame counts as sent once the driver says it was written ([`Relay::transmitted`]).
 //!
-//! Interception starts here: [`Command::Hold`] keeps a direction's messages, exactly as
-//! read, from its next message boundary until [`Command::Release`] (or [`Command::Drop`]),
-//! reading no more of it while its budget is full; [`Command::Inject`] writes a frame of
-//! wstap's own at the next
-//! message boundary of a stream, never inside a frame or between another message's
-//! fragments. Boundaries come from the analyzer ([`wstap_wire::FrameEnd`]), found only
-//! while a hold or an injection waits for one: untouched traffic pays nothing for them.
+//! Interception starts here: [`Command::Break`] sets a breakpoint on a direction, which
+//! holds the messages its test passes, exactly as read, each until a [`Command::Decide`]
+//! (forward, drop, replace), the direction's later messages queueing behind it;
+//! [`Command::Inject`] writes a message of wstap's own at the next message boundary of a
+//! stream, never inside a frame or between another message's fragments. Boundaries come
+//! from the analyzer ([`wstap_wire::FrameEnd`]), found only while a breakpoint, a held
+//! message or an injection needs them: untouched traffic pays nothing for them. What
+//! interception has to tell (a message held, one too large to hold, a timeout) comes out
+//! as [`Note`]s.
 
 use crate::end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd};
 use crate::lane::{Lane, Reading};
 use crate::Side;
-use intercept::{Hold, Interception};
-pub use intercept::{HoldAt, MessageTest};
+use intercept::Interception;
+pub use intercept::{BreakRule, Candidate, Decision, HeldId, MessageTest, Note, Refused};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -88,44 +90,49 @@ pub enum Command {
         /// How long to wait for the frame boundary and the write.
         grace: Duration,
     },
-    /// Stop handing on what `from` sends from its stream's next message boundary (at
-    /// once, when it is between messages), or from the first message a test passes
-    /// ([`HoldAt`]): keep it exactly as read, masked as the client masked it, until
-    /// [`Command::Release`]. While `budget` bytes or more are held, `from`
-    /// is not read (backpressure, not memory). An end of stream from `from` reaches the
-    /// other side only on release. What is still held when the relay ends (or when the
-    /// other side's stream ended first) is counted in [`RelayEnd::held`]. The records of
-    /// held bytes are made as they are read: they say what the sender sent. A stream that
-    /// is not a WebSocket has no message boundaries and is not held.
-    Hold {
-        /// Whose messages are held.
+    /// Set (or, with `None`, clear) the breakpoint on what `from` sends, from its next
+    /// message on: each message is kept until it is whole and judged by the rule's test;
+    /// one it passes is held, exactly as read, masked as the client masked it, until a
+    /// [`Command::Decide`] (a [`Note::Held`] names it), and the later messages of `from`
+    /// queue behind it. Clearing leaves what is held held. While something is held and
+    /// the rule's budget is full, `from` is not read (backpressure, not memory); an end of
+    /// stream from `from` waits behind what is held. What is still held when the relay
+    /// ends is counted in [`RelayEnd::held`] and named in [`RelayEnd::lost`]. The records
+    /// of kept bytes are made as they are read: they say what the sender sent. Refused on
+    /// a stream that is not a WebSocket.
+    Break {
+        /// Whose messages are judged.
         from: Side,
-        /// How many bytes may be held before reading stops.
-        budget: usize,
-        /// From which message on.
-        at: HoldAt,
+        /// The breakpoint, or `None` to judge no more.
+        rule: Option<BreakRule>,
     },
-    /// Hand on everything held from `from`, in order and as read, and stop holding.
-    Release {
-        /// Whose messages are released.
+    /// Decide what becomes of a held message; what queued behind it goes on up to the
+    /// next message held. A drop or a replacement is refused on a compressed message of a
+    /// sender that keeps its compression context (the receiver would lack what later
+    /// messages refer to); a replacement also where an unknown extension was negotiated.
+    /// What was read and not handed on counts in [`RelayEnd::dropped`].
+    Decide {
+        /// The message.
+        id: HeldId,
+        /// What becomes of it.
+        decision: Decision,
+    },
+    /// Every message held from `from` goes on as read.
+    ForwardAll {
+        /// Whose held messages.
         from: Side,
     },
-    /// Drop the whole messages held from `from`; a message still arriving stays held, so
-    /// the receiver's stream goes on between messages. Counted in [`RelayEnd::dropped`].
-    /// Refused (nothing happens) on a direction whose sender compresses keeping its
-    /// context: the receiver would lack what later messages refer to. To replace what is
-    /// dropped, inject: while a direction holds, its stream is between messages, so an
-    /// injected frame goes at once, where the dropped messages were.
-    Drop {
-        /// Whose held messages are dropped.
-        from: Side,
-    },
+    /// End the relay at once: what is queued or held is dropped, and the connections
+    /// with it, without close frames (a WebSocket client sees 1006).
+    Abort,
     /// Write one frame of wstap's own to `to` at its stream's next message boundary
     /// (never inside a frame, nor between another message's fragments): FIN set, RSV bits
     /// clear (so uncompressed, which permessage-deflate allows of any message and which
     /// leaves both sides' compression contexts as they were), masked with a fresh key
     /// toward the server. The opcode is the caller's, a reserved one included: wstap is a
-    /// tool for testing peers. Nothing is injected into a stream already ended.
+    /// tool for testing peers. Refused on a stream that ended or carried a close frame, one
+    /// that is not a WebSocket, one with an unknown extension, and for a close (that is
+    /// [`Command::Close`]).
     Inject {
         /// Who gets the frame.
         to: Side,
@@ -292,6 +299,8 @@ pub struct Relay {
     closing: Option<Box<Closing>>,
     intercept: Option<Box<Interception>>,
     aborted: bool,
+    /// The relay was aborted by [`Command::Abort`], not by a failure.
+    commanded_abort: bool,
 }
 
 impl Relay {
@@ -311,6 +320,7 @@ impl Relay {
             closing: None,
             intercept: None,
             aborted: false,
+            commanded_abort: false,
         }
     }
 
@@ -326,9 +336,7 @@ impl Relay {
 
     /// Whether the driver should read from `from` now.
     pub fn wants_read(&self, from: Side) -> bool {
-        let full = self
-            .held_lane(from)
-            .is_some_and(|h| h.hold == Hold::Holding && h.held.len() >= h.budget);
+        let full = self.held_lane(from).is_some_and(|h| h.full());
         !self.aborted && self.lanes[from.index()].is_reading() && !full
     }
 
@@ -351,7 +359,7 @@ impl Relay {
         // Where the stream stands before this chunk, and whether its frame ends matter.
         let between_before = self.between_messages_to(to);
         let steer = self.steering(from);
-        let holding = self.holding(from);
+        let routing = self.routing(from);
         let mut no_ends = Vec::new();
         let ends = match self.intercept.as_mut() {
             Some(intercept) if steer => &mut intercept.ends,
@@ -383,14 +391,10 @@ impl Relay {
         };
         lane.accepted += clean as u64;
         lane.note_close(&self.events[start..], chunk_start, ends);
-        let verdicts = match steer {
-            true => self.verdicts(from, &self.events[start..], clean),
-            false => Vec::new(),
-        };
-        if holding {
-            self.keep(from, chunk, clean, &verdicts);
+        if routing {
+            self.route(from, chunk, clean, start);
         } else if steer {
-            self.steer(from, chunk, clean, between_before, &verdicts);
+            self.steer(from, clean, between_before);
         } else if clean > 0 {
             self.queues[to.index()].push_back(Queued::Forward(0..clean));
         }
@@ -408,22 +412,9 @@ impl Relay {
         if lane.reading == Reading::Open {
             lane.reading = Reading::Eof;
         }
-        if let Some(intercept) = self.intercept.as_mut() {
-            let lane = &mut intercept.lanes[from.index()];
-            match lane.hold {
-                // Its end waits behind what is held.
-                Hold::Holding => {
-                    lane.eof_held = true;
-                    return;
-                }
-                // A message cut short is never judged: what was kept of it goes on.
-                Hold::Watching => {
-                    lane.hold = Hold::Off;
-                    let len = lane.held.len();
-                    self.hand_on_held(from, len);
-                }
-                Hold::Off | Hold::Armed => {}
-            }
+        // Its end waits behind what is held.
+        if self.eof_waits(from) {
+            return;
         }
         let to = from.other();
         if let Some(closing) = self.closing.as_mut() {
@@ -476,10 +467,11 @@ impl Relay {
         self.lane_to(to).close_handed_on(self.held_len(to.other()))
     }
 
-    /// Carries out `command`, at `now`.
-    pub fn command(&mut self, command: Command, now: Instant) {
+    /// Carries out `command`, at `now`, or says why not. Nothing is carried out once the
+    /// relay ended at once.
+    pub fn command(&mut self, command: Command, now: Instant) -> Result<(), Refused> {
         if self.aborted {
-            return;
+            return Err(Refused::Ended("both sides"));
         }
         match command {
             Command::Shutdown { grace } => self.shutdown(grace, now),
@@ -489,15 +481,20 @@ impl Relay {
                 reason,
                 grace,
             } => self.close(to, code, &reason, now, grace),
-            Command::Hold { from, budget, at } => self.hold(from, budget, at),
-            Command::Release { from } => self.release(from),
-            Command::Drop { from } => self.drop_held(from),
+            Command::Break { from, rule } => return self.set_break(from, rule),
+            Command::Decide { id, decision } => return self.decide(id, decision),
+            Command::ForwardAll { from } => self.forward_all(from),
             Command::Inject {
                 to,
                 opcode,
                 payload,
-            } => self.inject(to, opcode, &payload),
+            } => return self.inject(to, opcode, &payload),
+            Command::Abort => {
+                self.commanded_abort = true;
+                self.abort();
+            }
         }
+        Ok(())
     }
 
     fn shutdown(&mut self, grace: Duration, now: Instant) {
@@ -661,16 +658,28 @@ impl Relay {
 
     /// When [`Relay::handle_timeout`] wants to be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.aborted || !self.closing_unfinished() {
+        if self.aborted {
             return None;
         }
-        self.closing.as_ref()?.deadline
+        let closing = self
+            .closing
+            .as_ref()
+            .filter(|_| self.closing_unfinished())
+            .and_then(|closing| closing.deadline);
+        match (closing, self.held_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Time has come to `now`: see [`Command::Shutdown`] for what happens past a deadline.
-    /// Call it also when told of anything else (it is cheap): a close that began with bytes
-    /// starts its grace then.
+    /// Time has come to `now`: see [`Command::Shutdown`] for what happens past a deadline,
+    /// and [`BreakRule::timeout`]. Call it also when told of anything else (it is cheap),
+    /// and after a feed that made notes: a close that began with bytes starts its grace
+    /// then, and a message held its timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.aborted {
+            self.time_out_held(now);
+        }
         if let Some(closing) = self.closing.as_mut() {
             if let Some(grace) = closing.arm.take() {
                 closing.due_by(now, grace);
@@ -770,11 +779,8 @@ impl Relay {
 
     /// Whether something held from `from` could still be given to the other side.
     fn releasable(&self, from: Side) -> bool {
-        self.held_lane(from).is_some_and(|h| {
-            h.hold == Hold::Holding
-                && (!h.held.is_empty() || h.eof_held)
-                && !self.shut[from.other().index()]
-        })
+        self.held_lane(from)
+            .is_some_and(|h| !h.units.is_empty() && !self.shut[from.other().index()])
     }
 
     /// Whether the relay ended at once, dropping what was queued to write: a read or a
@@ -816,12 +822,14 @@ impl Relay {
         // the close handshake is done, or skip TLS's close_notify). Another stream ended
         // cleanly when both senders ended it.
         let clean = self.closing.is_none()
+            && !self.commanded_abort
             && if websocket {
                 closes && cut_off.is_empty()
             } else {
                 both_ended
             };
         let reason = match self.closing.as_ref() {
+            _ if self.commanded_abort => EndReason::Aborted,
             None => EndReason::Peers {
                 c2s: c2s.end(),
                 s2c: s2c.end(),
@@ -855,6 +863,7 @@ impl Relay {
             frames: [c2s.frames(), s2c.frames()],
             bytes: [c2s.forwarded, s2c.forwarded],
             held: [Side::Client, Side::Server].map(|from| self.held_len(from) as u64),
+            lost: self.lost(),
             dropped: [c2s.dropped, s2c.dropped],
             cut_off,
         }

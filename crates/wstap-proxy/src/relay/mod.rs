@@ -374,7 +374,8 @@ async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()
             () = &mut stop, if !stopped => {
                 stopped = true;
                 let mut relay = shared.relay();
-                relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, monotonic_now());
+                // Refused only by a relay that ended at once: nothing is left to close.
+                let _ = relay.command(Command::Shutdown { grace: SHUTDOWN_GRACE }, monotonic_now());
                 Some(relay.is_aborted())
             }
             () = sleep => {
