@@ -130,7 +130,57 @@ impl Printer {
                 out.push_str(&self.paint(YELLOW, &format!("[{}]", n.message)));
                 out.push('\n');
             }
+            Event::Intervention(i) => self.intervention(i, out),
             Event::Trace(_) => {}
+        }
+    }
+
+    /// What wstap did to a live session, on a line of its own: held messages and every
+    /// decision stand out from the traffic.
+    fn intervention(&self, i: &Intervention, out: &mut String) {
+        let mut line = i.action.name().to_uppercase().replace('_', " ");
+        if let Some(dir) = i.dir {
+            line.push_str(&format!(" ({})", dir.short()));
+        }
+        if let Some(held) = i.held {
+            line.push_str(&format!(" held message {held}"));
+        }
+        if let Some(frame) = i.frame {
+            line.push_str(&format!(", ending with frame {frame}"));
+        }
+        if let Some(breakpoint) = i.breakpoint {
+            line.push_str(&format!(", breakpoint {breakpoint}"));
+        }
+        if let Some(opcode) = i.opcode {
+            line.push_str(&format!(": {}", Opcode::from_bits(opcode).name()));
+        }
+        if let Some(code) = i.code {
+            line.push_str(&format!(" {code}"));
+            if let Some(reason) = i.reason.as_deref().filter(|r| !r.is_empty()) {
+                line.push_str(&format!(" {reason:?}"));
+            }
+        }
+        if let Some(bytes) = i.bytes {
+            line.push_str(&format!(" ({bytes} bytes kept when it was let go)"));
+        }
+        line.push_str(&format!(" [by {}]", i.by.name()));
+        let color = match i.action {
+            Action::Held => YELLOW,
+            Action::Lost | Action::Aborted | Action::Dropped => RED,
+            _ => CYAN,
+        };
+        self.line(&i.time, i.session, &self.paint(color, &line), out);
+        if let Some(payload) = &i.payload {
+            let opcode = i.opcode.map_or(Opcode::Binary, Opcode::from_bits);
+            let total = payload.bytes.len() as u64;
+            self.payload(
+                opcode,
+                Bytes {
+                    data: &payload.bytes,
+                    total,
+                },
+                out,
+            );
         }
     }
 

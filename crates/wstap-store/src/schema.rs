@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -245,8 +245,26 @@ CREATE VIEW messages AS
 "#
 );
 
+/// Version 3: what wstap did to live sessions (breakpoints, decisions, injections,
+/// closes), one row per intervention, numbered in the event order; `event` is its trace
+/// line.
+const V3: &str = r#"
+CREATE TABLE interventions (
+    id          INTEGER PRIMARY KEY,
+    session     INTEGER NOT NULL,
+    time_us     INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    by          TEXT NOT NULL,
+    dir         TEXT,
+    held        INTEGER,
+    frame       INTEGER,
+    event       TEXT NOT NULL
+);
+CREATE INDEX interventions_by_session ON interventions(session, id);
+"#;
+
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power

@@ -234,6 +234,30 @@ impl CaptureWriter {
                     .execute(params![ev, notice.time.timestamp_micros(), notice.message])?;
                 Ok(())
             }
+            Event::Intervention(done) => {
+                let line = serde_json::to_string(event).map_err(|e| StoreError::BadRow {
+                    table: "interventions",
+                    id: ev,
+                    why: e.to_string(),
+                })?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO interventions (id, session, time_us, action, by, dir, held, frame, event)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        ev,
+                        done.session as i64,
+                        done.time.timestamp_micros(),
+                        done.action.name(),
+                        done.by.name(),
+                        done.dir.map(|d| d.short()),
+                        done.held.map(|h| h as i64),
+                        done.frame.map(|f| f as i64),
+                        line,
+                    ])?;
+                Ok(())
+            }
             // Records come as items of their own; the trace header is not an event.
             Event::Trace(_) | Event::Frame(_) | Event::Message(_) => Ok(()),
         }

@@ -63,6 +63,26 @@ fn every_event_comes_back_in_order_as_the_trace_has_it() {
             (x, y) => events.extend(x.into_iter().chain(y)),
         }
     }
+    // What wstap did to a session comes back in its place too.
+    let edited = wstap_trace::Intervention {
+        session: 1,
+        time: chrono::DateTime::from_timestamp_micros(1_700_000_000_000_123).unwrap(),
+        action: wstap_trace::Action::Edited,
+        by: wstap_trace::Decider::Inspector,
+        dir: Some(Direction::ServerToClient),
+        held: Some(3),
+        breakpoint: Some(1),
+        frame: Some(0),
+        opcode: Some(1),
+        payload: Some(wstap_trace::Payload {
+            bytes: b"edited".to_vec(),
+            truncated: false,
+        }),
+        code: None,
+        reason: None,
+        bytes: None,
+    };
+    events.insert(7, BusEvent::Event(Box::new(Event::Intervention(edited))));
     write(&dir, &events, 5);
     let capture = Capture::open(&dir).unwrap();
     let expected: Vec<Event> = events.iter().map(BusEvent::to_event).collect();

@@ -32,6 +32,9 @@ pub enum Event {
     SessionEnd(SessionEnd),
     /// The proxy itself reports something about the trace (for example dropped console lines).
     Notice(Notice),
+    /// wstap stepped into a live session: a breakpoint held a message, someone decided what
+    /// became of it, or sent, closed or aborted something of their own.
+    Intervention(Intervention),
 }
 
 impl Event {
@@ -45,6 +48,7 @@ impl Event {
             Event::Message(e) => Some(e.session),
             Event::Http(e) => Some(e.exchange.session),
             Event::SessionEnd(e) => Some(e.session),
+            Event::Intervention(e) => Some(e.session),
         }
     }
 
@@ -658,4 +662,130 @@ pub struct Notice {
     pub time: DateTime<Utc>,
     /// What.
     pub message: String,
+}
+
+/// wstap stepped into a live session: see [`Action`]. The frames and messages of the
+/// session are always what was read from the sender; an intervention says what went out
+/// instead (or that nothing did), who decided and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intervention {
+    /// Session number.
+    pub session: u64,
+    /// When.
+    #[serde(with = "crate::time")]
+    pub time: DateTime<Utc>,
+    /// What happened.
+    pub action: Action,
+    /// Who decided.
+    pub by: Decider,
+    /// The direction of the message concerned: a held message's, or that of what wstap
+    /// sent (`c2s`: to the server); absent for what concerns both sides.
+    #[serde(
+        with = "crate::direction::optional",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub dir: Option<Direction>,
+    /// The held message's number (unique in the run), on everything about one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub held: Option<u64>,
+    /// The breakpoint that held it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub breakpoint: Option<u64>,
+    /// The index, in its direction, of the held message's last frame: the recorded
+    /// message it is.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub frame: Option<u64>,
+    /// The opcode of what wstap sent (an edit, an injection).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub opcode: Option<u8>,
+    /// The payload wstap sent (unmasked, uncompressed).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub payload: Option<Payload>,
+    /// The close code wstap sent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub code: Option<u16>,
+    /// The close reason wstap sent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Bytes: of a message too large to hold, what had been kept of it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bytes: Option<u64>,
+}
+
+/// What wstap did to a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A breakpoint holds a message: nothing of it has gone out.
+    Held,
+    /// A held message went on exactly as read.
+    Forwarded,
+    /// A held message was dropped: nothing of it went out.
+    Dropped,
+    /// A held message was replaced by `payload` (its opcode kept).
+    Edited,
+    /// A held message waited its timeout and went on as read.
+    TimedOut,
+    /// A held message never went out: its session ended first.
+    Lost,
+    /// A message grew past the breakpoint buffer before it was whole: it went on
+    /// unjudged, as read.
+    TooLarge,
+    /// The session stopped breaking (its held messages went on).
+    Continued,
+    /// wstap sent a message of its own (`opcode`, `payload`).
+    Injected,
+    /// wstap closed a side (`code`, `reason`) or both.
+    Closed,
+    /// wstap dropped both connections at once.
+    Aborted,
+}
+
+impl Action {
+    /// The name in traces and the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Held => "held",
+            Action::Forwarded => "forwarded",
+            Action::Dropped => "dropped",
+            Action::Edited => "edited",
+            Action::TimedOut => "timed_out",
+            Action::Lost => "lost",
+            Action::TooLarge => "too_large",
+            Action::Continued => "continued",
+            Action::Injected => "injected",
+            Action::Closed => "closed",
+            Action::Aborted => "aborted",
+        }
+    }
+}
+
+/// Who decided an intervention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decider {
+    /// A breakpoint's filter (holding).
+    Breakpoint,
+    /// A person in the inspector.
+    Inspector,
+    /// A client of the inspector's API.
+    Api,
+    /// A breakpoint's timeout.
+    Timeout,
+    /// The session's end.
+    Session,
+}
+
+impl Decider {
+    /// The name in traces and the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decider::Breakpoint => "breakpoint",
+            Decider::Inspector => "inspector",
+            Decider::Api => "api",
+            Decider::Timeout => "timeout",
+            Decider::Session => "session",
+        }
+    }
 }

@@ -21,10 +21,11 @@ pub(super) enum SourceKind {
     Frames,
     Messages,
     Notices,
+    Interventions,
 }
 
 impl SourceKind {
-    pub(super) const ALL: [SourceKind; 7] = [
+    pub(super) const ALL: [SourceKind; 8] = [
         SourceKind::Starts,
         SourceKind::Ends,
         SourceKind::Handshakes,
@@ -32,6 +33,7 @@ impl SourceKind {
         SourceKind::Frames,
         SourceKind::Messages,
         SourceKind::Notices,
+        SourceKind::Interventions,
     ];
 }
 
@@ -75,7 +77,11 @@ impl Source {
         let params = rusqlite::params![only, self.after, EVENT_PAGE];
         let mut rows_read = 0usize;
         match self.kind {
-            SourceKind::Starts | SourceKind::Ends | SourceKind::Handshakes | SourceKind::Http => {
+            SourceKind::Starts
+            | SourceKind::Ends
+            | SourceKind::Handshakes
+            | SourceKind::Http
+            | SourceKind::Interventions => {
                 let (table, query) = match self.kind {
                     SourceKind::Starts => (
                         "sessions",
@@ -100,6 +106,10 @@ impl Source {
                     SourceKind::Handshakes => (
                         "handshakes",
                         json_query("ev", "event", "handshakes", "session", ""),
+                    ),
+                    SourceKind::Interventions => (
+                        "interventions",
+                        json_query("id", "event", "interventions", "session", ""),
                     ),
                     _ => ("http", json_query("ev", "event", "http", "session", "")),
                 };

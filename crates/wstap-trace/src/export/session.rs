@@ -33,6 +33,10 @@ pub struct SessionDoc {
     pub frames: Vec<Frame>,
     /// Messages in the order recorded.
     pub messages: Vec<Message>,
+    /// What wstap did to it (breakpoints, decisions, injections), in order; absent when
+    /// nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub interventions: Vec<Intervention>,
     /// How it ended (absent when the trace stops first).
     pub end: Option<SessionEnd>,
     /// Totals.
@@ -48,6 +52,7 @@ impl SessionDoc {
             handshake: None,
             frames: Vec::new(),
             messages: Vec::new(),
+            interventions: Vec::new(),
             end: None,
             stats: Stats::default(),
         }
@@ -84,6 +89,7 @@ impl SessionDoc {
                 self.messages.push(m);
             }
             Event::SessionEnd(e) => self.end = Some(e),
+            Event::Intervention(e) => self.interventions.push(e),
             Event::Trace(_) | Event::Notice(_) => {}
         }
     }

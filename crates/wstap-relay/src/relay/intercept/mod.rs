@@ -116,6 +116,8 @@ pub enum Note {
         from: Side,
         /// Its record (the same as among the relay's records).
         message: MessageRecord,
+        /// The index, in its direction, of its last frame.
+        frame: u64,
     },
     /// A message grew to the budget before it was whole: it passes as read, unjudged.
     TooLarge {

@@ -106,7 +106,7 @@ impl Router<'_> {
                 return;
             }
             let held = judged && message.is_some_and(|m| self.test(m, marks));
-            self.whole(piece, opcode, message, held);
+            self.whole(piece, (opcode, frame.index), message, held);
             return;
         }
         let first = *self.lane.first.get_or_insert(marks);
@@ -126,7 +126,7 @@ impl Router<'_> {
             }
         };
         let opcode = message.map_or(opcode, |m| m.opcode);
-        self.whole(bytes, opcode, message, held);
+        self.whole(bytes, (opcode, frame.index), message, held);
     }
 
     /// Adds a data frame to the message being read.
@@ -152,9 +152,15 @@ impl Router<'_> {
         }
     }
 
-    /// A whole message: it goes on when nothing is kept before it and it is not held;
-    /// else it is kept, held or in line.
-    fn whole(&mut self, piece: Piece, opcode: Opcode, message: Option<&MessageRecord>, held: bool) {
+    /// A whole message, of `opcode`, that ended with frame `last`: it goes on when nothing
+    /// is kept before it and it is not held; else it is kept, held or in line.
+    fn whole(
+        &mut self,
+        piece: Piece,
+        (opcode, last): (Opcode, u64),
+        message: Option<&MessageRecord>,
+        held: bool,
+    ) {
         if !held && self.lane.units.is_empty() {
             self.emit(piece);
             return;
@@ -171,6 +177,7 @@ impl Router<'_> {
                     id,
                     from: self.from,
                     message: message.clone(),
+                    frame: last,
                 });
                 Fate::Held {
                     id,

@@ -1,0 +1,147 @@
+//! The breakpoints: filters (the language of `docs/filters.md`) that hold the messages
+//! they select. Evaluated on the live record of each whole message, in the relay's
+//! thread, by the in-memory evaluator: no allocation, no lock held for long.
+
+use crate::info::SessionInfo;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use wstap_filter::{Filter, RecordFacts, RecordKind};
+use wstap_relay::Candidate;
+use wstap_wire::Opcode;
+
+/// One breakpoint.
+#[derive(Debug)]
+struct Breakpoint {
+    id: u64,
+    filter: Filter,
+    /// Whether it holds pings, pongs and closes too.
+    control: bool,
+    enabled: AtomicBool,
+    hits: AtomicU64,
+}
+
+/// A breakpoint as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakpointView {
+    /// Its number.
+    pub id: u64,
+    /// Its filter, as written.
+    pub filter: String,
+    /// Whether it holds control frames too.
+    pub control: bool,
+    /// Whether it holds now.
+    pub enabled: bool,
+    /// Messages it has held.
+    pub hits: u64,
+}
+
+/// The list, behind a lock taken briefly: readers (every judged message) share it.
+#[derive(Debug, Default)]
+pub(crate) struct Breakpoints {
+    list: RwLock<Vec<Arc<Breakpoint>>>,
+    next: AtomicU64,
+}
+
+impl Breakpoints {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Breakpoint>>> {
+        self.list.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Breakpoint>>> {
+        self.list.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn add(&self, filter: Filter, control: bool) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.write().push(Arc::new(Breakpoint {
+            id,
+            filter,
+            control,
+            enabled: AtomicBool::new(true),
+            hits: AtomicU64::new(0),
+        }));
+        id
+    }
+
+    pub fn set_enabled(&self, id: u64, enabled: bool) -> bool {
+        self.read()
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.enabled.store(enabled, Ordering::Relaxed))
+            .is_some()
+    }
+
+    pub fn remove(&self, id: u64) -> bool {
+        let mut list = self.write();
+        let before = list.len();
+        list.retain(|b| b.id != id);
+        list.len() != before
+    }
+
+    pub fn views(&self) -> Vec<BreakpointView> {
+        self.read()
+            .iter()
+            .map(|b| BreakpointView {
+                id: b.id,
+                filter: b.filter.source().to_owned(),
+                control: b.control,
+                enabled: b.enabled.load(Ordering::Relaxed),
+                hits: b.hits.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Whether any enabled breakpoint could select a message of the session `info`
+    /// describes (its facts alone do not rule it out), and whether any such holds
+    /// control frames.
+    pub fn reach(&self, info: &SessionInfo) -> Option<bool> {
+        let facts = info.facts();
+        let mut reach = None;
+        for b in self.read().iter() {
+            if b.enabled.load(Ordering::Relaxed) && b.filter.session_verdict(&facts) != Some(false)
+            {
+                reach = Some(reach.unwrap_or(false) || b.control);
+            }
+        }
+        reach
+    }
+
+    /// The first enabled breakpoint that selects `candidate` of the session `info`
+    /// describes, its hit counted.
+    pub fn first_match(&self, info: &SessionInfo, candidate: &Candidate<'_>) -> Option<u64> {
+        let message = candidate.message;
+        let control = message.opcode.is_control();
+        let codes: Vec<&str> = message.violations.iter().map(|v| v.code()).collect();
+        let record = RecordFacts {
+            kind: RecordKind::Message,
+            dir: message.direction,
+            opcode: message.opcode.bits(),
+            flags: candidate.first_byte,
+            masked: candidate.masked,
+            len: message.data.total,
+            frames: message.frames,
+            compressed: message.compressed,
+            close: close_code(message.opcode, &message.data.data),
+            time_us: message.first_time.0,
+            violations: &codes,
+            payload: &message.data.data,
+        };
+        let facts = info.facts();
+        let list = self.read();
+        let hit = list.iter().find(|b| {
+            b.enabled.load(Ordering::Relaxed)
+                && (b.control || !control)
+                && b.filter.matches_record(&facts, &record)
+        })?;
+        hit.hits.fetch_add(1, Ordering::Relaxed);
+        Some(hit.id)
+    }
+}
+
+/// The code of a close message's payload.
+fn close_code(opcode: Opcode, payload: &[u8]) -> Option<u16> {
+    match (opcode, payload) {
+        (Opcode::Close, [high, low, ..]) => Some(u16::from_be_bytes([*high, *low])),
+        _ => None,
+    }
+}

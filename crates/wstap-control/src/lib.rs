@@ -1,0 +1,304 @@
+//! How commands reach live sessions: never through the bus (which carries records one
+//! way, from the engine to its sinks), but through this registry.
+//!
+//! - [`Control`] is shared by the engine and whoever commands it (the inspector's API, a
+//!   test suite): the breakpoints, the messages held now, and a mailbox per live
+//!   WebSocket session.
+//! - The engine enrols each WebSocket session as its relay starts ([`Control::enrol`]).
+//!   The [`Enrolment`] sets the session's breakpoints on its relay core, turns what the
+//!   core notes (a message held, one too large to hold, a timeout) into the trace's
+//!   [`Intervention`]s, and carries out the orders that reach the session's mailbox on
+//!   the core, answering each. Dropping it takes the session out of the registry.
+//! - A commander asks ([`Control::decide`], [`Control::inject`], [`Control::close`],
+//!   [`Control::abort`]) and awaits the session's answer: done, or why not.
+//!
+//! No I/O: tokio's channels only. Everything that decides bytes stays in the relay core
+//! (`wstap-relay`); this crate decides who may ask what, and records who did.
+//!
+//! [`Intervention`]: wstap_trace::Intervention
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod breakpoints;
+mod error;
+mod held;
+mod info;
+mod session;
+
+pub use breakpoints::BreakpointView;
+pub use error::ControlError;
+pub use held::{HeldAction, HeldView};
+pub use info::SessionInfo;
+pub use session::{Enrolment, Order};
+
+use breakpoints::Breakpoints;
+use held::HeldEntry;
+use session::Request;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use wstap_filter::Filter;
+use wstap_relay::Side;
+use wstap_trace::Decider;
+use wstap_wire::Opcode;
+
+/// How breakpoints hold, for every session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Bytes a session may keep per direction while something is held (`--break-buffer`):
+    /// past it, wstap stops reading that side; a message larger than it is not held.
+    pub budget: usize,
+    /// How long a held message waits for a decision (`--break-timeout`); `None`: as long
+    /// as its session lives.
+    pub timeout: Option<Duration>,
+    /// How long a close wstap sends waits for each side's stream to reach a frame
+    /// boundary and take it.
+    pub close_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            budget: 16 << 20,
+            timeout: None,
+            close_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The registry: see the module documentation. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Control {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    breakpoints: Breakpoints,
+    sessions: Mutex<HashMap<u64, mpsc::UnboundedSender<Order>>>,
+    held: Mutex<BTreeMap<u64, HeldEntry>>,
+    next_held: std::sync::atomic::AtomicU64,
+    /// Counts every change to the breakpoints or to what is held.
+    changes: watch::Sender<u64>,
+}
+
+/// A lock whose holder panicked still guards consistent data (every change under it is
+/// one statement): carry on with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Control")
+            .field("settings", &self.inner.settings)
+            .field("breakpoints", &self.inner.breakpoints.views().len())
+            .field("held", &lock(&self.inner.held).len())
+            .finish()
+    }
+}
+
+impl Control {
+    /// A registry with no breakpoints and nothing held.
+    pub fn new(settings: Settings) -> Control {
+        Control {
+            inner: Arc::new(Inner {
+                settings,
+                breakpoints: Breakpoints::default(),
+                sessions: Mutex::new(HashMap::new()),
+                held: Mutex::new(BTreeMap::new()),
+                next_held: std::sync::atomic::AtomicU64::new(1),
+                changes: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        self.inner.settings
+    }
+
+    /// A receiver that sees a change each time the breakpoints or what is held change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Enrols the live WebSocket session `info` describes: its mailbox opens, and the
+    /// enrolment sets its breakpoints. Enrol each session once.
+    pub fn enrol(&self, info: SessionInfo) -> Enrolment {
+        let (sender, orders) = mpsc::unbounded_channel();
+        lock(&self.inner.sessions).insert(info.id, sender);
+        Enrolment::new(self.clone(), Arc::new(info), orders)
+    }
+
+    /// Takes session `id` out (its enrolment ended): what it held goes with it.
+    fn leave(&self, id: u64) {
+        lock(&self.inner.sessions).remove(&id);
+        lock(&self.inner.held).retain(|_, entry| entry.session != id);
+        self.changed();
+    }
+
+    /// Whether session `id` is live and enrolled.
+    pub fn is_live(&self, id: u64) -> bool {
+        lock(&self.inner.sessions).contains_key(&id)
+    }
+
+    /// Tells every live session that the breakpoints changed.
+    fn reconsider_all(&self) {
+        for mailbox in lock(&self.inner.sessions).values() {
+            // A session whose mailbox is gone is ending: nothing to reconsider.
+            let _ = mailbox.send(Order::new(Request::Reconsider, Decider::Api, None));
+        }
+        self.changed();
+    }
+
+    /// Adds a breakpoint on the messages `filter` selects (control frames too when
+    /// `control`); every live session applies it from its next message. Returns its id.
+    pub fn add_breakpoint(&self, filter: Filter, control: bool) -> u64 {
+        let id = self.inner.breakpoints.add(filter, control);
+        self.reconsider_all();
+        id
+    }
+
+    /// The breakpoints, in the order added.
+    pub fn breakpoints(&self) -> Vec<BreakpointView> {
+        self.inner.breakpoints.views()
+    }
+
+    /// Enables or disables breakpoint `id`.
+    pub fn set_breakpoint_enabled(&self, id: u64, enabled: bool) -> Result<(), ControlError> {
+        if !self.inner.breakpoints.set_enabled(id, enabled) {
+            return Err(ControlError::NoBreakpoint(id));
+        }
+        self.reconsider_all();
+        Ok(())
+    }
+
+    /// Removes breakpoint `id`; what it held stays held.
+    pub fn remove_breakpoint(&self, id: u64) -> Result<(), ControlError> {
+        if !self.inner.breakpoints.remove(id) {
+            return Err(ControlError::NoBreakpoint(id));
+        }
+        self.reconsider_all();
+        Ok(())
+    }
+
+    /// The messages held now, oldest first.
+    pub fn held(&self) -> Vec<HeldView> {
+        lock(&self.inner.held)
+            .values()
+            .map(HeldEntry::view)
+            .collect()
+    }
+
+    /// Decides what becomes of held message `held`, and waits for its session to do it.
+    pub async fn decide(
+        &self,
+        held: u64,
+        action: HeldAction,
+        by: Decider,
+    ) -> Result<(), ControlError> {
+        let (session, request) = {
+            let entries = lock(&self.inner.held);
+            let entry = entries.get(&held).ok_or(ControlError::NotHeld(held))?;
+            let request = match action {
+                HeldAction::Continue => Request::Continue,
+                action => {
+                    if let HeldAction::Edit { payload, as_bytes } = &action {
+                        entry.check_edit(payload, *as_bytes)?;
+                    }
+                    Request::Decide {
+                        held,
+                        relay_id: entry.relay_id,
+                        action,
+                    }
+                }
+            };
+            (entry.session, request)
+        };
+        self.ask(session, request, by).await
+    }
+
+    /// Sends a message of wstap's own to `to` on live session `session`, at its stream's
+    /// next message boundary.
+    pub async fn inject(
+        &self,
+        session: u64,
+        to: Side,
+        opcode: Opcode,
+        payload: Vec<u8>,
+        by: Decider,
+    ) -> Result<(), ControlError> {
+        if opcode == Opcode::Text && std::str::from_utf8(&payload).is_err() {
+            return Err(ControlError::Invalid(
+                "a text message must be valid UTF-8".into(),
+            ));
+        }
+        if opcode.is_control() && payload.len() > 125 {
+            return Err(ControlError::Invalid(format!(
+                "a {} carries at most 125 bytes, not {}",
+                opcode.name(),
+                payload.len()
+            )));
+        }
+        let request = Request::Inject {
+            to,
+            opcode,
+            payload,
+        };
+        self.ask(session, request, by).await
+    }
+
+    /// Closes live session `session` toward `to` (`None`: both sides) with `code` and
+    /// `reason`: a close frame at each stream's next frame boundary.
+    pub async fn close(
+        &self,
+        session: u64,
+        to: Option<Side>,
+        code: u16,
+        reason: String,
+        by: Decider,
+    ) -> Result<(), ControlError> {
+        if !wstap_wire::close::is_sendable_close_code(code) {
+            return Err(ControlError::Invalid(format!(
+                "{code} is not a close code an endpoint may send (1000-1003, 1007-1014, 3000-4999)"
+            )));
+        }
+        if reason.len() > wstap_wire::CloseFrame::MAX_REASON {
+            return Err(ControlError::Invalid(format!(
+                "a close reason carries at most {} bytes, not {}",
+                wstap_wire::CloseFrame::MAX_REASON,
+                reason.len()
+            )));
+        }
+        self.ask(session, Request::Close { to, code, reason }, by)
+            .await
+    }
+
+    /// Drops both connections of live session `session` at once, without close frames.
+    pub async fn abort(&self, session: u64, by: Decider) -> Result<(), ControlError> {
+        self.ask(session, Request::Abort, by).await
+    }
+
+    async fn ask(&self, session: u64, request: Request, by: Decider) -> Result<(), ControlError> {
+        let (reply, answer) = oneshot::channel();
+        let order = Order::new(request, by, Some(reply));
+        {
+            let sessions = lock(&self.inner.sessions);
+            let mailbox = sessions
+                .get(&session)
+                .ok_or(ControlError::NoSession(session))?;
+            mailbox
+                .send(order)
+                .map_err(|_| ControlError::NoSession(session))?;
+        }
+        let answered = answer.await.map_err(|_| ControlError::Gone(session))?;
+        answered.map_err(ControlError::from)
+    }
+}

@@ -1,0 +1,428 @@
+//! One live session's side of the registry: its breakpoints, its mailbox, and the record
+//! of what wstap did to it.
+//!
+//! The engine's drive loop owns the [`Enrolment`] beside the session's relay core: it
+//! applies the breakpoints when the relay starts, hands over the core's notes after each
+//! feed, carries out each [`Order`] from the mailbox on the core, and publishes the
+//! [`Intervention`]s these return with the session's records.
+
+use crate::held::{HeldAction, HeldEntry, HeldView};
+use crate::info::SessionInfo;
+use crate::{lock, Control};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+use wstap_relay::{BreakRule, Command, Decision, HeldId, MessageTest, Note, Refused, Relay, Side};
+use wstap_trace::{Action, Decider, Intervention, Payload};
+use wstap_wire::Opcode;
+
+/// What a commander asks of a live session.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// The breakpoints changed: set them again.
+    Reconsider,
+    /// A held message's fate.
+    Decide {
+        held: u64,
+        relay_id: HeldId,
+        action: HeldAction,
+    },
+    /// Everything held goes on and the session stops breaking.
+    Continue,
+    Inject {
+        to: Side,
+        opcode: Opcode,
+        payload: Vec<u8>,
+    },
+    /// `to: None`: both sides.
+    Close {
+        to: Option<Side>,
+        code: u16,
+        reason: String,
+    },
+    Abort,
+}
+
+/// A request in a session's mailbox, with who asked and where the answer goes.
+#[derive(Debug)]
+pub struct Order {
+    request: Request,
+    by: Decider,
+    reply: Option<oneshot::Sender<Result<(), Refused>>>,
+}
+
+impl Order {
+    pub(crate) fn new(
+        request: Request,
+        by: Decider,
+        reply: Option<oneshot::Sender<Result<(), Refused>>>,
+    ) -> Order {
+        Order { request, by, reply }
+    }
+}
+
+/// A live session's membership of the registry: see the module documentation. Dropping
+/// it takes the session out, and what it held with it.
+pub struct Enrolment {
+    control: Control,
+    info: Arc<SessionInfo>,
+    orders: mpsc::UnboundedReceiver<Order>,
+    /// The breakpoint behind each message the test held, in order, until its note.
+    matched: Arc<Mutex<VecDeque<u64>>>,
+    /// The relay's names of held messages, and the registry's.
+    ids: HashMap<HeldId, u64>,
+    /// The session stopped breaking ("continue").
+    continued: bool,
+    /// What the relay was told last: breaking (with control frames or not), or not.
+    breaking: Option<bool>,
+}
+
+impl std::fmt::Debug for Enrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolment")
+            .field("session", &self.info.id)
+            .field("held", &self.ids.len())
+            .field("breaking", &self.breaking)
+            .finish()
+    }
+}
+
+impl Drop for Enrolment {
+    fn drop(&mut self) {
+        self.control.leave(self.info.id);
+    }
+}
+
+impl Enrolment {
+    pub(crate) fn new(
+        control: Control,
+        info: Arc<SessionInfo>,
+        orders: mpsc::UnboundedReceiver<Order>,
+    ) -> Enrolment {
+        Enrolment {
+            control,
+            info,
+            orders,
+            matched: Arc::default(),
+            ids: HashMap::new(),
+            continued: false,
+            breaking: None,
+        }
+    }
+
+    /// The session's number.
+    pub fn session(&self) -> u64 {
+        self.info.id
+    }
+
+    /// The next order in the mailbox (never resolves while there is none; the registry
+    /// keeps the mailbox open as long as the enrolment lives).
+    pub async fn order(&mut self) -> Order {
+        match self.orders.recv().await {
+            Some(order) => order,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sets the session's breakpoints on `relay` as they stand: on both directions when
+    /// an enabled breakpoint could select a message of the session, else none. Call as
+    /// the relay starts; orders call it again when the breakpoints change.
+    pub fn apply_breakpoints(&mut self, relay: &mut Relay, now: Instant) {
+        let reach = match self.continued {
+            true => None,
+            false => self.control.inner.breakpoints.reach(&self.info),
+        };
+        if reach == self.breaking {
+            return;
+        }
+        self.breaking = reach;
+        let settings = self.control.settings();
+        let rule = reach.map(|control| BreakRule {
+            test: self.test(),
+            control,
+            budget: settings.budget,
+            timeout: settings.timeout,
+        });
+        for from in [Side::Client, Side::Server] {
+            let rule = rule.clone();
+            // Refused only on a stream that is not a WebSocket, which is never enrolled.
+            let _ = relay.command(Command::Break { from, rule }, now);
+        }
+    }
+
+    /// The test the relay asks of each whole message: does an enabled breakpoint select
+    /// it? The breakpoint that did waits for the note of the message it held.
+    fn test(&self) -> MessageTest {
+        let control = self.control.clone();
+        let info = self.info.clone();
+        let matched = self.matched.clone();
+        MessageTest::new(move |candidate| {
+            let hit = control.inner.breakpoints.first_match(&info, candidate);
+            if let Some(id) = hit {
+                lock(&matched).push_back(id);
+            }
+            hit.is_some()
+        })
+    }
+
+    fn record(&self, action: Action, by: Decider, time: DateTime<Utc>) -> Intervention {
+        Intervention {
+            session: self.info.id,
+            time,
+            action,
+            by,
+            dir: None,
+            held: None,
+            breakpoint: None,
+            frame: None,
+            opcode: None,
+            payload: None,
+            code: None,
+            reason: None,
+            bytes: None,
+        }
+    }
+
+    /// A record about held message `view`.
+    fn about(
+        &self,
+        view: &HeldView,
+        action: Action,
+        by: Decider,
+        time: DateTime<Utc>,
+    ) -> Intervention {
+        Intervention {
+            dir: Some(view.dir),
+            held: Some(view.id),
+            breakpoint: view.breakpoint,
+            frame: Some(view.frame),
+            ..self.record(action, by, time)
+        }
+    }
+
+    /// Takes held message `relay_id` out of the registry.
+    fn settle(&mut self, relay_id: HeldId) -> Option<HeldView> {
+        let held = self.ids.remove(&relay_id)?;
+        let entry = lock(&self.control.inner.held).remove(&held);
+        self.control.changed();
+        entry.map(|entry| entry.view)
+    }
+
+    /// Takes what the relay noted after a feed or a timeout, at `time`: held messages join
+    /// the registry. Returns the records to publish, after the feed's own.
+    pub fn noted(&mut self, notes: Vec<Note>, time: DateTime<Utc>) -> Vec<Intervention> {
+        let mut records = Vec::with_capacity(notes.len());
+        for note in notes {
+            match note {
+                Note::Held {
+                    id,
+                    from: _,
+                    message,
+                    frame,
+                } => {
+                    let breakpoint = lock(&self.matched).pop_front();
+                    let held = self
+                        .control
+                        .inner
+                        .next_held
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let view = HeldView {
+                        id: held,
+                        session: self.info.id,
+                        dir: message.direction,
+                        opcode: message.opcode,
+                        len: message.data.total,
+                        payload: message.data.data,
+                        compressed: message.compressed,
+                        since: time,
+                        breakpoint,
+                        frame,
+                    };
+                    records.push(self.about(&view, Action::Held, Decider::Breakpoint, time));
+                    self.ids.insert(id, held);
+                    let entry = HeldEntry {
+                        view,
+                        session: self.info.id,
+                        relay_id: id,
+                    };
+                    lock(&self.control.inner.held).insert(held, entry);
+                    self.control.changed();
+                }
+                Note::TooLarge { from, kept } => records.push(Intervention {
+                    dir: Some(from.sends()),
+                    bytes: Some(kept),
+                    ..self.record(Action::TooLarge, Decider::Breakpoint, time)
+                }),
+                Note::TimedOut { id, from: _ } => {
+                    if let Some(view) = self.settle(id) {
+                        records.push(self.about(&view, Action::TimedOut, Decider::Timeout, time));
+                    }
+                }
+            }
+        }
+        records
+    }
+
+    /// The session ended with `lost` still held: each is recorded as never sent.
+    pub fn ended(&mut self, lost: &[(Side, HeldId)], time: DateTime<Utc>) -> Vec<Intervention> {
+        let views: Vec<HeldView> = lost.iter().filter_map(|(_, id)| self.settle(*id)).collect();
+        views
+            .iter()
+            .map(|view| self.about(view, Action::Lost, Decider::Session, time))
+            .collect()
+    }
+
+    /// Carries out `order` on `relay` at `now` (`time` on the wall clock), answers it, and
+    /// returns the records of what was done.
+    pub fn carry_out(
+        &mut self,
+        order: Order,
+        relay: &mut Relay,
+        now: Instant,
+        time: DateTime<Utc>,
+    ) -> Vec<Intervention> {
+        let Order { request, by, reply } = order;
+        let done = self.request(request, by, relay, now, time);
+        let (answer, records) = match done {
+            Ok(records) => (Ok(()), records),
+            Err(refused) => (Err(refused), Vec::new()),
+        };
+        if let Some(reply) = reply {
+            // A commander who stopped waiting needs no answer.
+            let _ = reply.send(answer);
+        }
+        records
+    }
+
+    fn request(
+        &mut self,
+        request: Request,
+        by: Decider,
+        relay: &mut Relay,
+        now: Instant,
+        time: DateTime<Utc>,
+    ) -> Result<Vec<Intervention>, Refused> {
+        let toward = |side: Side| side.other().sends();
+        match request {
+            Request::Reconsider => {
+                self.apply_breakpoints(relay, now);
+                Ok(Vec::new())
+            }
+            Request::Decide {
+                held,
+                relay_id,
+                action,
+            } => {
+                let (decision, done, sent) = match action {
+                    HeldAction::Forward | HeldAction::Continue => {
+                        (Decision::Forward, Action::Forwarded, None)
+                    }
+                    HeldAction::Drop => (Decision::Drop, Action::Dropped, None),
+                    HeldAction::Edit { payload, .. } => (
+                        Decision::Replace(payload.clone()),
+                        Action::Edited,
+                        Some(payload),
+                    ),
+                };
+                if self.ids.get(&relay_id) != Some(&held) {
+                    return Err(Refused::NotHeld);
+                }
+                relay.command(
+                    Command::Decide {
+                        id: relay_id,
+                        decision,
+                    },
+                    now,
+                )?;
+                let Some(view) = self.settle(relay_id) else {
+                    return Ok(Vec::new());
+                };
+                let mut record = self.about(&view, done, by, time);
+                if let Some(payload) = sent {
+                    record.opcode = Some(view.opcode.bits());
+                    record.payload = Some(Payload {
+                        bytes: payload,
+                        truncated: false,
+                    });
+                }
+                Ok(vec![record])
+            }
+            Request::Continue => {
+                self.continued = true;
+                self.apply_breakpoints(relay, now);
+                for from in [Side::Client, Side::Server] {
+                    relay.command(Command::ForwardAll { from }, now)?;
+                }
+                let held: Vec<HeldId> = relay.held().into_iter().map(|(_, id)| id).collect();
+                let forwarded: Vec<HeldId> = self
+                    .ids
+                    .keys()
+                    .copied()
+                    .filter(|id| !held.contains(id))
+                    .collect();
+                let mut views: Vec<HeldView> = forwarded
+                    .into_iter()
+                    .filter_map(|id| self.settle(id))
+                    .collect();
+                views.sort_by_key(|view| view.id);
+                let mut records: Vec<Intervention> = views
+                    .iter()
+                    .map(|view| self.about(view, Action::Forwarded, by, time))
+                    .collect();
+                records.push(self.record(Action::Continued, by, time));
+                Ok(records)
+            }
+            Request::Inject {
+                to,
+                opcode,
+                payload,
+            } => {
+                relay.command(
+                    Command::Inject {
+                        to,
+                        opcode,
+                        payload: payload.clone(),
+                    },
+                    now,
+                )?;
+                Ok(vec![Intervention {
+                    dir: Some(toward(to)),
+                    opcode: Some(opcode.bits()),
+                    payload: Some(Payload {
+                        bytes: payload,
+                        truncated: false,
+                    }),
+                    ..self.record(Action::Injected, by, time)
+                }])
+            }
+            Request::Close { to, code, reason } => {
+                let grace = self.control.settings().close_grace;
+                let sides = match to {
+                    Some(side) => vec![side],
+                    None => vec![Side::Server, Side::Client],
+                };
+                for side in sides {
+                    let command = Command::Close {
+                        to: side,
+                        code,
+                        reason: reason.clone(),
+                        grace,
+                    };
+                    relay.command(command, now)?;
+                }
+                Ok(vec![Intervention {
+                    dir: to.map(toward),
+                    code: Some(code),
+                    reason: Some(reason),
+                    ..self.record(Action::Closed, by, time)
+                }])
+            }
+            Request::Abort => {
+                relay.command(Command::Abort, now)?;
+                Ok(vec![self.record(Action::Aborted, by, time)])
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The registry between commanders and a live session's relay core, driven by hand: what a
+//! breakpoint holds, what a decision does and records, and what is refused, and why.
+
+use std::time::Instant;
+use wstap_control::{Control, ControlError, Enrolment, HeldAction, SessionInfo, Settings};
+use wstap_filter::Filter;
+use wstap_relay::{Refused, Relay, RelayConfig, Side, Transmit};
+use wstap_trace::{Action, Decider, Intervention};
+use wstap_wire::{AnalyzerConfig, FrameBuilder, Opcode, Record, StreamAnalyzer, Timestamp};
+
+fn relay() -> Relay {
+    Relay::new(RelayConfig {
+        websocket: Some(AnalyzerConfig::default()),
+        strict: false,
+        strict_grace: None,
+    })
+}
+
+fn info(id: u64) -> SessionInfo {
+    SessionInfo {
+        id,
+        host: "chat.example".into(),
+        port: 80,
+        url: "ws://chat.example/room".into(),
+        path: "/room".into(),
+        client: "127.0.0.1:5000".into(),
+        status: Some(101),
+        ..SessionInfo::default()
+    }
+}
+
+/// Feeds `bytes` from `from` and returns what went to the other side, with the records
+/// of what the relay noted.
+fn feed(
+    relay: &mut Relay,
+    enrolment: &mut Enrolment,
+    from: Side,
+    bytes: &[u8],
+) -> (Vec<u8>, Vec<Intervention>) {
+    relay.feed(from, bytes, Timestamp(1));
+    let out = written(relay, from.other(), Some(bytes));
+    relay.drain_events().for_each(drop);
+    let notes = relay.drain_notes();
+    (out, enrolment.noted(notes, chrono::Utc::now()))
+}
+
+fn written(relay: &mut Relay, to: Side, fed: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(transmit) = relay.poll_transmit(to) {
+        match transmit {
+            Transmit::Forward(range) => out.extend_from_slice(&fed.expect("fed")[range]),
+            Transmit::Built(bytes) => out.extend(bytes),
+            Transmit::Shutdown => {}
+        }
+        relay.transmitted(to);
+    }
+    out
+}
+
+/// Runs `ask` while the session carries out the order it sends.
+async fn answered(
+    relay: &mut Relay,
+    enrolment: &mut Enrolment,
+    ask: impl std::future::Future<Output = Result<(), ControlError>>,
+) -> (Result<(), ControlError>, Vec<Intervention>) {
+    let session = async {
+        let order = enrolment.order().await;
+        enrolment.carry_out(order, relay, Instant::now(), chrono::Utc::now())
+    };
+    tokio::join!(ask, session)
+}
+
+/// The breakpoint orders in the mailbox, carried out.
+async fn reconsider(relay: &mut Relay, enrolment: &mut Enrolment) {
+    let order = enrolment.order().await;
+    let records = enrolment.carry_out(order, relay, Instant::now(), chrono::Utc::now());
+    assert!(records.is_empty());
+}
+
+fn payloads(wire: &[u8], direction: wstap_wire::Direction) -> Vec<Vec<u8>> {
+    let mut analyzer = StreamAnalyzer::new(direction, AnalyzerConfig::default());
+    let mut records = Vec::new();
+    analyzer.feed(wire, Timestamp(0), &mut records);
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Message(m) => Some(m.data.data),
+            Record::Frame(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() {
+    let control = Control::new(Settings::default());
+    let mut relay = relay();
+    let mut session = control.enrol(info(7));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    let id = control.add_breakpoint(Filter::parse(r#"text~"secret""#).unwrap(), false);
+    reconsider(&mut relay, &mut session).await;
+
+    let plain = FrameBuilder::text().mask([1; 4]).encode(b"hello");
+    let secret = FrameBuilder::text()
+        .mask([2; 4])
+        .encode(b"the secret is 42");
+    let (out, records) = feed(
+        &mut relay,
+        &mut session,
+        Side::Client,
+        &[plain.clone(), secret].concat(),
+    );
+    assert_eq!(out, plain, "the first went on; the second is held");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].action, Action::Held);
+    assert_eq!(records[0].breakpoint, Some(id));
+    assert_eq!(records[0].frame, Some(1));
+    let held = control.held();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].payload, b"the secret is 42");
+    assert_eq!(held[0].session, 7);
+    assert_eq!(control.breakpoints()[0].hits, 1);
+
+    let edit = HeldAction::Edit {
+        payload: b"the secret is safe".to_vec(),
+        as_bytes: false,
+    };
+    let (done, records) = answered(
+        &mut relay,
+        &mut session,
+        control.decide(held[0].id, edit, Decider::Api),
+    )
+    .await;
+    assert_eq!(done, Ok(()));
+    assert_eq!(records[0].action, Action::Edited);
+    assert_eq!(records[0].by, Decider::Api);
+    assert_eq!(
+        records[0].payload.as_ref().map(|p| p.bytes.clone()),
+        Some(b"the secret is safe".to_vec())
+    );
+    let out = written(&mut relay, Side::Server, None);
+    assert_eq!(
+        payloads(&out, wstap_wire::Direction::ClientToServer),
+        [b"the secret is safe".to_vec()]
+    );
+    assert!(control.held().is_empty());
+    assert_eq!(
+        control
+            .decide(held[0].id, HeldAction::Forward, Decider::Api)
+            .await,
+        Err(ControlError::NotHeld(held[0].id))
+    );
+}
+
+#[tokio::test]
+async fn a_breakpoint_that_cannot_select_a_session_leaves_it_alone() {
+    let control = Control::new(Settings::default());
+    control.add_breakpoint(Filter::parse("host:elsewhere.example").unwrap(), false);
+    let mut relay = relay();
+    let mut session = control.enrol(info(1));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    let frame = FrameBuilder::text().encode(b"anything");
+    let (out, records) = feed(&mut relay, &mut session, Side::Server, &frame);
+    assert_eq!(out, frame);
+    assert!(records.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_commands_are_refused_before_they_reach_the_session() {
+    let control = Control::new(Settings::default());
+    let session = control.enrol(info(3));
+    assert!(matches!(
+        control
+            .inject(3, Side::Client, Opcode::Text, vec![0xff], Decider::Api)
+            .await,
+        Err(ControlError::Invalid(_))
+    ));
+    assert!(matches!(
+        control
+            .close(3, None, 1005, String::new(), Decider::Api)
+            .await,
+        Err(ControlError::Invalid(_))
+    ));
+    assert_eq!(
+        control.abort(4, Decider::Api).await,
+        Err(ControlError::NoSession(4))
+    );
+    assert!(control.is_live(3));
+    drop(session);
+    assert!(!control.is_live(3));
+    assert_eq!(
+        control.abort(3, Decider::Api).await,
+        Err(ControlError::NoSession(3))
+    );
+}
+
+#[tokio::test]
+async fn continue_forwards_everything_held_and_stops_breaking() {
+    let control = Control::new(Settings::default());
+    control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false);
+    let mut relay = relay();
+    let mut session = control.enrol(info(5));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    let one = FrameBuilder::text().encode(b"one");
+    let two = FrameBuilder::text().encode(b"two");
+    let (out, records) = feed(
+        &mut relay,
+        &mut session,
+        Side::Server,
+        &[one.clone(), two.clone()].concat(),
+    );
+    assert!(out.is_empty());
+    assert_eq!(records.len(), 2);
+    let first = control.held()[0].id;
+    let (done, records) = answered(
+        &mut relay,
+        &mut session,
+        control.decide(first, HeldAction::Continue, Decider::Inspector),
+    )
+    .await;
+    assert_eq!(done, Ok(()));
+    let actions: Vec<Action> = records.iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        [Action::Forwarded, Action::Forwarded, Action::Continued]
+    );
+    assert_eq!(
+        written(&mut relay, Side::Client, None),
+        [one.clone(), two].concat()
+    );
+    let (out, records) = feed(&mut relay, &mut session, Side::Server, &one);
+    assert_eq!(out, one, "no more breaking on this session");
+    assert!(records.is_empty());
+}
+
+#[tokio::test]
+async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
+    let control = Control::new(Settings::default());
+    control.add_breakpoint(Filter::parse("opcode:text").unwrap(), false);
+    let mut relay = relay();
+    let mut session = control.enrol(info(9));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    feed(
+        &mut relay,
+        &mut session,
+        Side::Server,
+        &FrameBuilder::text().encode(b"x"),
+    );
+    let (done, records) = answered(&mut relay, &mut session, control.abort(9, Decider::Api)).await;
+    assert_eq!(done, Ok(()));
+    assert_eq!(records[0].action, Action::Aborted);
+    assert!(relay.is_aborted());
+    let (again, _) = answered(
+        &mut relay,
+        &mut session,
+        control.inject(
+            9,
+            Side::Server,
+            Opcode::Text,
+            b"late".to_vec(),
+            Decider::Api,
+        ),
+    )
+    .await;
+    assert_eq!(
+        again,
+        Err(ControlError::Refused(Refused::Ended("both sides")))
+    );
+    let end = relay.end(Timestamp(2));
+    let records = session.ended(&end.lost, chrono::Utc::now());
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].action, Action::Lost);
+    assert_eq!(records[0].by, Decider::Session);
+    assert!(control.held().is_empty());
+}
