@@ -75,7 +75,11 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         insecure: false,
         ignore_hosts: Vec::new(),
         // The demo is plain ws://; it needs no CA.
-        no_intercept: true,
+        no_tls_intercept: true,
+        breakpoints: Vec::new(),
+        break_control: false,
+        break_buffer: 16 << 20,
+        break_timeout: None,
         max_connections: None,
         proxy_auth: None,
         grace: 1,

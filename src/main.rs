@@ -158,8 +158,27 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_web: bool,
     /// Do not intercept TLS at all: wss:// and https:// are relayed as blind tunnels.
-    #[arg(long, conflicts_with_all = ["insecure", "upstream_ca", "ignore_hosts"])]
-    pub no_intercept: bool,
+    #[arg(
+        long = "no-tls-intercept",
+        alias = "no-intercept",
+        conflicts_with_all = ["insecure", "upstream_ca", "ignore_hosts"]
+    )]
+    pub no_tls_intercept: bool,
+    /// Hold every WebSocket message this filter selects (docs/filters.md) until it is
+    /// forwarded, edited or dropped from the inspector or its API (repeatable).
+    #[arg(long = "break", value_name = "FILTER", value_parser = FilterParser)]
+    pub breakpoints: Vec<wstap_filter::Filter>,
+    /// Let --break hold pings, pongs and closes too (else they pass).
+    #[arg(long)]
+    pub break_control: bool,
+    /// Bytes a session may keep per direction while a message is held; past it wstap
+    /// stops reading that side, and a larger message is not held (K, M, G suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    pub break_buffer: usize,
+    /// Forward a held message unchanged after this many seconds (default: it waits as
+    /// long as its session lives).
+    #[arg(long, value_name = "SECS")]
+    pub break_timeout: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -214,6 +233,30 @@ impl clap::builder::TypedValueParser for FilterParser {
             .ok_or_else(|| invalid("it is not valid UTF-8".to_owned()))?;
         wstap_filter::Filter::parse(text).map_err(|e| invalid(e.to_string()))
     }
+}
+
+/// A size in bytes, with an optional K, M or G suffix (powers of 1024; `iB` and `B`
+/// accepted after it).
+fn parse_size(value: &str) -> Result<usize, String> {
+    let text = value.trim();
+    let text = text
+        .strip_suffix("iB")
+        .or_else(|| text.strip_suffix('B'))
+        .unwrap_or(text);
+    let (number, shift) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 30),
+        _ => (text, 0),
+    };
+    let number: usize = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a size such as 16M or 1048576, not {value:?}"))?;
+    number
+        .checked_mul(1 << shift)
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(|| format!("{value:?} is not a size wstap can keep"))
 }
 
 fn parse_credentials(value: &str) -> Result<String, String> {

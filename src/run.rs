@@ -169,6 +169,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     raise_fd_limit();
     survive_file_size_limit();
     let (listen, reverse) = reverse_proxies(args)?;
+    let control = control(args);
     let config = ProxyConfig {
         listen,
         max_capture: args.max_capture,
@@ -181,6 +182,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         upstream_proxy: parent_proxy(args)?,
         socks5: args.socks5.clone(),
         reverse,
+        control: Some(control.clone()),
     };
     let exposed: Vec<String> = args
         .listen
@@ -239,7 +241,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         .map_err(AppError::Runtime)?;
     let proxy = wstap_proxy::start(config, bus).await?;
     let inspector = match (&capture, feed) {
-        (Some(path), Some(feed)) => crate::web::start(args.web, path, Some(feed))?,
+        (Some(path), Some(feed)) => crate::web::start(args.web, path, Some(feed), Some(control))?,
         _ => None,
     };
     Ok(Started {
@@ -250,6 +252,19 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         trace,
         console,
     })
+}
+
+/// The registry commands reach live sessions through, with `--break`'s breakpoints set.
+fn control(args: &RunArgs) -> wstap_control::Control {
+    let control = wstap_control::Control::new(wstap_control::Settings {
+        budget: args.break_buffer,
+        timeout: args.break_timeout.map(Duration::from_secs),
+        ..wstap_control::Settings::default()
+    });
+    for filter in &args.breakpoints {
+        control.add_breakpoint(filter.clone(), args.break_control);
+    }
+    control
 }
 
 /// Starts the capture writer (unless `--no-capture`): at `--capture`, or in a new folder
@@ -357,7 +372,7 @@ pub fn ca_dir(given: Option<&std::path::Path>) -> Result<std::path::PathBuf, App
 }
 
 fn tls_config(args: &RunArgs) -> Result<Option<TlsConfig>, AppError> {
-    if args.no_intercept {
+    if args.no_tls_intercept {
         return Ok(None);
     }
     Ok(Some(TlsConfig {

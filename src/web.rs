@@ -11,11 +11,13 @@ use wstap_inspector::{Inspector, InspectorConfig, InspectorError, LiveFeed};
 pub const DEFAULT_WEB: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8889);
 
-/// Starts the inspector over `capture` at `chosen` (or the default address).
+/// Starts the inspector over `capture` at `chosen` (or the default address); `live` and
+/// `control` when a proxy runs.
 pub fn start(
     chosen: Option<SocketAddr>,
     capture: &Path,
     live: Option<LiveFeed>,
+    control: Option<wstap_control::Control>,
 ) -> Result<Option<Inspector>, AppError> {
     let listen = chosen.unwrap_or(DEFAULT_WEB);
     if !listen.ip().is_loopback() {
@@ -27,6 +29,7 @@ pub fn start(
         listen,
         capture: capture.to_owned(),
         live,
+        control,
     };
     match wstap_inspector::start(config) {
         Ok(inspector) => Ok(Some(inspector)),

@@ -121,3 +121,54 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Sends `body` as JSON with `method` to `path`, with the token and the right Host.
+pub async fn send_json(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> Answer {
+    let body = body.to_string();
+    let host = addr.to_string();
+    let bearer = format!("Bearer {token}");
+    let length = body.len().to_string();
+    request_with_body(
+        addr,
+        method,
+        path,
+        &[
+            ("Host", &host),
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+            ("Content-Length", &length),
+        ],
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// Sends `method path` with `headers` and `body` (the caller gives Content-Length).
+pub async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("the inspector answers in time")
+        .unwrap();
+    parse(&raw)
+}

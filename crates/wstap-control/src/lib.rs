@@ -29,7 +29,7 @@ pub use breakpoints::BreakpointView;
 pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;
-pub use session::{Enrolment, Order};
+pub use session::{Enrolment, Mailbox, Order};
 
 use breakpoints::Breakpoints;
 use held::HeldEntry;
@@ -100,6 +100,15 @@ impl fmt::Debug for Control {
     }
 }
 
+/// Two handles are equal when they are one registry.
+impl PartialEq for Control {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Control {}
+
 impl Control {
     /// A registry with no breakpoints and nothing held.
     pub fn new(settings: Settings) -> Control {
@@ -131,10 +140,13 @@ impl Control {
 
     /// Enrols the live WebSocket session `info` describes: its mailbox opens, and the
     /// enrolment sets its breakpoints. Enrol each session once.
-    pub fn enrol(&self, info: SessionInfo) -> Enrolment {
+    pub fn enrol(&self, info: SessionInfo) -> (Enrolment, Mailbox) {
         let (sender, orders) = mpsc::unbounded_channel();
         lock(&self.inner.sessions).insert(info.id, sender);
-        Enrolment::new(self.clone(), Arc::new(info), orders)
+        (
+            Enrolment::new(self.clone(), Arc::new(info)),
+            Mailbox::new(orders),
+        )
     }
 
     /// Takes session `id` out (its enrolment ended): what it held goes with it.

@@ -63,12 +63,33 @@ impl Order {
     }
 }
 
+/// Where a live session's orders arrive: kept apart from its [`Enrolment`] so that one
+/// task can wait on it while the enrolment is used elsewhere.
+#[derive(Debug)]
+pub struct Mailbox {
+    orders: mpsc::UnboundedReceiver<Order>,
+}
+
+impl Mailbox {
+    pub(crate) fn new(orders: mpsc::UnboundedReceiver<Order>) -> Mailbox {
+        Mailbox { orders }
+    }
+
+    /// The next order (never resolves while there is none: the registry keeps the
+    /// mailbox open as long as the session's enrolment lives).
+    pub async fn next(&mut self) -> Order {
+        match self.orders.recv().await {
+            Some(order) => order,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// A live session's membership of the registry: see the module documentation. Dropping
 /// it takes the session out, and what it held with it.
 pub struct Enrolment {
     control: Control,
     info: Arc<SessionInfo>,
-    orders: mpsc::UnboundedReceiver<Order>,
     /// The breakpoint behind each message the test held, in order, until its note.
     matched: Arc<Mutex<VecDeque<u64>>>,
     /// The relay's names of held messages, and the registry's.
@@ -96,15 +117,10 @@ impl Drop for Enrolment {
 }
 
 impl Enrolment {
-    pub(crate) fn new(
-        control: Control,
-        info: Arc<SessionInfo>,
-        orders: mpsc::UnboundedReceiver<Order>,
-    ) -> Enrolment {
+    pub(crate) fn new(control: Control, info: Arc<SessionInfo>) -> Enrolment {
         Enrolment {
             control,
             info,
-            orders,
             matched: Arc::default(),
             ids: HashMap::new(),
             continued: false,
@@ -115,15 +131,6 @@ impl Enrolment {
     /// The session's number.
     pub fn session(&self) -> u64 {
         self.info.id
-    }
-
-    /// The next order in the mailbox (never resolves while there is none; the registry
-    /// keeps the mailbox open as long as the enrolment lives).
-    pub async fn order(&mut self) -> Order {
-        match self.orders.recv().await {
-            Some(order) => order,
-            None => std::future::pending().await,
-        }
     }
 
     /// Sets the session's breakpoints on `relay` as they stand: on both directions when

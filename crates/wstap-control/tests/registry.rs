@@ -2,7 +2,7 @@
 //! breakpoint holds, what a decision does and records, and what is refused, and why.
 
 use std::time::Instant;
-use wstap_control::{Control, ControlError, Enrolment, HeldAction, SessionInfo, Settings};
+use wstap_control::{Control, ControlError, Enrolment, HeldAction, Mailbox, SessionInfo, Settings};
 use wstap_filter::Filter;
 use wstap_relay::{Refused, Relay, RelayConfig, Side, Transmit};
 use wstap_trace::{Action, Decider, Intervention};
@@ -59,20 +59,19 @@ fn written(relay: &mut Relay, to: Side, fed: Option<&[u8]>) -> Vec<u8> {
 
 /// Runs `ask` while the session carries out the order it sends.
 async fn answered(
-    relay: &mut Relay,
-    enrolment: &mut Enrolment,
+    (relay, enrolment, mailbox): (&mut Relay, &mut Enrolment, &mut Mailbox),
     ask: impl std::future::Future<Output = Result<(), ControlError>>,
 ) -> (Result<(), ControlError>, Vec<Intervention>) {
     let session = async {
-        let order = enrolment.order().await;
+        let order = mailbox.next().await;
         enrolment.carry_out(order, relay, Instant::now(), chrono::Utc::now())
     };
     tokio::join!(ask, session)
 }
 
 /// The breakpoint orders in the mailbox, carried out.
-async fn reconsider(relay: &mut Relay, enrolment: &mut Enrolment) {
-    let order = enrolment.order().await;
+async fn reconsider(relay: &mut Relay, enrolment: &mut Enrolment, mailbox: &mut Mailbox) {
+    let order = mailbox.next().await;
     let records = enrolment.carry_out(order, relay, Instant::now(), chrono::Utc::now());
     assert!(records.is_empty());
 }
@@ -94,10 +93,10 @@ fn payloads(wire: &[u8], direction: wstap_wire::Direction) -> Vec<Vec<u8>> {
 async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() {
     let control = Control::new(Settings::default());
     let mut relay = relay();
-    let mut session = control.enrol(info(7));
+    let (mut session, mut mailbox) = control.enrol(info(7));
     session.apply_breakpoints(&mut relay, Instant::now());
     let id = control.add_breakpoint(Filter::parse(r#"text~"secret""#).unwrap(), false);
-    reconsider(&mut relay, &mut session).await;
+    reconsider(&mut relay, &mut session, &mut mailbox).await;
 
     let plain = FrameBuilder::text().mask([1; 4]).encode(b"hello");
     let secret = FrameBuilder::text()
@@ -125,8 +124,7 @@ async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() 
         as_bytes: false,
     };
     let (done, records) = answered(
-        &mut relay,
-        &mut session,
+        (&mut relay, &mut session, &mut mailbox),
         control.decide(held[0].id, edit, Decider::Api),
     )
     .await;
@@ -156,7 +154,7 @@ async fn a_breakpoint_that_cannot_select_a_session_leaves_it_alone() {
     let control = Control::new(Settings::default());
     control.add_breakpoint(Filter::parse("host:elsewhere.example").unwrap(), false);
     let mut relay = relay();
-    let mut session = control.enrol(info(1));
+    let (mut session, _mailbox) = control.enrol(info(1));
     session.apply_breakpoints(&mut relay, Instant::now());
     let frame = FrameBuilder::text().encode(b"anything");
     let (out, records) = feed(&mut relay, &mut session, Side::Server, &frame);
@@ -167,7 +165,7 @@ async fn a_breakpoint_that_cannot_select_a_session_leaves_it_alone() {
 #[tokio::test]
 async fn invalid_commands_are_refused_before_they_reach_the_session() {
     let control = Control::new(Settings::default());
-    let session = control.enrol(info(3));
+    let (session, mailbox) = control.enrol(info(3));
     assert!(matches!(
         control
             .inject(3, Side::Client, Opcode::Text, vec![0xff], Decider::Api)
@@ -185,7 +183,7 @@ async fn invalid_commands_are_refused_before_they_reach_the_session() {
         Err(ControlError::NoSession(4))
     );
     assert!(control.is_live(3));
-    drop(session);
+    drop((session, mailbox));
     assert!(!control.is_live(3));
     assert_eq!(
         control.abort(3, Decider::Api).await,
@@ -198,7 +196,7 @@ async fn continue_forwards_everything_held_and_stops_breaking() {
     let control = Control::new(Settings::default());
     control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false);
     let mut relay = relay();
-    let mut session = control.enrol(info(5));
+    let (mut session, mut mailbox) = control.enrol(info(5));
     session.apply_breakpoints(&mut relay, Instant::now());
     let one = FrameBuilder::text().encode(b"one");
     let two = FrameBuilder::text().encode(b"two");
@@ -212,8 +210,7 @@ async fn continue_forwards_everything_held_and_stops_breaking() {
     assert_eq!(records.len(), 2);
     let first = control.held()[0].id;
     let (done, records) = answered(
-        &mut relay,
-        &mut session,
+        (&mut relay, &mut session, &mut mailbox),
         control.decide(first, HeldAction::Continue, Decider::Inspector),
     )
     .await;
@@ -237,7 +234,7 @@ async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
     let control = Control::new(Settings::default());
     control.add_breakpoint(Filter::parse("opcode:text").unwrap(), false);
     let mut relay = relay();
-    let mut session = control.enrol(info(9));
+    let (mut session, mut mailbox) = control.enrol(info(9));
     session.apply_breakpoints(&mut relay, Instant::now());
     feed(
         &mut relay,
@@ -245,13 +242,16 @@ async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
         Side::Server,
         &FrameBuilder::text().encode(b"x"),
     );
-    let (done, records) = answered(&mut relay, &mut session, control.abort(9, Decider::Api)).await;
+    let (done, records) = answered(
+        (&mut relay, &mut session, &mut mailbox),
+        control.abort(9, Decider::Api),
+    )
+    .await;
     assert_eq!(done, Ok(()));
     assert_eq!(records[0].action, Action::Aborted);
     assert!(relay.is_aborted());
     let (again, _) = answered(
-        &mut relay,
-        &mut session,
+        (&mut relay, &mut session, &mut mailbox),
         control.inject(
             9,
             Side::Server,

@@ -33,7 +33,7 @@ pub mod value;
 
 pub use ast::State;
 pub use error::ParseError;
-pub use eval::{RecordFacts, RecordKind, SessionFacts};
+pub use eval::{extension_names, path_of, RecordFacts, RecordKind, SessionFacts};
 pub use sql::{Scope, Sql, SqlSchema, SqlValue};
 
 use ast::{Expr, Level};

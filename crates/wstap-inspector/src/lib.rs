@@ -11,6 +11,7 @@
 
 mod api;
 mod assets;
+mod commands;
 mod guard;
 mod live;
 mod query;
@@ -36,6 +37,9 @@ pub struct InspectorConfig {
     pub capture: PathBuf,
     /// Its writer's commits, when it is being written.
     pub live: Option<LiveFeed>,
+    /// The running proxy's registry of live sessions, when there is one: breakpoints,
+    /// held messages and commands.
+    pub control: Option<wstap_control::Control>,
 }
 
 /// Why the inspector could not start.
@@ -115,6 +119,9 @@ pub fn start(config: InspectorConfig) -> Result<Inspector, InspectorError> {
             store,
             selections: Arc::default(),
             live: config.live.is_some(),
+        },
+        commands: commands::Commands {
+            control: config.control,
         },
         feed: config.live,
         stop: stopped.clone(),

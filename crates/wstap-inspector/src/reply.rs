@@ -79,22 +79,57 @@ pub fn download(media_type: &str, file_name: &str, bytes: Vec<u8>) -> Response<B
 pub struct ApiError {
     status: StatusCode,
     body: Value,
+    /// The methods allowed, on a 405.
+    allow: Option<&'static str>,
 }
 
 impl ApiError {
     /// A request the API cannot answer as asked (400).
     pub fn bad_request(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    /// A body whose `field` is missing or wrong (400).
+    pub fn field(field: &str, reason: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
-            body: json!({ "error": reason.into() }),
+            body: json!({ "error": reason.into(), "field": field }),
+            allow: None,
         }
     }
 
     /// Nothing there (404).
     pub fn not_found(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, reason)
+    }
+
+    /// What was asked no longer fits the state of things: the session ended, the message
+    /// is no longer held (409).
+    pub fn conflict(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, reason)
+    }
+
+    /// A method this path does not answer (405), with the ones it does.
+    pub fn method_not_allowed(allow: &'static str) -> ApiError {
         ApiError {
-            status: StatusCode::NOT_FOUND,
+            allow: Some(allow),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("this path answers {allow}"),
+            )
+        }
+    }
+
+    /// A body that is not JSON by its type (415).
+    pub fn unsupported_media(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
+    }
+
+    fn new(status: StatusCode, reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
             body: json!({ "error": reason.into() }),
+            allow: None,
         }
     }
 
@@ -108,6 +143,7 @@ impl ApiError {
                 "error": e.message(),
                 "filter_error": { "message": e.message(), "column": column, "width": width, "text": e.to_string() },
             }),
+            allow: None,
         }
     }
 
@@ -116,6 +152,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             body: json!({ "error": format!("reading the capture failed: {e}") }),
+            allow: None,
         }
     }
 
@@ -123,6 +160,11 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let mut reply = json_reply(&self.body);
         *reply.status_mut() = self.status;
+        if let Some(allow) = self.allow {
+            reply
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         reply
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::api::{Api, Endpoint};
 use crate::assets::{asset, INDEX};
+use crate::commands::{Commands, Route, MAX_BODY};
 use crate::guard::{Guard, Proof};
 use crate::live::{self, LiveFeed};
 use crate::query::Query;
@@ -23,6 +24,8 @@ pub struct Served {
     pub guard: Guard,
     /// The API.
     pub api: Api,
+    /// The API that reaches live sessions.
+    pub commands: Commands,
     /// The live feed, while a capture is written.
     pub feed: Option<LiveFeed>,
     /// Says when the inspector stops.
@@ -83,11 +86,16 @@ async fn handle(served: &Served, request: Request<Incoming>) -> Response<Body> {
             return text(status, format!("{}: {}", status.as_u16(), refusal.reason()));
         }
     };
+    if let Some(route) = request
+        .uri()
+        .path()
+        .strip_prefix("/api/")
+        .and_then(Route::of_path)
+    {
+        return command(served, route, request).await;
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut reply = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405: the inspector's API only reads",
-        );
+        let mut reply = text(StatusCode::METHOD_NOT_ALLOWED, "405: this path only reads");
         reply
             .headers_mut()
             .insert("allow", HeaderValue::from_static("GET, HEAD"));
@@ -125,6 +133,30 @@ async fn handle(served: &Served, request: Request<Incoming>) -> Response<Body> {
         );
     }
     match served.api.answer(endpoint, query).await {
+        Ok(reply) => reply,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Answers a request of the API that reaches live sessions, its body read up to
+/// [`MAX_BODY`].
+async fn command(served: &Served, route: Route, request: Request<Incoming>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return crate::reply::ApiError::bad_request(format!(
+                "the body could not be read (at most {MAX_BODY} bytes): {e}"
+            ))
+            .into_response()
+        }
+    };
+    match served
+        .commands
+        .answer(route, &parts.method, &parts.headers, body)
+        .await
+    {
         Ok(reply) => reply,
         Err(e) => e.into_response(),
     }

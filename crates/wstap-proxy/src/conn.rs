@@ -88,7 +88,8 @@ fn start(stage: Stage) -> Option<StageFuture> {
             client,
             upstream,
             analysis,
-        } => Box::pin(websocket::relay(session, client, upstream, analysis)),
+            info,
+        } => Box::pin(websocket::relay(session, client, upstream, analysis, info)),
         Stage::Blind {
             session,
             client,

@@ -195,6 +195,11 @@ impl Session {
         facts.upstream_tls = facts.upstream_tls.take().or(tls);
     }
 
+    /// When the session began, µs since the epoch.
+    pub fn started_us(&self) -> i64 {
+        self.started_at.timestamp_micros()
+    }
+
     /// The bus.
     pub fn bus(&self) -> &EventBus {
         &self.shared.bus

@@ -16,6 +16,7 @@ use crate::session::Session;
 use crate::target::Target;
 use crate::tls::Interceptor;
 use std::sync::Arc;
+use wstap_control::SessionInfo;
 use wstap_trace::SessionKind;
 use wstap_wire::handshake::HandshakeAnalysis;
 
@@ -84,6 +85,8 @@ pub(crate) enum Stage {
         upstream: Upstream,
         /// What the handshake said.
         analysis: Box<HandshakeAnalysis>,
+        /// What breakpoints know of the session, when it can be intercepted.
+        info: Option<Box<SessionInfo>>,
     },
     /// Relay bytes without looking at them.
     Blind {

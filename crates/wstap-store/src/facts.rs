@@ -194,30 +194,7 @@ pub fn split_target(target: &str) -> (&str, u16) {
     }
 }
 
-/// The path and query of an absolute URL (`/` when it has none), or `""`.
-pub fn path_of(url: &str) -> &str {
-    let Some((_, rest)) = url.split_once("://") else {
-        return "";
-    };
-    match rest.find(['/', '?']) {
-        Some(at) if rest[at..].starts_with('/') => &rest[at..],
-        Some(_) | None => "/",
-    }
-}
-
-/// Extension header values as `" name name "`: lower-case names, each between spaces.
-pub fn extension_names(extensions: &[String]) -> String {
-    if extensions.is_empty() {
-        return String::new();
-    }
-    let mut names = String::from(" ");
-    for extension in extensions {
-        let name = extension.split(';').next().unwrap_or_default().trim();
-        names.push_str(&name.to_ascii_lowercase());
-        names.push(' ');
-    }
-    names
-}
+pub use wstap_filter::{extension_names, path_of};
 
 #[cfg(test)]
 mod tests {

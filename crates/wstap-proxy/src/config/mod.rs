@@ -35,6 +35,9 @@ pub struct ProxyConfig {
     pub socks5: Vec<SocketAddr>,
     /// Reverse listeners, each forwarding to its URL.
     pub reverse: Vec<ReverseProxy>,
+    /// Where breakpoints and commands reach live WebSocket sessions; `None`: sessions
+    /// cannot be intercepted (and pay nothing for it).
+    pub control: Option<wstap_control::Control>,
 }
 
 impl Default for ProxyConfig {
@@ -51,6 +54,7 @@ impl Default for ProxyConfig {
             upstream_proxy: None,
             socks5: Vec::new(),
             reverse: Vec::new(),
+            control: None,
         }
     }
 }

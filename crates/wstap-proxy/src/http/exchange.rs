@@ -22,11 +22,12 @@ use crate::upstream::dial;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use wstap_control::SessionInfo;
 use wstap_trace::convert::Relayed;
 use wstap_trace::{
     Event, Exchange, Handshake, HttpExchange, RawHeads, Responder, SessionKind, Via,
 };
-use wstap_wire::handshake::{analyze, is_websocket_upgrade};
+use wstap_wire::handshake::{analyze, is_websocket_upgrade, HandshakeAnalysis};
 
 /// Forwards `head` along `route` and returns the connection's next stage. The session
 /// is announced (`via` says how the client came) once its upstream connection is made or
@@ -215,6 +216,35 @@ async fn transfer(
     }
 }
 
+/// What breakpoints know of a WebSocket session once its handshake is done: where it
+/// goes (`upstream_at`: host, port, and whether its upstream speaks TLS), and what the
+/// handshake said.
+fn session_info(
+    session: &Session,
+    exchange: &Exchange,
+    (host, port, tls): (String, u16, bool),
+    analysis: &HandshakeAnalysis,
+) -> SessionInfo {
+    let extensions: Vec<String> = analysis
+        .extensions
+        .iter()
+        .map(|e| e.to_header_value())
+        .collect();
+    SessionInfo {
+        id: session.id,
+        host,
+        port,
+        url: exchange.url.clone(),
+        path: wstap_filter::path_of(&exchange.url).to_owned(),
+        client: session.client.to_string(),
+        subprotocol: analysis.subprotocol.clone(),
+        extension_names: wstap_filter::extension_names(&extensions),
+        tls,
+        status: exchange.response.as_ref().map(|r| r.status),
+        started_us: session.started_us(),
+    }
+}
+
 /// The upstream answered: records the exchange (as a handshake or a plain one) and
 /// decides what the connection does next.
 async fn answered(
@@ -226,6 +256,7 @@ async fn answered(
     received: Received,
 ) -> Stage {
     let switched = received.head.status() == 101;
+    let upstream_at = (route.target.host.clone(), route.target.port, route.tls);
     let exchange = record.exchange(&requests, &head, route, Some(&received.head));
     let took = record.elapsed_us();
     if is_websocket_upgrade(&head.headers) {
@@ -235,6 +266,14 @@ async fn answered(
             received.head.status(),
             &received.head.headers,
         );
+        let info = requests.session.shared.config.control.as_ref().map(|_| {
+            Box::new(session_info(
+                &requests.session,
+                &exchange,
+                upstream_at,
+                &analysis,
+            ))
+        });
         let event = Event::Handshake(Handshake::new(exchange, took, &analysis));
         requests.session.record(event).await;
         if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
@@ -247,6 +286,7 @@ async fn answered(
                 client,
                 upstream,
                 analysis,
+                info,
             };
         }
     } else {

@@ -15,7 +15,7 @@ pub(crate) async fn relay(
     upstream: Upstream,
     kind: SessionKind,
 ) -> Stage {
-    let end = drive(RelayConfig::default(), client, upstream, &session).await;
+    let end = drive(RelayConfig::default(), client, upstream, &session, None).await;
     let ending = Ending {
         bytes: PerDirection {
             c2s: end.bytes[0],

@@ -15,6 +15,11 @@
 //! when a failure ends the relay, only a write that waits on a peer gives up (the session
 //! is over; its bytes have nowhere to go).
 //!
+//! A session that can be intercepted is enrolled in the registry (`wstap-control`): the
+//! control branch also waits on its mailbox and carries each order out on the core, and
+//! whatever the core notes (a message held, a timeout) is turned into interventions in
+//! the same lock as the records it follows, so they reach the bus in order.
+//!
 //! Buffers are lent, not owned: a pump takes a buffer from a small per-thread pool only
 //! while a read is ready and returns it as soon as a read would wait. An idle session
 //! therefore holds no relay buffer at all, which is what keeps ten thousand idle sessions
@@ -36,8 +41,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wstap_control::{Enrolment, Mailbox, Order};
 use wstap_relay::{Command, Relay, RelayConfig, RelayEnd, Side, Transmit};
-use wstap_trace::BusEvent;
+use wstap_trace::convert::to_utc;
+use wstap_trace::{BusEvent, Event};
+use wstap_wire::Timestamp;
 
 /// Size of one relay buffer: one read moves at most this much.
 const RELAY_BUFFER: usize = 64 * 1024;
@@ -144,6 +152,9 @@ struct Shared<'a> {
     /// Set once a failure ended the relay at once: a write waiting on a peer gives up.
     aborted: AtomicBool,
     session: &'a Session,
+    /// The session's place in the registry, when it can be intercepted: locked only
+    /// while the core is, and after it.
+    enrolment: Option<Mutex<Enrolment>>,
 }
 
 impl Shared<'_> {
@@ -184,6 +195,35 @@ impl Shared<'_> {
         }
     }
 
+    /// What the core noted since the last call, at `time`, as events after `events`. Call
+    /// with the core locked, so a held message is in the registry before anyone can
+    /// decide on it.
+    fn noted(&self, relay: &mut Relay, time: Timestamp, events: &mut Vec<BusEvent>) {
+        if !relay.has_notes() {
+            return;
+        }
+        let notes = relay.drain_notes();
+        if let Some(enrolment) = &self.enrolment {
+            let mut enrolment = enrolment.lock().unwrap_or_else(PoisonError::into_inner);
+            let records = enrolment.noted(notes, to_utc(time));
+            events.extend(records.into_iter().map(intervention));
+        }
+    }
+
+    /// Carries `order` out on the core: the records of what was done, and whether the
+    /// core ended at once.
+    fn carry_out(&self, order: Order) -> (Vec<BusEvent>, bool) {
+        let mut relay = self.relay();
+        let mut events = Vec::new();
+        if let Some(enrolment) = &self.enrolment {
+            let mut enrolment = enrolment.lock().unwrap_or_else(PoisonError::into_inner);
+            let time = now();
+            let records = enrolment.carry_out(order, &mut relay, monotonic_now(), to_utc(time));
+            events.extend(records.into_iter().map(intervention));
+        }
+        (events, relay.is_aborted())
+    }
+
     async fn publish(&self, events: Vec<BusEvent>) {
         if !events.is_empty() {
             self.session.bus().publish(events).await;
@@ -200,6 +240,19 @@ fn drain(relay: &mut Relay, session: u64) -> Vec<BusEvent> {
         .drain_events()
         .map(|record| BusEvent::Wire { session, record })
         .collect()
+}
+
+/// An intervention, as a bus event.
+fn intervention(record: wstap_trace::Intervention) -> BusEvent {
+    BusEvent::Event(Box::new(Event::Intervention(record)))
+}
+
+/// The next order in the mailbox, if the session has one.
+async fn next_order(mailbox: &mut Option<Mailbox>) -> Order {
+    match mailbox {
+        Some(mailbox) => mailbox.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One direction: reads `from`, writes to the other side.
@@ -328,8 +381,11 @@ impl Pump {
                 }
                 next = relay.poll_transmit(to);
                 events = drain(&mut relay, session);
+                // A message held: the control branch gives it its timeout.
+                let noted = relay.has_notes();
+                shared.noted(&mut relay, time, &mut events);
                 // The other pump writes to this side; the control branch ends the drive.
-                let ring = relay.has_transmit(self.from) || relay.is_finished();
+                let ring = relay.has_transmit(self.from) || relay.is_finished() || noted;
                 (ring, relay.is_aborted())
             };
             if ring || aborted {
@@ -344,22 +400,29 @@ fn monotonic_now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// The proxy's stop signal and the core's timer (on the monotonic clock); returns once the
-/// relay is done.
-async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()>>) {
+/// The proxy's stop signal, the core's timer (on the monotonic clock) and the session's
+/// mailbox; returns once the relay is done.
+async fn control(
+    shared: &Shared<'_>,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+    mut mailbox: Option<Mailbox>,
+) {
     let mut stopped = false;
     loop {
         let seen = shared.bell.count();
+        let mut events = Vec::new();
         let (deadline, aborted) = {
             let mut relay = shared.relay();
             if relay.is_done() {
                 return;
             }
             // Tells the core the time at every wake: a close that began with bytes (under
-            // --strict) starts its grace here.
+            // --strict) starts its grace here, a message held its timeout.
             relay.handle_timeout(monotonic_now());
+            shared.noted(&mut relay, now(), &mut events);
             (relay.poll_timeout(), relay.is_aborted())
         };
+        shared.publish(events).await;
         if aborted {
             shared.changed(true).await;
             continue;
@@ -383,6 +446,11 @@ async fn control(shared: &Shared<'_>, mut stop: Pin<&mut impl Future<Output = ()
                 relay.handle_timeout(monotonic_now());
                 Some(relay.is_aborted())
             }
+            order = next_order(&mut mailbox) => {
+                let (events, aborted) = shared.carry_out(order);
+                shared.publish(events).await;
+                Some(aborted)
+            }
             () = shared.bell.rung_since(seen) => None,
         };
         if let Some(aborted) = changed {
@@ -403,24 +471,46 @@ pub(crate) fn drive<'a>(
     client: Client,
     upstream: Upstream,
     session: &'a Session,
+    enrolled: Option<(Enrolment, Mailbox)>,
 ) -> impl Future<Output = RelayEnd> + Send + 'a {
+    let mut relay = Relay::new(config);
+    let (enrolment, mailbox) = match enrolled {
+        Some((mut enrolment, mailbox)) => {
+            enrolment.apply_breakpoints(&mut relay, monotonic_now());
+            (Some(Mutex::new(enrolment)), Some(mailbox))
+        }
+        None => (None, None),
+    };
     let shared = Shared {
-        relay: Mutex::new(Relay::new(config)),
+        relay: Mutex::new(relay),
         bell: Bell::default(),
         aborted: AtomicBool::new(false),
         session,
+        enrolment,
     };
     let c2s = Pump::new(Side::Client, client.incoming, upstream.out);
     let s2c = Pump::new(Side::Server, upstream.incoming, client.out);
     async move {
         {
             let stop = pin!(session.shared.stopping());
-            tokio::join!(c2s.run(&shared), s2c.run(&shared), control(&shared, stop));
+            tokio::join!(
+                c2s.run(&shared),
+                s2c.run(&shared),
+                control(&shared, stop, mailbox)
+            );
         }
         let (end, events) = {
             let mut relay = shared.relay();
-            let end = relay.end(now());
-            (end, drain(&mut relay, session.id))
+            let time = now();
+            let end = relay.end(time);
+            let mut events = drain(&mut relay, session.id);
+            shared.noted(&mut relay, time, &mut events);
+            if let Some(enrolment) = &shared.enrolment {
+                let mut enrolment = enrolment.lock().unwrap_or_else(PoisonError::into_inner);
+                let lost = enrolment.ended(&end.lost, to_utc(time));
+                events.extend(lost.into_iter().map(intervention));
+            }
+            (end, events)
         };
         shared.publish(events).await;
         end

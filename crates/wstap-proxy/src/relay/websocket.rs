@@ -10,6 +10,7 @@ use crate::relay::drive;
 use crate::session::{Ending, Session};
 use crate::stage::Stage;
 use std::future::Future;
+use wstap_control::SessionInfo;
 use wstap_relay::{CutOff, EndReason, RelayConfig, RelayEnd, Side};
 use wstap_trace::convert::violation_text;
 use wstap_trace::{
@@ -26,6 +27,7 @@ pub(crate) fn relay(
     client: Client,
     upstream: Upstream,
     analysis: Box<HandshakeAnalysis>,
+    info: Option<Box<SessionInfo>>,
 ) -> impl Future<Output = Stage> + Send {
     let config = RelayConfig {
         websocket: Some(AnalyzerConfig {
@@ -38,8 +40,13 @@ pub(crate) fn relay(
         strict_grace: Some(super::SHUTDOWN_GRACE),
     };
     drop(analysis);
+    // Commands reach the session through the registry from here on.
+    let enrolled = match (&session.shared.config.control, info) {
+        (Some(control), Some(info)) => Some(control.enrol(*info)),
+        _ => None,
+    };
     async move {
-        let end = drive(config, client, upstream, &session).await;
+        let end = drive(config, client, upstream, &session, enrolled).await;
         let (outcome, ending) = ending(end);
         session.end(outcome, SessionKind::WebSocket, ending).await;
         Stage::Done

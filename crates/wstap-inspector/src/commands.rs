@@ -1,0 +1,365 @@
+//! The API that reaches live sessions (`docs/inspector.md`): breakpoints, the messages
+//! held and the decisions on them, and messages, closes and aborts sent on a session.
+//!
+//! What changes something is a POST, PATCH or DELETE with `Content-Type:
+//! application/json`: no cross-site form can send that type, and a foreign page may not
+//! without the inspector's consent, which it never gives (the guard has already refused
+//! a foreign `Host` or `Origin`, and a request without the token). A request about a
+//! session that ended, or a message no longer held, gets 409 with the reason; a body
+//! that does not say what it must, 400 naming the field.
+
+use crate::reply::{json_reply, ApiError, Body};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use hyper::header::{HeaderMap, CONTENT_TYPE};
+use hyper::{Method, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use wstap_control::{BreakpointView, Control, ControlError, HeldAction, HeldView};
+use wstap_filter::Filter;
+use wstap_relay::Side;
+use wstap_trace::Decider;
+use wstap_wire::Opcode;
+
+/// The largest body a command may carry: a held message's edit of up to 16 MiB, in
+/// base64.
+pub const MAX_BODY: usize = 24 << 20;
+
+/// A request of this API, by path (after `/api/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `breakpoints`
+    Breakpoints,
+    /// `breakpoints/ID`
+    Breakpoint(u64),
+    /// `held`
+    Held,
+    /// `held/ID`
+    HeldMessage(u64),
+    /// `sessions/N/inject`
+    Inject(u64),
+    /// `sessions/N/close`
+    Close(u64),
+    /// `sessions/N/abort`
+    Abort(u64),
+}
+
+impl Route {
+    /// The route at `path`, if it is one of this API's.
+    pub fn of_path(path: &str) -> Option<Route> {
+        let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let number = |text: &str| text.parse::<u64>().ok();
+        match parts.as_slice() {
+            ["breakpoints"] => Some(Route::Breakpoints),
+            ["breakpoints", id] => Some(Route::Breakpoint(number(id)?)),
+            ["held"] => Some(Route::Held),
+            ["held", id] => Some(Route::HeldMessage(number(id)?)),
+            ["sessions", n, "inject"] => Some(Route::Inject(number(n)?)),
+            ["sessions", n, "close"] => Some(Route::Close(number(n)?)),
+            ["sessions", n, "abort"] => Some(Route::Abort(number(n)?)),
+            _ => None,
+        }
+    }
+
+    /// The methods it answers.
+    pub fn allowed(self) -> &'static str {
+        match self {
+            Route::Breakpoints => "GET, HEAD, POST",
+            Route::Breakpoint(_) => "PATCH, DELETE",
+            Route::Held => "GET, HEAD",
+            Route::HeldMessage(_) | Route::Inject(_) | Route::Close(_) | Route::Abort(_) => "POST",
+        }
+    }
+
+    fn reads(method: &Method) -> bool {
+        method == Method::GET || method == Method::HEAD
+    }
+}
+
+/// The live sessions' registry, when there is one (not while `wstap view` shows a
+/// capture after the fact).
+#[derive(Debug)]
+pub struct Commands {
+    /// The registry.
+    pub control: Option<Control>,
+}
+
+/// Who sent a request: the page says so with `X-Wstap-Client: inspector`.
+fn decider(headers: &HeaderMap) -> Decider {
+    match headers.get("x-wstap-client").and_then(|v| v.to_str().ok()) {
+        Some("inspector") => Decider::Inspector,
+        _ => Decider::Api,
+    }
+}
+
+/// Whether the request says its body is JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+impl Commands {
+    /// Answers `route` for a request with `method`, `headers` and `body`.
+    pub async fn answer(
+        &self,
+        route: Route,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, ApiError> {
+        let allowed = match route {
+            Route::Breakpoints => Route::reads(method) || method == Method::POST,
+            Route::Breakpoint(_) => method == Method::PATCH || method == Method::DELETE,
+            Route::Held => Route::reads(method),
+            _ => method == Method::POST,
+        };
+        if !allowed {
+            return Err(ApiError::method_not_allowed(route.allowed()));
+        }
+        if !Route::reads(method) && !is_json(headers) {
+            return Err(ApiError::unsupported_media(
+                "requests that change something must be JSON (Content-Type: application/json)",
+            ));
+        }
+        let Some(control) = &self.control else {
+            return Err(ApiError::conflict(
+                "this inspector shows a capture, not a running proxy: nothing is live",
+            ));
+        };
+        let body = match Route::reads(method) {
+            true => Map::new(),
+            false => parse_body(&body)?,
+        };
+        let by = decider(headers);
+        match route {
+            Route::Breakpoints if Route::reads(method) => Ok(json_reply(&json!({
+                "breakpoints": control.breakpoints().iter().map(breakpoint_json).collect::<Vec<_>>(),
+            }))),
+            Route::Breakpoints => {
+                let source = string(&body, "filter")?.ok_or_else(|| missing("filter"))?;
+                let filter = Filter::parse(source).map_err(|e| ApiError::filter(&e))?;
+                let control_frames = boolean(&body, "control")?.unwrap_or(false);
+                let id = control.add_breakpoint(filter, control_frames);
+                let mut reply = json_reply(&json!({ "id": id }));
+                *reply.status_mut() = StatusCode::CREATED;
+                Ok(reply)
+            }
+            Route::Breakpoint(id) if method == Method::DELETE => {
+                control.remove_breakpoint(id).map_err(refusal)?;
+                Ok(json_reply(&json!({ "deleted": id })))
+            }
+            Route::Breakpoint(id) => {
+                let enabled = boolean(&body, "enabled")?.ok_or_else(|| missing("enabled"))?;
+                control
+                    .set_breakpoint_enabled(id, enabled)
+                    .map_err(refusal)?;
+                let view = control.breakpoints().into_iter().find(|b| b.id == id);
+                Ok(json_reply(
+                    &view.as_ref().map_or(Value::Null, breakpoint_json),
+                ))
+            }
+            Route::Held => Ok(json_reply(&json!({
+                "held": control.held().iter().map(held_json).collect::<Vec<_>>(),
+            }))),
+            Route::HeldMessage(id) => {
+                let action = held_action(&body)?;
+                control.decide(id, action, by).await.map_err(refusal)?;
+                Ok(json_reply(&json!({ "ok": true })))
+            }
+            Route::Inject(session) => {
+                let to = side(&body, "to")?.ok_or_else(|| missing("to"))?;
+                let kind = string(&body, "type")?.ok_or_else(|| missing("type"))?;
+                let opcode = match kind {
+                    "text" => Opcode::Text,
+                    "binary" => Opcode::Binary,
+                    "ping" => Opcode::Ping,
+                    "pong" => Opcode::Pong,
+                    "close" => {
+                        let (code, reason) = close_of(&body)?;
+                        control
+                            .close(session, Some(to), code, reason, by)
+                            .await
+                            .map_err(refusal)?;
+                        return Ok(json_reply(&json!({ "ok": true })));
+                    }
+                    other => {
+                        return Err(ApiError::field(
+                            "type",
+                            format!("{other:?} is not text, binary, ping, pong or close"),
+                        ))
+                    }
+                };
+                let payload = payload(&body)?.unwrap_or_default();
+                control
+                    .inject(session, to, opcode, payload, by)
+                    .await
+                    .map_err(refusal)?;
+                Ok(json_reply(&json!({ "ok": true })))
+            }
+            Route::Close(session) => {
+                let to = match string(&body, "to")?.unwrap_or("both") {
+                    "both" => None,
+                    _ => side(&body, "to")?,
+                };
+                let (code, reason) = close_of(&body)?;
+                control
+                    .close(session, to, code, reason, by)
+                    .await
+                    .map_err(refusal)?;
+                Ok(json_reply(&json!({ "ok": true })))
+            }
+            Route::Abort(session) => {
+                control.abort(session, by).await.map_err(refusal)?;
+                Ok(json_reply(&json!({ "ok": true })))
+            }
+        }
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("the body is not JSON: {e}"))),
+    }
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::field(field, format!("\"{field}\" is required"))
+}
+
+fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(ApiError::field(
+            field,
+            format!("\"{field}\" must be a string"),
+        )),
+    }
+}
+
+fn boolean(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::field(
+            field,
+            format!("\"{field}\" must be true or false"),
+        )),
+    }
+}
+
+fn side(body: &Map<String, Value>, field: &str) -> Result<Option<Side>, ApiError> {
+    match string(body, field)? {
+        None => Ok(None),
+        Some("client") => Ok(Some(Side::Client)),
+        Some("server") => Ok(Some(Side::Server)),
+        Some(other) => Err(ApiError::field(
+            field,
+            format!("\"{field}\" must be \"client\" or \"server\", not {other:?}"),
+        )),
+    }
+}
+
+/// The payload a body carries: `text` (UTF-8) or `base64` (any bytes), not both.
+fn payload(body: &Map<String, Value>) -> Result<Option<Vec<u8>>, ApiError> {
+    match (string(body, "text")?, string(body, "base64")?) {
+        (Some(_), Some(_)) => Err(ApiError::field(
+            "text",
+            "give \"text\" or \"base64\", not both",
+        )),
+        (Some(text), None) => Ok(Some(text.as_bytes().to_vec())),
+        (None, Some(encoded)) => BASE64
+            .decode(encoded)
+            .map(Some)
+            .map_err(|e| ApiError::field("base64", format!("\"base64\" is not base64: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A close's code (default 1000) and reason (default empty).
+fn close_of(body: &Map<String, Value>) -> Result<(u16, String), ApiError> {
+    let code = match body.get("code") {
+        None | Some(Value::Null) => 1000,
+        Some(value) => value
+            .as_u64()
+            .and_then(|code| u16::try_from(code).ok())
+            .ok_or_else(|| ApiError::field("code", "\"code\" must be a close code, 1000-4999"))?,
+    };
+    let reason = string(body, "reason")?.unwrap_or_default().to_owned();
+    Ok((code, reason))
+}
+
+fn held_action(body: &Map<String, Value>) -> Result<HeldAction, ApiError> {
+    let action = string(body, "action")?.ok_or_else(|| missing("action"))?;
+    match action {
+        "forward" => Ok(HeldAction::Forward),
+        "drop" => Ok(HeldAction::Drop),
+        "continue" => Ok(HeldAction::Continue),
+        "edit" => Ok(HeldAction::Edit {
+            payload: payload(body)?
+                .ok_or_else(|| ApiError::field("text", "an edit needs \"text\" or \"base64\""))?,
+            as_bytes: boolean(body, "as_bytes")?.unwrap_or(false),
+        }),
+        other => Err(ApiError::field(
+            "action",
+            format!("{other:?} is not forward, drop, edit or continue"),
+        )),
+    }
+}
+
+/// A registry's refusal, as an answer.
+fn refusal(e: ControlError) -> ApiError {
+    let reason = e.to_string();
+    match e {
+        ControlError::NoBreakpoint(_) => ApiError::not_found(reason),
+        ControlError::Invalid(_) => ApiError::bad_request(reason),
+        ControlError::NoSession(_)
+        | ControlError::NotHeld(_)
+        | ControlError::Gone(_)
+        | ControlError::Refused(_) => ApiError::conflict(reason),
+    }
+}
+
+fn breakpoint_json(b: &BreakpointView) -> Value {
+    json!({
+        "id": b.id,
+        "filter": b.filter,
+        "control": b.control,
+        "enabled": b.enabled,
+        "hits": b.hits,
+    })
+}
+
+fn held_json(h: &HeldView) -> Value {
+    let mut value = json!({
+        "id": h.id,
+        "session": h.session,
+        "dir": h.dir.short(),
+        "opcode": h.opcode.bits(),
+        "type": h.opcode.name().to_ascii_lowercase(),
+        "len": h.len,
+        "truncated": (h.payload.len() as u64) < h.len,
+        "compressed": h.compressed,
+        "since": h.since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "since_us": h.since.timestamp_micros(),
+        "breakpoint": h.breakpoint,
+        "frame": h.frame,
+    });
+    let text = match h.opcode {
+        Opcode::Text => std::str::from_utf8(&h.payload).ok(),
+        _ => None,
+    };
+    match text {
+        Some(text) => value["text"] = json!(text),
+        None => value["base64"] = json!(BASE64.encode(&h.payload)),
+    }
+    value
+}
