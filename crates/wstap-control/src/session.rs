@@ -262,6 +262,11 @@ impl Enrolment {
                     bytes: Some(kept),
                     ..self.record(Action::TooLarge, Decider::Breakpoint, time)
                 }),
+                Note::Reencoding { from, frame } => records.push(Intervention {
+                    dir: Some(from.sends()),
+                    frame: Some(frame),
+                    ..self.record(Action::Reencoded, Decider::Breakpoint, time)
+                }),
                 Note::TimedOut { id, from: _ } => {
                     if let Some(view) = self.settle(id) {
                         records.push(self.about(&view, Action::TimedOut, Decider::Timeout, time));
@@ -292,10 +297,18 @@ impl Enrolment {
     ) -> Vec<Intervention> {
         let Order { request, by, reply } = order;
         let done = self.request(request, by, relay, now, time);
-        let (answer, records) = match done {
+        let (answer, mut records) = match done {
             Ok(records) => (Ok(()), records),
             Err(refused) => (Err(refused), Vec::new()),
         };
+        // What the command set off (re-encoding a direction) was decided by who asked.
+        let noted = self.noted(relay.drain_notes(), time);
+        records.extend(noted.into_iter().map(|mut record| {
+            if record.action == Action::Reencoded {
+                record.by = by;
+            }
+            record
+        }));
         if let Some(reply) = reply {
             // A commander who stopped waiting needs no answer.
             let _ = reply.send(answer);

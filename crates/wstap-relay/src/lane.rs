@@ -3,8 +3,8 @@
 
 use crate::end::StreamEnd;
 use wstap_wire::{
-    AnalyzerConfig, CloseFrame, Direction, FrameEnd, Opcode, PartialFrame, Record, StreamAnalyzer,
-    Timestamp,
+    AnalyzerConfig, CloseFrame, DeflateParams, Direction, FrameEnd, Opcode, PartialFrame, Record,
+    StreamAnalyzer, Timestamp,
 };
 
 /// Whether a lane still reads, and if not, why.
@@ -48,6 +48,8 @@ pub(crate) struct Lane {
     /// The RSV bits of extensions negotiated that wstap does not know: it cannot build
     /// frames for them.
     pub foreign_extension_bits: u8,
+    /// permessage-deflate's parameters, when negotiated.
+    pub deflate: Option<DeflateParams>,
 }
 
 impl Lane {
@@ -66,6 +68,7 @@ impl Lane {
                 .and_then(|config| config.deflate)
                 .is_some_and(|deflate| !deflate.no_context_takeover(direction)),
             foreign_extension_bits: websocket.map_or(0, |config| config.other_extension_bits),
+            deflate: websocket.and_then(|config| config.deflate),
         }
     }
 

@@ -354,38 +354,6 @@ fn a_replacement_keeps_the_fragmentation_when_the_length_is_the_same() {
 }
 
 #[test]
-fn drops_and_edits_of_compressed_messages_are_refused_under_context_takeover() {
-    let config = AnalyzerConfig {
-        deflate: Some(DeflateParams::default()),
-        ..AnalyzerConfig::default()
-    };
-    let mut deflater =
-        wstap_wire::Deflater::new(DeflateParams::default(), Direction::ServerToClient);
-    let mut compressed = Vec::new();
-    deflater.compress(b"squeezed", &mut compressed).unwrap();
-    let squeezed = FrameBuilder::text().rsv1(true).encode(&compressed);
-    let plain = FrameBuilder::text().encode(b"plain");
-    let mut h = Harness::new(websocket(config));
-    set(&mut h, Side::Server, rule(every_message(), false));
-    h.feed(Side::Server, &[squeezed.clone(), plain.clone()].concat(), 1);
-    let held = take_held(&mut h);
-    assert_eq!(held.len(), 2);
-    let id = held[0].0;
-    for decision in [Decision::Drop, Decision::Replace(b"x".to_vec())] {
-        assert_eq!(
-            h.try_command(Command::Decide { id, decision }, 2),
-            Err(Refused::ContextTakeover("server"))
-        );
-    }
-    decide(&mut h, id, Decision::Forward);
-    let (id, payload) = held[1].clone();
-    assert_eq!(payload, b"plain");
-    // An uncompressed message leaves the context as it was: it may go.
-    decide(&mut h, id, Decision::Drop);
-    assert_eq!(h.client.bytes, squeezed);
-}
-
-#[test]
 fn a_message_larger_than_the_budget_passes_unjudged_and_the_next_is_judged() {
     let mut h = Harness::new(websocket(AnalyzerConfig::default()));
     let mut small = rule(odd_first_byte(), false);
@@ -599,4 +567,226 @@ fn breakpoints_and_injections_are_refused_where_they_cannot_work() {
     );
     decide(&mut h, id, Decision::Drop);
     assert!(h.server.bytes.is_empty());
+}
+
+/// A sender's stream of compressed text messages (context kept unless `reset`), some cut
+/// into fragments, with uncompressed ones between: each message's payload and its frames.
+fn compressed_stream(
+    texts: &[(String, bool, u8)],
+    params: DeflateParams,
+    side: Side,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut deflater = wstap_wire::Deflater::new(params, side.sends());
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, (text, compress, fragments))| {
+            let data = text.as_bytes().to_vec();
+            let payload = match compress {
+                true => {
+                    let mut out = Vec::new();
+                    deflater.compress(&data, &mut out).unwrap();
+                    out
+                }
+                false => data.clone(),
+            };
+            let pieces: Vec<&[u8]> = payload
+                .chunks(
+                    payload
+                        .len()
+                        .div_ceil(usize::from(*fragments).max(1))
+                        .max(1),
+                )
+                .collect();
+            let pieces = if pieces.is_empty() {
+                vec![&[][..]]
+            } else {
+                pieces
+            };
+            let mut wire = Vec::new();
+            for (n, piece) in pieces.iter().enumerate() {
+                let builder = match n {
+                    0 => FrameBuilder::text().rsv1(*compress),
+                    _ => FrameBuilder::continuation(),
+                }
+                .fin(n + 1 == pieces.len());
+                let builder = match side {
+                    Side::Client => builder.mask([i as u8, 7, 7, 7]),
+                    Side::Server => builder,
+                };
+                wire.extend(builder.encode(piece));
+            }
+            (data, wire)
+        })
+        .collect()
+}
+
+/// What a receiver that negotiated `params` inflates of `wire` from `direction`: the
+/// messages' data, after checking that every one inflated cleanly.
+fn inflated_messages(direction: Direction, params: DeflateParams, wire: &[u8]) -> Vec<Vec<u8>> {
+    let config = AnalyzerConfig {
+        deflate: Some(params),
+        max_frame_capture: 1 << 20,
+        max_message_capture: 1 << 20,
+        ..AnalyzerConfig::default()
+    };
+    let mut analyzer = StreamAnalyzer::new(direction, config);
+    let mut records = Vec::new();
+    analyzer.feed(wire, Timestamp(0), &mut records);
+    assert!(analyzer.at_frame_boundary() && !analyzer.message_open());
+    assert_eq!(violations_in(&records), 0, "{records:?}");
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Message(m) => Some(m.data.data),
+            Record::Frame(_) => None,
+        })
+        .collect()
+}
+
+fn texts() -> impl Strategy<Value = Vec<(String, bool, u8)>> {
+    // Repetitive words, so that later messages refer back to earlier ones.
+    let word = prop_oneof![
+        Just("alpha "),
+        Just("beta "),
+        Just("gamma "),
+        Just("delta ")
+    ];
+    let text = proptest::collection::vec(word, 1..60).prop_map(|w| w.concat());
+    proptest::collection::vec(
+        (text, prop_oneof![4 => Just(true), 1 => Just(false)], 1u8..4),
+        1..8,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Under context takeover, drops and edits of compressed messages, decided in any
+    /// order, leave the receiver a stream it inflates cleanly into exactly what was
+    /// decided: what follows a dropped or edited compressed message is compressed again.
+    #[test]
+    fn decisions_under_context_takeover_leave_a_stream_the_receiver_inflates(
+        texts in texts(),
+        choices in proptest::collection::vec(0u8..3, 8),
+        order in proptest::collection::vec(any::<prop::sample::Index>(), 8),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        from_client in any::<bool>(),
+    ) {
+        let params = DeflateParams::default();
+        let from = if from_client { Side::Client } else { Side::Server };
+        let messages = compressed_stream(&texts, params, from);
+        let wire: Vec<u8> = messages.iter().flat_map(|(_, w)| w.clone()).collect();
+        let config = AnalyzerConfig { deflate: Some(params), ..AnalyzerConfig::default() };
+        let mut h = Harness::new(websocket(config));
+        set(&mut h, from, rule(every_message(), false));
+        for piece in chunks(&wire, &cuts) {
+            prop_assert!(h.feed(from, &piece, 0));
+        }
+        let mut held = take_held(&mut h);
+        prop_assert_eq!(held.len(), messages.len());
+        // Decide in a shuffled order; note what each message becomes.
+        let mut fate: Vec<Option<Vec<u8>>> = messages.iter().map(|(d, _)| Some(d.clone())).collect();
+        let mut pending: Vec<usize> = (0..held.len()).collect();
+        let mut n = 0;
+        while !pending.is_empty() {
+            let pick = pending.remove(order[n % order.len()].index(pending.len()));
+            let (id, _) = held[pick].clone();
+            let decision = match choices[n % choices.len()] {
+                0 => Decision::Forward,
+                1 => {
+                    fate[pick] = None;
+                    Decision::Drop
+                }
+                _ => {
+                    let edit = format!("edited {pick}").into_bytes();
+                    fate[pick] = Some(edit.clone());
+                    Decision::Replace(edit)
+                }
+            };
+            decide(&mut h, id, decision);
+            n += 1;
+        }
+        held.clear();
+        let expected: Vec<Vec<u8>> = fate.into_iter().flatten().collect();
+        let received = h.received(from.other()).bytes.clone();
+        prop_assert_eq!(inflated_messages(from.sends(), params, &received), expected);
+    }
+}
+
+#[test]
+fn without_context_takeover_only_the_touched_message_changes() {
+    let params = DeflateParams {
+        server_no_context_takeover: true,
+        ..DeflateParams::default()
+    };
+    let texts: Vec<(String, bool, u8)> = ["one one one", "two two two", "three three"]
+        .iter()
+        .map(|t| (t.to_string(), true, 1))
+        .collect();
+    let messages = compressed_stream(&texts, params, Side::Server);
+    let config = AnalyzerConfig {
+        deflate: Some(params),
+        ..AnalyzerConfig::default()
+    };
+    let mut h = Harness::new(websocket(config));
+    set(&mut h, Side::Server, rule(every_message(), false));
+    let wire: Vec<u8> = messages.iter().flat_map(|(_, w)| w.clone()).collect();
+    h.feed(Side::Server, &wire, 1);
+    let held = take_held(&mut h);
+    decide(&mut h, held[0].0, Decision::Forward);
+    decide(&mut h, held[1].0, Decision::Drop);
+    decide(&mut h, held[2].0, Decision::Forward);
+    assert_eq!(
+        h.client.bytes,
+        [messages[0].1.clone(), messages[2].1.clone()].concat(),
+        "the others byte for byte"
+    );
+    assert!(h.notes.is_empty(), "nothing re-encoded: {:?}", h.notes);
+}
+
+#[test]
+fn re_encoding_is_noted_once_from_the_message_that_began_it() {
+    let params = DeflateParams::default();
+    let texts: Vec<(String, bool, u8)> =
+        ["same words", "same words again", "same words", "same words"]
+            .iter()
+            .map(|t| (t.to_string(), true, 1))
+            .collect();
+    let messages = compressed_stream(&texts, params, Side::Server);
+    let config = AnalyzerConfig {
+        deflate: Some(params),
+        ..AnalyzerConfig::default()
+    };
+    let mut h = Harness::new(websocket(config));
+    set(&mut h, Side::Server, rule(every_message(), false));
+    let wire: Vec<u8> = messages[..3].iter().flat_map(|(_, w)| w.clone()).collect();
+    h.feed(Side::Server, &wire, 1);
+    let held = take_held(&mut h);
+    decide(&mut h, held[0].0, Decision::Forward);
+    decide(&mut h, held[1].0, Decision::Drop);
+    assert_eq!(
+        h.notes,
+        [Note::Reencoding {
+            from: Side::Server,
+            frame: 1
+        }]
+    );
+    decide(&mut h, held[2].0, Decision::Forward);
+    // Later messages, read after, are compressed again too.
+    h.feed(Side::Server, &messages[3].1, 2);
+    let held = take_held(&mut h);
+    decide(&mut h, held[0].0, Decision::Forward);
+    assert_eq!(
+        inflated_messages(Direction::ServerToClient, params, &h.client.bytes),
+        [
+            b"same words".to_vec(),
+            b"same words".to_vec(),
+            b"same words".to_vec()
+        ]
+    );
+    assert!(
+        !h.client.bytes.ends_with(&messages[3].1),
+        "not as read: the sender's frame refers to a message the client never got"
+    );
 }

@@ -734,6 +734,10 @@ pub enum Action {
     TooLarge,
     /// The session stopped breaking (its held messages went on).
     Continued,
+    /// A compressed message was dropped or edited on a direction whose sender keeps its
+    /// compression context: from the message after it (`frame` is its last frame) on,
+    /// wstap compresses that direction's messages again, with a context of its own.
+    Reencoded,
     /// wstap sent a message of its own (`opcode`, `payload`).
     Injected,
     /// wstap closed a side (`code`, `reason`) or both.
@@ -754,6 +758,7 @@ impl Action {
             Action::Lost => "lost",
             Action::TooLarge => "too_large",
             Action::Continued => "continued",
+            Action::Reencoded => "reencoded",
             Action::Injected => "injected",
             Action::Closed => "closed",
             Action::Aborted => "aborted",

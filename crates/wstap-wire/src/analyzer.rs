@@ -284,6 +284,18 @@ struct AnalyzerState {
     message: Option<OpenMessage>,
     /// A control frame's own message, collected beside the open data message.
     control: Option<OpenMessage>,
+    /// Whole inflated messages, kept on request ([`StreamAnalyzer::keep_whole`]).
+    whole: Option<Box<Whole>>,
+}
+
+/// The whole inflated data of compressed messages, beyond any capture limit: what a
+/// relay needs to compress them again for a receiver whose context differs.
+#[derive(Debug, Default)]
+struct Whole {
+    /// Of the compressed message being read.
+    current: Vec<u8>,
+    /// Of those that ended, oldest first.
+    done: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl StreamAnalyzer {
@@ -304,8 +316,22 @@ impl StreamAnalyzer {
                 frame: None,
                 message: None,
                 control: None,
+                whole: None,
             },
         }
+    }
+
+    /// From the next compressed message on (and the rest of the one being read), keeps
+    /// each one's whole inflated data, whatever the capture limits, until
+    /// [`StreamAnalyzer::take_whole`] takes it.
+    pub fn keep_whole(&mut self) {
+        self.state.whole.get_or_insert_with(Box::default);
+    }
+
+    /// The whole inflated data of the oldest compressed message that ended and was not
+    /// taken yet, when [`StreamAnalyzer::keep_whole`] asked for it.
+    pub fn take_whole(&mut self) -> Option<Vec<u8>> {
+        self.state.whole.as_mut()?.done.pop_front()
     }
 
     /// The direction this analyzer reads.
@@ -699,7 +725,14 @@ impl AnalyzerState {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
                 let piece = Piece::Data(data);
-                inflate(inflater, piece, &self.config, &mut frame.record, message);
+                let whole = self.whole.as_deref_mut().map(|w| &mut w.current);
+                inflate(
+                    inflater,
+                    piece,
+                    &self.config,
+                    (&mut frame.record, message),
+                    whole,
+                );
             }
         } else {
             message
@@ -764,7 +797,19 @@ impl AnalyzerState {
     fn finish_message(&mut self, message: &mut OpenMessage, frame: &mut FrameRecord) {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
-                inflate(inflater, Piece::Tail, &self.config, frame, message);
+                let mut whole = self.whole.as_deref_mut();
+                let current = whole.as_mut().map(|w| &mut w.current);
+                inflate(
+                    inflater,
+                    Piece::Tail,
+                    &self.config,
+                    (frame, message),
+                    current,
+                );
+                if let Some(whole) = whole {
+                    let data = std::mem::take(&mut whole.current);
+                    whole.done.push_back(data);
+                }
             }
         }
         if let Some(mut utf8) = message.utf8.take() {
@@ -789,19 +834,22 @@ enum Piece<'a> {
     Tail,
 }
 
-/// Inflates `piece` into the frame's and the message's captures and the message's UTF-8
-/// check; an inflation failure goes on the frame.
+/// Inflates `piece` into the frame's and the message's captures, the message's UTF-8
+/// check and, when kept, its `whole` data; an inflation failure goes on the frame.
 fn inflate(
     inflater: &mut Inflater,
     piece: Piece<'_>,
     config: &AnalyzerConfig,
-    frame: &mut FrameRecord,
-    message: &mut OpenMessage,
+    (frame, message): (&mut FrameRecord, &mut OpenMessage),
+    mut whole: Option<&mut Vec<u8>>,
 ) {
     let inflated = frame.inflated.get_or_insert_with(Inflated::default);
     let record = &mut message.record;
     let utf8 = &mut message.utf8;
     let mut output = |out: &[u8]| {
+        if let Some(whole) = whole.as_mut() {
+            whole.extend_from_slice(out);
+        }
         inflated.data.push(out, config.max_frame_capture);
         record.data.push(out, config.max_message_capture);
         if let Some(utf8) = utf8.as_mut() {

@@ -29,7 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
-use wstap_wire::{FrameBuilder, FrameEnd, FrameHeader, MessageRecord, Opcode};
+use wstap_wire::{Deflater, FrameBuilder, FrameEnd, FrameHeader, MessageRecord, Opcode};
 
 /// A whole message offered to a breakpoint's test.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +126,15 @@ pub enum Note {
         /// What had been kept of it.
         kept: u64,
     },
+    /// A compressed message was dropped or replaced on a direction whose sender keeps its
+    /// compression context: from then on, each compressed message of that direction is
+    /// inflated and compressed again with a context wstap keeps for the receiver.
+    Reencoding {
+        /// Whose messages.
+        from: Side,
+        /// The index, in its direction, of the last frame of the message that began it.
+        frame: u64,
+    },
     /// A held message waited its rule's timeout and went on as read.
     TimedOut {
         /// The message.
@@ -174,6 +183,14 @@ pub(super) struct Unit {
     /// The data length, when all of it was captured (what an edit of the same length
     /// keeps the fragmentation of).
     pub data_len: Option<u64>,
+    /// All of its data, inflated, when it was compressed by a sender that keeps its
+    /// context and may have to be compressed again.
+    pub whole: Option<Vec<u8>>,
+    /// It comes after a compressed message that was dropped or replaced: it goes out
+    /// compressed again, with the context wstap keeps for the receiver.
+    pub rebuild: bool,
+    /// The index of its last frame.
+    pub last_frame: u64,
 }
 
 /// Whether a kept message waits for a decision or only for those before it.
@@ -196,7 +213,7 @@ pub(super) struct HeldLane {
     pub budget: usize,
     /// Whole messages kept, in order; the first, when any, is held.
     pub units: VecDeque<Unit>,
-    /// Bytes in `units`.
+    /// Bytes in `units`, their whole data included.
     pub units_len: usize,
     /// The complete frames of the data message being read.
     pub open: Vec<u8>,
@@ -210,12 +227,16 @@ pub(super) struct HeldLane {
     /// The sender ended its stream while something was held: the receiver hears of it
     /// once that goes on.
     pub eof_kept: bool,
+    /// From a compressed message dropped or replaced on, the receiver's compression
+    /// context is wstap's: each compressed message is compressed again with it.
+    pub reencode: Option<Box<Deflater>>,
 }
 
 impl HeldLane {
     /// Whether this direction goes through [`route`] rather than straight on.
     pub fn routes(&self) -> bool {
         self.rule.is_some()
+            || self.reencode.is_some()
             || self.passing
             || !self.units.is_empty()
             || !self.open.is_empty()
@@ -349,6 +370,14 @@ impl Relay {
             lane.budget = rule.budget;
         }
         lane.rule = rule;
+        // A held message of a sender that keeps its context may be dropped or replaced:
+        // what follows it must then be compressed again, from all its data.
+        let relay_lane = &mut self.lanes[from.index()];
+        if relay_lane.keeps_context && lane.rule.is_some() {
+            if let Some(analyzer) = relay_lane.analyzer.as_mut() {
+                analyzer.keep_whole();
+            }
+        }
         Ok(())
     }
 
@@ -366,7 +395,13 @@ impl Relay {
             notes,
             next_id,
         } = intercept;
-        Router {
+        let lane = &mut self.lanes[from.index()];
+        // The whole data of the compressed messages this chunk ended, when kept.
+        let mut wholes: VecDeque<Vec<u8>> = match lane.analyzer.as_mut() {
+            Some(analyzer) => std::iter::from_fn(|| analyzer.take_whole()).collect(),
+            None => VecDeque::new(),
+        };
+        let rebuilt = Router {
             from,
             lane: &mut lanes[from.index()],
             out: &mut self.queues[to.index()],
@@ -374,8 +409,12 @@ impl Relay {
             notes,
             next_id,
             chunk,
+            wholes: &mut wholes,
         }
         .route(&self.events[first_record..], ends, clean);
+        if rebuilt > 0 {
+            lane.note_dropped(rebuilt, false);
+        }
     }
 
     /// Finds the held message `id`: who sent it and where it is among what is kept.
@@ -398,13 +437,44 @@ impl Relay {
         }
         let lane = &self.lanes[from.index()];
         let (keeps_context, foreign) = (lane.keeps_context, lane.foreign_extension_bits);
+        let deflate = lane.deflate;
         let Some(intercept) = self.intercept.as_mut() else {
             return Err(Refused::NotHeld);
         };
         let held = &mut intercept.lanes[from.index()];
         let unit = &held.units[at];
-        if decision != Decision::Forward && unit.compressed && keeps_context {
-            return Err(Refused::ContextTakeover(name(from)));
+        let last_frame = unit.last_frame;
+        // Taking a compressed message out of a stream whose sender keeps its context
+        // leaves the receiver without what the later ones refer to: they are compressed
+        // again, from their whole data.
+        let desync = decision != Decision::Forward && unit.compressed && keeps_context;
+        let params = match (desync, deflate) {
+            (false, _) => None,
+            (true, Some(params))
+                if held
+                    .units
+                    .iter()
+                    .skip(at + 1)
+                    .all(|u| !u.compressed || u.whole.is_some() || u.built) =>
+            {
+                Some(params)
+            }
+            (true, _) => return Err(Refused::ContextTakeover(name(from))),
+        };
+        if let (Decision::Replace(_), true) = (&decision, foreign != 0) {
+            return Err(Refused::ForeignExtension(foreign));
+        }
+        if let Some(params) = params {
+            if held.reencode.is_none() {
+                held.reencode = Some(Box::new(Deflater::new(params, from.sends())));
+                intercept.notes.push(Note::Reencoding {
+                    from,
+                    frame: last_frame,
+                });
+            }
+            for unit in held.units.iter_mut().skip(at + 1) {
+                unit.rebuild |= unit.compressed && !unit.built;
+            }
         }
         match decision {
             Decision::Forward => held.units[at].fate = Fate::Pass,
@@ -412,18 +482,18 @@ impl Relay {
                 let Some(unit) = held.units.remove(at) else {
                     return Err(Refused::NotHeld);
                 };
-                held.units_len -= unit.bytes.len();
+                held.units_len -= unit.size();
                 let close = unit.opcode == Opcode::Close;
                 self.lanes[from.index()].note_dropped(unit.bytes.len() as u64, close);
             }
             Decision::Replace(payload) => {
-                if foreign != 0 {
-                    return Err(Refused::ForeignExtension(foreign));
-                }
                 let unit = &mut held.units[at];
+                let size = unit.size();
                 let built = rebuild(to, unit, &payload);
                 let read = std::mem::replace(&mut unit.bytes, built);
-                held.units_len = held.units_len - read.len() + unit.bytes.len();
+                unit.whole = None;
+                unit.rebuild = false;
+                held.units_len = held.units_len - size + unit.size();
                 unit.built = true;
                 unit.fate = Fate::Pass;
                 let close = unit.opcode == Opcode::Close;
@@ -458,10 +528,18 @@ impl Relay {
         let lane = &mut intercept.lanes[from.index()];
         let queue = &mut self.queues[to.index()];
         while lane.units.front().is_some_and(|u| u.fate == Fate::Pass) {
-            let Some(unit) = lane.units.pop_front() else {
+            let Some(mut unit) = lane.units.pop_front() else {
                 break;
             };
-            lane.units_len -= unit.bytes.len();
+            lane.units_len -= unit.size();
+            if let (true, Some(deflater), Some(whole)) =
+                (unit.rebuild, lane.reencode.as_mut(), unit.whole.as_ref())
+            {
+                let read = unit.bytes.len() as u64;
+                unit.bytes = recompress(deflater, to, unit.opcode, whole);
+                unit.built = true;
+                self.lanes[from.index()].note_dropped(read, false);
+            }
             queue.push_back(match unit.built {
                 true => Queued::Inject(unit.bytes),
                 false => Queued::Released(unit.bytes),
@@ -623,6 +701,29 @@ impl Relay {
         if clean > handed {
             queue.push_back(Queued::Forward(handed..clean));
         }
+    }
+}
+
+impl Unit {
+    /// The memory it takes: its bytes, and its whole data when kept.
+    pub fn size(&self) -> usize {
+        self.bytes.len() + self.whole.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// `whole`, a message's data, compressed again with the context wstap keeps for `to`, as
+/// one frame of `opcode` with RSV1 set (uncompressed, RSV1 clear, should compressing
+/// fail, which leaves the receiver's context as it was).
+pub(super) fn recompress(
+    deflater: &mut Deflater,
+    to: Side,
+    opcode: Opcode,
+    whole: &[u8],
+) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(whole.len() / 2 + 16);
+    match deflater.compress(whole, &mut payload) {
+        Ok(()) => build(to, FrameBuilder::new(opcode).rsv1(true), &payload),
+        Err(_) => build(to, FrameBuilder::new(opcode), whole),
     }
 }
 

@@ -6,7 +6,7 @@
 //! Bytes are copied only when they must wait: a message that begins and ends in the chunk
 //! and goes on is forwarded as a range of the chunk, as untouched traffic is.
 
-use super::{Candidate, Fate, HeldId, HeldLane, Note, Unit};
+use super::{recompress, Candidate, Fate, HeldId, HeldLane, Note, Unit};
 use crate::relay::Queued;
 use crate::Side;
 use std::collections::VecDeque;
@@ -30,11 +30,16 @@ pub(super) struct Router<'a> {
     pub notes: &'a mut Vec<Note>,
     pub next_id: &'a mut u64,
     pub chunk: &'a [u8],
+    /// The whole data of the compressed messages the chunk ended, oldest first, when the
+    /// analyzer keeps it.
+    pub wholes: &'a mut VecDeque<Vec<u8>>,
 }
 
 impl Router<'_> {
-    /// Routes `chunk[..clean]`, whose frames ended at `ends` and made `records`.
-    pub fn route(mut self, records: &[Record], ends: &[FrameEnd], clean: usize) {
+    /// Routes `chunk[..clean]`, whose frames ended at `ends` and made `records`. Returns
+    /// how many bytes read went out compressed again rather than as read.
+    pub fn route(mut self, records: &[Record], ends: &[FrameEnd], clean: usize) -> u64 {
+        let mut rebuilt = 0;
         let mut pos = 0;
         // Complete frames of the data message being read, still only in the chunk.
         let mut open_here: Option<Range<usize>> = None;
@@ -56,17 +61,18 @@ impl Router<'_> {
             };
             let piece = self.take_frame(pos..end.offset);
             pos = end.offset;
-            self.frame(frame, message, end, piece, &mut open_here);
+            rebuilt += self.frame(frame, message, end, piece, &mut open_here);
         }
         if self.lane.passing {
             self.emit(Piece::Chunk(pos..clean));
-            return;
+            return rebuilt;
         }
         if let Some(range) = open_here {
             self.lane.open.extend_from_slice(&self.chunk[range]);
         }
         self.lane.partial.extend_from_slice(&self.chunk[pos..clean]);
         self.give_up_on_large();
+        rebuilt
     }
 
     /// The bytes of a frame that ends at `range.end`, begun in this chunk or before.
@@ -79,6 +85,7 @@ impl Router<'_> {
         Piece::Kept(bytes)
     }
 
+    /// Routes one frame; returns how many bytes read went out compressed again.
     fn frame(
         &mut self,
         frame: &FrameRecord,
@@ -86,7 +93,7 @@ impl Router<'_> {
         end: &FrameEnd,
         piece: Piece,
         open_here: &mut Option<Range<usize>>,
-    ) {
+    ) -> u64 {
         let marks = (frame.header.first_byte(), frame.header.mask().is_some());
         if self.lane.passing {
             self.emit(piece);
@@ -95,7 +102,7 @@ impl Router<'_> {
                 self.lane.first = None;
                 self.out.extend(self.injects.drain(..).map(Queued::Inject));
             }
-            return;
+            return 0;
         }
         let opcode = frame.header.opcode();
         if opcode.is_control() {
@@ -103,16 +110,15 @@ impl Router<'_> {
             if !judged && opcode != Opcode::Close {
                 // What went out ends between messages: a ping or pong may go first.
                 self.emit(piece);
-                return;
+                return 0;
             }
             let held = judged && message.is_some_and(|m| self.test(m, marks));
-            self.whole(piece, (opcode, frame.index), message, held);
-            return;
+            return self.whole(piece, (opcode, frame.index), message, held);
         }
         let first = *self.lane.first.get_or_insert(marks);
         self.join_open(piece, open_here);
         if end.message_open {
-            return;
+            return 0;
         }
         self.lane.first = None;
         let held = message.is_some_and(|m| self.test(m, first));
@@ -126,7 +132,7 @@ impl Router<'_> {
             }
         };
         let opcode = message.map_or(opcode, |m| m.opcode);
-        self.whole(bytes, (opcode, frame.index), message, held);
+        self.whole(bytes, (opcode, frame.index), message, held)
     }
 
     /// Adds a data frame to the message being read.
@@ -153,17 +159,37 @@ impl Router<'_> {
     }
 
     /// A whole message, of `opcode`, that ended with frame `last`: it goes on when nothing
-    /// is kept before it and it is not held; else it is kept, held or in line.
+    /// is kept before it and it is not held; else it is kept, held or in line. Once the
+    /// receiver's context is wstap's, a compressed one is compressed again (returns the
+    /// bytes read that this replaced).
     fn whole(
         &mut self,
         piece: Piece,
         (opcode, last): (Opcode, u64),
         message: Option<&MessageRecord>,
         held: bool,
-    ) {
+    ) -> u64 {
+        let compressed = message.is_some_and(|m| m.compressed);
+        let whole = match compressed {
+            true => self.wholes.pop_front(),
+            false => None,
+        };
+        let rebuild = compressed && self.lane.reencode.is_some();
         if !held && self.lane.units.is_empty() {
+            if let (true, Some(deflater), Some(whole)) =
+                (rebuild, self.lane.reencode.as_mut(), whole.as_ref())
+            {
+                let read = match &piece {
+                    Piece::Chunk(range) => range.len(),
+                    Piece::Kept(bytes) => bytes.len(),
+                };
+                let to = self.from.other();
+                self.out
+                    .push_back(Queued::Inject(recompress(deflater, to, opcode, whole)));
+                return read as u64;
+            }
             self.emit(piece);
-            return;
+            return 0;
         }
         let bytes = match piece {
             Piece::Chunk(range) => self.chunk[range].to_vec(),
@@ -187,17 +213,22 @@ impl Router<'_> {
             }
             None => Fate::Pass,
         };
-        self.lane.units_len += bytes.len();
-        self.lane.units.push_back(Unit {
+        let unit = Unit {
             bytes,
             fate,
             built: false,
             opcode,
-            compressed: message.is_some_and(|m| m.compressed),
+            compressed,
             data_len: message
                 .filter(|m| m.data.data.len() as u64 == m.data.total)
                 .map(|m| m.data.total),
-        });
+            whole,
+            rebuild,
+            last_frame: last,
+        };
+        self.lane.units_len += unit.size();
+        self.lane.units.push_back(unit);
+        0
     }
 
     fn test(&self, message: &MessageRecord, (first_byte, masked): (u8, bool)) -> bool {
@@ -234,6 +265,15 @@ impl Router<'_> {
         }
         let judging = lane.rule.is_some();
         if judging && kept < lane.budget {
+            return;
+        }
+        // Once the receiver's context is wstap's, a compressed message must be whole to be
+        // compressed again: it is kept whatever its size (it may not yet say whether it
+        // is compressed).
+        let compressed = lane
+            .first
+            .is_none_or(|(first_byte, _)| first_byte & 0x40 != 0);
+        if lane.reencode.is_some() && compressed {
             return;
         }
         if judging {
