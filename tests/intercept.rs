@@ -463,3 +463,47 @@ async fn the_api_refuses_what_it_cannot_do_and_says_why() {
     assert_eq!(answer.status, 404);
     stop(run).await;
 }
+
+#[tokio::test]
+async fn a_held_direction_stops_reading_at_the_break_buffer_and_memory_stays_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let (run, capture) = start(
+        "intercept-bounded",
+        &["--break", "opcode:binary", "--break-buffer", "1M", "-q"],
+    );
+    let pid = run.child.id();
+    let (server, _) = echo_server().await;
+    let mut client = websocket_through(run.proxy, server, "").await;
+    let before = support::binary::rss_kib(pid);
+    // A sender that never stops: 64 KiB binary messages, as long as wstap takes them.
+    let frame = wstap_wire::FrameBuilder::binary()
+        .mask([1, 2, 3, 4])
+        .encode(&vec![7u8; 64 << 10]);
+    let mut written = 0usize;
+    let offered = 512usize << 20;
+    while written < offered {
+        let write = tokio::time::timeout(Duration::from_secs(2), client.write_all(&frame)).await;
+        match write {
+            Ok(Ok(())) => written += frame.len(),
+            Ok(Err(e)) => panic!("the proxy dropped the client: {e}"),
+            Err(_) => break,
+        }
+    }
+    let after = support::binary::rss_kib(pid);
+    assert!(
+        written < 16 << 20,
+        "TCP pushed back: {} MiB of {} MiB offered went in",
+        written >> 20,
+        offered >> 20
+    );
+    let grew_mib = after.saturating_sub(before) >> 10;
+    assert!(
+        grew_mib < 16,
+        "the proxy grew {grew_mib} MiB holding a 1 MiB buffer"
+    );
+    let held_now = held(&run, 1).await;
+    assert_eq!(held_now[0]["len"], 64 << 10);
+    drop(client);
+    stop(run).await;
+    let _ = std::fs::remove_dir_all(&capture);
+}
