@@ -219,3 +219,29 @@ async fn chromium_scrolls_a_million_messages_to_the_middle_and_the_end() {
     let _ = view.0.wait();
     let _ = std::fs::remove_dir_all(capture);
 }
+
+#[tokio::test]
+#[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_sets_a_breakpoint_edits_a_held_message_injects_and_aborts() {
+    let (echo, _) = echo_server().await;
+    let capture = temp_path("inspector-intercept");
+    let mut command = wstap_command();
+    command
+        .args(["--no-tls-intercept", "--capture"])
+        .arg(&capture);
+    let mut run = spawn_with_inspector(command);
+    let url = format!("http://{}/?token={}", run.web, run.token);
+    let args = serde_json::json!({
+        "mode": "intercept", "url": url, "proxy": run.proxy.to_string(),
+        "echo": echo.to_string(), "shots": shots(),
+    });
+    tokio::task::spawn_blocking(move || drive(args))
+        .await
+        .unwrap();
+    for name in ["9-held", "10-composer"] {
+        assert_shot(name);
+    }
+    sigterm(&run.child);
+    assert!(run.child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(capture);
+}

@@ -125,9 +125,15 @@ impl Commands {
             ));
         }
         let Some(control) = &self.control else {
-            return Err(ApiError::conflict(
-                "this inspector shows a capture, not a running proxy: nothing is live",
-            ));
+            // A saved capture: nothing held, no breakpoints, and nothing to change.
+            return match route {
+                Route::Breakpoints | Route::Held if Route::reads(method) => Ok(json_reply(
+                    &json!({ "held": [], "breakpoints": [], "intercepting": false }),
+                )),
+                _ => Err(ApiError::conflict(
+                    "this inspector shows a capture, not a running proxy: nothing is live",
+                )),
+            };
         };
         let body = match Route::reads(method) {
             true => Map::new(),
@@ -137,6 +143,7 @@ impl Commands {
         match route {
             Route::Breakpoints if Route::reads(method) => Ok(json_reply(&json!({
                 "breakpoints": control.breakpoints().iter().map(breakpoint_json).collect::<Vec<_>>(),
+                "intercepting": true,
             }))),
             Route::Breakpoints => {
                 let source = string(&body, "filter")?.ok_or_else(|| missing("filter"))?;
@@ -163,6 +170,7 @@ impl Commands {
             }
             Route::Held => Ok(json_reply(&json!({
                 "held": control.held().iter().map(held_json).collect::<Vec<_>>(),
+                "intercepting": true,
             }))),
             Route::HeldMessage(id) => {
                 let action = held_action(&body)?;

@@ -6,6 +6,8 @@
 //! number, so the page adds what is new and fetches only
 //! records it does not have. A page that falls too far behind gets `resync` and reloads
 //! its lists once. A comment every 15 s keeps idle connections open through proxies.
+//! While a proxy runs, `intercept` events say at once that the breakpoints or the held
+//! messages changed (not at the next commit: a held message waits for a person).
 
 use crate::reply::{response, Body};
 use crate::store::Store;
@@ -26,6 +28,8 @@ use wstap_store::Committed;
 const FEED_BACKLOG: usize = 1024;
 /// The last event of a feed: the capture is finished, or the inspector stops.
 const END: &str = "event: end\ndata: {}\n\n";
+/// The breakpoints or held messages changed: the page asks for them again.
+const INTERCEPT: &str = "event: intercept\ndata: {}\n\n";
 /// Session rows one commit event carries at most.
 const MAX_ROWS_PER_COMMIT: usize = 200;
 /// Commits are sent to a page at most this often, gathered.
@@ -72,11 +76,12 @@ impl LiveFeed {
 pub fn stream(
     feed: Option<&LiveFeed>,
     store: Arc<Store>,
+    intercept: Option<watch::Receiver<u64>>,
     stop: watch::Receiver<bool>,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let commits = feed.map(LiveFeed::subscribe);
-    tokio::spawn(follow(commits, store, tx, stop));
+    tokio::spawn(follow(commits, store, intercept, tx, stop));
     let mut reply = response(
         StatusCode::OK,
         "text/event-stream",
@@ -92,6 +97,7 @@ pub fn stream(
 async fn follow(
     mut commits: Option<broadcast::Receiver<Arc<Committed>>>,
     store: Arc<Store>,
+    mut intercept: Option<watch::Receiver<u64>>,
     tx: mpsc::Sender<Bytes>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -136,6 +142,14 @@ async fn follow(
                     None => None,
                 }
             }
+            changed = changed(&mut intercept) => match changed {
+                true => Some(INTERCEPT.to_owned()),
+                // The registry is gone (the proxy stopped): nothing more will change.
+                false => {
+                    intercept = None;
+                    None
+                }
+            },
             _ = tokio::time::sleep(KEEP_ALIVE) => Some(": alive\n\n".to_owned()),
             _ = stop.changed() => Some(END.to_owned()),
             _ = tx.closed() => return,
@@ -145,6 +159,14 @@ async fn follow(
         if tx.send(Bytes::from(event.clone())).await.is_err() || event == END {
             return;
         }
+    }
+}
+
+/// Whether the breakpoints or the held messages changed (`false`: they never will again).
+async fn changed(intercept: &mut Option<watch::Receiver<u64>>) -> bool {
+    match intercept {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

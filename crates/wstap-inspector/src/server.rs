@@ -129,6 +129,7 @@ async fn handle(served: &Served, request: Request<Incoming>) -> Response<Body> {
         return live::stream(
             served.feed.as_ref(),
             Arc::clone(&served.api.store),
+            served.commands.control.as_ref().map(|c| c.changes()),
             served.stop.clone(),
         );
     }

@@ -33,9 +33,34 @@ export async function get(path, params) {
   return body;
 }
 
-/** Follows the live feed: `onCommit({last_event, sessions})`, `onResync()`, `onState(text)`. */
-export function follow({ onCommit, onResync, onState }) {
+/**
+ * Sends a change: `method` (POST, PATCH, DELETE) with `body` as JSON, which no foreign
+ * page may send. Says it comes from the inspector (the capture records who decided).
+ */
+export async function send(method, path, body = {}) {
+  const response = await fetch(apiUrl(path), {
+    method,
+    credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json', 'X-Wstap-Client': 'inspector' },
+    body: JSON.stringify(body),
+  });
+  let answer = null;
+  try {
+    answer = await response.json();
+  } catch {
+    answer = { error: `HTTP ${response.status} without a JSON body` };
+  }
+  if (!response.ok) throw new ApiError(response.status, answer);
+  return answer;
+}
+
+/**
+ * Follows the live feed: `onCommit({last_event, sessions})`, `onResync()`,
+ * `onState(text)`, and `onIntercept()` when breakpoints or held messages change.
+ */
+export function follow({ onCommit, onResync, onState, onIntercept }) {
   const source = new EventSource('/api/live');
+  source.addEventListener('intercept', () => onIntercept?.());
   source.addEventListener('hello', (e) => {
     const hello = JSON.parse(e.data);
     onState(hello.live ? 'live' : 'saved');

@@ -1,11 +1,14 @@
 // The inspector page: the sessions list above, the open session below, kept live by the
-// feed. Keyboard: `/` focuses the filter, `j`/`k` move, `Enter` opens, `Esc` goes back.
+// feed, and the interception panel over them. Keyboard: `/` focuses the filter, `j`/`k`
+// move, `Enter` opens, `Esc` goes back, `b` opens the breakpoints and held messages
+// (whose own keys are in intercept.js).
 
-import { apiUrl, follow, get } from './api.js';
+import { apiUrl, follow, get, send } from './api.js';
 import { $, el, replace } from './dom.js';
 import { count } from './format.js';
 import { SessionsList } from './sessions.js';
 import { SessionView } from './session.js';
+import { Composer, InterceptPanel } from './intercept.js';
 
 const state = { active: 'sessions', openId: null, reloadTimer: null };
 
@@ -34,6 +37,53 @@ const sessions = new SessionsList($('#sessions'), {
 
 const view = new SessionView({
   onError: (which, e) => showFilterError(which === 'records' ? '#record-filter-error' : '#session-filter-error', e),
+  onResend: (r) => composer.show(state.openId, resendPreset(r)),
+});
+
+const composer = new Composer();
+
+/** The composer filled with a recorded message, to send again to whoever received it. */
+function resendPreset(r) {
+  const type = { 1: 'text', 2: 'binary', 9: 'ping', 10: 'pong' }[r.opcode] || 'binary';
+  const to = r.dir === 'c2s' ? 'server' : 'client';
+  const text = type === 'text' ? new TextDecoder().decode(Uint8Array.from(atob(r.data?.base64 || ''), (c) => c.charCodeAt(0))) : undefined;
+  return text !== undefined ? { to, type, text } : { to, type, base64: r.data?.base64 || '' };
+}
+
+/** The held count, on every view: the header's badge and the page's title. */
+const intercept = new InterceptPanel({
+  onCount: (held, available) => {
+    const badge = $('#held-badge');
+    badge.hidden = held === 0;
+    badge.textContent = `${count(held)} held`;
+    $('#intercept-toggle').hidden = !available;
+    $('#session-actions').hidden = !available;
+    document.title = held ? `(${count(held)} held) wstap inspector` : 'wstap inspector';
+  },
+});
+$('#intercept-toggle').addEventListener('click', () => intercept.toggle());
+$('#held-badge').addEventListener('click', () => intercept.toggle(true));
+$('#intercept-close').addEventListener('click', () => intercept.toggle(false));
+$('#compose').addEventListener('click', () => composer.show(state.openId));
+// Aborting drops both connections: the button asks once more first.
+$('#abort').addEventListener('click', async (e) => {
+  const button = e.currentTarget;
+  if (!button.classList.contains('armed')) {
+    button.classList.add('armed');
+    button.textContent = 'Abort: sure?';
+    setTimeout(() => {
+      button.classList.remove('armed');
+      button.textContent = 'Abort';
+    }, 4000);
+    return;
+  }
+  button.classList.remove('armed');
+  button.textContent = 'Abort';
+  try {
+    await send('POST', `sessions/${state.openId}/abort`);
+  } catch (error) {
+    showFilterError('#record-filter-error', error);
+  }
 });
 
 async function openSession(id) {
@@ -102,10 +152,17 @@ document.addEventListener('keydown', (e) => {
   const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
   if (e.key === 'Escape') {
     if (typing) e.target.blur();
+    else if (intercept.open) intercept.toggle(false);
     else state.active = 'sessions';
     return;
   }
   if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (intercept.key(e)) return;
+  if (e.key === 'b') {
+    e.preventDefault();
+    intercept.toggle();
+    return;
+  }
   const list = state.active === 'records' && state.openId !== null ? view.list : sessions.list;
   if (e.key === '/') {
     e.preventDefault();
@@ -176,7 +233,9 @@ async function start() {
       if (state.openId !== null) view.list.refresh();
     },
     onState: setLive,
+    onIntercept: () => intercept.refresh(),
   });
+  intercept.refresh();
   const wanted = /^#session=(\d+)$/.exec(location.hash);
   if (wanted) openSession(Number(wanted[1]));
 }

@@ -6,8 +6,9 @@ import { ARROW, DIR_TITLE, clock, closeMeaning, count, flags, fromBase64, hexDum
 
 const MAX_TREE_NODES = 5000;
 
-/** Shows `record` (a frame or message detail from the API) in `root`. */
-export function showDetail(root, kind, record) {
+/** Shows `record` (a frame or message detail from the API) in `root`; a data, ping or
+ * pong message offers to be sent again (`onResend(record)`). */
+export function showDetail(root, kind, record, { onResend } = {}) {
   const data = fromBase64(record.data?.base64);
   const wire = record.wire ? fromBase64(record.wire.base64) : null;
   const text = utf8(data);
@@ -39,7 +40,11 @@ export function showDetail(root, kind, record) {
   for (const [name] of views) {
     tabs.append(el('button', { 'data-view': name, text: name, onclick: () => pick(name) }));
   }
-  replace(root, facts(kind, record), tabs, body);
+  const resendable = onResend && kind === 'messages' && [1, 2, 9, 10].includes(record.opcode) && !record.data?.truncated;
+  const resend = resendable
+    ? el('button', { id: 'resend', title: 'send this message again on the session, as it is or edited', onclick: () => onResend(record) }, 'Resend…')
+    : null;
+  replace(root, facts(kind, record), resend, tabs, body);
   pick(views[0][0]);
 }
 

@@ -125,3 +125,38 @@ export function hexDump(bytes, limit = 65536) {
 /** Direction arrows: client to server, server to client. */
 export const ARROW = { c2s: '↑', s2c: '↓' };
 export const DIR_TITLE = { c2s: 'client → server', s2c: 'server → client' };
+
+/** Base64 of bytes. */
+export function toBase64(bytes) {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+/** Bytes as hex pairs, 16 to a line: what the hex editor shows. */
+export function hexPairs(bytes) {
+  const lines = [];
+  for (let at = 0; at < bytes.length; at += 16) {
+    lines.push([...bytes.subarray(at, at + 16)].map((b) => b.toString(16).padStart(2, '0')).join(' '));
+  }
+  return lines.join('\n');
+}
+
+/** The bytes of hex pairs (any spacing); throws on anything else. */
+export function parseHex(text) {
+  const digits = text.replace(/\s+/g, '');
+  if (!/^([0-9a-fA-F]{2})*$/.test(digits)) throw new Error('hex must be pairs of 0-9 and a-f');
+  const bytes = new Uint8Array(digits.length / 2);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(digits.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}
+
+/** How long ago `us` (µs since the epoch) was, short. */
+export function ago(us) {
+  const seconds = Math.max(0, Math.round((Date.now() * 1000 - us) / 1e6));
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${seconds % 60}s`;
+  return `${Math.floor(seconds / 3600)}h ${Math.floor((seconds % 3600) / 60)}m`;
+}

@@ -49,7 +49,8 @@ function cells(kind, r, prev) {
 }
 
 export class SessionView {
-  constructor({ onError }) {
+  constructor({ onError, onResend }) {
+    this.onResend = onResend;
     this.id = null;
     this.kind = 'messages';
     this.filterText = '';
@@ -177,7 +178,7 @@ export class SessionView {
     try {
       const detail = await get(path);
       if (this.selected !== r.seq) return;
-      showDetail($('#detail'), this.kind, detail);
+      showDetail($('#detail'), this.kind, detail, { onResend: this.onResend });
     } catch (e) {
       replace($('#detail'), el('p', { class: 'bad', text: e.message }));
     }

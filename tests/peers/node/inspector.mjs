@@ -281,5 +281,100 @@ async function scale() {
   await browser.close();
 }
 
-const modes = { live, demo, scale };
+/** Interception from the page: a breakpoint set in the panel holds a message, which is
+ * edited as JSON and forwarded (the echo shows the edit); a message injected from the
+ * composer reaches the client; an abort from the page is a 1006 at the client. */
+async function intercept() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1360, height: 860 });
+  await page.waitForSelector("#session-count:has-text('sessions')");
+  const ws = await client("/shop", {});
+  const received = [];
+  ws.on("message", (data) => received.push(data.toString()));
+  await exchange(ws, "hello shop");
+  const row = page.locator("#sessions .rows .row", { hasText: "/shop" });
+  await row.waitFor({ timeout: 10000 });
+
+  // A breakpoint, from the panel ("b" opens it); a mistyped one says where.
+  await page.keyboard.press("b");
+  await page.waitForSelector("#intercept-pane:not([hidden])");
+  await page.fill("#breakpoint-filter", "dir:c2s and jsn.action == \"buy\"");
+  await page.click("#breakpoint-form button[type=submit]");
+  await page.waitForSelector("#breakpoint-error:not([hidden])");
+  check((await page.textContent("#breakpoint-error")).includes("^"), "a mistyped breakpoint shows a caret");
+  await page.fill("#breakpoint-filter", "dir:c2s and json.action == \"buy\"");
+  await page.click("#breakpoint-form button[type=submit]");
+  await page.waitForSelector("#breakpoint-list li code:has-text('json.action')");
+  check(true, "the breakpoint is listed");
+
+  // Held: the header counts it on every view, and so does the page's title.
+  ws.send(JSON.stringify({ action: "buy", item: "tea", qty: 1 }));
+  await page.waitForSelector("#held-badge:not([hidden])", { timeout: 10000 });
+  check((await page.textContent("#held-badge")).includes("1 held"), "the header counts the held message");
+  check((await page.title()).startsWith("(1 held)"), "so does the page's title");
+  await page.waitForSelector("#held-list .held-row");
+  check((await page.textContent("#held-list")).includes("\"qty\":1"), "the queue shows the message");
+  await page.waitForSelector("#held-editor nav button.on[data-mode=JSON]");
+  check((await page.textContent("#held-editor .tree")).includes("qty: "), "JSON as a tree above the editor");
+  await new Promise((r) => setTimeout(r, 300));
+  check(!received.some((m) => m.includes("tea")), "nothing of it reached the server (no echo)");
+  await shot(page, "9-held");
+
+  // Edited as JSON, then sent: the server echoes the edit.
+  await page.fill("#held-text", JSON.stringify({ action: "buy", item: "tea", qty: 100 }, null, 2));
+  await page.waitForSelector("#edit-check:has-text('valid JSON')");
+  await page.fill("#held-text", "{ not json");
+  await page.waitForSelector("#edit-check.bad");
+  check(true, "an edit that is not JSON says so");
+  await page.fill("#held-text", JSON.stringify({ action: "buy", item: "tea", qty: 100 }, null, 2));
+  await page.click("#held-editor button[data-action=edit]");
+  await page.waitForSelector("#held-badge", { state: "hidden", timeout: 10000 });
+  for (let i = 0; i < 100 && !received.some((m) => m.includes("100")); i++) await new Promise((r) => setTimeout(r, 50));
+  const echo = received.find((m) => m.includes("tea"));
+  check(echo !== undefined && JSON.parse(echo).qty === 100, `the server got the edit (its echo: ${echo})`);
+  check((await page.title()) === "wstap inspector", "nothing held: the title says so");
+
+  // Keyboard: f forwards the next one.
+  ws.send(JSON.stringify({ action: "buy", item: "cake", qty: 2 }));
+  await page.waitForSelector("#held-list .held-row", { timeout: 10000 });
+  await page.locator("#intercept-pane .label").first().click();
+  await page.keyboard.press("f");
+  for (let i = 0; i < 100 && !received.some((m) => m.includes("cake")); i++) await new Promise((r) => setTimeout(r, 50));
+  check(received.some((m) => m.includes("cake")), "f forwards the held message as it was");
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("#intercept-pane", { state: "hidden" });
+
+  // The composer sends on the open session; a recorded message resends.
+  await row.click();
+  await page.waitForFunction(() => document.querySelectorAll("#records .rows .row:not(.loading)").length >= 2);
+  await page.click("#compose");
+  await page.selectOption("#composer-to", "client");
+  await page.fill("#composer-payload", "injected from the page");
+  await page.click("#composer button[type=submit]");
+  await page.waitForSelector("#composer-status:has-text('sent to the client')");
+  for (let i = 0; i < 100 && !received.includes("injected from the page"); i++) await new Promise((r) => setTimeout(r, 50));
+  check(received.includes("injected from the page"), "the client got the injected message");
+  await page.locator("#records .rows .row", { hasText: "hello shop" }).first().click();
+  await page.waitForSelector("#resend");
+  await page.click("#resend");
+  check((await page.inputValue("#composer-payload")) === "hello shop", "resend fills the composer with the message");
+  await shot(page, "10-composer");
+  await page.click("#composer button[type=submit]");
+  for (let i = 0; i < 100 && received.filter((m) => m === "hello shop").length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  check(received.filter((m) => m === "hello shop").length === 2, "the resent message went to the server again (two echoes)");
+
+  // Abort: the button asks once more; the client sees 1006.
+  const closed = new Promise((resolve) => ws.once("close", (code) => resolve(code)));
+  await page.click("#abort");
+  check((await page.textContent("#abort")).includes("sure"), "abort asks once more");
+  await page.click("#abort");
+  const code = await closed;
+  check(code === 1006, `the client saw its connection dropped: ${code}`);
+  await page.waitForFunction(() => document.querySelector("#session-chips").textContent.includes("aborted"), null, { timeout: 10000 });
+  check(true, "the session shows as aborted");
+  check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+const modes = { live, demo, scale, intercept };
 await modes[args.mode]();
