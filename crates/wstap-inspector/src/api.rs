@@ -152,12 +152,14 @@ impl Api {
                 let session = session_of(capture, id)?;
                 let handshake = capture.handshake(id)?;
                 let http = capture.http(id)?;
+                let interventions = capture.interventions(id)?;
                 let frames = capture.extent(Rows::Frames, id)?;
                 let messages = capture.extent(Rows::Messages, id)?;
                 Ok(json!({
                     "session": session,
                     "handshake": handshake.as_ref().map(views::handshake),
                     "http": http,
+                    "interventions": interventions,
                     "frames": frames,
                     "messages": messages,
                 }))

@@ -137,8 +137,9 @@ for (const button of document.querySelectorAll('#kind-toggle button')) {
 for (const button of document.querySelectorAll('#session-tabs button')) {
   button.addEventListener('click', () => {
     for (const b of document.querySelectorAll('#session-tabs button')) b.classList.toggle('on', b === button);
-    $('#tab-records').hidden = button.dataset.tab !== 'records';
-    $('#tab-handshake').hidden = button.dataset.tab !== 'handshake';
+    for (const tab of ['records', 'handshake', 'interventions']) {
+      $(`#tab-${tab}`).hidden = button.dataset.tab !== tab;
+    }
   });
 }
 $('#sessions').addEventListener('focusin', () => { state.active = 'sessions'; });
@@ -233,7 +234,11 @@ async function start() {
       if (state.openId !== null) view.list.refresh();
     },
     onState: setLive,
-    onIntercept: () => intercept.refresh(),
+    onIntercept: () => {
+      intercept.refresh();
+      // An intercept event comes before the capture commits what was done: ask a little later.
+      if (state.openId !== null) setTimeout(() => view.loadInterventions(), 200);
+    },
   });
   intercept.refresh();
   const wanted = /^#session=(\d+)$/.exec(location.hash);

@@ -106,6 +106,7 @@ export class SessionView {
     if (this.id !== id) return;
     this.showSummary(answer.session);
     this.showHandshake(answer);
+    this.showInterventions(answer.interventions || []);
     this.showRecords();
     this.loadTimeline();
   }
@@ -140,10 +141,11 @@ export class SessionView {
     if (this.id !== null) this.showRecords();
   }
 
-  /** A commit changed this session: new counts, maybe new rows. */
+  /** A commit changed this session: new counts, maybe new rows, maybe interventions. */
   committed(row) {
     if (row.id !== this.id) return;
     this.showSummary(row);
+    if (!$('#tab-interventions').hidden) this.loadInterventions();
     this.list.refresh();
     // The timeline redraws at most once a second (less often when it is slow to compute:
     // at most a tenth of the time goes to it), and once more after the last commit.
@@ -200,6 +202,11 @@ export class SessionView {
       s.error ? el('span', { class: 'chip bad', title: s.error, text: s.error }) : null,
     ];
     replace($('#session-chips'), chips);
+    // Only a live session takes messages, closes and aborts.
+    const live = s.state === 'open';
+    $('#compose').disabled = !live;
+    $('#abort').disabled = !live;
+    if (!live) $('#composer').hidden = true;
   }
 
   showExports() {
@@ -212,6 +219,47 @@ export class SessionView {
       text: format.toUpperCase(),
     }));
     replace($('#record-exports'), el('span', { class: 'muted', text: 'Export ' }), links);
+  }
+
+  /** Asks for the session's interventions again (they are few: the whole list). */
+  async loadInterventions() {
+    if (this.id === null) return;
+    const id = this.id;
+    try {
+      const answer = await get(`sessions/${id}`);
+      if (id === this.id) this.showInterventions(answer.interventions || []);
+    } catch { /* the next commit or intercept event asks again */ }
+  }
+
+  /** What wstap did to the session, in order: each held message, who decided what, and
+   * what was sent instead; the message it was is the one ending with the frame named. */
+  showInterventions(list) {
+    $('#interventions-tab').textContent = list.length ? `Interventions (${count(list.length)})` : 'Interventions';
+    const root = $('#tab-interventions');
+    if (!list.length) {
+      replace(root, el('p', { class: 'muted', text: 'wstap did nothing to this session: every byte went as it was read.' }));
+      return;
+    }
+    const rows = list.map((i) => {
+      const what = [
+        i.held !== undefined ? `held message ${i.held}` : null,
+        i.frame !== undefined ? `ending with frame ${i.frame}` : null,
+        i.breakpoint !== undefined ? `breakpoint ${i.breakpoint}` : null,
+        i.code !== undefined ? `code ${i.code}${i.reason ? ` “${i.reason}”` : ''}` : null,
+        i.bytes !== undefined ? `${size(i.bytes)} kept when it was let go` : null,
+      ].filter(Boolean).join(', ');
+      const sent = i.payload ? (i.payload.encoding === 'utf8' ? i.payload.data : `base64 ${i.payload.data}`) : '';
+      return el('tr', { class: `act-${i.action}` },
+        el('td', { class: 'num', text: clock(Date.parse(i.time) * 1000) }),
+        el('td', { class: 'action', text: i.action.replace('_', ' ') }),
+        el('td', { class: i.dir || '', text: i.dir ? `${ARROW[i.dir]} ${DIR_TITLE[i.dir]}` : 'both sides' }),
+        el('td', { text: i.by }),
+        el('td', { text: what }),
+        el('td', { class: 'preview', text: sent }));
+    });
+    replace(root, el('table', { class: 'interventions' },
+      el('thead', {}, el('tr', {}, ['Time', 'What', 'Direction', 'By', 'Which', 'Sent'].map((h) => el('th', { text: h })))),
+      el('tbody', {}, rows)));
   }
 
   showHandshake({ session, handshake, http }) {

@@ -372,6 +372,16 @@ async function intercept() {
   check(code === 1006, `the client saw its connection dropped: ${code}`);
   await page.waitForFunction(() => document.querySelector("#session-chips").textContent.includes("aborted"), null, { timeout: 10000 });
   check(true, "the session shows as aborted");
+
+  // The session's record of what wstap did, who decided, and what went out instead.
+  await page.click("#session-tabs button[data-tab=interventions]");
+  await page.waitForFunction(() => document.querySelector("#tab-interventions").textContent.includes("aborted"), null, { timeout: 10000 });
+  const done = await page.$$eval("#tab-interventions tbody tr", (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join("|")));
+  const actions = done.map((r) => r.split("|")[1]);
+  check(JSON.stringify(actions) === JSON.stringify(["held", "edited", "held", "forwarded", "injected", "injected", "aborted"]),
+    `the interventions, in order: ${actions.join(", ")}`);
+  check(done[1].includes("inspector") && done[1].includes("\"qty\": 100"), "the edit: who decided, and what was sent");
+  await shot(page, "11-interventions");
   check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
   await browser.close();
 }

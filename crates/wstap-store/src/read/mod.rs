@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub use tables::Rows;
 use tables::Table;
 use wstap_filter::{Filter, Scope};
-use wstap_trace::{Event, HttpExchange};
+use wstap_trace::{Event, HttpExchange, Intervention};
 use wstap_wire::Direction;
 
 /// A capture open for reading: see the module documentation.
@@ -570,6 +570,24 @@ impl Capture {
             let (id, event) = row?;
             if let Event::Http(http) = parse_event("http", id, &event)? {
                 out.push(http);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What wstap did to a session (breakpoints, decisions, injections), in order.
+    pub fn interventions(&self, session: u64) -> Result<Vec<Intervention>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, event FROM interventions WHERE session = ? ORDER BY id",
+        )?;
+        let rows = stmt.query_map([session as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, event) = row?;
+            if let Event::Intervention(done) = parse_event("interventions", id, &event)? {
+                out.push(done);
             }
         }
         Ok(out)
