@@ -472,7 +472,7 @@ pub enum SessionKind {
     #[serde(rename = "tunnel")]
     Tunnel,
     /// A CONNECT tunnel carrying TLS that was not intercepted (`--ignore-hosts`,
-    /// `--no-intercept`).
+    /// `--no-tls-intercept`).
     #[serde(rename = "tls-tunnel")]
     TlsTunnel,
     /// A CONNECT tunnel whose TLS interception failed before any request.
