@@ -29,9 +29,10 @@ use std::time::Duration;
 use suite::{against_floor, Bench, MainScenarios, References};
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "throughput",
     "modes",
+    "breakpoints",
     "latency",
     "fan-in",
     "idle",
@@ -297,6 +298,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     };
     if args.runs("modes") {
         rows.extend(bench.modes().await?);
+    }
+    if args.runs("breakpoints") {
+        rows.extend(bench.breakpoints().await?);
     }
     if args.runs("idle") {
         rows.extend(bench.idle().await?);

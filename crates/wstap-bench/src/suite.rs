@@ -513,6 +513,83 @@ impl Bench {
         Ok(rows)
     }
 
+    /// A breakpoint that selects nothing: the same echo through a wstap with no breakpoint
+    /// and through one whose breakpoint reads every message's payload (a text search that
+    /// never matches, so each message is judged whole before it goes on), turn by turn,
+    /// each after a direct run, both recording a capture as by default.
+    pub async fn breakpoints(&self) -> Result<Vec<Row>, String> {
+        let start = |name: &str, extra: &[&str]| {
+            let mut args = self.wstap_args.clone();
+            args.extend(extra.iter().map(|a| a.to_string()));
+            ProxyProcess::start(
+                &self.wstap,
+                Recording::Capture(self.max_capture),
+                &args,
+                &self.dir.join(name),
+                &self.pki.ca_pem,
+            )
+        };
+        let none = start("break-none", &[])?;
+        let judged = start(
+            "break-judged",
+            &["--break", r#"text~"no message says this""#],
+        )?;
+        let proxies = [&none, &judged];
+        let route = |proxy: Option<&ProxyProcess>| Route {
+            server: self.plain,
+            proxy: proxy.map(|p| p.addr),
+            tls: None,
+            mode: Mode::Connect,
+        };
+        let mut rows = Vec::new();
+        for size in [64usize, 16 * 1024] {
+            let mut rates = [Vec::new(), Vec::new()];
+            for round in 0..self.plan.rounds {
+                for turn in 0..proxies.len() {
+                    let i = (round + turn) % proxies.len();
+                    for proxy in proxies {
+                        proxy.drain();
+                    }
+                    // A direct run first: the proxied run then starts on a quiet machine.
+                    scenarios::throughput(
+                        &route(None),
+                        size,
+                        THROUGHPUT_WINDOW,
+                        self.plan.duration(),
+                    )
+                    .await?;
+                    let rate = scenarios::throughput(
+                        &route(Some(proxies[i])),
+                        size,
+                        THROUGHPUT_WINDOW,
+                        self.plan.duration(),
+                    )
+                    .await?;
+                    rates[i].push(rate);
+                }
+            }
+            let [none_rate, judged_rate] = rates.map(median);
+            let ratio = judged_rate / none_rate;
+            rows.push(Row {
+                scenario: format!(
+                    "breakpoint matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                    size_name(size)
+                ),
+                direct: format!("{none_rate:.0} (no breakpoint)"),
+                proxied: format!("{judged_rate:.0}"),
+                result: format!("ratio {ratio:.2} of none"),
+                target: ">= 0.95 of none".into(),
+                met: ratio >= 0.95,
+                json: json!({"scenario": "breakpoint_nothing", "size": size, "window": THROUGHPUT_WINDOW,
+                             "none_msgs_per_s": none_rate, "judged_msgs_per_s": judged_rate,
+                             "ratio": ratio}),
+            });
+        }
+        none.stop()?;
+        judged.stop()?;
+        Ok(rows)
+    }
+
     /// One big message each way, on a fresh proxy.
     pub async fn big_message(&self) -> Result<Row, String> {
         let proxy = self.proxy("big", Recording::Capture(None))?;

@@ -577,9 +577,9 @@ impl Capture {
 
     /// What wstap did to a session (breakpoints, decisions, injections), in order.
     pub fn interventions(&self, session: u64) -> Result<Vec<Intervention>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, event FROM interventions WHERE session = ? ORDER BY id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, event FROM interventions WHERE session = ? ORDER BY id")?;
         let rows = stmt.query_map([session as i64], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?;
