@@ -261,6 +261,34 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     assert_eq!(records[1]["payload"]["data"], "the plan, edited");
     assert_eq!(records[0]["breakpoint"], 1);
     assert_eq!(records[10]["code"], 4000);
+
+    // The filter language knows what became of each held message.
+    let selected = |filter: &str| -> Vec<String> {
+        let out = wstap(&[
+            "export",
+            capture.to_str().unwrap(),
+            "--format",
+            "ndjson",
+            "--no-redact",
+            "--filter",
+            filter,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|event| event["type"] == "message")
+            .map(|m| m["payload"]["data"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(selected("fate:dropped"), ["another secret"]);
+    assert_eq!(selected("fate:edited"), ["the secret plan"]);
+    assert_eq!(selected("held and dir:s2c"), ["a third secret"]);
+    assert_eq!(selected("held").len(), 4);
     let _ = std::fs::remove_dir_all(&capture);
 }
 

@@ -125,6 +125,8 @@ impl Breakpoints {
             time_us: message.first_time.0,
             violations: &codes,
             payload: &message.data.data,
+            // A live message has no fate yet: it is what is being decided.
+            fate: None,
         };
         let facts = info.facts();
         let list = self.read();

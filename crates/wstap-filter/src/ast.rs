@@ -187,6 +187,47 @@ impl State {
     }
 }
 
+/// What became of a message a breakpoint held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Still held.
+    Held,
+    /// It went on as read.
+    Forwarded,
+    /// It never went out.
+    Dropped,
+    /// An edit went in its place.
+    Edited,
+    /// Its timeout passed: it went on as read.
+    TimedOut,
+    /// Its session ended while it was held.
+    Lost,
+}
+
+impl Fate {
+    /// The name filters and the store use (the trace's `intervention` actions).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fate::Held => "held",
+            Fate::Forwarded => "forwarded",
+            Fate::Dropped => "dropped",
+            Fate::Edited => "edited",
+            Fate::TimedOut => "timed_out",
+            Fate::Lost => "lost",
+        }
+    }
+
+    /// Every fate, in the order above.
+    pub const ALL: [Fate; 6] = [
+        Fate::Held,
+        Fate::Forwarded,
+        Fate::Dropped,
+        Fate::Edited,
+        Fate::TimedOut,
+        Fate::Lost,
+    ];
+}
+
 /// A JSON value to compare with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonLiteral {
@@ -237,6 +278,10 @@ pub enum Term {
     Violation(Option<&'static str>),
     /// The session's state.
     State(State),
+    /// Whether a breakpoint held the message (or the frame that ended it).
+    Held(bool),
+    /// What became of a message a breakpoint held.
+    Fate(Fate),
     /// What the session turned out to be (`websocket`, `http`, ...).
     Kind(String),
     /// The payload (inflated, when compressed) matches: a case-insensitive substring
@@ -272,6 +317,7 @@ impl Term {
                 NumField::Close | NumField::Time => Level::Either,
             },
             Term::Text(..) | Term::Extension(_) | Term::State(_) | Term::Kind(_) => Level::Session,
+            Term::Held(_) | Term::Fate(_) => Level::Record,
             Term::Bool(BoolField::Tls, _) => Level::Session,
             Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
                 Level::Record

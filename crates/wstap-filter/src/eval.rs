@@ -105,6 +105,10 @@ pub struct RecordFacts<'a> {
     pub violations: &'a [&'a str],
     /// Its captured payload: inflated when compressed.
     pub payload: &'a [u8],
+    /// What became of it, when a breakpoint held it (a message, or the frame that ended
+    /// one); `None` for what no breakpoint held, and for a live record, whose fate comes
+    /// later.
+    pub fate: Option<Fate>,
 }
 
 /// Whether `expr` matches `record` of `session`.
@@ -201,6 +205,8 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
         },
         Term::Violation(Some(code)) => r.is_some_and(|r| r.violations.contains(code)),
         Term::State(state) => s.state == *state,
+        Term::Held(held) => r.is_some_and(|r| r.fate.is_some() == *held),
+        Term::Fate(fate) => r.is_some_and(|r| r.fate == Some(*fate)),
         Term::Kind(kind) => s.kind == Some(kind.as_str()),
         Term::Payload(regex) => r.is_some_and(|r| regex.is_match(r.payload)),
         Term::Json { path, test } => r.is_some_and(|r| json_holds(r.payload, path, test)),

@@ -31,7 +31,7 @@ mod parse;
 pub mod sql;
 pub mod value;
 
-pub use ast::State;
+pub use ast::{Fate, State};
 pub use error::ParseError;
 pub use eval::{extension_names, path_of, RecordFacts, RecordKind, SessionFacts};
 pub use sql::{Scope, Sql, SqlSchema, SqlValue};

@@ -63,6 +63,8 @@ const FIELDS: &[(&str, FieldName)] = &[
     ("violation", FieldName::Violation),
     ("violations", FieldName::Violation),
     ("state", FieldName::State),
+    ("held", FieldName::Held),
+    ("fate", FieldName::Fate),
     ("kind", FieldName::Kind),
     ("text", FieldName::Payload),
     ("payload", FieldName::Payload),
@@ -89,6 +91,8 @@ enum FieldName {
     Extension,
     Violation,
     State,
+    Held,
+    Fate,
     Kind,
     Payload,
 }
@@ -466,6 +470,7 @@ impl Parser<'_> {
                 let alone = field.filter(|_| word.eq_ignore_ascii_case(&name));
                 Ok(Expr::Term(match alone {
                     Some(FieldName::Bool(b)) => Term::Bool(b, true),
+                    Some(FieldName::Held) => Term::Held(true),
                     Some(FieldName::Violation) => Term::Violation(None),
                     _ => Term::Payload(self.literal(contains(&word), &written)?),
                 }))
@@ -549,6 +554,18 @@ impl Parser<'_> {
                 (true, Some(state)) => Term::State(state),
                 (true, None) => return bad_value("open, closed, aborted or error"),
                 (false, _) => return wrong_op("':' and a state"),
+            },
+            FieldName::Held => match (equals, value::boolean(&value.text)) {
+                (true, Some(v)) => Term::Held(v),
+                (true, None) => return bad_value("true or false"),
+                (false, _) => return wrong_op("':' and true or false"),
+            },
+            FieldName::Fate => match (equals, value::fate(&value.text)) {
+                (true, Some(fate)) => Term::Fate(fate),
+                (true, None) => {
+                    return bad_value("held, forwarded, dropped, edited, timed_out or lost")
+                }
+                (false, _) => return wrong_op("':' and a fate"),
             },
             FieldName::Kind => {
                 let kind = value.text.to_ascii_lowercase();

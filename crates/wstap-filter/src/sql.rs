@@ -42,6 +42,8 @@ pub enum RecordColumn {
     Violations,
     /// The captured payload as a BLOB (inflated, when compressed).
     Payload,
+    /// What became of it when a breakpoint held it ([`Fate::name`]), or `NULL`.
+    Fate,
 }
 
 /// A fact of a session that filters read (alias `s`).
@@ -322,6 +324,12 @@ impl Builder<'_> {
             Term::Kind(kind) => {
                 let p = self.param(SqlValue::Text(kind.clone()));
                 format!("({} = {p})", self.s(SessionColumn::Kind))
+            }
+            Term::Held(true) => format!("({} IS NOT NULL)", self.r(RecordColumn::Fate)),
+            Term::Held(false) => format!("({} IS NULL)", self.r(RecordColumn::Fate)),
+            Term::Fate(fate) => {
+                let p = self.param(SqlValue::Text(fate.name().to_owned()));
+                format!("COALESCE({} = {p}, 0)", self.r(RecordColumn::Fate))
             }
             Term::Payload(regex) => {
                 let p = self.param(SqlValue::Text(regex.as_str().to_owned()));

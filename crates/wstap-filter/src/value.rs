@@ -1,6 +1,6 @@
-//! Values as filters write them: booleans, opcodes, lengths, states and times.
+//! Values as filters write them: booleans, opcodes, lengths, states, fates and times.
 
-use crate::ast::State;
+use crate::ast::{Fate, State};
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// `true`/`false` and friends.
@@ -49,6 +49,12 @@ pub fn state(text: &str) -> Option<State> {
         "error" => State::Error,
         _ => return None,
     })
+}
+
+/// A fate, by its name.
+pub fn fate(text: &str) -> Option<Fate> {
+    let text = text.to_ascii_lowercase();
+    Fate::ALL.into_iter().find(|f| f.name() == text)
 }
 
 /// A whole number (decimal, or hex with `0x`).

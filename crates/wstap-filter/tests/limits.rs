@@ -42,6 +42,7 @@ fn record(payload: &'static [u8]) -> RecordFacts<'static> {
         time_us: 1_796_156_131_000_000,
         violations: &[],
         payload,
+        fate: None,
     }
 }
 

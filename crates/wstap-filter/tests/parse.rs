@@ -37,6 +37,7 @@ fn text_frame(payload: &'static [u8]) -> RecordFacts<'static> {
         time_us: 1_796_156_131_000_000,
         violations: &[],
         payload,
+        fate: None,
     }
 }
 
@@ -200,4 +201,22 @@ fn errors_point_at_the_place_and_say_what_was_expected() {
             "{shown}"
         );
     }
+}
+
+#[test]
+fn held_and_fate_select_what_breakpoints_held() {
+    use wstap_filter::Fate;
+    let plain = text_frame(b"hello");
+    let dropped = RecordFacts {
+        fate: Some(Fate::Dropped),
+        ..text_frame(b"hello")
+    };
+    assert!(!matches("held", &plain));
+    assert!(matches("held", &dropped));
+    assert!(matches("held:false", &plain));
+    assert!(matches("fate:dropped", &dropped));
+    assert!(!matches("fate:edited", &dropped));
+    assert!(matches("not fate:edited and held", &dropped));
+    let wrong = Filter::parse("fate:gone").unwrap_err();
+    assert!(wrong.to_string().contains("timed_out"), "{wrong}");
 }

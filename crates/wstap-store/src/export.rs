@@ -7,7 +7,7 @@
 //! events (start, handshake, exchanges, end) of the sessions it selects: those whose own
 //! facts match, and, when the filter is about records, those with a matching record.
 
-use crate::facts::Selection;
+use crate::facts::{fate_of, Fates, Selection};
 use crate::{Capture, StoreError};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -116,11 +116,17 @@ pub struct Export<'a> {
 
 /// The export of `source` that `what` describes.
 pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, S::Error> {
-    let kept = match what.filter {
-        Some(filter) if !filter.is_all() => Some(selected_sessions(source, what.session, filter)?),
-        _ => None,
+    let (kept, fates) = match what.filter {
+        Some(filter) if !filter.is_all() => {
+            let (kept, fates) = selected_sessions(source, what.session, filter)?;
+            (Some(kept), fates)
+        }
+        _ => (None, Fates::new()),
     };
-    let mut selection = what.filter.cloned().map(Selection::new);
+    let mut selection = what
+        .filter
+        .cloned()
+        .map(|filter| Selection::new(filter).with_fates(fates));
     let mut keep = |event: &Event| -> bool {
         let (Some(selection), Some(kept)) = (selection.as_mut(), kept.as_ref()) else {
             return true;
@@ -171,13 +177,20 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
     }
 }
 
-/// The sessions a filter selects: by their own facts, or by a matching record.
+/// The sessions a filter selects (by their own facts, or by a matching record), and
+/// what became of the held messages, which the export's own pass needs before it meets
+/// them: a message's fate comes after it.
 fn selected_sessions<S: EventSource>(
     source: &S,
     session: Option<u64>,
     filter: &Filter,
-) -> Result<HashSet<u64>, S::Error> {
-    let mut selection = Selection::new(filter.clone());
+) -> Result<(HashSet<u64>, Fates), S::Error> {
+    let mut fates = Fates::new();
+    source.for_each_event(session, &mut |event| {
+        fates.extend(fate_of(&event));
+        Ok(())
+    })?;
+    let mut selection = Selection::new(filter.clone()).with_fates(fates.clone());
     let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
     let mut with_records: HashSet<u64> = HashSet::new();
     source.for_each_event(session, &mut |event| {
@@ -196,12 +209,13 @@ fn selected_sessions<S: EventSource>(
         }
         Ok(())
     })?;
-    Ok(verdicts
+    let kept = verdicts
         .into_iter()
         .filter(|(id, verdict)| {
             *verdict == Some(true) || (verdict.is_none() && with_records.contains(id))
         })
         .map(|(id, _)| id)
         .chain(with_records.iter().copied())
-        .collect())
+        .collect();
+    Ok((kept, fates))
 }

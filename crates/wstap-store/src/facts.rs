@@ -151,6 +151,7 @@ pub fn frame_facts<'a>(f: &FrameView<'a>, codes: &'a [&'a str]) -> RecordFacts<'
         time_us: f.time_us,
         violations: codes,
         payload: f.data().data,
+        fate: None,
     }
 }
 
@@ -175,6 +176,7 @@ pub fn message_facts<'a>(
         time_us: m.time_us,
         violations: codes,
         payload: m.data.data,
+        fate: None,
     }
 }
 
@@ -216,9 +218,35 @@ mod tests {
     }
 }
 
+/// What became of held messages, by session, direction (`true`: client to server) and
+/// the index of the message's last frame: what `intervention` events say.
+pub type Fates = std::collections::HashMap<(u64, bool, u64), wstap_filter::Fate>;
+
+/// The fate `event` gives a held message, if it is an intervention that says one.
+pub fn fate_of(event: &Event) -> Option<((u64, bool, u64), wstap_filter::Fate)> {
+    let Event::Intervention(i) = event else {
+        return None;
+    };
+    let (dir, frame) = (i.dir?, i.frame?);
+    i.held?;
+    let fate = wstap_filter::Fate::ALL
+        .into_iter()
+        .find(|f| f.name() == i.action.name())?;
+    Some((
+        (
+            i.session,
+            dir == wstap_wire::Direction::ClientToServer,
+            frame,
+        ),
+        fate,
+    ))
+}
+
 /// A filter applied to a stream of events as they pass (the live console, exports of a
 /// trace): records are kept when they match; a session's own events are shown unless the
-/// session's facts already rule it out.
+/// session's facts already rule it out. A record's fate comes after it, so a live stream
+/// knows none; an export that read the interventions first passes them in
+/// ([`Selection::with_fates`]).
 #[derive(Debug)]
 pub struct Selection {
     filter: wstap_filter::Filter,
@@ -227,6 +255,10 @@ pub struct Selection {
     /// direction, and the last control frame: what message facts take from frames.
     firsts: std::collections::HashMap<(u64, bool), (u8, bool)>,
     controls: std::collections::HashMap<(u64, bool), (u8, bool)>,
+    /// The index of the last data frame (`false`) and control frame (`true`) per session
+    /// and direction: the last frame of a message that ends now.
+    last_frames: std::collections::HashMap<(u64, bool, bool), u64>,
+    fates: Fates,
 }
 
 impl Selection {
@@ -237,7 +269,15 @@ impl Selection {
             sessions: std::collections::HashMap::new(),
             firsts: std::collections::HashMap::new(),
             controls: std::collections::HashMap::new(),
+            last_frames: std::collections::HashMap::new(),
+            fates: Fates::new(),
         }
+    }
+
+    /// The same selection, knowing what became of the held messages.
+    pub fn with_fates(mut self, fates: Fates) -> Self {
+        self.fates = fates;
+        self
     }
 
     /// The filter.
@@ -271,6 +311,7 @@ impl Selection {
         self.sessions.remove(&id);
         self.firsts.retain(|(s, _), _| *s != id);
         self.controls.retain(|(s, _), _| *s != id);
+        self.last_frames.retain(|(s, _, _), _| *s != id);
     }
 
     /// Notes a frame's flags for the message it belongs to.
@@ -306,11 +347,17 @@ impl Selection {
         let c2s = f.dir == wstap_wire::Direction::ClientToServer;
         let mark = (f.header.first_byte(), f.header.mask().is_some());
         self.mark(f.session, c2s, f.header.opcode(), mark);
+        let control = f.header.opcode().is_control();
+        self.last_frames.insert((f.session, c2s, control), f.index);
         self.summary(f.session)
             .count_frame(!f.violations.is_empty());
         let codes = f.violations.codes();
+        let facts = RecordFacts {
+            fate: self.fates.get(&(f.session, c2s, f.index)).copied(),
+            ..frame_facts(f, &codes)
+        };
         self.filter
-            .matches_record(&self.sessions[&f.session].facts(), &frame_facts(f, &codes))
+            .matches_record(&self.sessions[&f.session].facts(), &facts)
     }
 
     /// Whether a message matches.
@@ -319,7 +366,13 @@ impl Selection {
         let (flags, masked) = self.take_mark(m.session, c2s, m.opcode);
         self.summary(m.session);
         let codes = m.violations.codes();
-        let facts = message_facts(m, flags, masked, &codes);
+        let last = self
+            .last_frames
+            .get(&(m.session, c2s, m.opcode.is_control()));
+        let facts = RecordFacts {
+            fate: last.and_then(|frame| self.fates.get(&(m.session, c2s, *frame)).copied()),
+            ..message_facts(m, flags, masked, &codes)
+        };
         self.filter
             .matches_record(&self.sessions[&m.session].facts(), &facts)
     }

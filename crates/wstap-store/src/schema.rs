@@ -261,6 +261,7 @@ CREATE TABLE interventions (
     event       TEXT NOT NULL
 );
 CREATE INDEX interventions_by_session ON interventions(session, id);
+CREATE INDEX interventions_by_frame ON interventions(session, dir, frame);
 "#;
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.

@@ -171,6 +171,14 @@ fn term() -> impl Strategy<Value = String> {
             "len<=5",
             "time>2026-11-30T00:00:00Z",
             "time<2026-01-01",
+            "held",
+            "held:false",
+            "fate:held",
+            "fate:forwarded",
+            "fate:dropped",
+            "fate:edited",
+            "fate:timed_out",
+            "fate:lost",
         ])
         .prop_map(str::to_owned),
         (
@@ -197,11 +205,102 @@ fn filter() -> impl Strategy<Value = String> {
     })
 }
 
+/// What breakpoints did to the messages of `events`: after a message's record, `choices`
+/// (one per message, round) say whether it was held, and what became of it then (nothing
+/// yet, or a decision), as interventions in the event stream, the way the engine
+/// publishes them.
+fn with_interventions(events: Vec<BusEvent>, choices: &[u8]) -> Vec<BusEvent> {
+    use wstap_trace::{Action, Decider, Event, Intervention};
+    let mut out = Vec::with_capacity(events.len());
+    let mut held = 0;
+    let mut choices = choices.iter().cycle();
+    let time = chrono::DateTime::from_timestamp_micros(1_796_000_000_000_000).unwrap();
+    for event in events {
+        let ended = ended_by(out.last(), &event);
+        out.push(event);
+        let Some((session, dir, frame)) = ended else {
+            continue;
+        };
+        let decision = match choices.next().copied().unwrap_or(0) % 8 {
+            0..=2 => continue,
+            3 => None,
+            4 => Some(Action::Forwarded),
+            5 => Some(Action::Dropped),
+            6 => Some(Action::Edited),
+            _ => Some(if frame % 2 == 0 {
+                Action::TimedOut
+            } else {
+                Action::Lost
+            }),
+        };
+        held += 1;
+        let record = |action| Intervention {
+            session,
+            time,
+            action,
+            by: Decider::Api,
+            dir: Some(dir),
+            held: Some(held),
+            breakpoint: Some(1),
+            frame: Some(frame),
+            opcode: None,
+            payload: None,
+            code: None,
+            reason: None,
+            bytes: None,
+        };
+        for action in std::iter::once(Action::Held).chain(decision) {
+            out.push(BusEvent::Event(Box::new(Event::Intervention(record(
+                action,
+            )))));
+        }
+    }
+    out
+}
+
+/// The session, direction and last frame of the message `event` records, when `before`
+/// is the record of that frame: what an intervention names it by. (A message cut short
+/// by a new data frame is recorded before that frame, after others; it gets none.)
+fn ended_by(before: Option<&BusEvent>, event: &BusEvent) -> Option<(u64, Direction, u64)> {
+    let BusEvent::Wire {
+        session,
+        record: Record::Message(m),
+    } = event
+    else {
+        return None;
+    };
+    let Some(BusEvent::Wire {
+        session: s,
+        record: Record::Frame(f),
+    }) = before
+    else {
+        return None;
+    };
+    let same_kind = f.header.opcode().is_control() == m.opcode.is_control();
+    (s == session && f.direction == m.direction && same_kind).then_some((
+        *session,
+        m.direction,
+        f.index,
+    ))
+}
+
 /// Everything the predicate needs, gathered from the events as a live reader would.
 struct Observed {
     summaries: HashMap<u64, SessionSummary>,
     frames: Vec<(i64, u64, wstap_wire::FrameRecord)>,
-    messages: Vec<(i64, u64, wstap_wire::MessageRecord, u8, bool)>,
+    /// With the index of the message's last frame, when the frame's record came just
+    /// before it.
+    messages: Vec<(i64, u64, wstap_wire::MessageRecord, u8, bool, Option<u64>)>,
+    /// What became of held messages, by session, direction and last frame.
+    fates: HashMap<(u64, bool, u64), wstap_filter::Fate>,
+}
+
+impl Observed {
+    fn fate(&self, session: u64, dir: Direction, frame: Option<u64>) -> Option<wstap_filter::Fate> {
+        self.fates
+            .get(&(session, dir == Direction::ClientToServer, frame?))
+            .copied()
+    }
 }
 
 fn observe(events: &[BusEvent]) -> Observed {
@@ -209,6 +308,7 @@ fn observe(events: &[BusEvent]) -> Observed {
         summaries: HashMap::new(),
         frames: Vec::new(),
         messages: Vec::new(),
+        fates: HashMap::new(),
     };
     // The first frame of the message being read, per session and direction; a control
     // frame is its own.
@@ -216,7 +316,24 @@ fn observe(events: &[BusEvent]) -> Observed {
     let mut controls: HashMap<(u64, bool), (u8, bool)> = HashMap::new();
     for (i, event) in events.iter().enumerate() {
         let ev = i as i64 + 1;
+        let ended = ended_by(i.checked_sub(1).map(|before| &events[before]), event);
         match event {
+            BusEvent::Event(e) if matches!(**e, wstap_trace::Event::Intervention(_)) => {
+                let wstap_trace::Event::Intervention(i) = &**e else {
+                    continue;
+                };
+                let (Some(dir), Some(frame)) = (i.dir, i.frame) else {
+                    continue;
+                };
+                if let Some(fate) = wstap_filter::Fate::ALL
+                    .into_iter()
+                    .find(|f| f.name() == i.action.name())
+                {
+                    observed
+                        .fates
+                        .insert((i.session, dir == Direction::ClientToServer, frame), fate);
+                }
+            }
             BusEvent::Event(e) => {
                 let id = e.session().unwrap();
                 observed
@@ -264,9 +381,10 @@ fn observe(events: &[BusEvent]) -> Observed {
                     controls.remove(&key)
                 }
                 .unwrap_or((0x80 | m.opcode.bits(), false));
+                let last = ended.map(|(_, _, frame)| frame);
                 observed
                     .messages
-                    .push((ev, *session, m.clone(), flags, masked));
+                    .push((ev, *session, m.clone(), flags, masked, last));
             }
         }
     }
@@ -280,8 +398,10 @@ proptest! {
     fn sql_and_the_predicate_select_the_same_rows(
         specs in (session(1), session(2), session(3)).prop_map(|(a, b, c)| vec![a, b, c]),
         filters in prop::collection::vec(filter(), 8),
+        choices in prop::collection::vec(any::<u8>(), 1..16),
     ) {
         let events: Vec<BusEvent> = specs.iter().flat_map(session_events).collect();
+        let events = with_interventions(events, &choices);
         let dir = temp_dir("agree");
         write(&dir, &events, 7);
         let capture = Capture::open(&dir).unwrap();
@@ -293,26 +413,30 @@ proptest! {
             let frames: Vec<FrameView<'_>> = observed.frames.iter().map(|(_, s, f)| FrameView::of_record(*s, f)).collect();
             let frame_codes: Vec<Vec<&str>> = frames.iter().map(|f| f.violations.codes()).collect();
             let expected: Vec<i64> = observed.frames.iter().zip(frames.iter().zip(&frame_codes))
-                .filter(|((_, s, _), (f, codes))| filter.matches_record(&facts_of(*s), &frame_facts(f, codes)))
+                .filter(|((_, s, record), (f, codes))| {
+                    let facts = RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) };
+                    filter.matches_record(&facts_of(*s), &facts)
+                })
                 .map(|((ev, _, _), _)| *ev)
                 .collect();
             prop_assert_eq!(capture.matching_ids(Rows::Frames, &filter).unwrap(), expected, "frames, {}", source);
 
-            let messages: Vec<MessageView<'_>> = observed.messages.iter().map(|(_, s, m, _, _)| MessageView::of_record(*s, m)).collect();
+            let messages: Vec<MessageView<'_>> = observed.messages.iter().map(|(_, s, m, _, _, _)| MessageView::of_record(*s, m)).collect();
             let message_codes: Vec<Vec<&str>> = messages.iter().map(|m| m.violations.codes()).collect();
             let expected: Vec<i64> = observed.messages.iter().zip(messages.iter().zip(&message_codes))
-                .filter(|((_, s, _, flags, masked), (m, codes))| {
-                    filter.matches_record(&facts_of(*s), &message_facts(m, *flags, *masked, codes))
+                .filter(|((_, s, _, flags, masked, last), (m, codes))| {
+                    let facts = RecordFacts { fate: observed.fate(*s, m.dir, *last), ..message_facts(m, *flags, *masked, codes) };
+                    filter.matches_record(&facts_of(*s), &facts)
                 })
-                .map(|((ev, _, _, _, _), _)| *ev)
+                .map(|((ev, _, _, _, _, _), _)| *ev)
                 .collect();
             prop_assert_eq!(capture.matching_ids(Rows::Messages, &filter).unwrap(), expected, "messages, {}", source);
 
             let mut expected_sessions: Vec<u64> = Vec::new();
             for spec in &specs {
-                let records: Vec<RecordFacts<'_>> = frames.iter().zip(&frame_codes)
-                    .filter(|(f, _)| f.session == spec.id)
-                    .map(|(f, codes)| frame_facts(f, codes))
+                let records: Vec<RecordFacts<'_>> = frames.iter().zip(&frame_codes).zip(&observed.frames)
+                    .filter(|((f, _), _)| f.session == spec.id)
+                    .map(|((f, codes), (_, s, record))| RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) })
                     .collect();
                 if filter.matches_session(&facts_of(spec.id), &records) {
                     expected_sessions.push(spec.id);
