@@ -289,6 +289,47 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     assert_eq!(selected("fate:edited"), ["the secret plan"]);
     assert_eq!(selected("held and dir:s2c"), ["a third secret"]);
     assert_eq!(selected("held").len(), 4);
+
+    // HAR lists what each receiver got: the edit (and what it replaced), wstap's own
+    // messages; what nobody got apart.
+    let out = wstap(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "har",
+        "--no-redact",
+    ]);
+    assert!(out.status.success());
+    let har: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &har["log"]["entries"][0];
+    let messages = entry["_webSocketMessages"].as_array().unwrap();
+    let data: Vec<&str> = messages
+        .iter()
+        .map(|m| m["data"].as_str().unwrap())
+        .collect();
+    assert!(
+        !data.contains(&"the secret plan") && !data.contains(&"another secret"),
+        "{data:?}"
+    );
+    let edited = messages
+        .iter()
+        .find(|m| m["data"] == "the plan, edited")
+        .expect("the edit");
+    assert_eq!(edited["type"], "send");
+    assert_eq!(edited["_wstap"]["original"], "the secret plan");
+    let injected = messages
+        .iter()
+        .find(|m| m["data"] == "from wstap")
+        .expect("the injection");
+    assert_eq!(
+        (
+            injected["type"].as_str(),
+            injected["_wstap"]["origin"].as_str()
+        ),
+        (Some("receive"), Some("injected"))
+    );
+    assert_eq!(entry["_wstapUndelivered"][0]["data"], "another secret");
+    assert_eq!(entry["_wstapUndelivered"][0]["_wstap"]["fate"], "dropped");
     let _ = std::fs::remove_dir_all(&capture);
 }
 

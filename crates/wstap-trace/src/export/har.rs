@@ -6,9 +6,16 @@
 //! since the epoch, fractional), `opcode`, and `data` (text, or base64 for binary). Every
 //! entry also says, under `_wstap`, which session it is and how the client came: `via`
 //! (the mode), the `listener` it connected to, and the parent proxy's answer, if any.
+//!
+//! Where wstap intervened, `_webSocketMessages` lists what each receiver got: an edited
+//! message has the edit as its `data` and `_wstap: {fate: "edited", original, held}`;
+//! messages wstap sent of its own are there with `_wstap: {origin: "injected"}`; a
+//! dropped or lost message is not (nobody received it) but is listed under the entry's
+//! `_wstapUndelivered`, with its fate.
 
 use super::session::SessionDoc;
 use crate::event::*;
+use crate::Payload;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -139,8 +146,8 @@ fn http_entry(http: &HttpExchange) -> Value {
 
 fn websocket_entry(handshake: &Handshake, doc: &SessionDoc) -> Value {
     let ms = handshake.duration_us.unwrap_or(0) as f64 / 1000.0;
-    let messages: Vec<Value> = doc.messages.iter().map(websocket_message).collect();
-    json!({
+    let (messages, undelivered) = delivered_messages(doc);
+    let mut entry = json!({
         "startedDateTime": started(&handshake.exchange.time),
         "time": ms,
         "request": request(&handshake.exchange.request, &handshake.exchange.url, 0),
@@ -149,18 +156,101 @@ fn websocket_entry(handshake: &Handshake, doc: &SessionDoc) -> Value {
         "timings": timings(ms),
         "_resourceType": "websocket",
         "_webSocketMessages": messages,
-    })
+    });
+    if !undelivered.is_empty() {
+        entry["_wstapUndelivered"] = json!(undelivered);
+    }
+    entry
 }
 
-fn websocket_message(m: &Message) -> Value {
-    let kind = match m.dir {
+/// The messages each receiver got, in time order, and those nobody did (dropped or
+/// lost), from the messages as read and what wstap did to them.
+fn delivered_messages(doc: &SessionDoc) -> (Vec<Value>, Vec<Value>) {
+    let last_frames = last_frames(doc);
+    let decided: std::collections::HashMap<(Direction, u64), &Intervention> = doc
+        .interventions
+        .iter()
+        .filter(|i| i.held.is_some())
+        .filter_map(|i| Some(((i.dir?, i.frame?), i)))
+        .collect();
+    let mut delivered: Vec<(i64, Value)> = Vec::new();
+    let mut undelivered = Vec::new();
+    for (m, last) in doc.messages.iter().zip(last_frames) {
+        let mut entry = websocket_message(m.dir, m.time, m.opcode, &m.payload);
+        let Some(done) = last.and_then(|frame| decided.get(&(m.dir, frame))) else {
+            delivered.push((m.time.timestamp_micros(), entry));
+            continue;
+        };
+        let held = done.held;
+        match done.action {
+            Action::Dropped | Action::Lost => {
+                entry["_wstap"] = json!({ "fate": done.action.name(), "held": held });
+                undelivered.push(entry);
+            }
+            Action::Edited => {
+                let original = entry["data"].take();
+                let sent = done.payload.clone().unwrap_or_default();
+                let mut edited = websocket_message(m.dir, m.time, m.opcode, &sent);
+                edited["_wstap"] = json!({ "fate": "edited", "original": original, "held": held });
+                delivered.push((m.time.timestamp_micros(), edited));
+            }
+            action => {
+                entry["_wstap"] = json!({ "fate": action.name(), "held": held });
+                delivered.push((m.time.timestamp_micros(), entry));
+            }
+        }
+    }
+    for i in doc
+        .interventions
+        .iter()
+        .filter(|i| i.action == Action::Injected)
+    {
+        let (Some(dir), Some(opcode), Some(payload)) = (i.dir, i.opcode, i.payload.as_ref()) else {
+            continue;
+        };
+        let mut entry = websocket_message(dir, i.time, opcode, payload);
+        entry["_wstap"] = json!({ "origin": "injected", "by": i.by.name() });
+        delivered.push((i.time.timestamp_micros(), entry));
+    }
+    delivered.sort_by_key(|(time, _)| *time);
+    (delivered.into_iter().map(|(_, m)| m).collect(), undelivered)
+}
+
+/// The index of each message's last frame in its direction, in the order of
+/// `doc.messages`: a control message is the next control frame of its direction, a data
+/// message the next `frames` data frames. `None` where the frames do not say.
+fn last_frames(doc: &SessionDoc) -> Vec<Option<u64>> {
+    use std::collections::VecDeque;
+    let mut frames: std::collections::HashMap<(Direction, bool), VecDeque<u64>> =
+        std::collections::HashMap::new();
+    for f in &doc.frames {
+        frames
+            .entry((f.dir, f.opcode >= 8))
+            .or_default()
+            .push_back(f.index);
+    }
+    doc.messages
+        .iter()
+        .map(|m| {
+            let queue = frames.get_mut(&(m.dir, m.opcode >= 8))?;
+            let mut last = None;
+            for _ in 0..m.frames.max(1) {
+                last = queue.pop_front();
+            }
+            last
+        })
+        .collect()
+}
+
+fn websocket_message(dir: Direction, time: DateTime<Utc>, opcode: u8, payload: &Payload) -> Value {
+    let kind = match dir {
         Direction::ClientToServer => "send",
         Direction::ServerToClient => "receive",
     };
-    let seconds = m.time.timestamp_micros() as f64 / 1e6;
-    let data = match (m.opcode, m.payload.as_text()) {
+    let seconds = time.timestamp_micros() as f64 / 1e6;
+    let data = match (opcode, payload.as_text()) {
         (1, Some(text)) => text.to_owned(),
-        _ => BASE64.encode(&m.payload.bytes),
+        _ => BASE64.encode(&payload.bytes),
     };
-    json!({ "type": kind, "time": seconds, "opcode": m.opcode, "data": data })
+    json!({ "type": kind, "time": seconds, "opcode": opcode, "data": data })
 }
