@@ -21,8 +21,9 @@ type Client = WebSocketStream<TcpStream>;
 fn start(name: &str, flags: &[&str]) -> (WithInspector, std::path::PathBuf) {
     let capture = temp_path(name);
     let mut command = wstap_command();
+    // Sessions still open at the end get a second to close, not five.
     command
-        .args(["--no-tls-intercept", "--capture"])
+        .args(["--no-tls-intercept", "--grace", "1", "--capture"])
         .arg(&capture)
         .args(flags);
     (spawn_with_inspector(command), capture)
@@ -574,5 +575,39 @@ async fn a_held_direction_stops_reading_at_the_break_buffer_and_memory_stays_bou
     assert_eq!(held_now[0]["len"], 64 << 10);
     drop(client);
     stop(run).await;
+    let _ = std::fs::remove_dir_all(&capture);
+}
+
+#[tokio::test]
+async fn a_held_message_goes_on_after_the_break_timeout_and_the_capture_says_so() {
+    let (run, capture) = start(
+        "intercept-timeout",
+        &["--break", "dir:c2s", "--break-timeout", "1"],
+    );
+    let (server, _) = echo_server().await;
+    let mut ws = ws_client(run.proxy, server).await;
+    let sent = std::time::Instant::now();
+    ws.send(WsMessage::text("wait for me")).await.unwrap();
+    assert_eq!(
+        next_text(&mut ws, Duration::from_millis(500)).await,
+        None,
+        "held"
+    );
+    assert_eq!(
+        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
+        Some("wait for me")
+    );
+    assert!(
+        sent.elapsed() >= Duration::from_secs(1),
+        "not before its timeout"
+    );
+    drop(ws);
+    stop(run).await;
+    let records = interventions(&capture);
+    let expected: Vec<(String, String)> = [("held", "breakpoint"), ("timed_out", "timeout")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(actions(&records), expected);
     let _ = std::fs::remove_dir_all(&capture);
 }

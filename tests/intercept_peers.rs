@@ -1,10 +1,11 @@
 //! Interception judged by other WebSocket implementations' own decoders: Python's
-//! `websockets` on both ends, permessage-deflate with context takeover both ways, and
-//! wstap dropping one compressed message and editing another in each direction. Every
-//! later message must still inflate at the receiver (websockets closes the connection
-//! with an error otherwise), and each end must receive exactly what was decided.
+//! `websockets` and Node's `ws`, each on both ends, permessage-deflate with context
+//! takeover both ways, and wstap dropping one compressed message and editing another in
+//! each direction. Every later message must still inflate at the receiver (the peers
+//! fail the connection otherwise), and each end must receive exactly what was decided.
 //!
-//! Needs python3 with websockets; `.ci/run` installs it and runs ignored tests.
+//! Needs python3 with websockets, and node with `npm ci` in tests/peers/node; `.ci/run`
+//! installs them and runs ignored tests.
 
 mod support;
 
@@ -64,6 +65,26 @@ fn strings(value: &Value) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs python3 with websockets; .ci/run installs it and runs ignored tests"]
 async fn python_websockets_with_context_takeover_take_drops_and_edits_both_ways() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/python_intercept.py"
+    );
+    drops_and_edits_both_ways("python3", script).await;
+}
+
+#[tokio::test]
+#[ignore = "needs node and `npm ci` in tests/peers/node; .ci/run does both and runs ignored tests"]
+async fn node_ws_with_context_takeover_takes_drops_and_edits_both_ways() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/node/ws_intercept.mjs"
+    );
+    drops_and_edits_both_ways("node", script).await;
+}
+
+/// Runs `program script PROXY_URL` (see tests/peers) through a proxy whose breakpoint
+/// holds "drop-me" and "edit-me", and checks what each end received.
+async fn drops_and_edits_both_ways(program: &str, script: &str) {
     let control = Control::new(Settings::default());
     let filter = Filter::parse(r#"text~"drop-me" or text~"edit-me""#).unwrap();
     control.add_breakpoint(filter, false);
@@ -87,7 +108,7 @@ async fn python_websockets_with_context_takeover_take_drops_and_edits_both_ways(
     let out = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .expect("the peers finish within a minute")
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     done.store(true, Ordering::Release);
     let decided = decider.await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -97,7 +118,7 @@ async fn python_websockets_with_context_takeover_take_drops_and_edits_both_ways(
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let extensions = report["extensions"].as_str().unwrap_or_default();
+    let extensions = report["extensions"].to_string();
     assert!(extensions.contains("permessage-deflate"), "{extensions}");
     assert!(!extensions.contains("no_context_takeover"), "{extensions}");
     assert_eq!(decided.len(), 4, "{decided:?}");
