@@ -96,11 +96,7 @@ async fn drops_and_edits_both_ways(program: &str, script: &str) {
     .await;
     let done = Arc::new(AtomicBool::new(false));
     let decider = tokio::spawn(decide_until(control.clone(), done.clone()));
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/peers/python_intercept.py"
-    );
-    let run = tokio::process::Command::new("python3")
+    let run = tokio::process::Command::new(program)
         .arg(script)
         .arg(format!("http://{}", proxy.addr))
         .kill_on_drop(true)
