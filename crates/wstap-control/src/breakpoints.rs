@@ -5,8 +5,8 @@
 use crate::info::SessionInfo;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use wstap_filter::{Filter, RecordFacts, RecordKind};
-use wstap_relay::Candidate;
+use wstap_filter::{Filter, HeaderFacts, RecordFacts, RecordKind};
+use wstap_relay::{Candidate, FirstHeader};
 use wstap_wire::Opcode;
 
 /// One breakpoint.
@@ -104,6 +104,33 @@ impl Breakpoints {
             }
         }
         reach
+    }
+
+    /// What the enabled breakpoints make of a data message of the session `info`
+    /// describes from its first `header`: `Some(false)` when none can select it (it goes
+    /// on as it comes), `Some(true)` when one surely does, `None` when its payload decides.
+    pub fn header_verdict(&self, info: &SessionInfo, header: &FirstHeader) -> Option<bool> {
+        let facts = info.facts();
+        let header = HeaderFacts {
+            dir: header.direction,
+            flags: header.first_byte,
+            masked: header.masked,
+            compressed: header.compressed,
+            len: header.len,
+        };
+        let mut verdict = Some(false);
+        for b in self
+            .read()
+            .iter()
+            .filter(|b| b.enabled.load(Ordering::Relaxed))
+        {
+            match b.filter.header_verdict(&facts, &header) {
+                Some(true) => return Some(true),
+                Some(false) => {}
+                None => verdict = None,
+            }
+        }
+        verdict
     }
 
     /// The first enabled breakpoint that selects `candidate` of the session `info`

@@ -160,17 +160,21 @@ impl Enrolment {
     }
 
     /// The test the relay asks of each whole message: does an enabled breakpoint select
-    /// it? The breakpoint that did waits for the note of the message it held.
+    /// it? The breakpoint that did waits for the note of the message it held. A data
+    /// message no breakpoint can select by its first header goes on as it comes.
     fn test(&self) -> MessageTest {
-        let control = self.control.clone();
-        let info = self.info.clone();
+        let (control, info) = (self.control.clone(), self.info.clone());
         let matched = self.matched.clone();
-        MessageTest::new(move |candidate| {
+        let whole = MessageTest::new(move |candidate| {
             let hit = control.inner.breakpoints.first_match(&info, candidate);
             if let Some(id) = hit {
                 lock(&matched).push_back(id);
             }
             hit.is_some()
+        });
+        let (control, info) = (self.control.clone(), self.info.clone());
+        whole.deciding_at_the_header(move |header| {
+            control.inner.breakpoints.header_verdict(&info, header)
         })
     }
 

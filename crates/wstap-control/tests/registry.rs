@@ -272,3 +272,26 @@ async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
     assert_eq!(records[0].by, Decider::Session);
     assert!(control.held().is_empty());
 }
+
+#[tokio::test]
+async fn a_message_no_breakpoint_can_select_by_its_header_goes_on_as_it_comes() {
+    let control = Control::new(Settings::default());
+    control.add_breakpoint(
+        Filter::parse(r#"op:text and text~"secret""#).unwrap(),
+        false,
+    );
+    let mut relay = relay();
+    let (mut session, _mailbox) = control.enrol(info(4));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    let binary = FrameBuilder::binary().encode(&[1; 50_000]);
+    let (out, _) = feed(&mut relay, &mut session, Side::Server, &binary[..2000]);
+    assert_eq!(out, &binary[..2000], "binary: ruled out at its header");
+    let (out, _) = feed(&mut relay, &mut session, Side::Server, &binary[2000..]);
+    assert_eq!(out, &binary[2000..]);
+    let text = FrameBuilder::text().encode(&[b'x'; 5000]);
+    let (out, _) = feed(&mut relay, &mut session, Side::Server, &text[..2000]);
+    assert!(out.is_empty(), "text: its payload decides");
+    let (out, records) = feed(&mut relay, &mut session, Side::Server, &text[2000..]);
+    assert_eq!(out, text, "and it says no");
+    assert!(records.is_empty());
+}

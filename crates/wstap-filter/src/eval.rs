@@ -145,22 +145,82 @@ pub fn session_matches(
 /// `Some(false)` when the session's own facts decide, `None` when records would.
 /// (Three-valued: `a and b` is false when either is, true when both are.)
 pub fn session_verdict(expr: &Expr, session: &SessionFacts<'_>) -> Option<bool> {
+    verdict(expr, &|term| match term.level() {
+        Level::Record => None,
+        _ => Some(term_holds(term, session, None)),
+    })
+}
+
+/// What the first frame's header says of a data message, before its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderFacts {
+    /// Which way it goes.
+    pub dir: Direction,
+    /// The first header byte (FIN, RSV, opcode).
+    pub flags: u8,
+    /// Whether the frame is masked.
+    pub masked: bool,
+    /// Whether the message is compressed (RSV1 under permessage-deflate).
+    pub compressed: bool,
+    /// The message's length, when the header says it: one frame, not compressed.
+    pub len: Option<u64>,
+}
+
+/// What can be said of a live data message of `session` from its first frame's header
+/// ([`HeaderFacts`]): `Some(false)` lets a breakpoint pass it on as it comes, without
+/// waiting for the rest. Its direction, opcode, flags, masking and compression are
+/// known, its length when the header says it, its fate (none yet), and the session's
+/// facts; its payload, violations, time and frame count (unless FIN) are not.
+pub fn header_verdict(
+    expr: &Expr,
+    session: &SessionFacts<'_>,
+    header: &HeaderFacts,
+) -> Option<bool> {
+    let fin = header.flags & 0x80 != 0;
+    let record = RecordFacts {
+        kind: RecordKind::Message,
+        dir: header.dir,
+        opcode: header.flags & 0x0F,
+        flags: header.flags,
+        masked: header.masked,
+        len: header.len.unwrap_or(0),
+        frames: 1,
+        compressed: header.compressed,
+        close: None,
+        time_us: 0,
+        violations: &[],
+        payload: &[],
+        fate: None,
+    };
+    let known = |term: &Term| Some(term_holds(term, session, Some(&record)));
+    verdict(expr, &|term| match term {
+        _ if term.level() == Level::Session => Some(term_holds(term, session, None)),
+        Term::Dir(_) | Term::Op(_) | Term::Bool(..) | Term::Held(_) | Term::Fate(_) => known(term),
+        // A data message has no close code.
+        Term::Num(NumField::Close, _) => known(term),
+        Term::Num(NumField::Len, _) if header.len.is_some() => known(term),
+        Term::Num(NumField::Frames, _) if fin => known(term),
+        _ => None,
+    })
+}
+
+/// The three-valued verdict of `expr`, each term's from `term` (`None`: unknown).
+fn verdict(expr: &Expr, term: &dyn Fn(&Term) -> Option<bool>) -> Option<bool> {
     match expr {
         Expr::All => Some(true),
-        Expr::And(all) => combine(all, session, false),
-        Expr::Or(any) => combine(any, session, true),
-        Expr::Not(a) => session_verdict(a, session).map(|v| !v),
-        Expr::Term(term) if term.level() == Level::Record => None,
-        Expr::Term(term) => Some(term_holds(term, session, None)),
+        Expr::And(all) => combine(all, term, false),
+        Expr::Or(any) => combine(any, term, true),
+        Expr::Not(a) => verdict(a, term).map(|v| !v),
+        Expr::Term(t) => term(t),
     }
 }
 
 /// The three-valued verdict of an `and` (`decisive` false) or an `or` (`decisive` true):
 /// `decisive` when any part is, the other value when all parts are, else unknown.
-fn combine(parts: &[Expr], session: &SessionFacts<'_>, decisive: bool) -> Option<bool> {
+fn combine(parts: &[Expr], term: &dyn Fn(&Term) -> Option<bool>, decisive: bool) -> Option<bool> {
     let mut known = true;
     for part in parts {
-        match session_verdict(part, session) {
+        match verdict(part, term) {
             Some(v) if v == decisive => return Some(decisive),
             Some(_) => {}
             None => known = false,

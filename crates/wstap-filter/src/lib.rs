@@ -33,7 +33,7 @@ pub mod value;
 
 pub use ast::{Fate, State};
 pub use error::ParseError;
-pub use eval::{extension_names, path_of, RecordFacts, RecordKind, SessionFacts};
+pub use eval::{extension_names, path_of, HeaderFacts, RecordFacts, RecordKind, SessionFacts};
 pub use sql::{Scope, Sql, SqlSchema, SqlValue};
 
 use ast::{Expr, Level};
@@ -113,6 +113,12 @@ impl Filter {
     /// What the session's own facts decide (`None`: it depends on its records).
     pub fn session_verdict(&self, session: &SessionFacts<'_>) -> Option<bool> {
         eval::session_verdict(&self.expr, session)
+    }
+
+    /// What a live data message's first frame header decides (`None`: its payload, or
+    /// something else not known yet, would).
+    pub fn header_verdict(&self, session: &SessionFacts<'_>, header: &HeaderFacts) -> Option<bool> {
+        eval::header_verdict(&self.expr, session, header)
     }
 
     /// The filter as an SQL condition over `schema`.

@@ -220,3 +220,40 @@ fn held_and_fate_select_what_breakpoints_held() {
     let wrong = Filter::parse("fate:gone").unwrap_err();
     assert!(wrong.to_string().contains("timed_out"), "{wrong}");
 }
+
+#[test]
+fn a_first_header_decides_what_does_not_read_the_payload() {
+    use wstap_filter::HeaderFacts;
+    let header = HeaderFacts {
+        dir: Direction::ServerToClient,
+        flags: 0x82, // FIN, binary
+        masked: false,
+        compressed: false,
+        len: Some(100_000),
+    };
+    let verdict = |filter: &str| {
+        Filter::parse(filter)
+            .unwrap()
+            .header_verdict(&session(), &header)
+    };
+    assert_eq!(verdict("dir:c2s"), Some(false));
+    assert_eq!(verdict("op:text"), Some(false));
+    assert_eq!(verdict("op:binary and len>64k"), Some(true));
+    assert_eq!(verdict("len<10"), Some(false));
+    assert_eq!(verdict("held"), Some(false));
+    assert_eq!(verdict(r#"text~"secret""#), None, "the payload decides");
+    assert_eq!(
+        verdict(r#"dir:c2s and text~"secret""#),
+        Some(false),
+        "unless the rest rules it out"
+    );
+    assert_eq!(verdict(r#"op:binary or json.a"#), Some(true));
+    assert_eq!(verdict("violation"), None);
+    let unknown_length = HeaderFacts {
+        flags: 0x02,
+        len: None,
+        ..header
+    };
+    let filter = Filter::parse("len<10 or frames>1").unwrap();
+    assert_eq!(filter.header_verdict(&session(), &unknown_length), None);
+}

@@ -37,7 +37,9 @@ use crate::end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd};
 use crate::lane::{Lane, Reading};
 use crate::Side;
 use intercept::Interception;
-pub use intercept::{BreakRule, Candidate, Decision, HeldId, MessageTest, Note, Refused};
+pub use intercept::{
+    BreakRule, Candidate, Decision, FirstHeader, HeldId, MessageTest, Note, Refused,
+};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};

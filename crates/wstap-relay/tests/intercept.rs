@@ -790,3 +790,41 @@ fn re_encoding_is_noted_once_from_the_message_that_began_it() {
         "not as read: the sender's frame refers to a message the client never got"
     );
 }
+
+#[test]
+fn a_message_its_first_header_rules_out_goes_on_as_it_comes() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    // Holds every message, but a binary one is ruled out from its header; a text one
+    // waits for its payload.
+    let test = every_message().deciding_at_the_header(|header: &wstap_relay::FirstHeader| {
+        (header.first_byte & 0x0F == 2).then_some(false)
+    });
+    set(&mut h, Side::Server, rule(test, false));
+    let binary = FrameBuilder::binary().encode(&[7; 100_000]);
+    h.feed(Side::Server, &binary[..1000], 1);
+    assert_eq!(
+        h.client.bytes,
+        &binary[..1000],
+        "on its way before it is whole"
+    );
+    h.feed(Side::Server, &binary[1000..], 2);
+    assert_eq!(h.client.bytes, binary);
+    let text = FrameBuilder::text().encode(&[b'a'; 5000]);
+    h.feed(Side::Server, &text[..1000], 3);
+    assert_eq!(h.client.bytes, binary, "the payload decides: it waits");
+    h.feed(Side::Server, &text[1000..], 4);
+    assert_eq!(take_held(&mut h).len(), 1, "and is held");
+    // A fragmented binary message: ruled out once its first frame is in.
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    let test = every_message().deciding_at_the_header(|header: &wstap_relay::FirstHeader| {
+        (header.first_byte & 0x0F == 2).then_some(false)
+    });
+    set(&mut h, Side::Server, rule(test, false));
+    let first = FrameBuilder::binary().fin(false).encode(&[1; 10]);
+    let rest = FrameBuilder::continuation().encode(&[2; 10]);
+    h.feed(Side::Server, &first, 1);
+    assert_eq!(h.client.bytes, first);
+    h.feed(Side::Server, &rest, 2);
+    assert_eq!(h.client.bytes, [first, rest].concat());
+    assert!(h.notes.is_empty());
+}

@@ -29,7 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
-use wstap_wire::{Deflater, FrameBuilder, FrameEnd, FrameHeader, MessageRecord, Opcode};
+use wstap_wire::{Deflater, Direction, FrameBuilder, FrameEnd, FrameHeader, MessageRecord, Opcode};
 
 /// A whole message offered to a breakpoint's test.
 #[derive(Debug, Clone, Copy)]
@@ -42,18 +42,61 @@ pub struct Candidate<'a> {
     pub masked: bool,
 }
 
-/// A test of a whole message (the filter's in-memory evaluator, for one).
+/// What a data message's first frame header says, before its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstHeader {
+    /// Which way it goes.
+    pub direction: Direction,
+    /// The first header byte (FIN, RSV and opcode bits).
+    pub first_byte: u8,
+    /// Whether the frame is masked.
+    pub masked: bool,
+    /// Whether the message is compressed (RSV1 under permessage-deflate).
+    pub compressed: bool,
+    /// The message's length, when the header says it: one frame, not compressed.
+    pub len: Option<u64>,
+}
+
+type WholeTest = dyn Fn(&Candidate<'_>) -> bool + Send + Sync;
+type HeaderTest = dyn Fn(&FirstHeader) -> Option<bool> + Send + Sync;
+
+/// A test of a whole message (the filter's in-memory evaluator, for one), and what can
+/// be said of a data message from its first header: a message the header test rules out
+/// goes on as it comes, without waiting to be whole.
 #[derive(Clone)]
-pub struct MessageTest(Arc<dyn Fn(&Candidate<'_>) -> bool + Send + Sync>);
+pub struct MessageTest {
+    whole: Arc<WholeTest>,
+    header: Option<Arc<HeaderTest>>,
+}
 
 impl MessageTest {
     /// A test that says yes to the messages `test` does.
     pub fn new(test: impl Fn(&Candidate<'_>) -> bool + Send + Sync + 'static) -> MessageTest {
-        MessageTest(Arc::new(test))
+        MessageTest {
+            whole: Arc::new(test),
+            header: None,
+        }
+    }
+
+    /// The same test, with `header` saying from a data message's first header whether it
+    /// passes (`Some(true)`), cannot (`Some(false)`), or its payload decides (`None`).
+    pub fn deciding_at_the_header(
+        mut self,
+        header: impl Fn(&FirstHeader) -> Option<bool> + Send + Sync + 'static,
+    ) -> MessageTest {
+        self.header = Some(Arc::new(header));
+        self
     }
 
     fn matches(&self, candidate: &Candidate<'_>) -> bool {
-        (self.0)(candidate)
+        (self.whole)(candidate)
+    }
+
+    /// Whether the header rules the message out.
+    fn ruled_out(&self, header: &FirstHeader) -> bool {
+        self.header
+            .as_ref()
+            .is_some_and(|test| test(header) == Some(false))
     }
 }
 
@@ -66,7 +109,7 @@ impl fmt::Debug for MessageTest {
 /// Two tests are the same test only when they are one.
 impl PartialEq for MessageTest {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.whole, &other.whole)
     }
 }
 
@@ -396,6 +439,7 @@ impl Relay {
             next_id,
         } = intercept;
         let lane = &mut self.lanes[from.index()];
+        let deflate = lane.deflate.is_some();
         // The whole data of the compressed messages this chunk ended, when kept.
         let mut wholes: VecDeque<Vec<u8>> = match lane.analyzer.as_mut() {
             Some(analyzer) => std::iter::from_fn(|| analyzer.take_whole()).collect(),
@@ -410,6 +454,7 @@ impl Relay {
             next_id,
             chunk,
             wholes: &mut wholes,
+            deflate,
         }
         .route(&self.events[first_record..], ends, clean);
         if rebuilt > 0 {

@@ -6,12 +6,12 @@
 //! Bytes are copied only when they must wait: a message that begins and ends in the chunk
 //! and goes on is forwarded as a range of the chunk, as untouched traffic is.
 
-use super::{recompress, Candidate, Fate, HeldId, HeldLane, Note, Unit};
+use super::{recompress, Candidate, Fate, FirstHeader, HeldId, HeldLane, Note, Unit};
 use crate::relay::Queued;
 use crate::Side;
 use std::collections::VecDeque;
 use std::ops::Range;
-use wstap_wire::{FrameEnd, FrameRecord, MessageRecord, Opcode, Record};
+use wstap_wire::{FrameEnd, FrameHeader, FrameRecord, MessageRecord, Opcode, Record};
 
 /// A frame's or message's bytes: a range of the chunk, or gathered across chunks.
 enum Piece {
@@ -33,6 +33,8 @@ pub(super) struct Router<'a> {
     /// The whole data of the compressed messages the chunk ended, oldest first, when the
     /// analyzer keeps it.
     pub wholes: &'a mut VecDeque<Vec<u8>>,
+    /// Whether permessage-deflate was negotiated (RSV1 then marks a compressed message).
+    pub deflate: bool,
 }
 
 impl Router<'_> {
@@ -71,8 +73,55 @@ impl Router<'_> {
             self.lane.open.extend_from_slice(&self.chunk[range]);
         }
         self.lane.partial.extend_from_slice(&self.chunk[pos..clean]);
+        self.pass_if_ruled_out();
         self.give_up_on_large();
         rebuilt
+    }
+
+    /// With nothing held before it, a data message whose first header rules it out goes
+    /// on as it comes: what was kept of it now, the rest as it is read. (One that ends in
+    /// the chunk was judged whole already.)
+    fn pass_if_ruled_out(&mut self) {
+        let lane = &mut *self.lane;
+        if !lane.units.is_empty() || lane.passing {
+            return;
+        }
+        let Some(test) = lane.rule.as_ref().map(|rule| &rule.test) else {
+            return;
+        };
+        let header = match lane.first {
+            // A fragmented message, its first frame read.
+            Some((first_byte, masked)) => Some((first_byte, masked, None)),
+            // A message just begun: its first frame's header, once it is all there.
+            None => FrameHeader::parse(&lane.partial).ok().and_then(|h| {
+                let opcode = h.opcode();
+                (!opcode.is_control() && opcode != Opcode::Continuation).then(|| {
+                    let len = h.fin().then_some(h.payload_len());
+                    (h.first_byte(), h.mask().is_some(), len)
+                })
+            }),
+        };
+        let Some((first_byte, masked, len)) = header else {
+            return;
+        };
+        let compressed = self.deflate && first_byte & 0x40 != 0;
+        let header = FirstHeader {
+            direction: self.from.sends(),
+            first_byte,
+            masked,
+            compressed,
+            len: len.filter(|_| !compressed),
+        };
+        // Once the receiver's context is wstap's, a compressed message is compressed again,
+        // whole.
+        if (compressed && lane.reencode.is_some()) || !test.ruled_out(&header) {
+            return;
+        }
+        let mut bytes = std::mem::take(&mut lane.open);
+        bytes.append(&mut lane.partial);
+        lane.passing = true;
+        lane.first = None;
+        self.emit(Piece::Kept(bytes));
     }
 
     /// The bytes of a frame that ends at `range.end`, begun in this chunk or before.
