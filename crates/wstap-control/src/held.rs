@@ -85,6 +85,34 @@ impl HeldEntry {
                 payload.len()
             )));
         }
+        if view.opcode == Opcode::Close && !as_bytes {
+            check_close(payload)?;
+        }
         Ok(())
+    }
+}
+
+/// Whether `payload` is a close frame's payload an endpoint may send: empty, or a code
+/// it may send and a UTF-8 reason (RFC 6455 section 5.5.1).
+fn check_close(payload: &[u8]) -> Result<(), ControlError> {
+    match payload {
+        [] => Ok(()),
+        [_] => Err(ControlError::Invalid(
+            "a close payload is empty or a two-byte code and a reason, not one byte".into(),
+        )),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !wstap_wire::close::is_sendable_close_code(code) {
+                return Err(ControlError::Invalid(format!(
+                    "{code} is not a close code an endpoint may send (send as bytes to send it anyway)"
+                )));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(ControlError::Invalid(
+                    "a close reason must be UTF-8 (send as bytes to send it anyway)".into(),
+                ));
+            }
+            Ok(())
+        }
     }
 }

@@ -23,22 +23,25 @@ mod breakpoints;
 mod error;
 mod held;
 mod info;
+mod mailbox;
 mod session;
 
 pub use breakpoints::BreakpointView;
 pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;
-pub use session::{Enrolment, Mailbox, Order};
+pub use mailbox::Mailbox;
+pub use session::{Enrolment, Order};
 
 use breakpoints::Breakpoints;
 use held::HeldEntry;
+use mailbox::Post;
 use session::Request;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use wstap_filter::Filter;
 use wstap_relay::Side;
 use wstap_trace::Decider;
@@ -77,7 +80,7 @@ pub struct Control {
 struct Inner {
     settings: Settings,
     breakpoints: Breakpoints,
-    sessions: Mutex<HashMap<u64, mpsc::UnboundedSender<Order>>>,
+    sessions: Mutex<HashMap<u64, Post>>,
     held: Mutex<BTreeMap<u64, HeldEntry>>,
     next_held: std::sync::atomic::AtomicU64,
     /// Counts every change to the breakpoints or to what is held.
@@ -141,12 +144,9 @@ impl Control {
     /// Enrols the live WebSocket session `info` describes: its mailbox opens, and the
     /// enrolment sets its breakpoints. Enrol each session once.
     pub fn enrol(&self, info: SessionInfo) -> (Enrolment, Mailbox) {
-        let (sender, orders) = mpsc::unbounded_channel();
-        lock(&self.inner.sessions).insert(info.id, sender);
-        (
-            Enrolment::new(self.clone(), Arc::new(info)),
-            Mailbox::new(orders),
-        )
+        let (post, mailbox) = Mailbox::new();
+        lock(&self.inner.sessions).insert(info.id, post);
+        (Enrolment::new(self.clone(), Arc::new(info)), mailbox)
     }
 
     /// Takes session `id` out (its enrolment ended): what it held goes with it.
@@ -163,9 +163,8 @@ impl Control {
 
     /// Tells every live session that the breakpoints changed.
     fn reconsider_all(&self) {
-        for mailbox in lock(&self.inner.sessions).values() {
-            // A session whose mailbox is gone is ending: nothing to reconsider.
-            let _ = mailbox.send(Order::new(Request::Reconsider, Decider::Api, None));
+        for post in lock(&self.inner.sessions).values() {
+            post.send(Order::new(Request::Reconsider, Decider::Api, None));
         }
         self.changed();
     }
@@ -303,12 +302,10 @@ impl Control {
         let order = Order::new(request, by, Some(reply));
         {
             let sessions = lock(&self.inner.sessions);
-            let mailbox = sessions
+            let post = sessions
                 .get(&session)
                 .ok_or(ControlError::NoSession(session))?;
-            mailbox
-                .send(order)
-                .map_err(|_| ControlError::NoSession(session))?;
+            post.send(order);
         }
         let answered = answer.await.map_err(|_| ControlError::Gone(session))?;
         answered.map_err(ControlError::from)

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use wstap_relay::{BreakRule, Command, Decision, HeldId, MessageTest, Note, Refused, Relay, Side};
 use wstap_trace::{Action, Decider, Intervention, Payload};
 use wstap_wire::Opcode;
@@ -60,28 +60,6 @@ impl Order {
         reply: Option<oneshot::Sender<Result<(), Refused>>>,
     ) -> Order {
         Order { request, by, reply }
-    }
-}
-
-/// Where a live session's orders arrive: kept apart from its [`Enrolment`] so that one
-/// task can wait on it while the enrolment is used elsewhere.
-#[derive(Debug)]
-pub struct Mailbox {
-    orders: mpsc::UnboundedReceiver<Order>,
-}
-
-impl Mailbox {
-    pub(crate) fn new(orders: mpsc::UnboundedReceiver<Order>) -> Mailbox {
-        Mailbox { orders }
-    }
-
-    /// The next order (never resolves while there is none: the registry keeps the
-    /// mailbox open as long as the session's enrolment lives).
-    pub async fn next(&mut self) -> Order {
-        match self.orders.recv().await {
-            Some(order) => order,
-            None => std::future::pending().await,
-        }
     }
 }
 

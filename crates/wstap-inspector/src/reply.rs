@@ -120,6 +120,11 @@ impl ApiError {
         }
     }
 
+    /// A body larger than the API takes (413).
+    pub fn too_large(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, reason)
+    }
+
     /// A body that is not JSON by its type (415).
     pub fn unsupported_media(reason: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)

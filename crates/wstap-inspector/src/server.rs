@@ -146,11 +146,15 @@ async fn command(served: &Served, route: Route, request: Request<Incoming>) -> R
     let (parts, body) = request.into_parts();
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) => {
-            return crate::reply::ApiError::bad_request(format!(
-                "the body could not be read (at most {MAX_BODY} bytes): {e}"
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return crate::reply::ApiError::too_large(format!(
+                "the body is larger than {MAX_BODY} bytes"
             ))
             .into_response()
+        }
+        Err(e) => {
+            return crate::reply::ApiError::bad_request(format!("the body could not be read: {e}"))
+                .into_response()
         }
     };
     match served

@@ -97,6 +97,13 @@ pub enum EndReason {
     /// An `Abort` command ended it at once: both connections were dropped without close
     /// frames.
     Aborted,
+    /// A compressed message grew past the breakpoint's budget after wstap began
+    /// compressing its direction again: wstap cannot keep it whole within the bound, nor
+    /// pass it as read (the receiver could not inflate it), so it ended the session.
+    Overflow {
+        /// Who sent it.
+        from: Direction,
+    },
 }
 
 /// The first close frame of the session, and who sent it.
@@ -181,6 +188,11 @@ impl fmt::Display for EndReason {
             }
             EndReason::Aborted => f.write_str(
                 "aborted from wstap: both connections were dropped without close frames",
+            ),
+            EndReason::Overflow { from } => write!(
+                f,
+                "a compressed message from the {} grew past --break-buffer after wstap began compressing that direction again; it could be neither kept whole nor passed as read, so wstap ended the session",
+                from.sender()
             ),
             EndReason::Strict {
                 from,

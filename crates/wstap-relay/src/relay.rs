@@ -303,6 +303,9 @@ pub struct Relay {
     aborted: bool,
     /// The relay was aborted by [`Command::Abort`], not by a failure.
     commanded_abort: bool,
+    /// The relay ended because a compressed message from this direction could not be
+    /// compressed again within the breakpoint's budget.
+    overflowed: Option<Direction>,
 }
 
 impl Relay {
@@ -323,6 +326,7 @@ impl Relay {
             intercept: None,
             aborted: false,
             commanded_abort: false,
+            overflowed: None,
         }
     }
 
@@ -395,10 +399,16 @@ impl Relay {
         lane.note_close(&self.events[start..], chunk_start, ends);
         if routing {
             self.route(from, chunk, clean, start);
-        } else if steer {
-            self.steer(from, clean, between_before);
-        } else if clean > 0 {
-            self.queues[to.index()].push_back(Queued::Forward(0..clean));
+        } else {
+            if self.intercept.is_some() {
+                // Nothing routes this direction (any more): no whole messages are needed.
+                self.stop_keeping_whole(from);
+            }
+            if steer {
+                self.steer(from, clean, between_before);
+            } else if clean > 0 {
+                self.queues[to.index()].push_back(Queued::Forward(0..clean));
+            }
         }
         match offence {
             Some((offence, withheld)) => self.close_for_violation(from, offence, withheld),
@@ -825,18 +835,20 @@ impl Relay {
         // cleanly when both senders ended it.
         let clean = self.closing.is_none()
             && !self.commanded_abort
+            && self.overflowed.is_none()
             && if websocket {
                 closes && cut_off.is_empty()
             } else {
                 both_ended
             };
-        let reason = match self.closing.as_ref() {
-            _ if self.commanded_abort => EndReason::Aborted,
-            None => EndReason::Peers {
+        let reason = match (self.commanded_abort, self.overflowed, self.closing.as_ref()) {
+            (true, ..) => EndReason::Aborted,
+            (_, Some(from), _) => EndReason::Overflow { from },
+            (_, _, None) => EndReason::Peers {
                 c2s: c2s.end(),
                 s2c: s2c.end(),
             },
-            Some(closing) => match &closing.cause {
+            (_, _, Some(closing)) => match &closing.cause {
                 Cause::Shutdown => EndReason::Shutdown {
                     closes: closing.closes(),
                 },

@@ -828,3 +828,115 @@ fn a_message_its_first_header_rules_out_goes_on_as_it_comes() {
     assert_eq!(h.client.bytes, [first, rest].concat());
     assert!(h.notes.is_empty());
 }
+
+#[test]
+fn a_breakpoint_set_in_the_middle_of_a_compressed_message_keeps_the_rest_aligned() {
+    let params = DeflateParams::default();
+    let texts: Vec<(String, bool, u8)> =
+        ["first, cut by the breakpoint", "second", "third", "fourth"]
+            .iter()
+            .map(|t| (t.repeat(20), true, 1))
+            .collect();
+    let messages = compressed_stream(&texts, params, Side::Server);
+    let config = AnalyzerConfig {
+        deflate: Some(params),
+        ..AnalyzerConfig::default()
+    };
+    let mut h = Harness::new(websocket(config));
+    let first = &messages[0].1;
+    h.feed(Side::Server, &first[..first.len() / 2], 1);
+    set(&mut h, Side::Server, rule(every_message(), false));
+    let rest: Vec<u8> = [
+        &first[first.len() / 2..],
+        &messages[1].1,
+        &messages[2].1,
+        &messages[3].1,
+    ]
+    .concat();
+    h.feed(Side::Server, &rest, 2);
+    let held = take_held(&mut h);
+    assert_eq!(held.len(), 3, "the first went on; the others are held");
+    decide(&mut h, held[1].0, Decision::Drop);
+    decide(&mut h, held[0].0, Decision::Forward);
+    decide(&mut h, held[2].0, Decision::Forward);
+    let expected: Vec<Vec<u8>> = [0, 1, 3].iter().map(|&i| messages[i].0.clone()).collect();
+    assert_eq!(
+        inflated_messages(Direction::ServerToClient, params, &h.client.bytes),
+        expected
+    );
+}
+
+/// A message of `len` repeated bytes, compressed by `deflater`, as one frame from the
+/// server: small on the wire, large inflated.
+fn bomb(deflater: &mut wstap_wire::Deflater, len: usize) -> Vec<u8> {
+    let mut payload = Vec::new();
+    deflater.compress(&vec![b'a'; len], &mut payload).unwrap();
+    FrameBuilder::text().rsv1(true).encode(&payload)
+}
+
+#[test]
+fn what_a_compressed_message_inflates_to_counts_against_the_budget() {
+    let params = DeflateParams::default();
+    let mut deflater = wstap_wire::Deflater::new(params, Direction::ServerToClient);
+    let config = AnalyzerConfig {
+        deflate: Some(params),
+        ..AnalyzerConfig::default()
+    };
+    let mut h = Harness::new(websocket(config));
+    let mut small = rule(every_message(), false);
+    small.budget = 4096;
+    set(&mut h, Side::Server, small);
+    let big = bomb(&mut deflater, 1 << 20);
+    assert!(big.len() < 4096, "small on the wire: {}", big.len());
+    let half = big.len() / 2;
+    h.feed(Side::Server, &big[..half], 1);
+    assert_eq!(
+        h.client.bytes,
+        &big[..half],
+        "too large inflated to keep: it goes on"
+    );
+    assert!(
+        matches!(h.notes[..], [Note::TooLarge { .. }]),
+        "{:?}",
+        h.notes
+    );
+    h.feed(Side::Server, &big[half..], 2);
+    assert_eq!(h.client.bytes, big);
+    // The next one is judged, and held, with its own whole data.
+    let next = bomb(&mut deflater, 100);
+    h.feed(Side::Server, &next, 3);
+    let held = take_held(&mut h);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].1, vec![b'a'; 100]);
+}
+
+#[test]
+fn a_compressed_message_too_large_to_compress_again_ends_the_session() {
+    let params = DeflateParams::default();
+    let mut deflater = wstap_wire::Deflater::new(params, Direction::ServerToClient);
+    let config = AnalyzerConfig {
+        deflate: Some(params),
+        ..AnalyzerConfig::default()
+    };
+    let mut h = Harness::new(websocket(config));
+    let mut small = rule(every_message(), false);
+    small.budget = 4096;
+    set(&mut h, Side::Server, small);
+    h.feed(Side::Server, &bomb(&mut deflater, 10), 1);
+    let (id, _) = take_held(&mut h).remove(0);
+    decide(&mut h, id, Decision::Drop);
+    // From here on the server's messages are compressed again: this one cannot be kept
+    // whole within the budget, nor passed as read.
+    let big = bomb(&mut deflater, 1 << 20);
+    let half = big.len() / 2;
+    h.feed(Side::Server, &big[..half], 2);
+    assert!(h.relay.is_aborted());
+    let end = h.relay.end(Timestamp(3));
+    assert_eq!(
+        end.reason,
+        EndReason::Overflow {
+            from: Direction::ServerToClient
+        }
+    );
+    assert!(end.error().unwrap().contains("--break-buffer"));
+}

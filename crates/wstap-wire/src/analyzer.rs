@@ -289,13 +289,28 @@ struct AnalyzerState {
 }
 
 /// The whole inflated data of compressed messages, beyond any capture limit: what a
-/// relay needs to compress them again for a receiver whose context differs.
+/// relay needs to compress them again for a receiver whose context differs. One entry
+/// per compressed message record, in order (empty for one the relay gave up on; only
+/// what came of one cut short).
 #[derive(Debug, Default)]
 struct Whole {
     /// Of the compressed message being read.
     current: Vec<u8>,
+    /// The relay gave up on the message being read: its data is not kept.
+    skipping: bool,
     /// Of those that ended, oldest first.
     done: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl AnalyzerState {
+    /// A compressed message ended (whole or cut short): its data joins those kept.
+    fn end_whole(&mut self) {
+        if let Some(whole) = self.whole.as_deref_mut() {
+            let data = std::mem::take(&mut whole.current);
+            whole.skipping = false;
+            whole.done.push_back(data);
+        }
+    }
 }
 
 impl StreamAnalyzer {
@@ -326,6 +341,30 @@ impl StreamAnalyzer {
     /// [`StreamAnalyzer::take_whole`] takes it.
     pub fn keep_whole(&mut self) {
         self.state.whole.get_or_insert_with(Box::default);
+    }
+
+    /// Keeps no more whole messages (dropping those not taken).
+    pub fn stop_keeping_whole(&mut self) {
+        self.state.whole = None;
+    }
+
+    /// How much of the compressed message being read is kept whole so far.
+    pub fn whole_so_far(&self) -> usize {
+        self.state.whole.as_ref().map_or(0, |w| w.current.len())
+    }
+
+    /// Keeps nothing more of the compressed message being read, if one is (its entry
+    /// will be empty).
+    pub fn skip_whole(&mut self) {
+        let compressed = self
+            .state
+            .message
+            .as_ref()
+            .is_some_and(|m| m.record.compressed);
+        if let Some(whole) = self.state.whole.as_deref_mut().filter(|_| compressed) {
+            whole.current = Vec::new();
+            whole.skipping = true;
+        }
     }
 
     /// The whole inflated data of the oldest compressed message that ended and was not
@@ -474,6 +513,9 @@ impl StreamAnalyzer {
         if let Some(mut message) = self.state.message.take() {
             message.record.incomplete = true;
             message.record.last_time = time;
+            if message.record.compressed {
+                self.state.end_whole();
+            }
             out.push(Record::Message(message.record));
         }
         partial
@@ -569,6 +611,9 @@ impl AnalyzerState {
             if let Some(mut cut) = self.message.take() {
                 violations.push(Violation::DataFrameInsideFragmentedMessage);
                 cut.record.incomplete = true;
+                if cut.record.compressed {
+                    self.end_whole();
+                }
                 out.push(Record::Message(cut.record));
             }
             let compressed = header.rsv1() && self.inflater.is_some();
@@ -725,7 +770,11 @@ impl AnalyzerState {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
                 let piece = Piece::Data(data);
-                let whole = self.whole.as_deref_mut().map(|w| &mut w.current);
+                let whole = self
+                    .whole
+                    .as_deref_mut()
+                    .filter(|w| !w.skipping)
+                    .map(|w| &mut w.current);
                 inflate(
                     inflater,
                     piece,
@@ -797,8 +846,11 @@ impl AnalyzerState {
     fn finish_message(&mut self, message: &mut OpenMessage, frame: &mut FrameRecord) {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
-                let mut whole = self.whole.as_deref_mut();
-                let current = whole.as_mut().map(|w| &mut w.current);
+                let current = self
+                    .whole
+                    .as_deref_mut()
+                    .filter(|w| !w.skipping)
+                    .map(|w| &mut w.current);
                 inflate(
                     inflater,
                     Piece::Tail,
@@ -806,10 +858,7 @@ impl AnalyzerState {
                     (frame, message),
                     current,
                 );
-                if let Some(whole) = whole {
-                    let data = std::mem::take(&mut whole.current);
-                    whole.done.push_back(data);
-                }
+                self.end_whole();
             }
         }
         if let Some(mut utf8) = message.utf8.take() {

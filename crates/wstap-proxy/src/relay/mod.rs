@@ -411,21 +411,32 @@ async fn control(
     loop {
         let seen = shared.bell.count();
         let mut events = Vec::new();
-        let (deadline, aborted) = {
+        let (deadline, aborted, work) = {
             let mut relay = shared.relay();
             if relay.is_done() {
                 return;
             }
             // Tells the core the time at every wake: a close that began with bytes (under
-            // --strict) starts its grace here, a message held its timeout.
+            // --strict) starts its grace here, a message held its timeout (and one whose
+            // timeout passed meanwhile goes on: the pumps hear of what that queued).
+            let queued =
+                |relay: &Relay| [Side::Client, Side::Server].map(|to| relay.has_transmit(to));
+            let before = queued(&relay);
             relay.handle_timeout(monotonic_now());
             shared.noted(&mut relay, now(), &mut events);
-            (relay.poll_timeout(), relay.is_aborted())
+            // A side whose queue was empty and is not now: its pump may be waiting.
+            let after = queued(&relay);
+            let work = (0..2).any(|side| after[side] && !before[side]);
+            (relay.poll_timeout(), relay.is_aborted(), work)
         };
         shared.publish(events).await;
         if aborted {
             shared.changed(true).await;
             continue;
+        }
+        if work {
+            // Not `changed`'s loop: the bell this rings is heard below, once.
+            shared.bell.ring().await;
         }
         let sleep = async {
             match deadline {

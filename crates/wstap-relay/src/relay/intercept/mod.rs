@@ -440,12 +440,13 @@ impl Relay {
         } = intercept;
         let lane = &mut self.lanes[from.index()];
         let deflate = lane.deflate.is_some();
+        let whole_so_far = lane.analyzer.as_ref().map_or(0, |a| a.whole_so_far());
         // The whole data of the compressed messages this chunk ended, when kept.
         let mut wholes: VecDeque<Vec<u8>> = match lane.analyzer.as_mut() {
             Some(analyzer) => std::iter::from_fn(|| analyzer.take_whole()).collect(),
             None => VecDeque::new(),
         };
-        let rebuilt = Router {
+        let routed = Router {
             from,
             lane: &mut lanes[from.index()],
             out: &mut self.queues[to.index()],
@@ -455,10 +456,28 @@ impl Relay {
             chunk,
             wholes: &mut wholes,
             deflate,
+            whole_so_far,
         }
         .route(&self.events[first_record..], ends, clean);
-        if rebuilt > 0 {
-            lane.note_dropped(rebuilt, false);
+        if routed.rebuilt > 0 {
+            lane.note_dropped(routed.rebuilt, false);
+        }
+        if routed.skip_whole {
+            if let Some(analyzer) = lane.analyzer.as_mut() {
+                analyzer.skip_whole();
+            }
+        }
+        if routed.overflow {
+            self.overflowed = Some(from.sends());
+            self.abort();
+        }
+    }
+
+    /// A direction that nothing routes any more needs no whole messages: the analyzer
+    /// stops keeping them (and what it kept goes).
+    pub(super) fn stop_keeping_whole(&mut self, from: Side) {
+        if let Some(analyzer) = self.lanes[from.index()].analyzer.as_mut() {
+            analyzer.stop_keeping_whole();
         }
     }
 
@@ -541,8 +560,8 @@ impl Relay {
                 held.units_len = held.units_len - size + unit.size();
                 unit.built = true;
                 unit.fate = Fate::Pass;
-                let close = unit.opcode == Opcode::Close;
-                self.lanes[from.index()].note_dropped(read.len() as u64, close);
+                // A close frame still goes out: edited, it is not taken for dropped.
+                self.lanes[from.index()].note_dropped(read.len() as u64, false);
             }
         }
         self.flush(from);

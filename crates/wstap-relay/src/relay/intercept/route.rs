@@ -35,12 +35,25 @@ pub(super) struct Router<'a> {
     pub wholes: &'a mut VecDeque<Vec<u8>>,
     /// Whether permessage-deflate was negotiated (RSV1 then marks a compressed message).
     pub deflate: bool,
+    /// How much of the compressed message being read the analyzer keeps whole so far.
+    pub whole_so_far: usize,
+}
+
+/// What routing a chunk asks of the relay besides its queue.
+#[derive(Debug, Default)]
+pub(super) struct Routed {
+    /// Bytes read that went out compressed again rather than as read.
+    pub rebuilt: u64,
+    /// The message being read passes unjudged: the analyzer need not keep it whole.
+    pub skip_whole: bool,
+    /// A compressed message grew past the budget after re-encoding began: it cannot be
+    /// compressed again within the bound.
+    pub overflow: bool,
 }
 
 impl Router<'_> {
-    /// Routes `chunk[..clean]`, whose frames ended at `ends` and made `records`. Returns
-    /// how many bytes read went out compressed again rather than as read.
-    pub fn route(mut self, records: &[Record], ends: &[FrameEnd], clean: usize) -> u64 {
+    /// Routes `chunk[..clean]`, whose frames ended at `ends` and made `records`.
+    pub fn route(mut self, records: &[Record], ends: &[FrameEnd], clean: usize) -> Routed {
         let mut rebuilt = 0;
         let mut pos = 0;
         // Complete frames of the data message being read, still only in the chunk.
@@ -65,17 +78,22 @@ impl Router<'_> {
             pos = end.offset;
             rebuilt += self.frame(frame, message, end, piece, &mut open_here);
         }
+        let mut routed = Routed {
+            rebuilt,
+            ..Routed::default()
+        };
         if self.lane.passing {
             self.emit(Piece::Chunk(pos..clean));
-            return rebuilt;
+            return routed;
         }
         if let Some(range) = open_here {
             self.lane.open.extend_from_slice(&self.chunk[range]);
         }
         self.lane.partial.extend_from_slice(&self.chunk[pos..clean]);
         self.pass_if_ruled_out();
-        self.give_up_on_large();
-        rebuilt
+        self.give_up_on_large(&mut routed);
+        routed.skip_whole |= self.lane.passing;
+        routed
     }
 
     /// With nothing held before it, a data message whose first header rules it out goes
@@ -144,9 +162,16 @@ impl Router<'_> {
         open_here: &mut Option<Range<usize>>,
     ) -> u64 {
         let marks = (frame.header.first_byte(), frame.header.mask().is_some());
+        // A data message ends with this frame, or was cut short after it by a new one
+        // (its record comes then, and names this frame as its last).
+        let ended = !end.message_open || message.is_some_and(|m| !m.opcode.is_control());
         if self.lane.passing {
             self.emit(piece);
-            if !end.message_open {
+            // Its whole data, kept in case it had to be compressed again, is not needed.
+            if message.is_some_and(|m| m.compressed) {
+                self.wholes.pop_front();
+            }
+            if ended {
                 self.lane.passing = false;
                 self.lane.first = None;
                 self.out.extend(self.injects.drain(..).map(Queued::Inject));
@@ -166,7 +191,7 @@ impl Router<'_> {
         }
         let first = *self.lane.first.get_or_insert(marks);
         self.join_open(piece, open_here);
-        if end.message_open {
+        if !ended {
             return 0;
         }
         self.lane.first = None;
@@ -306,23 +331,30 @@ impl Router<'_> {
 
     /// With nothing held before it, the message being read goes on unjudged, as read,
     /// once it reaches the budget, or at once when no rule is left to judge it.
-    fn give_up_on_large(&mut self) {
+    /// Its size counts what the analyzer keeps of it whole. Once the receiver's context
+    /// is wstap's, a compressed message must be whole to be compressed again: it is kept
+    /// up to the budget, and past it the relay cannot go on within the bound
+    /// ([`Routed::overflow`]).
+    fn give_up_on_large(&mut self, routed: &mut Routed) {
         let lane = &mut *self.lane;
         let kept = lane.open.len() + lane.partial.len();
         if !lane.units.is_empty() || kept == 0 {
             return;
         }
+        let size = kept + self.whole_so_far;
         let judging = lane.rule.is_some();
-        if judging && kept < lane.budget {
+        if judging && size < lane.budget {
             return;
         }
-        // Once the receiver's context is wstap's, a compressed message must be whole to be
-        // compressed again: it is kept whatever its size (it may not yet say whether it
-        // is compressed).
-        let compressed = lane
-            .first
-            .is_none_or(|(first_byte, _)| first_byte & 0x40 != 0);
+        let first_byte = lane.first.map(|(byte, _)| byte).or_else(|| {
+            FrameHeader::parse(&lane.partial)
+                .ok()
+                .map(|header| header.first_byte())
+        });
+        // Not knowing yet, take it for compressed: it is only a header's few bytes.
+        let compressed = self.deflate && first_byte.is_none_or(|byte| byte & 0x40 != 0);
         if lane.reencode.is_some() && compressed {
+            routed.overflow = size >= lane.budget;
             return;
         }
         if judging {
