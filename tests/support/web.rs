@@ -36,19 +36,7 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("the inspector answers in time")
-        .unwrap();
-    parse(&raw)
+    request_with_body(addr, method, path, headers, &[]).await
 }
 
 /// GET with the token in the `Authorization` header and the right Host.

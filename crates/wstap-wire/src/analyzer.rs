@@ -302,6 +302,14 @@ struct Whole {
     done: std::collections::VecDeque<Vec<u8>>,
 }
 
+/// Where the data of the compressed message being read goes, when it is kept.
+fn kept_whole(whole: &mut Option<Box<Whole>>) -> Option<&mut Vec<u8>> {
+    whole
+        .as_deref_mut()
+        .filter(|w| !w.skipping)
+        .map(|w| &mut w.current)
+}
+
 impl AnalyzerState {
     /// A compressed message ended (whole or cut short): its data joins those kept.
     fn end_whole(&mut self) {
@@ -770,11 +778,7 @@ impl AnalyzerState {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
                 let piece = Piece::Data(data);
-                let whole = self
-                    .whole
-                    .as_deref_mut()
-                    .filter(|w| !w.skipping)
-                    .map(|w| &mut w.current);
+                let whole = kept_whole(&mut self.whole);
                 inflate(
                     inflater,
                     piece,
@@ -846,11 +850,7 @@ impl AnalyzerState {
     fn finish_message(&mut self, message: &mut OpenMessage, frame: &mut FrameRecord) {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
-                let current = self
-                    .whole
-                    .as_deref_mut()
-                    .filter(|w| !w.skipping)
-                    .map(|w| &mut w.current);
+                let current = kept_whole(&mut self.whole);
                 inflate(
                     inflater,
                     Piece::Tail,

@@ -559,36 +559,39 @@ impl Capture {
 
     /// The session's plain HTTP exchanges, in order.
     pub fn http(&self, session: u64) -> Result<Vec<HttpExchange>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, event FROM http WHERE session = ? ORDER BY id")?;
-        let rows = stmt.query_map([session as i64], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, event) = row?;
-            if let Event::Http(http) = parse_event("http", id, &event)? {
-                out.push(http);
-            }
-        }
-        Ok(out)
+        self.session_lines(LineTable::Http, session, |event| match event {
+            Event::Http(http) => Some(http),
+            _ => None,
+        })
     }
 
     /// What wstap did to a session (breakpoints, decisions, injections), in order.
     pub fn interventions(&self, session: u64) -> Result<Vec<Intervention>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, event FROM interventions WHERE session = ? ORDER BY id")?;
+        self.session_lines(LineTable::Interventions, session, |event| match event {
+            Event::Intervention(done) => Some(done),
+            _ => None,
+        })
+    }
+
+    /// The events a table keeps as trace lines (`id`, `event`) for `session`, in order,
+    /// each as `pick` takes it.
+    fn session_lines<T>(
+        &self,
+        table: LineTable,
+        session: u64,
+        pick: impl Fn(Event) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let name = table.name();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, event FROM {name} WHERE session = ? ORDER BY id"
+        ))?;
         let rows = stmt.query_map([session as i64], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, event) = row?;
-            if let Event::Intervention(done) = parse_event("interventions", id, &event)? {
-                out.push(done);
-            }
+            out.extend(pick(parse_event(name, id, &event)?));
         }
         Ok(out)
     }
@@ -627,5 +630,21 @@ impl Capture {
 
     fn payloads(&self) -> PayloadReader {
         PayloadReader::open(&self.dir.join(layout::PAYLOADS))
+    }
+}
+
+/// The tables that keep a session's events as trace lines.
+#[derive(Debug, Clone, Copy)]
+enum LineTable {
+    Http,
+    Interventions,
+}
+
+impl LineTable {
+    fn name(self) -> &'static str {
+        match self {
+            LineTable::Http => "http",
+            LineTable::Interventions => "interventions",
+        }
     }
 }
