@@ -256,8 +256,11 @@ pub(super) struct HeldLane {
     pub budget: usize,
     /// Whole messages kept, in order; the first, when any, is held.
     pub units: VecDeque<Unit>,
-    /// Bytes in `units`, their whole data included.
+    /// Memory `units` take, their whole data included: what the budget bounds.
     pub units_len: usize,
+    /// Bytes read that `units` keep (not those built in place of what was read): what
+    /// was read and not handed on.
+    pub units_read: usize,
     /// The complete frames of the data message being read.
     pub open: Vec<u8>,
     /// The frame being read, as far as it came.
@@ -292,9 +295,14 @@ impl HeldLane {
         self.routes() && !self.passing
     }
 
-    /// Bytes kept.
+    /// Memory kept.
     pub fn kept(&self) -> usize {
         self.units_len + self.open.len() + self.partial.len()
+    }
+
+    /// Bytes read and kept, not handed on yet.
+    pub fn kept_read(&self) -> usize {
+        self.units_read + self.open.len() + self.partial.len()
     }
 
     /// Whether reading waits for a decision: something is held and the budget is full.
@@ -345,7 +353,7 @@ impl Relay {
 
     /// How many bytes from `from` are kept.
     pub(super) fn held_len(&self, from: Side) -> usize {
-        self.held_lane(from).map_or(0, HeldLane::kept)
+        self.held_lane(from).map_or(0, HeldLane::kept_read)
     }
 
     /// Whether the stream to `to` could take a frame of wstap's own now without cutting
@@ -547,12 +555,14 @@ impl Relay {
                     return Err(Refused::NotHeld);
                 };
                 held.units_len -= unit.size();
+                held.units_read -= unit.read_len();
                 let close = unit.opcode == Opcode::Close;
                 self.lanes[from.index()].note_dropped(unit.bytes.len() as u64, close);
             }
             Decision::Replace(payload) => {
                 let unit = &mut held.units[at];
                 let size = unit.size();
+                held.units_read -= unit.read_len();
                 let built = rebuild(to, unit, &payload);
                 let read = std::mem::replace(&mut unit.bytes, built);
                 unit.whole = None;
@@ -596,6 +606,7 @@ impl Relay {
                 break;
             };
             lane.units_len -= unit.size();
+            lane.units_read -= unit.read_len();
             if let (true, Some(deflater), Some(whole)) =
                 (unit.rebuild, lane.reencode.as_mut(), unit.whole.as_ref())
             {
@@ -772,6 +783,14 @@ impl Unit {
     /// The memory it takes: its bytes, and its whole data when kept.
     pub fn size(&self) -> usize {
         self.bytes.len() + self.whole.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The bytes of it that were read (none, once built in place of what was read).
+    pub fn read_len(&self) -> usize {
+        match self.built {
+            true => 0,
+            false => self.bytes.len(),
+        }
     }
 }
 

@@ -301,6 +301,7 @@ impl Router<'_> {
             last_frame: last,
         };
         self.lane.units_len += unit.size();
+        self.lane.units_read += unit.read_len();
         self.lane.units.push_back(unit);
         0
     }
