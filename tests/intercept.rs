@@ -5,6 +5,7 @@
 
 mod support;
 
+use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -260,6 +261,21 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     .collect();
     assert_eq!(actions(&records), expected);
     assert_eq!(records[1]["payload"]["data"], "the plan, edited");
+    // And the frames wstap wrote for it, as written: masked toward the server.
+    let wire = base64::engine::general_purpose::STANDARD
+        .decode(records[1]["wire"]["data"].as_str().unwrap())
+        .unwrap();
+    let mut analyzer = wstap_wire::StreamAnalyzer::new(
+        wstap_wire::Direction::ClientToServer,
+        wstap_wire::AnalyzerConfig::default(),
+    );
+    let mut decoded = Vec::new();
+    analyzer.feed(&wire, wstap_wire::Timestamp(0), &mut decoded);
+    let Some(wstap_wire::Record::Frame(frame)) = decoded.first() else {
+        panic!("no frame in {wire:?}");
+    };
+    assert!(frame.header.mask().is_some());
+    assert_eq!(frame.payload.data, b"the plan, edited");
     assert_eq!(records[0]["breakpoint"], 1);
     assert_eq!(records[10]["code"], 4000);
 

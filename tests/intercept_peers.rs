@@ -136,4 +136,14 @@ async fn drops_and_edits_both_ways(program: &str, script: &str) {
     let mut directions = reencoded.clone();
     directions.sort_unstable();
     assert_eq!(directions, ["c2s", "s2c"], "once each way");
+    // Each message compressed again is recorded with the frames wstap wrote for it.
+    let recompressed = of_type(&trace, "intervention")
+        .into_iter()
+        .filter(|i| i["action"] == "recompressed")
+        .filter(|i| i["wire"]["data"].as_str().is_some_and(|w| !w.is_empty()))
+        .count();
+    assert!(
+        recompressed >= 2,
+        "{recompressed} messages compressed again"
+    );
 }

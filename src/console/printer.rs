@@ -163,6 +163,9 @@ impl Printer {
         if let Some(bytes) = i.bytes {
             line.push_str(&format!(" ({bytes} bytes kept when it was let go)"));
         }
+        if let Some(wire) = &i.wire {
+            line.push_str(&format!(", {} bytes written", wire.bytes.len()));
+        }
         line.push_str(&format!(" [by {}]", i.by.name()));
         let color = match i.action {
             Action::Held => YELLOW,

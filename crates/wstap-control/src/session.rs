@@ -14,7 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
-use wstap_relay::{BreakRule, Command, Decision, HeldId, MessageTest, Note, Refused, Relay, Side};
+use wstap_relay::{
+    BreakRule, Built, Command, Decision, HeldId, MessageTest, Note, Refused, Relay, Side,
+};
 use wstap_trace::{Action, Decider, Intervention, Payload};
 use wstap_wire::Opcode;
 
@@ -171,6 +173,7 @@ impl Enrolment {
             code: None,
             reason: None,
             bytes: None,
+            wire: None,
         }
     }
 
@@ -249,6 +252,19 @@ impl Enrolment {
                     frame: Some(frame),
                     ..self.record(Action::Reencoded, Decider::Breakpoint, time)
                 }),
+                Note::Sent {
+                    to,
+                    why: Built::Recompressed(frame),
+                    wire,
+                } => records.push(Intervention {
+                    dir: Some(to.other().sends()),
+                    frame: Some(frame),
+                    wire: Some(payload(wire)),
+                    ..self.record(Action::Recompressed, Decider::Breakpoint, time)
+                }),
+                // An edit's or an injection's frames go on the record of the order that
+                // made them (`carry_out`).
+                Note::Sent { .. } => {}
                 Note::TimedOut { id, from: _ } => {
                     if let Some(view) = self.settle(id) {
                         records.push(self.about(&view, Action::TimedOut, Decider::Timeout, time));
@@ -283,8 +299,30 @@ impl Enrolment {
             Ok(records) => (Ok(()), records),
             Err(refused) => (Err(refused), Vec::new()),
         };
-        // What the command set off (re-encoding a direction) was decided by who asked.
-        let noted = self.noted(relay.drain_notes(), time);
+        // The frames an edit or an injection made go on its record; what else the command
+        // set off (re-encoding a direction) was decided by who asked.
+        let mut notes = relay.drain_notes();
+        notes.retain(|note| match note {
+            Note::Sent {
+                why: why @ (Built::Edit(_) | Built::Inject),
+                wire,
+                ..
+            } => {
+                let action = match why {
+                    Built::Inject => Action::Injected,
+                    _ => Action::Edited,
+                };
+                let made = records
+                    .iter_mut()
+                    .find(|r| r.action == action && r.wire.is_none());
+                if let Some(record) = made {
+                    record.wire = Some(payload(wire.clone()));
+                }
+                false
+            }
+            _ => true,
+        });
+        let noted = self.noted(notes, time);
         records.extend(noted.into_iter().map(|mut record| {
             if record.action == Action::Reencoded {
                 record.by = by;
@@ -426,5 +464,13 @@ impl Enrolment {
                 Ok(vec![self.record(Action::Aborted, by, time)])
             }
         }
+    }
+}
+
+/// Bytes as a trace payload, all of them.
+fn payload(bytes: Vec<u8>) -> Payload {
+    Payload {
+        bytes,
+        truncated: false,
     }
 }

@@ -27,8 +27,8 @@ mod relay;
 
 pub use end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd, StreamEnd};
 pub use relay::{
-    BreakRule, Candidate, Command, Decision, FirstHeader, HeldId, MessageTest, Note, Refused,
-    Relay, RelayConfig, Transmit,
+    BreakRule, Built, Candidate, Command, Decision, FirstHeader, HeldId, MessageTest, Note,
+    Refused, Relay, RelayConfig, Transmit,
 };
 
 use wstap_wire::Direction;

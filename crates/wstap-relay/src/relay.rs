@@ -38,7 +38,7 @@ use crate::lane::{Lane, Reading};
 use crate::Side;
 use intercept::Interception;
 pub use intercept::{
-    BreakRule, Candidate, Decision, FirstHeader, HeldId, MessageTest, Note, Refused,
+    BreakRule, Built, Candidate, Decision, FirstHeader, HeldId, MessageTest, Note, Refused,
 };
 use std::collections::VecDeque;
 use std::ops::Range;

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use std::time::Duration;
 use support::*;
 use wstap_relay::{
-    BreakRule, Command, Decision, EndReason, HeldId, MessageTest, Note, Refused, Side,
+    BreakRule, Built, Command, Decision, EndReason, HeldId, MessageTest, Note, Refused, Side,
 };
 use wstap_wire::deflate::DeflateParams;
 use wstap_wire::{
@@ -265,9 +265,17 @@ fn later_messages_queue_behind_a_held_one_while_pings_pass_and_a_close_keeps_its
     decide(&mut h, id, Decision::Forward);
     assert_eq!(
         h.client.bytes,
-        [ping, injected, held, behind, close].concat()
+        [ping, injected.clone(), held, behind, close].concat()
     );
-    assert!(h.notes.is_empty(), "{:?}", h.notes);
+    // What wstap built is noted, byte for byte as it went out.
+    assert_eq!(
+        h.notes,
+        [Note::Sent {
+            to: Side::Client,
+            why: Built::Inject,
+            wire: injected
+        }]
+    );
 }
 
 #[test]
@@ -308,6 +316,15 @@ fn a_replacement_keeps_the_fragmentation_when_the_length_is_the_same() {
     let edit = "hallo wé rld";
     assert_eq!(edit.len(), original.len());
     decide(&mut h, id, Decision::Replace(edit.as_bytes().to_vec()));
+    assert_eq!(
+        h.notes,
+        [Note::Sent {
+            to: Side::Server,
+            why: Built::Edit(id),
+            wire: h.server.bytes.clone()
+        }],
+        "the edit's frames are noted as they went out"
+    );
     let (records, between) = analyze_all(Direction::ClientToServer, &h.server.bytes);
     assert!(between);
     assert_eq!(violations_in(&records), 0);
@@ -772,7 +789,20 @@ fn re_encoding_is_noted_once_from_the_message_that_began_it() {
             frame: 1
         }]
     );
+    h.notes.clear();
     decide(&mut h, held[2].0, Decision::Forward);
+    let Some(Note::Sent {
+        to: Side::Client,
+        why: Built::Recompressed(2),
+        wire,
+    }) = h.notes.first()
+    else {
+        panic!(
+            "the third message, compressed again, is noted: {:?}",
+            h.notes
+        );
+    };
+    assert!(h.client.bytes.ends_with(wire), "as it went out");
     // Later messages, read after, are compressed again too.
     h.feed(Side::Server, &messages[3].1, 2);
     let held = take_held(&mut h);

@@ -248,6 +248,7 @@ fn with_interventions(events: Vec<BusEvent>, choices: &[u8]) -> Vec<BusEvent> {
             code: None,
             reason: None,
             bytes: None,
+            wire: None,
         };
         for action in std::iter::once(Action::Held).chain(decision) {
             out.push(BusEvent::Event(Box::new(Event::Intervention(record(

@@ -81,6 +81,10 @@ fn every_event_comes_back_in_order_as_the_trace_has_it() {
         code: None,
         reason: None,
         bytes: None,
+        wire: Some(wstap_trace::Payload {
+            bytes: vec![0x81, 0x06, b'e', b'd', b'i', b't', b'e', b'd'],
+            truncated: false,
+        }),
     };
     events.insert(7, BusEvent::Event(Box::new(Event::Intervention(edited))));
     write(&dir, &events, 5);

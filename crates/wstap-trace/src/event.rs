@@ -711,6 +711,10 @@ pub struct Intervention {
     /// Bytes: of a message too large to hold, what had been kept of it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bytes: Option<u64>,
+    /// The frames wstap built, exactly as it wrote them (masked toward the server,
+    /// compressed where they are): for an edit, an injection, a message compressed again.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wire: Option<Payload>,
 }
 
 /// What wstap did to a live session.
@@ -738,6 +742,9 @@ pub enum Action {
     /// compression context: from the message after it (`frame` is its last frame) on,
     /// wstap compresses that direction's messages again, with a context of its own.
     Reencoded,
+    /// The message ending with `frame` went out compressed again (`wire`), after
+    /// `reencoded`.
+    Recompressed,
     /// wstap sent a message of its own (`opcode`, `payload`).
     Injected,
     /// wstap closed a side (`code`, `reason`) or both.
@@ -759,6 +766,7 @@ impl Action {
             Action::TooLarge => "too_large",
             Action::Continued => "continued",
             Action::Reencoded => "reencoded",
+            Action::Recompressed => "recompressed",
             Action::Injected => "injected",
             Action::Closed => "closed",
             Action::Aborted => "aborted",

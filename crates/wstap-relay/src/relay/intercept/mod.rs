@@ -178,6 +178,18 @@ pub enum Note {
         /// The index, in its direction, of the last frame of the message that began it.
         frame: u64,
     },
+    /// wstap built frames of its own for a stream: exactly these bytes (masked toward the
+    /// server, compressed where the message is) go out where the message they stand for
+    /// goes. Made for each edit, injection and message compressed again: with the bytes
+    /// forwarded as read, what each leg carried.
+    Sent {
+        /// Who gets them.
+        to: Side,
+        /// Why.
+        why: Built,
+        /// The frames, as written.
+        wire: Vec<u8>,
+    },
     /// A held message waited its rule's timeout and went on as read.
     TimedOut {
         /// The message.
@@ -185,6 +197,17 @@ pub enum Note {
         /// Who sent it.
         from: Side,
     },
+}
+
+/// What frames wstap built stand for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Built {
+    /// An edit of this held message.
+    Edit(HeldId),
+    /// A message of wstap's own.
+    Inject,
+    /// The message read that ended with this frame, compressed again (`reencode`).
+    Recompressed(u64),
 }
 
 /// Why a command was not carried out.
@@ -564,6 +587,11 @@ impl Relay {
                 let size = unit.size();
                 held.units_read -= unit.read_len();
                 let built = rebuild(to, unit, &payload);
+                intercept.notes.push(Note::Sent {
+                    to,
+                    why: Built::Edit(id),
+                    wire: built.clone(),
+                });
                 let read = std::mem::replace(&mut unit.bytes, built);
                 unit.whole = None;
                 unit.rebuild = false;
@@ -614,6 +642,11 @@ impl Relay {
                 unit.bytes = recompress(deflater, to, unit.opcode, whole);
                 unit.built = true;
                 self.lanes[from.index()].note_dropped(read, false);
+                intercept.notes.push(Note::Sent {
+                    to,
+                    why: Built::Recompressed(unit.last_frame),
+                    wire: unit.bytes.clone(),
+                });
             }
             queue.push_back(match unit.built {
                 true => Queued::Inject(unit.bytes),
@@ -738,6 +771,11 @@ impl Relay {
         let frame = build(to, FrameBuilder::new(opcode), payload);
         let now = self.between_messages_to(to);
         let intercept = self.intercept.get_or_insert_with(Box::default);
+        intercept.notes.push(Note::Sent {
+            to,
+            why: Built::Inject,
+            wire: frame.clone(),
+        });
         if now && intercept.injects[to.index()].is_empty() {
             self.queues[to.index()].push_back(Queued::Inject(frame));
         } else {

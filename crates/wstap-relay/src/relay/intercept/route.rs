@@ -6,7 +6,7 @@
 //! Bytes are copied only when they must wait: a message that begins and ends in the chunk
 //! and goes on is forwarded as a range of the chunk, as untouched traffic is.
 
-use super::{recompress, Candidate, Fate, FirstHeader, HeldId, HeldLane, Note, Unit};
+use super::{recompress, Built, Candidate, Fate, FirstHeader, HeldId, HeldLane, Note, Unit};
 use crate::relay::Queued;
 use crate::Side;
 use std::collections::VecDeque;
@@ -258,8 +258,13 @@ impl Router<'_> {
                     Piece::Kept(bytes) => bytes.len(),
                 };
                 let to = self.from.other();
-                self.out
-                    .push_back(Queued::Inject(recompress(deflater, to, opcode, whole)));
+                let wire = recompress(deflater, to, opcode, whole);
+                self.notes.push(Note::Sent {
+                    to,
+                    why: Built::Recompressed(last),
+                    wire: wire.clone(),
+                });
+                self.out.push_back(Queued::Inject(wire));
                 return read as u64;
             }
             self.emit(piece);
