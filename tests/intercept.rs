@@ -627,3 +627,69 @@ async fn a_held_message_goes_on_after_the_break_timeout_and_the_capture_says_so(
     assert_eq!(actions(&records), expected);
     let _ = std::fs::remove_dir_all(&capture);
 }
+
+#[tokio::test]
+async fn a_breakpoint_that_selects_nothing_relays_raw_frames_byte_for_byte() {
+    use tokio::io::AsyncWriteExt;
+    use wstap_wire::{FrameBuilder, LengthEncoding, Opcode};
+    let (run, capture) = start("intercept-exact", &["--break", r#"text~"never sent""#]);
+    let server_frames = [
+        FrameBuilder::binary().fin(false).encode(&[1; 70_000]),
+        FrameBuilder::ping().encode(b"between"),
+        FrameBuilder::continuation().encode(&[2; 10]),
+        FrameBuilder::text()
+            .mask([1, 1, 1, 1])
+            .encode(b"masked by a server"),
+    ]
+    .concat();
+    let (server, seen, server_task) = raw_server(switching(""), server_frames.clone()).await;
+    let mut client = handshake_sent(run.proxy, server, "").await;
+    assert_eq!(read_head(&mut client).await, switching("").as_bytes());
+    assert_eq!(
+        read_exact(&mut client, server_frames.len()).await,
+        server_frames,
+        "the server's frames, byte for byte"
+    );
+    let client_frames = [
+        FrameBuilder::text()
+            .fin(false)
+            .mask([0x16, 0x39, 0x8f, 0x63])
+            .encode(b"Hel"),
+        FrameBuilder::ping()
+            .mask([1, 2, 3, 4])
+            .encode(b"ping in the middle"),
+        FrameBuilder::continuation()
+            .mask([0xaa, 0xbb, 0xcc, 0xdd])
+            .encode(b"lo"),
+        FrameBuilder::binary().encode(b"unmasked, against the rules"),
+        FrameBuilder::new(Opcode::Reserved(3))
+            .mask([9, 9, 9, 9])
+            .encode(b"reserved"),
+        FrameBuilder::binary()
+            .mask([5, 6, 7, 8])
+            .length_encoding(LengthEncoding::Bits64)
+            .encode(&[0x42; 300]),
+        FrameBuilder::close()
+            .mask([0xde, 0xad, 0xbe, 0xef])
+            .encode(b"\x03\xe8bye"),
+    ]
+    .concat();
+    // Odd write sizes, so frames straddle reads.
+    for piece in client_frames[..40]
+        .chunks(1)
+        .chain(client_frames[40..].chunks(97))
+    {
+        send(&mut client, piece).await;
+    }
+    client.shutdown().await.unwrap();
+    let _ = read_to_end(&mut client).await;
+    server_task.await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().bytes,
+        client_frames,
+        "the client's frames, byte for byte"
+    );
+    stop(run).await;
+    assert!(interventions(&capture).is_empty());
+    let _ = std::fs::remove_dir_all(&capture);
+}

@@ -970,3 +970,46 @@ fn a_compressed_message_too_large_to_compress_again_ends_the_session() {
     );
     assert!(end.error().unwrap().contains("--break-buffer"));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A breakpoint that selects nothing changes nothing: every byte goes on as read, in
+    /// order, pings between fragments in their place, however the stream is cut.
+    #[test]
+    fn a_breakpoint_that_selects_nothing_leaves_the_stream_byte_for_byte(
+        messages in messages(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        from_client in any::<bool>(),
+    ) {
+        let from = if from_client { Side::Client } else { Side::Server };
+        let wire = valid_stream(&messages, from);
+        let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+        set(&mut h, from, rule(MessageTest::new(|_| false), false));
+        for piece in chunks(&wire, &cuts) {
+            prop_assert!(h.feed(from, &piece, 0));
+        }
+        prop_assert_eq!(&h.received(from.other()).bytes, &wire);
+        prop_assert!(h.notes.is_empty());
+    }
+}
+
+#[test]
+fn a_ping_between_the_fragments_of_a_held_message_goes_ahead_of_it() {
+    let mut h = Harness::new(websocket(AnalyzerConfig::default()));
+    set(&mut h, Side::Server, rule(every_message(), false));
+    let one = FrameBuilder::text().fin(false).encode(b"one ");
+    let ping = FrameBuilder::ping().encode(b"?");
+    let two = FrameBuilder::continuation().encode(b"two");
+    h.feed(Side::Server, &[one.clone(), ping.clone()].concat(), 1);
+    assert!(
+        h.client.bytes.is_empty(),
+        "the ping keeps its place while the message is judged"
+    );
+    h.feed(Side::Server, &two, 2);
+    assert_eq!(h.client.bytes, ping, "held: the ping goes ahead");
+    let (id, payload) = take_held(&mut h).remove(0);
+    assert_eq!(payload, b"one two");
+    decide(&mut h, id, Decision::Forward);
+    assert_eq!(h.client.bytes, [ping, one, two].concat());
+}

@@ -9,10 +9,13 @@
 //!   [`Decision`], and the direction's later messages queue behind it, order kept;
 //! - any other message goes on as read when nothing is held before it, else it queues.
 //!
-//! Pings and pongs pass ahead of what is kept unless the rule judges control frames too
-//! (`control`); a close frame keeps its place behind the messages before it. What went
-//! out always ends between messages, so a frame of wstap's own, a ping passing ahead, or a
-//! message replacing a held one can be written at once. A message that grows past the
+//! Pings and pongs pass ahead of what is held unless the rule judges control frames too
+//! (`control`); a close frame keeps its place behind the messages before it. A control
+//! frame between the fragments of a message being judged keeps its place in it, so a
+//! message that goes on goes byte for byte; only if the message is held (or compressed
+//! again) do its pings go first and its close after it. What went out always ends between
+//! messages, so a frame of wstap's own, a ping passing ahead, or a message replacing a
+//! held one can be written at once. A message that grows past the
 //! rule's budget before anything is held passes unjudged, as read ([`Note::TooLarge`]);
 //! once something is held, reading stops at the budget (backpressure, not memory).
 //!
@@ -290,6 +293,9 @@ pub(super) struct HeldLane {
     pub partial: Vec<u8>,
     /// The first header byte and masking of the data message being read.
     pub first: Option<(u8, bool)>,
+    /// Control frames read between the fragments of that message, kept in their place
+    /// (where and how long, in its bytes): if it goes on, all goes as read.
+    pub embedded: Vec<(usize, usize)>,
     /// The message being read goes on as read, unjudged, up to the next message boundary
     /// (too large to keep, or begun before the rule).
     pub passing: bool,

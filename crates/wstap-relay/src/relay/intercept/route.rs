@@ -181,6 +181,18 @@ impl Router<'_> {
         let opcode = frame.header.opcode();
         if opcode.is_control() {
             let judged = self.lane.rule.as_ref().is_some_and(|rule| rule.control);
+            if !judged && self.lane.first.is_some() && self.lane.units.is_empty() {
+                // Between the fragments of a message being read, with nothing held: it
+                // keeps its place, so a message that goes on goes byte for byte.
+                let at = self.lane.open.len() + open_here.as_ref().map_or(0, Range::len);
+                let len = match &piece {
+                    Piece::Chunk(range) => range.len(),
+                    Piece::Kept(bytes) => bytes.len(),
+                };
+                self.lane.embedded.push((at, len));
+                self.join_open(piece, open_here);
+                return 0;
+            }
             if !judged && opcode != Opcode::Close {
                 // What went out ends between messages: a ping or pong may go first.
                 self.emit(piece);
@@ -195,6 +207,7 @@ impl Router<'_> {
             return 0;
         }
         self.lane.first = None;
+        let embedded = std::mem::take(&mut self.lane.embedded);
         let held = message.is_some_and(|m| self.test(m, first));
         let bytes = match open_here.take() {
             Some(range) if self.lane.open.is_empty() => Piece::Chunk(range),
@@ -206,7 +219,46 @@ impl Router<'_> {
             }
         };
         let opcode = message.map_or(opcode, |m| m.opcode);
-        self.whole(bytes, (opcode, frame.index), message, held)
+        let rebuild = message.is_some_and(|m| m.compressed) && self.lane.reencode.is_some();
+        if embedded.is_empty() || (!held && !rebuild && self.lane.units.is_empty()) {
+            return self.whole(bytes, (opcode, frame.index), message, held);
+        }
+        // Held, or compressed again: the control frames between its fragments go apart,
+        // pings and pongs first (nothing held is before them), a close after it.
+        let mut bytes = match bytes {
+            Piece::Chunk(range) => self.chunk[range].to_vec(),
+            Piece::Kept(bytes) => bytes,
+        };
+        let mut controls = Vec::with_capacity(embedded.len());
+        for (at, len) in embedded.into_iter().rev() {
+            controls.push(bytes.drain(at..at + len).collect::<Vec<u8>>());
+        }
+        controls.reverse();
+        let (closes, others): (Vec<Vec<u8>>, Vec<Vec<u8>>) = controls
+            .into_iter()
+            .partition(|c| c.first().is_some_and(|b| b & 0x0F == Opcode::Close.bits()));
+        self.out.extend(others.into_iter().map(Queued::Released));
+        let rebuilt = self.whole(Piece::Kept(bytes), (opcode, frame.index), message, held);
+        for close in closes {
+            if self.lane.units.is_empty() {
+                self.out.push_back(Queued::Released(close));
+                continue;
+            }
+            self.lane.units_read += close.len();
+            self.lane.units_len += close.len();
+            self.lane.units.push_back(Unit {
+                bytes: close,
+                fate: Fate::Pass,
+                built: false,
+                opcode: Opcode::Close,
+                compressed: false,
+                data_len: None,
+                whole: None,
+                rebuild: false,
+                last_frame: frame.index,
+            });
+        }
+        rebuilt
     }
 
     /// Adds a data frame to the message being read.
