@@ -279,7 +279,12 @@ impl Router<'_> {
                 if let Some(here) = open_here.take() {
                     self.lane.open.extend_from_slice(&self.chunk[here]);
                 }
-                self.lane.open.extend_from_slice(&bytes);
+                if self.lane.open.is_empty() {
+                    // A frame gathered across reads begins the message: no copy.
+                    self.lane.open = bytes;
+                } else {
+                    self.lane.open.extend_from_slice(&bytes);
+                }
             }
         }
     }
