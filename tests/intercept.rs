@@ -65,6 +65,18 @@ async fn held(run: &WithInspector, count: usize) -> Vec<Value> {
     panic!("never {count} messages held");
 }
 
+/// Waits (at most 5 s) for the next data message, which must be `text`.
+async fn expect(ws: &mut Client, text: &str) {
+    let got = next_text(ws, Duration::from_secs(5)).await;
+    assert_eq!(got.as_deref(), Some(text));
+}
+
+/// POSTs `body` to `path`, which must answer 200.
+async fn ok(run: &WithInspector, path: &str, body: Value) {
+    let (status, answer) = post(run, path, body).await;
+    assert_eq!(status, 200, "{path}: {answer}");
+}
+
 async fn post(run: &WithInspector, path: &str, body: Value) -> (u16, Value) {
     let answer = send_json(run.web, &run.token, "POST", path, &body).await;
     let value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
@@ -112,10 +124,7 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     let wait = Duration::from_millis(300);
 
     ws.send(WsMessage::text("hello")).await.unwrap();
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("hello")
-    );
+    expect(&mut ws, "hello").await;
 
     // Held: nothing of it reaches the server, and what follows queues behind it.
     ws.send(WsMessage::text("the secret plan")).await.unwrap();
@@ -135,21 +144,14 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
 
     // Edited: the server gets the edit (its echo says so), then what queued behind.
     let id = message["id"].as_u64().unwrap();
-    let (status, answer) = post(
+    ok(
         &run,
         &format!("/api/held/{id}"),
         json!({"action": "edit", "text": "the plan, edited"}),
     )
     .await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("the plan, edited")
-    );
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("behind it")
-    );
+    expect(&mut ws, "the plan, edited").await;
+    expect(&mut ws, "behind it").await;
 
     // Decided already: 409, with the reason.
     let (status, answer) = post(
@@ -167,13 +169,9 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     // Dropped: the server never sees it.
     ws.send(WsMessage::text("another secret")).await.unwrap();
     let id = held(&run, 1).await[0]["id"].as_u64().unwrap();
-    let (status, _) = post(&run, &format!("/api/held/{id}"), json!({"action": "drop"})).await;
-    assert_eq!(status, 200);
+    ok(&run, &format!("/api/held/{id}"), json!({"action": "drop"})).await;
     ws.send(WsMessage::text("after the drop")).await.unwrap();
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("after the drop")
-    );
+    expect(&mut ws, "after the drop").await;
 
     // Forwarded as read; the server's echo of it is held on its way back, in turn.
     ws.send(WsMessage::text("a third secret")).await.unwrap();
@@ -181,51 +179,38 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
         let message = held(&run, 1).await.remove(0);
         assert_eq!(message["dir"], dir);
         let id = message["id"].as_u64().unwrap();
-        let (status, _) = post(
+        ok(
             &run,
             &format!("/api/held/{id}"),
             json!({"action": "forward"}),
         )
         .await;
-        assert_eq!(status, 200);
     }
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("a third secret")
-    );
+    expect(&mut ws, "a third secret").await;
 
     // Injected, to each side: the server's echo of its own comes back too.
-    let (status, answer) = post(
+    ok(
         &run,
         &format!("/api/sessions/{session}/inject"),
         json!({"to": "client", "type": "text", "text": "from wstap"}),
     )
     .await;
-    assert_eq!(status, 200, "{answer}");
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("from wstap")
-    );
-    let (status, _) = post(
+    expect(&mut ws, "from wstap").await;
+    ok(
         &run,
         &format!("/api/sessions/{session}/inject"),
         json!({"to": "server", "type": "binary", "base64": "aW5qZWN0ZWQ="}),
     )
     .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("injected")
-    );
+    expect(&mut ws, "injected").await;
 
     // Closed toward both sides with a chosen code: the client gets it.
-    let (status, _) = post(
+    ok(
         &run,
         &format!("/api/sessions/{session}/close"),
         json!({"to": "both", "code": 4000, "reason": "closed from the API"}),
     )
     .await;
-    assert_eq!(status, 200);
     let close = loop {
         match tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
@@ -356,10 +341,7 @@ async fn breakpoints_set_from_the_api_hold_live_sessions_and_an_abort_is_a_1006(
     let (server, _) = echo_server().await;
     let mut ws = ws_client(run.proxy, server).await;
     ws.send(WsMessage::text("before")).await.unwrap();
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("before")
-    );
+    expect(&mut ws, "before").await;
 
     // A breakpoint on what the server sends, set while the session lives.
     let (status, answer) = post(
@@ -394,17 +376,13 @@ async fn breakpoints_set_from_the_api_hold_live_sessions_and_an_abort_is_a_1006(
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["enabled"], false);
     let id = held_now[0]["id"].as_u64().unwrap();
-    let (status, _) = post(
+    ok(
         &run,
         &format!("/api/held/{id}"),
         json!({"action": "continue"}),
     )
     .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("echo me")
-    );
+    expect(&mut ws, "echo me").await;
     let answer = send_json(
         run.web,
         &run.token,
@@ -423,8 +401,7 @@ async fn breakpoints_set_from_the_api_hold_live_sessions_and_an_abort_is_a_1006(
 
     // Aborted: the client sees its connection end without a close frame (1006).
     let session = held_now[0]["session"].as_u64().unwrap();
-    let (status, _) = post(&run, &format!("/api/sessions/{session}/abort"), json!({})).await;
-    assert_eq!(status, 200);
+    ok(&run, &format!("/api/sessions/{session}/abort"), json!({})).await;
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ws.next().await {
@@ -609,10 +586,7 @@ async fn a_held_message_goes_on_after_the_break_timeout_and_the_capture_says_so(
         None,
         "held"
     );
-    assert_eq!(
-        next_text(&mut ws, Duration::from_secs(5)).await.as_deref(),
-        Some("wait for me")
-    );
+    expect(&mut ws, "wait for me").await;
     assert!(
         sent.elapsed() >= Duration::from_secs(1),
         "not before its timeout"
@@ -631,7 +605,7 @@ async fn a_held_message_goes_on_after_the_break_timeout_and_the_capture_says_so(
 #[tokio::test]
 async fn a_breakpoint_that_selects_nothing_relays_raw_frames_byte_for_byte() {
     use tokio::io::AsyncWriteExt;
-    use wstap_wire::{FrameBuilder, LengthEncoding, Opcode};
+    use wstap_wire::FrameBuilder;
     let (run, capture) = start("intercept-exact", &["--break", r#"text~"never sent""#]);
     let server_frames = [
         FrameBuilder::binary().fin(false).encode(&[1; 70_000]),
@@ -650,30 +624,7 @@ async fn a_breakpoint_that_selects_nothing_relays_raw_frames_byte_for_byte() {
         server_frames,
         "the server's frames, byte for byte"
     );
-    let client_frames = [
-        FrameBuilder::text()
-            .fin(false)
-            .mask([0x16, 0x39, 0x8f, 0x63])
-            .encode(b"Hel"),
-        FrameBuilder::ping()
-            .mask([1, 2, 3, 4])
-            .encode(b"ping in the middle"),
-        FrameBuilder::continuation()
-            .mask([0xaa, 0xbb, 0xcc, 0xdd])
-            .encode(b"lo"),
-        FrameBuilder::binary().encode(b"unmasked, against the rules"),
-        FrameBuilder::new(Opcode::Reserved(3))
-            .mask([9, 9, 9, 9])
-            .encode(b"reserved"),
-        FrameBuilder::binary()
-            .mask([5, 6, 7, 8])
-            .length_encoding(LengthEncoding::Bits64)
-            .encode(&[0x42; 300]),
-        FrameBuilder::close()
-            .mask([0xde, 0xad, 0xbe, 0xef])
-            .encode(b"\x03\xe8bye"),
-    ]
-    .concat();
+    let client_frames = tricky_client_frames().concat();
     // Odd write sizes, so frames straddle reads.
     for piece in client_frames[..40]
         .chunks(1)

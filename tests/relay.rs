@@ -113,34 +113,6 @@ async fn tungstenite_echo_through_connect_is_traced_with_close_initiator() {
         .all(|e| e["type"] == "trace" || e["session"] == start["session"]));
 }
 
-/// Client frames that exercise everything the relay must not touch: masking keys,
-/// fragment boundaries with a ping in between, and frames that break the RFC.
-fn tricky_client_frames() -> Vec<Vec<u8>> {
-    vec![
-        FrameBuilder::text()
-            .fin(false)
-            .mask([0x16, 0x39, 0x8f, 0x63])
-            .encode(b"Hel"),
-        FrameBuilder::ping()
-            .mask([1, 2, 3, 4])
-            .encode(b"ping in the middle"),
-        FrameBuilder::continuation()
-            .mask([0xaa, 0xbb, 0xcc, 0xdd])
-            .encode(b"lo"),
-        FrameBuilder::binary().encode(b"unmasked, against the rules"),
-        FrameBuilder::new(Opcode::Reserved(3))
-            .mask([9, 9, 9, 9])
-            .encode(b"reserved"),
-        FrameBuilder::binary()
-            .mask([5, 6, 7, 8])
-            .length_encoding(LengthEncoding::Bits64)
-            .encode(&[0x42; 300]),
-        FrameBuilder::close()
-            .mask([0xde, 0xad, 0xbe, 0xef])
-            .encode(b"\x03\xe8bye"),
-    ]
-}
-
 #[tokio::test]
 async fn server_receives_the_clients_exact_bytes_and_the_trace_reassembles() {
     let (server, seen, server_task) = raw_server(switching(""), Vec::new()).await;

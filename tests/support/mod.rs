@@ -417,3 +417,31 @@ pub fn deflated(text: &[u8]) -> Vec<u8> {
     compressed.truncate(compressed.len() - 4);
     compressed
 }
+
+/// Client frames that exercise everything the relay must not touch: masking keys,
+/// fragment boundaries with a ping in between, and frames that break the RFC.
+pub fn tricky_client_frames() -> Vec<Vec<u8>> {
+    vec![
+        wstap_wire::FrameBuilder::text()
+            .fin(false)
+            .mask([0x16, 0x39, 0x8f, 0x63])
+            .encode(b"Hel"),
+        wstap_wire::FrameBuilder::ping()
+            .mask([1, 2, 3, 4])
+            .encode(b"ping in the middle"),
+        wstap_wire::FrameBuilder::continuation()
+            .mask([0xaa, 0xbb, 0xcc, 0xdd])
+            .encode(b"lo"),
+        wstap_wire::FrameBuilder::binary().encode(b"unmasked, against the rules"),
+        wstap_wire::FrameBuilder::new(wstap_wire::Opcode::Reserved(3))
+            .mask([9, 9, 9, 9])
+            .encode(b"reserved"),
+        wstap_wire::FrameBuilder::binary()
+            .mask([5, 6, 7, 8])
+            .length_encoding(wstap_wire::LengthEncoding::Bits64)
+            .encode(&[0x42; 300]),
+        wstap_wire::FrameBuilder::close()
+            .mask([0xde, 0xad, 0xbe, 0xef])
+            .encode(b"\x03\xe8bye"),
+    ]
+}
