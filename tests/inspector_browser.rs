@@ -238,7 +238,12 @@ async fn chromium_sets_a_breakpoint_edits_a_held_message_injects_and_aborts() {
     tokio::task::spawn_blocking(move || drive(args))
         .await
         .unwrap();
-    for name in ["9-held", "10-composer", "11-interventions"] {
+    for name in [
+        "9-held",
+        "10-composer",
+        "11-interventions",
+        "12-traffic-fates",
+    ] {
         assert_shot(name);
     }
     sigterm(&run.child);

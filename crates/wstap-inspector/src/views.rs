@@ -41,6 +41,7 @@ pub fn frame_row(index: u64, stored: &StoredFrame) -> Value {
         "close": f.close.as_ref().map(|c| json!({ "code": c.code, "reason": c.reason })),
         "violations": f.violations,
         "message": stored.msg,
+        "fate": stored.fate,
     })
 }
 
@@ -68,6 +69,7 @@ pub fn message_row(index: u64, stored: &StoredMessage) -> Value {
         "close": close_of(m.opcode, &m.payload.bytes),
         "violations": m.violations,
         "incomplete": m.incomplete,
+        "fate": stored.fate,
     })
 }
 

@@ -42,9 +42,13 @@ function cells(kind, r, prev) {
   const length = r.inflated_len !== null && r.inflated_len !== undefined
     ? `${size(r.len)} → ${size(r.inflated_len)}`
     : size(r.len);
+  // What a breakpoint did to it, before what it said.
+  const shown = r.fate
+    ? el('span', {}, el('span', { class: `fate ${r.fate}`, title: 'a breakpoint held it: see Interventions', text: r.fate.replace('_', ' ') }), preview(r))
+    : preview(r);
   return [
     count(r.seq), clock(r.time_us), delta(gap), dir, r.opcode_name,
-    flags(r.flags_byte, r.flags), middle, length, preview(r),
+    flags(r.flags_byte, r.flags), middle, length, shown,
   ];
 }
 

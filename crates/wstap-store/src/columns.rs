@@ -34,17 +34,28 @@ pub(crate) const FRAME_PAYLOAD: &str = "(CASE WHEN r.inflated_len IS NULL \
      THEN wstap_bytes(r.payload, r.payload_at, r.payload_kept) \
      ELSE wstap_bytes(r.inflated, r.inflated_at, r.inflated_kept) END)";
 
-/// What became of the held message whose last frame is index `frame` of `r.dir` in
-/// `r.session`: the latest of its interventions that says (`held` while it waits).
-fn fate_of(frame: &str) -> String {
-    format!(
-        "(SELECT i.action FROM interventions i \
-          WHERE i.session = r.session AND i.dir = r.dir AND i.frame = {frame} \
-            AND i.held IS NOT NULL \
-            AND i.action IN ('held', 'forwarded', 'dropped', 'edited', 'timed_out', 'lost') \
-          ORDER BY i.id DESC LIMIT 1)"
-    )
+/// What became of the held message whose last frame is index `$frame` (an SQL
+/// expression) of `r.dir` in `r.session`: the latest of its interventions that says
+/// (`held` while it waits). A literal, so the row queries' column lists can hold it.
+macro_rules! fate_of {
+    ($frame:expr) => {
+        concat!(
+            "(SELECT i.action FROM interventions i ",
+            "WHERE i.session = r.session AND i.dir = r.dir AND i.frame = ",
+            $frame,
+            " AND i.held IS NOT NULL ",
+            "AND i.action IN ('held', 'forwarded', 'dropped', 'edited', 'timed_out', 'lost') ",
+            "ORDER BY i.id DESC LIMIT 1)"
+        )
+    };
 }
+pub(crate) use fate_of;
+
+/// A frame's fate: by its own index.
+pub(crate) const FRAME_FATE: &str = fate_of!("r.idx");
+/// A message row's fate: by its last frame's index.
+pub(crate) const MESSAGE_FATE: &str =
+    fate_of!("(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)");
 
 /// A whole-frame message's violations: its frame's that are about the message.
 pub(crate) const FRAME_MESSAGE_VIOLATIONS: &str = "wstap_message_violations(r.violations)";
@@ -63,7 +74,7 @@ impl SqlSchema for Frames {
             RecordColumn::Time => "r.time_us",
             RecordColumn::Violations => "r.violations",
             RecordColumn::Payload => FRAME_PAYLOAD,
-            RecordColumn::Fate => return fate_of("r.idx"),
+            RecordColumn::Fate => FRAME_FATE,
         }
         .to_owned()
     }
@@ -118,9 +129,7 @@ impl SqlSchema for MessageRows {
             RecordColumn::Time => "r.time_us",
             RecordColumn::Violations => "r.violations",
             RecordColumn::Payload => "wstap_bytes(r.data, r.data_at, r.data_kept)",
-            RecordColumn::Fate => return fate_of(
-                "(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)",
-            ),
+            RecordColumn::Fate => MESSAGE_FATE,
         }
         .to_owned()
     }

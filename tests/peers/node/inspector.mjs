@@ -382,6 +382,13 @@ async function intercept() {
     `the interventions, in order: ${actions.join(", ")}`);
   check(done[1].includes("inspector") && done[1].includes("\"qty\": 100"), "the edit: who decided, and what was sent");
   await shot(page, "11-interventions");
+  // The traffic says it too: the message as the client sent it, marked edited.
+  await page.click("#session-tabs button[data-tab=records]");
+  await page.waitForFunction(() => [...document.querySelectorAll("#records .rows .row")].some((r) => r.textContent.includes("edited")), null, { timeout: 10000 });
+  const marked = await rowsText(page, "#records");
+  check(marked.some((t) => t.includes("edited") && t.includes("\"qty\":1")), "the original message is marked edited in the traffic");
+  check(marked.some((t) => t.includes("forwarded") && t.includes("cake")), "and the one forwarded, forwarded");
+  await shot(page, "12-traffic-fates");
   check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
   await browser.close();
 }

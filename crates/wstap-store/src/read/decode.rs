@@ -215,6 +215,7 @@ pub(super) fn frame_row(row: &Row<'_>, payloads: &PayloadReader) -> rusqlite::Re
         seq: row.get::<_, i64>(2)? as u64,
         end_time_us: row.get(6)?,
         msg: row.get::<_, Option<i64>>(21)?.map(|m| m as u64),
+        fate: row.get(22)?,
         frame,
     })
 }
@@ -250,6 +251,7 @@ pub(super) fn message_row(
         first_frame: row.get::<_, Option<i64>>(16)?.map(|s| s as u64),
         last_frame: row.get::<_, Option<i64>>(17)?.map(|s| s as u64),
         flags: row.get(18)?,
+        fate: row.get(19)?,
         message,
     })
 }

@@ -50,16 +50,22 @@ pub(super) const SESSION_COLUMNS: &str =
     s.messages_s2c, s.bytes_c2s, s.bytes_s2c, s.violations, s.error, s.duration_us, s.listener, \
     s.upstream_proxy";
 
-pub(super) const FRAME_COLUMNS: &str =
+pub(super) const FRAME_COLUMNS: &str = concat!(
     "r.id, r.session, r.seq, r.dir, r.idx, r.time_us, r.end_time_us, \
     r.flags, r.mask_key, r.length_bits, r.payload_len, r.payload, r.payload_at, r.payload_kept, \
     r.close_code, r.close_reason, r.inflated_len, r.inflated, r.inflated_at, r.inflated_kept, \
-    r.violations, r.msg";
+    r.violations, r.msg, ",
+    crate::columns::fate_of!("r.idx")
+);
 
-pub(super) const MESSAGE_COLUMNS: &str =
+pub(super) const MESSAGE_COLUMNS: &str = concat!(
     "r.id, r.session, r.seq, r.dir, r.opcode, r.frames, r.time_us, \
     r.end_time_us, r.len, r.wire_len, r.compressed, r.data, r.data_at, r.data_kept, \
-    r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags";
+    r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags, ",
+    crate::columns::fate_of!(
+        "(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)"
+    )
+);
 
 impl Capture {
     /// Opens the capture at `path` (its folder, or its `capture.db`) for reading.

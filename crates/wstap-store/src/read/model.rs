@@ -124,6 +124,9 @@ pub struct StoredFrame {
     pub end_time_us: i64,
     /// Its number among the session's messages, when it is a whole message by itself.
     pub msg: Option<u64>,
+    /// What became of the message it ends, when a breakpoint held it (`held`,
+    /// `forwarded`, `dropped`, `edited`, `timed_out`, `lost`).
+    pub fate: Option<String>,
     /// The frame, as the trace has it.
     pub frame: Frame,
 }
@@ -163,6 +166,7 @@ impl StoredFrame {
             first_frame: Some(self.seq),
             last_frame: Some(self.seq),
             flags: f.header().first_byte(),
+            fate: self.fate.clone(),
             message,
         })
     }
@@ -186,6 +190,8 @@ pub struct StoredMessage {
     pub last_frame: Option<u64>,
     /// The flags byte of its first frame.
     pub flags: u8,
+    /// What became of it, when a breakpoint held it.
+    pub fate: Option<String>,
     /// The message, as the trace has it.
     pub message: Message,
 }
