@@ -83,8 +83,13 @@ async fn post(run: &WithInspector, path: &str, body: Value) -> (u16, Value) {
     (answer.status, value)
 }
 
-/// The interventions the capture recorded, in order, as `(action, by)`.
+/// The interventions the capture recorded, in order.
 fn interventions(capture: &Path) -> Vec<Value> {
+    events(capture, "intervention")
+}
+
+/// The events of `kind` the capture recorded, in order.
+fn events(capture: &Path, kind: &str) -> Vec<Value> {
     let out = wstap(&[
         "export",
         capture.to_str().unwrap(),
@@ -100,7 +105,7 @@ fn interventions(capture: &Path) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["type"] == "intervention")
+        .filter(|event| event["type"] == kind)
         .collect()
 }
 
@@ -203,6 +208,14 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     )
     .await;
     expect(&mut ws, "injected").await;
+    // Resent: a recorded message (by its id) sent again, to the server; its echo comes back.
+    ok(
+        &run,
+        &format!("/api/sessions/{session}/inject"),
+        json!({"to": "server", "type": "text", "text": "after the drop", "resend": 7}),
+    )
+    .await;
+    expect(&mut ws, "after the drop").await;
 
     // Closed toward both sides with a chosen code: the client gets it.
     ok(
@@ -239,6 +252,7 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
         ("forwarded", "api"),
         ("injected", "api"),
         ("injected", "api"),
+        ("injected", "api"),
         ("closed", "api"),
     ]
     .iter()
@@ -246,9 +260,18 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     .collect();
     assert_eq!(actions(&records), expected);
     assert_eq!(records[1]["payload"]["data"], "the plan, edited");
-    // And the frames wstap wrote for it, as written: masked toward the server.
+    assert_eq!(records[10]["resent"], 7);
+    // The edit is a message of the session, with the frames wstap wrote for it, as
+    // written: masked toward the server.
+    let written = events(&capture, "message")
+        .into_iter()
+        .filter(|m| m["origin"] == "edited")
+        .collect::<Vec<_>>();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0]["payload"]["data"], "the plan, edited");
+    assert_eq!(written[0]["held"], records[1]["held"]);
     let wire = base64::engine::general_purpose::STANDARD
-        .decode(records[1]["wire"]["data"].as_str().unwrap())
+        .decode(written[0]["wire"]["data"].as_str().unwrap())
         .unwrap();
     let mut analyzer = wstap_wire::StreamAnalyzer::new(
         wstap_wire::Direction::ClientToServer,
@@ -262,7 +285,7 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     assert!(frame.header.mask().is_some());
     assert_eq!(frame.payload.data, b"the plan, edited");
     assert_eq!(records[0]["breakpoint"], 1);
-    assert_eq!(records[10]["code"], 4000);
+    assert_eq!(records[11]["code"], 4000);
 
     // The filter language knows what became of each held message.
     let selected = |filter: &str| -> Vec<String> {
@@ -291,6 +314,15 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
     assert_eq!(selected("fate:edited"), ["the secret plan"]);
     assert_eq!(selected("held and dir:s2c"), ["a third secret"]);
     assert_eq!(selected("held").len(), 4);
+    // ... and who made each message.
+    assert_eq!(selected("origin:edited"), ["the plan, edited"]);
+    assert_eq!(selected("origin:injected"), ["from wstap", "injected"]);
+    assert_eq!(selected("origin:resent"), ["after the drop"]);
+    assert_eq!(
+        selected("text~\"after the drop\" and origin:wire").len(),
+        3,
+        "the client's, the server's echo, and the echo of the resend"
+    );
 
     // HAR lists what each receiver got: the edit (and what it replaced), wstap's own
     // messages; what nobody got apart.
@@ -502,6 +534,13 @@ async fn the_api_refuses_what_it_cannot_do_and_says_why() {
     )
     .await;
     assert_eq!((status, answer["field"].as_str()), (400, Some("to")));
+    let (status, answer) = post(
+        &run,
+        "/api/sessions/1/inject",
+        json!({"to": "client", "type": "text", "text": "x", "resend": "the last one"}),
+    )
+    .await;
+    assert_eq!((status, answer["field"].as_str()), (400, Some("resend")));
     // Nothing held, no such session: 409.
     let (status, _) = post(&run, "/api/held/12345", json!({"action": "forward"})).await;
     assert_eq!(status, 409);

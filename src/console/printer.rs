@@ -360,6 +360,9 @@ impl Printer {
         if m.incomplete {
             line.push_str(", INCOMPLETE");
         }
+        if !m.origin.is_wire() {
+            line.push_str(&format!(", {} by wstap", m.origin.name().to_uppercase()));
+        }
         self.line(&m.time, m.session, &line, out);
         self.payload(view.opcode, view.data, out);
         for v in view.violations.texts() {
@@ -369,6 +372,9 @@ impl Printer {
 
     /// A message's lines; nothing for a one-frame message, whose frame said it all.
     fn message(&self, m: &MessageView<'_>, out: &mut String) {
+        if !m.origin.is_wire() {
+            return self.written(m, out);
+        }
         if !worth_a_line(m) {
             return;
         }
@@ -385,6 +391,25 @@ impl Printer {
         for v in m.violations.texts() {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
+    }
+
+    /// A message wstap wrote: a line of its own (its payload is on the intervention's
+    /// line just before it).
+    fn written(&self, m: &MessageView<'_>, out: &mut String) {
+        let mut line = format!(
+            "WROTE ({}) {} message, {}: {} frame{}, {} bytes",
+            m.dir.short(),
+            m.origin.name(),
+            m.opcode.name(),
+            m.frames,
+            if m.frames == 1 { "" } else { "s" },
+            m.wire.map_or(0, <[u8]>::len)
+        );
+        if let Some(held) = m.held {
+            line.push_str(&format!(" in place of held message {held}"));
+        }
+        let time = DateTime::from_timestamp_micros(m.time_us).unwrap_or_default();
+        self.line(&time, m.session, &self.paint(CYAN, &line), out);
     }
 
     fn http(&self, h: &HttpExchange, out: &mut String) {

@@ -5,7 +5,7 @@
 use crate::info::SessionInfo;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use wstap_filter::{Filter, HeaderFacts, RecordFacts, RecordKind};
+use wstap_filter::{Filter, HeaderFacts, Origin, RecordFacts, RecordKind};
 use wstap_relay::{Candidate, FirstHeader};
 use wstap_wire::Opcode;
 
@@ -154,6 +154,7 @@ impl Breakpoints {
             payload: &message.data.data,
             // A live message has no fate yet: it is what is being decided.
             fate: None,
+            origin: Origin::Wire,
         };
         let facts = info.facts();
         let list = self.read();

@@ -7,8 +7,10 @@
 //! - The engine enrols each WebSocket session as its relay starts ([`Control::enrol`]).
 //!   The [`Enrolment`] sets the session's breakpoints on its relay core, turns what the
 //!   core notes (a message held, one too large to hold, a timeout) into the trace's
-//!   [`Intervention`]s, and carries out the orders that reach the session's mailbox on
-//!   the core, answering each. Dropping it takes the session out of the registry.
+//!   [`Intervention`]s, carries out the orders that reach the session's mailbox on the
+//!   core, answering each, and records what they made wstap write as messages of their
+//!   own (`edited`, `injected`, `resent`). Dropping it takes the session out of the
+//!   registry.
 //! - A commander asks ([`Control::decide`], [`Control::inject`], [`Control::close`],
 //!   [`Control::abort`]) and awaits the session's answer: done, or why not.
 //!
@@ -69,6 +71,19 @@ impl Default for Settings {
             close_grace: Duration::from_secs(5),
         }
     }
+}
+
+/// A message of wstap's own to send on a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    /// Who gets it.
+    pub to: Side,
+    /// Text, binary, ping or pong.
+    pub opcode: Opcode,
+    /// What it carries.
+    pub payload: Vec<u8>,
+    /// The recorded message it repeats (its id, as the inspector lists it): a resend.
+    pub resent: Option<u64>,
 }
 
 /// The registry: see the module documentation. Cheap to clone (one `Arc`).
@@ -236,16 +251,20 @@ impl Control {
         self.ask(session, request, by).await
     }
 
-    /// Sends a message of wstap's own to `to` on live session `session`, at its stream's
-    /// next message boundary.
+    /// Sends a message of wstap's own on live session `session`, at its stream's next
+    /// message boundary.
     pub async fn inject(
         &self,
         session: u64,
-        to: Side,
-        opcode: Opcode,
-        payload: Vec<u8>,
+        injection: Injection,
         by: Decider,
     ) -> Result<(), ControlError> {
+        let Injection {
+            to,
+            opcode,
+            payload,
+            resent,
+        } = injection;
         if opcode == Opcode::Text && std::str::from_utf8(&payload).is_err() {
             return Err(ControlError::Invalid(
                 "a text message must be valid UTF-8".into(),
@@ -262,6 +281,7 @@ impl Control {
             to,
             opcode,
             payload,
+            resent,
         };
         self.ask(session, request, by).await
     }

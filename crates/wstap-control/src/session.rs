@@ -3,8 +3,9 @@
 //!
 //! The engine's drive loop owns the [`Enrolment`] beside the session's relay core: it
 //! applies the breakpoints when the relay starts, hands over the core's notes after each
-//! feed, carries out each [`Order`] from the mailbox on the core, and publishes the
-//! [`Intervention`]s these return with the session's records.
+//! feed, carries out each [`Order`] from the mailbox on the core, and publishes the events
+//! these return with the session's records: [`Intervention`]s, and a [`Message`] for each
+//! message an order made wstap write (an edit, an injection), with its frames.
 
 use crate::held::{HeldAction, HeldEntry, HeldView};
 use crate::info::SessionInfo;
@@ -17,7 +18,7 @@ use tokio::sync::oneshot;
 use wstap_relay::{
     BreakRule, Built, Command, Decision, HeldId, MessageTest, Note, Refused, Relay, Side,
 };
-use wstap_trace::{Action, Decider, Intervention, Payload};
+use wstap_trace::{Action, Decider, Event, Intervention, Message, MessageOrigin, Payload};
 use wstap_wire::Opcode;
 
 /// What a commander asks of a live session.
@@ -37,6 +38,8 @@ pub(crate) enum Request {
         to: Side,
         opcode: Opcode,
         payload: Vec<u8>,
+        /// The recorded message it repeats.
+        resent: Option<u64>,
     },
     /// `to: None`: both sides.
     Close {
@@ -174,6 +177,7 @@ impl Enrolment {
             reason: None,
             bytes: None,
             wire: None,
+            resent: None,
         }
     }
 
@@ -204,7 +208,12 @@ impl Enrolment {
 
     /// Takes what the relay noted after a feed or a timeout, at `time`: held messages join
     /// the registry. Returns the records to publish, after the feed's own.
-    pub fn noted(&mut self, notes: Vec<Note>, time: DateTime<Utc>) -> Vec<Intervention> {
+    pub fn noted(&mut self, notes: Vec<Note>, time: DateTime<Utc>) -> Vec<Event> {
+        let records = self.noted_records(notes, time);
+        records.into_iter().map(Event::Intervention).collect()
+    }
+
+    fn noted_records(&mut self, notes: Vec<Note>, time: DateTime<Utc>) -> Vec<Intervention> {
         let mut records = Vec::with_capacity(notes.len());
         for note in notes {
             match note {
@@ -262,8 +271,8 @@ impl Enrolment {
                     wire: Some(payload(wire)),
                     ..self.record(Action::Recompressed, Decider::Breakpoint, time)
                 }),
-                // An edit's or an injection's frames go on the record of the order that
-                // made them (`carry_out`).
+                // An edit's or an injection's frames are the message of the order that
+                // made them (`carry_out`), whose command notes them at once.
                 Note::Sent { .. } => {}
                 Note::TimedOut { id, from: _ } => {
                     if let Some(view) = self.settle(id) {
@@ -276,64 +285,64 @@ impl Enrolment {
     }
 
     /// The session ended with `lost` still held: each is recorded as never sent.
-    pub fn ended(&mut self, lost: &[(Side, HeldId)], time: DateTime<Utc>) -> Vec<Intervention> {
+    pub fn ended(&mut self, lost: &[(Side, HeldId)], time: DateTime<Utc>) -> Vec<Event> {
         let views: Vec<HeldView> = lost.iter().filter_map(|(_, id)| self.settle(*id)).collect();
         views
             .iter()
-            .map(|view| self.about(view, Action::Lost, Decider::Session, time))
+            .map(|view| Event::Intervention(self.about(view, Action::Lost, Decider::Session, time)))
             .collect()
     }
 
     /// Carries out `order` on `relay` at `now` (`time` on the wall clock), answers it, and
-    /// returns the records of what was done.
+    /// returns the records of what was done: its interventions, then the message it made
+    /// wstap write, if any.
     pub fn carry_out(
         &mut self,
         order: Order,
         relay: &mut Relay,
         now: Instant,
         time: DateTime<Utc>,
-    ) -> Vec<Intervention> {
+    ) -> Vec<Event> {
         let Order { request, by, reply } = order;
         let done = self.request(request, by, relay, now, time);
-        let (answer, mut records) = match done {
-            Ok(records) => (Ok(()), records),
-            Err(refused) => (Err(refused), Vec::new()),
+        let (answer, mut records, made) = match done {
+            Ok((records, made)) => (Ok(()), records, made),
+            Err(refused) => (Err(refused), Vec::new(), None),
         };
-        // The frames an edit or an injection made go on its record; what else the command
-        // set off (re-encoding a direction) was decided by who asked.
+        // The frames an edit or an injection made are the message it records; what else
+        // the command set off (re-encoding a direction) was decided by who asked.
         let mut notes = relay.drain_notes();
+        let mut written = None;
         notes.retain(|note| match note {
             Note::Sent {
-                why: why @ (Built::Edit(_) | Built::Inject),
+                why: Built::Edit(_) | Built::Inject,
                 wire,
                 ..
             } => {
-                let action = match why {
-                    Built::Inject => Action::Injected,
-                    _ => Action::Edited,
-                };
-                let made = records
-                    .iter_mut()
-                    .find(|r| r.action == action && r.wire.is_none());
-                if let Some(record) = made {
-                    record.wire = Some(payload(wire.clone()));
-                }
+                written = Some(wire.clone());
                 false
             }
             _ => true,
         });
-        let noted = self.noted(notes, time);
-        records.extend(noted.into_iter().map(|mut record| {
-            if record.action == Action::Reencoded {
-                record.by = by;
-            }
-            record
-        }));
+        records.extend(
+            self.noted_records(notes, time)
+                .into_iter()
+                .map(|mut record| {
+                    if record.action == Action::Reencoded {
+                        record.by = by;
+                    }
+                    record
+                }),
+        );
+        let mut events: Vec<Event> = records.into_iter().map(Event::Intervention).collect();
+        if let (Some(made), Some(wire)) = (made, written) {
+            events.push(Event::Message(made.message(self.info.id, time, wire)));
+        }
         if let Some(reply) = reply {
             // A commander who stopped waiting needs no answer.
             let _ = reply.send(answer);
         }
-        records
+        events
     }
 
     fn request(
@@ -343,12 +352,12 @@ impl Enrolment {
         relay: &mut Relay,
         now: Instant,
         time: DateTime<Utc>,
-    ) -> Result<Vec<Intervention>, Refused> {
+    ) -> Result<(Vec<Intervention>, Option<Made>), Refused> {
         let toward = |side: Side| side.other().sends();
         match request {
             Request::Reconsider => {
                 self.apply_breakpoints(relay, now);
-                Ok(Vec::new())
+                Ok((Vec::new(), None))
             }
             Request::Decide {
                 held,
@@ -377,17 +386,24 @@ impl Enrolment {
                     now,
                 )?;
                 let Some(view) = self.settle(relay_id) else {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), None));
                 };
                 let mut record = self.about(&view, done, by, time);
-                if let Some(payload) = sent {
+                let made = sent.map(|payload| {
                     record.opcode = Some(view.opcode.bits());
                     record.payload = Some(Payload {
-                        bytes: payload,
+                        bytes: payload.clone(),
                         truncated: false,
                     });
-                }
-                Ok(vec![record])
+                    Made {
+                        origin: MessageOrigin::Edited,
+                        dir: view.dir,
+                        opcode: view.opcode,
+                        data: payload,
+                        held: Some(view.id),
+                    }
+                });
+                Ok((vec![record], made))
             }
             Request::Continue => {
                 self.continued = true;
@@ -412,12 +428,13 @@ impl Enrolment {
                     .map(|view| self.about(view, Action::Forwarded, by, time))
                     .collect();
                 records.push(self.record(Action::Continued, by, time));
-                Ok(records)
+                Ok((records, None))
             }
             Request::Inject {
                 to,
                 opcode,
                 payload,
+                resent,
             } => {
                 relay.command(
                     Command::Inject {
@@ -427,15 +444,27 @@ impl Enrolment {
                     },
                     now,
                 )?;
-                Ok(vec![Intervention {
+                let record = Intervention {
                     dir: Some(toward(to)),
                     opcode: Some(opcode.bits()),
                     payload: Some(Payload {
-                        bytes: payload,
+                        bytes: payload.clone(),
                         truncated: false,
                     }),
+                    resent,
                     ..self.record(Action::Injected, by, time)
-                }])
+                };
+                let made = Made {
+                    origin: match resent {
+                        Some(_) => MessageOrigin::Resent,
+                        None => MessageOrigin::Injected,
+                    },
+                    dir: toward(to),
+                    opcode,
+                    data: payload,
+                    held: None,
+                };
+                Ok((vec![record], Some(made)))
             }
             Request::Close { to, code, reason } => {
                 let grace = self.control.settings().close_grace;
@@ -452,17 +481,48 @@ impl Enrolment {
                     };
                     relay.command(command, now)?;
                 }
-                Ok(vec![Intervention {
+                let record = Intervention {
                     dir: to.map(toward),
                     code: Some(code),
                     reason: Some(reason),
                     ..self.record(Action::Closed, by, time)
-                }])
+                };
+                Ok((vec![record], None))
             }
             Request::Abort => {
                 relay.command(Command::Abort, now)?;
-                Ok(vec![self.record(Action::Aborted, by, time)])
+                Ok((vec![self.record(Action::Aborted, by, time)], None))
             }
+        }
+    }
+}
+
+/// A message an order makes wstap write, until its frames are known.
+#[derive(Debug)]
+struct Made {
+    origin: MessageOrigin,
+    dir: wstap_wire::Direction,
+    opcode: Opcode,
+    data: Vec<u8>,
+    /// The held message an edit replaces.
+    held: Option<u64>,
+}
+
+impl Made {
+    /// Its record in session `session`, written at `time` as `wire`.
+    fn message(self, session: u64, time: DateTime<Utc>, wire: Vec<u8>) -> Message {
+        let message = Message::built(
+            session,
+            time,
+            self.dir,
+            self.origin,
+            self.opcode,
+            self.data,
+            wire,
+        );
+        Message {
+            held: self.held,
+            ..message
         }
     }
 }

@@ -2,10 +2,12 @@
 //! breakpoint holds, what a decision does and records, and what is refused, and why.
 
 use std::time::Instant;
-use wstap_control::{Control, ControlError, Enrolment, HeldAction, Mailbox, SessionInfo, Settings};
+use wstap_control::{
+    Control, ControlError, Enrolment, HeldAction, Injection, Mailbox, SessionInfo, Settings,
+};
 use wstap_filter::Filter;
 use wstap_relay::{Refused, Relay, RelayConfig, Side, Transmit};
-use wstap_trace::{Action, Decider, Intervention};
+use wstap_trace::{Action, Decider, Event, Intervention, Message, MessageOrigin};
 use wstap_wire::{AnalyzerConfig, FrameBuilder, Opcode, Record, StreamAnalyzer, Timestamp};
 
 fn relay() -> Relay {
@@ -41,7 +43,35 @@ fn feed(
     let out = written(relay, from.other(), Some(bytes));
     relay.drain_events().for_each(drop);
     let notes = relay.drain_notes();
-    (out, enrolment.noted(notes, chrono::Utc::now()))
+    let (records, written) = split(enrolment.noted(notes, chrono::Utc::now()));
+    assert!(
+        written.is_empty(),
+        "a feed makes wstap write nothing of its own"
+    );
+    (out, records)
+}
+
+/// Events as the interventions and the messages wstap wrote.
+fn split(events: Vec<Event>) -> (Vec<Intervention>, Vec<Message>) {
+    let (mut records, mut written) = (Vec::new(), Vec::new());
+    for event in events {
+        match event {
+            Event::Intervention(record) => records.push(record),
+            Event::Message(message) => written.push(message),
+            other => panic!("not a record of the registry: {other:?}"),
+        }
+    }
+    (records, written)
+}
+
+/// A text message for wstap to send to `to`.
+fn text(to: Side, payload: &[u8], resent: Option<u64>) -> Injection {
+    Injection {
+        to,
+        opcode: Opcode::Text,
+        payload: payload.to_vec(),
+        resent,
+    }
 }
 
 fn written(relay: &mut Relay, to: Side, fed: Option<&[u8]>) -> Vec<u8> {
@@ -57,16 +87,19 @@ fn written(relay: &mut Relay, to: Side, fed: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
-/// Runs `ask` while the session carries out the order it sends.
+/// Runs `ask` while the session carries out the order it sends: the answer, the
+/// interventions recorded, and the messages it made wstap write.
 async fn answered(
     (relay, enrolment, mailbox): (&mut Relay, &mut Enrolment, &mut Mailbox),
     ask: impl std::future::Future<Output = Result<(), ControlError>>,
-) -> (Result<(), ControlError>, Vec<Intervention>) {
+) -> (Result<(), ControlError>, Vec<Intervention>, Vec<Message>) {
     let session = async {
         let order = mailbox.next().await;
         enrolment.carry_out(order, relay, Instant::now(), chrono::Utc::now())
     };
-    tokio::join!(ask, session)
+    let (answer, events) = tokio::join!(ask, session);
+    let (records, written) = split(events);
+    (answer, records, written)
 }
 
 /// The breakpoint orders in the mailbox, carried out.
@@ -123,7 +156,7 @@ async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() 
         payload: b"the secret is safe".to_vec(),
         as_bytes: false,
     };
-    let (done, records) = answered(
+    let (done, records, made) = answered(
         (&mut relay, &mut session, &mut mailbox),
         control.decide(held[0].id, edit, Decider::Api),
     )
@@ -140,6 +173,14 @@ async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() 
         payloads(&out, wstap_wire::Direction::ClientToServer),
         [b"the secret is safe".to_vec()]
     );
+    // The edit is a message of the session, with the frames as written and the held
+    // message it replaced.
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0].origin, MessageOrigin::Edited);
+    assert_eq!(made[0].held, Some(held[0].id));
+    assert_eq!(made[0].payload.bytes, b"the secret is safe");
+    assert_eq!(made[0].wire.as_ref().map(|w| &w.bytes), Some(&out));
+    assert_eq!((made[0].frames, made[0].wire_len), (1, 18));
     assert!(control.held().is_empty());
     assert_eq!(
         control
@@ -168,7 +209,7 @@ async fn invalid_commands_are_refused_before_they_reach_the_session() {
     let (session, mailbox) = control.enrol(info(3));
     assert!(matches!(
         control
-            .inject(3, Side::Client, Opcode::Text, vec![0xff], Decider::Api)
+            .inject(3, text(Side::Client, &[0xff], None), Decider::Api)
             .await,
         Err(ControlError::Invalid(_))
     ));
@@ -192,6 +233,46 @@ async fn invalid_commands_are_refused_before_they_reach_the_session() {
 }
 
 #[tokio::test]
+async fn an_injection_and_a_resend_are_messages_of_the_session_with_their_frames() {
+    let control = Control::new(Settings::default());
+    let mut relay = relay();
+    let (mut session, mut mailbox) = control.enrol(info(4));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    let (done, records, made) = answered(
+        (&mut relay, &mut session, &mut mailbox),
+        control.inject(4, text(Side::Server, b"hello", None), Decider::Inspector),
+    )
+    .await;
+    assert_eq!(done, Ok(()));
+    assert_eq!(records[0].action, Action::Injected);
+    assert_eq!(records[0].resent, None);
+    let out = written(&mut relay, Side::Server, None);
+    assert_eq!(made[0].origin, MessageOrigin::Injected);
+    assert_eq!(made[0].dir, wstap_wire::Direction::ClientToServer);
+    assert_eq!(made[0].wire.as_ref().map(|w| &w.bytes), Some(&out));
+    let header = wstap_wire::FrameHeader::parse(&out).unwrap();
+    assert!(header.mask().is_some(), "toward the server, masked");
+
+    let (done, records, made) = answered(
+        (&mut relay, &mut session, &mut mailbox),
+        control.inject(4, text(Side::Client, b"again", Some(12)), Decider::Api),
+    )
+    .await;
+    assert_eq!(done, Ok(()));
+    assert_eq!(records[0].resent, Some(12));
+    let out = written(&mut relay, Side::Client, None);
+    assert_eq!(made[0].origin, MessageOrigin::Resent);
+    assert_eq!(made[0].dir, wstap_wire::Direction::ServerToClient);
+    assert_eq!(made[0].payload.bytes, b"again");
+    assert_eq!(made[0].wire.as_ref().map(|w| &w.bytes), Some(&out));
+    assert_eq!(
+        out,
+        FrameBuilder::text().encode(b"again"),
+        "toward the client, unmasked"
+    );
+}
+
+#[tokio::test]
 async fn continue_forwards_everything_held_and_stops_breaking() {
     let control = Control::new(Settings::default());
     control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false);
@@ -209,11 +290,12 @@ async fn continue_forwards_everything_held_and_stops_breaking() {
     assert!(out.is_empty());
     assert_eq!(records.len(), 2);
     let first = control.held()[0].id;
-    let (done, records) = answered(
+    let (done, records, made) = answered(
         (&mut relay, &mut session, &mut mailbox),
         control.decide(first, HeldAction::Continue, Decider::Inspector),
     )
     .await;
+    assert!(made.is_empty(), "forwarding writes nothing of wstap's own");
     assert_eq!(done, Ok(()));
     let actions: Vec<Action> = records.iter().map(|r| r.action).collect();
     assert_eq!(
@@ -242,7 +324,7 @@ async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
         Side::Server,
         &FrameBuilder::text().encode(b"x"),
     );
-    let (done, records) = answered(
+    let (done, records, _) = answered(
         (&mut relay, &mut session, &mut mailbox),
         control.abort(9, Decider::Api),
     )
@@ -250,23 +332,21 @@ async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
     assert_eq!(done, Ok(()));
     assert_eq!(records[0].action, Action::Aborted);
     assert!(relay.is_aborted());
-    let (again, _) = answered(
+    let (again, records, made) = answered(
         (&mut relay, &mut session, &mut mailbox),
-        control.inject(
-            9,
-            Side::Server,
-            Opcode::Text,
-            b"late".to_vec(),
-            Decider::Api,
-        ),
+        control.inject(9, text(Side::Server, b"late", None), Decider::Api),
     )
     .await;
+    assert!(
+        records.is_empty() && made.is_empty(),
+        "what is refused is not recorded"
+    );
     assert_eq!(
         again,
         Err(ControlError::Refused(Refused::Ended("both sides")))
     );
     let end = relay.end(Timestamp(2));
-    let records = session.ended(&end.lost, chrono::Utc::now());
+    let (records, _) = split(session.ended(&end.lost, chrono::Utc::now()));
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].action, Action::Lost);
     assert_eq!(records[0].by, Decider::Session);

@@ -228,6 +228,39 @@ impl Fate {
     ];
 }
 
+/// Who made a message: a peer, or wstap (the trace's message `origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A peer sent it: every frame, and every message read.
+    Wire,
+    /// wstap sent it in place of a held message.
+    Edited,
+    /// wstap sent it of its own.
+    Injected,
+    /// wstap sent a recorded message again.
+    Resent,
+}
+
+impl Origin {
+    /// The name filters and the store use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Wire => "wire",
+            Origin::Edited => "edited",
+            Origin::Injected => "injected",
+            Origin::Resent => "resent",
+        }
+    }
+
+    /// Every origin, in the order above.
+    pub const ALL: [Origin; 4] = [
+        Origin::Wire,
+        Origin::Edited,
+        Origin::Injected,
+        Origin::Resent,
+    ];
+}
+
 /// A JSON value to compare with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonLiteral {
@@ -282,6 +315,8 @@ pub enum Term {
     Held(bool),
     /// What became of a message a breakpoint held.
     Fate(Fate),
+    /// Who made the message.
+    Origin(Origin),
     /// What the session turned out to be (`websocket`, `http`, ...).
     Kind(String),
     /// The payload (inflated, when compressed) matches: a case-insensitive substring
@@ -317,7 +352,7 @@ impl Term {
                 NumField::Close | NumField::Time => Level::Either,
             },
             Term::Text(..) | Term::Extension(_) | Term::State(_) | Term::Kind(_) => Level::Session,
-            Term::Held(_) | Term::Fate(_) => Level::Record,
+            Term::Held(_) | Term::Fate(_) | Term::Origin(_) => Level::Record,
             Term::Bool(BoolField::Tls, _) => Level::Session,
             Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
                 Level::Record

@@ -109,6 +109,8 @@ pub struct RecordFacts<'a> {
     /// one); `None` for what no breakpoint held, and for a live record, whose fate comes
     /// later.
     pub fate: Option<Fate>,
+    /// Who made it: every frame and every live record came from a peer.
+    pub origin: Origin,
 }
 
 /// Whether `expr` matches `record` of `session`.
@@ -191,11 +193,17 @@ pub fn header_verdict(
         violations: &[],
         payload: &[],
         fate: None,
+        origin: Origin::Wire,
     };
     let known = |term: &Term| Some(term_holds(term, session, Some(&record)));
     verdict(expr, &|term| match term {
         _ if term.level() == Level::Session => Some(term_holds(term, session, None)),
-        Term::Dir(_) | Term::Op(_) | Term::Bool(..) | Term::Held(_) | Term::Fate(_) => known(term),
+        Term::Dir(_)
+        | Term::Op(_)
+        | Term::Bool(..)
+        | Term::Held(_)
+        | Term::Fate(_)
+        | Term::Origin(_) => known(term),
         // A data message has no close code.
         Term::Num(NumField::Close, _) => known(term),
         Term::Num(NumField::Len, _) if header.len.is_some() => known(term),
@@ -267,6 +275,7 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
         Term::State(state) => s.state == *state,
         Term::Held(held) => r.is_some_and(|r| r.fate.is_some() == *held),
         Term::Fate(fate) => r.is_some_and(|r| r.fate == Some(*fate)),
+        Term::Origin(origin) => r.is_some_and(|r| r.origin == *origin),
         Term::Kind(kind) => s.kind == Some(kind.as_str()),
         Term::Payload(regex) => r.is_some_and(|r| regex.is_match(r.payload)),
         Term::Json { path, test } => r.is_some_and(|r| json_holds(r.payload, path, test)),

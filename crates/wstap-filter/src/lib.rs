@@ -31,7 +31,7 @@ mod parse;
 pub mod sql;
 pub mod value;
 
-pub use ast::{Fate, State};
+pub use ast::{Fate, Origin, State};
 pub use error::ParseError;
 pub use eval::{extension_names, path_of, HeaderFacts, RecordFacts, RecordKind, SessionFacts};
 pub use sql::{Scope, Sql, SqlSchema, SqlValue};

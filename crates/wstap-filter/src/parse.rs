@@ -65,6 +65,7 @@ const FIELDS: &[(&str, FieldName)] = &[
     ("state", FieldName::State),
     ("held", FieldName::Held),
     ("fate", FieldName::Fate),
+    ("origin", FieldName::Origin),
     ("kind", FieldName::Kind),
     ("text", FieldName::Payload),
     ("payload", FieldName::Payload),
@@ -93,6 +94,7 @@ enum FieldName {
     State,
     Held,
     Fate,
+    Origin,
     Kind,
     Payload,
 }
@@ -566,6 +568,11 @@ impl Parser<'_> {
                     return bad_value("held, forwarded, dropped, edited, timed_out or lost")
                 }
                 (false, _) => return wrong_op("':' and a fate"),
+            },
+            FieldName::Origin => match (equals, value::origin(&value.text)) {
+                (true, Some(origin)) => Term::Origin(origin),
+                (true, None) => return bad_value("wire, edited, injected or resent"),
+                (false, _) => return wrong_op("':' and an origin"),
             },
             FieldName::Kind => {
                 let kind = value.text.to_ascii_lowercase();

@@ -44,6 +44,8 @@ pub enum RecordColumn {
     Payload,
     /// What became of it when a breakpoint held it ([`Fate::name`]), or `NULL`.
     Fate,
+    /// Who made it ([`Origin::name`]): `NULL` or `'wire'` for a peer.
+    Origin,
 }
 
 /// A fact of a session that filters read (alias `s`).
@@ -327,6 +329,10 @@ impl Builder<'_> {
             }
             Term::Held(true) => format!("({} IS NOT NULL)", self.r(RecordColumn::Fate)),
             Term::Held(false) => format!("({} IS NULL)", self.r(RecordColumn::Fate)),
+            Term::Origin(origin) => {
+                let p = self.param(SqlValue::Text(origin.name().to_owned()));
+                format!("(COALESCE({}, 'wire') = {p})", self.r(RecordColumn::Origin))
+            }
             Term::Fate(fate) => {
                 let p = self.param(SqlValue::Text(fate.name().to_owned()));
                 format!("COALESCE({} = {p}, 0)", self.r(RecordColumn::Fate))

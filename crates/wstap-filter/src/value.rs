@@ -1,6 +1,7 @@
-//! Values as filters write them: booleans, opcodes, lengths, states, fates and times.
+//! Values as filters write them: booleans, opcodes, lengths, states, fates, origins and
+//! times.
 
-use crate::ast::{Fate, State};
+use crate::ast::{Fate, Origin, State};
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// `true`/`false` and friends.
@@ -55,6 +56,12 @@ pub fn state(text: &str) -> Option<State> {
 pub fn fate(text: &str) -> Option<Fate> {
     let text = text.to_ascii_lowercase();
     Fate::ALL.into_iter().find(|f| f.name() == text)
+}
+
+/// An origin, by its name.
+pub fn origin(text: &str) -> Option<Origin> {
+    let text = text.to_ascii_lowercase();
+    Origin::ALL.into_iter().find(|o| o.name() == text)
 }
 
 /// A whole number (decimal, or hex with `0x`).

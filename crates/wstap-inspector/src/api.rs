@@ -248,8 +248,11 @@ impl Api {
                     .ok_or_else(|| {
                         ApiError::not_found(format!("session {id} has no message {seq}"))
                     })?;
-                // The bytes its frames carried: their payloads, as they were on the wire.
+                // The bytes its frames carried: their payloads, as they were on the wire;
+                // for a message wstap wrote, its frames as written.
+                let written = message.message.wire.as_ref();
                 let wire = match (message.first_frame, message.last_frame) {
+                    _ if written.is_some() => written.map(|w| (w.bytes.clone(), w.truncated)),
                     (Some(first), Some(last)) if last >= first => {
                         let span = (last - first + 1).min(MAX_PAGE * 10) as usize;
                         let frames = capture.frames(Some(id), &all, Position::From(first), span)?;

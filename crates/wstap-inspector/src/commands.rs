@@ -15,7 +15,7 @@ use bytes::Bytes;
 use hyper::header::{HeaderMap, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use wstap_control::{BreakpointView, Control, ControlError, HeldAction, HeldView};
+use wstap_control::{BreakpointView, Control, ControlError, HeldAction, HeldView, Injection};
 use wstap_filter::Filter;
 use wstap_relay::Side;
 use wstap_trace::Decider;
@@ -200,9 +200,14 @@ impl Commands {
                         ))
                     }
                 };
-                let payload = payload(&body)?.unwrap_or_default();
+                let injection = Injection {
+                    to,
+                    opcode,
+                    payload: payload(&body)?.unwrap_or_default(),
+                    resent: message_id(&body, "resend")?,
+                };
                 control
-                    .inject(session, to, opcode, payload, by)
+                    .inject(session, injection, by)
                     .await
                     .map_err(refusal)?;
                 Ok(json_reply(&json!({ "ok": true })))
@@ -261,6 +266,20 @@ fn boolean(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiEr
             field,
             format!("\"{field}\" must be true or false"),
         )),
+    }
+}
+
+/// A recorded message's id, as `/api/messages` lists it.
+fn message_id(body: &Map<String, Value>, field: &str) -> Result<Option<u64>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_u64() {
+            Some(id) if id > 0 => Ok(Some(id)),
+            _ => Err(ApiError::field(
+                field,
+                format!("\"{field}\" must be a message's id, a positive integer"),
+            )),
+        },
     }
 }
 

@@ -70,6 +70,8 @@ pub fn message_row(index: u64, stored: &StoredMessage) -> Value {
         "violations": m.violations,
         "incomplete": m.incomplete,
         "fate": stored.fate,
+        "origin": (!m.origin.is_wire()).then(|| m.origin.name()),
+        "held": m.held,
     })
 }
 

@@ -47,7 +47,8 @@ function resendPreset(r) {
   const type = { 1: 'text', 2: 'binary', 9: 'ping', 10: 'pong' }[r.opcode] || 'binary';
   const to = r.dir === 'c2s' ? 'server' : 'client';
   const text = type === 'text' ? new TextDecoder().decode(Uint8Array.from(atob(r.data?.base64 || ''), (c) => c.charCodeAt(0))) : undefined;
-  return text !== undefined ? { to, type, text } : { to, type, base64: r.data?.base64 || '' };
+  const payload = text !== undefined ? { text } : { base64: r.data?.base64 || '' };
+  return { to, type, resend: r.id, ...payload };
 }
 
 /** The held count, on every view: the header's badge and the page's title. */

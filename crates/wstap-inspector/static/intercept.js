@@ -306,9 +306,11 @@ export class Composer {
     this.showFields();
   }
 
-  /** Opens the composer on `session`, filled with `preset` ({to, type, text|base64}). */
+  /** Opens the composer on `session`, filled with `preset` ({to, type, text|base64,
+   * resend}): `resend` is the id of the recorded message it sends again. */
   show(session, preset = {}) {
     this.session = session;
+    this.resend = preset.resend;
     $('#composer').hidden = false;
     $('#composer-to').value = preset.to || 'server';
     $('#composer-type').value = preset.type || 'text';
@@ -340,6 +342,7 @@ export class Composer {
     } else {
       body.text = $('#composer-payload').value;
     }
+    if (this.resend !== undefined && type !== 'close') body.resend = this.resend;
     const status = $('#composer-status');
     // A close goes to one side or both as a real close handshake.
     const path = type === 'close' ? `sessions/${this.session}/close` : `sessions/${this.session}/inject`;

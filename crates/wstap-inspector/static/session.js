@@ -28,6 +28,13 @@ function columns(kind) {
   ];
 }
 
+/** Why a message wstap wrote is in the list. */
+const ORIGIN_TITLE = {
+  edited: 'wstap sent this edit in place of a held message',
+  injected: 'wstap sent this message of its own',
+  resent: 'wstap sent a recorded message again',
+};
+
 function preview(r) {
   if (r.close) return `close ${r.close.code ?? ''} ${closeMeaning(r.close.code)}${r.close.reason ? `: ${r.close.reason}` : ''}`;
   const p = r.preview || {};
@@ -42,10 +49,13 @@ function cells(kind, r, prev) {
   const length = r.inflated_len !== null && r.inflated_len !== undefined
     ? `${size(r.len)} → ${size(r.inflated_len)}`
     : size(r.len);
-  // What a breakpoint did to it, before what it said.
-  const shown = r.fate
-    ? el('span', {}, el('span', { class: `fate ${r.fate}`, title: 'a breakpoint held it: see Interventions', text: r.fate.replace('_', ' ') }), preview(r))
-    : preview(r);
+  // What a breakpoint did to it, or that wstap wrote it, before what it said.
+  const mark = r.fate
+    ? el('span', { class: `fate ${r.fate}`, title: 'a breakpoint held it: see Interventions', text: r.fate.replace('_', ' ') })
+    : r.origin
+      ? el('span', { class: `origin ${r.origin}`, title: ORIGIN_TITLE[r.origin], text: r.origin })
+      : null;
+  const shown = mark ? el('span', {}, mark, preview(r)) : preview(r);
   return [
     count(r.seq), clock(r.time_us), delta(gap), dir, r.opcode_name,
     flags(r.flags_byte, r.flags), middle, length, shown,

@@ -75,6 +75,7 @@ impl SqlSchema for Frames {
             RecordColumn::Violations => "r.violations",
             RecordColumn::Payload => FRAME_PAYLOAD,
             RecordColumn::Fate => FRAME_FATE,
+            RecordColumn::Origin => "'wire'",
         }
         .to_owned()
     }
@@ -130,6 +131,7 @@ impl SqlSchema for MessageRows {
             RecordColumn::Violations => "r.violations",
             RecordColumn::Payload => "wstap_bytes(r.data, r.data_at, r.data_kept)",
             RecordColumn::Fate => MESSAGE_FATE,
+            RecordColumn::Origin => "r.origin",
         }
         .to_owned()
     }

@@ -3,9 +3,9 @@
 //! predicate. The store's columns are made by the same functions ([`split_target`],
 //! [`path_of`], [`extension_names`]), so both sides see the same facts.
 
-use wstap_filter::{RecordFacts, RecordKind, SessionFacts, State};
+use wstap_filter::{Origin, RecordFacts, RecordKind, SessionFacts, State};
 use wstap_trace::view::{FrameView, MessageView};
-use wstap_trace::{Event, Exchange, Outcome};
+use wstap_trace::{Event, Exchange, MessageOrigin, Outcome};
 use wstap_wire::Opcode;
 
 /// A session's facts, kept up to date from its events.
@@ -152,6 +152,7 @@ pub fn frame_facts<'a>(f: &FrameView<'a>, codes: &'a [&'a str]) -> RecordFacts<'
         violations: codes,
         payload: f.data().data,
         fate: None,
+        origin: Origin::Wire,
     }
 }
 
@@ -177,6 +178,17 @@ pub fn message_facts<'a>(
         violations: codes,
         payload: m.data.data,
         fate: None,
+        origin: origin(m.origin),
+    }
+}
+
+/// An origin as filters name it.
+fn origin(origin: MessageOrigin) -> Origin {
+    match origin {
+        MessageOrigin::Wire => Origin::Wire,
+        MessageOrigin::Edited => Origin::Edited,
+        MessageOrigin::Injected => Origin::Injected,
+        MessageOrigin::Resent => Origin::Resent,
     }
 }
 
@@ -363,6 +375,19 @@ impl Selection {
     /// Whether a message matches.
     pub fn message(&mut self, m: &MessageView<'_>) -> bool {
         let c2s = m.dir == wstap_wire::Direction::ClientToServer;
+        if !m.origin.is_wire() {
+            // wstap wrote it: no frame was read, and no breakpoint held it.
+            let (flags, masked) = match m.wire.map(wstap_wire::FrameHeader::parse) {
+                Some(Ok(header)) => (header.first_byte(), header.mask().is_some()),
+                _ => (0x80 | m.opcode.bits(), false),
+            };
+            self.summary(m.session);
+            let codes = m.violations.codes();
+            let facts = message_facts(m, flags, masked, &codes);
+            return self
+                .filter
+                .matches_record(&self.sessions[&m.session].facts(), &facts);
+        }
         let (flags, masked) = self.take_mark(m.session, c2s, m.opcode);
         self.summary(m.session);
         let codes = m.violations.codes();

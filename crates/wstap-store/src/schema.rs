@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -264,8 +264,37 @@ CREATE INDEX interventions_by_session ON interventions(session, id);
 CREATE INDEX interventions_by_frame ON interventions(session, dir, frame);
 "#;
 
+/// Version 4: the messages wstap wrote itself (an edit, an injection, a resend) are
+/// messages of their sessions, in `message_rows` with their `origin` (`NULL` for a peer's
+/// message), the frames as written (`wire`), and for an edit the held message it
+/// replaced (`held`). They have no frame rows: only what was read is framed there.
+const V4: &str = r#"
+ALTER TABLE message_rows ADD COLUMN origin TEXT;
+ALTER TABLE message_rows ADD COLUMN wire BLOB;
+ALTER TABLE message_rows ADD COLUMN held INTEGER;
+DROP VIEW messages;
+CREATE VIEW messages AS
+    SELECT id + 1 AS id, session, msg AS seq, dir, flags & 15 AS opcode, flags,
+           mask_key IS NOT NULL AS masked, 1 AS frames, seq AS first_frame, seq AS last_frame,
+           time_us, end_time_us, COALESCE(inflated_len, payload_len) AS len,
+           payload_len AS wire_len, inflated_len IS NOT NULL AS compressed, close_code,
+           CASE WHEN inflated_len IS NULL THEN payload ELSE inflated END AS data,
+           CASE WHEN inflated_len IS NULL THEN payload_at ELSE inflated_at END AS data_at,
+           CASE WHEN inflated_len IS NULL THEN payload_kept ELSE inflated_kept END AS data_kept,
+           (SELECT NULLIF(json_group_array(json(value)), '[]') FROM json_each(frames.violations)
+             WHERE json_extract(value, '$.code')
+                   IN ('invalid_utf8', 'truncated_utf8', 'inflate_failed')) AS violations,
+           0 AS incomplete, 'wire' AS origin, NULL AS wire, NULL AS held
+      FROM frames WHERE msg IS NOT NULL
+    UNION ALL
+    SELECT id, session, seq, dir, opcode, flags, masked, frames, first_frame, last_frame,
+           time_us, end_time_us, len, wire_len, compressed, close_code, data, data_at,
+           data_kept, violations, incomplete, COALESCE(origin, 'wire') AS origin, wire, held
+      FROM message_rows;
+"#;
+
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power

@@ -29,9 +29,9 @@ use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use wstap_trace::view::{FrameView, MessageView, Origin, Part};
+use wstap_trace::view::{Form, FrameView, MessageView, Part};
 use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
-use wstap_wire::{Direction, Record};
+use wstap_wire::{Direction, FrameHeader, Record};
 
 /// Payloads up to this many bytes are kept inline in the database.
 ///
@@ -577,7 +577,10 @@ impl CaptureWriter {
         session.next_message += 1;
         let dir = &mut session.dirs[slot(m.dir)];
         dir.messages += 1;
-        let (first, last) = if m.is_data() {
+        let (first, last) = if !m.origin.is_wire() {
+            // wstap wrote it: no frame of it was read.
+            (None, None)
+        } else if m.is_data() {
             (dir.data_first.take(), dir.data_last.take())
         } else {
             let control = dir.control.take();
@@ -592,10 +595,11 @@ impl CaptureWriter {
         let (seq, first, last) = Self::account_message(self.session(m.session), m);
         let (data_inline, data) = self.store(m.data.data, m.data.total)?;
         let violations = violations_json(&m.violations);
+        let built = BuiltHeader::of(m);
         self.conn
             .prepare_cached(
                 "INSERT INTO message_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                     ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                     ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
             )?
             .execute(params![
                 ev,
@@ -603,8 +607,8 @@ impl CaptureWriter {
                 seq as i64,
                 dir_name(m.dir),
                 m.opcode.bits(),
-                first.map_or(0x80 | m.opcode.bits(), |f| f.flags),
-                first.is_some_and(|f| f.masked),
+                first.map_or(built.flags, |f| f.flags),
+                first.map_or(built.masked, |f| f.masked),
                 m.frames as i64,
                 first.map(|f| f.seq as i64),
                 last.map(|f| f.seq as i64),
@@ -618,7 +622,10 @@ impl CaptureWriter {
                 data.at,
                 m.data.data.len() as i64,
                 violations,
-                m.incomplete
+                m.incomplete,
+                (!m.origin.is_wire()).then(|| m.origin.name()),
+                m.wire,
+                m.held.map(|held| held as i64),
             ])?;
         Ok(())
     }
@@ -802,12 +809,35 @@ impl<'e> Item<'e> {
     }
 }
 
+/// The first header of a message wstap wrote, from its frames: its flags byte and
+/// whether it was masked.
+struct BuiltHeader {
+    flags: u8,
+    masked: bool,
+}
+
+impl BuiltHeader {
+    fn of(m: &MessageView<'_>) -> BuiltHeader {
+        match m.wire.map(FrameHeader::parse) {
+            Some(Ok(header)) => BuiltHeader {
+                flags: header.first_byte(),
+                masked: header.mask().is_some(),
+            },
+            _ => BuiltHeader {
+                flags: 0x80 | m.opcode.bits(),
+                masked: false,
+            },
+        }
+    }
+}
+
 /// Whether `m` is exactly the message that frame `f` makes on its own, fact for fact, so
 /// that the frame's row can stand for it (see `Capture::messages`, which makes it back).
 fn is_whole(f: &FrameView<'_>, m: &MessageView<'_>) -> bool {
     let header = &f.header;
     let data = f.data();
-    m.session == f.session
+    m.origin.is_wire()
+        && m.session == f.session
         && m.dir == f.dir
         && m.frames == 1
         && !m.incomplete
@@ -821,7 +851,7 @@ fn is_whole(f: &FrameView<'_>, m: &MessageView<'_>) -> bool {
         // The analyzer's records are the same bytes when of the same length (its contract,
         // property-tested in wstap-wire): comparing 16 KiB payloads cost the writer a
         // fifth of its time, so only debug builds check it. A trace's are compared.
-        && if (f.origin, m.origin) == (Origin::Analyzer, Origin::Analyzer) {
+        && if (f.form, m.form) == (Form::Analyzer, Form::Analyzer) {
             debug_assert_eq!(m.data.data, data.data, "a one-frame message holds its frame's bytes");
             true
         } else {

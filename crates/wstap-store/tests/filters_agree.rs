@@ -179,6 +179,11 @@ fn term() -> impl Strategy<Value = String> {
             "fate:edited",
             "fate:timed_out",
             "fate:lost",
+            "origin:wire",
+            "origin:edited",
+            "origin:injected",
+            "origin:resent",
+            "-origin:wire",
         ])
         .prop_map(str::to_owned),
         (
@@ -207,10 +212,11 @@ fn filter() -> impl Strategy<Value = String> {
 
 /// What breakpoints did to the messages of `events`: after a message's record, `choices`
 /// (one per message, round) say whether it was held, and what became of it then (nothing
-/// yet, or a decision), as interventions in the event stream, the way the engine
+/// yet, or a decision), or whether wstap injected (or resent) a message there, as
+/// interventions and the messages wstap wrote in the event stream, the way the engine
 /// publishes them.
 fn with_interventions(events: Vec<BusEvent>, choices: &[u8]) -> Vec<BusEvent> {
-    use wstap_trace::{Action, Decider, Event, Intervention};
+    use wstap_trace::{Action, Decider, Event, Intervention, Message, MessageOrigin};
     let mut out = Vec::with_capacity(events.len());
     let mut held = 0;
     let mut choices = choices.iter().cycle();
@@ -221,8 +227,41 @@ fn with_interventions(events: Vec<BusEvent>, choices: &[u8]) -> Vec<BusEvent> {
         let Some((session, dir, frame)) = ended else {
             continue;
         };
-        let decision = match choices.next().copied().unwrap_or(0) % 8 {
-            0..=2 => continue,
+        let choice = choices.next().copied().unwrap_or(0);
+        let written = |origin, held| {
+            let payload = format!("{} {session}/{frame}", MessageOrigin::name(origin));
+            let opcode = if choice % 3 == 0 {
+                Opcode::Binary
+            } else {
+                Opcode::Text
+            };
+            let mut builder = FrameBuilder::new(opcode);
+            if dir == Direction::ClientToServer {
+                builder = builder.mask([1, 2, 3, 4]);
+            }
+            let wire = builder.encode(payload.as_bytes());
+            let message = Message::built(
+                session,
+                time,
+                dir,
+                origin,
+                opcode,
+                payload.into_bytes(),
+                wire,
+            );
+            BusEvent::Event(Box::new(Event::Message(Message { held, ..message })))
+        };
+        let decision = match choice % 8 {
+            0 => continue,
+            1 | 2 => {
+                let origin = if choice % 16 < 8 {
+                    MessageOrigin::Injected
+                } else {
+                    MessageOrigin::Resent
+                };
+                out.push(written(origin, None));
+                continue;
+            }
             3 => None,
             4 => Some(Action::Forwarded),
             5 => Some(Action::Dropped),
@@ -249,11 +288,15 @@ fn with_interventions(events: Vec<BusEvent>, choices: &[u8]) -> Vec<BusEvent> {
             reason: None,
             bytes: None,
             wire: None,
+            resent: None,
         };
         for action in std::iter::once(Action::Held).chain(decision) {
             out.push(BusEvent::Event(Box::new(Event::Intervention(record(
                 action,
             )))));
+        }
+        if decision == Some(Action::Edited) {
+            out.push(written(MessageOrigin::Edited, Some(held)));
         }
     }
     out
@@ -294,6 +337,8 @@ struct Observed {
     messages: Vec<(i64, u64, wstap_wire::MessageRecord, u8, bool, Option<u64>)>,
     /// What became of held messages, by session, direction and last frame.
     fates: HashMap<(u64, bool, u64), wstap_filter::Fate>,
+    /// The messages wstap wrote.
+    written: Vec<(i64, wstap_trace::Message)>,
 }
 
 impl Observed {
@@ -310,6 +355,7 @@ fn observe(events: &[BusEvent]) -> Observed {
         frames: Vec::new(),
         messages: Vec::new(),
         fates: HashMap::new(),
+        written: Vec::new(),
     };
     // The first frame of the message being read, per session and direction; a control
     // frame is its own.
@@ -334,6 +380,12 @@ fn observe(events: &[BusEvent]) -> Observed {
                         .fates
                         .insert((i.session, dir == Direction::ClientToServer, frame), fate);
                 }
+            }
+            BusEvent::Event(e) if matches!(**e, wstap_trace::Event::Message(_)) => {
+                let wstap_trace::Event::Message(m) = &**e else {
+                    continue;
+                };
+                observed.written.push((ev, m.clone()));
             }
             BusEvent::Event(e) => {
                 let id = e.session().unwrap();
@@ -424,13 +476,21 @@ proptest! {
 
             let messages: Vec<MessageView<'_>> = observed.messages.iter().map(|(_, s, m, _, _, _)| MessageView::of_record(*s, m)).collect();
             let message_codes: Vec<Vec<&str>> = messages.iter().map(|m| m.violations.codes()).collect();
-            let expected: Vec<i64> = observed.messages.iter().zip(messages.iter().zip(&message_codes))
+            let mut expected: Vec<i64> = observed.messages.iter().zip(messages.iter().zip(&message_codes))
                 .filter(|((_, s, _, flags, masked, last), (m, codes))| {
                     let facts = RecordFacts { fate: observed.fate(*s, m.dir, *last), ..message_facts(m, *flags, *masked, codes) };
                     filter.matches_record(&facts_of(*s), &facts)
                 })
                 .map(|((ev, _, _, _, _, _), _)| *ev)
                 .collect();
+            // wstap's own messages: their first frames are those it wrote; nothing held them.
+            expected.extend(observed.written.iter().filter(|(_, m)| {
+                let view = MessageView::of_event(m);
+                let header = wstap_wire::FrameHeader::parse(view.wire.unwrap()).unwrap();
+                let facts = message_facts(&view, header.first_byte(), header.mask().is_some(), &[]);
+                filter.matches_record(&facts_of(m.session), &facts)
+            }).map(|(ev, _)| *ev));
+            expected.sort_unstable();
             prop_assert_eq!(capture.matching_ids(Rows::Messages, &filter).unwrap(), expected, "messages, {}", source);
 
             let mut expected_sessions: Vec<u64> = Vec::new();

@@ -81,12 +81,25 @@ fn every_event_comes_back_in_order_as_the_trace_has_it() {
         code: None,
         reason: None,
         bytes: None,
-        wire: Some(wstap_trace::Payload {
-            bytes: vec![0x81, 0x06, b'e', b'd', b'i', b't', b'e', b'd'],
-            truncated: false,
-        }),
+        wire: None,
+        resent: None,
     };
+    // ... and the message it made wstap write, with its frames, among the messages read.
+    let written = wstap_trace::Message {
+        held: Some(3),
+        ..wstap_trace::Message::built(
+            1,
+            edited.time,
+            Direction::ServerToClient,
+            wstap_trace::MessageOrigin::Edited,
+            wstap_wire::Opcode::Text,
+            b"edited".to_vec(),
+            vec![0x81, 0x06, b'e', b'd', b'i', b't', b'e', b'd'],
+        )
+    };
+    assert_eq!((written.frames, written.wire_len), (1, 6));
     events.insert(7, BusEvent::Event(Box::new(Event::Intervention(edited))));
+    events.insert(8, BusEvent::Event(Box::new(Event::Message(written))));
     write(&dir, &events, 5);
     let capture = Capture::open(&dir).unwrap();
     let expected: Vec<Event> = events.iter().map(BusEvent::to_event).collect();

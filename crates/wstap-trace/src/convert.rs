@@ -8,8 +8,8 @@ use crate::payload::Payload;
 use chrono::{DateTime, Utc};
 use wstap_wire::handshake::HandshakeAnalysis;
 use wstap_wire::{
-    Capture, FrameHeader, FrameRecord, LengthEncoding, MaskingKey, MessageRecord, Timestamp,
-    Violation,
+    Capture, Direction, FrameHeader, FrameRecord, LengthEncoding, MaskingKey, MessageRecord,
+    Opcode, Timestamp, Violation,
 };
 
 /// A wire timestamp as a UTC time (the epoch for values out of range).
@@ -113,6 +113,57 @@ impl Message {
             payload: payload(r.data),
             violations: r.violations.iter().map(violation_text).collect(),
             incomplete: r.incomplete,
+            origin: MessageOrigin::Wire,
+            wire: None,
+            held: None,
+        }
+    }
+
+    /// The event for a message wstap made (`origin`) and wrote to `dir`'s receiver at
+    /// `time`: `data` is what it carries (unmasked, uncompressed), `wire` its frames as
+    /// written, from which the frame count, the wire length and the compression are read.
+    pub fn built(
+        session: u64,
+        time: DateTime<Utc>,
+        dir: Direction,
+        origin: MessageOrigin,
+        opcode: Opcode,
+        data: Vec<u8>,
+        wire: Vec<u8>,
+    ) -> Message {
+        let (mut frames, mut wire_len, mut compressed, mut rest) = (0, 0, false, &wire[..]);
+        while let Ok(header) = FrameHeader::parse(rest) {
+            compressed |= frames == 0 && header.rsv1();
+            frames += 1;
+            wire_len += header.payload_len();
+            let end = (header.header_len() as u64).saturating_add(header.payload_len());
+            rest = rest
+                .get(usize::try_from(end).unwrap_or(usize::MAX)..)
+                .unwrap_or(&[]);
+        }
+        Message {
+            session,
+            time,
+            end_time: time,
+            dir,
+            opcode: opcode.bits(),
+            opcode_name: opcode.name().to_owned(),
+            frames,
+            len: data.len() as u64,
+            wire_len,
+            compressed,
+            payload: Payload {
+                bytes: data,
+                truncated: false,
+            },
+            violations: Vec::new(),
+            incomplete: false,
+            origin,
+            wire: Some(Payload {
+                bytes: wire,
+                truncated: false,
+            }),
+            held: None,
         }
     }
 }

@@ -427,6 +427,63 @@ pub struct Message {
     /// Cut short by a new data frame or the end of the connection.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub incomplete: bool,
+    /// Who made it: the peer that sent it (`wire`, left out), or wstap.
+    #[serde(skip_serializing_if = "MessageOrigin::is_wire", default)]
+    pub origin: MessageOrigin,
+    /// The frames wstap wrote for a message of its own making, exactly as written (masked
+    /// toward the server): a peer's message has its frames as `frame` lines instead.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub wire: Option<Payload>,
+    /// On an edit: the held message it replaced (the `held` of its interventions).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub held: Option<u64>,
+}
+
+/// Who made a message. A peer's message is recorded as read; the others are what wstap
+/// wrote in its place or beside it, each recorded when its frames went out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageOrigin {
+    /// A peer sent it.
+    #[default]
+    Wire,
+    /// wstap sent it in place of a held message (the `edited` intervention).
+    Edited,
+    /// wstap sent it of its own (the `injected` intervention).
+    Injected,
+    /// wstap sent it again: an injection that repeats a recorded message, as it was or
+    /// edited (the `injected` intervention with `resent`).
+    Resent,
+}
+
+impl MessageOrigin {
+    /// Every origin, in the order above.
+    pub const ALL: [MessageOrigin; 4] = [
+        MessageOrigin::Wire,
+        MessageOrigin::Edited,
+        MessageOrigin::Injected,
+        MessageOrigin::Resent,
+    ];
+
+    /// The name in traces, the store and filters.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageOrigin::Wire => "wire",
+            MessageOrigin::Edited => "edited",
+            MessageOrigin::Injected => "injected",
+            MessageOrigin::Resent => "resent",
+        }
+    }
+
+    /// The origin named `name`.
+    pub fn from_name(name: &str) -> Option<MessageOrigin> {
+        MessageOrigin::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// Whether a peer sent it.
+    pub fn is_wire(&self) -> bool {
+        *self == MessageOrigin::Wire
+    }
 }
 
 /// A plain HTTP exchange through the proxy.
@@ -712,9 +769,14 @@ pub struct Intervention {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bytes: Option<u64>,
     /// The frames wstap built, exactly as it wrote them (masked toward the server,
-    /// compressed where they are): for an edit, an injection, a message compressed again.
+    /// compressed): for a message compressed again. An edit's or an injection's frames are
+    /// on the message it made (`origin`), recorded when they went out.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub wire: Option<Payload>,
+    /// On an injection that repeats a recorded message: that message's id, as the
+    /// inspector lists it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resent: Option<u64>,
 }
 
 /// What wstap did to a live session.

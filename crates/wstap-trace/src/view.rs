@@ -7,13 +7,13 @@
 //! A view borrows: making one copies no payload.
 
 use crate::convert::violation_text;
-use crate::event::{Frame, Message};
+use crate::event::{Frame, Message, MessageOrigin};
 use std::borrow::Cow;
 use wstap_wire::{Direction, FrameHeader, FrameRecord, MessageRecord, Opcode, Violation};
 
 /// Where a frame or a message comes from, which decides what a reader may take on trust.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub enum Form {
     /// Straight from the analyzer of `wstap-wire`, whose records keep its contracts (a
     /// one-frame message holds its frame's bytes: see `MessageRecord::data`).
     Analyzer,
@@ -131,7 +131,7 @@ pub enum Part {
 #[derive(Debug, Clone)]
 pub struct FrameView<'a> {
     /// Where it comes from.
-    pub origin: Origin,
+    pub form: Form,
     /// Session number.
     pub session: u64,
     /// Which way it went.
@@ -158,7 +158,7 @@ impl<'a> FrameView<'a> {
     /// A live frame record of `session`.
     pub fn of_record(session: u64, r: &'a FrameRecord) -> Self {
         FrameView {
-            origin: Origin::Analyzer,
+            form: Form::Analyzer,
             session,
             dir: r.direction,
             index: r.index,
@@ -182,7 +182,7 @@ impl<'a> FrameView<'a> {
     pub fn of_event(f: &'a Frame) -> Self {
         let time_us = f.time.timestamp_micros();
         FrameView {
-            origin: Origin::Trace,
+            form: Form::Trace,
             session: f.session,
             dir: f.dir,
             index: f.index,
@@ -222,7 +222,13 @@ impl<'a> FrameView<'a> {
 #[derive(Debug, Clone)]
 pub struct MessageView<'a> {
     /// Where it comes from.
-    pub origin: Origin,
+    pub form: Form,
+    /// Who made it.
+    pub origin: MessageOrigin,
+    /// The frames wstap wrote, for a message it made.
+    pub wire: Option<&'a [u8]>,
+    /// The held message an edit replaced.
+    pub held: Option<u64>,
     /// Session number.
     pub session: u64,
     /// Which way it went.
@@ -251,7 +257,10 @@ impl<'a> MessageView<'a> {
     /// A live message record of `session`.
     pub fn of_record(session: u64, r: &'a MessageRecord) -> Self {
         MessageView {
-            origin: Origin::Analyzer,
+            form: Form::Analyzer,
+            origin: MessageOrigin::Wire,
+            wire: None,
+            held: None,
             session,
             dir: r.direction,
             opcode: r.opcode,
@@ -272,7 +281,10 @@ impl<'a> MessageView<'a> {
     /// A message event.
     pub fn of_event(m: &'a Message) -> Self {
         MessageView {
-            origin: Origin::Trace,
+            form: Form::Trace,
+            origin: m.origin,
+            wire: m.wire.as_ref().map(|wire| &wire.bytes[..]),
+            held: m.held,
             session: m.session,
             dir: m.dir,
             opcode: Opcode::from_bits(m.opcode),

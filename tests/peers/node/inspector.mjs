@@ -388,6 +388,12 @@ async function intercept() {
   const marked = await rowsText(page, "#records");
   check(marked.some((t) => t.includes("edited") && t.includes("\"qty\":1")), "the original message is marked edited in the traffic");
   check(marked.some((t) => t.includes("forwarded") && t.includes("cake")), "and the one forwarded, forwarded");
+  // What wstap wrote is traffic of the session too, marked by who made it.
+  const written = await page.$$eval("#records .rows .row .origin", (marks) =>
+    marks.map((m) => `${m.textContent}|${m.closest(".row").textContent}`));
+  check(written.some((t) => t.startsWith("edited|") && t.includes("100")), `the edit as sent, marked edited: ${written.join("; ")}`);
+  check(written.some((t) => t.startsWith("injected|") && t.includes("injected from the page")), "the injection, marked injected");
+  check(written.some((t) => t.startsWith("resent|") && t.includes("hello shop")), "the resend, marked resent");
   await shot(page, "12-traffic-fates");
   check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
   await browser.close();

@@ -206,7 +206,7 @@ impl Shared<'_> {
         if let Some(enrolment) = &self.enrolment {
             let mut enrolment = enrolment.lock().unwrap_or_else(PoisonError::into_inner);
             let records = enrolment.noted(notes, to_utc(time));
-            events.extend(records.into_iter().map(intervention));
+            events.extend(records.into_iter().map(recorded));
         }
     }
 
@@ -219,7 +219,7 @@ impl Shared<'_> {
             let mut enrolment = enrolment.lock().unwrap_or_else(PoisonError::into_inner);
             let time = now();
             let records = enrolment.carry_out(order, &mut relay, monotonic_now(), to_utc(time));
-            events.extend(records.into_iter().map(intervention));
+            events.extend(records.into_iter().map(recorded));
         }
         (events, relay.is_aborted())
     }
@@ -242,9 +242,9 @@ fn drain(relay: &mut Relay, session: u64) -> Vec<BusEvent> {
         .collect()
 }
 
-/// An intervention, as a bus event.
-fn intervention(record: wstap_trace::Intervention) -> BusEvent {
-    BusEvent::Event(Box::new(Event::Intervention(record)))
+/// A record of what wstap did (an intervention, a message it wrote), as a bus event.
+fn recorded(record: Event) -> BusEvent {
+    BusEvent::Event(Box::new(record))
 }
 
 /// The next order in the mailbox, if the session has one.
@@ -519,7 +519,7 @@ pub(crate) fn drive<'a>(
             if let Some(enrolment) = &shared.enrolment {
                 let mut enrolment = enrolment.lock().unwrap_or_else(PoisonError::into_inner);
                 let lost = enrolment.ended(&end.lost, to_utc(time));
-                events.extend(lost.into_iter().map(intervention));
+                events.extend(lost.into_iter().map(recorded));
             }
             (end, events)
         };

@@ -11,7 +11,8 @@ use std::path::Path;
 use wstap_filter::SqlValue;
 use wstap_trace::convert::to_utc;
 use wstap_trace::{
-    CloseInfo, Event, Frame, InflatedInfo, Initiator, Message, Payload, SessionKind, TlsLeg, Via,
+    CloseInfo, Event, Frame, InflatedInfo, Initiator, Message, MessageOrigin, Payload, SessionKind,
+    TlsLeg, Via,
 };
 use wstap_wire::{Direction, FrameHeader, LengthEncoding, Opcode, Timestamp};
 
@@ -244,6 +245,16 @@ pub(super) fn message_row(
         },
         violations: violations(row.get(14)?),
         incomplete: row.get(15)?,
+        origin: row
+            .get::<_, Option<String>>(20)?
+            .as_deref()
+            .and_then(MessageOrigin::from_name)
+            .unwrap_or_default(),
+        wire: row.get::<_, Option<Vec<u8>>>(21)?.map(|bytes| Payload {
+            bytes,
+            truncated: false,
+        }),
+        held: row.get::<_, Option<i64>>(22)?.map(|h| h as u64),
     };
     Ok(StoredMessage {
         id: row.get(0)?,

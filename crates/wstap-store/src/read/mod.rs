@@ -64,7 +64,8 @@ pub(super) const MESSAGE_COLUMNS: &str = concat!(
     r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags, ",
     crate::columns::fate_of!(
         "(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)"
-    )
+    ),
+    ", r.origin, r.wire, r.held"
 );
 
 impl Capture {

@@ -159,6 +159,9 @@ impl StoredFrame {
                 .cloned()
                 .collect(),
             incomplete: false,
+            origin: wstap_trace::MessageOrigin::Wire,
+            wire: None,
+            held: None,
         };
         Some(StoredMessage {
             id: self.id + 1,

@@ -7,11 +7,12 @@
 //! entry also says, under `_wstap`, which session it is and how the client came: `via`
 //! (the mode), the `listener` it connected to, and the parent proxy's answer, if any.
 //!
-//! Where wstap intervened, `_webSocketMessages` lists what each receiver got: an edited
-//! message has the edit as its `data` and `_wstap: {fate: "edited", original, held}`;
-//! messages wstap sent of its own are there with `_wstap: {origin: "injected"}`; a
-//! dropped or lost message is not (nobody received it) but is listed under the entry's
-//! `_wstapUndelivered`, with its fate.
+//! Where wstap intervened, `_webSocketMessages` lists what each receiver got, in the order
+//! it went out: an edit in place of the message it replaced, with
+//! `_wstap: {origin: "edited", original, held}`; messages wstap sent of its own with
+//! `_wstap: {origin: "injected"}` (or `"resent"`); a dropped or lost message is not there
+//! (nobody received it) but is listed under the entry's `_wstapUndelivered`, with its
+//! fate.
 
 use super::session::SessionDoc;
 use crate::event::*;
@@ -20,6 +21,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// A HAR document for `sessions`.
 pub fn to_har(sessions: &[SessionDoc], creator_version: &str) -> Value {
@@ -163,22 +165,33 @@ fn websocket_entry(handshake: &Handshake, doc: &SessionDoc) -> Value {
     entry
 }
 
-/// The messages each receiver got, in time order, and those nobody did (dropped or
-/// lost), from the messages as read and what wstap did to them.
+/// The messages each receiver got, in order, and those nobody did (dropped or lost),
+/// from the messages as read, those wstap wrote, and what wstap did to them.
 fn delivered_messages(doc: &SessionDoc) -> (Vec<Value>, Vec<Value>) {
     let last_frames = last_frames(doc);
-    let decided: std::collections::HashMap<(Direction, u64), &Intervention> = doc
+    let decided: HashMap<(Direction, u64), &Intervention> = doc
         .interventions
         .iter()
         .filter(|i| i.held.is_some())
         .filter_map(|i| Some(((i.dir?, i.frame?), i)))
         .collect();
-    let mut delivered: Vec<(i64, Value)> = Vec::new();
+    let mut originals: HashMap<u64, Value> = HashMap::new();
+    let mut delivered = Vec::new();
     let mut undelivered = Vec::new();
     for (m, last) in doc.messages.iter().zip(last_frames) {
         let mut entry = websocket_message(m.dir, m.time, m.opcode, &m.payload);
+        if !m.origin.is_wire() {
+            let mut about = json!({ "origin": m.origin.name() });
+            if let Some(held) = m.held {
+                about["held"] = json!(held);
+                about["original"] = originals.remove(&held).unwrap_or(Value::Null);
+            }
+            entry["_wstap"] = about;
+            delivered.push(entry);
+            continue;
+        }
         let Some(done) = last.and_then(|frame| decided.get(&(m.dir, frame))) else {
-            delivered.push((m.time.timestamp_micros(), entry));
+            delivered.push(entry);
             continue;
         };
         let held = done.held;
@@ -187,33 +200,19 @@ fn delivered_messages(doc: &SessionDoc) -> (Vec<Value>, Vec<Value>) {
                 entry["_wstap"] = json!({ "fate": done.action.name(), "held": held });
                 undelivered.push(entry);
             }
+            // Its receiver got the edit, a message of its own further on.
             Action::Edited => {
-                let original = entry["data"].take();
-                let sent = done.payload.clone().unwrap_or_default();
-                let mut edited = websocket_message(m.dir, m.time, m.opcode, &sent);
-                edited["_wstap"] = json!({ "fate": "edited", "original": original, "held": held });
-                delivered.push((m.time.timestamp_micros(), edited));
+                if let Some(held) = held {
+                    originals.insert(held, entry["data"].take());
+                }
             }
             action => {
                 entry["_wstap"] = json!({ "fate": action.name(), "held": held });
-                delivered.push((m.time.timestamp_micros(), entry));
+                delivered.push(entry);
             }
         }
     }
-    for i in doc
-        .interventions
-        .iter()
-        .filter(|i| i.action == Action::Injected)
-    {
-        let (Some(dir), Some(opcode), Some(payload)) = (i.dir, i.opcode, i.payload.as_ref()) else {
-            continue;
-        };
-        let mut entry = websocket_message(dir, i.time, opcode, payload);
-        entry["_wstap"] = json!({ "origin": "injected", "by": i.by.name() });
-        delivered.push((i.time.timestamp_micros(), entry));
-    }
-    delivered.sort_by_key(|(time, _)| *time);
-    (delivered.into_iter().map(|(_, m)| m).collect(), undelivered)
+    (delivered, undelivered)
 }
 
 /// The index of each message's last frame in its direction, in the order of
@@ -221,8 +220,7 @@ fn delivered_messages(doc: &SessionDoc) -> (Vec<Value>, Vec<Value>) {
 /// message the next `frames` data frames. `None` where the frames do not say.
 fn last_frames(doc: &SessionDoc) -> Vec<Option<u64>> {
     use std::collections::VecDeque;
-    let mut frames: std::collections::HashMap<(Direction, bool), VecDeque<u64>> =
-        std::collections::HashMap::new();
+    let mut frames: HashMap<(Direction, bool), VecDeque<u64>> = HashMap::new();
     for f in &doc.frames {
         frames
             .entry((f.dir, f.opcode >= 8))
@@ -232,6 +230,9 @@ fn last_frames(doc: &SessionDoc) -> Vec<Option<u64>> {
     doc.messages
         .iter()
         .map(|m| {
+            if !m.origin.is_wire() {
+                return None;
+            }
             let queue = frames.get_mut(&(m.dir, m.opcode >= 8))?;
             let mut last = None;
             for _ in 0..m.frames.max(1) {
