@@ -115,19 +115,9 @@ pub fn prune(root: &Path, keep: u64, quiet: bool) {
     }
 }
 
-/// `2.0 GiB`, `512 KiB`, `10 B`.
+/// `2.0 GiB`, `512.0 KiB`, `10 B`.
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    wstap_store::bound::size_text(bytes)
 }
 
 /// `--capture-keep`: a size like `2GiB`, `500MB`, `0` (powers of 1024).

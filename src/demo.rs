@@ -63,6 +63,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         capture: None,
         no_capture: args.no_capture,
         capture_keep: 2 << 30,
+        capture_max: None,
         filter: None,
         trace: args.trace.clone(),
         max_capture: 64 * 1024,

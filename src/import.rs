@@ -28,6 +28,7 @@ pub fn import(args: &ImportArgs) -> Result<(), AppError> {
     let info = CaptureInfo {
         writer: format!("wstap {} (import)", env!("CARGO_PKG_VERSION")),
         max_capture: 0,
+        max_bytes: None,
     };
     let mut writer = CaptureWriter::create(&args.output, &info)
         .map_err(|e| AppError::BadInput(e.to_string()))?;

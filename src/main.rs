@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// Do not record a capture.
     #[arg(long)]
     pub no_capture: bool,
+    /// Let this run's capture grow to at most this size on disk: past it, the oldest
+    /// payloads are dropped (every record stays). Default: the smaller of 4GiB and a
+    /// quarter of the free space where it is written; 0 for no bound.
+    #[arg(long, value_name = "SIZE", value_parser = captures::parse_size)]
+    pub capture_max: Option<u64>,
     /// Keep at most this much of old captures in the default folder; the oldest go first.
     #[arg(long, value_name = "SIZE", default_value = "2GiB", value_parser = captures::parse_size)]
     pub capture_keep: u64,

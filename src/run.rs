@@ -65,6 +65,8 @@ pub struct Started {
     pub proxy: RunningProxy,
     /// Where the capture is recorded, if it is.
     pub capture: Option<std::path::PathBuf>,
+    /// How large it may grow (`--capture-max`), when bounded.
+    pub capture_max: Option<u64>,
     /// The web inspector, if it is served.
     pub inspector: Option<wstap_inspector::Inspector>,
     capture_thread: Option<SinkThread>,
@@ -213,7 +215,10 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     }
     let mut bus = EventBus::new();
     let feed = (!args.no_web).then(wstap_inspector::LiveFeed::new);
-    let (capture, capture_thread) = start_capture(args, &mut bus, feed.as_ref())?;
+    let recording = start_capture(args, &mut bus, feed.as_ref())?;
+    let capture = recording.as_ref().map(|r| r.path.clone());
+    let capture_max = recording.as_ref().and_then(|r| r.max_bytes);
+    let capture_thread = recording.map(|r| r.thread);
     let trace = match &args.trace {
         Some(path) => {
             let writer = format!("wstap {}", env!("CARGO_PKG_VERSION"));
@@ -248,6 +253,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         proxy,
         inspector,
         capture,
+        capture_max,
         capture_thread,
         trace,
         console,
@@ -267,15 +273,24 @@ fn control(args: &RunArgs) -> wstap_control::Control {
     control
 }
 
+/// The bound of the capture at `path`: `--capture-max` (0: none), else the default there.
+fn capture_bound(asked: Option<u64>, path: &std::path::Path) -> Option<u64> {
+    match asked {
+        Some(0) => None,
+        Some(bound) => Some(bound),
+        None => Some(wstap_store::bound::default_for(path)),
+    }
+}
+
 /// Starts the capture writer (unless `--no-capture`): at `--capture`, or in a new folder
 /// under the default root, after pruning old captures there.
 fn start_capture(
     args: &RunArgs,
     bus: &mut EventBus,
     feed: Option<&wstap_inspector::LiveFeed>,
-) -> Result<(Option<std::path::PathBuf>, Option<SinkThread>), AppError> {
+) -> Result<Option<Recording>, AppError> {
     if args.no_capture {
-        return Ok((None, None));
+        return Ok(None);
     }
     let path = match &args.capture {
         Some(path) => path.clone(),
@@ -285,14 +300,28 @@ fn start_capture(
             crate::captures::new_path(&root)
         }
     };
+    let max_bytes = capture_bound(args.capture_max, &path);
     let info = CaptureInfo {
         writer: format!("wstap {}", env!("CARGO_PKG_VERSION")),
         max_capture: args.max_capture,
+        max_bytes,
     };
     let mut writer = CaptureWriter::create(&path, &info)?;
-    if let Some(feed) = feed {
-        writer.on_commit(feed.hook());
-    }
+    let mut feed = feed.map(wstap_inspector::LiveFeed::hook);
+    let mut warned = false;
+    writer.on_commit(move |committed| {
+        if !warned && committed.size.dropped > 0 {
+            warned = true;
+            let bound = committed.size.bound.unwrap_or_default();
+            eprintln!(
+                "wstap: the capture reached its bound of {}: from now on its oldest payloads are dropped to stay within it (every record stays). --capture-max SIZE raises the bound; 0 removes it.",
+                crate::captures::human_size(bound)
+            );
+        }
+        if let Some(feed) = feed.as_mut() {
+            feed(committed);
+        }
+    });
     let rx = bus.subscribe_lossless(CAPTURE_BACKLOG);
     let thread =
         driver::spawn("wstap-capture", rx, writer, CAPTURE_CADENCE).map_err(AppError::Runtime)?;
@@ -300,7 +329,19 @@ fn start_capture(
         thread,
         what: "capture",
     };
-    Ok((Some(path), Some(thread)))
+    Ok(Some(Recording {
+        path,
+        max_bytes,
+        thread,
+    }))
+}
+
+/// A capture being written.
+struct Recording {
+    path: std::path::PathBuf,
+    /// Its bound, when it has one.
+    max_bytes: Option<u64>,
+    thread: SinkThread,
 }
 
 /// The forward proxy's listen addresses and the reverse listeners, from `--listen` and
@@ -401,7 +442,14 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
             );
         }
         match &started.capture {
-            Some(path) => eprintln!("wstap: recording to {}", path.display()),
+            Some(path) => match started.capture_max {
+                Some(max) => eprintln!(
+                    "wstap: recording to {} (at most {})",
+                    path.display(),
+                    crate::captures::human_size(max)
+                ),
+                None => eprintln!("wstap: recording to {}", path.display()),
+            },
             None => eprintln!("wstap: not recording a capture (--no-capture)"),
         }
         if let Some(path) = &args.trace {

@@ -767,3 +767,186 @@ async fn ten_thousand_concurrent_sessions_are_all_recorded() {
     );
     run.remove();
 }
+
+/// Sends text messages of 16 KiB through `ws`, numbered `rounds` in their first bytes,
+/// and waits for every echo.
+async fn echo_rounds(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    rounds: std::ops::Range<usize>,
+) {
+    for n in rounds {
+        let text = format!("{n:06} {}", "z".repeat(16 * 1024 - 7));
+        ws.send(WsMessage::text(text)).await.unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.len(), 16 * 1024, "the relay goes on");
+    }
+}
+
+/// The capture's files on disk (its lock aside), in bytes. A segment dropped between
+/// listing the folder and reading its size counts for nothing.
+fn size_on_disk(capture: &Path) -> u64 {
+    std::fs::read_dir(capture)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name() != "writer.lock")
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_bounded_capture_drops_its_oldest_payloads_and_keeps_every_record() {
+    const BOUND: u64 = 8 << 20;
+    let run = Run::new("bounded");
+    let mut command = wstap_command();
+    command.args([
+        "--no-tls-intercept",
+        "--no-web",
+        "--capture",
+        arg(&run.capture),
+        "--capture-max",
+        "8MiB",
+    ]);
+    let (child, proxy) = spawn_listening(command);
+    let (echo, _) = echo_server().await;
+    // 1,200 echoes of 16 KiB: over 37 MiB of payloads, more than four times the bound.
+    let mut ws = ws_client(proxy, echo).await;
+    let mut largest = 0;
+    for hundred in 0..12 {
+        echo_rounds(&mut ws, hundred * 100..hundred * 100 + 100).await;
+        largest = largest.max(size_on_disk(&run.capture));
+    }
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    sigterm(&child);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "dropping payloads is no failure: {stderr}"
+    );
+    assert!(stderr.contains("(at most 8.0 MiB)"), "{stderr}");
+    assert_eq!(
+        stderr.matches("reached its bound of 8.0 MiB").count(),
+        1,
+        "said once: {stderr}"
+    );
+    assert!(stderr.contains("--capture-max"), "{stderr}");
+    // Within the bound plus one segment (a sixteenth of it), while written and after.
+    let segment = BOUND / 16;
+    assert!(
+        largest <= BOUND + segment,
+        "{largest} bytes on disk while written"
+    );
+    let size = size_on_disk(&run.capture);
+    assert!(size <= BOUND + segment, "{size} bytes on disk at the end");
+
+    // Every frame is listed; the oldest payloads read as dropped, the newest intact.
+    let ndjson = export(&run.capture, "ndjson", &["--filter", "op:text"]);
+    let frames: Vec<Value> = events(&ndjson)
+        .into_iter()
+        .filter(|e| e["type"] == "frame")
+        .collect();
+    assert_eq!(frames.len(), 2400, "each message and its echo");
+    assert_eq!(frames[0]["payload"]["dropped"], true);
+    assert_eq!(frames[0]["payload_len"], 16 * 1024);
+    let newest = frames[2399]["payload"]["data"].as_str().unwrap();
+    assert!(newest.starts_with("001199 zzz"), "{}", &newest[..20]);
+    assert!(frames[2399]["payload"].get("dropped").is_none());
+    let dropped = export(&run.capture, "ndjson", &["--filter", "payload:dropped"]);
+    let gone = events(&dropped)
+        .iter()
+        .filter(|e| e["type"] == "frame")
+        .inspect(|frame| assert_eq!(frame["payload"]["dropped"], true))
+        .count();
+    assert!(
+        (1600..2400).contains(&gone),
+        "{gone} frames lost their payload"
+    );
+    // ... and the command line says so.
+    // (Session 1 is the probe that found the proxy listening.)
+    let out = wstap(&[
+        "frames",
+        arg(&run.capture),
+        "--session",
+        "2",
+        "--filter",
+        "dir:c2s",
+    ]);
+    assert!(out.status.success());
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("payload dropped to keep the capture within its bound"),
+        "{}",
+        &listed[..2000.min(listed.len())]
+    );
+    assert!(listed.contains("001199 zzz"));
+    run.remove();
+}
+
+#[tokio::test]
+async fn kill_9_while_a_bounded_capture_drops_segments_leaves_it_intact() {
+    let run = Run::new("bounded-kill9");
+    let mut command = wstap_command();
+    command.args([
+        "--no-tls-intercept",
+        "-q",
+        "--capture",
+        arg(&run.capture),
+        "--capture-max",
+        "2MiB",
+    ]);
+    let (child, proxy) = spawn_listening(command);
+    let (echo, _) = echo_server().await;
+    let mut ws = ws_client(proxy, echo).await;
+    // Past the bound, then killed while more keeps coming.
+    echo_rounds(&mut ws, 0..300).await;
+    let sender = tokio::spawn(async move {
+        for _ in 0..2000 {
+            if ws
+                .send(WsMessage::text("k".repeat(16 * 1024)))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if !matches!(ws.next().await, Some(Ok(_))) {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigkill(&child);
+    let _ = child.wait_with_output();
+    let _ = sender.await;
+
+    let db = rusqlite::Connection::open_with_flags(
+        run.capture.join("capture.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let from: i64 = db
+        .query_row("SELECT payloads_from FROM captures", [], |r| r.get(0))
+        .unwrap();
+    assert!(from > 0, "segments were dropped before the kill");
+    drop(db);
+    // It reads back: every payload kept reads whole, every one dropped says so.
+    let ndjson = export(&run.capture, "ndjson", &["--filter", "op:text"]);
+    let frames: Vec<Value> = events(&ndjson)
+        .into_iter()
+        .filter(|e| e["type"] == "frame")
+        .collect();
+    assert!(frames.len() >= 600, "{}", frames.len());
+    for frame in &frames {
+        let payload = &frame["payload"];
+        let whole = payload["data"].as_str().unwrap().len() == 16 * 1024;
+        assert!(whole || payload["dropped"] == true, "{payload}");
+    }
+    run.remove();
+}

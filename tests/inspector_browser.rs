@@ -166,6 +166,7 @@ async fn million_message_capture(dir: &std::path::Path, messages: u64) -> u64 {
     let info = wstap_store::CaptureInfo {
         writer: "wstap test".into(),
         max_capture: 64 * 1024,
+        max_bytes: None,
     };
     let mut writer = wstap_store::CaptureWriter::create(dir, &info).unwrap();
     writer.write_events(&head).unwrap();
@@ -246,6 +247,30 @@ async fn chromium_sets_a_breakpoint_edits_a_held_message_injects_and_aborts() {
     ] {
         assert_shot(name);
     }
+    sigterm(&run.child);
+    assert!(run.child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(capture);
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_shows_a_bounded_capture_dropping_its_oldest_payloads() {
+    let (echo, _) = echo_server().await;
+    let capture = temp_path("inspector-bounded");
+    let mut command = wstap_command();
+    command
+        .args(["--no-tls-intercept", "--capture-max", "2MiB", "--capture"])
+        .arg(&capture);
+    let mut run = spawn_with_inspector(command);
+    let url = format!("http://{}/?token={}", run.web, run.token);
+    let args = serde_json::json!({
+        "mode": "bounded", "url": url, "proxy": run.proxy.to_string(),
+        "echo": echo.to_string(), "shots": shots(),
+    });
+    tokio::task::spawn_blocking(move || drive(args))
+        .await
+        .unwrap();
+    assert_shot("13-bounded");
     sigterm(&run.child);
     assert!(run.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(capture);

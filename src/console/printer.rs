@@ -181,6 +181,7 @@ impl Printer {
                 Bytes {
                     data: &payload.bytes,
                     total,
+                    dropped: false,
                 },
                 out,
             );
@@ -315,6 +316,10 @@ impl Printer {
     }
 
     fn payload(&self, opcode: Opcode, payload: Bytes<'_>, out: &mut String) {
+        if payload.dropped {
+            let why = "(payload dropped to keep the capture within its bound: --capture-max)";
+            return self.detail(&self.paint(DIM, why), out);
+        }
         let text = (opcode != Opcode::Binary)
             .then(|| std::str::from_utf8(payload.data).ok())
             .flatten();

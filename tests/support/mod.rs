@@ -129,6 +129,7 @@ impl Proxy {
             let info = wstap_store::CaptureInfo {
                 writer: "wstap test".into(),
                 max_capture: config.max_capture,
+                max_bytes: None,
             };
             let writer = wstap_store::CaptureWriter::create(&path, &info).unwrap();
             let rx = bus.subscribe_lossless(4 << 20);

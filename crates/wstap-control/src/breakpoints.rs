@@ -155,6 +155,7 @@ impl Breakpoints {
             // A live message has no fate yet: it is what is being decided.
             fate: None,
             origin: Origin::Wire,
+            dropped: false,
         };
         let facts = info.facts();
         let list = self.read();

@@ -268,7 +268,7 @@ impl Enrolment {
                 } => records.push(Intervention {
                     dir: Some(to.other().sends()),
                     frame: Some(frame),
-                    wire: Some(payload(wire)),
+                    wire: Some(Payload::all(wire)),
                     ..self.record(Action::Recompressed, Decider::Breakpoint, time)
                 }),
                 // An edit's or an injection's frames are the message of the order that
@@ -391,10 +391,7 @@ impl Enrolment {
                 let mut record = self.about(&view, done, by, time);
                 let made = sent.map(|payload| {
                     record.opcode = Some(view.opcode.bits());
-                    record.payload = Some(Payload {
-                        bytes: payload.clone(),
-                        truncated: false,
-                    });
+                    record.payload = Some(Payload::all(payload.clone()));
                     Made {
                         origin: MessageOrigin::Edited,
                         dir: view.dir,
@@ -447,10 +444,7 @@ impl Enrolment {
                 let record = Intervention {
                     dir: Some(toward(to)),
                     opcode: Some(opcode.bits()),
-                    payload: Some(Payload {
-                        bytes: payload.clone(),
-                        truncated: false,
-                    }),
+                    payload: Some(Payload::all(payload.clone())),
                     resent,
                     ..self.record(Action::Injected, by, time)
                 };
@@ -524,13 +518,5 @@ impl Made {
             held: self.held,
             ..message
         }
-    }
-}
-
-/// Bytes as a trace payload, all of them.
-fn payload(bytes: Vec<u8>) -> Payload {
-    Payload {
-        bytes,
-        truncated: false,
     }
 }

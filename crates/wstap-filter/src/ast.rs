@@ -317,6 +317,8 @@ pub enum Term {
     Fate(Fate),
     /// Who made the message.
     Origin(Origin),
+    /// A bounded capture gave up the payload (`payload:dropped`).
+    Dropped,
     /// What the session turned out to be (`websocket`, `http`, ...).
     Kind(String),
     /// The payload (inflated, when compressed) matches: a case-insensitive substring
@@ -352,7 +354,7 @@ impl Term {
                 NumField::Close | NumField::Time => Level::Either,
             },
             Term::Text(..) | Term::Extension(_) | Term::State(_) | Term::Kind(_) => Level::Session,
-            Term::Held(_) | Term::Fate(_) | Term::Origin(_) => Level::Record,
+            Term::Held(_) | Term::Fate(_) | Term::Origin(_) | Term::Dropped => Level::Record,
             Term::Bool(BoolField::Tls, _) => Level::Session,
             Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
                 Level::Record

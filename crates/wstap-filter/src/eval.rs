@@ -111,6 +111,8 @@ pub struct RecordFacts<'a> {
     pub fate: Option<Fate>,
     /// Who made it: every frame and every live record came from a peer.
     pub origin: Origin,
+    /// Whether a bounded capture gave its payload up: payload terms cannot match it.
+    pub dropped: bool,
 }
 
 /// Whether `expr` matches `record` of `session`.
@@ -194,6 +196,7 @@ pub fn header_verdict(
         payload: &[],
         fate: None,
         origin: Origin::Wire,
+        dropped: false,
     };
     let known = |term: &Term| Some(term_holds(term, session, Some(&record)));
     verdict(expr, &|term| match term {
@@ -203,7 +206,8 @@ pub fn header_verdict(
         | Term::Bool(..)
         | Term::Held(_)
         | Term::Fate(_)
-        | Term::Origin(_) => known(term),
+        | Term::Origin(_)
+        | Term::Dropped => known(term),
         // A data message has no close code.
         Term::Num(NumField::Close, _) => known(term),
         Term::Num(NumField::Len, _) if header.len.is_some() => known(term),
@@ -277,7 +281,8 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
         Term::Fate(fate) => r.is_some_and(|r| r.fate == Some(*fate)),
         Term::Origin(origin) => r.is_some_and(|r| r.origin == *origin),
         Term::Kind(kind) => s.kind == Some(kind.as_str()),
-        Term::Payload(regex) => r.is_some_and(|r| regex.is_match(r.payload)),
+        Term::Dropped => r.is_some_and(|r| r.dropped),
+        Term::Payload(regex) => r.is_some_and(|r| !r.dropped && regex.is_match(r.payload)),
         Term::Json { path, test } => r.is_some_and(|r| json_holds(r.payload, path, test)),
     }
 }

@@ -582,6 +582,11 @@ impl Parser<'_> {
                     (false, _) => return wrong_op("':' and a kind"),
                 }
             }
+            // `payload:dropped` (unquoted) asks whether a bounded capture gave the payload
+            // up; `payload:"dropped"` searches for the word.
+            FieldName::Payload if op == Op::Colon && !value.quoted && value.text == "dropped" => {
+                Term::Dropped
+            }
             FieldName::Payload => match op {
                 Op::Colon => Term::Payload(self.literal(contains(&value.text), &value)?),
                 Op::Eq => Term::Payload(self.literal(exactly(&value.text), &value)?),

@@ -46,6 +46,8 @@ pub enum RecordColumn {
     Fate,
     /// Who made it ([`Origin::name`]): `NULL` or `'wire'` for a peer.
     Origin,
+    /// Whether the payload [`RecordColumn::Payload`] reads was dropped: 0 or 1.
+    Dropped,
 }
 
 /// A fact of a session that filters read (alias `s`).
@@ -329,6 +331,7 @@ impl Builder<'_> {
             }
             Term::Held(true) => format!("({} IS NOT NULL)", self.r(RecordColumn::Fate)),
             Term::Held(false) => format!("({} IS NULL)", self.r(RecordColumn::Fate)),
+            Term::Dropped => format!("({} = 1)", self.r(RecordColumn::Dropped)),
             Term::Origin(origin) => {
                 let p = self.param(SqlValue::Text(origin.name().to_owned()));
                 format!("(COALESCE({}, 'wire') = {p})", self.r(RecordColumn::Origin))

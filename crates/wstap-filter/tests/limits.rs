@@ -44,6 +44,7 @@ fn record(payload: &'static [u8]) -> RecordFacts<'static> {
         payload,
         fate: None,
         origin: wstap_filter::Origin::Wire,
+        dropped: false,
     }
 }
 

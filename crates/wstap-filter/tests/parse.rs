@@ -39,6 +39,7 @@ fn text_frame(payload: &'static [u8]) -> RecordFacts<'static> {
         payload,
         fate: None,
         origin: wstap_filter::Origin::Wire,
+        dropped: false,
     }
 }
 

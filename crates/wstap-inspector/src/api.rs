@@ -104,9 +104,11 @@ impl Api {
             .read(move |capture| {
                 let info = capture.info()?;
                 let sessions = capture.count_sessions(&Filter::default())?;
+                let size = capture.size()?;
                 Ok(json!({
                     "dir": capture.dir().display().to_string(),
                     "info": info,
+                    "size": crate::live::size_json(&size),
                     "sessions": sessions,
                     "live": live,
                     "version": env!("CARGO_PKG_VERSION"),

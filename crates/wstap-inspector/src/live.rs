@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
+use wstap_store::bound::CaptureSize;
 use wstap_store::Committed;
 
 /// Commits kept for pages that are slow to read them.
@@ -177,6 +178,7 @@ fn gather(gathered: &mut Option<Committed>, committed: &Committed) {
     all.sessions.extend_from_slice(&committed.sessions);
     all.sessions.sort_unstable();
     all.sessions.dedup();
+    all.size = committed.size;
 }
 
 /// One commit as an event: the changed sessions' rows, read after the commit. A commit
@@ -184,7 +186,12 @@ fn gather(gathered: &mut Option<Committed>, committed: &Committed) {
 /// it shows instead of receiving thousands of rows it does not show.
 async fn commit_event(store: &Arc<Store>, committed: Committed) -> Option<String> {
     if committed.sessions.len() > MAX_ROWS_PER_COMMIT {
-        let data = json!({ "last_event": committed.last_event, "sessions": [], "many": true });
+        let data = json!({
+            "last_event": committed.last_event,
+            "sessions": [],
+            "many": true,
+            "size": size_json(&committed.size),
+        });
         return Some(format!("event: commit\ndata: {data}\n\n"));
     }
     let ids = committed.sessions.clone();
@@ -200,8 +207,17 @@ async fn commit_event(store: &Arc<Store>, committed: Committed) -> Option<String
         })
         .await
         .ok()?;
-    let data = json!({ "last_event": committed.last_event, "sessions": rows });
+    let data = json!({
+        "last_event": committed.last_event,
+        "sessions": rows,
+        "size": size_json(&committed.size),
+    });
     Some(format!("event: commit\ndata: {data}\n\n"))
+}
+
+/// A capture's size against its bound, as the page shows it.
+pub(crate) fn size_json(size: &CaptureSize) -> serde_json::Value {
+    json!({ "bytes": size.bytes, "bound": size.bound, "dropped": size.dropped })
 }
 
 /// A response body fed by a channel.

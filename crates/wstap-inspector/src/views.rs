@@ -140,6 +140,7 @@ fn bytes(payload: &Payload, len: u64) -> Value {
         "base64": BASE64.encode(&payload.bytes),
         "len": len,
         "truncated": payload.truncated,
+        "dropped": payload.dropped,
     })
 }
 
@@ -160,6 +161,9 @@ fn close_of(opcode: u8, data: &[u8]) -> Value {
 /// The start of a payload for a table row: text as text (line breaks shown as symbols),
 /// anything else as hex.
 fn preview(opcode: Opcode, payload: &Payload) -> Value {
+    if payload.dropped {
+        return json!({ "dropped": true });
+    }
     let bytes = &payload.bytes;
     let text = match opcode {
         Opcode::Binary => None,

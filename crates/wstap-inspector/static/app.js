@@ -5,7 +5,8 @@
 
 import { apiUrl, follow, get, send } from './api.js';
 import { $, el, replace } from './dom.js';
-import { count } from './format.js';
+import { count, size } from './format.js';
+import { droppedText, knowCaptureBound } from './detail.js';
 import { SessionsList } from './sessions.js';
 import { SessionView } from './session.js';
 import { Composer, InterceptPanel } from './intercept.js';
@@ -204,11 +205,39 @@ function setLive(text) {
   live.className = `live ${text}`;
 }
 
+/** A notice under the header, until dismissed. */
+function notify(text) {
+  $('#notice-text').textContent = text;
+  $('#notice').hidden = false;
+}
+
+/** The capture's size against its bound, in the header; the first time payloads are
+ * dropped to stay within it, a notice that says so and how to raise it. */
+function showSize(capture) {
+  if (!capture) return;
+  knowCaptureBound(capture.bound);
+  const shown = $('#capture-size');
+  shown.hidden = false;
+  shown.textContent = capture.bound ? `${size(capture.bytes)} of ${size(capture.bound)}` : size(capture.bytes);
+  shown.title = capture.bound ? 'the capture on disk, and its bound (--capture-max)' : 'the capture on disk (no bound)';
+  shown.classList.toggle('full', capture.dropped > 0);
+  if (capture.dropped > 0) {
+    shown.textContent += ` · ${size(capture.dropped)} of payloads dropped`;
+    shown.title = `${droppedText()}: every record is kept; start wstap with a larger --capture-max (0: no bound) to keep more`;
+    if (!state.warnedDropped) {
+      state.warnedDropped = true;
+      notify(`The capture reached its bound of ${size(capture.bound)}: its oldest payloads are being dropped (every record is kept). Start wstap with a larger --capture-max, or 0 for none, to keep more.`);
+    }
+  }
+}
+
 async function start() {
+  $('#notice-dismiss').addEventListener('click', () => { $('#notice').hidden = true; });
   try {
     const capture = await get('capture');
     $('#capture').textContent = capture.dir;
     $('#capture').title = `written by ${capture.info.writer}`;
+    showSize(capture.size);
   } catch (e) {
     $('#capture').textContent = e.message;
   }
@@ -216,6 +245,7 @@ async function start() {
   showSessionExports();
   follow({
     onCommit: (commit) => {
+      showSize(commit.size);
       if (commit.many) {
         // Too many sessions changed to list: fetch what is on screen, four times a second.
         if (!state.reloadTimer) {

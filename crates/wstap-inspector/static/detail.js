@@ -6,6 +6,19 @@ import { ARROW, DIR_TITLE, clock, closeMeaning, count, flags, fromBase64, hexDum
 
 const MAX_TREE_NODES = 5000;
 
+/** The capture's bound (`--capture-max`), for what a dropped payload says. */
+let captureBound = null;
+
+/** Tells the detail pane the capture's bound, in bytes (`null`: none). */
+export function knowCaptureBound(bytes) {
+  captureBound = bytes;
+}
+
+/** Why a payload is not there. */
+export function droppedText() {
+  return `payload dropped to keep the capture under ${captureBound ? size(captureBound) : 'its bound'} (--capture-max)`;
+}
+
 /** Shows `record` (a frame or message detail from the API) in `root`; a data, ping or
  * pong message offers to be sent again (`onResend(record)`). */
 export function showDetail(root, kind, record, { onResend } = {}) {
@@ -21,11 +34,15 @@ export function showDetail(root, kind, record, { onResend } = {}) {
     } catch { /* not JSON */ }
   }
   const views = [];
-  if (isJson) views.push(['JSON', () => jsonTree(json)]);
-  if (text !== null) views.push(['Text', () => el('pre', { class: 'payload text', text })]);
-  views.push(['Hex', () => el('pre', { class: 'payload hex', text: hexDump(data) })]);
-  views.push(['Base64', () => el('pre', { class: 'payload b64', text: record.data?.base64 || '' })]);
-  if (record.compressed || record.inflated_len !== null && record.inflated_len !== undefined) {
+  if (record.data?.dropped) {
+    views.push(['Payload', () => el('p', { class: 'dropped', text: droppedText() })]);
+  } else {
+    if (isJson) views.push(['JSON', () => jsonTree(json)]);
+    if (text !== null) views.push(['Text', () => el('pre', { class: 'payload text', text })]);
+    views.push(['Hex', () => el('pre', { class: 'payload hex', text: hexDump(data) })]);
+    views.push(['Base64', () => el('pre', { class: 'payload b64', text: record.data?.base64 || '' })]);
+  }
+  if (record.origin || record.compressed || record.inflated_len !== null && record.inflated_len !== undefined) {
     if (wire) views.push(['Wire hex', () => el('pre', { class: 'payload hex', text: hexDump(wire) })]);
   }
 
@@ -40,7 +57,7 @@ export function showDetail(root, kind, record, { onResend } = {}) {
   for (const [name] of views) {
     tabs.append(el('button', { 'data-view': name, text: name, onclick: () => pick(name) }));
   }
-  const resendable = onResend && kind === 'messages' && [1, 2, 9, 10].includes(record.opcode) && !record.data?.truncated;
+  const resendable = onResend && kind === 'messages' && [1, 2, 9, 10].includes(record.opcode) && !record.data?.truncated && !record.data?.dropped;
   const resend = resendable
     ? el('button', { id: 'resend', title: 'send this message again on the session, as it is or edited', onclick: () => onResend(record) }, 'Resend…')
     : null;
@@ -66,7 +83,8 @@ function facts(kind, r) {
     lines.push(['Length', `${count(r.len)} bytes${r.compressed ? `, ${count(r.wire_len)} on the wire (compressed)` : ''}`]);
     if (r.incomplete) lines.push(['Incomplete', 'the session ended before its last frame']);
   }
-  if (r.data?.truncated) lines.push(['Kept', `${size(fromBase64(r.data.base64).length)} of ${size(r.data.len)} (--max-capture)`]);
+  if (r.data?.dropped) lines.push(['Kept', 'nothing: dropped to stay within the capture\'s bound']);
+  else if (r.data?.truncated) lines.push(['Kept', `${size(fromBase64(r.data.base64).length)} of ${size(r.data.len)} (--max-capture)`]);
   if (r.close) lines.push(['Close', `${r.close.code ?? '—'} ${closeMeaning(r.close.code)}${r.close.reason ? `: “${r.close.reason}”` : ''}`]);
   const table = el('dl', { class: 'facts' }, lines.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
   const violations = (r.violations || []).length

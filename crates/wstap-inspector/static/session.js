@@ -5,7 +5,7 @@ import { apiUrl, get } from './api.js';
 import { $, el, replace } from './dom.js';
 import { ARROW, DIR_TITLE, clock, closeMeaning, count, delta, duration, flags, size } from './format.js';
 import { VirtualList } from './list.js';
-import { showDetail } from './detail.js';
+import { droppedText, showDetail } from './detail.js';
 import { drawTimeline } from './timeline.js';
 import { sessionUrl } from './sessions.js';
 
@@ -36,6 +36,7 @@ const ORIGIN_TITLE = {
 };
 
 function preview(r) {
+  if (r.preview?.dropped) return el('span', { class: 'dropped', title: droppedText(), text: 'payload dropped' });
   if (r.close) return `close ${r.close.code ?? ''} ${closeMeaning(r.close.code)}${r.close.reason ? `: ${r.close.reason}` : ''}`;
   const p = r.preview || {};
   const shown = p.text !== undefined ? p.text : p.hex;

@@ -46,6 +46,7 @@ fn main() {
         let info = CaptureInfo {
             writer: "bench".into(),
             max_capture: 65536,
+            max_bytes: None,
         };
         let mut writer = CaptureWriter::create(&dir, &info).unwrap();
         eprintln!("writing");

@@ -34,6 +34,10 @@ pub(crate) const FRAME_PAYLOAD: &str = "(CASE WHEN r.inflated_len IS NULL \
      THEN wstap_bytes(r.payload, r.payload_at, r.payload_kept) \
      ELSE wstap_bytes(r.inflated, r.inflated_at, r.inflated_kept) END)";
 
+/// Whether the payload a filter reads of a frame (`FRAME_PAYLOAD`) was dropped.
+pub(crate) const FRAME_DROPPED: &str = "wstap_dropped(CASE WHEN r.inflated_len IS NULL \
+     THEN r.payload_at ELSE r.inflated_at END)";
+
 /// What became of the held message whose last frame is index `$frame` (an SQL
 /// expression) of `r.dir` in `r.session`: the latest of its interventions that says
 /// (`held` while it waits). A literal, so the row queries' column lists can hold it.
@@ -76,6 +80,7 @@ impl SqlSchema for Frames {
             RecordColumn::Payload => FRAME_PAYLOAD,
             RecordColumn::Fate => FRAME_FATE,
             RecordColumn::Origin => "'wire'",
+            RecordColumn::Dropped => FRAME_DROPPED,
         }
         .to_owned()
     }
@@ -132,6 +137,7 @@ impl SqlSchema for MessageRows {
             RecordColumn::Payload => "wstap_bytes(r.data, r.data_at, r.data_kept)",
             RecordColumn::Fate => MESSAGE_FATE,
             RecordColumn::Origin => "r.origin",
+            RecordColumn::Dropped => "wstap_dropped(r.data_at)",
         }
         .to_owned()
     }

@@ -61,6 +61,15 @@ pub enum StoreError {
     /// An export could not be made.
     #[error(transparent)]
     Export(crate::export::ExportError),
+    /// The records alone outgrew the capture's bound: recording stopped.
+    #[error(
+        "the capture's records alone reached its bound of {} (--capture-max): it stopped recording, and keeps what it has",
+        crate::bound::size_text(*bound)
+    )]
+    Full {
+        /// The bound, bytes.
+        bound: u64,
+    },
     /// A stored event does not read back.
     #[error("capture row {table}#{id}: {why}")]
     BadRow {

@@ -153,6 +153,7 @@ pub fn frame_facts<'a>(f: &FrameView<'a>, codes: &'a [&'a str]) -> RecordFacts<'
         payload: f.data().data,
         fate: None,
         origin: Origin::Wire,
+        dropped: f.data().dropped,
     }
 }
 
@@ -179,6 +180,7 @@ pub fn message_facts<'a>(
         payload: m.data.data,
         fate: None,
         origin: origin(m.origin),
+        dropped: m.data.dropped,
     }
 }
 

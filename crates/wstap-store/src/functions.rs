@@ -45,17 +45,24 @@ pub(crate) fn register(conn: &Connection, payloads: Arc<PayloadReader>) -> rusql
         };
         Ok(crate::rows::message_violations(&json))
     })?;
-    // wstap_bytes(inline, offset, kept): the inline BLOB, or the bytes in the payload file.
+    // wstap_bytes(inline, offset, kept): the inline BLOB, or the bytes in the payload
+    // files; NULL when the capture dropped them.
+    let reader = payloads.clone();
     conn.create_scalar_function("wstap_bytes", 3, FunctionFlags::SQLITE_UTF8, move |ctx| {
         if let ValueRef::Blob(bytes) = ctx.get_raw(0) {
-            return Ok(bytes.to_vec());
+            return Ok(Some(bytes.to_vec()));
         }
         let at = ctx.get::<Option<i64>>(1)?;
         let kept = ctx.get::<Option<i64>>(2)?.unwrap_or(0);
         Ok(match at {
-            Some(at) if at >= 0 && kept > 0 => payloads.read(at as u64, kept as usize),
-            _ => Vec::new(),
+            Some(at) if at >= 0 && kept > 0 => reader.read(at as u64, kept as usize),
+            _ => Some(Vec::new()),
         })
+    })?;
+    // wstap_dropped(offset): whether the payload at that offset was dropped (0 for NULL).
+    conn.create_scalar_function("wstap_dropped", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+        let at = ctx.get::<Option<i64>>(0)?;
+        Ok(at.is_some_and(|at| at >= 0 && payloads.is_dropped(at as u64)))
     })?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! <capture>/capture.db      the SQLite database (with capture.db-wal and -shm while open)
-//! <capture>/payloads.bin    payload bytes too large to keep inline, appended, raw
+//! <capture>/payloads-000000.bin, payloads-000001.bin, ...
+//!                           payload bytes too large to keep inline, appended, raw, in
+//!                           segments (one payloads.bin before schema 5)
 //! <capture>/writer.lock     held (flock) by the one process writing the capture
 //! ```
 
@@ -12,8 +14,11 @@ use std::path::{Path, PathBuf};
 
 /// The database's file name.
 pub const DATABASE: &str = "capture.db";
-/// The payload file's name.
+/// The payload file's name, in captures before schema 5.
 pub const PAYLOADS: &str = "payloads.bin";
+/// The payload segment files' names (`payloads-000000.bin`, ...), as the capture records
+/// them.
+pub const PAYLOAD_SEGMENTS: &str = "payloads-NNNNNN.bin";
 /// The writer's lock file.
 pub const LOCK: &str = "writer.lock";
 
@@ -59,6 +64,31 @@ pub fn is_being_written(dir: &Path) -> bool {
         Ok(file) => !try_lock(&file),
         Err(_) => false,
     }
+}
+
+/// Bytes free for an unprivileged writer on the file system that holds `path`.
+#[cfg(unix)]
+pub fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `name` is a NUL-terminated path and `stats` a buffer statvfs fills in; it is
+    // read only when the call says it succeeded.
+    let done = unsafe { libc::statvfs(name.as_ptr(), stats.as_mut_ptr()) };
+    if done != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded, so it filled `stats` in.
+    let stats = unsafe { stats.assume_init() };
+    // The fields' types differ between platforms (u64 on Linux, u32 elsewhere).
+    #[allow(clippy::unnecessary_cast)]
+    Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+}
+
+/// Bytes free on the file system that holds `path` (unknown off Unix).
+#[cfg(not(unix))]
+pub fn free_space(_path: &Path) -> Option<u64> {
+    None
 }
 
 #[cfg(unix)]

@@ -10,6 +10,7 @@
 //! No tokio: the writer runs on a thread of its own, driven by `wstap-bus`.
 #![deny(missing_docs)]
 
+pub mod bound;
 pub mod columns;
 mod error;
 pub mod export;

@@ -1,11 +1,19 @@
-//! The payload file: bytes too large to keep inline in the database, appended raw, each
-//! referenced from its row by offset and length.
+//! The payload files: bytes too large to keep inline in the database, appended raw, each
+//! referenced from its row by its offset in one run of bytes.
 //!
 //! SQLite's write-ahead log writes every byte twice (to the log, then to the database at
 //! the checkpoint), and a 16 KiB BLOB costs more than its bytes in page overhead. Large
 //! payloads therefore go here once, in big sequential writes; rows keep the offset. The
-//! writer flushes this file before it commits the rows that point into it, so a committed
-//! row never refers to bytes that are not in the file.
+//! writer flushes these files before it commits the rows that point into them, so a
+//! committed row never refers to bytes that are not there.
+//!
+//! The run of bytes is cut into **segments** of a fixed size, one file each
+//! (`payloads-000000.bin`, `payloads-000001.bin`, ...; offset `at` lives in segment
+//! `at / size` at `at % size`; a payload may cross into the next). A capture bounded by
+//! `--capture-max` gives up the oldest payloads by deleting the oldest segment files: the
+//! rows stay, and a payload whose segment is gone reads as dropped. Writes stay sequential
+//! and a read is one or two positioned reads. Captures of wstap before schema 5 have one
+//! file, `payloads.bin`, which is never cut.
 
 use crate::StoreError;
 use std::fs::{File, OpenOptions};
@@ -13,100 +21,241 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// How much the writer buffers before writing to the file.
+/// How much the writer buffers before writing to a file.
 const BUFFER: usize = 1 << 20;
 
-/// Appends payloads.
+/// Where a capture keeps its payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PayloadLayout {
+    /// One file that holds them all (captures before schema 5).
+    Single(PathBuf),
+    /// Segment files of `size` bytes in `dir`.
+    Segments { dir: PathBuf, size: u64 },
+}
+
+impl PayloadLayout {
+    /// The file of segment `index`.
+    fn segment(dir: &Path, index: u64) -> PathBuf {
+        dir.join(format!("payloads-{index:06}.bin"))
+    }
+
+    /// The file holding offset `at`, the offset within it, and the bytes it holds from
+    /// there on (`None`: to its end, whatever its length).
+    fn locate(&self, at: u64) -> (PathBuf, u64, Option<u64>) {
+        match self {
+            PayloadLayout::Single(path) => (path.clone(), at, None),
+            PayloadLayout::Segments { dir, size } => (
+                PayloadLayout::segment(dir, at / size),
+                at % size,
+                Some(size - at % size),
+            ),
+        }
+    }
+}
+
+/// Appends payloads to segment files.
 pub(crate) struct PayloadWriter {
-    out: BufWriter<File>,
+    dir: PathBuf,
+    size: u64,
+    /// The segment being written, once a byte went to it.
+    out: Option<(u64, BufWriter<File>)>,
+    /// Bytes appended since the capture began: the next offset.
     len: u64,
-    path: PathBuf,
+    /// The oldest segment still on disk.
+    first: u64,
 }
 
 impl PayloadWriter {
-    /// Creates (or continues) the payload file at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| StoreError::io(path, e))?;
-        let len = file.metadata().map_err(|e| StoreError::io(path, e))?.len();
-        Ok(PayloadWriter {
-            out: BufWriter::with_capacity(BUFFER, file),
-            len,
-            path: path.to_owned(),
-        })
+    /// Appends to segments of `size` bytes in `dir`, the first of them empty.
+    pub fn create(dir: &Path, size: u64) -> Self {
+        PayloadWriter {
+            dir: dir.to_owned(),
+            size: size.max(1),
+            out: None,
+            len: 0,
+            first: 0,
+        }
     }
 
     /// Appends `bytes`; returns their offset.
     pub fn append(&mut self, bytes: &[u8]) -> Result<u64, StoreError> {
         let at = self.len;
-        self.out
-            .write_all(bytes)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        self.len += bytes.len() as u64;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let index = self.len / self.size;
+            let room = (self.size - self.len % self.size).min(rest.len() as u64) as usize;
+            let (now, later) = rest.split_at(room);
+            let out = self.segment(index)?;
+            out.write_all(now)
+                .map_err(|e| StoreError::io(&PayloadLayout::segment(&self.dir, index), e))?;
+            self.len += room as u64;
+            rest = later;
+        }
         Ok(at)
+    }
+
+    /// The writer of segment `index`, opened (the last one flushed) when it is new.
+    fn segment(&mut self, index: u64) -> Result<&mut BufWriter<File>, StoreError> {
+        match self.out.take() {
+            Some((current, out)) if current == index => Ok(&mut self.out.insert((current, out)).1),
+            previous => {
+                if let Some((current, mut out)) = previous {
+                    out.flush().map_err(|e| {
+                        StoreError::io(&PayloadLayout::segment(&self.dir, current), e)
+                    })?;
+                }
+                let path = PayloadLayout::segment(&self.dir, index);
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| StoreError::io(&path, e))?;
+                let out = BufWriter::with_capacity(BUFFER, file);
+                Ok(&mut self.out.insert((index, out)).1)
+            }
+        }
     }
 
     /// Hands everything appended to the operating system.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        self.out.flush().map_err(|e| StoreError::io(&self.path, e))
+        match &mut self.out {
+            Some((index, out)) => out
+                .flush()
+                .map_err(|e| StoreError::io(&PayloadLayout::segment(&self.dir, *index), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Payload bytes on disk: from the oldest segment kept to the last byte appended.
+    pub fn on_disk(&self) -> u64 {
+        self.len - (self.first * self.size).min(self.len)
+    }
+
+    /// The first offset still kept: every payload before it was dropped.
+    pub fn kept_from(&self) -> u64 {
+        self.first * self.size
+    }
+
+    /// How many of the oldest segments to drop for the payloads on disk to fit in
+    /// `room` bytes; never the one being written.
+    pub fn to_drop(&self, room: u64) -> u64 {
+        let current = self.len / self.size;
+        let mut drop = 0;
+        while self.first + drop < current && self.on_disk() - drop * self.size > room {
+            drop += 1;
+        }
+        drop
+    }
+
+    /// Deletes the `count` oldest segments (once the database says they are dropped).
+    pub fn drop_oldest(&mut self, count: u64) -> Result<(), StoreError> {
+        for _ in 0..count {
+            let path = PayloadLayout::segment(&self.dir, self.first);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
+            self.first += 1;
+        }
+        Ok(())
     }
 }
 
 /// Reads payloads, for any number of readers at once (positioned reads).
 #[derive(Debug)]
 pub(crate) struct PayloadReader {
-    file: Option<File>,
+    layout: PayloadLayout,
+    /// The file last read, by path: a segment is read many times in a row.
+    file: Mutex<Option<(PathBuf, File)>>,
     /// The last read, for the same row asked for again (a JSON test reads it thrice).
     last: Mutex<Option<(u64, usize, Vec<u8>)>>,
 }
 
 impl PayloadReader {
-    /// Opens the payload file at `path`; a capture without one reads as empty payloads.
-    pub fn open(path: &Path) -> Self {
+    /// Reads the payloads laid out as `layout`.
+    pub fn open(layout: PayloadLayout) -> Self {
         PayloadReader {
-            file: File::open(path).ok(),
+            layout,
+            file: Mutex::new(None),
             last: Mutex::new(None),
         }
     }
 
     /// `len` bytes at `at`; fewer when the file ends sooner (a capture cut short by a
-    /// crash before the payloads reached the disk).
-    pub fn read(&self, at: u64, len: usize) -> Vec<u8> {
+    /// crash before the payloads reached the disk). `None`: the capture dropped them to
+    /// stay within its bound (their segment is gone).
+    pub fn read(&self, at: u64, len: usize) -> Option<Vec<u8>> {
         if let Ok(last) = self.last.lock() {
             if let Some((last_at, last_len, bytes)) = last.as_ref() {
                 if *last_at == at && *last_len == len {
-                    return bytes.clone();
+                    return Some(bytes.clone());
                 }
             }
         }
         let mut bytes = vec![0u8; len];
-        let read = self.read_into(at, &mut bytes);
-        bytes.truncate(read);
+        let mut done = 0;
+        while done < len {
+            let (path, offset, room) = self.layout.locate(at + done as u64);
+            let want = room.map_or(len - done, |room| (room as usize).min(len - done));
+            match self.read_from(&path, offset, &mut bytes[done..done + want]) {
+                Some(read) => {
+                    done += read;
+                    if read < want {
+                        break;
+                    }
+                }
+                // A segment that is gone was dropped; a single file that is missing is a
+                // capture whose payloads never reached the disk.
+                None if matches!(self.layout, PayloadLayout::Segments { .. }) => return None,
+                None => break,
+            }
+        }
+        bytes.truncate(done);
         if let Ok(mut last) = self.last.lock() {
             *last = Some((at, len, bytes.clone()));
         }
-        bytes
+        Some(bytes)
     }
 
-    #[cfg(unix)]
-    fn read_into(&self, at: u64, buf: &mut [u8]) -> usize {
-        use std::os::unix::fs::FileExt;
-        let Some(file) = &self.file else { return 0 };
-        let mut done = 0;
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], at + done as u64) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => done += n,
-            }
+    /// Whether the bytes at `at` were dropped.
+    pub fn is_dropped(&self, at: u64) -> bool {
+        match &self.layout {
+            PayloadLayout::Single(_) => false,
+            PayloadLayout::Segments { .. } => !self.layout.locate(at).0.exists(),
         }
-        done
     }
 
-    #[cfg(not(unix))]
-    fn read_into(&self, _at: u64, _buf: &mut [u8]) -> usize {
-        0
+    /// Reads `buf` from `path` at `offset`: the bytes read, or `None` when there is no
+    /// such file. The file stays open for the next read unless it is gone by then (a
+    /// dropped segment must not be kept on disk by a reader holding it open).
+    fn read_from(&self, path: &Path, offset: u64, buf: &mut [u8]) -> Option<usize> {
+        let mut cached = self.file.lock().ok()?;
+        let reuse = cached.as_ref().is_some_and(|(p, _)| p == path) && path.exists();
+        if !reuse {
+            *cached = None;
+            let file = File::open(path).ok()?;
+            *cached = Some((path.to_owned(), file));
+        }
+        let (_, file) = cached.as_ref()?;
+        Some(read_at(file, offset, buf))
     }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, at: u64, buf: &mut [u8]) -> usize {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    done
+}
+
+#[cfg(not(unix))]
+fn read_at(_file: &File, _at: u64, _buf: &mut [u8]) -> usize {
+    0
 }

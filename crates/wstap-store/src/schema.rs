@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -293,20 +293,37 @@ CREATE VIEW messages AS
       FROM message_rows;
 "#;
 
+/// Version 5: payloads go to segment files (`payload_segment` bytes each, named
+/// `payloads-000000.bin` and on; `NULL`: the one `payload_file` of older captures), and a
+/// capture may be bounded (`max_bytes`, `--capture-max`): the payloads before
+/// `payloads_from` were dropped to stay within it, their rows kept.
+const V5: &str = r#"
+ALTER TABLE captures ADD COLUMN payload_segment INTEGER;
+ALTER TABLE captures ADD COLUMN max_bytes INTEGER;
+ALTER TABLE captures ADD COLUMN payloads_from INTEGER NOT NULL DEFAULT 0;
+"#;
+
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power
 /// cut may lose the last transactions, never the database.
-pub(crate) fn tune_writer(conn: &Connection) -> Result<(), StoreError> {
+/// A capture bounded at `max_bytes` keeps its log to a sixteenth of that at most.
+pub(crate) fn tune_writer(conn: &Connection, max_bytes: Option<u64>) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 8 MiB of page cache: enough for the hot index pages of many open sessions.
     conn.pragma_update(None, "cache_size", -8192)?;
-    // Checkpoint every 16 MiB of WAL rather than 4: fewer, larger checkpoints.
-    conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
+    // Checkpoint every 16 MiB of WAL rather than 4: fewer, larger checkpoints; less for a
+    // small bound, and the log cut back to that after each checkpoint.
+    const PAGE: u64 = 4096;
+    let log = max_bytes.map_or(16 << 20, |bound| (bound / 16).clamp(64 * PAGE, 16 << 20));
+    conn.pragma_update(None, "wal_autocheckpoint", (log / PAGE) as i64)?;
+    if max_bytes.is_some() {
+        conn.pragma_update(None, "journal_size_limit", log as i64)?;
+    }
     Ok(())
 }
 

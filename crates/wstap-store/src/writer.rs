@@ -17,8 +17,12 @@
 //! any other message gets a row of its own (`message_rows`).
 //!
 //! Memory is bounded by the sessions open at once (a few counters each), whatever the
-//! length of the run.
+//! length of the run. Disk is bounded by `CaptureInfo::max_bytes`, when set: after each
+//! commit the writer drops the oldest payload segments the bound has no room for (the
+//! database first says they are gone, then the files go), and if the records alone
+//! outgrow it, it stops with [`StoreError::Full`].
 
+use crate::bound::{self, CaptureSize};
 use crate::facts::SessionSummary;
 use crate::layout::{self, WriterLock};
 use crate::payloads::PayloadWriter;
@@ -46,6 +50,8 @@ pub struct CaptureInfo {
     pub writer: String,
     /// Payload bytes kept per frame and per message (`--max-capture`).
     pub max_capture: usize,
+    /// How large the capture may grow on disk (`--capture-max`); `None`: no bound.
+    pub max_bytes: Option<u64>,
 }
 
 /// What a commit made visible, for whoever follows a capture live.
@@ -55,6 +61,8 @@ pub struct Committed {
     pub last_event: i64,
     /// Sessions with new rows or new counts, ascending.
     pub sessions: Vec<u64>,
+    /// The capture's size on disk then, against its bound.
+    pub size: CaptureSize,
 }
 
 /// A callback told of every commit.
@@ -71,6 +79,11 @@ pub struct CaptureWriter {
     touched: Vec<u64>,
     on_commit: Option<CommitHook>,
     pending: PendingFrames,
+    bound: Option<u64>,
+    /// The database's size on disk at the last commit.
+    database: u64,
+    /// Payload bytes dropped so far.
+    dropped: u64,
     _lock: WriterLock,
 }
 
@@ -148,20 +161,24 @@ impl CaptureWriter {
         }
         let lock = WriterLock::take(dir)?;
         let mut conn = Connection::open(layout::database(dir))?;
-        schema::tune_writer(&conn)?;
+        schema::tune_writer(&conn, info.max_bytes)?;
         schema::create(&mut conn)?;
+        let segment = bound::segment_for(info.max_bytes);
         conn.execute(
-            "INSERT INTO captures (id, started_us, writer, max_capture, inline_max, payload_file)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO captures (id, started_us, writer, max_capture, inline_max, payload_file,
+                 payload_segment, max_bytes)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 chrono::Utc::now().timestamp_micros(),
                 info.writer,
                 info.max_capture as i64,
                 INLINE_MAX as i64,
-                layout::PAYLOADS
+                layout::PAYLOAD_SEGMENTS,
+                segment as i64,
+                info.max_bytes.map(|b| b as i64),
             ],
         )?;
-        let payloads = PayloadWriter::open(&dir.join(layout::PAYLOADS))?;
+        let payloads = PayloadWriter::create(dir, segment);
         Ok(CaptureWriter {
             conn,
             payloads,
@@ -172,6 +189,9 @@ impl CaptureWriter {
             touched: Vec::new(),
             on_commit: None,
             pending: PendingFrames::new(),
+            bound: info.max_bytes,
+            database: 0,
+            dropped: 0,
             _lock: lock,
         })
     }
@@ -305,6 +325,10 @@ impl CaptureWriter {
             ));
         }
         let at = self.payloads.append(bytes)? as i64;
+        if let Some(bound) = self.bound {
+            // Between commits too: a burst must not carry the capture past its bound.
+            self.make_room(bound.saturating_sub(self.database))?;
+        }
         Ok((
             None,
             Stored {
@@ -715,17 +739,65 @@ impl CaptureWriter {
         self.payloads.flush()?;
         self.conn.execute_batch("COMMIT")?;
         self.in_transaction = false;
+        let size = self.keep_within_bound()?;
         let mut sessions = std::mem::take(&mut self.touched);
         sessions.sort_unstable();
         sessions.dedup();
         let committed = Committed {
             last_event: self.next_event - 1,
             sessions,
+            size,
         };
         if let Some(hook) = self.on_commit.as_mut() {
             hook(&committed);
         }
         Ok(())
+    }
+
+    /// After a commit: fails when the database alone outgrew the bound, else drops the
+    /// oldest payload segments there is no room for beside it. Returns the size then.
+    fn keep_within_bound(&mut self) -> Result<CaptureSize, StoreError> {
+        self.database = self.database_bytes();
+        if let Some(bound) = self.bound {
+            if self.database > bound {
+                return Err(StoreError::Full { bound });
+            }
+            self.make_room(bound - self.database)?;
+        }
+        Ok(CaptureSize {
+            bytes: self.database + self.payloads.on_disk(),
+            bound: self.bound,
+            dropped: self.dropped,
+        })
+    }
+
+    /// Drops the oldest payload segments that do not fit in `room` bytes. A reader takes
+    /// a payload whose segment file is gone for dropped, so no row ever points at bytes
+    /// that read wrong, whenever a crash comes; `captures.payloads_from` says up to where
+    /// (in the transaction open, or at once).
+    fn make_room(&mut self, room: u64) -> Result<(), StoreError> {
+        let drop = self.payloads.to_drop(room);
+        if drop == 0 {
+            return Ok(());
+        }
+        self.payloads.drop_oldest(drop)?;
+        self.dropped = self.payloads.kept_from();
+        self.conn.execute(
+            "UPDATE captures SET payloads_from = ?1 WHERE id = 1",
+            params![self.dropped as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The database and its write-ahead log, on disk.
+    fn database_bytes(&self) -> u64 {
+        let database = layout::database(&self.dir);
+        let wal = self.dir.join(format!("{}-wal", layout::DATABASE));
+        [database, wal]
+            .iter()
+            .filter_map(|path| std::fs::metadata(path).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Commits, marks the capture finished, and folds the write-ahead log back into the

@@ -74,10 +74,7 @@ fn every_event_comes_back_in_order_as_the_trace_has_it() {
         breakpoint: Some(1),
         frame: Some(0),
         opcode: Some(1),
-        payload: Some(wstap_trace::Payload {
-            bytes: b"edited".to_vec(),
-            truncated: false,
-        }),
+        payload: Some(wstap_trace::Payload::all(b"edited".to_vec())),
         code: None,
         reason: None,
         bytes: None,
@@ -124,8 +121,10 @@ fn big_payloads_are_written_once_and_small_ones_inline() {
     let events = session_events(&chat(1));
     write(&dir, &events, 100);
     // The only payload over the inline limit is the 20,000-byte text: its frame and its
-    // one-frame message share the same bytes in the payload file.
-    let file = std::fs::metadata(dir.join(layout::PAYLOADS)).unwrap().len();
+    // one-frame message share the same bytes in the (first) payload segment.
+    let file = std::fs::metadata(dir.join("payloads-000000.bin"))
+        .unwrap()
+        .len();
     assert_eq!(file, 20_000);
     const { assert!(500 <= INLINE_MAX, "the 500-byte text of é stays inline") };
     let capture = Capture::open(&dir).unwrap();

@@ -32,6 +32,7 @@ fn payload(capture: Capture) -> Payload {
     Payload {
         bytes: capture.data,
         truncated,
+        dropped: false,
     }
 }
 
@@ -152,17 +153,11 @@ impl Message {
             len: data.len() as u64,
             wire_len,
             compressed,
-            payload: Payload {
-                bytes: data,
-                truncated: false,
-            },
+            payload: Payload::all(data),
             violations: Vec::new(),
             incomplete: false,
             origin,
-            wire: Some(Payload {
-                bytes: wire,
-                truncated: false,
-            }),
+            wire: Some(Payload::all(wire)),
             held: None,
         }
     }

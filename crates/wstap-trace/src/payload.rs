@@ -1,8 +1,10 @@
 //! Captured payload bytes and their JSON form.
 //!
 //! In memory a [`Payload`] is raw bytes; in JSON it is
-//! `{"encoding": "utf8" | "base64", "data": ..., "truncated": bool, "len": n}`: UTF-8 text
-//! when the captured bytes are valid UTF-8, base64 otherwise, so nothing is lost either way.
+//! `{"encoding": "utf8" | "base64", "data": ..., "truncated": bool}`: UTF-8 text when the
+//! captured bytes are valid UTF-8, base64 otherwise, so nothing is lost either way. A
+//! payload a bounded capture gave up (`--capture-max`) says so: `"dropped": true`, no
+//! data.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -15,9 +17,21 @@ pub struct Payload {
     pub bytes: Vec<u8>,
     /// Whether the real payload was longer.
     pub truncated: bool,
+    /// Whether the capture kept these bytes once and gave them up to stay within its
+    /// bound: `bytes` is empty then, and `truncated` true (unless there were none).
+    pub dropped: bool,
 }
 
 impl Payload {
+    /// All of `bytes`.
+    pub fn all(bytes: Vec<u8>) -> Payload {
+        Payload {
+            bytes,
+            truncated: false,
+            dropped: false,
+        }
+    }
+
     /// The bytes as text, when they are valid UTF-8.
     pub fn as_text(&self) -> Option<&str> {
         std::str::from_utf8(&self.bytes).ok()
@@ -29,6 +43,8 @@ struct Wire<'a> {
     encoding: &'a str,
     data: std::borrow::Cow<'a, str>,
     truncated: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    dropped: bool,
 }
 
 impl Serialize for Payload {
@@ -38,11 +54,13 @@ impl Serialize for Payload {
                 encoding: "utf8",
                 data: text.into(),
                 truncated: self.truncated,
+                dropped: self.dropped,
             },
             None => Wire {
                 encoding: "base64",
                 data: BASE64.encode(&self.bytes).into(),
                 truncated: self.truncated,
+                dropped: self.dropped,
             },
         };
         wire.serialize(s)
@@ -57,6 +75,8 @@ impl<'de> Deserialize<'de> for Payload {
             data: String,
             #[serde(default)]
             truncated: bool,
+            #[serde(default)]
+            dropped: bool,
         }
         let owned = Owned::deserialize(d)?;
         let bytes = match owned.encoding.as_str() {
@@ -73,6 +93,7 @@ impl<'de> Deserialize<'de> for Payload {
         Ok(Payload {
             bytes,
             truncated: owned.truncated,
+            dropped: owned.dropped,
         })
     }
 }

@@ -28,6 +28,8 @@ pub struct Bytes<'a> {
     pub data: &'a [u8],
     /// The whole length.
     pub total: u64,
+    /// Whether a bounded capture gave up what it had captured (`data` is empty then).
+    pub dropped: bool,
 }
 
 impl Bytes<'_> {
@@ -168,11 +170,13 @@ impl<'a> FrameView<'a> {
             payload: Bytes {
                 data: &r.payload.data,
                 total: r.payload.total,
+                dropped: false,
             },
             close: r.close.as_ref().map(|c| (c.code, c.reason.as_str())),
             inflated: r.inflated.as_ref().map(|i| Bytes {
                 data: &i.data.data,
                 total: i.data.total,
+                dropped: false,
             }),
             violations: Violations::Wire(&r.violations),
         }
@@ -192,11 +196,13 @@ impl<'a> FrameView<'a> {
             payload: Bytes {
                 data: &f.payload.bytes,
                 total: f.payload_len,
+                dropped: f.payload.dropped,
             },
             close: f.close.as_ref().map(|c| (c.code, c.reason.as_str())),
             inflated: f.inflated.as_ref().map(|i| Bytes {
                 data: &i.payload.bytes,
                 total: i.len,
+                dropped: i.payload.dropped,
             }),
             violations: Violations::Trace(&f.violations),
         }
@@ -272,6 +278,7 @@ impl<'a> MessageView<'a> {
             data: Bytes {
                 data: &r.data.data,
                 total: r.data.total,
+                dropped: false,
             },
             violations: Violations::Wire(&r.violations),
             incomplete: r.incomplete,
@@ -296,6 +303,7 @@ impl<'a> MessageView<'a> {
             data: Bytes {
                 data: &m.payload.bytes,
                 total: m.len,
+                dropped: m.payload.dropped,
             },
             violations: Violations::Trace(&m.violations),
             incomplete: m.incomplete,

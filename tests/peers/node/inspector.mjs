@@ -399,5 +399,36 @@ async function intercept() {
   await browser.close();
 }
 
-const modes = { live, demo, scale, intercept };
+/** A capture bounded at 2 MiB, filled past it: the header shows its size against the
+ * bound and the payloads dropped, a notice says so once, and a message whose payload was
+ * dropped says why. */
+async function bounded() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1360, height: 860 });
+  await page.waitForSelector("#capture-size:not([hidden])");
+  check((await page.textContent("#capture-size")).includes("of 2.0 MiB"), "the header shows the bound");
+  const ws = await client("/firehose", {});
+  for (let n = 0; n < 400; n++) await exchange(ws, `${String(n).padStart(4, "0")} ${"f".repeat(16 * 1024)}`);
+  await page.waitForSelector("#notice:not([hidden])", { timeout: 10000 });
+  const notice = await page.textContent("#notice-text");
+  check(notice.includes("reached its bound of 2.0 MiB") && notice.includes("--capture-max"), `a notice says so: ${notice}`);
+  check((await page.textContent("#capture-size")).includes("of payloads dropped"), "the header counts what was dropped");
+  await page.locator("#sessions .rows .row", { hasText: "/firehose" }).click();
+  // The filter selects what was dropped.
+  await page.fill("#record-filter", "payload:dropped");
+  await page.press("#record-filter", "Enter");
+  const first = page.locator("#records .rows .row:not(.loading)", { hasText: "payload dropped" }).first();
+  await first.waitFor({ timeout: 10000 });
+  const rows = await rowsText(page, "#records");
+  check(rows.length > 0 && rows.every((r) => r.includes("payload dropped")), `payload:dropped lists what was dropped (${rows.length} rows shown)`);
+  await first.click();
+  await page.waitForSelector("#detail .dropped");
+  check((await page.textContent("#detail .dropped")).includes("payload dropped to keep the capture under 2.0 MiB"), "its detail says why");
+  await shot(page, "13-bounded");
+  check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
+  ws.close();
+  await browser.close();
+}
+
+const modes = { live, demo, scale, intercept, bounded };
 await modes[args.mode]();

@@ -58,17 +58,31 @@ pub(super) fn violations(json: Option<String>) -> Vec<String> {
     crate::rows::violation_texts(json.as_deref())
 }
 
-/// Stored bytes: the inline BLOB, or the payload file's bytes at an offset.
-pub(super) fn bytes(
+/// A stored payload of `total` bytes: the inline BLOB, or the payload files' `kept`
+/// bytes at an offset, or none when the capture dropped them.
+pub(super) fn stored_payload(
     inline: Option<Vec<u8>>,
     at: Option<i64>,
     kept: i64,
+    total: u64,
     payloads: &PayloadReader,
-) -> Vec<u8> {
-    match (inline, at) {
-        (Some(bytes), _) => bytes,
+) -> Payload {
+    let read = match (inline, at) {
+        (Some(bytes), _) => Some(bytes),
         (None, Some(at)) if at >= 0 && kept > 0 => payloads.read(at as u64, kept as usize),
-        _ => Vec::new(),
+        _ => Some(Vec::new()),
+    };
+    match read {
+        Some(bytes) => Payload {
+            truncated: (bytes.len() as u64) < total,
+            bytes,
+            dropped: false,
+        },
+        None => Payload {
+            bytes: Vec::new(),
+            truncated: total > 0,
+            dropped: true,
+        },
     }
 }
 
@@ -161,7 +175,7 @@ pub(super) fn frame_row(row: &Row<'_>, payloads: &PayloadReader) -> rusqlite::Re
     let payload_len = row.get::<_, i64>(10)? as u64;
     let header = FrameHeader::new(flags, mask, payload_len, encoding);
     let kept: i64 = row.get(13)?;
-    let payload = bytes(row.get(11)?, row.get(12)?, kept, payloads);
+    let payload = stored_payload(row.get(11)?, row.get(12)?, kept, payload_len, payloads);
     let close = row
         .get::<_, Option<String>>(15)?
         .map(|reason| -> rusqlite::Result<CloseInfo> {
@@ -174,13 +188,9 @@ pub(super) fn frame_row(row: &Row<'_>, payloads: &PayloadReader) -> rusqlite::Re
     let inflated = match row.get::<_, Option<i64>>(16)? {
         Some(len) => {
             let kept: i64 = row.get::<_, Option<i64>>(19)?.unwrap_or(0);
-            let data = bytes(row.get(17)?, row.get(18)?, kept, payloads);
             Some(InflatedInfo {
                 len: len as u64,
-                payload: Payload {
-                    truncated: (data.len() as u64) < len as u64,
-                    bytes: data,
-                },
+                payload: stored_payload(row.get(17)?, row.get(18)?, kept, len as u64, payloads),
             })
         }
         None => None,
@@ -203,10 +213,7 @@ pub(super) fn frame_row(row: &Row<'_>, payloads: &PayloadReader) -> rusqlite::Re
         header_len: h.header_len(),
         length_bits: h.length_encoding().bits(),
         payload_len,
-        payload: Payload {
-            truncated: (payload.len() as u64) < payload_len,
-            bytes: payload,
-        },
+        payload,
         close,
         inflated,
         violations: violations(row.get(20)?),
@@ -227,7 +234,7 @@ pub(super) fn message_row(
 ) -> rusqlite::Result<StoredMessage> {
     let opcode = Opcode::from_bits(row.get(4)?);
     let len = row.get::<_, i64>(8)? as u64;
-    let data = bytes(row.get(11)?, row.get(12)?, row.get(13)?, payloads);
+    let data = stored_payload(row.get(11)?, row.get(12)?, row.get(13)?, len, payloads);
     let message = Message {
         session: row.get::<_, i64>(1)? as u64,
         time: to_utc(Timestamp(row.get(6)?)),
@@ -239,10 +246,7 @@ pub(super) fn message_row(
         len,
         wire_len: row.get::<_, i64>(9)? as u64,
         compressed: row.get(10)?,
-        payload: Payload {
-            truncated: (data.len() as u64) < len,
-            bytes: data,
-        },
+        payload: data,
         violations: violations(row.get(14)?),
         incomplete: row.get(15)?,
         origin: row
@@ -250,10 +254,7 @@ pub(super) fn message_row(
             .as_deref()
             .and_then(MessageOrigin::from_name)
             .unwrap_or_default(),
-        wire: row.get::<_, Option<Vec<u8>>>(21)?.map(|bytes| Payload {
-            bytes,
-            truncated: false,
-        }),
+        wire: row.get::<_, Option<Vec<u8>>>(21)?.map(Payload::all),
         held: row.get::<_, Option<i64>>(22)?.map(|h| h as u64),
     };
     Ok(StoredMessage {

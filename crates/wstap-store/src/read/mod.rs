@@ -15,9 +15,10 @@ mod events;
 mod model;
 mod tables;
 
+use crate::bound::CaptureSize;
 use crate::columns::Frames;
 use crate::layout;
-use crate::payloads::PayloadReader;
+use crate::payloads::{PayloadLayout, PayloadReader};
 use crate::StoreError;
 use decode::{
     bad_row, damaged, direction, frame_row, message_row, parse_event, session_row, value,
@@ -41,6 +42,7 @@ use wstap_wire::Direction;
 pub struct Capture {
     conn: Connection,
     dir: PathBuf,
+    layout: PayloadLayout,
 }
 
 pub(super) const SESSION_COLUMNS: &str =
@@ -112,9 +114,10 @@ impl Capture {
             })?;
             conn = open()?.0;
         }
-        let payloads = Arc::new(PayloadReader::open(&dir.join(layout::PAYLOADS)));
+        let layout = payload_layout(&conn, &dir).map_err(|e| damaged(&dir, e))?;
+        let payloads = Arc::new(PayloadReader::open(layout.clone()));
         crate::functions::register(&conn, payloads)?;
-        let capture = Capture { conn, dir };
+        let capture = Capture { conn, dir, layout };
         capture.info().map_err(|e| match e {
             StoreError::Sqlite(e) => damaged(&capture.dir, e),
             other => other,
@@ -130,7 +133,8 @@ impl Capture {
     /// The capture's own record.
     pub fn info(&self) -> Result<CaptureRow, StoreError> {
         Ok(self.conn.query_row(
-            "SELECT started_us, ended_us, writer, max_capture FROM captures WHERE id = 1",
+            "SELECT started_us, ended_us, writer, max_capture, max_bytes, payloads_from
+               FROM captures WHERE id = 1",
             [],
             |row| {
                 Ok(CaptureRow {
@@ -138,6 +142,8 @@ impl Capture {
                     ended_us: row.get(1)?,
                     writer: row.get(2)?,
                     max_capture: row.get(3)?,
+                    max_bytes: row.get::<_, Option<i64>>(4)?.map(|b| b as u64),
+                    payloads_dropped: row.get::<_, i64>(5)? as u64,
                 })
             },
         )?)
@@ -636,8 +642,43 @@ impl Capture {
     }
 
     fn payloads(&self) -> PayloadReader {
-        PayloadReader::open(&self.dir.join(layout::PAYLOADS))
+        PayloadReader::open(self.layout.clone())
     }
+
+    /// The capture's size on disk: the database (and its log) and the payload files.
+    pub fn size(&self) -> Result<CaptureSize, StoreError> {
+        let info = self.info()?;
+        let bytes = std::fs::read_dir(&self.dir)
+            .map_err(|e| StoreError::io(&self.dir, e))?
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name() != layout::LOCK)
+            .filter_map(|entry| entry.metadata().ok())
+            .filter(|meta| meta.is_file())
+            .map(|meta| meta.len())
+            .sum();
+        Ok(CaptureSize {
+            bytes,
+            bound: info.max_bytes,
+            dropped: info.payloads_dropped,
+        })
+    }
+}
+
+/// Where the capture behind `conn`, in `dir`, keeps its payloads: segment files since
+/// schema 5, one file before.
+fn payload_layout(conn: &Connection, dir: &Path) -> rusqlite::Result<PayloadLayout> {
+    let segment: Option<i64> = conn.query_row(
+        "SELECT payload_segment FROM captures WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(match segment {
+        Some(size) if size > 0 => PayloadLayout::Segments {
+            dir: dir.to_owned(),
+            size: size as u64,
+        },
+        _ => PayloadLayout::Single(dir.join(layout::PAYLOADS)),
+    })
 }
 
 /// The tables that keep a session's events as trace lines.

@@ -31,6 +31,10 @@ pub struct CaptureRow {
     pub writer: String,
     /// Payload bytes kept per frame and message.
     pub max_capture: i64,
+    /// How large it may grow on disk (`--capture-max`), when bounded.
+    pub max_bytes: Option<u64>,
+    /// Payload bytes it gave up to stay within that bound.
+    pub payloads_dropped: u64,
 }
 
 /// Messages and bytes in one slice of a session's time, per direction.

@@ -21,6 +21,7 @@ pub fn info() -> CaptureInfo {
     CaptureInfo {
         writer: "wstap test".into(),
         max_capture: 64 * 1024,
+        max_bytes: None,
     }
 }
 
