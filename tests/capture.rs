@@ -782,6 +782,24 @@ async fn echo_rounds(
     }
 }
 
+/// wstap recording `run` with `--capture-max bound` (and `flag`), and a client of an echo
+/// server through it.
+async fn bounded_run(
+    run: &Run,
+    bound: &str,
+    flag: &str,
+) -> (
+    std::process::Child,
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) {
+    let mut command = wstap_command();
+    command.args(["--no-tls-intercept", flag, "--capture", arg(&run.capture)]);
+    command.args(["--capture-max", bound]);
+    let (child, proxy) = spawn_listening(command);
+    let (echo, _) = echo_server().await;
+    (child, ws_client(proxy, echo).await)
+}
+
 /// The capture's files on disk (its lock aside), in bytes. A segment dropped between
 /// listing the folder and reading its size counts for nothing.
 fn size_on_disk(capture: &Path) -> u64 {
@@ -798,19 +816,8 @@ fn size_on_disk(capture: &Path) -> u64 {
 async fn a_bounded_capture_drops_its_oldest_payloads_and_keeps_every_record() {
     const BOUND: u64 = 8 << 20;
     let run = Run::new("bounded");
-    let mut command = wstap_command();
-    command.args([
-        "--no-tls-intercept",
-        "--no-web",
-        "--capture",
-        arg(&run.capture),
-        "--capture-max",
-        "8MiB",
-    ]);
-    let (child, proxy) = spawn_listening(command);
-    let (echo, _) = echo_server().await;
+    let (child, mut ws) = bounded_run(&run, "8MiB", "--no-web").await;
     // 1,200 echoes of 16 KiB: over 37 MiB of payloads, more than four times the bound.
-    let mut ws = ws_client(proxy, echo).await;
     let mut largest = 0;
     for hundred in 0..12 {
         echo_rounds(&mut ws, hundred * 100..hundred * 100 + 100).await;
@@ -889,18 +896,7 @@ async fn a_bounded_capture_drops_its_oldest_payloads_and_keeps_every_record() {
 #[tokio::test]
 async fn kill_9_while_a_bounded_capture_drops_segments_leaves_it_intact() {
     let run = Run::new("bounded-kill9");
-    let mut command = wstap_command();
-    command.args([
-        "--no-tls-intercept",
-        "-q",
-        "--capture",
-        arg(&run.capture),
-        "--capture-max",
-        "2MiB",
-    ]);
-    let (child, proxy) = spawn_listening(command);
-    let (echo, _) = echo_server().await;
-    let mut ws = ws_client(proxy, echo).await;
+    let (child, mut ws) = bounded_run(&run, "2MiB", "-q").await;
     // Past the bound, then killed while more keeps coming.
     echo_rounds(&mut ws, 0..300).await;
     let sender = tokio::spawn(async move {

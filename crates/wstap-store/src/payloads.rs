@@ -20,9 +20,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// How much the writer buffers before writing to a file.
 const BUFFER: usize = 1 << 20;
+/// How long a reader keeps a segment open without looking whether it was dropped: the
+/// most it keeps a dropped segment's disk space in use (a filter reading a million
+/// payloads looks once per this, not once per payload).
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Where a capture keeps its payload bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,8 +171,9 @@ impl PayloadWriter {
 #[derive(Debug)]
 pub(crate) struct PayloadReader {
     layout: PayloadLayout,
-    /// The file last read, by path: a segment is read many times in a row.
-    file: Mutex<Option<(PathBuf, File)>>,
+    /// The file last read, by path, and when it was last seen there: a segment is read
+    /// many times in a row.
+    file: Mutex<Option<(PathBuf, File, Instant)>>,
     /// The last read, for the same row asked for again (a JSON test reads it thrice).
     last: Mutex<Option<(u64, usize, Vec<u8>)>>,
 }
@@ -227,17 +233,28 @@ impl PayloadReader {
     }
 
     /// Reads `buf` from `path` at `offset`: the bytes read, or `None` when there is no
-    /// such file. The file stays open for the next read unless it is gone by then (a
-    /// dropped segment must not be kept on disk by a reader holding it open).
+    /// such file. The file stays open for the next reads, and is looked for again every
+    /// [`RECHECK`] (a dropped segment must not be kept on disk by a reader holding it).
     fn read_from(&self, path: &Path, offset: u64, buf: &mut [u8]) -> Option<usize> {
         let mut cached = self.file.lock().ok()?;
-        let reuse = cached.as_ref().is_some_and(|(p, _)| p == path) && path.exists();
-        if !reuse {
+        let now = Instant::now();
+        let fresh = match cached.as_mut() {
+            Some((open, _, seen)) if open == path => {
+                if now.duration_since(*seen) >= RECHECK {
+                    *seen = now;
+                    path.exists()
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        };
+        if !fresh {
             *cached = None;
             let file = File::open(path).ok()?;
-            *cached = Some((path.to_owned(), file));
+            *cached = Some((path.to_owned(), file, now));
         }
-        let (_, file) = cached.as_ref()?;
+        let (_, file, _) = cached.as_ref()?;
         Some(read_at(file, offset, buf))
     }
 }
