@@ -18,9 +18,10 @@
 //!
 //! Memory is bounded by the sessions open at once (a few counters each), whatever the
 //! length of the run. Disk is bounded by `CaptureInfo::max_bytes`, when set: after each
-//! commit the writer drops the oldest payload segments the bound has no room for (the
-//! database first says they are gone, then the files go), and if the records alone
-//! outgrow it, it stops with [`StoreError::Full`].
+//! commit, and as payloads are appended between commits, the writer deletes the oldest
+//! payload segments the bound has no room for beside the database (a payload whose
+//! segment is gone reads as dropped; `captures.payloads_from` says up to where), and if
+//! the records alone outgrow it, it stops with [`StoreError::Full`].
 
 use crate::bound::{self, CaptureSize};
 use crate::facts::SessionSummary;
