@@ -160,19 +160,32 @@ impl ProxyProcess {
         Ok(proxy)
     }
 
-    /// Empties the capture's payload file and returns how many bytes were written to it
-    /// since the last drain. The proxy goes on appending at the file's new end (it opened
-    /// it to append), so it does all its usual work, but a long run neither fills the disk
-    /// nor gets the writer throttled on dirty pages. Nothing reads the emptied bytes: the
-    /// benchmark never reads these payloads back.
+    /// Empties the capture's payload files (`payloads.bin` of older binaries, the
+    /// segments `payloads-NNNNNN.bin` since) and returns how many bytes were written to
+    /// them since the last drain. The proxy goes on appending at the file's new end (it
+    /// opened it to append), so it does all its usual work, but a long run neither fills
+    /// the disk nor gets the writer throttled on dirty pages. Nothing reads the emptied
+    /// bytes: the benchmark never reads these payloads back. (A segment the proxy drops to
+    /// stay within its bound between two drains takes what it got since the last one
+    /// with it: at most a segment's worth, uncounted.)
     pub fn drain(&self) -> u64 {
         if self.recording.is_none() {
             return 0;
         }
-        let file = self.recorded.join("payloads.bin");
-        let written = std::fs::metadata(&file).map_or(0, |m| m.len());
-        if let Ok(handle) = std::fs::OpenOptions::new().write(true).open(&file) {
-            let _ = handle.set_len(0);
+        let Ok(entries) = std::fs::read_dir(&self.recorded) else {
+            return 0;
+        };
+        let mut written = 0;
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("payloads") && name.ends_with(".bin")) {
+                continue;
+            }
+            written += entry.metadata().map_or(0, |m| m.len());
+            if let Ok(handle) = std::fs::OpenOptions::new().write(true).open(entry.path()) {
+                let _ = handle.set_len(0);
+            }
         }
         written
     }
