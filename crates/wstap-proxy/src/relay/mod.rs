@@ -47,8 +47,15 @@ use wstap_trace::convert::to_utc;
 use wstap_trace::{BusEvent, Event};
 use wstap_wire::Timestamp;
 
-/// Size of one relay buffer: one read moves at most this much.
+/// Size of one relay buffer: one read moves at most this much, unless the stream keeps
+/// filling it.
 const RELAY_BUFFER: usize = 64 * 1024;
+/// The buffer of a stream whose last read filled its buffer: a busy stream moves more per
+/// read, and a message crosses fewer reads (one that does and must be judged whole before
+/// it goes on, at a breakpoint, is copied). Streams of small messages, the many sessions
+/// of a fan-in, stay at [`RELAY_BUFFER`]: buffers in flight are what the proxy's memory
+/// holds under load.
+const LARGE_RELAY_BUFFER: usize = 256 * 1024;
 /// Buffers a worker thread keeps for reuse.
 const POOL_PER_THREAD: usize = 16;
 /// How long a stopping proxy waits for a session's streams to reach a frame boundary, so
@@ -60,9 +67,23 @@ thread_local! {
     static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
-fn lend() -> BytesMut {
-    POOL.with(|pool| pool.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(RELAY_BUFFER))
+/// A buffer of at least `want` bytes: from this thread's pool, else new.
+fn lend(want: usize) -> BytesMut {
+    let pooled = POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let fits = pool.iter().rposition(|buf| buf.capacity() >= want)?;
+        Some(pool.swap_remove(fits))
+    });
+    pooled.unwrap_or_else(|| BytesMut::with_capacity(want))
+}
+
+/// How large the next read of a stream should be, after a read of `read` bytes: large
+/// while reads bring at least a small buffer's worth.
+fn next_read_size(read: usize) -> usize {
+    match read >= RELAY_BUFFER {
+        true => LARGE_RELAY_BUFFER,
+        false => RELAY_BUFFER,
+    }
 }
 
 fn give_back(mut buf: BytesMut) {
@@ -77,11 +98,18 @@ fn give_back(mut buf: BytesMut) {
     }
 }
 
-/// Reads once, into a buffer lent only while data is ready. An empty buffer means end
-/// of stream.
-async fn read_lent(src: &mut BoxRead, spare: &mut Option<BytesMut>) -> io::Result<BytesMut> {
+/// Reads once, up to `want` bytes, into a buffer lent only while data is ready. An empty
+/// buffer means end of stream.
+async fn read_lent(
+    src: &mut BoxRead,
+    spare: &mut Option<BytesMut>,
+    want: usize,
+) -> io::Result<BytesMut> {
+    if let Some(small) = spare.take_if(|buf| buf.capacity() < want) {
+        give_back(small);
+    }
     poll_fn(|cx| {
-        let buf = spare.get_or_insert_with(lend);
+        let buf = spare.get_or_insert_with(|| lend(want));
         let polled = {
             let read = pin!(src.read_buf(buf));
             read.poll(cx)
@@ -304,6 +332,7 @@ impl Pump {
         // The chunk last fed: the core's forwards to `to` are ranges of it.
         let mut fed: Option<BytesMut> = None;
         let mut spare: Option<BytesMut> = None;
+        let mut want = RELAY_BUFFER;
         // What the last feed made: the first transmit and the records.
         let mut next: Option<Transmit> = None;
         let mut events: Vec<BusEvent> = Vec::new();
@@ -364,7 +393,7 @@ impl Pump {
             let read = match self.ahead.take() {
                 Some(ahead) => Ok(ahead),
                 None => tokio::select! {
-                    read = read_lent(&mut self.src, &mut spare) => read,
+                    read = read_lent(&mut self.src, &mut spare, want) => read,
                     () = shared.bell.rung_since(seen) => continue,
                 },
             };
@@ -374,6 +403,7 @@ impl Pump {
                 match read {
                     Ok(chunk) if chunk.is_empty() => relay.end_of_stream(self.from),
                     Ok(chunk) => {
+                        want = next_read_size(chunk.len());
                         relay.feed(self.from, &chunk, time);
                         fed = Some(chunk);
                     }
