@@ -872,6 +872,16 @@ async fn a_bounded_capture_drops_its_oldest_payloads_and_keeps_every_record() {
         (1600..2400).contains(&gone),
         "{gone} frames lost their payload"
     );
+    let har: Value = serde_json::from_str(&export(&run.capture, "har", &[])).unwrap();
+    let messages: Vec<&Value> = har["log"]["entries"][0]["_webSocketMessages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["opcode"] == 1)
+        .collect();
+    assert_eq!(messages.len(), 2400);
+    assert_eq!(messages[0]["_wstapPayloadDropped"], true);
+    assert!(messages[2399].get("_wstapPayloadDropped").is_none());
     // ... and the command line says so.
     // (Session 1 is the probe that found the proxy listening.)
     let out = wstap(&[

@@ -269,7 +269,7 @@ fn boolean(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiEr
     }
 }
 
-/// A recorded message's id, as `/api/messages` lists it.
+/// A recorded message's id, as a session's message rows give it (`id`).
 fn message_id(body: &Map<String, Value>, field: &str) -> Result<Option<u64>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),

@@ -12,7 +12,7 @@
 //! `_wstap: {origin: "edited", original, held}`; messages wstap sent of its own with
 //! `_wstap: {origin: "injected"}` (or `"resent"`); a dropped or lost message is not there
 //! (nobody received it) but is listed under the entry's `_wstapUndelivered`, with its
-//! fate.
+//! fate. A message whose payload a bounded capture gave up says `_wstapPayloadDropped`.
 
 use super::session::SessionDoc;
 use crate::event::*;
@@ -253,5 +253,10 @@ fn websocket_message(dir: Direction, time: DateTime<Utc>, opcode: u8, payload: &
         (1, Some(text)) => text.to_owned(),
         _ => BASE64.encode(&payload.bytes),
     };
-    json!({ "type": kind, "time": seconds, "opcode": opcode, "data": data })
+    let mut message = json!({ "type": kind, "time": seconds, "opcode": opcode, "data": data });
+    if payload.dropped {
+        // Not an empty message: a bounded capture gave its payload up.
+        message["_wstapPayloadDropped"] = json!(true);
+    }
+    message
 }
