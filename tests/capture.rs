@@ -343,6 +343,20 @@ async fn by_default_a_run_is_recorded_and_old_captures_are_pruned() {
     let _ = std::fs::remove_file(trace);
 }
 
+/// The database of the capture at `capture`, read-only, once its integrity check says ok.
+fn intact(capture: &Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open_with_flags(
+        capture.join("capture.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    db
+}
+
 /// A chatty client: sends a numbered message every 2 ms and notes when each was sent.
 async fn chat_until_killed(
     proxy: std::net::SocketAddr,
@@ -389,16 +403,7 @@ async fn after_kill_9_the_capture_is_intact_and_holds_all_but_the_last_100_ms() 
         .collect();
     assert!(due.len() > 200, "{} messages were sent in time", due.len());
 
-    let db = rusqlite::Connection::open_with_flags(
-        run.capture.join("capture.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(db);
+    drop(intact(&run.capture));
     let ndjson = export(&run.capture, "ndjson", &["--filter", "dir:c2s op:text"]);
     let recorded: std::collections::HashSet<String> = events(&ndjson)
         .iter()
@@ -928,15 +933,7 @@ async fn kill_9_while_a_bounded_capture_drops_segments_leaves_it_intact() {
     let _ = child.wait_with_output();
     let _ = sender.await;
 
-    let db = rusqlite::Connection::open_with_flags(
-        run.capture.join("capture.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
+    let db = intact(&run.capture);
     let from: i64 = db
         .query_row("SELECT payloads_from FROM captures", [], |r| r.get(0))
         .unwrap();

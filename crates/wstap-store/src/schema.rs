@@ -215,14 +215,12 @@ macro_rules! objects_from_texts {
     };
 }
 
-/// Version 2: violations are kept as objects, `{"code": ..., "text": ...}`, not as
-/// `code: text` strings a reader had to split (and a filter had to match by prefix). A
-/// string is split as `wstap_trace::view::split_violation` splits it; a list that is not
-/// JSON is left as it was (a reader takes it for none, as version 1 did).
-const V2: &str = concat!(
-    objects_from_texts!("frames"),
-    objects_from_texts!("message_rows"),
-    r#"
+/// The `messages` view (version 2 on) made again, with `$frame` and `$row` appended to
+/// the columns of its two halves (what later versions add to every message).
+macro_rules! messages_view {
+    ($frame:literal, $row:literal) => {
+        concat!(
+            r#"
 DROP VIEW messages;
 CREATE VIEW messages AS
     SELECT id + 1 AS id, session, msg AS seq, dir, flags & 15 AS opcode, flags,
@@ -235,14 +233,30 @@ CREATE VIEW messages AS
            (SELECT NULLIF(json_group_array(json(value)), '[]') FROM json_each(frames.violations)
              WHERE json_extract(value, '$.code')
                    IN ('invalid_utf8', 'truncated_utf8', 'inflate_failed')) AS violations,
-           0 AS incomplete
+           0 AS incomplete"#,
+            $frame,
+            r#"
       FROM frames WHERE msg IS NOT NULL
     UNION ALL
     SELECT id, session, seq, dir, opcode, flags, masked, frames, first_frame, last_frame,
            time_us, end_time_us, len, wire_len, compressed, close_code, data, data_at,
-           data_kept, violations, incomplete
+           data_kept, violations, incomplete"#,
+            $row,
+            r#"
       FROM message_rows;
 "#
+        )
+    };
+}
+
+/// Version 2: violations are kept as objects, `{"code": ..., "text": ...}`, not as
+/// `code: text` strings a reader had to split (and a filter had to match by prefix). A
+/// string is split as `wstap_trace::view::split_violation` splits it; a list that is not
+/// JSON is left as it was (a reader takes it for none, as version 1 did).
+const V2: &str = concat!(
+    objects_from_texts!("frames"),
+    objects_from_texts!("message_rows"),
+    messages_view!("", "")
 );
 
 /// Version 3: what wstap did to live sessions (breakpoints, decisions, injections,
@@ -268,30 +282,17 @@ CREATE INDEX interventions_by_frame ON interventions(session, dir, frame);
 /// messages of their sessions, in `message_rows` with their `origin` (`NULL` for a peer's
 /// message), the frames as written (`wire`), and for an edit the held message it
 /// replaced (`held`). They have no frame rows: only what was read is framed there.
-const V4: &str = r#"
+const V4: &str = concat!(
+    r#"
 ALTER TABLE message_rows ADD COLUMN origin TEXT;
 ALTER TABLE message_rows ADD COLUMN wire BLOB;
 ALTER TABLE message_rows ADD COLUMN held INTEGER;
-DROP VIEW messages;
-CREATE VIEW messages AS
-    SELECT id + 1 AS id, session, msg AS seq, dir, flags & 15 AS opcode, flags,
-           mask_key IS NOT NULL AS masked, 1 AS frames, seq AS first_frame, seq AS last_frame,
-           time_us, end_time_us, COALESCE(inflated_len, payload_len) AS len,
-           payload_len AS wire_len, inflated_len IS NOT NULL AS compressed, close_code,
-           CASE WHEN inflated_len IS NULL THEN payload ELSE inflated END AS data,
-           CASE WHEN inflated_len IS NULL THEN payload_at ELSE inflated_at END AS data_at,
-           CASE WHEN inflated_len IS NULL THEN payload_kept ELSE inflated_kept END AS data_kept,
-           (SELECT NULLIF(json_group_array(json(value)), '[]') FROM json_each(frames.violations)
-             WHERE json_extract(value, '$.code')
-                   IN ('invalid_utf8', 'truncated_utf8', 'inflate_failed')) AS violations,
-           0 AS incomplete, 'wire' AS origin, NULL AS wire, NULL AS held
-      FROM frames WHERE msg IS NOT NULL
-    UNION ALL
-    SELECT id, session, seq, dir, opcode, flags, masked, frames, first_frame, last_frame,
-           time_us, end_time_us, len, wire_len, compressed, close_code, data, data_at,
-           data_kept, violations, incomplete, COALESCE(origin, 'wire') AS origin, wire, held
-      FROM message_rows;
-"#;
+"#,
+    messages_view!(
+        ", 'wire' AS origin, NULL AS wire, NULL AS held",
+        ", COALESCE(origin, 'wire') AS origin, wire, held"
+    )
+);
 
 /// Version 5: payloads go to segment files (`payload_segment` bytes each, named
 /// `payloads-000000.bin` and on; `NULL`: the one `payload_file` of older captures), and a
