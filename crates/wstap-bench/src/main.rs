@@ -182,15 +182,33 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    // Internal mode: serve as the floor relay (see floor.rs) until killed.
+    // Internal mode: serve as the floor relay (see floor.rs) until killed; with
+    // `--tls DIR`, the TLS floor, with the benchmark's PKI in DIR.
     let mut raw = std::env::args().skip(1);
     if raw.next().as_deref() == Some("--floor-relay") {
         let addr = raw.next().and_then(|a| a.parse().ok());
+        let tls = match (raw.next().as_deref(), raw.next()) {
+            (Some("--tls"), Some(dir)) => {
+                let dir = std::path::PathBuf::from(dir);
+                let tls = Pki::server_from(&dir).and_then(|server| {
+                    let client = peers::client_tls(&Pki::ca_from(&dir))?;
+                    Ok(floor::FloorTls { server, client })
+                });
+                match tls {
+                    Ok(tls) => Some(tls),
+                    Err(e) => {
+                        eprintln!("wstap-bench: the TLS floor relay: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+            _ => None,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build();
         if let (Some(addr), Ok(rt)) = (addr, rt) {
-            let _ = rt.block_on(floor::serve(addr));
+            let _ = rt.block_on(floor::serve(addr, tls));
         }
         std::process::exit(1);
     }

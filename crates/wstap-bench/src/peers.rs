@@ -40,7 +40,9 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Makes the CA and the server certificate, writing the CA to `dir`.
+    /// Makes the CA and the server certificate, writing the CA to `dir`, and the server's
+    /// certificate and key beside it for the TLS floor relay's process
+    /// ([`Pki::server_from`]).
     pub fn new(dir: &Path) -> Result<Pki, String> {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         let e = |e: rcgen::Error| e.to_string();
@@ -54,22 +56,43 @@ impl Pki {
             .map_err(e)?
             .signed_by(&key, &issuer)
             .map_err(e)?;
-        let ca_pem = dir.join("bench-upstream-ca.pem");
+        let ca_pem = dir.join(CA_PEM);
         std::fs::write(&ca_pem, ca.pem()).map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
-            .map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(SERVER_PEM), cert.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join(SERVER_KEY_PEM), key.serialize_pem()).map_err(|e| e.to_string())?;
+        Ok(Pki {
+            ca_pem,
+            server: Pki::server_from(dir)?,
+        })
+    }
+
+    /// The echo server's TLS configuration, from the files [`Pki::new`] wrote to `dir`.
+    pub fn server_from(dir: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+        };
+        let cert = CertificateDer::from_pem_slice(&read(SERVER_PEM)?).map_err(|e| e.to_string())?;
+        let key =
+            PrivateKeyDer::from_pem_slice(&read(SERVER_KEY_PEM)?).map_err(|e| e.to_string())?;
         let server = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
+            .with_single_cert(vec![cert], key)
             .map_err(|e| e.to_string())?;
-        Ok(Pki {
-            ca_pem,
-            server: Arc::new(server),
-        })
+        Ok(Arc::new(server))
+    }
+
+    /// The CA's file in `dir`, as [`Pki::new`] wrote it.
+    pub fn ca_from(dir: &Path) -> PathBuf {
+        dir.join(CA_PEM)
     }
 }
+
+/// The files of the benchmark's PKI.
+const CA_PEM: &str = "bench-upstream-ca.pem";
+const SERVER_PEM: &str = "bench-server.pem";
+const SERVER_KEY_PEM: &str = "bench-server-key.pem";
 
 /// A client TLS configuration trusting the certificates in `pem`.
 pub fn client_tls(pem: &Path) -> Result<Arc<rustls::ClientConfig>, String> {

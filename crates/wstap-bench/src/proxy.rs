@@ -190,14 +190,20 @@ impl ProxyProcess {
         written
     }
 
-    /// Starts the floor relay: this benchmark's own binary in `--floor-relay` mode.
-    pub fn start_floor(dir: &Path) -> Result<ProxyProcess, String> {
+    /// Starts the floor relay: this benchmark's own binary in `--floor-relay` mode; the
+    /// TLS floor with the benchmark's PKI in `tls` when given.
+    pub fn start_floor(dir: &Path, tls: Option<&Path>) -> Result<ProxyProcess, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let child = Command::new(exe)
             .args(["--floor-relay", &addr.to_string()])
+            .args(
+                tls.map(|dir| ["--tls".as_ref(), dir.as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the floor relay: {e}"))?;

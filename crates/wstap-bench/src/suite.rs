@@ -74,6 +74,8 @@ pub struct Floor {
     pub ratio_16k: f64,
     /// Fan-in ratio to direct.
     pub ratio_fan_in: f64,
+    /// Throughput ratio to direct through the TLS floor, wss 64 B and 16 KiB.
+    pub ratio_wss: (f64, f64),
 }
 
 impl Floor {
@@ -87,6 +89,8 @@ impl Floor {
         ) {
             ("throughput", Some("ws"), Some(64)) => Some(self.ratio_64),
             ("throughput", Some("ws"), Some(16_384)) => Some(self.ratio_16k),
+            ("throughput", Some("wss"), Some(64)) => Some(self.ratio_wss.0),
+            ("throughput", Some("wss"), Some(16_384)) => Some(self.ratio_wss.1),
             ("fan_in", _, _) => Some(self.ratio_fan_in),
             _ => None,
         }
@@ -296,10 +300,11 @@ impl Bench {
     }
 
     /// The floor: the cheapest relay there is, measured the same way, for reading the
-    /// main rows against what any relay costs on this machine. Also returns its added
-    /// latency (p50, p99), which the main latency rows are held to.
+    /// main rows against what any relay costs on this machine (and the TLS floor, for the
+    /// wss rows). Also returns its added latency (p50, p99), which the main latency rows
+    /// are held to.
     pub async fn floor(&self) -> Result<(Vec<Row>, Floor), String> {
-        let floor = ProxyProcess::start_floor(&self.dir.join("floor"))?;
+        let floor = ProxyProcess::start_floor(&self.dir.join("floor"), None)?;
         let via = |relay: bool| route_to(self.plain, relay.then_some(floor.addr));
         let mut rows = Vec::new();
         let mut figures = Floor::default();
@@ -376,7 +381,58 @@ impl Bench {
                    "ratio": f / d}),
         ));
         floor.stop()?;
+        let (tls_rows, ratio_wss) = self.tls_floor().await?;
+        rows.extend(tls_rows);
+        figures.ratio_wss = ratio_wss;
         Ok((rows, figures))
+    }
+
+    /// The TLS floor's wss throughput rows, 64 B and 16 KiB, and its ratios to direct.
+    async fn tls_floor(&self) -> Result<(Vec<Row>, (f64, f64)), String> {
+        let pki_dir = self.pki.ca_pem.parent().unwrap_or(&self.dir);
+        let floor = ProxyProcess::start_floor(&self.dir.join("tls-floor"), Some(pki_dir))?;
+        let tls = client_tls(&self.pki.ca_pem)?;
+        let via = |relay: bool| Route {
+            server: self.secure,
+            proxy: relay.then_some(floor.addr),
+            tls: Some(tls.clone()),
+            mode: Mode::Connect,
+        };
+        let mut rows = Vec::new();
+        let mut ratios = (0.0, 0.0);
+        for size in [64usize, 16 * 1024] {
+            let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+            for _ in 0..self.plan.rounds {
+                for (relay, found) in [(false, &mut direct), (true, &mut relayed)] {
+                    let rate = scenarios::throughput(
+                        &via(relay),
+                        size,
+                        THROUGHPUT_WINDOW,
+                        self.plan.duration(),
+                    )
+                    .await?;
+                    found.push(rate);
+                }
+            }
+            let (d, f) = (median(direct), median(relayed));
+            match size {
+                64 => ratios.0 = f / d,
+                _ => ratios.1 = f / d,
+            }
+            rows.push(Row::reference(
+                format!(
+                    "TLS floor relay: throughput wss {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                    size_name(size)
+                ),
+                format!("{d:.0}"),
+                format!("{f:.0}"),
+                format!("ratio {:.2}", f / d),
+                json!({"scenario": "tls_floor_throughput", "size": size, "direct_msgs_per_s": d,
+                       "floor_msgs_per_s": f, "ratio": f / d}),
+            ));
+        }
+        floor.stop()?;
+        Ok((rows, ratios))
     }
 
     /// Raw TCP round trips: direct, with one core kept busy, and through the two kinds of

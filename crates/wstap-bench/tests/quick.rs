@@ -69,6 +69,26 @@ fn quick_run_completes_every_scenario() {
     assert_eq!(count("floor_throughput"), 2);
     assert_eq!(count("floor_latency"), 2);
     assert_eq!(count("floor_fan_in"), 1);
+    assert_eq!(
+        count("tls_floor_throughput"),
+        2,
+        "the TLS floor, wss 64 B and 16 KiB"
+    );
+    for row in results
+        .iter()
+        .filter(|r| r["scenario"] == "tls_floor_throughput")
+    {
+        assert!(row["floor_msgs_per_s"].as_f64() > Some(0.0), "{row}");
+    }
+    let wss_against_floor = results
+        .iter()
+        .filter(|r| r["scenario"] == "against_floor")
+        .filter(|r| r["of"] == "throughput" && r["floor_ratio"].as_f64() > Some(0.0))
+        .count();
+    assert_eq!(
+        wss_against_floor, 5,
+        "ws and wss, 64 B and 16 KiB, and 16 KiB at a 1 KiB capture, read against a floor"
+    );
     let loopback: Vec<_> = results
         .iter()
         .filter(|r| r["scenario"] == "loopback")
