@@ -309,21 +309,7 @@ impl Bench {
         let mut rows = Vec::new();
         let mut figures = Floor::default();
         for size in [64usize, 16 * 1024] {
-            let (mut direct, mut relayed) = (Vec::new(), Vec::new());
-            for _ in 0..self.plan.rounds {
-                for (relay, found) in [(false, &mut direct), (true, &mut relayed)] {
-                    found.push(
-                        scenarios::throughput(
-                            &via(relay),
-                            size,
-                            THROUGHPUT_WINDOW,
-                            self.plan.duration(),
-                        )
-                        .await?,
-                    );
-                }
-            }
-            let (d, f) = (median(direct), median(relayed));
+            let (d, f) = self.direct_and_relayed(&via, size).await?;
             if size == 64 {
                 figures.ratio_64 = f / d;
             } else {
@@ -387,6 +373,29 @@ impl Bench {
         Ok((rows, figures))
     }
 
+    /// Throughput at `size` on `via(false)` (direct) and `via(true)` (through a floor
+    /// relay), in turn each round: the medians, msg/s.
+    async fn direct_and_relayed(
+        &self,
+        via: &impl Fn(bool) -> Route,
+        size: usize,
+    ) -> Result<(f64, f64), String> {
+        let (mut direct, mut relayed) = (Vec::new(), Vec::new());
+        for _ in 0..self.plan.rounds {
+            for (relay, found) in [(false, &mut direct), (true, &mut relayed)] {
+                let rate = scenarios::throughput(
+                    &via(relay),
+                    size,
+                    THROUGHPUT_WINDOW,
+                    self.plan.duration(),
+                )
+                .await?;
+                found.push(rate);
+            }
+        }
+        Ok((median(direct), median(relayed)))
+    }
+
     /// The TLS floor's wss throughput rows, 64 B and 16 KiB, and its ratios to direct.
     async fn tls_floor(&self) -> Result<(Vec<Row>, (f64, f64)), String> {
         let pki_dir = self.pki.ca_pem.parent().unwrap_or(&self.dir);
@@ -401,20 +410,7 @@ impl Bench {
         let mut rows = Vec::new();
         let mut ratios = (0.0, 0.0);
         for size in [64usize, 16 * 1024] {
-            let (mut direct, mut relayed) = (Vec::new(), Vec::new());
-            for _ in 0..self.plan.rounds {
-                for (relay, found) in [(false, &mut direct), (true, &mut relayed)] {
-                    let rate = scenarios::throughput(
-                        &via(relay),
-                        size,
-                        THROUGHPUT_WINDOW,
-                        self.plan.duration(),
-                    )
-                    .await?;
-                    found.push(rate);
-                }
-            }
-            let (d, f) = (median(direct), median(relayed));
+            let (d, f) = self.direct_and_relayed(&via, size).await?;
             match size {
                 64 => ratios.0 = f / d,
                 _ => ratios.1 = f / d,
