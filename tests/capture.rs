@@ -102,10 +102,7 @@ async fn record(extra: &[&str]) -> String {
     let (child, proxy) = spawn_listening(command);
     traffic(proxy).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&child);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let output = stopped(child).await;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
     stderr
@@ -528,10 +525,7 @@ async fn a_capture_that_fills_its_disk_is_reported_loudly_and_the_relay_goes_on(
     }
     ws.close(None).await.unwrap();
     while ws.next().await.is_some() {}
-    sigterm(&child);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let output = stopped(child).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         stderr.matches("ERROR: writing the capture").count(),
@@ -739,10 +733,7 @@ async fn ten_thousand_concurrent_sessions_are_all_recorded() {
         done.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sigterm(&child);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let output = stopped(child).await;
     assert!(
         output.status.success(),
         "{}",
@@ -805,6 +796,14 @@ async fn bounded_run(
     (child, ws_client(proxy, echo).await)
 }
 
+/// What wstap printed and how it exited, once SIGTERM stopped it.
+async fn stopped(child: std::process::Child) -> std::process::Output {
+    sigterm(&child);
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
 /// The capture's files on disk (its lock aside), in bytes. A segment dropped between
 /// listing the folder and reading its size counts for nothing.
 fn size_on_disk(capture: &Path) -> u64 {
@@ -830,10 +829,7 @@ async fn a_bounded_capture_drops_its_oldest_payloads_and_keeps_every_record() {
     }
     ws.close(None).await.unwrap();
     while ws.next().await.is_some() {}
-    sigterm(&child);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
+    let output = stopped(child).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),

@@ -224,53 +224,49 @@ async fn chromium_scrolls_a_million_messages_to_the_middle_and_the_end() {
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_sets_a_breakpoint_edits_a_held_message_injects_and_aborts() {
-    let (echo, _) = echo_server().await;
-    let capture = temp_path("inspector-intercept");
-    let mut command = wstap_command();
-    command
-        .args(["--no-tls-intercept", "--capture"])
-        .arg(&capture);
-    let mut run = spawn_with_inspector(command);
-    let url = format!("http://{}/?token={}", run.web, run.token);
-    let args = serde_json::json!({
-        "mode": "intercept", "url": url, "proxy": run.proxy.to_string(),
-        "echo": echo.to_string(), "shots": shots(),
-    });
-    tokio::task::spawn_blocking(move || drive(args))
-        .await
-        .unwrap();
-    for name in [
-        "9-held",
-        "10-composer",
-        "11-interventions",
-        "12-traffic-fates",
-    ] {
-        assert_shot(name);
-    }
-    sigterm(&run.child);
-    assert!(run.child.wait().unwrap().success());
-    let _ = std::fs::remove_dir_all(capture);
+    drive_against_echo(
+        "intercept",
+        &["--no-tls-intercept"],
+        &[
+            "9-held",
+            "10-composer",
+            "11-interventions",
+            "12-traffic-fates",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_shows_a_bounded_capture_dropping_its_oldest_payloads() {
+    drive_against_echo(
+        "bounded",
+        &["--no-tls-intercept", "--capture-max", "2MiB"],
+        &["13-bounded"],
+    )
+    .await;
+}
+
+/// Runs the browser script's `mode` against a wstap started with `flags` (and a capture of
+/// its own), an echo server behind it, and checks the screenshots `shots_taken`.
+async fn drive_against_echo(mode: &str, flags: &[&str], shots_taken: &[&str]) {
     let (echo, _) = echo_server().await;
-    let capture = temp_path("inspector-bounded");
+    let capture = temp_path(&format!("inspector-{mode}"));
     let mut command = wstap_command();
-    command
-        .args(["--no-tls-intercept", "--capture-max", "2MiB", "--capture"])
-        .arg(&capture);
+    command.args(flags).arg("--capture").arg(&capture);
     let mut run = spawn_with_inspector(command);
     let url = format!("http://{}/?token={}", run.web, run.token);
     let args = serde_json::json!({
-        "mode": "bounded", "url": url, "proxy": run.proxy.to_string(),
+        "mode": mode, "url": url, "proxy": run.proxy.to_string(),
         "echo": echo.to_string(), "shots": shots(),
     });
     tokio::task::spawn_blocking(move || drive(args))
         .await
         .unwrap();
-    assert_shot("13-bounded");
+    for name in shots_taken {
+        assert_shot(name);
+    }
     sigterm(&run.child);
     assert!(run.child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(capture);

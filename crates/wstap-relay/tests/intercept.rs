@@ -694,8 +694,7 @@ proptest! {
         let from = if from_client { Side::Client } else { Side::Server };
         let messages = compressed_stream(&texts, params, from);
         let wire: Vec<u8> = messages.iter().flat_map(|(_, w)| w.clone()).collect();
-        let config = AnalyzerConfig { deflate: Some(params), ..AnalyzerConfig::default() };
-        let mut h = Harness::new(websocket(config));
+        let mut h = deflating(params);
         set(&mut h, from, rule(every_message(), false));
         for piece in chunks(&wire, &cuts) {
             prop_assert!(h.feed(from, &piece, 0));
@@ -742,11 +741,7 @@ fn without_context_takeover_only_the_touched_message_changes() {
         .map(|t| (t.to_string(), true, 1))
         .collect();
     let messages = compressed_stream(&texts, params, Side::Server);
-    let config = AnalyzerConfig {
-        deflate: Some(params),
-        ..AnalyzerConfig::default()
-    };
-    let mut h = Harness::new(websocket(config));
+    let mut h = deflating(params);
     set(&mut h, Side::Server, rule(every_message(), false));
     let wire: Vec<u8> = messages.iter().flat_map(|(_, w)| w.clone()).collect();
     h.feed(Side::Server, &wire, 1);
@@ -771,11 +766,7 @@ fn re_encoding_is_noted_once_from_the_message_that_began_it() {
             .map(|t| (t.to_string(), true, 1))
             .collect();
     let messages = compressed_stream(&texts, params, Side::Server);
-    let config = AnalyzerConfig {
-        deflate: Some(params),
-        ..AnalyzerConfig::default()
-    };
-    let mut h = Harness::new(websocket(config));
+    let mut h = deflating(params);
     set(&mut h, Side::Server, rule(every_message(), false));
     let wire: Vec<u8> = messages[..3].iter().flat_map(|(_, w)| w.clone()).collect();
     h.feed(Side::Server, &wire, 1);
@@ -868,11 +859,7 @@ fn a_breakpoint_set_in_the_middle_of_a_compressed_message_keeps_the_rest_aligned
             .map(|t| (t.repeat(20), true, 1))
             .collect();
     let messages = compressed_stream(&texts, params, Side::Server);
-    let config = AnalyzerConfig {
-        deflate: Some(params),
-        ..AnalyzerConfig::default()
-    };
-    let mut h = Harness::new(websocket(config));
+    let mut h = deflating(params);
     let first = &messages[0].1;
     h.feed(Side::Server, &first[..first.len() / 2], 1);
     set(&mut h, Side::Server, rule(every_message(), false));
@@ -897,6 +884,14 @@ fn a_breakpoint_set_in_the_middle_of_a_compressed_message_keeps_the_rest_aligned
 }
 
 /// A message of `len` repeated bytes, compressed by `deflater`, as one frame from the
+/// A relay whose WebSocket negotiated permessage-deflate with `params`.
+fn deflating(params: DeflateParams) -> Harness {
+    Harness::new(websocket(AnalyzerConfig {
+        deflate: Some(params),
+        ..AnalyzerConfig::default()
+    }))
+}
+
 /// server: small on the wire, large inflated.
 fn bomb(deflater: &mut wstap_wire::Deflater, len: usize) -> Vec<u8> {
     let mut payload = Vec::new();
@@ -908,11 +903,7 @@ fn bomb(deflater: &mut wstap_wire::Deflater, len: usize) -> Vec<u8> {
 fn what_a_compressed_message_inflates_to_counts_against_the_budget() {
     let params = DeflateParams::default();
     let mut deflater = wstap_wire::Deflater::new(params, Direction::ServerToClient);
-    let config = AnalyzerConfig {
-        deflate: Some(params),
-        ..AnalyzerConfig::default()
-    };
-    let mut h = Harness::new(websocket(config));
+    let mut h = deflating(params);
     let mut small = rule(every_message(), false);
     small.budget = 4096;
     set(&mut h, Side::Server, small);
@@ -944,11 +935,7 @@ fn what_a_compressed_message_inflates_to_counts_against_the_budget() {
 fn a_compressed_message_too_large_to_compress_again_ends_the_session() {
     let params = DeflateParams::default();
     let mut deflater = wstap_wire::Deflater::new(params, Direction::ServerToClient);
-    let config = AnalyzerConfig {
-        deflate: Some(params),
-        ..AnalyzerConfig::default()
-    };
-    let mut h = Harness::new(websocket(config));
+    let mut h = deflating(params);
     let mut small = rule(every_message(), false);
     small.budget = 4096;
     set(&mut h, Side::Server, small);

@@ -83,8 +83,6 @@ pub struct CaptureWriter {
     bound: Option<u64>,
     /// The database's size on disk at the last commit.
     database: u64,
-    /// Payload bytes dropped so far.
-    dropped: u64,
     _lock: WriterLock,
 }
 
@@ -192,7 +190,6 @@ impl CaptureWriter {
             pending: PendingFrames::new(),
             bound: info.max_bytes,
             database: 0,
-            dropped: 0,
             _lock: lock,
         })
     }
@@ -768,7 +765,8 @@ impl CaptureWriter {
         Ok(CaptureSize {
             bytes: self.database + self.payloads.on_disk(),
             bound: self.bound,
-            dropped: self.dropped,
+            // Every payload before the first segment kept was dropped.
+            dropped: self.payloads.kept_from(),
         })
     }
 
@@ -782,10 +780,9 @@ impl CaptureWriter {
             return Ok(());
         }
         self.payloads.drop_oldest(drop)?;
-        self.dropped = self.payloads.kept_from();
         self.conn.execute(
             "UPDATE captures SET payloads_from = ?1 WHERE id = 1",
-            params![self.dropped as i64],
+            params![self.payloads.kept_from() as i64],
         )?;
         Ok(())
     }

@@ -417,8 +417,13 @@ async function bounded() {
   // The filter selects what was dropped.
   await page.fill("#record-filter", "payload:dropped");
   await page.press("#record-filter", "Enter");
+  // The filtered page has come when the count says "N of M"; its rows replace the others.
+  await page.waitForSelector("#record-count:has-text(' of ')", { timeout: 10000 });
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("#records .rows .row:not(.loading)")];
+    return rows.length > 0 && rows.every((r) => r.textContent.includes("payload dropped"));
+  }, null, { timeout: 10000 }).catch(() => {});
   const first = page.locator("#records .rows .row:not(.loading)", { hasText: "payload dropped" }).first();
-  await first.waitFor({ timeout: 10000 });
   const rows = await rowsText(page, "#records");
   check(rows.length > 0 && rows.every((r) => r.includes("payload dropped")), `payload:dropped lists what was dropped (${rows.length} rows shown)`);
   await first.click();
