@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -304,8 +304,48 @@ ALTER TABLE captures ADD COLUMN max_bytes INTEGER;
 ALTER TABLE captures ADD COLUMN payloads_from INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// The spacing of `message_marks`, as a literal for the SQL of version 6.
+macro_rules! mark_every {
+    () => {
+        256
+    };
+}
+
+/// Version 6: one index on `frames` fewer. A session's whole-frame messages were found by
+/// `frames_by_message` (session, msg), an index every frame row paid for; now they are
+/// found through `frames_by_session`, since `msg` rises with `seq` within a session, and
+/// `message_marks` says where to start: for every [`MARK_EVERY`]th message of a session,
+/// the `frame` (a `seq`) that every whole-frame message numbered below it precedes and
+/// none numbered at or above it does. A reader seeks to the mark, then scans at most that
+/// many messages' frames.
+const V6: &str = concat!(
+    r#"
+CREATE TABLE message_marks (
+    session  INTEGER NOT NULL,
+    msg      INTEGER NOT NULL,
+    frame    INTEGER NOT NULL,
+    PRIMARY KEY (session, msg)
+) WITHOUT ROWID;
+INSERT INTO message_marks
+    SELECT session, msg, seq FROM frames WHERE msg IS NOT NULL AND msg % "#,
+    mark_every!(),
+    r#" = 0;
+INSERT INTO message_marks
+    SELECT r.session, r.seq, COALESCE((SELECT f.seq + 1 FROM frames f
+                                        WHERE f.session = r.session AND f.id < r.id
+                                        ORDER BY f.id DESC LIMIT 1), 0)
+      FROM message_rows r WHERE r.seq % "#,
+    mark_every!(),
+    r#" = 0;
+DROP INDEX frames_by_message;
+"#
+);
+
+/// How many messages of a session lie between two of its `message_marks` (version 6).
+pub(crate) const MARK_EVERY: u64 = mark_every!();
+
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power

@@ -29,7 +29,7 @@ use crate::layout::{self, WriterLock};
 use crate::payloads::PayloadWriter;
 use crate::pending::{Cell, PendingFrames};
 use crate::rows::{dir_name, violations_json};
-use crate::schema;
+use crate::schema::{self, MARK_EVERY};
 use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -552,6 +552,11 @@ impl CaptureWriter {
             Part::Own => dir.control = Some(mark),
         }
         let msg = whole.map(|message| Self::account_message(session, message).0);
+        if let Some(msg) = msg {
+            // A whole-frame message precedes every later message's frames, and follows
+            // every earlier one's: its own frame is its mark.
+            self.mark_message(f.session, msg, seq)?;
+        }
         let mask_key = header.mask().map(|k| i64::from(u32::from_be_bytes(k)));
         let row = [
             Cell::Int(ev),
@@ -611,10 +616,28 @@ impl CaptureWriter {
         (seq, first, last)
     }
 
+    /// Keeps message `msg` of `session` in `message_marks` when it is one of the
+    /// marked (`frame`: see the schema's version 6).
+    fn mark_message(&mut self, session: u64, msg: u64, frame: u64) -> Result<(), StoreError> {
+        if msg.is_multiple_of(MARK_EVERY) {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO message_marks (session, msg, frame) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![session as i64, msg as i64, frame as i64])?;
+        }
+        Ok(())
+    }
+
     /// A message that is not one whole frame: a row of its own.
     fn message(&mut self, ev: i64, m: &MessageView<'_>) -> Result<(), StoreError> {
         self.ensure_session(m.session, m.time_us, ev)?;
-        let (seq, first, last) = Self::account_message(self.session(m.session), m);
+        let session = self.session(m.session);
+        let (seq, first, last) = Self::account_message(session, m);
+        // Every frame so far belongs to this message or an earlier one, every later frame
+        // to a later one: the next frame is its mark.
+        let next_frame = session.next_frame;
+        self.mark_message(m.session, seq, next_frame)?;
         let (data_inline, data) = self.store(m.data.data, m.data.total)?;
         let violations = violations_json(&m.violations);
         let built = BuiltHeader::of(m);

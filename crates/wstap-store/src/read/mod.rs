@@ -19,6 +19,7 @@ use crate::bound::CaptureSize;
 use crate::columns::Frames;
 use crate::layout;
 use crate::payloads::{PayloadLayout, PayloadReader};
+use crate::schema::MARK_EVERY;
 use crate::StoreError;
 use decode::{
     bad_row, damaged, direction, frame_row, message_row, parse_event, session_row, value,
@@ -32,7 +33,7 @@ use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 pub use tables::Rows;
-use tables::Table;
+use tables::{Side, Table};
 use wstap_filter::{Filter, Scope};
 use wstap_trace::{Event, HttpExchange, Intervention};
 use wstap_wire::Direction;
@@ -260,19 +261,20 @@ impl Capture {
         read: impl Fn(&Row<'_>, &PayloadReader) -> rusqlite::Result<T>,
     ) -> Result<Vec<(i64, T)>, StoreError> {
         let (query, mut params) = self.record_query(table, table.columns(), session, filter);
-        let (key, offset) = table.key(session.is_some());
+        let (_, offset) = table.key(session.is_some());
         let (test, order) = match position {
-            Position::From(at) => {
-                params.push(Value::Integer(at as i64 - offset));
-                (format!(" AND {key} >= ?"), "ASC")
-            }
-            Position::Before(at) => {
-                params.push(Value::Integer(at as i64 - offset));
-                (format!(" AND {key} < ?"), "DESC")
-            }
+            Position::From(at) => (
+                table.seek(session, Side::From, at as i64 - offset, &mut params),
+                "ASC",
+            ),
+            Position::Before(at) => (
+                table.seek(session, Side::Before, at as i64 - offset, &mut params),
+                "DESC",
+            ),
             Position::Last => (String::new(), "DESC"),
         };
         params.push(Value::Integer(limit as i64));
+        let key = table.order(session.is_some());
         let query = format!("{query}{test} ORDER BY {key} {order} LIMIT ?");
         let payloads = self.payloads();
         let mut stmt = self.conn.prepare_cached(&query)?;
@@ -399,8 +401,8 @@ impl Capture {
         for &table in rows.tables() {
             let (key, _) = table.key(true);
             let (query, mut params) = self.record_query(table, key, Some(session), filter);
-            params.push(Value::Integer(from as i64));
-            let query = format!("{query} AND {key} >= ? ORDER BY {key}");
+            let test = table.seek(Some(session), Side::From, from as i64, &mut params);
+            let query = format!("{query}{test} ORDER BY {}", table.order(true));
             let mut stmt = self.conn.prepare_cached(&query)?;
             let keys = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
             for key in keys {
@@ -458,33 +460,42 @@ impl Capture {
         let all = Filter::default();
         // The key comes last, so the row readers find their columns where they expect.
         let select = format!("{}, {key}", table.columns());
-        let (query, mut params) = self.record_query(table, &select, Some(session), &all);
-        let marks = vec!["?"; positions.len()].join(", ");
-        params.extend(positions.iter().map(|&p| Value::Integer(p as i64)));
-        let query = format!("{query} AND {key} IN ({marks}) ORDER BY {key}");
         let payloads = self.payloads();
-        let mut stmt = self.conn.prepare(&query)?;
-        let rows = stmt.query_map(params_from_iter(params), |row| {
-            let key: i64 = row.get(row.as_ref().column_count() - 1)?;
-            Ok((key as u64, read(row, &payloads)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut found = Vec::with_capacity(positions.len());
+        // Positions close together are read with one query over the range they span;
+        // far apart, each with its own (a range is scanned, not looked up, for some tables).
+        for run in runs(positions) {
+            let (query, mut params) = self.record_query(table, &select, Some(session), &all);
+            let (first, last) = (run[0] as i64, run[run.len() - 1] as i64);
+            let from = table.seek(Some(session), Side::From, first, &mut params);
+            let before = table.seek(Some(session), Side::Before, last + 1, &mut params);
+            let marks = vec!["?"; run.len()].join(", ");
+            params.extend(run.iter().map(|&p| Value::Integer(p as i64)));
+            let query = format!(
+                "{query}{from}{before} AND {key} IN ({marks}) ORDER BY {}",
+                table.order(true)
+            );
+            let mut stmt = self.conn.prepare(&query)?;
+            let rows = stmt.query_map(params_from_iter(params), |row| {
+                let key: i64 = row.get(row.as_ref().column_count() - 1)?;
+                Ok((key as u64, read(row, &payloads)?))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+        Ok(found)
     }
 
     /// How many frames or messages `session` has: positions run from 0 to this, less one.
     pub fn extent(&self, rows: Rows, session: u64) -> Result<u64, StoreError> {
         let mut extent = 0u64;
         for &table in rows.tables() {
-            let (key, _) = table.key(true);
-            let query = format!(
-                "SELECT max({key}) FROM {} r WHERE r.session = ? AND {}",
-                table.name(),
-                table.belongs()
-            );
             let last: Option<i64> = self
                 .conn
-                .prepare_cached(&query)?
-                .query_row([session as i64], |row| row.get(0))?;
+                .prepare_cached(&table.last_key_sql())?
+                .query_row([session as i64], |row| row.get(0))
+                .optional()?;
             if let Some(last) = last {
                 extent = extent.max(last as u64 + 1);
             }
@@ -662,6 +673,28 @@ impl Capture {
             dropped: info.payloads_dropped,
         })
     }
+}
+
+/// `positions` sorted, in runs whose neighbours lie at most a mark's spacing apart: each
+/// run is read with one query over the range it spans.
+fn runs(positions: &[u64]) -> Vec<Vec<u64>> {
+    let mut sorted = positions.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<Vec<u64>> = Vec::new();
+    for position in sorted {
+        match runs.last_mut() {
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|&last| position - last <= MARK_EVERY) =>
+            {
+                run.push(position)
+            }
+            _ => runs.push(vec![position]),
+        }
+    }
+    runs
 }
 
 /// Where the capture behind `conn`, in `dir`, keeps its payloads: segment files since
