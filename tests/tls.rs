@@ -358,6 +358,41 @@ fn the_ca_is_kept_reused_and_never_overwritten() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[test]
+fn wstaps_started_at_once_on_a_new_machine_share_one_new_ca() {
+    for round in 0..5 {
+        let dir = temp_path(&format!("ca-race-{round}"));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, start) = (dir.clone(), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    CertificateAuthority::load_or_create(&dir)
+                })
+            })
+            .collect();
+        let cas: Vec<CertificateAuthority> = racers
+            .into_iter()
+            .map(|racer| racer.join().unwrap().expect("every racer gets the CA"))
+            .collect();
+        assert_eq!(
+            cas.iter().filter(|ca| ca.created()).count(),
+            1,
+            "one made it"
+        );
+        let fingerprint = cas[0].fingerprint_sha256();
+        assert!(cas.iter().all(|ca| ca.fingerprint_sha256() == fingerprint));
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".partial"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 #[tokio::test]
 async fn non_tls_bytes_after_connect_to_443_are_relayed_blind_and_recorded() {
     // A plain TCP service that answers "pong" to anything, standing where TLS was expected.

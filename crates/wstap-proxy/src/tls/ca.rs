@@ -21,6 +21,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The certificate, PEM.
 pub const CERT_PEM: &str = "wstap-ca.pem";
@@ -138,22 +139,43 @@ fn random_serial() -> SerialNumber {
 
 impl CertificateAuthority {
     /// Loads the CA in `dir`, or creates it there when the directory holds none.
+    ///
+    /// Two wstaps started at once on a new machine (a proxy and `wstap mock --tls`, two
+    /// test processes) both find no CA: one creates it, the other waits for its files
+    /// (each appears whole, the key first) and loads it, so both use the same CA.
     pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
+        const CREATION_GRACE: Duration = Duration::from_secs(3);
+        const POLL: Duration = Duration::from_millis(20);
         let cert_path = dir.join(CERT_PEM);
         let key_path = dir.join(KEY_PEM);
-        match (cert_path.exists(), key_path.exists()) {
-            (false, false) => Self::create(dir),
-            (true, true) => Self::load(dir),
-            (true, false) => Err(CaError::Incomplete {
-                dir: dir.to_owned(),
-                present: CERT_PEM,
-                missing: KEY_PEM,
-            }),
-            (false, true) => Err(CaError::Incomplete {
-                dir: dir.to_owned(),
-                present: KEY_PEM,
-                missing: CERT_PEM,
-            }),
+        let started = Instant::now();
+        loop {
+            let creating_elsewhere = started.elapsed() < CREATION_GRACE;
+            match (cert_path.exists(), key_path.exists()) {
+                (false, false) => match Self::create(dir) {
+                    // Another process published the key first: load its CA.
+                    Err(CaError::Write { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    created => return created,
+                },
+                (true, true) => return Self::load(dir),
+                (false, true) if creating_elsewhere => {}
+                (true, false) => {
+                    return Err(CaError::Incomplete {
+                        dir: dir.to_owned(),
+                        present: CERT_PEM,
+                        missing: KEY_PEM,
+                    })
+                }
+                (false, true) => {
+                    return Err(CaError::Incomplete {
+                        dir: dir.to_owned(),
+                        present: KEY_PEM,
+                        missing: CERT_PEM,
+                    })
+                }
+            }
+            std::thread::sleep(POLL);
         }
     }
 
@@ -219,8 +241,13 @@ impl CertificateAuthority {
         let cert_der = CertificateDer::from(pem.contents.clone());
         let der_path = dir.join(CERT_DER);
         if !der_path.exists() {
-            // The DER copy is public and derived; restoring it changes nothing.
-            write_new(&der_path, &cert_der, 0o644)?;
+            // The DER copy is public and derived; restoring it changes nothing (nor does
+            // another process restoring it at the same moment).
+            match write_new(&der_path, &cert_der, 0o644) {
+                Err(CaError::Write { source, .. })
+                    if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
         }
         let issuer =
             Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| corrupt(e.to_string()))?;
@@ -337,18 +364,30 @@ fn create_private_dir(dir: &Path) -> Result<(), CaError> {
 }
 
 /// Writes a file that must not exist yet, with `mode` (on Unix).
+/// Writes a new file at `path` whole or not at all: the bytes go to a file of this
+/// process's own beside it, which is then linked at `path` (failing with `AlreadyExists`
+/// when another process published one first), so a reader never sees half a file.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
     let write_error = |source| CaError::Write {
         path: path.to_owned(),
         source,
     };
-    let mut file = options.open(path).map_err(write_error)?;
-    file.write_all(bytes).map_err(write_error)?;
-    file.sync_all().map_err(write_error)
+    static STAGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STAGED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(format!(".{}-{n}.partial", std::process::id()));
+    let staged = PathBuf::from(staged);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = options.open(&staged).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let published = written.and_then(|()| fs::hard_link(&staged, path));
+    let _ = fs::remove_file(&staged);
+    published.map_err(write_error)
 }
