@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod frames;
 mod import;
+mod mock;
 mod run;
 mod sessions;
 mod view;
@@ -49,6 +50,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Show wstap's CA (creating it if needed) and how to trust it, or export it.
     Ca(ca::CaArgs),
+    /// Serve the server side of recorded sessions to any client, offline.
+    Mock(mock::MockArgs),
 }
 
 /// Options of the proxy itself.
@@ -196,6 +199,7 @@ fn main() -> ExitCode {
         Some(Command::View(args)) => runtime().and_then(|rt| rt.block_on(view::view(args))),
         Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(demo::demo(args))),
         Some(Command::Ca(args)) => ca::ca(&args),
+        Some(Command::Mock(args)) => runtime().and_then(|rt| rt.block_on(mock::mock(args))),
         None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
     };
     match result {

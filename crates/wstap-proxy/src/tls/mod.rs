@@ -15,9 +15,11 @@ pub mod ca;
 mod hello;
 pub mod instructions;
 mod legs;
+mod local;
 
 pub(crate) use hello::read_client_hello;
 pub(crate) use legs::tls_leg;
+pub use local::local_server_config;
 
 use ca::{CaError, CertificateAuthority};
 use regex::Regex;

@@ -1,0 +1,410 @@
+//! One client of `wstap mock`: its handshake answered as recorded, then the script played
+//! while the client's frames are read, decoded (and inflated) by the wire crate's
+//! analyzer, and matched with the recording.
+
+use super::script::{Match, Matcher, Script, Trigger};
+use super::Options;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{sleep_until, Instant};
+use wstap_wire::analyzer::{AnalyzerConfig, StreamAnalyzer};
+use wstap_wire::deflate::{parse_extensions, Extension, PERMESSAGE_DEFLATE};
+use wstap_wire::handshake::compute_accept;
+use wstap_wire::{DeflateParams, Deflater, Direction, FrameBuilder, Opcode, Record, Timestamp};
+
+/// The longest request head read.
+const MAX_HEAD: usize = 16 * 1024;
+/// The largest client message kept whole for matching.
+const MAX_MESSAGE: usize = 16 << 20;
+/// How long the client has to answer a close before the connection is dropped.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A request head, as far as the mock needs it.
+struct Request {
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every comma-separated token of every `name` header.
+    fn tokens(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+}
+
+/// Serves one connection from `peer` (plain or TLS); every outcome is reported on the
+/// console, none is an error.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: String,
+    scripts: Arc<Vec<Script>>,
+    options: Arc<Options>,
+) {
+    let (request, rest) = match read_head(&mut stream).await {
+        Ok(found) => found,
+        Err(why) => {
+            refuse(&mut stream, 400, &why).await;
+            println!("mock: {peer}: refused: {why}");
+            return;
+        }
+    };
+    let Some(script) = choose(&scripts, &request.target) else {
+        let why = format!("no recorded session for {}", request.target);
+        refuse(&mut stream, 404, &why).await;
+        println!("mock: {peer}: refused: {why}");
+        return;
+    };
+    let Some(key) = request.header("Sec-WebSocket-Key").map(str::to_owned) else {
+        let why = "not a WebSocket handshake (no Sec-WebSocket-Key)";
+        refuse(&mut stream, 400, why).await;
+        println!("mock: {peer}: refused: {why}");
+        return;
+    };
+    let (head, deflate) = answer(script, &request, &key);
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    println!(
+        "mock: {peer}: session {} ({}){}",
+        script.session,
+        request.target,
+        if deflate.is_some() {
+            ", permessage-deflate"
+        } else {
+            ""
+        }
+    );
+    let mut player = Player::new(script, &options, deflate);
+    let end = player.run(&mut stream, rest).await;
+    println!("mock: {peer}: {end}");
+}
+
+/// The script for `target`: the one recorded with that target, else with that path, else
+/// the only one.
+fn choose<'s>(scripts: &'s [Script], target: &str) -> Option<&'s Script> {
+    let path = |t: &str| t.split('?').next().unwrap_or_default().to_owned();
+    scripts
+        .iter()
+        .find(|s| s.target == target)
+        .or_else(|| scripts.iter().find(|s| path(&s.target) == path(target)))
+        .or_else(|| (scripts.len() == 1).then(|| &scripts[0]))
+}
+
+/// The 101 answer as recorded: the subprotocol when the client offers it, and the
+/// recorded permessage-deflate when the client offers that (less a client window the
+/// client did not offer to limit).
+fn answer(script: &Script, request: &Request, key: &str) -> (String, Option<DeflateParams>) {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        compute_accept(key)
+    );
+    if let Some(protocol) = &script.subprotocol {
+        if request.tokens("Sec-WebSocket-Protocol").contains(protocol) {
+            head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+        }
+    }
+    let offers: Vec<Extension> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .flat_map(|(_, v)| parse_extensions(v))
+        .filter(|e| e.name == PERMESSAGE_DEFLATE)
+        .collect();
+    let mut deflate = None;
+    if let (Some(recorded), Some(offer)) = (&script.deflate, offers.first()) {
+        let mut accepted = recorded.clone();
+        let offered_client_window = offer
+            .params
+            .iter()
+            .any(|(k, _)| k == "client_max_window_bits");
+        accepted
+            .params
+            .retain(|(k, _)| offered_client_window || k != "client_max_window_bits");
+        if let Ok(params) = DeflateParams::from_extension(&accepted) {
+            head.push_str(&format!(
+                "Sec-WebSocket-Extensions: {}\r\n",
+                accepted.to_header_value()
+            ));
+            deflate = Some(params);
+        }
+    }
+    head.push_str("\r\n");
+    (head, deflate)
+}
+
+/// Reads the request head; returns it and any bytes read after it.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Request, Vec<u8>), String> {
+    let mut buf = Vec::with_capacity(1024);
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(format!("request head longer than {MAX_HEAD} bytes"));
+        }
+        let mut chunk = [0u8; 2048];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the request: {e}"))?;
+        if n == 0 {
+            return Err("the client closed before its request ended".to_owned());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "request head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let line = lines.next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (Some("GET"), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(format!("not a GET request: {line:?}"));
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("malformed header line {line:?}"));
+        };
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let request = Request {
+        target: target.to_owned(),
+        headers,
+    };
+    let upgrade = request.tokens("Upgrade");
+    if !upgrade.iter().any(|t| t.eq_ignore_ascii_case("websocket")) {
+        return Err("not a WebSocket upgrade (no Upgrade: websocket)".to_owned());
+    }
+    Ok((request, buf[end + 4..].to_vec()))
+}
+
+/// Answers a request that cannot be served, with the reason as its body.
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, why: &str) {
+    let reason = if status == 404 {
+        "Not Found"
+    } else {
+        "Bad Request"
+    };
+    let body = format!("{why}\n");
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Plays one script on one connection.
+struct Player<'s> {
+    script: &'s Script,
+    strict: bool,
+    matcher: Matcher,
+    /// When each recorded client message was matched.
+    heard_at: Vec<Option<Instant>>,
+    next: usize,
+    opened: Instant,
+    deflater: Option<Deflater>,
+    analyzer: StreamAnalyzer,
+    close_sent: bool,
+}
+
+impl<'s> Player<'s> {
+    fn new(script: &'s Script, options: &Options, deflate: Option<DeflateParams>) -> Self {
+        let config = AnalyzerConfig {
+            max_frame_capture: MAX_MESSAGE,
+            max_message_capture: MAX_MESSAGE,
+            deflate,
+            other_extension_bits: 0,
+        };
+        Player {
+            script,
+            strict: options.strict,
+            matcher: Matcher::new(script.client.len(), options.matching, &options.ignore),
+            heard_at: vec![None; script.client.len()],
+            next: 0,
+            opened: Instant::now(),
+            deflater: deflate.map(|p| Deflater::new(p, Direction::ServerToClient)),
+            analyzer: StreamAnalyzer::new(Direction::ClientToServer, config),
+            close_sent: false,
+        }
+    }
+
+    /// When the next step is due, if it can be known yet.
+    fn due(&self) -> Option<Instant> {
+        let step = self.script.steps.get(self.next)?;
+        match step.trigger {
+            Trigger::At(offset) => Some(self.opened + offset),
+            Trigger::After { client, delay } => self.heard_at[client].map(|at| at + delay),
+        }
+    }
+
+    /// Plays until the connection ends; says how it ended.
+    async fn run(
+        &mut self,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        mut pending: Vec<u8>,
+    ) -> String {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut closing_since: Option<Instant> = None;
+        loop {
+            if !pending.is_empty() {
+                let chunk = std::mem::take(&mut pending);
+                match self.heard(stream, &chunk).await {
+                    Ok(None) => {}
+                    Ok(Some(end)) => return end,
+                    Err(e) => return format!("write failed: {e}"),
+                }
+            }
+            let due = if self.close_sent { None } else { self.due() };
+            let give_up = closing_since.map(|at| at + CLOSE_WAIT);
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) => return self.ended("the client closed the connection"),
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    Err(e) => return self.ended(&format!("read failed: {e}")),
+                },
+                () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    let step = &self.script.steps[self.next];
+                    self.next += 1;
+                    if let Err(e) = self.send(stream, step.message.opcode, &step.message.data).await {
+                        return format!("write failed: {e}");
+                    }
+                    if step.message.opcode == Opcode::Close {
+                        self.close_sent = true;
+                        closing_since = Some(Instant::now());
+                    }
+                }
+                () = sleep_until(give_up.unwrap_or_else(Instant::now)), if give_up.is_some() => {
+                    return "the client did not answer the close; connection dropped".to_owned();
+                }
+            }
+        }
+    }
+
+    fn ended(&self, how: &str) -> String {
+        format!(
+            "{how}; {} of {} server messages played",
+            self.next,
+            self.script.steps.len()
+        )
+    }
+
+    /// Handles the client's bytes; `Some` when the connection is over.
+    async fn heard(
+        &mut self,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        chunk: &[u8],
+    ) -> std::io::Result<Option<String>> {
+        let mut records = Vec::new();
+        let now = Timestamp(chrono::Utc::now().timestamp_micros());
+        self.analyzer.feed(chunk, now, &mut records);
+        for record in records {
+            let Record::Message(message) = record else {
+                continue;
+            };
+            let data = message.data.data;
+            match message.opcode {
+                Opcode::Text | Opcode::Binary => {
+                    let heard = self
+                        .matcher
+                        .hear(&self.script.client, message.opcode, &data);
+                    if let Some(end) = self.report(stream, heard, &data).await? {
+                        return Ok(Some(end));
+                    }
+                }
+                Opcode::Ping => self.send(stream, Opcode::Pong, &data).await?,
+                Opcode::Close => {
+                    if !self.close_sent {
+                        self.send(stream, Opcode::Close, &data).await?;
+                    }
+                    let _ = stream.shutdown().await;
+                    return Ok(Some(self.ended("closed by the client")));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Says what a client message was; in strict mode, closes on one unrecorded.
+    async fn report(
+        &mut self,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        heard: Match,
+        data: &[u8],
+    ) -> std::io::Result<Option<String>> {
+        let preview = preview(data);
+        match heard {
+            Match::Expected(index) => {
+                self.heard_at[index] = Some(Instant::now());
+                println!(
+                    "mock:   client message as recorded (#{}): {preview}",
+                    self.script.client[index].seq
+                );
+            }
+            Match::Differs(index) => {
+                self.heard_at[index] = Some(Instant::now());
+                println!(
+                    "mock:   client message differs from the recorded #{}: {preview}",
+                    self.script.client[index].seq
+                );
+            }
+            Match::Unexpected => {
+                println!("mock:   client message with no recorded counterpart: {preview}");
+                if self.strict {
+                    let mut close = 1008u16.to_be_bytes().to_vec();
+                    close.extend_from_slice(b"unexpected message");
+                    self.send(stream, Opcode::Close, &close).await?;
+                    self.close_sent = true;
+                    let _ = stream.shutdown().await;
+                    return Ok(Some(self.ended("closed with 1008 (--strict)")));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes one message as a single frame, compressed when deflate was agreed.
+    async fn send(
+        &mut self,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        opcode: Opcode,
+        data: &[u8],
+    ) -> std::io::Result<()> {
+        let frame = match (&mut self.deflater, opcode) {
+            (Some(deflater), Opcode::Text | Opcode::Binary) => {
+                let mut compressed = Vec::new();
+                deflater
+                    .compress(data, &mut compressed)
+                    .map_err(std::io::Error::other)?;
+                FrameBuilder::new(opcode).rsv1(true).encode(&compressed)
+            }
+            _ => FrameBuilder::new(opcode).encode(data),
+        };
+        stream.write_all(&frame).await
+    }
+}
+
+/// A message's first characters, for the console.
+fn preview(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    let mut out: String = text.chars().take(60).collect();
+    if text.chars().count() > 60 {
+        out.push('…');
+    }
+    out
+}
