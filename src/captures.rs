@@ -231,3 +231,28 @@ pub fn read_trace(path: &Path) -> Result<impl Iterator<Item = Result<Event, AppE
         Err(e) => Some(Err(AppError::BadInput(format!("{shown}: {e}")))),
     }))
 }
+
+/// Every message of `session`, in order (held in memory: for the commands that compare or
+/// play a whole session).
+pub fn session_messages(
+    capture: &Capture,
+    session: u64,
+) -> Result<Vec<wstap_store::StoredMessage>, AppError> {
+    let bad = |e: wstap_store::StoreError| AppError::BadInput(format!("session {session}: {e}"));
+    if capture.session(session).map_err(bad)?.is_none() {
+        return Err(AppError::NoSuchSession(session));
+    }
+    let all = wstap_filter::Filter::default();
+    let mut messages = Vec::new();
+    let mut position = wstap_store::Position::From(0);
+    loop {
+        let page = capture
+            .messages(Some(session), &all, position, 1000)
+            .map_err(bad)?;
+        let Some(last) = page.last() else {
+            return Ok(messages);
+        };
+        position = wstap_store::Position::From(last.seq + 1);
+        messages.extend(page);
+    }
+}

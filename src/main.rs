@@ -5,12 +5,15 @@
 
 mod ca;
 mod captures;
+mod compare;
 mod console;
 mod demo;
+mod diff;
 mod export;
 mod frames;
 mod import;
 mod mock;
+mod replay;
 mod run;
 mod sessions;
 mod view;
@@ -52,6 +55,11 @@ enum Command {
     Ca(ca::CaArgs),
     /// Serve the server side of recorded sessions to any client, offline.
     Mock(mock::MockArgs),
+    /// Compare two recorded sessions message by message (exit status 1 when they differ).
+    Diff(diff::DiffArgs),
+    /// Play a recorded session's client side against its server again and compare the
+    /// answers with the recording (exit status 1 when they differ).
+    Replay(replay::ReplayArgs),
 }
 
 /// Options of the proxy itself.
@@ -200,6 +208,8 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(demo::demo(args))),
         Some(Command::Ca(args)) => ca::ca(&args),
         Some(Command::Mock(args)) => runtime().and_then(|rt| rt.block_on(mock::mock(args))),
+        Some(Command::Diff(args)) => diff::diff(&args),
+        Some(Command::Replay(args)) => runtime().and_then(|rt| rt.block_on(replay::replay(args))),
         None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
     };
     match result {
@@ -314,6 +324,9 @@ pub enum AppError {
     /// The capture could not be created.
     #[error("cannot record a capture: {0}")]
     Capture(#[from] wstap_store::StoreError),
+    /// Two sessions compared were not the same (exit status 1; the comparison is printed).
+    #[error("the sessions differ: {0}")]
+    Differs(String),
     /// A session asked for is not there.
     #[error("no session {0}")]
     NoSuchSession(u64),

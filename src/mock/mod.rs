@@ -8,7 +8,7 @@
 mod conn;
 mod script;
 
-use crate::captures::{chosen, open_capture};
+use crate::captures::{chosen, open_capture, session_messages};
 use crate::AppError;
 use clap::Args;
 pub use script::Matching;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use wstap_filter::Filter;
-use wstap_store::{Capture, Position};
+use wstap_store::Capture;
 use wstap_wire::deflate::{parse_extensions, PERMESSAGE_DEFLATE};
 use wstap_wire::Opcode;
 
@@ -174,37 +174,28 @@ fn load(capture: &Capture, session: u64, window: Duration) -> Result<Script, App
     let opened_us =
         handshake.exchange.time.timestamp_micros() + handshake.duration_us.map_or(0, |d| d as i64);
     let mut heard = Vec::new();
-    let all = Filter::default();
-    let mut position = Position::From(0);
-    loop {
-        let page = capture
-            .messages(Some(session), &all, position, 1000)
-            .map_err(|e| bad(e.to_string()))?;
-        let Some(last) = page.last() else { break };
-        position = Position::From(last.seq + 1);
-        for stored in page {
-            let m = stored.message;
-            if !m.origin.is_wire() {
-                // What wstap wrote is not the server's to play.
-                continue;
-            }
-            let payload = &m.payload;
-            if payload.dropped || payload.truncated {
-                return Err(bad(format!(
-                    "message {} was not kept whole in the capture ({}); record with a larger --max-capture",
-                    stored.seq,
-                    if payload.dropped { "dropped to keep the capture in its bound" } else { "cut at --max-capture" }
-                )));
-            }
-            heard.push(Heard {
-                seq: stored.seq,
-                dir: m.dir,
-                opcode: Opcode::from_bits(m.opcode),
-                data: payload.bytes.clone(),
-                start_us: m.time.timestamp_micros(),
-                end_us: m.end_time.timestamp_micros(),
-            });
+    for stored in session_messages(capture, session)? {
+        let m = stored.message;
+        if !m.origin.is_wire() {
+            // What wstap wrote is not the server's to play.
+            continue;
         }
+        let payload = &m.payload;
+        if payload.dropped || payload.truncated {
+            return Err(bad(format!(
+                "message {} was not kept whole in the capture ({}); record with a larger --max-capture",
+                stored.seq,
+                if payload.dropped { "dropped to keep the capture in its bound" } else { "cut at --max-capture" }
+            )));
+        }
+        heard.push(Heard {
+            seq: stored.seq,
+            dir: m.dir,
+            opcode: Opcode::from_bits(m.opcode),
+            data: m.payload.bytes,
+            start_us: m.time.timestamp_micros(),
+            end_us: m.end_time.timestamp_micros(),
+        });
     }
     let (client, steps) = Script::steps_of(heard, opened_us, window);
     let target = handshake.exchange.request.target.clone();

@@ -3,9 +3,11 @@
 
 Usage:
   python3 python_mock.py record PROXY_URL   # a server here, its client through the proxy
-  python3 python_mock.py client URL [FIRST_ID] [--unexpected] [--ca CA_PEM]
+  python3 python_mock.py client URL [FIRST_ID] [--unexpected] [--ca CA_PEM] [--proxy URL]
+  python3 python_mock.py serve [--shout]    # the server alone: prints its port, serves on
 
-The server greets (`welcome`), answers each message (`reply` naming what it answered),
+The server greets (`welcome`), answers each message (`reply` naming what it answered;
+in capitals with `--shout`),
 and 1.5 s after the client connected sends a `tick` nobody asked for. The client waits
 for the greeting, sends two messages (ids from FIRST_ID, default 1), waits for the tick
 (after `--unexpected`, it sends a message the recording lacks and waits for the close
@@ -24,6 +26,9 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 
+SHOUT = "--shout" in sys.argv
+
+
 async def chat(ws):
     await ws.send(json.dumps({"type": "welcome"}))
 
@@ -37,7 +42,8 @@ async def chat(ws):
         async for message in ws:
             n += 1
             said = json.loads(message)["say"]
-            await ws.send(json.dumps({"type": "reply", "to": said, "n": n}))
+            to = said.upper() if SHOUT else said
+            await ws.send(json.dumps({"type": "reply", "to": to, "n": n}))
     finally:
         ticking.cancel()
 
@@ -61,7 +67,11 @@ async def converse(ws, first_id, unexpected):
 
 
 async def main(args):
-    if args[0] == "record":
+    if args[0] == "serve":
+        async with serve(chat, "127.0.0.1", 0) as server:
+            print(server.sockets[0].getsockname()[1], flush=True)
+            await asyncio.Future()
+    elif args[0] == "record":
         async with serve(chat, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
             url = f"ws://127.0.0.1:{port}/chat?room=1"
@@ -72,7 +82,8 @@ async def main(args):
         tls = None
         if "--ca" in args:
             tls = ssl.create_default_context(cafile=args[args.index("--ca") + 1])
-        async with connect(args[1], ping_interval=None, proxy=None, ssl=tls) as ws:
+        proxy = args[args.index("--proxy") + 1] if "--proxy" in args else None
+        async with connect(args[1], ping_interval=None, proxy=proxy, ssl=tls) as ws:
             summary = await converse(ws, first_id, "--unexpected" in args)
     print(json.dumps(summary))
 

@@ -230,6 +230,15 @@ impl ResolvesServerCert for FixedCert {
     }
 }
 
+/// The TLS client configuration wstap's upstream legs use (platform roots, `upstream_ca`,
+/// or no verification when `insecure`; `SSLKEYLOGFILE` honoured), for a client of
+/// wstap's own (`wstap replay`).
+pub fn upstream_client_config(config: &TlsConfig) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key_log: Arc<dyn rustls::KeyLog> = Arc::new(rustls::KeyLogFile::new());
+    Ok(Arc::new(client_config(config, &provider, &key_log)?))
+}
+
 fn client_config(
     config: &TlsConfig,
     provider: &Arc<CryptoProvider>,

@@ -1,0 +1,140 @@
+//! `wstap replay` and `wstap diff` against real peers: two sessions of a Python
+//! `websockets` client (permessage-deflate on) recorded through the real binary, one to a
+//! chat server and one to the same chat answering in capitals. Replayed against the same
+//! server the answers are the recording's (exit 0, with either timing); against the
+//! shouting one the comparison names the changed field (exit 1) unless it is ignored;
+//! `diff` says the same of the two recorded sessions.
+//!
+//! Needs python3 with websockets; `.ci/run` installs it and runs ignored tests.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use support::binary::{sigterm, spawn_listening, wstap_command, KillOnDrop};
+use support::*;
+
+const PYTHON_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/python_mock.py");
+
+/// A Python chat server (`--shout`: answering in capitals); returns it and its port.
+fn chat_server(shout: bool) -> (KillOnDrop, u16) {
+    let mut child = Command::new("python3")
+        .args([PYTHON_SCRIPT, "serve"])
+        .args(shout.then_some("--shout"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port = line.trim().parse().expect("the server's port");
+    (child, port)
+}
+
+/// A Python client's session with the chat at `port`, through the proxy at `proxy`.
+fn converse(port: u16, proxy: std::net::SocketAddr) {
+    let out = Command::new("python3")
+        .args([PYTHON_SCRIPT, "client"])
+        .arg(format!("ws://127.0.0.1:{port}/chat?room=1"))
+        .args(["--proxy", &format!("http://{proxy}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn run(args: &[&str]) -> (Output, String) {
+    let out = wstap_command().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, stdout)
+}
+
+/// The WebSocket sessions of `capture`, in order.
+fn sessions(capture: &Path) -> Vec<u64> {
+    let store = wstap_store::Capture::open(capture).unwrap();
+    store
+        .session_ids(&wstap_filter::Filter::default(), None)
+        .unwrap()
+        .into_iter()
+        .filter(|&id| store.handshake(id).ok().flatten().is_some())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs python3 with websockets (.ci/run)"]
+fn a_replay_against_the_same_server_is_the_recording_and_a_changed_server_is_named() {
+    let (_plain, plain) = chat_server(false);
+    let (_shout, shout) = chat_server(true);
+    let capture = temp_path("replay.capture");
+    let mut command = wstap_command();
+    command.args(["-q", "--capture", capture.to_str().unwrap()]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    converse(plain, proxy);
+    converse(shout, proxy);
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    let found = sessions(&capture);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let (first, second) = (found[0].to_string(), found[1].to_string());
+    let cap = capture.to_str().unwrap();
+
+    let (out, stdout) = run(&["replay", cap, "--session", &first]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+    assert!(stdout.contains("permessage-deflate"), "{stdout}");
+    assert!(
+        stdout.contains("5 same, 0 changed, 0 missing, 0 extra"),
+        "{stdout}"
+    );
+    let (out, stdout) = run(&["replay", cap, "--session", &first, "--timing", "fast"]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+
+    let shouting = format!("ws://127.0.0.1:{shout}/chat?room=1");
+    let (out, stdout) = run(&["replay", cap, "--session", &first, "--to", &shouting]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{out:?}");
+    assert!(stdout.contains(r#".to: "hello" -> "HELLO""#), "{stdout}");
+    assert!(stdout.contains("3 same, 2 changed"), "{stdout}");
+    let (out, stdout) = run(&[
+        "replay",
+        cap,
+        "--session",
+        &first,
+        "--to",
+        &shouting,
+        "--ignore",
+        "to",
+    ]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+
+    let (out, stdout) = run(&["diff", cap, &first, &second]);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{out:?}");
+    assert!(
+        stdout.contains(r#".to: "how are you" -> "HOW ARE YOU""#),
+        "{stdout}"
+    );
+    let (out, stdout) = run(&["diff", cap, &first, &second, "--ignore", "to"]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+    let (out, stdout) = run(&["diff", cap, &first, &second, "--dir", "client"]);
+    assert!(
+        out.status.success(),
+        "the clients said the same: {stdout}\n{out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&capture);
+}
+
+#[test]
+fn diff_and_replay_refuse_bad_operands_with_a_reason() {
+    let missing = temp_path("replay-missing.capture");
+    let path = missing.to_str().unwrap();
+    for args in [
+        vec!["diff", path, "1", "2"],
+        vec!["diff", path, "one", "2"],
+        vec!["replay", path, "--session", "1"],
+    ] {
+        let (out, _) = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
