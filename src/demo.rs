@@ -79,6 +79,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         no_tls_intercept: true,
         breakpoints: Vec::new(),
         break_control: false,
+        rules: None,
         break_buffer: 16 << 20,
         break_timeout: None,
         max_connections: None,

@@ -14,6 +14,7 @@ mod frames;
 mod import;
 mod mock;
 mod replay;
+mod rules;
 mod run;
 mod sessions;
 mod view;
@@ -187,6 +188,11 @@ pub struct RunArgs {
     /// Let --break hold pings, pongs and closes too (else they pass).
     #[arg(long)]
     pub break_control: bool,
+    /// Apply the rules in this file (TOML; docs/rules.md) to every WebSocket message:
+    /// rewrite, delay, drop, answer, close, abort or hold what each selects. Read again
+    /// on SIGHUP (a bad file is reported and the rules in force stay).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     /// Bytes a session may keep per direction while a message is held; past it wstap
     /// stops reading that side, and a larger message is not held (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]

@@ -69,6 +69,8 @@ pub struct Started {
     pub capture_max: Option<u64>,
     /// The web inspector, if it is served.
     pub inspector: Option<wstap_inspector::Inspector>,
+    /// The registry of live sessions, breakpoints and rules.
+    pub control: wstap_control::Control,
     capture_thread: Option<SinkThread>,
     trace: Option<SinkThread>,
     console: std::thread::JoinHandle<()>,
@@ -171,7 +173,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     raise_fd_limit();
     survive_file_size_limit();
     let (listen, reverse) = reverse_proxies(args)?;
-    let control = control(args);
+    let control = control(args)?;
     let config = ProxyConfig {
         listen,
         max_capture: args.max_capture,
@@ -246,12 +248,15 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         .map_err(AppError::Runtime)?;
     let proxy = wstap_proxy::start(config, bus).await?;
     let inspector = match (&capture, feed) {
-        (Some(path), Some(feed)) => crate::web::start(args.web, path, Some(feed), Some(control))?,
+        (Some(path), Some(feed)) => {
+            crate::web::start(args.web, path, Some(feed), Some(control.clone()))?
+        }
         _ => None,
     };
     Ok(Started {
         proxy,
         inspector,
+        control,
         capture,
         capture_max,
         capture_thread,
@@ -260,17 +265,47 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     })
 }
 
-/// The registry commands reach live sessions through, with `--break`'s breakpoints set.
-fn control(args: &RunArgs) -> wstap_control::Control {
+/// The registry commands reach live sessions through, with `--break`'s breakpoints and
+/// `--rules`' rules set.
+fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
     let control = wstap_control::Control::new(wstap_control::Settings {
         budget: args.break_buffer,
         timeout: args.break_timeout.map(Duration::from_secs),
         ..wstap_control::Settings::default()
     });
+    if let Some(path) = &args.rules {
+        let rules = crate::rules::load(path).map_err(|e| AppError::BadInput(e.to_string()))?;
+        control.set_rules(rules);
+    }
     for filter in &args.breakpoints {
         control.add_breakpoint(filter.clone(), args.break_control);
     }
-    control
+    Ok(control)
+}
+
+/// Reads `path` again on every SIGHUP: its rules replace those in force, or, when it has
+/// a mistake, the mistake is reported and the rules in force stay.
+fn reload_rules_on_hangup(path: std::path::PathBuf, control: wstap_control::Control) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match crate::rules::load(&path) {
+                Ok(rules) => {
+                    let count = rules.len();
+                    control.set_rules(rules);
+                    eprintln!(
+                        "wstap: rules read again from {}: {count} in force",
+                        path.display()
+                    );
+                }
+                Err(e) => eprintln!("wstap: rules not read again, the old ones stay: {e}"),
+            }
+        }
+    });
 }
 
 /// The bound of the capture at `path`: `--capture-max` (0: none), else the default there.
@@ -473,6 +508,16 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
             None => eprintln!("wstap: TLS interception is off; wss:// and https:// are relayed as blind tunnels"),
         }
         eprintln!("wstap: press Ctrl-C to stop");
+    }
+    if let Some(path) = &args.rules {
+        if !args.quiet {
+            let count = started.control.rules().len();
+            eprintln!(
+                "wstap: {count} rules from {} (SIGHUP reads it again)",
+                path.display()
+            );
+        }
+        reload_rules_on_hangup(path.clone(), started.control.clone());
     }
     wait_for_signal().await;
     if !args.quiet {

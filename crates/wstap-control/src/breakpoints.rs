@@ -1,8 +1,11 @@
 //! The breakpoints: filters (the language of `docs/filters.md`) that hold the messages
 //! they select. Evaluated on the live record of each whole message, in the relay's
-//! thread, by the in-memory evaluator: no allocation, no lock held for long.
+//! thread, by the in-memory evaluator: no allocation, no lock held for long. Rules are
+//! breakpoints too, with what to do with what they hold ([`crate::rules`]); they come
+//! first, in their file's order.
 
 use crate::info::SessionInfo;
+use crate::rules::{Rule, RuleView};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use wstap_filter::{Filter, HeaderFacts, Origin, RecordFacts, RecordKind};
@@ -18,6 +21,8 @@ struct Breakpoint {
     control: bool,
     enabled: AtomicBool,
     hits: AtomicU64,
+    /// For a rule: what it does with what it holds.
+    rule: Option<Arc<Rule>>,
 }
 
 /// A breakpoint as the API shows it.
@@ -59,14 +64,63 @@ impl Breakpoints {
             control,
             enabled: AtomicBool::new(true),
             hits: AtomicU64::new(0),
+            rule: None,
         }));
         id
+    }
+
+    /// Puts `rules` in place of the rules there were, ahead of the breakpoints, in order;
+    /// returns their ids.
+    pub fn set_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
+        let mut list = self.write();
+        list.retain(|b| b.rule.is_none());
+        let mut ids = Vec::with_capacity(rules.len());
+        let rules: Vec<Arc<Breakpoint>> = rules
+            .into_iter()
+            .map(|rule| {
+                let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+                ids.push(id);
+                Arc::new(Breakpoint {
+                    id,
+                    filter: rule.filter.clone(),
+                    control: rule.control,
+                    enabled: AtomicBool::new(true),
+                    hits: AtomicU64::new(0),
+                    rule: Some(Arc::new(rule)),
+                })
+            })
+            .collect();
+        list.splice(0..0, rules);
+        ids
+    }
+
+    /// Rule `id`, if it is one.
+    pub fn rule(&self, id: u64) -> Option<Arc<Rule>> {
+        self.read()
+            .iter()
+            .find(|b| b.id == id)
+            .and_then(|b| b.rule.clone())
+    }
+
+    pub fn rule_views(&self) -> Vec<RuleView> {
+        self.read()
+            .iter()
+            .filter_map(|b| {
+                let rule = b.rule.as_ref()?;
+                Some(RuleView {
+                    id: b.id,
+                    name: rule.name.clone(),
+                    filter: b.filter.source().to_owned(),
+                    hits: b.hits.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
     }
 
     pub fn set_enabled(&self, id: u64, enabled: bool) -> bool {
         self.read()
             .iter()
-            .find(|b| b.id == id)
+            .find(|b| b.id == id && b.rule.is_none())
             .map(|b| b.enabled.store(enabled, Ordering::Relaxed))
             .is_some()
     }
@@ -74,13 +128,14 @@ impl Breakpoints {
     pub fn remove(&self, id: u64) -> bool {
         let mut list = self.write();
         let before = list.len();
-        list.retain(|b| b.id != id);
+        list.retain(|b| b.id != id || b.rule.is_some());
         list.len() != before
     }
 
     pub fn views(&self) -> Vec<BreakpointView> {
         self.read()
             .iter()
+            .filter(|b| b.rule.is_none())
             .map(|b| BreakpointView {
                 id: b.id,
                 filter: b.filter.source().to_owned(),

@@ -13,6 +13,8 @@
 //!   registry.
 //! - A commander asks ([`Control::decide`], [`Control::inject`], [`Control::close`],
 //!   [`Control::abort`]) and awaits the session's answer: done, or why not.
+//! - Rules ([`Control::set_rules`]) are breakpoints that decide by themselves: what they
+//!   hold gets the orders a person would give, by the session's own mailbox.
 //!
 //! No I/O: tokio's channels only. Everything that decides bytes stays in the relay core
 //! (`wstap-relay`); this crate decides who may ask what, and records who did.
@@ -26,6 +28,7 @@ mod error;
 mod held;
 mod info;
 mod mailbox;
+mod rules;
 mod session;
 
 pub use breakpoints::BreakpointView;
@@ -33,6 +36,7 @@ pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;
 pub use mailbox::Mailbox;
+pub use rules::{Outcome, Replacement, Rule, RuleView};
 pub use session::{Enrolment, Order};
 
 use breakpoints::Breakpoints;
@@ -190,6 +194,19 @@ impl Control {
         let id = self.inner.breakpoints.add(filter, control);
         self.reconsider_all();
         id
+    }
+
+    /// Puts `rules` in place of the rules there were (all of them: a rules file read
+    /// again); every live session applies them from its next message. Returns their ids.
+    pub fn set_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
+        let ids = self.inner.breakpoints.set_rules(rules);
+        self.reconsider_all();
+        ids
+    }
+
+    /// The rules, in order, with how often each fired.
+    pub fn rules(&self) -> Vec<RuleView> {
+        self.inner.breakpoints.rule_views()
     }
 
     /// The breakpoints, in the order added.

@@ -9,6 +9,7 @@
 
 use crate::held::{HeldAction, HeldEntry, HeldView};
 use crate::info::SessionInfo;
+use crate::rules::{Outcome, Rule};
 use crate::{lock, Control};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
@@ -242,6 +243,10 @@ impl Enrolment {
                         frame,
                     };
                     records.push(self.about(&view, Action::Held, Decider::Breakpoint, time));
+                    let rule = breakpoint.and_then(|b| self.control.inner.breakpoints.rule(b));
+                    if let Some(rule) = rule {
+                        self.fire(&rule, &view, id);
+                    }
                     self.ids.insert(id, held);
                     let entry = HeldEntry {
                         view,
@@ -282,6 +287,78 @@ impl Enrolment {
             }
         }
         records
+    }
+
+    /// Gives the orders `rule` makes for the message it held (`view`; the relay's
+    /// `relay_id`), through the session's own mailbox, after the rule's delay: the order
+    /// of messages is kept, since those behind it wait.
+    fn fire(&self, rule: &Rule, view: &HeldView, relay_id: HeldId) {
+        if rule.outcome == Outcome::Break {
+            return;
+        }
+        let held = view.id;
+        // Only a message held whole can be rewritten.
+        let whole = view.payload.len() as u64 == view.len;
+        let payload = whole.then(|| rule.rewrite(view.opcode, &view.payload));
+        let kept = match payload {
+            Some(payload) if payload != view.payload => HeldAction::Edit {
+                payload,
+                as_bytes: false,
+            },
+            _ => HeldAction::Forward,
+        };
+        let decide = |action| Request::Decide {
+            held,
+            relay_id,
+            action,
+        };
+        let sender = match view.dir {
+            wstap_wire::Direction::ClientToServer => Side::Client,
+            wstap_wire::Direction::ServerToClient => Side::Server,
+        };
+        let requests = match &rule.outcome {
+            Outcome::Forward | Outcome::Break => vec![decide(kept)],
+            Outcome::Drop => vec![decide(HeldAction::Drop)],
+            Outcome::Respond { opcode, payload } => vec![
+                Request::Inject {
+                    to: sender,
+                    opcode: *opcode,
+                    payload: payload.clone(),
+                    resent: None,
+                },
+                decide(HeldAction::Drop),
+            ],
+            Outcome::Close { to, code, reason } => vec![
+                decide(kept),
+                Request::Close {
+                    to: *to,
+                    code: *code,
+                    reason: reason.clone(),
+                },
+            ],
+            Outcome::Abort => vec![decide(HeldAction::Drop), Request::Abort],
+        };
+        let Some(post) = lock(&self.control.inner.sessions)
+            .get(&self.info.id)
+            .cloned()
+        else {
+            return;
+        };
+        let orders = requests
+            .into_iter()
+            .map(|request| Order::new(request, Decider::Rule, None));
+        match rule.delay {
+            None => orders.for_each(|order| post.send(order)),
+            Some(delay) => {
+                let orders: Vec<Order> = orders.collect();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    for order in orders {
+                        post.send(order);
+                    }
+                });
+            }
+        }
     }
 
     /// The session ended with `lost` still held: each is recorded as never sent.

@@ -850,6 +850,8 @@ pub enum Decider {
     Timeout,
     /// The session's end.
     Session,
+    /// A rule (`--rules`): the intervention's `breakpoint` is its number.
+    Rule,
 }
 
 impl Decider {
@@ -861,6 +863,7 @@ impl Decider {
             Decider::Api => "api",
             Decider::Timeout => "timeout",
             Decider::Session => "session",
+            Decider::Rule => "rule",
         }
     }
 }
