@@ -29,10 +29,11 @@ use std::time::Duration;
 use suite::{against_floor, Bench, MainScenarios, References};
 
 /// Scenario names for `--only`.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "throughput",
     "modes",
     "breakpoints",
+    "rules",
     "latency",
     "fan-in",
     "idle",
@@ -319,6 +320,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     if args.runs("breakpoints") {
         rows.extend(bench.breakpoints().await?);
+    }
+    if args.runs("rules") {
+        rows.extend(bench.rules().await?);
     }
     if args.runs("idle") {
         rows.extend(bench.idle().await?);

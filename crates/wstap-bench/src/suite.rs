@@ -570,36 +570,127 @@ impl Bench {
     /// never matches, so each message is judged whole before it goes on), turn by turn,
     /// each after a direct run, both recording a capture as by default.
     pub async fn breakpoints(&self) -> Result<Vec<Row>, String> {
-        let start = |name: &str, extra: &[&str]| {
+        let judged = [
+            "--break".to_owned(),
+            r#"text~"no message says this""#.to_owned(),
+        ];
+        let rates = self.against_plain("break", &[&judged]).await?;
+        Ok(rates
+            .into_iter()
+            .map(|(size, none_rate, rates)| {
+                let judged_rate = rates[0];
+                let ratio = judged_rate / none_rate;
+                Row {
+                    scenario: format!(
+                        "breakpoint matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                        size_name(size)
+                    ),
+                    direct: format!("{none_rate:.0} (no breakpoint)"),
+                    proxied: format!("{judged_rate:.0}"),
+                    result: format!("ratio {ratio:.2} of none"),
+                    target: ">= 0.95 of none".into(),
+                    met: ratio >= 0.95,
+                    json: json!({"scenario": "breakpoint_nothing", "size": size, "window": THROUGHPUT_WINDOW,
+                                 "none_msgs_per_s": none_rate, "judged_msgs_per_s": judged_rate,
+                                 "ratio": ratio}),
+                }
+            })
+            .collect())
+    }
+
+    /// Rules (`--rules`): ten that select nothing (each reads every message's payload),
+    /// held to no rules; and one that rewrites every message the client sends, reported.
+    pub async fn rules(&self) -> Result<Vec<Row>, String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let nothing: String = (0..10)
+            .map(|n| {
+                format!("[[rule]]\nfilter = 'text~\"no message says this {n}\"'\ndrop = true\n\n")
+            })
+            .collect();
+        let every =
+            "[[rule]]\nfilter = 'dir:c2s'\nreplace = [{ hex = \"a5\", with_hex = \"5a\" }]\n";
+        let mut args = Vec::new();
+        for (name, text) in [
+            ("rules-nothing.toml", nothing.as_str()),
+            ("rules-every.toml", every),
+        ] {
+            let path = self.dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            args.push(vec!["--rules".to_owned(), path.display().to_string()]);
+        }
+        let rates = self.against_plain("rules", &[&args[0], &args[1]]).await?;
+        let mut rows = Vec::new();
+        for (size, none_rate, rates) in rates {
+            let [nothing_rate, every_rate] = [rates[0], rates[1]];
+            let ratio = nothing_rate / none_rate;
+            rows.push(Row {
+                scenario: format!(
+                    "ten rules matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                    size_name(size)
+                ),
+                direct: format!("{none_rate:.0} (no rules)"),
+                proxied: format!("{nothing_rate:.0}"),
+                result: format!("ratio {ratio:.2} of none"),
+                target: ">= 0.95 of none".into(),
+                met: ratio >= 0.95,
+                json: json!({"scenario": "rules_nothing", "size": size, "window": THROUGHPUT_WINDOW,
+                             "none_msgs_per_s": none_rate, "rules_msgs_per_s": nothing_rate,
+                             "ratio": ratio}),
+            });
+            let every_ratio = every_rate / none_rate;
+            rows.push(Row::reference(
+                format!(
+                    "a rule rewriting every client message: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+                    size_name(size)
+                ),
+                format!("{none_rate:.0} (no rules)"),
+                format!("{every_rate:.0}"),
+                format!("ratio {every_ratio:.2} of none"),
+                json!({"scenario": "rules_rewrite_every", "size": size, "window": THROUGHPUT_WINDOW,
+                       "none_msgs_per_s": none_rate, "rules_msgs_per_s": every_rate,
+                       "ratio": every_ratio}),
+            ));
+        }
+        Ok(rows)
+    }
+
+    /// The same echo (64 B and 16 KiB) through a wstap with no extra arguments and
+    /// through one per entry of `variants` (its extra arguments), turn by turn, each after
+    /// a direct run, all recording a capture as by default. Per size: the plain wstap's
+    /// median rate and each variant's.
+    async fn against_plain(
+        &self,
+        name: &str,
+        variants: &[&[String]],
+    ) -> Result<Vec<(usize, f64, Vec<f64>)>, String> {
+        let start = |label: String, extra: &[String]| {
             let mut args = self.wstap_args.clone();
-            args.extend(extra.iter().map(|a| a.to_string()));
+            args.extend(extra.iter().cloned());
             ProxyProcess::start(
                 &self.wstap,
                 Recording::Capture(self.max_capture),
                 &args,
-                &self.dir.join(name),
+                &self.dir.join(label),
                 &self.pki.ca_pem,
             )
         };
-        let none = start("break-none", &[])?;
-        let judged = start(
-            "break-judged",
-            &["--break", r#"text~"no message says this""#],
-        )?;
-        let proxies = [&none, &judged];
+        let mut proxies = vec![start(format!("{name}-none"), &[])?];
+        for (n, extra) in variants.iter().enumerate() {
+            proxies.push(start(format!("{name}-{n}"), extra)?);
+        }
         let route = |proxy: Option<&ProxyProcess>| Route {
             server: self.plain,
             proxy: proxy.map(|p| p.addr),
             tls: None,
             mode: Mode::Connect,
         };
-        let mut rows = Vec::new();
+        let mut out = Vec::new();
         for size in [64usize, 16 * 1024] {
-            let mut rates = [Vec::new(), Vec::new()];
+            let mut rates = vec![Vec::new(); proxies.len()];
             for round in 0..self.plan.rounds {
                 for turn in 0..proxies.len() {
                     let i = (round + turn) % proxies.len();
-                    for proxy in proxies {
+                    for proxy in &proxies {
                         proxy.drain();
                     }
                     // A direct run first: the proxied run then starts on a quiet machine.
@@ -611,7 +702,7 @@ impl Bench {
                     )
                     .await?;
                     let rate = scenarios::throughput(
-                        &route(Some(proxies[i])),
+                        &route(Some(&proxies[i])),
                         size,
                         THROUGHPUT_WINDOW,
                         self.plan.duration(),
@@ -620,26 +711,14 @@ impl Bench {
                     rates[i].push(rate);
                 }
             }
-            let [none_rate, judged_rate] = rates.map(median);
-            let ratio = judged_rate / none_rate;
-            rows.push(Row {
-                scenario: format!(
-                    "breakpoint matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
-                    size_name(size)
-                ),
-                direct: format!("{none_rate:.0} (no breakpoint)"),
-                proxied: format!("{judged_rate:.0}"),
-                result: format!("ratio {ratio:.2} of none"),
-                target: ">= 0.95 of none".into(),
-                met: ratio >= 0.95,
-                json: json!({"scenario": "breakpoint_nothing", "size": size, "window": THROUGHPUT_WINDOW,
-                             "none_msgs_per_s": none_rate, "judged_msgs_per_s": judged_rate,
-                             "ratio": ratio}),
-            });
+            let mut medians = rates.into_iter().map(median);
+            let plain = medians.next().unwrap_or(0.0);
+            out.push((size, plain, medians.collect()));
         }
-        none.stop()?;
-        judged.stop()?;
-        Ok(rows)
+        for proxy in proxies {
+            proxy.stop()?;
+        }
+        Ok(out)
     }
 
     /// One big message each way, on a fresh proxy.
