@@ -274,7 +274,7 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
         ..wstap_control::Settings::default()
     });
     if let Some(path) = &args.rules {
-        let rules = crate::rules::load(path).map_err(|e| AppError::BadInput(e.to_string()))?;
+        let rules = crate::rules::load(path).map_err(AppError::BadInput)?;
         control.set_rules(rules);
     }
     for filter in &args.breakpoints {

@@ -16,7 +16,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::binary::{free_loopback_addr, sigterm, spawn_listening, wstap_command, KillOnDrop};
+use support::binary::{
+    free_loopback_addr, sigterm, spawn_listening, spawn_with_inspector, wstap_command, KillOnDrop,
+};
+use support::web::{get, send_json};
 use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -268,4 +271,77 @@ async fn sighup_reads_the_rules_again_and_a_bad_file_leaves_them_in_force() {
     assert_eq!(answer(proxy, server, "banana").await, "baNaNa");
     drop(child);
     let _ = std::fs::remove_file(&rules);
+}
+
+#[tokio::test]
+async fn rules_are_added_listed_and_removed_through_the_api() {
+    let (server, _) = echo_server().await;
+    // The inspector shows a capture: record one, in the test's own folder.
+    let capture = temp_path("api-rules.capture");
+    let command = {
+        let mut c = wstap_command();
+        c.args(["--no-tls-intercept", "--capture", capture.to_str().unwrap()]);
+        c
+    };
+    let run = spawn_with_inspector(command);
+    let rules = r#"
+[[rule]]
+name = "upper"
+filter = 'dir:c2s'
+replace = [{ regex = "x", with = "X" }]
+"#;
+    let added = send_json(
+        run.web,
+        &run.token,
+        "POST",
+        "/api/rules",
+        &serde_json::json!({ "rules": rules }),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text());
+    let ids = added.json()["ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(answer(run.proxy, server, "xyx").await, "XyX");
+    let listed = get(run.web, &run.token, "/api/rules").await.json();
+    assert_eq!(listed["rules"][0]["name"], "upper", "{listed}");
+    assert_eq!(listed["rules"][0]["hits"], 1, "{listed}");
+
+    // A mistake: 400, naming the field and where in the text.
+    let bad = send_json(
+        run.web,
+        &run.token,
+        "POST",
+        "/api/rules",
+        &serde_json::json!({ "rules": "[[rule]]\nfilter = 'op:text'\ndorp = true" }),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(
+        bad.text().contains("3:1: unknown field `dorp`"),
+        "{}",
+        bad.text()
+    );
+
+    let id = ids[0].as_u64().unwrap();
+    let removed = send_json(
+        run.web,
+        &run.token,
+        "DELETE",
+        &format!("/api/rules/{id}"),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(answer(run.proxy, server, "xyx").await, "xyx");
+    let again = send_json(
+        run.web,
+        &run.token,
+        "DELETE",
+        &format!("/api/rules/{id}"),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(again.status, 404, "{}", again.text());
+    drop(run);
+    let _ = std::fs::remove_dir_all(&capture);
 }

@@ -72,8 +72,13 @@ impl Breakpoints {
     /// Puts `rules` in place of the rules there were, ahead of the breakpoints, in order;
     /// returns their ids.
     pub fn set_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
+        self.write().retain(|b| b.rule.is_none());
+        self.add_rules(rules)
+    }
+
+    /// Adds `rules` after the rules there are, ahead of the breakpoints; returns their ids.
+    pub fn add_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
         let mut list = self.write();
-        list.retain(|b| b.rule.is_none());
         let mut ids = Vec::with_capacity(rules.len());
         let rules: Vec<Arc<Breakpoint>> = rules
             .into_iter()
@@ -90,8 +95,17 @@ impl Breakpoints {
                 })
             })
             .collect();
-        list.splice(0..0, rules);
+        let after_rules = list.iter().take_while(|b| b.rule.is_some()).count();
+        list.splice(after_rules..after_rules, rules);
         ids
+    }
+
+    /// Removes rule `id`; whether there was one.
+    pub fn remove_rule(&self, id: u64) -> bool {
+        let mut list = self.write();
+        let before = list.len();
+        list.retain(|b| b.id != id || b.rule.is_none());
+        list.len() != before
     }
 
     /// Rule `id`, if it is one.

@@ -3,8 +3,8 @@
 use wstap_relay::Refused;
 
 /// Why a command was not carried out. The inspector's API answers the first three and
-/// `Refused` with 409 (the state of the session says no), `NoBreakpoint` with 404 and
-/// `Invalid` with 400.
+/// `Refused` with 409 (the state of the session says no), `NoBreakpoint` and `NoRule`
+/// with 404 and `Invalid` with 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     /// The session is not live: it ended, or it is not a WebSocket relayed by wstap.
@@ -22,6 +22,9 @@ pub enum ControlError {
     /// No breakpoint has that number.
     #[error("there is no breakpoint {0}")]
     NoBreakpoint(u64),
+    /// No rule has that number.
+    #[error("there is no rule {0}")]
+    NoRule(u64),
     /// What was asked for cannot be sent as asked.
     #[error("{0}")]
     Invalid(String),

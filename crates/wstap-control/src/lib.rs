@@ -36,7 +36,7 @@ pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;
 pub use mailbox::Mailbox;
-pub use rules::{Outcome, Replacement, Rule, RuleView};
+pub use rules::{parse_rules, Outcome, Replacement, Rule, RuleView, RulesError};
 pub use session::{Enrolment, Order};
 
 use breakpoints::Breakpoints;
@@ -202,6 +202,23 @@ impl Control {
         let ids = self.inner.breakpoints.set_rules(rules);
         self.reconsider_all();
         ids
+    }
+
+    /// Adds `rules` after the rules there are (ahead of the breakpoints); returns their
+    /// ids.
+    pub fn add_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
+        let ids = self.inner.breakpoints.add_rules(rules);
+        self.reconsider_all();
+        ids
+    }
+
+    /// Removes rule `id`; what it holds for a person stays held.
+    pub fn remove_rule(&self, id: u64) -> Result<(), ControlError> {
+        if !self.inner.breakpoints.remove_rule(id) {
+            return Err(ControlError::NoRule(id));
+        }
+        self.reconsider_all();
+        Ok(())
     }
 
     /// The rules, in order, with how often each fired.

@@ -1,5 +1,6 @@
-//! The API that reaches live sessions (`docs/inspector.md`): breakpoints, the messages
-//! held and the decisions on them, and messages, closes and aborts sent on a session.
+//! The API that reaches live sessions (`docs/inspector.md`): breakpoints and rules, the
+//! messages held and the decisions on them, and messages, closes and aborts sent on a
+//! session.
 //!
 //! What changes something is a POST, PATCH or DELETE with `Content-Type:
 //! application/json`: no cross-site form can send that type, and a foreign page may not
@@ -15,7 +16,9 @@ use bytes::Bytes;
 use hyper::header::{HeaderMap, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use wstap_control::{BreakpointView, Control, ControlError, HeldAction, HeldView, Injection};
+use wstap_control::{
+    BreakpointView, Control, ControlError, HeldAction, HeldView, Injection, RuleView,
+};
 use wstap_filter::Filter;
 use wstap_relay::Side;
 use wstap_trace::Decider;
@@ -32,6 +35,10 @@ pub enum Route {
     Breakpoints,
     /// `breakpoints/ID`
     Breakpoint(u64),
+    /// `rules`
+    Rules,
+    /// `rules/ID`
+    Rule(u64),
     /// `held`
     Held,
     /// `held/ID`
@@ -52,6 +59,8 @@ impl Route {
         match parts.as_slice() {
             ["breakpoints"] => Some(Route::Breakpoints),
             ["breakpoints", id] => Some(Route::Breakpoint(number(id)?)),
+            ["rules"] => Some(Route::Rules),
+            ["rules", id] => Some(Route::Rule(number(id)?)),
             ["held"] => Some(Route::Held),
             ["held", id] => Some(Route::HeldMessage(number(id)?)),
             ["sessions", n, "inject"] => Some(Route::Inject(number(n)?)),
@@ -64,8 +73,9 @@ impl Route {
     /// The methods it answers.
     pub fn allowed(self) -> &'static str {
         match self {
-            Route::Breakpoints => "GET, HEAD, POST",
+            Route::Breakpoints | Route::Rules => "GET, HEAD, POST",
             Route::Breakpoint(_) => "PATCH, DELETE",
+            Route::Rule(_) => "DELETE",
             Route::Held => "GET, HEAD",
             Route::HeldMessage(_) | Route::Inject(_) | Route::Close(_) | Route::Abort(_) => "POST",
         }
@@ -111,8 +121,9 @@ impl Commands {
         body: Bytes,
     ) -> Result<Response<Body>, ApiError> {
         let allowed = match route {
-            Route::Breakpoints => Route::reads(method) || method == Method::POST,
+            Route::Breakpoints | Route::Rules => Route::reads(method) || method == Method::POST,
             Route::Breakpoint(_) => method == Method::PATCH || method == Method::DELETE,
+            Route::Rule(_) => method == Method::DELETE,
             Route::Held => Route::reads(method),
             _ => method == Method::POST,
         };
@@ -127,9 +138,11 @@ impl Commands {
         let Some(control) = &self.control else {
             // A saved capture: nothing held, no breakpoints, and nothing to change.
             return match route {
-                Route::Breakpoints | Route::Held if Route::reads(method) => Ok(json_reply(
-                    &json!({ "held": [], "breakpoints": [], "intercepting": false }),
-                )),
+                Route::Breakpoints | Route::Held | Route::Rules if Route::reads(method) => {
+                    Ok(json_reply(&json!({
+                        "held": [], "breakpoints": [], "rules": [], "intercepting": false
+                    })))
+                }
                 _ => Err(ApiError::conflict(
                     "this inspector shows a capture, not a running proxy: nothing is live",
                 )),
@@ -167,6 +180,25 @@ impl Commands {
                 Ok(json_reply(
                     &view.as_ref().map_or(Value::Null, breakpoint_json),
                 ))
+            }
+            Route::Rules if Route::reads(method) => Ok(json_reply(&json!({
+                "rules": control.rules().iter().map(rule_json).collect::<Vec<_>>(),
+                "intercepting": true,
+            }))),
+            Route::Rules => {
+                // The rules file's own language, as a string: `[[rule]]` tables.
+                let text = string(&body, "rules")?.ok_or_else(|| missing("rules"))?;
+                let rules = wstap_control::parse_rules(text).map_err(|e| {
+                    ApiError::field("rules", format!("\"rules\" has a mistake at {e}"))
+                })?;
+                let ids = control.add_rules(rules);
+                let mut reply = json_reply(&json!({ "ids": ids }));
+                *reply.status_mut() = StatusCode::CREATED;
+                Ok(reply)
+            }
+            Route::Rule(id) => {
+                control.remove_rule(id).map_err(refusal)?;
+                Ok(json_reply(&json!({ "deleted": id })))
             }
             Route::Held => Ok(json_reply(&json!({
                 "held": control.held().iter().map(held_json).collect::<Vec<_>>(),
@@ -346,7 +378,7 @@ fn held_action(body: &Map<String, Value>) -> Result<HeldAction, ApiError> {
 fn refusal(e: ControlError) -> ApiError {
     let reason = e.to_string();
     match e {
-        ControlError::NoBreakpoint(_) => ApiError::not_found(reason),
+        ControlError::NoBreakpoint(_) | ControlError::NoRule(_) => ApiError::not_found(reason),
         ControlError::Invalid(_) => ApiError::bad_request(reason),
         ControlError::NoSession(_)
         | ControlError::NotHeld(_)
@@ -362,6 +394,15 @@ fn breakpoint_json(b: &BreakpointView) -> Value {
         "control": b.control,
         "enabled": b.enabled,
         "hits": b.hits,
+    })
+}
+
+fn rule_json(r: &RuleView) -> Value {
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "filter": r.filter,
+        "hits": r.hits,
     })
 }
 

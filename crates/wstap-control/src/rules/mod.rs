@@ -5,6 +5,9 @@
 //! the session's mailbox as the orders a person would give, so it is carried out, kept
 //! byte-exact where nothing changed, and recorded (decided `by: rule`) the same way.
 
+mod file;
+
+pub use file::{parse_rules, RulesError};
 use serde_json::Value;
 use std::time::Duration;
 use wstap_filter::Filter;
