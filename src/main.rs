@@ -9,6 +9,7 @@ mod compare;
 mod console;
 mod demo;
 mod diff;
+mod endpoint;
 mod export;
 mod frames;
 mod import;

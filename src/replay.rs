@@ -9,6 +9,7 @@
 use crate::captures::{chosen, open_capture, session_messages};
 use crate::compare::Compared;
 use crate::diff::{compared, report, Side};
+use crate::endpoint::Endpoint;
 use crate::AppError;
 use base64::Engine;
 use clap::{Args, ValueEnum};
@@ -17,11 +18,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use wstap_wire::analyzer::{AnalyzerConfig, StreamAnalyzer};
 use wstap_wire::deflate::{parse_extensions, PERMESSAGE_DEFLATE};
 use wstap_wire::handshake::compute_accept;
 use wstap_wire::mask::random_key;
-use wstap_wire::{DeflateParams, Deflater, Direction, FrameBuilder, Opcode, Record, Timestamp};
+use wstap_wire::{DeflateParams, Direction, Opcode};
 
 /// Options of `wstap replay`.
 #[derive(Debug, Args)]
@@ -61,8 +61,6 @@ pub enum Timing {
     Fast,
 }
 
-/// The largest server message kept whole.
-const MAX_MESSAGE: usize = 16 << 20;
 /// Request headers not replayed as recorded: the new connection makes its own.
 const NOT_REPLAYED: [&str; 4] = [
     "sec-websocket-key",
@@ -290,16 +288,7 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
         }
     );
     let mut session = Session {
-        deflater: deflate.map(|p| Deflater::new(p, Direction::ClientToServer)),
-        analyzer: StreamAnalyzer::new(
-            Direction::ServerToClient,
-            AnalyzerConfig {
-                max_frame_capture: MAX_MESSAGE,
-                max_message_capture: MAX_MESSAGE,
-                deflate,
-                other_extension_bits: 0,
-            },
-        ),
+        endpoint: Endpoint::new(Direction::ClientToServer, deflate),
         received: Vec::new(),
         seq: 0,
         server_closed: false,
@@ -370,8 +359,7 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The connection's state once open.
 struct Session {
-    deflater: Option<Deflater>,
-    analyzer: StreamAnalyzer,
+    endpoint: Endpoint,
     received: Vec<Compared>,
     /// Messages of the new session so far, both ways (their numbers).
     seq: u64,
@@ -387,13 +375,7 @@ impl Session {
     }
 
     fn heard(&mut self, bytes: &[u8]) {
-        let mut records = Vec::new();
-        let now = Timestamp(chrono::Utc::now().timestamp_micros());
-        self.analyzer.feed(bytes, now, &mut records);
-        for record in records {
-            let Record::Message(message) = record else {
-                continue;
-            };
+        for message in self.endpoint.heard(bytes) {
             if matches!(
                 message.opcode,
                 Opcode::Text | Opcode::Binary | Opcode::Close
@@ -416,17 +398,7 @@ impl Session {
         opcode: Opcode,
         data: &[u8],
     ) -> std::io::Result<()> {
-        let builder = FrameBuilder::new(opcode).mask(random_key());
-        let frame = match (&mut self.deflater, opcode) {
-            (Some(deflater), Opcode::Text | Opcode::Binary) => {
-                let mut compressed = Vec::new();
-                deflater
-                    .compress(data, &mut compressed)
-                    .map_err(std::io::Error::other)?;
-                builder.rsv1(true).encode(&compressed)
-            }
-            _ => builder.encode(data),
-        };
+        let frame = self.endpoint.frame(opcode, data)?;
         self.seq += 1;
         stream.write_all(&frame).await
     }

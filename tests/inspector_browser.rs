@@ -224,9 +224,15 @@ async fn chromium_scrolls_a_million_messages_to_the_middle_and_the_end() {
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_sets_a_breakpoint_edits_a_held_message_injects_and_aborts() {
+    let rules = temp_path("inspector-rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"shout\"\nfilter = 'dir:c2s text:\"rule me\"'\nreplace = [{ regex = 'rule', with = 'RULE' }]\n",
+    )
+    .unwrap();
     drive_against_echo(
         "intercept",
-        &["--no-tls-intercept"],
+        &["--no-tls-intercept", "--rules", rules.to_str().unwrap()],
         &[
             "9-held",
             "10-composer",

@@ -323,24 +323,13 @@ replace = [{ regex = "x", with = "X" }]
     );
 
     let id = ids[0].as_u64().unwrap();
-    let removed = send_json(
-        run.web,
-        &run.token,
-        "DELETE",
-        &format!("/api/rules/{id}"),
-        &serde_json::json!({}),
-    )
-    .await;
+    let path = format!("/api/rules/{id}");
+    let nothing = serde_json::json!({});
+    let delete = || send_json(run.web, &run.token, "DELETE", &path, &nothing);
+    let removed = delete().await;
     assert_eq!(removed.status, 200, "{}", removed.text());
     assert_eq!(answer(run.proxy, server, "xyx").await, "xyx");
-    let again = send_json(
-        run.web,
-        &run.token,
-        "DELETE",
-        &format!("/api/rules/{id}"),
-        &serde_json::json!({}),
-    )
-    .await;
+    let again = delete().await;
     assert_eq!(again.status, 404, "{}", again.text());
     drop(run);
     let _ = std::fs::remove_dir_all(&capture);

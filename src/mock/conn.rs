@@ -1,21 +1,19 @@
 //! One client of `wstap mock`: its handshake answered as recorded, then the script played
-//! while the client's frames are read, decoded (and inflated) by the wire crate's
-//! analyzer, and matched with the recording.
+//! while the client's messages are read (whole and inflated: [`Endpoint`]) and matched
+//! with the recording.
 
 use super::script::{Match, Matcher, Script, Trigger};
 use super::Options;
+use crate::endpoint::Endpoint;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
-use wstap_wire::analyzer::{AnalyzerConfig, StreamAnalyzer};
 use wstap_wire::deflate::{parse_extensions, Extension, PERMESSAGE_DEFLATE};
 use wstap_wire::handshake::compute_accept;
-use wstap_wire::{DeflateParams, Deflater, Direction, FrameBuilder, Opcode, Record, Timestamp};
+use wstap_wire::{DeflateParams, Direction, Opcode};
 
 /// The longest request head read.
 const MAX_HEAD: usize = 16 * 1024;
-/// The largest client message kept whole for matching.
-const MAX_MESSAGE: usize = 16 << 20;
 /// How long the client has to answer a close before the connection is dropped.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -217,19 +215,12 @@ struct Player<'s> {
     heard_at: Vec<Option<Instant>>,
     next: usize,
     opened: Instant,
-    deflater: Option<Deflater>,
-    analyzer: StreamAnalyzer,
+    endpoint: Endpoint,
     close_sent: bool,
 }
 
 impl<'s> Player<'s> {
     fn new(script: &'s Script, options: &Options, deflate: Option<DeflateParams>) -> Self {
-        let config = AnalyzerConfig {
-            max_frame_capture: MAX_MESSAGE,
-            max_message_capture: MAX_MESSAGE,
-            deflate,
-            other_extension_bits: 0,
-        };
         Player {
             script,
             strict: options.strict,
@@ -237,8 +228,7 @@ impl<'s> Player<'s> {
             heard_at: vec![None; script.client.len()],
             next: 0,
             opened: Instant::now(),
-            deflater: deflate.map(|p| Deflater::new(p, Direction::ServerToClient)),
-            analyzer: StreamAnalyzer::new(Direction::ClientToServer, config),
+            endpoint: Endpoint::new(Direction::ServerToClient, deflate),
             close_sent: false,
         }
     }
@@ -309,13 +299,7 @@ impl<'s> Player<'s> {
         stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
         chunk: &[u8],
     ) -> std::io::Result<Option<String>> {
-        let mut records = Vec::new();
-        let now = Timestamp(chrono::Utc::now().timestamp_micros());
-        self.analyzer.feed(chunk, now, &mut records);
-        for record in records {
-            let Record::Message(message) = record else {
-                continue;
-            };
+        for message in self.endpoint.heard(chunk) {
             let data = message.data.data;
             match message.opcode {
                 Opcode::Text | Opcode::Binary => {
@@ -385,16 +369,7 @@ impl<'s> Player<'s> {
         opcode: Opcode,
         data: &[u8],
     ) -> std::io::Result<()> {
-        let frame = match (&mut self.deflater, opcode) {
-            (Some(deflater), Opcode::Text | Opcode::Binary) => {
-                let mut compressed = Vec::new();
-                deflater
-                    .compress(data, &mut compressed)
-                    .map_err(std::io::Error::other)?;
-                FrameBuilder::new(opcode).rsv1(true).encode(&compressed)
-            }
-            _ => FrameBuilder::new(opcode).encode(data),
-        };
+        let frame = self.endpoint.frame(opcode, data)?;
         stream.write_all(&frame).await
     }
 }

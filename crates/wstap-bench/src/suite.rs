@@ -578,22 +578,14 @@ impl Bench {
         Ok(rates
             .into_iter()
             .map(|(size, none_rate, rates)| {
-                let judged_rate = rates[0];
-                let ratio = judged_rate / none_rate;
-                Row {
-                    scenario: format!(
-                        "breakpoint matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
-                        size_name(size)
-                    ),
-                    direct: format!("{none_rate:.0} (no breakpoint)"),
-                    proxied: format!("{judged_rate:.0}"),
-                    result: format!("ratio {ratio:.2} of none"),
-                    target: ">= 0.95 of none".into(),
-                    met: ratio >= 0.95,
-                    json: json!({"scenario": "breakpoint_nothing", "size": size, "window": THROUGHPUT_WINDOW,
-                                 "none_msgs_per_s": none_rate, "judged_msgs_per_s": judged_rate,
-                                 "ratio": ratio}),
-                }
+                nothing_selected(
+                    "breakpoint",
+                    "no breakpoint",
+                    "breakpoint_nothing",
+                    size,
+                    none_rate,
+                    rates[0],
+                )
             })
             .collect())
     }
@@ -622,21 +614,14 @@ impl Bench {
         let mut rows = Vec::new();
         for (size, none_rate, rates) in rates {
             let [nothing_rate, every_rate] = [rates[0], rates[1]];
-            let ratio = nothing_rate / none_rate;
-            rows.push(Row {
-                scenario: format!(
-                    "ten rules matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
-                    size_name(size)
-                ),
-                direct: format!("{none_rate:.0} (no rules)"),
-                proxied: format!("{nothing_rate:.0}"),
-                result: format!("ratio {ratio:.2} of none"),
-                target: ">= 0.95 of none".into(),
-                met: ratio >= 0.95,
-                json: json!({"scenario": "rules_nothing", "size": size, "window": THROUGHPUT_WINDOW,
-                             "none_msgs_per_s": none_rate, "rules_msgs_per_s": nothing_rate,
-                             "ratio": ratio}),
-            });
+            rows.push(nothing_selected(
+                "ten rules",
+                "no rules",
+                "rules_nothing",
+                size,
+                none_rate,
+                nothing_rate,
+            ));
             let every_ratio = every_rate / none_rate;
             rows.push(Row::reference(
                 format!(
@@ -1118,6 +1103,33 @@ impl Routes {
 }
 
 /// `64 B`, `16 KiB`: a message size as the report names it.
+/// The row of `what` (a breakpoint, ten rules) selecting nothing, at `size`: its rate
+/// held to the rate with `none` (no breakpoint, no rules).
+fn nothing_selected(
+    what: &str,
+    none: &str,
+    name: &str,
+    size: usize,
+    none_rate: f64,
+    rate: f64,
+) -> Row {
+    let ratio = rate / none_rate;
+    Row {
+        scenario: format!(
+            "{what} matching nothing: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
+            size_name(size)
+        ),
+        direct: format!("{none_rate:.0} ({none})"),
+        proxied: format!("{rate:.0}"),
+        result: format!("ratio {ratio:.2} of none"),
+        target: ">= 0.95 of none".into(),
+        met: ratio >= 0.95,
+        json: json!({"scenario": name, "size": size, "window": THROUGHPUT_WINDOW,
+                     "none_msgs_per_s": none_rate, "judged_msgs_per_s": rate,
+                     "ratio": ratio}),
+    }
+}
+
 fn size_name(size: usize) -> String {
     if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)

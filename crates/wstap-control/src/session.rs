@@ -242,8 +242,12 @@ impl Enrolment {
                         breakpoint,
                         frame,
                     };
-                    records.push(self.about(&view, Action::Held, Decider::Breakpoint, time));
                     let rule = breakpoint.and_then(|b| self.control.inner.breakpoints.rule(b));
+                    let by = match rule {
+                        Some(_) => Decider::Rule,
+                        None => Decider::Breakpoint,
+                    };
+                    records.push(self.about(&view, Action::Held, by, time));
                     if let Some(rule) = rule {
                         self.fire(&rule, &view, id);
                     }

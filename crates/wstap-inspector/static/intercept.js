@@ -1,4 +1,5 @@
-// Interception: the breakpoints, the messages held now, and the editor of the one chosen.
+// Interception: the breakpoints and rules, the messages held now, and the editor of the
+// one chosen.
 // The live feed says when either changes; everything done here is a call of the API
 // (docs/inspector.md), and the capture records it as the inspector's decision.
 //
@@ -29,6 +30,7 @@ export class InterceptPanel {
     this.onCount = onCount;
     this.held = [];
     this.breakpoints = [];
+    this.rules = [];
     this.chosen = null;
     this.mode = 'Text';
     this.modeOf = null;
@@ -61,9 +63,10 @@ export class InterceptPanel {
 
   async load() {
     try {
-      const [held, breakpoints] = await Promise.all([get('held'), get('breakpoints')]);
+      const [held, breakpoints, rules] = await Promise.all([get('held'), get('breakpoints'), get('rules')]);
       this.held = held.held;
       this.breakpoints = breakpoints.breakpoints;
+      this.rules = rules.rules;
       // A saved capture has no live sessions: nothing to intercept.
       this.available = held.intercepting;
     } catch (e) {
@@ -83,6 +86,7 @@ export class InterceptPanel {
 
   render() {
     this.renderBreakpoints();
+    this.renderRules();
     this.renderQueue();
     this.renderEditor();
   }
@@ -99,6 +103,19 @@ export class InterceptPanel {
       el('button', { class: 'icon', title: 'remove', text: '✕', onclick: () => this.call('DELETE', `breakpoints/${b.id}`) })));
     replace($('#breakpoint-list'), items.length ? items
       : el('li', { class: 'muted', text: 'No breakpoints: messages flow. Add a filter above (e.g. dir:c2s and text~"login").' }));
+  }
+
+  /** The rules in force (hidden when there are none): each one's name, filter and hits. */
+  renderRules() {
+    const any = this.rules.length > 0;
+    $('#rules-bar').hidden = !any;
+    $('#rule-list').hidden = !any;
+    $('#rules-count').textContent = `${count(this.rules.length)} rule${this.rules.length === 1 ? '' : 's'}`;
+    replace($('#rule-list'), this.rules.map((r) => el('li', { class: 'on', 'data-id': r.id },
+      el('span', { class: 'chip', title: `rule ${r.id}: what it holds is decided by the rule`, text: r.name }),
+      el('code', { class: 'grow', text: r.filter }),
+      el('span', { class: 'count', text: `${count(r.hits)} hit${r.hits === 1 ? '' : 's'}` }),
+      el('button', { class: 'icon', title: 'remove', text: '✕', onclick: () => this.call('DELETE', `rules/${r.id}`) }))));
   }
 
   renderQueue() {

@@ -259,7 +259,7 @@ export class SessionView {
       const what = [
         i.held !== undefined ? `held message ${i.held}` : null,
         i.frame !== undefined ? `ending with frame ${i.frame}` : null,
-        i.breakpoint !== undefined ? `breakpoint ${i.breakpoint}` : null,
+        i.breakpoint !== undefined ? `${i.by === 'rule' ? 'rule' : 'breakpoint'} ${i.breakpoint}` : null,
         i.code !== undefined ? `code ${i.code}${i.reason ? ` “${i.reason}”` : ''}` : null,
         i.bytes !== undefined ? `${size(i.bytes)} kept when it was let go` : null,
       ].filter(Boolean).join(', ');

@@ -307,6 +307,14 @@ async function intercept() {
   await page.waitForSelector("#breakpoint-list li code:has-text('json.action')");
   check(true, "the breakpoint is listed");
 
+  // The rules wstap started with: listed, with how often each fired.
+  ws.send("rule me");
+  for (let i = 0; i < 100 && !received.includes("RULE me"); i++) await new Promise((r) => setTimeout(r, 50));
+  check(received.includes("RULE me"), `the rule rewrote the message (echoes: ${received.join(" | ")})`);
+  await page.waitForSelector("#rule-list:not([hidden]) li .chip:has-text('shout')");
+  await page.waitForFunction(() => document.querySelector("#rule-list li .count")?.textContent === "1 hit");
+  check((await page.textContent("#rule-list li code")).includes("rule me"), "the rule's filter is listed");
+
   // Held: the header counts it on every view, and so does the page's title.
   ws.send(JSON.stringify({ action: "buy", item: "tea", qty: 1 }));
   await page.waitForSelector("#held-badge:not([hidden])", { timeout: 10000 });
@@ -378,9 +386,14 @@ async function intercept() {
   await page.waitForFunction(() => document.querySelector("#tab-interventions").textContent.includes("aborted"), null, { timeout: 10000 });
   const done = await page.$$eval("#tab-interventions tbody tr", (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join("|")));
   const actions = done.map((r) => r.split("|")[1]);
-  check(JSON.stringify(actions) === JSON.stringify(["held", "edited", "held", "forwarded", "injected", "injected", "aborted"]),
+  // The rule's first (held and rewritten by the rule), then the page's.
+  check(JSON.stringify(actions) === JSON.stringify(["held", "edited", "held", "edited", "held", "forwarded", "injected", "injected", "aborted"]),
     `the interventions, in order: ${actions.join(", ")}`);
-  check(done[1].includes("inspector") && done[1].includes("\"qty\": 100"), "the edit: who decided, and what was sent");
+  const deciders = done.slice(0, 4).map((r) => r.split("|")[3]);
+  check(JSON.stringify(deciders) === JSON.stringify(["rule", "rule", "breakpoint", "inspector"]),
+    `who decided: ${deciders.join(", ")}`);
+  check(done[0].includes("rule 1"), `a rule's hold names the rule: ${done[0]}`);
+  check(done[3].includes("inspector") && done[3].includes("\"qty\": 100"), "the edit: who decided, and what was sent");
   await shot(page, "11-interventions");
   // The traffic says it too: the message as the client sent it, marked edited.
   await page.click("#session-tabs button[data-tab=records]");
