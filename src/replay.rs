@@ -49,6 +49,11 @@ pub struct ReplayArgs {
     /// Do not verify a wss server's certificate.
     #[arg(long)]
     pub insecure: bool,
+    /// Go through this HTTP proxy (`http://[user:password@]host:port`, a `CONNECT`
+    /// tunnel): a running wstap records the replayed session into its capture (over wss,
+    /// wstap's own CA is trusted then, as the proxy presents its certificates).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
 }
 
 /// When the client's messages go out.
@@ -68,6 +73,16 @@ const NOT_REPLAYED: [&str; 4] = [
     "proxy-connection",
     "proxy-authorization",
 ];
+
+/// The client's side of the recording.
+struct Plan {
+    /// Its data messages.
+    messages: Vec<Planned>,
+    /// How many data messages the server sent.
+    expected: usize,
+    /// Its close's payload.
+    close: Vec<u8>,
+}
 
 /// A client message to send, and when.
 struct Planned {
@@ -94,12 +109,21 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
     let messages = session_messages(&capture, session)?;
     let mut plan = Vec::new();
     let mut server_before = 0;
+    // The client's close as recorded (a close with no code stays one), else 1000.
+    let mut close = 1000u16.to_be_bytes().to_vec();
+    let mut client_closed = false;
     for m in &messages {
         let message = &m.message;
         let opcode = Opcode::from_bits(message.opcode);
         let data_message = matches!(opcode, Opcode::Text | Opcode::Binary);
         match message.dir {
             Direction::ServerToClient if data_message => server_before += 1,
+            Direction::ClientToServer
+                if opcode == Opcode::Close && message.origin.is_wire() && !client_closed =>
+            {
+                client_closed = true;
+                close = message.payload.bytes.clone();
+            }
             Direction::ClientToServer if data_message && message.origin.is_wire() => {
                 if message.payload.truncated || message.payload.dropped {
                     return Err(bad(format!(
@@ -123,6 +147,11 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
         .iter()
         .filter(|m| m.opcode != Opcode::Close)
         .count();
+    let plan = Plan {
+        messages: plan,
+        expected,
+        close,
+    };
     let url = args.to.clone().unwrap_or_else(|| exchange.url.clone());
     let target = Target::parse(&url).map_err(AppError::BadInput)?;
     let headers: Vec<(String, String)> = exchange
@@ -134,20 +163,31 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
         .collect();
     println!(
         "wstap replay: session {session} to {url}: {} client messages, {} server messages recorded",
-        plan.len(),
-        expected
+        plan.messages.len(),
+        plan.expected
     );
-    let tcp = timeout(
-        Duration::from_secs(10),
-        TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .map_err(|_| AppError::Export(format!("connecting to {url}: timed out")))?
-    .map_err(|e| AppError::Export(format!("connecting to {url}: {e}")))?;
+    let tcp = match &args.proxy {
+        None => connect(&target.host, target.port).await?,
+        Some(proxy) => {
+            let proxy = ProxyUrl::parse(proxy).map_err(AppError::BadInput)?;
+            let mut tunnel = connect(&proxy.host, proxy.port).await?;
+            open_tunnel(&mut tunnel, &proxy, &target).await?;
+            tunnel
+        }
+    };
     let wait = Duration::from_secs_f64(args.wait.max(0.0));
     let received = if target.tls {
+        let mut upstream_ca = args.upstream_ca.clone();
+        if args.proxy.is_some() {
+            // A wstap in the way presents certificates of its CA: trust it too.
+            let own = crate::run::ca_dir(None)
+                .map(|dir| dir.join(wstap_proxy::tls::ca::CERT_PEM))
+                .ok()
+                .filter(|pem| pem.is_file());
+            upstream_ca.extend(own);
+        }
         let config = wstap_proxy::tls::upstream_client_config(&wstap_proxy::TlsConfig {
-            upstream_ca: args.upstream_ca.clone(),
+            upstream_ca,
             insecure: args.insecure,
             ..wstap_proxy::TlsConfig::default()
         })
@@ -157,11 +197,85 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
             .connect(name, tcp)
             .await
             .map_err(|e| AppError::Export(format!("TLS with {url}: {e}")))?;
-        play(tls, &target, &headers, &plan, expected, args.timing, wait).await?
+        play(tls, &target, &headers, &plan, args.timing, wait).await?
     } else {
-        play(tcp, &target, &headers, &plan, expected, args.timing, wait).await?
+        play(tcp, &target, &headers, &plan, args.timing, wait).await?
     };
     report(&recorded, &received, &args.ignore)
+}
+
+/// A TCP connection to `host:port`, within 10 s.
+async fn connect(host: &str, port: u16) -> Result<TcpStream, AppError> {
+    timeout(Duration::from_secs(10), TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| AppError::Export(format!("connecting to {host}:{port}: timed out")))?
+        .map_err(|e| AppError::Export(format!("connecting to {host}:{port}: {e}")))
+}
+
+/// An HTTP proxy to tunnel through: `http://[user:password@]host:port`.
+#[derive(Debug, PartialEq, Eq)]
+struct ProxyUrl {
+    host: String,
+    port: u16,
+    /// `user:password`, for `Proxy-Authorization: Basic`.
+    credentials: Option<String>,
+}
+
+impl ProxyUrl {
+    fn parse(url: &str) -> Result<ProxyUrl, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("--proxy {url}: not an http:// URL"))?;
+        let rest = rest.trim_end_matches('/');
+        let (credentials, authority) = match rest.rsplit_once('@') {
+            Some((credentials, authority)) => (Some(credentials.to_owned()), authority),
+            None => (None, rest),
+        };
+        // The port is required: a proxy has no default one worth guessing.
+        let (host, port) = authority
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("--proxy {url}: give the proxy's host:port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("--proxy {url}: no host"));
+        }
+        Ok(ProxyUrl {
+            host: host.to_owned(),
+            port,
+            credentials,
+        })
+    }
+}
+
+/// Asks `proxy` (already connected on `stream`) for a tunnel to `target`.
+async fn open_tunnel(
+    stream: &mut TcpStream,
+    proxy: &ProxyUrl,
+    target: &Target,
+) -> Result<(), AppError> {
+    let host = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let mut request = format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n");
+    if let Some(credentials) = &proxy.credentials {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| AppError::Export(format!("asking the proxy for a tunnel: {e}")))?;
+    let (status, _, rest) = read_response(stream).await?;
+    if !(200..300).contains(&status) || !rest.is_empty() {
+        return Err(AppError::Export(format!(
+            "the proxy answered CONNECT {host} with {status}"
+        )));
+    }
+    Ok(())
 }
 
 fn rustls_pki_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, AppError> {
@@ -235,8 +349,7 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     target: &Target,
     headers: &[(String, String)],
-    plan: &[Planned],
-    expected: usize,
+    plan: &Plan,
     timing: Timing,
     wait: Duration,
 ) -> Result<Vec<Compared>, AppError> {
@@ -301,7 +414,7 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
     let mut close_sent: Option<Instant> = None;
     loop {
         let data_received = session.data_received();
-        let due = match plan.get(next) {
+        let due = match plan.messages.get(next) {
             _ if close_sent.is_some() => None,
             Some(planned) => Some(match timing {
                 Timing::Original => opened + planned.offset,
@@ -309,15 +422,14 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
                 Timing::Fast => last_activity + wait,
             }),
             // Everything sent: close once the server's due answers came, or it went quiet.
-            None if data_received >= expected => Some(Instant::now()),
+            None if data_received >= plan.expected => Some(Instant::now()),
             None => Some(last_activity + wait),
         };
         if session.server_closed {
             if close_sent.is_none() {
-                // The server closed first: answer its close, as a client must.
-                let _ = session
-                    .send(&mut stream, Opcode::Close, &1000u16.to_be_bytes())
-                    .await;
+                // The server closed first: answer its close with its code, as a client must.
+                let code = session.server_close_code();
+                let _ = session.send(&mut stream, Opcode::Close, &code).await;
             }
             break;
         }
@@ -336,7 +448,7 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             },
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                match plan.get(next) {
+                match plan.messages.get(next) {
                     Some(planned) => {
                         session.send(&mut stream, planned.opcode, &planned.data).await
                             .map_err(|e| failed("sending a message", e))?;
@@ -344,7 +456,7 @@ async fn play<S: AsyncRead + AsyncWrite + Unpin>(
                         last_activity = Instant::now();
                     }
                     None => {
-                        session.send(&mut stream, Opcode::Close, &1000u16.to_be_bytes()).await
+                        session.send(&mut stream, Opcode::Close, &plan.close).await
                             .map_err(|e| failed("sending the close", e))?;
                         close_sent = Some(Instant::now());
                     }
@@ -367,6 +479,15 @@ struct Session {
 }
 
 impl Session {
+    /// The code of the server's close (as its first two bytes), or none.
+    fn server_close_code(&self) -> Vec<u8> {
+        self.received
+            .iter()
+            .find(|m| m.opcode == Opcode::Close)
+            .map(|m| m.data.iter().take(2).copied().collect())
+            .unwrap_or_default()
+    }
+
     fn data_received(&self) -> usize {
         self.received
             .iter()
@@ -485,5 +606,23 @@ mod tests {
         assert!(Target::parse("http://host/").is_err());
         assert!(Target::parse("ws://host:99999/").is_err());
         assert!(Target::parse("ws:///path").is_err());
+    }
+
+    #[test]
+    fn proxies_from_urls() {
+        assert_eq!(
+            ProxyUrl::parse("http://127.0.0.1:8888").unwrap(),
+            ProxyUrl {
+                host: "127.0.0.1".into(),
+                port: 8888,
+                credentials: None
+            }
+        );
+        let p = ProxyUrl::parse("http://ann:s3cret@[::1]:3128/").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("::1", 3128));
+        assert_eq!(p.credentials.as_deref(), Some("ann:s3cret"));
+        assert!(ProxyUrl::parse("socks5://127.0.0.1:1080").is_err());
+        assert!(ProxyUrl::parse("http://127.0.0.1").is_err());
+        assert!(ProxyUrl::parse("http://:8888").is_err());
     }
 }

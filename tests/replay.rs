@@ -138,3 +138,90 @@ fn diff_and_replay_refuse_bad_operands_with_a_reason() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// A tokio-tungstenite session of `texts` to the echo server at `server`, through the
+/// wstap at `proxy`, closed by the client.
+async fn echo_session(proxy: std::net::SocketAddr, server: std::net::SocketAddr, texts: &[&str]) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = ws_client(proxy, server).await;
+    for text in texts {
+        ws.send(Message::text(*text)).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), *text);
+    }
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// The texts of `session`'s client messages in `capture`.
+fn client_texts(capture: &Path, session: u64) -> Vec<String> {
+    let store = wstap_store::Capture::open(capture).unwrap();
+    let all = wstap_filter::Filter::parse("dir:c2s op:text").unwrap();
+    store
+        .messages(Some(session), &all, wstap_store::Position::From(0), 100)
+        .unwrap()
+        .into_iter()
+        .map(|m| String::from_utf8(m.message.payload.bytes).unwrap())
+        .collect()
+}
+
+// Multi-threaded: the echo server runs while the test waits for wstap's commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
+    let (server, _) = echo_server().await;
+    let recorded = temp_path("replay-recorded.capture");
+    let mut command = wstap_command();
+    command.args(["-q", "--capture", recorded.to_str().unwrap()]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    echo_session(proxy, server, &["one", "two"]).await;
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    let session = sessions(&recorded)[0];
+
+    let replayed = temp_path("replay-replayed.capture");
+    let mut command = wstap_command();
+    command.args(["-q", "--capture", replayed.to_str().unwrap()]);
+    let (child, second) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    let (out, stdout) = run(&[
+        "replay",
+        recorded.to_str().unwrap(),
+        "--session",
+        &session.to_string(),
+        "--proxy",
+        &format!("http://{second}"),
+        "--timing",
+        "fast",
+    ]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+    assert!(
+        stdout.contains("3 same, 0 changed"),
+        "two echoes and the close: {stdout}"
+    );
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    let again = sessions(&replayed);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(client_texts(&replayed, again[0]), ["one", "two"]);
+    assert_eq!(client_texts(&recorded, session), ["one", "two"]);
+
+    // A proxy that is not there, or refuses: a one-line error.
+    let (out, _) = run(&[
+        "replay",
+        recorded.to_str().unwrap(),
+        "--session",
+        &session.to_string(),
+        "--proxy",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().count(),
+        1,
+        "{out:?}"
+    );
+    let _ = std::fs::remove_dir_all(&recorded);
+    let _ = std::fs::remove_dir_all(&replayed);
+}
