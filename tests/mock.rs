@@ -337,6 +337,22 @@ async fn several_sessions_are_served_at_their_recorded_paths() {
     assert_eq!(converse(&mut beta, &["b1"]).await, ["b1"]);
     let (mut alpha, _) = connect(&addr, "/alpha?x=1").await.unwrap();
     assert_eq!(converse(&mut alpha, &["a1", "a2"]).await, ["a1", "a2"]);
+    // Not a WebSocket handshake, or not HTTP at all: a 400 that says why.
+    for (request, why) in [
+        (
+            "GET /beta HTTP/1.1\r\nHost: x\r\n\r\n",
+            "not a WebSocket upgrade",
+        ),
+        ("\x16\x03\x01 not http\r\n\r\n", "not a GET request"),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        raw.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains(why), "{answer}");
+    }
     // A path nobody recorded: a 404 that says so.
     let refused = connect(&addr, "/gamma").await;
     match refused {
