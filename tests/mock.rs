@@ -10,12 +10,13 @@
 mod support;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::binary::{free_loopback_addr, sigterm, spawn_listening, wstap_command, KillOnDrop};
+use support::binary::{
+    collect_lines, free_loopback_addr, sigterm, spawn_listening, wstap_command, KillOnDrop,
+};
 use support::*;
 
 const PYTHON_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/python_mock.py");
@@ -93,13 +94,7 @@ fn mock(
         .expect("wstap mock starts");
     let stdout = child.stdout.take().unwrap();
     let child = KillOnDrop(child);
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let lines = collect_lines(stdout);
     let deadline = Instant::now() + Duration::from_secs(20);
     let url = loop {
         let found = lines.lock().unwrap().iter().find_map(|line: &String| {

@@ -11,13 +11,13 @@ mod support;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::binary::{
-    free_loopback_addr, sigterm, spawn_listening, spawn_with_inspector, wstap_command, KillOnDrop,
+    collect_lines, free_loopback_addr, sigterm, spawn_listening, spawn_with_inspector,
+    wstap_command, KillOnDrop,
 };
 use support::web::{get, send_json};
 use support::*;
@@ -190,13 +190,7 @@ fn proxy_with_rules(rules: &Path) -> (KillOnDrop, std::net::SocketAddr, Arc<Mute
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let child = KillOnDrop(child);
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let lines = collect_lines(stderr);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "wstap did not start");

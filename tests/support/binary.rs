@@ -153,6 +153,25 @@ pub fn follow_stderr(
     (rx.recv_timeout(Duration::from_secs(10)).ok(), text)
 }
 
+/// The lines `output` (a child's stdout or stderr) prints, collected as they come on a
+/// thread of their own (so the pipe never fills).
+pub fn collect_lines(
+    output: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
 /// `http://ADDR/?token=T` as its address and token.
 pub fn parse_inspector_url(url: &str) -> (SocketAddr, String) {
     let rest = url.strip_prefix("http://").expect("an http URL");

@@ -6,7 +6,7 @@ mod support;
 use support::*;
 use wstap_filter::Filter;
 use wstap_store::{Capture, CaptureInfo, CaptureWriter, Position, Rows, StoreError};
-use wstap_trace::{BusEvent, Outcome, Sink};
+use wstap_trace::{BusEvent, Sink};
 use wstap_wire::FrameBuilder;
 
 /// 300 binary messages of 20,000 bytes from the server, each numbered in its first bytes.
@@ -19,18 +19,7 @@ fn busy(id: u64) -> SessionSpec {
         })
         .chain([client_text("the last word")])
         .collect();
-    SessionSpec {
-        id,
-        host: "busy.example".into(),
-        port: 80,
-        path: "/feed".into(),
-        tls: false,
-        status: 101,
-        subprotocol: None,
-        deflate: false,
-        outcome: Some(Outcome::Closed),
-        frames,
-    }
+    SessionSpec::plain(id, "busy.example", "/feed", frames)
 }
 
 /// Writes `events` bounded at `bound` bytes, committing every `batch` events, and

@@ -9,7 +9,7 @@ mod support;
 use support::*;
 use wstap_filter::Filter;
 use wstap_store::{layout, Capture, Position, Rows, StoredMessage};
-use wstap_trace::{BusEvent, Event, Message, MessageOrigin, Outcome};
+use wstap_trace::{BusEvent, Event, Message, MessageOrigin};
 use wstap_wire::{Direction, FrameBuilder, Opcode};
 
 /// A small deterministic generator: the sessions are the same in every run.
@@ -44,18 +44,7 @@ fn long_session(id: u64, rng: &mut Lcg) -> SessionSpec {
             _ => frames.push(client_text(&format!("c{n}"))),
         }
     }
-    SessionSpec {
-        id,
-        host: "seek.test".into(),
-        port: 80,
-        path: "/".into(),
-        tls: false,
-        status: 101,
-        subprotocol: None,
-        deflate: false,
-        outcome: Some(Outcome::Closed),
-        frames,
-    }
+    SessionSpec::plain(id, "seek.test", "/", frames)
 }
 
 /// A message wstap wrote itself (no frame of it was read).

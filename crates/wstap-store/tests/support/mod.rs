@@ -45,6 +45,25 @@ pub struct SessionSpec {
     pub frames: Vec<(Direction, Vec<u8>)>,
 }
 
+impl SessionSpec {
+    /// A plain (ws, port 80) session to `host` at `path` that ended with a close, made of
+    /// `frames`.
+    pub fn plain(id: u64, host: &str, path: &str, frames: Vec<(Direction, Vec<u8>)>) -> Self {
+        SessionSpec {
+            id,
+            host: host.into(),
+            port: 80,
+            path: path.into(),
+            tls: false,
+            status: 101,
+            subprotocol: None,
+            deflate: false,
+            outcome: Some(Outcome::Closed),
+            frames,
+        }
+    }
+}
+
 /// The bus events a session makes: start, handshake, the analyzer's records for its
 /// frames, and (when it ended) its end.
 pub fn session_events(spec: &SessionSpec) -> Vec<BusEvent> {
