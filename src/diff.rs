@@ -66,11 +66,12 @@ pub fn diff(args: &DiffArgs) -> Result<(), AppError> {
     report(&first, &second, &args.ignore)
 }
 
-/// The data messages (and closes) a side sent, as compared.
+/// The data messages (and closes) a side sent, as compared: what the peers sent, not
+/// what wstap wrote in their place or beside them (edits, injections).
 pub fn compared(messages: Vec<wstap_store::StoredMessage>, side: Side) -> Vec<Compared> {
     messages
         .into_iter()
-        .filter(|m| side.keeps(m.message.dir))
+        .filter(|m| side.keeps(m.message.dir) && m.message.origin.is_wire())
         .filter(|m| {
             matches!(
                 Opcode::from_bits(m.message.opcode),

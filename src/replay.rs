@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
+use wstap_store::StoredMessage;
 use wstap_wire::deflate::{parse_extensions, PERMESSAGE_DEFLATE};
 use wstap_wire::handshake::compute_accept;
 use wstap_wire::mask::random_key;
@@ -41,8 +42,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "PATH")]
     pub ignore: Vec<String>,
     /// How long to wait for answers the server is still due, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub wait: f64,
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    pub wait: Duration,
     /// Trust this CA (PEM) for a wss server as well as the platform's roots (repeatable).
     #[arg(long, value_name = "FILE")]
     pub upstream_ca: Vec<PathBuf>,
@@ -93,6 +94,49 @@ struct Planned {
     after_server: usize,
 }
 
+impl Plan {
+    /// What the client did in `messages` (a session's, in order), from `opened_us`.
+    fn of(messages: &[StoredMessage], opened_us: i64) -> Result<Plan, String> {
+        let mut planned = Vec::new();
+        let mut server_before = 0;
+        // The client's close as recorded (a close with no code stays one), else 1000.
+        let mut close = None;
+        for m in messages {
+            let message = &m.message;
+            let opcode = Opcode::from_bits(message.opcode);
+            let data_message = matches!(opcode, Opcode::Text | Opcode::Binary);
+            let from_the_peer = message.origin.is_wire();
+            match message.dir {
+                Direction::ServerToClient if data_message && from_the_peer => server_before += 1,
+                Direction::ClientToServer if opcode == Opcode::Close && from_the_peer => {
+                    close.get_or_insert_with(|| message.payload.bytes.clone());
+                }
+                Direction::ClientToServer if data_message && from_the_peer => {
+                    if message.payload.truncated || message.payload.dropped {
+                        return Err(format!(
+                            "client message {} was not kept whole in the capture",
+                            m.seq
+                        ));
+                    }
+                    let offset = message.time.timestamp_micros() - opened_us;
+                    planned.push(Planned {
+                        opcode,
+                        data: message.payload.bytes.clone(),
+                        offset: Duration::from_micros(u64::try_from(offset).unwrap_or(0)),
+                        after_server: server_before,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(Plan {
+            messages: planned,
+            expected: server_before,
+            close: close.unwrap_or_else(|| 1000u16.to_be_bytes().to_vec()),
+        })
+    }
+}
+
 /// Runs `wstap replay`.
 pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
     let path = chosen(args.capture.as_deref())?;
@@ -107,51 +151,8 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
     let opened_us =
         exchange.time.timestamp_micros() + stored.handshake.duration_us.map_or(0, |d| d as i64);
     let messages = session_messages(&capture, session)?;
-    let mut plan = Vec::new();
-    let mut server_before = 0;
-    // The client's close as recorded (a close with no code stays one), else 1000.
-    let mut close = 1000u16.to_be_bytes().to_vec();
-    let mut client_closed = false;
-    for m in &messages {
-        let message = &m.message;
-        let opcode = Opcode::from_bits(message.opcode);
-        let data_message = matches!(opcode, Opcode::Text | Opcode::Binary);
-        match message.dir {
-            Direction::ServerToClient if data_message => server_before += 1,
-            Direction::ClientToServer
-                if opcode == Opcode::Close && message.origin.is_wire() && !client_closed =>
-            {
-                client_closed = true;
-                close = message.payload.bytes.clone();
-            }
-            Direction::ClientToServer if data_message && message.origin.is_wire() => {
-                if message.payload.truncated || message.payload.dropped {
-                    return Err(bad(format!(
-                        "client message {} was not kept whole in the capture",
-                        m.seq
-                    )));
-                }
-                let offset = message.time.timestamp_micros() - opened_us;
-                plan.push(Planned {
-                    opcode,
-                    data: message.payload.bytes.clone(),
-                    offset: Duration::from_micros(u64::try_from(offset).unwrap_or(0)),
-                    after_server: server_before,
-                });
-            }
-            _ => {}
-        }
-    }
+    let plan = Plan::of(&messages, opened_us).map_err(bad)?;
     let recorded = compared(messages, Side::Server);
-    let expected = recorded
-        .iter()
-        .filter(|m| m.opcode != Opcode::Close)
-        .count();
-    let plan = Plan {
-        messages: plan,
-        expected,
-        close,
-    };
     let url = args.to.clone().unwrap_or_else(|| exchange.url.clone());
     let target = Target::parse(&url).map_err(AppError::BadInput)?;
     let headers: Vec<(String, String)> = exchange
@@ -175,7 +176,7 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
             tunnel
         }
     };
-    let wait = Duration::from_secs_f64(args.wait.max(0.0));
+    let wait = args.wait;
     let received = if target.tls {
         let mut upstream_ca = args.upstream_ca.clone();
         if args.proxy.is_some() {
@@ -202,6 +203,15 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
         play(tcp, &target, &headers, &plan, args.timing, wait).await?
     };
     report(&recorded, &received, &args.ignore)
+}
+
+/// A number of seconds (`2`, `0.5`), at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=86_400.0).contains(s))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds from 0 to 86400"))
 }
 
 /// A TCP connection to `host:port`, within 10 s.
@@ -606,6 +616,14 @@ mod tests {
         assert!(Target::parse("http://host/").is_err());
         assert!(Target::parse("ws://host:99999/").is_err());
         assert!(Target::parse("ws:///path").is_err());
+    }
+
+    #[test]
+    fn waits_are_seconds_within_a_day() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["-1", "inf", "NaN", "1e9", "soon"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -117,7 +117,18 @@ fn rule(number: usize, spec: RuleSpec) -> Result<Rule, Mistake> {
         .into_iter()
         .map(replacement)
         .collect::<Result<Vec<_>, _>>()?;
-    let delay = spec.delay.map(|d| Duration::from_millis(*d.get_ref()));
+    /// The longest delay a rule may ask for: a day.
+    const MAX_DELAY_MS: u64 = 86_400_000;
+    let delay = match spec.delay {
+        Some(d) if *d.get_ref() > MAX_DELAY_MS => {
+            return Err((
+                d.span().start,
+                format!("a delay is at most {MAX_DELAY_MS} ms (a day)"),
+            ))
+        }
+        Some(d) => Some(Duration::from_millis(*d.get_ref())),
+        None => None,
+    };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     let flag = |value: &Option<Spanned<bool>>| {
         value
@@ -459,8 +470,12 @@ break = true
                 "[[rule]]\nfilter = 'op:text'",
                 "2:10: this rule does nothing",
             ),
-            // A wrong type.
+            // A wrong type, and a delay past a day.
             ("[[rule]]\nfilter = ''\ndelay = 'soon'", "3:9: invalid type"),
+            (
+                "[[rule]]\nfilter = ''\ndelay = 86400001",
+                "3:9: a delay is at most 86400000 ms",
+            ),
             // A respond with neither.
             (
                 "[[rule]]\nfilter = ''\nrespond = {}",
