@@ -1,0 +1,167 @@
+//! `wstap replay [CAPTURE] --session N`: plays a recorded session's client side against
+//! its server again (or `--to` another), with the recorded handshake (a new key; the
+//! subprotocol and extensions offered as recorded), the client's messages at their
+//! recorded offsets (`--timing original`) or each as soon as the server has answered the
+//! one before as often as it did in the recording (`--timing fast`), compressed when
+//! permessage-deflate is agreed; then compares the server's answers with the recording
+//! (see [`crate::diff`]): exit status 0 only when they are the same.
+
+mod net;
+mod plan;
+mod play;
+
+use crate::captures::{chosen, open_capture, session_messages};
+use crate::diff::{compared, report, Side};
+use crate::AppError;
+use clap::{Args, ValueEnum};
+use net::{connect, open_tunnel, ProxyUrl, Target};
+use plan::Plan;
+use play::play;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `wstap replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The capture (default: the newest in ~/.wstap/captures).
+    pub capture: Option<PathBuf>,
+    /// The session to replay.
+    #[arg(long, value_name = "N")]
+    pub session: u64,
+    /// Connect here instead (ws:// or wss://, with a path; default: the recorded URL).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// When the client's messages go out.
+    #[arg(long, value_enum, default_value_t = Timing::Original)]
+    pub timing: Timing,
+    /// A JSON path (`id`, `params.0.ts`) left out of the comparison (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub ignore: Vec<String>,
+    /// How long to wait for answers the server is still due, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    pub wait: Duration,
+    /// Trust this CA (PEM) for a wss server as well as the platform's roots (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Do not verify a wss server's certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Go through this HTTP proxy (`http://[user:password@]host:port`, a `CONNECT`
+    /// tunnel): a running wstap records the replayed session into its capture (over wss,
+    /// wstap's own CA is trusted then, as the proxy presents its certificates).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+}
+
+/// When the client's messages go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Timing {
+    /// At their recorded offsets from the opening.
+    Original,
+    /// Each once the server has sent as many messages as it had before it in the
+    /// recording (or after `--wait` without them).
+    Fast,
+}
+
+/// Request headers not replayed as recorded: the new connection makes its own.
+const NOT_REPLAYED: [&str; 4] = [
+    "sec-websocket-key",
+    "host",
+    "proxy-connection",
+    "proxy-authorization",
+];
+
+/// Runs `wstap replay`.
+pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
+    let path = chosen(args.capture.as_deref())?;
+    let capture = open_capture(&path)?;
+    let session = args.session;
+    let bad = |why: String| AppError::BadInput(format!("session {session}: {why}"));
+    let stored = capture
+        .handshake(session)
+        .map_err(|e| bad(e.to_string()))?
+        .ok_or_else(|| bad("not a WebSocket session (no handshake recorded)".to_owned()))?;
+    let exchange = &stored.handshake.exchange;
+    let opened_us =
+        exchange.time.timestamp_micros() + stored.handshake.duration_us.map_or(0, |d| d as i64);
+    let messages = session_messages(&capture, session)?;
+    let plan = Plan::of(&messages, opened_us).map_err(bad)?;
+    let recorded = compared(messages, Side::Server);
+    let url = args.to.clone().unwrap_or_else(|| exchange.url.clone());
+    let target = Target::parse(&url).map_err(AppError::BadInput)?;
+    let headers: Vec<(String, String)> = exchange
+        .request
+        .headers
+        .iter()
+        .filter(|(n, _)| !NOT_REPLAYED.contains(&n.to_ascii_lowercase().as_str()))
+        .cloned()
+        .collect();
+    println!(
+        "wstap replay: session {session} to {url}: {} client messages, {} server messages recorded",
+        plan.messages.len(),
+        plan.expected
+    );
+    let tcp = match &args.proxy {
+        None => connect(&target.host, target.port).await?,
+        Some(proxy) => {
+            let proxy = ProxyUrl::parse(proxy).map_err(AppError::BadInput)?;
+            let mut tunnel = connect(&proxy.host, proxy.port).await?;
+            open_tunnel(&mut tunnel, &proxy, &target).await?;
+            tunnel
+        }
+    };
+    let wait = args.wait;
+    let received = if target.tls {
+        let mut upstream_ca = args.upstream_ca.clone();
+        if args.proxy.is_some() {
+            // A wstap in the way presents certificates of its CA: trust it too.
+            let own = crate::run::ca_dir(None)
+                .map(|dir| dir.join(wstap_proxy::tls::ca::CERT_PEM))
+                .ok()
+                .filter(|pem| pem.is_file());
+            upstream_ca.extend(own);
+        }
+        let config = wstap_proxy::tls::upstream_client_config(&wstap_proxy::TlsConfig {
+            upstream_ca,
+            insecure: args.insecure,
+            ..wstap_proxy::TlsConfig::default()
+        })
+        .map_err(|e| AppError::BadInput(e.to_string()))?;
+        let name = rustls_pki_name(&target.host)?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| AppError::Export(format!("TLS with {url}: {e}")))?;
+        play(tls, &target, &headers, &plan, args.timing, wait).await?
+    } else {
+        play(tcp, &target, &headers, &plan, args.timing, wait).await?
+    };
+    report(&recorded, &received, &args.ignore)
+}
+
+/// A number of seconds (`2`, `0.5`), at most a day.
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=86_400.0).contains(s))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds from 0 to 86400"))
+}
+
+fn rustls_pki_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, AppError> {
+    rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| AppError::BadInput(format!("{host}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_seconds_within_a_day() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["-1", "inf", "NaN", "1e9", "soon"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
+}
