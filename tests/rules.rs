@@ -328,3 +328,103 @@ replace = [{ regex = "x", with = "X" }]
     drop(run);
     let _ = std::fs::remove_dir_all(&capture);
 }
+
+/// How many `tick` messages `ws` gets within `span`.
+async fn ticks_within(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    span: Duration,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + span;
+    let mut ticks = 0;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if message.to_text().is_ok_and(|t| t == "tick") {
+            ticks += 1;
+        }
+    }
+    ticks
+}
+
+#[tokio::test]
+async fn a_timer_sends_on_the_sessions_it_selects_until_it_is_gone() {
+    let (server, _) = echo_server().await;
+    let rules = write_rules(
+        "timer-rules.toml",
+        "[[timer]]\nname = \"ticker\"\nfilter = 'path:/ticks'\nevery = 100\ninject = { to = 'client', text = 'tick' }\n",
+    );
+    let capture = temp_path("timer.capture");
+    let mut child = wstap_command()
+        .args([
+            "--no-web",
+            "--grace",
+            "1",
+            "--capture",
+            capture.to_str().unwrap(),
+        ])
+        .args(["--rules", rules.to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(child.stderr.take().unwrap());
+    let child = KillOnDrop(child);
+    wait_for_line(&lines, "proxy listening on http://");
+    let proxy: std::net::SocketAddr = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.strip_prefix("wstap: proxy listening on http://"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let open = |path: &'static str| async move {
+        let stream = tunnel(proxy, server).await;
+        tokio_tungstenite::client_async(format!("ws://{server}{path}"), stream)
+            .await
+            .unwrap()
+            .0
+    };
+    let (mut ticked, mut other) = (open("/ticks").await, open("/other").await);
+    let ticks = ticks_within(&mut ticked, Duration::from_millis(650)).await;
+    assert!(
+        (4..=7).contains(&ticks),
+        "{ticks} ticks in 650 ms at one per 100 ms"
+    );
+    assert_eq!(
+        ticks_within(&mut other, Duration::from_millis(250)).await,
+        0
+    );
+
+    // Read again without the timer: it stops.
+    std::fs::write(&rules, "").unwrap();
+    hangup(&child);
+    wait_for_line(&lines, "0 in force");
+    let _ = ticks_within(&mut ticked, Duration::from_millis(150)).await;
+    assert_eq!(
+        ticks_within(&mut ticked, Duration::from_millis(400)).await,
+        0
+    );
+    drop((ticked, other));
+    sigterm(&child.0);
+    let mut child = child;
+    let _ = child.0.wait();
+
+    // Each tick is in the capture: injected by a rule, a message of wstap's own.
+    let store = wstap_store::Capture::open(&capture).unwrap();
+    let injected: usize = store
+        .session_ids(&wstap_filter::Filter::parse("path:/ticks").unwrap(), None)
+        .unwrap()
+        .into_iter()
+        .map(|session| {
+            store
+                .interventions(session)
+                .unwrap()
+                .into_iter()
+                .filter(|i| i.by == wstap_trace::Decider::Rule && i.action.name() == "injected")
+                .count()
+        })
+        .sum();
+    assert!(injected >= ticks, "{injected} recorded, {ticks} seen");
+    let _ = std::fs::remove_dir_all(&capture);
+    let _ = std::fs::remove_file(&rules);
+}

@@ -56,8 +56,13 @@ impl Breakpoints {
         self.list.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A new number for a breakpoint, rule or timer.
+    pub fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     pub fn add(&self, filter: Filter, control: bool) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_id();
         self.write().push(Arc::new(Breakpoint {
             id,
             filter,
@@ -83,7 +88,7 @@ impl Breakpoints {
         let rules: Vec<Arc<Breakpoint>> = rules
             .into_iter()
             .map(|rule| {
-                let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+                let id = self.next_id();
                 ids.push(id);
                 Arc::new(Breakpoint {
                     id,
@@ -126,6 +131,7 @@ impl Breakpoints {
                     name: rule.name.clone(),
                     filter: b.filter.source().to_owned(),
                     hits: b.hits.load(Ordering::Relaxed),
+                    every: None,
                 })
             })
             .collect()

@@ -30,13 +30,14 @@ mod info;
 mod mailbox;
 mod rules;
 mod session;
+mod timers;
 
 pub use breakpoints::BreakpointView;
 pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;
 pub use mailbox::Mailbox;
-pub use rules::{parse_rules, Outcome, Replacement, Rule, RuleView, RulesError};
+pub use rules::{parse_rules, Outcome, Replacement, Rule, RuleSet, RuleView, RulesError, Timer};
 pub use session::{Enrolment, Order};
 
 use breakpoints::Breakpoints;
@@ -99,11 +100,18 @@ pub struct Control {
 struct Inner {
     settings: Settings,
     breakpoints: Breakpoints,
-    sessions: Mutex<HashMap<u64, Post>>,
+    sessions: Mutex<HashMap<u64, Live>>,
+    timers: timers::Timers,
     held: Mutex<BTreeMap<u64, HeldEntry>>,
     next_held: std::sync::atomic::AtomicU64,
     /// Counts every change to the breakpoints or to what is held.
     changes: watch::Sender<u64>,
+}
+
+/// A live WebSocket session in the registry: where its orders go, and what it is.
+struct Live {
+    post: Post,
+    info: Arc<SessionInfo>,
 }
 
 /// A lock whose holder panicked still guards consistent data (every change under it is
@@ -139,6 +147,7 @@ impl Control {
                 settings,
                 breakpoints: Breakpoints::default(),
                 sessions: Mutex::new(HashMap::new()),
+                timers: timers::Timers::default(),
                 held: Mutex::new(BTreeMap::new()),
                 next_held: std::sync::atomic::AtomicU64::new(1),
                 changes: watch::channel(0).0,
@@ -164,8 +173,33 @@ impl Control {
     /// enrolment sets its breakpoints. Enrol each session once.
     pub fn enrol(&self, info: SessionInfo) -> (Enrolment, Mailbox) {
         let (post, mailbox) = Mailbox::new();
-        lock(&self.inner.sessions).insert(info.id, post);
-        (Enrolment::new(self.clone(), Arc::new(info)), mailbox)
+        let info = Arc::new(info);
+        for timer in self.inner.timers.selecting(&info) {
+            timers::start(self, timer, info.id, post.clone());
+        }
+        let live = Live {
+            post,
+            info: Arc::clone(&info),
+        };
+        lock(&self.inner.sessions).insert(info.id, live);
+        (Enrolment::new(self.clone(), info), mailbox)
+    }
+
+    /// Starts `entries` on every live session they select.
+    fn start_timers(&self, entries: &[Arc<timers::TimerEntry>]) {
+        let sessions = lock(&self.inner.sessions);
+        for live in sessions.values() {
+            for entry in entries.iter().filter(|e| e.selects(&live.info)) {
+                timers::start(self, Arc::clone(entry), live.info.id, live.post.clone());
+            }
+        }
+    }
+
+    /// The timers of `set`, numbered.
+    fn number_timers(&self, set: Vec<Timer>) -> Vec<Arc<timers::TimerEntry>> {
+        set.into_iter()
+            .map(|timer| timers::TimerEntry::new(self.inner.breakpoints.next_id(), timer))
+            .collect()
     }
 
     /// Takes session `id` out (its enrolment ended): what it held goes with it.
@@ -182,8 +216,9 @@ impl Control {
 
     /// Tells every live session that the breakpoints changed.
     fn reconsider_all(&self) {
-        for post in lock(&self.inner.sessions).values() {
-            post.send(Order::new(Request::Reconsider, Decider::Api, None));
+        for live in lock(&self.inner.sessions).values() {
+            live.post
+                .send(Order::new(Request::Reconsider, Decider::Api, None));
         }
         self.changed();
     }
@@ -196,34 +231,45 @@ impl Control {
         id
     }
 
-    /// Puts `rules` in place of the rules there were (all of them: a rules file read
-    /// again); every live session applies them from its next message. Returns their ids.
-    pub fn set_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
-        let ids = self.inner.breakpoints.set_rules(rules);
+    /// Puts `set` in place of the rules and timers there were (all of them: a rules file
+    /// read again); every live session applies the rules from its next message, and the
+    /// timers start on the live sessions they select. Returns their ids.
+    pub fn set_rules(&self, set: RuleSet) -> Vec<u64> {
+        let mut ids = self.inner.breakpoints.set_rules(set.rules);
+        let timers = self.number_timers(set.timers);
+        self.inner.timers.replace(&timers);
+        self.start_timers(&timers);
+        ids.extend(timers.iter().map(|t| t.id));
         self.reconsider_all();
         ids
     }
 
-    /// Adds `rules` after the rules there are (ahead of the breakpoints); returns their
-    /// ids.
-    pub fn add_rules(&self, rules: Vec<Rule>) -> Vec<u64> {
-        let ids = self.inner.breakpoints.add_rules(rules);
+    /// Adds `set`'s rules after the rules there are (ahead of the breakpoints) and its
+    /// timers (started on the live sessions they select); returns their ids.
+    pub fn add_rules(&self, set: RuleSet) -> Vec<u64> {
+        let mut ids = self.inner.breakpoints.add_rules(set.rules);
+        let timers = self.number_timers(set.timers);
+        self.inner.timers.add(&timers);
+        self.start_timers(&timers);
+        ids.extend(timers.iter().map(|t| t.id));
         self.reconsider_all();
         ids
     }
 
-    /// Removes rule `id`; what it holds for a person stays held.
+    /// Removes rule or timer `id`; what a rule holds for a person stays held.
     pub fn remove_rule(&self, id: u64) -> Result<(), ControlError> {
-        if !self.inner.breakpoints.remove_rule(id) {
+        if !self.inner.breakpoints.remove_rule(id) && !self.inner.timers.remove(id) {
             return Err(ControlError::NoRule(id));
         }
         self.reconsider_all();
         Ok(())
     }
 
-    /// The rules, in order, with how often each fired.
+    /// The rules, in order, then the timers, with how often each fired.
     pub fn rules(&self) -> Vec<RuleView> {
-        self.inner.breakpoints.rule_views()
+        let mut views = self.inner.breakpoints.rule_views();
+        views.extend(self.inner.timers.views());
+        views
     }
 
     /// The breakpoints, in the order added.
@@ -356,10 +402,10 @@ impl Control {
         let order = Order::new(request, by, Some(reply));
         {
             let sessions = lock(&self.inner.sessions);
-            let post = sessions
+            let live = sessions
                 .get(&session)
                 .ok_or(ControlError::NoSession(session))?;
-            post.send(order);
+            live.post.send(order);
         }
         let answered = answer.await.map_err(|_| ControlError::Gone(session))?;
         answered.map_err(ControlError::from)

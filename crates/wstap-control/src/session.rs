@@ -344,7 +344,7 @@ impl Enrolment {
         };
         let Some(post) = lock(&self.control.inner.sessions)
             .get(&self.info.id)
-            .cloned()
+            .map(|live| live.post.clone())
         else {
             return;
         };

@@ -398,12 +398,16 @@ fn breakpoint_json(b: &BreakpointView) -> Value {
 }
 
 fn rule_json(r: &RuleView) -> Value {
-    json!({
+    let mut value = json!({
         "id": r.id,
         "name": r.name,
         "filter": r.filter,
         "hits": r.hits,
-    })
+    });
+    if let Some(every) = r.every {
+        value["every_ms"] = json!(every.as_millis() as u64);
+    }
+    value
 }
 
 fn held_json(h: &HeldView) -> Value {

@@ -114,7 +114,8 @@ export class InterceptPanel {
     replace($('#rule-list'), this.rules.map((r) => el('li', { class: 'on', 'data-id': r.id },
       el('span', { class: 'chip', title: `rule ${r.id}: what it holds is decided by the rule`, text: r.name }),
       el('code', { class: 'grow', text: r.filter }),
-      el('span', { class: 'count', text: `${count(r.hits)} hit${r.hits === 1 ? '' : 's'}` }),
+      r.every_ms !== undefined ? el('span', { class: 'chip', text: `every ${r.every_ms / 1000} s` }) : null,
+      el('span', { class: 'count', text: r.every_ms !== undefined ? `${count(r.hits)} sent` : `${count(r.hits)} hit${r.hits === 1 ? '' : 's'}` }),
       el('button', { class: 'icon', title: 'remove', text: '✕', onclick: () => this.call('DELETE', `rules/${r.id}`) }))));
   }
 

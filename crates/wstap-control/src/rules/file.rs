@@ -3,7 +3,7 @@
 //! mistake is reported with its line and column and what was expected. The same text
 //! comes from `--rules FILE` and from the inspector's API.
 
-use super::{Outcome, Replacement, Rule};
+use super::{Outcome, Replacement, Rule, RuleSet, Timer};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -28,6 +28,28 @@ pub struct RulesError {
 struct File {
     #[serde(default)]
     rule: Vec<RuleSpec>,
+    #[serde(default)]
+    timer: Vec<TimerSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimerSpec {
+    name: Option<String>,
+    filter: Spanned<String>,
+    /// Milliseconds.
+    every: Spanned<u64>,
+    inject: Spanned<InjectSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectSpec {
+    to: Spanned<String>,
+    text: Option<String>,
+    binary_hex: Option<Spanned<String>>,
+    ping: Option<String>,
+    pong: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +99,7 @@ struct RespondSpec {
 }
 
 /// The rules in `text`, in order.
-pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
+pub fn parse_rules(text: &str) -> Result<RuleSet, RulesError> {
     parse(text).map_err(|(at, message)| {
         let (line, column) = line_and_column(text, at);
         RulesError {
@@ -92,26 +114,99 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
 type Mistake = (usize, String);
 
 /// The rules in `text`.
-fn parse(text: &str) -> Result<Vec<Rule>, Mistake> {
+fn parse(text: &str) -> Result<RuleSet, Mistake> {
     let file: File = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |span| span.start);
         (at, one_line(e.message()))
     })?;
-    file.rule
+    let rules = file
+        .rule
         .into_iter()
         .enumerate()
         .map(|(n, spec)| rule(n + 1, spec))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let timers = file
+        .timer
+        .into_iter()
+        .enumerate()
+        .map(|(n, spec)| timer(n + 1, spec))
+        .collect::<Result<_, _>>()?;
+    Ok(RuleSet { rules, timers })
+}
+
+/// A filter as a rule or timer gives it, or its mistake on one line.
+fn filter_of(source: &Spanned<String>) -> Result<Filter, Mistake> {
+    Filter::parse(source.get_ref()).map_err(|e| {
+        // The filter's own message, without the lines that point into the filter.
+        let message = e.to_string();
+        let first = message.lines().next().unwrap_or_default().to_owned();
+        (source.span().start, format!("in the filter: {first}"))
+    })
+}
+
+/// The shortest period a timer may have, and the longest.
+const TIMER_PERIODS_MS: std::ops::RangeInclusive<u64> = 10..=86_400_000;
+
+fn timer(number: usize, spec: TimerSpec) -> Result<Timer, Mistake> {
+    let filter = filter_of(&spec.filter)?;
+    if filter.reads_records() {
+        return Err((
+            spec.filter.span().start,
+            "a timer's filter chooses sessions: it may use only session fields (host, path, ...)"
+                .to_owned(),
+        ));
+    }
+    let every = *spec.every.get_ref();
+    if !TIMER_PERIODS_MS.contains(&every) {
+        return Err((
+            spec.every.span().start,
+            format!(
+                "`every` is {} to {} ms",
+                TIMER_PERIODS_MS.start(),
+                TIMER_PERIODS_MS.end()
+            ),
+        ));
+    }
+    let start = spec.inject.span().start;
+    let inject = spec.inject.into_inner();
+    let to = match inject.to.get_ref().as_str() {
+        "client" => Side::Client,
+        "server" => Side::Server,
+        other => {
+            return Err((
+                inject.to.span().start,
+                format!("`to` is client or server, not {other:?}"),
+            ))
+        }
+    };
+    let (opcode, payload) = match (inject.text, inject.binary_hex, inject.ping, inject.pong) {
+        (Some(text), None, None, None) => (Opcode::Text, text.into_bytes()),
+        (None, Some(hex), None, None) => (Opcode::Binary, bytes_of(&hex)?),
+        (None, None, Some(ping), None) => (Opcode::Ping, ping.into_bytes()),
+        (None, None, None, Some(pong)) => (Opcode::Pong, pong.into_bytes()),
+        _ => {
+            return Err((
+                start,
+                "inject one of `text`, `binary_hex`, `ping` or `pong`".to_owned(),
+            ))
+        }
+    };
+    if opcode.is_control() && payload.len() > 125 {
+        return Err((start, "a ping or pong carries at most 125 bytes".to_owned()));
+    }
+    Ok(Timer {
+        name: spec.name.unwrap_or_else(|| format!("timer {number}")),
+        filter,
+        every: Duration::from_millis(every),
+        to,
+        opcode,
+        payload,
+    })
 }
 
 fn rule(number: usize, spec: RuleSpec) -> Result<Rule, Mistake> {
     let at = |s: &std::ops::Range<usize>| s.start;
-    let filter = Filter::parse(spec.filter.get_ref()).map_err(|e| {
-        // The filter's own message, without the lines that point into the filter.
-        let message = e.to_string();
-        let first = message.lines().next().unwrap_or_default().to_owned();
-        (at(&spec.filter.span()), format!("in the filter: {first}"))
-    })?;
+    let filter = filter_of(&spec.filter)?;
     let replace = spec
         .replace
         .into_iter()
@@ -346,7 +441,7 @@ mod tests {
 
     #[test]
     fn a_file_of_every_kind_of_rule_reads() {
-        let rules = parse(
+        let set = parse(
             r#"
 # comments are fine
 [[rule]]
@@ -379,9 +474,28 @@ abort = true
 filter = 'op:close'
 control = true
 break = true
+
+[[timer]]
+name = "keepalive"
+filter = 'host:chat.example'
+every = 5000
+inject = { to = "server", ping = "still here" }
 "#,
         )
         .unwrap();
+        assert_eq!(set.timers.len(), 1);
+        let timer = &set.timers[0];
+        assert_eq!(
+            (timer.name.as_str(), timer.every, timer.to, timer.opcode),
+            (
+                "keepalive",
+                Duration::from_secs(5),
+                Side::Server,
+                Opcode::Ping
+            )
+        );
+        assert_eq!(timer.payload, b"still here");
+        let rules = set.rules;
         assert_eq!(rules.len(), 6);
         assert_eq!(rules[0].name, "no secrets");
         assert_eq!(rules[0].outcome, Outcome::Drop);
@@ -412,6 +526,10 @@ break = true
         assert_eq!(rules[5].outcome, Outcome::Break);
         assert!(rules[5].control);
         assert!(parse("").unwrap().is_empty());
+        let unnamed =
+            parse("[[timer]]\nfilter = ''\nevery = 10\ninject = { to = 'client', text = 't' }")
+                .unwrap();
+        assert_eq!(unnamed.timers[0].name, "timer 1");
     }
 
     #[test]
@@ -480,6 +598,27 @@ break = true
             (
                 "[[rule]]\nfilter = ''\nrespond = {}",
                 "3:11: respond with one of",
+            ),
+            // Timers: a filter that reads messages, a period out of range, a side, two payloads.
+            (
+                "[[timer]]\nfilter = 'op:text'\nevery = 100\ninject = { to = 'client', text = 'x' }",
+                "2:10: a timer's filter chooses sessions",
+            ),
+            (
+                "[[timer]]\nfilter = ''\nevery = 1\ninject = { to = 'client', text = 'x' }",
+                "3:9: `every` is 10 to 86400000 ms",
+            ),
+            (
+                "[[timer]]\nfilter = ''\nevery = 100\ninject = { to = 'both', text = 'x' }",
+                "4:17: `to` is client or server",
+            ),
+            (
+                "[[timer]]\nfilter = ''\nevery = 100\ninject = { to = 'client', text = 'x', ping = '' }",
+                "4:10: inject one of",
+            ),
+            (
+                "[[timer]]\nfilter = ''\ninject = { to = 'client', text = 'x' }",
+                "1:1: missing field `every`",
             ),
             // A JSON path with a hole.
             (

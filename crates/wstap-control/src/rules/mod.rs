@@ -4,6 +4,9 @@
 //! that says `break` leaves the message held for one. Everything a rule does goes through
 //! the session's mailbox as the orders a person would give, so it is carried out, kept
 //! byte-exact where nothing changed, and recorded (decided `by: rule`) the same way.
+//!
+//! A timer is a rule that acts on time rather than on a message: every `every`, each live
+//! session its filter selects gets a message of wstap's own (a ping every 5 s, say).
 
 mod file;
 
@@ -184,7 +187,45 @@ fn set(document: &mut Value, path: &[String], value: Value) -> bool {
     }
 }
 
-/// A rule as the API shows it.
+/// A timer: see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Timer {
+    /// Its name, as the rules file gives it (or `timer N`).
+    pub name: String,
+    /// The sessions it sends on (session fields only: it reads no message).
+    pub filter: Filter,
+    /// How often.
+    pub every: Duration,
+    /// Who gets the message.
+    pub to: Side,
+    /// Text, binary, ping or pong.
+    pub opcode: Opcode,
+    /// What it carries.
+    pub payload: Vec<u8>,
+}
+
+/// Rules and timers, as a rules file (or the API) gives them, in order.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// The rules.
+    pub rules: Vec<Rule>,
+    /// The timers.
+    pub timers: Vec<Timer>,
+}
+
+impl RuleSet {
+    /// How many rules and timers.
+    pub fn len(&self) -> usize {
+        self.rules.len() + self.timers.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A rule or a timer as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleView {
     /// Its number (shared with breakpoints: the `breakpoint` of what it held).
@@ -193,8 +234,10 @@ pub struct RuleView {
     pub name: String,
     /// Its filter, as written.
     pub filter: String,
-    /// Messages it has selected.
+    /// Messages it has selected, or (a timer) sent.
     pub hits: u64,
+    /// A timer's period.
+    pub every: Option<Duration>,
 }
 
 #[cfg(test)]
