@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 /// How much the writer buffers before writing to a file.
 const BUFFER: usize = 1 << 20;
-/// How long a reader keeps a segment open without looking whether it was dropped: the
-/// most it keeps a dropped segment's disk space in use (a filter reading a million
-/// payloads looks once per this, not once per payload).
+/// How long a filter's reader keeps a segment open without looking whether it was
+/// dropped: the most it keeps a dropped segment's disk space in use (a filter reading a
+/// million payloads looks once per this, not once per payload).
 const RECHECK: Duration = Duration::from_millis(100);
 
 /// Where a capture keeps its payload bytes.
@@ -176,15 +176,30 @@ pub(crate) struct PayloadReader {
     file: Mutex<Option<(PathBuf, File, Instant)>>,
     /// The last read, for the same row asked for again (a JSON test reads it thrice).
     last: Mutex<Option<(u64, usize, Vec<u8>)>>,
+    /// How long an open segment is read without looking whether it is still there.
+    recheck: Duration,
 }
 
 impl PayloadReader {
-    /// Reads the payloads laid out as `layout`.
-    pub fn open(layout: PayloadLayout) -> Self {
+    /// Reads the payloads laid out as `layout` for a filter (`wstap_bytes`,
+    /// `wstap_dropped`): many in a row, looking whether a segment was dropped at most
+    /// every [`RECHECK`].
+    pub fn for_filters(layout: PayloadLayout) -> Self {
         PayloadReader {
             layout,
             file: Mutex::new(None),
             last: Mutex::new(None),
+            recheck: RECHECK,
+        }
+    }
+
+    /// Reads the payloads laid out as `layout` for the rows of a page: each read looks
+    /// whether its segment is still there, so a row that a filter took for dropped never
+    /// shows bytes read from a segment the reader still held open.
+    pub fn for_pages(layout: PayloadLayout) -> Self {
+        PayloadReader {
+            recheck: Duration::ZERO,
+            ..PayloadReader::for_filters(layout)
         }
     }
 
@@ -234,13 +249,13 @@ impl PayloadReader {
 
     /// Reads `buf` from `path` at `offset`: the bytes read, or `None` when there is no
     /// such file. The file stays open for the next reads, and is looked for again every
-    /// [`RECHECK`] (a dropped segment must not be kept on disk by a reader holding it).
+    /// `recheck` (a dropped segment must not be kept on disk by a reader holding it).
     fn read_from(&self, path: &Path, offset: u64, buf: &mut [u8]) -> Option<usize> {
         let mut cached = self.file.lock().ok()?;
         let now = Instant::now();
         let fresh = match cached.as_mut() {
             Some((open, _, seen)) if open == path => {
-                if now.duration_since(*seen) >= RECHECK {
+                if now.duration_since(*seen) >= self.recheck {
                     *seen = now;
                     path.exists()
                 } else {
@@ -275,4 +290,49 @@ fn read_at(file: &File, at: u64, buf: &mut [u8]) -> usize {
 #[cfg(not(unix))]
 fn read_at(_file: &File, _at: u64, _buf: &mut [u8]) -> usize {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer of 64-byte segments in a new folder, with `bytes` appended and flushed.
+    fn written(name: &str, bytes: &[u8]) -> (PathBuf, PayloadLayout) {
+        let dir =
+            std::env::temp_dir().join(format!("wstap-payloads-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut writer = PayloadWriter::create(&dir, 64);
+        writer.append(bytes).unwrap();
+        writer.flush().unwrap();
+        let layout = PayloadLayout::Segments {
+            dir: dir.clone(),
+            size: 64,
+        };
+        (dir, layout)
+    }
+
+    #[test]
+    fn a_page_never_reads_a_segment_dropped_while_it_was_open() {
+        let (dir, layout) = written("pages", &[7u8; 100]);
+        let page = PayloadReader::for_pages(layout.clone());
+        let filter = PayloadReader::for_filters(layout.clone());
+        assert_eq!(page.read(0, 10), Some(vec![7u8; 10]));
+        assert_eq!(filter.read(0, 10), Some(vec![7u8; 10]));
+        std::fs::remove_file(PayloadLayout::segment(&dir, 0)).unwrap();
+        // The filter's reader may read on from its open segment for a moment (it looks
+        // again within RECHECK); the page's reader and the dropped test see it gone now.
+        assert!(filter.is_dropped(0));
+        assert_eq!(
+            page.read(10, 10),
+            None,
+            "a page reads what a filter calls dropped"
+        );
+        assert_eq!(
+            page.read(64, 10),
+            Some(vec![7u8; 10]),
+            "the next segment is kept"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -116,7 +116,7 @@ impl Capture {
             conn = open()?.0;
         }
         let layout = payload_layout(&conn, &dir).map_err(|e| damaged(&dir, e))?;
-        let payloads = Arc::new(PayloadReader::open(layout.clone()));
+        let payloads = Arc::new(PayloadReader::for_filters(layout.clone()));
         crate::functions::register(&conn, payloads)?;
         let capture = Capture { conn, dir, layout };
         capture.info().map_err(|e| match e {
@@ -653,7 +653,7 @@ impl Capture {
     }
 
     fn payloads(&self) -> PayloadReader {
-        PayloadReader::open(self.layout.clone())
+        PayloadReader::for_pages(self.layout.clone())
     }
 
     /// The capture's size on disk: the database (and its log) and the payload files.
