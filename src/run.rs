@@ -276,6 +276,11 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
     if let Some(path) = &args.rules {
         let rules = crate::rules::load(path).map_err(AppError::BadInput)?;
         control.set_rules(rules);
+        let file = path.clone();
+        control.set_rules_source(wstap_control::RulesSource {
+            name: path.display().to_string(),
+            read: Box::new(move || crate::rules::load(&file)),
+        });
     }
     for filter in &args.breakpoints {
         control.add_breakpoint(filter.clone(), args.break_control);
@@ -283,9 +288,9 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
     Ok(control)
 }
 
-/// Reads `path` again on every SIGHUP: its rules replace those in force, or, when it has
-/// a mistake, the mistake is reported and the rules in force stay.
-fn reload_rules_on_hangup(path: std::path::PathBuf, control: wstap_control::Control) {
+/// Reads the rules file again on every SIGHUP: its rules replace those in force, or, when
+/// it has a mistake, the mistake is reported and the rules in force stay.
+fn reload_rules_on_hangup(control: wstap_control::Control) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
@@ -293,15 +298,9 @@ fn reload_rules_on_hangup(path: std::path::PathBuf, control: wstap_control::Cont
             return;
         };
         while hangups.recv().await.is_some() {
-            match crate::rules::load(&path) {
-                Ok(rules) => {
-                    let count = rules.len();
-                    control.set_rules(rules);
-                    eprintln!(
-                        "wstap: rules read again from {}: {count} in force",
-                        path.display()
-                    );
-                }
+            let name = control.rules_source().unwrap_or_default();
+            match control.reload_rules() {
+                Ok(count) => eprintln!("wstap: rules read again from {name}: {count} in force"),
                 Err(e) => eprintln!("wstap: rules not read again, the old ones stay: {e}"),
             }
         }
@@ -517,7 +516,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
                 path.display()
             );
         }
-        reload_rules_on_hangup(path.clone(), started.control.clone());
+        reload_rules_on_hangup(started.control.clone());
     }
     wait_for_signal().await;
     if !args.quiet {

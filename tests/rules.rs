@@ -316,6 +316,22 @@ replace = [{ regex = "x", with = "X" }]
         bad.text()
     );
 
+    // Nothing to read again: wstap was started without --rules.
+    let reload = send_json(
+        run.web,
+        &run.token,
+        "POST",
+        "/api/rules/reload",
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(reload.status, 409, "{}", reload.text());
+    assert!(
+        reload.text().contains("without --rules"),
+        "{}",
+        reload.text()
+    );
+
     let id = ids[0].as_u64().unwrap();
     let path = format!("/api/rules/{id}");
     let nothing = serde_json::json!({});

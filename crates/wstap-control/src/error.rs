@@ -3,8 +3,8 @@
 use wstap_relay::Refused;
 
 /// Why a command was not carried out. The inspector's API answers the first three and
-/// `Refused` with 409 (the state of the session says no), `NoBreakpoint` and `NoRule`
-/// with 404 and `Invalid` with 400.
+/// `Refused` and `NoRulesSource` with 409 (the state says no), `NoBreakpoint` and
+/// `NoRule` with 404 and `Invalid` with 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     /// The session is not live: it ended, or it is not a WebSocket relayed by wstap.
@@ -25,6 +25,9 @@ pub enum ControlError {
     /// No rule has that number.
     #[error("there is no rule {0}")]
     NoRule(u64),
+    /// The rules came from no file to read again.
+    #[error("wstap was started without --rules: there is no rules file to read again")]
+    NoRulesSource,
     /// What was asked for cannot be sent as asked.
     #[error("{0}")]
     Invalid(String),

@@ -102,10 +102,28 @@ struct Inner {
     breakpoints: Breakpoints,
     sessions: Mutex<HashMap<u64, Live>>,
     timers: timers::Timers,
+    rules_source: Mutex<Option<Arc<RulesSource>>>,
     held: Mutex<BTreeMap<u64, HeldEntry>>,
     next_held: std::sync::atomic::AtomicU64,
     /// Counts every change to the breakpoints or to what is held.
     changes: watch::Sender<u64>,
+}
+
+/// Where the rules came from, to read them again (SIGHUP, the inspector): its name (a
+/// file's path) and how to read it, given by whoever knows (the registry does no I/O).
+pub struct RulesSource {
+    /// What to call it.
+    pub name: String,
+    /// Reads it again: its rules and timers, or its mistake on one line.
+    pub read: Box<dyn Fn() -> Result<RuleSet, String> + Send + Sync>,
+}
+
+impl fmt::Debug for RulesSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RulesSource")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A live WebSocket session in the registry: where its orders go, and what it is.
@@ -148,6 +166,7 @@ impl Control {
                 breakpoints: Breakpoints::default(),
                 sessions: Mutex::new(HashMap::new()),
                 timers: timers::Timers::default(),
+                rules_source: Mutex::new(None),
                 held: Mutex::new(BTreeMap::new()),
                 next_held: std::sync::atomic::AtomicU64::new(1),
                 changes: watch::channel(0).0,
@@ -263,6 +282,30 @@ impl Control {
         }
         self.reconsider_all();
         Ok(())
+    }
+
+    /// Says where the rules came from, so that [`Control::reload_rules`] can read them
+    /// again.
+    pub fn set_rules_source(&self, source: RulesSource) {
+        *lock(&self.inner.rules_source) = Some(Arc::new(source));
+    }
+
+    /// The name of where the rules came from, when they can be read again.
+    pub fn rules_source(&self) -> Option<String> {
+        lock(&self.inner.rules_source)
+            .as_ref()
+            .map(|source| source.name.clone())
+    }
+
+    /// Reads the rules again from where they came from and puts them in place of those in
+    /// force; returns how many are in force now. A mistake leaves the rules in force.
+    pub fn reload_rules(&self) -> Result<usize, ControlError> {
+        let source = lock(&self.inner.rules_source).clone();
+        let source = source.ok_or(ControlError::NoRulesSource)?;
+        let set = (source.read)().map_err(ControlError::Invalid)?;
+        let count = set.len();
+        self.set_rules(set);
+        Ok(count)
     }
 
     /// The rules, in order, then the timers, with how often each fired.

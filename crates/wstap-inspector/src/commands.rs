@@ -39,6 +39,8 @@ pub enum Route {
     Rules,
     /// `rules/ID`
     Rule(u64),
+    /// `rules/reload`
+    RulesReload,
     /// `held`
     Held,
     /// `held/ID`
@@ -60,6 +62,7 @@ impl Route {
             ["breakpoints"] => Some(Route::Breakpoints),
             ["breakpoints", id] => Some(Route::Breakpoint(number(id)?)),
             ["rules"] => Some(Route::Rules),
+            ["rules", "reload"] => Some(Route::RulesReload),
             ["rules", id] => Some(Route::Rule(number(id)?)),
             ["held"] => Some(Route::Held),
             ["held", id] => Some(Route::HeldMessage(number(id)?)),
@@ -76,6 +79,7 @@ impl Route {
             Route::Breakpoints | Route::Rules => "GET, HEAD, POST",
             Route::Breakpoint(_) => "PATCH, DELETE",
             Route::Rule(_) => "DELETE",
+            Route::RulesReload => "POST",
             Route::Held => "GET, HEAD",
             Route::HeldMessage(_) | Route::Inject(_) | Route::Close(_) | Route::Abort(_) => "POST",
         }
@@ -183,8 +187,13 @@ impl Commands {
             }
             Route::Rules if Route::reads(method) => Ok(json_reply(&json!({
                 "rules": control.rules().iter().map(rule_json).collect::<Vec<_>>(),
+                "file": control.rules_source(),
                 "intercepting": true,
             }))),
+            Route::RulesReload => {
+                let count = control.reload_rules().map_err(refusal)?;
+                Ok(json_reply(&json!({ "in_force": count })))
+            }
             Route::Rules => {
                 // The rules file's own language, as a string: `[[rule]]` tables.
                 let text = string(&body, "rules")?.ok_or_else(|| missing("rules"))?;
@@ -381,6 +390,7 @@ fn refusal(e: ControlError) -> ApiError {
         ControlError::NoBreakpoint(_) | ControlError::NoRule(_) => ApiError::not_found(reason),
         ControlError::Invalid(_) => ApiError::bad_request(reason),
         ControlError::NoSession(_)
+        | ControlError::NoRulesSource
         | ControlError::NotHeld(_)
         | ControlError::Gone(_)
         | ControlError::Refused(_) => ApiError::conflict(reason),

@@ -31,11 +31,13 @@ export class InterceptPanel {
     this.held = [];
     this.breakpoints = [];
     this.rules = [];
+    this.rulesFile = null;
     this.chosen = null;
     this.mode = 'Text';
     this.modeOf = null;
     this.available = true;
     this.timer = null;
+    $('#rules-reload').addEventListener('click', () => this.reloadRules());
     $('#breakpoint-form').addEventListener('submit', (e) => {
       e.preventDefault();
       this.addBreakpoint();
@@ -67,6 +69,7 @@ export class InterceptPanel {
       this.held = held.held;
       this.breakpoints = breakpoints.breakpoints;
       this.rules = rules.rules;
+      this.rulesFile = rules.file || null;
       // A saved capture has no live sessions: nothing to intercept.
       this.available = held.intercepting;
     } catch (e) {
@@ -107,8 +110,10 @@ export class InterceptPanel {
 
   /** The rules in force (hidden when there are none): each one's name, filter and hits. */
   renderRules() {
-    const any = this.rules.length > 0;
+    const any = this.rules.length > 0 || this.rulesFile !== null;
     $('#rules-bar').hidden = !any;
+    $('#rules-reload').hidden = this.rulesFile === null;
+    if (this.rulesFile !== null) $('#rules-from').textContent = `from ${this.rulesFile}: they decide by themselves`;
     $('#rule-list').hidden = !any;
     $('#rules-count').textContent = `${count(this.rules.length)} rule${this.rules.length === 1 ? '' : 's'}`;
     replace($('#rule-list'), this.rules.map((r) => el('li', { class: 'on', 'data-id': r.id },
@@ -117,6 +122,20 @@ export class InterceptPanel {
       r.every_ms !== undefined ? el('span', { class: 'chip', text: `every ${r.every_ms / 1000} s` }) : null,
       el('span', { class: 'count', text: r.every_ms !== undefined ? `${count(r.hits)} sent` : `${count(r.hits)} hit${r.hits === 1 ? '' : 's'}` }),
       el('button', { class: 'icon', title: 'remove', text: '✕', onclick: () => this.call('DELETE', `rules/${r.id}`) }))));
+  }
+
+  /** Reads the rules file again; a mistake in it is shown, and the rules in force stay. */
+  async reloadRules() {
+    const box = $('#rules-error');
+    try {
+      const answer = await send('POST', 'rules/reload', {});
+      box.hidden = true;
+      $('#rules-count').textContent = `${count(answer.in_force)} in force`;
+    } catch (e) {
+      box.hidden = false;
+      box.textContent = e.message;
+    }
+    this.refresh();
   }
 
   renderQueue() {

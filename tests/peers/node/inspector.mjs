@@ -314,6 +314,10 @@ async function intercept() {
   await page.waitForSelector("#rule-list:not([hidden]) li .chip:has-text('shout')");
   await page.waitForFunction(() => document.querySelector("#rule-list li .count")?.textContent === "1 hit");
   check((await page.textContent("#rule-list li code")).includes("rule me"), "the rule's filter is listed");
+  check((await page.textContent("#rules-from")).includes("inspector-rules.toml"), "the panel names the rules file");
+  await page.click("#rules-reload");
+  await page.waitForSelector("#rules-count:has-text('1 in force')");
+  check(await page.isHidden("#rules-error"), "the file read again: one rule in force, no mistake");
 
   // Held: the header counts it on every view, and so does the page's title.
   ws.send(JSON.stringify({ action: "buy", item: "tea", qty: 1 }));
