@@ -254,21 +254,26 @@ impl Control {
     /// read again); every live session applies the rules from its next message, and the
     /// timers start on the live sessions they select. Returns their ids.
     pub fn set_rules(&self, set: RuleSet) -> Vec<u64> {
-        let mut ids = self.inner.breakpoints.set_rules(set.rules);
-        let timers = self.number_timers(set.timers);
-        self.inner.timers.replace(&timers);
-        self.start_timers(&timers);
-        ids.extend(timers.iter().map(|t| t.id));
-        self.reconsider_all();
-        ids
+        self.put_rules(set, true)
     }
 
     /// Adds `set`'s rules after the rules there are (ahead of the breakpoints) and its
     /// timers (started on the live sessions they select); returns their ids.
     pub fn add_rules(&self, set: RuleSet) -> Vec<u64> {
-        let mut ids = self.inner.breakpoints.add_rules(set.rules);
+        self.put_rules(set, false)
+    }
+
+    /// Puts `set` in force, in place of the rules and timers there were (`replace`) or
+    /// after them; starts its timers; returns their ids.
+    fn put_rules(&self, set: RuleSet, replace: bool) -> Vec<u64> {
         let timers = self.number_timers(set.timers);
-        self.inner.timers.add(&timers);
+        let mut ids = if replace {
+            self.inner.timers.replace(&timers);
+            self.inner.breakpoints.set_rules(set.rules)
+        } else {
+            self.inner.timers.add(&timers);
+            self.inner.breakpoints.add_rules(set.rules)
+        };
         self.start_timers(&timers);
         ids.extend(timers.iter().map(|t| t.id));
         self.reconsider_all();
