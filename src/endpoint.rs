@@ -1,7 +1,11 @@
 //! One end of a WebSocket that wstap itself plays (the mock's server, the replay's
-//! client): its own messages framed, and the other end's decoded, whole and inflated, by
-//! the wire crate.
+//! client): the opening handshake's heads read with the proxy's own parser, its own
+//! messages framed, and the other end's decoded, whole and inflated, by the wire crate.
 
+use bytes::BytesMut;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use wstap_proxy::{Head, HeadError, MAX_HEAD};
 use wstap_wire::analyzer::{AnalyzerConfig, MessageRecord, StreamAnalyzer};
 use wstap_wire::mask::random_key;
 use wstap_wire::{DeflateParams, Deflater, Direction, FrameBuilder, Opcode, Record, Timestamp};
@@ -68,5 +72,39 @@ impl Endpoint {
             }
             _ => Ok(builder.encode(data)),
         }
+    }
+}
+
+/// Reads from `stream` until `take` (`wstap_proxy::take_request` or `take_response`)
+/// finds a whole head at the front of what was read, within `wait` when one is given:
+/// the head, and the bytes read past it; or why not, on one line.
+pub async fn read_head<S: AsyncRead + Unpin, L>(
+    stream: &mut S,
+    take: fn(&mut BytesMut) -> Result<Option<Head<L>>, HeadError>,
+    wait: Option<Duration>,
+) -> Result<(Head<L>, BytesMut), String> {
+    let read = async {
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            if let Some(head) = take(&mut buf).map_err(|e| e.to_string())? {
+                return Ok((head, buf));
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(HeadError::TooLarge.to_string());
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| format!("reading the head: {e}"))?;
+            if n == 0 {
+                return Err("the connection closed before its head ended".to_owned());
+            }
+        }
+    };
+    match wait {
+        Some(wait) => tokio::time::timeout(wait, read)
+            .await
+            .map_err(|_| format!("no complete head within {} s", wait.as_secs()))?,
+        None => read.await,
     }
 }

@@ -4,44 +4,17 @@
 
 use super::script::{Match, Matcher, Script, Trigger};
 use super::Options;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{read_head, Endpoint};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
+use wstap_proxy::{take_request, Request};
 use wstap_wire::deflate::{parse_extensions, Extension, PERMESSAGE_DEFLATE};
-use wstap_wire::handshake::compute_accept;
+use wstap_wire::handshake::{compute_accept, header_tokens, header_values, is_websocket_upgrade};
 use wstap_wire::{DeflateParams, Direction, Opcode};
 
-/// The longest request head read.
-const MAX_HEAD: usize = 16 * 1024;
 /// How long the client has to answer a close before the connection is dropped.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A request head, as far as the mock needs it.
-struct Request {
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every comma-separated token of every `name` header.
-    fn tokens(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(','))
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .collect()
-    }
-}
 
 /// Serves one connection from `peer` (plain or TLS); every outcome is reported on the
 /// console, none is an error.
@@ -51,7 +24,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     scripts: Arc<Vec<Script>>,
     options: Arc<Options>,
 ) {
-    let (request, rest) = match read_head(&mut stream).await {
+    let (request, rest) = match read_request(&mut stream).await {
         Ok(found) => found,
         Err(why) => {
             refuse(&mut stream, 400, &why).await;
@@ -59,13 +32,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let Some(script) = choose(&scripts, &request.target) else {
-        let why = format!("no recorded session for {}", request.target);
+    let Some(script) = choose(&scripts, request.target()) else {
+        let why = format!("no recorded session for {}", request.target());
         refuse(&mut stream, 404, &why).await;
         println!("mock: {peer}: refused: {why}");
         return;
     };
-    let Some(key) = request.header("Sec-WebSocket-Key").map(str::to_owned) else {
+    let Some(key) = header_values(&request.headers, "Sec-WebSocket-Key")
+        .next()
+        .map(str::to_owned)
+    else {
         let why = "not a WebSocket handshake (no Sec-WebSocket-Key)";
         refuse(&mut stream, 400, why).await;
         println!("mock: {peer}: refused: {why}");
@@ -78,7 +54,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     println!(
         "mock: {peer}: session {} ({}){}",
         script.session,
-        request.target,
+        request.target(),
         if deflate.is_some() {
             ", permessage-deflate"
         } else {
@@ -111,15 +87,12 @@ fn answer(script: &Script, request: &Request, key: &str) -> (String, Option<Defl
         compute_accept(key)
     );
     if let Some(protocol) = &script.subprotocol {
-        if request.tokens("Sec-WebSocket-Protocol").contains(protocol) {
+        if header_tokens(&request.headers, "Sec-WebSocket-Protocol").any(|t| t == protocol) {
             head.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
         }
     }
-    let offers: Vec<Extension> = request
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
-        .flat_map(|(_, v)| parse_extensions(v))
+    let offers: Vec<Extension> = header_values(&request.headers, "Sec-WebSocket-Extensions")
+        .flat_map(parse_extensions)
         .filter(|e| e.name == PERMESSAGE_DEFLATE)
         .collect();
     let mut deflate = None;
@@ -144,49 +117,19 @@ fn answer(script: &Script, request: &Request, key: &str) -> (String, Option<Defl
     (head, deflate)
 }
 
-/// Reads the request head; returns it and any bytes read after it.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Request, Vec<u8>), String> {
-    let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(format!("request head longer than {MAX_HEAD} bytes"));
-        }
-        let mut chunk = [0u8; 2048];
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("reading the request: {e}"))?;
-        if n == 0 {
-            return Err("the client closed before its request ended".to_owned());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "request head is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let line = lines.next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some("GET"), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(format!("not a GET request: {line:?}"));
-    };
-    let mut headers = Vec::new();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(format!("malformed header line {line:?}"));
-        };
-        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+/// Reads the request head (the proxy's own parser) and checks that it asks for a
+/// WebSocket; returns it and any bytes read after it.
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Request, Vec<u8>), String> {
+    let (request, rest) = read_head(stream, take_request, None)
+        .await
+        .map_err(|e| format!("not a GET request: {e}"))?;
+    if request.method() != "GET" {
+        return Err(format!("not a GET request: {}", request.method()));
     }
-    let request = Request {
-        target: target.to_owned(),
-        headers,
-    };
-    let upgrade = request.tokens("Upgrade");
-    if !upgrade.iter().any(|t| t.eq_ignore_ascii_case("websocket")) {
+    if !is_websocket_upgrade(&request.headers) {
         return Err("not a WebSocket upgrade (no Upgrade: websocket)".to_owned());
     }
-    Ok((request, buf[end + 4..].to_vec()))
+    Ok((request, rest.to_vec()))
 }
 
 /// Answers a request that cannot be served, with the reason as its body.

@@ -1,12 +1,15 @@
 //! Where the replay connects, and how: the target's URL, an HTTP proxy's tunnel, and
 //! the head of an HTTP response.
 
+use crate::endpoint::read_head;
 use crate::AppError;
 use base64::Engine;
+use bytes::BytesMut;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+use wstap_proxy::{take_response, Response};
 
 /// A TCP connection to `host:port`, within 10 s.
 pub(super) async fn connect(host: &str, port: u16) -> Result<TcpStream, AppError> {
@@ -73,7 +76,8 @@ pub(super) async fn open_tunnel(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| AppError::Export(format!("asking the proxy for a tunnel: {e}")))?;
-    let (status, _, rest) = read_response(stream).await?;
+    let (response, rest) = read_response(stream).await?;
+    let status = response.status();
     if !(200..300).contains(&status) || !rest.is_empty() {
         return Err(AppError::Export(format!(
             "the proxy answered CONNECT {host} with {status}"
@@ -142,42 +146,13 @@ impl Target {
     }
 }
 
-/// The response head: status, headers, and bytes read past it.
+/// The response head (the proxy's own parser), within 10 s, and the bytes read past it.
 pub(super) async fn read_response<S: AsyncRead + Unpin>(
     stream: &mut S,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), AppError> {
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        if buf.len() > 64 * 1024 {
-            return Err(AppError::Export("the response head is too long".to_owned()));
-        }
-        let mut chunk = [0u8; 4096];
-        let n = timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .map_err(|_| AppError::Export("no answer to the handshake in 10 s".to_owned()))?
-            .map_err(|e| AppError::Export(format!("reading the handshake's answer: {e}")))?;
-        if n == 0 {
-            return Err(AppError::Export(
-                "the server closed the connection during the handshake".to_owned(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| AppError::Export(format!("not an HTTP response: {head:?}")))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Ok((status, headers, buf[end + 4..].to_vec()))
+) -> Result<(Response, BytesMut), AppError> {
+    read_head(stream, take_response, Some(Duration::from_secs(10)))
+        .await
+        .map_err(|e| AppError::Export(format!("the answer: {e}")))
 }
 
 #[cfg(test)]

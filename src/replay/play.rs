@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
 use wstap_wire::deflate::{parse_extensions, PERMESSAGE_DEFLATE};
-use wstap_wire::handshake::compute_accept;
+use wstap_wire::handshake::{compute_accept, header_values};
 use wstap_wire::mask::random_key;
 use wstap_wire::{DeflateParams, Direction, Opcode};
 
@@ -40,17 +40,15 @@ pub(super) async fn play<S: AsyncRead + AsyncWrite + Unpin>(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| failed("sending the handshake", e))?;
-    let (status, response, rest) = read_response(&mut stream).await?;
+    let (response, rest) = read_response(&mut stream).await?;
+    let status = response.status();
     if status != 101 {
         return Err(AppError::Export(format!(
             "the server answered the handshake with {status}, not 101"
         )));
     }
     let header = |name: &str| {
-        response
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_values(&response.headers, name)
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -287,6 +287,19 @@ pub fn parse_request(bytes: &[u8]) -> Result<Option<Request>, HeadError> {
     try_parse_request(&mut BytesMut::from(bytes))
 }
 
+/// Takes a request head off the front of `buf`, without I/O, leaving what follows it:
+/// `Ok(None)` when more bytes are needed. The parser the proxy runs on every request, for
+/// wstap's own servers (`wstap mock`).
+pub fn take_request(buf: &mut BytesMut) -> Result<Option<Request>, HeadError> {
+    try_parse_request(buf)
+}
+
+/// Takes a response head off the front of `buf`, as [`take_request`] does a request's,
+/// for wstap's own clients (`wstap replay`).
+pub fn take_response(buf: &mut BytesMut) -> Result<Option<Response>, HeadError> {
+    try_parse_response(buf)
+}
+
 /// Reads a request head from `incoming`. `Ok(None)`: the peer closed cleanly before
 /// sending anything.
 pub async fn read_request(

@@ -53,8 +53,8 @@ pub use config::reverse::{ReverseProxy, ReverseTls};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use head::{
-    parse_request, Head, HeadError, Request, RequestLine, Response, StatusLine, MAX_HEAD,
-    MAX_HEADERS, MAX_REQUEST_LINE,
+    parse_request, take_request, take_response, Head, HeadError, Request, RequestLine, Response,
+    StatusLine, MAX_HEAD, MAX_HEADERS, MAX_REQUEST_LINE,
 };
 pub use listen::socks;
 pub use listen::{start, RunningProxy};
