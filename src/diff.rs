@@ -107,9 +107,9 @@ pub fn report(a: &[Compared], b: &[Compared], ignore: &[String]) -> Result<(), A
     };
     let (index_a, index_b) = (by_seq(a), by_seq(b));
     let preview = |messages: &[Compared], index: &HashMap<u64, usize>, seq: u64| {
-        index
-            .get(&seq)
-            .map_or_else(String::new, |&i| preview(&messages[i]))
+        index.get(&seq).map_or_else(String::new, |&i| {
+            preview(messages[i].opcode, &messages[i].data)
+        })
     };
     let mut counts = [0usize; 4];
     for entry in &entries {
@@ -147,10 +147,9 @@ pub fn report(a: &[Compared], b: &[Compared], ignore: &[String]) -> Result<(), A
 }
 
 /// A message on one line: a close's code and reason, a binary message's first bytes in
-/// hex, text's first characters.
-fn preview(message: &Compared) -> String {
-    let data = &message.data;
-    match message.opcode {
+/// hex, text's first characters (also the mock's report of what a client sent).
+pub fn preview(opcode: Opcode, data: &[u8]) -> String {
+    match opcode {
         Opcode::Close => {
             let close = wstap_wire::CloseFrame::parse(data, &mut Vec::new());
             match close.code {

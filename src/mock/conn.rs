@@ -4,6 +4,7 @@
 
 use super::script::{Match, Matcher, Script, Trigger};
 use super::Options;
+use crate::diff::preview;
 use crate::endpoint::{read_head, Endpoint};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -249,7 +250,8 @@ impl<'s> Player<'s> {
                     let heard = self
                         .matcher
                         .hear(&self.script.client, message.opcode, &data);
-                    if let Some(end) = self.report(stream, heard, &data).await? {
+                    let shown = preview(message.opcode, &data);
+                    if let Some(end) = self.report(stream, heard, &shown).await? {
                         return Ok(Some(end));
                     }
                 }
@@ -272,9 +274,8 @@ impl<'s> Player<'s> {
         &mut self,
         stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
         heard: Match,
-        data: &[u8],
+        preview: &str,
     ) -> std::io::Result<Option<String>> {
-        let preview = preview(data);
         match heard {
             Match::Expected(index) => {
                 self.heard_at[index] = Some(Instant::now());
@@ -315,14 +316,4 @@ impl<'s> Player<'s> {
         let frame = self.endpoint.frame(opcode, data)?;
         stream.write_all(&frame).await
     }
-}
-
-/// A message's first characters, for the console.
-fn preview(data: &[u8]) -> String {
-    let text = String::from_utf8_lossy(data);
-    let mut out: String = text.chars().take(60).collect();
-    if text.chars().count() > 60 {
-        out.push('…');
-    }
-    out
 }
