@@ -27,8 +27,8 @@ mod relay;
 
 pub use end::{Closed, Closes, CutOff, EndReason, FirstClose, RelayEnd, StreamEnd};
 pub use relay::{
-    BreakRule, Built, Candidate, Command, Decision, FirstHeader, HeldId, MessageTest, Note,
-    Refused, Relay, RelayConfig, Transmit,
+    After, BreakRule, Built, Candidate, Command, Conditions, Cut, Cutoff, Decision, FirstHeader,
+    HeldId, MessageTest, Note, Refused, Relay, RelayConfig, Transmit,
 };
 
 use wstap_wire::Direction;

@@ -40,6 +40,7 @@ use intercept::Interception;
 pub use intercept::{
     BreakRule, Built, Candidate, Decision, FirstHeader, HeldId, MessageTest, Note, Refused,
 };
+pub use shape::{After, Conditions, Cut, Cutoff};
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -49,6 +50,7 @@ use wstap_wire::{
 };
 
 mod intercept;
+mod shape;
 
 /// How a relay reads its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,6 +144,16 @@ pub enum Command {
         opcode: Opcode,
         /// Its payload, unmasked.
         payload: Vec<u8>,
+    },
+    /// Set (or, with `None`, clear) network conditions on the stream to `to`: latency,
+    /// jitter, bandwidth, a pause, a cut-off ([`Conditions`]). Everything queued for `to`
+    /// from then on goes through a delay line, frame by frame; cleared, what the line holds
+    /// still goes at its time (a pause ends). See the `shape` module.
+    Condition {
+        /// Whose stream.
+        to: Side,
+        /// The conditions, or `None` for a plain stream again.
+        conditions: Option<Conditions>,
     },
 }
 
@@ -300,6 +312,8 @@ pub struct Relay {
     /// Boxed, as [`Interception`] is: rare, and the relay lives as long as its session.
     closing: Option<Box<Closing>>,
     intercept: Option<Box<Interception>>,
+    /// Network conditions, boxed: rare.
+    shaping: Option<Box<shape::Shaping>>,
     aborted: bool,
     /// The relay was aborted by [`Command::Abort`], not by a failure.
     commanded_abort: bool,
@@ -324,6 +338,7 @@ impl Relay {
             events: Vec::new(),
             closing: None,
             intercept: None,
+            shaping: None,
             aborted: false,
             commanded_abort: false,
             overflowed: None,
@@ -342,8 +357,16 @@ impl Relay {
 
     /// Whether the driver should read from `from` now.
     pub fn wants_read(&self, from: Side) -> bool {
-        let full = self.held_lane(from).is_some_and(|h| h.full());
+        let full = self.held_lane(from).is_some_and(|h| h.full()) || self.line_full(from.other());
         !self.aborted && self.lanes[from.index()].is_reading() && !full
+    }
+
+    /// [`Relay::feed`], with the monotonic time of the read: a stream with network
+    /// conditions times its frames from it (plain `feed` times them from the last time
+    /// the relay was told).
+    pub fn feed_at(&mut self, from: Side, chunk: &[u8], now: Timestamp, at: Instant) {
+        self.tell_time(at);
+        self.feed(from, chunk, now);
     }
 
     /// `chunk` was read from `from` at `now`. Queues what to write to the other side and
@@ -367,8 +390,9 @@ impl Relay {
         let steer = self.steering(from);
         let routing = self.routing(from);
         let mut no_ends = Vec::new();
-        let ends = match self.intercept.as_mut() {
-            Some(intercept) if steer => &mut intercept.ends,
+        let ends = match (self.intercept.as_mut(), self.shaping.as_mut()) {
+            (Some(intercept), _) if steer => &mut intercept.ends,
+            (None, Some(shaping)) if steer => &mut shaping.ends,
             _ => &mut no_ends,
         };
         ends.clear();
@@ -415,6 +439,10 @@ impl Relay {
             // The stream to `to` may have reached the frame boundary a close waits for.
             None => self.send_pending_close(to),
         }
+        if self.shaping.is_some() {
+            self.admit(to, Some(chunk));
+            self.admit(from, None);
+        }
     }
 
     /// `from` ended its stream: the other side's stream ends too (a half-close), once
@@ -436,6 +464,7 @@ impl Relay {
             }
         }
         self.end_stream(to, None);
+        self.admit_all();
     }
 
     /// Reading from `from` failed: the relay ends at once, the other direction with it.
@@ -466,11 +495,14 @@ impl Relay {
         for queue in &mut self.queues {
             queue.clear();
         }
+        self.clear_lines();
     }
 
     /// Whether `to` has something queued or being written.
     fn writing_to(&self, to: Side) -> bool {
-        !self.queues[to.index()].is_empty() || self.in_flight[to.index()].is_some()
+        !self.queues[to.index()].is_empty()
+            || self.in_flight[to.index()].is_some()
+            || self.line_holds(to)
     }
 
     /// Whether a stream has carried a close frame to `to` already (handed on, not held):
@@ -485,6 +517,13 @@ impl Relay {
         if self.aborted {
             return Err(Refused::Ended("both sides"));
         }
+        self.tell_time(now);
+        let done = self.carry_out(command, now);
+        self.admit_all();
+        done
+    }
+
+    fn carry_out(&mut self, command: Command, now: Instant) -> Result<(), Refused> {
         match command {
             Command::Shutdown { grace } => self.shutdown(grace, now),
             Command::Close {
@@ -505,6 +544,7 @@ impl Relay {
                 self.commanded_abort = true;
                 self.abort();
             }
+            Command::Condition { to, conditions } => self.condition(to, conditions, now),
         }
         Ok(())
     }
@@ -678,10 +718,10 @@ impl Relay {
             .as_ref()
             .filter(|_| self.closing_unfinished())
             .and_then(|closing| closing.deadline);
-        match (closing, self.held_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [closing, self.held_deadline(), self.lines_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Time has come to `now`: see [`Command::Shutdown`] for what happens past a deadline,
@@ -691,6 +731,7 @@ impl Relay {
     pub fn handle_timeout(&mut self, now: Instant) {
         if !self.aborted {
             self.time_out_held(now);
+            self.cut_due(now);
         }
         if let Some(closing) = self.closing.as_mut() {
             if let Some(grace) = closing.arm.take() {
@@ -731,7 +772,14 @@ impl Relay {
         if self.in_flight[to.index()].is_some() {
             return None;
         }
-        let (in_flight, transmit) = match self.queues[to.index()].pop_front()? {
+        let queued = match self.shaped(to) {
+            true => {
+                self.admit(to, None);
+                self.take_due(to)?
+            }
+            false => self.queues[to.index()].pop_front()?,
+        };
+        let (in_flight, transmit) = match queued {
             Queued::Forward(range) => (
                 InFlight::Forward(range.len() as u64),
                 Transmit::Forward(range),
@@ -750,7 +798,10 @@ impl Relay {
 
     /// Whether something waits to be written to `to`.
     pub fn has_transmit(&self, to: Side) -> bool {
-        !self.queues[to.index()].is_empty()
+        match self.shaped(to) {
+            true => self.line_due(to),
+            false => !self.queues[to.index()].is_empty(),
+        }
     }
 
     /// The transmit last polled for `to` has been written.
@@ -769,6 +820,7 @@ impl Relay {
             }
             Some(InFlight::Built | InFlight::Shutdown) | None => {}
         }
+        self.line_written();
     }
 
     /// Takes the records decoded so far, in wire order per direction (the relay keeps
@@ -808,7 +860,9 @@ impl Relay {
         self.aborted
             || (self.is_finished()
                 && self.queues.iter().all(VecDeque::is_empty)
-                && self.in_flight.iter().all(Option::is_none))
+                && self.in_flight.iter().all(Option::is_none)
+                && !self.line_holds(Side::Client)
+                && !self.line_holds(Side::Server))
     }
 
     /// Ends the relay at `now`: records for messages left open and frames cut off join

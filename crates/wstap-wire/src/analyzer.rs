@@ -231,6 +231,8 @@ pub struct FrameEnd {
     /// Whether a fragmented data message is still open after this frame: a message of
     /// one's own may be written here only when none is.
     pub message_open: bool,
+    /// Whether this frame ended a data message (its last frame, FIN set).
+    pub ends_message: bool,
 }
 
 /// The frame being read.
@@ -570,11 +572,17 @@ impl FrameHandler for Sink<'_> {
     }
 
     fn end(&mut self, time: Timestamp, offset: usize) -> ControlFlow<()> {
+        let ends_message = self
+            .state
+            .frame
+            .as_ref()
+            .is_some_and(|frame| frame.data && frame.record.header.fin());
         let broken = self.state.end_frame(time, self.out);
         if let Some(ends) = self.ends.as_deref_mut() {
             ends.push(FrameEnd {
                 offset,
                 message_open: self.state.message.is_some(),
+                ends_message,
             });
         }
         let Some(judge) = self.judge.as_deref_mut() else {

@@ -103,6 +103,19 @@ impl Harness {
         self.notes.extend(self.relay.drain_notes());
     }
 
+    /// [`Harness::feed`] at `us` microseconds on the monotonic clock (what a stream with
+    /// network conditions times its frames by).
+    pub fn feed_at(&mut self, from: Side, chunk: &[u8], us: u64) -> bool {
+        if !self.relay.wants_read(from) {
+            return false;
+        }
+        let at = self.at(us);
+        self.relay
+            .feed_at(from, chunk, Timestamp(us as i64 * 1000), at);
+        self.write_all(Some((from, chunk)));
+        true
+    }
+
     pub fn eof(&mut self, from: Side) {
         self.relay.end_of_stream(from);
         self.write_all(None);

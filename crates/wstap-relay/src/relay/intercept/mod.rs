@@ -402,11 +402,14 @@ impl Relay {
         self.held_lane(from).is_some_and(HeldLane::routes)
     }
 
-    /// Whether the next chunk from `from` must be read for its frame ends.
+    /// Whether the next chunk from `from` must be read for its frame ends: interception
+    /// routes it, an injection waits for a boundary, or the line of network conditions
+    /// times its frames.
     pub(super) fn steering(&self, from: Side) -> bool {
-        self.intercept.as_ref().is_some_and(|i| {
-            i.lanes[from.index()].routes() || !i.injects[from.other().index()].is_empty()
-        })
+        self.shaped(from.other())
+            || self.intercept.as_ref().is_some_and(|i| {
+                i.lanes[from.index()].routes() || !i.injects[from.other().index()].is_empty()
+            })
     }
 
     /// Takes what interception has to tell since the last call.
