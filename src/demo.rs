@@ -80,6 +80,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         breakpoints: Vec::new(),
         break_control: false,
         rules: None,
+        conditions: Vec::new(),
         break_buffer: 16 << 20,
         break_timeout: None,
         max_connections: None,

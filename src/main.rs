@@ -194,6 +194,13 @@ pub struct RunArgs {
     /// on SIGHUP (a bad file is reported and the rules in force stay).
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// Network conditions on the sessions FILTER selects (session fields; '' for all):
+    /// e.g. 'host:example.com=to:client, latency:200ms, jitter:50ms, bandwidth:64KiB/s',
+    /// or pause, drop-after:N|DURATION, close-after:N|DURATION[:CODE[:REASON]]
+    /// (docs/rules.md). Frame by frame, never cutting one; repeatable, the first that
+    /// selects a session's way applies.
+    #[arg(long = "conditions", value_name = "FILTER=SPEC", value_parser = parse_network_conditions)]
+    pub conditions: Vec<wstap_control::NetworkConditions>,
     /// Bytes a session may keep per direction while a message is held; past it wstap
     /// stops reading that side, and a larger message is not held (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
@@ -259,6 +266,12 @@ impl clap::builder::TypedValueParser for FilterParser {
             .ok_or_else(|| invalid("it is not valid UTF-8".to_owned()))?;
         wstap_filter::Filter::parse(text).map_err(|e| invalid(e.to_string()))
     }
+}
+
+/// `--conditions FILTER=SPEC`.
+fn parse_network_conditions(value: &str) -> Result<wstap_control::NetworkConditions, String> {
+    let (filter, spec) = wstap_control::split_filter_and_spec(value)?;
+    wstap_control::NetworkConditions::parse(format!("--conditions {value}"), filter, spec)
 }
 
 /// A size in bytes, with an optional K, M or G suffix (powers of 1024; `iB` and `B`

@@ -273,14 +273,26 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
         timeout: args.break_timeout.map(Duration::from_secs),
         ..wstap_control::Settings::default()
     });
-    if let Some(path) = &args.rules {
-        let rules = crate::rules::load(path).map_err(AppError::BadInput)?;
-        control.set_rules(rules);
-        let file = path.clone();
-        control.set_rules_source(wstap_control::RulesSource {
-            name: path.display().to_string(),
-            read: Box::new(move || crate::rules::load(&file)),
-        });
+    // `--conditions` come first, and stay when the file is read again.
+    let given = args.conditions.clone();
+    let with_given = move |mut set: wstap_control::RuleSet| {
+        set.conditions.splice(0..0, given.iter().cloned());
+        set
+    };
+    match &args.rules {
+        Some(path) => {
+            let rules = crate::rules::load(path).map_err(AppError::BadInput)?;
+            control.set_rules(with_given(rules));
+            let file = path.clone();
+            control.set_rules_source(wstap_control::RulesSource {
+                name: path.display().to_string(),
+                read: Box::new(move || crate::rules::load(&file).map(&with_given)),
+            });
+        }
+        None if !args.conditions.is_empty() => {
+            control.set_rules(with_given(wstap_control::RuleSet::default()));
+        }
+        None => {}
     }
     for filter in &args.breakpoints {
         control.add_breakpoint(filter.clone(), args.break_control);

@@ -132,6 +132,7 @@ impl Breakpoints {
                     filter: b.filter.source().to_owned(),
                     hits: b.hits.load(Ordering::Relaxed),
                     every: None,
+                    conditions: None,
                 })
             })
             .collect()

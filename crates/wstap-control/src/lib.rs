@@ -15,6 +15,9 @@
 //!   [`Control::abort`]) and awaits the session's answer: done, or why not.
 //! - Rules ([`Control::set_rules`]) are breakpoints that decide by themselves: what they
 //!   hold gets the orders a person would give, by the session's own mailbox.
+//! - Network conditions (a [`RuleSet`]'s, or set on one session:
+//!   [`Control::set_session_conditions`]) shape the ways of the sessions they select; each
+//!   session applies them as it starts and again whenever they change.
 //!
 //! No I/O: tokio's channels only. Everything that decides bytes stays in the relay core
 //! (`wstap-relay`); this crate decides who may ask what, and records who did.
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod breakpoints;
+mod conditions;
 mod error;
 mod held;
 mod info;
@@ -33,6 +37,10 @@ mod session;
 mod timers;
 
 pub use breakpoints::BreakpointView;
+pub use conditions::{
+    describe as describe_conditions, parse_conditions, split_filter_and_spec, NetworkConditions,
+    Toward,
+};
 pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;
@@ -102,6 +110,7 @@ struct Inner {
     breakpoints: Breakpoints,
     sessions: Mutex<HashMap<u64, Live>>,
     timers: timers::Timers,
+    conditions: conditions::ConditionsInForce,
     rules_source: Mutex<Option<Arc<RulesSource>>>,
     held: Mutex<BTreeMap<u64, HeldEntry>>,
     next_held: std::sync::atomic::AtomicU64,
@@ -166,6 +175,7 @@ impl Control {
                 breakpoints: Breakpoints::default(),
                 sessions: Mutex::new(HashMap::new()),
                 timers: timers::Timers::default(),
+                conditions: conditions::ConditionsInForce::default(),
                 rules_source: Mutex::new(None),
                 held: Mutex::new(BTreeMap::new()),
                 next_held: std::sync::atomic::AtomicU64::new(1),
@@ -224,6 +234,7 @@ impl Control {
     /// Takes session `id` out (its enrolment ended): what it held goes with it.
     fn leave(&self, id: u64) {
         lock(&self.inner.sessions).remove(&id);
+        self.inner.conditions.session_ended(id);
         lock(&self.inner.held).retain(|_, entry| entry.session != id);
         self.changed();
     }
@@ -233,11 +244,11 @@ impl Control {
         lock(&self.inner.sessions).contains_key(&id)
     }
 
-    /// Tells every live session that the breakpoints changed.
-    fn reconsider_all(&self) {
+    /// Tells every live session that the breakpoints or conditions changed (`by` whom:
+    /// recorded where conditions are taken away).
+    fn reconsider_all(&self, by: Decider) {
         for live in lock(&self.inner.sessions).values() {
-            live.post
-                .send(Order::new(Request::Reconsider, Decider::Api, None));
+            live.post.send(Order::new(Request::Reconsider, by, None));
         }
         self.changed();
     }
@@ -246,7 +257,7 @@ impl Control {
     /// `control`); every live session applies it from its next message. Returns its id.
     pub fn add_breakpoint(&self, filter: Filter, control: bool) -> u64 {
         let id = self.inner.breakpoints.add(filter, control);
-        self.reconsider_all();
+        self.reconsider_all(Decider::Api);
         id
     }
 
@@ -267,26 +278,93 @@ impl Control {
     /// after them; starts its timers; returns their ids.
     fn put_rules(&self, set: RuleSet, replace: bool) -> Vec<u64> {
         let timers = self.number_timers(set.timers);
+        let conditions: Vec<Arc<conditions::Entry>> = set
+            .conditions
+            .into_iter()
+            .map(|spec| {
+                Arc::new(conditions::Entry {
+                    id: self.inner.breakpoints.next_id(),
+                    spec,
+                    by: Decider::Rule,
+                    session: None,
+                    shaped: Default::default(),
+                })
+            })
+            .collect();
+        let condition_ids: Vec<u64> = conditions.iter().map(|c| c.id).collect();
         let mut ids = if replace {
             self.inner.timers.replace(&timers);
+            self.inner.conditions.replace(conditions);
             self.inner.breakpoints.set_rules(set.rules)
         } else {
             self.inner.timers.add(&timers);
+            self.inner.conditions.add(conditions);
             self.inner.breakpoints.add_rules(set.rules)
         };
         self.start_timers(&timers);
         ids.extend(timers.iter().map(|t| t.id));
-        self.reconsider_all();
+        ids.extend(condition_ids);
+        self.reconsider_all(Decider::Rule);
         ids
     }
 
-    /// Removes rule or timer `id`; what a rule holds for a person stays held.
+    /// Removes rule, timer or conditions `id`; what a rule holds for a person stays held.
     pub fn remove_rule(&self, id: u64) -> Result<(), ControlError> {
-        if !self.inner.breakpoints.remove_rule(id) && !self.inner.timers.remove(id) {
+        if !self.inner.breakpoints.remove_rule(id)
+            && !self.inner.timers.remove(id)
+            && !self.inner.conditions.remove(id)
+        {
             return Err(ControlError::NoRule(id));
         }
-        self.reconsider_all();
+        self.reconsider_all(Decider::Api);
         Ok(())
+    }
+
+    /// Sets network conditions on live session `session` alone, ahead of any others that
+    /// select it, in place of what was set on it before (`None`: removes that). `by` is
+    /// recorded. Returns their number.
+    pub fn set_session_conditions(
+        &self,
+        session: u64,
+        set: Option<(Toward, wstap_relay::Conditions)>,
+        by: Decider,
+    ) -> Result<Option<u64>, ControlError> {
+        if !self.is_live(session) {
+            return Err(ControlError::NoSession(session));
+        }
+        let entry = set.map(|(toward, conditions)| {
+            Arc::new(conditions::Entry {
+                id: self.inner.breakpoints.next_id(),
+                spec: NetworkConditions {
+                    name: format!("session {session}"),
+                    filter: wstap_filter::Filter::parse(&format!("session:{session}"))
+                        .unwrap_or_default(),
+                    toward,
+                    conditions,
+                },
+                by,
+                session: Some(session),
+                shaped: Default::default(),
+            })
+        });
+        let id = entry.as_ref().map(|e| e.id);
+        self.inner.conditions.set_on_session(session, entry);
+        self.reconsider_all(by);
+        Ok(id)
+    }
+
+    /// The network conditions that apply to live session `session`, by the side its
+    /// stream goes to (client, then server).
+    pub fn session_conditions(&self, session: u64) -> Result<[Option<RuleView>; 2], ControlError> {
+        let info = lock(&self.inner.sessions)
+            .get(&session)
+            .map(|live| Arc::clone(&live.info))
+            .ok_or(ControlError::NoSession(session))?;
+        Ok(self
+            .inner
+            .conditions
+            .applying(&info)
+            .map(|entry| entry.map(|entry| conditions_view(&entry))))
     }
 
     /// Says where the rules came from, so that [`Control::reload_rules`] can read them
@@ -317,6 +395,13 @@ impl Control {
     pub fn rules(&self) -> Vec<RuleView> {
         let mut views = self.inner.breakpoints.rule_views();
         views.extend(self.inner.timers.views());
+        views.extend(
+            self.inner
+                .conditions
+                .all()
+                .iter()
+                .map(|e| conditions_view(e)),
+        );
         views
     }
 
@@ -330,7 +415,7 @@ impl Control {
         if !self.inner.breakpoints.set_enabled(id, enabled) {
             return Err(ControlError::NoBreakpoint(id));
         }
-        self.reconsider_all();
+        self.reconsider_all(Decider::Api);
         Ok(())
     }
 
@@ -339,7 +424,7 @@ impl Control {
         if !self.inner.breakpoints.remove(id) {
             return Err(ControlError::NoBreakpoint(id));
         }
-        self.reconsider_all();
+        self.reconsider_all(Decider::Api);
         Ok(())
     }
 
@@ -457,5 +542,17 @@ impl Control {
         }
         let answered = answer.await.map_err(|_| ControlError::Gone(session))?;
         answered.map_err(ControlError::from)
+    }
+}
+
+/// Conditions in force as the API shows them: `hits` counts the sessions they shaped.
+fn conditions_view(entry: &conditions::Entry) -> RuleView {
+    RuleView {
+        id: entry.id,
+        name: entry.spec.name.clone(),
+        filter: entry.spec.filter.source().to_owned(),
+        hits: entry.shaped.load(std::sync::atomic::Ordering::Relaxed),
+        every: None,
+        conditions: Some(entry.spec.describe()),
     }
 }

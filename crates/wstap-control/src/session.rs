@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
 use wstap_relay::{
-    BreakRule, Built, Command, Decision, HeldId, MessageTest, Note, Refused, Relay, Side,
+    BreakRule, Built, Command, Conditions, Cut, Decision, HeldId, MessageTest, Note, Refused,
+    Relay, Side,
 };
 use wstap_trace::{Action, Decider, Event, Intervention, Message, MessageOrigin, Payload};
 use wstap_wire::Opcode;
@@ -82,6 +83,8 @@ pub struct Enrolment {
     continued: bool,
     /// What the relay was told last: breaking (with control frames or not), or not.
     breaking: Option<bool>,
+    /// The conditions on the stream to each side (client, server), by number.
+    conditioned: [Option<u64>; 2],
 }
 
 impl std::fmt::Debug for Enrolment {
@@ -109,7 +112,66 @@ impl Enrolment {
             ids: HashMap::new(),
             continued: false,
             breaking: None,
+            conditioned: [None; 2],
         }
+    }
+
+    /// Sets the session's breakpoints and network conditions on `relay` as the relay
+    /// starts, at `now` (`time` on the wall clock): the records of the conditions set.
+    pub fn start(&mut self, relay: &mut Relay, now: Instant, time: DateTime<Utc>) -> Vec<Event> {
+        self.apply_breakpoints(relay, now);
+        self.apply_conditions(relay, now, time, Decider::Rule)
+            .into_iter()
+            .map(Event::Intervention)
+            .collect()
+    }
+
+    /// Sets on `relay` the network conditions that apply now, where they changed: a
+    /// record of each change (`cleared_by` took away conditions that no longer apply).
+    fn apply_conditions(
+        &mut self,
+        relay: &mut Relay,
+        now: Instant,
+        time: DateTime<Utc>,
+        cleared_by: Decider,
+    ) -> Vec<Intervention> {
+        let applying = self.control.inner.conditions.applying(&self.info);
+        let mut records = Vec::new();
+        for (to, entry) in [Side::Client, Side::Server].into_iter().zip(applying) {
+            let id = entry.as_ref().map(|e| e.id);
+            if self.conditioned[slot(to)] == id {
+                continue;
+            }
+            let conditions = entry.as_ref().map(|entry| Conditions {
+                budget: self.control.settings().budget,
+                ..entry.spec.conditions.clone()
+            });
+            let described = crate::conditions::describe(conditions.as_ref());
+            // Refused only once the relay ended: nothing to shape then.
+            if relay
+                .command(Command::Condition { to, conditions }, now)
+                .is_err()
+            {
+                continue;
+            }
+            self.conditioned[slot(to)] = id;
+            let by = match &entry {
+                Some(entry) => {
+                    entry
+                        .shaped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    entry.by
+                }
+                None => cleared_by,
+            };
+            records.push(Intervention {
+                dir: Some(to.other().sends()),
+                breakpoint: id,
+                reason: Some(described),
+                ..self.record(Action::Conditioned, by, time)
+            });
+        }
+        records
     }
 
     /// The session's number.
@@ -283,6 +345,21 @@ impl Enrolment {
                 // An edit's or an injection's frames are the message of the order that
                 // made them (`carry_out`), whose command notes them at once.
                 Note::Sent { .. } => {}
+                Note::CutOff { to, cut } => {
+                    let (action, code, reason) = match cut {
+                        Cut::Abort => (Action::Aborted, None, None),
+                        Cut::Close { code, reason, .. } => {
+                            (Action::Closed, Some(code), Some(reason))
+                        }
+                    };
+                    records.push(Intervention {
+                        dir: Some(to.other().sends()),
+                        breakpoint: self.conditioned[slot(to)],
+                        code,
+                        reason,
+                        ..self.record(action, Decider::Conditions, time)
+                    });
+                }
                 Note::TimedOut { id, from: _ } => {
                     if let Some(view) = self.settle(id) {
                         records.push(self.about(&view, Action::TimedOut, Decider::Timeout, time));
@@ -438,7 +515,7 @@ impl Enrolment {
         match request {
             Request::Reconsider => {
                 self.apply_breakpoints(relay, now);
-                Ok((Vec::new(), None))
+                Ok((self.apply_conditions(relay, now, time, by), None))
             }
             Request::Decide {
                 held,
@@ -569,6 +646,14 @@ impl Enrolment {
                 Ok((vec![self.record(Action::Aborted, by, time)], None))
             }
         }
+    }
+}
+
+/// Where a side's entry is in a pair kept by side (client, server).
+fn slot(side: Side) -> usize {
+    match side {
+        Side::Client => 0,
+        Side::Server => 1,
     }
 }
 

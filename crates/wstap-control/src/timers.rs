@@ -90,6 +90,7 @@ impl Timers {
                 filter: t.timer.filter.source().to_owned(),
                 hits: t.sent.load(Ordering::Relaxed),
                 every: Some(t.timer.every),
+                conditions: None,
             })
             .collect()
     }

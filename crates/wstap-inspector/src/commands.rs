@@ -51,6 +51,8 @@ pub enum Route {
     Close(u64),
     /// `sessions/N/abort`
     Abort(u64),
+    /// `sessions/N/conditions`
+    Conditions(u64),
 }
 
 impl Route {
@@ -69,6 +71,7 @@ impl Route {
             ["sessions", n, "inject"] => Some(Route::Inject(number(n)?)),
             ["sessions", n, "close"] => Some(Route::Close(number(n)?)),
             ["sessions", n, "abort"] => Some(Route::Abort(number(n)?)),
+            ["sessions", n, "conditions"] => Some(Route::Conditions(number(n)?)),
             _ => None,
         }
     }
@@ -81,6 +84,7 @@ impl Route {
             Route::Rule(_) => "DELETE",
             Route::RulesReload => "POST",
             Route::Held => "GET, HEAD",
+            Route::Conditions(_) => "GET, HEAD, POST",
             Route::HeldMessage(_) | Route::Inject(_) | Route::Close(_) | Route::Abort(_) => "POST",
         }
     }
@@ -129,6 +133,7 @@ impl Commands {
             Route::Breakpoint(_) => method == Method::PATCH || method == Method::DELETE,
             Route::Rule(_) => method == Method::DELETE,
             Route::Held => Route::reads(method),
+            Route::Conditions(_) => Route::reads(method) || method == Method::POST,
             _ => method == Method::POST,
         };
         if !allowed {
@@ -142,6 +147,9 @@ impl Commands {
         let Some(control) = &self.control else {
             // A saved capture: nothing held, no breakpoints, and nothing to change.
             return match route {
+                Route::Conditions(_) if Route::reads(method) => Ok(json_reply(
+                    &json!({ "client": null, "server": null, "live": false }),
+                )),
                 Route::Breakpoints | Route::Held | Route::Rules if Route::reads(method) => {
                     Ok(json_reply(&json!({
                         "held": [], "breakpoints": [], "rules": [], "intercepting": false
@@ -268,6 +276,17 @@ impl Commands {
             Route::Abort(session) => {
                 control.abort(session, by).await.map_err(refusal)?;
                 Ok(json_reply(&json!({ "ok": true })))
+            }
+            Route::Conditions(session) if Route::reads(method) => conditions_json(control, session),
+            Route::Conditions(session) => {
+                // The language of `--conditions`; `none` takes away what was set here.
+                let text = string(&body, "conditions")?.ok_or_else(|| missing("conditions"))?;
+                let (toward, conditions) = wstap_control::parse_conditions(text)
+                    .map_err(|e| ApiError::field("conditions", e))?;
+                control
+                    .set_session_conditions(session, conditions.map(|c| (toward, c)), by)
+                    .map_err(refusal)?;
+                conditions_json(control, session)
             }
         }
     }
@@ -417,7 +436,21 @@ fn rule_json(r: &RuleView) -> Value {
     if let Some(every) = r.every {
         value["every_ms"] = json!(every.as_millis() as u64);
     }
+    if let Some(conditions) = &r.conditions {
+        value["conditions"] = json!(conditions);
+    }
     value
+}
+
+/// The network conditions that apply to live session `session`, by the side each way
+/// goes to.
+fn conditions_json(control: &Control, session: u64) -> Result<Response<Body>, ApiError> {
+    let [client, server] = control.session_conditions(session).map_err(refusal)?;
+    Ok(json_reply(&json!({
+        "client": client.as_ref().map(rule_json),
+        "server": server.as_ref().map(rule_json),
+        "live": true,
+    })))
 }
 
 fn held_json(h: &HeldView) -> Value {

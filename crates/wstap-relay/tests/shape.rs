@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use std::num::NonZeroU64;
 use std::time::Duration;
 use support::*;
-use wstap_relay::{After, Command, Conditions, Cut, Cutoff, EndReason, Side};
+use wstap_relay::{After, Command, Conditions, Cut, Cutoff, EndReason, Note, Side};
 use wstap_wire::{AnalyzerConfig, FrameBuilder, Timestamp};
 
 const MS: u64 = 1000;
@@ -171,6 +171,13 @@ fn a_cutoff_after_messages_delivers_exactly_those_then_aborts() {
     h.timeout(10 * MS);
     assert_eq!(h.server.bytes, [&frames[0][..], &ping, &frames[1]].concat());
     assert!(h.relay.is_aborted(), "cut once they went");
+    assert_eq!(
+        h.notes,
+        [Note::CutOff {
+            to: Side::Server,
+            cut: Cut::Abort
+        }]
+    );
     let end = h.relay.end(Timestamp(0));
     assert_eq!(end.reason, EndReason::Aborted);
 }

@@ -813,6 +813,10 @@ pub enum Action {
     Closed,
     /// wstap dropped both connections at once.
     Aborted,
+    /// Network conditions were set on the stream toward the side `dir` goes to
+    /// (`reason`: what they are, as `--conditions` writes them; `none` when cleared);
+    /// `breakpoint` is the number of the conditions in force.
+    Conditioned,
 }
 
 impl Action {
@@ -832,6 +836,7 @@ impl Action {
             Action::Injected => "injected",
             Action::Closed => "closed",
             Action::Aborted => "aborted",
+            Action::Conditioned => "conditioned",
         }
     }
 }
@@ -852,6 +857,9 @@ pub enum Decider {
     Session,
     /// A rule (`--rules`): the intervention's `breakpoint` is its number.
     Rule,
+    /// Network conditions (`--conditions`, a rules file's `[[conditions]]`): a cut-off
+    /// they set.
+    Conditions,
 }
 
 impl Decider {
@@ -864,6 +872,7 @@ impl Decider {
             Decider::Timeout => "timeout",
             Decider::Session => "session",
             Decider::Rule => "rule",
+            Decider::Conditions => "conditions",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! comes from `--rules FILE` and from the inspector's API.
 
 use super::{Outcome, Replacement, Rule, RuleSet, Timer};
+use crate::NetworkConditions;
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -30,6 +31,17 @@ struct File {
     rule: Vec<RuleSpec>,
     #[serde(default)]
     timer: Vec<TimerSpec>,
+    #[serde(default)]
+    conditions: Vec<ConditionsSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionsSpec {
+    name: Option<String>,
+    filter: Spanned<String>,
+    /// In the language of `--conditions`.
+    set: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +143,32 @@ fn parse(text: &str) -> Result<RuleSet, Mistake> {
         .enumerate()
         .map(|(n, spec)| timer(n + 1, spec))
         .collect::<Result<_, _>>()?;
-    Ok(RuleSet { rules, timers })
+    let conditions = file
+        .conditions
+        .into_iter()
+        .enumerate()
+        .map(|(n, spec)| conditions(n + 1, spec))
+        .collect::<Result<_, _>>()?;
+    Ok(RuleSet {
+        rules,
+        timers,
+        conditions,
+    })
+}
+
+fn conditions(number: usize, spec: ConditionsSpec) -> Result<NetworkConditions, Mistake> {
+    // The filter's mistakes point at the filter, the conditions' at `set`.
+    let filter = filter_of(&spec.filter)?;
+    if filter.reads_records() {
+        return Err((
+            spec.filter.span().start,
+            "conditions choose sessions: their filter may use only session fields (host, path, ...)"
+                .to_owned(),
+        ));
+    }
+    let name = spec.name.unwrap_or_else(|| format!("conditions {number}"));
+    NetworkConditions::parse(name, spec.filter.get_ref(), spec.set.get_ref())
+        .map_err(|message| (spec.set.span().start, message))
 }
 
 /// A filter as a rule or timer gives it, or its mistake on one line.
@@ -480,9 +517,21 @@ name = "keepalive"
 filter = 'host:chat.example'
 every = 5000
 inject = { to = "server", ping = "still here" }
+
+[[conditions]]
+name = "slow mobile"
+filter = 'host:chat.example'
+set = "to:client, latency:200ms, jitter:20ms, bandwidth:64KiB/s"
 "#,
         )
         .unwrap();
+        assert_eq!(set.conditions.len(), 1);
+        let slow = &set.conditions[0];
+        assert_eq!(slow.name, "slow mobile");
+        assert_eq!(
+            slow.describe(),
+            "to:client, latency:200ms, jitter:20ms, bandwidth:65536B/s"
+        );
         assert_eq!(set.timers.len(), 1);
         let timer = &set.timers[0];
         assert_eq!(
@@ -619,6 +668,15 @@ inject = { to = "server", ping = "still here" }
             (
                 "[[timer]]\nfilter = ''\ninject = { to = 'client', text = 'x' }",
                 "1:1: missing field `every`",
+            ),
+            // Conditions: a filter that reads messages, a mistake in what they set.
+            (
+                "[[conditions]]\nfilter = 'op:text'\nset = 'latency:1ms'",
+                "2:10: conditions choose sessions",
+            ),
+            (
+                "[[conditions]]\nfilter = ''\nset = 'latency:1ms, jiter:2ms'",
+                "3:7: unknown condition \"jiter\"",
             ),
             // A JSON path with a hole.
             (

@@ -211,12 +211,14 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// The timers.
     pub timers: Vec<Timer>,
+    /// Network conditions (`[[conditions]]`).
+    pub conditions: Vec<crate::NetworkConditions>,
 }
 
 impl RuleSet {
-    /// How many rules and timers.
+    /// How many rules, timers and conditions.
     pub fn len(&self) -> usize {
-        self.rules.len() + self.timers.len()
+        self.rules.len() + self.timers.len() + self.conditions.len()
     }
 
     /// Whether there are none.
@@ -238,6 +240,8 @@ pub struct RuleView {
     pub hits: u64,
     /// A timer's period.
     pub every: Option<Duration>,
+    /// Network conditions: what they are, in their own language (`to:client, latency:200ms`).
+    pub conditions: Option<String>,
 }
 
 #[cfg(test)]

@@ -404,7 +404,7 @@ impl Pump {
                     Ok(chunk) if chunk.is_empty() => relay.end_of_stream(self.from),
                     Ok(chunk) => {
                         want = next_read_size(chunk.len());
-                        relay.feed(self.from, &chunk, time);
+                        relay.feed_at(self.from, &chunk, time, monotonic_now());
                         fed = Some(chunk);
                     }
                     Err(e) => relay.read_failed(self.from, e.to_string()),
@@ -414,8 +414,12 @@ impl Pump {
                 // A message held: the control branch gives it its timeout.
                 let noted = relay.has_notes();
                 shared.noted(&mut relay, time, &mut events);
-                // The other pump writes to this side; the control branch ends the drive.
-                let ring = relay.has_transmit(self.from) || relay.is_finished() || noted;
+                // The other pump writes to this side; the control branch ends the drive,
+                // and learns the deadlines of a line of network conditions.
+                let ring = relay.has_transmit(self.from)
+                    || relay.is_finished()
+                    || noted
+                    || relay.is_shaped();
                 (ring, relay.is_aborted())
             };
             if ring || aborted {
@@ -515,12 +519,12 @@ pub(crate) fn drive<'a>(
     enrolled: Option<(Enrolment, Mailbox)>,
 ) -> impl Future<Output = RelayEnd> + Send + 'a {
     let mut relay = Relay::new(config);
-    let (enrolment, mailbox) = match enrolled {
+    let (enrolment, mailbox, started) = match enrolled {
         Some((mut enrolment, mailbox)) => {
-            enrolment.apply_breakpoints(&mut relay, monotonic_now());
-            (Some(Mutex::new(enrolment)), Some(mailbox))
+            let started = enrolment.start(&mut relay, monotonic_now(), to_utc(now()));
+            (Some(Mutex::new(enrolment)), Some(mailbox), started)
         }
-        None => (None, None),
+        None => (None, None, Vec::new()),
     };
     let shared = Shared {
         relay: Mutex::new(relay),
@@ -532,6 +536,9 @@ pub(crate) fn drive<'a>(
     let c2s = Pump::new(Side::Client, client.incoming, upstream.out);
     let s2c = Pump::new(Side::Server, upstream.incoming, client.out);
     async move {
+        shared
+            .publish(started.into_iter().map(recorded).collect())
+            .await;
         {
             let stop = pin!(session.shared.stopping());
             tokio::join!(

@@ -18,7 +18,7 @@
 //!
 //! [`Command::Condition`]: super::Command::Condition
 
-use super::{Queued, Relay};
+use super::{Note, Queued, Relay};
 use crate::Side;
 use std::collections::VecDeque;
 use std::num::NonZeroU64;
@@ -291,6 +291,8 @@ pub(super) struct Shaping {
     pub ends: Vec<FrameEnd>,
     /// The time the relay was last told.
     clock: Instant,
+    /// Cut-offs carried out, to tell.
+    notes: Vec<Note>,
 }
 
 impl Relay {
@@ -334,6 +336,7 @@ impl Relay {
                 lines: [None, None],
                 ends: Vec::new(),
                 clock: now,
+                notes: Vec::new(),
             })
         });
         shaping.clock = shaping.clock.max(now);
@@ -366,7 +369,7 @@ impl Relay {
                 *slot = None;
             }
         }
-        if shaping.lines.iter().all(Option::is_none) {
+        if shaping.lines.iter().all(Option::is_none) && shaping.notes.is_empty() {
             self.shaping = None;
         }
     }
@@ -531,22 +534,29 @@ impl Relay {
             let Some(line) = slot.as_mut() else {
                 continue;
             };
+            let to = [Side::Client, Side::Server][index];
             if line.cut_at.is_some_and(|at| at <= now) {
                 line.cut_at = None;
                 if let Some(cutoff) = line.conditions.cutoff.take() {
-                    cuts.push(cutoff.cut);
+                    cuts.push((to, cutoff.cut));
                 }
             }
             let written = line.is_empty() && self.in_flight[index].is_none();
             if written && line.cut_pending.as_ref().is_some_and(|(at, _)| *at <= now) {
                 if let Some((_, cut)) = line.cut_pending.take() {
-                    cuts.push(cut);
+                    cuts.push((to, cut));
                 }
             }
         }
-        for cut in cuts {
+        for (to, cut) in cuts {
             if self.aborted {
                 break;
+            }
+            if let Some(shaping) = self.shaping.as_mut() {
+                shaping.notes.push(Note::CutOff {
+                    to,
+                    cut: cut.clone(),
+                });
             }
             match cut {
                 Cut::Abort => {
@@ -565,6 +575,19 @@ impl Relay {
             }
         }
         self.admit_all();
+    }
+
+    /// Takes the cut-offs carried out since the last call.
+    pub(super) fn drain_line_notes(&mut self) -> Vec<Note> {
+        self.shaping
+            .as_mut()
+            .map(|shaping| std::mem::take(&mut shaping.notes))
+            .unwrap_or_default()
+    }
+
+    /// Whether a cut-off waits to be told.
+    pub(super) fn has_line_notes(&self) -> bool {
+        self.shaping.as_ref().is_some_and(|s| !s.notes.is_empty())
     }
 
     /// After a piece to `to` was written: a cut-off may be due, a retired line may go.

@@ -200,6 +200,13 @@ pub enum Note {
         /// Who sent it.
         from: Side,
     },
+    /// The network conditions on the stream to `to` cut the connection.
+    CutOff {
+        /// Whose stream's conditions.
+        to: Side,
+        /// How.
+        cut: super::Cut,
+    },
 }
 
 /// What frames wstap built stand for.
@@ -414,15 +421,18 @@ impl Relay {
 
     /// Takes what interception has to tell since the last call.
     pub fn drain_notes(&mut self) -> Vec<Note> {
-        self.intercept
+        let mut notes = self
+            .intercept
             .as_mut()
             .map(|i| std::mem::take(&mut i.notes))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        notes.extend(self.drain_line_notes());
+        notes
     }
 
     /// Whether anything waits in [`Relay::drain_notes`].
     pub fn has_notes(&self) -> bool {
-        self.intercept.as_ref().is_some_and(|i| !i.notes.is_empty())
+        self.intercept.as_ref().is_some_and(|i| !i.notes.is_empty()) || self.has_line_notes()
     }
 
     /// The messages held now, by who sent them.
