@@ -245,6 +245,21 @@ async fn chromium_sets_a_breakpoint_edits_a_held_message_injects_and_aborts() {
 
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_sets_network_conditions_on_a_live_session() {
+    drive_against_echo(
+        "conditions",
+        &[
+            "--no-tls-intercept",
+            "--conditions",
+            "path:/shaped=to:server, latency:40ms",
+        ],
+        &["14-conditions", "15-conditions-record"],
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_shows_a_bounded_capture_dropping_its_oldest_payloads() {
     drive_against_echo(
         "bounded",

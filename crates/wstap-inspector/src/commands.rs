@@ -277,6 +277,10 @@ impl Commands {
                 control.abort(session, by).await.map_err(refusal)?;
                 Ok(json_reply(&json!({ "ok": true })))
             }
+            // A session that is not live has no conditions: nothing to refuse.
+            Route::Conditions(session) if Route::reads(method) && !control.is_live(session) => Ok(
+                json_reply(&json!({ "client": null, "server": null, "live": false })),
+            ),
             Route::Conditions(session) if Route::reads(method) => conditions_json(control, session),
             Route::Conditions(session) => {
                 // The language of `--conditions`; `none` takes away what was set here.

@@ -10,6 +10,7 @@ import { droppedText, knowCaptureBound } from './detail.js';
 import { SessionsList } from './sessions.js';
 import { SessionView } from './session.js';
 import { Composer, InterceptPanel } from './intercept.js';
+import { ConditionsForm } from './conditions.js';
 
 const state = { active: 'sessions', openId: null, reloadTimer: null };
 
@@ -67,6 +68,8 @@ $('#intercept-toggle').addEventListener('click', () => intercept.toggle());
 $('#held-badge').addEventListener('click', () => intercept.toggle(true));
 $('#intercept-close').addEventListener('click', () => intercept.toggle(false));
 $('#compose').addEventListener('click', () => composer.show(state.openId));
+const conditions = new ConditionsForm();
+$('#network').addEventListener('click', () => conditions.show(state.openId));
 // Aborting drops both connections: the button asks once more first.
 $('#abort').addEventListener('click', async (e) => {
   const button = e.currentTarget;
@@ -94,6 +97,8 @@ async function openSession(id) {
   sessions.markOpen(id);
   $('#session-pane').hidden = false;
   $('#empty-pane').hidden = true;
+  conditions.hide();
+  conditions.refresh(id);
   if (location.hash !== `#session=${id}`) history.replaceState(null, '', `#session=${id}`);
   try {
     await view.open(id);
@@ -267,6 +272,7 @@ async function start() {
     onState: setLive,
     onIntercept: () => {
       intercept.refresh();
+      if (state.openId !== null) conditions.refresh(state.openId);
       // An intercept event comes before the capture commits what was done: ask a little later.
       if (state.openId !== null) setTimeout(() => view.loadInterventions(), 200);
     },

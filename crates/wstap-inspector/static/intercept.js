@@ -120,7 +120,8 @@ export class InterceptPanel {
       el('span', { class: 'chip', title: `rule ${r.id}: what it holds is decided by the rule`, text: r.name }),
       el('code', { class: 'grow', text: r.filter }),
       r.every_ms !== undefined ? el('span', { class: 'chip', text: `every ${r.every_ms / 1000} s` }) : null,
-      el('span', { class: 'count', text: r.every_ms !== undefined ? `${count(r.hits)} sent` : `${count(r.hits)} hit${r.hits === 1 ? '' : 's'}` }),
+      r.conditions !== undefined ? el('span', { class: 'chip net', title: 'network conditions', text: r.conditions }) : null,
+      el('span', { class: 'count', text: ruleCount(r) }),
       el('button', { class: 'icon', title: 'remove', text: '✕', onclick: () => this.call('DELETE', `rules/${r.id}`) }))));
   }
 
@@ -393,4 +394,12 @@ export class Composer {
       status.textContent = e.message;
     }
   }
+}
+
+/** How often a rule fired, a timer sent, or conditions shaped a session. */
+function ruleCount(r) {
+  const plural = (n, word) => `${count(n)} ${word}${n === 1 ? '' : 's'}`;
+  if (r.every_ms !== undefined) return `${count(r.hits)} sent`;
+  if (r.conditions !== undefined) return plural(r.hits, 'session');
+  return plural(r.hits, 'hit');
 }

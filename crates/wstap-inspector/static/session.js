@@ -220,8 +220,13 @@ export class SessionView {
     // Only a live session takes messages, closes and aborts.
     const live = s.state === 'open';
     $('#compose').disabled = !live;
+    $('#network').disabled = !live;
     $('#abort').disabled = !live;
-    if (!live) $('#composer').hidden = true;
+    if (!live) {
+      $('#composer').hidden = true;
+      $('#conditions-form').hidden = true;
+      $('#conditions-chip').hidden = true;
+    }
   }
 
   showExports() {
@@ -256,10 +261,14 @@ export class SessionView {
       return;
     }
     const rows = list.map((i) => {
+      // Network conditions: their number names them, and their reason is what they set.
+      const shaping = i.action === 'conditioned' || i.by === 'conditions';
+      const which = shaping ? 'conditions' : i.by === 'rule' ? 'rule' : 'breakpoint';
       const what = [
         i.held !== undefined ? `held message ${i.held}` : null,
         i.frame !== undefined ? `ending with frame ${i.frame}` : null,
-        i.breakpoint !== undefined ? `${i.by === 'rule' ? 'rule' : 'breakpoint'} ${i.breakpoint}` : null,
+        i.breakpoint !== undefined ? `${which} ${i.breakpoint}` : null,
+        i.action === 'conditioned' ? i.reason : null,
         i.code !== undefined ? `code ${i.code}${i.reason ? ` “${i.reason}”` : ''}` : null,
         i.bytes !== undefined ? `${size(i.bytes)} kept when it was let go` : null,
       ].filter(Boolean).join(', ');

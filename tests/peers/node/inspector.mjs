@@ -455,5 +455,65 @@ async function bounded() {
   await browser.close();
 }
 
-const modes = { live, demo, scale, intercept, bounded };
+/** Network conditions from the page: set on the open session, they slow its echoes as
+ * the client measures them; a mistake says what is wrong; cleared, the echoes are quick
+ * again; the rules panel lists the conditions wstap started with; the session's
+ * interventions record each change and who made it. */
+async function conditions() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1360, height: 860 });
+  await page.waitForSelector("#session-count:has-text('sessions')");
+  const ws = await client("/shaped", {});
+  const roundTrip = async () => {
+    const started = Date.now();
+    await exchange(ws, "how long?");
+    return Date.now() - started;
+  };
+  await roundTrip();
+  const row = page.locator("#sessions .rows .row", { hasText: "/shaped" });
+  await row.waitFor({ timeout: 10000 });
+  await row.click();
+  // The conditions wstap started with select the session: the chip says so.
+  await page.waitForSelector("#conditions-chip:not([hidden])", { timeout: 10000 });
+  check((await page.textContent("#conditions-chip")).includes("latency:40ms"), "the chip shows the conditions that apply");
+
+  await page.click("#network");
+  await page.waitForSelector("#conditions-form:not([hidden])");
+  check((await page.textContent("#conditions-now")).includes("to the server: latency:40ms (--conditions"), "the form says what applies and where from");
+  await page.fill("#conditions-spec", "to:client, latncy:300ms");
+  await page.click("#conditions-form button[type=submit]");
+  await page.waitForSelector("#conditions-status.bad");
+  check((await page.textContent("#conditions-status")).includes("unknown condition"), "a mistake says what is wrong");
+  await page.fill("#conditions-spec", "to:client, latency:300ms, bandwidth:1MB/s");
+  await page.click("#conditions-form button[type=submit]");
+  await page.waitForSelector("#conditions-status:has-text('applied')");
+  await page.waitForFunction(() => document.querySelector("#conditions-chip").textContent.includes("300ms"));
+  const slow = await roundTrip();
+  check(slow >= 330 && slow < 1000, `the echo came ${slow} ms later (40 ms up, 300 ms down)`);
+  await shot(page, "14-conditions");
+
+  await page.click("#conditions-clear");
+  await page.waitForSelector("#conditions-status:has-text('cleared')");
+  const quick = await roundTrip();
+  check(quick >= 40 && quick < 200, `cleared: the page's conditions are gone, --conditions' 40 ms stay (${quick} ms)`);
+
+  // The rules panel lists the conditions in force with the sessions they shaped.
+  await page.keyboard.press("b");
+  await page.waitForSelector("#rule-list li .chip.net");
+  check((await page.textContent("#rule-list")).includes("latency:40ms"), "the panel lists the conditions wstap started with");
+  await page.keyboard.press("Escape");
+
+  await page.click("#session-tabs button[data-tab=interventions]");
+  await page.waitForFunction(() => document.querySelectorAll("#tab-interventions tbody tr").length >= 3, null, { timeout: 10000 });
+  const done = await page.$$eval("#tab-interventions tbody tr", (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join("|")));
+  await shot(page, "15-conditions-record");
+  check(done.filter((r) => r.includes("conditioned") && r.includes("inspector")).length === 2,
+    `set and cleared from the page, each recorded: ${done.join("; ")}`);
+  check(done.some((r) => r.includes("conditioned") && r.includes("rule") && r.includes("conditions 1") && r.includes("latency:40ms")), `and the conditions it started with, named: ${done[0]}`);
+  ws.close();
+  check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+const modes = { live, demo, scale, intercept, bounded, conditions };
 await modes[args.mode]();
