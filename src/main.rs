@@ -271,7 +271,7 @@ impl clap::builder::TypedValueParser for FilterParser {
 /// `--conditions FILTER=SPEC`.
 fn parse_network_conditions(value: &str) -> Result<wstap_control::NetworkConditions, String> {
     let (filter, spec) = wstap_control::split_filter_and_spec(value)?;
-    wstap_control::NetworkConditions::parse(format!("--conditions {value}"), filter, spec)
+    wstap_control::NetworkConditions::parse("--conditions".to_owned(), filter, spec)
 }
 
 /// A size in bytes, with an optional K, M or G suffix (powers of 1024; `iB` and `B`

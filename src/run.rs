@@ -273,8 +273,17 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
         timeout: args.break_timeout.map(Duration::from_secs),
         ..wstap_control::Settings::default()
     });
-    // `--conditions` come first, and stay when the file is read again.
-    let given = args.conditions.clone();
+    // `--conditions` come first, and stay when the file is read again; each is named by
+    // its place on the command line.
+    let given: Vec<_> = args
+        .conditions
+        .iter()
+        .enumerate()
+        .map(|(n, given)| wstap_control::NetworkConditions {
+            name: format!("--conditions {}", n + 1),
+            ..given.clone()
+        })
+        .collect();
     let with_given = move |mut set: wstap_control::RuleSet| {
         set.conditions.splice(0..0, given.iter().cloned());
         set

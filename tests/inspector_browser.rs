@@ -253,7 +253,7 @@ async fn chromium_sets_network_conditions_on_a_live_session() {
             "--conditions",
             "path:/shaped=to:server, latency:40ms",
         ],
-        &["14-conditions", "15-conditions-record"],
+        &["14-conditions", "15-conditions-record", "16-rule-added"],
     )
     .await;
 }

@@ -38,6 +38,14 @@ export class InterceptPanel {
     this.available = true;
     this.timer = null;
     $('#rules-reload').addEventListener('click', () => this.reloadRules());
+    $('#rules-add').addEventListener('click', () => {
+      $('#rule-form').hidden = !$('#rule-form').hidden;
+      if (!$('#rule-form').hidden) $('#rule-text').focus();
+    });
+    $('#rule-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.addRules();
+    });
     $('#breakpoint-form').addEventListener('submit', (e) => {
       e.preventDefault();
       this.addBreakpoint();
@@ -110,8 +118,7 @@ export class InterceptPanel {
 
   /** The rules in force (hidden when there are none): each one's name, filter and hits. */
   renderRules() {
-    const any = this.rules.length > 0 || this.rulesFile !== null;
-    $('#rules-bar').hidden = !any;
+    const any = this.rules.length > 0;
     $('#rules-reload').hidden = this.rulesFile === null;
     if (this.rulesFile !== null) $('#rules-from').textContent = `from ${this.rulesFile}: they decide by themselves`;
     $('#rule-list').hidden = !any;
@@ -123,6 +130,22 @@ export class InterceptPanel {
       r.conditions !== undefined ? el('span', { class: 'chip net', title: 'network conditions', text: r.conditions }) : null,
       el('span', { class: 'count', text: ruleCount(r) }),
       el('button', { class: 'icon', title: 'remove', text: '✕', onclick: () => this.call('DELETE', `rules/${r.id}`) }))));
+  }
+
+  /** Adds the rules written in the form (the rules file's language), after those in
+   * force; a mistake is shown with its line and column, and nothing is added. */
+  async addRules() {
+    const box = $('#rules-error');
+    try {
+      await send('POST', 'rules', { rules: $('#rule-text').value });
+      box.hidden = true;
+      $('#rule-text').value = '';
+      $('#rule-form').hidden = true;
+    } catch (e) {
+      box.hidden = false;
+      box.textContent = e.message;
+    }
+    this.refresh();
   }
 
   /** Reads the rules file again; a mistake in it is shown, and the rules in force stay. */

@@ -479,7 +479,7 @@ async function conditions() {
 
   await page.click("#network");
   await page.waitForSelector("#conditions-form:not([hidden])");
-  check((await page.textContent("#conditions-now")).includes("to the server: latency:40ms (--conditions"), "the form says what applies and where from");
+  check((await page.textContent("#conditions-now")).includes("to the server: latency:40ms (--conditions 1)"), "the form says what applies and where from");
   await page.fill("#conditions-spec", "to:client, latncy:300ms");
   await page.click("#conditions-form button[type=submit]");
   await page.waitForSelector("#conditions-status.bad");
@@ -497,11 +497,27 @@ async function conditions() {
   const quick = await roundTrip();
   check(quick >= 40 && quick < 200, `cleared: the page's conditions are gone, --conditions' 40 ms stay (${quick} ms)`);
 
-  // The rules panel lists the conditions in force with the sessions they shaped.
+  // The rules panel lists the conditions in force with the sessions they shaped, and
+  // adds rules written in the file's language (a mistake says where).
   await page.keyboard.press("b");
   await page.waitForSelector("#rule-list li .chip.net");
   check((await page.textContent("#rule-list")).includes("latency:40ms"), "the panel lists the conditions wstap started with");
+  await page.click("#rules-add");
+  await page.fill("#rule-text", "[[rule]]\nfilter = 'dir:s2c text:shout'\ndorp = true");
+  await page.click("#rule-form button[type=submit]");
+  await page.waitForSelector("#rules-error:not([hidden])");
+  check((await page.textContent("#rules-error")).includes("3:1"), "a mistake in added rules says its line and column");
+  await page.fill("#rule-text", "[[rule]]\nname = \"loud\"\nfilter = 'dir:s2c text:shout'\nreplace = [{ regex = 'shout', with = 'SHOUT' }]");
+  await page.click("#rule-form button[type=submit]");
+  await page.waitForSelector("#rule-list li .chip:has-text('loud')");
+  check(await page.isHidden("#rules-error"), "added: the rule is listed, no mistake");
+  await shot(page, "16-rule-added");
   await page.keyboard.press("Escape");
+  const echoed = await new Promise((resolve) => {
+    ws.once("message", (data) => resolve(data.toString()));
+    ws.send("please shout");
+  });
+  check(echoed === "please SHOUT", `the added rule rewrote the echo: ${echoed}`);
 
   await page.click("#session-tabs button[data-tab=interventions]");
   await page.waitForFunction(() => document.querySelectorAll("#tab-interventions tbody tr").length >= 3, null, { timeout: 10000 });

@@ -351,16 +351,20 @@ impl Pump {
                     let Some(written) = self.transmit(shared, &transmit, fed.as_ref()).await else {
                         break;
                     };
-                    let (finished, aborted) = {
+                    let (finished, aborted, for_the_other) = {
                         let mut relay = shared.relay();
                         match written {
                             Ok(()) => relay.transmitted(to),
                             Err(e) => relay.write_failed(to, e.to_string()),
                         }
                         next = relay.poll_transmit(to);
-                        (relay.is_done(), relay.is_aborted())
+                        // A cut-off of network conditions, carried out once what came
+                        // before it was written, may have queued a close for the other
+                        // pump.
+                        let for_the_other = relay.is_shaped() && relay.has_transmit(self.from);
+                        (relay.is_done(), relay.is_aborted(), for_the_other)
                     };
-                    if finished {
+                    if finished || for_the_other {
                         shared.changed(aborted).await;
                     }
                 }
