@@ -183,7 +183,10 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         max_connections: args.max_connections,
         proxy_auth: args.proxy_auth.clone(),
         strict: args.strict,
-        upstream_proxy: parent_proxy(args)?,
+        upstream_proxy: parent_proxy(
+            args.upstream_proxy.as_deref(),
+            args.no_upstream_proxy_for.as_deref(),
+        )?,
         socks5: args.socks5.clone(),
         reverse,
         control: Some(control.clone()),
@@ -444,13 +447,15 @@ fn reverse_proxies(
 
 /// `--upstream-proxy`, with the hosts that bypass it: `--no-upstream-proxy-for`, else
 /// `NO_PROXY` (or `no_proxy`).
-fn parent_proxy(args: &RunArgs) -> Result<Option<wstap_proxy::ParentProxy>, AppError> {
-    let Some(url) = &args.upstream_proxy else {
+pub(crate) fn parent_proxy(
+    url: Option<&str>,
+    no_proxy_for: Option<&str>,
+) -> Result<Option<wstap_proxy::ParentProxy>, AppError> {
+    let Some(url) = url else {
         return Ok(None);
     };
-    let bypass = args
-        .no_upstream_proxy_for
-        .clone()
+    let bypass = no_proxy_for
+        .map(str::to_owned)
         .or_else(|| std::env::var("NO_PROXY").ok())
         .or_else(|| std::env::var("no_proxy").ok())
         .unwrap_or_default();

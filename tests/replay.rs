@@ -190,7 +190,7 @@ async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
         recorded.to_str().unwrap(),
         "--session",
         &session.to_string(),
-        "--proxy",
+        "--upstream-proxy",
         &format!("http://{second}"),
         "--timing",
         "fast",
@@ -207,7 +207,7 @@ async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
     assert_eq!(client_texts(&replayed, again[0]), ["one", "two"]);
     assert_eq!(client_texts(&recorded, session), ["one", "two"]);
 
-    // A proxy that is not there, or refuses: a one-line error.
+    // A proxy that is not there, or refuses: a one-line error (`--proxy` says the same).
     let (out, _) = run(&[
         "replay",
         recorded.to_str().unwrap(),
@@ -217,11 +217,24 @@ async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
         "http://127.0.0.1:1",
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).lines().count(),
-        1,
-        "{out:?}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{out:?}");
+    assert!(stderr.contains("127.0.0.1:1"), "names the proxy: {stderr}");
+    // A host the bypass list names goes direct, proxy or not.
+    let (out, stdout) = run(&[
+        "replay",
+        recorded.to_str().unwrap(),
+        "--session",
+        &session.to_string(),
+        "--upstream-proxy",
+        "http://127.0.0.1:1",
+        "--no-upstream-proxy-for",
+        "127.0.0.1",
+        "--timing",
+        "fast",
+    ]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+    assert!(stdout.contains("3 same, 0 changed"), "{stdout}");
     let _ = std::fs::remove_dir_all(&recorded);
     let _ = std::fs::remove_dir_all(&replayed);
 }

@@ -14,7 +14,7 @@ use crate::captures::{chosen, open_capture, session_messages};
 use crate::diff::{compared, report, Side};
 use crate::AppError;
 use clap::{Args, ValueEnum};
-use net::{connect, open_tunnel, ProxyUrl, Target};
+use net::{connect, Target};
 use plan::Plan;
 use play::play;
 use std::path::PathBuf;
@@ -47,10 +47,15 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub insecure: bool,
     /// Go through this HTTP proxy (`http://[user:password@]host:port`, a `CONNECT`
-    /// tunnel): a running wstap records the replayed session into its capture (over wss,
-    /// wstap's own CA is trusted then, as the proxy presents its certificates).
-    #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
+    /// tunnel), as wstap's own --upstream-proxy does: a running wstap records the
+    /// replayed session into its capture (over wss, wstap's own CA is trusted then, as
+    /// the proxy presents its certificates).
+    #[arg(long = "upstream-proxy", visible_alias = "proxy", value_name = "URL")]
+    pub upstream_proxy: Option<String>,
+    /// Hosts that go direct instead of through --upstream-proxy: comma-separated names
+    /// (subdomains included), IPs, or * (default: $NO_PROXY).
+    #[arg(long, value_name = "LIST")]
+    pub no_upstream_proxy_for: Option<String>,
 }
 
 /// When the client's messages go out.
@@ -101,19 +106,22 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
         plan.messages.len(),
         plan.expected
     );
-    let tcp = match &args.proxy {
+    let parent = crate::run::parent_proxy(
+        args.upstream_proxy.as_deref(),
+        args.no_upstream_proxy_for.as_deref(),
+    )?
+    .filter(|parent| !parent.bypasses(&target.host));
+    let tcp = match &parent {
         None => connect(&target.host, target.port).await?,
-        Some(proxy) => {
-            let proxy = ProxyUrl::parse(proxy).map_err(AppError::BadInput)?;
-            let mut tunnel = connect(&proxy.host, proxy.port).await?;
-            open_tunnel(&mut tunnel, &proxy, &target).await?;
-            tunnel
-        }
+        Some(parent) => parent
+            .connect(&target.host, target.port, Duration::from_secs(10))
+            .await
+            .map_err(AppError::Export)?,
     };
     let wait = args.wait;
     let received = if target.tls {
         let mut upstream_ca = args.upstream_ca.clone();
-        if args.proxy.is_some() {
+        if parent.is_some() {
             // A wstap in the way presents certificates of its CA: trust it too.
             let own = crate::run::ca_dir(None)
                 .map(|dir| dir.join(wstap_proxy::tls::ca::CERT_PEM))

@@ -1,12 +1,11 @@
-//! Where the replay connects, and how: the target's URL, an HTTP proxy's tunnel, and
-//! the head of an HTTP response.
+//! Where the replay connects: the target's URL, a TCP connection, and the head of an
+//! HTTP response.
 
 use crate::endpoint::read_head;
 use crate::AppError;
-use base64::Engine;
 use bytes::BytesMut;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use wstap_proxy::{take_response, Response};
@@ -17,73 +16,6 @@ pub(super) async fn connect(host: &str, port: u16) -> Result<TcpStream, AppError
         .await
         .map_err(|_| AppError::Export(format!("connecting to {host}:{port}: timed out")))?
         .map_err(|e| AppError::Export(format!("connecting to {host}:{port}: {e}")))
-}
-
-/// An HTTP proxy to tunnel through: `http://[user:password@]host:port`.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct ProxyUrl {
-    pub(super) host: String,
-    pub(super) port: u16,
-    /// `user:password`, for `Proxy-Authorization: Basic`.
-    pub(super) credentials: Option<String>,
-}
-
-impl ProxyUrl {
-    pub(super) fn parse(url: &str) -> Result<ProxyUrl, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("--proxy {url}: not an http:// URL"))?;
-        let rest = rest.trim_end_matches('/');
-        let (credentials, authority) = match rest.rsplit_once('@') {
-            Some((credentials, authority)) => (Some(credentials.to_owned()), authority),
-            None => (None, rest),
-        };
-        // The port is required: a proxy has no default one worth guessing.
-        let (host, port) = authority
-            .rsplit_once(':')
-            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-            .ok_or_else(|| format!("--proxy {url}: give the proxy's host:port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(format!("--proxy {url}: no host"));
-        }
-        Ok(ProxyUrl {
-            host: host.to_owned(),
-            port,
-            credentials,
-        })
-    }
-}
-
-/// Asks `proxy` (already connected on `stream`) for a tunnel to `target`.
-pub(super) async fn open_tunnel(
-    stream: &mut TcpStream,
-    proxy: &ProxyUrl,
-    target: &Target,
-) -> Result<(), AppError> {
-    let host = if target.host.contains(':') {
-        format!("[{}]:{}", target.host, target.port)
-    } else {
-        format!("{}:{}", target.host, target.port)
-    };
-    let mut request = format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n");
-    if let Some(credentials) = &proxy.credentials {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-        request.push_str(&format!("Proxy-Authorization: Basic {encoded}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| AppError::Export(format!("asking the proxy for a tunnel: {e}")))?;
-    let (response, rest) = read_response(stream).await?;
-    let status = response.status();
-    if !(200..300).contains(&status) || !rest.is_empty() {
-        return Err(AppError::Export(format!(
-            "the proxy answered CONNECT {host} with {status}"
-        )));
-    }
-    Ok(())
 }
 
 /// Where to connect: from a ws:// or wss:// URL.
@@ -189,23 +121,5 @@ mod tests {
         assert!(Target::parse("http://host/").is_err());
         assert!(Target::parse("ws://host:99999/").is_err());
         assert!(Target::parse("ws:///path").is_err());
-    }
-
-    #[test]
-    fn proxies_from_urls() {
-        assert_eq!(
-            ProxyUrl::parse("http://127.0.0.1:8888").unwrap(),
-            ProxyUrl {
-                host: "127.0.0.1".into(),
-                port: 8888,
-                credentials: None
-            }
-        );
-        let p = ProxyUrl::parse("http://ann:s3cret@[::1]:3128/").unwrap();
-        assert_eq!((p.host.as_str(), p.port), ("::1", 3128));
-        assert_eq!(p.credentials.as_deref(), Some("ann:s3cret"));
-        assert!(ProxyUrl::parse("socks5://127.0.0.1:1080").is_err());
-        assert!(ProxyUrl::parse("http://127.0.0.1").is_err());
-        assert!(ProxyUrl::parse("http://:8888").is_err());
     }
 }

@@ -100,6 +100,24 @@ impl ParentProxy {
         })
     }
 
+    /// A tunnel to `host:port` through the parent, for wstap's own tools (`wstap
+    /// replay`), within `timeout`; why not, on one line.
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<TcpStream, String> {
+        let target = Target {
+            host: host.to_owned(),
+            port,
+        };
+        match self.tunnel(&target, timeout).await {
+            Ok((stream, _)) => Ok(stream),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// A TCP connection to `target` through the parent, and the parent's answer:
     /// connected within `timeout`, and the parent's `2xx` answer to `CONNECT` read within
     /// `timeout` too.
