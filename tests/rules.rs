@@ -38,6 +38,7 @@ drop = true
 name = "slow"
 filter = 'dir:s2c text~"^slow"'
 delay = 300
+tag = "slow"
 
 [[rule]]
 name = "pong"
@@ -146,9 +147,37 @@ fn rules_rewrite_drop_delay_answer_close_and_abort_a_compressed_python_session()
         "injected",
         "closed",
         "aborted",
+        "tagged",
     ] {
         assert!(decided.contains(&action), "{action} by a rule: {decided:?}");
     }
+    // The tag selects exactly the messages the rule tagged, in the capture's SQL and in
+    // an export's own pass alike.
+    let tagged = wstap_store::Capture::open(&capture)
+        .unwrap()
+        .session_ids(&wstap_filter::Filter::parse("tag:slow").unwrap(), None)
+        .unwrap();
+    assert_eq!(
+        tagged.len(),
+        1,
+        "one session has tagged messages: {tagged:?}"
+    );
+    let out = support::binary::wstap(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "ndjson",
+        "--filter",
+        "tag:slow",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let texts: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["type"] == "message")
+        .map(|event| event["payload"]["data"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert_eq!(texts, ["slow one"; 3], "the tagged messages, and only they");
     let _ = std::fs::remove_dir_all(&capture);
     let _ = std::fs::remove_file(&rules);
 }

@@ -230,6 +230,8 @@ impl Breakpoints {
             payload: &message.data.data,
             // A live message has no fate yet: it is what is being decided.
             fate: None,
+            // Nor tags: a rule that tags it is one that selects it now.
+            tags: "",
             origin: Origin::Wire,
             dropped: false,
         };

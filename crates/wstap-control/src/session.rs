@@ -310,6 +310,12 @@ impl Enrolment {
                         None => Decider::Breakpoint,
                     };
                     records.push(self.about(&view, Action::Held, by, time));
+                    if let Some(tag) = rule.as_ref().and_then(|rule| rule.tag.clone()) {
+                        records.push(Intervention {
+                            reason: Some(tag),
+                            ..self.about(&view, Action::Tagged, Decider::Rule, time)
+                        });
+                    }
                     if let Some(rule) = rule {
                         self.fire(&rule, &view, id);
                     }

@@ -315,6 +315,8 @@ pub enum Term {
     Held(bool),
     /// What became of a message a breakpoint held.
     Fate(Fate),
+    /// A rule tagged the message (or the frame that ended it) with this tag.
+    Tag(String),
     /// Who made the message.
     Origin(Origin),
     /// A bounded capture gave up the payload (`payload:dropped`).
@@ -354,7 +356,9 @@ impl Term {
                 NumField::Close | NumField::Time => Level::Either,
             },
             Term::Text(..) | Term::Extension(_) | Term::State(_) | Term::Kind(_) => Level::Session,
-            Term::Held(_) | Term::Fate(_) | Term::Origin(_) | Term::Dropped => Level::Record,
+            Term::Held(_) | Term::Fate(_) | Term::Tag(_) | Term::Origin(_) | Term::Dropped => {
+                Level::Record
+            }
             Term::Bool(BoolField::Tls, _) => Level::Session,
             Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
                 Level::Record

@@ -109,6 +109,9 @@ pub struct RecordFacts<'a> {
     /// one); `None` for what no breakpoint held, and for a live record, whose fate comes
     /// later.
     pub fate: Option<Fate>,
+    /// The tags rules gave it, each between spaces (`" slow vip "`), or empty; a live
+    /// record has none yet.
+    pub tags: &'a str,
     /// Who made it: every frame and every live record came from a peer.
     pub origin: Origin,
     /// Whether a bounded capture gave its payload up: payload terms cannot match it.
@@ -195,6 +198,7 @@ pub fn header_verdict(
         violations: &[],
         payload: &[],
         fate: None,
+        tags: "",
         origin: Origin::Wire,
         dropped: false,
     };
@@ -206,6 +210,7 @@ pub fn header_verdict(
         | Term::Bool(..)
         | Term::Held(_)
         | Term::Fate(_)
+        | Term::Tag(_)
         | Term::Origin(_)
         | Term::Dropped => known(term),
         // A data message has no close code.
@@ -279,6 +284,7 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
         Term::State(state) => s.state == *state,
         Term::Held(held) => r.is_some_and(|r| r.fate.is_some() == *held),
         Term::Fate(fate) => r.is_some_and(|r| r.fate == Some(*fate)),
+        Term::Tag(tag) => r.is_some_and(|r| r.tags.split(' ').any(|t| t == tag)),
         Term::Origin(origin) => r.is_some_and(|r| r.origin == *origin),
         Term::Kind(kind) => s.kind == Some(kind.as_str()),
         Term::Dropped => r.is_some_and(|r| r.dropped),

@@ -65,6 +65,7 @@ const FIELDS: &[(&str, FieldName)] = &[
     ("state", FieldName::State),
     ("held", FieldName::Held),
     ("fate", FieldName::Fate),
+    ("tag", FieldName::Tag),
     ("origin", FieldName::Origin),
     ("kind", FieldName::Kind),
     ("text", FieldName::Payload),
@@ -94,6 +95,7 @@ enum FieldName {
     State,
     Held,
     Fate,
+    Tag,
     Origin,
     Kind,
     Payload,
@@ -568,6 +570,11 @@ impl Parser<'_> {
                     return bad_value("held, forwarded, dropped, edited, timed_out or lost")
                 }
                 (false, _) => return wrong_op("':' and a fate"),
+            },
+            FieldName::Tag => match (equals, value::is_tag(&value.text)) {
+                (true, true) => Term::Tag(value.text.clone()),
+                (true, false) => return bad_value("a tag: letters, digits, '_', '-' or '.'"),
+                (false, _) => return wrong_op("':' and a tag"),
             },
             FieldName::Origin => match (equals, value::origin(&value.text)) {
                 (true, Some(origin)) => Term::Origin(origin),

@@ -44,6 +44,8 @@ pub enum RecordColumn {
     Payload,
     /// What became of it when a breakpoint held it ([`Fate::name`]), or `NULL`.
     Fate,
+    /// The tags rules gave it, each between spaces (`' slow vip '`), or `NULL`.
+    Tags,
     /// Who made it ([`Origin::name`]): `NULL` or `'wire'` for a peer.
     Origin,
     /// Whether the payload [`RecordColumn::Payload`] reads was dropped: 0 or 1.
@@ -339,6 +341,13 @@ impl Builder<'_> {
             Term::Fate(fate) => {
                 let p = self.param(SqlValue::Text(fate.name().to_owned()));
                 format!("COALESCE({} = {p}, 0)", self.r(RecordColumn::Fate))
+            }
+            Term::Tag(tag) => {
+                let p = self.param(SqlValue::Text(format!(" {tag} ")));
+                format!(
+                    "(instr(COALESCE({}, ''), {p}) > 0)",
+                    self.r(RecordColumn::Tags)
+                )
             }
             Term::Payload(regex) => {
                 let p = self.param(SqlValue::Text(regex.as_str().to_owned()));

@@ -58,6 +58,15 @@ pub fn fate(text: &str) -> Option<Fate> {
     Fate::ALL.into_iter().find(|f| f.name() == text)
 }
 
+/// Whether `text` can be a tag a rule gives a message: 1 to 64 letters, digits, `_`,
+/// `-` or `.`.
+pub fn is_tag(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// An origin, by its name.
 pub fn origin(text: &str) -> Option<Origin> {
     let text = text.to_ascii_lowercase();

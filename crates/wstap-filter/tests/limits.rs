@@ -43,6 +43,7 @@ fn record(payload: &'static [u8]) -> RecordFacts<'static> {
         violations: &[],
         payload,
         fate: None,
+        tags: "",
         origin: wstap_filter::Origin::Wire,
         dropped: false,
     }

@@ -38,6 +38,7 @@ fn text_frame(payload: &'static [u8]) -> RecordFacts<'static> {
         violations: &[],
         payload,
         fate: None,
+        tags: "",
         origin: wstap_filter::Origin::Wire,
         dropped: false,
     }

@@ -269,6 +269,7 @@ export class SessionView {
         i.frame !== undefined ? `ending with frame ${i.frame}` : null,
         i.breakpoint !== undefined ? `${which} ${i.breakpoint}` : null,
         i.action === 'conditioned' ? i.reason : null,
+        i.action === 'tagged' ? `tag ${i.reason}` : null,
         i.code !== undefined ? `code ${i.code}${i.reason ? ` “${i.reason}”` : ''}` : null,
         i.bytes !== undefined ? `${size(i.bytes)} kept when it was let go` : null,
       ].filter(Boolean).join(', ');

@@ -55,6 +55,27 @@ macro_rules! fate_of {
 }
 pub(crate) use fate_of;
 
+/// The tags rules gave the message whose last frame is index `$frame` of `r.dir` in
+/// `r.session`, each between spaces (`' slow vip '`), or `NULL`: the `tagged`
+/// interventions' reasons.
+macro_rules! tags_of {
+    ($frame:expr) => {
+        concat!(
+            "(SELECT ' ' || group_concat(json_extract(i.event, '$.reason'), ' ') || ' ' ",
+            "FROM interventions i ",
+            "WHERE i.session = r.session AND i.dir = r.dir AND i.frame = ",
+            $frame,
+            " AND i.action = 'tagged')"
+        )
+    };
+}
+
+/// A frame's tags: by its own index.
+const FRAME_TAGS: &str = tags_of!("r.idx");
+/// A message row's tags: by its last frame's index.
+const MESSAGE_TAGS: &str =
+    tags_of!("(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)");
+
 /// A frame's fate: by its own index.
 pub(crate) const FRAME_FATE: &str = fate_of!("r.idx");
 /// A message row's fate: by its last frame's index.
@@ -79,6 +100,7 @@ impl SqlSchema for Frames {
             RecordColumn::Violations => "r.violations",
             RecordColumn::Payload => FRAME_PAYLOAD,
             RecordColumn::Fate => FRAME_FATE,
+            RecordColumn::Tags => FRAME_TAGS,
             RecordColumn::Origin => "'wire'",
             RecordColumn::Dropped => FRAME_DROPPED,
         }
@@ -136,6 +158,7 @@ impl SqlSchema for MessageRows {
             RecordColumn::Violations => "r.violations",
             RecordColumn::Payload => "wstap_bytes(r.data, r.data_at, r.data_kept)",
             RecordColumn::Fate => MESSAGE_FATE,
+            RecordColumn::Tags => MESSAGE_TAGS,
             RecordColumn::Origin => "r.origin",
             RecordColumn::Dropped => "wstap_dropped(r.data_at)",
         }

@@ -7,7 +7,7 @@
 //! events (start, handshake, exchanges, end) of the sessions it selects: those whose own
 //! facts match, and, when the filter is about records, those with a matching record.
 
-use crate::facts::{fate_of, Fates, Selection};
+use crate::facts::{note_later, Fates, Selection};
 use crate::{Capture, StoreError};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -187,7 +187,7 @@ fn selected_sessions<S: EventSource>(
 ) -> Result<(HashSet<u64>, Fates), S::Error> {
     let mut fates = Fates::new();
     source.for_each_event(session, &mut |event| {
-        fates.extend(fate_of(&event));
+        note_later(&mut fates, &event);
         Ok(())
     })?;
     let mut selection = Selection::new(filter.clone()).with_fates(fates.clone());

@@ -152,6 +152,7 @@ pub fn frame_facts<'a>(f: &FrameView<'a>, codes: &'a [&'a str]) -> RecordFacts<'
         violations: codes,
         payload: f.data().data,
         fate: None,
+        tags: "",
         origin: Origin::Wire,
         dropped: f.data().dropped,
     }
@@ -179,6 +180,7 @@ pub fn message_facts<'a>(
         violations: codes,
         payload: m.data.data,
         fate: None,
+        tags: "",
         origin: origin(m.origin),
         dropped: m.data.dropped,
     }
@@ -232,28 +234,54 @@ mod tests {
     }
 }
 
-/// What became of held messages, by session, direction (`true`: client to server) and
-/// the index of the message's last frame: what `intervention` events say.
-pub type Fates = std::collections::HashMap<(u64, bool, u64), wstap_filter::Fate>;
+/// What interventions said of records after them, by session, direction (`true`: client
+/// to server) and the index of the message's last frame: a held message's fate, and the
+/// tags rules gave it.
+pub type Fates = std::collections::HashMap<(u64, bool, u64), Later>;
 
-/// The fate `event` gives a held message, if it is an intervention that says one.
-pub fn fate_of(event: &Event) -> Option<((u64, bool, u64), wstap_filter::Fate)> {
+/// What interventions said of one message after it went by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Later {
+    /// What became of it, when a breakpoint held it (the latest word).
+    pub fate: Option<wstap_filter::Fate>,
+    /// The tags rules gave it, each between spaces (`" slow vip "`), or empty.
+    pub tags: String,
+}
+
+/// Notes in `fates` what `event` says of a message, if it is an intervention that says
+/// something: a held message's fate, or a tag.
+pub fn note_later(fates: &mut Fates, event: &Event) {
     let Event::Intervention(i) = event else {
-        return None;
+        return;
     };
-    let (dir, frame) = (i.dir?, i.frame?);
-    i.held?;
-    let fate = wstap_filter::Fate::ALL
+    let (Some(dir), Some(frame)) = (i.dir, i.frame) else {
+        return;
+    };
+    let key = (
+        i.session,
+        dir == wstap_wire::Direction::ClientToServer,
+        frame,
+    );
+    if i.action == wstap_trace::Action::Tagged {
+        if let Some(tag) = &i.reason {
+            let later = fates.entry(key).or_default();
+            if later.tags.is_empty() {
+                later.tags.push(' ');
+            }
+            later.tags.push_str(tag);
+            later.tags.push(' ');
+        }
+        return;
+    }
+    if i.held.is_none() {
+        return;
+    }
+    if let Some(fate) = wstap_filter::Fate::ALL
         .into_iter()
-        .find(|f| f.name() == i.action.name())?;
-    Some((
-        (
-            i.session,
-            dir == wstap_wire::Direction::ClientToServer,
-            frame,
-        ),
-        fate,
-    ))
+        .find(|f| f.name() == i.action.name())
+    {
+        fates.entry(key).or_default().fate = Some(fate);
+    }
 }
 
 /// A filter applied to a stream of events as they pass (the live console, exports of a
@@ -366,8 +394,10 @@ impl Selection {
         self.summary(f.session)
             .count_frame(!f.violations.is_empty());
         let codes = f.violations.codes();
+        let later = self.fates.get(&(f.session, c2s, f.index));
         let facts = RecordFacts {
-            fate: self.fates.get(&(f.session, c2s, f.index)).copied(),
+            fate: later.and_then(|later| later.fate),
+            tags: later.map_or("", |later| later.tags.as_str()),
             ..frame_facts(f, &codes)
         };
         self.filter
@@ -396,8 +426,10 @@ impl Selection {
         let last = self
             .last_frames
             .get(&(m.session, c2s, m.opcode.is_control()));
+        let later = last.and_then(|frame| self.fates.get(&(m.session, c2s, *frame)));
         let facts = RecordFacts {
-            fate: last.and_then(|frame| self.fates.get(&(m.session, c2s, *frame)).copied()),
+            fate: later.and_then(|later| later.fate),
+            tags: later.map_or("", |later| later.tags.as_str()),
             ..message_facts(m, flags, masked, &codes)
         };
         self.filter

@@ -179,6 +179,9 @@ fn term() -> impl Strategy<Value = String> {
             "fate:edited",
             "fate:timed_out",
             "fate:lost",
+            "tag:slow",
+            "tag:vip",
+            "tag:slow and not tag:vip",
             "origin:wire",
             "origin:edited",
             "origin:injected",
@@ -294,6 +297,23 @@ fn with_interventions(events: Vec<BusEvent>, choices: &[u8]) -> Vec<BusEvent> {
             out.push(BusEvent::Event(Box::new(Event::Intervention(record(
                 action,
             )))));
+            // A rule's hold tags the message: with one tag, or two.
+            if action == Action::Held && choice % 3 != 0 {
+                let tags: &[&str] = match choice % 3 {
+                    1 => &["slow"],
+                    _ => &["vip", "slow"],
+                };
+                for tag in tags {
+                    out.push(BusEvent::Event(Box::new(Event::Intervention(
+                        Intervention {
+                            by: Decider::Rule,
+                            held: Some(held),
+                            reason: Some((*tag).to_owned()),
+                            ..record(Action::Tagged)
+                        },
+                    ))));
+                }
+            }
         }
         if decision == Some(Action::Edited) {
             out.push(written(MessageOrigin::Edited, Some(held)));
@@ -337,11 +357,22 @@ struct Observed {
     messages: Vec<(i64, u64, wstap_wire::MessageRecord, u8, bool, Option<u64>)>,
     /// What became of held messages, by session, direction and last frame.
     fates: HashMap<(u64, bool, u64), wstap_filter::Fate>,
+    /// The tags rules gave them, each between spaces.
+    tags: HashMap<(u64, bool, u64), String>,
     /// The messages wstap wrote.
     written: Vec<(i64, wstap_trace::Message)>,
 }
 
 impl Observed {
+    fn tags(&self, session: u64, dir: Direction, frame: Option<u64>) -> &str {
+        frame
+            .and_then(|frame| {
+                self.tags
+                    .get(&(session, dir == Direction::ClientToServer, frame))
+            })
+            .map_or("", String::as_str)
+    }
+
     fn fate(&self, session: u64, dir: Direction, frame: Option<u64>) -> Option<wstap_filter::Fate> {
         self.fates
             .get(&(session, dir == Direction::ClientToServer, frame?))
@@ -355,6 +386,7 @@ fn observe(events: &[BusEvent]) -> Observed {
         frames: Vec::new(),
         messages: Vec::new(),
         fates: HashMap::new(),
+        tags: HashMap::new(),
         written: Vec::new(),
     };
     // The first frame of the message being read, per session and direction; a control
@@ -372,6 +404,15 @@ fn observe(events: &[BusEvent]) -> Observed {
                 let (Some(dir), Some(frame)) = (i.dir, i.frame) else {
                     continue;
                 };
+                if let (wstap_trace::Action::Tagged, Some(tag)) = (i.action, &i.reason) {
+                    let tags = observed
+                        .tags
+                        .entry((i.session, dir == Direction::ClientToServer, frame))
+                        .or_insert_with(|| " ".to_owned());
+                    tags.push_str(tag);
+                    tags.push(' ');
+                    continue;
+                }
                 if let Some(fate) = wstap_filter::Fate::ALL
                     .into_iter()
                     .find(|f| f.name() == i.action.name())
@@ -467,7 +508,7 @@ proptest! {
             let frame_codes: Vec<Vec<&str>> = frames.iter().map(|f| f.violations.codes()).collect();
             let expected: Vec<i64> = observed.frames.iter().zip(frames.iter().zip(&frame_codes))
                 .filter(|((_, s, record), (f, codes))| {
-                    let facts = RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) };
+                    let facts = RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), tags: observed.tags(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) };
                     filter.matches_record(&facts_of(*s), &facts)
                 })
                 .map(|((ev, _, _), _)| *ev)
@@ -478,7 +519,7 @@ proptest! {
             let message_codes: Vec<Vec<&str>> = messages.iter().map(|m| m.violations.codes()).collect();
             let mut expected: Vec<i64> = observed.messages.iter().zip(messages.iter().zip(&message_codes))
                 .filter(|((_, s, _, flags, masked, last), (m, codes))| {
-                    let facts = RecordFacts { fate: observed.fate(*s, m.dir, *last), ..message_facts(m, *flags, *masked, codes) };
+                    let facts = RecordFacts { fate: observed.fate(*s, m.dir, *last), tags: observed.tags(*s, m.dir, *last), ..message_facts(m, *flags, *masked, codes) };
                     filter.matches_record(&facts_of(*s), &facts)
                 })
                 .map(|((ev, _, _, _, _, _), _)| *ev)
@@ -497,7 +538,7 @@ proptest! {
             for spec in &specs {
                 let records: Vec<RecordFacts<'_>> = frames.iter().zip(&frame_codes).zip(&observed.frames)
                     .filter(|((f, _), _)| f.session == spec.id)
-                    .map(|((f, codes), (_, s, record))| RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) })
+                    .map(|((f, codes), (_, s, record))| RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), tags: observed.tags(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) })
                     .collect();
                 if filter.matches_session(&facts_of(spec.id), &records) {
                     expected_sessions.push(spec.id);

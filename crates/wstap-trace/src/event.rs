@@ -817,6 +817,9 @@ pub enum Action {
     /// (`reason`: what they are, as `--conditions` writes them; `none` when cleared);
     /// `breakpoint` is the number of the conditions in force.
     Conditioned,
+    /// A rule (`breakpoint`: its number) tagged the message ending with `frame`:
+    /// `reason` is the tag, which the filter `tag:NAME` selects.
+    Tagged,
 }
 
 impl Action {
@@ -837,6 +840,7 @@ impl Action {
             Action::Closed => "closed",
             Action::Aborted => "aborted",
             Action::Conditioned => "conditioned",
+            Action::Tagged => "tagged",
         }
     }
 }

@@ -75,6 +75,7 @@ struct RuleSpec {
     replace: Vec<Spanned<ReplaceSpec>>,
     /// Milliseconds.
     delay: Option<Spanned<u64>>,
+    tag: Option<Spanned<String>>,
     drop: Option<Spanned<bool>>,
     abort: Option<Spanned<bool>>,
     #[serde(rename = "break")]
@@ -261,6 +262,19 @@ fn rule(number: usize, spec: RuleSpec) -> Result<Rule, Mistake> {
         Some(d) => Some(Duration::from_millis(*d.get_ref())),
         None => None,
     };
+    let tag = match spec.tag {
+        Some(tag) if !wstap_filter::value::is_tag(tag.get_ref()) => {
+            return Err((
+                tag.span().start,
+                format!(
+                    "{:?} is not a tag: 1 to 64 letters, digits, '_', '-' or '.'",
+                    tag.get_ref()
+                ),
+            ))
+        }
+        Some(tag) => Some(tag.into_inner()),
+        None => None,
+    };
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
     let flag = |value: &Option<Spanned<bool>>| {
         value
@@ -292,10 +306,10 @@ fn rule(number: usize, spec: RuleSpec) -> Result<Rule, Mistake> {
         ));
     }
     let outcome = outcomes.pop().map_or(Outcome::Forward, |(_, o)| o);
-    if outcome == Outcome::Forward && replace.is_empty() && delay.is_none() {
+    if outcome == Outcome::Forward && replace.is_empty() && delay.is_none() && tag.is_none() {
         return Err((
             at(&spec.filter.span()),
-            "this rule does nothing: give it replace, delay, drop, abort, break, close or respond"
+            "this rule does nothing: give it replace, delay, tag, drop, abort, break, close or respond"
                 .to_owned(),
         ));
     }
@@ -305,6 +319,7 @@ fn rule(number: usize, spec: RuleSpec) -> Result<Rule, Mistake> {
         control: spec.control,
         replace,
         delay,
+        tag,
         outcome,
     })
 }
@@ -494,6 +509,7 @@ replace = [
   { hex = "01 02", with_hex = "ff" },
 ]
 delay = 250
+tag = "rewritten"
 
 [[rule]]
 filter = 'json.type == "bye"'
@@ -551,6 +567,7 @@ set = "to:client, latency:200ms, jitter:20ms, bandwidth:64KiB/s"
         assert_eq!(rules[1].name, "rule 2");
         assert_eq!(rules[1].replace.len(), 3);
         assert_eq!(rules[1].delay, Some(Duration::from_millis(250)));
+        assert_eq!(rules[1].tag.as_deref(), Some("rewritten"));
         assert_eq!(rules[1].outcome, Outcome::Forward);
         assert_eq!(
             rules[1].rewrite(Opcode::Text, br#"hello world"#),
@@ -636,6 +653,11 @@ set = "to:client, latency:200ms, jitter:20ms, bandwidth:64KiB/s"
             (
                 "[[rule]]\nfilter = 'op:text'",
                 "2:10: this rule does nothing",
+            ),
+            // A tag that is not one.
+            (
+                "[[rule]]\nfilter = ''\ntag = 'not one'",
+                "3:7: \"not one\" is not a tag",
             ),
             // A wrong type, and a delay past a day.
             ("[[rule]]\nfilter = ''\ndelay = 'soon'", "3:9: invalid type"),

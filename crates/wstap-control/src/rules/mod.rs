@@ -32,6 +32,8 @@ pub struct Rule {
     /// How long the message waits before its outcome (later messages of its direction
     /// wait behind it: order is kept).
     pub delay: Option<Duration>,
+    /// A label it gives the message, which the filter `tag:NAME` selects in the capture.
+    pub tag: Option<String>,
     /// What becomes of it.
     pub outcome: Outcome,
 }
@@ -255,6 +257,7 @@ mod tests {
             control: false,
             replace,
             delay: None,
+            tag: None,
             outcome: Outcome::Forward,
         }
     }
