@@ -174,3 +174,56 @@ pub fn preview(opcode: Opcode, data: &[u8]) -> String {
         }
     }
 }
+
+/// The comparison of `a` (the recording) with `b` as the inspector shows it side by side:
+/// a row per message (`status` same, changed, missing or extra; each side's `seq`,
+/// opcode and text, cut at [`SIDE_BY_SIDE_TEXT`] characters; a changed JSON message's
+/// `fields`) and the counts.
+pub fn comparison_json(a: &[Compared], b: &[Compared], ignore: &[String]) -> serde_json::Value {
+    use serde_json::json;
+    let side = |messages: &[Compared], seq: u64| {
+        messages.iter().find(|m| m.seq == seq).map(|m| {
+            let text = match m.opcode {
+                Opcode::Text => {
+                    let text = String::from_utf8_lossy(&m.data);
+                    let cut: String = text.chars().take(SIDE_BY_SIDE_TEXT).collect();
+                    match cut.len() < text.len() {
+                        true => format!("{cut}…"),
+                        false => cut,
+                    }
+                }
+                opcode => preview(opcode, &m.data),
+            };
+            json!({ "seq": seq, "type": m.opcode.name().to_ascii_lowercase(), "text": text })
+        })
+    };
+    let mut counts = [0u64; 4];
+    let rows: Vec<serde_json::Value> = compare(a, b, ignore)
+        .into_iter()
+        .map(|entry| {
+            let (status, x, y, fields, slot) = match entry {
+                Entry::Same { a: x, b: y } => ("same", Some(x), Some(y), Vec::new(), 0),
+                Entry::Changed { a: x, b: y, fields } => ("changed", Some(x), Some(y), fields, 1),
+                Entry::Missing { a: x } => ("missing", Some(x), None, Vec::new(), 2),
+                Entry::Extra { b: y } => ("extra", None, Some(y), Vec::new(), 3),
+            };
+            counts[slot] += 1;
+            json!({
+                "status": status,
+                "recorded": x.and_then(|x| side(a, x)),
+                "replayed": y.and_then(|y| side(b, y)),
+                "fields": fields,
+            })
+        })
+        .collect();
+    json!({
+        "rows": rows,
+        "same": counts[0],
+        "changed": counts[1],
+        "missing": counts[2],
+        "extra": counts[3],
+    })
+}
+
+/// How much of a text message the side-by-side view shows.
+pub const SIDE_BY_SIDE_TEXT: usize = 2000;

@@ -252,7 +252,8 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     let proxy = wstap_proxy::start(config, bus).await?;
     let inspector = match (&capture, feed) {
         (Some(path), Some(feed)) => {
-            crate::web::start(args.web, path, Some(feed), Some(control.clone()))?
+            let replayer = replayer(args, path, &proxy)?;
+            crate::web::start(args.web, path, Some(feed), Some(control.clone()), replayer)?
         }
         _ => None,
     };
@@ -443,6 +444,37 @@ fn reverse_proxies(
         }
     }
     Ok((listen, reverse))
+}
+
+/// The inspector's *Replay*, through this proxy's first listener (with `--proxy-auth`'s
+/// credentials), trusting its CA for wss; none when it has no forward proxy listener.
+fn replayer(
+    args: &RunArgs,
+    capture: &std::path::Path,
+    proxy: &wstap_proxy::RunningProxy,
+) -> Result<Option<wstap_inspector::Replayer>, AppError> {
+    let reverse: Vec<_> = proxy.reverse_listeners().map(|(addr, _)| addr).collect();
+    let Some(listener) = proxy
+        .local_addrs()
+        .iter()
+        .find(|addr| !reverse.contains(addr))
+    else {
+        return Ok(None);
+    };
+    let credentials = args
+        .proxy_auth
+        .as_ref()
+        .map_or_else(String::new, |auth| format!("{auth}@"));
+    let mut upstream_ca = args.upstream_ca.clone();
+    if !args.no_tls_intercept {
+        upstream_ca.push(ca_dir(args.ca_dir.as_deref())?.join(wstap_proxy::tls::ca::CERT_PEM));
+    }
+    Ok(Some(crate::replay::through_proxy(
+        capture.to_owned(),
+        format!("http://{credentials}{listener}"),
+        upstream_ca,
+        args.insecure,
+    )))
 }
 
 /// `--upstream-proxy`, with the hosts that bypass it: `--no-upstream-proxy-for`, else

@@ -21,7 +21,7 @@ pub async fn view(args: ViewArgs) -> Result<(), AppError> {
     let path = chosen(args.capture.as_deref())?;
     crate::captures::open_capture(&path)?;
     let listen = args.web.unwrap_or(crate::web::DEFAULT_WEB);
-    let inspector = crate::web::start(Some(listen), &path, None, None)?;
+    let inspector = crate::web::start(Some(listen), &path, None, None, None)?;
     let Some(inspector) = inspector else {
         return Ok(());
     };

@@ -18,6 +18,7 @@ pub fn start(
     capture: &Path,
     live: Option<LiveFeed>,
     control: Option<wstap_control::Control>,
+    replayer: Option<wstap_inspector::Replayer>,
 ) -> Result<Option<Inspector>, AppError> {
     let listen = chosen.unwrap_or(DEFAULT_WEB);
     if !listen.ip().is_loopback() {
@@ -30,6 +31,7 @@ pub fn start(
         capture: capture.to_owned(),
         live,
         control,
+        replayer,
     };
     match wstap_inspector::start(config) {
         Ok(inspector) => Ok(Some(inspector)),

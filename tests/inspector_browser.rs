@@ -260,6 +260,12 @@ async fn chromium_sets_network_conditions_on_a_live_session() {
 
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_replays_a_session_and_shows_the_comparison_side_by_side() {
+    drive_against_echo("replay", &["--no-tls-intercept"], &["17-replay"]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_shows_a_bounded_capture_dropping_its_oldest_payloads() {
     drive_against_echo(
         "bounded",

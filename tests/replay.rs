@@ -238,3 +238,133 @@ async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
     let _ = std::fs::remove_dir_all(&recorded);
     let _ = std::fs::remove_dir_all(&replayed);
 }
+
+/// The inspector's replay (`POST /api/sessions/N/replay`) through the running proxy, with
+/// tokio-tungstenite peers: the same echoes (the comparison says so, row by row), the
+/// replayed session recorded beside the original; a changed answer named; a session that
+/// cannot replay a 400 with the reason; a bad body a 400 naming the field.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inspectors_replay_goes_through_the_proxy_and_compares() {
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{json, Value};
+    use support::web::{get, send_json};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let capture = temp_path("inspector-replay.capture");
+    let mut command = wstap_command();
+    command
+        .args(["--no-tls-intercept", "--grace", "1", "--capture"])
+        .arg(&capture);
+    let run = support::binary::spawn_with_inspector(command);
+    let (server, _) = echo_server().await;
+    let mut ws = ws_client(run.proxy, server).await;
+    for text in ["one", r#"{"n":2,"who":"ann"}"#] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echo = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await;
+        assert!(matches!(echo, Ok(Some(Ok(_)))), "{echo:?}");
+    }
+    ws.close(None).await.unwrap();
+    while let Ok(Some(Ok(_))) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await
+    {}
+    let sessions = |listed: &Value| -> Vec<u64> {
+        listed["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["status"] == 101)
+            .filter_map(|s| s["id"].as_u64())
+            .collect()
+    };
+    let mut recorded = Vec::new();
+    for _ in 0..100 {
+        recorded = sessions(&get(run.web, &run.token, "/api/sessions").await.json());
+        if !recorded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let session = *recorded.first().expect("the session is listed");
+    let replay = |body: Value| {
+        let path = format!("/api/sessions/{session}/replay");
+        let (web, token) = (run.web, run.token.clone());
+        async move { send_json(web, &token, "POST", &path, &body).await }
+    };
+
+    let answer = replay(json!({ "timing": "fast" })).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let comparison = answer.json();
+    assert_eq!(
+        (comparison["same"].as_u64(), comparison["changed"].as_u64()),
+        (Some(3), Some(0)),
+        "two echoes and the close: {comparison}"
+    );
+    assert_eq!(
+        comparison["rows"][1]["recorded"]["text"],
+        r#"{"n":2,"who":"ann"}"#
+    );
+    assert_eq!(
+        comparison["rows"][1]["replayed"]["text"],
+        r#"{"n":2,"who":"ann"}"#
+    );
+
+    // A rule now changes the server's answer on its way: the comparison names the field.
+    let rules = "[[rule]]\nfilter = 'dir:s2c json.who == \"ann\"'\nreplace = [{ json = \"who\", value = \"bob\" }]";
+    let added = send_json(
+        run.web,
+        &run.token,
+        "POST",
+        "/api/rules",
+        &json!({ "rules": rules }),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text());
+    let comparison = replay(json!({})).await.json();
+    assert_eq!(comparison["changed"], 1, "{comparison}");
+    let changed = comparison["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["status"] == "changed")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        changed["fields"],
+        json!([r#".who: "ann" -> "bob""#]),
+        "{changed}"
+    );
+    // Left out, the field no longer counts.
+    let ignored = replay(json!({ "ignore": ["who"] })).await.json();
+    assert_eq!(ignored["changed"], 0, "{ignored}");
+
+    // Both replays were recorded as sessions of their own.
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = sessions(&get(run.web, &run.token, "/api/sessions").await.json());
+        if listed.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        listed.len(),
+        4,
+        "the original and three replays: {listed:?}"
+    );
+
+    // What cannot replay says why.
+    let answer = replay(json!({ "timing": "later" })).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(answer.text().contains("timing"), "{}", answer.text());
+    let answer = send_json(
+        run.web,
+        &run.token,
+        "POST",
+        "/api/sessions/999/replay",
+        &json!({}),
+    )
+    .await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    drop(run);
+    let _ = std::fs::remove_dir_all(&capture);
+}

@@ -11,6 +11,7 @@ mod plan;
 mod play;
 
 use crate::captures::{chosen, open_capture, session_messages};
+use crate::compare::Compared;
 use crate::diff::{compared, report, Side};
 use crate::AppError;
 use clap::{Args, ValueEnum};
@@ -56,6 +57,9 @@ pub struct ReplayArgs {
     /// (subdomains included), IPs, or * (default: $NO_PROXY).
     #[arg(long, value_name = "LIST")]
     pub no_upstream_proxy_for: Option<String>,
+    /// Print nothing while it plays (the inspector's replay).
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 /// When the client's messages go out.
@@ -78,6 +82,14 @@ const NOT_REPLAYED: [&str; 4] = [
 
 /// Runs `wstap replay`.
 pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
+    let (recorded, received) = run(&args).await?;
+    report(&recorded, &received, &args.ignore)
+}
+
+/// Plays the session again as `args` say: what the server sent in the recording, and
+/// what it sent now (as [`crate::diff::compared`] has them). The inspector's *Replay*
+/// runs this too, through the proxy it belongs to.
+pub async fn run(args: &ReplayArgs) -> Result<(Vec<Compared>, Vec<Compared>), AppError> {
     let path = chosen(args.capture.as_deref())?;
     let capture = open_capture(&path)?;
     let session = args.session;
@@ -101,11 +113,13 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
         .filter(|(n, _)| !NOT_REPLAYED.contains(&n.to_ascii_lowercase().as_str()))
         .cloned()
         .collect();
-    println!(
-        "wstap replay: session {session} to {url}: {} client messages, {} server messages recorded",
-        plan.messages.len(),
-        plan.expected
-    );
+    if !args.quiet {
+        println!(
+            "wstap replay: session {session} to {url}: {} client messages, {} server messages recorded",
+            plan.messages.len(),
+            plan.expected
+        );
+    }
     let parent = crate::run::parent_proxy(
         args.upstream_proxy.as_deref(),
         args.no_upstream_proxy_for.as_deref(),
@@ -140,11 +154,53 @@ pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
             .connect(name, tcp)
             .await
             .map_err(|e| AppError::Export(format!("TLS with {url}: {e}")))?;
-        play(tls, &target, &headers, &plan, args.timing, wait).await?
+        play(tls, &target, &headers, &plan, args.timing, wait, args.quiet).await?
     } else {
-        play(tcp, &target, &headers, &plan, args.timing, wait).await?
+        play(tcp, &target, &headers, &plan, args.timing, wait, args.quiet).await?
     };
-    report(&recorded, &received, &args.ignore)
+    Ok((recorded, received))
+}
+
+/// The inspector's *Replay*: `wstap replay` of a session of `capture`, quietly, through
+/// the proxy at `proxy` (`http://[user:password@]host:port`), which records the new
+/// session; `upstream_ca` holds the proxy's own CA (it intercepts a wss replay) and
+/// whatever else the proxy trusts; the comparison as the page shows it.
+pub fn through_proxy(
+    capture: PathBuf,
+    proxy: String,
+    upstream_ca: Vec<PathBuf>,
+    insecure: bool,
+) -> wstap_inspector::Replayer {
+    wstap_inspector::Replayer::new(move |request| {
+        let args = ReplayArgs {
+            capture: Some(capture.clone()),
+            session: request.session,
+            to: None,
+            timing: match request.fast {
+                true => Timing::Fast,
+                false => Timing::Original,
+            },
+            wait: Duration::from_secs(2),
+            ignore: request.ignore,
+            upstream_ca: upstream_ca.clone(),
+            insecure,
+            upstream_proxy: Some(proxy.clone()),
+            // The proxy is on loopback: no NO_PROXY may send the replay around it.
+            no_upstream_proxy_for: Some(String::new()),
+            quiet: true,
+        };
+        Box::pin(async move {
+            let (recorded, received) = run(&args).await.map_err(|e| match e {
+                AppError::BadInput(why) => wstap_inspector::ReplayError::Refused(why),
+                other => wstap_inspector::ReplayError::Failed(other.to_string()),
+            })?;
+            Ok(crate::diff::comparison_json(
+                &recorded,
+                &received,
+                &args.ignore,
+            ))
+        })
+    })
 }
 
 /// A number of seconds (`2`, `0.5`), at most a day.

@@ -25,6 +25,7 @@ pub(super) async fn play<S: AsyncRead + AsyncWrite + Unpin>(
     plan: &Plan,
     timing: Timing,
     wait: Duration,
+    quiet: bool,
 ) -> Result<Vec<Compared>, AppError> {
     let failed = |what: &str, e: std::io::Error| AppError::Export(format!("{what}: {e}"));
     let key = new_key();
@@ -63,14 +64,16 @@ pub(super) async fn play<S: AsyncRead + AsyncWrite + Unpin>(
         .map(|e| DeflateParams::from_extension(&e))
         .transpose()
         .map_err(|e| AppError::Export(format!("the server's permessage-deflate: {e}")))?;
-    println!(
-        "  connected{}",
-        if deflate.is_some() {
-            ", permessage-deflate"
-        } else {
-            ""
-        }
-    );
+    if !quiet {
+        println!(
+            "  connected{}",
+            if deflate.is_some() {
+                ", permessage-deflate"
+            } else {
+                ""
+            }
+        );
+    }
     let mut session = Session {
         endpoint: Endpoint::new(Direction::ClientToServer, deflate),
         received: Vec::new(),

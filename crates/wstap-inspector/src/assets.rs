@@ -40,6 +40,7 @@ assets! {
     "detail.js" => "text/javascript; charset=utf-8",
     "intercept.js" => "text/javascript; charset=utf-8",
     "conditions.js" => "text/javascript; charset=utf-8",
+    "replay.js" => "text/javascript; charset=utf-8",
     "timeline.js" => "text/javascript; charset=utf-8",
     "style.css" => "text/css; charset=utf-8",
     "icon.svg" => "image/svg+xml",

@@ -9,6 +9,7 @@
 //! session that ended, or a message no longer held, gets 409 with the reason; a body
 //! that does not say what it must, 400 naming the field.
 
+use crate::replay::{ReplayError, ReplayRequest, Replayer};
 use crate::reply::{json_reply, ApiError, Body};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -53,6 +54,8 @@ pub enum Route {
     Abort(u64),
     /// `sessions/N/conditions`
     Conditions(u64),
+    /// `sessions/N/replay`
+    Replay(u64),
 }
 
 impl Route {
@@ -72,6 +75,7 @@ impl Route {
             ["sessions", n, "close"] => Some(Route::Close(number(n)?)),
             ["sessions", n, "abort"] => Some(Route::Abort(number(n)?)),
             ["sessions", n, "conditions"] => Some(Route::Conditions(number(n)?)),
+            ["sessions", n, "replay"] => Some(Route::Replay(number(n)?)),
             _ => None,
         }
     }
@@ -85,7 +89,11 @@ impl Route {
             Route::RulesReload => "POST",
             Route::Held => "GET, HEAD",
             Route::Conditions(_) => "GET, HEAD, POST",
-            Route::HeldMessage(_) | Route::Inject(_) | Route::Close(_) | Route::Abort(_) => "POST",
+            Route::HeldMessage(_)
+            | Route::Inject(_)
+            | Route::Close(_)
+            | Route::Abort(_)
+            | Route::Replay(_) => "POST",
         }
     }
 
@@ -100,6 +108,8 @@ impl Route {
 pub struct Commands {
     /// The registry.
     pub control: Option<Control>,
+    /// Plays a recorded session again, when the binary can.
+    pub replayer: Option<Replayer>,
 }
 
 /// Who sent a request: the page says so with `X-Wstap-Client: inspector`.
@@ -277,6 +287,7 @@ impl Commands {
                 control.abort(session, by).await.map_err(refusal)?;
                 Ok(json_reply(&json!({ "ok": true })))
             }
+            Route::Replay(session) => self.replay(session, &body).await,
             // A session that is not live has no conditions: nothing to refuse.
             Route::Conditions(session) if Route::reads(method) && !control.is_live(session) => Ok(
                 json_reply(&json!({ "client": null, "server": null, "live": false })),
@@ -292,6 +303,60 @@ impl Commands {
                     .map_err(refusal)?;
                 conditions_json(control, session)
             }
+        }
+    }
+}
+
+impl Commands {
+    /// `POST /api/sessions/N/replay` `{"timing": "fast"|"original", "ignore": [paths]}`:
+    /// plays session N's client side again through the proxy (which records the new
+    /// session) and answers with the comparison; a session that cannot replay is a 400,
+    /// a replay that fails on its way a 502, each with the reason.
+    async fn replay(
+        &self,
+        session: u64,
+        body: &Map<String, Value>,
+    ) -> Result<Response<Body>, ApiError> {
+        let Some(replayer) = &self.replayer else {
+            return Err(ApiError::conflict(
+                "this proxy cannot replay: it records no capture",
+            ));
+        };
+        let fast = match string(body, "timing")?.unwrap_or("fast") {
+            "fast" => true,
+            "original" => false,
+            other => {
+                return Err(ApiError::field(
+                    "timing",
+                    format!("\"timing\" is fast or original, not {other:?}"),
+                ))
+            }
+        };
+        let ignore = match body.get("ignore") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(paths)) => paths
+                .iter()
+                .map(|p| p.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    ApiError::field("ignore", "\"ignore\" is a list of JSON paths (strings)")
+                })?,
+            Some(_) => {
+                return Err(ApiError::field(
+                    "ignore",
+                    "\"ignore\" is a list of JSON paths (strings)",
+                ))
+            }
+        };
+        let request = ReplayRequest {
+            session,
+            fast,
+            ignore,
+        };
+        match replayer.replay(request).await {
+            Ok(comparison) => Ok(json_reply(&comparison)),
+            Err(ReplayError::Refused(reason)) => Err(ApiError::bad_request(reason)),
+            Err(ReplayError::Failed(reason)) => Err(ApiError::bad_gateway(reason)),
         }
     }
 }

@@ -15,6 +15,7 @@ mod commands;
 mod guard;
 mod live;
 mod query;
+mod replay;
 mod reply;
 mod selection;
 mod server;
@@ -22,6 +23,7 @@ mod store;
 mod views;
 
 pub use live::LiveFeed;
+pub use replay::{ReplayError, ReplayRequest, Replayer, Replaying};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +42,9 @@ pub struct InspectorConfig {
     /// The running proxy's registry of live sessions, when there is one: breakpoints,
     /// held messages and commands.
     pub control: Option<wstap_control::Control>,
+    /// Plays a recorded session again and compares (the page's *Replay*), when the
+    /// binary can.
+    pub replayer: Option<Replayer>,
 }
 
 /// Why the inspector could not start.
@@ -122,6 +127,7 @@ pub fn start(config: InspectorConfig) -> Result<Inspector, InspectorError> {
         },
         commands: commands::Commands {
             control: config.control,
+            replayer: config.replayer,
         },
         feed: config.live,
         stop: stopped.clone(),

@@ -120,6 +120,12 @@ impl ApiError {
         }
     }
 
+    /// What the API did on the caller's behalf failed further on: a replay's server
+    /// could not be reached, say (502).
+    pub fn bad_gateway(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, reason)
+    }
+
     /// A body larger than the API takes (413).
     pub fn too_large(reason: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, reason)

@@ -11,6 +11,7 @@ import { SessionsList } from './sessions.js';
 import { SessionView } from './session.js';
 import { Composer, InterceptPanel } from './intercept.js';
 import { ConditionsForm } from './conditions.js';
+import { ReplayView } from './replay.js';
 
 const state = { active: 'sessions', openId: null, reloadTimer: null };
 
@@ -99,6 +100,10 @@ async function openSession(id) {
   $('#empty-pane').hidden = true;
   conditions.hide();
   conditions.refresh(id);
+  if (replayView.session !== id) {
+    replayView.reset();
+    if (!$('#tab-replay').hidden) showTab('records');
+  }
   if (location.hash !== `#session=${id}`) history.replaceState(null, '', `#session=${id}`);
   try {
     await view.open(id);
@@ -141,14 +146,18 @@ for (const button of document.querySelectorAll('#kind-toggle button')) {
     view.setKind(button.dataset.kind);
   });
 }
-for (const button of document.querySelectorAll('#session-tabs button')) {
-  button.addEventListener('click', () => {
-    for (const b of document.querySelectorAll('#session-tabs button')) b.classList.toggle('on', b === button);
-    for (const tab of ['records', 'handshake', 'interventions']) {
-      $(`#tab-${tab}`).hidden = button.dataset.tab !== tab;
-    }
-  });
+/** Brings the session's tab `name` forward. */
+function showTab(name) {
+  for (const b of document.querySelectorAll('#session-tabs button')) b.classList.toggle('on', b.dataset.tab === name);
+  for (const tab of ['records', 'handshake', 'interventions', 'replay']) {
+    $(`#tab-${tab}`).hidden = name !== tab;
+  }
 }
+for (const button of document.querySelectorAll('#session-tabs button')) {
+  button.addEventListener('click', () => showTab(button.dataset.tab));
+}
+const replayView = new ReplayView({ showTab });
+$('#replay').addEventListener('click', () => replayView.run(state.openId));
 $('#sessions').addEventListener('focusin', () => { state.active = 'sessions'; });
 $('#records').addEventListener('focusin', () => { state.active = 'records'; });
 // Capture phase: before the list's own handler, which may open a session (and so make

@@ -221,6 +221,8 @@ export class SessionView {
     const live = s.state === 'open';
     $('#compose').disabled = !live;
     $('#network').disabled = !live;
+    // A WebSocket session replays, live or not: its handshake was recorded.
+    $('#replay').disabled = s.status !== 101;
     $('#abort').disabled = !live;
     if (!live) {
       $('#composer').hidden = true;

@@ -531,5 +531,45 @@ async function conditions() {
   await browser.close();
 }
 
-const modes = { live, demo, scale, intercept, bounded, conditions };
+/** Replay from the page: a recorded session played again through the proxy, whose rule
+ * now changes one of the server's answers; the comparison shows it side by side, names
+ * the field, and the replayed session is recorded as a session of its own. */
+async function replay() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1360, height: 860 });
+  await page.waitForSelector("#session-count:has-text('sessions')");
+  const ws = await client("/replayed", {});
+  for (const message of ["one", JSON.stringify({ n: 2, who: "ann" }), "three"]) await exchange(ws, message);
+  await new Promise((resolve) => { ws.once("close", resolve); ws.close(1000, "done"); });
+  const row = page.locator("#sessions .rows .row", { hasText: "/replayed" }).first();
+  await row.waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#sessions .rows .row")].some((r) => r.textContent.includes("/replayed") && r.textContent.includes("closed")), null, { timeout: 10000 });
+
+  // The server (as the proxy passes it on) answers differently now: a rule says so.
+  await page.keyboard.press("b");
+  await page.click("#rules-add");
+  await page.fill("#rule-text", "[[rule]]\nname = \"bob\"\nfilter = 'dir:s2c json.who == \"ann\"'\nreplace = [{ json = \"who\", value = \"bob\" }]");
+  await page.click("#rule-form button[type=submit]");
+  await page.waitForSelector("#rule-list li .chip:has-text('bob')");
+  await page.keyboard.press("Escape");
+
+  await row.click();
+  await page.waitForSelector("#replay:not([disabled])");
+  await page.click("#replay");
+  await page.waitForSelector("#replay-summary", { timeout: 20000 });
+  const summary = await page.textContent("#replay-summary");
+  check(summary.includes("3 same, 1 changed, 0 missing, 0 extra"), `the comparison counts: ${summary}`);
+  const rows = await page.$$eval("#tab-replay tbody tr", (trs) => trs.map((tr) => `${tr.className}|${tr.textContent}`));
+  const changed = rows.find((r) => r.startsWith("cmp-changed"));
+  check(changed !== undefined && changed.includes("\"ann\"") && changed.includes("\"bob\"") && changed.includes(".who"),
+    `the changed answer, side by side, with its field: ${changed}`);
+  check(rows.filter((r) => r.startsWith("cmp-same")).length === 3, `the others the same: ${rows.join(" ; ")}`);
+  await shot(page, "17-replay");
+  await page.waitForFunction(() => [...document.querySelectorAll("#sessions .rows .row")].filter((r) => r.textContent.includes("/replayed")).length === 2, null, { timeout: 10000 });
+  check(true, "the replayed session is recorded beside the original");
+  check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+const modes = { live, demo, scale, intercept, bounded, conditions, replay };
 await modes[args.mode]();
