@@ -58,46 +58,24 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
             "--duration must be between 0 and 3600 seconds".into(),
         ));
     }
-    let run_args = RunArgs {
-        listen: vec![args.listen],
-        capture: None,
-        no_capture: args.no_capture,
-        capture_keep: 2 << 30,
-        capture_max: None,
-        filter: None,
-        trace: args.trace.clone(),
-        max_capture: 64 * 1024,
-        handshake_timeout: 30,
-        connect_timeout: 10,
-        verbose: args.verbose,
-        quiet: false,
-        ca_dir: None,
-        upstream_ca: Vec::new(),
-        insecure: false,
-        ignore_hosts: Vec::new(),
-        // The demo is plain ws://; it needs no CA.
-        no_tls_intercept: true,
-        breakpoints: Vec::new(),
-        break_control: false,
-        rules: None,
-        conditions: Vec::new(),
-        break_buffer: 16 << 20,
-        break_timeout: None,
-        max_connections: None,
-        proxy_auth: None,
-        grace: 1,
-        strict: false,
-        web: args.web,
-        no_web: args.no_web,
-        upstream_proxy: None,
-        socks5: Vec::new(),
-        no_upstream_proxy_for: None,
-        reverse: Vec::new(),
-        reverse_rewrite_origin: false,
-        reverse_tls: false,
-        reverse_cert: None,
-        reverse_key: None,
-    };
+    // The demo is plain ws://; it needs no CA.
+    let listen = args.listen.to_string();
+    let web = args.web.map(|web| web.to_string());
+    let trace = args
+        .trace
+        .as_ref()
+        .map(|t| t.to_string_lossy().into_owned());
+    let mut flags = vec!["--listen", &listen, "--no-tls-intercept", "--grace", "1"];
+    flags.extend(args.no_capture.then_some("--no-capture"));
+    flags.extend(args.no_web.then_some("--no-web"));
+    flags.extend(args.verbose.then_some("--verbose"));
+    if let Some(web) = &web {
+        flags.extend(["--web", web.as_str()]);
+    }
+    if let Some(trace) = &trace {
+        flags.extend(["--trace", trace.as_str()]);
+    }
+    let run_args = RunArgs::embedded(flags)?;
     let started = start(&run_args).await?;
     let proxy = *started
         .proxy

@@ -64,6 +64,27 @@ enum Command {
     Replay(replay::ReplayArgs),
 }
 
+/// The proxy's options alone, as a subcommand that runs a proxy of its own (`demo`,
+/// `replay --record`) writes them: every default as `wstap` has it.
+#[derive(Debug, Parser)]
+#[command(name = "wstap")]
+struct EmbeddedArgs {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+impl RunArgs {
+    /// The options `flags` give, the rest at their defaults; a mistake is a bad input.
+    pub fn embedded<'a>(flags: impl IntoIterator<Item = &'a str>) -> Result<RunArgs, AppError> {
+        EmbeddedArgs::try_parse_from(std::iter::once("wstap").chain(flags))
+            .map(|parsed| parsed.run)
+            .map_err(|e| {
+                let text = e.to_string();
+                AppError::BadInput(text.lines().next().unwrap_or_default().to_owned())
+            })
+    }
+}
+
 /// Options of the proxy itself.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {

@@ -368,3 +368,80 @@ async fn the_inspectors_replay_goes_through_the_proxy_and_compares() {
     drop(run);
     let _ = std::fs::remove_dir_all(&capture);
 }
+
+/// `wstap replay --record DIR --rules FILE`: the replay goes through a wstap of its own,
+/// whose rules change the server's answer on its way (the comparison names it, exit 1)
+/// and whose capture holds the replayed session, the answer as read and as rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_rules_is_recorded_into_a_capture_of_its_own() {
+    let (server, _) = echo_server().await;
+    let recorded = temp_path("replay-own-recorded.capture");
+    let mut command = wstap_command();
+    command.args(["-q", "--capture", recorded.to_str().unwrap()]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    echo_session(proxy, server, &["one", "two"]).await;
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    let session = sessions(&recorded)[0];
+
+    let rules = temp_path("replay-rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nfilter = 'dir:s2c text:two'\nreplace = [{ regex = 'two', with = 'TWO' }]\n",
+    )
+    .unwrap();
+    let into = temp_path("replay-own.capture");
+    let args: Vec<String> = [
+        "replay",
+        recorded.to_str().unwrap(),
+        "--session",
+        &session.to_string(),
+        "--timing",
+        "fast",
+        "--record",
+        into.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (out, stdout) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{out:?}");
+    assert!(stdout.contains("2 same, 1 changed"), "{stdout}");
+    assert!(stdout.contains("recorded into"), "{stdout}");
+    let replayed = sessions(&into);
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert_eq!(client_texts(&into, replayed[0]), ["one", "two"]);
+    let store = wstap_store::Capture::open(&into).unwrap();
+    let answers: Vec<(String, String)> = store
+        .messages(
+            Some(replayed[0]),
+            &wstap_filter::Filter::parse("dir:s2c op:text").unwrap(),
+            wstap_store::Position::From(0),
+            100,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            (
+                String::from_utf8(m.message.payload.bytes).unwrap(),
+                format!("{:?}", m.message.origin),
+            )
+        })
+        .collect();
+    assert!(
+        answers.contains(&("two".to_owned(), "Wire".to_owned()))
+            && answers.contains(&("TWO".to_owned(), "Edited".to_owned())),
+        "the answer as read and as the rule rewrote it: {answers:?}"
+    );
+    for dir in [&recorded, &into] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let _ = std::fs::remove_file(&rules);
+}

@@ -57,6 +57,14 @@ pub struct ReplayArgs {
     /// (subdomains included), IPs, or * (default: $NO_PROXY).
     #[arg(long, value_name = "LIST")]
     pub no_upstream_proxy_for: Option<String>,
+    /// Record the replayed session, every frame, into a new capture here (a wstap proxy
+    /// of the replay's own carries it).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Apply these rules (docs/rules.md) to the replayed session on its way, as
+    /// `wstap --rules` would: rewrite what the client sends, or what the server answers.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
     /// Print nothing while it plays (the inspector's replay).
     #[arg(skip)]
     pub quiet: bool,
@@ -80,10 +88,61 @@ const NOT_REPLAYED: [&str; 4] = [
     "proxy-authorization",
 ];
 
-/// Runs `wstap replay`.
-pub async fn replay(args: ReplayArgs) -> Result<(), AppError> {
-    let (recorded, received) = run(&args).await?;
+/// Runs `wstap replay`: with `--record` or `--rules`, through a proxy of its own.
+pub async fn replay(mut args: ReplayArgs) -> Result<(), AppError> {
+    let engine = match args.record.is_some() || args.rules.is_some() {
+        true => Some(own_proxy(&mut args).await?),
+        false => None,
+    };
+    let played = run(&args).await;
+    if let Some(engine) = engine {
+        // Stopping flushes the capture: the replayed session is all there once it returns.
+        engine.stop(Duration::from_secs(1), true).await?;
+        if let Some(record) = &args.record {
+            println!("  recorded into {}", record.display());
+        }
+    }
+    let (recorded, received) = played?;
     report(&recorded, &received, &args.ignore)
+}
+
+/// Starts a wstap proxy on loopback for the replay to go through: recording into
+/// `--record`, with `--rules`, chained to `--upstream-proxy`; `args` then go through it.
+async fn own_proxy(args: &mut ReplayArgs) -> Result<crate::run::Started, AppError> {
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    let mut flags: Vec<String> = ["--listen", "127.0.0.1:0", "-q", "--no-web", "--grace", "1"]
+        .map(str::to_owned)
+        .to_vec();
+    match &args.record {
+        Some(record) => flags.extend(["--capture".to_owned(), path(record)]),
+        None => flags.push("--no-capture".to_owned()),
+    }
+    if let Some(rules) = &args.rules {
+        flags.extend(["--rules".to_owned(), path(rules)]);
+    }
+    if let Some(parent) = args.upstream_proxy.take() {
+        flags.extend(["--upstream-proxy".to_owned(), parent]);
+    }
+    if let Some(bypass) = &args.no_upstream_proxy_for {
+        flags.extend(["--no-upstream-proxy-for".to_owned(), bypass.clone()]);
+    }
+    for ca in &args.upstream_ca {
+        flags.extend(["--upstream-ca".to_owned(), path(ca)]);
+    }
+    if args.insecure {
+        flags.push("--insecure".to_owned());
+    }
+    let run_args = crate::RunArgs::embedded(flags.iter().map(String::as_str))?;
+    let started = crate::run::start(&run_args).await?;
+    let listener = started
+        .proxy
+        .local_addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| AppError::Export("the replay's proxy has no address".to_owned()))?;
+    args.upstream_proxy = Some(format!("http://{listener}"));
+    args.no_upstream_proxy_for = Some(String::new());
+    Ok(started)
 }
 
 /// Plays the session again as `args` say: what the server sent in the recording, and
@@ -187,6 +246,8 @@ pub fn through_proxy(
             upstream_proxy: Some(proxy.clone()),
             // The proxy is on loopback: no NO_PROXY may send the replay around it.
             no_upstream_proxy_for: Some(String::new()),
+            record: None,
+            rules: None,
             quiet: true,
         };
         Box::pin(async move {
