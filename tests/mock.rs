@@ -362,3 +362,120 @@ async fn several_sessions_are_served_at_their_recorded_paths() {
     drop(mock);
     let _ = std::fs::remove_dir_all(&capture);
 }
+
+/// `wstap mock --rules FILE`: a rule answers a call the recording lacks, another sets a
+/// made-up id to the recorded one so the message matches again (under `--strict`), and a
+/// third closes with its code; a rule a mock cannot carry out stops it with the reason.
+#[tokio::test]
+async fn rules_decide_a_clients_messages_before_the_recording_does() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let capture = temp_path("mock-rules.capture");
+    let (server, _) = echo_server().await;
+    let mut command = wstap_command();
+    command.args(["-q", "--capture", capture.to_str().unwrap()]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    let stream = tunnel(proxy, server).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/rpc"), stream)
+        .await
+        .unwrap();
+    let recorded = r#"{"id":1,"op":"get"}"#;
+    assert_eq!(converse(&mut ws, &[recorded]).await, [recorded]);
+    sigterm(&child.0);
+    let _ = child.0.wait();
+
+    let rules = temp_path("mock-rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[rule]]
+name = "pong"
+filter = 'json.op == "ping"'
+respond = { text = '{"op":"pong"}' }
+
+[[rule]]
+name = "recorded id"
+filter = 'json.op == "get"'
+replace = [{ json = "id", value = 1 }]
+
+[[rule]]
+name = "bye"
+filter = 'text:bye'
+close = { code = 4000, reason = "see you" }
+"#,
+    )
+    .unwrap();
+    let (mock, url, lines) = mock(
+        &capture,
+        0,
+        &[
+            "--filter",
+            "path:/rpc",
+            "--strict",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    );
+    let addr = url.split('/').nth(2).unwrap().to_owned();
+    let (mut client, _) = connect(&addr, "/rpc").await.unwrap();
+    client
+        .send(Message::text(r#"{"op":"ping"}"#))
+        .await
+        .unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
+    assert!(
+        matches!(pong, Ok(Some(Ok(Message::Text(ref t)))) if t.as_str() == r#"{"op":"pong"}"#),
+        "{pong:?}"
+    );
+    client
+        .send(Message::text(r#"{"id":77,"op":"get"}"#))
+        .await
+        .unwrap();
+    let played = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
+    assert!(
+        matches!(played, Ok(Some(Ok(Message::Text(ref t)))) if t.as_str() == recorded),
+        "the recorded answer, matched once the id was set: {played:?}"
+    );
+    client.send(Message::text("bye")).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), client.next()).await;
+    match closed {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            assert_eq!(u16::from(frame.code), 4000);
+            assert_eq!(frame.reason.as_str(), "see you");
+        }
+        other => panic!("a close 4000 from the rule, not {other:?}"),
+    }
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let said = loop {
+        let said = lines.lock().unwrap().join("\n");
+        if said.contains("closed with 4000 by bye") || Instant::now() > deadline {
+            break said;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for line in [
+        "answered by pong",
+        "rewritten by recorded id",
+        "as recorded",
+        "closed with 4000 by bye",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{said}");
+    }
+    drop(mock);
+
+    // What needs a proxy is refused, with the reason.
+    std::fs::write(&rules, "[[rule]]\nfilter = ''\nbreak = true\n").unwrap();
+    let out = wstap_command()
+        .args(["mock", capture.to_str().unwrap(), "--filter", "path:/rpc"])
+        .args(["--listen", &free_loopback_addr().to_string()])
+        .args(["--rules", rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("need a proxy"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&capture);
+    let _ = std::fs::remove_file(&rules);
+}

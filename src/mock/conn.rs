@@ -2,6 +2,7 @@
 //! while the client's messages are read (whole and inflated: [`Endpoint`]) and matched
 //! with the recording.
 
+use super::rules::MockRules;
 use super::script::{Match, Matcher, Script, Trigger};
 use super::Options;
 use crate::diff::preview;
@@ -9,6 +10,7 @@ use crate::endpoint::{read_head, Endpoint};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{sleep_until, Instant};
+use wstap_control::Outcome;
 use wstap_proxy::{take_request, Request};
 use wstap_wire::deflate::{parse_extensions, Extension, PERMESSAGE_DEFLATE};
 use wstap_wire::handshake::{compute_accept, header_tokens, header_values, is_websocket_upgrade};
@@ -62,7 +64,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             ""
         }
     );
-    let mut player = Player::new(script, &options, deflate);
+    let info = wstap_control::SessionInfo {
+        id: script.session,
+        url: request.target().to_owned(),
+        path: request.target().to_owned(),
+        client: peer.clone(),
+        subprotocol: script.subprotocol.clone(),
+        status: Some(101),
+        ..wstap_control::SessionInfo::default()
+    };
+    let mut player = Player::new(script, &options, deflate, info);
     let end = player.run(&mut stream, rest).await;
     println!("mock: {peer}: {end}");
 }
@@ -150,9 +161,22 @@ async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, why: &str) {
     let _ = stream.shutdown().await;
 }
 
+/// What a rule made of a client's message.
+enum Ruled {
+    /// Match it with the recording (as the rule rewrote it).
+    Match(Vec<u8>),
+    /// Handled: answered or dropped.
+    Done,
+    /// The connection is over, so.
+    Ended(String),
+}
+
 /// Plays one script on one connection.
 struct Player<'s> {
     script: &'s Script,
+    rules: &'s MockRules,
+    /// The connection as the rules' filters see it.
+    info: wstap_control::SessionInfo,
     strict: bool,
     matcher: Matcher,
     /// When each recorded client message was matched.
@@ -164,9 +188,16 @@ struct Player<'s> {
 }
 
 impl<'s> Player<'s> {
-    fn new(script: &'s Script, options: &Options, deflate: Option<DeflateParams>) -> Self {
+    fn new(
+        script: &'s Script,
+        options: &'s Options,
+        deflate: Option<DeflateParams>,
+        info: wstap_control::SessionInfo,
+    ) -> Self {
         Player {
             script,
+            rules: &options.rules,
+            info,
             strict: options.strict,
             matcher: Matcher::new(script.client.len(), options.matching, &options.ignore),
             heard_at: vec![None; script.client.len()],
@@ -247,6 +278,11 @@ impl<'s> Player<'s> {
             let data = message.data.data;
             match message.opcode {
                 Opcode::Text | Opcode::Binary => {
+                    let data = match self.ruled(stream, message.opcode, data).await? {
+                        Ruled::Match(data) => data,
+                        Ruled::Done => continue,
+                        Ruled::Ended(end) => return Ok(Some(end)),
+                    };
                     let heard = self
                         .matcher
                         .hear(&self.script.client, message.opcode, &data);
@@ -267,6 +303,55 @@ impl<'s> Player<'s> {
             }
         }
         Ok(None)
+    }
+
+    /// What the first rule that selects a client message makes of it.
+    async fn ruled(
+        &mut self,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+        opcode: Opcode,
+        data: Vec<u8>,
+    ) -> std::io::Result<Ruled> {
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let Some((rule, rewritten)) = self.rules.first_match(&self.info, opcode, &data, now_us)
+        else {
+            return Ok(Ruled::Match(data));
+        };
+        let shown = preview(opcode, &data);
+        if let Some(delay) = rule.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let name = &rule.name;
+        match &rule.outcome {
+            Outcome::Forward | Outcome::Break => {
+                if rewritten != data {
+                    println!("mock:   client message rewritten by {name}: {shown}");
+                }
+                Ok(Ruled::Match(rewritten))
+            }
+            Outcome::Drop => {
+                println!("mock:   client message dropped by {name}: {shown}");
+                Ok(Ruled::Done)
+            }
+            Outcome::Respond { opcode, payload } => {
+                println!("mock:   client message answered by {name}: {shown}");
+                self.send(stream, *opcode, payload).await?;
+                Ok(Ruled::Done)
+            }
+            Outcome::Close { code, reason, .. } => {
+                let mut close = code.to_be_bytes().to_vec();
+                close.extend_from_slice(reason.as_bytes());
+                self.send(stream, Opcode::Close, &close).await?;
+                self.close_sent = true;
+                let _ = stream.shutdown().await;
+                Ok(Ruled::Ended(
+                    self.ended(&format!("closed with {code} by {name}")),
+                ))
+            }
+            Outcome::Abort => Ok(Ruled::Ended(
+                self.ended(&format!("dropped by {name} without a close frame")),
+            )),
+        }
     }
 
     /// Says what a client message was; in strict mode, closes on one unrecorded.

@@ -6,6 +6,7 @@
 //! with 1008 on one the recording does not have.
 
 mod conn;
+mod rules;
 mod script;
 
 use crate::captures::{chosen, open_capture, session_messages};
@@ -58,6 +59,11 @@ pub struct MockArgs {
     /// Where wstap's CA lives (default: ~/.wstap/ca, or $WSTAP_HOME/ca).
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// Rules (docs/rules.md) that decide a client's message before it is matched:
+    /// rewrite it (an id set to the recorded one), answer it (`respond`), drop it, close
+    /// or abort.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 /// What every connection plays by.
@@ -66,6 +72,7 @@ pub struct Options {
     matching: Matching,
     ignore: Vec<String>,
     strict: bool,
+    rules: rules::MockRules,
 }
 
 /// Runs `wstap mock` until Ctrl-C.
@@ -95,6 +102,10 @@ pub async fn mock(args: MockArgs) -> Result<(), AppError> {
         .iter()
         .map(|&session| load(&capture, session, window))
         .collect::<Result<Vec<_>, _>>()?;
+    let rules = match &args.rules {
+        Some(path) => rules::MockRules::load(path)?,
+        None => rules::MockRules::default(),
+    };
     let tls = if args.tls {
         let dir = crate::run::ca_dir(args.ca_dir.as_deref())?;
         let config = wstap_proxy::tls::local_server_config(&dir)
@@ -124,6 +135,7 @@ pub async fn mock(args: MockArgs) -> Result<(), AppError> {
         matching: args.matching,
         ignore: args.ignore,
         strict: args.strict,
+        rules,
     });
     loop {
         tokio::select! {
