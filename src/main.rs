@@ -88,6 +88,10 @@ impl RunArgs {
 /// Options of the proxy itself.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// Record into `--capture` after the sessions it holds (`wstap replay`), rather than
+    /// into a new capture.
+    #[arg(skip)]
+    pub append: bool,
     /// Address to listen on (repeatable; IPv6 as [::1]:8888).
     #[arg(
         short,

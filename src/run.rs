@@ -174,7 +174,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     survive_file_size_limit();
     let (listen, reverse) = reverse_proxies(args)?;
     let control = control(args)?;
-    let config = ProxyConfig {
+    let mut config = ProxyConfig {
         listen,
         max_capture: args.max_capture,
         handshake_timeout: Duration::from_secs(args.handshake_timeout),
@@ -190,6 +190,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
         socks5: args.socks5.clone(),
         reverse,
         control: Some(control.clone()),
+        first_session: 1,
     };
     let exposed: Vec<String> = args
         .listen
@@ -221,6 +222,9 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     let mut bus = EventBus::new();
     let feed = (!args.no_web).then(wstap_inspector::LiveFeed::new);
     let recording = start_capture(args, &mut bus, feed.as_ref())?;
+    if let Some(recording) = &recording {
+        config.first_session = recording.first_session;
+    }
     let capture = recording.as_ref().map(|r| r.path.clone());
     let capture_max = recording.as_ref().and_then(|r| r.max_bytes);
     let capture_thread = recording.map(|r| r.thread);
@@ -365,7 +369,10 @@ fn start_capture(
         max_capture: args.max_capture,
         max_bytes,
     };
-    let mut writer = CaptureWriter::create(&path, &info)?;
+    let (mut writer, first_session) = match args.append {
+        true => CaptureWriter::append(&path)?,
+        false => (CaptureWriter::create(&path, &info)?, 1),
+    };
     let mut feed = feed.map(wstap_inspector::LiveFeed::hook);
     let mut warned = false;
     writer.on_commit(move |committed| {
@@ -392,6 +399,7 @@ fn start_capture(
         path,
         max_bytes,
         thread,
+        first_session,
     }))
 }
 
@@ -401,6 +409,8 @@ struct Recording {
     /// Its bound, when it has one.
     max_bytes: Option<u64>,
     thread: SinkThread,
+    /// The number its next session takes.
+    first_session: u64,
 }
 
 /// The forward proxy's listen addresses and the reverse listeners, from `--listen` and

@@ -206,6 +206,23 @@ async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(client_texts(&replayed, again[0]), ["one", "two"]);
     assert_eq!(client_texts(&recorded, session), ["one", "two"]);
+    // The replay recorded itself into the capture it came from too, after its session.
+    let here = sessions(&recorded);
+    assert_eq!(here, [session, session + 1], "{stdout}");
+    assert_eq!(client_texts(&recorded, session + 1), ["one", "two"]);
+    assert!(stdout.contains("recorded into"), "{stdout}");
+    // `--no-record` leaves it as it is.
+    let (out, stdout) = run(&[
+        "replay",
+        recorded.to_str().unwrap(),
+        "--session",
+        &session.to_string(),
+        "--no-record",
+        "--timing",
+        "fast",
+    ]);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+    assert_eq!(sessions(&recorded).len(), 2);
 
     // A proxy that is not there, or refuses: a one-line error (`--proxy` says the same).
     let (out, _) = run(&[
@@ -267,12 +284,14 @@ async fn the_inspectors_replay_goes_through_the_proxy_and_compares() {
     while let Ok(Some(Ok(_))) =
         tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await
     {}
+    drop(ws);
+    // WebSocket sessions that ended: all their messages are committed.
     let sessions = |listed: &Value| -> Vec<u64> {
         listed["rows"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|s| s["status"] == 101)
+            .filter(|s| s["status"] == 101 && s["state"] == "closed")
             .filter_map(|s| s["id"].as_u64())
             .collect()
     };

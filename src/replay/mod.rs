@@ -57,10 +57,13 @@ pub struct ReplayArgs {
     /// (subdomains included), IPs, or * (default: $NO_PROXY).
     #[arg(long, value_name = "LIST")]
     pub no_upstream_proxy_for: Option<String>,
-    /// Record the replayed session, every frame, into a new capture here (a wstap proxy
-    /// of the replay's own carries it).
-    #[arg(long, value_name = "DIR")]
+    /// Record the replayed session, every frame, into a new capture here rather than
+    /// into the capture it was recorded in (a wstap proxy of the replay's own carries it).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_record")]
     pub record: Option<PathBuf>,
+    /// Do not record the replayed session.
+    #[arg(long)]
+    pub no_record: bool,
     /// Apply these rules (docs/rules.md) to the replayed session on its way, as
     /// `wstap --rules` would: rewrite what the client sends, or what the server answers.
     #[arg(long, value_name = "FILE")]
@@ -88,34 +91,71 @@ const NOT_REPLAYED: [&str; 4] = [
     "proxy-authorization",
 ];
 
-/// Runs `wstap replay`: with `--record` or `--rules`, through a proxy of its own.
+/// Runs `wstap replay`: through a wstap proxy of its own, which records the replayed
+/// session (into the capture it came from, unless `--record` or `--no-record` say
+/// otherwise) and applies `--rules`.
 pub async fn replay(mut args: ReplayArgs) -> Result<(), AppError> {
-    let engine = match args.record.is_some() || args.rules.is_some() {
-        true => Some(own_proxy(&mut args).await?),
-        false => None,
+    let capture = chosen(args.capture.as_deref())?;
+    // Into the capture it came from, after its sessions, unless a running wstap writes
+    // it: that one records what goes through it, so replay through it to record there.
+    let into = match (&args.record, args.no_record) {
+        (_, true) => Recording::No,
+        (Some(dir), false) => Recording::New(dir.clone()),
+        (None, false) if wstap_store::layout::is_being_written(&capture) => {
+            println!(
+                "wstap replay: {} is being written by a running wstap: the replay is not recorded (--upstream-proxy through that wstap records it there)",
+                capture.display()
+            );
+            Recording::No
+        }
+        (None, false) => Recording::Append(capture),
     };
-    let played = run(&args).await;
+    // What is wrong with the capture or the session is said before anything starts.
+    let prepared = prepare(&args)?;
+    let engine = match (&into, &args.rules) {
+        (Recording::No, None) => None,
+        _ => Some(own_proxy(&mut args, &into).await?),
+    };
+    let played = play_prepared(&args, prepared).await;
     if let Some(engine) = engine {
         // Stopping flushes the capture: the replayed session is all there once it returns.
         engine.stop(Duration::from_secs(1), true).await?;
-        if let Some(record) = &args.record {
-            println!("  recorded into {}", record.display());
+        match &into {
+            Recording::New(dir) | Recording::Append(dir) => {
+                println!("  recorded into {}", dir.display())
+            }
+            Recording::No => {}
         }
     }
     let (recorded, received) = played?;
     report(&recorded, &received, &args.ignore)
 }
 
-/// Starts a wstap proxy on loopback for the replay to go through: recording into
-/// `--record`, with `--rules`, chained to `--upstream-proxy`; `args` then go through it.
-async fn own_proxy(args: &mut ReplayArgs) -> Result<crate::run::Started, AppError> {
+/// Where a replay records the session it plays.
+#[derive(Debug)]
+enum Recording {
+    No,
+    /// A new capture.
+    New(PathBuf),
+    /// The capture it came from, after its sessions.
+    Append(PathBuf),
+}
+
+/// Starts a wstap proxy on loopback for the replay to go through: recording `into`,
+/// with `--rules`, chained to `--upstream-proxy`; `args` then go through it.
+async fn own_proxy(
+    args: &mut ReplayArgs,
+    into: &Recording,
+) -> Result<crate::run::Started, AppError> {
     let path = |p: &PathBuf| p.to_string_lossy().into_owned();
     let mut flags: Vec<String> = ["--listen", "127.0.0.1:0", "-q", "--no-web", "--grace", "1"]
         .map(str::to_owned)
         .to_vec();
-    match &args.record {
-        Some(record) => flags.extend(["--capture".to_owned(), path(record)]),
-        None => flags.push("--no-capture".to_owned()),
+    match into {
+        Recording::New(dir) | Recording::Append(dir) => {
+            flags.extend(["--capture".to_owned(), path(dir)])
+        }
+        Recording::No => flags.push("--no-capture".to_owned()),
     }
     if let Some(rules) = &args.rules {
         flags.extend(["--rules".to_owned(), path(rules)]);
@@ -132,7 +172,10 @@ async fn own_proxy(args: &mut ReplayArgs) -> Result<crate::run::Started, AppErro
     if args.insecure {
         flags.push("--insecure".to_owned());
     }
-    let run_args = crate::RunArgs::embedded(flags.iter().map(String::as_str))?;
+    let run_args = crate::RunArgs {
+        append: matches!(into, Recording::Append(_)),
+        ..crate::RunArgs::embedded(flags.iter().map(String::as_str))?
+    };
     let started = crate::run::start(&run_args).await?;
     let listener = started
         .proxy
@@ -149,6 +192,22 @@ async fn own_proxy(args: &mut ReplayArgs) -> Result<crate::run::Started, AppErro
 /// what it sent now (as [`crate::diff::compared`] has them). The inspector's *Replay*
 /// runs this too, through the proxy it belongs to.
 pub async fn run(args: &ReplayArgs) -> Result<(Vec<Compared>, Vec<Compared>), AppError> {
+    let prepared = prepare(args)?;
+    play_prepared(args, prepared).await
+}
+
+/// What a replay plays, read from the capture before anything connects.
+struct Prepared {
+    plan: Plan,
+    /// The server's messages in the recording.
+    recorded: Vec<Compared>,
+    url: String,
+    target: Target,
+    headers: Vec<(String, String)>,
+}
+
+/// Reads the session `args` name: its plan, what the server sent, where it went.
+fn prepare(args: &ReplayArgs) -> Result<Prepared, AppError> {
     let path = chosen(args.capture.as_deref())?;
     let capture = open_capture(&path)?;
     let session = args.session;
@@ -172,9 +231,31 @@ pub async fn run(args: &ReplayArgs) -> Result<(Vec<Compared>, Vec<Compared>), Ap
         .filter(|(n, _)| !NOT_REPLAYED.contains(&n.to_ascii_lowercase().as_str()))
         .cloned()
         .collect();
+    Ok(Prepared {
+        plan,
+        recorded,
+        url,
+        target,
+        headers,
+    })
+}
+
+/// Plays what `prepare` read, as `args` say.
+async fn play_prepared(
+    args: &ReplayArgs,
+    prepared: Prepared,
+) -> Result<(Vec<Compared>, Vec<Compared>), AppError> {
+    let Prepared {
+        plan,
+        recorded,
+        url,
+        target,
+        headers,
+    } = prepared;
     if !args.quiet {
         println!(
-            "wstap replay: session {session} to {url}: {} client messages, {} server messages recorded",
+            "wstap replay: session {} to {url}: {} client messages, {} server messages recorded",
+            args.session,
             plan.messages.len(),
             plan.expected
         );
@@ -247,6 +328,7 @@ pub fn through_proxy(
             // The proxy is on loopback: no NO_PROXY may send the replay around it.
             no_upstream_proxy_for: Some(String::new()),
             record: None,
+            no_record: true,
             rules: None,
             quiet: true,
         };

@@ -161,7 +161,7 @@ pub(crate) enum UpstreamError {
         reason: String,
     },
     /// The parent proxy refused to open a tunnel.
-    #[error("the upstream proxy {parent} answered CONNECT {target} with {status_line:?}")]
+    #[error("the upstream proxy {parent} answered CONNECT {target} with {status_line:?}{}", because.as_ref().map(|b| format!(": {b}")).unwrap_or_default())]
     ParentRefused {
         /// The parent.
         parent: String,
@@ -169,6 +169,8 @@ pub(crate) enum UpstreamError {
         target: Target,
         /// Its status line, as sent.
         status_line: String,
+        /// The first line of its answer's body, when it said why.
+        because: Option<String>,
     },
     /// Inside a CONNECT tunnel the upstream is fixed, and it closed.
     #[error("the tunnel's upstream connection is closed")]

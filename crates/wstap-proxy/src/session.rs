@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     /// Turns true when the proxy stops: sessions still open then wrap up and record their end.
     closing: watch::Receiver<bool>,
     next_session: AtomicU64,
+    /// The first number handed out.
+    first_session: u64,
 }
 
 impl Shared {
@@ -59,6 +61,7 @@ impl Shared {
         listening: Vec<SocketAddr>,
         closing: watch::Receiver<bool>,
     ) -> Self {
+        let first_session = config.first_session.max(1);
         Shared {
             closing,
             auth: config.proxy_auth.as_deref().map(ProxyAuth::new),
@@ -67,13 +70,14 @@ impl Shared {
             tls,
             listening,
             active: AtomicUsize::new(0),
-            next_session: AtomicU64::new(1),
+            next_session: AtomicU64::new(first_session),
+            first_session,
         }
     }
 
     /// Session numbers handed out so far.
     pub fn sessions_started(&self) -> u64 {
-        self.next_session.load(Ordering::Relaxed) - 1
+        self.next_session.load(Ordering::Relaxed) - self.first_session
     }
 
     /// Resolves once the proxy has told open sessions to wrap up.

@@ -52,6 +52,14 @@ pub enum StoreError {
         /// What failed.
         why: String,
     },
+    /// A capture that cannot take more sessions.
+    #[error("{path} cannot take more sessions: {why}")]
+    CannotAppend {
+        /// The capture.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The path holds something already: a new capture needs a new folder.
     #[error("{path} exists and is not empty: a new capture needs a new folder")]
     Exists {

@@ -82,6 +82,38 @@ impl PayloadWriter {
         }
     }
 
+    /// Goes on after the segments of `size` bytes already in `dir` (a capture recorded
+    /// before): the next offset follows the last byte of the last segment, and the oldest
+    /// segment on disk is the first kept.
+    pub fn resume(dir: &Path, size: u64) -> Result<Self, StoreError> {
+        let size = size.max(1);
+        let mut indices = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+            let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+            let name = entry.file_name();
+            let index = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("payloads-"))
+                .and_then(|n| n.strip_suffix(".bin"))
+                .and_then(|n| n.parse::<u64>().ok());
+            indices.extend(index);
+        }
+        let (Some(&first), Some(&last)) = (indices.iter().min(), indices.iter().max()) else {
+            return Ok(PayloadWriter::create(dir, size));
+        };
+        let path = PayloadLayout::segment(dir, last);
+        let written = std::fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e))?
+            .len();
+        Ok(PayloadWriter {
+            dir: dir.to_owned(),
+            size,
+            out: None,
+            len: last * size + written.min(size),
+            first,
+        })
+    }
+
     /// Appends `bytes`; returns their offset.
     pub fn append(&mut self, bytes: &[u8]) -> Result<u64, StoreError> {
         let at = self.len;

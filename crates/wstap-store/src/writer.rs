@@ -194,6 +194,63 @@ impl CaptureWriter {
         })
     }
 
+    /// Opens the capture in `dir`, recorded before (finished or cut short), to record
+    /// more sessions into it (`wstap replay`): brings it to this schema, takes the
+    /// writer's lock (a capture a running wstap writes is refused: `InUse`), and goes on
+    /// after its last event and its payloads, within its bound. Returns the writer and the
+    /// number its next session takes.
+    pub fn append(dir: &Path) -> Result<(CaptureWriter, u64), StoreError> {
+        // Opening it as a reader checks it and brings an older one up to date.
+        drop(crate::Capture::open(dir)?);
+        let lock = WriterLock::take(dir)?;
+        let conn = Connection::open(layout::database(dir))?;
+        let cannot = |why: &str| StoreError::CannotAppend {
+            path: dir.to_owned(),
+            why: why.to_owned(),
+        };
+        let (segment, max_bytes): (Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT payload_segment, max_bytes FROM captures WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let segment = segment.and_then(|s| u64::try_from(s).ok()).ok_or_else(|| {
+            cannot("it keeps its payloads in one file (a wstap before capture schema 5)")
+        })?;
+        let max_bytes = max_bytes.and_then(|b| u64::try_from(b).ok());
+        // Every event number the capture used, whichever table holds it; a whole-frame
+        // message's own number is its frame's plus one.
+        let last_event: i64 = conn.query_row(
+            "SELECT max(n) FROM (
+                 SELECT max(ev_start) AS n FROM sessions UNION ALL SELECT max(ev_end) FROM sessions
+                 UNION ALL SELECT max(ev) FROM handshakes UNION ALL SELECT max(ev) FROM http
+                 UNION ALL SELECT max(id) + 1 FROM frames UNION ALL SELECT max(id) FROM message_rows
+                 UNION ALL SELECT max(id) FROM notices UNION ALL SELECT max(id) FROM interventions)",
+            [],
+            |row| Ok(row.get::<_, Option<i64>>(0)?.unwrap_or(0)),
+        )?;
+        let last_session: i64 =
+            conn.query_row("SELECT COALESCE(max(id), 0) FROM sessions", [], |row| {
+                row.get(0)
+            })?;
+        schema::tune_writer(&conn, max_bytes)?;
+        let payloads = PayloadWriter::resume(dir, segment)?;
+        let writer = CaptureWriter {
+            conn,
+            payloads,
+            dir: dir.to_owned(),
+            open: HashMap::new(),
+            next_event: last_event + 1,
+            in_transaction: false,
+            touched: Vec::new(),
+            on_commit: None,
+            pending: PendingFrames::new(),
+            bound: max_bytes,
+            database: 0,
+            _lock: lock,
+        };
+        Ok((writer, last_session as u64 + 1))
+    }
+
     /// The capture's folder.
     pub fn dir(&self) -> &Path {
         &self.dir

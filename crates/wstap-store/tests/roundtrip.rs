@@ -560,3 +560,61 @@ fn violations_of_any_spelling_survive_the_migration_as_the_reader_splits_them() 
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_capture_takes_more_sessions_after_its_own_and_gives_back_both() {
+    let dir = temp_dir("append");
+    write(&dir, &session_events(&chat(1)), 100);
+    let before = events_of(&Capture::open(&dir).unwrap(), Some(1));
+
+    let (mut writer, next) = CaptureWriter::append(&dir).unwrap();
+    assert_eq!(next, 2, "the next session after the one recorded");
+    // While it is written, no other writer may open it.
+    assert!(matches!(
+        CaptureWriter::append(&dir),
+        Err(StoreError::InUse { .. })
+    ));
+    for chunk in session_events(&chat(2)).chunks(100) {
+        Sink::write_batch(&mut writer, chunk).unwrap();
+        Sink::flush(&mut writer).unwrap();
+    }
+    writer.finish().unwrap();
+
+    let capture = Capture::open(&dir).unwrap();
+    let all = Filter::parse("").unwrap();
+    assert_eq!(capture.session_ids(&all, None).unwrap(), [1, 2]);
+    // The first session is as it was; the second has the same events, its own number.
+    let first: Vec<Event> = events_of(&capture, Some(1));
+    assert!(first == before, "the first session is as it was");
+    let second: Vec<Event> = events_of(&capture, Some(2));
+    assert_eq!(second.len(), first.len());
+    assert!(
+        second.iter().all(|e| e.session() == Some(2)),
+        "the second session's events are its own"
+    );
+    // Its big payload went after the first's, in the same segment, and reads back whole.
+    let messages = capture
+        .messages(Some(2), &all, Position::From(0), 100)
+        .unwrap();
+    let big = messages
+        .iter()
+        .find(|m| m.message.len == 20_000)
+        .expect("the big message");
+    assert_eq!(big.message.payload.bytes, "x".repeat(20_000).as_bytes());
+    let file = std::fs::metadata(dir.join("payloads-000000.bin"))
+        .unwrap()
+        .len();
+    assert_eq!(file, 40_000, "each session's big payload, once");
+    // The whole capture reads in order: the first session's events, then the second's.
+    let mut sessions_in_order = Vec::new();
+    capture
+        .for_each_event(None, |e| {
+            sessions_in_order.extend(e.session());
+            Ok(())
+        })
+        .unwrap();
+    let switch = sessions_in_order.iter().position(|&s| s == 2).unwrap();
+    assert!(sessions_in_order[..switch].iter().all(|&s| s == 1));
+    assert!(sessions_in_order[switch..].iter().all(|&s| s == 2));
+    let _ = std::fs::remove_dir_all(&dir);
+}

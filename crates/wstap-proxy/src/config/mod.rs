@@ -38,6 +38,9 @@ pub struct ProxyConfig {
     /// Where breakpoints and commands reach live WebSocket sessions; `None`: sessions
     /// cannot be intercepted (and pay nothing for it).
     pub control: Option<wstap_control::Control>,
+    /// The number of the first session (1; more when the capture it records into holds
+    /// sessions already).
+    pub first_session: u64,
 }
 
 impl Default for ProxyConfig {
@@ -55,6 +58,7 @@ impl Default for ProxyConfig {
             socks5: Vec::new(),
             reverse: Vec::new(),
             control: None,
+            first_session: 1,
         }
     }
 }

@@ -166,11 +166,18 @@ impl ParentProxy {
                 };
                 Ok((stream, hop))
             }
-            _ => Err(UpstreamError::ParentRefused {
-                parent,
-                target: target.clone(),
-                status_line,
-            }),
+            _ => {
+                let because = tokio::time::timeout(timeout, read_reason(&mut stream, &head))
+                    .await
+                    .ok()
+                    .flatten();
+                Err(UpstreamError::ParentRefused {
+                    parent,
+                    target: target.clone(),
+                    status_line,
+                    because,
+                })
+            }
         }
     }
 }
@@ -186,6 +193,23 @@ fn strip_port(entry: &str) -> &str {
         }
         _ => entry,
     }
+}
+
+/// The first line of a refusal's body (at most 1 KiB of it, as `Content-Length` says),
+/// when it has one: a parent that is a wstap says there why.
+async fn read_reason(stream: &mut TcpStream, head: &str) -> Option<String> {
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())
+            .flatten()
+    })?;
+    let mut body = vec![0u8; length.min(1024)];
+    stream.read_exact(&mut body).await.ok()?;
+    let text = String::from_utf8_lossy(&body);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.to_owned())
 }
 
 /// Reads a response head a byte at a time, so nothing after it is taken from the tunnel.
