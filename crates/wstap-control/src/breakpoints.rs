@@ -3,9 +3,16 @@
 //! thread, by the in-memory evaluator: no allocation, no lock held for long. Rules are
 //! breakpoints too, with what to do with what they hold ([`crate::rules`]); they come
 //! first, in their file's order.
+//!
+//! Many filters that each search the payload (ten rules of `text~"..."`, say) would read
+//! a large message ten times: the searches they require are gathered into one
+//! `RegexSet` ([`Prefilter`]), which reads it once, and a breakpoint whose required
+//! search found nothing is passed over without evaluating its filter.
 
 use crate::info::SessionInfo;
 use crate::rules::{Rule, RuleView};
+use regex::bytes::{RegexSet, RegexSetBuilder, SetMatches};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use wstap_filter::{Filter, HeaderFacts, Origin, RecordFacts, RecordKind};
@@ -44,7 +51,41 @@ pub struct BreakpointView {
 #[derive(Debug, Default)]
 pub(crate) struct Breakpoints {
     list: RwLock<Vec<Arc<Breakpoint>>>,
+    /// The payload searches of the list, in one set; rebuilt after every change.
+    prefilter: RwLock<Option<Arc<Prefilter>>>,
     next: AtomicU64,
+}
+
+/// The payload searches several breakpoints require, gathered in one set that reads a
+/// payload once; by breakpoint, the index of its search in the set.
+#[derive(Debug)]
+struct Prefilter {
+    set: RegexSet,
+    searches: HashMap<u64, usize>,
+}
+
+impl Prefilter {
+    /// The prefilter of `list`, when two or more of its breakpoints require a search
+    /// (one search is as fast alone).
+    fn of(list: &[Arc<Breakpoint>]) -> Option<Prefilter> {
+        let required: Vec<(u64, &str)> = list
+            .iter()
+            .filter_map(|b| Some((b.id, b.filter.required_payload_pattern()?)))
+            .collect();
+        if required.len() < 2 {
+            return None;
+        }
+        let set = RegexSetBuilder::new(required.iter().map(|(_, pattern)| *pattern))
+            .size_limit(1 << 22)
+            .build()
+            .ok()?;
+        let searches = required
+            .iter()
+            .enumerate()
+            .map(|(index, (id, _))| (*id, index))
+            .collect();
+        Some(Prefilter { set, searches })
+    }
 }
 
 impl Breakpoints {
@@ -54,6 +95,16 @@ impl Breakpoints {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Breakpoint>>> {
         self.list.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gathers the list's searches again, after a change. A reader between the change
+    /// and this sees a breakpoint the prefilter does not know, which it evaluates whole.
+    fn refilter(&self) {
+        let prefilter = Prefilter::of(&self.read()).map(Arc::new);
+        *self
+            .prefilter
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = prefilter;
     }
 
     /// A new number for a breakpoint, rule or timer.
@@ -71,6 +122,7 @@ impl Breakpoints {
             hits: AtomicU64::new(0),
             rule: None,
         }));
+        self.refilter();
         id
     }
 
@@ -102,6 +154,8 @@ impl Breakpoints {
             .collect();
         let after_rules = list.iter().take_while(|b| b.rule.is_some()).count();
         list.splice(after_rules..after_rules, rules);
+        drop(list);
+        self.refilter();
         ids
     }
 
@@ -110,7 +164,10 @@ impl Breakpoints {
         let mut list = self.write();
         let before = list.len();
         list.retain(|b| b.id != id || b.rule.is_none());
-        list.len() != before
+        let removed = list.len() != before;
+        drop(list);
+        self.refilter();
+        removed
     }
 
     /// Rule `id`, if it is one.
@@ -150,7 +207,10 @@ impl Breakpoints {
         let mut list = self.write();
         let before = list.len();
         list.retain(|b| b.id != id || b.rule.is_some());
-        list.len() != before
+        let removed = list.len() != before;
+        drop(list);
+        self.refilter();
+        removed
     }
 
     pub fn views(&self) -> Vec<BreakpointView> {
@@ -236,11 +296,29 @@ impl Breakpoints {
             dropped: false,
         };
         let facts = info.facts();
+        let prefilter = self
+            .prefilter
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // The searches, in one pass over the payload, done once a breakpoint needs them.
+        let mut found: Option<SetMatches> = None;
         let list = self.read();
         let hit = list.iter().find(|b| {
-            b.enabled.load(Ordering::Relaxed)
-                && (b.control || !control)
-                && b.filter.matches_record(&facts, &record)
+            let judges = b.enabled.load(Ordering::Relaxed) && (b.control || !control);
+            if !judges {
+                return false;
+            }
+            let search = prefilter
+                .as_ref()
+                .and_then(|p| Some((p, *p.searches.get(&b.id)?)));
+            if let Some((prefilter, index)) = search {
+                let found = found.get_or_insert_with(|| prefilter.set.matches(record.payload));
+                if !found.matched(index) {
+                    return false;
+                }
+            }
+            b.filter.matches_record(&facts, &record)
         })?;
         hit.hits.fetch_add(1, Ordering::Relaxed);
         Some(hit.id)
@@ -252,5 +330,96 @@ fn close_code(opcode: Opcode, payload: &[u8]) -> Option<u16> {
     match (opcode, payload) {
         (Opcode::Close, [high, low, ..]) => Some(u16::from_be_bytes([*high, *low])),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wstap_wire::{Capture, Direction, MessageRecord, Timestamp};
+
+    fn message(payload: &[u8]) -> MessageRecord {
+        MessageRecord {
+            direction: Direction::ClientToServer,
+            opcode: Opcode::Text,
+            frames: 1,
+            first_time: Timestamp(0),
+            last_time: Timestamp(0),
+            compressed: false,
+            wire_payload_len: payload.len() as u64,
+            data: Capture {
+                data: payload.to_vec(),
+                total: payload.len() as u64,
+            },
+            violations: Vec::new(),
+            incomplete: false,
+        }
+    }
+
+    /// The first of `filters` that selects `payload`, each evaluated whole.
+    fn plainly(filters: &[&str], payload: &[u8]) -> Option<usize> {
+        let info = SessionInfo::default();
+        let record = message(payload);
+        let candidate = Candidate {
+            message: &record,
+            first_byte: 0x81,
+            masked: true,
+        };
+        filters.iter().position(|f| {
+            let one = Breakpoints::default();
+            one.add(Filter::parse(f).unwrap(), false);
+            one.first_match(&info, &candidate).is_some()
+        })
+    }
+
+    #[test]
+    fn searching_once_for_every_filter_picks_what_each_filter_alone_would() {
+        let filters = [
+            r#"text~"no message says this 1""#,
+            "dir:s2c and text:alpha",
+            "text:ALPHA",
+            r#"text~"be+ta""#,
+            "op:binary or text:gamma",
+            r#"payload="delta""#,
+            "not text:omega",
+        ];
+        let together = Breakpoints::default();
+        let ids: Vec<u64> = filters
+            .iter()
+            .map(|f| together.add(Filter::parse(f).unwrap(), false))
+            .collect();
+        let prefilter = together.prefilter.read().unwrap().clone();
+        assert_eq!(
+            prefilter.map(|p| p.searches.len()),
+            Some(5),
+            "five filters require a search"
+        );
+        let info = SessionInfo::default();
+        for payload in [
+            &b"alpha"[..],
+            b"xx Alpha xx",
+            b"beeeta",
+            b"BETA",
+            b"gamma",
+            b"delta",
+            b"delta!",
+            b"omega",
+            b"",
+            b"no message says this 1",
+        ] {
+            let record = message(payload);
+            let candidate = Candidate {
+                message: &record,
+                first_byte: 0x81,
+                masked: true,
+            };
+            let hit = together.first_match(&info, &candidate);
+            let expected = plainly(&filters, payload).map(|i| ids[i]);
+            assert_eq!(hit, expected, "{:?}", String::from_utf8_lossy(payload));
+        }
+        // Removed, it is gathered again without it.
+        assert!(together.remove(ids[2]));
+        let prefilter = together.prefilter.read().unwrap().clone();
+        assert_eq!(prefilter.map(|p| p.searches.len()), Some(4));
     }
 }

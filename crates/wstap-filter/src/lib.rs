@@ -36,7 +36,7 @@ pub use error::ParseError;
 pub use eval::{extension_names, path_of, HeaderFacts, RecordFacts, RecordKind, SessionFacts};
 pub use sql::{Scope, Sql, SqlSchema, SqlValue};
 
-use ast::{Expr, Level};
+use ast::{Expr, Level, Term};
 
 /// How deeply a filter may nest: parentheses and negations (`not`, `!`, `-`) together.
 /// A person never writes more; the bound keeps every walk of a filter shallow.
@@ -94,6 +94,22 @@ impl Filter {
                 Expr::And(parts) | Expr::Or(parts) => parts.iter().any(walk),
                 Expr::Not(a) => walk(a),
                 Expr::Term(t) => t.level() != Level::Session,
+            }
+        }
+        walk(&self.expr)
+    }
+
+    /// A payload search every record the filter selects passes (a `text:`, `text~`,
+    /// `payload=` or bare word it cannot match without), as its regular expression's
+    /// source, flags inline: a caller judging many filters can search a payload for all
+    /// of them in one pass (a `RegexSet`) and skip those whose search finds nothing.
+    /// `None` when no single search is required.
+    pub fn required_payload_pattern(&self) -> Option<&str> {
+        fn walk(expr: &Expr) -> Option<&str> {
+            match expr {
+                Expr::Term(Term::Payload(regex)) => Some(regex.as_str()),
+                Expr::And(parts) => parts.iter().find_map(walk),
+                Expr::All | Expr::Or(_) | Expr::Not(_) | Expr::Term(_) => None,
             }
         }
         walk(&self.expr)
