@@ -30,17 +30,7 @@ const CONDITIONS: [&str; 4] = [
 
 /// The events of `kind` in `capture`, in order.
 fn events(capture: &Path, kind: &str) -> Vec<Value> {
-    let out = wstap(&["export", capture.to_str().unwrap(), "--format", "ndjson"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["type"] == kind)
-        .collect()
+    support::binary::exported_events(capture, kind)
 }
 
 fn has(records: &[Value], action: &str, by: &str, reason: Option<&str>) -> bool {
@@ -66,17 +56,7 @@ fn conditions_add_latency_cap_bandwidth_and_cut_python_sessions() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/peers/python_conditions.py"
     );
-    let out = std::process::Command::new("python3")
-        .args([script, &format!("http://{proxy}")])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let seen = support::binary::peer_json("python3", &[script, &format!("http://{proxy}")]);
     let number = |key: &str| seen[key].as_f64().unwrap();
 
     // Latency: what a round trip gained, within 10% of the 200 ms set; five messages sent
@@ -156,17 +136,7 @@ fn a_drop_after_messages_is_a_1006_to_a_node_ws_client() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/peers/node/ws_conditions.mjs"
     );
-    let out = std::process::Command::new("node")
-        .args([script, &format!("http://{proxy}")])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let seen = support::binary::peer_json("node", &[script, &format!("http://{proxy}")]);
     assert_eq!(seen["code"], 1006, "{seen}");
     assert_eq!(seen["server_received"], json!(["m0", "m1", "m2"]), "{seen}");
 }

@@ -90,23 +90,7 @@ fn interventions(capture: &Path) -> Vec<Value> {
 
 /// The events of `kind` the capture recorded, in order.
 fn events(capture: &Path, kind: &str) -> Vec<Value> {
-    let out = wstap(&[
-        "export",
-        capture.to_str().unwrap(),
-        "--format",
-        "ndjson",
-        "--no-redact",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["type"] == kind)
-        .collect()
+    support::binary::exported_events(capture, kind)
 }
 
 fn actions(records: &[Value]) -> Vec<(String, String)> {

@@ -31,20 +31,7 @@ const NODE_SCRIPT: &str = concat!(
 
 /// Runs a peer program to its end and returns its JSON line.
 fn peer(program: &str, args: &[&str]) -> Value {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("all_proxy")
-        .output()
-        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed:\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON")
+    support::binary::peer_json(program, args)
 }
 
 /// Records the Python chat through wstap into `capture`; returns what its client

@@ -166,11 +166,10 @@ fn client_texts(capture: &Path, session: u64) -> Vec<String> {
         .collect()
 }
 
-// Multi-threaded: the echo server runs while the test waits for wstap's commands.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
-    let (server, _) = echo_server().await;
-    let recorded = temp_path("replay-recorded.capture");
+/// A capture `name` holding one session through wstap with the echo at `server` ("one",
+/// "two"), and that session's number.
+async fn recorded_echo(name: &str, server: std::net::SocketAddr) -> (std::path::PathBuf, u64) {
+    let recorded = temp_path(name);
     let mut command = wstap_command();
     command.args(["-q", "--capture", recorded.to_str().unwrap()]);
     let (child, proxy) = spawn_listening(command);
@@ -179,6 +178,14 @@ async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
     sigterm(&child.0);
     let _ = child.0.wait();
     let session = sessions(&recorded)[0];
+    (recorded, session)
+}
+
+// Multi-threaded: the echo server runs while the test waits for wstap's commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_through_a_running_wstap_is_recorded_in_its_capture() {
+    let (server, _) = echo_server().await;
+    let (recorded, session) = recorded_echo("replay-recorded.capture", server).await;
 
     let replayed = temp_path("replay-replayed.capture");
     let mut command = wstap_command();
@@ -394,15 +401,7 @@ async fn the_inspectors_replay_goes_through_the_proxy_and_compares() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_with_rules_is_recorded_into_a_capture_of_its_own() {
     let (server, _) = echo_server().await;
-    let recorded = temp_path("replay-own-recorded.capture");
-    let mut command = wstap_command();
-    command.args(["-q", "--capture", recorded.to_str().unwrap()]);
-    let (child, proxy) = spawn_listening(command);
-    let mut child = KillOnDrop(child);
-    echo_session(proxy, server, &["one", "two"]).await;
-    sigterm(&child.0);
-    let _ = child.0.wait();
-    let session = sessions(&recorded)[0];
+    let (recorded, session) = recorded_echo("replay-own-recorded.capture", server).await;
 
     let rules = temp_path("replay-rules.toml");
     std::fs::write(

@@ -178,3 +178,44 @@ pub fn parse_inspector_url(url: &str) -> (SocketAddr, String) {
     let (addr, query) = rest.split_once("/?token=").expect("a token in the URL");
     (addr.parse().expect("an address"), query.to_owned())
 }
+
+/// The events of `kind` in the capture at `capture`, in order, as `wstap export` gives
+/// them (payloads unredacted).
+pub fn exported_events(capture: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
+    let out = wstap(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "ndjson",
+        "--no-redact",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["type"] == kind)
+        .collect()
+}
+
+/// Runs a peer script (`program args`), which must succeed, and reads the JSON line it
+/// prints last; proxies from the environment are left out.
+pub fn peer_json(program: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(program)
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("all_proxy")
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\nstdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON")
+}

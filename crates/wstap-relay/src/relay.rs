@@ -46,7 +46,8 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
 use wstap_wire::{
-    AnalyzerConfig, CloseFrame, Direction, FrameBuilder, Offence, Opcode, Record, Timestamp,
+    AnalyzerConfig, CloseFrame, Direction, FrameBuilder, FrameHeader, Offence, Opcode, Record,
+    Timestamp,
 };
 
 mod intercept;
@@ -936,6 +937,19 @@ impl Relay {
             cut_off,
         }
     }
+}
+
+/// The headers of the frames in `bytes`, which holds whole frames as read (a frame cut
+/// short ends the walk).
+fn frame_headers(mut bytes: &[u8]) -> impl Iterator<Item = FrameHeader> + '_ {
+    std::iter::from_fn(move || {
+        let header = FrameHeader::parse(bytes).ok()?;
+        bytes = usize::try_from(header.wire_len())
+            .ok()
+            .and_then(|len| bytes.get(len..))
+            .unwrap_or_default();
+        Some(header)
+    })
 }
 
 /// A close frame for `to`: masked with a fresh key toward the server, as a client sends

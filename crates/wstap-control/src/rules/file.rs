@@ -159,17 +159,23 @@ fn parse(text: &str) -> Result<RuleSet, Mistake> {
 
 fn conditions(number: usize, spec: ConditionsSpec) -> Result<NetworkConditions, Mistake> {
     // The filter's mistakes point at the filter, the conditions' at `set`.
-    let filter = filter_of(&spec.filter)?;
-    if filter.reads_records() {
-        return Err((
-            spec.filter.span().start,
-            "conditions choose sessions: their filter may use only session fields (host, path, ...)"
-                .to_owned(),
-        ));
-    }
+    sessions_filter_of(&spec.filter, "conditions choose sessions: their filter")?;
     let name = spec.name.unwrap_or_else(|| format!("conditions {number}"));
     NetworkConditions::parse(name, spec.filter.get_ref(), spec.set.get_ref())
         .map_err(|message| (spec.set.span().start, message))
+}
+
+/// A filter of sessions (`what` chooses them), or its mistake on one line: one that
+/// reads messages is one.
+fn sessions_filter_of(source: &Spanned<String>, what: &str) -> Result<Filter, Mistake> {
+    let filter = filter_of(source)?;
+    if filter.reads_records() {
+        return Err((
+            source.span().start,
+            format!("{what} may use only session fields (host, path, ...)"),
+        ));
+    }
+    Ok(filter)
 }
 
 /// A filter as a rule or timer gives it, or its mistake on one line.
@@ -186,14 +192,7 @@ fn filter_of(source: &Spanned<String>) -> Result<Filter, Mistake> {
 const TIMER_PERIODS_MS: std::ops::RangeInclusive<u64> = 10..=86_400_000;
 
 fn timer(number: usize, spec: TimerSpec) -> Result<Timer, Mistake> {
-    let filter = filter_of(&spec.filter)?;
-    if filter.reads_records() {
-        return Err((
-            spec.filter.span().start,
-            "a timer's filter chooses sessions: it may use only session fields (host, path, ...)"
-                .to_owned(),
-        ));
-    }
+    let filter = sessions_filter_of(&spec.filter, "a timer's filter chooses sessions: it")?;
     let every = *spec.every.get_ref();
     if !TIMER_PERIODS_MS.contains(&every) {
         return Err((

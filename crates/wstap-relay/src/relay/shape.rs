@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
-use wstap_wire::{FrameEnd, FrameHeader};
+use wstap_wire::FrameEnd;
 
 /// Network conditions on the stream to one side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,21 +265,10 @@ fn queued_len(queued: &Queued) -> usize {
 }
 
 /// How many data messages end in `bytes`, whole frames as read.
-fn messages_in(mut bytes: &[u8]) -> u64 {
-    let mut ended = 0;
-    while let Ok(header) = FrameHeader::parse(bytes) {
-        if header.fin() && !header.opcode().is_control() {
-            ended += 1;
-        }
-        let Some(rest) = usize::try_from(header.wire_len())
-            .ok()
-            .and_then(|len| bytes.get(len..))
-        else {
-            break;
-        };
-        bytes = rest;
-    }
-    ended
+fn messages_in(bytes: &[u8]) -> u64 {
+    super::frame_headers(bytes)
+        .filter(|header| header.fin() && !header.opcode().is_control())
+        .count() as u64
 }
 
 /// The lines of a relay's streams, and what they need to know.

@@ -32,7 +32,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wstap_wire::mask::random_key;
-use wstap_wire::{Deflater, Direction, FrameBuilder, FrameEnd, FrameHeader, MessageRecord, Opcode};
+use wstap_wire::{Deflater, Direction, FrameBuilder, FrameEnd, MessageRecord, Opcode};
 
 /// A whole message offered to a breakpoint's test.
 #[derive(Debug, Clone, Copy)]
@@ -916,19 +916,10 @@ fn rebuild(to: Side, unit: &Unit, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The payload lengths of the frames in `bytes`, which holds whole frames.
-fn payload_sizes(mut bytes: &[u8]) -> Vec<u64> {
-    let mut sizes = Vec::new();
-    while let Ok(header) = FrameHeader::parse(bytes) {
-        sizes.push(header.payload_len());
-        let Some(rest) = usize::try_from(header.wire_len())
-            .ok()
-            .and_then(|len| bytes.get(len..))
-        else {
-            break;
-        };
-        bytes = rest;
-    }
-    sizes
+fn payload_sizes(bytes: &[u8]) -> Vec<u64> {
+    super::frame_headers(bytes)
+        .map(|header| header.payload_len())
+        .collect()
 }
 
 /// Whether a text fragment may end at `at` of `text`: not inside a character (a
