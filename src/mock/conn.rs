@@ -64,9 +64,17 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             ""
         }
     );
+    // The connection as a proxy's rules would see it: host and port from `Host`.
+    let authority = header_values(&request.headers, "Host")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let (host, port) = wstap_store::facts::split_target(&authority);
     let info = wstap_control::SessionInfo {
         id: script.session,
-        url: request.target().to_owned(),
+        host: host.to_owned(),
+        port,
+        url: format!("ws://{authority}{}", request.target()),
         path: request.target().to_owned(),
         client: peer.clone(),
         subprotocol: script.subprotocol.clone(),

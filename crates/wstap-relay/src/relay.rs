@@ -358,7 +358,14 @@ impl Relay {
 
     /// Whether the driver should read from `from` now.
     pub fn wants_read(&self, from: Side) -> bool {
-        let full = self.held_lane(from).is_some_and(|h| h.full()) || self.line_full(from.other());
+        self.takes(from) && !self.line_full(from.other())
+    }
+
+    /// Whether a chunk read from `from` is taken: a full line of network conditions stops
+    /// the next read, not one already made (an injection or a release may fill the line
+    /// while the driver reads).
+    fn takes(&self, from: Side) -> bool {
+        let full = self.held_lane(from).is_some_and(|h| h.full());
         !self.aborted && self.lanes[from.index()].is_reading() && !full
     }
 
@@ -374,7 +381,7 @@ impl Relay {
     /// the records the bytes complete. Nothing is read from a side the relay stopped.
     pub fn feed(&mut self, from: Side, chunk: &[u8], now: Timestamp) {
         let to = from.other();
-        if chunk.is_empty() || !self.wants_read(from) {
+        if chunk.is_empty() || !self.takes(from) {
             return;
         }
         debug_assert!(
@@ -773,7 +780,9 @@ impl Relay {
         if self.in_flight[to.index()].is_some() {
             return None;
         }
-        let queued = match self.shaped(to) {
+        // A range of the chunk last fed that was queued before the stream had a line
+        // goes first, as queued: the line takes what follows it from the next chunk on.
+        let queued = match self.shaped(to) && !self.forward_queued(to) {
             true => {
                 self.admit(to, None);
                 self.take_due(to)?
@@ -799,10 +808,17 @@ impl Relay {
 
     /// Whether something waits to be written to `to`.
     pub fn has_transmit(&self, to: Side) -> bool {
-        match self.shaped(to) {
+        match self.shaped(to) && !self.forward_queued(to) {
             true => self.line_due(to),
             false => !self.queues[to.index()].is_empty(),
         }
+    }
+
+    /// Whether a range of the chunk last fed waits in the queue to `to`.
+    fn forward_queued(&self, to: Side) -> bool {
+        self.queues[to.index()]
+            .iter()
+            .any(|queued| matches!(queued, Queued::Forward(_)))
     }
 
     /// The transmit last polled for `to` has been written.

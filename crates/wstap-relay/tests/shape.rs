@@ -304,3 +304,114 @@ proptest! {
         prop_assert_eq!(&h.server.bytes, &wire);
     }
 }
+
+#[test]
+fn conditions_set_while_a_range_waits_behind_a_write_let_it_go_first() {
+    let mut h = harness();
+    // The server takes nothing for now: an injection goes in flight and stays there.
+    h.stuck.push(Side::Server);
+    h.command(
+        Command::Inject {
+            to: Side::Server,
+            opcode: wstap_wire::Opcode::Text,
+            payload: b"mine".to_vec(),
+        },
+        0,
+    );
+    let frame = client_frame(4, 9);
+    assert!(h.feed_at(Side::Client, &frame, 0));
+    // Conditions come while the client's frame waits, as a range of its chunk.
+    condition(
+        &mut h,
+        Side::Server,
+        Conditions {
+            latency: Duration::from_millis(50),
+            ..Conditions::default()
+        },
+        MS,
+    );
+    // The injection is written at last; the frame goes next, as queued.
+    h.stuck.clear();
+    let injected = h.notes.iter().find_map(|note| match note {
+        Note::Sent { wire, .. } => Some(wire.clone()),
+        _ => None,
+    });
+    h.server
+        .bytes
+        .extend(injected.expect("the injection's frame"));
+    h.relay.transmitted(Side::Server);
+    h.write_all(Some((Side::Client, &frame)));
+    assert!(
+        h.server.bytes.ends_with(&frame),
+        "the client's frame is not lost"
+    );
+}
+
+#[test]
+fn a_chunk_read_while_the_line_filled_up_is_taken() {
+    let mut h = harness();
+    condition(
+        &mut h,
+        Side::Server,
+        Conditions {
+            paused: true,
+            budget: 100,
+            ..Conditions::default()
+        },
+        0,
+    );
+    let first = client_frame(150, 1);
+    assert!(h.feed_at(Side::Client, &first, 0));
+    assert!(!h.relay.wants_read(Side::Client), "full: no more reads");
+    // A read already made when the line filled up is taken, not thrown away.
+    let second = client_frame(10, 2);
+    h.relay
+        .feed_at(Side::Client, &second, Timestamp(0), h.at(MS));
+    h.write_all(Some((Side::Client, &second)));
+    h.command(
+        Command::Condition {
+            to: Side::Server,
+            conditions: None,
+        },
+        2 * MS,
+    );
+    assert_eq!(h.server.bytes, [first, second].concat());
+}
+
+#[test]
+fn a_cutoffs_close_waits_for_the_latency_before_its_grace_runs_out() {
+    let mut h = harness();
+    condition(
+        &mut h,
+        Side::Server,
+        Conditions {
+            latency: Duration::from_secs(3),
+            cutoff: Some(Cutoff {
+                after: After::Messages(1),
+                cut: Cut::Close {
+                    code: 4000,
+                    reason: "slow".into(),
+                    grace: Duration::from_secs(1),
+                },
+            }),
+            ..Conditions::default()
+        },
+        0,
+    );
+    let frame = client_frame(4, 3);
+    assert!(h.feed_at(Side::Client, &frame, 0));
+    h.timeout(3000 * MS);
+    assert_eq!(h.server.bytes, frame, "the message, then the cut");
+    // The close to the server waits its three seconds on the line: no abort meanwhile.
+    while let Some(at) = deadline_us(&h) {
+        if at > 10_000 * MS {
+            break;
+        }
+        h.timeout(at);
+    }
+    assert!(!h.relay.is_aborted(), "closed, not dropped");
+    assert_eq!(
+        close_at_end(&h.server.bytes[frame.len()..], true),
+        (4000, "slow".into())
+    );
+}

@@ -83,9 +83,11 @@ impl PayloadWriter {
     }
 
     /// Goes on after the segments of `size` bytes already in `dir` (a capture recorded
-    /// before): the next offset follows the last byte of the last segment, and the oldest
+    /// before): the next offset follows the last byte of the last segment; when rows
+    /// refer to bytes past it (`referenced`: a segment cut short by a crash), the next
+    /// segment begins afresh, so nothing is written where an old row points. The oldest
     /// segment on disk is the first kept.
-    pub fn resume(dir: &Path, size: u64) -> Result<Self, StoreError> {
+    pub fn resume(dir: &Path, size: u64, referenced: u64) -> Result<Self, StoreError> {
         let size = size.max(1);
         let mut indices = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
@@ -98,8 +100,14 @@ impl PayloadWriter {
                 .and_then(|n| n.parse::<u64>().ok());
             indices.extend(index);
         }
+        // Appending writes at a file's end: a new offset past what is on disk must start
+        // a segment of its own.
+        let fresh = referenced.div_ceil(size) * size;
         let (Some(&first), Some(&last)) = (indices.iter().min(), indices.iter().max()) else {
-            return Ok(PayloadWriter::create(dir, size));
+            let mut writer = PayloadWriter::create(dir, size);
+            writer.len = fresh;
+            writer.first = fresh / size;
+            return Ok(writer);
         };
         let path = PayloadLayout::segment(dir, last);
         let written = std::fs::metadata(&path)
@@ -109,7 +117,10 @@ impl PayloadWriter {
             dir: dir.to_owned(),
             size,
             out: None,
-            len: last * size + written.min(size),
+            len: match last * size + written.min(size) {
+                on_disk if on_disk >= referenced => on_disk,
+                _ => fresh,
+            },
             first,
         })
     }
@@ -327,6 +338,34 @@ fn read_at(_file: &File, _at: u64, _buf: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resuming_goes_on_after_the_last_byte_or_past_what_rows_refer_to() {
+        let dir = std::env::temp_dir().join(format!("wstap-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(PayloadLayout::segment(&dir, 0), [7u8; 10]).unwrap();
+        // The rows refer to bytes within what is on disk: go on after its last byte.
+        let mut writer = PayloadWriter::resume(&dir, 64, 10).unwrap();
+        assert_eq!(writer.append(b"abc").unwrap(), 10);
+        writer.flush().unwrap();
+        drop(writer);
+        // Rows refer past the segment's end (cut short): a new segment, not the gap.
+        let mut writer = PayloadWriter::resume(&dir, 64, 40).unwrap();
+        assert_eq!(writer.append(b"xyz").unwrap(), 64);
+        writer.flush().unwrap();
+        assert_eq!(
+            std::fs::read(PayloadLayout::segment(&dir, 0))
+                .unwrap()
+                .len(),
+            13
+        );
+        assert_eq!(
+            std::fs::read(PayloadLayout::segment(&dir, 1)).unwrap(),
+            b"xyz"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A writer of 64-byte segments in a new folder, with `bytes` appended and flushed.
     fn written(name: &str, bytes: &[u8]) -> (PathBuf, PayloadLayout) {

@@ -232,8 +232,19 @@ impl CaptureWriter {
             conn.query_row("SELECT COALESCE(max(id), 0) FROM sessions", [], |row| {
                 row.get(0)
             })?;
+        // The end of the payload bytes rows refer to: new payloads go after it, whatever
+        // a segment file says of its own length (one cut short by a crash must not be
+        // written over where old rows point).
+        let referenced: i64 = conn.query_row(
+            "SELECT COALESCE(max(e), 0) FROM (
+                 SELECT max(payload_at + payload_kept) AS e FROM frames WHERE payload_at IS NOT NULL
+                 UNION ALL SELECT max(inflated_at + inflated_kept) FROM frames WHERE inflated_at IS NOT NULL
+                 UNION ALL SELECT max(data_at + data_kept) FROM message_rows WHERE data_at IS NOT NULL)",
+            [],
+            |row| row.get(0),
+        )?;
         schema::tune_writer(&conn, max_bytes)?;
-        let payloads = PayloadWriter::resume(dir, segment)?;
+        let payloads = PayloadWriter::resume(dir, segment, u64::try_from(referenced).unwrap_or(0))?;
         let writer = CaptureWriter {
             conn,
             payloads,

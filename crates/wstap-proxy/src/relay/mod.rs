@@ -358,10 +358,11 @@ impl Pump {
                             Err(e) => relay.write_failed(to, e.to_string()),
                         }
                         next = relay.poll_transmit(to);
-                        // A cut-off of network conditions, carried out once what came
-                        // before it was written, may have queued a close for the other
-                        // pump.
-                        let for_the_other = relay.is_shaped() && relay.has_transmit(self.from);
+                        // On a stream with network conditions a write moves the next
+                        // deadline, and a cut-off carried out once what came before it
+                        // was written may have queued closes for both sides: the control
+                        // branch looks again, and tells the other pump.
+                        let for_the_other = relay.is_shaped();
                         (relay.is_done(), relay.is_aborted(), for_the_other)
                     };
                     if finished || for_the_other {

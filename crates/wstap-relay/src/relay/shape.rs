@@ -367,6 +367,11 @@ impl Relay {
     /// `chunk`, the chunk being fed (and split where its frames end).
     pub(super) fn admit(&mut self, to: Side, chunk: Option<&[u8]>) {
         let from = to.other();
+        // Without the chunk, ranges of it cannot be copied: what is queued goes out as
+        // queued, and the line starts with what comes after it.
+        if chunk.is_none() && self.forward_queued(to) {
+            return;
+        }
         let Some(shaping) = self.shaping.as_mut() else {
             return;
         };
@@ -537,6 +542,8 @@ impl Relay {
                 }
             }
         }
+        // Both ways' conditions cut at once (a timed cut-off of `to:both`): once.
+        cuts.dedup_by(|later, earlier| later.1 == earlier.1);
         for (to, cut) in cuts {
             if self.aborted {
                 break;
@@ -557,6 +564,9 @@ impl Relay {
                     reason,
                     grace,
                 } => {
+                    // The close frames wait behind what the lines hold: their grace
+                    // starts once they can arrive.
+                    let grace = grace + self.lines_lag(now);
                     for side in [Side::Client, Side::Server] {
                         self.close(side, code, &reason, now, grace);
                     }
@@ -564,6 +574,26 @@ impl Relay {
             }
         }
         self.admit_all();
+    }
+
+    /// How long from `now` until a frame queued now on the slower line could arrive:
+    /// what that line holds, then its latency and jitter.
+    fn lines_lag(&self, now: Instant) -> Duration {
+        let Some(shaping) = self.shaping.as_ref() else {
+            return Duration::ZERO;
+        };
+        shaping
+            .lines
+            .iter()
+            .flatten()
+            .map(|line| {
+                let backlog = line
+                    .last_due
+                    .map_or(Duration::ZERO, |last| last.saturating_duration_since(now));
+                backlog + line.conditions.latency + line.conditions.jitter
+            })
+            .max()
+            .unwrap_or_default()
     }
 
     /// Takes the cut-offs carried out since the last call.
