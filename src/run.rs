@@ -528,6 +528,9 @@ fn tls_config(args: &RunArgs) -> Result<Option<TlsConfig>, AppError> {
 
 /// Runs the proxy until interrupted.
 pub async fn run(args: RunArgs) -> Result<(), AppError> {
+    // Listening for Ctrl-C and SIGTERM before the proxy listens: a service manager that
+    // stops wstap the moment it accepts connections gets a graceful stop too.
+    let stop = stop_signal();
     let started = start(&args).await?;
     if !args.quiet {
         for addr in started.proxy.local_addrs() {
@@ -586,7 +589,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         }
         reload_rules_on_hangup(started.control.clone());
     }
-    wait_for_signal().await;
+    stop.await;
     if !args.quiet {
         eprintln!(
             "wstap: stopping: no new connections; open sessions get {} s to finish",
@@ -598,24 +601,38 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
         .await
 }
 
+/// Waits for Ctrl-C or SIGTERM (from now on).
 pub async fn wait_for_signal() {
+    stop_signal().await;
+}
+
+/// Listens for Ctrl-C and SIGTERM from the moment it is called (not from when it is first
+/// awaited): resolves when one comes.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            let next = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            tokio::select! {
+                () = next(term) => {}
+                () = next(interrupt) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -589,3 +589,20 @@ async fn a_trace_reader_that_stalls_holds_up_the_relay_within_bounded_memory_and
         assert_eq!(messages, ECHOES, "every {dir} message is in the trace");
     }
 }
+
+/// A service manager may stop wstap the moment it accepts connections: it still stops
+/// gracefully (exit 0, the capture finished), never killed by the signal's default.
+#[test]
+fn sigterm_right_after_wstap_listens_stops_it_gracefully() {
+    for round in 0..5 {
+        let capture = temp_path(&format!("early-stop-{round}.capture"));
+        let mut command = wstap_command();
+        command.args(["-q", "--no-web", "--capture", capture.to_str().unwrap()]);
+        let (mut child, _) = spawn_listening(command);
+        sigterm(&child);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "round {round}: {status:?}");
+        wstap_store::Capture::open(&capture).expect("a finished capture");
+        let _ = std::fs::remove_dir_all(&capture);
+    }
+}
