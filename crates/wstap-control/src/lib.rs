@@ -37,10 +37,7 @@ mod session;
 mod timers;
 
 pub use breakpoints::BreakpointView;
-pub use conditions::{
-    describe as describe_conditions, parse_conditions, split_filter_and_spec, NetworkConditions,
-    Toward,
-};
+pub use conditions::{parse_conditions, split_filter_and_spec, NetworkConditions, Toward};
 pub use error::ControlError;
 pub use held::{HeldAction, HeldView};
 pub use info::SessionInfo;

@@ -132,29 +132,24 @@ fn parse(text: &str) -> Result<RuleSet, Mistake> {
         let at = e.span().map_or(0, |span| span.start);
         (at, one_line(e.message()))
     })?;
-    let rules = file
-        .rule
-        .into_iter()
-        .enumerate()
-        .map(|(n, spec)| rule(n + 1, spec))
-        .collect::<Result<_, _>>()?;
-    let timers = file
-        .timer
-        .into_iter()
-        .enumerate()
-        .map(|(n, spec)| timer(n + 1, spec))
-        .collect::<Result<_, _>>()?;
-    let conditions = file
-        .conditions
-        .into_iter()
-        .enumerate()
-        .map(|(n, spec)| conditions(n + 1, spec))
-        .collect::<Result<_, _>>()?;
     Ok(RuleSet {
-        rules,
-        timers,
-        conditions,
+        rules: numbered(file.rule, rule)?,
+        timers: numbered(file.timer, timer)?,
+        conditions: numbered(file.conditions, conditions)?,
     })
+}
+
+/// Each of `specs` read by `read` with its number in the file (from 1), or the first
+/// mistake.
+fn numbered<S, T>(
+    specs: Vec<S>,
+    read: impl Fn(usize, S) -> Result<T, Mistake>,
+) -> Result<Vec<T>, Mistake> {
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(n, spec)| read(n + 1, spec))
+        .collect()
 }
 
 fn conditions(number: usize, spec: ConditionsSpec) -> Result<NetworkConditions, Mistake> {

@@ -409,7 +409,12 @@ impl Pump {
                     Ok(chunk) if chunk.is_empty() => relay.end_of_stream(self.from),
                     Ok(chunk) => {
                         want = next_read_size(chunk.len());
-                        relay.feed_at(self.from, &chunk, time, monotonic_now());
+                        // Only a stream with network conditions times its frames: the
+                        // others read no monotonic clock per chunk.
+                        match relay.is_shaped() {
+                            true => relay.feed_at(self.from, &chunk, time, monotonic_now()),
+                            false => relay.feed(self.from, &chunk, time),
+                        }
                         fed = Some(chunk);
                     }
                     Err(e) => relay.read_failed(self.from, e.to_string()),
