@@ -170,7 +170,17 @@ fn a_cutoff_after_messages_delivers_exactly_those_then_aborts() {
     );
     h.timeout(10 * MS);
     assert_eq!(h.server.bytes, [&frames[0][..], &ping, &frames[1]].concat());
-    assert!(h.relay.is_aborted(), "cut once they went");
+    // Its stream ends after them; the connections drop once the server could read them
+    // (an abort at once could reset the connection before it did).
+    h.timeout(20 * MS);
+    assert!(
+        h.server.ended,
+        "the stream to the server ends after the messages"
+    );
+    assert!(!h.relay.is_aborted());
+    assert_eq!(deadline_us(&h), Some(210 * MS));
+    h.timeout(210 * MS);
+    assert!(h.relay.is_aborted(), "cut once they could be read");
     assert_eq!(
         h.notes,
         [Note::CutOff {

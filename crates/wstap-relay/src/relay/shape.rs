@@ -128,7 +128,14 @@ pub(super) struct Line {
     /// A cut-off reached: carried out once everything before it went, at the latest
     /// when this is due.
     cut_pending: Option<(Instant, Cut)>,
+    /// A message cut-off's abort waits [`ABORT_LINGER`] after the stream's end went out.
+    lingering: bool,
 }
+
+/// How long an abort after a number of messages waits once they and the end of the
+/// stream went out: dropping the connection at once could reset it before the receiver
+/// read the last of them (a reset discards what it has not read).
+const ABORT_LINGER: Duration = Duration::from_millis(200);
 
 impl Line {
     fn new(conditions: Conditions, now: Instant) -> Line {
@@ -147,6 +154,7 @@ impl Line {
             messages: 0,
             cut_at: None,
             cut_pending: None,
+            lingering: false,
         };
         line.set(conditions, now);
         line
@@ -520,6 +528,7 @@ impl Relay {
     /// line has gone out.
     pub(super) fn cut_due(&mut self, now: Instant) {
         self.tell_time(now);
+        let mut ended = Vec::new();
         let mut cuts = Vec::new();
         let Some(shaping) = self.shaping.as_mut() else {
             return;
@@ -532,23 +541,43 @@ impl Relay {
             if line.cut_at.is_some_and(|at| at <= now) {
                 line.cut_at = None;
                 if let Some(cutoff) = line.conditions.cutoff.take() {
-                    cuts.push((to, cutoff.cut));
+                    cuts.push((to, cutoff.cut, true));
                 }
             }
             let written = line.is_empty() && self.in_flight[index].is_none();
             if written && line.cut_pending.as_ref().is_some_and(|(at, _)| *at <= now) {
-                if let Some((_, cut)) = line.cut_pending.take() {
-                    cuts.push((to, cut));
+                match line.cut_pending.take() {
+                    // The messages went out: end the stream after them, and drop the
+                    // connections once the receiver had time to read them.
+                    Some((_, Cut::Abort)) if !line.lingering => {
+                        line.lingering = true;
+                        line.cut_pending = Some((now + ABORT_LINGER, Cut::Abort));
+                        ended.push(to);
+                    }
+                    // A lingering abort was told when the stream ended.
+                    Some((_, cut)) => cuts.push((to, cut, !line.lingering)),
+                    None => {}
                 }
+            }
+        }
+        // The cut is decided when the stream ends: told then, even if the peers end the
+        // session before the linger is over.
+        for to in ended {
+            self.end_stream(to, None);
+            if let Some(shaping) = self.shaping.as_mut() {
+                shaping.notes.push(Note::CutOff {
+                    to,
+                    cut: Cut::Abort,
+                });
             }
         }
         // Both ways' conditions cut at once (a timed cut-off of `to:both`): once.
         cuts.dedup_by(|later, earlier| later.1 == earlier.1);
-        for (to, cut) in cuts {
+        for (to, cut, tell) in cuts {
             if self.aborted {
                 break;
             }
-            if let Some(shaping) = self.shaping.as_mut() {
+            if let Some(shaping) = self.shaping.as_mut().filter(|_| tell) {
                 shaping.notes.push(Note::CutOff {
                     to,
                     cut: cut.clone(),
