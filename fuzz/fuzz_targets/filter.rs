@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wstap_filter::sql::{RecordColumn, SessionColumn};
-use wstap_filter::{Filter, RecordFacts, RecordKind, Scope, SessionFacts, SqlSchema, State};
+use wstap_filter::{Fate, Filter, Origin, RecordFacts, RecordKind, Scope, SessionFacts, SqlSchema, State};
 use wstap_wire::Direction;
 
 /// Columns named after themselves: enough to check the SQL's shape.
@@ -106,6 +106,10 @@ fuzz_target!(|input: &[u8]| {
         time_us: 1_796_000_000_100_000,
         violations: &violations,
         payload: br#"{"user":{"id":42},"tags":["a"]}"#,
+        fate: Some(Fate::Edited),
+        tags: " slow ",
+        origin: Origin::Wire,
+        dropped: false,
     };
     let _ = filter.matches_record(&session, &record);
     let _ = filter.matches_session(&session, &[record]);

@@ -1,0 +1,72 @@
+//! CBOR (RFC 8949), read by `ciborium` (nesting bounded) and shown as JSON: byte strings
+//! as hexadecimal strings, tags as `{"tag": n, "value": ...}`, map keys that are not
+//! strings written as their JSON.
+
+use super::msgpack::json_float;
+use crate::render::hex;
+use crate::Problem;
+use ciborium::Value as Cbor;
+use serde_json::{json, Map, Value};
+
+/// How deeply a value may nest.
+const MAX_DEPTH: usize = 64;
+
+/// One CBOR value from the front of `bytes`, and how many bytes it took.
+pub(crate) fn read(bytes: &[u8]) -> Result<(Value, usize), Problem> {
+    let mut reader = bytes;
+    match ciborium::de::from_reader_with_recursion_limit::<Cbor, _>(&mut reader, MAX_DEPTH) {
+        Ok(value) => Ok((to_json(&value), bytes.len() - reader.len())),
+        Err(e) => {
+            let at = match &e {
+                ciborium::de::Error::Syntax(at) => *at,
+                ciborium::de::Error::Semantic(Some(at), _) => *at,
+                _ => bytes.len() - reader.len(),
+            };
+            Err(Problem::new(at, cbor_error_text(&e)))
+        }
+    }
+}
+
+fn cbor_error_text<T: std::fmt::Debug>(e: &ciborium::de::Error<T>) -> String {
+    match e {
+        ciborium::de::Error::Io(_) => "the value continues past the payload".to_owned(),
+        ciborium::de::Error::Syntax(_) => "not CBOR".to_owned(),
+        ciborium::de::Error::Semantic(_, what) => what.clone(),
+        ciborium::de::Error::RecursionLimitExceeded => {
+            format!("nested deeper than {MAX_DEPTH} levels")
+        }
+    }
+}
+
+/// One CBOR value as JSON.
+pub(crate) fn to_json(value: &Cbor) -> Value {
+    match value {
+        Cbor::Null => Value::Null,
+        Cbor::Bool(b) => Value::Bool(*b),
+        Cbor::Integer(i) => {
+            let n = i128::from(*i);
+            match (i64::try_from(n), u64::try_from(n)) {
+                (Ok(n), _) => Value::from(n),
+                (_, Ok(n)) => Value::from(n),
+                _ => Value::String(n.to_string()),
+            }
+        }
+        Cbor::Float(f) => json_float(*f),
+        Cbor::Text(s) => Value::String(s.clone()),
+        Cbor::Bytes(bytes) => Value::String(format!("0x{}", hex(bytes))),
+        Cbor::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Cbor::Map(pairs) => {
+            let mut map = Map::new();
+            for (key, value) in pairs {
+                let key = match key {
+                    Cbor::Text(s) => s.clone(),
+                    other => to_json(other).to_string(),
+                };
+                map.insert(key, to_json(value));
+            }
+            Value::Object(map)
+        }
+        Cbor::Tag(tag, inner) => json!({ "tag": tag, "value": to_json(inner) }),
+        _ => Value::Null,
+    }
+}

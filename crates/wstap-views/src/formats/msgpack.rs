@@ -1,0 +1,62 @@
+//! MessagePack, read by `rmpv` (nesting bounded) and shown as JSON: binary as
+//! hexadecimal strings, extension types as `{"ext": type, "data": hex}`, map keys that are
+//! not strings written as their JSON.
+
+use crate::render::hex;
+use crate::Problem;
+use rmpv::Value as Pack;
+use serde_json::{json, Map, Value};
+
+/// How deeply a value may nest.
+const MAX_DEPTH: usize = 64;
+
+/// One MessagePack value from the front of `bytes`, and how many bytes it took.
+pub(crate) fn read(bytes: &[u8]) -> Result<(Value, usize), Problem> {
+    let mut reader = bytes;
+    match rmpv::decode::read_value_with_max_depth(&mut reader, MAX_DEPTH) {
+        Ok(value) => Ok((to_json(&value), bytes.len() - reader.len())),
+        Err(e) => Err(Problem::new(bytes.len() - reader.len(), e.to_string())),
+    }
+}
+
+/// One MessagePack value, as rmpv has it, as JSON.
+pub(crate) fn to_json(value: &Pack) -> Value {
+    match value {
+        Pack::Nil => Value::Null,
+        Pack::Boolean(b) => Value::Bool(*b),
+        Pack::Integer(i) => match (i.as_i64(), i.as_u64()) {
+            (Some(n), _) => Value::from(n),
+            (None, Some(n)) => Value::from(n),
+            (None, None) => Value::Null,
+        },
+        Pack::F32(f) => json_float(f64::from(*f)),
+        Pack::F64(f) => json_float(*f),
+        Pack::String(s) => match s.as_str() {
+            Some(text) => Value::String(text.to_owned()),
+            None => Value::String(format!("0x{}", hex(s.as_bytes()))),
+        },
+        Pack::Binary(bytes) => Value::String(format!("0x{}", hex(bytes))),
+        Pack::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Pack::Map(pairs) => {
+            let mut map = Map::new();
+            for (key, value) in pairs {
+                let key = match key {
+                    Pack::String(s) if s.as_str().is_some() => {
+                        s.as_str().unwrap_or_default().to_owned()
+                    }
+                    other => to_json(other).to_string(),
+                };
+                map.insert(key, to_json(value));
+            }
+            Value::Object(map)
+        }
+        Pack::Ext(kind, data) => json!({ "ext": kind, "data": format!("0x{}", hex(data)) }),
+    }
+}
+
+/// A float as JSON (NaN and the infinities, which JSON lacks, as strings).
+pub(crate) fn json_float(f: f64) -> Value {
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(f.to_string()))
+}
