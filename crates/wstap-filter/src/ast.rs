@@ -6,6 +6,7 @@
 //! number of times whatever the input.
 
 use regex::bytes::Regex;
+use wstap_views::{ProtocolField, View};
 use wstap_wire::Direction;
 
 /// A parsed filter expression.
@@ -292,6 +293,20 @@ pub enum JsonTest {
     Cmp(Cmp, JsonLiteral),
 }
 
+/// A test of a protocol field's value (`signalr.target == "Send"`, `mqtt.topic ~ "^s/"`).
+#[derive(Debug, Clone)]
+pub enum ProtocolTest {
+    /// The field is there (`signalr.target` alone).
+    Exists,
+    /// `:`: its text equals the pattern ignoring case, `*` standing for any run.
+    Glob(String),
+    /// `~`: a regular expression finds a match in its text.
+    Regex(Regex),
+    /// `==`, `<`, ...: compared as JSON values are, except that `==` also finds a
+    /// number written as text (`signalr.id == 3` finds the invocation id `"3"`).
+    Cmp(Cmp, JsonLiteral),
+}
+
 /// One fact a filter tests.
 #[derive(Debug, Clone)]
 pub enum Term {
@@ -333,6 +348,27 @@ pub enum Term {
         /// The test.
         test: JsonTest,
     },
+    /// The payload is one value of a binary format (MessagePack, CBOR) and the value at
+    /// `path` passes `test`, as `json.PATH` tests JSON.
+    Decoded {
+        /// The format.
+        view: View,
+        /// The path, from the top.
+        path: Vec<JsonStep>,
+        /// The test.
+        test: JsonTest,
+        /// The term written out, as the SQL back end hands it to the predicate's code.
+        source: String,
+    },
+    /// The payload, read as a protocol, has an item whose field passes `test`.
+    Protocol {
+        /// The field.
+        field: ProtocolField,
+        /// The test.
+        test: ProtocolTest,
+        /// The term written out, as the SQL back end hands it to the predicate's code.
+        source: String,
+    },
 }
 
 /// Whether a term is about the session, about one frame or message, or either.
@@ -360,9 +396,13 @@ impl Term {
                 Level::Record
             }
             Term::Bool(BoolField::Tls, _) => Level::Session,
-            Term::Bool(..) | Term::Dir(_) | Term::Op(_) | Term::Payload(_) | Term::Json { .. } => {
-                Level::Record
-            }
+            Term::Bool(..)
+            | Term::Dir(_)
+            | Term::Op(_)
+            | Term::Payload(_)
+            | Term::Json { .. }
+            | Term::Decoded { .. }
+            | Term::Protocol { .. } => Level::Record,
             // Any violation: the record's, or the session's count. One kind: records only.
             Term::Violation(None) => Level::Either,
             Term::Violation(Some(_)) => Level::Record,

@@ -290,7 +290,58 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
         Term::Dropped => r.is_some_and(|r| r.dropped),
         Term::Payload(regex) => r.is_some_and(|r| !r.dropped && regex.is_match(r.payload)),
         Term::Json { path, test } => r.is_some_and(|r| json_holds(r.payload, path, test)),
+        Term::Decoded {
+            view, path, test, ..
+        } => r.is_some_and(|r| decoded_holds(*view, r.payload, path, test)),
+        Term::Protocol { field, test, .. } => {
+            r.is_some_and(|r| field_holds(field, test, r.payload))
+        }
     }
+}
+
+/// Whether `term` (a payload term: text, JSON, format or protocol) holds of `payload`.
+/// The SQL back end's `wstap_term` calls this with the term it wrote out.
+pub fn payload_term_holds(term: &Term, payload: &[u8]) -> bool {
+    match term {
+        Term::Payload(regex) => regex.is_match(payload),
+        Term::Json { path, test } => json_holds(payload, path, test),
+        Term::Decoded {
+            view, path, test, ..
+        } => decoded_holds(*view, payload, path, test),
+        Term::Protocol { field, test, .. } => field_holds(field, test, payload),
+        _ => false,
+    }
+}
+
+/// Whether `payload` is one MessagePack or CBOR value whose value at `path` passes `test`.
+fn decoded_holds(
+    view: wstap_views::View,
+    payload: &[u8],
+    path: &[JsonStep],
+    test: &JsonTest,
+) -> bool {
+    wstap_views::field::format_value(view, payload)
+        .is_some_and(|root| value_holds(&root, path, test))
+}
+
+/// Whether `payload`, read as `field`'s protocol, has an item whose field passes `test`.
+fn field_holds(field: &wstap_views::ProtocolField, test: &ProtocolTest, payload: &[u8]) -> bool {
+    use serde_json::Value;
+    field.values(payload).iter().any(|value| {
+        let text = || match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match test {
+            ProtocolTest::Exists => true,
+            ProtocolTest::Glob(pattern) => glob_matches(pattern, &text()),
+            ProtocolTest::Regex(regex) => regex.is_match(text().as_bytes()),
+            ProtocolTest::Cmp(Cmp::Eq, JsonLiteral::Num(n)) if value.is_string() => {
+                text().trim().parse::<f64>().is_ok_and(|v| v == *n)
+            }
+            ProtocolTest::Cmp(cmp, literal) => literal_holds(value, *cmp, literal),
+        }
+    })
 }
 
 fn num(field: NumField, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) -> Option<i64> {
@@ -342,7 +393,12 @@ pub fn json_holds(payload: &[u8], path: &[JsonStep], test: &JsonTest) -> bool {
     let Ok(root) = serde_json::from_slice::<serde_json::Value>(payload) else {
         return false;
     };
-    let mut at = &root;
+    value_holds(&root, path, test)
+}
+
+/// Whether the value at `path` in `root` passes `test`.
+fn value_holds(root: &serde_json::Value, path: &[JsonStep], test: &JsonTest) -> bool {
+    let mut at = root;
     for step in path {
         let next = match step {
             JsonStep::Key(key) => at.as_object().and_then(|o| o.get(key)),
@@ -353,16 +409,21 @@ pub fn json_holds(payload: &[u8], path: &[JsonStep], test: &JsonTest) -> bool {
             None => return false,
         }
     }
-    use serde_json::Value;
     match test {
         JsonTest::Exists => true,
-        JsonTest::Cmp(cmp, literal) => match (at, literal) {
-            (Value::String(s), JsonLiteral::Str(l)) => cmp.holds(s.as_str(), l.as_str()),
-            (Value::Number(n), JsonLiteral::Num(l)) => n.as_f64().is_some_and(|f| cmp.holds(f, *l)),
-            (Value::Bool(b), JsonLiteral::Bool(l)) => *cmp == Cmp::Eq && b == l,
-            (Value::Null, JsonLiteral::Null) => *cmp == Cmp::Eq,
-            _ => false,
-        },
+        JsonTest::Cmp(cmp, literal) => literal_holds(at, *cmp, literal),
+    }
+}
+
+/// Whether `value` is of the literal's type and compares to it so.
+fn literal_holds(value: &serde_json::Value, cmp: Cmp, literal: &JsonLiteral) -> bool {
+    use serde_json::Value;
+    match (value, literal) {
+        (Value::String(s), JsonLiteral::Str(l)) => cmp.holds(s.as_str(), l.as_str()),
+        (Value::Number(n), JsonLiteral::Num(l)) => n.as_f64().is_some_and(|f| cmp.holds(f, *l)),
+        (Value::Bool(b), JsonLiteral::Bool(l)) => cmp == Cmp::Eq && b == l,
+        (Value::Null, JsonLiteral::Null) => cmp == Cmp::Eq,
+        _ => false,
     }
 }
 

@@ -45,6 +45,15 @@ pub const MAX_DEPTH: usize = 256;
 /// How many terms (field tests, words, phrases) a filter may hold.
 pub const MAX_TERMS: usize = 1000;
 
+/// The one term `source` writes, if it is one term: how the SQL back end's
+/// `wstap_term` reads back a payload term it wrote out (see [`sql`]).
+pub fn parse_term(source: &str) -> Option<Term> {
+    match parse::parse(source).ok()? {
+        Expr::Term(term) => Some(term),
+        _ => None,
+    }
+}
+
 /// A parsed filter: see the crate documentation.
 #[derive(Debug, Clone)]
 pub struct Filter {

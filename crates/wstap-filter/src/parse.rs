@@ -27,6 +27,7 @@ use crate::error::ParseError;
 use crate::value;
 use crate::{MAX_DEPTH, MAX_TERMS};
 use regex::bytes::{Regex, RegexBuilder};
+use wstap_views::{ProtocolField, View};
 use wstap_wire::{Direction, Violation};
 
 /// The field names and what they name, aliases included.
@@ -426,12 +427,24 @@ impl Parser<'_> {
         }
         let start = self.pos;
         let name = self.name().to_ascii_lowercase();
-        if name == "json" && matches!(self.peek(), Some('.' | '[')) {
-            return self.json(start);
+        if matches!(self.peek(), Some('.' | '[')) {
+            match name.as_str() {
+                "json" => return self.json(start, None),
+                "msgpack" => return self.json(start, Some(View::MsgPack)),
+                "cbor" => return self.json(start, Some(View::Cbor)),
+                _ => {}
+            }
         }
         self.name_rest();
         let name_end = self.pos;
         let written = self.src[start..name_end].to_owned();
+        if let Some((prefix, field)) = written.split_once('.') {
+            if let Some(view) = ProtocolField::protocol(prefix) {
+                let field = ProtocolField::find(view, field)
+                    .map_err(|e| self.error(start, name_end, e.to_string()))?;
+                return self.protocol_term(start, field);
+            }
+        }
         let field = FIELDS
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(&written))
@@ -699,7 +712,41 @@ impl Parser<'_> {
             })
     }
 
-    fn json(&mut self, start: usize) -> Result<Expr, ParseError> {
+    /// A test of a protocol's field, its name read (up to `self.pos`).
+    fn protocol_term(&mut self, start: usize, field: ProtocolField) -> Result<Expr, ParseError> {
+        let name_end = self.pos;
+        self.skip_space();
+        let Some(op) = self.op() else {
+            self.pos = name_end;
+            return Ok(Expr::Term(Term::Protocol {
+                field,
+                test: ProtocolTest::Exists,
+                source: field.to_string(),
+            }));
+        };
+        let after = self.src[start..self.pos].to_owned();
+        self.skip_space();
+        let value = self.value(&after)?;
+        let (test, op_text) = match op {
+            Op::Colon => (ProtocolTest::Glob(value.text.to_lowercase()), ":"),
+            Op::Match => (ProtocolTest::Regex(self.regex(&value)?), "~"),
+            Op::Eq | Op::Ne => (ProtocolTest::Cmp(Cmp::Eq, json_literal(&value)), "=="),
+            Op::Cmp(cmp) => (ProtocolTest::Cmp(cmp, json_literal(&value)), cmp_text(cmp)),
+        };
+        let term = Expr::Term(Term::Protocol {
+            field,
+            test,
+            source: format!("{field} {op_text} {}", written_out(&value)),
+        });
+        Ok(match op {
+            Op::Ne => Expr::Not(Box::new(term)),
+            _ => term,
+        })
+    }
+
+    /// A JSON path test: of the payload as JSON (`format` `None`: `json.PATH`), or as
+    /// one MessagePack or CBOR value (`msgpack.PATH`, `cbor.PATH`).
+    fn json(&mut self, start: usize, format: Option<View>) -> Result<Expr, ParseError> {
         let mut path = Vec::new();
         loop {
             match self.peek() {
@@ -763,34 +810,31 @@ impl Parser<'_> {
         }
         self.skip_space();
         let op_at = self.pos;
+        let term = |test: JsonTest, source: String| {
+            Expr::Term(match format {
+                None => Term::Json {
+                    path: path.clone(),
+                    test,
+                },
+                Some(view) => Term::Decoded {
+                    view,
+                    path: path.clone(),
+                    test,
+                    source,
+                },
+            })
+        };
         let Some(op) = self.op() else {
             self.pos = path_end;
-            return Ok(Expr::Term(Term::Json {
-                path,
-                test: JsonTest::Exists,
-            }));
+            return Ok(term(JsonTest::Exists, written));
         };
         let after = self.src[start..self.pos].to_owned();
         self.skip_space();
         let value = self.value(&after)?;
-        let literal = if value.quoted {
-            JsonLiteral::Str(value.text.clone())
-        } else {
-            match value.text.as_str() {
-                "true" => JsonLiteral::Bool(true),
-                "false" => JsonLiteral::Bool(false),
-                "null" => JsonLiteral::Null,
-                text => match text.parse::<f64>() {
-                    Ok(n) if n.is_finite() => JsonLiteral::Num(n),
-                    _ => JsonLiteral::Str(text.to_owned()),
-                },
-            }
-        };
+        let literal = json_literal(&value);
         let test = |cmp| {
-            Expr::Term(Term::Json {
-                path: path.clone(),
-                test: JsonTest::Cmp(cmp, literal.clone()),
-            })
+            let source = format!("{written} {} {}", cmp_text(cmp), written_out(&value));
+            term(JsonTest::Cmp(cmp, literal.clone()), source)
         };
         match op {
             Op::Colon | Op::Eq => Ok(test(Cmp::Eq)),
@@ -803,6 +847,44 @@ impl Parser<'_> {
             )),
         }
     }
+}
+
+/// A value compared with JSON: quoted, a string; else `true`, `false`, `null`, a number,
+/// or a string.
+fn json_literal(value: &Value) -> JsonLiteral {
+    if value.quoted {
+        return JsonLiteral::Str(value.text.clone());
+    }
+    match value.text.as_str() {
+        "true" => JsonLiteral::Bool(true),
+        "false" => JsonLiteral::Bool(false),
+        "null" => JsonLiteral::Null,
+        text => match text.parse::<f64>() {
+            Ok(n) if n.is_finite() => JsonLiteral::Num(n),
+            _ => JsonLiteral::Str(text.to_owned()),
+        },
+    }
+}
+
+/// How a comparison is written.
+fn cmp_text(cmp: Cmp) -> &'static str {
+    match cmp {
+        Cmp::Eq => "==",
+        Cmp::Lt => "<",
+        Cmp::Le => "<=",
+        Cmp::Gt => ">",
+        Cmp::Ge => ">=",
+    }
+}
+
+/// A value written out so that it reads back the same: quoted (with `\` and `\"`)
+/// when it was quoted, as it was otherwise.
+fn written_out(value: &Value) -> String {
+    if !value.quoted {
+        return value.text.clone();
+    }
+    let escaped = value.text.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
 }
 
 /// Whether `c` may stand in a field's name.
@@ -849,8 +931,16 @@ fn unknown_field(written: &str) -> String {
         _ => Vec::new(),
     };
     if let Some((first, rest)) = lower.split_once('.') {
-        if close.is_empty() && edit_distance(first, "json") <= 2 {
-            close.push(format!("json.{rest}"));
+        let prefixes = ["json", "msgpack", "cbor"].into_iter().chain(
+            View::ALL
+                .iter()
+                .filter(|v| v.is_protocol())
+                .map(|v| v.name()),
+        );
+        for prefix in prefixes {
+            if close.is_empty() && edit_distance(first, prefix) <= 2 {
+                close.push(format!("{prefix}.{rest}"));
+            }
         }
     }
     let suggestion = if close.is_empty() {
@@ -860,7 +950,7 @@ fn unknown_field(written: &str) -> String {
     };
     let known: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
     format!(
-        "unknown field '{written}'{suggestion}; the fields are {}, json.PATH; to look for text with ':', spaces or an operator in it, quote it",
+        "unknown field '{written}'{suggestion}; the fields are {}, json.PATH, msgpack.PATH, cbor.PATH and PROTOCOL.FIELD (signalr, socketio, mqtt, stomp, graphql, jsonrpc); to look for text with ':', spaces or an operator in it, quote it",
         known.join(", ")
     )
 }

@@ -9,7 +9,11 @@
 //! - `wstap_glob(pattern, text)`: [`crate::eval::glob_matches`];
 //! - `wstap_regexp(pattern, value)`: `regex::bytes::Regex::new(pattern).is_match(value)`;
 //! - `wstap_text(blob)`: the bytes as TEXT when they are UTF-8, else `NULL` (JSON tests
-//!   read payloads through it, as `serde_json` insists on UTF-8).
+//!   read payloads through it, as `serde_json` insists on UTF-8);
+//! - `wstap_term(term, payload)`: a term of MessagePack, CBOR or a protocol's field
+//!   (`msgpack.a == 1`, `signalr.target == "Send"`), written out as the filter language
+//!   writes it: [`crate::eval::payload_term_holds`] of the term [`crate::parse_term`]
+//!   reads back.
 //!
 //! JSON tests use SQLite's own JSON functions (`json_valid`, `json_type`, `json_extract`).
 
@@ -354,6 +358,12 @@ impl Builder<'_> {
                 format!("wstap_regexp({p}, {})", self.r(RecordColumn::Payload))
             }
             Term::Json { path, test } => self.json(path, test),
+            // No SQL equivalent: the predicate's own code reads the payload, given the term
+            // as written out (it parses it once per statement).
+            Term::Decoded { source, .. } | Term::Protocol { source, .. } => {
+                let p = self.param(SqlValue::Text(source.clone()));
+                format!("wstap_term({p}, {})", self.r(RecordColumn::Payload))
+            }
         }
     }
 

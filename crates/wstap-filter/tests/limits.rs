@@ -204,12 +204,47 @@ fn a_long_chain_is_flat_and_its_sql_nests_only_logarithmically() {
 }
 
 #[test]
+fn a_mistyped_protocol_field_is_an_error_naming_the_fields_it_has() {
+    for (filter, name) in [
+        ("signalr.targte == \"SendMessage\"", "signalr.targte"),
+        ("op:text mqtt.topics ~ \"^a\"", "mqtt.topics"),
+        ("socketio.evnt", "socketio.evnt"),
+    ] {
+        let error = Filter::parse(filter).expect_err(filter);
+        let column = filter.find(name).unwrap();
+        assert_eq!(error.span(), (column, name.len()), "{filter}: {error}");
+        assert!(error.message().contains("has no field"), "{error}");
+    }
+    let error = Filter::parse("signalr.targte == 1").unwrap_err();
+    assert_eq!(
+        error.message(),
+        "signalr has no field \"targte\" (it has type, target, id, error)"
+    );
+    for good in [
+        "signalr.target == \"SendMessage\"",
+        "socketio.namespace:/admin",
+        "mqtt.topic ~ \"^sensors/\"",
+        "stomp.destination:/topic/*",
+        "graphql.operation:OnMessage",
+        "jsonrpc.method:eth_subscribe",
+        "msgpack.user.id == 3",
+        "cbor[0] > 1",
+    ] {
+        assert!(Filter::parse(good).is_ok(), "{good}");
+    }
+}
+
+#[test]
 fn a_comparison_on_an_unknown_field_is_an_error_spaced_or_not_dotted_or_not() {
     for (filter, name, suggestion) in [
         ("lenght > 1000", "lenght", Some("length")),
         ("lenght>1000", "lenght", Some("length")),
         ("statu == 101", "statu", Some("status' or 'state")),
-        ("socketio.event == \"chat\"", "socketio.event", None),
+        (
+            "sigalr.target == \"x\"",
+            "sigalr.target",
+            Some("signalr.target"),
+        ),
         ("foo.bar==\"x\"", "foo.bar", None),
         ("jsn.user.id == 42", "jsn.user.id", Some("json.user.id")),
         ("x-api-key : abc", "x-api-key", None),

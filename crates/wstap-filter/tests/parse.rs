@@ -260,3 +260,42 @@ fn a_first_header_decides_what_does_not_read_the_payload() {
     let filter = Filter::parse("len<10 or frames>1").unwrap();
     assert_eq!(filter.header_verdict(&session(), &unknown_length), None);
 }
+
+#[test]
+fn protocol_fields_and_binary_format_paths_read_the_decoded_payload() {
+    let invocation = text_frame(
+        b"{\"type\":1,\"invocationId\":\"3\",\"target\":\"SendMessage\",\"arguments\":[\"John\",\"hi\"]}\x1e",
+    );
+    let publish = text_frame(b"\x32\x11\x00\x0asensors/t1\x00\x05{}\x00");
+    let event = text_frame(br#"42/admin,7["chat","hi"]"#);
+    let pack = text_frame(b"\x82\xa1a\x01\xa1b\x91\xc3");
+    for (filter, record, expected) in [
+        ("signalr.target == \"SendMessage\"", &invocation, true),
+        ("signalr.target == \"sendmessage\"", &invocation, false),
+        ("signalr.target:send*", &invocation, true),
+        ("signalr.type:invocation", &invocation, true),
+        ("signalr.id == 3", &invocation, true),
+        ("signalr.id == 4", &invocation, false),
+        ("signalr.target != \"SendMessage\"", &invocation, false),
+        ("signalr.target", &publish, false),
+        ("mqtt.topic ~ \"^sensors/\"", &publish, true),
+        (
+            "mqtt.type:publish and mqtt.qos >= 1 and mqtt.id == 5",
+            &publish,
+            true,
+        ),
+        ("mqtt.qos > 1", &publish, false),
+        (
+            "socketio.event == \"chat\" and socketio.namespace:/admin",
+            &event,
+            true,
+        ),
+        ("socketio.ack == 7", &event, true),
+        ("jsonrpc.method", &event, false),
+        ("msgpack.a == 1 and msgpack.b[0] == true", &pack, true),
+        ("msgpack.a > 1", &pack, false),
+        ("cbor.a", &pack, false),
+    ] {
+        assert_eq!(matches(filter, record), expected, "{filter}");
+    }
+}

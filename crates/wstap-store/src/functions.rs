@@ -9,8 +9,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use std::sync::Arc;
 
-/// Registers `wstap_glob`, `wstap_regexp`, `wstap_text`, `wstap_message_violations` and
-/// `wstap_bytes` on `conn`.
+/// Registers `wstap_glob`, `wstap_regexp`, `wstap_term`, `wstap_text`,
+/// `wstap_message_violations`, `wstap_bytes` and `wstap_dropped` on `conn`.
 pub(crate) fn register(conn: &Connection, payloads: Arc<PayloadReader>) -> rusqlite::Result<()> {
     let pure = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     conn.create_scalar_function("wstap_glob", 2, pure, |ctx| {
@@ -27,6 +27,20 @@ pub(crate) fn register(conn: &Connection, payloads: Arc<PayloadReader>) -> rusql
         })?;
         Ok(match ctx.get_raw(1) {
             ValueRef::Blob(bytes) | ValueRef::Text(bytes) => regex.is_match(bytes),
+            _ => false,
+        })
+    })?;
+    // wstap_term(term, payload): a MessagePack, CBOR or protocol-field term, written out
+    // by the filter's SQL back end, judged by the predicate's own code.
+    conn.create_scalar_function("wstap_term", 2, pure, |ctx| {
+        let term: Arc<Option<wstap_filter::ast::Term>> = ctx
+            .get_or_create_aux(0, |value| -> Result<_, BoxError> {
+                Ok(wstap_filter::parse_term(value.as_str()?))
+            })?;
+        Ok(match (term.as_ref(), ctx.get_raw(1)) {
+            (Some(term), ValueRef::Blob(bytes) | ValueRef::Text(bytes)) => {
+                wstap_filter::eval::payload_term_holds(term, bytes)
+            }
             _ => false,
         })
     })?;

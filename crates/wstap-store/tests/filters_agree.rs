@@ -41,7 +41,30 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(any::<u8>(), 0..40),
         Just(b"[1, 2, 3]".to_vec()),
         Just(br#"{"id": "42"}"#.to_vec()),
+        protocol_payload(),
     ]
+}
+
+/// Messages of the protocols and formats the views decode.
+fn protocol_payload() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec![
+        b"{\"type\":1,\"invocationId\":\"3\",\"target\":\"SendMessage\",\"arguments\":[\"John\",\"hi\"]}\x1e".to_vec(),
+        b"{\"type\":3,\"invocationId\":\"3\",\"result\":1}\x1e{\"type\":6}\x1e".to_vec(),
+        b"{\"protocol\":\"json\",\"version\":1}\x1e".to_vec(),
+        br#"42["chat","hi"]"#.to_vec(),
+        br#"42/admin,7["kick","Adam"]"#.to_vec(),
+        b"SEND\ndestination:/topic/chat\n\nhello\x00".to_vec(),
+        b"MESSAGE\ndestination:/queue/x\nsubscription:0\n\nhi\x00".to_vec(),
+        // MQTT PUBLISH sensors/t1 at QoS 1, id 5; and a SUBSCRIBE to sensors/#.
+        b"\x32\x11\x00\x0asensors/t1\x00\x05{}\x00".to_vec(),
+        b"\x82\x0e\x00\x09\x00\x09sensors/#\x01".to_vec(),
+        br#"{"id":"1","type":"subscribe","payload":{"query":"subscription OnMessage { m }"}}"#.to_vec(),
+        br#"{"jsonrpc":"2.0","method":"eth_subscribe","params":[],"id":1}"#.to_vec(),
+        br#"[{"jsonrpc":"2.0","result":7,"id":2},{"jsonrpc":"2.0","method":"ping"}]"#.to_vec(),
+        // MessagePack {"a": 1, "b": [true]} and CBOR {"n": [1, -2]}.
+        b"\x82\xa1a\x01\xa1b\x91\xc3".to_vec(),
+        b"\xa1\x61n\x82\x01\x21".to_vec(),
+    ])
 }
 
 fn frame() -> impl Strategy<Value = (Direction, Vec<u8>)> {
@@ -187,6 +210,32 @@ fn term() -> impl Strategy<Value = String> {
             "origin:injected",
             "origin:resent",
             "-origin:wire",
+            "signalr.target == \"SendMessage\"",
+            "signalr.type:invocation",
+            "signalr.type:handshake",
+            "signalr.id == 3",
+            "signalr.target",
+            "socketio.event == \"chat\"",
+            "socketio.namespace:/admin",
+            "socketio.ack > 5",
+            "mqtt.topic ~ \"^sensors/\"",
+            "mqtt.type:publish",
+            "mqtt.qos >= 1",
+            "mqtt.id == 9",
+            "stomp.command:SEND",
+            "stomp.destination:/topic/*",
+            "stomp.subscription",
+            "graphql.type == \"subscribe\"",
+            "graphql.operation:OnMessage",
+            "jsonrpc.method:eth_*",
+            "jsonrpc.id == 2",
+            "jsonrpc.type:result",
+            "jsonrpc.method != \"ping\"",
+            "msgpack.a == 1",
+            "msgpack.b[0] == true",
+            "msgpack.b",
+            "cbor.n[1] < 0",
+            "cbor.n",
         ])
         .prop_map(str::to_owned),
         (
