@@ -208,6 +208,13 @@ impl wstap_store::export::EventSource for Source {
     ) -> Result<(), AppError> {
         Source::for_each_event(self, session, each)
     }
+
+    fn view_of(&self, session: u64) -> Option<Option<wstap_views::View>> {
+        match self {
+            Source::Capture(capture) => wstap_store::export::EventSource::view_of(capture, session),
+            Source::Trace(_) => None,
+        }
+    }
 }
 
 /// Opens a capture; every way of failing is bad input.

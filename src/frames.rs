@@ -46,7 +46,7 @@ pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
             args.session
         )));
     }
-    let printer = Printer::new(ConsoleOptions {
+    let mut printer = Printer::new(ConsoleOptions {
         verbose: args.verbose,
         quiet: false,
         color: color_wanted(),

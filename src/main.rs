@@ -226,6 +226,12 @@ pub struct RunArgs {
     /// selects a session's way applies.
     #[arg(long = "conditions", value_name = "FILTER=SPEC", value_parser = parse_network_conditions)]
     pub conditions: Vec<wstap_control::NetworkConditions>,
+    /// Read the messages of the sessions FILTER selects (session fields; '' for all) as
+    /// VIEW: text, json, hex, msgpack, cbor, protobuf, signalr, socketio, stomp, mqtt,
+    /// graphql or jsonrpc (else wstap chooses by subprotocol, URL and first messages).
+    /// Repeatable: the first that selects a session applies.
+    #[arg(long = "view", value_name = "FILTER=VIEW", value_parser = parse_view_rule)]
+    pub views: Vec<(wstap_filter::Filter, wstap_views::View)>,
     /// Bytes a session may keep per direction while a message is held; past it wstap
     /// stops reading that side, and a larger message is not held (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
@@ -297,6 +303,26 @@ impl clap::builder::TypedValueParser for FilterParser {
 fn parse_network_conditions(value: &str) -> Result<wstap_control::NetworkConditions, String> {
     let (filter, spec) = wstap_control::split_filter_and_spec(value)?;
     wstap_control::NetworkConditions::parse("--conditions".to_owned(), filter, spec)
+}
+
+/// `--view FILTER=VIEW`: a session-only filter and a view's name.
+fn parse_view_rule(value: &str) -> Result<(wstap_filter::Filter, wstap_views::View), String> {
+    let (filter, name) = value
+        .rsplit_once('=')
+        .map(|(filter, name)| (filter.trim(), name.trim()))
+        .ok_or_else(|| "write FILTER=VIEW, e.g. 'path:/hub*=signalr'".to_owned())?;
+    let view = wstap_views::View::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = wstap_views::View::ALL.iter().map(|v| v.name()).collect();
+        format!("no view {name:?}: the views are {}", names.join(", "))
+    })?;
+    let filter = wstap_filter::Filter::parse(filter).map_err(|e| e.to_string())?;
+    if filter.reads_records() {
+        return Err(format!(
+            "{:?} tests messages: a view is chosen per session, so use session fields (host, path, url, subprotocol, ...)",
+            filter.source()
+        ));
+    }
+    Ok((filter, view))
 }
 
 /// A size in bytes, with an optional K, M or G suffix (powers of 1024; `iB` and `B`

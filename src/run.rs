@@ -249,9 +249,10 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     let (rx, dropped) = bus.subscribe_lossy(CONSOLE_BACKLOG, !args.quiet);
     let options = ConsoleOptions::from_args(args);
     let filter = args.filter.clone();
+    let views = args.views.clone();
     let console = std::thread::Builder::new()
         .name("wstap-console".into())
-        .spawn(move || console::print(rx, dropped, options, filter))
+        .spawn(move || console::print(rx, dropped, options, filter, views))
         .map_err(AppError::Runtime)?;
     let proxy = wstap_proxy::start(config, bus).await?;
     let inspector = match (&capture, feed) {
@@ -373,6 +374,7 @@ fn start_capture(
         true => CaptureWriter::append(&path)?,
         false => (CaptureWriter::create(&path, &info)?, 1),
     };
+    writer.choose_views(args.views.clone());
     let mut feed = feed.map(wstap_inspector::LiveFeed::hook);
     let mut warned = false;
     writer.on_commit(move |committed| {

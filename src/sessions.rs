@@ -19,6 +19,11 @@ pub struct SessionsArgs {
     /// One JSON object per session instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// For each session whose view numbers its calls (JSON-RPC, SignalR, GraphQL,
+    /// Socket.IO acks, MQTT, STOMP receipts): calls answered per method or target, with
+    /// p50, p99 and max latency, and the calls never answered.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// Runs `wstap sessions`.
@@ -38,13 +43,28 @@ pub fn sessions(args: &SessionsArgs) -> Result<(), AppError> {
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for s in &page {
-            if args.json {
+            if args.stats {
+                let calls = capture
+                    .calls(s.id)
+                    .map_err(|e| AppError::BadInput(e.to_string()))?;
+                if args.json {
+                    let mut line =
+                        serde_json::to_value(s).map_err(|e| AppError::Export(e.to_string()))?;
+                    line["calls"] = calls.to_json();
+                    writeln!(out, "{line}").map_err(write_failed)?;
+                } else {
+                    write!(out, "{}", stats_text(s, &calls)).map_err(write_failed)?;
+                }
+            } else if args.json {
                 let line = serde_json::to_string(s).map_err(|e| AppError::Export(e.to_string()))?;
                 writeln!(out, "{line}").map_err(write_failed)?;
             } else {
                 table.push(columns(s));
             }
         }
+    }
+    if args.stats {
+        return Ok(());
     }
     if !args.json {
         let widths: Vec<usize> = (0..HEADINGS.len())
@@ -75,6 +95,47 @@ pub fn sessions(args: &SessionsArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A session's calls as text: a line for the session, one per name called, one per call
+/// never answered.
+fn stats_text(s: &wstap_store::SessionRow, calls: &wstap_store::decoded::SessionCalls) -> String {
+    let url = s.url.clone().unwrap_or_else(|| s.target.clone());
+    let view = calls
+        .view
+        .map_or("no view".to_owned(), |v| format!("view {v}"));
+    let mut text = format!(
+        "#{} {} ({view}): {} calls answered, {} unanswered\n",
+        s.id,
+        cut(&url, 60),
+        calls.answered.len(),
+        calls.unanswered.len()
+    );
+    let stats = wstap_views::calls::latency_stats(&calls.answered);
+    let width = stats
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for s in &stats {
+        text.push_str(&format!(
+            "  {:<width$}  {:>6} calls  p50 {}  p99 {}  max {}\n",
+            s.name,
+            s.count,
+            millis(s.p50_us),
+            millis(s.p99_us),
+            millis(s.max_us)
+        ));
+    }
+    for u in &calls.unanswered {
+        text.push_str(&format!("  unanswered: {} (message {})\n", u.name, u.call));
+    }
+    text
+}
+
+/// Microseconds as milliseconds, three decimals.
+fn millis(us: i64) -> String {
+    format!("{:.3} ms", us as f64 / 1000.0)
+}
+
 const HEADINGS: [&str; 11] = [
     "#", "start", "client", "via", "url", "state", "status", "frames", "bytes", "duration", "notes",
 ];
@@ -102,6 +163,9 @@ fn columns(s: &wstap_store::SessionRow) -> [String; 11] {
     }
     if let Some(p) = &s.subprotocol {
         notes.push(format!("subprotocol {p}"));
+    }
+    if let Some(view) = s.view.filter(|v| v.is_protocol()) {
+        notes.push(view.name().to_owned());
     }
     for e in &s.extensions {
         notes.push(e.split(';').next().unwrap_or_default().trim().to_owned());

@@ -8,6 +8,7 @@
 //! only when stdout is a terminal and `NO_COLOR` is not set.
 
 pub mod printer;
+pub mod views;
 
 use crate::RunArgs;
 use printer::{ConsoleOptions, Printer, YELLOW};
@@ -64,8 +65,9 @@ pub fn print(
     dropped: Arc<DropCounter>,
     options: ConsoleOptions,
     filter: Option<Filter>,
+    views: views::ViewRules,
 ) {
-    let printer = Printer::new(options);
+    let mut printer = Printer::with_views(options, views);
     let mut selection = filter.map(Selection::new);
     let stdout = std::io::stdout();
     let mut text = String::new();

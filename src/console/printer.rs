@@ -8,6 +8,7 @@
 //! either a live wire record or a stored event, so the live console copies no payload and
 //! `wstap frames` prints a capture exactly as the console printed it live.
 
+use super::views::{SessionViews, ViewRules};
 use chrono::{DateTime, Local, Utc};
 use wstap_trace::convert::to_utc;
 use wstap_trace::view::{Bytes, FrameView, MessageView};
@@ -47,12 +48,24 @@ const DIM: &str = "2";
 /// Turns events into console text: see the module documentation.
 pub struct Printer {
     options: ConsoleOptions,
+    views: SessionViews,
 }
 
 impl Printer {
     /// A printer with `options`.
     pub fn new(options: ConsoleOptions) -> Self {
-        Printer { options }
+        Printer {
+            options,
+            views: SessionViews::default(),
+        }
+    }
+
+    /// A printer whose sessions take their views from `rules` first (`--view`).
+    pub fn with_views(options: ConsoleOptions, rules: ViewRules) -> Self {
+        Printer {
+            options,
+            views: SessionViews::new(rules),
+        }
     }
 
     /// Colours `text` when colour is on.
@@ -65,7 +78,7 @@ impl Printer {
     }
 
     /// Appends the lines for one bus event.
-    pub fn bus_event(&self, event: &BusEvent, out: &mut String) {
+    pub fn bus_event(&mut self, event: &BusEvent, out: &mut String) {
         if self.options.quiet {
             // Frames are never errors of the proxy: skip them without looking.
             if let BusEvent::Event(e) = event {
@@ -97,7 +110,8 @@ impl Printer {
     }
 
     /// Appends the lines for one event.
-    pub fn event(&self, event: &Event, out: &mut String) {
+    pub fn event(&mut self, event: &Event, out: &mut String) {
+        self.views.event(event);
         match event {
             Event::SessionStart(s) => {
                 let via = match s.via {
@@ -376,12 +390,12 @@ impl Printer {
     }
 
     /// A message's lines; nothing for a one-frame message, whose frame said it all.
-    fn message(&self, m: &MessageView<'_>, out: &mut String) {
+    fn message(&mut self, m: &MessageView<'_>, out: &mut String) {
         if !m.origin.is_wire() {
             return self.written(m, out);
         }
         if !worth_a_line(m) {
-            return;
+            return self.decoded(m, out);
         }
         let state = if m.incomplete { ", INCOMPLETE" } else { "" };
         let line = format!(
@@ -395,6 +409,26 @@ impl Printer {
         self.payload(m.opcode, m.data, out);
         for v in m.violations.texts() {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
+        }
+        self.decoded(m, out);
+    }
+
+    /// A data message's decoded summary, when its session has a view (`-v`: the whole
+    /// decode, as indented JSON).
+    fn decoded(&mut self, m: &MessageView<'_>, out: &mut String) {
+        let Some(decoded) = self.views.decode(m) else {
+            return;
+        };
+        let summary = decoded.summary();
+        if !summary.is_empty() {
+            self.detail(&self.paint(CYAN, &summary), out);
+        }
+        if self.options.verbose {
+            let items = decoded.to_json()["items"].clone();
+            let tree = serde_json::to_string_pretty(&items).unwrap_or_default();
+            for line in tree.lines() {
+                self.detail(line, out);
+            }
         }
     }
 
@@ -523,7 +557,7 @@ mod tests {
     use super::*;
 
     fn end_line(kind: SessionKind) -> String {
-        let printer = Printer::new(ConsoleOptions {
+        let mut printer = Printer::new(ConsoleOptions {
             verbose: false,
             quiet: false,
             color: false,

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use wstap_filter::Filter;
 use wstap_trace::export::{har::to_har, session::sessions, Redaction};
 use wstap_trace::{Event, TraceHeader, TraceWriter};
+use wstap_views::{Detector, View};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,12 @@ pub trait EventSource {
         session: Option<u64>,
         each: &mut dyn FnMut(Event) -> Result<(), Self::Error>,
     ) -> Result<(), Self::Error>;
+
+    /// The view a session's messages are read with, when the source knows it (a capture
+    /// does); `None`: the export chooses it as wstap does while recording.
+    fn view_of(&self, _session: u64) -> Option<Option<View>> {
+        None
+    }
 }
 
 impl From<ExportError> for StoreError {
@@ -94,6 +101,10 @@ impl EventSource for Capture {
         each: &mut dyn FnMut(Event) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         Capture::for_each_event(self, session, each)
+    }
+
+    fn view_of(&self, session: u64) -> Option<Option<View>> {
+        self.session(session).ok().flatten().map(|row| row.view)
     }
 }
 
@@ -167,7 +178,17 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
             }
             let value: Value = match what.format {
                 Format::Har => to_har(&docs, what.version),
-                _ => json!({ "format": "wstap-sessions", "version": 1, "sessions": docs }),
+                _ => {
+                    let mut value =
+                        json!({ "format": "wstap-sessions", "version": 1, "sessions": docs });
+                    if let Some(Value::Array(out)) = value.get_mut("sessions") {
+                        for (doc, out) in docs.iter().zip(out) {
+                            let view = source.view_of(doc.session).unwrap_or_else(|| view_of(doc));
+                            crate::decoded::add_to_session(doc, view, out);
+                        }
+                    }
+                    value
+                }
             };
             let mut text = serde_json::to_string_pretty(&value)
                 .map_err(|e| ExportError::Encode(e.to_string()))?;
@@ -175,6 +196,27 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
             Ok(text.into_bytes())
         }
     }
+}
+
+/// The view wstap would choose for a session: from its handshake, then its first
+/// messages.
+fn view_of(doc: &wstap_trace::export::session::SessionDoc) -> Option<View> {
+    let (subprotocol, url) = match &doc.handshake {
+        Some(h) => (h.subprotocol.as_deref(), h.exchange.url.as_str()),
+        None => (None, ""),
+    };
+    let mut detector = Detector::from_handshake(subprotocol, url);
+    for m in doc
+        .messages
+        .iter()
+        .filter(|m| m.opcode == 1 || m.opcode == 2)
+    {
+        if detector.is_settled() {
+            break;
+        }
+        detector.observe(&m.payload.bytes, m.opcode == 1);
+    }
+    detector.view()
 }
 
 /// The sessions a filter selects (by their own facts, or by a matching record), and

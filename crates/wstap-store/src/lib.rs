@@ -12,6 +12,7 @@
 
 pub mod bound;
 pub mod columns;
+pub mod decoded;
 mod error;
 pub mod export;
 pub mod facts;

@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -341,11 +341,24 @@ DROP INDEX frames_by_message;
 "#
 );
 
+/// Version 7: payload views. `sessions.view` is the view wstap chose for the session as
+/// it recorded it (from its subprotocol, its URL or its first messages, or `--view`;
+/// `NULL`: none, each message read as JSON, text or hex); `view_choices` holds the view a
+/// person picked for a session afterwards, which a reader prefers.
+const V7: &str = r#"
+ALTER TABLE sessions ADD COLUMN view TEXT;
+CREATE TABLE view_choices (
+    session  INTEGER PRIMARY KEY,
+    view     TEXT NOT NULL,
+    time_us  INTEGER NOT NULL
+);
+"#;
+
 /// How many messages of a session lie between two of its `message_marks` (version 6).
 pub(crate) const MARK_EVERY: u64 = mark_every!();
 
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power

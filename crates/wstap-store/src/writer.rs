@@ -34,9 +34,11 @@ use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use wstap_filter::Filter;
 use wstap_trace::view::{Form, FrameView, MessageView, Part};
 use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
-use wstap_wire::{Direction, FrameHeader, Record};
+use wstap_views::{Detector, View};
+use wstap_wire::{Direction, FrameHeader, Opcode, Record};
 
 /// Payloads up to this many bytes are kept inline in the database.
 ///
@@ -72,6 +74,8 @@ type CommitHook = Box<dyn FnMut(&Committed) + Send>;
 /// Writes a capture: see the module documentation.
 pub struct CaptureWriter {
     conn: Connection,
+    /// `--view` rules: the first whose session filter selects a session gives its view.
+    views: Vec<(Filter, View)>,
     payloads: PayloadWriter,
     dir: PathBuf,
     open: HashMap<u64, OpenSession>,
@@ -135,6 +139,10 @@ struct OpenSession {
     dirs: [DirState; 2],
     violations: u64,
     touched: bool,
+    /// What `--view` rules read of it, until its handshake is in.
+    summary: Option<SessionSummary>,
+    /// Choosing its view from its first messages, until that is settled.
+    sniffing: Option<Detector>,
 }
 
 fn slot(dir: Direction) -> usize {
@@ -183,6 +191,7 @@ impl CaptureWriter {
             payloads,
             dir: dir.to_owned(),
             open: HashMap::new(),
+            views: Vec::new(),
             next_event: 1,
             in_transaction: false,
             touched: Vec::new(),
@@ -250,6 +259,7 @@ impl CaptureWriter {
             payloads,
             dir: dir.to_owned(),
             open: HashMap::new(),
+            views: Vec::new(),
             next_event: last_event + 1,
             in_transaction: false,
             touched: Vec::new(),
@@ -275,6 +285,12 @@ impl CaptureWriter {
     /// Records events in trace form, in order (what `wstap import` feeds).
     pub fn write_events(&mut self, events: &[Event]) -> Result<(), StoreError> {
         self.write_items(events.iter().map(Item::of_event))
+    }
+
+    /// Gives the sessions the first of `rules` selects (a session-only filter) that
+    /// view, rather than the one their handshake or first messages would choose.
+    pub fn choose_views(&mut self, rules: Vec<(Filter, View)>) {
+        self.views = rules;
     }
 
     /// Records items in order, a frame and the message it wholly is as one row.
@@ -459,7 +475,69 @@ impl CaptureWriter {
                 start.listener,
                 parent
             ])?;
-        self.session(start.session);
+        let has_rules = !self.views.is_empty();
+        let session = self.session(start.session);
+        if has_rules {
+            let mut summary = SessionSummary::new(start.session);
+            summary.apply(&Event::SessionStart(start.clone()));
+            session.summary = Some(summary);
+        }
+        Ok(())
+    }
+
+    /// Chooses a session's view once its handshake is in: a `--view` rule's, else what
+    /// the subprotocol or the URL says, else what its first messages will say.
+    fn choose_view(&mut self, h: &Handshake) -> Result<(), StoreError> {
+        let id = h.exchange.session;
+        let chosen = self
+            .open
+            .get_mut(&id)
+            .and_then(|s| s.summary.take())
+            .and_then(|mut summary| {
+                summary.apply(&Event::Handshake(h.clone()));
+                let facts = summary.facts();
+                self.views
+                    .iter()
+                    .find(|(filter, _)| filter.session_verdict(&facts) == Some(true))
+                    .map(|(_, view)| *view)
+            });
+        let detector = match chosen {
+            Some(view) => Detector::chosen(Some(view)),
+            None => Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url),
+        };
+        match detector.view() {
+            Some(view) => self.set_view(id, view)?,
+            None => self.session(id).sniffing = Some(detector),
+        }
+        Ok(())
+    }
+
+    /// Shows a data message to the session's view detector, while it has one.
+    fn sniff(&mut self, m: &MessageView<'_>) -> Result<(), StoreError> {
+        if !m.is_data() {
+            return Ok(());
+        }
+        let Some(detector) = self
+            .open
+            .get_mut(&m.session)
+            .and_then(|s| s.sniffing.as_mut())
+        else {
+            return Ok(());
+        };
+        let found = detector.observe(m.data.data, m.opcode == Opcode::Text);
+        if detector.is_settled() {
+            self.session(m.session).sniffing = None;
+        }
+        match found {
+            Some(view) => self.set_view(m.session, view),
+            None => Ok(()),
+        }
+    }
+
+    fn set_view(&mut self, session: u64, view: View) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET view = ?2 WHERE id = ?1")?
+            .execute(params![session as i64, view.name()])?;
         Ok(())
     }
 
@@ -527,7 +605,7 @@ impl CaptureWriter {
                 h.issues.len() as i64
             ])?;
         self.session(exchange.session).violations += h.issues.len() as u64;
-        Ok(())
+        self.choose_view(h)
     }
 
     fn http(&mut self, ev: i64, h: &HttpExchange) -> Result<(), StoreError> {
@@ -620,6 +698,9 @@ impl CaptureWriter {
             Part::Own => dir.control = Some(mark),
         }
         let msg = whole.map(|message| Self::account_message(session, message).0);
+        if let Some(message) = whole {
+            self.sniff(message)?;
+        }
         if let Some(msg) = msg {
             // A whole-frame message precedes every later message's frames, and follows
             // every earlier one's: its own frame is its mark.
@@ -705,6 +786,7 @@ impl CaptureWriter {
         // Every frame so far belongs to this message or an earlier one, every later frame
         // to a later one: the next frame is its mark.
         let next_frame = session.next_frame;
+        self.sniff(m)?;
         self.mark_message(m.session, seq, next_frame)?;
         let (data_inline, data) = self.store(m.data.data, m.data.total)?;
         let violations = violations_json(&m.violations);

@@ -14,6 +14,7 @@ use wstap_trace::{
     CloseInfo, Event, Frame, InflatedInfo, Initiator, Message, MessageOrigin, Payload, SessionKind,
     TlsLeg, Via,
 };
+use wstap_views::{Detector, View};
 use wstap_wire::{Direction, FrameHeader, LengthEncoding, Opcode, Timestamp};
 
 pub(super) fn value(v: SqlValue) -> Value {
@@ -159,7 +160,19 @@ pub(super) fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
         upstream_proxy: row
             .get::<_, Option<String>>(28)?
             .and_then(|j| serde_json::from_str(&j).ok()),
+        view: session_view(row)?,
     })
+}
+
+/// The view a person chose or wstap recorded, else (a capture of an older wstap) the
+/// one its handshake names.
+fn session_view(row: &Row<'_>) -> rusqlite::Result<Option<View>> {
+    if let Some(name) = row.get::<_, Option<String>>(29)? {
+        return Ok(View::from_name(&name));
+    }
+    let subprotocol: Option<String> = row.get(11)?;
+    let url: Option<String> = row.get(9)?;
+    Ok(Detector::from_handshake(subprotocol.as_deref(), url.as_deref().unwrap_or("")).view())
 }
 
 pub(super) fn frame_row(row: &Row<'_>, payloads: &PayloadReader) -> rusqlite::Result<StoredFrame> {

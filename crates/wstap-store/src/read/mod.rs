@@ -36,6 +36,7 @@ pub use tables::Rows;
 use tables::{Side, Table};
 use wstap_filter::{Filter, Scope};
 use wstap_trace::{Event, HttpExchange, Intervention};
+use wstap_views::View;
 use wstap_wire::Direction;
 
 /// A capture open for reading: see the module documentation.
@@ -51,7 +52,7 @@ pub(super) const SESSION_COLUMNS: &str =
     s.client_tls, s.upstream_tls, s.url, s.status, s.subprotocol, s.extensions, s.kind, s.state, \
     s.close_initiator, s.close_code, s.close_reason, s.frames_c2s, s.frames_s2c, s.messages_c2s, \
     s.messages_s2c, s.bytes_c2s, s.bytes_s2c, s.violations, s.error, s.duration_us, s.listener, \
-    s.upstream_proxy";
+    s.upstream_proxy, COALESCE((SELECT c.view FROM view_choices c WHERE c.session = s.id), s.view)";
 
 pub(super) const FRAME_COLUMNS: &str = concat!(
     "r.id, r.session, r.seq, r.dir, r.idx, r.time_us, r.end_time_us, \
@@ -206,6 +207,32 @@ impl Capture {
             .prepare_cached(&query)?
             .query_row([id as i64], session_row)
             .optional()?)
+    }
+
+    /// Records a person's choice of view for session `id` (`None`: back to the one wstap
+    /// chose), which readers prefer from then on. The one write a reader makes: through a
+    /// connection of its own, waiting for the writer's transaction if one is open.
+    pub fn choose_view(&self, id: u64, view: Option<View>) -> Result<(), StoreError> {
+        if self.session(id)?.is_none() {
+            return Err(crate::export::ExportError::NoSuchSession(id).into());
+        }
+        let conn = Connection::open_with_flags(
+            layout::database(&self.dir),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        match view {
+            Some(view) => conn.execute(
+                "INSERT OR REPLACE INTO view_choices (session, view, time_us) VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    id as i64,
+                    view.name(),
+                    chrono::Utc::now().timestamp_micros()
+                ],
+            )?,
+            None => conn.execute("DELETE FROM view_choices WHERE session = ?1", [id as i64])?,
+        };
+        Ok(())
     }
 
     /// The newest session number, if any.

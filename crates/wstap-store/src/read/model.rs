@@ -6,6 +6,7 @@ use serde::Serialize;
 use wstap_filter::State;
 use wstap_trace::convert::to_utc;
 use wstap_trace::{Frame, Handshake, Initiator, Message, ParentHop, SessionKind, TlsLeg, Via};
+use wstap_views::View;
 use wstap_wire::Timestamp;
 
 /// Where a page starts, by a row's position: its `seq` within a session, or its event
@@ -115,6 +116,18 @@ pub struct SessionRow {
     pub error: Option<String>,
     /// Length, µs, once it ended.
     pub duration_us: Option<u64>,
+    /// The payload view its messages are read with (`signalr`, `mqtt`, ...): the one a
+    /// person chose, else the one wstap chose as it recorded, else the one its handshake
+    /// names; `None`: each message as JSON, text or hex.
+    #[serde(serialize_with = "view_name")]
+    pub view: Option<View>,
+}
+
+fn view_name<S: serde::Serializer>(view: &Option<View>, s: S) -> Result<S::Ok, S::Error> {
+    match view {
+        Some(view) => s.serialize_str(view.name()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A frame with its place.

@@ -1,0 +1,103 @@
+//! The console's payload views: per live session, the view it is read with (a `--view`
+//! rule's, else what its handshake or first messages say) and its decoder, so each data
+//! message gets its one-line summary (`SIGNALR invocation SendMessage("John", "hi") id=3`).
+
+use std::collections::HashMap;
+use wstap_filter::Filter;
+use wstap_store::facts::SessionSummary;
+use wstap_trace::view::MessageView;
+use wstap_trace::Event;
+use wstap_views::{Decoded, Detector, SessionDecoder, View};
+use wstap_wire::Opcode;
+
+/// `--view` rules: the first whose session filter selects a session gives its view.
+pub type ViewRules = Vec<(Filter, View)>;
+
+/// One session's view and decoder.
+struct Reading {
+    summary: Option<SessionSummary>,
+    detector: Detector,
+    decoder: SessionDecoder,
+}
+
+/// The views of the sessions the console is showing.
+#[derive(Default)]
+pub struct SessionViews {
+    rules: ViewRules,
+    sessions: HashMap<u64, Reading>,
+}
+
+impl SessionViews {
+    /// Views chosen by `rules` first.
+    pub fn new(rules: ViewRules) -> SessionViews {
+        SessionViews {
+            rules,
+            sessions: HashMap::new(),
+        }
+    }
+
+    /// Takes in a session-level event: a start and a handshake choose the view, an end
+    /// forgets the session.
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::SessionStart(start) if !self.rules.is_empty() => {
+                let mut summary = SessionSummary::new(start.session);
+                summary.apply(event);
+                self.sessions.insert(
+                    start.session,
+                    Reading {
+                        summary: Some(summary),
+                        detector: Detector::default(),
+                        decoder: SessionDecoder::new(None),
+                    },
+                );
+            }
+            Event::Handshake(h) => {
+                let id = h.exchange.session;
+                let chosen = self
+                    .sessions
+                    .get_mut(&id)
+                    .and_then(|reading| reading.summary.take())
+                    .and_then(|mut summary| {
+                        summary.apply(event);
+                        let facts = summary.facts();
+                        self.rules
+                            .iter()
+                            .find(|(filter, _)| filter.session_verdict(&facts) == Some(true))
+                            .map(|(_, view)| *view)
+                    });
+                let detector = match chosen {
+                    Some(view) => Detector::chosen(Some(view)),
+                    None => Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url),
+                };
+                let decoder = SessionDecoder::new(detector.view());
+                self.sessions.insert(
+                    id,
+                    Reading {
+                        summary: None,
+                        detector,
+                        decoder,
+                    },
+                );
+            }
+            Event::SessionEnd(end) => {
+                self.sessions.remove(&end.session);
+            }
+            _ => {}
+        }
+    }
+
+    /// A peer's data message, decoded, when its session has a view.
+    pub fn decode(&mut self, m: &MessageView<'_>) -> Option<Decoded> {
+        if !m.is_data() || !m.origin.is_wire() || m.data.dropped {
+            return None;
+        }
+        let reading = self.sessions.get_mut(&m.session)?;
+        let text = m.opcode == Opcode::Text;
+        if !reading.detector.is_settled() && reading.detector.observe(m.data.data, text).is_some() {
+            reading.decoder = SessionDecoder::new(reading.detector.view());
+        }
+        reading.decoder.view()?;
+        Some(reading.decoder.decode(m.dir, m.data.data, text))
+    }
+}
