@@ -557,7 +557,7 @@ mod tests {
     use super::*;
 
     fn end_line(kind: SessionKind) -> String {
-        let mut printer = Printer::new(ConsoleOptions {
+        let printer = Printer::new(ConsoleOptions {
             verbose: false,
             quiet: false,
             color: false,
