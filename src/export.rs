@@ -1,5 +1,5 @@
-//! `wstap export SOURCE`: a capture or a trace as NDJSON (trace lines), per-session JSON
-//! or HAR, for everything, one session, or what a filter selects.
+//! `wstap export SOURCE`: a capture or a trace as NDJSON (trace lines), per-session JSON,
+//! HAR or pcapng, for everything, one session, or what a filter selects.
 //!
 //! What a filter keeps is `wstap_store::export`'s to say; this module reads the command
 //! line and writes the result.
@@ -50,11 +50,17 @@ pub enum Format {
     Json,
     /// HAR 1.2, importable into Chrome DevTools.
     Har,
+    /// pcapng: each WebSocket session's decrypted traffic as TCP streams (client leg and
+    /// upstream leg) that Wireshark and tshark decode.
+    Pcapng,
 }
 
 /// Runs `wstap export`.
 pub fn export(args: &ExportArgs) -> Result<(), AppError> {
     let source = Source::open(&args.source)?;
+    let Some(format) = args.format.document() else {
+        return pcapng(args, &source);
+    };
     let redaction = if args.no_redact {
         Redaction::none()
     } else {
@@ -63,7 +69,7 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
             .fold(Redaction::default(), |r, name| r.with(name))
     };
     let what = Export {
-        format: args.format.into(),
+        format,
         session: args.session,
         filter: args.filter.as_ref(),
         redaction: &redaction,
@@ -87,6 +93,52 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
     written.map_err(AppError::Export)
 }
 
+/// Writes the pcapng export, streaming: to `-o FILE` or standard output.
+fn pcapng(args: &ExportArgs, source: &Source) -> Result<(), AppError> {
+    let application = format!("wstap {}", env!("CARGO_PKG_VERSION"));
+    let no_session = |e: AppError| match e {
+        AppError::NoSuchSession(n) => {
+            AppError::BadInput(format!("{} has no session {n}", args.source.display()))
+        }
+        other => other,
+    };
+    let finished = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| AppError::Export(format!("cannot write {}: {e}", path.display())))?;
+            let out = std::io::BufWriter::new(file);
+            export::export_pcapng(
+                source,
+                args.session,
+                args.filter.as_ref(),
+                &application,
+                out,
+            )
+            .map_err(no_session)?
+            .0
+            .into_inner()
+            .map(|_| ())
+            .map_err(|e| AppError::Export(format!("cannot write {}: {e}", path.display())))
+        }
+        None => {
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            export::export_pcapng(
+                source,
+                args.session,
+                args.filter.as_ref(),
+                &application,
+                out,
+            )
+            .map_err(no_session)?
+            .0
+            .into_inner()
+            .map(|_| ())
+            .map_err(|e| AppError::Export(format!("cannot write the export: {e}")))
+        }
+    };
+    finished
+}
+
 /// The first line of an NDJSON export: the trace's own, or one for the capture.
 fn header(source: &Source) -> Result<TraceHeader, AppError> {
     match source {
@@ -107,12 +159,14 @@ fn header(source: &Source) -> Result<TraceHeader, AppError> {
     }
 }
 
-impl From<Format> for export::Format {
-    fn from(format: Format) -> Self {
-        match format {
-            Format::Ndjson => export::Format::Ndjson,
-            Format::Json => export::Format::Json,
-            Format::Har => export::Format::Har,
+impl Format {
+    /// The store's document format; `None` for pcapng, which streams packets instead.
+    fn document(self) -> Option<export::Format> {
+        match self {
+            Format::Ndjson => Some(export::Format::Ndjson),
+            Format::Json => Some(export::Format::Json),
+            Format::Har => Some(export::Format::Har),
+            Format::Pcapng => None,
         }
     }
 }

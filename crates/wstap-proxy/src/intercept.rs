@@ -38,6 +38,7 @@ pub(crate) async fn intercept(
 
     // Upstream first, with the name the client asked for, so its certificate is checked
     // against that name.
+    let addresses = upstream.addresses.clone();
     let upstream_io = Joined::new(upstream.incoming, upstream.out);
     let upstream_tls = tls_handshake(&tls, &target, &name, upstream_io, timeout).await;
 
@@ -51,7 +52,8 @@ pub(crate) async fn intercept(
             let upstream_leg = tls_leg(upstream_tls.get_ref().1, Some(name), true);
             session.note_tls_tunnel(&target.to_string(), client_leg, upstream_leg);
             let (incoming, out) = split_boxed(client_tls);
-            let upstream = Upstream::from_halves(target.clone(), split_boxed(upstream_tls));
+            let upstream = Upstream::from_halves(target.clone(), split_boxed(upstream_tls))
+                .with_addresses(addresses);
             Stage::Requests(Requests {
                 session,
                 client: Client { incoming, out },

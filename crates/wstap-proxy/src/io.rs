@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
+use wstap_trace::TcpLeg;
 
 /// The read half of any connection.
 pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
@@ -147,13 +148,31 @@ pub(crate) struct Upstream {
     pub out: BoxWrite,
     /// Whether another request may follow on it.
     pub reusable: bool,
+    /// The TCP connection's two ends, when known (for the record of its handshake).
+    pub addresses: Option<TcpLeg>,
+}
+
+/// The two ends of a TCP stream, when the OS tells them.
+pub(crate) fn tcp_leg(stream: &TcpStream) -> Option<TcpLeg> {
+    Some(TcpLeg {
+        local: stream.local_addr().ok()?.to_string(),
+        peer: stream.peer_addr().ok()?.to_string(),
+    })
 }
 
 impl Upstream {
     /// Wraps a connected TCP stream.
     pub fn from_tcp(target: Target, stream: TcpStream) -> Self {
+        let addresses = tcp_leg(&stream);
         let (read, write) = stream.into_split();
         Self::from_halves(target, (Incoming::new(Box::new(read)), Box::new(write)))
+            .with_addresses(addresses)
+    }
+
+    /// The same, with the TCP connection's ends known to be `addresses`.
+    pub fn with_addresses(mut self, addresses: Option<TcpLeg>) -> Self {
+        self.addresses = addresses;
+        self
     }
 
     /// Wraps split halves (of a TLS stream, say).
@@ -163,6 +182,7 @@ impl Upstream {
             incoming,
             out,
             reusable: true,
+            addresses: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::{Capture, StoreError};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use wstap_filter::Filter;
+use wstap_trace::export::pcapng::PcapngWriter;
 use wstap_trace::export::{har::to_har, session::sessions, Redaction};
 use wstap_trace::{Event, TraceHeader, TraceWriter};
 use wstap_views::{Detector, View};
@@ -196,6 +197,59 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
             Ok(text.into_bytes())
         }
     }
+}
+
+/// Writes the pcapng export of `source` (one session, or the sessions `filter` selects,
+/// each whole: a TCP stream needs all its bytes) to `out`, event by event; returns how
+/// many packets it wrote. See `wstap_trace::export::pcapng`.
+pub fn export_pcapng<S: EventSource, W: std::io::Write>(
+    source: &S,
+    session: Option<u64>,
+    filter: Option<&Filter>,
+    application: &str,
+    out: W,
+) -> Result<(W, u64), S::Error> {
+    let kept = match filter {
+        Some(filter) if !filter.is_all() => Some(selected_sessions(source, session, filter)?.0),
+        _ => None,
+    };
+    let write_failed = |e: std::io::Error| ExportError::Encode(e.to_string());
+    let mut writer = PcapngWriter::new(out, application).map_err(write_failed)?;
+    // What breakpoints did comes after the frames: read it first.
+    let mut fates = Fates::new();
+    source.for_each_event(session, &mut |event| {
+        note_later(&mut fates, &event);
+        Ok(())
+    })?;
+    for ((session, c2s, frame), later) in &fates {
+        use wstap_filter::Fate;
+        if matches!(later.fate, Some(Fate::Dropped | Fate::Edited | Fate::Lost)) {
+            let dir = if *c2s {
+                wstap_wire::Direction::ClientToServer
+            } else {
+                wstap_wire::Direction::ServerToClient
+            };
+            writer.not_forwarded(*session, dir, *frame);
+        }
+    }
+    let mut found = false;
+    source.for_each_event(session, &mut |event| {
+        let Some(id) = event.session() else {
+            return Ok(());
+        };
+        if kept.as_ref().is_some_and(|kept| !kept.contains(&id)) {
+            return Ok(());
+        }
+        found = true;
+        writer.write(&event).map_err(write_failed)?;
+        Ok(())
+    })?;
+    if let (Some(n), false) = (session, found) {
+        return Err(ExportError::NoSuchSession(n).into());
+    }
+    let packets = writer.packets();
+    let out = writer.finish().map_err(write_failed)?;
+    Ok((out, packets))
 }
 
 /// The view wstap would choose for a session: from its handshake, then its first

@@ -193,6 +193,7 @@ impl Handshake {
                 .collect(),
             issues: analysis.issues.iter().map(ToString::to_string).collect(),
             duration_us: Some(duration_us),
+            upstream: None,
         }
     }
 }

@@ -303,6 +303,19 @@ pub struct Handshake {
     /// Time from request to response, microseconds.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub duration_us: Option<u64>,
+    /// The TCP connection wstap made to the upstream (its own address and the peer's),
+    /// when it knows them: what `wstap export --format pcapng` writes the upstream leg as.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upstream: Option<TcpLeg>,
+}
+
+/// The two ends of a TCP connection, `ip:port` each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpLeg {
+    /// This end.
+    pub local: String,
+    /// The other end.
+    pub peer: String,
 }
 
 /// A request head and its response head, byte for byte as they crossed wstap.

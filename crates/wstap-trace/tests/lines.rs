@@ -54,6 +54,7 @@ fn a_handshake_line_keeps_its_keys_in_order() {
         undecoded_extensions: vec![],
         issues: vec!["one issue".into()],
         duration_us: Some(1500),
+        upstream: None,
     });
     assert_eq!(
         line(event),

@@ -192,6 +192,7 @@ fn har_carries_http_entries_and_websocket_messages() {
         undecoded_extensions: vec![],
         issues: vec![],
         duration_us: Some(1500),
+        upstream: None,
     }));
     events.push(Event::Http(HttpExchange {
         exchange: Exchange {

@@ -274,7 +274,9 @@ async fn answered(
                 &analysis,
             ))
         });
-        let event = Event::Handshake(Handshake::new(exchange, took, &analysis));
+        let mut handshake = Handshake::new(exchange, took, &analysis);
+        handshake.upstream = requests.upstream.as_ref().and_then(|u| u.addresses.clone());
+        let event = Event::Handshake(handshake);
         requests.session.record(event).await;
         if let (true, Some(upstream)) = (switched, requests.upstream.take()) {
             let Requests {

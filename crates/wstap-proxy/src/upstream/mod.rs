@@ -98,10 +98,12 @@ pub(crate) async fn dial(
             tls: None,
         });
     };
+    let addresses = crate::io::tcp_leg(&stream);
     let stream = tls_handshake(tls, target, &target.host, stream, handshake_timeout).await?;
     let leg = crate::tls::tls_leg(stream.get_ref().1, Some(target.host.clone()), true);
     Ok(Dialled {
-        upstream: Upstream::from_halves(target.clone(), split_boxed(stream)),
+        upstream: Upstream::from_halves(target.clone(), split_boxed(stream))
+            .with_addresses(addresses),
         parent,
         tls: Some(leg),
     })

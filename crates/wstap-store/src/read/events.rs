@@ -105,7 +105,13 @@ impl Source {
                     ),
                     SourceKind::Handshakes => (
                         "handshakes",
-                        json_query("ev", "event", "handshakes", "session", ""),
+                        json_query(
+                            "ev",
+                            "event, request_raw, response_raw",
+                            "handshakes",
+                            "session",
+                            "",
+                        ),
                     ),
                     SourceKind::Interventions => (
                         "interventions",
@@ -120,7 +126,17 @@ impl Source {
                     let ev: i64 = row.get(0)?;
                     let json: String = row.get(1)?;
                     self.after = ev;
-                    self.buffer.push_back((ev, parse_event(table, ev, &json)?));
+                    let mut event = parse_event(table, ev, &json)?;
+                    if let Event::Handshake(h) = &mut event {
+                        // The heads' bytes as they were sent (for a pcapng export).
+                        let request: Option<Vec<u8>> = row.get(2)?;
+                        let response: Option<Vec<u8>> = row.get(3)?;
+                        h.exchange.raw = request.map(|request| wstap_trace::RawHeads {
+                            request,
+                            response: response.unwrap_or_default(),
+                        });
+                    }
+                    self.buffer.push_back((ev, event));
                 }
             }
             SourceKind::Notices => {

@@ -6,6 +6,7 @@
 //! everything, since it stays on the debugging machine.
 
 pub mod har;
+pub mod pcapng;
 pub mod session;
 
 use crate::event::{Event, Headers};
@@ -99,6 +100,7 @@ mod tests {
             undecoded_extensions: vec![],
             issues: vec![],
             duration_us: None,
+            upstream: None,
         });
         Redaction::default().with("x-token").apply_to(&mut event);
         let Event::Handshake(h) = &event else {
