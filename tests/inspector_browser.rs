@@ -266,6 +266,17 @@ async fn chromium_replays_a_session_and_shows_the_comparison_side_by_side() {
 
 #[tokio::test]
 #[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn chromium_shows_a_signalr_session_decoded_with_its_calls_latency_and_filters() {
+    drive_against_echo(
+        "views",
+        &["--no-tls-intercept"],
+        &["18-views", "19-views-detail"],
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs chromium, node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
 async fn chromium_shows_a_bounded_capture_dropping_its_oldest_payloads() {
     drive_against_echo(
         "bounded",

@@ -15,6 +15,7 @@ use wstap_store::export::{self, Export, Format};
 use wstap_store::{Capture, Position, Rows};
 use wstap_trace::export::Redaction;
 use wstap_trace::TraceHeader;
+use wstap_views::SessionDecoder;
 
 /// Rows a page may ask for at once.
 const MAX_PAGE: u64 = 1000;
@@ -51,6 +52,8 @@ pub enum Endpoint {
     Message(u64, u64),
     /// `/api/sessions/N/timeline`
     Timeline(u64),
+    /// `/api/sessions/N/calls`
+    Calls(u64),
     /// `/api/export`
     Export,
     /// `/api/live`
@@ -70,6 +73,7 @@ impl Endpoint {
             ["sessions", n] => Some(Endpoint::Session(number(n)?)),
             ["sessions", n, "rows"] => Some(Endpoint::Rows(number(n)?)),
             ["sessions", n, "timeline"] => Some(Endpoint::Timeline(number(n)?)),
+            ["sessions", n, "calls"] => Some(Endpoint::Calls(number(n)?)),
             ["sessions", n, "frames", seq] => Some(Endpoint::Frame(number(n)?, number(seq)?)),
             ["sessions", n, "messages", seq] => Some(Endpoint::Message(number(n)?, number(seq)?)),
             _ => None,
@@ -92,6 +96,7 @@ impl Api {
             Endpoint::Frame(id, seq) => self.frame(id, seq).await,
             Endpoint::Message(id, seq) => self.message(id, seq).await,
             Endpoint::Timeline(id) => self.timeline(id).await,
+            Endpoint::Calls(id) => self.calls(id).await,
             Endpoint::Export => self.export(query).await,
             Endpoint::Live => Err(ApiError::not_found("the live feed is streamed")),
         }
@@ -271,10 +276,31 @@ impl Api {
                     }
                     _ => None,
                 };
-                Ok(views::message_detail(
-                    &message,
-                    wire.as_ref().map(|(b, t)| (b.as_slice(), *t)),
-                ))
+                let mut detail =
+                    views::message_detail(&message, wire.as_ref().map(|(b, t)| (b.as_slice(), *t)));
+                let m = &message.message;
+                let view = capture.session(id)?.and_then(|s| s.view);
+                if let (Some(view), true) = (view, m.opcode == 1 || m.opcode == 2) {
+                    let decoded = wstap_views::decode(view, &m.payload.bytes, m.opcode == 1);
+                    detail["decoded"] = decoded.to_json();
+                }
+                Ok(detail)
+            })
+            .await?;
+        Ok(json_reply(&value))
+    }
+
+    /// The session's calls paired with their answers (by message number), latency
+    /// figures per name, and the calls never answered.
+    async fn calls(&self, id: u64) -> Result<Response<Body>, ApiError> {
+        let value = self
+            .store
+            .read(move |capture| {
+                session_of(capture, id)?;
+                let calls = capture.calls(id)?;
+                let mut value = calls.to_json();
+                value["view"] = json!(calls.view.map(|v| v.name()));
+                Ok(value)
             })
             .await?;
         Ok(json_reply(&value))
@@ -358,12 +384,36 @@ fn page(
             .iter()
             .map(|f| views::frame_row(f.seq, f))
             .collect(),
-        Rows::Messages => capture
-            .messages(Some(id), &all, at, limit as usize)?
-            .iter()
-            .map(|m| views::message_row(m.seq, m))
-            .collect(),
+        Rows::Messages => {
+            let mut decoder = Decoder::of(capture, id)?;
+            capture
+                .messages(Some(id), &all, at, limit as usize)?
+                .iter()
+                .map(|m| decoder.row(views::message_row(m.seq, m), m))
+                .collect()
+        }
     })
+}
+
+/// Decodes a page's messages with their session's view, in order (what one message
+/// leaves for the next, an MQTT packet's first bytes say, is known within the page).
+struct Decoder(Option<SessionDecoder>);
+
+impl Decoder {
+    fn of(capture: &Capture, id: u64) -> Result<Decoder, ApiError> {
+        let view = capture.session(id)?.and_then(|s| s.view);
+        Ok(Decoder(view.map(|v| SessionDecoder::new(Some(v)))))
+    }
+
+    /// `row` with the message's decoded summary, when the session has a view.
+    fn row(&mut self, mut row: Value, stored: &wstap_store::StoredMessage) -> Value {
+        let m = &stored.message;
+        if let (Some(decoder), true) = (self.0.as_mut(), m.opcode == 1 || m.opcode == 2) {
+            let decoded = decoder.decode(m.dir, &m.payload.bytes, m.opcode == 1);
+            views::add_decoded(&mut row, &decoded);
+        }
+        row
+    }
 }
 
 /// A page of a filtered view: the rows at `positions` (the filter's matches from `index`
@@ -383,12 +433,15 @@ fn page_at(
             .zip(numbered)
             .map(|(f, i)| views::frame_row(i, f))
             .collect(),
-        Rows::Messages => capture
-            .messages_at(id, positions)?
-            .iter()
-            .zip(numbered)
-            .map(|(m, i)| views::message_row(i, m))
-            .collect(),
+        Rows::Messages => {
+            let mut decoder = Decoder::of(capture, id)?;
+            capture
+                .messages_at(id, positions)?
+                .iter()
+                .zip(numbered)
+                .map(|(m, i)| decoder.row(views::message_row(i, m), m))
+                .collect()
+        }
     })
 }
 

@@ -56,6 +56,8 @@ pub enum Route {
     Conditions(u64),
     /// `sessions/N/replay`
     Replay(u64),
+    /// `sessions/N/view`
+    View(u64),
 }
 
 impl Route {
@@ -76,6 +78,7 @@ impl Route {
             ["sessions", n, "abort"] => Some(Route::Abort(number(n)?)),
             ["sessions", n, "conditions"] => Some(Route::Conditions(number(n)?)),
             ["sessions", n, "replay"] => Some(Route::Replay(number(n)?)),
+            ["sessions", n, "view"] => Some(Route::View(number(n)?)),
             _ => None,
         }
     }
@@ -93,7 +96,8 @@ impl Route {
             | Route::Inject(_)
             | Route::Close(_)
             | Route::Abort(_)
-            | Route::Replay(_) => "POST",
+            | Route::Replay(_)
+            | Route::View(_) => "POST",
         }
     }
 
@@ -110,6 +114,8 @@ pub struct Commands {
     pub control: Option<Control>,
     /// Plays a recorded session again, when the binary can.
     pub replayer: Option<Replayer>,
+    /// The capture (where a person's choice of a session's view is kept).
+    pub store: std::sync::Arc<crate::store::Store>,
 }
 
 /// Who sent a request: the page says so with `X-Wstap-Client: inspector`.
@@ -153,6 +159,9 @@ impl Commands {
             return Err(ApiError::unsupported_media(
                 "requests that change something must be JSON (Content-Type: application/json)",
             ));
+        }
+        if let Route::View(session) = route {
+            return self.choose_view(session, &parse_body(&body)?).await;
         }
         let Some(control) = &self.control else {
             // A saved capture: nothing held, no breakpoints, and nothing to change.
@@ -303,11 +312,41 @@ impl Commands {
                     .map_err(refusal)?;
                 conditions_json(control, session)
             }
+            Route::View(session) => self.choose_view(session, &body).await,
         }
     }
 }
 
 impl Commands {
+    /// `POST /api/sessions/N/view` `{"view": "signalr"}` (`null`: wstap's own choice):
+    /// the view the session's messages are read with from now on, kept in the capture.
+    async fn choose_view(
+        &self,
+        session: u64,
+        body: &Map<String, Value>,
+    ) -> Result<Response<Body>, ApiError> {
+        let view = match string(body, "view")? {
+            None => None,
+            Some(name) => Some(wstap_views::View::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = wstap_views::View::ALL.iter().map(|v| v.name()).collect();
+                ApiError::field(
+                    "view",
+                    format!("no view {name:?}: the views are {}", names.join(", ")),
+                )
+            })?),
+        };
+        let chosen = self
+            .store
+            .read(move |capture| {
+                capture.choose_view(session, view)?;
+                Ok(capture.session(session)?.and_then(|row| row.view))
+            })
+            .await?;
+        Ok(json_reply(
+            &json!({ "view": chosen.map(|v| v.name()), "chosen": view.map(|v| v.name()) }),
+        ))
+    }
+
     /// `POST /api/sessions/N/replay` `{"timing": "fast"|"original", "ignore": [paths]}`:
     /// plays session N's client side again through the proxy (which records the new
     /// session) and answers with the comparison; a session that cannot replay is a 400,

@@ -121,13 +121,14 @@ pub fn start(config: InspectorConfig) -> Result<Inspector, InspectorError> {
     let served = Arc::new(server::Served {
         guard: guard::Guard::new(addr, token.clone()),
         api: api::Api {
-            store,
+            store: Arc::clone(&store),
             selections: Arc::default(),
             live: config.live.is_some(),
         },
         commands: commands::Commands {
             control: config.control,
             replayer: config.replayer,
+            store,
         },
         feed: config.live,
         stop: stopped.clone(),

@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use wstap_store::{StoredFrame, StoredHandshake, StoredMessage};
 use wstap_trace::Payload;
+use wstap_views::Decoded;
 use wstap_wire::header::flag_names;
 use wstap_wire::Opcode;
 
@@ -73,6 +74,23 @@ pub fn message_row(index: u64, stored: &StoredMessage) -> Value {
         "origin": (!m.origin.is_wire()).then(|| m.origin.name()),
         "held": m.held,
     })
+}
+
+/// Adds a message row's decoded summary (`decoded`: its view, its one line, and the
+/// calls it makes or answers, by key) to `row`.
+pub fn add_decoded(row: &mut Value, decoded: &Decoded) {
+    let calls: Vec<Value> = decoded
+        .items
+        .iter()
+        .filter_map(|item| item.call.as_ref())
+        .map(|call| json!({ "key": call.key, "role": call.role.name() }))
+        .collect();
+    row["decoded"] = json!({
+        "view": decoded.view.name(),
+        "summary": decoded.summary(),
+        "problem": decoded.problem.is_some(),
+        "calls": calls,
+    });
 }
 
 /// A frame with every byte kept: its row, its payload and (when compressed) the inflated

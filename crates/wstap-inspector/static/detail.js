@@ -34,6 +34,7 @@ export function showDetail(root, kind, record, { onResend } = {}) {
     } catch { /* not JSON */ }
   }
   const views = [];
+  if (record.decoded) views.push([viewTitle(record.decoded.view), () => decodedView(record.decoded)]);
   if (record.data?.dropped) {
     views.push(['Payload', () => el('p', { class: 'dropped', text: droppedText() })]);
   } else {
@@ -63,6 +64,32 @@ export function showDetail(root, kind, record, { onResend } = {}) {
     : null;
   replace(root, facts(kind, record), resend, tabs, body);
   pick(views[0][0]);
+}
+
+/** How the detail pane names a view's tab. */
+const VIEW_TITLES = {
+  text: 'Text', json: 'JSON', hex: 'Hex', msgpack: 'MessagePack', cbor: 'CBOR', protobuf: 'Protobuf',
+  signalr: 'SignalR', socketio: 'Socket.IO', stomp: 'STOMP', mqtt: 'MQTT', graphql: 'GraphQL', jsonrpc: 'JSON-RPC',
+};
+
+function viewTitle(view) {
+  return VIEW_TITLES[view] || view;
+}
+
+/** A message decoded by its session's view: each item's summary and tree, and where it
+ * stopped parsing (the raw bytes are a tab away). */
+function decodedView(decoded) {
+  const parts = [];
+  if (decoded.problem) {
+    parts.push(el('p', { class: 'bad', text: `Not ${viewTitle(decoded.view)} at byte ${decoded.problem.at}: ${decoded.problem.what}` }));
+  }
+  for (const item of decoded.items || []) {
+    parts.push(el('div', { class: 'item' },
+      el('p', { class: 'item-summary', text: item.summary }),
+      item.call ? el('p', { class: 'muted', text: `${item.call.role === 'call' ? 'calls' : 'answers'} ${item.call.key}` }) : null,
+      jsonTree(item.decoded)));
+  }
+  return el('div', { class: 'decoded-view' }, parts);
 }
 
 function facts(kind, r) {

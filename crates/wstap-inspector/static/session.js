@@ -1,7 +1,7 @@
 // One session: its summary, its handshake, its timeline, and its frames or messages
 // (one toggle), each with its bytes in the detail pane.
 
-import { apiUrl, get } from './api.js';
+import { apiUrl, get, send } from './api.js';
 import { $, el, replace } from './dom.js';
 import { ARROW, DIR_TITLE, clock, closeMeaning, count, delta, duration, flags, size } from './format.js';
 import { VirtualList } from './list.js';
@@ -38,12 +38,41 @@ const ORIGIN_TITLE = {
 function preview(r) {
   if (r.preview?.dropped) return el('span', { class: 'dropped', title: droppedText(), text: 'payload dropped' });
   if (r.close) return `close ${r.close.code ?? ''} ${closeMeaning(r.close.code)}${r.close.reason ? `: ${r.close.reason}` : ''}`;
+  if (r.decoded?.summary) {
+    return el('span', { class: r.decoded.problem ? 'decoded bad' : 'decoded', title: `decoded as ${r.decoded.view}`, text: r.decoded.summary });
+  }
   const p = r.preview || {};
   const shown = p.text !== undefined ? p.text : p.hex;
   return `${shown}${p.more ? ' …' : ''}`;
 }
 
-function cells(kind, r, prev) {
+/** A call's latency on its row (a link to its answer), or an answer's link to its call. */
+function callMark(r, calls, onJump) {
+  if (!calls) return null;
+  const call = calls.byCall.get(r.seq);
+  if (call) {
+    return el('a', {
+      class: 'latency', href: '#', title: `${call.name}: answered by message ${count(call.answer)}; click to go there`,
+      text: `↪ ${duration(call.latency_us)}`,
+      // A press on the link is not a press on its row (which would open the call).
+      onpointerdown: (e) => e.stopPropagation(),
+      onclick: (e) => { e.preventDefault(); e.stopPropagation(); onJump(call.answer); },
+    });
+  }
+  const answer = calls.byAnswer.get(r.seq);
+  if (answer) {
+    return el('a', {
+      class: 'latency answer', href: '#', title: `answers message ${count(answer.call)} (${answer.name}); click to go there`,
+      text: `↩ ${count(answer.call)}`,
+      onpointerdown: (e) => e.stopPropagation(),
+      onclick: (e) => { e.preventDefault(); e.stopPropagation(); onJump(answer.call); },
+    });
+  }
+  if (calls.unanswered.has(r.seq)) return el('span', { class: 'latency bad', title: 'never answered', text: 'no answer' });
+  return null;
+}
+
+function cells(kind, r, prev, calls, onJump) {
   const gap = prev ? r.time_us - prev.time_us : null;
   const dir = el('span', { class: r.dir, title: DIR_TITLE[r.dir], text: ARROW[r.dir] });
   const middle = kind === 'frames' ? (r.mask_key || '') : count(r.frames);
@@ -56,7 +85,8 @@ function cells(kind, r, prev) {
     : r.origin
       ? el('span', { class: `origin ${r.origin}`, title: ORIGIN_TITLE[r.origin], text: r.origin })
       : null;
-  const shown = mark ? el('span', {}, mark, preview(r)) : preview(r);
+  const latency = kind === 'messages' ? callMark(r, calls, onJump) : null;
+  const shown = mark || latency ? el('span', {}, mark, latency, preview(r)) : preview(r);
   return [
     count(r.seq), clock(r.time_us), delta(gap), dir, r.opcode_name,
     flags(r.flags_byte, r.flags), middle, length, shown,
@@ -76,7 +106,9 @@ export class SessionView {
     this.list = null;
     this.makeList();
     this.timeline = null;
+    this.calls = null;
     this.timelineEvery = 1000;
+    $('#view-pick').addEventListener('change', (e) => this.chooseView(e.target.value));
     this.metric = 'messages';
     $('#timeline').addEventListener('click', () => {
       this.metric = this.metric === 'messages' ? 'bytes' : 'messages';
@@ -90,7 +122,7 @@ export class SessionView {
     this.list = new VirtualList(this.recordsRoot, {
       columns: columns(kind),
       render: (r, prev) => ({
-        cells: cells(kind, r, prev),
+        cells: cells(kind, r, prev, this.calls, (seq) => this.jumpTo(seq)),
         cls: [r.dir, r.violations?.length ? 'violation' : '', r.opcode >= 8 ? 'control' : '',
           this.selected === r.seq ? 'opened' : ''].filter(Boolean).join(' '),
       }),
@@ -122,8 +154,77 @@ export class SessionView {
     this.showSummary(answer.session);
     this.showHandshake(answer);
     this.showInterventions(answer.interventions || []);
+    this.calls = null;
     this.showRecords();
     this.loadTimeline();
+    this.loadCalls(answer.session);
+  }
+
+  /** Pairs the session's calls with their answers (for protocols that number calls), so
+   * each call's row shows its latency. */
+  async loadCalls(session) {
+    const id = session.id;
+    if (!session.view) return;
+    try {
+      const answer = await get(`sessions/${id}/calls`);
+      if (id !== this.id) return;
+      const byCall = new Map();
+      const byAnswer = new Map();
+      for (const a of answer.answered || []) {
+        byCall.set(a.call, a);
+        byAnswer.set(a.answer, a);
+      }
+      const unanswered = new Set((answer.unanswered || []).map((u) => u.call));
+      this.calls = byCall.size || unanswered.size ? { byCall, byAnswer, unanswered } : null;
+      this.showCallStats(answer);
+      this.list.render();
+    } catch (e) {
+      this.onError('records', e);
+    }
+  }
+
+  /** The calls' figures in the summary bar: answered, p50 and p99 per name, unanswered. */
+  showCallStats(answer) {
+    const chip = $('#calls-chip');
+    const names = answer.by_name || [];
+    if (!names.length && !(answer.unanswered || []).length) {
+      chip.hidden = true;
+      return;
+    }
+    const total = names.reduce((n, s) => n + s.count, 0);
+    const lines = names.map((s) => `${s.name}: ${count(s.count)} calls, p50 ${duration(s.p50_us)}, p99 ${duration(s.p99_us)}, max ${duration(s.max_us)}`);
+    if ((answer.unanswered || []).length) lines.push(`never answered: ${answer.unanswered.map((u) => `${u.name} (message ${count(u.call)})`).join(', ')}`);
+    chip.textContent = `${count(total)} calls answered${answer.unanswered?.length ? `, ${count(answer.unanswered.length)} not` : ''}`;
+    chip.title = lines.join('\n');
+    chip.hidden = false;
+  }
+
+  /** Shows message `seq` (the list unfiltered, where a message's index is its number). */
+  jumpTo(seq) {
+    if (this.kind !== 'messages') return;
+    if (this.effectiveFilter()) {
+      // A filtered list numbers its rows otherwise: show the message in the detail pane.
+      this.openRecord({ seq });
+      return;
+    }
+    this.list.select(seq, true);
+    this.openRecord({ seq });
+  }
+
+  /** Reads the session's messages with `view` from now on ('' for wstap's choice). */
+  async chooseView(view) {
+    if (this.id === null) return;
+    try {
+      await send('POST', `sessions/${this.id}/view`, { view: view || null });
+      const answer = await get(`sessions/${this.id}`);
+      this.showSummary(answer.session);
+      this.calls = null;
+      this.showRecords();
+      this.loadCalls(answer.session);
+      if (this.selected !== null) this.openRecord({ seq: this.selected });
+    } catch (e) {
+      this.onError('records', e);
+    }
   }
 
   showRecords() {
@@ -217,6 +318,7 @@ export class SessionView {
       s.error ? el('span', { class: 'chip bad', title: s.error, text: s.error }) : null,
     ];
     replace($('#session-chips'), chips);
+    $('#view-pick').value = s.view || '';
     // Only a live session takes messages, closes and aborts.
     const live = s.state === 'open';
     $('#compose').disabled = !live;

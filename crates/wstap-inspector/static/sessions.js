@@ -27,6 +27,17 @@ export function sessionUrl(s) {
   return s.url || s.target;
 }
 
+/** The views that are application protocols (the rest are formats). */
+const PROTOCOLS = new Set(['signalr', 'socketio', 'stomp', 'mqtt', 'graphql', 'jsonrpc']);
+
+/** The Protocol column: the protocol wstap decodes, else the subprotocol chosen. */
+function protocolCell(s) {
+  if (s.view && PROTOCOLS.has(s.view)) {
+    return el('span', { class: 'proto', title: s.subprotocol ? `subprotocol ${s.subprotocol}` : 'decoded as this protocol', text: s.view });
+  }
+  return s.subprotocol ?? '';
+}
+
 function cells(s) {
   const state = el('span', { class: `state ${s.state}`, text: s.state });
   const violations = s.violations > 0 ? el('span', { class: 'bad', text: count(s.violations) }) : '';
@@ -39,7 +50,7 @@ function cells(s) {
     s.tls ? 'TLS' : '',
     state,
     s.status ?? '',
-    s.subprotocol ?? '',
+    protocolCell(s),
     (s.extensions || []).join(', '),
     `${count(s.frames_c2s)} / ${count(s.frames_s2c)}`,
     `${size(s.bytes_c2s)} / ${size(s.bytes_s2c)}`,

@@ -6,7 +6,8 @@
 //   node inspector.mjs '{"mode":"demo","url":...,"shots":...}'
 
 import { chromium } from "playwright-core";
-import { WebSocket } from "ws";
+import { WebSocket, WebSocketServer } from "ws";
+import { once } from "node:events";
 import { HttpsProxyAgent } from "https-proxy-agent";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -571,5 +572,104 @@ async function replay() {
   await browser.close();
 }
 
-const modes = { live, demo, scale, intercept, bounded, conditions, replay };
+/** Payload views: a SignalR hub session (a small hub here, the JSON hub protocol) shows
+ * decoded rows, its protocol in the sessions table, each call's latency (a link to its
+ * answer), a call never answered, a `signalr.target` filter that narrows the rows, the
+ * decoded tree in the detail pane, and a view picked by hand. */
+async function views() {
+  const browser = await launch();
+  const { page, problems } = await open(browser, { width: 1360, height: 860 });
+  await page.waitForSelector("#session-count:has-text('sessions')");
+  const RS = "\x1e";
+  const hub = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await once(hub, "listening");
+  hub.on("connection", (sock) => sock.on("message", (data) => {
+    for (const record of data.toString().split(RS).filter(Boolean)) {
+      const m = JSON.parse(record);
+      if (m.protocol) {
+        sock.send(`{}${RS}`);
+        continue;
+      }
+      if (m.target === "SendMessage") sock.send(JSON.stringify({ type: 1, target: "ReceiveMessage", arguments: m.arguments }) + RS);
+      if (m.invocationId && m.target !== "JoinRoom") {
+        setTimeout(() => sock.send(JSON.stringify({ type: 3, invocationId: m.invocationId, result: true }) + RS), 20);
+      }
+    }
+  }));
+  const ws = new WebSocket(`ws://127.0.0.1:${hub.address().port}/chathub?id=x`, { agent: new HttpsProxyAgent(`http://${args.proxy}`) });
+  await once(ws, "open");
+  const next = () => once(ws, "message");
+  ws.send(JSON.stringify({ protocol: "json", version: 1 }) + RS);
+  await next();
+  const chat = [["Ronald", "hello all"], ["John", "hi Ronald"], ["Adam", "hey"]];
+  for (const [n, [who, text]] of chat.entries()) {
+    const done = new Promise((resolve) => ws.on("message", function seen(data) {
+      if (data.toString().includes('"type":3')) {
+        ws.off("message", seen);
+        resolve();
+      }
+    }));
+    ws.send(JSON.stringify({ type: 1, invocationId: String(n + 1), target: "SendMessage", arguments: [who, text] }) + RS);
+    await done;
+  }
+  ws.send(JSON.stringify({ type: 1, invocationId: "9", target: "JoinRoom", arguments: ["lobby"] }) + RS);
+  ws.send(JSON.stringify({ type: 6 }) + RS);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await new Promise((resolve) => { ws.once("close", resolve); ws.close(1000, "bye"); });
+  hub.close();
+
+  const row = page.locator("#sessions .rows .row", { hasText: "/chathub" }).first();
+  await row.waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => [...document.querySelectorAll("#sessions .rows .row")].some((r) => r.textContent.includes("/chathub") && r.textContent.includes("signalr")), null, { timeout: 10000 });
+  check(true, "the sessions table names the session's protocol");
+  await row.click();
+  await page.waitForSelector("#records .rows .row .decoded");
+  // Following, the list shows the last messages: JoinRoom, never answered, among them.
+  await page.waitForSelector("#records .latency");
+  await page.waitForFunction(() => [...document.querySelectorAll("#records .latency")].some((m) => m.textContent === "no answer"), null, { timeout: 10000 });
+  check((await page.textContent("#calls-chip")).includes("3 calls answered, 1 not"), "the summary counts the calls");
+  // From the top: the handshake, the first invocation, its latency.
+  await page.$eval("#records .viewport", (v) => { v.scrollTop = 0; v.dispatchEvent(new Event("scroll")); });
+  await page.waitForFunction(() => document.querySelector("#records .rows .row")?.textContent.startsWith("0"), null, { timeout: 10000 });
+  const rows = await rowsText(page, "#records");
+  check(rows.some((r) => r.includes('SIGNALR invocation SendMessage("Ronald", "hello all") id=1')), `rows show the decoded summary: ${rows.slice(0, 4).join(" ; ")}`);
+  check(rows.some((r) => r.includes("SIGNALR handshake protocol=json version=1")), "the handshake record too");
+  const latencies = await page.$$eval("#records .latency", (marks) => marks.map((m) => m.textContent));
+  check(latencies.some((t) => /^↪ \d/.test(t)) && latencies.some((t) => t.startsWith("↩ ")), `a call shows its latency, an answer its call: ${latencies.join(", ")}`);
+  check(await page.inputValue("#view-pick") === "signalr", "the picker shows the view in use");
+  await shot(page, "18-views");
+
+  // A call's latency leads to its answer.
+  await page.click("#records .latency >> nth=0");
+  await page.waitForFunction(() => document.querySelector("#detail h3")?.textContent === "Message 4", null, { timeout: 10000 });
+  const opened = await page.textContent("#detail h3");
+  await page.waitForSelector("#detail .item-summary");
+  const summary = await page.textContent("#detail .item-summary");
+  check(summary.startsWith("SIGNALR completion result=true id=1"), `the jump opened the answer (${opened}): ${summary}`);
+  check((await page.textContent("#detail nav.tabs")).startsWith("SignalR"), "the detail pane leads with the decoded view");
+  await shot(page, "19-views-detail");
+
+  // The filter language reads SignalR's fields.
+  await page.fill("#record-filter", 'signalr.target == "SendMessage"');
+  await page.waitForFunction(() => document.querySelector("#record-count").textContent.startsWith("3 messages"), null, { timeout: 10000 });
+  const filtered = await rowsText(page, "#records");
+  check(filtered.length === 3 && filtered.every((r) => r.includes("SendMessage")), `the filter narrows to the invocations: ${filtered.join(" ; ")}`);
+  await page.fill("#record-filter", 'signalr.targte == "SendMessage"');
+  await page.waitForSelector("#record-filter-error:not([hidden])");
+  check((await page.textContent("#record-filter-error")).includes("signalr has no field"), "a mistyped field is an error");
+  await page.fill("#record-filter", "");
+  await page.waitForFunction(() => !document.querySelector("#record-count").textContent.includes(" of "), null, { timeout: 10000 });
+
+  // A view picked by hand is kept, and reads the same bytes otherwise.
+  await page.selectOption("#view-pick", "hex");
+  await page.waitForFunction(() => [...document.querySelectorAll("#records .decoded")].some((d) => d.textContent.startsWith("HEX 7b")), null, { timeout: 10000 });
+  check(true, "picked by hand: the rows read as hex");
+  await page.selectOption("#view-pick", "");
+  await page.waitForFunction(() => [...document.querySelectorAll("#records .decoded")].some((d) => d.textContent.startsWith("SIGNALR")), null, { timeout: 10000 });
+  check(true, "back to wstap's choice");
+  check(problems.length === 0, `no script errors or CSP reports: ${problems.join("; ")}`);
+  await browser.close();
+}
+
+const modes = { live, demo, scale, intercept, bounded, conditions, replay, views };
 await modes[args.mode]();
