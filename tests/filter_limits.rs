@@ -45,8 +45,14 @@ fn bad_filters(negations: usize) -> Vec<(&'static str, String, &'static str, usi
         ),
         (
             "a dotted unknown field",
-            "op:text and socketio.event == \"chat\"".into(),
-            "unknown field 'socketio.event'",
+            "op:text and sockeeio.event == \"chat\"".into(),
+            "unknown field 'sockeeio.event'",
+            12,
+        ),
+        (
+            "a protocol's unknown field",
+            "op:text and socketio.evnt == \"chat\"".into(),
+            "socketio has no field \"evnt\"",
             12,
         ),
     ]

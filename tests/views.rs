@@ -379,3 +379,63 @@ async fn mqtt_split_across_messages_is_one_packet_and_a_view_can_be_chosen_by_ru
     assert_eq!(other["view"], serde_json::Value::Null);
     assert_eq!(other["messages"][0]["decoded"]["summary"], "JSON {\"a\":1}");
 }
+
+#[test]
+fn the_demo_speaks_signalr_and_socketio_and_its_calls_are_answered() {
+    for (app, summaries, view) in [
+        (
+            "signalr",
+            &[
+                "SIGNALR handshake protocol=json version=1",
+                "SIGNALR invocation SendMessage(\"Ronald\", \"Hi John!\") id=1",
+                "SIGNALR invocation ReceiveMessage(\"Ronald\", \"Hi John!\")",
+                "SIGNALR completion result=true id=1",
+            ][..],
+            "signalr",
+        ),
+        (
+            "socketio",
+            &[
+                "ENGINE.IO open sid=sid-Ronald",
+                "SOCKET.IO event chat(\"Hi John!\") ack=1",
+                "SOCKET.IO event chat({\"from\":\"Ronald\",\"text\":\"Hi John!\"})",
+                "SOCKET.IO ack(\"ok\") ack=1",
+                "ENGINE.IO pong",
+            ][..],
+            "socketio",
+        ),
+    ] {
+        let capture = temp_path(&format!("demo-{app}.capture"));
+        let out = wstap(&[
+            "demo",
+            "--app",
+            app,
+            "--duration",
+            "0.5",
+            "--no-web",
+            "--capture",
+            capture.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{app}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for summary in summaries {
+            assert!(
+                stdout.contains(summary),
+                "{app}: the log lacks {summary}:\n{stdout}"
+            );
+        }
+        // Ronald, John and Adam each said something and were answered.
+        let (out, stdout) = run(&["sessions", capture.to_str().unwrap(), "--stats"]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            stdout.matches(&format!("(view {view}): ")).count(),
+            3,
+            "{app}: {stdout}"
+        );
+        assert!(!stdout.contains("unanswered: "), "{app}: {stdout}");
+    }
+}

@@ -32,10 +32,11 @@ pub fn disk_write_rate(dir: &Path, bytes: usize) -> Result<f64, String> {
     Ok(bytes as f64 / seconds / 1e6)
 }
 
-/// A 64-byte-ish text message, with `needle` in every `every`-th one.
+/// A 64-byte-ish text message, with `needle` in every `every`-th one: that one a JSON-RPC
+/// request for the method `needle` (what the protocol filter row looks for).
 fn message(n: u64, size: usize, every: u64) -> String {
     let mut text = if n % every == every / 2 {
-        format!("{{\"n\":{n},\"note\":\"a needle in the hay\"")
+        format!("{{\"jsonrpc\":\"2.0\",\"id\":{n},\"method\":\"needle\"")
     } else {
         format!("{{\"n\":{n},\"note\":\"hay\"")
     };
@@ -176,6 +177,8 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
         timed(|| capture.messages(Some(search), &needle, Position::From(0), 100))?;
     let by_filter = parse("dir:c2s op:text len>10")?;
     let (counted, count_s) = timed(|| capture.count(Rows::Messages, Some(search), &by_filter))?;
+    let protocol = parse("jsonrpc.method == \"needle\"")?;
+    let (rpc_found, rpc_s) = timed(|| capture.count(Rows::Messages, Some(search), &protocol))?;
     let downstream = parse("dir:s2c")?;
     let (bulk_counted, bulk_count_s) =
         timed(|| capture.count(Rows::Frames, Some(bulk), &downstream))?;
@@ -207,6 +210,16 @@ fn read_rows(dir: &Path, size: BigCapture) -> Result<Vec<Row>, String> {
             met: search_s <= 1.0 && found == expected,
             json: json!({"scenario": "capture_search", "messages": messages, "found": found,
                          "seconds": search_s, "first_page_ms": ms(first_s)}),
+        },
+        Row {
+            scenario: format!("capture: jsonrpc.method == \"needle\" over {messages} messages"),
+            direct: "-".into(),
+            proxied: format!("{rpc_found} of {expected} found"),
+            result: format!("{:.0} ms (each payload decoded as JSON-RPC)", ms(rpc_s)),
+            target: "<= 1 s".into(),
+            met: rpc_s <= 1.0 && rpc_found == expected,
+            json: json!({"scenario": "capture_protocol_filter", "messages": messages,
+                         "found": rpc_found, "seconds": rpc_s}),
         },
         Row {
             scenario: format!("capture: count by filter over {messages} messages"),

@@ -4,10 +4,14 @@
 //!
 //! The chat server greets (`Welcome NAME.`), announces (`NAME joined.`, `NAME left.`) and
 //! relays (`NAME says: ...`) to everyone. The clients reach it through the proxy with
-//! `CONNECT`, exactly as a browser or a proxied library would.
+//! `CONNECT`, exactly as a browser or a proxied library would. With `--app signalr` or
+//! `--app socketio` the same chat speaks that protocol ([`app`]).
+
+mod app;
 
 use crate::run::start;
 use crate::{AppError, RunArgs};
+use app::{App, Said};
 use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -21,7 +25,6 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 /// Options of `wstap demo`.
 #[derive(Debug, Args)]
@@ -41,12 +44,18 @@ pub struct DemoArgs {
     /// Do not record the demo to a capture (and so serve no inspector).
     #[arg(long)]
     pub no_capture: bool,
+    /// Record the demo in this capture folder (default: a new one under ~/.wstap/captures).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_capture")]
+    pub capture: Option<PathBuf>,
     /// Serve the web inspector here (default 127.0.0.1:8889).
     #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]
     pub web: Option<SocketAddr>,
     /// Do not serve the web inspector.
     #[arg(long)]
     pub no_web: bool,
+    /// What the chat speaks: plain text, the SignalR hub protocol or Socket.IO.
+    #[arg(long, value_enum, default_value_t = App::Plain)]
+    pub app: App,
 }
 
 type Peers = Arc<Mutex<Vec<(String, mpsc::UnboundedSender<String>)>>>;
@@ -75,6 +84,13 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     if let Some(trace) = &trace {
         flags.extend(["--trace", trace.as_str()]);
     }
+    let capture = args
+        .capture
+        .as_ref()
+        .map(|c| c.to_string_lossy().into_owned());
+    if let Some(capture) = &capture {
+        flags.extend(["--capture", capture.as_str()]);
+    }
     let run_args = RunArgs::embedded(flags)?;
     let started = start(&run_args).await?;
     let proxy = *started
@@ -88,14 +104,18 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     let chat_addr = chat
         .local_addr()
         .map_err(|e| AppError::Demo(e.to_string()))?;
-    eprintln!("wstap demo: proxy on http://{proxy}, chat server on ws://{chat_addr}/chat");
+    let app = args.app;
+    eprintln!(
+        "wstap demo: proxy on http://{proxy}, chat server on ws://{chat_addr}{}",
+        app.path("NAME")
+    );
     if let Some(inspector) = &started.inspector {
         crate::web::announce(inspector);
     }
-    tokio::spawn(chat_server(chat));
+    tokio::spawn(chat_server(chat, app));
 
     let step = Duration::from_secs_f64(args.duration / 10.0);
-    let script = run_script(proxy, chat_addr, step);
+    let script = run_script(proxy, chat_addr, step, app);
     let result = tokio::time::timeout(
         Duration::from_secs_f64(args.duration) + Duration::from_secs(10),
         script,
@@ -112,14 +132,19 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
     }
 }
 
-async fn run_script(proxy: SocketAddr, chat: SocketAddr, step: Duration) -> Result<(), AppError> {
-    let mut ronald = Chatter::join(proxy, chat, "Ronald").await?;
+async fn run_script(
+    proxy: SocketAddr,
+    chat: SocketAddr,
+    step: Duration,
+    app: App,
+) -> Result<(), AppError> {
+    let mut ronald = Chatter::join(proxy, chat, "Ronald", app).await?;
     tokio::time::sleep(step).await;
-    let mut john = Chatter::join(proxy, chat, "John").await?;
+    let mut john = Chatter::join(proxy, chat, "John", app).await?;
     tokio::time::sleep(step).await;
     ronald.say("Hi John!").await?;
     tokio::time::sleep(step).await;
-    let mut adam = Chatter::join(proxy, chat, "Adam").await?;
+    let mut adam = Chatter::join(proxy, chat, "Adam", app).await?;
     tokio::time::sleep(step).await;
     john.say("Hello Ronald, hello Adam. Anyone up for lunch?")
         .await?;
@@ -137,48 +162,88 @@ async fn run_script(proxy: SocketAddr, chat: SocketAddr, step: Duration) -> Resu
     Ok(())
 }
 
-/// One scripted client: writes on the socket, while a task drains what the server sends.
+/// One scripted client: a task writes what it is given, another reads what the server
+/// sends (answering the protocol's pings).
 struct Chatter {
-    sink: futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>,
+    app: App,
+    name: String,
+    calls: u32,
+    out: mpsc::UnboundedSender<Message>,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Chatter {
-    async fn join(proxy: SocketAddr, chat: SocketAddr, name: &str) -> Result<Chatter, AppError> {
+    async fn join(
+        proxy: SocketAddr,
+        chat: SocketAddr,
+        name: &str,
+        app: App,
+    ) -> Result<Chatter, AppError> {
         let stream = connect_through(proxy, chat).await?;
-        let url = format!("ws://{chat}/chat?name={name}");
+        let url = format!("ws://{chat}{}", app.path(name));
         let (ws, _) = tokio_tungstenite::client_async(url, stream)
             .await
             .map_err(|e| AppError::Demo(format!("{name} could not connect: {e}")))?;
-        let (sink, mut stream) = ws.split();
-        let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
-        Ok(Chatter { sink, reader })
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut queue) = mpsc::unbounded_channel::<Message>();
+        let writer = tokio::spawn(async move {
+            while let Some(message) = queue.recv().await {
+                let last = message.is_close();
+                if sink.send(message).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        let answers = out.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Text(text) = &message {
+                    if let Some(answer) = app.client_answers(text.as_str()) {
+                        let _ = answers.send(Message::text(answer));
+                    }
+                }
+            }
+        });
+        for hello in app.client_hello() {
+            let _ = out.send(Message::text(hello));
+        }
+        Ok(Chatter {
+            app,
+            name: name.to_owned(),
+            calls: 0,
+            out,
+            reader,
+            writer,
+        })
     }
 
     async fn say(&mut self, text: &str) -> Result<(), AppError> {
-        self.send(Message::text(text)).await
+        self.calls += 1;
+        let said = self.app.client_says(self.calls, &self.name, text);
+        self.send(Message::text(said))
     }
 
     async fn ping(&mut self, data: &[u8]) -> Result<(), AppError> {
-        self.send(Message::Ping(data.to_vec().into())).await
+        self.send(Message::Ping(data.to_vec().into()))
     }
 
-    async fn leave(mut self, code: CloseCode, reason: &str) -> Result<(), AppError> {
+    async fn leave(self, code: CloseCode, reason: &str) -> Result<(), AppError> {
         let frame = CloseFrame {
             code,
             reason: reason.into(),
         };
-        self.send(Message::Close(Some(frame))).await?;
+        self.send(Message::Close(Some(frame)))?;
         // The reader ends when the server's close arrives and the connection closes.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.reader).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.writer).await;
         Ok(())
     }
 
-    async fn send(&mut self, message: Message) -> Result<(), AppError> {
-        self.sink
+    fn send(&self, message: Message) -> Result<(), AppError> {
+        self.out
             .send(message)
-            .await
-            .map_err(|e| AppError::Demo(e.to_string()))
+            .map_err(|_| AppError::Demo(format!("{} lost the connection", self.name)))
     }
 }
 
@@ -209,10 +274,10 @@ async fn connect_through(proxy: SocketAddr, target: SocketAddr) -> Result<TcpStr
     Ok(stream)
 }
 
-async fn chat_server(listener: TcpListener) {
+async fn chat_server(listener: TcpListener, app: App) {
     let peers: Peers = Arc::default();
     while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(chat_session(stream, Arc::clone(&peers)));
+        tokio::spawn(chat_session(stream, Arc::clone(&peers), app));
     }
 }
 
@@ -224,7 +289,7 @@ fn broadcast(peers: &Peers, text: &str) {
     }
 }
 
-async fn chat_session(stream: TcpStream, peers: Peers) {
+async fn chat_session(stream: TcpStream, peers: Peers, app: App) {
     let mut name = String::from("someone");
     // The error type is tungstenite's own, and this callback never returns it.
     #[allow(clippy::result_large_err)]
@@ -241,11 +306,13 @@ async fn chat_session(stream: TcpStream, peers: Peers) {
     };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-    broadcast(&peers, &format!("{name} joined."));
+    broadcast(&peers, &app.server_announces(&name, true));
     if let Ok(mut list) = peers.lock() {
         list.push((name.clone(), tx.clone()));
     }
-    let _ = tx.send(format!("Welcome {name}."));
+    for welcome in app.server_welcome(&name) {
+        let _ = tx.send(welcome);
+    }
     let writer = tokio::spawn(async move {
         while let Some(text) = rx.recv().await {
             if sink.send(Message::text(text)).await.is_err() {
@@ -256,7 +323,21 @@ async fn chat_session(stream: TcpStream, peers: Peers) {
     });
     while let Some(Ok(message)) = stream.next().await {
         match message {
-            Message::Text(text) => broadcast(&peers, &format!("{name} says: {}", text.as_str())),
+            Message::Text(text) => match app.server_reads(text.as_str()) {
+                Said::Text { text, ack } => {
+                    broadcast(&peers, &app.server_relays(&name, &text));
+                    if let Some(answer) = ack.and_then(|ack| app.server_acks(&ack)) {
+                        let _ = tx.send(answer);
+                    }
+                }
+                Said::Answer(answers) => {
+                    // The protocol's hello answered: then a ping of its own, to be seen.
+                    for answer in answers.into_iter().chain(app.server_ping()) {
+                        let _ = tx.send(answer);
+                    }
+                }
+                Said::Nothing => {}
+            },
             Message::Close(_) => break,
             _ => {}
         }
@@ -264,7 +345,7 @@ async fn chat_session(stream: TcpStream, peers: Peers) {
     if let Ok(mut list) = peers.lock() {
         list.retain(|(n, _)| n != &name);
     }
-    broadcast(&peers, &format!("{name} left."));
+    broadcast(&peers, &app.server_announces(&name, false));
     drop(tx);
     let _ = writer.await;
 }
