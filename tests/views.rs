@@ -337,6 +337,16 @@ async fn mqtt_split_across_messages_is_one_packet_and_a_view_can_be_chosen_by_ru
         .filter(|s| s.contains("part of a packet"))
         .count();
     assert_eq!(fragments, 4, "{summaries:?}");
+    // A protocol filter in SQL reads the packets where they end, split or not.
+    let (out, stdout) = run(&[
+        "sessions",
+        capture.to_str().unwrap(),
+        "--json",
+        "--filter",
+        "mqtt.topic ~ \"^sensors/\" and mqtt.id == 7",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout.lines().count(), 1, "the MQTT session: {stdout}");
     // Each call answered: CONNECT by CONNACK, then the PUBLISH (named by its topic).
     assert_eq!(session["calls"]["by_name"][0]["name"], "CONNECT");
     assert_eq!(session["calls"]["by_name"][1]["name"], "sensors/t1");

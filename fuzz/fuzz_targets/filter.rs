@@ -106,6 +106,7 @@ fuzz_target!(|input: &[u8]| {
         time_us: 1_796_000_000_100_000,
         violations: &violations,
         payload: br#"{"user":{"id":42},"tags":["a"]}"#,
+        stream: None,
         fate: Some(Fate::Edited),
         tags: " slow ",
         origin: Origin::Wire,

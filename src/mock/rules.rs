@@ -65,6 +65,7 @@ impl MockRules {
             time_us,
             violations: &[],
             payload: data,
+            stream: None,
             fate: None,
             tags: "",
             origin: Origin::Wire,

@@ -288,6 +288,7 @@ impl Breakpoints {
             time_us: message.first_time.0,
             violations: &codes,
             payload: &message.data.data,
+            stream: None,
             // A live message has no fate yet: it is what is being decided.
             fate: None,
             // Nor tags: a rule that tags it is one that selects it now.

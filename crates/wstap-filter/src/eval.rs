@@ -105,6 +105,11 @@ pub struct RecordFacts<'a> {
     pub violations: &'a [&'a str],
     /// Its captured payload: inflated when compressed.
     pub payload: &'a [u8],
+    /// For a byte-stream protocol (MQTT) whose packets span messages: the packets that
+    /// end in this message (or in the message this frame is all of), earlier messages'
+    /// parts included, when they are not its own bytes; protocol fields read these.
+    /// `None`: the payload is what they read.
+    pub stream: Option<&'a [u8]>,
     /// What became of it, when a breakpoint held it (a message, or the frame that ended
     /// one); `None` for what no breakpoint held, and for a live record, whose fate comes
     /// later.
@@ -197,6 +202,7 @@ pub fn header_verdict(
         time_us: 0,
         violations: &[],
         payload: &[],
+        stream: None,
         fate: None,
         tags: "",
         origin: Origin::Wire,
@@ -294,13 +300,14 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
             view, path, test, ..
         } => r.is_some_and(|r| decoded_holds(*view, r.payload, path, test)),
         Term::Protocol { field, test, .. } => {
-            r.is_some_and(|r| field_holds(field, test, r.payload))
+            r.is_some_and(|r| field_holds(field, test, r.stream.unwrap_or(r.payload)))
         }
     }
 }
 
-/// Whether `term` (a payload term: text, JSON, format or protocol) holds of `payload`.
-/// The SQL back end's `wstap_term` calls this with the term it wrote out.
+/// Whether `term` (a payload term: text, JSON, format or protocol) holds of `payload` (for
+/// a protocol term: the packets the message ends, [`RecordFacts::stream`], when it has
+/// them). The SQL back end's `wstap_term` calls this with the term it wrote out.
 pub fn payload_term_holds(term: &Term, payload: &[u8]) -> bool {
     match term {
         Term::Payload(regex) => regex.is_match(payload),

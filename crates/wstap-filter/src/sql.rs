@@ -54,6 +54,9 @@ pub enum RecordColumn {
     Origin,
     /// Whether the payload [`RecordColumn::Payload`] reads was dropped: 0 or 1.
     Dropped,
+    /// The packets a byte-stream protocol's message ends, when they are not its payload
+    /// (a BLOB), or `NULL` ([`crate::RecordFacts::stream`]).
+    Stream,
 }
 
 /// A fact of a session that filters read (alias `s`).
@@ -360,9 +363,15 @@ impl Builder<'_> {
             Term::Json { path, test } => self.json(path, test),
             // No SQL equivalent: the predicate's own code reads the payload, given the term
             // as written out (it parses it once per statement).
-            Term::Decoded { source, .. } | Term::Protocol { source, .. } => {
+            Term::Decoded { source, .. } => {
                 let p = self.param(SqlValue::Text(source.clone()));
                 format!("wstap_term({p}, {})", self.r(RecordColumn::Payload))
+            }
+            Term::Protocol { source, .. } => {
+                let p = self.param(SqlValue::Text(source.clone()));
+                let stream = self.r(RecordColumn::Stream);
+                let payload = self.r(RecordColumn::Payload);
+                format!("wstap_term({p}, COALESCE({stream}, {payload}))")
             }
         }
     }

@@ -42,6 +42,7 @@ fn record(payload: &'static [u8]) -> RecordFacts<'static> {
         time_us: 1_796_156_131_000_000,
         violations: &[],
         payload,
+        stream: None,
         fate: None,
         tags: "",
         origin: wstap_filter::Origin::Wire,

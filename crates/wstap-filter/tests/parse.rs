@@ -37,6 +37,7 @@ fn text_frame(payload: &'static [u8]) -> RecordFacts<'static> {
         time_us: 1_796_156_131_000_000,
         violations: &[],
         payload,
+        stream: None,
         fate: None,
         tags: "",
         origin: wstap_filter::Origin::Wire,

@@ -34,6 +34,11 @@ pub(crate) const FRAME_PAYLOAD: &str = "(CASE WHEN r.inflated_len IS NULL \
      THEN wstap_bytes(r.payload, r.payload_at, r.payload_kept) \
      ELSE wstap_bytes(r.inflated, r.inflated_at, r.inflated_kept) END)";
 
+/// The packets a byte-stream protocol's message ends, when they are not its payload: of a
+/// frame that is a whole message (`r.msg`), and so of that message.
+const FRAME_STREAM: &str =
+    "(SELECT p.bytes FROM stream_packets p WHERE p.session = r.session AND p.msg = r.msg)";
+
 /// Whether the payload a filter reads of a frame (`FRAME_PAYLOAD`) was dropped.
 pub(crate) const FRAME_DROPPED: &str = "wstap_dropped(CASE WHEN r.inflated_len IS NULL \
      THEN r.payload_at ELSE r.inflated_at END)";
@@ -103,6 +108,8 @@ impl SqlSchema for Frames {
             RecordColumn::Tags => FRAME_TAGS,
             RecordColumn::Origin => "'wire'",
             RecordColumn::Dropped => FRAME_DROPPED,
+            // A frame that is a whole message is read as its message is.
+            RecordColumn::Stream => FRAME_STREAM,
         }
         .to_owned()
     }
@@ -161,6 +168,9 @@ impl SqlSchema for MessageRows {
             RecordColumn::Tags => MESSAGE_TAGS,
             RecordColumn::Origin => "r.origin",
             RecordColumn::Dropped => "wstap_dropped(r.data_at)",
+            RecordColumn::Stream => {
+                "(SELECT p.bytes FROM stream_packets p WHERE p.session = r.session AND p.msg = r.seq)"
+            }
         }
         .to_owned()
     }

@@ -151,6 +151,7 @@ pub fn frame_facts<'a>(f: &FrameView<'a>, codes: &'a [&'a str]) -> RecordFacts<'
         time_us: f.time_us,
         violations: codes,
         payload: f.data().data,
+        stream: None,
         fate: None,
         tags: "",
         origin: Origin::Wire,
@@ -179,6 +180,7 @@ pub fn message_facts<'a>(
         time_us: m.time_us,
         violations: codes,
         payload: m.data.data,
+        stream: None,
         fate: None,
         tags: "",
         origin: origin(m.origin),
@@ -301,6 +303,12 @@ pub struct Selection {
     /// and direction: the last frame of a message that ends now.
     last_frames: std::collections::HashMap<(u64, bool, bool), u64>,
     fates: Fates,
+    /// Each session's view, and the packets a byte-stream view's messages end (what
+    /// protocol fields read), as the capture writer keeps them.
+    views: std::collections::HashMap<u64, wstap_views::ViewTracker>,
+    /// What the view read of a frame that is a whole message, for that message (which
+    /// comes right after it), per session and direction.
+    whole: std::collections::HashMap<(u64, bool), Option<Vec<u8>>>,
 }
 
 impl Selection {
@@ -313,6 +321,8 @@ impl Selection {
             controls: std::collections::HashMap::new(),
             last_frames: std::collections::HashMap::new(),
             fates: Fates::new(),
+            views: std::collections::HashMap::new(),
+            whole: std::collections::HashMap::new(),
         }
     }
 
@@ -342,6 +352,12 @@ impl Selection {
             return Some(true);
         };
         self.summary(id).apply(event);
+        if let Event::Handshake(h) = event {
+            let detector =
+                wstap_views::Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url);
+            self.views
+                .insert(id, wstap_views::ViewTracker::new(detector));
+        }
         let verdict = self.filter.session_verdict(&self.sessions[&id].facts());
         if let Event::SessionEnd(_) = event {
             self.forget(id);
@@ -354,6 +370,21 @@ impl Selection {
         self.firsts.retain(|(s, _), _| *s != id);
         self.controls.retain(|(s, _), _| *s != id);
         self.last_frames.retain(|(s, _, _), _| *s != id);
+        self.views.remove(&id);
+        self.whole.retain(|(s, _), _| *s != id);
+    }
+
+    /// The view's reading of a data message going `dir` (`None`: its payload as it is).
+    fn read_view(
+        &mut self,
+        session: u64,
+        dir: wstap_wire::Direction,
+        data: &[u8],
+        text: bool,
+    ) -> Option<Vec<u8>> {
+        self.views
+            .get_mut(&session)
+            .and_then(|tracker| tracker.message(dir, data, text).joined)
     }
 
     /// Notes a frame's flags for the message it belongs to.
@@ -394,10 +425,24 @@ impl Selection {
         self.summary(f.session)
             .count_frame(!f.violations.is_empty());
         let codes = f.violations.codes();
+        // A frame that is a whole data message: its message, next, reads the same.
+        let opcode = f.header.opcode();
+        let whole =
+            f.header.first_byte() & 0x80 != 0 && matches!(opcode, Opcode::Text | Opcode::Binary);
+        let joined = match whole {
+            true => {
+                let joined =
+                    self.read_view(f.session, f.dir, f.data().data, opcode == Opcode::Text);
+                self.whole.insert((f.session, c2s), joined.clone());
+                joined
+            }
+            false => None,
+        };
         let later = self.fates.get(&(f.session, c2s, f.index));
         let facts = RecordFacts {
             fate: later.and_then(|later| later.fate),
             tags: later.map_or("", |later| later.tags.as_str()),
+            stream: joined.as_deref(),
             ..frame_facts(f, &codes)
         };
         self.filter
@@ -422,6 +467,13 @@ impl Selection {
         }
         let (flags, masked) = self.take_mark(m.session, c2s, m.opcode);
         self.summary(m.session);
+        let joined = match self.whole.remove(&(m.session, c2s)) {
+            Some(read) if m.frames == 1 => read,
+            _ if m.is_data() => {
+                self.read_view(m.session, m.dir, m.data.data, m.opcode == Opcode::Text)
+            }
+            _ => None,
+        };
         let codes = m.violations.codes();
         let last = self
             .last_frames
@@ -430,6 +482,7 @@ impl Selection {
         let facts = RecordFacts {
             fate: later.and_then(|later| later.fate),
             tags: later.map_or("", |later| later.tags.as_str()),
+            stream: joined.as_deref(),
             ..message_facts(m, flags, masked, &codes)
         };
         self.filter

@@ -344,7 +344,9 @@ DROP INDEX frames_by_message;
 /// Version 7: payload views. `sessions.view` is the view wstap chose for the session as
 /// it recorded it (from its subprotocol, its URL or its first messages, or `--view`;
 /// `NULL`: none, each message read as JSON, text or hex); `view_choices` holds the view a
-/// person picked for a session afterwards, which a reader prefers.
+/// person picked for a session afterwards, which a reader prefers. `stream_packets`
+/// holds, for a byte-stream protocol (MQTT), the packets a message ends when they are not
+/// its own bytes (a packet split across messages): what protocol filters read of it.
 const V7: &str = r#"
 ALTER TABLE sessions ADD COLUMN view TEXT;
 CREATE TABLE view_choices (
@@ -352,6 +354,12 @@ CREATE TABLE view_choices (
     view     TEXT NOT NULL,
     time_us  INTEGER NOT NULL
 );
+CREATE TABLE stream_packets (
+    session  INTEGER NOT NULL,
+    msg      INTEGER NOT NULL,
+    bytes    BLOB NOT NULL,
+    PRIMARY KEY (session, msg)
+) WITHOUT ROWID;
 "#;
 
 /// How many messages of a session lie between two of its `message_marks` (version 6).

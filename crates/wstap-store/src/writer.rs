@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use wstap_filter::Filter;
 use wstap_trace::view::{Form, FrameView, MessageView, Part};
 use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
-use wstap_views::{Detector, View};
+use wstap_views::{Detector, View, ViewTracker};
 use wstap_wire::{Direction, FrameHeader, Opcode, Record};
 
 /// Payloads up to this many bytes are kept inline in the database.
@@ -141,8 +141,9 @@ struct OpenSession {
     touched: bool,
     /// What `--view` rules read of it, until its handshake is in.
     summary: Option<SessionSummary>,
-    /// Choosing its view from its first messages, until that is settled.
-    sniffing: Option<Detector>,
+    /// Its view (chosen from its first messages, until that is settled), and the packets
+    /// a byte-stream view's messages end.
+    view: Option<ViewTracker>,
 }
 
 fn slot(dir: Direction) -> usize {
@@ -505,33 +506,34 @@ impl CaptureWriter {
             Some(view) => Detector::chosen(Some(view)),
             None => Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url),
         };
-        match detector.view() {
-            Some(view) => self.set_view(id, view)?,
-            None => self.session(id).sniffing = Some(detector),
+        if let Some(view) = detector.view() {
+            self.set_view(id, view)?;
         }
+        self.session(id).view = Some(ViewTracker::new(detector));
         Ok(())
     }
 
-    /// Shows a data message to the session's view detector, while it has one.
-    fn sniff(&mut self, m: &MessageView<'_>) -> Result<(), StoreError> {
-        if !m.is_data() {
+    /// Shows a data message (number `msg` of its session) to the session's view: it may
+    /// decide the view, and a byte-stream view keeps the packets it ends.
+    fn read_view(&mut self, m: &MessageView<'_>, msg: u64) -> Result<(), StoreError> {
+        if !m.is_data() || !m.origin.is_wire() {
             return Ok(());
         }
-        let Some(detector) = self
-            .open
-            .get_mut(&m.session)
-            .and_then(|s| s.sniffing.as_mut())
-        else {
+        let Some(tracker) = self.open.get_mut(&m.session).and_then(|s| s.view.as_mut()) else {
             return Ok(());
         };
-        let found = detector.observe(m.data.data, m.opcode == Opcode::Text);
-        if detector.is_settled() {
-            self.session(m.session).sniffing = None;
+        let seen = tracker.message(m.dir, m.data.data, m.opcode == Opcode::Text);
+        if let Some(view) = seen.decided {
+            self.set_view(m.session, view)?;
         }
-        match found {
-            Some(view) => self.set_view(m.session, view),
-            None => Ok(()),
+        if let Some(bytes) = seen.joined {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO stream_packets (session, msg, bytes) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![m.session as i64, msg as i64, bytes])?;
         }
+        Ok(())
     }
 
     fn set_view(&mut self, session: u64, view: View) -> Result<(), StoreError> {
@@ -698,8 +700,8 @@ impl CaptureWriter {
             Part::Own => dir.control = Some(mark),
         }
         let msg = whole.map(|message| Self::account_message(session, message).0);
-        if let Some(message) = whole {
-            self.sniff(message)?;
+        if let (Some(message), Some(msg)) = (whole, msg) {
+            self.read_view(message, msg)?;
         }
         if let Some(msg) = msg {
             // A whole-frame message precedes every later message's frames, and follows
@@ -786,7 +788,7 @@ impl CaptureWriter {
         // Every frame so far belongs to this message or an earlier one, every later frame
         // to a later one: the next frame is its mark.
         let next_frame = session.next_frame;
-        self.sniff(m)?;
+        self.read_view(m, seq)?;
         self.mark_message(m.session, seq, next_frame)?;
         let (data_inline, data) = self.store(m.data.data, m.data.total)?;
         let violations = violations_json(&m.violations);

@@ -135,6 +135,45 @@ fn session(id: u64) -> impl Strategy<Value = SessionSpec> {
         )
 }
 
+/// An MQTT session whose client writes each packet in pieces, as MQTT.js does: a
+/// SUBSCRIBE and a PUBLISH at QoS 1, each cut into messages at `cuts`; protocol fields
+/// must read the packets where they end.
+fn mqtt_session(id: u64) -> impl Strategy<Value = SessionSpec> {
+    prop::collection::vec(1usize..30, 1..5).prop_map(move |cuts| {
+        let stream: Vec<u8> = [
+            &b"\x82\x0e\x00\x09\x00\x09sensors/#\x01"[..],
+            b"\x32\x11\x00\x0asensors/t1\x00\x05{}\x00",
+        ]
+        .concat();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        for cut in cuts.iter().cycle() {
+            if at >= stream.len() {
+                break;
+            }
+            let end = (at + cut).min(stream.len());
+            let frame = FrameBuilder::new(Opcode::Binary)
+                .fin(true)
+                .mask([1, 2, 3, 4])
+                .encode(&stream[at..end]);
+            frames.push((Direction::ClientToServer, frame));
+            at = end;
+        }
+        SessionSpec {
+            id,
+            host: "broker.test".into(),
+            port: 443,
+            path: "/mqtt".into(),
+            tls: false,
+            status: 101,
+            subprotocol: Some("mqtt".into()),
+            deflate: false,
+            outcome: Some(Outcome::Closed),
+            frames,
+        }
+    })
+}
+
 fn term() -> impl Strategy<Value = String> {
     let word = prop::sample::select(WORDS.to_vec());
     prop_oneof![
@@ -400,10 +439,21 @@ fn ended_by(before: Option<&BusEvent>, event: &BusEvent) -> Option<(u64, Directi
 /// Everything the predicate needs, gathered from the events as a live reader would.
 struct Observed {
     summaries: HashMap<u64, SessionSummary>,
-    frames: Vec<(i64, u64, wstap_wire::FrameRecord)>,
+    /// With what the session's view reads of it, when it is a whole message of a
+    /// byte-stream view (as its message reads).
+    frames: Vec<(i64, u64, wstap_wire::FrameRecord, Option<Vec<u8>>)>,
     /// With the index of the message's last frame, when the frame's record came just
-    /// before it.
-    messages: Vec<(i64, u64, wstap_wire::MessageRecord, u8, bool, Option<u64>)>,
+    /// before it, and the packets it ends when its session's view is a byte stream.
+    #[allow(clippy::type_complexity)]
+    messages: Vec<(
+        i64,
+        u64,
+        wstap_wire::MessageRecord,
+        u8,
+        bool,
+        Option<u64>,
+        Option<Vec<u8>>,
+    )>,
     /// What became of held messages, by session, direction and last frame.
     fates: HashMap<(u64, bool, u64), wstap_filter::Fate>,
     /// The tags rules gave them, each between spaces.
@@ -442,6 +492,8 @@ fn observe(events: &[BusEvent]) -> Observed {
     // frame is its own.
     let mut firsts: HashMap<(u64, bool), (u8, bool)> = HashMap::new();
     let mut controls: HashMap<(u64, bool), (u8, bool)> = HashMap::new();
+    // Each session's view, as the writer keeps it: what a byte-stream view's messages end.
+    let mut views: HashMap<u64, wstap_views::ViewTracker> = HashMap::new();
     for (i, event) in events.iter().enumerate() {
         let ev = i as i64 + 1;
         let ended = ended_by(i.checked_sub(1).map(|before| &events[before]), event);
@@ -479,6 +531,13 @@ fn observe(events: &[BusEvent]) -> Observed {
             }
             BusEvent::Event(e) => {
                 let id = e.session().unwrap();
+                if let wstap_trace::Event::Handshake(h) = &**e {
+                    let detector = wstap_views::Detector::from_handshake(
+                        h.subprotocol.as_deref(),
+                        &h.exchange.url,
+                    );
+                    views.insert(id, wstap_views::ViewTracker::new(detector));
+                }
                 observed
                     .summaries
                     .entry(id)
@@ -507,7 +566,7 @@ fn observe(events: &[BusEvent]) -> Observed {
                     .get_mut(session)
                     .unwrap()
                     .count_frame(!f.violations.is_empty());
-                observed.frames.push((ev, *session, f.clone()));
+                observed.frames.push((ev, *session, f.clone(), None));
             }
             BusEvent::Wire {
                 session,
@@ -525,9 +584,24 @@ fn observe(events: &[BusEvent]) -> Observed {
                 }
                 .unwrap_or((0x80 | m.opcode.bits(), false));
                 let last = ended.map(|(_, _, frame)| frame);
+                let view = MessageView::of_record(*session, m);
+                let stream = match views.get_mut(session) {
+                    Some(tracker) if view.is_data() => {
+                        tracker
+                            .message(view.dir, view.data.data, view.opcode == Opcode::Text)
+                            .joined
+                    }
+                    _ => None,
+                };
+                // A message that is one whole frame: the frame reads as its message.
+                if let (Some(_), 1) = (ended, m.frames) {
+                    if let Some(frame) = observed.frames.last_mut() {
+                        frame.3 = stream.clone();
+                    }
+                }
                 observed
                     .messages
-                    .push((ev, *session, m.clone(), flags, masked, last));
+                    .push((ev, *session, m.clone(), flags, masked, last, stream));
             }
         }
     }
@@ -539,7 +613,7 @@ proptest! {
 
     #[test]
     fn sql_and_the_predicate_select_the_same_rows(
-        specs in (session(1), session(2), session(3)).prop_map(|(a, b, c)| vec![a, b, c]),
+        specs in (session(1), session(2), session(3), mqtt_session(4)).prop_map(|(a, b, c, d)| vec![a, b, c, d]),
         filters in prop::collection::vec(filter(), 8),
         choices in prop::collection::vec(any::<u8>(), 1..16),
     ) {
@@ -553,25 +627,25 @@ proptest! {
             let filter = Filter::parse(source).unwrap_or_else(|e| panic!("{source}: {e}"));
             let facts_of = |id: u64| observed.summaries[&id].facts();
 
-            let frames: Vec<FrameView<'_>> = observed.frames.iter().map(|(_, s, f)| FrameView::of_record(*s, f)).collect();
+            let frames: Vec<FrameView<'_>> = observed.frames.iter().map(|(_, s, f, _)| FrameView::of_record(*s, f)).collect();
             let frame_codes: Vec<Vec<&str>> = frames.iter().map(|f| f.violations.codes()).collect();
             let expected: Vec<i64> = observed.frames.iter().zip(frames.iter().zip(&frame_codes))
-                .filter(|((_, s, record), (f, codes))| {
-                    let facts = RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), tags: observed.tags(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) };
+                .filter(|((_, s, record, stream), (f, codes))| {
+                    let facts = RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), tags: observed.tags(*s, f.dir, Some(record.index)), stream: stream.as_deref(), ..frame_facts(f, codes) };
                     filter.matches_record(&facts_of(*s), &facts)
                 })
-                .map(|((ev, _, _), _)| *ev)
+                .map(|((ev, _, _, _), _)| *ev)
                 .collect();
             prop_assert_eq!(capture.matching_ids(Rows::Frames, &filter).unwrap(), expected, "frames, {}", source);
 
-            let messages: Vec<MessageView<'_>> = observed.messages.iter().map(|(_, s, m, _, _, _)| MessageView::of_record(*s, m)).collect();
+            let messages: Vec<MessageView<'_>> = observed.messages.iter().map(|(_, s, m, _, _, _, _)| MessageView::of_record(*s, m)).collect();
             let message_codes: Vec<Vec<&str>> = messages.iter().map(|m| m.violations.codes()).collect();
             let mut expected: Vec<i64> = observed.messages.iter().zip(messages.iter().zip(&message_codes))
-                .filter(|((_, s, _, flags, masked, last), (m, codes))| {
-                    let facts = RecordFacts { fate: observed.fate(*s, m.dir, *last), tags: observed.tags(*s, m.dir, *last), ..message_facts(m, *flags, *masked, codes) };
+                .filter(|((_, s, _, flags, masked, last, stream), (m, codes))| {
+                    let facts = RecordFacts { fate: observed.fate(*s, m.dir, *last), tags: observed.tags(*s, m.dir, *last), stream: stream.as_deref(), ..message_facts(m, *flags, *masked, codes) };
                     filter.matches_record(&facts_of(*s), &facts)
                 })
-                .map(|((ev, _, _, _, _, _), _)| *ev)
+                .map(|((ev, _, _, _, _, _, _), _)| *ev)
                 .collect();
             // wstap's own messages: their first frames are those it wrote; nothing held them.
             expected.extend(observed.written.iter().filter(|(_, m)| {
@@ -587,7 +661,7 @@ proptest! {
             for spec in &specs {
                 let records: Vec<RecordFacts<'_>> = frames.iter().zip(&frame_codes).zip(&observed.frames)
                     .filter(|((f, _), _)| f.session == spec.id)
-                    .map(|((f, codes), (_, s, record))| RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), tags: observed.tags(*s, f.dir, Some(record.index)), ..frame_facts(f, codes) })
+                    .map(|((f, codes), (_, s, record, stream))| RecordFacts { fate: observed.fate(*s, f.dir, Some(record.index)), tags: observed.tags(*s, f.dir, Some(record.index)), stream: stream.as_deref(), ..frame_facts(f, codes) })
                     .collect();
                 if filter.matches_session(&facts_of(spec.id), &records) {
                     expected_sessions.push(spec.id);

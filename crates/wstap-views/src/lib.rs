@@ -28,6 +28,7 @@ pub mod detect;
 pub mod field;
 mod formats;
 mod graphql;
+mod joiner;
 mod jsonrpc;
 mod mqtt;
 mod render;
@@ -38,6 +39,7 @@ mod stomp;
 
 pub use detect::Detector;
 pub use field::{ProtocolField, UnknownField};
+pub use joiner::{PacketJoiner, Seen, ViewTracker};
 pub use session::SessionDecoder;
 
 use serde_json::{json, Value};

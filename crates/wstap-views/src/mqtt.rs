@@ -99,6 +99,23 @@ impl Stream {
     }
 }
 
+/// How many bytes at the front of `bytes` are whole packets (the rest begins a packet
+/// that continues later); `None` when the bytes are not MQTT's framing or a packet is
+/// larger than [`MAX_PACKET`].
+pub(crate) fn whole_packets(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match packet_length(&bytes[at..]) {
+            Length::Incomplete => break,
+            Length::Malformed => return None,
+            Length::Whole(header, length) if header + length > MAX_PACKET => return None,
+            Length::Whole(header, length) if at + header + length > bytes.len() => break,
+            Length::Whole(header, length) => at += header + length,
+        }
+    }
+    Some(at)
+}
+
 enum Length {
     /// The fixed header's size and the remaining length.
     Whole(usize, usize),

@@ -1,0 +1,260 @@
+//! Application protocols from their real libraries, through the real binary
+//! (tests/peers/node/protocols.mjs): Socket.IO's server and client (an ack, a binary
+//! attachment, a namespace), graphql-ws's server and client (a subscription and a query),
+//! MQTT.js against the aedes broker (each packet cut into several WebSocket messages),
+//! @stomp/stompjs against a STOMP broker, and @microsoft/signalr's client over the JSON and
+//! the MessagePack hub protocols. The capture must choose each session's view, decode
+//! every message, pair every call with its answer, and its protocol filters select in SQL.
+//!
+//! Needs node and `npm ci` in tests/peers/node; `.ci/run` does both and runs ignored tests.
+
+mod support;
+
+use serde_json::Value;
+use support::binary::*;
+use support::*;
+
+/// Exports `capture` as JSON (payloads unredacted) with `filter`, if any.
+fn export(capture: &std::path::Path, filter: Option<&str>) -> Value {
+    let mut args = vec![
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "json",
+        "--no-redact",
+    ];
+    if let Some(filter) = filter {
+        args.extend(["--filter", filter]);
+    }
+    let out = wstap(&args);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The summaries of a session's messages, in order.
+fn summaries(session: &Value) -> Vec<String> {
+    session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["decoded"]["summary"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The decoded messages a filter selects, across sessions.
+fn selected(capture: &std::path::Path, filter: &str) -> Vec<String> {
+    export(capture, Some(filter))["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(summaries)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn real_protocol_libraries_are_decoded_paired_and_filtered() {
+    let capture = temp_path("protocols.capture");
+    let mut command = wstap_command();
+    command.args(["-q", "--no-web", "--capture", capture.to_str().unwrap()]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/node/protocols.mjs"
+    );
+    let args = serde_json::json!({ "proxy": proxy.to_string() }).to_string();
+    let report = tokio::task::spawn_blocking(move || peer_json("node", &[script, &args]))
+        .await
+        .unwrap();
+    assert_eq!(
+        report["signalr_messagepack"]["result"], "John said hi",
+        "{report}"
+    );
+    sigterm(&child.0);
+    let _ = child.0.wait();
+
+    let doc = export(&capture, None);
+    let sessions: Vec<&Value> = doc["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["view"].is_null())
+        .collect();
+    let by_view = |view: &str| -> Vec<&Value> {
+        sessions
+            .iter()
+            .copied()
+            .filter(|s| s["view"] == view)
+            .collect()
+    };
+    // One Socket.IO session, two graphql-ws ones (the client connects per operation),
+    // MQTT, STOMP, and SignalR twice.
+    for (view, count) in [
+        ("socketio", 1),
+        ("graphql", 2),
+        ("mqtt", 1),
+        ("stomp", 1),
+        ("signalr", 2),
+    ] {
+        assert_eq!(
+            by_view(view).len(),
+            count,
+            "{view}: {:?}",
+            sessions.iter().map(|s| &s["view"]).collect::<Vec<_>>()
+        );
+    }
+    let contains = |view: &str, wanted: &[&str]| {
+        let all: Vec<String> = by_view(view).into_iter().flat_map(summaries).collect();
+        for line in wanted {
+            assert!(
+                all.iter().any(|s| s == line || s.starts_with(line)),
+                "{view} lacks {line}: {all:#?}"
+            );
+        }
+        all
+    };
+    let socketio = contains(
+        "socketio",
+        &[
+            "ENGINE.IO open sid=",
+            "SOCKET.IO connect ns=/admin",
+            "SOCKET.IO event chat(\"hello\") ack=0",
+            "SOCKET.IO ack(\"got hello\") ack=0",
+            "SOCKET.IO attachment 1/1 (4 bytes) of SOCKET.IO event upload(",
+            "SOCKET.IO ack(4) ack=1",
+            "SOCKET.IO event kick(\"Adam\") ack=0 ns=/admin",
+            "SOCKET.IO ack(\"kicked Adam\") ack=0 ns=/admin",
+        ],
+    );
+    assert!(
+        !socketio.iter().any(|s| s.contains("not decoded")),
+        "{socketio:#?}"
+    );
+    // The attachment joins its placeholder: the event whole, the bytes in place.
+    let attachment = by_view("socketio")[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["opcode"] == 2)
+        .unwrap();
+    assert_eq!(
+        attachment["decoded"]["items"][0]["decoded"]["packet"]["args"][0],
+        "0x01020304"
+    );
+    contains(
+        "graphql",
+        &[
+            "GRAPHQL connection_init",
+            "GRAPHQL subscribe OnGreeting id=",
+            "GRAPHQL subscribe SayHello id=",
+            "GRAPHQL complete id=",
+        ],
+    );
+    let mqtt = contains(
+        "mqtt",
+        &[
+            "MQTT CONNECT client=\"wstap-probe\" v3.1.1",
+            "MQTT CONNACK code=0",
+            "MQTT SUBSCRIBE sensors/# id=",
+            "MQTT PUBLISH sensors/t1 qos=1 id=",
+            "MQTT PUBACK id=",
+        ],
+    );
+    // MQTT.js writes each packet in pieces: each packet is decoded once, where it ends.
+    assert!(
+        mqtt.iter()
+            .filter(|s| s.starts_with("MQTT part of a packet"))
+            .count()
+            > 10,
+        "{mqtt:#?}"
+    );
+    assert_eq!(
+        mqtt.iter()
+            .filter(|s| s.starts_with("MQTT PUBLISH"))
+            .count(),
+        2,
+        "{mqtt:#?}"
+    );
+    contains(
+        "stomp",
+        &[
+            "STOMP CONNECT",
+            "STOMP CONNECTED",
+            "STOMP SEND /topic/chat receipt=r-1 hello stomp",
+            "STOMP MESSAGE /topic/chat sub=sub-0 hello stomp",
+            "STOMP RECEIPT receipt-id=r-1",
+        ],
+    );
+    contains(
+        "signalr",
+        &[
+            "SIGNALR handshake protocol=json version=1",
+            "SIGNALR handshake protocol=messagepack version=1",
+            "SIGNALR invocation SendMessage(\"John\", \"hi\") id=0",
+            "SIGNALR completion result=\"John said hi\" id=0",
+        ],
+    );
+    // Every call has its answer, in every protocol.
+    for session in &sessions {
+        let calls = &session["calls"];
+        assert!(
+            calls["answered"].as_array().is_some_and(|a| !a.is_empty()),
+            "{}: {calls}",
+            session["view"]
+        );
+        assert_eq!(
+            calls["unanswered"],
+            serde_json::json!([]),
+            "{}: {calls}",
+            session["view"]
+        );
+    }
+
+    // Protocol filters select in SQL (the export reads the capture with them).
+    let sent = selected(&capture, "socketio.event == \"chat\" and dir:c2s");
+    assert_eq!(sent, ["SOCKET.IO event chat(\"hello\") ack=0"]);
+    let admin = selected(
+        &capture,
+        "socketio.namespace:/admin and socketio.type:event",
+    );
+    assert_eq!(admin, ["SOCKET.IO event kick(\"Adam\") ack=0 ns=/admin"]);
+    let published = selected(&capture, "mqtt.topic ~ \"^sensors/\" and mqtt.type:publish");
+    assert_eq!(published.len(), 2, "{published:?}");
+    let stomp = selected(
+        &capture,
+        "stomp.destination:/topic/* and stomp.command:SEND",
+    );
+    assert_eq!(stomp, ["STOMP SEND /topic/chat receipt=r-1 hello stomp"]);
+    let operation = selected(&capture, "graphql.operation:OnGreeting");
+    assert_eq!(operation.len(), 1, "{operation:?}");
+    let invocations = selected(&capture, "signalr.target == \"SendMessage\"");
+    assert_eq!(
+        invocations.len(),
+        2,
+        "JSON and MessagePack: {invocations:?}"
+    );
+    // And in the capture's own SQL (the inspector's and `sessions`' filters).
+    for (filter, view) in [
+        ("mqtt.topic ~ \"^sensors/\" and mqtt.type:publish", "mqtt"),
+        ("socketio.namespace:/admin", "socketio"),
+        ("stomp.destination:/topic/*", "stomp"),
+        ("graphql.operation:SayHello", "graphql"),
+    ] {
+        let out = wstap(&[
+            "sessions",
+            capture.to_str().unwrap(),
+            "--json",
+            "--filter",
+            filter,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let found: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(found.len(), 1, "{filter}: {found:?}");
+        assert_eq!(found[0]["view"], view, "{filter}");
+    }
+    let _ = std::fs::remove_dir_all(capture);
+}
