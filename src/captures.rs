@@ -209,6 +209,13 @@ impl wstap_store::export::EventSource for Source {
         Source::for_each_event(self, session, each)
     }
 
+    fn recorded_views(&self) -> std::collections::HashMap<u64, Option<wstap_views::View>> {
+        match self {
+            Source::Capture(capture) => wstap_store::export::EventSource::recorded_views(capture),
+            Source::Trace(_) => std::collections::HashMap::new(),
+        }
+    }
+
     fn view_of(&self, session: u64) -> Option<Option<wstap_views::View>> {
         match self {
             Source::Capture(capture) => wstap_store::export::EventSource::view_of(capture, session),

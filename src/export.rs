@@ -58,15 +58,15 @@ pub enum Format {
 /// Runs `wstap export`.
 pub fn export(args: &ExportArgs) -> Result<(), AppError> {
     let source = Source::open(&args.source)?;
-    let Some(format) = args.format.document() else {
-        return pcapng(args, &source);
-    };
     let redaction = if args.no_redact {
         Redaction::none()
     } else {
         args.redact
             .iter()
             .fold(Redaction::default(), |r, name| r.with(name))
+    };
+    let Some(format) = args.format.document() else {
+        return pcapng(args, &source, &redaction);
     };
     let what = Export {
         format,
@@ -94,49 +94,45 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
 }
 
 /// Writes the pcapng export, streaming: to `-o FILE` or standard output.
-fn pcapng(args: &ExportArgs, source: &Source) -> Result<(), AppError> {
-    let application = format!("wstap {}", env!("CARGO_PKG_VERSION"));
-    let no_session = |e: AppError| match e {
-        AppError::NoSuchSession(n) => {
-            AppError::BadInput(format!("{} has no session {n}", args.source.display()))
-        }
-        other => other,
-    };
-    let finished = match &args.output {
+fn pcapng(args: &ExportArgs, source: &Source, redaction: &Redaction) -> Result<(), AppError> {
+    match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| AppError::Export(format!("cannot write {}: {e}", path.display())))?;
-            let out = std::io::BufWriter::new(file);
-            export::export_pcapng(
-                source,
-                args.session,
-                args.filter.as_ref(),
-                &application,
-                out,
-            )
-            .map_err(no_session)?
-            .0
-            .into_inner()
-            .map(|_| ())
-            .map_err(|e| AppError::Export(format!("cannot write {}: {e}", path.display())))
+            stream_pcapng(args, source, redaction, file, &path.display().to_string())
         }
-        None => {
-            let out = std::io::BufWriter::new(std::io::stdout().lock());
-            export::export_pcapng(
-                source,
-                args.session,
-                args.filter.as_ref(),
-                &application,
-                out,
-            )
-            .map_err(no_session)?
-            .0
-            .into_inner()
-            .map(|_| ())
-            .map_err(|e| AppError::Export(format!("cannot write the export: {e}")))
-        }
-    };
-    finished
+        None => stream_pcapng(
+            args,
+            source,
+            redaction,
+            std::io::stdout().lock(),
+            "the export",
+        ),
+    }
+}
+
+/// Streams the pcapng export into `out` (called `name` in errors).
+fn stream_pcapng(
+    args: &ExportArgs,
+    source: &Source,
+    redaction: &Redaction,
+    out: impl Write,
+    name: &str,
+) -> Result<(), AppError> {
+    let application = format!("wstap {}", env!("CARGO_PKG_VERSION"));
+    let filter = args.filter.as_ref();
+    let out = std::io::BufWriter::new(out);
+    let session = args.session;
+    let (out, _) = export::export_pcapng(source, session, filter, redaction, &application, out)
+        .map_err(|e| match e {
+            AppError::NoSuchSession(n) => {
+                AppError::BadInput(format!("{} has no session {n}", args.source.display()))
+            }
+            other => other,
+        })?;
+    out.into_inner()
+        .map(|_| ())
+        .map_err(|e| AppError::Export(format!("cannot write {name}: {}", e.error())))
 }
 
 /// The first line of an NDJSON export: the trace's own, or one for the capture.

@@ -96,8 +96,12 @@ pub fn sessions(args: &SessionsArgs) -> Result<(), AppError> {
 }
 
 /// A session's calls as text: a line for the session, one per name called, one per call
-/// never answered.
+/// never answered (nothing for a session without a view).
 fn stats_text(s: &wstap_store::SessionRow, calls: &wstap_store::decoded::SessionCalls) -> String {
+    // A session read with no view makes and answers no calls.
+    if calls.view.is_none() {
+        return String::new();
+    }
     let url = s.url.clone().unwrap_or_else(|| s.target.clone());
     let view = calls
         .view

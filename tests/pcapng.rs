@@ -204,7 +204,18 @@ async fn a_plain_session_over_ipv6_with_large_frames_reads_in_tshark_as_captured
             }
         }
     });
-    let mut ws = ws_client(proxy.addr, server).await;
+    let stream = tunnel(proxy.addr, server).await;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{server}/"
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", "Bearer sesame-42".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
     let big_text = "wstap ".repeat(1000); // a 16-bit length, over several segments
     let huge = vec![7u8; 70_000]; // a 64-bit length
     for message in [

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use wstap_filter::Filter;
-use wstap_store::facts::SessionSummary;
+use wstap_store::facts::{handshake_view, SessionSummary};
 use wstap_trace::view::MessageView;
 use wstap_trace::Event;
 use wstap_views::{Decoded, Detector, SessionDecoder, View};
@@ -54,22 +54,11 @@ impl SessionViews {
             }
             Event::Handshake(h) => {
                 let id = h.exchange.session;
-                let chosen = self
+                let summary = self
                     .sessions
                     .get_mut(&id)
-                    .and_then(|reading| reading.summary.take())
-                    .and_then(|mut summary| {
-                        summary.apply(event);
-                        let facts = summary.facts();
-                        self.rules
-                            .iter()
-                            .find(|(filter, _)| filter.session_verdict(&facts) == Some(true))
-                            .map(|(_, view)| *view)
-                    });
-                let detector = match chosen {
-                    Some(view) => Detector::chosen(Some(view)),
-                    None => Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url),
-                };
+                    .and_then(|reading| reading.summary.take());
+                let detector = handshake_view(&self.rules, summary, h);
                 let decoder = SessionDecoder::new(detector.view());
                 self.sessions.insert(
                     id,
@@ -98,6 +87,10 @@ impl SessionViews {
             reading.decoder = SessionDecoder::new(reading.detector.view());
         }
         reading.decoder.view()?;
-        Some(reading.decoder.decode(m.dir, m.data.data, text))
+        let decoded = reading.decoder.decode(m.dir, m.data.data, text);
+        if m.data.truncated() {
+            reading.decoder.lose(m.dir);
+        }
+        Some(decoded)
     }
 }

@@ -440,9 +440,15 @@ impl Parser<'_> {
         let written = self.src[start..name_end].to_owned();
         if let Some((prefix, field)) = written.split_once('.') {
             if let Some(view) = ProtocolField::protocol(prefix) {
-                let field = ProtocolField::find(view, field)
-                    .map_err(|e| self.error(start, name_end, e.to_string()))?;
-                return self.protocol_term(start, field);
+                match ProtocolField::find(view, field) {
+                    Ok(field) => return self.protocol_term(start, field),
+                    // Compared, it must be a field; alone, a dotted word to look for
+                    // (`mqtt.org`).
+                    Err(e) if self.op_follows() => {
+                        return Err(self.error(start, name_end, e.to_string()))
+                    }
+                    Err(_) => {}
+                }
             }
         }
         let field = FIELDS
@@ -710,6 +716,15 @@ impl Parser<'_> {
                     format!("expected a regular expression: {last}"),
                 )
             })
+    }
+
+    /// Whether an operator follows (spaces allowed before it), consuming nothing.
+    fn op_follows(&mut self) -> bool {
+        let at = self.pos;
+        self.skip_space();
+        let follows = self.op().is_some();
+        self.pos = at;
+        follows
     }
 
     /// A test of a protocol's field, its name read (up to `self.pos`).

@@ -209,7 +209,7 @@ fn a_mistyped_protocol_field_is_an_error_naming_the_fields_it_has() {
     for (filter, name) in [
         ("signalr.targte == \"SendMessage\"", "signalr.targte"),
         ("op:text mqtt.topics ~ \"^a\"", "mqtt.topics"),
-        ("socketio.evnt", "socketio.evnt"),
+        ("socketio.evnt:chat", "socketio.evnt"),
     ] {
         let error = Filter::parse(filter).expect_err(filter);
         let column = filter.find(name).unwrap();
@@ -230,6 +230,9 @@ fn a_mistyped_protocol_field_is_an_error_naming_the_fields_it_has() {
         "jsonrpc.method:eth_subscribe",
         "msgpack.user.id == 3",
         "cbor[0] > 1",
+        // A dotted word alone is searched for.
+        "mqtt.org",
+        "socketio.emit and op:text",
     ] {
         assert!(Filter::parse(good).is_ok(), "{good}");
     }

@@ -410,6 +410,9 @@ impl Decoder {
         let m = &stored.message;
         if let (Some(decoder), true) = (self.0.as_mut(), m.opcode == 1 || m.opcode == 2) {
             let decoded = decoder.decode(m.dir, &m.payload.bytes, m.opcode == 1);
+            if m.payload.truncated || m.payload.dropped {
+                decoder.lose(m.dir);
+            }
             views::add_decoded(&mut row, &decoded);
         }
         row

@@ -1,37 +1,68 @@
-//! What a session's messages say, decoded by its view, for exports: a `decoded` object on
+//! What a session's messages say, decoded by its view: for exports, a `decoded` object on
 //! each data message, the session's `view`, and its `calls` (each call paired with its
-//! answer, latency figures per name, and the calls never answered).
+//! answer, latency figures per name, and the calls never answered); for `wstap sessions
+//! --stats` and the inspector, [`crate::Capture::calls`].
 
 use serde_json::{json, Value};
 use wstap_trace::export::session::SessionDoc;
 use wstap_views::calls::{latency_stats, Answered, Pairer};
 use wstap_views::{SessionDecoder, View};
 
+/// A session's messages read in order: each decoded, its calls paired with their answers.
+struct Reading {
+    decoder: SessionDecoder,
+    pairer: Pairer,
+    answered: Vec<Answered>,
+}
+
+impl Reading {
+    fn new(view: Option<View>) -> Reading {
+        Reading {
+            decoder: SessionDecoder::new(view),
+            pairer: Pairer::new(),
+            answered: Vec::new(),
+        }
+    }
+
+    /// Message `m`, number `n` of its session, decoded (a data message only).
+    fn read(&mut self, m: &wstap_trace::Message, n: u64) -> Option<wstap_views::Decoded> {
+        if m.opcode != 1 && m.opcode != 2 {
+            return None;
+        }
+        let decoded = self.decoder.decode(m.dir, &m.payload.bytes, m.opcode == 1);
+        if m.payload.truncated || m.payload.dropped {
+            self.decoder.lose(m.dir);
+        }
+        let time_us = m.time.timestamp_micros();
+        for call in decoded.items.iter().filter_map(|item| item.call.as_ref()) {
+            self.answered
+                .extend(self.pairer.observe(call, m.dir, n, time_us));
+        }
+        Some(decoded)
+    }
+
+    fn calls(self, view: Option<View>) -> SessionCalls {
+        SessionCalls {
+            view,
+            unanswered: self.pairer.unanswered(),
+            answered: self.answered,
+        }
+    }
+}
+
 /// Adds to `out` (the session's JSON document) its view, each data message's `decoded`
 /// object and the session's `calls`.
 pub(crate) fn add_to_session(doc: &SessionDoc, view: Option<View>, out: &mut Value) {
-    let mut decoder = SessionDecoder::new(view);
-    let mut pairer = Pairer::new();
-    let mut answered: Vec<Answered> = Vec::new();
+    let mut reading = Reading::new(view);
     if let Some(Value::Array(messages)) = out.get_mut("messages") {
         for (n, (m, out)) in doc.messages.iter().zip(messages).enumerate() {
-            if m.opcode != 1 && m.opcode != 2 {
-                continue;
+            if let Some(decoded) = reading.read(m, n as u64) {
+                out["decoded"] = decoded.to_json();
             }
-            let decoded = decoder.decode(m.dir, &m.payload.bytes, m.opcode == 1);
-            let time_us = m.time.timestamp_micros();
-            for call in decoded.items.iter().filter_map(|item| item.call.as_ref()) {
-                answered.extend(pairer.observe(call, m.dir, n as u64, time_us));
-            }
-            out["decoded"] = decoded.to_json();
         }
     }
     out["view"] = view.map_or(Value::Null, |v| Value::String(v.name().to_owned()));
-    let calls = SessionCalls {
-        view,
-        answered,
-        unanswered: pairer.unanswered(),
-    };
+    let calls = reading.calls(view);
     if !calls.answered.is_empty() || !calls.unanswered.is_empty() {
         out["calls"] = calls.to_json();
     }
@@ -77,15 +108,10 @@ impl crate::Capture {
     /// Session `id`'s calls and answers: its messages read in order with its view.
     pub fn calls(&self, id: u64) -> Result<SessionCalls, crate::StoreError> {
         let view = self.session(id)?.and_then(|row| row.view);
-        let mut calls = SessionCalls {
-            view,
-            ..SessionCalls::default()
-        };
         if view.is_none() {
-            return Ok(calls);
+            return Ok(SessionCalls::default());
         }
-        let mut decoder = SessionDecoder::new(view);
-        let mut pairer = Pairer::new();
+        let mut reading = Reading::new(view);
         let all = wstap_filter::Filter::default();
         let mut next = 0;
         loop {
@@ -93,20 +119,9 @@ impl crate::Capture {
             let Some(last) = page.last() else { break };
             next = last.seq + 1;
             for stored in &page {
-                let m = &stored.message;
-                if m.opcode != 1 && m.opcode != 2 {
-                    continue;
-                }
-                let decoded = decoder.decode(m.dir, &m.payload.bytes, m.opcode == 1);
-                let time_us = m.time.timestamp_micros();
-                for call in decoded.items.iter().filter_map(|item| item.call.as_ref()) {
-                    calls
-                        .answered
-                        .extend(pairer.observe(call, m.dir, stored.seq, time_us));
-                }
+                reading.read(&stored.message, stored.seq);
             }
         }
-        calls.unanswered = pairer.unanswered();
-        Ok(calls)
+        Ok(reading.calls(view))
     }
 }

@@ -85,6 +85,12 @@ pub trait EventSource {
     fn view_of(&self, _session: u64) -> Option<Option<View>> {
         None
     }
+
+    /// The views its writer read each session with, when the source is a capture (what
+    /// its protocol filters read by): an in-memory filter reads the same.
+    fn recorded_views(&self) -> HashMap<u64, Option<View>> {
+        HashMap::new()
+    }
 }
 
 impl From<ExportError> for StoreError {
@@ -106,6 +112,10 @@ impl EventSource for Capture {
 
     fn view_of(&self, session: u64) -> Option<Option<View>> {
         self.session(session).ok().flatten().map(|row| row.view)
+    }
+
+    fn recorded_views(&self) -> HashMap<u64, Option<View>> {
+        Capture::recorded_views(self).unwrap_or_default()
     }
 }
 
@@ -135,10 +145,11 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
         }
         _ => (None, Fates::new()),
     };
-    let mut selection = what
-        .filter
-        .cloned()
-        .map(|filter| Selection::new(filter).with_fates(fates));
+    let mut selection = what.filter.cloned().map(|filter| {
+        Selection::new(filter)
+            .with_fates(fates)
+            .with_views(source.recorded_views())
+    });
     let mut keep = |event: &Event| -> bool {
         let (Some(selection), Some(kept)) = (selection.as_mut(), kept.as_ref()) else {
             return true;
@@ -200,12 +211,14 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
 }
 
 /// Writes the pcapng export of `source` (one session, or the sessions `filter` selects,
-/// each whole: a TCP stream needs all its bytes) to `out`, event by event; returns how
-/// many packets it wrote. See `wstap_trace::export::pcapng`.
+/// each whole: a TCP stream needs all its bytes) to `out`, event by event, the heads'
+/// header values `redaction` names hidden; returns how many packets it wrote. See
+/// `wstap_trace::export::pcapng`.
 pub fn export_pcapng<S: EventSource, W: std::io::Write>(
     source: &S,
     session: Option<u64>,
     filter: Option<&Filter>,
+    redaction: &Redaction,
     application: &str,
     out: W,
 ) -> Result<(W, u64), S::Error> {
@@ -233,7 +246,7 @@ pub fn export_pcapng<S: EventSource, W: std::io::Write>(
         }
     }
     let mut found = false;
-    source.for_each_event(session, &mut |event| {
+    source.for_each_event(session, &mut |mut event| {
         let Some(id) = event.session() else {
             return Ok(());
         };
@@ -241,6 +254,7 @@ pub fn export_pcapng<S: EventSource, W: std::io::Write>(
             return Ok(());
         }
         found = true;
+        redaction.apply_to(&mut event);
         writer.write(&event).map_err(write_failed)?;
         Ok(())
     })?;
@@ -286,7 +300,9 @@ fn selected_sessions<S: EventSource>(
         note_later(&mut fates, &event);
         Ok(())
     })?;
-    let mut selection = Selection::new(filter.clone()).with_fates(fates.clone());
+    let mut selection = Selection::new(filter.clone())
+        .with_fates(fates.clone())
+        .with_views(source.recorded_views());
     let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
     let mut with_records: HashSet<u64> = HashSet::new();
     source.for_each_event(session, &mut |event| {

@@ -4,7 +4,7 @@
 //! [`path_of`], [`extension_names`]), so both sides see the same facts.
 
 use wstap_filter::{Origin, RecordFacts, RecordKind, SessionFacts, State};
-use wstap_trace::view::{FrameView, MessageView};
+use wstap_trace::view::{Bytes, FrameView, MessageView};
 use wstap_trace::{Event, Exchange, MessageOrigin, Outcome};
 use wstap_wire::Opcode;
 
@@ -132,6 +132,29 @@ impl SessionSummary {
             started_us: self.started_us,
             violations: self.violations,
         }
+    }
+}
+
+/// How a session's view is chosen once its handshake is in: the first of `rules`
+/// (`--view FILTER=VIEW`) whose filter selects the session (`summary`: its facts so far,
+/// kept only when there are rules), else what the handshake's subprotocol or URL says,
+/// else what its first messages will (the detector goes on).
+pub fn handshake_view(
+    rules: &[(wstap_filter::Filter, wstap_views::View)],
+    summary: Option<SessionSummary>,
+    h: &wstap_trace::Handshake,
+) -> wstap_views::Detector {
+    let chosen = summary.and_then(|mut summary| {
+        summary.apply(&Event::Handshake(h.clone()));
+        let facts = summary.facts();
+        rules
+            .iter()
+            .find(|(filter, _)| filter.session_verdict(&facts) == Some(true))
+            .map(|(_, view)| *view)
+    });
+    match chosen {
+        Some(view) => wstap_views::Detector::chosen(Some(view)),
+        None => wstap_views::Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url),
     }
 }
 
@@ -309,6 +332,8 @@ pub struct Selection {
     /// What the view read of a frame that is a whole message, for that message (which
     /// comes right after it), per session and direction.
     whole: std::collections::HashMap<(u64, bool), Option<Vec<u8>>>,
+    /// The views a capture recorded, by session: what its writer read the messages with.
+    recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
 }
 
 impl Selection {
@@ -323,7 +348,18 @@ impl Selection {
             fates: Fates::new(),
             views: std::collections::HashMap::new(),
             whole: std::collections::HashMap::new(),
+            recorded: std::collections::HashMap::new(),
         }
+    }
+
+    /// The same selection, reading each session with the view its capture recorded
+    /// (`--view` rules included), as the capture's SQL does.
+    pub fn with_views(
+        mut self,
+        recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
+    ) -> Self {
+        self.recorded = recorded;
+        self
     }
 
     /// The same selection, knowing what became of the held messages.
@@ -379,12 +415,13 @@ impl Selection {
         &mut self,
         session: u64,
         dir: wstap_wire::Direction,
-        data: &[u8],
+        data: Bytes<'_>,
         text: bool,
     ) -> Option<Vec<u8>> {
+        let whole = !data.truncated() && !data.dropped;
         self.views
             .get_mut(&session)
-            .and_then(|tracker| tracker.message(dir, data, text).joined)
+            .and_then(|tracker| tracker.message(dir, data.data, text, whole).joined)
     }
 
     /// Notes a frame's flags for the message it belongs to.
@@ -431,8 +468,7 @@ impl Selection {
             f.header.first_byte() & 0x80 != 0 && matches!(opcode, Opcode::Text | Opcode::Binary);
         let joined = match whole {
             true => {
-                let joined =
-                    self.read_view(f.session, f.dir, f.data().data, opcode == Opcode::Text);
+                let joined = self.read_view(f.session, f.dir, f.data(), opcode == Opcode::Text);
                 self.whole.insert((f.session, c2s), joined.clone());
                 joined
             }
@@ -469,9 +505,7 @@ impl Selection {
         self.summary(m.session);
         let joined = match self.whole.remove(&(m.session, c2s)) {
             Some(read) if m.frames == 1 => read,
-            _ if m.is_data() => {
-                self.read_view(m.session, m.dir, m.data.data, m.opcode == Opcode::Text)
-            }
+            _ if m.is_data() => self.read_view(m.session, m.dir, m.data, m.opcode == Opcode::Text),
             _ => None,
         };
         let codes = m.violations.codes();

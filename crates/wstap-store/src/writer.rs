@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use wstap_filter::Filter;
 use wstap_trace::view::{Form, FrameView, MessageView, Part};
 use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
-use wstap_views::{Detector, View, ViewTracker};
+use wstap_views::{View, ViewTracker};
 use wstap_wire::{Direction, FrameHeader, Opcode, Record};
 
 /// Payloads up to this many bytes are kept inline in the database.
@@ -490,22 +490,8 @@ impl CaptureWriter {
     /// the subprotocol or the URL says, else what its first messages will say.
     fn choose_view(&mut self, h: &Handshake) -> Result<(), StoreError> {
         let id = h.exchange.session;
-        let chosen = self
-            .open
-            .get_mut(&id)
-            .and_then(|s| s.summary.take())
-            .and_then(|mut summary| {
-                summary.apply(&Event::Handshake(h.clone()));
-                let facts = summary.facts();
-                self.views
-                    .iter()
-                    .find(|(filter, _)| filter.session_verdict(&facts) == Some(true))
-                    .map(|(_, view)| *view)
-            });
-        let detector = match chosen {
-            Some(view) => Detector::chosen(Some(view)),
-            None => Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url),
-        };
+        let summary = self.open.get_mut(&id).and_then(|s| s.summary.take());
+        let detector = crate::facts::handshake_view(&self.views, summary, h);
         if let Some(view) = detector.view() {
             self.set_view(id, view)?;
         }
@@ -522,7 +508,8 @@ impl CaptureWriter {
         let Some(tracker) = self.open.get_mut(&m.session).and_then(|s| s.view.as_mut()) else {
             return Ok(());
         };
-        let seen = tracker.message(m.dir, m.data.data, m.opcode == Opcode::Text);
+        let whole = !m.data.truncated() && !m.data.dropped;
+        let seen = tracker.message(m.dir, m.data.data, m.opcode == Opcode::Text, whole);
         if let Some(view) = seen.decided {
             self.set_view(m.session, view)?;
         }

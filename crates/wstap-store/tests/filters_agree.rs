@@ -588,7 +588,12 @@ fn observe(events: &[BusEvent]) -> Observed {
                 let stream = match views.get_mut(session) {
                     Some(tracker) if view.is_data() => {
                         tracker
-                            .message(view.dir, view.data.data, view.opcode == Opcode::Text)
+                            .message(
+                                view.dir,
+                                view.data.data,
+                                view.opcode == Opcode::Text,
+                                !view.data.truncated() && !view.data.dropped,
+                            )
                             .joined
                     }
                     _ => None,

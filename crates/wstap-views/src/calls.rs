@@ -34,15 +34,20 @@ pub struct Unanswered {
 #[derive(Debug)]
 struct Waiting {
     name: String,
-    dir: Direction,
     message: u64,
     time_us: i64,
 }
 
-/// Pairs one session's calls and answers, message by message, in order.
+/// Pairs one session's calls and answers, message by message, in order. Each side
+/// numbers its own calls (an MQTT client and its broker may both PUBLISH with id 1), so a
+/// call waits under its key and its direction.
 #[derive(Debug, Default)]
 pub struct Pairer {
-    waiting: HashMap<String, Waiting>,
+    waiting: HashMap<(String, bool), Waiting>,
+}
+
+fn c2s(dir: Direction) -> bool {
+    dir == Direction::ClientToServer
 }
 
 impl Pairer {
@@ -68,10 +73,9 @@ impl Pairer {
                     .unwrap_or_else(|| kind_of(&call.key).to_owned());
                 // A key used again before its answer: the newer call is the one waiting.
                 self.waiting.insert(
-                    call.key.clone(),
+                    (call.key.clone(), c2s(dir)),
                     Waiting {
                         name,
-                        dir,
                         message,
                         time_us,
                     },
@@ -79,11 +83,8 @@ impl Pairer {
                 None
             }
             Role::Answer => {
-                let waiting = self.waiting.get(&call.key)?;
-                if waiting.dir == dir {
-                    return None;
-                }
-                let waiting = self.waiting.remove(&call.key)?;
+                // An answer answers a call made the other way.
+                let waiting = self.waiting.remove(&(call.key.clone(), !c2s(dir)))?;
                 Some(Answered {
                     name: waiting.name,
                     call: waiting.message,

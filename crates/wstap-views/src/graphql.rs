@@ -8,7 +8,7 @@
 //! `start`) is a call; the first `next`, `data`, `error` or `complete` with its id answers
 //! it.
 
-use crate::render::{compact, plain};
+use crate::render::{compact, cut, SUMMARY_VALUE_CHARS};
 use crate::{Call, Decoded, Item, Problem, Role, View};
 use serde_json::Value;
 
@@ -25,20 +25,24 @@ pub(crate) fn decode(payload: &[u8]) -> Decoded {
             Problem::new(0, "an object with a \"type\" expected"),
         );
     };
-    let id = value.get("id").map(plain);
+    // The whole id pairs calls; a summary shows it cut.
+    let id = value.get("id").map(|id| match id {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    });
     let payload_value = value.get("payload");
     let operation = payload_value.and_then(operation_name);
     let mut tree = value.clone();
     if let Some(operation) = &operation {
         tree["operation"] = Value::String(operation.clone());
     }
-    let mut summary = format!("GRAPHQL {kind}");
+    let mut summary = format!("GRAPHQL {}", cut(&kind, SUMMARY_VALUE_CHARS));
     if let Some(operation) = &operation {
         summary.push(' ');
-        summary.push_str(operation);
+        summary.push_str(&cut(operation, SUMMARY_VALUE_CHARS));
     }
     if let Some(id) = &id {
-        summary.push_str(&format!(" id={id}"));
+        summary.push_str(&format!(" id={}", cut(id, SUMMARY_VALUE_CHARS)));
     }
     match (kind.as_str(), payload_value) {
         ("subscribe" | "start", Some(p)) => {

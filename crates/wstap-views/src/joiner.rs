@@ -18,6 +18,11 @@ impl PacketJoiner {
         (view == Some(View::Mqtt)).then(PacketJoiner::default)
     }
 
+    /// Says the message just pushed going `dir` was not all there: what it began is lost.
+    pub fn lose(&mut self, dir: Direction) {
+        self.held[usize::from(dir == Direction::ServerToClient)].clear();
+    }
+
     /// Takes the next data message going `dir`: `None` when the packets ending in it are
     /// exactly its bytes (the common case: read the payload itself), else the bytes of
     /// the packets that end in it, earlier messages' parts included (empty: it ends none).
@@ -79,8 +84,9 @@ impl ViewTracker {
         self.detector.view()
     }
 
-    /// Takes the next data message going `dir`.
-    pub fn message(&mut self, dir: Direction, payload: &[u8], text: bool) -> Seen {
+    /// Takes the next data message going `dir`; `whole`: whether the payload is all
+    /// there (a payload the capture cut short ends what it began).
+    pub fn message(&mut self, dir: Direction, payload: &[u8], text: bool, whole: bool) -> Seen {
         let mut seen = Seen::default();
         if !self.detector.is_settled() {
             seen.decided = self.detector.observe(payload, text);
@@ -90,6 +96,9 @@ impl ViewTracker {
         }
         if let Some(joiner) = self.joiner.as_mut() {
             seen.joined = joiner.push(dir, payload);
+            if !whole {
+                joiner.lose(dir);
+            }
         }
         seen
     }

@@ -2,7 +2,7 @@
 //! (`result` or `error`, `id`), and batches of them (a JSON array). A request is a call;
 //! the response with its id answers it.
 
-use crate::render::{compact, plain};
+use crate::render::{compact, cut, plain, SUMMARY_VALUE_CHARS};
 use crate::{Call, Decoded, Item, Problem, Role, View};
 use serde_json::Value;
 
@@ -17,15 +17,19 @@ pub(crate) fn decode(payload: &[u8]) -> Decoded {
         single => vec![single],
     };
     let mut items = Vec::with_capacity(members.len());
-    for member in members {
+    for (n, member) in members.into_iter().enumerate() {
         match item(member) {
             Some(item) => items.push(item),
             None => {
+                let what = match n {
+                    0 => "not a JSON-RPC request or response".to_owned(),
+                    n => format!("batch member {n} is not a JSON-RPC request or response"),
+                };
                 return Decoded {
                     view: View::JsonRpc,
                     items,
-                    problem: Some(Problem::new(0, "not a JSON-RPC request or response")),
-                }
+                    problem: Some(Problem::new(0, what)),
+                };
             }
         }
     }
@@ -47,7 +51,7 @@ fn item(mut tree: Value) -> Option<Item> {
     };
     let (kind, summary, call) = if let Some(method) = object.get("method").and_then(Value::as_str) {
         let params = object.get("params").map(compact).unwrap_or_default();
-        let summary = format!("JSON-RPC {method}({params})");
+        let summary = format!("JSON-RPC {}({params})", cut(method, SUMMARY_VALUE_CHARS));
         match &id_text {
             Some(id) => {
                 let call = Call {
@@ -71,7 +75,7 @@ fn item(mut tree: Value) -> Option<Item> {
         return None;
     };
     let summary = match &id_text {
-        Some(id) => format!("{summary} id={id}"),
+        Some(id) => format!("{summary} id={}", cut(id, SUMMARY_VALUE_CHARS)),
         None => summary,
     };
     tree["type"] = Value::String(kind.to_owned());

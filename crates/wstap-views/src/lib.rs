@@ -10,7 +10,7 @@
 //! lean on well-kept crates where there is one (`rmpv`, `ciborium`); the application
 //! protocols on top (SignalR, Socket.IO, STOMP, MQTT, GraphQL over WebSocket, JSON-RPC)
 //! are small decoders of our own, one module each. Everything here is sans-IO: bytes in,
-//! values out, no clock, no allocation bounded by what a peer declares. A payload that
+//! values out, no clock, no allocation driven by what a peer declares. A payload that
 //! does not parse as its view says where and why ([`Problem`]), and its records fall back
 //! to hex; no input makes a decoder panic (each is fuzzed: `fuzz/fuzz_targets/views.rs`).
 //!

@@ -24,8 +24,14 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
-    /// Takes one message's bytes: the packets that end in it, what went wrong, and how
-    /// many bytes of a packet it leaves for the next message.
+    /// Forgets the part of a packet held: the bytes after it are not known (a payload the
+    /// capture cut short), so the stream starts again with the next message.
+    pub(crate) fn lose(&mut self) {
+        self.held.clear();
+    }
+
+    /// Takes one message's bytes: the packets that end in it (and, when it leaves part of
+    /// a packet for the next message, an item saying so), and what went wrong.
     pub(crate) fn push(
         &mut self,
         payload: &[u8],
@@ -60,7 +66,7 @@ impl Stream {
                         break None;
                     }
                     let packet = &self.held[at..end];
-                    match decode_packet(packet[0], &packet[header..], version) {
+                    match decode_guessing(packet[0], &packet[header..], version) {
                         Ok(item) => items.push(item),
                         // A packet whose length was right but whose contents were not:
                         // shown as bytes, and the stream goes on with the next.
@@ -235,11 +241,21 @@ impl<'a> Reader<'a> {
         self.at >= self.bytes.len()
     }
 
-    /// MQTT 5 properties: a length, then identifier and value pairs.
+    /// MQTT 5 properties: a length, then identifier and value pairs. A problem inside
+    /// says where in the packet.
     fn properties(&mut self) -> Result<Value, Problem> {
         let length = self.varint("property length")? as usize;
         let bytes = self.take(length, "properties")?;
-        let mut inner = Reader { bytes, at: 0 };
+        let base = self.at - length;
+        Reader { bytes, at: 0 }
+            .property_list()
+            .map(Value::Object)
+            .map_err(|problem| Problem::new(base + problem.at, problem.what))
+    }
+
+    /// The identifier and value pairs of a property list (all of this reader's bytes).
+    fn property_list(&mut self) -> Result<Map<String, Value>, Problem> {
+        let inner = self;
         let mut properties = Map::new();
         while !inner.is_done() {
             let start = inner.at;
@@ -287,14 +303,43 @@ impl<'a> Reader<'a> {
                 0x2A => ("sharedSubscriptionAvailable", json!(inner.u8("property")?)),
                 other => {
                     return Err(Problem::new(
-                        self.at - length + start,
+                        start,
                         format!("unknown property 0x{other:02x}"),
                     ))
                 }
             };
             properties.insert(name.to_owned(), value);
         }
-        Ok(Value::Object(properties))
+        Ok(properties)
+    }
+}
+
+/// Decodes one whole packet as [`decode_packet`] does; before a CONNECT has said the
+/// version (`version` 0), as 3.1.1 and, when that does not parse, as 5 (whose properties
+/// 3.1.1 lacks), and the version that parses is taken for the rest of the session.
+fn decode_guessing(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Problem> {
+    if *version != 0 {
+        return decode_packet(first, body, version);
+    }
+    let mut guess = 4;
+    match decode_packet(first, body, &mut guess) {
+        Ok(item) => {
+            // A CONNECT says its level: that is the version from now on.
+            if guess != 4 {
+                *version = guess;
+            }
+            Ok(item)
+        }
+        Err(problem) => {
+            let mut five = 5;
+            match decode_packet(first, body, &mut five) {
+                Ok(item) => {
+                    *version = five;
+                    Ok(item)
+                }
+                Err(_) => Err(problem),
+            }
+        }
     }
 }
 

@@ -9,12 +9,23 @@ pub(crate) const SUMMARY_VALUE_CHARS: usize = 80;
 /// How many bytes a hexadecimal tree shows before it stops (the raw tab has them all).
 pub(crate) const HEX_TREE_BYTES: usize = 4096;
 
-/// `text`, cut to `max` characters with `…` after.
+/// `text`, cut to `max` characters with `…` after, its control characters escaped
+/// (`\n`, `\u{1b}`): a summary is one line, and a peer's text must not drive the
+/// terminal that shows it.
 pub(crate) fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
+    let mut out = String::with_capacity(text.len().min(max * 2));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 /// A JSON value on one line, cut to the summary's width.

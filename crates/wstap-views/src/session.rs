@@ -36,7 +36,8 @@ impl SessionDecoder {
     pub fn new(view: Option<View>) -> SessionDecoder {
         SessionDecoder {
             view,
-            mqtt_version: 4,
+            // Not known until a CONNECT says.
+            mqtt_version: 0,
             ..SessionDecoder::default()
         }
     }
@@ -44,6 +45,14 @@ impl SessionDecoder {
     /// The view it reads with.
     pub fn view(&self) -> Option<View> {
         self.view
+    }
+
+    /// Says that the message just decoded going `dir` was not all there (the capture cut
+    /// its payload short, or gave it up): a packet or attachments it began are lost, and
+    /// the next message starts afresh.
+    pub fn lose(&mut self, dir: Direction) {
+        self.mqtt[slot(dir)].lose();
+        self.awaiting[slot(dir)] = None;
     }
 
     /// Decodes the next data message going `dir` (`text`: whether it was a text message).
@@ -80,7 +89,9 @@ impl SessionDecoder {
             let item = match awaiting.take() {
                 None => socketio::stray_binary(payload),
                 Some(mut pending) => {
-                    pending.received.push(payload.to_vec());
+                    // What the tree shows of it is all it keeps.
+                    let kept = &payload[..payload.len().min(crate::render::HEX_TREE_BYTES)];
+                    pending.received.push(kept.to_vec());
                     let number = pending.received.len();
                     let mut item = socketio::attachment(
                         payload,

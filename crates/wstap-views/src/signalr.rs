@@ -11,7 +11,7 @@
 //! Invocations with an id are calls; their completion answers them.
 
 use crate::formats::msgpack;
-use crate::render::{arguments, plain};
+use crate::render::{arguments, cut, plain, SUMMARY_VALUE_CHARS};
 use crate::{Call, Decoded, Item, Problem, Role, View};
 use serde_json::{json, Map, Value};
 
@@ -252,7 +252,7 @@ impl Message {
         let mut summary = format!("SIGNALR {name}");
         if let Some(target) = &self.target {
             summary.push(' ');
-            summary.push_str(target);
+            summary.push_str(&cut(target, SUMMARY_VALUE_CHARS));
             summary.push_str(&arguments(&self.arguments));
         }
         if !self.stream_ids.is_empty() {
@@ -276,7 +276,7 @@ impl Message {
             summary.push_str(&format!(" seq={sequence}"));
         }
         if let Some(id) = &self.invocation_id {
-            summary.push_str(&format!(" id={id}"));
+            summary.push_str(&format!(" id={}", cut(id, SUMMARY_VALUE_CHARS)));
         }
         let call = self.invocation_id.as_ref().and_then(|id| match self.kind {
             1 | 4 => Some(Call {

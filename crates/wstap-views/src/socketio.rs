@@ -17,6 +17,10 @@ use crate::render::{arguments, cut, hex, plain, SUMMARY_VALUE_CHARS};
 use crate::{Call, Item, Problem, Role};
 use serde_json::{json, Map, Value};
 
+/// The most binary attachments a packet may announce (more is not Socket.IO's use, and
+/// would have the session's decoder wait for them).
+const MAX_ATTACHMENTS: usize = 64;
+
 /// A text message, decoded: its item and how many binary attachments follow it.
 pub(crate) struct Packet {
     pub(crate) item: Item,
@@ -98,7 +102,11 @@ fn socket_packet(data: &str) -> Result<Packet, Problem> {
         }
         attachments = data[at..at + digits]
             .parse()
-            .map_err(|_| Problem::new(1 + at, "attachment count too large"))?;
+            .ok()
+            .filter(|&n| n <= MAX_ATTACHMENTS)
+            .ok_or_else(|| {
+                Problem::new(1 + at, format!("more than {MAX_ATTACHMENTS} attachments"))
+            })?;
         at += digits + 1;
     }
     let mut namespace = "/";
@@ -120,8 +128,10 @@ fn socket_packet(data: &str) -> Result<Packet, Problem> {
     let payload = match &data[at..] {
         "" => None,
         json_text => Some(
-            serde_json::from_str::<Value>(json_text)
-                .map_err(|e| Problem::new(1 + at + e.column().saturating_sub(1), e.to_string()))?,
+            crate::formats::parse_json(json_text.as_bytes()).map_err(|problem| {
+                // Offsets count from the payload's start: the `4`, then what came before.
+                Problem::new(1 + at + problem.at, problem.what)
+            })?,
         ),
     };
 
@@ -137,6 +147,7 @@ fn socket_packet(data: &str) -> Result<Packet, Problem> {
     }
     let mut summary = format!("SOCKET.IO {name}");
     let mut event_name = None;
+    let namespace_shown = cut(namespace, SUMMARY_VALUE_CHARS);
     match (kind, &payload) {
         (b'2' | b'5', Some(Value::Array(args))) if !args.is_empty() => {
             let event = plain(&args[0]);
@@ -160,7 +171,7 @@ fn socket_packet(data: &str) -> Result<Packet, Problem> {
         summary.push_str(&format!(" ack={ack}"));
     }
     if namespace != "/" {
-        summary.push_str(&format!(" ns={namespace}"));
+        summary.push_str(&format!(" ns={namespace_shown}"));
     }
     if attachments > 0 {
         summary.push_str(&format!(" +{attachments} binary"));

@@ -158,7 +158,7 @@ fn unescape(text: &str) -> String {
 
 fn item(command: &str, headers: Map<String, Value>, body: &[u8]) -> Item {
     let header = |name: &str| headers.get(name).and_then(Value::as_str).map(str::to_owned);
-    let mut summary = format!("STOMP {command}");
+    let mut summary = format!("STOMP {}", cut(command, SUMMARY_VALUE_CHARS));
     for (label, name) in [
         ("", "destination"),
         ("sub=", "subscription"),
@@ -190,6 +190,14 @@ fn item(command: &str, headers: Map<String, Value>, body: &[u8]) -> Item {
         }),
         "CONNECTED" => Some(Call {
             key: "stomp:connect".to_owned(),
+            role: Role::Answer,
+            name: None,
+        }),
+        // An ERROR answers the frame whose receipt it names, else the CONNECT.
+        "ERROR" => Some(Call {
+            key: header("receipt-id").map_or("stomp:connect".to_owned(), |id| {
+                format!("stomp:receipt:{id}")
+            }),
             role: Role::Answer,
             name: None,
         }),

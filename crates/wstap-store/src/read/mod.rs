@@ -209,6 +209,24 @@ impl Capture {
             .optional()?)
     }
 
+    /// The view the writer read each session with (`sessions.view`; a person's later
+    /// choice aside): what the capture's protocol filters read by.
+    pub fn recorded_views(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, Option<View>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, view FROM sessions WHERE start_event != ''")?;
+        let rows = stmt.query_map([], |row| {
+            let view: Option<String> = row.get(1)?;
+            Ok((
+                row.get::<_, i64>(0)? as u64,
+                view.and_then(|v| View::from_name(&v)),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records a person's choice of view for session `id` (`None`: back to the one wstap
     /// chose), which readers prefer from then on. The one write a reader makes: through a
     /// connection of its own, waiting for the writer's transaction if one is open.

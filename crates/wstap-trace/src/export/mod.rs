@@ -48,20 +48,29 @@ impl Redaction {
         self
     }
 
-    fn apply(&self, headers: &mut Headers) {
+    /// Hides what it hides in `headers`; whether it hid anything.
+    fn apply(&self, headers: &mut Headers) -> bool {
+        let mut hid = false;
         for (name, value) in headers.iter_mut() {
             if self.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 *value = REDACTED.to_owned();
+                hid = true;
             }
         }
+        hid
     }
 
     /// Redacts the header values in `event`.
     pub fn apply_to(&self, event: &mut Event) {
         if let Some(exchange) = event.exchange_mut() {
-            self.apply(&mut exchange.request.headers);
+            let mut hid = self.apply(&mut exchange.request.headers);
             if let Some(r) = exchange.response.as_mut() {
-                self.apply(&mut r.headers);
+                hid |= self.apply(&mut r.headers);
+            }
+            // The heads' bytes as sent hold what was hidden: they go (a pcapng export
+            // writes the heads again from the redacted headers).
+            if hid {
+                exchange.raw = None;
             }
         }
     }

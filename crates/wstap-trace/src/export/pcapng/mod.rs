@@ -15,7 +15,8 @@
 //! session.
 //!
 //! Events go in one at a time, in the order they happened, and packets come out: memory
-//! stays bounded by one frame, however large the capture.
+//! holds one frame, a few bytes per open session, and the list of frames breakpoints
+//! kept from their destination, however large the capture.
 
 mod blocks;
 
@@ -41,8 +42,11 @@ pub struct PcapngWriter<W: Write> {
 struct Legs {
     client: Option<Tcp>,
     upstream: Option<Tcp>,
+    /// The client's address and the listener's, from its start.
+    client_ends: Option<(SocketAddr, SocketAddr)>,
     listener: Option<SocketAddr>,
     target: String,
+    started_us: i64,
 }
 
 /// One TCP connection: `a` opened it to `b`.
@@ -100,29 +104,23 @@ impl<W: Write> PcapngWriter<W> {
         Ok(self.out)
     }
 
+    /// A session's start: its legs open when its handshake shows it is a WebSocket
+    /// session (HTTP sessions and tunnels are not written).
     fn start(&mut self, start: &SessionStart) -> std::io::Result<()> {
         let client = start.client.parse::<SocketAddr>().ok();
         let listener = start
             .listener
             .as_deref()
             .and_then(|l| l.parse::<SocketAddr>().ok());
-        let mut legs = Legs {
+        let legs = Legs {
+            client_ends: client.zip(listener),
             listener,
             target: start.target.clone(),
+            started_us: start.time.timestamp_micros(),
             ..Legs::default()
         };
-        let time_us = start.time.timestamp_micros();
-        if let (Some(a), Some(b)) = (client, listener) {
-            let comment = format!(
-                "wstap session {}: client leg, {} to wstap at {}",
-                start.session, start.client, b
-            );
-            let mut tcp = Tcp::new(a, b, start.session, 0, comment);
-            tcp.open(&mut self.buffer, time_us, &mut self.packets);
-            legs.client = Some(tcp);
-        }
         self.sessions.insert(start.session, legs);
-        self.flush()
+        Ok(())
     }
 
     fn handshake(&mut self, h: &Handshake) -> std::io::Result<()> {
@@ -131,6 +129,15 @@ impl<W: Write> PcapngWriter<W> {
             return Ok(());
         };
         let time_us = exchange.time.timestamp_micros();
+        if let Some((a, b)) = legs.client_ends {
+            let comment = format!(
+                "wstap session {}: client leg, {a} to wstap at {b}",
+                exchange.session
+            );
+            let mut tcp = Tcp::new(a, b, exchange.session, 0, comment);
+            tcp.open(&mut self.buffer, legs.started_us, &mut self.packets);
+            legs.client = Some(tcp);
+        }
         let ends = h
             .upstream
             .as_ref()
@@ -192,26 +199,23 @@ impl<W: Write> PcapngWriter<W> {
             return Ok(());
         };
         let (header, payload, missing) = wire_frame(frame);
-        if missing > 0 || frame.payload.dropped {
-            // Said on the packet that carries the frame's first bytes.
-            for tcp in [legs.client.as_mut(), legs.upstream.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                tcp.comment.get_or_insert_with(|| {
-                    format!(
-                        "wstap: frame {} ({}) has {missing} payload bytes the capture did not keep, written as zeros",
-                        frame.index,
-                        frame.dir.short()
-                    )
-                });
-            }
-        }
         let time_us = frame.time.timestamp_micros();
-        let (read_from, written_to) = match frame.dir {
+        let (mut read_from, written_to) = match frame.dir {
             Direction::ClientToServer => (legs.client.as_mut(), legs.upstream.as_mut()),
             Direction::ServerToClient => (legs.upstream.as_mut(), legs.client.as_mut()),
         };
+        let mut written_to = written_to.filter(|_| forwarded);
+        if missing > 0 || frame.payload.dropped {
+            // Said on the packets that carry the frame's first bytes, on each leg it took.
+            let note = format!(
+                "wstap: frame {} ({}) has {missing} payload bytes the capture did not keep, written as zeros",
+                frame.index,
+                frame.dir.short()
+            );
+            for tcp in read_from.iter_mut().chain(written_to.iter_mut()) {
+                tcp.comment.get_or_insert_with(|| note.clone());
+            }
+        }
         let parts: [&[u8]; 2] = [&header, &payload];
         if let Some(tcp) = read_from {
             tcp.send(
@@ -223,7 +227,7 @@ impl<W: Write> PcapngWriter<W> {
                 &mut self.packets,
             );
         }
-        if let (true, Some(tcp)) = (forwarded, written_to) {
+        if let Some(tcp) = written_to {
             tcp.send(
                 &mut self.buffer,
                 c2s,
