@@ -352,6 +352,47 @@ async fn mqtt_split_across_messages_is_one_packet_and_a_view_can_be_chosen_by_ru
     assert_eq!(session["calls"]["by_name"][1]["name"], "sensors/t1");
     assert_eq!(session["calls"]["unanswered"], serde_json::json!([]));
 
+    // The inspector reads a page anywhere as the filters do: the PUBLISH's last piece,
+    // alone on its page, is the PUBLISH; a piece before it, part of one.
+    let mut view = wstap_command();
+    view.args(["view"])
+        .arg(&capture)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut viewer = KillOnDrop(view.spawn().unwrap());
+    let (url, _) = follow_stderr(viewer.0.stderr.take().unwrap());
+    let (web, token) = parse_inspector_url(&url.expect("view prints its URL"));
+    let id = session["session"].as_u64().unwrap();
+    let rows = |index: u64| {
+        let path = format!("/api/sessions/{id}/rows?kind=messages&index={index}&limit=1");
+        let token = token.clone();
+        async move { support::web::get(web, &token, &path).await.json() }
+    };
+    let publish_seq = session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|m| {
+            m["decoded"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("PUBLISH"))
+        })
+        .unwrap() as u64;
+    let last_piece = rows(publish_seq).await;
+    assert_eq!(
+        last_piece["rows"][0]["decoded"]["summary"],
+        "MQTT PUBLISH sensors/t1 qos=1 id=7 (4 bytes)"
+    );
+    let piece = rows(publish_seq - 1).await;
+    assert!(
+        piece["rows"][0]["decoded"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("MQTT part of a packet"),
+        "{piece}"
+    );
+    drop(viewer);
+
     // `--view` overrides what the subprotocol says: the same traffic read as hex.
     let mut command = wstap_command();
     let hexed = temp_path("views-hex.capture");

@@ -15,7 +15,7 @@ use wstap_store::export::{self, Export, Format};
 use wstap_store::{Capture, Position, Rows};
 use wstap_trace::export::Redaction;
 use wstap_trace::TraceHeader;
-use wstap_views::SessionDecoder;
+use wstap_views::{SessionDecoder, View};
 
 /// Rows a page may ask for at once.
 const MAX_PAGE: u64 = 1000;
@@ -278,10 +278,7 @@ impl Api {
                 };
                 let mut detail =
                     views::message_detail(&message, wire.as_ref().map(|(b, t)| (b.as_slice(), *t)));
-                let m = &message.message;
-                let view = capture.session(id)?.and_then(|s| s.view);
-                if let (Some(view), true) = (view, m.opcode == 1 || m.opcode == 2) {
-                    let decoded = wstap_views::decode(view, &m.payload.bytes, m.opcode == 1);
+                if let Some(decoded) = Decoder::of(capture, id, seq, seq)?.decode(&message) {
                     detail["decoded"] = decoded.to_json();
                 }
                 Ok(detail)
@@ -385,9 +382,9 @@ fn page(
             .map(|f| views::frame_row(f.seq, f))
             .collect(),
         Rows::Messages => {
-            let mut decoder = Decoder::of(capture, id)?;
-            capture
-                .messages(Some(id), &all, at, limit as usize)?
+            let messages = capture.messages(Some(id), &all, at, limit as usize)?;
+            let mut decoder = Decoder::of_page(capture, id, &messages)?;
+            messages
                 .iter()
                 .map(|m| decoder.row(views::message_row(m.seq, m), m))
                 .collect()
@@ -395,24 +392,71 @@ fn page(
     })
 }
 
-/// Decodes a page's messages with their session's view, in order (what one message
-/// leaves for the next, an MQTT packet's first bytes say, is known within the page).
-struct Decoder(Option<SessionDecoder>);
+/// Decodes a page's messages with their session's view. A byte-stream view (MQTT) reads
+/// each message as the capture's filters do: the packets that end in it, joined across
+/// messages by the writer, so a page may start anywhere; other views read the page in
+/// order (a Socket.IO packet and its attachments on one page are joined).
+enum Decoder {
+    /// The session has no view.
+    Plain,
+    /// A byte-stream view, with the page's joined packets by message number.
+    Stream(View, std::collections::HashMap<u64, Vec<u8>>),
+    /// Any other view.
+    Ordered(Box<SessionDecoder>),
+}
 
 impl Decoder {
-    fn of(capture: &Capture, id: u64) -> Result<Decoder, ApiError> {
-        let view = capture.session(id)?.and_then(|s| s.view);
-        Ok(Decoder(view.map(|v| SessionDecoder::new(Some(v)))))
+    /// The decoder for session `id`'s messages numbered `from` to `to`.
+    fn of(capture: &Capture, id: u64, from: u64, to: u64) -> Result<Decoder, ApiError> {
+        Ok(match capture.session(id)?.and_then(|s| s.view) {
+            None => Decoder::Plain,
+            Some(view @ View::Mqtt) => Decoder::Stream(view, capture.stream_packets(id, from, to)?),
+            Some(view) => Decoder::Ordered(Box::new(SessionDecoder::new(Some(view)))),
+        })
     }
 
-    /// `row` with the message's decoded summary, when the session has a view.
-    fn row(&mut self, mut row: Value, stored: &wstap_store::StoredMessage) -> Value {
+    /// The page's decoder: `messages` are its rows.
+    fn of_page(
+        capture: &Capture,
+        id: u64,
+        messages: &[wstap_store::StoredMessage],
+    ) -> Result<Decoder, ApiError> {
+        let from = messages.first().map_or(0, |m| m.seq);
+        let to = messages.last().map_or(0, |m| m.seq);
+        Decoder::of(capture, id, from, to)
+    }
+
+    /// Message `stored`, decoded, when its session has a view and it is a data message.
+    fn decode(&mut self, stored: &wstap_store::StoredMessage) -> Option<wstap_views::Decoded> {
         let m = &stored.message;
-        if let (Some(decoder), true) = (self.0.as_mut(), m.opcode == 1 || m.opcode == 2) {
-            let decoded = decoder.decode(m.dir, &m.payload.bytes, m.opcode == 1);
-            if m.payload.truncated || m.payload.dropped {
-                decoder.lose(m.dir);
+        if m.opcode != 1 && m.opcode != 2 {
+            return None;
+        }
+        let text = m.opcode == 1;
+        match self {
+            Decoder::Plain => None,
+            Decoder::Stream(view, packets) => {
+                let packets = packets.get(&stored.seq).map(Vec::as_slice);
+                Some(wstap_views::decode_packets(
+                    *view,
+                    &m.payload.bytes,
+                    packets,
+                    text,
+                ))
             }
+            Decoder::Ordered(decoder) => {
+                let decoded = decoder.decode(m.dir, &m.payload.bytes, text);
+                if m.payload.truncated || m.payload.dropped {
+                    decoder.lose(m.dir);
+                }
+                Some(decoded)
+            }
+        }
+    }
+
+    /// `row` with the message's decoded summary, when it has one.
+    fn row(&mut self, mut row: Value, stored: &wstap_store::StoredMessage) -> Value {
+        if let Some(decoded) = self.decode(stored) {
             views::add_decoded(&mut row, &decoded);
         }
         row
@@ -437,9 +481,9 @@ fn page_at(
             .map(|(f, i)| views::frame_row(i, f))
             .collect(),
         Rows::Messages => {
-            let mut decoder = Decoder::of(capture, id)?;
-            capture
-                .messages_at(id, positions)?
+            let messages = capture.messages_at(id, positions)?;
+            let mut decoder = Decoder::of_page(capture, id, &messages)?;
+            messages
                 .iter()
                 .zip(numbered)
                 .map(|(m, i)| decoder.row(views::message_row(i, m), m))

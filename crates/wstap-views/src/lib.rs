@@ -300,6 +300,28 @@ pub fn decode(view: View, payload: &[u8], text: bool) -> Decoded {
     SessionDecoder::new(Some(view)).decode(wstap_wire::Direction::ClientToServer, payload, text)
 }
 
+/// Decodes what protocol fields read of a message of a byte-stream view (MQTT) by
+/// itself: the packets that end in it, as the capture keeps them when they are not its
+/// own bytes (`packets`), else its payload; no packet ending in it is said so.
+pub fn decode_packets(view: View, payload: &[u8], packets: Option<&[u8]>, text: bool) -> Decoded {
+    match packets {
+        Some([]) => Decoded {
+            view,
+            items: vec![Item {
+                summary: format!(
+                    "{} part of a packet (it ends in a later message)",
+                    view.tag()
+                ),
+                tree: serde_json::json!({ "type": "fragment" }),
+                call: None,
+            }],
+            problem: None,
+        },
+        Some(packets) => decode(view, packets, text),
+        None => decode(view, payload, text),
+    }
+}
+
 /// Decodes a message of a session that has no protocol view: JSON when it parses as
 /// JSON, else text when it is UTF-8, else hex.
 pub fn decode_plain(payload: &[u8]) -> Decoded {

@@ -209,6 +209,25 @@ impl Capture {
             .optional()?)
     }
 
+    /// The packets of a byte-stream view (MQTT) that end in session `id`'s messages
+    /// numbered `from` to `to` (both included), for those whose packets are not their own
+    /// bytes (`stream_packets`), by message number.
+    pub fn stream_packets(
+        &self,
+        id: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::HashMap<u64, Vec<u8>>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT msg, bytes FROM stream_packets WHERE session = ?1 AND msg BETWEEN ?2 AND ?3",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![id as i64, from as i64, to as i64],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?)),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The view the writer read each session with (`sessions.view`; a person's later
     /// choice aside): what the capture's protocol filters read by.
     pub fn recorded_views(
