@@ -299,9 +299,14 @@ fn term_holds(term: &Term, s: &SessionFacts<'_>, r: Option<&RecordFacts<'_>>) ->
         Term::Decoded {
             view, path, test, ..
         } => r.is_some_and(|r| decoded_holds(*view, r.payload, path, test)),
-        Term::Protocol { field, test, .. } => {
-            r.is_some_and(|r| field_holds(field, test, r.stream.unwrap_or(r.payload)))
-        }
+        Term::Protocol { field, test, .. } => r.is_some_and(|r| {
+            // Only MQTT is read as a stream (the packets joined across messages).
+            let bytes = match field.view() {
+                wstap_views::View::Mqtt => r.stream.unwrap_or(r.payload),
+                _ => r.payload,
+            };
+            field_holds(field, test, bytes)
+        }),
     }
 }
 
@@ -334,6 +339,12 @@ fn decoded_holds(
 /// Whether `payload`, read as `field`'s protocol, has an item whose field passes `test`.
 fn field_holds(field: &wstap_views::ProtocolField, test: &ProtocolTest, payload: &[u8]) -> bool {
     use serde_json::Value;
+    // An equality the payload's bytes already rule out needs no decoding.
+    if let ProtocolTest::Cmp(Cmp::Eq, JsonLiteral::Str(text)) = test {
+        if !field.may_be(payload, text) {
+            return false;
+        }
+    }
     field.values(payload).iter().any(|value| {
         let text = || match value {
             Value::String(s) => s.clone(),

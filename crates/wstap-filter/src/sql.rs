@@ -18,6 +18,7 @@
 //! JSON tests use SQLite's own JSON functions (`json_valid`, `json_type`, `json_extract`).
 
 use crate::ast::*;
+use wstap_views::View;
 use wstap_wire::Direction;
 
 /// A fact of a frame or message that filters read (alias `r`).
@@ -367,11 +368,17 @@ impl Builder<'_> {
                 let p = self.param(SqlValue::Text(source.clone()));
                 format!("wstap_term({p}, {})", self.r(RecordColumn::Payload))
             }
-            Term::Protocol { source, .. } => {
+            // Only MQTT is read as a stream: its fields read the packets the capture
+            // joined, when there are some.
+            Term::Protocol { source, field, .. } if field.view() == View::Mqtt => {
                 let p = self.param(SqlValue::Text(source.clone()));
                 let stream = self.r(RecordColumn::Stream);
                 let payload = self.r(RecordColumn::Payload);
                 format!("wstap_term({p}, COALESCE({stream}, {payload}))")
+            }
+            Term::Protocol { source, .. } => {
+                let p = self.param(SqlValue::Text(source.clone()));
+                format!("wstap_term({p}, {})", self.r(RecordColumn::Payload))
             }
         }
     }

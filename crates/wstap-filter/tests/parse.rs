@@ -270,7 +270,10 @@ fn protocol_fields_and_binary_format_paths_read_the_decoded_payload() {
     let publish = text_frame(b"\x32\x11\x00\x0asensors/t1\x00\x05{}\x00");
     let event = text_frame(br#"42/admin,7["chat","hi"]"#);
     let pack = text_frame(b"\x82\xa1a\x01\xa1b\x91\xc3");
+    // The target escaped in JSON: not its bytes, but the same text.
+    let escaped = text_frame(b"{\"type\":1,\"target\":\"Send\\u004dessage\",\"arguments\":[]}\x1e");
     for (filter, record, expected) in [
+        ("signalr.target == \"SendMessage\"", &escaped, true),
         ("signalr.target == \"SendMessage\"", &invocation, true),
         ("signalr.target == \"sendmessage\"", &invocation, false),
         ("signalr.target:send*", &invocation, true),

@@ -274,11 +274,9 @@ fn view_of(doc: &wstap_trace::export::session::SessionDoc) -> Option<View> {
         None => (None, ""),
     };
     let mut detector = Detector::from_handshake(subprotocol, url);
-    for m in doc
-        .messages
-        .iter()
-        .filter(|m| m.opcode == 1 || m.opcode == 2)
-    {
+    // As the writer does: a peer's data messages (not what wstap wrote).
+    let read = |m: &&wstap_trace::Message| m.origin.is_wire() && (m.opcode == 1 || m.opcode == 2);
+    for m in doc.messages.iter().filter(read) {
         if detector.is_settled() {
             break;
         }

@@ -70,6 +70,23 @@ const FIELDS: &[(View, &[FieldPath])] = &[
     ),
 ];
 
+/// The fields whose text is a string as the payload carries it: verbatim, or (in JSON and
+/// STOMP headers) escaped, which takes a backslash. A payload holding neither the text nor
+/// a backslash has no such field with that text ([`ProtocolField::may_be`]).
+const VERBATIM: &[(View, &str)] = &[
+    (View::SignalR, "target"),
+    (View::SocketIo, "event"),
+    (View::Mqtt, "topic"),
+    (View::Mqtt, "client"),
+    (View::Stomp, "command"),
+    (View::Stomp, "destination"),
+    (View::Stomp, "id"),
+    (View::Stomp, "subscription"),
+    (View::Stomp, "receipt"),
+    (View::Graphql, "operation"),
+    (View::JsonRpc, "method"),
+];
+
 /// A field of a protocol, as a filter names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProtocolField {
@@ -146,6 +163,22 @@ impl ProtocolField {
     /// The field's name, without its protocol.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Whether `payload` may have this field with exactly the text `text`: `false` when it
+    /// certainly has not (the field is one the payload carries verbatim, and neither the
+    /// text nor a backslash is there), so an equality test need not decode it.
+    pub fn may_be(&self, payload: &[u8], text: &str) -> bool {
+        let verbatim = VERBATIM
+            .iter()
+            .any(|&(view, name)| view == self.view && name == self.name);
+        if !verbatim || text.is_empty() {
+            return true;
+        }
+        payload.contains(&b'\\')
+            || payload
+                .windows(text.len())
+                .any(|window| window == text.as_bytes())
     }
 
     /// The field's value in each item of `payload` read as its protocol (one message by

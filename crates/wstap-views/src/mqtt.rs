@@ -401,7 +401,7 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
                 " client={} {shown} keepalive={keep_alive}",
                 json!(client)
             ));
-            call = Some(answer_key("mqtt:connect", Role::Call, Some("CONNECT")));
+            call = Some(call_of("mqtt:connect", Role::Call, Some("CONNECT")));
         }
         2 => {
             let flags = r.u8("acknowledge flags")?;
@@ -412,7 +412,7 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
                 tree.insert("properties".into(), r.properties()?);
             }
             summary.push_str(&format!(" code={code}"));
-            call = Some(answer_key("mqtt:connect", Role::Answer, None));
+            call = Some(call_of("mqtt:connect", Role::Answer, None));
         }
         3 => {
             let qos = (first >> 1) & 3;
@@ -449,7 +449,7 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
                 tree.insert("packetId".into(), json!(id));
                 summary.push_str(&format!(" id={id}"));
                 let key = if qos == 1 { "puback" } else { "pubrec" };
-                call = Some(answer_key(
+                call = Some(call_of(
                     &format!("mqtt:{key}:{id}"),
                     Role::Call,
                     Some(&topic),
@@ -468,10 +468,10 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
             }
             summary.push_str(&format!(" id={id}"));
             call = Some(match kind {
-                4 => answer_key(&format!("mqtt:puback:{id}"), Role::Answer, None),
-                5 => answer_key(&format!("mqtt:pubrec:{id}"), Role::Answer, None),
-                6 => answer_key(&format!("mqtt:pubcomp:{id}"), Role::Call, Some("PUBREL")),
-                _ => answer_key(&format!("mqtt:pubcomp:{id}"), Role::Answer, None),
+                4 => call_of(&format!("mqtt:puback:{id}"), Role::Answer, None),
+                5 => call_of(&format!("mqtt:pubrec:{id}"), Role::Answer, None),
+                6 => call_of(&format!("mqtt:pubcomp:{id}"), Role::Call, Some("PUBREL")),
+                _ => call_of(&format!("mqtt:pubcomp:{id}"), Role::Answer, None),
             });
         }
         8 | 10 => {
@@ -502,11 +502,7 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
             tree.insert("packetId".into(), json!(id));
             tree.insert("filters".into(), Value::Array(filters));
             let key = if kind == 8 { "suback" } else { "unsuback" };
-            call = Some(answer_key(
-                &format!("mqtt:{key}:{id}"),
-                Role::Call,
-                Some(name),
-            ));
+            call = Some(call_of(&format!("mqtt:{key}:{id}"), Role::Call, Some(name)));
         }
         9 | 11 => {
             let id = r.u16("packet identifier")?;
@@ -518,10 +514,10 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
             tree.insert("packetId".into(), json!(id));
             tree.insert("codes".into(), json!(codes));
             let key = if kind == 9 { "suback" } else { "unsuback" };
-            call = Some(answer_key(&format!("mqtt:{key}:{id}"), Role::Answer, None));
+            call = Some(call_of(&format!("mqtt:{key}:{id}"), Role::Answer, None));
         }
-        12 => call = Some(answer_key("mqtt:ping", Role::Call, Some("PINGREQ"))),
-        13 => call = Some(answer_key("mqtt:ping", Role::Answer, None)),
+        12 => call = Some(call_of("mqtt:ping", Role::Call, Some("PINGREQ"))),
+        13 => call = Some(call_of("mqtt:ping", Role::Answer, None)),
         14 | 15 => {
             if !r.is_done() {
                 let code = r.u8("reason code")?;
@@ -541,7 +537,8 @@ fn decode_packet(first: u8, body: &[u8], version: &mut u8) -> Result<Item, Probl
     })
 }
 
-fn answer_key(key: &str, role: Role, name: Option<&str>) -> Call {
+/// The call (or answer) a packet makes under `key`.
+fn call_of(key: &str, role: Role, name: Option<&str>) -> Call {
     Call {
         key: key.to_owned(),
         role,
