@@ -24,10 +24,26 @@ pub fn wstap(args: &[&str]) -> Output {
         .expect("the wstap binary runs")
 }
 
-/// A loopback address whose port was free a moment ago.
+/// A loopback address whose port was free a moment ago, for a process to listen on.
+///
+/// It is picked below the kernel's ephemeral range (32768 and up on Linux): a port the
+/// kernel handed out for `:0` and took back would soon be handed out again, to any test
+/// binding `:0` meanwhile, and the wstap started on it would fail to listen while the
+/// test talked to that other server. Ports here are only ever taken on purpose.
 pub fn free_loopback_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..1000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mixed = (seed ^ n.wrapping_mul(0xBF58_476D_1CE4_E5B9)).rotate_left(29);
+        let port = 20_000 + (mixed % 12_000) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 /// Starts `command` (the binary, with `--listen ADDR` added) and waits until it listens.
