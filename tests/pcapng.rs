@@ -54,8 +54,15 @@ fn captured(capture: &std::path::Path) -> Vec<(String, Seen)> {
 /// What tshark decodes of the export: per TCP stream, its WebSocket frames in order, each
 /// with its direction (a masked frame is the client's), and the texts it shows (inflated,
 /// for compressed messages).
-fn tshark_frames(pcap: &std::path::Path) -> (Vec<Vec<(String, Seen)>>, Vec<String>) {
+fn tshark_frames(pcap: &std::path::Path, ports: &[u16]) -> (Vec<Vec<(String, Seen)>>, Vec<String>) {
+    // Loopback servers listen on random ports, some of which tshark takes for another
+    // protocol's: say they are HTTP, as a person would with Decode As.
+    let decode_as: Vec<String> = ports
+        .iter()
+        .flat_map(|port| ["-d".to_owned(), format!("tcp.port=={port},http")])
+        .collect();
     let out = std::process::Command::new("tshark")
+        .args(&decode_as)
         .args([
             "-r",
             pcap.to_str().unwrap(),
@@ -170,7 +177,22 @@ fn export_and_compare(capture: &std::path::Path) -> Vec<String> {
     assert!(out.status.success(), "{out:?}");
     let frames = captured(capture);
     assert!(frames.len() >= 4, "{frames:?}");
-    let (streams, texts) = tshark_frames(&pcap);
+    // The ports the legs were served on: the listener's, and the server's.
+    let port = |addr: &Value| {
+        addr.as_str()
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+    };
+    let mut ports: Vec<u16> = exported_events(capture, "session_start")
+        .iter()
+        .filter_map(|s| port(&s["listener"]))
+        .collect();
+    ports.extend(
+        exported_events(capture, "handshake")
+            .iter()
+            .filter_map(|h| port(&h["upstream"]["peer"])),
+    );
+    let (streams, texts) = tshark_frames(&pcap, &ports);
     assert_eq!(
         streams.len(),
         2,
