@@ -35,9 +35,10 @@ pub(crate) const FRAME_PAYLOAD: &str = "(CASE WHEN r.inflated_len IS NULL \
      ELSE wstap_bytes(r.inflated, r.inflated_at, r.inflated_kept) END)";
 
 /// The packets a byte-stream protocol's message ends, when they are not its payload: of a
-/// frame that is a whole message (`r.msg`), and so of that message.
+/// frame that is a whole message, and so of that message (whether or not the writer
+/// could store the two as one row).
 const FRAME_STREAM: &str =
-    "(SELECT p.bytes FROM stream_packets p WHERE p.session = r.session AND p.msg = r.msg)";
+    "(SELECT p.bytes FROM stream_packets p WHERE p.session = r.session AND p.frame = r.seq)";
 
 /// Whether the payload a filter reads of a frame (`FRAME_PAYLOAD`) was dropped.
 pub(crate) const FRAME_DROPPED: &str = "wstap_dropped(CASE WHEN r.inflated_len IS NULL \

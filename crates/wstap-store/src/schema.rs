@@ -357,9 +357,11 @@ CREATE TABLE view_choices (
 CREATE TABLE stream_packets (
     session  INTEGER NOT NULL,
     msg      INTEGER NOT NULL,
+    frame    INTEGER,
     bytes    BLOB NOT NULL,
     PRIMARY KEY (session, msg)
 ) WITHOUT ROWID;
+CREATE INDEX stream_packets_by_frame ON stream_packets(session, frame) WHERE frame IS NOT NULL;
 "#;
 
 /// How many messages of a session lie between two of its `message_marks` (version 6).

@@ -499,9 +499,15 @@ impl CaptureWriter {
         Ok(())
     }
 
-    /// Shows a data message (number `msg` of its session) to the session's view: it may
-    /// decide the view, and a byte-stream view keeps the packets it ends.
-    fn read_view(&mut self, m: &MessageView<'_>, msg: u64) -> Result<(), StoreError> {
+    /// Shows a data message (number `msg` of its session; `frame`, the frame that is all
+    /// of it, if one is) to the session's view: it may decide the view, and a byte-stream
+    /// view keeps the packets it ends, found by message and by frame.
+    fn read_view(
+        &mut self,
+        m: &MessageView<'_>,
+        msg: u64,
+        frame: Option<u64>,
+    ) -> Result<(), StoreError> {
         if !m.is_data() || !m.origin.is_wire() {
             return Ok(());
         }
@@ -516,9 +522,15 @@ impl CaptureWriter {
         if let Some(bytes) = seen.joined {
             self.conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO stream_packets (session, msg, bytes) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO stream_packets (session, msg, frame, bytes)
+                     VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![m.session as i64, msg as i64, bytes])?;
+                .execute(params![
+                    m.session as i64,
+                    msg as i64,
+                    frame.map(|seq| seq as i64),
+                    bytes
+                ])?;
         }
         Ok(())
     }
@@ -688,7 +700,7 @@ impl CaptureWriter {
         }
         let msg = whole.map(|message| Self::account_message(session, message).0);
         if let (Some(message), Some(msg)) = (whole, msg) {
-            self.read_view(message, msg)?;
+            self.read_view(message, msg, Some(seq))?;
         }
         if let Some(msg) = msg {
             // A whole-frame message precedes every later message's frames, and follows
@@ -775,7 +787,9 @@ impl CaptureWriter {
         // Every frame so far belongs to this message or an earlier one, every later frame
         // to a later one: the next frame is its mark.
         let next_frame = session.next_frame;
-        self.read_view(m, seq)?;
+        // A one-frame message the batch gave apart from its frame: still that frame's.
+        let only_frame = (m.frames == 1).then_some(last).flatten().map(|f| f.seq);
+        self.read_view(m, seq, only_frame)?;
         self.mark_message(m.session, seq, next_frame)?;
         let (data_inline, data) = self.store(m.data.data, m.data.total)?;
         let violations = violations_json(&m.violations);

@@ -12,7 +12,8 @@
 //! are small decoders of our own, one module each. Everything here is sans-IO: bytes in,
 //! values out, no clock, no allocation driven by what a peer declares. A payload that
 //! does not parse as its view says where and why ([`Problem`]), and its records fall back
-//! to hex; no input makes a decoder panic (each is fuzzed: `fuzz/fuzz_targets/views.rs`).
+//! to hex; no input makes a decoder panic (property tests of any bytes in any chunks, and
+//! a fuzz target: `fuzz/fuzz_targets/views.rs`).
 //!
 //! Which view a session gets is [`detect`]'s job: the negotiated subprotocol first, then
 //! the URL, then the first messages. Most views decode a message alone ([`decode`]); MQTT
