@@ -222,6 +222,15 @@ impl wstap_store::export::EventSource for Source {
             Source::Trace(_) => None,
         }
     }
+
+    fn proto_schema(&self) -> Result<Option<wstap_views::ProtoSchema>, AppError> {
+        match self {
+            Source::Capture(capture) => capture
+                .proto_schema()
+                .map_err(|e| AppError::BadInput(e.to_string())),
+            Source::Trace(_) => Ok(None),
+        }
+    }
 }
 
 /// Opens a capture; every way of failing is bad input.

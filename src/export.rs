@@ -39,6 +39,9 @@ pub struct ExportArgs {
     /// Keep every header value, credentials included.
     #[arg(long, conflicts_with = "redact")]
     pub no_redact: bool,
+    /// Read protobuf messages with this schema rather than the one the capture keeps.
+    #[command(flatten)]
+    pub proto: crate::proto::ProtoArgs,
 }
 
 /// Export formats.
@@ -68,6 +71,7 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
     let Some(format) = args.format.document() else {
         return pcapng(args, &source, &redaction);
     };
+    let proto_schema = args.proto.load()?;
     let what = Export {
         format,
         session: args.session,
@@ -75,6 +79,7 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
         redaction: &redaction,
         header: header(&source)?,
         version: env!("CARGO_PKG_VERSION"),
+        proto_schema: proto_schema.as_ref(),
     };
     let text = export::export(&source, &what).map_err(|e| match e {
         AppError::NoSuchSession(n) => {

@@ -14,6 +14,7 @@ mod export;
 mod frames;
 mod import;
 mod mock;
+mod proto;
 mod replay;
 mod rules;
 mod run;
@@ -232,6 +233,8 @@ pub struct RunArgs {
     /// Repeatable: the first that selects a session applies.
     #[arg(long = "view", value_name = "FILTER=VIEW", value_parser = parse_view_rule)]
     pub views: Vec<(wstap_filter::Filter, wstap_views::View)>,
+    #[command(flatten)]
+    pub proto: proto::ProtoArgs,
     /// Bytes a session may keep per direction while a message is held; past it wstap
     /// stops reading that side, and a larger message is not held (K, M, G suffixes).
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]

@@ -221,7 +221,8 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     }
     let mut bus = EventBus::new();
     let feed = (!args.no_web).then(wstap_inspector::LiveFeed::new);
-    let recording = start_capture(args, &mut bus, feed.as_ref())?;
+    let proto_schema = args.proto.load()?;
+    let recording = start_capture(args, &mut bus, feed.as_ref(), proto_schema.as_ref())?;
     if let Some(recording) = &recording {
         config.first_session = recording.first_session;
     }
@@ -249,7 +250,10 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     let (rx, dropped) = bus.subscribe_lossy(CONSOLE_BACKLOG, !args.quiet);
     let options = ConsoleOptions::from_args(args);
     let filter = args.filter.clone();
-    let views = args.views.clone();
+    let views = console::views::ViewSettings {
+        rules: args.views.clone(),
+        schema: proto_schema.clone(),
+    };
     let console = std::thread::Builder::new()
         .name("wstap-console".into())
         .spawn(move || console::print(rx, dropped, options, filter, views))
@@ -352,6 +356,7 @@ fn start_capture(
     args: &RunArgs,
     bus: &mut EventBus,
     feed: Option<&wstap_inspector::LiveFeed>,
+    proto_schema: Option<&wstap_views::ProtoSchema>,
 ) -> Result<Option<Recording>, AppError> {
     if args.no_capture {
         return Ok(None);
@@ -375,6 +380,9 @@ fn start_capture(
         false => (CaptureWriter::create(&path, &info)?, 1),
     };
     writer.choose_views(args.views.clone());
+    if let Some(schema) = proto_schema {
+        writer.keep_proto_schema(schema)?;
+    }
     let mut feed = feed.map(wstap_inspector::LiveFeed::hook);
     let mut warned = false;
     writer.on_commit(move |committed| {

@@ -14,12 +14,21 @@ pub struct ViewArgs {
     /// Serve the inspector here (default 127.0.0.1:8889).
     #[arg(long, value_name = "ADDR", env = "WSTAP_WEB")]
     pub web: Option<SocketAddr>,
+    /// Keep this schema in the capture: its protobuf messages read by it from now on.
+    #[command(flatten)]
+    pub proto: crate::proto::ProtoArgs,
 }
 
 /// Runs `wstap view` until Ctrl-C.
 pub async fn view(args: ViewArgs) -> Result<(), AppError> {
     let path = chosen(args.capture.as_deref())?;
-    crate::captures::open_capture(&path)?;
+    let capture = crate::captures::open_capture(&path)?;
+    if let Some(schema) = args.proto.load()? {
+        capture
+            .keep_proto_schema(&schema)
+            .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
+    }
+    drop(capture);
     let listen = args.web.unwrap_or(crate::web::DEFAULT_WEB);
     let inspector = crate::web::start(Some(listen), &path, None, None, None)?;
     let Some(inspector) = inspector else {

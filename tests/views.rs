@@ -490,3 +490,237 @@ fn the_demo_speaks_signalr_and_socketio_and_its_calls_are_answered() {
         assert!(!stdout.contains("unanswered: "), "{app}: {stdout}");
     }
 }
+
+/// `chat.Envelope { from: "John", text: "hi", kind: JOIN, counts: {"a": 1}, sent: {seconds:
+/// 1700000000} }`, as any protobuf library writes it (tests/peers/proto/chat.proto).
+const ENVELOPE: &[u8] = &[
+    0x0a, 0x04, 0x4a, 0x6f, 0x68, 0x6e, 0x12, 0x02, 0x68, 0x69, 0x18, 0x02, 0x22, 0x05, 0x0a, 0x01,
+    0x61, 0x10, 0x01, 0x2a, 0x06, 0x08, 0x80, 0xe2, 0xcf, 0xaa, 0x06,
+];
+
+/// `chat.Ack { id: 7 }`.
+const ACK: &[u8] = &[0x08, 0x07];
+
+/// A server that answers each binary message with an `Ack`.
+async fn acking_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_binary() && ws.send(Message::binary(ACK)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One Envelope and its Ack through wstap at `proxy`, to `server` at `/pb`.
+async fn envelope_and_ack(proxy: std::net::SocketAddr, server: std::net::SocketAddr) {
+    let stream = tunnel(proxy, server).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{server}/pb"), stream)
+        .await
+        .unwrap();
+    ws.send(Message::binary(ENVELOPE)).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+}
+
+/// The decoded trees of a capture's one WebSocket session's data messages, in order.
+fn decoded_trees(capture: &std::path::Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["export", capture.to_str().unwrap(), "--format", "json"];
+    args.extend_from_slice(extra);
+    let (out, stdout) = run(&args);
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let session = doc["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["view"] == "protobuf")
+        .expect("the protobuf session")
+        .clone();
+    session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.get("decoded"))
+        .map(|d| d["items"][0]["decoded"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_with_a_descriptor_set_names_fields_live_in_exports_and_in_the_inspector() {
+    let descriptor = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/proto/chat.pb");
+    let named = serde_json::json!({
+        "from": "John", "text": "hi", "kind": "JOIN", "counts": {"a": 1},
+        "sent": {"seconds": 1700000000}
+    });
+    let server = acking_server().await;
+
+    // Recorded with the schema: the console names the fields, and so does every reader
+    // of the capture, which keeps the schema.
+    let capture = temp_path("views-protobuf.capture");
+    let mut command = wstap_command();
+    command.args([
+        "--capture",
+        capture.to_str().unwrap(),
+        "--no-web",
+        "--view",
+        "path:/pb=protobuf",
+        "--proto-descriptor",
+        descriptor,
+        "--proto-type",
+        "c2s=chat.Envelope",
+        "--proto-type",
+        "s2c=.chat.Ack",
+    ]);
+    let proxy = free_loopback_addr();
+    command
+        .args(["--listen", &proxy.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let console = collect_lines(child.0.stdout.take().unwrap());
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(proxy).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    envelope_and_ack(proxy, server).await;
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    let console = console.lock().unwrap().join("\n");
+    assert!(
+        console
+            .lines()
+            .any(|line| line.trim().starts_with("PROTOBUF Envelope {")
+                && line.contains(r#""from":"John","kind":"JOIN""#)),
+        "{console}"
+    );
+    assert!(console.contains(r#"PROTOBUF Ack {"id":7}"#), "{console}");
+    assert_eq!(
+        decoded_trees(&capture, &[]),
+        [named.clone(), serde_json::json!({"id": 7})]
+    );
+
+    // Recorded without it: field numbers; an export may read with a schema; `wstap view`
+    // keeps one in the capture, and the inspector reads with it.
+    let bare = temp_path("views-protobuf-bare.capture");
+    let mut command = wstap_command();
+    command.args([
+        "-q",
+        "--capture",
+        bare.to_str().unwrap(),
+        "--no-web",
+        "--view",
+        "path:/pb=protobuf",
+    ]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    envelope_and_ack(proxy, server).await;
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    let numbered = decoded_trees(&bare, &[]);
+    assert_eq!(numbered[0]["1"], "John");
+    assert_eq!(numbered[1], serde_json::json!({"1": 7}));
+    let schema_flags = [
+        "--proto-descriptor",
+        descriptor,
+        "--proto-type",
+        "c2s=chat.Envelope",
+    ];
+    let read_with = decoded_trees(&bare, &schema_flags);
+    assert_eq!(read_with[0], named);
+    assert_eq!(
+        read_with[1],
+        serde_json::json!({"1": 7}),
+        "no type given for s2c"
+    );
+
+    let mut view = wstap_command();
+    view.args(["view"])
+        .arg(&bare)
+        .args(schema_flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut viewer = KillOnDrop(view.spawn().unwrap());
+    let (url, _) = follow_stderr(viewer.0.stderr.take().unwrap());
+    let (web, token) = parse_inspector_url(&url.expect("view prints its URL"));
+    let (out, stdout) = run(&[
+        "sessions",
+        bare.to_str().unwrap(),
+        "--json",
+        "--filter",
+        "path:/pb",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let id = serde_json::from_str::<serde_json::Value>(stdout.lines().next().unwrap()).unwrap()
+        ["id"]
+        .as_u64()
+        .unwrap();
+    let path = format!("/api/sessions/{id}/rows?kind=messages&index=0&limit=2");
+    let rows = support::web::get(web, &token, &path).await.json();
+    let summary = rows["rows"][0]["decoded"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("PROTOBUF Envelope {") && summary.contains(r#""from":"John""#),
+        "{rows}"
+    );
+    drop(viewer);
+    assert_eq!(decoded_trees(&bare, &[])[0], named, "the capture kept it");
+
+    // A bad schema is a one-line error before anything starts.
+    for (flags, says) in [
+        (
+            vec![
+                "--proto-descriptor",
+                "/nonexistent/chat.pb",
+                "--proto-type",
+                "chat.Ack",
+            ],
+            "--proto-descriptor /nonexistent/chat.pb: No such file",
+        ),
+        (
+            vec![
+                "--proto-descriptor",
+                descriptor,
+                "--proto-type",
+                "chat.Nope",
+            ],
+            "has no message type chat.Nope (it has chat.Ack, chat.Envelope)",
+        ),
+        (
+            vec![
+                "--proto-descriptor",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/proto/chat.proto"),
+                "--proto-type",
+                "chat.Ack",
+            ],
+            "not a protobuf descriptor set",
+        ),
+        (
+            vec![
+                "--proto-descriptor",
+                descriptor,
+                "--proto-type",
+                "up=chat.Ack",
+            ],
+            "give TYPE (both ways), c2s=TYPE or s2c=TYPE",
+        ),
+    ] {
+        let mut args = vec!["--no-capture", "--no-web", "--listen", "127.0.0.1:0"];
+        args.extend(flags);
+        let out = wstap(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}

@@ -65,7 +65,7 @@ pub fn print(
     dropped: Arc<DropCounter>,
     options: ConsoleOptions,
     filter: Option<Filter>,
-    views: views::ViewRules,
+    views: views::ViewSettings,
 ) {
     let mut printer = Printer::with_views(options, views);
     let mut selection = filter.map(Selection::new);

@@ -8,7 +8,7 @@
 //! either a live wire record or a stored event, so the live console copies no payload and
 //! `wstap frames` prints a capture exactly as the console printed it live.
 
-use super::views::{SessionViews, ViewRules};
+use super::views::{SessionViews, ViewSettings};
 use chrono::{DateTime, Local, Utc};
 use wstap_trace::convert::to_utc;
 use wstap_trace::view::{Bytes, FrameView, MessageView};
@@ -60,11 +60,11 @@ impl Printer {
         }
     }
 
-    /// A printer whose sessions take their views from `rules` first (`--view`).
-    pub fn with_views(options: ConsoleOptions, rules: ViewRules) -> Self {
+    /// A printer whose sessions take their views from `settings` (`--view` rules first).
+    pub fn with_views(options: ConsoleOptions, settings: ViewSettings) -> Self {
         Printer {
             options,
-            views: SessionViews::new(rules),
+            views: SessionViews::new(settings),
         }
     }
 

@@ -7,11 +7,21 @@ use wstap_filter::Filter;
 use wstap_store::facts::{handshake_view, SessionSummary};
 use wstap_trace::view::MessageView;
 use wstap_trace::Event;
-use wstap_views::{Decoded, Detector, SessionDecoder, View};
+use wstap_views::{Decoded, Detector, ProtoSchema, SessionDecoder, View};
 use wstap_wire::Opcode;
 
 /// `--view` rules: the first whose session filter selects a session gives its view.
 pub type ViewRules = Vec<(Filter, View)>;
+
+/// How the console reads payloads: `--view` rules, and the schema the protobuf view
+/// names fields by (`--proto-descriptor`).
+#[derive(Debug, Clone, Default)]
+pub struct ViewSettings {
+    /// `--view` rules.
+    pub rules: ViewRules,
+    /// `--proto-descriptor` and `--proto-type`.
+    pub schema: Option<ProtoSchema>,
+}
 
 /// One session's view and decoder.
 struct Reading {
@@ -23,24 +33,28 @@ struct Reading {
 /// The views of the sessions the console is showing.
 #[derive(Default)]
 pub struct SessionViews {
-    rules: ViewRules,
+    settings: ViewSettings,
     sessions: HashMap<u64, Reading>,
 }
 
 impl SessionViews {
-    /// Views chosen by `rules` first.
-    pub fn new(rules: ViewRules) -> SessionViews {
+    /// Views chosen by `settings.rules` first.
+    pub fn new(settings: ViewSettings) -> SessionViews {
         SessionViews {
-            rules,
+            settings,
             sessions: HashMap::new(),
         }
+    }
+
+    fn decoder(&self, view: Option<View>) -> SessionDecoder {
+        SessionDecoder::new(view).with_schema(self.settings.schema.clone())
     }
 
     /// Takes in a session-level event: a start and a handshake choose the view, an end
     /// forgets the session.
     pub fn event(&mut self, event: &Event) {
         match event {
-            Event::SessionStart(start) if !self.rules.is_empty() => {
+            Event::SessionStart(start) if !self.settings.rules.is_empty() => {
                 let mut summary = SessionSummary::new(start.session);
                 summary.apply(event);
                 self.sessions.insert(
@@ -58,8 +72,8 @@ impl SessionViews {
                     .sessions
                     .get_mut(&id)
                     .and_then(|reading| reading.summary.take());
-                let detector = handshake_view(&self.rules, summary, h);
-                let decoder = SessionDecoder::new(detector.view());
+                let detector = handshake_view(&self.settings.rules, summary, h);
+                let decoder = self.decoder(detector.view());
                 self.sessions.insert(
                     id,
                     Reading {
@@ -81,10 +95,12 @@ impl SessionViews {
         if !m.is_data() || !m.origin.is_wire() || m.data.dropped {
             return None;
         }
-        let reading = self.sessions.get_mut(&m.session)?;
         let text = m.opcode == Opcode::Text;
+        let schema = &self.settings.schema;
+        let reading = self.sessions.get_mut(&m.session)?;
         if !reading.detector.is_settled() && reading.detector.observe(m.data.data, text).is_some() {
-            reading.decoder = SessionDecoder::new(reading.detector.view());
+            reading.decoder =
+                SessionDecoder::new(reading.detector.view()).with_schema(schema.clone());
         }
         reading.decoder.view()?;
         let decoded = reading.decoder.decode(m.dir, m.data.data, text);

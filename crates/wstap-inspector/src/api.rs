@@ -346,6 +346,7 @@ impl Api {
                     redaction: &Redaction::default(),
                     header: TraceHeader::new(info.writer, time),
                     version: env!("CARGO_PKG_VERSION"),
+                    proto_schema: None,
                 };
                 export::export(capture, &what).map_err(|e| match e {
                     wstap_store::StoreError::Export(export::ExportError::NoSuchSession(n)) => {
@@ -411,6 +412,9 @@ impl Decoder {
         Ok(match capture.session(id)?.and_then(|s| s.view) {
             None => Decoder::Plain,
             Some(view @ View::Mqtt) => Decoder::Stream(view, capture.stream_packets(id, from, to)?),
+            Some(view @ View::Protobuf) => Decoder::Ordered(Box::new(
+                SessionDecoder::new(Some(view)).with_schema(capture.proto_schema()?),
+            )),
             Some(view) => Decoder::Ordered(Box::new(SessionDecoder::new(Some(view)))),
         })
     }

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use wstap_trace::export::session::SessionDoc;
 use wstap_views::calls::{latency_stats, Answered, Pairer};
-use wstap_views::{SessionDecoder, View};
+use wstap_views::{ProtoSchema, SessionDecoder, View};
 
 /// A session's messages read in order: each decoded, its calls paired with their answers.
 struct Reading {
@@ -16,9 +16,9 @@ struct Reading {
 }
 
 impl Reading {
-    fn new(view: Option<View>) -> Reading {
+    fn new(view: Option<View>, schema: Option<&ProtoSchema>) -> Reading {
         Reading {
-            decoder: SessionDecoder::new(view),
+            decoder: SessionDecoder::new(view).with_schema(schema.cloned()),
             pairer: Pairer::new(),
             answered: Vec::new(),
         }
@@ -51,9 +51,14 @@ impl Reading {
 }
 
 /// Adds to `out` (the session's JSON document) its view, each data message's `decoded`
-/// object and the session's `calls`.
-pub(crate) fn add_to_session(doc: &SessionDoc, view: Option<View>, out: &mut Value) {
-    let mut reading = Reading::new(view);
+/// object (protobuf read with `schema`, when there is one) and the session's `calls`.
+pub(crate) fn add_to_session(
+    doc: &SessionDoc,
+    view: Option<View>,
+    schema: Option<&ProtoSchema>,
+    out: &mut Value,
+) {
+    let mut reading = Reading::new(view, schema);
     if let Some(Value::Array(messages)) = out.get_mut("messages") {
         for (n, (m, out)) in doc.messages.iter().zip(messages).enumerate() {
             if let Some(decoded) = reading.read(m, n as u64) {
@@ -111,7 +116,8 @@ impl crate::Capture {
         if view.is_none() {
             return Ok(SessionCalls::default());
         }
-        let mut reading = Reading::new(view);
+        // Calls are numbered by protocols, never by protobuf fields: no schema needed.
+        let mut reading = Reading::new(view, None);
         let all = wstap_filter::Filter::default();
         let mut next = 0;
         loop {

@@ -15,7 +15,7 @@ use wstap_filter::Filter;
 use wstap_trace::export::pcapng::PcapngWriter;
 use wstap_trace::export::{har::to_har, session::sessions, Redaction};
 use wstap_trace::{Event, TraceHeader, TraceWriter};
-use wstap_views::{Detector, View};
+use wstap_views::{Detector, ProtoSchema, View};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,11 @@ pub trait EventSource {
     fn recorded_views(&self) -> HashMap<u64, Option<View>> {
         HashMap::new()
     }
+
+    /// The schema the protobuf view names fields by, when the source keeps one.
+    fn proto_schema(&self) -> Result<Option<ProtoSchema>, Self::Error> {
+        Ok(None)
+    }
 }
 
 impl From<ExportError> for StoreError {
@@ -117,6 +122,10 @@ impl EventSource for Capture {
     fn recorded_views(&self) -> HashMap<u64, Option<View>> {
         Capture::recorded_views(self).unwrap_or_default()
     }
+
+    fn proto_schema(&self) -> Result<Option<ProtoSchema>, StoreError> {
+        Capture::proto_schema(self)
+    }
 }
 
 /// What to export.
@@ -134,6 +143,8 @@ pub struct Export<'a> {
     pub header: TraceHeader,
     /// The exporting program's version, for HAR's `creator`.
     pub version: &'a str,
+    /// The schema protobuf messages are read with, in place of the source's.
+    pub proto_schema: Option<&'a ProtoSchema>,
 }
 
 /// The export of `source` that `what` describes.
@@ -194,9 +205,13 @@ pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, 
                     let mut value =
                         json!({ "format": "wstap-sessions", "version": 1, "sessions": docs });
                     if let Some(Value::Array(out)) = value.get_mut("sessions") {
+                        let schema = match what.proto_schema {
+                            Some(schema) => Some(schema.clone()),
+                            None => source.proto_schema()?,
+                        };
                         for (doc, out) in docs.iter().zip(out) {
                             let view = source.view_of(doc.session).unwrap_or_else(|| view_of(doc));
-                            crate::decoded::add_to_session(doc, view, out);
+                            crate::decoded::add_to_session(doc, view, schema.as_ref(), out);
                         }
                     }
                     value

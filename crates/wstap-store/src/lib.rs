@@ -20,6 +20,7 @@ mod functions;
 pub mod layout;
 mod payloads;
 mod pending;
+mod proto;
 mod read;
 mod rows;
 mod schema;

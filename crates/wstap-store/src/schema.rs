@@ -347,6 +347,8 @@ DROP INDEX frames_by_message;
 /// person picked for a session afterwards, which a reader prefers. `stream_packets`
 /// holds, for a byte-stream protocol (MQTT), the packets a message ends when they are not
 /// its own bytes (a packet split across messages): what protocol filters read of it.
+/// `proto_schema` holds the descriptor set and message types the protobuf view names
+/// fields by (`--proto-descriptor`, `--proto-type`), at most one row.
 const V7: &str = r#"
 ALTER TABLE sessions ADD COLUMN view TEXT;
 CREATE TABLE view_choices (
@@ -362,6 +364,12 @@ CREATE TABLE stream_packets (
     PRIMARY KEY (session, msg)
 ) WITHOUT ROWID;
 CREATE INDEX stream_packets_by_frame ON stream_packets(session, frame) WHERE frame IS NOT NULL;
+CREATE TABLE proto_schema (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    descriptor_set  BLOB NOT NULL,
+    c2s             TEXT,
+    s2c             TEXT
+);
 "#;
 
 /// How many messages of a session lie between two of its `message_marks` (version 6).

@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 use wstap_filter::Filter;
 use wstap_trace::view::{Form, FrameView, MessageView, Part};
 use wstap_trace::{BusEvent, Event, Handshake, HttpExchange, SessionEnd, SessionStart, Sink};
-use wstap_views::{View, ViewTracker};
+use wstap_views::{ProtoSchema, View, ViewTracker};
 use wstap_wire::{Direction, FrameHeader, Opcode, Record};
 
 /// Payloads up to this many bytes are kept inline in the database.
@@ -292,6 +292,12 @@ impl CaptureWriter {
     /// view, rather than the one their handshake or first messages would choose.
     pub fn choose_views(&mut self, rules: Vec<(Filter, View)>) {
         self.views = rules;
+    }
+
+    /// Keeps in the capture the schema its protobuf view names fields by, for every
+    /// reader after it.
+    pub fn keep_proto_schema(&mut self, schema: &ProtoSchema) -> Result<(), StoreError> {
+        crate::proto::keep(&self.conn, schema)
     }
 
     /// Records items in order, a frame and the message it wholly is as one row.

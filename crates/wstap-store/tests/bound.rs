@@ -167,6 +167,7 @@ fn export(capture: &Capture, filter: &str) -> String {
         redaction: &redaction,
         header: wstap_trace::TraceHeader::new("test", chrono::Utc::now()),
         version: "test",
+        proto_schema: None,
     };
     String::from_utf8(wstap_store::export::export(capture, &what).unwrap()).unwrap()
 }

@@ -7,7 +7,8 @@
 //! holds, and, for protocols that number their calls, which call it makes or answers.
 //!
 //! Formats ([`View::Json`], [`View::MsgPack`], [`View::Cbor`], [`View::Protobuf`], ...)
-//! lean on well-kept crates where there is one (`rmpv`, `ciborium`); the application
+//! lean on well-kept crates where there is one (`rmpv`, `ciborium`, `prost-reflect` for
+//! Protobuf with a schema: [`schema`]); the application
 //! protocols on top (SignalR, Socket.IO, STOMP, MQTT, GraphQL over WebSocket, JSON-RPC)
 //! are small decoders of our own, one module each. Everything here is sans-IO: bytes in,
 //! values out, no clock, no allocation driven by what a peer declares. A payload that
@@ -33,6 +34,7 @@ mod joiner;
 mod jsonrpc;
 mod mqtt;
 mod render;
+pub mod schema;
 mod session;
 mod signalr;
 mod socketio;
@@ -41,6 +43,7 @@ mod stomp;
 pub use detect::Detector;
 pub use field::{ProtocolField, UnknownField};
 pub use joiner::{PacketJoiner, Seen, ViewTracker};
+pub use schema::{ProtoSchema, ProtoTypes, SchemaError};
 pub use session::SessionDecoder;
 
 use serde_json::{json, Value};
@@ -59,7 +62,8 @@ pub enum View {
     MsgPack,
     /// CBOR (RFC 8949).
     Cbor,
-    /// Protocol Buffers, decoded without a schema (field numbers and wire types).
+    /// Protocol Buffers: field numbers and wire types, or, with a [`ProtoSchema`], field
+    /// names and enum values.
     Protobuf,
     /// The ASP.NET Core SignalR hub protocol, JSON or MessagePack.
     SignalR,

@@ -3,13 +3,15 @@
 //! kept per direction.
 
 use crate::formats::{self, cbor, msgpack, protobuf};
-use crate::{mqtt, signalr, socketio, stomp, Decoded, Item, Problem, View};
+use crate::{mqtt, signalr, socketio, stomp, Decoded, Item, Problem, ProtoSchema, View};
 use wstap_wire::Direction;
 
 /// Decodes a session's messages in order; see the crate documentation.
 #[derive(Debug, Default)]
 pub struct SessionDecoder {
     view: Option<View>,
+    /// What names the protobuf view's fields, when a person gave a schema.
+    schema: Option<ProtoSchema>,
     mqtt_version: u8,
     mqtt: [mqtt::Stream; 2],
     awaiting: [Option<Attachments>; 2],
@@ -42,6 +44,13 @@ impl SessionDecoder {
         }
     }
 
+    /// Reads the protobuf view's messages with `schema` (each direction as its type),
+    /// when there is one.
+    pub fn with_schema(mut self, schema: Option<ProtoSchema>) -> SessionDecoder {
+        self.schema = schema;
+        self
+    }
+
     /// The view it reads with.
     pub fn view(&self) -> Option<View> {
         self.view
@@ -66,7 +75,11 @@ impl SessionDecoder {
             View::Hex => formats::hex_view(payload),
             View::MsgPack => formats::binary_format(view, payload, msgpack::read),
             View::Cbor => formats::binary_format(view, payload, cbor::read),
-            View::Protobuf => formats::binary_format(view, payload, protobuf::read),
+            View::Protobuf => self
+                .schema
+                .as_ref()
+                .and_then(|schema| schema.decode(dir, payload))
+                .unwrap_or_else(|| formats::binary_format(view, payload, protobuf::read)),
             View::SignalR => signalr::decode(payload),
             View::Stomp => stomp::decode(payload),
             View::Graphql => crate::graphql::decode(payload),

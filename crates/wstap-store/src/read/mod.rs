@@ -253,11 +253,7 @@ impl Capture {
         if self.session(id)?.is_none() {
             return Err(crate::export::ExportError::NoSuchSession(id).into());
         }
-        let conn = Connection::open_with_flags(
-            layout::database(&self.dir),
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = self.write_connection()?;
         match view {
             Some(view) => conn.execute(
                 "INSERT OR REPLACE INTO view_choices (session, view, time_us) VALUES (?1, ?2, ?3)",
@@ -270,6 +266,28 @@ impl Capture {
             None => conn.execute("DELETE FROM view_choices WHERE session = ?1", [id as i64])?,
         };
         Ok(())
+    }
+
+    /// The schema the protobuf view names fields by, when the capture keeps one.
+    pub fn proto_schema(&self) -> Result<Option<wstap_views::ProtoSchema>, StoreError> {
+        crate::proto::read(&self.conn)
+    }
+
+    /// Keeps `schema` in the capture for every reader from then on (`wstap view
+    /// --proto-descriptor`): like [`Capture::choose_view`], a write of its own.
+    pub fn keep_proto_schema(&self, schema: &wstap_views::ProtoSchema) -> Result<(), StoreError> {
+        crate::proto::keep(&self.write_connection()?, schema)
+    }
+
+    /// A connection that may write, for the few writes a reader makes; it waits for the
+    /// writer's transaction if one is open.
+    fn write_connection(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            layout::database(&self.dir),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
     }
 
     /// The newest session number, if any.
