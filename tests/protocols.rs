@@ -6,7 +6,11 @@
 //! the MessagePack hub protocols. The capture must choose each session's view, decode
 //! every message, pair every call with its answer, and its protocol filters select in SQL.
 //!
-//! Needs node and `npm ci` in tests/peers/node; `.ci/run` does both and runs ignored tests.
+//! And Python's: python-socketio at both ends and paho-mqtt against a small broker
+//! (tests/peers/python_protocols.py).
+//!
+//! Needs node and `npm ci` in tests/peers/node, and the Python packages `.ci/run` names;
+//! `.ci/run` installs them and runs ignored tests.
 
 mod support;
 
@@ -257,4 +261,100 @@ async fn real_protocol_libraries_are_decoded_paired_and_filtered() {
         assert_eq!(found[0]["view"], view, "{filter}");
     }
     let _ = std::fs::remove_dir_all(capture);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python-socketio, aiohttp, websocket-client, paho-mqtt, PySocks and websockets; .ci/run installs them and runs ignored tests"]
+async fn python_socketio_and_paho_mqtt_are_decoded_paired_and_filtered() {
+    let capture = temp_path("protocols-python.capture");
+    let mut command = wstap_command();
+    command.args(["-q", "--no-web", "--capture", capture.to_str().unwrap()]);
+    let (child, proxy) = spawn_listening(command);
+    let mut child = KillOnDrop(child);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/python_protocols.py"
+    );
+    let args = serde_json::json!({ "proxy": proxy.to_string() }).to_string();
+    let report = tokio::task::spawn_blocking(move || peer_json("python3", &[script, &args]))
+        .await
+        .unwrap();
+    assert_eq!(report["socketio"]["ack"], "got hello", "{report}");
+    sigterm(&child.0);
+    let _ = child.0.wait();
+
+    let doc = export(&capture, None);
+    let session = |view: &str| -> Value {
+        doc["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["view"] == view)
+            .unwrap_or_else(|| panic!("no {view} session: {doc}"))
+            .clone()
+    };
+    let socketio = session("socketio");
+    assert_eq!(
+        summaries(&socketio)[5..13],
+        [
+            "SOCKET.IO event chat(\"hello\") ack=1",
+            "SOCKET.IO event chat(\"echo hello\")",
+            "SOCKET.IO ack(\"got hello\") ack=1",
+            "SOCKET.IO event upload({\"name\":\"a.bin\"}, {\"_placeholder\":true,\"num\":0}) ack=2 +1 binary",
+            "SOCKET.IO attachment 1/1 (4 bytes) of SOCKET.IO event upload({\"name\":\"a.bin\"}, {\"_placeholder\":true,\"num\":0}) ack=2 +1 binary",
+            "SOCKET.IO ack(4) ack=2",
+            "SOCKET.IO event whoami() ack=1 ns=/admin",
+            "SOCKET.IO ack(\"admin\") ack=1 ns=/admin",
+        ]
+    );
+    let attachment = socketio["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["opcode"] == 2)
+        .unwrap();
+    assert_eq!(
+        attachment["decoded"]["items"][0]["decoded"]["packet"]["args"][1],
+        "0x01020304"
+    );
+    let mqtt = session("mqtt");
+    assert_eq!(
+        summaries(&mqtt),
+        [
+            "MQTT CONNECT client=\"paho-probe\" v3.1.1 keepalive=30",
+            "MQTT CONNACK code=0",
+            "MQTT SUBSCRIBE sensors/# id=1",
+            "MQTT SUBACK id=1 codes=[1]",
+            "MQTT PUBLISH sensors/t1 qos=1 id=2 (10 bytes)",
+            "MQTT PUBACK id=2",
+            "MQTT PUBLISH sensors/t1 qos=0 (10 bytes)",
+            "MQTT DISCONNECT",
+        ]
+    );
+    // Every call answered: the ack ids pair per namespace (both namespaces use ack 1).
+    for (session, names) in [
+        (&socketio, vec!["chat", "upload", "whoami"]),
+        (&mqtt, vec!["CONNECT", "SUBSCRIBE", "sensors/t1"]),
+    ] {
+        let answered: Vec<&str> = session["calls"]["by_name"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(answered, names);
+        assert_eq!(session["calls"]["unanswered"], serde_json::json!([]));
+    }
+    // The protocol filters select in SQL.
+    assert_eq!(
+        selected(
+            &capture,
+            "socketio.namespace:/admin and socketio.type:event"
+        ),
+        ["SOCKET.IO event whoami() ack=1 ns=/admin"]
+    );
+    assert_eq!(
+        selected(&capture, "mqtt.topic == \"sensors/t1\" and dir:s2c"),
+        ["MQTT PUBLISH sensors/t1 qos=0 (10 bytes)"]
+    );
 }
