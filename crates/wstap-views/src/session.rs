@@ -15,6 +15,9 @@ pub struct SessionDecoder {
     mqtt_version: u8,
     mqtt: [mqtt::Stream; 2],
     awaiting: [Option<Attachments>; 2],
+    /// Whether the Engine.IO open packet was v3's (no `maxPayload`): its binary messages
+    /// begin with the message packet type, `0x04`.
+    engine_io_v3: bool,
 }
 
 /// A Socket.IO packet whose binary attachments are still coming.
@@ -99,6 +102,10 @@ impl SessionDecoder {
     fn socketio(&mut self, dir: Direction, payload: &[u8], text: bool) -> Decoded {
         let awaiting = &mut self.awaiting[slot(dir)];
         if !text {
+            let payload = match (self.engine_io_v3, payload.split_first()) {
+                (true, Some((4, data))) => data,
+                _ => payload,
+            };
             let item = match awaiting.take() {
                 None => socketio::stray_binary(payload),
                 Some(mut pending) => {
@@ -136,6 +143,9 @@ impl SessionDecoder {
         match socketio::decode_text(text) {
             Ok(packet) => {
                 let mut item = packet.item;
+                if let Some(v3) = socketio::open_is_v3(&item.tree) {
+                    self.engine_io_v3 = v3;
+                }
                 if packet.attachments > 0 {
                     // The call is made when the packet is whole: with its last attachment.
                     let call = item.call.take();

@@ -152,6 +152,28 @@ fn socketio_packets_decode_and_attachments_join_their_placeholder() {
 }
 
 #[test]
+fn engine_io_v3_attachments_lose_their_packet_type_byte_and_v4_ones_keep_every_byte() {
+    let attachment_after = |open: &[u8]| {
+        let mut session = SessionDecoder::new(Some(View::SocketIo));
+        session.decode(S2C, open, true);
+        session.decode(
+            C2S,
+            b"451-[\"upload\",{\"_placeholder\":true,\"num\":0}]",
+            true,
+        );
+        session.decode(C2S, &[4, 1, 2, 3], false)
+    };
+    // socket.io 2 (Engine.IO v3): no maxPayload; a binary message is 0x04 and the data.
+    let v3 = attachment_after(
+        b"0{\"sid\":\"a\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":5000}",
+    );
+    assert_eq!(v3.items[0].tree["packet"]["args"], json!(["0x010203"]));
+    assert!(v3.summary().contains("(3 bytes)"), "{}", v3.summary());
+    let v4 = attachment_after(b"0{\"sid\":\"a\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}");
+    assert_eq!(v4.items[0].tree["packet"]["args"], json!(["0x04010203"]));
+}
+
+#[test]
 fn stomp_frames_decode_with_headers_bodies_and_receipts() {
     let send = b"SEND\ndestination:/topic/chat\nreceipt:r-1\ncontent-type:text/plain\n\nhello\x00";
     let decoded = decode(View::Stomp, send, true);
