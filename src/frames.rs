@@ -5,12 +5,15 @@
 use crate::captures::{chosen, open_capture};
 use crate::console::color_wanted;
 use crate::console::printer::{ConsoleOptions, Printer};
+use crate::console::views::ViewSettings;
 use crate::AppError;
 use clap::Args;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use wstap_filter::Filter;
-use wstap_store::facts::Selection;
+use wstap_store::facts::{note_final, note_later, Fates, FinalFacts, Selection};
+use wstap_store::Capture;
 use wstap_trace::Event;
 
 /// Options of `wstap frames`.
@@ -39,19 +42,34 @@ pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
     let found = capture
         .session(args.session)
         .map_err(|e| AppError::BadInput(e.to_string()))?;
-    if found.is_none() {
+    let Some(found) = found else {
         return Err(AppError::BadInput(format!(
             "{} has no session {}",
             path.display(),
             args.session
         )));
-    }
-    let mut printer = Printer::new(ConsoleOptions {
-        verbose: args.verbose,
-        quiet: false,
-        color: color_wanted(),
-    });
-    let mut selection = args.filter.clone().map(Selection::new);
+    };
+    // Its messages read as the capture reads them: with the view it chose (or a person
+    // did) and the protobuf schema it keeps.
+    let views = ViewSettings {
+        rules: Vec::new(),
+        schema: capture
+            .proto_schema()
+            .map_err(|e| AppError::BadInput(e.to_string()))?,
+        chosen: HashMap::from([(args.session, found.view)]),
+    };
+    let mut printer = Printer::with_views(
+        ConsoleOptions {
+            verbose: args.verbose,
+            quiet: false,
+            color: color_wanted(),
+        },
+        views,
+    );
+    let mut selection = match &args.filter {
+        Some(filter) => Some(knowing_the_end(&capture, args.session, filter)?),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     let mut text = String::new();
     let shown = capture.for_each_event(Some(args.session), |event| {
@@ -67,6 +85,7 @@ pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
             _ => selection.as_mut().is_none_or(|s| s.event(&event)),
         };
         if !keep {
+            printer.hidden_event(&event);
             return Ok(());
         }
         text.clear();
@@ -87,4 +106,26 @@ pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
         other => other.map_err(|e| AppError::BadInput(e.to_string()))?,
     }
     Ok(())
+}
+
+/// A selection by `filter` of session `id`'s events that knows, as the capture's SQL
+/// does, what each record's held message became and the session's facts at its end (its
+/// events read once beforehand), and reads the session with the view the capture chose.
+fn knowing_the_end(capture: &Capture, id: u64, filter: &Filter) -> Result<Selection, AppError> {
+    let mut fates = Fates::new();
+    let mut finals = FinalFacts::new();
+    capture
+        .for_each_event(Some(id), |event| {
+            note_later(&mut fates, &event);
+            note_final(&mut finals, &event);
+            Ok(())
+        })
+        .map_err(|e| AppError::BadInput(e.to_string()))?;
+    let views = capture
+        .recorded_views()
+        .map_err(|e| AppError::BadInput(e.to_string()))?;
+    Ok(Selection::new(filter.clone())
+        .with_fates(fates)
+        .with_final_facts(finals)
+        .with_views(views))
 }

@@ -253,6 +253,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     let views = console::views::ViewSettings {
         rules: args.views.clone(),
         schema: proto_schema.clone(),
+        chosen: std::collections::HashMap::new(),
     };
     let console = std::thread::Builder::new()
         .name("wstap-console".into())

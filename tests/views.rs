@@ -352,6 +352,29 @@ async fn mqtt_split_across_messages_is_one_packet_and_a_view_can_be_chosen_by_ru
     assert_eq!(session["calls"]["by_name"][1]["name"], "sensors/t1");
     assert_eq!(session["calls"]["unanswered"], serde_json::json!([]));
 
+    // `wstap frames` with a filter shows the PUBLISH alone, read with the pieces it hides.
+    let id = session["session"].as_u64().unwrap().to_string();
+    let (out, stdout) = run(&[
+        "frames",
+        capture.to_str().unwrap(),
+        "--session",
+        &id,
+        "--messages",
+        "--filter",
+        "mqtt.type:publish",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let summaries: Vec<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("MQTT"))
+        .collect();
+    assert_eq!(
+        summaries,
+        ["MQTT PUBLISH sensors/t1 qos=1 id=7 (4 bytes)"],
+        "{stdout}"
+    );
+
     // The inspector reads a page anywhere as the filters do: the PUBLISH's last piece,
     // alone on its page, is the PUBLISH; a piece before it, part of one.
     let mut view = wstap_command();

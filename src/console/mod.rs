@@ -84,6 +84,8 @@ pub fn print(
         for event in batch.iter() {
             if shown(&mut selection, event) {
                 printer.bus_event(event, &mut text);
+            } else {
+                printer.hidden_bus_event(event);
             }
         }
         if !text.is_empty() {

@@ -52,14 +52,6 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// A printer with `options`.
-    pub fn new(options: ConsoleOptions) -> Self {
-        Printer {
-            options,
-            views: SessionViews::default(),
-        }
-    }
-
     /// A printer whose sessions take their views from `settings` (`--view` rules first).
     pub fn with_views(options: ConsoleOptions, settings: ViewSettings) -> Self {
         Printer {
@@ -96,6 +88,34 @@ impl Printer {
                 record: Record::Message(m),
             } => self.message(&MessageView::of_record(*session, m), out),
             BusEvent::Event(e) => self.event(e, out),
+        }
+    }
+
+    /// An event the filter hides: nothing is printed, but the views still read it, so the
+    /// messages shown decode as they would among all (an MQTT packet begun in a hidden
+    /// message, the packet a Socket.IO attachment belongs to).
+    pub fn hidden_bus_event(&mut self, event: &BusEvent) {
+        match event {
+            _ if self.options.quiet => {}
+            BusEvent::Wire {
+                session,
+                record: Record::Message(m),
+            } => {
+                self.views.decode(&MessageView::of_record(*session, m));
+            }
+            BusEvent::Wire { .. } => {}
+            BusEvent::Event(e) => self.hidden_event(e),
+        }
+    }
+
+    /// An event of a capture the filter hides (see [`Printer::hidden_bus_event`]).
+    pub fn hidden_event(&mut self, event: &Event) {
+        match event {
+            Event::Message(m) => {
+                self.views.decode(&MessageView::of_event(m));
+            }
+            Event::Frame(_) => {}
+            other => self.views.event(other),
         }
     }
 
@@ -363,7 +383,7 @@ impl Printer {
 
     /// A message as a block of its own (`wstap frames --messages`): a line for it, then
     /// its data and violations.
-    pub fn message_block(&self, m: &Message, out: &mut String) {
+    pub fn message_block(&mut self, m: &Message, out: &mut String) {
         let view = MessageView::of_event(m);
         let mut line = format!(
             "{} MESSAGE {}, {} frame{}, {} bytes",
@@ -387,6 +407,7 @@ impl Printer {
         for v in view.violations.texts() {
             self.detail(&self.paint(RED, &format!("VIOLATION: {v}")), out);
         }
+        self.decoded(&view, out);
     }
 
     /// A message's lines; nothing for a one-frame message, whose frame said it all.
@@ -557,11 +578,14 @@ mod tests {
     use super::*;
 
     fn end_line(kind: SessionKind) -> String {
-        let printer = Printer::new(ConsoleOptions {
-            verbose: false,
-            quiet: false,
-            color: false,
-        });
+        let printer = Printer::with_views(
+            ConsoleOptions {
+                verbose: false,
+                quiet: false,
+                color: false,
+            },
+            ViewSettings::default(),
+        );
         let end = SessionEnd {
             session: 3,
             time: Utc::now(),

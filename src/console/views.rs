@@ -21,6 +21,8 @@ pub struct ViewSettings {
     pub rules: ViewRules,
     /// `--proto-descriptor` and `--proto-type`.
     pub schema: Option<ProtoSchema>,
+    /// Views already chosen, by session (a capture's), which rules and detection leave be.
+    pub chosen: HashMap<u64, Option<View>>,
 }
 
 /// One session's view and decoder.
@@ -72,7 +74,10 @@ impl SessionViews {
                     .sessions
                     .get_mut(&id)
                     .and_then(|reading| reading.summary.take());
-                let detector = handshake_view(&self.settings.rules, summary, h);
+                let detector = match self.settings.chosen.get(&id) {
+                    Some(view) => Detector::chosen(*view),
+                    None => handshake_view(&self.settings.rules, summary, h),
+                };
                 let decoder = self.decoder(detector.view());
                 self.sessions.insert(
                     id,

@@ -7,7 +7,7 @@
 //! events (start, handshake, exchanges, end) of the sessions it selects: those whose own
 //! facts match, and, when the filter is about records, those with a matching record.
 
-use crate::facts::{note_later, Fates, Selection};
+use crate::facts::{note_final, note_later, Fates, FinalFacts, Selection};
 use crate::{Capture, StoreError};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -149,16 +149,17 @@ pub struct Export<'a> {
 
 /// The export of `source` that `what` describes.
 pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, S::Error> {
-    let (kept, fates) = match what.filter {
+    let (kept, later) = match what.filter {
         Some(filter) if !filter.is_all() => {
-            let (kept, fates) = selected_sessions(source, what.session, filter)?;
-            (Some(kept), fates)
+            let (kept, later) = selected_sessions(source, what.session, filter)?;
+            (Some(kept), later)
         }
-        _ => (None, Fates::new()),
+        _ => (None, Later::default()),
     };
     let mut selection = what.filter.cloned().map(|filter| {
         Selection::new(filter)
-            .with_fates(fates)
+            .with_fates(later.fates)
+            .with_final_facts(later.finals)
             .with_views(source.recorded_views())
     });
     let mut keep = |event: &Event| -> bool {
@@ -307,14 +308,16 @@ fn selected_sessions<S: EventSource>(
     source: &S,
     session: Option<u64>,
     filter: &Filter,
-) -> Result<(HashSet<u64>, Fates), S::Error> {
-    let mut fates = Fates::new();
+) -> Result<(HashSet<u64>, Later), S::Error> {
+    let mut later = Later::default();
     source.for_each_event(session, &mut |event| {
-        note_later(&mut fates, &event);
+        note_later(&mut later.fates, &event);
+        note_final(&mut later.finals, &event);
         Ok(())
     })?;
     let mut selection = Selection::new(filter.clone())
-        .with_fates(fates.clone())
+        .with_fates(later.fates.clone())
+        .with_final_facts(later.finals.clone())
         .with_views(source.recorded_views());
     let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
     let mut with_records: HashSet<u64> = HashSet::new();
@@ -342,5 +345,13 @@ fn selected_sessions<S: EventSource>(
         .map(|(id, _)| id)
         .chain(with_records.iter().copied())
         .collect();
-    Ok((kept, fates))
+    Ok((kept, later))
+}
+
+/// What a first reading of the source learns that events only say later: the fates of
+/// held messages, and each session's facts at its end.
+#[derive(Default)]
+struct Later {
+    fates: Fates,
+    finals: FinalFacts,
 }

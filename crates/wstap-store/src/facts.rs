@@ -309,6 +309,22 @@ pub fn note_later(fates: &mut Fates, event: &Event) {
     }
 }
 
+/// Each session's facts as its last event leaves them: what a reader that goes through
+/// its source twice knows before it selects (and what the capture's SQL reads).
+pub type FinalFacts = std::collections::HashMap<u64, SessionSummary>;
+
+/// Takes `event` into `finals` (see [`FinalFacts`]).
+pub fn note_final(finals: &mut FinalFacts, event: &Event) {
+    let Some(id) = event.session() else {
+        return;
+    };
+    let summary = finals.entry(id).or_insert_with(|| SessionSummary::new(id));
+    match event {
+        Event::Frame(f) => summary.count_frame(!f.violations.is_empty()),
+        other => summary.apply(other),
+    }
+}
+
 /// A filter applied to a stream of events as they pass (the live console, exports of a
 /// trace): records are kept when they match; a session's own events are shown unless the
 /// session's facts already rule it out. A record's fate comes after it, so a live stream
@@ -334,6 +350,9 @@ pub struct Selection {
     whole: std::collections::HashMap<(u64, bool), Option<Vec<u8>>>,
     /// The views a capture recorded, by session: what its writer read the messages with.
     recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
+    /// The sessions' facts at their end, when the reader knows them: records are judged
+    /// with those rather than with what the stream has told so far.
+    finals: FinalFacts,
 }
 
 impl Selection {
@@ -349,6 +368,7 @@ impl Selection {
             views: std::collections::HashMap::new(),
             whole: std::collections::HashMap::new(),
             recorded: std::collections::HashMap::new(),
+            finals: FinalFacts::new(),
         }
     }
 
@@ -360,6 +380,19 @@ impl Selection {
     ) -> Self {
         self.recorded = recorded;
         self
+    }
+
+    /// The same selection, knowing each session's facts at its end (a session field
+    /// learnt late, such as `kind` or `close`, then selects the session's records too).
+    pub fn with_final_facts(mut self, finals: FinalFacts) -> Self {
+        self.finals = finals;
+        self
+    }
+
+    /// The facts a record of session `id` is judged with: its final ones when known, else
+    /// the stream's so far (which `summary(id)` made sure exist).
+    fn session_facts(&self, id: u64) -> SessionFacts<'_> {
+        self.finals.get(&id).unwrap_or(&self.sessions[&id]).facts()
     }
 
     /// The same selection, knowing what became of the held messages.
@@ -394,7 +427,7 @@ impl Selection {
             self.views
                 .insert(id, wstap_views::ViewTracker::new(detector));
         }
-        let verdict = self.filter.session_verdict(&self.sessions[&id].facts());
+        let verdict = self.filter.session_verdict(&self.session_facts(id));
         if let Event::SessionEnd(_) = event {
             self.forget(id);
         }
@@ -482,7 +515,7 @@ impl Selection {
             ..frame_facts(f, &codes)
         };
         self.filter
-            .matches_record(&self.sessions[&f.session].facts(), &facts)
+            .matches_record(&self.session_facts(f.session), &facts)
     }
 
     /// Whether a message matches.
@@ -499,7 +532,7 @@ impl Selection {
             let facts = message_facts(m, flags, masked, &codes);
             return self
                 .filter
-                .matches_record(&self.sessions[&m.session].facts(), &facts);
+                .matches_record(&self.session_facts(m.session), &facts);
         }
         let (flags, masked) = self.take_mark(m.session, c2s, m.opcode);
         self.summary(m.session);
@@ -520,7 +553,7 @@ impl Selection {
             ..message_facts(m, flags, masked, &codes)
         };
         self.filter
-            .matches_record(&self.sessions[&m.session].facts(), &facts)
+            .matches_record(&self.session_facts(m.session), &facts)
     }
 
     /// Whether any event matches (records) or is shown (session-level events).

@@ -618,3 +618,78 @@ fn a_capture_takes_more_sessions_after_its_own_and_gives_back_both() {
     assert!(sessions_in_order[switch..].iter().all(|&s| s == 2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `"type"` of each line of an NDJSON export of `capture` by `filter`, and the
+/// session it belongs to.
+fn exported(capture: &Capture, filter: &str) -> Vec<(String, u64)> {
+    let filter = Filter::parse(filter).unwrap();
+    let redaction = wstap_trace::export::Redaction::none();
+    let what = wstap_store::export::Export {
+        format: wstap_store::export::Format::Ndjson,
+        session: None,
+        filter: Some(&filter),
+        redaction: &redaction,
+        header: wstap_trace::TraceHeader::new("test", chrono::Utc::now()),
+        version: "test",
+        proto_schema: None,
+    };
+    let text = String::from_utf8(wstap_store::export::export(capture, &what).unwrap()).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                value["type"].as_str().unwrap().to_owned(),
+                value["session"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_field_known_only_at_its_end_exports_the_sessions_records_as_sql_selects_them() {
+    let dir = temp_dir("late-facts");
+    let open = SessionSpec {
+        outcome: None,
+        ..chat(2)
+    };
+    let events: Vec<BusEvent> = session_events(&chat(1))
+        .into_iter()
+        .chain(session_events(&open))
+        .collect();
+    write(&dir, &events, 7);
+    let capture = Capture::open(&dir).unwrap();
+    let count = |lines: &[(String, u64)], kind: &str, session: u64| {
+        lines
+            .iter()
+            .filter(|(k, s)| k == kind && *s == session)
+            .count()
+    };
+    let everything = exported(&capture, "");
+    // A session filter selects whole sessions: every record of the closed one, though
+    // its state is only known at its end, and nothing of the open one.
+    let closed = exported(&capture, "state:closed");
+    for kind in ["frame", "message"] {
+        assert!(count(&everything, kind, 1) > 0);
+        assert_eq!(
+            count(&closed, kind, 1),
+            count(&everything, kind, 1),
+            "{kind}"
+        );
+        assert_eq!(count(&closed, kind, 2), 0, "{kind}");
+    }
+    // With a record test beside it: what the capture's SQL selects, record for record.
+    let source = "state:closed and op:text";
+    let texts = exported(&capture, source);
+    let filter = Filter::parse(source).unwrap();
+    for (rows, kind) in [(Rows::Frames, "frame"), (Rows::Messages, "message")] {
+        let selected = capture.matching_ids(rows, &filter).unwrap().len();
+        assert!(selected > 0);
+        assert_eq!(
+            texts.iter().filter(|(k, _)| k == kind).count(),
+            selected,
+            "{kind}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
