@@ -152,6 +152,23 @@ fn socketio_packets_decode_and_attachments_join_their_placeholder() {
 }
 
 #[test]
+fn maps_keyed_by_maps_keyed_by_maps_stay_small() {
+    // Found by the fuzzer: each level of keys written as JSON escaped the one inside it
+    // again, doubling its length; 30 levels asked for gigabytes.
+    let mut nested = vec![0x81u8; 30];
+    nested.extend([0xc0; 31]);
+    let mut cbor = vec![0xa1u8; 30];
+    cbor.extend([0xf6; 31]);
+    for (view, payload) in [(View::MsgPack, nested), (View::Cbor, cbor)] {
+        let decoded = decode(view, &payload, false);
+        assert_eq!(decoded.problem, None, "{view}");
+        let text = decoded.to_json().to_string();
+        assert!(text.len() < 2_000, "{view}: {} bytes", text.len());
+        assert!(text.contains('…'), "{view}: {text}");
+    }
+}
+
+#[test]
 fn engine_io_v3_attachments_lose_their_packet_type_byte_and_v4_ones_keep_every_byte() {
     let attachment_after = |open: &[u8]| {
         let mut session = SessionDecoder::new(Some(View::SocketIo));

@@ -1,8 +1,8 @@
 //! CBOR (RFC 8949), read by `ciborium` (nesting bounded) and shown as JSON: byte strings
 //! as hexadecimal strings, tags as `{"tag": n, "value": ...}`, map keys that are not
-//! strings written as their JSON.
+//! strings written as their JSON (as MessagePack's are).
 
-use super::msgpack::json_float;
+use super::msgpack::{json_float, key_text, NESTED_KEY};
 use crate::render::hex;
 use crate::Problem;
 use ciborium::Value as Cbor;
@@ -40,6 +40,11 @@ fn cbor_error_text<T: std::fmt::Debug>(e: &ciborium::de::Error<T>) -> String {
 
 /// One CBOR value as JSON.
 pub(crate) fn to_json(value: &Cbor) -> Value {
+    convert(value, false)
+}
+
+/// `value` as JSON; `in_key`: it is (part of) a map key.
+fn convert(value: &Cbor, in_key: bool) -> Value {
     match value {
         Cbor::Null => Value::Null,
         Cbor::Bool(b) => Value::Bool(*b),
@@ -54,19 +59,22 @@ pub(crate) fn to_json(value: &Cbor) -> Value {
         Cbor::Float(f) => json_float(*f),
         Cbor::Text(s) => Value::String(s.clone()),
         Cbor::Bytes(bytes) => Value::String(format!("0x{}", hex(bytes))),
-        Cbor::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Cbor::Array(items) => Value::Array(items.iter().map(|v| convert(v, in_key)).collect()),
         Cbor::Map(pairs) => {
             let mut map = Map::new();
             for (key, value) in pairs {
                 let key = match key {
                     Cbor::Text(s) => s.clone(),
-                    other => to_json(other).to_string(),
+                    Cbor::Array(_) | Cbor::Map(_) | Cbor::Tag(..) if in_key => {
+                        NESTED_KEY.to_owned()
+                    }
+                    other => key_text(convert(other, true)),
                 };
-                map.insert(key, to_json(value));
+                map.insert(key, convert(value, in_key));
             }
             Value::Object(map)
         }
-        Cbor::Tag(tag, inner) => json!({ "tag": tag, "value": to_json(inner) }),
+        Cbor::Tag(tag, inner) => json!({ "tag": tag, "value": convert(inner, in_key) }),
         _ => Value::Null,
     }
 }

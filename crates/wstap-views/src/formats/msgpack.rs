@@ -1,8 +1,8 @@
 //! MessagePack, read by `rmpv` (nesting bounded) and shown as JSON: binary as
 //! hexadecimal strings, extension types as `{"ext": type, "data": hex}`, map keys that are
-//! not strings written as their JSON.
+//! not strings written as their JSON (see [`key_text`]).
 
-use crate::render::hex;
+use crate::render::{cut, hex};
 use crate::Problem;
 use rmpv::Value as Pack;
 use serde_json::{json, Map, Value};
@@ -21,6 +21,11 @@ pub(crate) fn read(bytes: &[u8]) -> Result<(Value, usize), Problem> {
 
 /// One MessagePack value, as rmpv has it, as JSON.
 pub(crate) fn to_json(value: &Pack) -> Value {
+    convert(value, false)
+}
+
+/// `value` as JSON; `in_key`: it is (part of) a map key.
+fn convert(value: &Pack, in_key: bool) -> Value {
     match value {
         Pack::Nil => Value::Null,
         Pack::Boolean(b) => Value::Bool(*b),
@@ -36,7 +41,7 @@ pub(crate) fn to_json(value: &Pack) -> Value {
             None => Value::String(format!("0x{}", hex(s.as_bytes()))),
         },
         Pack::Binary(bytes) => Value::String(format!("0x{}", hex(bytes))),
-        Pack::Array(items) => Value::Array(items.iter().map(to_json).collect()),
+        Pack::Array(items) => Value::Array(items.iter().map(|v| convert(v, in_key)).collect()),
         Pack::Map(pairs) => {
             let mut map = Map::new();
             for (key, value) in pairs {
@@ -44,14 +49,28 @@ pub(crate) fn to_json(value: &Pack) -> Value {
                     Pack::String(s) if s.as_str().is_some() => {
                         s.as_str().unwrap_or_default().to_owned()
                     }
-                    other => to_json(other).to_string(),
+                    Pack::Array(_) | Pack::Map(_) if in_key => NESTED_KEY.to_owned(),
+                    other => key_text(convert(other, true)),
                 };
-                map.insert(key, to_json(value));
+                map.insert(key, convert(value, in_key));
             }
             Value::Object(map)
         }
         Pack::Ext(kind, data) => json!({ "ext": kind, "data": format!("0x{}", hex(data)) }),
     }
+}
+
+/// How a map or array used as a key within a key shows: not spelt out, since each level
+/// of keys written as JSON escapes the one inside it again (doubling its length).
+pub(crate) const NESTED_KEY: &str = "…";
+
+/// The most characters of a key written as JSON.
+const KEY_CHARS: usize = 256;
+
+/// A map key that is not a string, as its JSON (within it, a map or array key is
+/// [`NESTED_KEY`]), cut to [`KEY_CHARS`].
+pub(crate) fn key_text(key: Value) -> String {
+    cut(&key.to_string(), KEY_CHARS)
 }
 
 /// A float as JSON (NaN and the infinities, which JSON lacks, as strings).
