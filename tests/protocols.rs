@@ -45,6 +45,16 @@ fn summaries(session: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A session's first binary message (a Socket.IO attachment).
+fn first_binary(session: &Value) -> &Value {
+    session["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["opcode"] == 2)
+        .expect("a binary message")
+}
+
 /// The decoded messages a filter selects, across sessions.
 fn selected(capture: &std::path::Path, filter: &str) -> Vec<String> {
     export(capture, Some(filter))["sessions"]
@@ -55,28 +65,33 @@ fn selected(capture: &std::path::Path, filter: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
-async fn real_protocol_libraries_are_decoded_paired_and_filtered() {
-    let capture = temp_path("protocols.capture");
+/// Runs `program tests/peers/SCRIPT '{"proxy": ADDR}'` with a wstap recording into a
+/// capture named `name`; returns the capture, once wstap has stopped, and the JSON line
+/// the script printed last.
+async fn record(name: &str, program: &'static str, script: &str) -> (std::path::PathBuf, Value) {
+    let capture = temp_path(name);
     let mut command = wstap_command();
     command.args(["-q", "--no-web", "--capture", capture.to_str().unwrap()]);
     let (child, proxy) = spawn_listening(command);
     let mut child = KillOnDrop(child);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/peers/node/protocols.mjs"
-    );
+    let script = format!("{}/tests/peers/{script}", env!("CARGO_MANIFEST_DIR"));
     let args = serde_json::json!({ "proxy": proxy.to_string() }).to_string();
-    let report = tokio::task::spawn_blocking(move || peer_json("node", &[script, &args]))
+    let report = tokio::task::spawn_blocking(move || peer_json(program, &[&script, &args]))
         .await
         .unwrap();
+    sigterm(&child.0);
+    let _ = child.0.wait();
+    (capture, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs node and `npm ci` in tests/peers/node; .ci/run installs them and runs ignored tests"]
+async fn real_protocol_libraries_are_decoded_paired_and_filtered() {
+    let (capture, report) = record("protocols.capture", "node", "node/protocols.mjs").await;
     assert_eq!(
         report["signalr_messagepack"]["result"], "John said hi",
         "{report}"
     );
-    sigterm(&child.0);
-    let _ = child.0.wait();
 
     let doc = export(&capture, None);
     let sessions: Vec<&Value> = doc["sessions"]
@@ -136,14 +151,8 @@ async fn real_protocol_libraries_are_decoded_paired_and_filtered() {
         "{socketio:#?}"
     );
     // The attachment joins its placeholder: the event whole, the bytes in place.
-    let attachment = by_view("socketio")[0]["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["opcode"] == 2)
-        .unwrap();
     assert_eq!(
-        attachment["decoded"]["items"][0]["decoded"]["packet"]["args"][0],
+        first_binary(by_view("socketio")[0])["decoded"]["items"][0]["decoded"]["packet"]["args"][0],
         "0x01020304"
     );
     contains(
@@ -266,22 +275,9 @@ async fn real_protocol_libraries_are_decoded_paired_and_filtered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs python-socketio, aiohttp, websocket-client, paho-mqtt, PySocks and websockets; .ci/run installs them and runs ignored tests"]
 async fn python_socketio_and_paho_mqtt_are_decoded_paired_and_filtered() {
-    let capture = temp_path("protocols-python.capture");
-    let mut command = wstap_command();
-    command.args(["-q", "--no-web", "--capture", capture.to_str().unwrap()]);
-    let (child, proxy) = spawn_listening(command);
-    let mut child = KillOnDrop(child);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/peers/python_protocols.py"
-    );
-    let args = serde_json::json!({ "proxy": proxy.to_string() }).to_string();
-    let report = tokio::task::spawn_blocking(move || peer_json("python3", &[script, &args]))
-        .await
-        .unwrap();
+    let (capture, report) =
+        record("protocols-python.capture", "python3", "python_protocols.py").await;
     assert_eq!(report["socketio"]["ack"], "got hello", "{report}");
-    sigterm(&child.0);
-    let _ = child.0.wait();
 
     let doc = export(&capture, None);
     let session = |view: &str| -> Value {
@@ -307,14 +303,8 @@ async fn python_socketio_and_paho_mqtt_are_decoded_paired_and_filtered() {
             "SOCKET.IO ack(\"admin\") ack=1 ns=/admin",
         ]
     );
-    let attachment = socketio["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["opcode"] == 2)
-        .unwrap();
     assert_eq!(
-        attachment["decoded"]["items"][0]["decoded"]["packet"]["args"][1],
+        first_binary(&socketio)["decoded"]["items"][0]["decoded"]["packet"]["args"][1],
         "0x01020304"
     );
     let mqtt = session("mqtt");

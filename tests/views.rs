@@ -64,19 +64,7 @@ async fn a_signalr_session_is_decoded_filtered_exported_and_its_calls_paired() {
     let capture = temp_path("views-signalr.capture");
     let mut command = wstap_command();
     command.args(["--capture", capture.to_str().unwrap(), "--no-web"]);
-    let addr = free_loopback_addr();
-    command
-        .args(["--listen", &addr.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = KillOnDrop(command.spawn().unwrap());
-    let console = collect_lines(child.0.stdout.take().unwrap());
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (mut child, addr, console) = spawn_with_console(command);
 
     // The hub's URL says nothing; its first message (the handshake) tells.
     let stream = tunnel(addr, hub).await;
@@ -137,17 +125,10 @@ async fn a_signalr_session_is_decoded_filtered_exported_and_its_calls_paired() {
     assert_eq!(session["view"], "signalr");
 
     // A protocol filter selects in SQL: the two SendMessage invocations, nothing else.
-    let (out, stdout) = run(&[
-        "export",
-        capture.to_str().unwrap(),
-        "--format",
-        "json",
-        "--no-redact",
-        "--filter",
-        "signalr.target == \"SendMessage\" and dir:c2s",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let doc = export_json(
+        &capture,
+        &["--filter", "signalr.target == \"SendMessage\" and dir:c2s"],
+    );
     let messages = doc["sessions"][0]["messages"].as_array().unwrap();
     let summaries: Vec<&str> = messages
         .iter()
@@ -209,18 +190,25 @@ async fn a_signalr_session_is_decoded_filtered_exported_and_its_calls_paired() {
 /// The WebSocket sessions of a capture's JSON export (not the one `spawn_listening` made
 /// to see wstap listen).
 fn websocket_sessions(capture: &std::path::Path) -> Vec<serde_json::Value> {
-    let (out, stdout) = run(&[
+    export_json(capture, &["--filter", "status:101"])["sessions"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A capture's JSON export (nothing redacted), with `extra` arguments.
+fn export_json(capture: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
         "export",
         capture.to_str().unwrap(),
         "--format",
         "json",
         "--no-redact",
-        "--filter",
-        "status:101",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (out, stdout) = run(&args);
     assert!(out.status.success(), "{out:?}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    doc["sessions"].as_array().unwrap().clone()
+    serde_json::from_str(&stdout).unwrap()
 }
 
 /// An MQTT packet: first byte, remaining length, body.
@@ -557,11 +545,7 @@ async fn envelope_and_ack(proxy: std::net::SocketAddr, server: std::net::SocketA
 
 /// The decoded trees of a capture's one WebSocket session's data messages, in order.
 fn decoded_trees(capture: &std::path::Path, extra: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["export", capture.to_str().unwrap(), "--format", "json"];
-    args.extend_from_slice(extra);
-    let (out, stdout) = run(&args);
-    assert!(out.status.success(), "{out:?}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let doc = export_json(capture, extra);
     let session = doc["sessions"]
         .as_array()
         .unwrap()
@@ -604,19 +588,7 @@ async fn protobuf_with_a_descriptor_set_names_fields_live_in_exports_and_in_the_
         "--proto-type",
         "s2c=.chat.Ack",
     ]);
-    let proxy = free_loopback_addr();
-    command
-        .args(["--listen", &proxy.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = KillOnDrop(command.spawn().unwrap());
-    let console = collect_lines(child.0.stdout.take().unwrap());
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(proxy).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (mut child, proxy, console) = spawn_with_console(command);
     envelope_and_ack(proxy, server).await;
     sigterm(&child.0);
     let _ = child.0.wait();

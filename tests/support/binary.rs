@@ -54,9 +54,35 @@ pub fn spawn_listening(mut command: Command) -> (Child, SocketAddr) {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
+    wait_listening(&mut child, addr);
+    (child, addr)
+}
+
+/// Starts `command` (with `--listen` added) with its console (standard output) read into
+/// lines as they come; the process is killed when the test lets go of it.
+pub fn spawn_with_console(
+    mut command: Command,
+) -> (
+    KillOnDrop,
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let addr = free_loopback_addr();
+    command
+        .args(["--listen", &addr.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let console = collect_lines(child.0.stdout.take().expect("stdout is piped"));
+    wait_listening(&mut child.0, addr);
+    (child, addr, console)
+}
+
+/// Waits until `child` accepts connections at `addr` (five seconds at most).
+fn wait_listening(child: &mut Child, addr: SocketAddr) {
     for _ in 0..500 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return (child, addr);
+            return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }

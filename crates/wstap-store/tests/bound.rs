@@ -100,7 +100,7 @@ fn past_its_bound_a_capture_drops_the_oldest_payloads_and_keeps_every_record() {
         .unwrap()
         .is_empty());
 
-    let ndjson = export(&capture, "payload:dropped");
+    let ndjson = export_ndjson(&capture, "payload:dropped");
     let exported: Vec<serde_json::Value> = ndjson
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
@@ -155,19 +155,4 @@ fn an_unbounded_capture_drops_nothing() {
         .unwrap()
         .is_empty());
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn export(capture: &Capture, filter: &str) -> String {
-    let filter = Filter::parse(filter).unwrap();
-    let redaction = wstap_trace::export::Redaction::none();
-    let what = wstap_store::export::Export {
-        format: wstap_store::export::Format::Ndjson,
-        session: None,
-        filter: Some(&filter),
-        redaction: &redaction,
-        header: wstap_trace::TraceHeader::new("test", chrono::Utc::now()),
-        version: "test",
-        proto_schema: None,
-    };
-    String::from_utf8(wstap_store::export::export(capture, &what).unwrap()).unwrap()
 }

@@ -622,18 +622,7 @@ fn a_capture_takes_more_sessions_after_its_own_and_gives_back_both() {
 /// The `"type"` of each line of an NDJSON export of `capture` by `filter`, and the
 /// session it belongs to.
 fn exported(capture: &Capture, filter: &str) -> Vec<(String, u64)> {
-    let filter = Filter::parse(filter).unwrap();
-    let redaction = wstap_trace::export::Redaction::none();
-    let what = wstap_store::export::Export {
-        format: wstap_store::export::Format::Ndjson,
-        session: None,
-        filter: Some(&filter),
-        redaction: &redaction,
-        header: wstap_trace::TraceHeader::new("test", chrono::Utc::now()),
-        version: "test",
-        proto_schema: None,
-    };
-    let text = String::from_utf8(wstap_store::export::export(capture, &what).unwrap()).unwrap();
+    let text = export_ndjson(capture, filter);
     text.lines()
         .skip(1)
         .map(|line| {

@@ -226,3 +226,20 @@ pub fn as_json(events: &[Event]) -> Vec<serde_json::Value> {
 pub fn is_frame(record: &Record) -> bool {
     matches!(record, Record::Frame(_))
 }
+
+/// The NDJSON export of `capture` by `filter` (nothing redacted).
+pub fn export_ndjson(capture: &wstap_store::Capture, filter: &str) -> String {
+    let filter = wstap_filter::Filter::parse(filter).expect("a filter");
+    let redaction = wstap_trace::export::Redaction::none();
+    let what = wstap_store::export::Export {
+        format: wstap_store::export::Format::Ndjson,
+        session: None,
+        filter: Some(&filter),
+        redaction: &redaction,
+        header: wstap_trace::TraceHeader::new("test", chrono::Utc::now()),
+        version: "test",
+        proto_schema: None,
+    };
+    String::from_utf8(wstap_store::export::export(capture, &what).expect("exported"))
+        .expect("UTF-8")
+}
