@@ -39,7 +39,8 @@ pub struct ExportArgs {
     /// Keep every header value, credentials included.
     #[arg(long, conflicts_with = "redact")]
     pub no_redact: bool,
-    /// Read protobuf messages with this schema rather than the one the capture keeps.
+    /// Read protobuf messages with this schema rather than the one the capture keeps
+    /// (the JSON export's decoded objects).
     #[command(flatten)]
     pub proto: crate::proto::ProtoArgs,
 }
@@ -68,10 +69,15 @@ pub fn export(args: &ExportArgs) -> Result<(), AppError> {
             .iter()
             .fold(Redaction::default(), |r, name| r.with(name))
     };
+    let proto_schema = args.proto.load()?;
+    if proto_schema.is_some() && args.format != Format::Json {
+        return Err(AppError::BadInput(
+            "--proto-descriptor reads the decoded objects of --format json; other formats carry none".to_owned(),
+        ));
+    }
     let Some(format) = args.format.document() else {
         return pcapng(args, &source, &redaction);
     };
-    let proto_schema = args.proto.load()?;
     let what = Export {
         format,
         session: args.session,

@@ -126,6 +126,6 @@ fn knowing_the_end(capture: &Capture, id: u64, filter: &Filter) -> Result<Select
         .map_err(|e| AppError::BadInput(e.to_string()))?;
     Ok(Selection::new(filter.clone())
         .with_fates(fates)
-        .with_final_facts(finals)
+        .with_final_facts(std::sync::Arc::new(finals))
         .with_views(views))
 }

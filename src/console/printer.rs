@@ -100,9 +100,7 @@ impl Printer {
             BusEvent::Wire {
                 session,
                 record: Record::Message(m),
-            } => {
-                self.views.decode(&MessageView::of_record(*session, m));
-            }
+            } => self.views.pass_over(&MessageView::of_record(*session, m)),
             BusEvent::Wire { .. } => {}
             BusEvent::Event(e) => self.hidden_event(e),
         }
@@ -111,9 +109,7 @@ impl Printer {
     /// An event of a capture the filter hides (see [`Printer::hidden_bus_event`]).
     pub fn hidden_event(&mut self, event: &Event) {
         match event {
-            Event::Message(m) => {
-                self.views.decode(&MessageView::of_event(m));
-            }
+            Event::Message(m) => self.views.pass_over(&MessageView::of_event(m)),
             Event::Frame(_) => {}
             other => self.views.event(other),
         }

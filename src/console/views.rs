@@ -30,6 +30,8 @@ struct Reading {
     summary: Option<SessionSummary>,
     detector: Detector,
     decoder: SessionDecoder,
+    /// The handshake's URL, which says how some views read (Engine.IO's version).
+    url: String,
 }
 
 /// The views of the sessions the console is showing.
@@ -48,8 +50,11 @@ impl SessionViews {
         }
     }
 
-    fn decoder(&self, view: Option<View>) -> SessionDecoder {
-        SessionDecoder::new(view).with_schema(self.settings.schema.clone())
+    /// A decoder reading with `view` the session at `url`.
+    fn decoder(schema: &Option<ProtoSchema>, view: Option<View>, url: &str) -> SessionDecoder {
+        SessionDecoder::new(view)
+            .with_schema(schema.clone())
+            .with_url(url)
     }
 
     /// Takes in a session-level event: a start and a handshake choose the view, an end
@@ -65,6 +70,7 @@ impl SessionViews {
                         summary: Some(summary),
                         detector: Detector::default(),
                         decoder: SessionDecoder::new(None),
+                        url: String::new(),
                     },
                 );
             }
@@ -78,13 +84,15 @@ impl SessionViews {
                     Some(view) => Detector::chosen(*view),
                     None => handshake_view(&self.settings.rules, summary, h),
                 };
-                let decoder = self.decoder(detector.view());
+                let url = h.exchange.url.clone();
+                let decoder = Self::decoder(&self.settings.schema, detector.view(), &url);
                 self.sessions.insert(
                     id,
                     Reading {
                         summary: None,
                         detector,
                         decoder,
+                        url,
                     },
                 );
             }
@@ -97,21 +105,46 @@ impl SessionViews {
 
     /// A peer's data message, decoded, when its session has a view.
     pub fn decode(&mut self, m: &MessageView<'_>) -> Option<Decoded> {
-        if !m.is_data() || !m.origin.is_wire() || m.data.dropped {
-            return None;
-        }
-        let text = m.opcode == Opcode::Text;
-        let schema = &self.settings.schema;
-        let reading = self.sessions.get_mut(&m.session)?;
-        if !reading.detector.is_settled() && reading.detector.observe(m.data.data, text).is_some() {
-            reading.decoder =
-                SessionDecoder::new(reading.detector.view()).with_schema(schema.clone());
-        }
-        reading.decoder.view()?;
-        let decoded = reading.decoder.decode(m.dir, m.data.data, text);
+        let reading = self.reading(m)?;
+        let decoded = reading
+            .decoder
+            .decode(m.dir, m.data.data, m.opcode == Opcode::Text);
         if m.data.truncated() {
             reading.decoder.lose(m.dir);
         }
         Some(decoded)
+    }
+
+    /// A peer's data message the console does not show: it may still decide its session's
+    /// view, and a view that carries what one message leaves for the next (MQTT's stream,
+    /// Socket.IO's attachments) reads it, so the messages shown decode as among all.
+    pub fn pass_over(&mut self, m: &MessageView<'_>) {
+        let Some(reading) = self.reading(m) else {
+            return;
+        };
+        if matches!(reading.decoder.view(), Some(View::Mqtt | View::SocketIo)) {
+            reading
+                .decoder
+                .decode(m.dir, m.data.data, m.opcode == Opcode::Text);
+            if m.data.truncated() {
+                reading.decoder.lose(m.dir);
+            }
+        }
+    }
+
+    /// The reading of a peer's data message's session, its view decided when this
+    /// message decides it; `None` when the message or its session has none.
+    fn reading(&mut self, m: &MessageView<'_>) -> Option<&mut Reading> {
+        if !m.is_data() || !m.origin.is_wire() || m.data.dropped {
+            return None;
+        }
+        let text = m.opcode == Opcode::Text;
+        let reading = self.sessions.get_mut(&m.session)?;
+        if !reading.detector.is_settled() && reading.detector.observe(m.data.data, text).is_some() {
+            reading.decoder =
+                Self::decoder(&self.settings.schema, reading.detector.view(), &reading.url);
+        }
+        reading.decoder.view()?;
+        Some(reading)
     }
 }

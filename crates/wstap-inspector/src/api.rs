@@ -409,13 +409,17 @@ enum Decoder {
 impl Decoder {
     /// The decoder for session `id`'s messages numbered `from` to `to`.
     fn of(capture: &Capture, id: u64, from: u64, to: u64) -> Result<Decoder, ApiError> {
-        Ok(match capture.session(id)?.and_then(|s| s.view) {
+        let Some(session) = capture.session(id)? else {
+            return Ok(Decoder::Plain);
+        };
+        let url = session.url.as_deref().unwrap_or_default();
+        Ok(match session.view {
             None => Decoder::Plain,
             Some(view @ View::Mqtt) => Decoder::Stream(view, capture.stream_packets(id, from, to)?),
             Some(view @ View::Protobuf) => Decoder::Ordered(Box::new(
                 SessionDecoder::new(Some(view)).with_schema(capture.proto_schema()?),
             )),
-            Some(view) => Decoder::Ordered(Box::new(SessionDecoder::new(Some(view)))),
+            Some(view) => Decoder::Ordered(Box::new(SessionDecoder::new(Some(view)).with_url(url))),
         })
     }
 

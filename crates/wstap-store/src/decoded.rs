@@ -16,9 +16,11 @@ struct Reading {
 }
 
 impl Reading {
-    fn new(view: Option<View>, schema: Option<&ProtoSchema>) -> Reading {
+    fn new(view: Option<View>, schema: Option<&ProtoSchema>, url: Option<&str>) -> Reading {
         Reading {
-            decoder: SessionDecoder::new(view).with_schema(schema.cloned()),
+            decoder: SessionDecoder::new(view)
+                .with_schema(schema.cloned())
+                .with_url(url.unwrap_or_default()),
             pairer: Pairer::new(),
             answered: Vec::new(),
         }
@@ -58,7 +60,8 @@ pub(crate) fn add_to_session(
     schema: Option<&ProtoSchema>,
     out: &mut Value,
 ) {
-    let mut reading = Reading::new(view, schema);
+    let url = doc.handshake.as_ref().map(|h| h.exchange.url.as_str());
+    let mut reading = Reading::new(view, schema, url);
     if let Some(Value::Array(messages)) = out.get_mut("messages") {
         for (n, (m, out)) in doc.messages.iter().zip(messages).enumerate() {
             if let Some(decoded) = reading.read(m, n as u64) {
@@ -112,12 +115,15 @@ impl SessionCalls {
 impl crate::Capture {
     /// Session `id`'s calls and answers: its messages read in order with its view.
     pub fn calls(&self, id: u64) -> Result<SessionCalls, crate::StoreError> {
-        let view = self.session(id)?.and_then(|row| row.view);
+        let Some(row) = self.session(id)? else {
+            return Ok(SessionCalls::default());
+        };
+        let view = row.view;
         if view.is_none() {
             return Ok(SessionCalls::default());
         }
         // Calls are numbered by protocols, never by protobuf fields: no schema needed.
-        let mut reading = Reading::new(view, None);
+        let mut reading = Reading::new(view, None, row.url.as_deref());
         let all = wstap_filter::Filter::default();
         let mut next = 0;
         loop {

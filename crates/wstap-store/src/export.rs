@@ -310,14 +310,16 @@ fn selected_sessions<S: EventSource>(
     filter: &Filter,
 ) -> Result<(HashSet<u64>, Later), S::Error> {
     let mut later = Later::default();
+    let mut finals = FinalFacts::new();
     source.for_each_event(session, &mut |event| {
         note_later(&mut later.fates, &event);
-        note_final(&mut later.finals, &event);
+        note_final(&mut finals, &event);
         Ok(())
     })?;
+    later.finals = std::sync::Arc::new(finals);
     let mut selection = Selection::new(filter.clone())
         .with_fates(later.fates.clone())
-        .with_final_facts(later.finals.clone())
+        .with_final_facts(std::sync::Arc::clone(&later.finals))
         .with_views(source.recorded_views());
     let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
     let mut with_records: HashSet<u64> = HashSet::new();
@@ -353,5 +355,5 @@ fn selected_sessions<S: EventSource>(
 #[derive(Default)]
 struct Later {
     fates: Fates,
-    finals: FinalFacts,
+    finals: std::sync::Arc<FinalFacts>,
 }

@@ -352,7 +352,7 @@ pub struct Selection {
     recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
     /// The sessions' facts at their end, when the reader knows them: records are judged
     /// with those rather than with what the stream has told so far.
-    finals: FinalFacts,
+    finals: std::sync::Arc<FinalFacts>,
 }
 
 impl Selection {
@@ -368,7 +368,7 @@ impl Selection {
             views: std::collections::HashMap::new(),
             whole: std::collections::HashMap::new(),
             recorded: std::collections::HashMap::new(),
-            finals: FinalFacts::new(),
+            finals: std::sync::Arc::default(),
         }
     }
 
@@ -384,7 +384,7 @@ impl Selection {
 
     /// The same selection, knowing each session's facts at its end (a session field
     /// learnt late, such as `kind` or `close`, then selects the session's records too).
-    pub fn with_final_facts(mut self, finals: FinalFacts) -> Self {
+    pub fn with_final_facts(mut self, finals: std::sync::Arc<FinalFacts>) -> Self {
         self.finals = finals;
         self
     }
@@ -392,7 +392,10 @@ impl Selection {
     /// The facts a record of session `id` is judged with: its final ones when known, else
     /// the stream's so far (which `summary(id)` made sure exist).
     fn session_facts(&self, id: u64) -> SessionFacts<'_> {
-        self.finals.get(&id).unwrap_or(&self.sessions[&id]).facts()
+        self.finals
+            .get(&id)
+            .unwrap_or_else(|| &self.sessions[&id])
+            .facts()
     }
 
     /// The same selection, knowing what became of the held messages.

@@ -5,6 +5,7 @@
 
 use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::Mutex;
 use wstap_views::{ProtoSchema, ProtoTypes};
 
 /// Keeps `schema` in the capture, in place of any it kept before.
@@ -17,8 +18,13 @@ pub(crate) fn keep(conn: &Connection, schema: &ProtoSchema) -> Result<(), StoreE
     Ok(())
 }
 
-/// The schema the capture keeps, if any.
-pub(crate) fn read(conn: &Connection) -> Result<Option<ProtoSchema>, StoreError> {
+/// The schema the capture keeps, if any; `cache` holds the last one parsed, used again
+/// while the row says the same (a descriptor set with its imports can be large, and the
+/// inspector asks for it on every page).
+pub(crate) fn read(
+    conn: &Connection,
+    cache: &Mutex<Option<Box<ProtoSchema>>>,
+) -> Result<Option<ProtoSchema>, StoreError> {
     let row = conn
         .prepare_cached("SELECT descriptor_set, c2s, s2c FROM proto_schema WHERE id = 1")?
         .query_row([], |row| {
@@ -34,11 +40,19 @@ pub(crate) fn read(conn: &Connection) -> Result<Option<ProtoSchema>, StoreError>
     let Some((descriptor_set, types)) = row else {
         return Ok(None);
     };
-    ProtoSchema::new(&descriptor_set, types)
-        .map(Some)
-        .map_err(|e| StoreError::BadRow {
-            table: "proto_schema",
-            id: 1,
-            why: e.to_string(),
-        })
+    let mut cached = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(schema) = cached.as_ref() {
+        if schema.descriptor_set() == descriptor_set.as_slice() && *schema.types() == types {
+            return Ok(Some(ProtoSchema::clone(schema)));
+        }
+    }
+    let schema = ProtoSchema::new(&descriptor_set, types).map_err(|e| StoreError::BadRow {
+        table: "proto_schema",
+        id: 1,
+        why: e.to_string(),
+    })?;
+    *cached = Some(Box::new(schema.clone()));
+    Ok(Some(schema))
 }

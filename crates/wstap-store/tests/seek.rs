@@ -219,6 +219,7 @@ fn the_migration_from_schema_5_makes_the_marks_the_writer_makes() {
          ALTER TABLE sessions DROP COLUMN view;
          DROP TABLE view_choices;
          DROP TABLE stream_packets;
+         DROP TABLE proto_schema;
          PRAGMA user_version = 5;",
     )
     .unwrap();

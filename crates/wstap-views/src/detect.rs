@@ -77,6 +77,16 @@ pub fn by_subprotocol(subprotocol: &str) -> Option<View> {
     })
 }
 
+/// The Engine.IO protocol version a URL's query asks for (`EIO=4`), if it does.
+pub fn engine_io_version(url: &str) -> Option<u8> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("EIO="))
+        .and_then(|version| version.parse().ok())
+}
+
 /// The view a URL's path says: Socket.IO's `/socket.io/` (or an `EIO=` query).
 pub fn by_url(url: &str) -> Option<View> {
     let lower = url.to_ascii_lowercase();

@@ -8,7 +8,7 @@
 //!
 //! Formats ([`View::Json`], [`View::MsgPack`], [`View::Cbor`], [`View::Protobuf`], ...)
 //! lean on well-kept crates where there is one (`rmpv`, `ciborium`, `prost-reflect` for
-//! Protobuf with a schema: [`schema`]); the application
+//! Protobuf with a schema: [`ProtoSchema`]); the application
 //! protocols on top (SignalR, Socket.IO, STOMP, MQTT, GraphQL over WebSocket, JSON-RPC)
 //! are small decoders of our own, one module each. Everything here is sans-IO: bytes in,
 //! values out, no clock, no allocation driven by what a peer declares. A payload that
@@ -34,7 +34,7 @@ mod joiner;
 mod jsonrpc;
 mod mqtt;
 mod render;
-pub mod schema;
+mod schema;
 mod session;
 mod signalr;
 mod socketio;

@@ -15,7 +15,7 @@ pub struct SessionDecoder {
     mqtt_version: u8,
     mqtt: [mqtt::Stream; 2],
     awaiting: [Option<Attachments>; 2],
-    /// Whether the Engine.IO open packet was v3's (no `maxPayload`): its binary messages
+    /// Whether the session's URL asked for Engine.IO v3 (`EIO=3`): its binary messages
     /// begin with the message packet type, `0x04`.
     engine_io_v3: bool,
 }
@@ -51,6 +51,13 @@ impl SessionDecoder {
     /// when there is one.
     pub fn with_schema(mut self, schema: Option<ProtoSchema>) -> SessionDecoder {
         self.schema = schema;
+        self
+    }
+
+    /// Takes what the session's URL says of how to read it: Socket.IO's Engine.IO version
+    /// (`EIO=3` in the query).
+    pub fn with_url(mut self, url: &str) -> SessionDecoder {
+        self.engine_io_v3 = crate::detect::engine_io_version(url) == Some(3);
         self
     }
 
@@ -143,9 +150,6 @@ impl SessionDecoder {
         match socketio::decode_text(text) {
             Ok(packet) => {
                 let mut item = packet.item;
-                if let Some(v3) = socketio::open_is_v3(&item.tree) {
-                    self.engine_io_v3 = v3;
-                }
                 if packet.attachments > 0 {
                     // The call is made when the packet is whole: with its last attachment.
                     let call = item.call.take();

@@ -9,8 +9,8 @@
 //! same way (there the client pings, v4's server does).
 //!
 //! A binary message is an attachment of the BINARY_EVENT or BINARY_ACK before it (in
-//! Engine.IO v3, after a `0x04` byte: the message packet type; an open packet without
-//! `maxPayload` says the session is v3); the
+//! Engine.IO v3, which a session's URL asks for with `EIO=3`, after a `0x04` byte: the
+//! message packet type); the
 //! [`crate::SessionDecoder`] joins attachments to the placeholders
 //! (`{"_placeholder":true,"num":N}`) that stand for them. An event with an ack id is a
 //! call; the ACK with the same id in the same namespace answers it.
@@ -71,13 +71,6 @@ pub(crate) fn decode_text(text: &str) -> Result<Packet, Problem> {
         },
         attachments: 0,
     })
-}
-
-/// Whether the Engine.IO packet `tree` is an open packet of v3 (which has no
-/// `maxPayload`); `None`: not an open packet.
-pub(crate) fn open_is_v3(tree: &Value) -> Option<bool> {
-    (tree["engine"] == "open" && tree["data"].is_object())
-        .then(|| tree["data"].get("maxPayload").is_none())
 }
 
 /// The Socket.IO packet inside an Engine.IO message (`data` after the `4`).

@@ -25,11 +25,9 @@ fn unhex(text: &str) -> Vec<u8> {
 
 /// What wstap makes of a recording: its view, each message's decode, its calls.
 fn read(recording: &Value) -> Value {
-    let mut detector = Detector::from_handshake(
-        recording["subprotocol"].as_str(),
-        recording["url"].as_str().expect("a URL"),
-    );
-    let mut decoder = SessionDecoder::new(detector.view());
+    let url = recording["url"].as_str().expect("a URL");
+    let mut detector = Detector::from_handshake(recording["subprotocol"].as_str(), url);
+    let mut decoder = SessionDecoder::new(detector.view()).with_url(url);
     let mut pairer = Pairer::new();
     let mut decoded = Vec::new();
     let mut answered = Vec::new();
@@ -46,7 +44,7 @@ fn read(recording: &Value) -> Value {
             _ => Direction::ServerToClient,
         };
         if !detector.is_settled() && detector.observe(&payload, text).is_some() {
-            decoder = SessionDecoder::new(detector.view());
+            decoder = SessionDecoder::new(detector.view()).with_url(url);
         }
         if decoder.view().is_none() {
             decoded.push(Value::Null);

@@ -169,10 +169,30 @@ fn maps_keyed_by_maps_keyed_by_maps_stay_small() {
 }
 
 #[test]
+fn repeated_map_keys_keep_every_entry_in_linear_time() {
+    // {"a": 0, "a#2": 1, "a": 2, "a": 3, ...}: 20,000 entries, mostly under one key.
+    let count = 20_000u16;
+    let mut payload = vec![0xde];
+    payload.extend_from_slice(&count.to_be_bytes());
+    for n in 0..count {
+        let key: &[u8] = if n == 1 { b"\xa3a#2" } else { b"\xa1a" };
+        payload.extend_from_slice(key);
+        payload.extend_from_slice(&[0xcd]);
+        payload.extend_from_slice(&n.to_be_bytes());
+    }
+    let decoded = decode(View::MsgPack, &payload, false);
+    let tree = decoded.items[0].tree.as_object().unwrap();
+    assert_eq!(tree.len(), usize::from(count));
+    assert_eq!(tree["a"], json!(0));
+    assert_eq!(tree["a#2"], json!(1), "a key of that name keeps its value");
+    assert_eq!(tree["a#3"], json!(2));
+    assert_eq!(tree[&format!("a#{count}")], json!(count - 1));
+}
+
+#[test]
 fn engine_io_v3_attachments_lose_their_packet_type_byte_and_v4_ones_keep_every_byte() {
-    let attachment_after = |open: &[u8]| {
-        let mut session = SessionDecoder::new(Some(View::SocketIo));
-        session.decode(S2C, open, true);
+    let attachment_in = |url: &str| {
+        let mut session = SessionDecoder::new(Some(View::SocketIo)).with_url(url);
         session.decode(
             C2S,
             b"451-[\"upload\",{\"_placeholder\":true,\"num\":0}]",
@@ -180,14 +200,31 @@ fn engine_io_v3_attachments_lose_their_packet_type_byte_and_v4_ones_keep_every_b
         );
         session.decode(C2S, &[4, 1, 2, 3], false)
     };
-    // socket.io 2 (Engine.IO v3): no maxPayload; a binary message is 0x04 and the data.
-    let v3 = attachment_after(
-        b"0{\"sid\":\"a\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":5000}",
-    );
+    // socket.io 2 (Engine.IO v3): a binary message is 0x04 and the data.
+    let v3 = attachment_in("ws://h/socket.io/?EIO=3&transport=websocket");
     assert_eq!(v3.items[0].tree["packet"]["args"], json!(["0x010203"]));
     assert!(v3.summary().contains("(3 bytes)"), "{}", v3.summary());
-    let v4 = attachment_after(b"0{\"sid\":\"a\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,\"maxPayload\":1000000}");
-    assert_eq!(v4.items[0].tree["packet"]["args"], json!(["0x04010203"]));
+    // v4, or a URL that does not say: every byte is data.
+    for url in [
+        "ws://h/socket.io/?EIO=4&transport=websocket",
+        "ws://h/socket.io/?transport=websocket",
+        "ws://h/live",
+    ] {
+        let v4 = attachment_in(url);
+        assert_eq!(
+            v4.items[0].tree["packet"]["args"],
+            json!(["0x04010203"]),
+            "{url}"
+        );
+    }
+    assert_eq!(
+        wstap_views::detect::engine_io_version("ws://h/?a=1&EIO=3#x"),
+        Some(3)
+    );
+    assert_eq!(
+        wstap_views::detect::engine_io_version("ws://h/?EIO=x"),
+        None
+    );
 }
 
 #[test]

@@ -45,6 +45,8 @@ pub struct Capture {
     conn: Connection,
     dir: PathBuf,
     layout: PayloadLayout,
+    /// The protobuf schema last read, parsed.
+    proto_schema: std::sync::Mutex<Option<Box<wstap_views::ProtoSchema>>>,
 }
 
 pub(super) const SESSION_COLUMNS: &str =
@@ -119,7 +121,12 @@ impl Capture {
         let layout = payload_layout(&conn, &dir).map_err(|e| damaged(&dir, e))?;
         let payloads = Arc::new(PayloadReader::for_filters(layout.clone()));
         crate::functions::register(&conn, payloads)?;
-        let capture = Capture { conn, dir, layout };
+        let capture = Capture {
+            conn,
+            dir,
+            layout,
+            proto_schema: std::sync::Mutex::new(None),
+        };
         capture.info().map_err(|e| match e {
             StoreError::Sqlite(e) => damaged(&capture.dir, e),
             other => other,
@@ -270,7 +277,7 @@ impl Capture {
 
     /// The schema the protobuf view names fields by, when the capture keeps one.
     pub fn proto_schema(&self) -> Result<Option<wstap_views::ProtoSchema>, StoreError> {
-        crate::proto::read(&self.conn)
+        crate::proto::read(&self.conn, &self.proto_schema)
     }
 
     /// Keeps `schema` in the capture for every reader from then on (`wstap view

@@ -2,11 +2,11 @@
 //! as hexadecimal strings, tags as `{"tag": n, "value": ...}`, map keys that are not
 //! strings written as their JSON (as MessagePack's are).
 
-use super::msgpack::{json_float, key_text, NESTED_KEY};
+use super::msgpack::{json_float, key_text, Entries, NESTED_KEY};
 use crate::render::hex;
 use crate::Problem;
 use ciborium::Value as Cbor;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// How deeply a value may nest.
 const MAX_DEPTH: usize = 64;
@@ -61,7 +61,7 @@ fn convert(value: &Cbor, in_key: bool) -> Value {
         Cbor::Bytes(bytes) => Value::String(format!("0x{}", hex(bytes))),
         Cbor::Array(items) => Value::Array(items.iter().map(|v| convert(v, in_key)).collect()),
         Cbor::Map(pairs) => {
-            let mut map = Map::new();
+            let mut map = Entries::default();
             for (key, value) in pairs {
                 let key = match key {
                     Cbor::Text(s) => s.clone(),
@@ -72,7 +72,7 @@ fn convert(value: &Cbor, in_key: bool) -> Value {
                 };
                 map.insert(key, convert(value, in_key));
             }
-            Value::Object(map)
+            map.into_value()
         }
         Cbor::Tag(tag, inner) => json!({ "tag": tag, "value": convert(inner, in_key) }),
         _ => Value::Null,

@@ -43,7 +43,7 @@ fn convert(value: &Pack, in_key: bool) -> Value {
         Pack::Binary(bytes) => Value::String(format!("0x{}", hex(bytes))),
         Pack::Array(items) => Value::Array(items.iter().map(|v| convert(v, in_key)).collect()),
         Pack::Map(pairs) => {
-            let mut map = Map::new();
+            let mut map = Entries::default();
             for (key, value) in pairs {
                 let key = match key {
                     Pack::String(s) if s.as_str().is_some() => {
@@ -54,7 +54,7 @@ fn convert(value: &Pack, in_key: bool) -> Value {
                 };
                 map.insert(key, convert(value, in_key));
             }
-            Value::Object(map)
+            map.into_value()
         }
         Pack::Ext(kind, data) => json!({ "ext": kind, "data": format!("0x{}", hex(data)) }),
     }
@@ -66,6 +66,39 @@ pub(crate) const NESTED_KEY: &str = "…";
 
 /// The most characters of a key written as JSON.
 const KEY_CHARS: usize = 256;
+
+/// A map read from a binary format, whose keys may repeat, or read alike once written as
+/// text (`…`, a key cut short): a key already there gets `#2`, `#3`, ... after it, so no
+/// entry hides another. Linear in its entries, however many share a key.
+#[derive(Default)]
+pub(crate) struct Entries {
+    map: Map<String, Value>,
+    /// The next number to try after each key that came more than once.
+    next: std::collections::HashMap<String, usize>,
+}
+
+impl Entries {
+    /// Adds an entry.
+    pub(crate) fn insert(&mut self, key: String, value: Value) {
+        if !self.map.contains_key(&key) {
+            self.map.insert(key, value);
+            return;
+        }
+        let n = self.next.entry(key.clone()).or_insert(2);
+        let mut numbered = format!("{key}#{n}");
+        while self.map.contains_key(&numbered) {
+            *n += 1;
+            numbered = format!("{key}#{n}");
+        }
+        *n += 1;
+        self.map.insert(numbered, value);
+    }
+
+    /// The map, as JSON.
+    pub(crate) fn into_value(self) -> Value {
+        Value::Object(self.map)
+    }
+}
 
 /// A map key that is not a string, as its JSON (within it, a map or array key is
 /// [`NESTED_KEY`]), cut to [`KEY_CHARS`].
