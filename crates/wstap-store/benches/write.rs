@@ -1,14 +1,16 @@
-//! How fast the writer takes events: `cargo bench -p wstap-store`. Echo-like traffic of
-//! 64-byte and 16 KiB messages (a frame and a message record each way), one session,
-//! committed every 2,000 events as the bus's driver would under load.
+//! How fast the writer takes events: `cargo bench -p wstap-store [64|16384|fanin]`.
+//! Echo-like traffic of 64-byte and 16 KiB messages (a frame and a message record each
+//! way) in one session, and of 1 KiB messages in 100 sessions taking turns (the proxy
+//! bench's fan-in row), committed every 2,000 events as the bus's driver would under load.
 
 use std::time::Instant;
 use wstap_store::{CaptureInfo, CaptureWriter};
 use wstap_trace::{BusEvent, Sink};
 use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, StreamAnalyzer, Timestamp};
 
-/// Records for `count` messages, made once for a pool of at most 1,000 and repeated.
-fn records(direction: Direction, size: usize, count: usize) -> Vec<BusEvent> {
+/// Records for `count` messages of `session`, made once for a pool of at most 1,000 and
+/// repeated.
+fn records(direction: Direction, size: usize, count: usize, session: u64) -> Vec<BusEvent> {
     let mut analyzer = StreamAnalyzer::new(direction, AnalyzerConfig::default());
     let mut builder = FrameBuilder::text();
     if direction == Direction::ClientToServer {
@@ -22,26 +24,47 @@ fn records(direction: Direction, size: usize, count: usize) -> Vec<BusEvent> {
     }
     let pool: Vec<BusEvent> = pool
         .into_iter()
-        .map(|record| BusEvent::Wire { session: 1, record })
+        .map(|record| BusEvent::Wire { session, record })
         .collect();
     pool.iter().cycle().take(2 * count).cloned().collect()
 }
 
+/// Echoes (a message up, its answer down) of `size` bytes, `count` per session, the
+/// sessions taking turns message by message.
+fn echoes(size: usize, count: usize, sessions: u64) -> Vec<BusEvent> {
+    let per_session: Vec<(Vec<BusEvent>, Vec<BusEvent>)> = (1..=sessions)
+        .map(|session| {
+            (
+                records(Direction::ClientToServer, size, count, session),
+                records(Direction::ServerToClient, size, count, session),
+            )
+        })
+        .collect();
+    let mut events = Vec::with_capacity(4 * count * sessions as usize);
+    for echo in 0..count {
+        for (up, down) in &per_session {
+            events.extend_from_slice(&up[2 * echo..2 * echo + 2]);
+            events.extend_from_slice(&down[2 * echo..2 * echo + 2]);
+        }
+    }
+    events
+}
+
 fn main() {
-    let only: Option<usize> = std::env::args().nth(1).and_then(|a| a.parse().ok());
-    for (size, count) in [(64usize, 200_000usize), (16 * 1024, 40_000)] {
-        if only.is_some_and(|o| o != size) {
+    // `cargo bench` passes `--bench`: only a row's name counts.
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let rows = [
+        ("64", 64usize, 200_000usize, 1u64),
+        ("16384", 16 * 1024, 40_000, 1),
+        ("fanin", 1024, 2_000, 100),
+    ];
+    for (name, size, count, sessions) in rows {
+        if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        let up = records(Direction::ClientToServer, size, count);
-        let down = records(Direction::ServerToClient, size, count);
-        let mut events = Vec::with_capacity(up.len() * 2);
-        for (a, b) in up.chunks(2).zip(down.chunks(2)) {
-            events.extend_from_slice(a);
-            events.extend_from_slice(b);
-        }
+        let events = echoes(size, count, sessions);
         let dir =
-            std::env::temp_dir().join(format!("wstap-store-bench-{}-{size}", std::process::id()));
+            std::env::temp_dir().join(format!("wstap-store-bench-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let info = CaptureInfo {
             writer: "bench".into(),
@@ -59,10 +82,10 @@ fn main() {
         let seconds = start.elapsed().as_secs_f64();
         writer.finish().unwrap();
         println!(
-            "{size:>6} B messages: {:.0} events/s ({:.2} µs per event), {:.0} echoes/s",
+            "{size:>6} B messages, {sessions} session(s): {:.0} events/s ({:.2} µs per event), {:.0} echoes/s",
             events.len() as f64 / seconds,
             seconds * 1e6 / events.len() as f64,
-            count as f64 / seconds
+            (count as u64 * sessions) as f64 / seconds
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

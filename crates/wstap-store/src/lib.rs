@@ -24,6 +24,7 @@ mod proto;
 mod read;
 mod rows;
 mod schema;
+mod segment;
 mod writer;
 
 pub use error::StoreError;

@@ -15,9 +15,9 @@
 //! and a read is one or two positioned reads. Captures of wstap before schema 5 have one
 //! file, `payloads.bin`, which is never cut.
 
+use crate::segment::SegmentFile;
 use crate::StoreError;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ pub(crate) struct PayloadWriter {
     dir: PathBuf,
     size: u64,
     /// The segment being written, once a byte went to it.
-    out: Option<(u64, BufWriter<File>)>,
+    out: Option<(u64, SegmentFile)>,
     /// Bytes appended since the capture began: the next offset.
     len: u64,
     /// The oldest segment still on disk.
@@ -143,7 +143,7 @@ impl PayloadWriter {
     }
 
     /// The writer of segment `index`, opened (the last one flushed) when it is new.
-    fn segment(&mut self, index: u64) -> Result<&mut BufWriter<File>, StoreError> {
+    fn segment(&mut self, index: u64) -> Result<&mut SegmentFile, StoreError> {
         match self.out.take() {
             Some((current, out)) if current == index => Ok(&mut self.out.insert((current, out)).1),
             previous => {
@@ -153,12 +153,7 @@ impl PayloadWriter {
                     })?;
                 }
                 let path = PayloadLayout::segment(&self.dir, index);
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| StoreError::io(&path, e))?;
-                let out = BufWriter::with_capacity(BUFFER, file);
+                let out = SegmentFile::open(&path, BUFFER).map_err(|e| StoreError::io(&path, e))?;
                 Ok(&mut self.out.insert((index, out)).1)
             }
         }
