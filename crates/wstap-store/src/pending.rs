@@ -102,8 +102,14 @@ impl PendingFrames {
     }
 }
 
-/// `INSERT INTO frames VALUES (?,…),…` for `rows` rows.
+/// `INSERT OR FAIL INTO frames VALUES (?,…),…` for `rows` rows. `OR FAIL` rather than
+/// the default `ABORT`: a failing statement need not undo its earlier rows (any failure
+/// stops the writer), so SQLite keeps no statement journal of the pages each insert
+/// touches: a third of the writer's copying at fan-in, 4% of its time.
 fn insert_frames_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; FRAME_COLUMNS].join(","));
-    format!("INSERT INTO frames VALUES {}", vec![row; rows].join(","))
+    format!(
+        "INSERT OR FAIL INTO frames VALUES {}",
+        vec![row; rows].join(",")
+    )
 }
