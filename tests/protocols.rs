@@ -20,19 +20,10 @@ use support::*;
 
 /// Exports `capture` as JSON (payloads unredacted) with `filter`, if any.
 fn export(capture: &std::path::Path, filter: Option<&str>) -> Value {
-    let mut args = vec![
-        "export",
-        capture.to_str().unwrap(),
-        "--format",
-        "json",
-        "--no-redact",
-    ];
-    if let Some(filter) = filter {
-        args.extend(["--filter", filter]);
+    match filter {
+        Some(filter) => export_json(capture, &["--filter", filter]),
+        None => export_json(capture, &[]),
     }
-    let out = wstap(&args);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The summaries of a session's messages, in order.

@@ -196,21 +196,6 @@ fn websocket_sessions(capture: &std::path::Path) -> Vec<serde_json::Value> {
         .clone()
 }
 
-/// A capture's JSON export (nothing redacted), with `extra` arguments.
-fn export_json(capture: &std::path::Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "export",
-        capture.to_str().unwrap(),
-        "--format",
-        "json",
-        "--no-redact",
-    ];
-    args.extend_from_slice(extra);
-    let (out, stdout) = run(&args);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_str(&stdout).unwrap()
-}
-
 /// An MQTT packet: first byte, remaining length, body.
 fn mqtt(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first, body.len() as u8];

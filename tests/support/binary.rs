@@ -261,3 +261,18 @@ pub fn peer_json(program: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON")
 }
+
+/// A capture's JSON export (nothing redacted), with `extra` arguments (a filter, say).
+pub fn export_json(capture: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "export",
+        capture.to_str().expect("a UTF-8 path"),
+        "--format",
+        "json",
+        "--no-redact",
+    ];
+    args.extend_from_slice(extra);
+    let out = wstap(&args);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
