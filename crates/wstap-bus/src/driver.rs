@@ -5,7 +5,8 @@
 //! [`Cadence::max_delay`] while it has not, so that a killed proxy leaves a trace whose
 //! every complete line parses and a capture whose every committed transaction is there.
 //! After catching up it naps for [`Cadence::nap`], so that a busy relay hands it many
-//! batches per wake-up instead of waking it (and paying for a flush) for every one.
+//! batches per wake-up instead of waking it (and paying for a flush) for every one; a
+//! backlog past a quarter of the budget ends the nap early ([`LosslessReceiver::nap`]).
 //!
 //! If writing fails (a full disk), the thread says so loudly once on stderr and keeps
 //! draining the bus, so the relay never blocks on a dead sink; the stats it returns say
@@ -19,7 +20,8 @@ use wstap_trace::Sink;
 /// How often a sink makes its writes durable, and how long it naps once caught up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
-    /// After catching up with the bus (and flushing), wait this long before looking again.
+    /// After catching up with the bus (and flushing), wait this long before looking again,
+    /// or less once a quarter of the backlog's budget is queued.
     pub nap: Duration,
     /// While events keep coming, flush at least this often.
     pub max_delay: Duration,
@@ -109,7 +111,7 @@ fn run<S: Sink>(mut sink: S, mut rx: LosslessReceiver, cadence: Cadence) -> Sink
         // Caught up with the bus: everything written so far becomes durable now.
         flush(&mut sink, &mut stats);
         last_flush = Instant::now();
-        std::thread::sleep(cadence.nap);
+        rx.nap(cadence.nap);
     }
     if stats.error.is_none() {
         let what = sink.what();
