@@ -2,7 +2,16 @@
 //! Echo-like traffic of 64-byte and 16 KiB messages (a frame and a message record each
 //! way) in one session, and of 1 KiB messages in 100 sessions taking turns (the proxy
 //! bench's fan-in row), committed every 2,000 events as the bus's driver would under load.
+//!
+//! `cargo bench -p wstap-store --bench write floor` measures SQLite alone in the capture's
+//! schema and settings: bare frame rows of the fan-in row's shape (1 KiB payloads out of
+//! line, 100 sessions taking turns, 32 rows per `INSERT`), committed every 1,024, 2,048 or
+//! 4,096 rows (10-40 ms of the proxy's fan-in), with `frames_by_session` and without any
+//! index. It is the least a row per frame can cost here, the writer's own work (records,
+//! messages, payload bytes) left out.
 
+use rusqlite::Connection;
+use std::path::Path;
 use std::time::Instant;
 use wstap_store::{CaptureInfo, CaptureWriter};
 use wstap_trace::{BusEvent, Sink};
@@ -50,9 +59,115 @@ fn echoes(size: usize, count: usize, sessions: u64) -> Vec<BusEvent> {
     events
 }
 
+/// Frame rows per `INSERT`, as the writer batches them.
+const FLOOR_ROWS_PER_INSERT: usize = 32;
+/// Rows per `floor` run: 400 commits of 1,024.
+const FLOOR_ROWS: usize = 409_600;
+
+/// Inserts [`FLOOR_ROWS`] bare frame rows of 100 sessions taking turns into the capture
+/// at `dir` (made by the writer, so in its schema), with the writer's settings, committing
+/// every `per_commit` rows; returns the seconds it took.
+fn sqlite_floor(dir: &Path, per_commit: usize, with_index: bool) -> f64 {
+    let conn = Connection::open(dir.join("capture.db")).unwrap();
+    for (pragma, value) in [
+        ("journal_mode", "WAL"),
+        ("synchronous", "NORMAL"),
+        ("temp_store", "MEMORY"),
+        ("cache_size", "-8192"),
+        ("wal_autocheckpoint", "4096"),
+    ] {
+        conn.pragma_update(None, pragma, value).unwrap();
+    }
+    if !with_index {
+        conn.execute_batch("DROP INDEX frames_by_session").unwrap();
+    }
+    let row = format!("({})", vec!["?"; 13].join(","));
+    let sql = format!(
+        "INSERT INTO frames (id, session, seq, dir, idx, time_us, end_time_us, flags, \
+         length_bits, payload_len, payload_at, payload_kept, msg) VALUES {}",
+        vec![row; FLOOR_ROWS_PER_INSERT].join(",")
+    );
+    let mut statement = conn.prepare(&sql).unwrap();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    let start = Instant::now();
+    for first in (0..FLOOR_ROWS).step_by(per_commit) {
+        conn.execute_batch("BEGIN").unwrap();
+        for group in (first..first + per_commit).step_by(FLOOR_ROWS_PER_INSERT) {
+            values.clear();
+            for i in group..group + FLOOR_ROWS_PER_INSERT {
+                // A 1 KiB message up and its echo down, sessions taking turns.
+                let (session, seq) = ((i / 2 % 100 + 1) as i64, (i / 200 * 2 + i % 2) as i64);
+                let dir = if i % 2 == 0 { "c2s" } else { "s2c" };
+                let time = i as i64;
+                values.extend([
+                    (2 * time + 1).into(),
+                    session.into(),
+                    seq.into(),
+                    dir.to_owned().into(),
+                    seq.into(),
+                    time.into(),
+                    time.into(),
+                    0x82i64.into(),
+                    16i64.into(),
+                    1024i64.into(),
+                    (time * 1024).into(),
+                    1024i64.into(),
+                    seq.into(),
+                ]);
+            }
+            statement
+                .execute(rusqlite::params_from_iter(&values))
+                .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The `floor` rows: see the module documentation. `floor-index` and `floor-bare` run
+/// one each (for a profiler).
+fn floor_rows(only: &str) {
+    let runs = [
+        ("floor-index", 1_024, true),
+        ("floor-index", 2_048, true),
+        ("floor-index", 4_096, true),
+        ("floor-bare", 2_048, false),
+    ];
+    for (name, per_commit, with_index) in runs {
+        if only != "floor" && (only != name || per_commit != 2_048) {
+            continue;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "wstap-store-bench-{}-{name}-{per_commit}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let info = CaptureInfo {
+            writer: "bench".into(),
+            max_capture: 65536,
+            max_bytes: None,
+        };
+        CaptureWriter::create(&dir, &info)
+            .unwrap()
+            .finish()
+            .unwrap();
+        let seconds = sqlite_floor(&dir, per_commit, with_index);
+        println!(
+            "SQLite alone, 1 KiB frames' rows, 100 sessions, {per_commit} rows a commit, {}: {:.2} µs per row",
+            if with_index { "frames_by_session kept" } else { "no index" },
+            seconds * 1e6 / FLOOR_ROWS as f64
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`: only a row's name counts.
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if let Some(floor) = only.as_deref().filter(|o| o.starts_with("floor")) {
+        floor_rows(floor);
+        return;
+    }
     let rows = [
         ("64", 64usize, 200_000usize, 1u64),
         ("16384", 16 * 1024, 40_000, 1),
