@@ -25,9 +25,12 @@ const TRACE_CADENCE: Cadence = Cadence {
 /// The capture commits whenever it catches up and at least every 50 ms while it is
 /// behind, so an event is on disk (and survives `kill -9`) within about 50 ms; the nap
 /// lets a commit gather many events. At 2 ms a window-1 echo paid for 500 small commits
-/// a second: added p99 latency 122-144 µs against 77-92 µs at 20 ms (docs/performance.md).
+/// a second: added p99 latency 122-144 µs against 77-92 µs at 20 ms. 40 ms rather than
+/// 20: a commit rewrites each busy session's index leaf, and at a fan-in half as many
+/// commits read about +10% (docs/performance.md). A backlog past half its budget ends the
+/// nap early.
 const CAPTURE_CADENCE: Cadence = Cadence {
-    nap: Duration::from_millis(20),
+    nap: Duration::from_millis(40),
     max_delay: Duration::from_millis(50),
     background: true,
 };

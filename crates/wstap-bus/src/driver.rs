@@ -6,7 +6,7 @@
 //! every complete line parses and a capture whose every committed transaction is there.
 //! After catching up it naps for [`Cadence::nap`], so that a busy relay hands it many
 //! batches per wake-up instead of waking it (and paying for a flush) for every one; a
-//! backlog past a quarter of the budget ends the nap early ([`LosslessReceiver::nap`]).
+//! backlog past half the budget ends the nap early ([`LosslessReceiver::nap`]).
 //!
 //! If writing fails (a full disk), the thread says so loudly once on stderr and keeps
 //! draining the bus, so the relay never blocks on a dead sink; the stats it returns say
@@ -21,7 +21,7 @@ use wstap_trace::Sink;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cadence {
     /// After catching up with the bus (and flushing), wait this long before looking again,
-    /// or less once a quarter of the backlog's budget is queued.
+    /// or less once half the backlog's budget is queued.
     pub nap: Duration,
     /// While events keep coming, flush at least this often.
     pub max_delay: Duration,
