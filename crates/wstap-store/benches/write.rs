@@ -4,12 +4,14 @@
 //! bench's fan-in row), committed every 2,000 events as the bus's driver would under load.
 //!
 //! `cargo bench -p wstap-store --bench write floor` measures SQLite alone in the capture's
-//! schema and settings: bare frame rows of the fan-in row's shape (1 KiB payloads out of
-//! line, 100 sessions taking turns, 32 rows per `INSERT`), committed every 1,024, 2,048 or
-//! 4,096 rows (10-40 ms of the proxy's fan-in), with `frames_by_session` and without any
-//! index. It is the least a row per frame can cost here, the writer's own work (records,
-//! messages, payload bytes) left out.
+//! schema and settings (those of `tune_writer`): bare frame rows, 32 per `INSERT`, of the
+//! fan-in row's shape (1 KiB payloads out of line, 100 sessions taking turns) committed
+//! every 1,024, 2,048 or 4,096 rows (10-40 ms of the proxy's fan-in), with
+//! `frames_by_session` and without any index; and of the 64 B row's (payloads inline, one
+//! session). It is the least a row per frame can cost here, the writer's own work
+//! (records, messages, payload bytes) left out.
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::Instant;
@@ -64,10 +66,27 @@ const FLOOR_ROWS_PER_INSERT: usize = 32;
 /// Rows per `floor` run: 400 commits of 1,024.
 const FLOOR_ROWS: usize = 409_600;
 
-/// Inserts [`FLOOR_ROWS`] bare frame rows of 100 sessions taking turns into the capture
-/// at `dir` (made by the writer, so in its schema), with the writer's settings, committing
-/// every `per_commit` rows; returns the seconds it took.
-fn sqlite_floor(dir: &Path, per_commit: usize, with_index: bool) -> f64 {
+/// What the `floor` rows insert.
+#[derive(Debug, Clone, Copy)]
+struct FloorShape {
+    /// Sessions taking turns, an echo (a row each way) at a time.
+    sessions: usize,
+    /// Each frame's payload: inline in the row up to the writer's limit, else a pointer.
+    payload: usize,
+    per_commit: usize,
+    with_index: bool,
+}
+
+/// Inserts [`FLOOR_ROWS`] bare frame rows of `shape` into the capture at `dir` (made by
+/// the writer, so in its schema), with the writer's settings; returns the seconds it took.
+fn sqlite_floor(dir: &Path, shape: FloorShape) -> f64 {
+    let FloorShape {
+        sessions,
+        payload,
+        per_commit,
+        with_index,
+    } = shape;
+    let inline = payload <= wstap_store::INLINE_MAX;
     let conn = Connection::open(dir.join("capture.db")).unwrap();
     for (pragma, value) in [
         ("journal_mode", "WAL"),
@@ -81,38 +100,50 @@ fn sqlite_floor(dir: &Path, per_commit: usize, with_index: bool) -> f64 {
     if !with_index {
         conn.execute_batch("DROP INDEX frames_by_session").unwrap();
     }
-    let row = format!("({})", vec!["?"; 13].join(","));
+    let row = format!("({})", vec!["?"; 14].join(","));
     let sql = format!(
         "INSERT INTO frames (id, session, seq, dir, idx, time_us, end_time_us, flags, \
-         length_bits, payload_len, payload_at, payload_kept, msg) VALUES {}",
+         length_bits, payload_len, payload, payload_at, payload_kept, msg) VALUES {}",
         vec![row; FLOOR_ROWS_PER_INSERT].join(",")
     );
     let mut statement = conn.prepare(&sql).unwrap();
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    // Borrowed values, as the writer binds them: nothing allocated per row.
+    let bytes = vec![0xA5u8; payload];
+    let mut values: Vec<ToSqlOutput<'_>> = Vec::new();
+    let int = |v: i64| ToSqlOutput::Borrowed(ValueRef::Integer(v));
+    let null = ToSqlOutput::Borrowed(ValueRef::Null);
     let start = Instant::now();
     for first in (0..FLOOR_ROWS).step_by(per_commit) {
         conn.execute_batch("BEGIN").unwrap();
         for group in (first..first + per_commit).step_by(FLOOR_ROWS_PER_INSERT) {
             values.clear();
             for i in group..group + FLOOR_ROWS_PER_INSERT {
-                // A 1 KiB message up and its echo down, sessions taking turns.
-                let (session, seq) = ((i / 2 % 100 + 1) as i64, (i / 200 * 2 + i % 2) as i64);
-                let dir = if i % 2 == 0 { "c2s" } else { "s2c" };
+                // A message up and its echo down, sessions taking turns.
+                let session = (i / 2 % sessions + 1) as i64;
+                let seq = (i / (2 * sessions) * 2 + i % 2) as i64;
+                let dir: &'static str = if i % 2 == 0 { "c2s" } else { "s2c" };
                 let time = i as i64;
                 values.extend([
-                    (2 * time + 1).into(),
-                    session.into(),
-                    seq.into(),
-                    dir.to_owned().into(),
-                    seq.into(),
-                    time.into(),
-                    time.into(),
-                    0x82i64.into(),
-                    16i64.into(),
-                    1024i64.into(),
-                    (time * 1024).into(),
-                    1024i64.into(),
-                    seq.into(),
+                    int(2 * time + 1),
+                    int(session),
+                    int(seq),
+                    ToSqlOutput::Borrowed(ValueRef::Text(dir.as_bytes())),
+                    int(seq),
+                    int(time),
+                    int(time),
+                    int(0x82),
+                    int(if payload < 126 { 7 } else { 16 }),
+                    int(payload as i64),
+                    match inline {
+                        true => ToSqlOutput::Borrowed(ValueRef::Blob(&bytes)),
+                        false => null.clone(),
+                    },
+                    match inline {
+                        true => null.clone(),
+                        false => int(time * payload as i64),
+                    },
+                    int(payload as i64),
+                    int(seq),
                 ]);
             }
             statement
@@ -124,22 +155,37 @@ fn sqlite_floor(dir: &Path, per_commit: usize, with_index: bool) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// The `floor` rows: see the module documentation. `floor-index` and `floor-bare` run
-/// one each (for a profiler).
+/// The `floor` rows: see the module documentation. `floor-index`, `floor-bare`,
+/// `floor-64` and `floor-64-bare` run one each (for a profiler).
 fn floor_rows(only: &str) {
+    let fan_in = |per_commit, with_index| FloorShape {
+        sessions: 100,
+        payload: 1024,
+        per_commit,
+        with_index,
+    };
+    let small = |with_index| FloorShape {
+        sessions: 1,
+        payload: 64,
+        per_commit: 2_048,
+        with_index,
+    };
     let runs = [
-        ("floor-index", 1_024, true),
-        ("floor-index", 2_048, true),
-        ("floor-index", 4_096, true),
-        ("floor-bare", 2_048, false),
+        ("floor-index", fan_in(1_024, true)),
+        ("floor-index", fan_in(2_048, true)),
+        ("floor-index", fan_in(4_096, true)),
+        ("floor-bare", fan_in(2_048, false)),
+        ("floor-64", small(true)),
+        ("floor-64-bare", small(false)),
     ];
-    for (name, per_commit, with_index) in runs {
-        if only != "floor" && (only != name || per_commit != 2_048) {
+    for (name, shape) in runs {
+        if only != "floor" && (only != name || shape.per_commit != 2_048) {
             continue;
         }
         let dir = std::env::temp_dir().join(format!(
-            "wstap-store-bench-{}-{name}-{per_commit}",
-            std::process::id()
+            "wstap-store-bench-{}-{name}-{}",
+            std::process::id(),
+            shape.per_commit
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let info = CaptureInfo {
@@ -151,10 +197,14 @@ fn floor_rows(only: &str) {
             .unwrap()
             .finish()
             .unwrap();
-        let seconds = sqlite_floor(&dir, per_commit, with_index);
+        let seconds = sqlite_floor(&dir, shape);
         println!(
-            "SQLite alone, 1 KiB frames' rows, 100 sessions, {per_commit} rows a commit, {}: {:.2} µs per row",
-            if with_index { "frames_by_session kept" } else { "no index" },
+            "SQLite alone, {} B frames' rows ({}), {} session(s), {} rows a commit, {}: {:.2} µs per row",
+            shape.payload,
+            if shape.payload <= wstap_store::INLINE_MAX { "inline" } else { "out of line" },
+            shape.sessions,
+            shape.per_commit,
+            if shape.with_index { "frames_by_session kept" } else { "no index" },
             seconds * 1e6 / FLOOR_ROWS as f64
         );
         let _ = std::fs::remove_dir_all(&dir);
