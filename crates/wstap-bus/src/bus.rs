@@ -16,14 +16,15 @@
 //!   subscriber and counted, so a slow terminal never slows traffic.
 //!
 //! A lossless subscriber's thread naps between rounds so that each round takes many
-//! batches; [`LosslessReceiver::nap`] ends a nap early once half its budget is queued.
+//! batches; [`LosslessReceiver::nap`] ends a nap early once half its budget is queued,
+//! or a batch does not fit in what is left.
 //! A fixed nap would cap a fast stream at a budget per nap: 16 MiB per 20 ms held 16 KiB
 //! echoes to 530 MB/s while the writer slept (docs/performance.md). Half, not less: the
 //! capture's commits cost by their number (each rewrites every session's index leaf), and
 //! a fan-in's records fill a quarter of the capture's budget in about half its nap.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore, TryAcquireError};
@@ -50,11 +51,12 @@ pub struct LosslessReceiver {
     alarm: Arc<Alarm>,
 }
 
-/// Wakes a napping subscriber's thread once its backlog passes half the budget.
+/// Wakes a napping subscriber's thread once its backlog passes half the budget, or a
+/// batch does not fit in what is left of it.
 #[derive(Debug)]
 struct Alarm {
-    /// The thread napping in [`LosslessReceiver::nap`], once it has napped.
-    napper: OnceLock<Thread>,
+    /// The thread that last napped in [`LosslessReceiver::nap`].
+    napper: Mutex<Option<Thread>>,
     /// Set by a publisher that found the backlog past [`Alarm::at_free`]; taken by the nap.
     rung: AtomicBool,
     /// Rings when fewer than this many permits are free.
@@ -64,16 +66,22 @@ struct Alarm {
 impl Alarm {
     fn new(limit: u32) -> Alarm {
         Alarm {
-            napper: OnceLock::new(),
+            napper: Mutex::new(None),
             rung: AtomicBool::new(false),
             at_free: limit as usize - limit as usize / 2,
         }
     }
 
-    /// Called by a publisher with what the budget has free after it took its share.
+    /// Called by a publisher with what the budget has free after it took its share (0
+    /// when its batch did not fit). Rings once until a nap takes the ring: a publisher
+    /// that finds it rung only reads the flag.
     fn check(&self, free: usize) {
-        if free < self.at_free && !self.rung.swap(true, Ordering::AcqRel) {
-            if let Some(napper) = self.napper.get() {
+        if free < self.at_free
+            && !self.rung.load(Ordering::Relaxed)
+            && !self.rung.swap(true, Ordering::AcqRel)
+        {
+            let napper = self.napper.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(napper) = napper.as_ref() {
                 napper.unpark();
             }
         }
@@ -81,12 +89,16 @@ impl Alarm {
 }
 
 impl LosslessReceiver {
-    /// Sleeps the calling thread for `nap`, or less: until half the budget is
-    /// queued (at once if it was while the thread was busy). For a subscriber on a thread
-    /// of its own, between rounds of draining.
+    /// Sleeps the calling thread for `nap`, or less: until half the budget is queued or
+    /// a batch does not fit. A ring since the last nap ends this one at once, even if the
+    /// round since drained the backlog: one round more, never a publisher left waiting.
+    /// For a subscriber on a thread of its own, between rounds of draining.
     pub fn nap(&self, nap: Duration) {
-        let napper = self.alarm.napper.get_or_init(std::thread::current);
-        debug_assert_eq!(napper.id(), std::thread::current().id(), "one thread naps");
+        *self
+            .alarm
+            .napper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
         let until = Instant::now() + nap;
         while !self.alarm.rung.swap(false, Ordering::AcqRel) {
             let left = until.saturating_duration_since(Instant::now());
@@ -370,47 +382,79 @@ mod tests {
         publish_at_once(&bus, 16 * 1024, "and later ones do not wait").await;
     }
 
-    /// Starts `rx` napping for `nap` on a thread of its own; the channel says how long the
-    /// nap lasted.
-    fn nap_on_a_thread(
+    /// How a nap on a thread of its own ended.
+    struct Woke {
+        after: Duration,
+        /// Bytes of the tests' 64 KiB budget taken as it ended.
+        queued: usize,
+        /// Given back, to be drained.
         rx: LosslessReceiver,
-        nap: Duration,
-    ) -> std::sync::mpsc::Receiver<(Duration, LosslessReceiver)> {
-        let (done, lasted) = std::sync::mpsc::channel();
+    }
+
+    /// Starts `rx` napping for `nap` on a thread of its own.
+    fn nap_on_a_thread(rx: LosslessReceiver, nap: Duration) -> std::sync::mpsc::Receiver<Woke> {
+        let (done, woke) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let start = std::time::Instant::now();
             rx.nap(nap);
-            let _ = done.send((start.elapsed(), rx));
+            let after = start.elapsed();
+            let queued = 64 * 1024 - rx.budget.available_permits();
+            let _ = done.send(Woke { after, queued, rx });
         });
-        lasted
+        woke
+    }
+
+    /// What `bus`'s only lossless subscriber has queued, in bytes of its 64 KiB budget.
+    fn queued(bus: &EventBus) -> usize {
+        64 * 1024 - bus.lossless[0].budget.available_permits()
+    }
+
+    const LONG_NAP: Duration = Duration::from_secs(600);
+    /// Far longer than a wake-up takes, even on a loaded machine.
+    const WAKE_UP: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn half_the_budget_queued_ends_a_nap_and_less_does_not() {
+        let mut bus = EventBus::new();
+        let rx = bus.subscribe_lossless(64 * 1024);
+        let woke = nap_on_a_thread(rx, LONG_NAP);
+        while queued(&bus) + weight(&batch_of(1024)) < 32 * 1024 {
+            publish_at_once(&bus, 1024, "far below the budget").await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            assert!(woke.try_recv().is_err(), "woke at {} bytes", queued(&bus));
+        }
+        publish_at_once(&bus, 1024, "past half the budget").await;
+        let woke = tokio::task::spawn_blocking(move || woke.recv_timeout(WAKE_UP))
+            .await
+            .unwrap()
+            .expect("half the budget queued and the nap went on");
+        assert!(woke.after < WAKE_UP);
+        assert!(woke.queued >= 32 * 1024, "woke at {} bytes", woke.queued);
     }
 
     #[tokio::test]
-    async fn half_the_budget_queued_ends_a_nap_early() {
+    async fn a_batch_that_does_not_fit_ends_a_nap() {
         let mut bus = EventBus::new();
         let rx = bus.subscribe_lossless(64 * 1024);
-        let lasted = nap_on_a_thread(rx, Duration::from_secs(600));
-        // The napper registers as it starts napping: publish until it has woken.
-        let mut published = 0;
-        let woke = loop {
-            publish_at_once(&bus, 1024, "far below the budget").await;
-            published += 1;
-            if let Ok(woke) = lasted.try_recv() {
-                break woke;
-            }
-            assert!(
-                published < 26,
-                "the budget nearly spent and the nap went on"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let (took, rx) = woke;
-        assert!(took < Duration::from_secs(60), "woke after {took:?}");
-        let queued = 64 * 1024 - rx.budget.available_permits();
+        publish_at_once(&bus, 4 * 1024, "below half the budget").await;
+        assert!(queued(&bus) < 32 * 1024);
+        let woke = nap_on_a_thread(rx, LONG_NAP);
+        // Heavier than what is left, though the backlog is below half. (While it waits it
+        // holds what is free, so the budget reads as full from here.)
+        let publish = bus.publish(batch_of(30 * 1024));
+        tokio::pin!(publish);
         assert!(
-            queued >= 32 * 1024,
-            "woke with {queued} bytes queued: before half"
+            timeout(SHORT, &mut publish).await.is_err(),
+            "it waits for room"
         );
+        let mut woke = tokio::task::spawn_blocking(move || woke.recv_timeout(WAKE_UP))
+            .await
+            .unwrap()
+            .expect("a publisher waited and the nap went on");
+        assert!(woke.rx.try_recv().is_some());
+        timeout(WAKE_UP, publish)
+            .await
+            .expect("room made, the batch goes");
     }
 
     #[tokio::test]
@@ -418,12 +462,16 @@ mod tests {
         let mut bus = EventBus::new();
         let rx = bus.subscribe_lossless(64 * 1024);
         let nap = Duration::from_millis(300);
-        let lasted = nap_on_a_thread(rx, nap);
+        let woke = nap_on_a_thread(rx, nap);
         publish_at_once(&bus, 1024, "far below the budget").await;
-        let (took, _rx) = tokio::task::spawn_blocking(move || lasted.recv().unwrap())
+        let woke = tokio::task::spawn_blocking(move || woke.recv().unwrap())
             .await
             .unwrap();
-        assert!(took >= nap, "a nap of {nap:?} ended after {took:?}");
+        assert!(
+            woke.after >= nap,
+            "a nap of {nap:?} ended after {:?}",
+            woke.after
+        );
     }
 
     #[tokio::test]
@@ -431,10 +479,12 @@ mod tests {
         let mut bus = EventBus::new();
         let mut rx = bus.subscribe_lossless(64 * 1024);
         rx.nap(Duration::ZERO); // registers this thread as the napper
-        publish_at_once(&bus, 40 * 1024, "more than half the budget").await;
+        publish_at_once(&bus, 16 * 1024, "past half the budget, short of all").await;
+        assert!((32 * 1024..64 * 1024).contains(&queued(&bus)));
+        let nap = Duration::from_secs(5);
         let start = std::time::Instant::now();
-        rx.nap(Duration::from_secs(600));
-        assert!(start.elapsed() < Duration::from_secs(60));
+        rx.nap(nap);
+        assert!(start.elapsed() < nap, "the nap went on");
         assert!(rx.try_recv().is_some());
     }
 }
