@@ -61,6 +61,15 @@ fn echoes(size: usize, count: usize, sessions: u64) -> Vec<BusEvent> {
     events
 }
 
+/// What every row's capture says of itself: unbounded, payloads kept to 64 KiB.
+fn bench_capture() -> CaptureInfo {
+    CaptureInfo {
+        writer: "bench".into(),
+        max_capture: 65536,
+        max_bytes: None,
+    }
+}
+
 /// Frame rows per `INSERT`, as the writer batches them.
 const FLOOR_ROWS_PER_INSERT: usize = 32;
 /// Rows per `floor` run: 400 commits of 1,024.
@@ -188,12 +197,7 @@ fn floor_rows(only: &str) {
             shape.per_commit
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let info = CaptureInfo {
-            writer: "bench".into(),
-            max_capture: 65536,
-            max_bytes: None,
-        };
-        CaptureWriter::create(&dir, &info)
+        CaptureWriter::create(&dir, &bench_capture())
             .unwrap()
             .finish()
             .unwrap();
@@ -231,12 +235,7 @@ fn main() {
         let dir =
             std::env::temp_dir().join(format!("wstap-store-bench-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let info = CaptureInfo {
-            writer: "bench".into(),
-            max_capture: 65536,
-            max_bytes: None,
-        };
-        let mut writer = CaptureWriter::create(&dir, &info).unwrap();
+        let mut writer = CaptureWriter::create(&dir, &bench_capture()).unwrap();
         eprintln!("writing");
         let start = Instant::now();
         for batch in events.chunks(2000) {
