@@ -34,6 +34,19 @@ struct Reading {
     url: String,
 }
 
+impl Reading {
+    /// Decodes `m` in its turn; a message cut short ends the stream it was part of.
+    fn read(&mut self, m: &MessageView<'_>) -> Decoded {
+        let decoded = self
+            .decoder
+            .decode(m.dir, m.data.data, m.opcode == Opcode::Text);
+        if m.data.truncated() {
+            self.decoder.lose(m.dir);
+        }
+        decoded
+    }
+}
+
 /// The views of the sessions the console is showing.
 #[derive(Default)]
 pub struct SessionViews {
@@ -105,14 +118,7 @@ impl SessionViews {
 
     /// A peer's data message, decoded, when its session has a view.
     pub fn decode(&mut self, m: &MessageView<'_>) -> Option<Decoded> {
-        let reading = self.reading(m)?;
-        let decoded = reading
-            .decoder
-            .decode(m.dir, m.data.data, m.opcode == Opcode::Text);
-        if m.data.truncated() {
-            reading.decoder.lose(m.dir);
-        }
-        Some(decoded)
+        Some(self.reading(m)?.read(m))
     }
 
     /// A peer's data message the console does not show: it may still decide its session's
@@ -123,12 +129,7 @@ impl SessionViews {
             return;
         };
         if matches!(reading.decoder.view(), Some(View::Mqtt | View::SocketIo)) {
-            reading
-                .decoder
-                .decode(m.dir, m.data.data, m.opcode == Opcode::Text);
-            if m.data.truncated() {
-                reading.decoder.lose(m.dir);
-            }
+            reading.read(m);
         }
     }
 

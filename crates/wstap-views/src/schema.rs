@@ -7,6 +7,7 @@
 //! strings, fields the schema does not know as `#N`, read as without a schema). A payload
 //! that is not a message of its type says why and is read without the schema.
 
+use crate::formats::msgpack::json_float;
 use crate::formats::{self, protobuf};
 use crate::render::{compact, hex};
 use crate::{Decoded, Item, Problem, View};
@@ -163,11 +164,15 @@ impl ProtoSchema {
             Direction::ClientToServer => self.messages[0].as_ref(),
             Direction::ServerToClient => self.messages[1].as_ref(),
         }?;
-        let type_name = descriptor.name().to_owned();
         Some(match DynamicMessage::decode(descriptor.clone(), payload) {
             Ok(message) => {
                 let tree = message_json(&message);
-                let summary = format!("{} {type_name} {}", View::Protobuf.tag(), compact(&tree));
+                let summary = format!(
+                    "{} {} {}",
+                    View::Protobuf.tag(),
+                    descriptor.name(),
+                    compact(&tree)
+                );
                 Decoded {
                     view: View::Protobuf,
                     items: vec![Item {
@@ -222,8 +227,8 @@ fn value_json(kind: &Kind, value: &prost_reflect::Value) -> Value {
         V::I64(n) => Value::from(*n),
         V::U32(n) => Value::from(*n),
         V::U64(n) => Value::from(*n),
-        V::F32(n) => float(f64::from(*n)),
-        V::F64(n) => float(*n),
+        V::F32(n) => json_float(f64::from(*n)),
+        V::F64(n) => json_float(*n),
         V::String(text) => Value::String(text.clone()),
         V::Bytes(bytes) => Value::String(format!("0x{}", hex(bytes))),
         V::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
@@ -237,21 +242,15 @@ fn value_json(kind: &Kind, value: &prost_reflect::Value) -> Value {
                 Kind::Message(entry) => entry.map_entry_value_field().kind(),
                 other => other.clone(),
             };
-            let mut sorted: Vec<(&MapKey, &prost_reflect::Value)> = entries.iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            // A JSON object keeps its keys sorted: no order to set here.
             Value::Object(
-                sorted
-                    .into_iter()
+                entries
+                    .iter()
                     .map(|(key, value)| (map_key(key), value_json(&value_kind, value)))
                     .collect(),
             )
         }
     }
-}
-
-/// A float as JSON: a number when it is finite, else its name (`NaN`, `inf`).
-fn float(n: f64) -> Value {
-    serde_json::Number::from_f64(n).map_or_else(|| Value::String(n.to_string()), Value::Number)
 }
 
 fn map_key(key: &MapKey) -> String {
