@@ -67,8 +67,9 @@ pub fn print(
     filter: Option<Filter>,
     views: views::ViewSettings,
 ) {
+    let mut selection =
+        filter.map(|filter| Selection::new(filter).with_view_rules(views.rules.clone()));
     let mut printer = Printer::with_views(options, views);
-    let mut selection = filter.map(Selection::new);
     let stdout = std::io::stdout();
     let mut text = String::new();
     while let Some(batch) = rx.blocking_recv() {

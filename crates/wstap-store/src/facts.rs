@@ -350,6 +350,8 @@ pub struct Selection {
     whole: std::collections::HashMap<(u64, bool), Option<Vec<u8>>>,
     /// The views a capture recorded, by session: what its writer read the messages with.
     recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
+    /// `--view` rules, for a live stream: how its capture writer chooses a session's view.
+    view_rules: Vec<(wstap_filter::Filter, wstap_views::View)>,
     /// The sessions' facts at their end, when the reader knows them: records are judged
     /// with those rather than with what the stream has told so far.
     finals: std::sync::Arc<FinalFacts>,
@@ -368,6 +370,7 @@ impl Selection {
             views: std::collections::HashMap::new(),
             whole: std::collections::HashMap::new(),
             recorded: std::collections::HashMap::new(),
+            view_rules: Vec::new(),
             finals: std::sync::Arc::default(),
         }
     }
@@ -379,6 +382,16 @@ impl Selection {
         recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
     ) -> Self {
         self.recorded = recorded;
+        self
+    }
+
+    /// The same selection, reading a live stream's sessions with the views `rules`
+    /// (`--view FILTER=VIEW`) give them, as the capture writer beside it does.
+    pub fn with_view_rules(
+        mut self,
+        rules: Vec<(wstap_filter::Filter, wstap_views::View)>,
+    ) -> Self {
+        self.view_rules = rules;
         self
     }
 
@@ -423,18 +436,30 @@ impl Selection {
         let Some(id) = event.session() else {
             return Some(true);
         };
-        self.summary(id).apply(event);
         if let Event::Handshake(h) = event {
-            let detector =
-                wstap_views::Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url);
+            let detector = self.handshake_detector(id, h);
             self.views
                 .insert(id, wstap_views::ViewTracker::new(detector));
         }
+        self.summary(id).apply(event);
         let verdict = self.filter.session_verdict(&self.session_facts(id));
         if let Event::SessionEnd(_) = event {
             self.forget(id);
         }
         verdict
+    }
+
+    /// How session `id` is read from its handshake `h` on, as the capture writer reads
+    /// it: with the view its capture recorded when that is known (what its SQL reads
+    /// every message with), else as the writer chooses one (`--view` rules, then the
+    /// handshake, then the first messages). Called before `h` is applied to the session's
+    /// facts, as the writer's rules see them.
+    fn handshake_detector(&mut self, id: u64, h: &wstap_trace::Handshake) -> wstap_views::Detector {
+        if let Some(view) = self.recorded.get(&id) {
+            return wstap_views::Detector::chosen(*view);
+        }
+        let summary = (!self.view_rules.is_empty()).then(|| self.summary(id).clone());
+        handshake_view(&self.view_rules, summary, h)
     }
 
     fn forget(&mut self, id: u64) {

@@ -682,3 +682,88 @@ fn a_session_field_known_only_at_its_end_exports_the_sessions_records_as_sql_sel
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An MQTT PUBLISH split across two client messages of a session at `/plain`, which
+/// nothing but a `--view path:/plain=mqtt` rule calls MQTT: its fields read only where
+/// the packet ends, in the second message (`PUBLISH_TAIL` bytes).
+fn split_publish() -> (Vec<BusEvent>, Vec<(Filter, wstap_views::View)>) {
+    let publish = b"\x32\x11\x00\x0asensors/t1\x00\x05{}\x00";
+    let piece = |bytes: &[u8]| {
+        let frame = FrameBuilder::binary().mask([1, 2, 3, 4]).encode(bytes);
+        (Direction::ClientToServer, frame)
+    };
+    let spec = SessionSpec::plain(
+        1,
+        "broker.test",
+        "/plain",
+        vec![piece(&publish[..7]), piece(&publish[7..])],
+    );
+    let rules = vec![(Filter::parse("path:/plain").unwrap(), wstap_views::View::Mqtt)];
+    (session_events(&spec), rules)
+}
+const PUBLISH_TAIL: u64 = 12;
+
+/// A `--view` rule's view is the capture's testimony of how a session was read: an
+/// export's in-memory filter reads the session with it as SQL does, not with what the
+/// handshake alone would have chosen.
+#[test]
+fn an_export_filter_reads_a_session_with_the_view_its_capture_recorded() {
+    let dir = temp_dir("recorded-view");
+    let (events, rules) = split_publish();
+    let mut writer = CaptureWriter::create(&dir, &info()).expect("a new capture");
+    writer.choose_views(rules);
+    Sink::write_batch(&mut writer, &events).expect("written");
+    writer.finish().expect("finished");
+    let capture = Capture::open(&dir).unwrap();
+
+    let filter = "mqtt.type:publish";
+    let by_sql = capture
+        .matching_ids(Rows::Messages, &Filter::parse(filter).unwrap())
+        .unwrap();
+    assert_eq!(by_sql.len(), 1, "SQL reads the packet where it ends");
+    let exported: Vec<serde_json::Value> = export_ndjson(&capture, filter)
+        .lines()
+        .skip(1)
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|line: &serde_json::Value| line["type"] == "message")
+        .collect();
+    assert_eq!(exported.len(), 1, "the export selects that message too");
+    assert_eq!(exported[0]["len"], PUBLISH_TAIL, "the second piece");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A live filter (the console's) given the `--view` rules reads a session as the capture
+/// writer beside it does; without them, as the handshake says.
+#[test]
+fn a_live_selection_reads_sessions_with_the_view_rules_views() {
+    use wstap_store::facts::Selection;
+    use wstap_trace::view::MessageView;
+    use wstap_wire::Record;
+    let (events, rules) = split_publish();
+    let selected = |mut selection: Selection| -> Vec<u64> {
+        let mut lens = Vec::new();
+        for event in &events {
+            match event {
+                BusEvent::Event(event) => {
+                    selection.session_event(event);
+                }
+                BusEvent::Wire {
+                    session,
+                    record: Record::Message(m),
+                } => {
+                    if selection.message(&MessageView::of_record(*session, m)) {
+                        lens.push(m.wire_payload_len);
+                    }
+                }
+                BusEvent::Wire { .. } => {}
+            }
+        }
+        lens
+    };
+    let filter = Filter::parse("mqtt.type:publish").unwrap();
+    assert_eq!(
+        selected(Selection::new(filter.clone()).with_view_rules(rules)),
+        [PUBLISH_TAIL]
+    );
+    assert_eq!(selected(Selection::new(filter)), Vec::<u64>::new());
+}
