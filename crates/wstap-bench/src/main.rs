@@ -305,10 +305,7 @@ async fn run(args: &Args) -> Result<bool, String> {
     }
     let main_proxy = if which.throughput || which.latency || which.fan_in {
         let (main_rows, main_proxy) = bench.main_proxy(&which, references).await?;
-        let floor_rows = references
-            .floor
-            .map(|floor| against_floor(&floor, &main_rows))
-            .unwrap_or_default();
+        let floor_rows = against_floor(&main_rows);
         rows.extend(main_rows);
         rows.extend(floor_rows);
         Some(main_proxy)

@@ -63,47 +63,20 @@ pub struct References {
     pub disk_mb_s: Option<f64>,
 }
 
-/// The floor relay's figures in this run: what any user-space relay costs here.
+/// The floor relay's figures in this run that other rows are held to: its added latency.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Floor {
     /// Added latency at p50 and p99, µs.
     pub added: (f64, f64),
-    /// Throughput ratio to direct, ws 64 B.
-    pub ratio_64: f64,
-    /// Throughput ratio to direct, ws 16 KiB.
-    pub ratio_16k: f64,
-    /// Fan-in ratio to direct.
-    pub ratio_fan_in: f64,
-    /// Throughput ratio to direct through the TLS floor, wss 64 B and 16 KiB.
-    pub ratio_wss: (f64, f64),
 }
 
-impl Floor {
-    /// The floor's ratio for a main row, by its JSON: ws throughput at 64 B or 16 KiB, or
-    /// fan-in.
-    fn ratio_for(&self, row: &serde_json::Value) -> Option<f64> {
-        match (
-            row["scenario"].as_str()?,
-            row["scheme"].as_str(),
-            row["size"].as_u64(),
-        ) {
-            ("throughput", Some("ws"), Some(64)) => Some(self.ratio_64),
-            ("throughput", Some("ws"), Some(16_384)) => Some(self.ratio_16k),
-            ("throughput", Some("wss"), Some(64)) => Some(self.ratio_wss.0),
-            ("throughput", Some("wss"), Some(16_384)) => Some(self.ratio_wss.1),
-            ("fan_in", _, _) => Some(self.ratio_fan_in),
-            _ => None,
-        }
-    }
-}
-
-/// Rows that read the main rows against the floor relay of the same run: wstap's ratio
-/// divided by the floor's (1.0 would be a relay as cheap as the floor), and the
-/// baseline's, when there is one.
-pub fn against_floor(floor: &Floor, main: &[Row]) -> Vec<Row> {
+/// Rows that read the main rows against the floor relay measured in their own rounds
+/// (the TLS floor for wss): wstap's ratio to direct divided by the floor's (1.0 would be
+/// a relay as cheap as the floor), and the baseline's, when there is one.
+pub fn against_floor(main: &[Row]) -> Vec<Row> {
     main.iter()
         .filter_map(|row| {
-            let floor_ratio = floor.ratio_for(&row.json)?;
+            let floor_ratio = row.json["floor_ratio"].as_f64()?;
             let ratio = row.json["ratio"].as_f64()?;
             let share = ratio / floor_ratio;
             let baseline = row.json["baseline_ratio"].as_f64().map(|b| b / floor_ratio);
@@ -112,8 +85,9 @@ pub fn against_floor(floor: &Floor, main: &[Row]) -> Vec<Row> {
                 None => format!("{share:.2} of the floor"),
             };
             let json = json!({"scenario": "against_floor", "of": row.json["scenario"],
-                       "size": row.json["size"], "floor_ratio": floor_ratio,
-                       "ratio": ratio, "share_of_floor": share, "baseline_share": baseline});
+                       "scheme": row.json["scheme"], "size": row.json["size"],
+                       "floor_ratio": floor_ratio, "ratio": ratio, "share_of_floor": share,
+                       "baseline_share": baseline});
             let scenario = format!("against the floor: {}", row.scenario);
             let (direct, relayed) = (
                 format!("floor {floor_ratio:.2}"),
@@ -246,10 +220,7 @@ impl Bench {
             captured_bytes: run.captured_bytes,
             peak_mib: run.main.proxy.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
         };
-        run.main.proxy.stop()?;
-        if let Some(baseline) = run.baseline {
-            baseline.proxy.stop()?;
-        }
+        run.stop()?;
         if which.throughput {
             // The same 16 KiB echo, keeping 1 KiB of each payload.
             let recording = Recording::Capture(Some(1024));
@@ -264,10 +235,7 @@ impl Bench {
                 row.json["max_capture"] = json!(1024);
                 rows.push(row);
             }
-            run.main.proxy.stop()?;
-            if let Some(baseline) = run.baseline {
-                baseline.proxy.stop()?;
-            }
+            run.stop()?;
         }
         Ok((rows, main))
     }
@@ -341,11 +309,6 @@ impl Bench {
         let mut figures = Floor::default();
         for size in [64usize, 16 * 1024] {
             let (d, f) = self.direct_and_relayed(&via, size).await?;
-            if size == 64 {
-                figures.ratio_64 = f / d;
-            } else {
-                figures.ratio_16k = f / d;
-            }
             rows.push(Row::reference(
                 format!(
                     "floor relay: throughput ws {}, window {THROUGHPUT_WINDOW} (msg/s)",
@@ -385,7 +348,6 @@ impl Bench {
             relayed.push(self.fan_in_rate(&via(true)).await?);
         }
         let (d, f) = (median(direct), median(relayed));
-        figures.ratio_fan_in = f / d;
         rows.push(Row::reference(
             format!(
                 "floor relay: fan-in {} connections (msg/s)",
@@ -398,9 +360,7 @@ impl Bench {
                    "ratio": f / d}),
         ));
         floor.stop()?;
-        let (tls_rows, ratio_wss) = self.tls_floor().await?;
-        rows.extend(tls_rows);
-        figures.ratio_wss = ratio_wss;
+        rows.extend(self.tls_floor().await?);
         Ok((rows, figures))
     }
 
@@ -427,8 +387,8 @@ impl Bench {
         Ok((median(direct), median(relayed)))
     }
 
-    /// The TLS floor's wss throughput rows, 64 B and 16 KiB, and its ratios to direct.
-    async fn tls_floor(&self) -> Result<(Vec<Row>, (f64, f64)), String> {
+    /// The TLS floor's wss throughput rows, 64 B and 16 KiB.
+    async fn tls_floor(&self) -> Result<Vec<Row>, String> {
         let pki_dir = self.pki.ca_pem.parent().unwrap_or(&self.dir);
         let floor = ProxyProcess::start_floor(&self.dir.join("tls-floor"), Some(pki_dir))?;
         let tls = client_tls(&self.pki.ca_pem)?;
@@ -439,13 +399,8 @@ impl Bench {
             mode: Mode::Connect,
         };
         let mut rows = Vec::new();
-        let mut ratios = (0.0, 0.0);
         for size in [64usize, 16 * 1024] {
             let (d, f) = self.direct_and_relayed(&via, size).await?;
-            match size {
-                64 => ratios.0 = f / d,
-                _ => ratios.1 = f / d,
-            }
             rows.push(Row::reference(
                 format!(
                     "TLS floor relay: throughput wss {}, window {THROUGHPUT_WINDOW} (msg/s)",
@@ -459,7 +414,7 @@ impl Bench {
             ));
         }
         floor.stop()?;
-        Ok((rows, ratios))
+        Ok(rows)
     }
 
     /// Raw TCP round trips: direct, with one core kept busy, and through the two kinds of
@@ -766,16 +721,20 @@ enum Way {
     Direct,
     Wstap,
     Baseline,
+    /// Through the floor relay (the TLS floor for wss).
+    Floor,
 }
 
-/// The ways of one round: direct first, then this wstap and the baseline, their order
-/// turning round by round so neither always runs right after the direct run.
-fn ways(round: usize, baseline: bool) -> Vec<Way> {
-    let mut ways = vec![Way::Direct, Way::Wstap];
-    if baseline {
-        ways.insert(if round.is_multiple_of(2) { 2 } else { 1 }, Way::Baseline);
-    }
-    ways
+/// The ways of one round: direct first, then this wstap, the baseline and the floor
+/// relay (each when wanted), their order turning round by round so none always runs
+/// right after the direct run.
+fn ways(round: usize, baseline: bool, floor: bool) -> Vec<Way> {
+    let mut relayed = vec![Way::Wstap];
+    relayed.extend(baseline.then_some(Way::Baseline));
+    relayed.extend(floor.then_some(Way::Floor));
+    let turn = round % relayed.len();
+    relayed.rotate_left(turn);
+    std::iter::once(Way::Direct).chain(relayed).collect()
 }
 
 /// A row reading this wstap's figure against the baseline's of the same rounds.
@@ -832,12 +791,35 @@ impl Proxied {
     }
 }
 
-/// The main proxy's run (and the baseline's beside it): routes, and how much payload the
-/// main proxy has captured so far.
+/// The floor relays the main rows run in their own rounds: wstap is read against them
+/// as measured at the same moments, not minutes apart.
+struct Floors {
+    plain: ProxyProcess,
+    tls: ProxyProcess,
+}
+
+impl Floors {
+    fn start(bench: &Bench) -> Result<Floors, String> {
+        let pki_dir = bench.pki.ca_pem.parent().unwrap_or(&bench.dir);
+        Ok(Floors {
+            plain: ProxyProcess::start_floor(&bench.dir.join("main-floor"), None)?,
+            tls: ProxyProcess::start_floor(&bench.dir.join("main-tls-floor"), Some(pki_dir))?,
+        })
+    }
+
+    fn stop(self) -> Result<(), String> {
+        self.plain.stop()?;
+        self.tls.stop()
+    }
+}
+
+/// The main proxy's run (and the baseline's and the floor relays beside it): routes, and
+/// how much payload the main proxy has captured so far.
 struct MainRun<'a> {
     bench: &'a Bench,
     main: Proxied,
     baseline: Option<Proxied>,
+    floors: Floors,
     captured_bytes: u64,
 }
 
@@ -851,6 +833,7 @@ impl<'a> MainRun<'a> {
             bench,
             main: Proxied::new(bench, proxy)?,
             baseline: baseline.map(|p| Proxied::new(bench, p)).transpose()?,
+            floors: Floors::start(bench)?,
             captured_bytes: 0,
         })
     }
@@ -864,11 +847,30 @@ impl<'a> MainRun<'a> {
                 .baseline
                 .as_ref()
                 .map(|b| b.routes.to(server, true, tls)),
+            // The TLS floor shows the client the benchmark's own certificate for the
+            // server, which the direct route's configuration trusts.
+            Way::Floor => Some(Route {
+                proxy: Some(match tls {
+                    true => self.floors.tls.addr,
+                    false => self.floors.plain.addr,
+                }),
+                ..self.main.routes.to(server, false, tls)
+            }),
         }
     }
 
-    fn ways(&self, round: usize) -> Vec<Way> {
-        ways(round, self.baseline.is_some())
+    /// The ways of `round`; `floor`: whether the floor relay runs in it.
+    fn ways(&self, round: usize, floor: bool) -> Vec<Way> {
+        ways(round, self.baseline.is_some(), floor)
+    }
+
+    /// Stops every process of the run.
+    fn stop(self) -> Result<(), String> {
+        self.main.proxy.stop()?;
+        if let Some(baseline) = self.baseline {
+            baseline.proxy.stop()?;
+        }
+        self.floors.stop()
     }
 
     /// Empties the proxies' bulk files (see [`ProxyProcess::drain`]), keeping count of the
@@ -891,10 +893,10 @@ impl<'a> MainRun<'a> {
         references: References,
     ) -> Result<Vec<Row>, String> {
         let plan = &self.bench.plan;
-        let (mut direct, mut proxied, mut base, mut captured) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut direct, mut proxied, mut base, mut floor, mut captured) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..plan.rounds {
-            for way in self.ways(round) {
+            for way in self.ways(round, true) {
                 let Some(route) = self.route(way, server, tls) else {
                     continue;
                 };
@@ -910,11 +912,13 @@ impl<'a> MainRun<'a> {
                         proxied.push(rate);
                     }
                     Way::Baseline => base.push(rate),
+                    Way::Floor => floor.push(rate),
                 }
             }
         }
         let (d, p, mb_s) = (median(direct), median(proxied), median(captured));
         let ratio = p / d;
+        let floor_ratio = median(floor) / d;
         let baseline = (!base.is_empty()).then(|| median(base) / d);
         let scheme = if tls { "wss" } else { "ws" };
         let size_name = size_name(size);
@@ -947,7 +951,8 @@ impl<'a> MainRun<'a> {
             json: json!({"scenario": "throughput", "scheme": scheme, "size": size,
                          "window": THROUGHPUT_WINDOW, "direct_msgs_per_s": d,
                          "proxied_msgs_per_s": p, "ratio": ratio,
-                         "captured_mb_per_s": mb_s, "baseline_ratio": baseline}),
+                         "captured_mb_per_s": mb_s, "baseline_ratio": baseline,
+                         "floor_ratio": floor_ratio}),
         }];
         if let Some(baseline) = baseline {
             rows.push(against_baseline(
@@ -963,9 +968,9 @@ impl<'a> MainRun<'a> {
     async fn latency(&mut self, references: References) -> Result<Vec<Row>, String> {
         let (plain, duration) = (self.bench.plain, self.bench.plan.duration());
         // Per way: p50 samples, p99 samples.
-        let mut samples: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+        let mut samples: [(Vec<f64>, Vec<f64>); 4] = Default::default();
         for round in 0..self.bench.plan.rounds {
-            for way in self.ways(round) {
+            for way in self.ways(round, false) {
                 let Some(route) = self.route(way, plain, false) else {
                     continue;
                 };
@@ -976,7 +981,7 @@ impl<'a> MainRun<'a> {
             }
             self.drain();
         }
-        let [(d50, d99), (p50, p99), (b50, b99)] = samples;
+        let [(d50, d99), (p50, p99), (b50, b99), _] = samples;
         let baseline = (!b50.is_empty()).then(|| (median(b50), median(b99)));
         // Against the floor relay of the same run when there is one: within 10 µs of its
         // added p50 and 100 µs of its added p99; otherwise the first targets, 30 and 150.
@@ -1039,9 +1044,9 @@ impl<'a> MainRun<'a> {
     }
 
     async fn fan_in(&mut self) -> Result<Vec<Row>, String> {
-        let mut rates: [Vec<f64>; 3] = Default::default();
+        let mut rates: [Vec<f64>; 4] = Default::default();
         for round in 0..self.bench.plan.rounds {
-            for way in self.ways(round) {
+            for way in self.ways(round, true) {
                 let Some(route) = self.route(way, self.bench.plain, false) else {
                     continue;
                 };
@@ -1050,13 +1055,15 @@ impl<'a> MainRun<'a> {
             self.drain();
             let last = |v: &Vec<f64>| v.last().copied().unwrap_or(0.0);
             eprintln!(
-                "wstap-bench: fan-in round: direct {:.0} msg/s, proxied {:.0} msg/s",
-                last(&rates[0]),
-                last(&rates[1])
+                "wstap-bench: fan-in round: direct {:.0} msg/s, proxied {:.0} msg/s, floor {:.0} msg/s",
+                last(&rates[Way::Direct as usize]),
+                last(&rates[Way::Wstap as usize]),
+                last(&rates[Way::Floor as usize])
             );
         }
-        let [direct, proxied, base] = rates;
+        let [direct, proxied, base, floor] = rates;
         let (d, p) = (median(direct), median(proxied));
+        let floor_ratio = median(floor) / d;
         let baseline = (!base.is_empty()).then(|| median(base) / d);
         let connections = self.bench.plan.fan_in_connections;
         let scenario =
@@ -1070,7 +1077,7 @@ impl<'a> MainRun<'a> {
             met: p / d >= 0.5,
             json: json!({"scenario": "fan_in", "connections": connections,
                          "direct_msgs_per_s": d, "proxied_msgs_per_s": p, "ratio": p / d,
-                         "baseline_ratio": baseline}),
+                         "baseline_ratio": baseline, "floor_ratio": floor_ratio}),
         }];
         if let Some(baseline) = baseline {
             rows.push(against_baseline(

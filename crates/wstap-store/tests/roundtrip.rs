@@ -698,7 +698,10 @@ fn split_publish() -> (Vec<BusEvent>, Vec<(Filter, wstap_views::View)>) {
         "/plain",
         vec![piece(&publish[..7]), piece(&publish[7..])],
     );
-    let rules = vec![(Filter::parse("path:/plain").unwrap(), wstap_views::View::Mqtt)];
+    let rules = vec![(
+        Filter::parse("path:/plain").unwrap(),
+        wstap_views::View::Mqtt,
+    )];
     (session_events(&spec), rules)
 }
 const PUBLISH_TAIL: u64 = 12;
