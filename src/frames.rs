@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use wstap_filter::Filter;
-use wstap_store::facts::{note_final, note_later, Fates, FinalFacts, Selection};
+use wstap_store::export::Foreknowledge;
+use wstap_store::facts::Selection;
 use wstap_store::Capture;
 use wstap_trace::Event;
 
@@ -112,20 +113,7 @@ pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
 /// does, what each record's held message became and the session's facts at its end (its
 /// events read once beforehand), and reads the session with the view the capture chose.
 fn knowing_the_end(capture: &Capture, id: u64, filter: &Filter) -> Result<Selection, AppError> {
-    let mut fates = Fates::new();
-    let mut finals = FinalFacts::new();
-    capture
-        .for_each_event(Some(id), |event| {
-            note_later(&mut fates, &event);
-            note_final(&mut finals, &event);
-            Ok(())
-        })
-        .map_err(|e| AppError::BadInput(e.to_string()))?;
-    let views = capture
-        .recorded_views()
-        .map_err(|e| AppError::BadInput(e.to_string()))?;
-    Ok(Selection::new(filter.clone())
-        .with_fates(fates)
-        .with_final_facts(std::sync::Arc::new(finals))
-        .with_views(views))
+    let known =
+        Foreknowledge::read(capture, Some(id)).map_err(|e| AppError::BadInput(e.to_string()))?;
+    Ok(known.selection(filter.clone()))
 }

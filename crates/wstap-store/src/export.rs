@@ -149,21 +149,16 @@ pub struct Export<'a> {
 
 /// The export of `source` that `what` describes.
 pub fn export<S: EventSource>(source: &S, what: &Export<'_>) -> Result<Vec<u8>, S::Error> {
-    let (kept, later) = match what.filter {
+    let mut filtered = match what.filter {
         Some(filter) if !filter.is_all() => {
-            let (kept, later) = selected_sessions(source, what.session, filter)?;
-            (Some(kept), later)
+            let known = Foreknowledge::read(source, what.session)?;
+            let kept = selected_sessions(source, what.session, filter, &known)?;
+            Some((known.selection(filter.clone()), kept))
         }
-        _ => (None, Later::default()),
+        _ => None,
     };
-    let mut selection = what.filter.cloned().map(|filter| {
-        Selection::new(filter)
-            .with_fates(later.fates)
-            .with_final_facts(later.finals)
-            .with_views(source.recorded_views())
-    });
     let mut keep = |event: &Event| -> bool {
-        let (Some(selection), Some(kept)) = (selection.as_mut(), kept.as_ref()) else {
+        let Some((selection, kept)) = filtered.as_mut() else {
             return true;
         };
         match event {
@@ -238,19 +233,17 @@ pub fn export_pcapng<S: EventSource, W: std::io::Write>(
     application: &str,
     out: W,
 ) -> Result<(W, u64), S::Error> {
+    // What breakpoints did comes after the frames: read it first.
+    let known = Foreknowledge::read(source, session)?;
     let kept = match filter {
-        Some(filter) if !filter.is_all() => Some(selected_sessions(source, session, filter)?.0),
+        Some(filter) if !filter.is_all() => {
+            Some(selected_sessions(source, session, filter, &known)?)
+        }
         _ => None,
     };
     let write_failed = |e: std::io::Error| ExportError::Encode(e.to_string());
     let mut writer = PcapngWriter::new(out, application).map_err(write_failed)?;
-    // What breakpoints did comes after the frames: read it first.
-    let mut fates = Fates::new();
-    source.for_each_event(session, &mut |event| {
-        note_later(&mut fates, &event);
-        Ok(())
-    })?;
-    for ((session, c2s, frame), later) in &fates {
+    for ((session, c2s, frame), later) in &known.fates {
         use wstap_filter::Fate;
         if matches!(later.fate, Some(Fate::Dropped | Fate::Edited | Fate::Lost)) {
             let dir = if *c2s {
@@ -301,26 +294,15 @@ fn view_of(doc: &wstap_trace::export::session::SessionDoc) -> Option<View> {
     detector.view()
 }
 
-/// The sessions a filter selects (by their own facts, or by a matching record), and
-/// what became of the held messages, which the export's own pass needs before it meets
-/// them: a message's fate comes after it.
+/// The sessions a filter selects (by their own facts, or by a matching record), read
+/// with what a first reading of the source (`known`) learnt.
 fn selected_sessions<S: EventSource>(
     source: &S,
     session: Option<u64>,
     filter: &Filter,
-) -> Result<(HashSet<u64>, Later), S::Error> {
-    let mut later = Later::default();
-    let mut finals = FinalFacts::new();
-    source.for_each_event(session, &mut |event| {
-        note_later(&mut later.fates, &event);
-        note_final(&mut finals, &event);
-        Ok(())
-    })?;
-    later.finals = std::sync::Arc::new(finals);
-    let mut selection = Selection::new(filter.clone())
-        .with_fates(later.fates.clone())
-        .with_final_facts(std::sync::Arc::clone(&later.finals))
-        .with_views(source.recorded_views());
+    known: &Foreknowledge,
+) -> Result<HashSet<u64>, S::Error> {
+    let mut selection = known.selection(filter.clone());
     let mut verdicts: HashMap<u64, Option<bool>> = HashMap::new();
     let mut with_records: HashSet<u64> = HashSet::new();
     source.for_each_event(session, &mut |event| {
@@ -347,13 +329,42 @@ fn selected_sessions<S: EventSource>(
         .map(|(id, _)| id)
         .chain(with_records.iter().copied())
         .collect();
-    Ok((kept, later))
+    Ok(kept)
 }
 
-/// What a first reading of the source learns that events only say later: the fates of
-/// held messages, and each session's facts at its end.
-#[derive(Default)]
-struct Later {
+/// What a first reading of a source learns that its events only say later: what became
+/// of each held message and the tags rules gave it, each session's facts at its end, and
+/// (for a capture) the view each session was recorded with. A filter that knows it
+/// selects what the capture's SQL selects.
+#[derive(Debug, Default)]
+pub struct Foreknowledge {
     fates: Fates,
     finals: std::sync::Arc<FinalFacts>,
+    views: HashMap<u64, Option<View>>,
+}
+
+impl Foreknowledge {
+    /// Reads `session`'s events of `source` (or all of them) once.
+    pub fn read<S: EventSource>(source: &S, session: Option<u64>) -> Result<Self, S::Error> {
+        let mut fates = Fates::new();
+        let mut finals = FinalFacts::new();
+        source.for_each_event(session, &mut |event| {
+            note_later(&mut fates, &event);
+            note_final(&mut finals, &event);
+            Ok(())
+        })?;
+        Ok(Foreknowledge {
+            fates,
+            finals: std::sync::Arc::new(finals),
+            views: source.recorded_views(),
+        })
+    }
+
+    /// A selection by `filter` that knows all this.
+    pub fn selection(&self, filter: Filter) -> Selection {
+        Selection::new(filter)
+            .with_fates(self.fates.clone())
+            .with_final_facts(std::sync::Arc::clone(&self.finals))
+            .with_views(self.views.clone())
+    }
 }
