@@ -209,10 +209,14 @@ impl wstap_store::export::EventSource for Source {
         Source::for_each_event(self, session, each)
     }
 
-    fn recorded_views(&self) -> std::collections::HashMap<u64, Option<wstap_views::View>> {
+    fn recorded_views(
+        &self,
+    ) -> Result<std::collections::HashMap<u64, Option<wstap_views::View>>, AppError> {
         match self {
-            Source::Capture(capture) => wstap_store::export::EventSource::recorded_views(capture),
-            Source::Trace(_) => std::collections::HashMap::new(),
+            Source::Capture(capture) => capture
+                .recorded_views()
+                .map_err(|e| AppError::BadInput(e.to_string())),
+            Source::Trace(_) => Ok(std::collections::HashMap::new()),
         }
     }
 

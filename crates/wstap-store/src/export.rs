@@ -88,8 +88,8 @@ pub trait EventSource {
 
     /// The views its writer read each session with, when the source is a capture (what
     /// its protocol filters read by): an in-memory filter reads the same.
-    fn recorded_views(&self) -> HashMap<u64, Option<View>> {
-        HashMap::new()
+    fn recorded_views(&self) -> Result<HashMap<u64, Option<View>>, Self::Error> {
+        Ok(HashMap::new())
     }
 
     /// The schema the protobuf view names fields by, when the source keeps one.
@@ -119,8 +119,8 @@ impl EventSource for Capture {
         self.session(session).ok().flatten().map(|row| row.view)
     }
 
-    fn recorded_views(&self) -> HashMap<u64, Option<View>> {
-        Capture::recorded_views(self).unwrap_or_default()
+    fn recorded_views(&self) -> Result<HashMap<u64, Option<View>>, StoreError> {
+        Capture::recorded_views(self)
     }
 
     fn proto_schema(&self) -> Result<Option<ProtoSchema>, StoreError> {
@@ -346,17 +346,41 @@ pub struct Foreknowledge {
 impl Foreknowledge {
     /// Reads `session`'s events of `source` (or all of them) once.
     pub fn read<S: EventSource>(source: &S, session: Option<u64>) -> Result<Self, S::Error> {
+        let recorded = source.recorded_views()?;
         let mut fates = Fates::new();
         let mut finals = FinalFacts::new();
+        // The view each recorded session's handshake and first messages choose, as the
+        // writer's detection reads them.
+        let mut detected: HashMap<u64, Detector> = HashMap::new();
         source.for_each_event(session, &mut |event| {
             note_later(&mut fates, &event);
             note_final(&mut finals, &event);
+            match &event {
+                Event::Handshake(h) if recorded.contains_key(&h.exchange.session) => {
+                    let detector =
+                        Detector::from_handshake(h.subprotocol.as_deref(), &h.exchange.url);
+                    detected.insert(h.exchange.session, detector);
+                }
+                Event::Message(m) if m.origin.is_wire() && matches!(m.opcode, 1 | 2) => {
+                    if let Some(detector) = detected.get_mut(&m.session) {
+                        detector.observe(&m.payload.bytes, m.opcode == 1);
+                    }
+                }
+                _ => {}
+            }
             Ok(())
         })?;
+        // A view detection reaches is read as the writer read it: chosen at the handshake,
+        // or at the message that decided it. Only one it does not reach (a `--view`
+        // rule's) is the session's from its first message.
+        let views = recorded
+            .into_iter()
+            .filter(|(id, view)| detected.get(id).map(Detector::view) != Some(*view))
+            .collect();
         Ok(Foreknowledge {
             fates,
             finals: std::sync::Arc::new(finals),
-            views: source.recorded_views(),
+            views,
         })
     }
 

@@ -352,6 +352,9 @@ pub struct Selection {
     recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
     /// `--view` rules, for a live stream: how its capture writer chooses a session's view.
     view_rules: Vec<(wstap_filter::Filter, wstap_views::View)>,
+    /// What the rules judge a session by at its handshake, as the writer keeps it: the
+    /// facts of its start, for a session whose start went by (used once).
+    rules_pending: std::collections::HashMap<u64, SessionSummary>,
     /// The sessions' facts at their end, when the reader knows them: records are judged
     /// with those rather than with what the stream has told so far.
     finals: std::sync::Arc<FinalFacts>,
@@ -371,12 +374,15 @@ impl Selection {
             whole: std::collections::HashMap::new(),
             recorded: std::collections::HashMap::new(),
             view_rules: Vec::new(),
+            rules_pending: std::collections::HashMap::new(),
             finals: std::sync::Arc::default(),
         }
     }
 
-    /// The same selection, reading each session with the view its capture recorded
-    /// (`--view` rules included), as the capture's SQL does.
+    /// The same selection, reading each session in `recorded` with that view from its
+    /// first message: a capture's views that its sessions' handshakes and first messages
+    /// would not have chosen (a `--view` rule's; [`crate::export::Foreknowledge`] finds
+    /// them), as the capture writer read them.
     pub fn with_views(
         mut self,
         recorded: std::collections::HashMap<u64, Option<wstap_views::View>>,
@@ -436,6 +442,11 @@ impl Selection {
         let Some(id) = event.session() else {
             return Some(true);
         };
+        if let (Event::SessionStart(_), false) = (event, self.view_rules.is_empty()) {
+            let mut summary = SessionSummary::new(id);
+            summary.apply(event);
+            self.rules_pending.insert(id, summary);
+        }
         if let Event::Handshake(h) = event {
             let detector = self.handshake_detector(id, h);
             self.views
@@ -449,16 +460,15 @@ impl Selection {
         verdict
     }
 
-    /// How session `id` is read from its handshake `h` on, as the capture writer reads
-    /// it: with the view its capture recorded when that is known (what its SQL reads
-    /// every message with), else as the writer chooses one (`--view` rules, then the
-    /// handshake, then the first messages). Called before `h` is applied to the session's
-    /// facts, as the writer's rules see them.
+    /// How session `id` is read from its handshake `h` on, as the capture writer read or
+    /// reads it: with the view recorded for it when that is known, else as the writer
+    /// chooses one (a `--view` rule judging the facts of the session's start, then the
+    /// handshake, then the first messages).
     fn handshake_detector(&mut self, id: u64, h: &wstap_trace::Handshake) -> wstap_views::Detector {
         if let Some(view) = self.recorded.get(&id) {
             return wstap_views::Detector::chosen(*view);
         }
-        let summary = (!self.view_rules.is_empty()).then(|| self.summary(id).clone());
+        let summary = self.rules_pending.remove(&id);
         handshake_view(&self.view_rules, summary, h)
     }
 
@@ -468,6 +478,7 @@ impl Selection {
         self.controls.retain(|(s, _), _| *s != id);
         self.last_frames.retain(|(s, _, _), _| *s != id);
         self.views.remove(&id);
+        self.rules_pending.remove(&id);
         self.whole.retain(|(s, _), _| *s != id);
     }
 

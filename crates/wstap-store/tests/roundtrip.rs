@@ -688,15 +688,11 @@ fn a_session_field_known_only_at_its_end_exports_the_sessions_records_as_sql_sel
 /// the packet ends, in the second message (`PUBLISH_TAIL` bytes).
 fn split_publish() -> (Vec<BusEvent>, Vec<(Filter, wstap_views::View)>) {
     let publish = b"\x32\x11\x00\x0asensors/t1\x00\x05{}\x00";
-    let piece = |bytes: &[u8]| {
-        let frame = FrameBuilder::binary().mask([1, 2, 3, 4]).encode(bytes);
-        (Direction::ClientToServer, frame)
-    };
     let spec = SessionSpec::plain(
         1,
         "broker.test",
         "/plain",
-        vec![piece(&publish[..7]), piece(&publish[7..])],
+        vec![client_binary(&publish[..7]), client_binary(&publish[7..])],
     );
     let rules = vec![(
         Filter::parse("path:/plain").unwrap(),
@@ -705,6 +701,28 @@ fn split_publish() -> (Vec<BusEvent>, Vec<(Filter, wstap_views::View)>) {
     (session_events(&spec), rules)
 }
 const PUBLISH_TAIL: u64 = 12;
+
+/// A masked binary frame, as a client sends.
+fn client_binary(bytes: &[u8]) -> (Direction, Vec<u8>) {
+    let frame = FrameBuilder::binary().mask([1, 2, 3, 4]).encode(bytes);
+    (Direction::ClientToServer, frame)
+}
+
+/// The messages of `capture` that `filter` selects, by SQL and by an NDJSON export's
+/// in-memory filter: their lengths, in order.
+fn selected_by_sql_and_export(capture: &Capture, filter: &str) -> (usize, Vec<u64>) {
+    let by_sql = capture
+        .matching_ids(Rows::Messages, &Filter::parse(filter).unwrap())
+        .unwrap();
+    let exported = export_ndjson(capture, filter)
+        .lines()
+        .skip(1)
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["type"] == "message")
+        .map(|line| line["len"].as_u64().unwrap())
+        .collect();
+    (by_sql.len(), exported)
+}
 
 /// A `--view` rule's view is the capture's testimony of how a session was read: an
 /// export's in-memory filter reads the session with it as SQL does, not with what the
@@ -719,26 +737,51 @@ fn an_export_filter_reads_a_session_with_the_view_its_capture_recorded() {
     writer.finish().expect("finished");
     let capture = Capture::open(&dir).unwrap();
 
-    let filter = "mqtt.type:publish";
-    let by_sql = capture
-        .matching_ids(Rows::Messages, &Filter::parse(filter).unwrap())
-        .unwrap();
-    assert_eq!(by_sql.len(), 1, "SQL reads the packet where it ends");
-    let exported: Vec<serde_json::Value> = export_ndjson(&capture, filter)
-        .lines()
-        .skip(1)
-        .map(|line| serde_json::from_str(line).unwrap())
-        .filter(|line: &serde_json::Value| line["type"] == "message")
-        .collect();
-    assert_eq!(exported.len(), 1, "the export selects that message too");
-    assert_eq!(exported[0]["len"], PUBLISH_TAIL, "the second piece");
+    let (by_sql, exported) = selected_by_sql_and_export(&capture, "mqtt.type:publish");
+    assert_eq!(by_sql, 1, "SQL reads the packet where it ends");
+    assert_eq!(
+        exported,
+        [PUBLISH_TAIL],
+        "the export selects that message too"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A view its writer detected from a session's messages reads as the writer read it:
+/// from the message that decided it. Here a binary message that is no MQTT comes before
+/// the CONNECT that decides the view; read as MQTT, its bytes would begin a packet (type
+/// 6, 101 bytes long) and swallow the CONNECT.
+#[test]
+fn an_export_filter_reads_a_detected_view_from_the_message_that_decided_it() {
+    let dir = temp_dir("detected-view");
+    let connect = b"\x10\x0f\x00\x04MQTT\x04\x02\x00\x3c\x00\x03abc";
+    let spec = SessionSpec::plain(
+        1,
+        "broker.test",
+        "/plain",
+        vec![client_binary(b"hello, no packet"), client_binary(connect)],
+    );
+    write(&dir, &session_events(&spec), 100);
+    let capture = Capture::open(&dir).unwrap();
+    assert_eq!(
+        capture.session(1).unwrap().map(|s| s.view),
+        Some(Some(wstap_views::View::Mqtt)),
+        "the writer detected MQTT"
+    );
+    let (by_sql, exported) = selected_by_sql_and_export(&capture, "mqtt.type:connect");
+    assert_eq!(by_sql, 1, "SQL reads the CONNECT as its own bytes");
+    assert_eq!(
+        exported,
+        [connect.len() as u64],
+        "the export selects it too"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A live filter (the console's) given the `--view` rules reads a session as the capture
 /// writer beside it does; without them, as the handshake says.
 #[test]
-fn a_live_selection_reads_sessions_with_the_view_rules_views() {
+fn a_live_selection_reads_sessions_with_the_view_rules() {
     use wstap_store::facts::Selection;
     use wstap_trace::view::MessageView;
     use wstap_wire::Record;
