@@ -298,10 +298,11 @@ impl Bench {
         Ok(rows)
     }
 
-    /// The floor: the cheapest relay there is, measured the same way, for reading the
-    /// main rows against what any relay costs on this machine (and the TLS floor, for the
-    /// wss rows). Also returns its added latency (p50, p99), which the main latency rows
-    /// are held to.
+    /// The floor: the cheapest relay there is, measured the same way (and the TLS floor,
+    /// for wss), in reference rows of its own: what any relay costs on this machine. Also
+    /// returns its added latency (p50, p99), which the main latency rows are held to. (The
+    /// main throughput and fan-in rows run the floor relays in their own rounds and are
+    /// read against those.)
     pub async fn floor(&self) -> Result<(Vec<Row>, Floor), String> {
         let floor = ProxyProcess::start_floor(&self.dir.join("floor"), None)?;
         let via = |relay: bool| route_to(self.plain, relay.then_some(floor.addr));
@@ -727,7 +728,8 @@ enum Way {
 
 /// The ways of one round: direct first, then this wstap, the baseline and the floor
 /// relay (each when wanted), their order turning round by round so none always runs
-/// right after the direct run.
+/// right after the direct run (over 5 rounds of three ways, wstap runs there twice and
+/// the others once or twice).
 fn ways(round: usize, baseline: bool, floor: bool) -> Vec<Way> {
     let mut relayed = vec![Way::Wstap];
     relayed.extend(baseline.then_some(Way::Baseline));
@@ -986,9 +988,7 @@ impl<'a> MainRun<'a> {
         // Against the floor relay of the same run when there is one: within 10 µs of its
         // added p50 and 100 µs of its added p99; otherwise the first targets, 30 and 150.
         let (limits, against) = match references.floor {
-            Some(Floor {
-                added: (f50, f99), ..
-            }) => ([f50 + 10.0, f99 + 100.0], Some([f50, f99])),
+            Some(Floor { added: (f50, f99) }) => ([f50 + 10.0, f99 + 100.0], Some([f50, f99])),
             None => ([30.0, 150.0], None),
         };
         let quantiles = [
