@@ -1184,3 +1184,66 @@ fn route_to(server: SocketAddr, proxy: Option<SocketAddr>) -> Route {
         mode: Mode::Connect,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_way_runs_once_a_round_and_each_relay_takes_its_turn_after_direct() {
+        let all = [Way::Wstap, Way::Baseline, Way::Floor];
+        let mut first = Vec::new();
+        for round in 0..3 {
+            let order = ways(round, true, true);
+            assert_eq!(order[0], Way::Direct, "direct first, round {round}");
+            for way in all {
+                let runs = order.iter().filter(|w| **w == way).count();
+                assert_eq!(runs, 1, "{way:?} once in round {round}");
+            }
+            first.push(order[1]);
+        }
+        for way in all {
+            assert!(
+                first.contains(&way),
+                "{way:?} runs right after direct in some round"
+            );
+        }
+        assert_eq!(ways(0, false, false), [Way::Direct, Way::Wstap]);
+        assert_eq!(ways(1, false, true), [Way::Direct, Way::Floor, Way::Wstap]);
+    }
+
+    fn main_row(json: serde_json::Value) -> Row {
+        Row::reference("a row".into(), "-".into(), "-".into(), "-".into(), json)
+    }
+
+    #[test]
+    fn a_main_row_is_read_against_the_floor_of_its_own_rounds() {
+        let rows = [
+            // Fan-in at 0.8 of the floor: met, just.
+            main_row(
+                json!({"scenario": "fan_in", "ratio": 0.4, "floor_ratio": 0.5,
+                            "baseline_ratio": 0.3}),
+            ),
+            // ws 64 B at 0.9 of its floor, under its 0.95.
+            main_row(json!({"scenario": "throughput", "scheme": "ws", "size": 64,
+                            "ratio": 0.45, "floor_ratio": 0.5})),
+            // The 1 KiB-captured row: for reference.
+            main_row(
+                json!({"scenario": "throughput", "scheme": "ws", "size": 16384,
+                            "ratio": 0.2, "floor_ratio": 0.4, "max_capture": 1024}),
+            ),
+            // A row without a floor (latency): none.
+            main_row(json!({"scenario": "latency", "ratio": 0.5})),
+        ];
+        let read = against_floor(&rows);
+        assert_eq!(read.len(), 3);
+        let share = |row: &Row| row.json["share_of_floor"].as_f64().unwrap();
+        assert!((share(&read[0]) - 0.8).abs() < 1e-9);
+        assert!(read[0].met);
+        assert_eq!(read[0].json["baseline_share"].as_f64(), Some(0.3 / 0.5));
+        assert!((share(&read[1]) - 0.9).abs() < 1e-9);
+        assert!(!read[1].met, "0.9 is under ws 64 B's 0.95");
+        assert!(read[2].met);
+        assert_eq!(read[2].target, "(reference)");
+    }
+}

@@ -709,19 +709,25 @@ fn client_binary(bytes: &[u8]) -> (Direction, Vec<u8>) {
 }
 
 /// The messages of `capture` that `filter` selects, by SQL and by an NDJSON export's
-/// in-memory filter: their lengths, in order.
-fn selected_by_sql_and_export(capture: &Capture, filter: &str) -> (usize, Vec<u64>) {
-    let by_sql = capture
-        .matching_ids(Rows::Messages, &Filter::parse(filter).unwrap())
-        .unwrap();
-    let exported = export_ndjson(capture, filter)
+/// in-memory filter (their lengths, in order), after checking that the two select as
+/// many frames; and how many frames.
+fn selected_by_sql_and_export(capture: &Capture, filter: &str) -> (usize, Vec<u64>, usize) {
+    let parsed = Filter::parse(filter).unwrap();
+    let lines: Vec<serde_json::Value> = export_ndjson(capture, filter)
         .lines()
         .skip(1)
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let frames = capture.matching_ids(Rows::Frames, &parsed).unwrap();
+    let exported_frames = lines.iter().filter(|line| line["type"] == "frame").count();
+    assert_eq!(frames.len(), exported_frames, "frames, {filter}");
+    let by_sql = capture.matching_ids(Rows::Messages, &parsed).unwrap();
+    let exported = lines
+        .iter()
         .filter(|line| line["type"] == "message")
         .map(|line| line["len"].as_u64().unwrap())
         .collect();
-    (by_sql.len(), exported)
+    (by_sql.len(), exported, frames.len())
 }
 
 /// A `--view` rule's view is the capture's testimony of how a session was read: an
@@ -737,7 +743,11 @@ fn an_export_filter_reads_a_session_with_the_view_its_capture_recorded() {
     writer.finish().expect("finished");
     let capture = Capture::open(&dir).unwrap();
 
-    let (by_sql, exported) = selected_by_sql_and_export(&capture, "mqtt.type:publish");
+    let (by_sql, exported, frames) = selected_by_sql_and_export(&capture, "mqtt.type:publish");
+    assert_eq!(
+        frames, 1,
+        "the frame where the packet ends, which is all its message"
+    );
     assert_eq!(by_sql, 1, "SQL reads the packet where it ends");
     assert_eq!(
         exported,
@@ -768,7 +778,8 @@ fn an_export_filter_reads_a_detected_view_from_the_message_that_decided_it() {
         Some(Some(wstap_views::View::Mqtt)),
         "the writer detected MQTT"
     );
-    let (by_sql, exported) = selected_by_sql_and_export(&capture, "mqtt.type:connect");
+    let (by_sql, exported, frames) = selected_by_sql_and_export(&capture, "mqtt.type:connect");
+    assert_eq!(frames, 1, "the CONNECT's frame");
     assert_eq!(by_sql, 1, "SQL reads the CONNECT as its own bytes");
     assert_eq!(
         exported,
