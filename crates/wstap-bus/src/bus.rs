@@ -21,7 +21,8 @@
 //! A fixed nap would cap a fast stream at a budget per nap: 16 MiB per 20 ms held 16 KiB
 //! echoes to 530 MB/s while the writer slept (docs/performance.md). Half, not less: the
 //! capture's commits cost by their number (each rewrites every session's index leaf), and
-//! a fan-in's records fill a quarter of the capture's budget in about half its nap.
+//! a fan-in's records filled a quarter of the capture's budget (16 MiB then) in about
+//! half its nap.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
