@@ -111,7 +111,8 @@ pub fn frames(args: &FramesArgs) -> Result<(), AppError> {
 
 /// A selection by `filter` of session `id`'s events that knows, as the capture's SQL
 /// does, what each record's held message became and the session's facts at its end (its
-/// events read once beforehand), and reads the session with the view the capture chose.
+/// events read once beforehand), and reads the session's payloads as the capture's writer
+/// read them (see `Foreknowledge`).
 fn knowing_the_end(capture: &Capture, id: u64, filter: &Filter) -> Result<Selection, AppError> {
     let known =
         Foreknowledge::read(capture, Some(id)).map_err(|e| AppError::BadInput(e.to_string()))?;

@@ -41,9 +41,9 @@ const CAPTURE_CADENCE: Cadence = Cadence {
 /// budget is what carries the traffic through a burst. Not larger: a writer that cannot
 /// keep up fills it, and glibc may hold a full backlog once in each relay worker's arena
 /// (the records are made there and freed by the capture thread), so it counts up to
-/// twice in the proxy's peak memory. 8 MiB read the throughput and fan-in rows as 16
-/// did, and the 10M-frame row's peak RSS at 42 MiB where 16 read 42 or 55-60 from run to
-/// run (docs/performance.md).
+/// twice in the proxy's peak memory. Against 16 MiB in the same rounds, 8 read the
+/// throughput and fan-in rows within their spread, and the 10M-frame row's peak RSS at
+/// 41.9, 42.0 and 42.2 MiB against 59.7 and 41.9 (docs/performance.md).
 const CAPTURE_BACKLOG: usize = 8 << 20;
 
 /// A lossless sink's thread, and what it writes to, for messages.

@@ -22,7 +22,8 @@
 //! echoes to 530 MB/s while the writer slept (docs/performance.md). Half, not less: the
 //! capture's commits cost by their number (each rewrites every session's index leaf), and
 //! a fan-in's records filled a quarter of the capture's budget (16 MiB then) in about
-//! half its nap.
+//! half its nap. Half of the 8 MiB it has since is that quarter again; the fan-in row
+//! read within its spread of the 16 MiB build all the same (docs/performance.md).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

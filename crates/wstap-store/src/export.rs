@@ -334,8 +334,8 @@ fn selected_sessions<S: EventSource>(
 
 /// What a first reading of a source learns that its events only say later: what became
 /// of each held message and the tags rules gave it, each session's facts at its end, and
-/// (for a capture) the view each session was recorded with. A filter that knows it
-/// selects what the capture's SQL selects.
+/// (for a capture) the views its sessions were recorded with that their own detection
+/// would not reach. A filter that knows it selects what the capture's SQL selects.
 #[derive(Debug, Default)]
 pub struct Foreknowledge {
     fates: Fates,
@@ -372,10 +372,15 @@ impl Foreknowledge {
         })?;
         // A view detection reaches is read as the writer read it: chosen at the handshake,
         // or at the message that decided it. Only one it does not reach (a `--view`
-        // rule's) is the session's from its first message.
+        // rule's) is the session's from its first message. (A rule's view that detection
+        // also reaches, from a later message, reads as detected: the capture does not say
+        // which it was.) No view recorded is no rule's: detection reads such a session,
+        // as it may have decided since the views were read, in a capture being written.
         let views = recorded
             .into_iter()
-            .filter(|(id, view)| detected.get(id).map(Detector::view) != Some(*view))
+            .filter(|(id, view)| {
+                view.is_some() && detected.get(id).map(Detector::view) != Some(*view)
+            })
             .collect();
         Ok(Foreknowledge {
             fates,
