@@ -44,6 +44,21 @@ const FRAME_STREAM: &str =
 pub(crate) const FRAME_DROPPED: &str = "wstap_dropped(CASE WHEN r.inflated_len IS NULL \
      THEN r.payload_at ELSE r.inflated_at END)";
 
+/// The `idx` of a message row's (`r`'s) last frame, an SQL expression: found among the
+/// rows of the span that holds its `seq` (`frames` has no index; see `crate::spans`).
+/// A literal, so the row queries' column lists can hold it.
+macro_rules! last_frame_idx {
+    () => {
+        "(SELECT f.idx FROM frame_spans x CROSS JOIN frames f \
+         ON f.id BETWEEN x.first_id AND x.last_id \
+         WHERE x.session = r.session AND x.first_seq = (SELECT y.first_seq FROM frame_spans y \
+         WHERE y.session = r.session AND y.first_seq <= r.last_frame \
+         ORDER BY y.first_seq DESC LIMIT 1) \
+         AND f.session = r.session AND f.seq = r.last_frame LIMIT 1)"
+    };
+}
+pub(crate) use last_frame_idx;
+
 /// What became of the held message whose last frame is index `$frame` (an SQL
 /// expression) of `r.dir` in `r.session`: the latest of its interventions that says
 /// (`held` while it waits). A literal, so the row queries' column lists can hold it.
@@ -79,14 +94,12 @@ macro_rules! tags_of {
 /// A frame's tags: by its own index.
 const FRAME_TAGS: &str = tags_of!("r.idx");
 /// A message row's tags: by its last frame's index.
-const MESSAGE_TAGS: &str =
-    tags_of!("(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)");
+const MESSAGE_TAGS: &str = tags_of!(last_frame_idx!());
 
 /// A frame's fate: by its own index.
 pub(crate) const FRAME_FATE: &str = fate_of!("r.idx");
 /// A message row's fate: by its last frame's index.
-pub(crate) const MESSAGE_FATE: &str =
-    fate_of!("(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)");
+pub(crate) const MESSAGE_FATE: &str = fate_of!(last_frame_idx!());
 
 /// A whole-frame message's violations: its frame's that are about the message.
 pub(crate) const FRAME_MESSAGE_VIOLATIONS: &str = "wstap_message_violations(r.violations)";

@@ -25,6 +25,7 @@ mod read;
 mod rows;
 mod schema;
 mod segment;
+mod spans;
 mod writer;
 
 pub use error::StoreError;

@@ -16,7 +16,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i64 = 0x7773_7470;
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Version 1: every table and index.
 const V1: &str = r#"
@@ -311,6 +311,20 @@ macro_rules! mark_every {
     };
 }
 
+/// The size of the id blocks no frame span crosses, as a literal for version 8's SQL.
+macro_rules! span_block {
+    () => {
+        4096
+    };
+}
+
+/// The most ids a frame span skips between two of its frames, as a literal for version 8.
+macro_rules! span_gap {
+    () => {
+        1024
+    };
+}
+
 /// Version 6: one index on `frames` fewer. A session's whole-frame messages were found by
 /// `frames_by_message` (session, msg), an index every frame row paid for; now they are
 /// found through `frames_by_session`, since `msg` rises with `seq` within a session, and
@@ -372,11 +386,55 @@ CREATE TABLE proto_schema (
 );
 "#;
 
+/// Version 8: no index on `frames`. Every frame row went into `frames_by_session` too,
+/// at one of as many places as there are sessions writing at once, and that B-tree
+/// insert was a large part of what a row cost the writer (docs/performance.md); the
+/// table itself is only ever appended to. `frame_spans` says where a session's frames
+/// are instead: one row per run of them, `(session, first_seq, first_id, last_id)`, every
+/// frame of the session from `first_seq` up to the next span's `first_seq` having an
+/// `id` in `first_id..=last_id`. A run never crosses a [`SPAN_BLOCK`]-aligned block of
+/// ids nor skips more than [`SPAN_GAP`] ids between two of its frames, so a reader scans
+/// at most that many rows per frame it finds. Made here as the writer makes them
+/// (`crate::spans`), from `frames_by_session` before it goes.
+const V8: &str = concat!(
+    r#"
+CREATE TABLE frame_spans (
+    session    INTEGER NOT NULL,
+    first_seq  INTEGER NOT NULL,
+    first_id   INTEGER NOT NULL,
+    last_id    INTEGER NOT NULL,
+    PRIMARY KEY (session, first_seq)
+) WITHOUT ROWID;
+INSERT INTO frame_spans (session, first_seq, first_id, last_id)
+    SELECT session, min(seq), min(id), max(id) FROM (
+        SELECT session, seq, id, sum(starts) OVER (PARTITION BY session ORDER BY seq) AS span
+          FROM (SELECT session, seq, id,
+                       CASE WHEN lag(id) OVER w IS NULL
+                              OR id / "#,
+    span_block!(),
+    r#" != lag(id) OVER w / "#,
+    span_block!(),
+    r#"
+                              OR id - lag(id) OVER w > "#,
+    span_gap!(),
+    r#" THEN 1 ELSE 0 END AS starts
+                  FROM frames WINDOW w AS (PARTITION BY session ORDER BY seq)))
+     GROUP BY session, span;
+DROP INDEX frames_by_session;
+"#
+);
+
 /// How many messages of a session lie between two of its `message_marks` (version 6).
 pub(crate) const MARK_EVERY: u64 = mark_every!();
 
+/// The blocks of frame ids no span crosses (version 8).
+pub(crate) const SPAN_BLOCK: i64 = span_block!();
+
+/// The most ids a span skips between two frames of its session (version 8).
+pub(crate) const SPAN_GAP: i64 = span_gap!();
+
 /// Forward migrations: `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Settings for a connection that writes: WAL (readers never block the writer, nor it
 /// them), and fsync only at checkpoints. A killed process loses nothing committed; a power

@@ -30,6 +30,7 @@ use crate::payloads::PayloadWriter;
 use crate::pending::{Cell, PendingFrames};
 use crate::rows::{dir_name, violations_json};
 use crate::schema::{self, MARK_EVERY};
+use crate::spans::{self, OpenSpan};
 use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
@@ -144,6 +145,8 @@ struct OpenSession {
     /// Its view (chosen from its first messages, until that is settled), and the packets
     /// a byte-stream view's messages end.
     view: Option<ViewTracker>,
+    /// Where its latest frames are (`frame_spans`).
+    span: OpenSpan,
 }
 
 fn slot(dir: Direction) -> usize {
@@ -682,6 +685,7 @@ impl CaptureWriter {
         let session = self.session(f.session);
         let seq = session.next_frame;
         session.next_frame += 1;
+        let closed_span = session.span.take(seq, ev);
         if !f.violations.is_empty() {
             session.violations += 1;
         }
@@ -712,6 +716,9 @@ impl CaptureWriter {
             // A whole-frame message precedes every later message's frames, and follows
             // every earlier one's: its own frame is its mark.
             self.mark_message(f.session, msg, seq)?;
+        }
+        if let Some(closed) = closed_span {
+            spans::write(&self.conn, f.session, closed)?;
         }
         let mask_key = header.mask().map(|k| i64::from(u32::from_be_bytes(k)));
         let row = [
@@ -847,6 +854,13 @@ impl CaptureWriter {
         let (messages, violations) = self.open.get(&end.session).map_or(([0, 0], 0), |s| {
             ([s.dirs[0].messages, s.dirs[1].messages], s.violations)
         });
+        if let Some(span) = self
+            .open
+            .get_mut(&end.session)
+            .and_then(|s| s.span.unwritten())
+        {
+            spans::write(&self.conn, end.session, span)?;
+        }
         self.conn
             .prepare_cached(
                 "UPDATE sessions SET ev_end = ?2, ended_us = ?3, kind = ?4, outcome = ?5,
@@ -883,7 +897,8 @@ impl CaptureWriter {
         Ok(())
     }
 
-    /// Writes the running counts of the sessions touched since the last commit.
+    /// Writes the running counts of the sessions touched since the last commit, and where
+    /// their latest frames are.
     fn update_counts(&mut self) -> Result<(), StoreError> {
         let mut update = self.conn.prepare_cached(
             "UPDATE sessions SET frames_c2s = ?2, frames_s2c = ?3, messages_c2s = ?4,
@@ -904,6 +919,9 @@ impl CaptureWriter {
                     s2c.bytes as i64,
                     session.violations as i64
                 ])?;
+                if let Some(span) = session.span.unwritten() {
+                    spans::write(&self.conn, *id, span)?;
+                }
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 use super::decode::{frame_row, message_row, parse_event};
 use super::{FRAME_COLUMNS, MESSAGE_COLUMNS};
 use crate::payloads::PayloadReader;
+use crate::spans::{from_span_of, SPANNED_FRAMES};
 use crate::StoreError;
 use rusqlite::Connection;
 use wstap_trace::convert::to_utc;
@@ -156,17 +157,34 @@ impl Source {
                 }
             }
             SourceKind::Frames | SourceKind::Messages => {
-                let (columns, table) = match self.kind {
-                    SourceKind::Frames => (FRAME_COLUMNS, "frames"),
-                    _ => (MESSAGE_COLUMNS, "message_rows"),
+                let frames = self.kind == SourceKind::Frames;
+                let columns = if frames {
+                    FRAME_COLUMNS
+                } else {
+                    MESSAGE_COLUMNS
                 };
-                // Within a session, `seq` follows the event order and has an index.
-                let (test, key) = match self.session {
-                    Some(_) => ("r.session = ?1 AND r.seq > ?2", "r.seq"),
-                    None => ("?1 < 0 AND r.id > ?2", "r.id"),
+                // Within a session, `seq` follows the event order: a session's frames are
+                // found through its spans (see `crate::spans`), its message rows through
+                // their index.
+                let query = match (self.session, frames) {
+                    (Some(_), true) => format!(
+                        "SELECT {columns} FROM {SPANNED_FRAMES} \
+                         WHERE sp.session = ?1 AND r.session = ?1{} AND r.seq > ?2 \
+                         ORDER BY sp.first_seq, r.id LIMIT ?3",
+                        from_span_of("?1", "?2 + 1")
+                    ),
+                    (Some(_), false) => format!(
+                        "SELECT {columns} FROM message_rows r \
+                         WHERE r.session = ?1 AND r.seq > ?2 ORDER BY r.seq LIMIT ?3"
+                    ),
+                    (None, true) => format!(
+                        "SELECT {columns} FROM frames r WHERE ?1 < 0 AND r.id > ?2 ORDER BY r.id LIMIT ?3"
+                    ),
+                    (None, false) => format!(
+                        "SELECT {columns} FROM message_rows r \
+                         WHERE ?1 < 0 AND r.id > ?2 ORDER BY r.id LIMIT ?3"
+                    ),
                 };
-                let query =
-                    format!("SELECT {columns} FROM {table} r WHERE {test} ORDER BY {key} LIMIT ?3");
                 let mut stmt = conn.prepare_cached(&query)?;
                 let mut rows = stmt.query(params)?;
                 while let Some(row) = rows.next()? {

@@ -68,9 +68,7 @@ pub(super) const MESSAGE_COLUMNS: &str = concat!(
     "r.id, r.session, r.seq, r.dir, r.opcode, r.frames, r.time_us, \
     r.end_time_us, r.len, r.wire_len, r.compressed, r.data, r.data_at, r.data_kept, \
     r.violations, r.incomplete, r.first_frame, r.last_frame, r.flags, ",
-    crate::columns::fate_of!(
-        "(SELECT f.idx FROM frames f WHERE f.session = r.session AND f.seq = r.last_frame)"
-    ),
+    crate::columns::fate_of!(crate::columns::last_frame_idx!()),
     ", r.origin, r.wire, r.held"
 );
 
@@ -324,14 +322,14 @@ impl Capture {
         let session_test = match session {
             Some(id) => {
                 params.push(Value::Integer(id as i64));
-                "r.session = ?"
+                table.session_test()
             }
             None => "1",
         };
         params.extend(sql.params.into_iter().map(value));
         let query = format!(
-            "SELECT {select} FROM {} r{join} WHERE {session_test} AND {} AND ({})",
-            table.name(),
+            "SELECT {select} FROM {}{join} WHERE {session_test} AND {} AND ({})",
+            table.source(session.is_some()),
             table.belongs(),
             sql.condition
         );
@@ -351,20 +349,20 @@ impl Capture {
     ) -> Result<Vec<(i64, T)>, StoreError> {
         let (query, mut params) = self.record_query(table, table.columns(), session, filter);
         let (_, offset) = table.key(session.is_some());
-        let (test, order) = match position {
+        let (test, descending) = match position {
             Position::From(at) => (
                 table.seek(session, Side::From, at as i64 - offset, &mut params),
-                "ASC",
+                false,
             ),
             Position::Before(at) => (
                 table.seek(session, Side::Before, at as i64 - offset, &mut params),
-                "DESC",
+                true,
             ),
-            Position::Last => (String::new(), "DESC"),
+            Position::Last => (String::new(), true),
         };
         params.push(Value::Integer(limit as i64));
-        let key = table.order(session.is_some());
-        let query = format!("{query}{test} ORDER BY {key} {order} LIMIT ?");
+        let order = table.order_by(session.is_some(), descending);
+        let query = format!("{query}{test} ORDER BY {order} LIMIT ?");
         let payloads = self.payloads();
         let mut stmt = self.conn.prepare_cached(&query)?;
         let rows = stmt.query_map(params_from_iter(params), |row| read(row, &payloads))?;
@@ -491,7 +489,7 @@ impl Capture {
             let (key, _) = table.key(true);
             let (query, mut params) = self.record_query(table, key, Some(session), filter);
             let test = table.seek(Some(session), Side::From, from as i64, &mut params);
-            let query = format!("{query}{test} ORDER BY {}", table.order(true));
+            let query = format!("{query}{test} ORDER BY {}", table.order_by(true, false));
             let mut stmt = self.conn.prepare_cached(&query)?;
             let keys = stmt.query_map(params_from_iter(params), |row| row.get::<_, i64>(0))?;
             for key in keys {
@@ -562,7 +560,7 @@ impl Capture {
             params.extend(run.iter().map(|&p| Value::Integer(p as i64)));
             let query = format!(
                 "{query}{from}{before} AND {key} IN ({marks}) ORDER BY {}",
-                table.order(true)
+                table.order_by(true, false)
             );
             let mut stmt = self.conn.prepare(&query)?;
             let rows = stmt.query_map(params_from_iter(params), |row| {
@@ -602,8 +600,9 @@ impl Capture {
     ) -> Result<Vec<TimelineBucket>, StoreError> {
         let width_us = width_us.max(1);
         let query = "SELECT b, dir, count(*), sum(len) FROM (
-                SELECT (time_us - ?2) / ?3 AS b, dir, COALESCE(inflated_len, payload_len) AS len
-                  FROM frames WHERE session = ?1 AND msg IS NOT NULL
+                SELECT (r.time_us - ?2) / ?3 AS b, r.dir, COALESCE(r.inflated_len, r.payload_len) AS len
+                  FROM frame_spans sp CROSS JOIN frames r ON r.id BETWEEN sp.first_id AND sp.last_id
+                 WHERE sp.session = ?1 AND r.session = ?1 AND r.msg IS NOT NULL
                 UNION ALL
                 SELECT (time_us - ?2) / ?3 AS b, dir, len FROM message_rows WHERE session = ?1
             ) GROUP BY b, dir ORDER BY b";

@@ -3,6 +3,7 @@
 
 use super::{FRAME_COLUMNS, MESSAGE_COLUMNS};
 use crate::columns::{FrameMessages, Frames, MessageRows};
+use crate::spans::{from_span_of, SPANNED_FRAMES};
 use rusqlite::types::Value;
 use wstap_filter::SqlSchema;
 
@@ -46,10 +47,28 @@ impl Rows {
 }
 
 impl Table {
-    pub(super) fn name(self) -> &'static str {
+    /// Whether a session's rows of this table are found through its frame spans: the
+    /// rows of `frames`, which has no index (see `crate::spans`).
+    fn spanned(self, in_session: bool) -> bool {
+        in_session && matches!(self, Table::Frames | Table::FrameMessages)
+    }
+
+    /// What the rows (`r`) are selected from: the table, or for a session's frames, the
+    /// frames its spans (`sp`) hold.
+    pub(super) fn source(self, in_session: bool) -> &'static str {
         match self {
-            Table::Frames | Table::FrameMessages => "frames",
-            Table::MessageRows => "message_rows",
+            _ if self.spanned(in_session) => SPANNED_FRAMES,
+            Table::Frames | Table::FrameMessages => "frames r",
+            Table::MessageRows => "message_rows r",
+        }
+    }
+
+    /// The test that keeps a session's rows, with one parameter: the session.
+    pub(super) fn session_test(self) -> &'static str {
+        if self.spanned(true) {
+            "sp.session = ? AND r.session = sp.session"
+        } else {
+            "r.session = ?"
         }
     }
 
@@ -81,20 +100,24 @@ impl Table {
         }
     }
 
-    /// What rows are ordered by when paged by [`Table::key`]: the key itself, except for
-    /// whole-frame messages within a session, whose number rises with their frame's `seq`
-    /// and which are found through `frames_by_session` (there is no index by number).
-    pub(super) fn order(self, in_session: bool) -> &'static str {
-        match (self, in_session) {
-            (Table::FrameMessages, true) => "r.seq",
-            _ => self.key(in_session).0,
+    /// The `ORDER BY` terms that put rows in the order of [`Table::key`]: the key itself,
+    /// except for a session's frames and whole-frame messages, which come in `seq` order
+    /// (a whole-frame message's number rises with its frame's) as their spans hold them:
+    /// span by span, and by id within a span.
+    pub(super) fn order_by(self, in_session: bool, descending: bool) -> String {
+        let way = if descending { "DESC" } else { "ASC" };
+        if self.spanned(in_session) {
+            format!("sp.first_seq {way}, r.id {way}")
+        } else {
+            format!("{} {way}", self.key(in_session).0)
         }
     }
 
     /// The condition (` AND ...`) that keeps the rows on `side` of key value `at`
-    /// (already less the key's offset), its parameters pushed onto `params`. Whole-frame
-    /// messages of a session are first narrowed to a range of frames by the session's
-    /// `message_marks`, so an index range holds them (see the schema's version 6).
+    /// (already less the key's offset), its parameters pushed onto `params`. A session's
+    /// frames start at the span holding the frame at `at`, its whole-frame messages at the
+    /// span holding the frame its `message_marks` give for `at` (see the schema's
+    /// versions 6 and 8); spans that start past that frame hold none before it.
     pub(super) fn seek(
         self,
         session: Option<u64>,
@@ -103,27 +126,41 @@ impl Table {
         params: &mut Vec<Value>,
     ) -> String {
         let (key, _) = self.key(session.is_some());
-        let (Table::FrameMessages, Some(session)) = (self, session) else {
-            params.push(Value::Integer(at));
-            return match side {
-                Side::From => format!(" AND {key} >= ?"),
-                Side::Before => format!(" AND {key} < ?"),
-            };
+        let session = match session {
+            Some(session) if self.spanned(true) => Value::Integer(session as i64),
+            _ => {
+                params.push(Value::Integer(at));
+                return match side {
+                    Side::From => format!(" AND {key} >= ?"),
+                    Side::Before => format!(" AND {key} < ?"),
+                };
+            }
         };
-        params.extend([
-            Value::Integer(session as i64),
-            Value::Integer(at),
-            Value::Integer(at),
-        ]);
-        match side {
-            Side::From => " AND r.seq >= COALESCE((SELECT m.frame FROM message_marks m
-                 WHERE m.session = ? AND m.msg <= ? ORDER BY m.msg DESC LIMIT 1), 0)
-                 AND r.msg >= ?"
-                .to_owned(),
-            Side::Before => " AND r.seq < COALESCE((SELECT m.frame FROM message_marks m
-                 WHERE m.session = ? AND m.msg >= ? ORDER BY m.msg LIMIT 1), 9223372036854775807)
+        let at = Value::Integer(at);
+        match (self, side) {
+            (Table::FrameMessages, Side::From) => {
+                params.extend([session.clone(), session, at.clone(), at]);
+                from_span_of(
+                    "?",
+                    "COALESCE((SELECT m.frame FROM message_marks m \
+                     WHERE m.session = ? AND m.msg <= ? ORDER BY m.msg DESC LIMIT 1), 0)",
+                ) + " AND r.msg >= ?"
+            }
+            (Table::FrameMessages, Side::Before) => {
+                params.extend([session, at.clone(), at]);
+                " AND sp.first_seq < COALESCE((SELECT m.frame FROM message_marks m \
+                 WHERE m.session = ? AND m.msg >= ? ORDER BY m.msg LIMIT 1), 9223372036854775807) \
                  AND r.msg < ?"
-                .to_owned(),
+                    .to_owned()
+            }
+            (_, Side::From) => {
+                params.extend([session, at.clone(), at]);
+                from_span_of("?", "?") + " AND r.seq >= ?"
+            }
+            (_, Side::Before) => {
+                params.extend([at.clone(), at]);
+                " AND sp.first_seq < ? AND r.seq < ?".to_owned()
+            }
         }
     }
 
@@ -131,10 +168,11 @@ impl Table {
     pub(super) fn last_key_sql(self) -> String {
         let (key, _) = self.key(true);
         format!(
-            "SELECT {key} FROM {} r WHERE r.session = ? AND {} ORDER BY {} DESC LIMIT 1",
-            self.name(),
+            "SELECT {key} FROM {} WHERE {} AND {} ORDER BY {} LIMIT 1",
+            self.source(true),
+            self.session_test(),
             self.belongs(),
-            self.order(true)
+            self.order_by(true, true)
         )
     }
 
