@@ -101,8 +101,10 @@ pub trait SqlSchema {
     fn record(&self, column: RecordColumn) -> String;
     /// An SQL expression for a session's column, over the alias `s`.
     fn session(&self, column: SessionColumn) -> String;
-    /// The table that holds the records a session filter looks into.
-    fn record_table(&self) -> &str;
+    /// The records of the session whose id is the SQL expression `session`, as the text
+    /// of a subquery between `FROM` and a further `AND`: the tables, the records aliased
+    /// `r`, and the condition that keeps that session's. What a session filter looks into.
+    fn session_records(&self, session: &str) -> String;
 }
 
 /// A parameter of the condition, in order of the `?` placeholders.
@@ -208,9 +210,8 @@ impl Builder<'_> {
                     (Scope::Sessions, Level::Record) => {
                         let inner = self.term(term, true);
                         format!(
-                            "EXISTS (SELECT 1 FROM {} r WHERE r.session = {} AND {inner})",
-                            self.schema.record_table(),
-                            self.s(SessionColumn::Id)
+                            "EXISTS (SELECT 1 FROM {} AND {inner})",
+                            self.schema.session_records(&self.s(SessionColumn::Id))
                         )
                     }
                     (Scope::Sessions, _) => self.term(term, false),

@@ -60,8 +60,8 @@ impl SqlSchema for Names {
     fn session(&self, column: SessionColumn) -> String {
         format!("s.{column:?}")
     }
-    fn record_table(&self) -> &str {
-        "records"
+    fn session_records(&self, session: &str) -> String {
+        format!("records r WHERE r.session = {session}")
     }
 }
 

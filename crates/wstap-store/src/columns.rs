@@ -1,6 +1,7 @@
 //! Where filters find their facts in a capture: the expressions `wstap_filter::sql`
 //! builds its conditions from, one schema per kind of row.
 
+use crate::spans;
 use wstap_filter::sql::{RecordColumn, SessionColumn, SqlSchema};
 
 /// A session's facts, shared by every schema.
@@ -132,8 +133,8 @@ impl SqlSchema for Frames {
         session(column)
     }
 
-    fn record_table(&self) -> &str {
-        "frames"
+    fn session_records(&self, session: &str) -> String {
+        spans::session_frames(session)
     }
 }
 
@@ -154,8 +155,8 @@ impl SqlSchema for FrameMessages {
         session(column)
     }
 
-    fn record_table(&self) -> &str {
-        "frames"
+    fn session_records(&self, session: &str) -> String {
+        spans::session_frames(session)
     }
 }
 
@@ -193,7 +194,7 @@ impl SqlSchema for MessageRows {
         session(column)
     }
 
-    fn record_table(&self) -> &str {
-        "message_rows"
+    fn session_records(&self, session: &str) -> String {
+        format!("message_rows r WHERE r.session = {session}")
     }
 }

@@ -23,6 +23,13 @@ use rusqlite::{params, Connection};
 pub(crate) const SPANNED_FRAMES: &str =
     "frame_spans sp CROSS JOIN frames r ON r.id BETWEEN sp.first_id AND sp.last_id";
 
+/// The frames of the session whose id is the SQL expression `session`, as a subquery's
+/// text from its `FROM` on: [`SPANNED_FRAMES`] and the condition that keeps its spans and
+/// their frames of it.
+pub(crate) fn session_frames(session: &str) -> String {
+    format!("{SPANNED_FRAMES} WHERE sp.session = {session} AND r.session = {session}")
+}
+
 /// The condition (` AND ...`) that starts the spans (`sp`) of `session` at the one
 /// holding its frame at `seq` (both SQL expressions, a parameter or a subquery). The
 /// frames before `seq` in that span are still the reader's to skip.

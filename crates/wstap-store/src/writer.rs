@@ -486,6 +486,7 @@ impl CaptureWriter {
                 parent
             ])?;
         let has_rules = !self.views.is_empty();
+        self.reopen(start.session)?;
         let session = self.session(start.session);
         if has_rules {
             let mut summary = SessionSummary::new(start.session);
@@ -564,7 +565,34 @@ impl CaptureWriter {
                  VALUES (?1, ?2, ?3, '', '-', '-', 0, 'absolute', 0, '')",
             )?
             .execute(params![id as i64, ev, time_us])?;
-        self.session(id);
+        self.reopen(id)
+    }
+
+    /// Opens session `id` for writing, if it is not open. One seen before, whose end came
+    /// and then more of it (a trace may say so), numbers its frames and messages on from
+    /// those it has: no two share a position, and its frames' spans start where its
+    /// last one ended.
+    fn reopen(&mut self, id: u64) -> Result<(), StoreError> {
+        if self.open.contains_key(&id) {
+            return Ok(());
+        }
+        let seen: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM frame_spans WHERE session = ?1)
+                     OR EXISTS (SELECT 1 FROM message_rows WHERE session = ?1)",
+            )?
+            .query_row([id as i64], |row| row.get(0))?;
+        let (frames, messages) = if seen {
+            // Its last frames may still wait to be inserted.
+            self.flush_frames()?;
+            written_so_far(&self.conn, id)?
+        } else {
+            (0, 0)
+        };
+        let session = self.session(id);
+        session.next_frame = frames;
+        session.next_message = messages;
         Ok(())
     }
 
@@ -1046,6 +1074,27 @@ impl Sink for CaptureWriter {
     fn close(self) -> Result<(), StoreError> {
         self.finish()
     }
+}
+
+/// How many frames and messages of `session` the capture has: none for a new session.
+fn written_so_far(conn: &Connection, session: u64) -> Result<(u64, u64), StoreError> {
+    let frames = spans::session_frames("?1");
+    let last_span = "(SELECT max(first_seq) FROM frame_spans WHERE session = ?1)";
+    let from_last_mark = spans::from_span_of(
+        "?1",
+        "COALESCE((SELECT frame FROM message_marks WHERE session = ?1 ORDER BY msg DESC LIMIT 1), 0)",
+    );
+    let (frames, messages): (i64, i64) = conn.query_row(
+        &format!(
+            "SELECT (SELECT COALESCE(max(r.seq) + 1, 0) FROM {frames} AND sp.first_seq = {last_span}),
+                    (SELECT COALESCE(max(n) + 1, 0) FROM (
+                         SELECT max(seq) AS n FROM message_rows WHERE session = ?1
+                         UNION ALL SELECT max(r.msg) FROM {frames}{from_last_mark}))"
+        ),
+        [session as i64],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    Ok((frames.max(0) as u64, messages.max(0) as u64))
 }
 
 /// An event on its way in, with frames and messages in the form rows are made from.

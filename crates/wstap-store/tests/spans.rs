@@ -309,3 +309,46 @@ fn the_migration_from_schema_7_makes_the_spans_the_writer_makes() {
     check(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn frames_after_a_sessions_end_number_on_from_its_last() {
+    // A trace may hold more of a session after its end: its frames and messages go on
+    // from the last ones written, and every frame stays where readers look.
+    let dir = temp_dir("spans-after-end");
+    let frames = |from: usize| -> Vec<_> {
+        (from..from + 300)
+            .map(|n| client_text(&format!("c{n}")))
+            .collect()
+    };
+    let mut events = session_events(&SessionSpec::plain(4, "spans.test", "/", frames(0)));
+    let more = session_events(&SessionSpec::plain(4, "spans.test", "/", frames(300)));
+    events.extend(
+        more.into_iter()
+            .filter(|e| matches!(e, BusEvent::Wire { .. })),
+    );
+    write(&dir, &events, 37);
+    let truth = query_ints(
+        &dir,
+        "SELECT seq FROM frames WHERE session = ?1 ORDER BY id",
+        4,
+    );
+    assert_eq!(
+        truth,
+        (0..600).collect::<Vec<i64>>(),
+        "frames number on after the end"
+    );
+    let messages = query_ints(
+        &dir,
+        "SELECT seq FROM messages WHERE session = ?1 ORDER BY seq",
+        4,
+    );
+    assert_eq!(messages, (0..600).collect::<Vec<i64>>(), "and messages");
+    let capture = Capture::open(&dir).unwrap();
+    let all = Filter::default();
+    let read = capture
+        .frames(Some(4), &all, Position::From(0), 1_000)
+        .unwrap();
+    assert_eq!(seqs(&read), (0..600).collect::<Vec<u64>>());
+    assert_eq!(capture.extent(Rows::Messages, 4).unwrap(), 600);
+    let _ = std::fs::remove_dir_all(&dir);
+}
