@@ -16,6 +16,9 @@
 //! the analyzer, whose contract that is, and byte for byte when they come from a trace);
 //! any other message gets a row of its own (`message_rows`).
 //!
+//! `frames` has no index: each frame row extends its session's run of ids, which the
+//! writer keeps in `frame_spans` ([`crate::spans`]) and readers find its frames by.
+//!
 //! Memory is bounded by the sessions open at once (a few counters each), whatever the
 //! length of the run. Disk is bounded by `CaptureInfo::max_bytes`, when set: after each
 //! commit, and as payloads are appended between commits, the writer deletes the oldest
