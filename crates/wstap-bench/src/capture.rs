@@ -57,6 +57,8 @@ pub struct BigCapture {
     pub bulk: u64,
     /// One message in this many holds the needle.
     pub every: u64,
+    /// Turns of the capture of many sessions written at once (`crate::interleaved`).
+    pub interleaved: u64,
 }
 
 fn ms(seconds: f64) -> f64 {
@@ -118,6 +120,12 @@ impl Bench {
             .await
             .map_err(|e| e.to_string())??;
         rows.extend(reads);
+        let (interleaved_dir, turns) = (self.dir.join("interleaved-capture"), size.interleaved);
+        let interleaved =
+            tokio::task::spawn_blocking(move || crate::interleaved::rows(&interleaved_dir, turns))
+                .await
+                .map_err(|e| e.to_string())??;
+        rows.extend(interleaved);
         // The same capture as the inspector pages it: session 2 has the million messages.
         rows.extend(crate::inspector::api_rows(&self.wstap, &capture_dir, 2 * size.search).await?);
         let _ = std::fs::remove_dir_all(&dir);

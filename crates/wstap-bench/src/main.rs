@@ -15,6 +15,7 @@
 mod capture;
 mod floor;
 mod inspector;
+mod interleaved;
 mod loopback;
 mod peers;
 mod proxy;
@@ -70,6 +71,7 @@ impl Plan {
                 search: 500_000,
                 bulk: 4_500_000,
                 every: 50_000,
+                interleaved: 500_000,
             },
             disk_bytes: 512 << 20,
         }
@@ -87,6 +89,7 @@ impl Plan {
                 search: 5_000,
                 bulk: 20_000,
                 every: 1_000,
+                interleaved: 60_000,
             },
             disk_bytes: 16 << 20,
         }

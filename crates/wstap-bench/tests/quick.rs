@@ -62,6 +62,11 @@ fn quick_run_completes_every_scenario() {
     ] {
         assert_eq!(count(scenario), 1, "{scenario}");
     }
+    assert_eq!(
+        count("capture_page_interleaved"),
+        2,
+        "one of many sessions, and a sparse one"
+    );
     assert_eq!(count("breakpoint_nothing"), 2, "64 B and 16 KiB");
     assert_eq!(count("rules_nothing"), 2, "64 B and 16 KiB");
     assert_eq!(count("rules_rewrite_every"), 2, "64 B and 16 KiB");
