@@ -5,7 +5,7 @@
 use super::decode::{frame_row, message_row, parse_event};
 use super::{FRAME_COLUMNS, MESSAGE_COLUMNS};
 use crate::payloads::PayloadReader;
-use crate::spans::{from_span_of, SPANNED_FRAMES};
+use crate::spans::{from_span_of, session_frames};
 use crate::StoreError;
 use rusqlite::Connection;
 use wstap_trace::convert::to_utc;
@@ -168,9 +168,9 @@ impl Source {
                 // their index.
                 let query = match (self.session, frames) {
                     (Some(_), true) => format!(
-                        "SELECT {columns} FROM {SPANNED_FRAMES} \
-                         WHERE sp.session = ?1 AND r.session = ?1{} AND r.seq > ?2 \
+                        "SELECT {columns} FROM {}{} AND r.seq > ?2 \
                          ORDER BY sp.first_seq, r.id LIMIT ?3",
+                        session_frames("?1"),
                         from_span_of("?1", "?2 + 1")
                     ),
                     (Some(_), false) => format!(

@@ -599,14 +599,16 @@ impl Capture {
         width_us: i64,
     ) -> Result<Vec<TimelineBucket>, StoreError> {
         let width_us = width_us.max(1);
-        let query = "SELECT b, dir, count(*), sum(len) FROM (
+        let query = format!(
+            "SELECT b, dir, count(*), sum(len) FROM (
                 SELECT (r.time_us - ?2) / ?3 AS b, r.dir, COALESCE(r.inflated_len, r.payload_len) AS len
-                  FROM frame_spans sp CROSS JOIN frames r ON r.id BETWEEN sp.first_id AND sp.last_id
-                 WHERE sp.session = ?1 AND r.session = ?1 AND r.msg IS NOT NULL
+                  FROM {} AND r.msg IS NOT NULL
                 UNION ALL
                 SELECT (time_us - ?2) / ?3 AS b, dir, len FROM message_rows WHERE session = ?1
-            ) GROUP BY b, dir ORDER BY b";
-        let mut stmt = self.conn.prepare_cached(query)?;
+            ) GROUP BY b, dir ORDER BY b",
+            crate::spans::session_frames("?1")
+        );
+        let mut stmt = self.conn.prepare_cached(&query)?;
         let rows = stmt.query_map(
             rusqlite::params![session as i64, start_us, width_us],
             |row| {
