@@ -337,7 +337,9 @@ async fn frames_until_close(
     records
         .into_iter()
         .filter_map(|r| match r {
-            wstap_wire::Record::Frame(f) => Some((f.header.opcode().bits(), f.payload.data)),
+            wstap_wire::Record::Frame(f) => {
+                Some((f.header.opcode().bits(), f.payload.data.to_vec()))
+            }
             wstap_wire::Record::Message(_) => None,
         })
         .collect()

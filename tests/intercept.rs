@@ -267,7 +267,7 @@ async fn a_breakpoint_holds_until_the_api_forwards_edits_or_drops_and_the_captur
         panic!("no frame in {wire:?}");
     };
     assert!(frame.header.mask().is_some());
-    assert_eq!(frame.payload.data, b"the plan, edited");
+    assert_eq!(&frame.payload.data[..], b"the plan, edited");
     assert_eq!(records[0]["breakpoint"], 1);
     assert_eq!(records[11]["code"], 4000);
 

@@ -283,7 +283,7 @@ impl<'s> Player<'s> {
         chunk: &[u8],
     ) -> std::io::Result<Option<String>> {
         for message in self.endpoint.heard(chunk) {
-            let data = message.data.data;
+            let data = message.data.data.to_vec();
             match message.opcode {
                 Opcode::Text | Opcode::Binary => {
                     let data = match self.ruled(stream, message.opcode, data).await? {

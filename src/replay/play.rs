@@ -179,7 +179,7 @@ impl Session {
                 self.received.push(Compared {
                     seq: self.seq,
                     opcode: message.opcode,
-                    data: message.data.data,
+                    data: message.data.data.to_vec(),
                 });
                 self.seq += 1;
             }

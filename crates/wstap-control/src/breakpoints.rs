@@ -349,7 +349,7 @@ mod tests {
             compressed: false,
             wire_payload_len: payload.len() as u64,
             data: Capture {
-                data: payload.to_vec(),
+                data: payload.to_vec().into(),
                 total: payload.len() as u64,
             },
             violations: Vec::new(),

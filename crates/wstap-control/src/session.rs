@@ -298,7 +298,7 @@ impl Enrolment {
                         dir: message.direction,
                         opcode: message.opcode,
                         len: message.data.total,
-                        payload: message.data.data,
+                        payload: message.data.data.to_vec(),
                         compressed: message.compressed,
                         since: time,
                         breakpoint,

@@ -116,7 +116,7 @@ fn payloads(wire: &[u8], direction: wstap_wire::Direction) -> Vec<Vec<u8>> {
     records
         .into_iter()
         .filter_map(|r| match r {
-            Record::Message(m) => Some(m.data.data),
+            Record::Message(m) => Some(m.data.data.to_vec()),
             Record::Frame(_) => None,
         })
         .collect()

@@ -48,7 +48,7 @@ fn take_held(h: &mut Harness) -> Vec<(HeldId, Vec<u8>)> {
     let mut held = Vec::new();
     h.notes.retain(|note| match note {
         Note::Held { id, message, .. } => {
-            held.push((*id, message.data.data.clone()));
+            held.push((*id, message.data.data.to_vec()));
             false
         }
         _ => true,
@@ -98,7 +98,7 @@ fn data_messages(direction: Direction, wire: &[u8]) -> (Vec<Vec<u8>>, usize) {
             if m.opcode.is_control() {
                 controls += 1;
             } else {
-                data.push(m.data.data);
+                data.push(m.data.data.to_vec());
             }
         }
     }
@@ -133,10 +133,10 @@ proptest! {
             if let Some((_, first_waiting)) = waiting.first() {
                 let (rest, _) = analyze_all(Direction::ServerToClient, &expected[got.len()..]);
                 let next = rest.iter().find_map(|r| match r {
-                    Record::Message(m) => Some(&m.data.data),
+                    Record::Message(m) => Some(&m.data.data[..]),
                     Record::Frame(_) => None,
                 });
-                prop_assert_eq!(next, Some(first_waiting));
+                prop_assert_eq!(next, Some(&first_waiting[..]));
             }
             if decide_at.get(i).copied().unwrap_or(false) && !waiting.is_empty() {
                 let (id, _) = waiting.remove(0);
@@ -655,7 +655,7 @@ fn inflated_messages(direction: Direction, params: DeflateParams, wire: &[u8]) -
     records
         .into_iter()
         .filter_map(|r| match r {
-            Record::Message(m) => Some(m.data.data),
+            Record::Message(m) => Some(m.data.data.to_vec()),
             Record::Frame(_) => None,
         })
         .collect()

@@ -30,7 +30,7 @@ pub fn violation_text(v: &Violation) -> String {
 fn payload(capture: Capture) -> Payload {
     let truncated = capture.truncated();
     Payload {
-        bytes: capture.data,
+        bytes: capture.data.to_vec(),
         truncated,
         dropped: false,
     }

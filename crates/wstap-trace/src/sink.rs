@@ -57,23 +57,20 @@ impl BusEvent {
     }
 
     /// Roughly the heap memory the event holds: its payload captures. Session-level events
-    /// are few and small; their size is a guess, on purpose high.
+    /// are few and small; their size is a guess, on purpose high. A message of one frame
+    /// shares that frame's bytes, and is counted as if it did not: high again.
     pub fn heap_bytes(&self) -> usize {
         match self {
             BusEvent::Wire {
                 record: Record::Frame(frame),
                 ..
             } => {
-                frame.payload.data.capacity()
-                    + frame
-                        .inflated
-                        .as_ref()
-                        .map_or(0, |i| i.data.data.capacity())
+                frame.payload.data.len() + frame.inflated.as_ref().map_or(0, |i| i.data.data.len())
             }
             BusEvent::Wire {
                 record: Record::Message(message),
                 ..
-            } => message.data.data.capacity(),
+            } => message.data.data.len(),
             BusEvent::Event(_) => 1024,
         }
     }

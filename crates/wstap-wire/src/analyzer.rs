@@ -27,6 +27,7 @@ use crate::header::{FrameHeader, LengthEncoding, Opcode};
 use crate::utf8::{FinishedUtf8, Utf8State, Utf8Validator};
 use crate::violation::Violation;
 use crate::{Direction, Timestamp};
+use bytes::Bytes;
 use std::ops::ControlFlow;
 
 /// How a [`StreamAnalyzer`] should read its direction.
@@ -67,10 +68,13 @@ impl Default for AnalyzerConfig {
 }
 
 /// Some bytes of a longer stream, and how long the whole was.
+///
+/// The bytes are shared, not copied, where two records hold the same: a message of one
+/// frame holds (a prefix of) that frame's payload, or of its inflated data.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Capture {
     /// The first bytes, up to the capture limit.
-    pub data: Vec<u8>,
+    pub data: Bytes,
     /// How many bytes there were in all.
     pub total: u64,
 }
@@ -90,25 +94,51 @@ fn expected_payload(header: &FrameHeader) -> u64 {
 }
 
 impl Capture {
-    /// An empty capture with room for the `expected` bytes it will keep (at most `limit`),
-    /// so that a payload arriving in pieces is not copied again as the buffer grows.
-    fn expecting(expected: u64, limit: usize) -> Self {
-        let room = usize::try_from(expected).unwrap_or(usize::MAX);
-        Capture {
-            data: Vec::with_capacity(room.min(limit).min(RESERVE_MAX)),
-            total: 0,
-        }
-    }
-
     /// Whether bytes beyond `data` were left out.
     pub fn truncated(&self) -> bool {
         self.total > self.data.len() as u64
     }
 
+    /// The same bytes cut at `limit`, without copying them.
+    fn prefix(&self, limit: usize) -> Capture {
+        Capture {
+            data: self.data.slice(..self.data.len().min(limit)),
+            total: self.total,
+        }
+    }
+}
+
+/// A capture being filled as a frame's or a message's bytes arrive.
+#[derive(Debug, Default)]
+struct Filling {
+    data: Vec<u8>,
+    total: u64,
+}
+
+impl Filling {
+    /// An empty capture with room for the `expected` bytes it will keep (at most `limit`),
+    /// so that a payload arriving in pieces is not copied again as the buffer grows.
+    fn expecting(expected: u64, limit: usize) -> Self {
+        let room = usize::try_from(expected).unwrap_or(usize::MAX);
+        Filling {
+            data: Vec::with_capacity(room.min(limit).min(RESERVE_MAX)),
+            total: 0,
+        }
+    }
+
+    /// Keeps what `limit` leaves room for of `bytes`, and counts them all.
     fn push(&mut self, bytes: &[u8], limit: usize) {
         let room = limit.saturating_sub(self.data.len());
         self.data.extend_from_slice(&bytes[..room.min(bytes.len())]);
         self.total += bytes.len() as u64;
+    }
+
+    /// The capture, filled.
+    fn done(self) -> Capture {
+        Capture {
+            data: Bytes::from(self.data),
+            total: self.total,
+        }
     }
 }
 
@@ -162,7 +192,8 @@ pub struct MessageRecord {
     /// The message data (inflated when compressed), captured up to the limit; `total` is
     /// the full data length. A message of one frame holds what that frame's record holds
     /// (`payload`, or `inflated` when compressed), cut at the smaller of the two limits: of
-    /// equal length, they are the same bytes.
+    /// equal length, they are the same bytes, and where the message's limit is no larger
+    /// than the frame's they share one buffer.
     pub data: Capture,
     /// Violations about the message as a whole (UTF-8, inflation).
     pub violations: Vec<Violation>,
@@ -235,24 +266,61 @@ pub struct FrameEnd {
     pub ends_message: bool,
 }
 
-/// The frame being read.
+/// The frame being read. Its record's `payload` and `inflated` are filled in when it ends.
 #[derive(Debug)]
 struct OpenFrame {
     record: FrameRecord,
+    payload: Filling,
+    /// On a frame of a compressed message.
+    inflated: Option<Filling>,
     /// Whether its payload belongs to the open data message.
     data: bool,
 }
 
-/// The data message being assembled.
+impl OpenFrame {
+    /// The frame's record, with what it captured so far.
+    fn into_record(self) -> FrameRecord {
+        let mut record = self.record;
+        record.payload = self.payload.done();
+        record.inflated = self.inflated.map(|inflated| Inflated {
+            data: inflated.done(),
+        });
+        record
+    }
+}
+
+/// The data message being assembled. Its record's `data` is filled in when it ends.
 #[derive(Debug)]
 struct OpenMessage {
     record: MessageRecord,
+    data: Filling,
+    /// A message of one frame, whose data is a prefix of that frame's capture (its payload,
+    /// or its inflated data when compressed): shared when the frame ends, not gathered.
+    shares_frame: bool,
     utf8: Option<Utf8Validator>,
     /// Set once invalid UTF-8 has been reported, on the frame that carried it.
     utf8_reported: bool,
 }
 
 impl OpenMessage {
+    /// The record of the message, ended with `frame`'s record when that frame is its
+    /// last and complete (a message that shares its frame's bytes takes them from it).
+    fn into_record(self, frame: Option<&FrameRecord>, config: &AnalyzerConfig) -> MessageRecord {
+        let mut record = self.record;
+        record.data = match (self.shares_frame, frame) {
+            (true, Some(frame)) => {
+                let kept = match record.compressed {
+                    true => frame.inflated.as_ref().map(|inflated| &inflated.data),
+                    false => Some(&frame.payload),
+                };
+                kept.map(|kept| kept.prefix(config.max_message_capture))
+                    .unwrap_or_default()
+            }
+            _ => self.data.done(),
+        };
+        record
+    }
+
     /// Reports invalid UTF-8 on `frame` as soon as a byte makes the message invalid.
     fn check_utf8(&mut self, frame: &mut FrameRecord) {
         let invalid = self
@@ -514,19 +582,22 @@ impl StreamAnalyzer {
                 violations: self
                     .state
                     .frame
-                    .take()
-                    .map(|f| f.record.violations)
+                    .as_mut()
+                    .map(|f| std::mem::take(&mut f.record.violations))
                     .unwrap_or_default(),
             }),
         };
-        self.state.frame = None;
+        let cut = self.state.frame.take();
         if let Some(mut message) = self.state.message.take() {
             message.record.incomplete = true;
             message.record.last_time = time;
             if message.record.compressed {
                 self.state.end_whole();
             }
-            out.push(Record::Message(message.record));
+            // What arrived of the frame it shares is its data.
+            let cut = cut.map(OpenFrame::into_record);
+            let record = message.into_record(cut.as_ref(), &self.state.config);
+            out.push(Record::Message(record));
         }
         partial
     }
@@ -630,7 +701,7 @@ impl AnalyzerState {
                 if cut.record.compressed {
                     self.end_whole();
                 }
-                out.push(Record::Message(cut.record));
+                out.push(Record::Message(cut.into_record(None, &self.config)));
             }
             let compressed = header.rsv1() && self.inflater.is_some();
             if compressed {
@@ -652,13 +723,15 @@ impl AnalyzerState {
             time,
             end_time: time,
             header: *header,
-            payload: Capture::expecting(expected_payload(header), self.config.frame_limit(header)),
+            payload: Capture::default(),
             close: None,
-            inflated: compressed.then(Inflated::default),
+            inflated: None,
             violations,
         };
         self.frame = Some(OpenFrame {
             record: frame,
+            payload: Filling::expecting(expected_payload(header), self.config.frame_limit(header)),
+            inflated: compressed.then(Filling::default),
             data,
         });
     }
@@ -704,12 +777,20 @@ impl AnalyzerState {
         v
     }
 
+    /// The message that the frame of `header` opens.
     fn open_message(&self, header: &FrameHeader, time: Timestamp, compressed: bool) -> OpenMessage {
-        // A message of one uncompressed frame (the common case) holds that frame's payload.
-        let expected = if header.fin() && !compressed {
-            expected_payload(header)
-        } else {
-            0
+        // A message of one frame (the common case) holds a prefix of what that frame's
+        // record holds: its bytes are shared if the message keeps no more than the frame.
+        let single = header.fin() || header.opcode().is_control();
+        let frame_keeps = match compressed {
+            true => self.config.max_frame_capture,
+            false => self.config.frame_limit(header),
+        };
+        let shares_frame = single && self.config.max_message_capture <= frame_keeps;
+        // One that keeps more gathers its own copy, sized for it when known.
+        let expected = match single && !compressed && !shares_frame {
+            true => expected_payload(header),
+            false => 0,
         };
         OpenMessage {
             record: MessageRecord {
@@ -720,10 +801,12 @@ impl AnalyzerState {
                 last_time: time,
                 compressed,
                 wire_payload_len: 0,
-                data: Capture::expecting(expected, self.config.max_message_capture),
+                data: Capture::default(),
                 violations: Vec::new(),
                 incomplete: false,
             },
+            data: Filling::expecting(expected, self.config.max_message_capture),
+            shares_frame,
             utf8: (header.opcode() == Opcode::Text).then(Utf8Validator::new),
             utf8_reported: false,
         }
@@ -736,7 +819,7 @@ impl AnalyzerState {
         let Some(frame) = self.frame.as_ref() else {
             return false;
         };
-        if frame.record.payload.data.len() < self.config.frame_limit(&frame.record.header) {
+        if frame.payload.data.len() < self.config.frame_limit(&frame.record.header) {
             return true;
         }
         let message = if frame.data {
@@ -747,7 +830,7 @@ impl AnalyzerState {
         message.is_some_and(|m| {
             m.record.compressed
                 || m.utf8.is_some()
-                || m.record.data.data.len() < self.config.max_message_capture
+                || (!m.shares_frame && m.data.data.len() < self.config.max_message_capture)
         })
     }
 
@@ -756,7 +839,7 @@ impl AnalyzerState {
         let Some(frame) = self.frame.as_mut() else {
             return;
         };
-        frame.record.payload.total += len as u64;
+        frame.payload.total += len as u64;
         let message = if frame.data {
             self.message.as_mut()
         } else {
@@ -764,7 +847,9 @@ impl AnalyzerState {
         };
         if let Some(message) = message {
             message.record.wire_payload_len += len as u64;
-            message.record.data.total += len as u64;
+            if !message.shares_frame {
+                message.data.total += len as u64;
+            }
         }
     }
 
@@ -773,7 +858,7 @@ impl AnalyzerState {
             return;
         };
         let limit = self.config.frame_limit(&frame.record.header);
-        frame.record.payload.push(data, limit);
+        frame.payload.push(data, limit);
         let message = if frame.data {
             self.message.as_mut()
         } else {
@@ -787,19 +872,19 @@ impl AnalyzerState {
             if let Some(inflater) = self.inflater.as_mut() {
                 let piece = Piece::Data(data);
                 let whole = kept_whole(&mut self.whole);
+                let inflated = frame.inflated.get_or_insert_with(Filling::default);
                 inflate(
                     inflater,
                     piece,
                     &self.config,
-                    (&mut frame.record, message),
+                    (&mut frame.record, inflated, message),
                     whole,
                 );
             }
         } else {
-            message
-                .record
-                .data
-                .push(data, self.config.max_message_capture);
+            if !message.shares_frame {
+                message.data.push(data, self.config.max_message_capture);
+            }
             if let Some(utf8) = message.utf8.as_mut() {
                 utf8.feed(data);
             }
@@ -810,7 +895,13 @@ impl AnalyzerState {
     /// Ends the frame being read and records it (and its message, when it ends one).
     /// Returns what it breaks, if anything.
     fn end_frame(&mut self, time: Timestamp, out: &mut Vec<Record>) -> Option<Offence> {
-        let OpenFrame { mut record, data } = self.frame.take()?;
+        let OpenFrame {
+            mut record,
+            payload,
+            mut inflated,
+            data,
+        } = self.frame.take()?;
+        record.payload = payload.done();
         record.end_time = time;
         self.frames_seen += 1;
         if record.header.opcode() == Opcode::Close {
@@ -826,15 +917,15 @@ impl AnalyzerState {
         } else {
             self.control.take()
         };
-        let mut message = match open {
+        let message = match open {
             Some(mut message) => {
                 message.record.frames += 1;
                 message.record.last_time = time;
                 // A control frame is a message of its own even without FIN (which is
                 // itself a violation); a data message ends at FIN.
                 if !data || fin {
-                    self.finish_message(&mut message, &mut record);
-                    Some(message.record)
+                    self.finish_message(&mut message, &mut record, &mut inflated);
+                    Some(message)
                 } else {
                     self.message = Some(message);
                     None
@@ -842,20 +933,29 @@ impl AnalyzerState {
             }
             None => None,
         };
+        record.inflated = inflated.map(|inflated| Inflated {
+            data: inflated.done(),
+        });
+        let message = message.map(|m| m.into_record(Some(&record), &self.config));
         let offence = record.violations.first().map(|violation| Offence {
             violation: violation.clone(),
             index: record.index,
             begins_in_chunk: false,
         });
         out.push(Record::Frame(record));
-        if let Some(message) = message.take() {
+        if let Some(message) = message {
             out.push(Record::Message(message));
         }
         offence
     }
 
     /// Final checks on a message whose last frame is `frame`; violations found go on both.
-    fn finish_message(&mut self, message: &mut OpenMessage, frame: &mut FrameRecord) {
+    fn finish_message(
+        &mut self,
+        message: &mut OpenMessage,
+        frame: &mut FrameRecord,
+        inflated: &mut Option<Filling>,
+    ) {
         if message.record.compressed {
             if let Some(inflater) = self.inflater.as_mut() {
                 let current = kept_whole(&mut self.whole);
@@ -863,7 +963,11 @@ impl AnalyzerState {
                     inflater,
                     Piece::Tail,
                     &self.config,
-                    (frame, message),
+                    (
+                        frame,
+                        inflated.get_or_insert_with(Filling::default),
+                        message,
+                    ),
                     current,
                 );
                 self.end_whole();
@@ -897,18 +1001,19 @@ fn inflate(
     inflater: &mut Inflater,
     piece: Piece<'_>,
     config: &AnalyzerConfig,
-    (frame, message): (&mut FrameRecord, &mut OpenMessage),
+    (frame, inflated, message): (&mut FrameRecord, &mut Filling, &mut OpenMessage),
     mut whole: Option<&mut Vec<u8>>,
 ) {
-    let inflated = frame.inflated.get_or_insert_with(Inflated::default);
-    let record = &mut message.record;
+    let mut data = (!message.shares_frame).then_some(&mut message.data);
     let utf8 = &mut message.utf8;
     let mut output = |out: &[u8]| {
         if let Some(whole) = whole.as_mut() {
             whole.extend_from_slice(out);
         }
-        inflated.data.push(out, config.max_frame_capture);
-        record.data.push(out, config.max_message_capture);
+        inflated.push(out, config.max_frame_capture);
+        if let Some(data) = data.as_mut() {
+            data.push(out, config.max_message_capture);
+        }
         if let Some(utf8) = utf8.as_mut() {
             utf8.feed(out);
         }

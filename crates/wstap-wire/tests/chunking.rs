@@ -409,6 +409,14 @@ proptest! {
             if limits.0 == limits.1 && !frame.header.opcode().is_control() {
                 prop_assert_eq!(&held.data, &message.data.data);
             }
+            // Shared, not copied, when the message keeps no more than the frame does.
+            let frame_keeps = match frame.header.opcode().is_control() {
+                true => limits.0.max(125),
+                false => limits.0,
+            };
+            if limits.1 <= frame_keeps && !message.incomplete && !message.data.data.is_empty() {
+                prop_assert_eq!(message.data.data.as_ptr(), held.data.as_ptr(), "shared");
+            }
         }
         let at_least = messages.iter().filter(|m| m.is_one_frame()).count()
             + messages.iter().filter(|m| m.ping_between && !m.unfinished).count();
@@ -469,7 +477,7 @@ fn frame_ends_are_marked_with_whether_a_message_is_open_in_any_chunking() {
 /// first bytes of each capture, the totals as they were.
 fn cut_to(record: &Record, frame: usize, message: usize) -> Record {
     let cut = |c: &wstap_wire::Capture, limit: usize| wstap_wire::Capture {
-        data: c.data[..c.data.len().min(limit)].to_vec(),
+        data: c.data.slice(..c.data.len().min(limit)),
         total: c.total,
     };
     match record {

@@ -96,8 +96,11 @@ fn rsv1_is_allowed_once_deflate_is_negotiated() {
         .encode(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
     let (frames, messages) = run(Direction::ClientToServer, config, &wire);
     assert_eq!(frames[0].violations, []);
-    assert_eq!(frames[0].inflated.as_ref().unwrap().data.data, b"Hello");
-    assert_eq!(messages[0].data.data, b"Hello");
+    assert_eq!(
+        &frames[0].inflated.as_ref().unwrap().data.data[..],
+        b"Hello"
+    );
+    assert_eq!(&messages[0].data.data[..], b"Hello");
     assert!(messages[0].compressed);
 }
 
@@ -174,7 +177,8 @@ fn masked_server_frame_is_flagged() {
     let (frames, _) = server(&[FrameBuilder::text().mask(KEY).encode(b"hi")]);
     assert_eq!(frames[0].violations, [Violation::MaskedServerFrame]);
     assert_eq!(
-        frames[0].payload.data, b"hi",
+        &frames[0].payload.data[..],
+        b"hi",
         "payload is still unmasked for display"
     );
 }
@@ -186,7 +190,7 @@ fn continuation_without_open_message_is_flagged() {
         frames[0].violations,
         [Violation::ContinuationWithoutMessage]
     );
-    assert_eq!(messages[0].data.data, b"stray");
+    assert_eq!(&messages[0].data.data[..], b"stray");
 }
 
 #[test]
@@ -200,7 +204,7 @@ fn new_data_frame_inside_fragmented_message_is_flagged() {
         [vec![], vec![Violation::DataFrameInsideFragmentedMessage]]
     );
     assert!(messages[0].incomplete);
-    assert_eq!(messages[1].data.data, b"two");
+    assert_eq!(&messages[1].data.data[..], b"two");
 }
 
 #[test]
@@ -290,11 +294,11 @@ fn fragmented_text_with_interleaved_ping_reassembles() {
     assert!(frames.iter().all(|f| f.violations.is_empty()));
     assert_eq!(messages.len(), 2, "the ping, then the text");
     assert_eq!(
-        (messages[0].opcode, messages[0].data.data.as_slice()),
+        (messages[0].opcode, &messages[0].data.data[..]),
         (Opcode::Ping, &b"are you there"[..])
     );
     assert_eq!((messages[1].opcode, messages[1].frames), (Opcode::Text, 2));
-    assert_eq!(messages[1].data.data, b"Hello");
+    assert_eq!(&messages[1].data.data[..], b"Hello");
     assert_eq!(messages[1].wire_payload_len, 5);
 }
 
@@ -345,7 +349,7 @@ fn deflate_context_takeover_and_fragmented_compressed_message() {
     .concat();
     let (frames, messages) = run(Direction::ServerToClient, config, &wire);
     assert!(frames.iter().all(|f| f.violations.is_empty()), "{frames:?}");
-    let texts: Vec<&[u8]> = messages.iter().map(|m| m.data.data.as_slice()).collect();
+    let texts: Vec<&[u8]> = messages.iter().map(|m| &m.data.data[..]).collect();
     assert_eq!(texts, [&b"Hello"[..], b"Hello", b"Hello"]);
     assert_eq!(messages[2].wire_payload_len, 7);
 }
@@ -400,4 +404,19 @@ fn stream_cut_inside_a_header_reports_how_much_arrived() {
             needed: 8
         })
     );
+}
+
+#[test]
+fn a_message_cut_off_mid_frame_keeps_what_arrived_of_it() {
+    let wire = FrameBuilder::binary().encode(b"hello world");
+    let (frames, messages) = run(
+        Direction::ServerToClient,
+        AnalyzerConfig::default(),
+        &wire[..2 + 5],
+    );
+    assert!(frames.is_empty(), "the frame never ended");
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].incomplete);
+    assert_eq!(&messages[0].data.data[..], b"hello");
+    assert_eq!(messages[0].data.total, 5);
 }
