@@ -17,6 +17,7 @@ mod error;
 pub mod export;
 pub mod facts;
 mod functions;
+mod ids;
 pub mod layout;
 mod payloads;
 mod pending;

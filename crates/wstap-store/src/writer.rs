@@ -28,6 +28,7 @@
 
 use crate::bound::{self, CaptureSize};
 use crate::facts::SessionSummary;
+use crate::ids::IdMap;
 use crate::layout::{self, WriterLock};
 use crate::payloads::PayloadWriter;
 use crate::pending::{Cell, PendingFrames};
@@ -36,7 +37,6 @@ use crate::schema::{self, MARK_EVERY};
 use crate::spans::{self, OpenSpan};
 use crate::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wstap_filter::Filter;
 use wstap_trace::view::{Form, FrameView, MessageView, Part};
@@ -82,7 +82,7 @@ pub struct CaptureWriter {
     views: Vec<(Filter, View)>,
     payloads: PayloadWriter,
     dir: PathBuf,
-    open: HashMap<u64, OpenSession>,
+    open: IdMap<OpenSession>,
     next_event: i64,
     in_transaction: bool,
     touched: Vec<u64>,
@@ -197,7 +197,7 @@ impl CaptureWriter {
             conn,
             payloads,
             dir: dir.to_owned(),
-            open: HashMap::new(),
+            open: IdMap::default(),
             views: Vec::new(),
             next_event: 1,
             in_transaction: false,
@@ -265,7 +265,7 @@ impl CaptureWriter {
             conn,
             payloads,
             dir: dir.to_owned(),
-            open: HashMap::new(),
+            open: IdMap::default(),
             views: Vec::new(),
             next_event: last_event + 1,
             in_transaction: false,
