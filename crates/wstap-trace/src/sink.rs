@@ -11,7 +11,7 @@
 
 use crate::event::{Event, Frame, Message};
 use std::sync::Arc;
-use wstap_wire::Record;
+use wstap_wire::{FrameRecord, MessageRecord, Record};
 
 /// What flows on the bus.
 #[derive(Debug, Clone)]
@@ -56,17 +56,14 @@ impl BusEvent {
         }
     }
 
-    /// Roughly the heap memory the event holds: its payload captures. Session-level events
-    /// are few and small; their size is a guess, on purpose high. A message of one frame
-    /// shares that frame's bytes, and is counted as if it did not: high again.
+    /// Roughly the heap memory the event holds, by itself: its payload captures.
+    /// Session-level events are few and small; their size is a guess, on purpose high.
     pub fn heap_bytes(&self) -> usize {
         match self {
             BusEvent::Wire {
                 record: Record::Frame(frame),
                 ..
-            } => {
-                frame.payload.data.len() + frame.inflated.as_ref().map_or(0, |i| i.data.data.len())
-            }
+            } => frame_bytes(frame),
             BusEvent::Wire {
                 record: Record::Message(message),
                 ..
@@ -74,6 +71,50 @@ impl BusEvent {
             BusEvent::Event(_) => 1024,
         }
     }
+}
+
+/// The bytes a frame record's captures hold.
+fn frame_bytes(frame: &FrameRecord) -> usize {
+    frame.payload.data.len() + frame.inflated.as_ref().map_or(0, |i| i.data.data.len())
+}
+
+/// Whether `message` holds (a prefix of) `frame`'s bytes rather than its own.
+fn shares_bytes(frame: &FrameRecord, message: &MessageRecord) -> bool {
+    let data = &message.data.data;
+    let held = [
+        Some(&frame.payload.data),
+        frame.inflated.as_ref().map(|i| &i.data.data),
+    ];
+    !data.is_empty()
+        && held
+            .into_iter()
+            .flatten()
+            .any(|bytes| bytes.as_ptr() == data.as_ptr())
+}
+
+/// Roughly the heap memory a batch holds: [`BusEvent::heap_bytes`] summed, with the bytes
+/// a message of one frame shares with that frame (its record comes right after the
+/// frame's, in the same batch) counted once.
+pub fn batch_heap_bytes(batch: &[BusEvent]) -> usize {
+    let mut total = 0;
+    let mut last_frame = None;
+    for event in batch {
+        total += match event {
+            BusEvent::Wire {
+                record: Record::Message(message),
+                ..
+            } if last_frame.is_some_and(|frame| shares_bytes(frame, message)) => 0,
+            other => other.heap_bytes(),
+        };
+        last_frame = match event {
+            BusEvent::Wire {
+                record: Record::Frame(frame),
+                ..
+            } => Some(frame),
+            _ => None,
+        };
+    }
+    total
 }
 
 /// A batch of events, shared by all subscribers.
@@ -107,5 +148,46 @@ pub trait Sink: Send + 'static {
         Self: Sized,
     {
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wstap_wire::{AnalyzerConfig, Direction, FrameBuilder, StreamAnalyzer, Timestamp};
+
+    /// The bus events of `wire`, read as a client's stream with capture limits `frame`
+    /// and `message`.
+    fn batch(wire: &[u8], frame: usize, message: usize) -> Vec<BusEvent> {
+        let config = AnalyzerConfig {
+            max_frame_capture: frame,
+            max_message_capture: message,
+            ..AnalyzerConfig::default()
+        };
+        let mut analyzer = StreamAnalyzer::new(Direction::ClientToServer, config);
+        let mut records = Vec::new();
+        analyzer.feed(wire, Timestamp(0), &mut records);
+        records
+            .into_iter()
+            .map(|record| BusEvent::Wire { session: 1, record })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_counts_the_bytes_a_message_shares_with_its_frame_once() {
+        let masked = |b: FrameBuilder| b.mask([1, 2, 3, 4]);
+        let whole = masked(FrameBuilder::binary()).encode(&[7; 1000]);
+        let shared = batch(&whole, 1 << 16, 1 << 16);
+        assert_eq!(shared.len(), 2);
+        assert_eq!(batch_heap_bytes(&shared), 1000);
+        // A message that keeps more than its frame gathers bytes of its own.
+        let own = batch(&whole, 100, 1 << 16);
+        assert_eq!(batch_heap_bytes(&own), 100 + 1000);
+        // So does a message of two frames.
+        let mut two = masked(FrameBuilder::binary().fin(false)).encode(&[7; 600]);
+        two.extend(masked(FrameBuilder::continuation()).encode(&[8; 400]));
+        let fragmented = batch(&two, 1 << 16, 1 << 16);
+        assert_eq!(fragmented.len(), 3);
+        assert_eq!(batch_heap_bytes(&fragmented), 600 + 400 + 1000);
     }
 }
