@@ -133,8 +133,10 @@ impl Filling {
         self.total += bytes.len() as u64;
     }
 
-    /// The capture, filled.
-    fn done(self) -> Capture {
+    /// The capture, filled. Its buffer is cut to its length first (a shrink happens in
+    /// place): a capture's memory is then its length, which is what the bus weighs.
+    fn done(mut self) -> Capture {
+        self.data.shrink_to_fit();
         Capture {
             data: Bytes::from(self.data),
             total: self.total,
