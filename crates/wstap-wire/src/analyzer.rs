@@ -133,8 +133,9 @@ impl Filling {
         self.total += bytes.len() as u64;
     }
 
-    /// The capture, filled. Its buffer is cut to its length first (a shrink happens in
-    /// place): a capture's memory is then its length, which is what the bus weighs.
+    /// The capture, filled. Its buffer is cut to its length first (a no-op for the common
+    /// payload that arrived as announced; glibc usually shrinks in place otherwise): a
+    /// capture's memory is then its length, which is what the bus weighs.
     fn done(mut self) -> Capture {
         self.data.shrink_to_fit();
         Capture {
