@@ -58,7 +58,7 @@ impl BusEvent {
 
     /// Roughly the heap memory the event holds, by itself: its payload captures.
     /// Session-level events are few and small; their size is a guess, on purpose high.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         match self {
             BusEvent::Wire {
                 record: Record::Frame(frame),
@@ -92,9 +92,9 @@ fn shares_bytes(frame: &FrameRecord, message: &MessageRecord) -> bool {
             .any(|bytes| bytes.as_ptr() == data.as_ptr())
 }
 
-/// Roughly the heap memory a batch holds: [`BusEvent::heap_bytes`] summed, with the bytes
-/// a message of one frame shares with that frame (its record comes right after the
-/// frame's, in the same batch) counted once.
+/// Roughly the heap memory a batch holds: its events' payload captures summed (a
+/// session-level event guessed high), with the bytes a message of one frame shares with
+/// that frame (its record comes right after the frame's, in the same batch) counted once.
 pub fn batch_heap_bytes(batch: &[BusEvent]) -> usize {
     let mut total = 0;
     let mut last_frame = None;
