@@ -319,8 +319,9 @@ impl Control {
 
     /// Sets network conditions on live session `session` alone, ahead of any others that
     /// select it, in place of what was set on it before (`None`: removes that). `by` is
-    /// recorded. Returns their number.
-    pub fn set_session_conditions(
+    /// recorded. Returns their number once the session has them in force: a pause set
+    /// here holds the next message the session reads, not one some time later.
+    pub async fn set_session_conditions(
         &self,
         session: u64,
         set: Option<(Toward, wstap_relay::Conditions)>,
@@ -347,6 +348,8 @@ impl Control {
         let id = entry.as_ref().map(|e| e.id);
         self.inner.conditions.set_on_session(session, entry);
         self.reconsider_all(by);
+        // Its mailbox is read in order: the answer to this comes after the order above.
+        self.ask(session, Request::Reconsider, by).await?;
         Ok(id)
     }
 

@@ -309,6 +309,7 @@ impl Commands {
                     .map_err(|e| ApiError::field("conditions", e))?;
                 control
                     .set_session_conditions(session, conditions.map(|c| (toward, c)), by)
+                    .await
                     .map_err(refusal)?;
                 conditions_json(control, session)
             }
