@@ -183,7 +183,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
     raise_fd_limit();
     survive_file_size_limit();
     let (listen, reverse) = reverse_proxies(args)?;
-    let control = control(args)?;
+    let control = control(args).await?;
     let mut config = ProxyConfig {
         listen,
         max_capture: args.max_capture,
@@ -291,7 +291,7 @@ pub async fn start(args: &RunArgs) -> Result<Started, AppError> {
 
 /// The registry commands reach live sessions through, with `--break`'s breakpoints and
 /// `--rules`' rules set.
-fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
+async fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
     let control = wstap_control::Control::new(wstap_control::Settings {
         budget: args.break_buffer,
         timeout: args.break_timeout.map(Duration::from_secs),
@@ -315,7 +315,7 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
     match &args.rules {
         Some(path) => {
             let rules = crate::rules::load(path).map_err(AppError::BadInput)?;
-            control.set_rules(with_given(rules));
+            control.set_rules(with_given(rules)).await;
             let file = path.clone();
             control.set_rules_source(wstap_control::RulesSource {
                 name: path.display().to_string(),
@@ -323,12 +323,16 @@ fn control(args: &RunArgs) -> Result<wstap_control::Control, AppError> {
             });
         }
         None if !args.conditions.is_empty() => {
-            control.set_rules(with_given(wstap_control::RuleSet::default()));
+            control
+                .set_rules(with_given(wstap_control::RuleSet::default()))
+                .await;
         }
         None => {}
     }
     for filter in &args.breakpoints {
-        control.add_breakpoint(filter.clone(), args.break_control);
+        control
+            .add_breakpoint(filter.clone(), args.break_control)
+            .await;
     }
     Ok(control)
 }
@@ -344,7 +348,7 @@ fn reload_rules_on_hangup(control: wstap_control::Control) {
         };
         while hangups.recv().await.is_some() {
             let name = control.rules_source().unwrap_or_default();
-            match control.reload_rules() {
+            match control.reload_rules().await {
                 Ok(count) => eprintln!("wstap: rules read again from {name}: {count} in force"),
                 Err(e) => eprintln!("wstap: rules not read again, the old ones stay: {e}"),
             }

@@ -87,7 +87,7 @@ async fn node_ws_with_context_takeover_takes_drops_and_edits_both_ways() {
 async fn drops_and_edits_both_ways(program: &str, script: &str) {
     let control = Control::new(Settings::default());
     let filter = Filter::parse(r#"text~"drop-me" or text~"edit-me""#).unwrap();
-    control.add_breakpoint(filter, false);
+    control.add_breakpoint(filter, false).await;
     let proxy = Proxy::start_with(ProxyConfig {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         control: Some(control.clone()),

@@ -242,38 +242,51 @@ impl Control {
     }
 
     /// Tells every live session that the breakpoints or conditions changed (`by` whom:
-    /// recorded where conditions are taken away).
-    fn reconsider_all(&self, by: Decider) {
-        for live in lock(&self.inner.sessions).values() {
-            live.post.send(Order::new(Request::Reconsider, by, None));
-        }
+    /// recorded where conditions are taken away), and returns once each has the change in
+    /// force, so that a message a session reads after the caller answers is judged by it.
+    /// A session that ends meanwhile is not waited for.
+    async fn reconsider_all(&self, by: Decider) {
+        let answers: Vec<_> = lock(&self.inner.sessions)
+            .values()
+            .map(|live| {
+                let (reply, answer) = oneshot::channel();
+                live.post
+                    .send(Order::new(Request::Reconsider, by, Some(reply)));
+                answer
+            })
+            .collect();
         self.changed();
+        for answer in answers {
+            // An error says only that the session ended: nothing is left to wait for.
+            let _ = answer.await;
+        }
     }
 
     /// Adds a breakpoint on the messages `filter` selects (control frames too when
-    /// `control`); every live session applies it from its next message. Returns its id.
-    pub fn add_breakpoint(&self, filter: Filter, control: bool) -> u64 {
+    /// `control`). Returns its id once every live session has it in force: each judges
+    /// the next message it reads by it.
+    pub async fn add_breakpoint(&self, filter: Filter, control: bool) -> u64 {
         let id = self.inner.breakpoints.add(filter, control);
-        self.reconsider_all(Decider::Api);
+        self.reconsider_all(Decider::Api).await;
         id
     }
 
     /// Puts `set` in place of the rules and timers there were (all of them: a rules file
-    /// read again); every live session applies the rules from its next message, and the
-    /// timers start on the live sessions they select. Returns their ids.
-    pub fn set_rules(&self, set: RuleSet) -> Vec<u64> {
-        self.put_rules(set, true)
+    /// read again); the timers start on the live sessions they select. Returns their ids
+    /// once every live session has the rules in force, from the next message it reads.
+    pub async fn set_rules(&self, set: RuleSet) -> Vec<u64> {
+        self.put_rules(set, true).await
     }
 
     /// Adds `set`'s rules after the rules there are (ahead of the breakpoints) and its
     /// timers (started on the live sessions they select); returns their ids.
-    pub fn add_rules(&self, set: RuleSet) -> Vec<u64> {
-        self.put_rules(set, false)
+    pub async fn add_rules(&self, set: RuleSet) -> Vec<u64> {
+        self.put_rules(set, false).await
     }
 
     /// Puts `set` in force, in place of the rules and timers there were (`replace`) or
     /// after them; starts its timers; returns their ids.
-    fn put_rules(&self, set: RuleSet, replace: bool) -> Vec<u64> {
+    async fn put_rules(&self, set: RuleSet, replace: bool) -> Vec<u64> {
         let timers = self.number_timers(set.timers);
         let conditions: Vec<Arc<conditions::Entry>> = set
             .conditions
@@ -301,19 +314,20 @@ impl Control {
         self.start_timers(&timers);
         ids.extend(timers.iter().map(|t| t.id));
         ids.extend(condition_ids);
-        self.reconsider_all(Decider::Rule);
+        self.reconsider_all(Decider::Rule).await;
         ids
     }
 
-    /// Removes rule, timer or conditions `id`; what a rule holds for a person stays held.
-    pub fn remove_rule(&self, id: u64) -> Result<(), ControlError> {
+    /// Removes rule, timer or conditions `id`, once every live session has the change in
+    /// force; what a rule holds for a person stays held.
+    pub async fn remove_rule(&self, id: u64) -> Result<(), ControlError> {
         if !self.inner.breakpoints.remove_rule(id)
             && !self.inner.timers.remove(id)
             && !self.inner.conditions.remove(id)
         {
             return Err(ControlError::NoRule(id));
         }
-        self.reconsider_all(Decider::Api);
+        self.reconsider_all(Decider::Api).await;
         Ok(())
     }
 
@@ -347,10 +361,11 @@ impl Control {
         });
         let id = entry.as_ref().map(|e| e.id);
         self.inner.conditions.set_on_session(session, entry);
-        self.reconsider_all(by);
-        // Its mailbox is read in order: the answer to this comes after the order above.
-        self.ask(session, Request::Reconsider, by).await?;
-        Ok(id)
+        self.reconsider_all(by).await;
+        match self.is_live(session) {
+            true => Ok(id),
+            false => Err(ControlError::Gone(session)),
+        }
     }
 
     /// The network conditions that apply to live session `session`, by the side its
@@ -382,12 +397,12 @@ impl Control {
 
     /// Reads the rules again from where they came from and puts them in place of those in
     /// force; returns how many are in force now. A mistake leaves the rules in force.
-    pub fn reload_rules(&self) -> Result<usize, ControlError> {
+    pub async fn reload_rules(&self) -> Result<usize, ControlError> {
         let source = lock(&self.inner.rules_source).clone();
         let source = source.ok_or(ControlError::NoRulesSource)?;
         let set = (source.read)().map_err(ControlError::Invalid)?;
         let count = set.len();
-        self.set_rules(set);
+        self.set_rules(set).await;
         Ok(count)
     }
 
@@ -410,21 +425,23 @@ impl Control {
         self.inner.breakpoints.views()
     }
 
-    /// Enables or disables breakpoint `id`.
-    pub fn set_breakpoint_enabled(&self, id: u64, enabled: bool) -> Result<(), ControlError> {
+    /// Enables or disables breakpoint `id`; returns once every live session has the
+    /// change in force.
+    pub async fn set_breakpoint_enabled(&self, id: u64, enabled: bool) -> Result<(), ControlError> {
         if !self.inner.breakpoints.set_enabled(id, enabled) {
             return Err(ControlError::NoBreakpoint(id));
         }
-        self.reconsider_all(Decider::Api);
+        self.reconsider_all(Decider::Api).await;
         Ok(())
     }
 
-    /// Removes breakpoint `id`; what it held stays held.
-    pub fn remove_breakpoint(&self, id: u64) -> Result<(), ControlError> {
+    /// Removes breakpoint `id`, once every live session has the change in force; what it
+    /// held stays held.
+    pub async fn remove_breakpoint(&self, id: u64) -> Result<(), ControlError> {
         if !self.inner.breakpoints.remove(id) {
             return Err(ControlError::NoBreakpoint(id));
         }
-        self.reconsider_all(Decider::Api);
+        self.reconsider_all(Decider::Api).await;
         Ok(())
     }
 

@@ -10,8 +10,16 @@ use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
 struct Slot {
-    orders: Mutex<VecDeque<Order>>,
+    queue: Mutex<Queue>,
     arrived: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    orders: VecDeque<Order>,
+    /// The session stopped reading (its [`Mailbox`] is gone): an order posted now is
+    /// dropped at once, so its asker hears that the session ended.
+    closed: bool,
 }
 
 /// The registry's end: where orders are put.
@@ -20,14 +28,27 @@ pub(crate) struct Post(Arc<Slot>);
 
 impl Post {
     pub fn send(&self, order: Order) {
-        lock(&self.0.orders).push_back(order);
+        let refused = {
+            let mut queue = lock(&self.0.queue);
+            match queue.closed {
+                true => Some(order),
+                false => {
+                    queue.orders.push_back(order);
+                    None
+                }
+            }
+        };
+        // Dropped outside the lock: dropping an order answers its asker.
+        drop(refused);
         self.0.arrived.notify_one();
     }
 }
 
 /// Where a live session's orders arrive: kept apart from its [`crate::Enrolment`] so that
-/// one task can wait on it while the enrolment is used elsewhere. Orders still in it when
-/// the session's registry entry goes are dropped, and their askers hear that it ended.
+/// one task can wait on it while the enrolment is used elsewhere. When it goes (the
+/// session stopped reading orders), the orders still in it are dropped and so are any
+/// posted later, even while a timer still holds a [`Post`]: their askers hear at once that
+/// the session ended, rather than waiting on a mailbox nobody reads.
 #[derive(Debug)]
 pub struct Mailbox(Arc<Slot>);
 
@@ -41,11 +62,22 @@ impl Mailbox {
     /// The next order (waits while there is none).
     pub async fn next(&mut self) -> Order {
         loop {
-            if let Some(order) = lock(&self.0.orders).pop_front() {
+            if let Some(order) = lock(&self.0.queue).orders.pop_front() {
                 return order;
             }
             // A post between the look and the wait leaves a permit: nothing is missed.
             self.0.arrived.notified().await;
         }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        let left = {
+            let mut queue = lock(&self.0.queue);
+            queue.closed = true;
+            std::mem::take(&mut queue.orders)
+        };
+        drop(left);
     }
 }

@@ -128,8 +128,10 @@ async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() 
     let mut relay = relay();
     let (mut session, mut mailbox) = control.enrol(info(7));
     session.apply_breakpoints(&mut relay, Instant::now());
-    let id = control.add_breakpoint(Filter::parse(r#"text~"secret""#).unwrap(), false);
-    reconsider(&mut relay, &mut session, &mut mailbox).await;
+    let (id, ()) = tokio::join!(
+        control.add_breakpoint(Filter::parse(r#"text~"secret""#).unwrap(), false),
+        reconsider(&mut relay, &mut session, &mut mailbox)
+    );
 
     let plain = FrameBuilder::text().mask([1; 4]).encode(b"hello");
     let secret = FrameBuilder::text()
@@ -190,10 +192,66 @@ async fn a_breakpoint_holds_what_it_selects_and_an_edit_goes_out_in_its_place() 
     );
 }
 
+/// Whether `future` is done at its first poll.
+fn done_at_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    future.poll(&mut cx).is_ready()
+}
+
+#[tokio::test]
+async fn adding_a_breakpoint_answers_once_the_session_has_it_in_force() {
+    let control = Control::new(Settings::default());
+    let mut relay = relay();
+    let (mut session, mut mailbox) = control.enrol(info(11));
+    session.apply_breakpoints(&mut relay, Instant::now());
+    let mut adding =
+        std::pin::pin!(control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false));
+    assert!(
+        !done_at_once(adding.as_mut()),
+        "answered while the session had not read its order: a message it read then would pass"
+    );
+    reconsider(&mut relay, &mut session, &mut mailbox).await;
+    let id = adding.await;
+    let (out, records) = feed(
+        &mut relay,
+        &mut session,
+        Side::Server,
+        &FrameBuilder::text().encode(b"next"),
+    );
+    assert!(out.is_empty(), "the next message is held");
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].action, Action::Held);
+    assert_eq!(records[0].breakpoint, Some(id));
+}
+
+#[tokio::test]
+async fn a_session_that_reads_no_more_orders_is_not_waited_for() {
+    let control = Control::new(Settings::default());
+    // Its relay ended (the mailbox is gone) but it has not left the registry yet.
+    let (session, mailbox) = control.enrol(info(12));
+    drop(mailbox);
+    assert!(control.is_live(12));
+    let added = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false),
+    )
+    .await;
+    assert!(added.is_ok(), "waited on a session that reads no orders");
+    let aborted = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        control.abort(12, Decider::Api),
+    )
+    .await;
+    assert_eq!(aborted, Ok(Err(ControlError::Gone(12))));
+    drop(session);
+}
+
 #[tokio::test]
 async fn a_breakpoint_that_cannot_select_a_session_leaves_it_alone() {
     let control = Control::new(Settings::default());
-    control.add_breakpoint(Filter::parse("host:elsewhere.example").unwrap(), false);
+    control
+        .add_breakpoint(Filter::parse("host:elsewhere.example").unwrap(), false)
+        .await;
     let mut relay = relay();
     let (mut session, _mailbox) = control.enrol(info(1));
     session.apply_breakpoints(&mut relay, Instant::now());
@@ -275,7 +333,9 @@ async fn an_injection_and_a_resend_are_messages_of_the_session_with_their_frames
 #[tokio::test]
 async fn continue_forwards_everything_held_and_stops_breaking() {
     let control = Control::new(Settings::default());
-    control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false);
+    control
+        .add_breakpoint(Filter::parse("dir:s2c").unwrap(), false)
+        .await;
     let mut relay = relay();
     let (mut session, mut mailbox) = control.enrol(info(5));
     session.apply_breakpoints(&mut relay, Instant::now());
@@ -314,7 +374,9 @@ async fn continue_forwards_everything_held_and_stops_breaking() {
 #[tokio::test]
 async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
     let control = Control::new(Settings::default());
-    control.add_breakpoint(Filter::parse("opcode:text").unwrap(), false);
+    control
+        .add_breakpoint(Filter::parse("opcode:text").unwrap(), false)
+        .await;
     let mut relay = relay();
     let (mut session, mut mailbox) = control.enrol(info(9));
     session.apply_breakpoints(&mut relay, Instant::now());
@@ -356,10 +418,12 @@ async fn an_abort_is_recorded_and_what_was_held_is_lost_with_the_session() {
 #[tokio::test]
 async fn a_message_no_breakpoint_can_select_by_its_header_goes_on_as_it_comes() {
     let control = Control::new(Settings::default());
-    control.add_breakpoint(
-        Filter::parse(r#"op:text and text~"secret""#).unwrap(),
-        false,
-    );
+    control
+        .add_breakpoint(
+            Filter::parse(r#"op:text and text~"secret""#).unwrap(),
+            false,
+        )
+        .await;
     let mut relay = relay();
     let (mut session, _mailbox) = control.enrol(info(4));
     session.apply_breakpoints(&mut relay, Instant::now());

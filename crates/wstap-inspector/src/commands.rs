@@ -193,19 +193,20 @@ impl Commands {
                 let source = string(&body, "filter")?.ok_or_else(|| missing("filter"))?;
                 let filter = Filter::parse(source).map_err(|e| ApiError::filter(&e))?;
                 let control_frames = boolean(&body, "control")?.unwrap_or(false);
-                let id = control.add_breakpoint(filter, control_frames);
+                let id = control.add_breakpoint(filter, control_frames).await;
                 let mut reply = json_reply(&json!({ "id": id }));
                 *reply.status_mut() = StatusCode::CREATED;
                 Ok(reply)
             }
             Route::Breakpoint(id) if method == Method::DELETE => {
-                control.remove_breakpoint(id).map_err(refusal)?;
+                control.remove_breakpoint(id).await.map_err(refusal)?;
                 Ok(json_reply(&json!({ "deleted": id })))
             }
             Route::Breakpoint(id) => {
                 let enabled = boolean(&body, "enabled")?.ok_or_else(|| missing("enabled"))?;
                 control
                     .set_breakpoint_enabled(id, enabled)
+                    .await
                     .map_err(refusal)?;
                 let view = control.breakpoints().into_iter().find(|b| b.id == id);
                 Ok(json_reply(
@@ -218,7 +219,7 @@ impl Commands {
                 "intercepting": true,
             }))),
             Route::RulesReload => {
-                let count = control.reload_rules().map_err(refusal)?;
+                let count = control.reload_rules().await.map_err(refusal)?;
                 Ok(json_reply(&json!({ "in_force": count })))
             }
             Route::Rules => {
@@ -227,13 +228,13 @@ impl Commands {
                 let rules = wstap_control::parse_rules(text).map_err(|e| {
                     ApiError::field("rules", format!("\"rules\" has a mistake at {e}"))
                 })?;
-                let ids = control.add_rules(rules);
+                let ids = control.add_rules(rules).await;
                 let mut reply = json_reply(&json!({ "ids": ids }));
                 *reply.status_mut() = StatusCode::CREATED;
                 Ok(reply)
             }
             Route::Rule(id) => {
-                control.remove_rule(id).map_err(refusal)?;
+                control.remove_rule(id).await.map_err(refusal)?;
                 Ok(json_reply(&json!({ "deleted": id })))
             }
             Route::Held => Ok(json_reply(&json!({
