@@ -106,6 +106,7 @@ struct Args {
     wstap: Option<PathBuf>,
     only: Option<String>,
     seconds: Option<f64>,
+    rounds: Option<usize>,
     max_capture: Option<usize>,
     wstap_args: Vec<String>,
     baseline: Option<PathBuf>,
@@ -124,6 +125,7 @@ fn parse_args() -> Result<Args, String> {
         wstap: None,
         only: None,
         seconds: None,
+        rounds: None,
         max_capture: None,
         wstap_args: Vec::new(),
         baseline: None,
@@ -158,6 +160,16 @@ fn parse_args() -> Result<Args, String> {
                 }
                 args.seconds = Some(secs);
             }
+            "--rounds" => {
+                let rounds: usize = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("--rounds needs a number")?;
+                if !(1..=100).contains(&rounds) {
+                    return Err("--rounds must be in 1..=100".into());
+                }
+                args.rounds = Some(rounds);
+            }
             "--max-capture" => {
                 let bytes = it
                     .next()
@@ -170,9 +182,9 @@ fn parse_args() -> Result<Args, String> {
                 .push(it.next().ok_or("--wstap-arg needs an argument")?),
             "-h" | "--help" => {
                 println!(
-                    "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--baseline PATH] [--wstap-arg ARG]... [--only SCENARIO] [--seconds N] [--max-capture BYTES]\n\
+                    "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--baseline PATH] [--wstap-arg ARG]... [--only SCENARIO] [--seconds N] [--rounds N] [--max-capture BYTES]\n\
                      scenarios: {}\n\
-                     --seconds sets each round's length; --max-capture is passed to the main proxy (default: wstap's own, 64 KiB);\n\
+                     --seconds sets each round's length; --rounds how many rounds each row takes its median of (5; more for a tighter one); --max-capture is passed to the main proxy (default: wstap's own, 64 KiB);\n\
                      --wstap-arg passes an argument to every wstap the bench starts (for profiling: --wstap-arg --no-capture);\n\
                      --baseline runs another wstap binary's main and idle rows in the same rounds, alternating, and holds this one to it",
                     SCENARIOS.join(", ")
@@ -254,6 +266,9 @@ async fn run(args: &Args) -> Result<bool, String> {
     };
     if let Some(seconds) = args.seconds {
         plan.seconds = seconds;
+    }
+    if let Some(rounds) = args.rounds {
+        plan.rounds = rounds;
     }
     // The main proxy captures as wstap does by default (64 KiB of each payload) unless told.
     let max_capture = args.max_capture;

@@ -954,7 +954,7 @@ impl<'a> MainRun<'a> {
                          "window": THROUGHPUT_WINDOW, "direct_msgs_per_s": d,
                          "proxied_msgs_per_s": p, "ratio": ratio,
                          "captured_mb_per_s": mb_s, "baseline_ratio": baseline,
-                         "floor_ratio": floor_ratio}),
+                         "floor_ratio": floor_ratio, "rounds": plan.rounds}),
         }];
         if let Some(baseline) = baseline {
             rows.push(against_baseline(

@@ -138,3 +138,31 @@ fn quick_run_completes_every_scenario() {
         assert!(row["proxied_msgs_per_s"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
+
+#[test]
+fn rounds_set_how_many_samples_a_row_takes_its_median_of() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wstap-bench"))
+        .args(["--quick", "--json", "--only", "throughput", "--rounds", "3"])
+        .output()
+        .expect("the bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a JSON line")).expect("JSON");
+    let rows: Vec<_> = doc["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["scenario"] == "throughput")
+        .collect();
+    assert_eq!(rows.len(), 5);
+    for row in rows {
+        assert_eq!(row["rounds"], 3, "{row}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_wstap-bench"))
+        .args(["--quick", "--rounds", "0"])
+        .output()
+        .expect("the bench runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--rounds must be in 1..=100"));
+}
