@@ -279,7 +279,8 @@ impl Control {
     }
 
     /// Adds `set`'s rules after the rules there are (ahead of the breakpoints) and its
-    /// timers (started on the live sessions they select); returns their ids.
+    /// timers (started on the live sessions they select). Returns their ids once every
+    /// live session has the rules in force.
     pub async fn add_rules(&self, set: RuleSet) -> Vec<u64> {
         self.put_rules(set, false).await
     }
@@ -361,11 +362,10 @@ impl Control {
         });
         let id = entry.as_ref().map(|e| e.id);
         self.inner.conditions.set_on_session(session, entry);
-        self.reconsider_all(by).await;
-        match self.is_live(session) {
-            true => Ok(id),
-            false => Err(ControlError::Gone(session)),
-        }
+        self.changed();
+        // They apply to this session alone: it is the one to wait for.
+        self.ask(session, Request::Reconsider, by).await?;
+        Ok(id)
     }
 
     /// The network conditions that apply to live session `session`, by the side its

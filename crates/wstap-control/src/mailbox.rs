@@ -28,18 +28,16 @@ pub(crate) struct Post(Arc<Slot>);
 
 impl Post {
     pub fn send(&self, order: Order) {
-        let refused = {
-            let mut queue = lock(&self.0.queue);
-            match queue.closed {
-                true => Some(order),
-                false => {
-                    queue.orders.push_back(order);
-                    None
-                }
-            }
-        };
-        // Dropped outside the lock: dropping an order answers its asker.
-        drop(refused);
+        let mut queue = lock(&self.0.queue);
+        if queue.closed {
+            // Dropping the order tells its asker the session ended; not under the queue's
+            // lock.
+            drop(queue);
+            drop(order);
+            return;
+        }
+        queue.orders.push_back(order);
+        drop(queue);
         self.0.arrived.notify_one();
     }
 }
@@ -78,6 +76,7 @@ impl Drop for Mailbox {
             queue.closed = true;
             std::mem::take(&mut queue.orders)
         };
+        // Their askers hear that the session ended; not under the queue's lock.
         drop(left);
     }
 }

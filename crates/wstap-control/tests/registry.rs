@@ -236,13 +236,22 @@ async fn a_session_that_reads_no_more_orders_is_not_waited_for() {
         control.add_breakpoint(Filter::parse("dir:s2c").unwrap(), false),
     )
     .await;
-    assert!(added.is_ok(), "waited on a session that reads no orders");
+    let id = added.expect("waited on a session that reads no orders");
     let aborted = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         control.abort(12, Decider::Api),
     )
     .await;
     assert_eq!(aborted, Ok(Err(ControlError::Gone(12))));
+    drop(session);
+
+    // A session whose relay ends with the order in its mailbox, unread.
+    let (session, mailbox) = control.enrol(info(13));
+    let mut removing = std::pin::pin!(control.remove_breakpoint(id));
+    assert!(!done_at_once(removing.as_mut()), "waits for the session");
+    drop(mailbox);
+    let removed = tokio::time::timeout(std::time::Duration::from_secs(10), removing).await;
+    assert_eq!(removed, Ok(Ok(())));
     drop(session);
 }
 
