@@ -184,7 +184,7 @@ fn parse_args() -> Result<Args, String> {
                 println!(
                     "usage: wstap-bench [--quick] [--json] [--wstap PATH] [--baseline PATH] [--wstap-arg ARG]... [--only SCENARIO] [--seconds N] [--rounds N] [--max-capture BYTES]\n\
                      scenarios: {}\n\
-                     --seconds sets each round's length; --rounds how many rounds each row takes its median of (5; more for a tighter one); --max-capture is passed to the main proxy (default: wstap's own, 64 KiB);\n\
+                     --seconds sets each round's length; --rounds how many rounds a row run in rounds takes its median of (5; more for a tighter one); --max-capture is passed to the main proxy (default: wstap's own, 64 KiB);\n\
                      --wstap-arg passes an argument to every wstap the bench starts (for profiling: --wstap-arg --no-capture);\n\
                      --baseline runs another wstap binary's main and idle rows in the same rounds, alternating, and holds this one to it",
                     SCENARIOS.join(", ")

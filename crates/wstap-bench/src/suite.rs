@@ -1029,7 +1029,8 @@ impl<'a> MainRun<'a> {
                 met: added <= limit,
                 json: json!({"scenario": "latency", "quantile": name, "direct_us": d,
                              "proxied_us": p, "added_us": added, "limit_us": limit,
-                             "baseline_added_us": base.map(|b| b - d)}),
+                             "baseline_added_us": base.map(|b| b - d),
+                             "rounds": self.bench.plan.rounds}),
             });
             if let Some(base) = base {
                 rows.push(against_baseline(
@@ -1077,7 +1078,8 @@ impl<'a> MainRun<'a> {
             met: p / d >= 0.5,
             json: json!({"scenario": "fan_in", "connections": connections,
                          "direct_msgs_per_s": d, "proxied_msgs_per_s": p, "ratio": p / d,
-                         "baseline_ratio": baseline, "floor_ratio": floor_ratio}),
+                         "baseline_ratio": baseline, "floor_ratio": floor_ratio,
+                         "rounds": self.bench.plan.rounds}),
         }];
         if let Some(baseline) = baseline {
             rows.push(against_baseline(

@@ -137,12 +137,17 @@ fn quick_run_completes_every_scenario() {
     for row in results.iter().filter(|r| r["scenario"] == "throughput") {
         assert!(row["proxied_msgs_per_s"].as_f64().unwrap() > 0.0, "{row}");
     }
+    for scenario in ["throughput", "latency", "fan_in"] {
+        for row in results.iter().filter(|r| r["scenario"] == scenario) {
+            assert_eq!(row["rounds"], 1, "--quick runs one round: {row}");
+        }
+    }
 }
 
 #[test]
 fn rounds_set_how_many_samples_a_row_takes_its_median_of() {
     let out = Command::new(env!("CARGO_BIN_EXE_wstap-bench"))
-        .args(["--quick", "--json", "--only", "throughput", "--rounds", "3"])
+        .args(["--quick", "--json", "--only", "fan-in", "--rounds", "3"])
         .output()
         .expect("the bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -153,9 +158,9 @@ fn rounds_set_how_many_samples_a_row_takes_its_median_of() {
         .as_array()
         .expect("results")
         .iter()
-        .filter(|r| r["scenario"] == "throughput")
+        .filter(|r| r["scenario"] == "fan_in")
         .collect();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 1);
     for row in rows {
         assert_eq!(row["rounds"], 3, "{row}");
     }
