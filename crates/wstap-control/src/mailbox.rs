@@ -27,18 +27,20 @@ struct Queue {
 pub(crate) struct Post(Arc<Slot>);
 
 impl Post {
-    pub fn send(&self, order: Order) {
+    /// Puts `order` in the mailbox; `false` when the session reads no more orders (the
+    /// order is dropped, which tells its asker the session ended).
+    pub fn send(&self, order: Order) -> bool {
         let mut queue = lock(&self.0.queue);
         if queue.closed {
-            // Dropping the order tells its asker the session ended; not under the queue's
-            // lock.
+            // Not dropped under the queue's lock.
             drop(queue);
             drop(order);
-            return;
+            return false;
         }
         queue.orders.push_back(order);
         drop(queue);
         self.0.arrived.notify_one();
+        true
     }
 }
 
@@ -78,5 +80,39 @@ impl Drop for Mailbox {
         };
         // Their askers hear that the session ended; not under the queue's lock.
         drop(left);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Request;
+    use tokio::sync::oneshot;
+    use wstap_trace::Decider;
+
+    fn asked() -> (Order, oneshot::Receiver<Result<(), wstap_relay::Refused>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Order::new(Request::Reconsider, Decider::Api, Some(reply)),
+            answer,
+        )
+    }
+
+    #[tokio::test]
+    async fn orders_come_in_order_and_a_closed_mailbox_refuses_and_answers_them() {
+        let (post, mut mailbox) = Mailbox::new();
+        let (first, _) = asked();
+        let (second, mut unread) = asked();
+        assert!(post.send(first));
+        assert!(post.send(second));
+        let _ = mailbox.next().await;
+        drop(mailbox);
+        assert!(unread.try_recv().is_err(), "an unread order is dropped");
+        let (late, mut refused) = asked();
+        assert!(!post.send(late), "a post to a session that reads no more");
+        assert!(matches!(
+            refused.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
     }
 }

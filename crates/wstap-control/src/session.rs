@@ -435,7 +435,9 @@ impl Enrolment {
             .into_iter()
             .map(|request| Order::new(request, Decider::Rule, None));
         match rule.delay {
-            None => orders.for_each(|order| post.send(order)),
+            None => orders.for_each(|order| {
+                post.send(order);
+            }),
             Some(delay) => {
                 let orders: Vec<Order> = orders.collect();
                 tokio::spawn(async move {

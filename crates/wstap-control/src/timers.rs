@@ -119,7 +119,10 @@ pub(crate) fn start(control: &Control, entry: Arc<TimerEntry>, session: u64, pos
                 payload: entry.timer.payload.clone(),
                 resent: None,
             };
-            post.send(Order::new(request, Decider::Rule, None));
+            if !post.send(Order::new(request, Decider::Rule, None)) {
+                // The session reads no more orders: nothing was sent, and never will be.
+                return;
+            }
             entry.sent.fetch_add(1, Ordering::Relaxed);
         }
     });
