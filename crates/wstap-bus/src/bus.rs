@@ -15,6 +15,10 @@
 //! - **lossy** (the console): bounded; when it is full, the batch is dropped for that
 //!   subscriber and counted, so a slow terminal never slows traffic.
 //!
+//! Every lossless subscriber gets the batches in one order, so the capture and the trace of
+//! a run tell the same story: with more than one, a publisher queues its batch for all of
+//! them in one turn (with one, as by default, there is nothing to agree on and no turn).
+//!
 //! A lossless subscriber's thread naps between rounds so that each round takes many
 //! batches; [`LosslessReceiver::nap`] ends a nap early once half its budget is queued,
 //! or a batch does not fit in what is left.
@@ -225,6 +229,10 @@ impl DropCounter {
 pub struct EventBus {
     lossless: Vec<LosslessSubscriber>,
     lossy: Vec<LossySubscriber>,
+    /// Taken by a publisher while it queues a batch for each lossless subscriber, when
+    /// there is more than one: concurrent publishers would otherwise reach them in
+    /// different orders, and a capture and a trace of the same run would disagree.
+    ordered: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -310,8 +318,15 @@ impl EventBus {
                 sub.dropped.events.fetch_add(lost, Ordering::Relaxed);
             }
         }
-        for sub in &self.lossless {
-            sub.send(Arc::clone(&batch)).await;
+        match self.lossless.as_slice() {
+            [] => {}
+            [only] => only.send(batch).await,
+            all => {
+                let _turn = self.ordered.lock().await;
+                for sub in all {
+                    sub.send(Arc::clone(&batch)).await;
+                }
+            }
         }
     }
 }
@@ -345,6 +360,49 @@ mod tests {
         timeout(SHORT, bus.publish(batch_of(len)))
             .await
             .unwrap_or_else(|_| panic!("publishing waited: {why}"));
+    }
+
+    fn notice(text: &str) -> Event {
+        Event::Notice(wstap_trace::Notice {
+            time: chrono::DateTime::UNIX_EPOCH,
+            message: text.into(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_lossless_subscriber_gets_concurrent_publishers_batches_in_one_order() {
+        let mut bus = EventBus::new();
+        let mut capture = bus.subscribe_lossless(64 << 20);
+        let mut trace = bus.subscribe_lossless(64 << 20);
+        let bus = Arc::new(bus);
+        let publishers: Vec<_> = (0..8)
+            .map(|publisher| {
+                let bus = Arc::clone(&bus);
+                tokio::spawn(async move {
+                    for n in 0..2_000 {
+                        let text = format!("{publisher}/{n}");
+                        bus.publish(vec![BusEvent::Event(Box::new(notice(&text)))])
+                            .await;
+                    }
+                })
+            })
+            .collect();
+        for publisher in publishers {
+            publisher.await.unwrap();
+        }
+        let order = |rx: &mut LosslessReceiver| {
+            let mut seen = Vec::new();
+            while let Some(batch) = rx.try_recv() {
+                seen.push(Arc::as_ptr(&batch));
+            }
+            seen
+        };
+        let (captured, traced) = (order(&mut capture), order(&mut trace));
+        assert_eq!(captured.len(), 16_000);
+        assert!(
+            captured == traced,
+            "the two subscribers saw different orders"
+        );
     }
 
     #[tokio::test]
