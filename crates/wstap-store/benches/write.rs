@@ -109,13 +109,13 @@ fn sqlite_floor(dir: &Path, shape: FloorShape) -> f64 {
     }
     if with_index {
         // The index captures had before schema 8 (`frame_spans` since).
-        conn.execute_batch("CREATE INDEX frames_by_session ON frames(session, seq)")
+        conn.execute_batch("CREATE INDEX frames_by_session ON frame_rows(session, seq)")
             .unwrap();
     }
-    let row = format!("({})", vec!["?"; 14].join(","));
+    let row = format!("({})", ["?"; 12].join(","));
     let sql = format!(
-        "INSERT INTO frames (id, session, seq, dir, idx, time_us, end_time_us, flags, \
-         length_bits, payload_len, payload, payload_at, payload_kept, msg) VALUES {}",
+        "INSERT INTO frame_rows (id, session, seq, idx, time_us, end_after_us, head, \
+         payload_len, payload, payload_at, payload_kept, msg) VALUES {}",
         vec![row; FLOOR_ROWS_PER_INSERT].join(",")
     );
     let mut statement = conn.prepare(&sql).unwrap();
@@ -133,18 +133,17 @@ fn sqlite_floor(dir: &Path, shape: FloorShape) -> f64 {
                 // A message up and its echo down, sessions taking turns.
                 let session = (i / 2 % sessions + 1) as i64;
                 let seq = (i / (2 * sessions) * 2 + i % 2) as i64;
-                let dir: &'static str = if i % 2 == 0 { "c2s" } else { "s2c" };
+                let head = if i % 2 == 0 { 0x82 } else { 0x82 | 1 << 10 };
+                let length = if payload < 126 { 0 } else { 1 << 8 };
                 let time = i as i64;
                 values.extend([
                     int(2 * time + 1),
                     int(session),
                     int(seq),
-                    ToSqlOutput::Borrowed(ValueRef::Text(dir.as_bytes())),
                     int(seq),
                     int(time),
-                    int(time),
-                    int(0x82),
-                    int(if payload < 126 { 7 } else { 16 }),
+                    int(0),
+                    int(head | length),
                     int(payload as i64),
                     match inline {
                         true => ToSqlOutput::Borrowed(ValueRef::Blob(&bytes)),

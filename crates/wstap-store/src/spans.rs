@@ -1,7 +1,7 @@
 //! Where a session's frames are, without an index on `frames`: runs of their ids.
 //!
-//! The `frames` table is only appended to, in event order, so the frames of one session
-//! lie among those of every other session written at the same time. A [`Span`] is a run
+//! Frames are only appended (to `frame_rows`, read as `frames`), in event order, so the
+//! frames of one session lie among those of every other session written at the same time. A [`Span`] is a run
 //! of one session's frames: from the frame at `first_seq` on, up to the first frame of
 //! the session's next span, every one has an id in `first_id..=last_id`. The writer keeps
 //! one open span per session and writes it (`frame_spans`) when it closes and at each

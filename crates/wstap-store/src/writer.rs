@@ -32,7 +32,7 @@ use crate::ids::IdMap;
 use crate::layout::{self, WriterLock};
 use crate::payloads::PayloadWriter;
 use crate::pending::{Cell, PendingFrames};
-use crate::rows::{dir_name, violations_json};
+use crate::rows::{dir_name, frame_head, rare_json, violations_json};
 use crate::schema::{self, MARK_EVERY};
 use crate::spans::{self, OpenSpan};
 use crate::StoreError;
@@ -712,7 +712,6 @@ impl CaptureWriter {
             }
             None => (None, None),
         };
-        let violations = violations_json(&f.violations);
         let session = self.session(f.session);
         let seq = session.next_frame;
         session.next_frame += 1;
@@ -751,30 +750,24 @@ impl CaptureWriter {
         if let Some(closed) = closed_span {
             spans::write(&self.conn, f.session, closed)?;
         }
-        let mask_key = header.mask().map(|k| i64::from(u32::from_be_bytes(k)));
+        let rare = rare_json(f.close, &f.violations);
         let row = [
             Cell::Int(ev),
             Cell::Int(f.session as i64),
             Cell::Int(seq as i64),
-            Cell::Static(dir_name(f.dir)),
             Cell::Int(f.index as i64),
             Cell::Int(f.time_us),
-            Cell::Int(f.end_time_us),
-            Cell::Int(i64::from(header.first_byte())),
-            Cell::from(mask_key),
-            Cell::Int(i64::from(header.length_encoding().bits())),
+            Cell::Int(f.end_time_us - f.time_us),
+            Cell::Int(frame_head(f.dir, &header)),
             Cell::Int(header.payload_len() as i64),
             self.pending.bytes(payload_inline),
             Cell::from(payload.at),
             Cell::Int(payload.kept as i64),
-            Cell::from(f.close.and_then(|(code, _)| code).map(i64::from)),
-            f.close
-                .map_or(Cell::Null, |(_, reason)| Cell::Text(reason.to_owned())),
             Cell::from(inflated.map(|i| i.total as i64)),
             self.pending.bytes(inflated_inline),
             Cell::from(inflated.and_then(|i| i.at)),
             Cell::from(inflated.map(|i| i.kept as i64)),
-            violations.map_or(Cell::Null, Cell::Text),
+            rare.map_or(Cell::Null, Cell::Text),
             Cell::from(msg.map(|m| m as i64)),
         ];
         if self.pending.push(row) {

@@ -7,7 +7,7 @@ use support::*;
 use wstap_filter::Filter;
 use wstap_store::{layout, Capture, CaptureWriter, Position, Rows, StoreError, INLINE_MAX};
 use wstap_trace::{BusEvent, Event, Outcome, Sink};
-use wstap_wire::{Direction, FrameBuilder};
+use wstap_wire::{DeflateParams, Deflater, Direction, FrameBuilder, Opcode};
 
 fn chat(id: u64) -> SessionSpec {
     let big = "x".repeat(20_000);
@@ -823,4 +823,97 @@ fn a_live_selection_reads_sessions_with_the_view_rules() {
         [PUBLISH_TAIL]
     );
     assert_eq!(selected(Selection::new(filter)), Vec::<u64>::new());
+}
+
+/// Every column of every frame, as `SELECT * FROM frames` gives them, in order.
+fn frames_table(dir: &std::path::Path) -> Vec<Vec<rusqlite::types::Value>> {
+    let db = rusqlite::Connection::open(layout::database(dir)).unwrap();
+    let mut statement = db.prepare("SELECT * FROM frames ORDER BY id").unwrap();
+    let columns = statement.column_count();
+    let rows = statement
+        .query_map([], |row| {
+            (0..columns)
+                .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn the_migration_from_schema_8_keeps_every_column_of_every_frame() {
+    use rusqlite::types::Value::{Integer, Null, Text};
+    let dir = temp_dir("frames-v8");
+    let mut compressed = Vec::new();
+    Deflater::new(DeflateParams::default(), Direction::ServerToClient)
+        .compress(b"hello hello hello", &mut compressed)
+        .unwrap();
+    // What each column of a frame row holds: masked and unmasked frames, the three
+    // length encodings, payloads inline and out of line, a compressed one, close frames
+    // with and without a code, violations.
+    let spec = SessionSpec {
+        deflate: true,
+        ..SessionSpec::plain(
+            1,
+            "migrate.test",
+            "/",
+            vec![
+                client_text("hi"),
+                client_text(&"z".repeat(300)),
+                server(FrameBuilder::text(), "y".repeat(70_000).as_bytes()),
+                server(FrameBuilder::text().rsv1(true), &compressed),
+                server(FrameBuilder::new(Opcode::from_bits(3)), b"?"),
+                (Direction::ClientToServer, FrameBuilder::close().encode(b"")),
+                server(FrameBuilder::close(), b"\x03\xe8bye"),
+            ],
+        )
+    };
+    let events = session_events(&spec);
+    write(&dir, &events, 3);
+    let written = frames_table(&dir);
+    // The view spells each of them as schema 8 stored it. Columns: dir 3, flags 7,
+    // mask_key 8, length_bits 9, close_code 14, close_reason 15, inflated_len 16,
+    // violations 20, opcode 26, header_len 27.
+    let column = |frame: usize, i: usize| written[frame][i].clone();
+    assert_eq!(written.len(), 7);
+    assert_eq!(column(0, 3), Text("c2s".into()));
+    assert_eq!(column(0, 8), Integer(0x0102_0304));
+    assert_eq!(column(0, 27), Integer(6));
+    assert_eq!(column(1, 9), Integer(16));
+    assert_eq!(column(2, 3), Text("s2c".into()));
+    assert_eq!(column(2, 8), Null);
+    assert_eq!(column(2, 9), Integer(64));
+    assert_eq!(column(2, 27), Integer(10));
+    assert_eq!(column(3, 7), Integer(0xC1));
+    assert_eq!(column(3, 16), Integer(17));
+    assert!(matches!(column(4, 20), Text(v) if v.contains("reserved_opcode")));
+    assert_eq!(column(4, 26), Integer(3));
+    assert_eq!(column(5, 14), Null);
+    assert_eq!(column(5, 15), Text(String::new()));
+    assert!(matches!(column(5, 20), Text(v) if v.contains("unmasked_client_frame")));
+    assert_eq!(column(6, 14), Integer(1000));
+    assert_eq!(column(6, 15), Text("bye".into()));
+    assert_eq!(column(6, 20), Null);
+    // Taken back to schema 8, each frame in a table of its own, and opened again.
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    as_schema_8(&db);
+    drop(db);
+    assert_eq!(frames_table(&dir), written, "schema 8's table");
+    let read = events_of(&Capture::open(&dir).unwrap(), Some(1));
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    let version: i64 = db
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, wstap_store::SCHEMA_VERSION);
+    // The old table's pages were given back.
+    let free: i64 = db
+        .pragma_query_value(None, "freelist_count", |row| row.get(0))
+        .unwrap();
+    assert_eq!(free, 0);
+    drop(db);
+    assert_eq!(frames_table(&dir), written, "the migrated view");
+    // And read back as the events written.
+    let expected: Vec<Event> = events.iter().map(BusEvent::to_event).collect();
+    assert_eq!(as_json(&read), as_json(&expected));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -185,7 +185,10 @@ fn messages_are_found_by_number_through_the_marks() {
         .unwrap();
     assert!(marks >= 16, "{marks} marks");
     let indexes: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'frames'")
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index'
+               AND tbl_name IN ('frames', 'frame_rows')",
+        )
         .unwrap()
         .query_map([], |row| row.get(0))
         .unwrap()
@@ -216,6 +219,7 @@ fn the_migration_from_schema_5_makes_the_marks_the_writer_makes() {
     // As a capture of schema 5 was: no marks, an index by message number and one by
     // session (and nothing of schema 7's views).
     let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    as_schema_8(&db);
     db.execute_batch(
         "DROP TABLE message_marks;
          DROP TABLE frame_spans;

@@ -297,6 +297,7 @@ fn the_migration_from_schema_7_makes_the_spans_the_writer_makes() {
     write(&dir, &events(), 1_000);
     let written = spans(&dir);
     let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    as_schema_8(&db);
     db.execute_batch(
         "DROP TABLE frame_spans;
          CREATE INDEX frames_by_session ON frames(session, seq);

@@ -243,3 +243,61 @@ pub fn export_ndjson(capture: &wstap_store::Capture, filter: &str) -> String {
     String::from_utf8(wstap_store::export::export(capture, &what).expect("exported"))
         .expect("UTF-8")
 }
+
+/// Turns a capture of this version back into one of schema 8, as an older wstap left it:
+/// frames in a table of their own, with their flag bits as generated columns. For the
+/// tests of migrations from older versions, which take a capture back further from there.
+pub fn as_schema_8(db: &rusqlite::Connection) {
+    let messages: String = db
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'messages'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    db.execute_batch(&format!(
+        "CREATE TABLE frames_v8 (
+             id             INTEGER PRIMARY KEY,
+             session        INTEGER NOT NULL,
+             seq            INTEGER NOT NULL,
+             dir            TEXT NOT NULL,
+             idx            INTEGER NOT NULL,
+             time_us        INTEGER NOT NULL,
+             end_time_us    INTEGER NOT NULL,
+             flags          INTEGER NOT NULL,
+             mask_key       INTEGER,
+             length_bits    INTEGER NOT NULL,
+             payload_len    INTEGER NOT NULL,
+             payload        BLOB,
+             payload_at     INTEGER,
+             payload_kept   INTEGER NOT NULL,
+             close_code     INTEGER,
+             close_reason   TEXT,
+             inflated_len   INTEGER,
+             inflated       BLOB,
+             inflated_at    INTEGER,
+             inflated_kept  INTEGER,
+             violations     TEXT,
+             msg            INTEGER,
+             fin            INTEGER GENERATED ALWAYS AS ((flags >> 7) & 1) VIRTUAL,
+             rsv1           INTEGER GENERATED ALWAYS AS ((flags >> 6) & 1) VIRTUAL,
+             rsv2           INTEGER GENERATED ALWAYS AS ((flags >> 5) & 1) VIRTUAL,
+             rsv3           INTEGER GENERATED ALWAYS AS ((flags >> 4) & 1) VIRTUAL,
+             opcode         INTEGER GENERATED ALWAYS AS (flags & 15) VIRTUAL,
+             header_len     INTEGER GENERATED ALWAYS AS (2 + CASE length_bits WHEN 16 THEN 2
+                                WHEN 64 THEN 8 ELSE 0 END
+                                + CASE WHEN mask_key IS NULL THEN 0 ELSE 4 END) VIRTUAL
+         );
+         INSERT INTO frames_v8 SELECT id, session, seq, dir, idx, time_us, end_time_us, flags,
+             mask_key, length_bits, payload_len, payload, payload_at, payload_kept, close_code,
+             close_reason, inflated_len, inflated, inflated_at, inflated_kept, violations, msg
+           FROM frames;
+         DROP VIEW messages;
+         DROP VIEW frames;
+         DROP TABLE frame_rows;
+         ALTER TABLE frames_v8 RENAME TO frames;
+         {messages};
+         PRAGMA user_version = 8;"
+    ))
+    .unwrap();
+}
