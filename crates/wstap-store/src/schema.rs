@@ -449,43 +449,49 @@ CREATE TABLE frame_rows (
     payload        BLOB,
     payload_at     INTEGER,
     payload_kept   INTEGER NOT NULL,
+    msg            INTEGER,
     inflated_len   INTEGER,
     inflated       BLOB,
     inflated_at    INTEGER,
     inflated_kept  INTEGER,
-    rare           TEXT,
-    msg            INTEGER
+    rare           TEXT
 );
 INSERT INTO frame_rows
     SELECT id, session, seq, idx, time_us, end_time_us - time_us,
            flags | CASE length_bits WHEN 16 THEN 256 WHEN 64 THEN 512 ELSE 0 END
                  | CASE dir WHEN 's2c' THEN 1024 ELSE 0 END
                  | CASE WHEN mask_key IS NULL THEN 0 ELSE 2048 | (mask_key << 16) END,
-           payload_len, payload, payload_at, payload_kept,
+           payload_len, payload, payload_at, payload_kept, msg,
            inflated_len, inflated, inflated_at, inflated_kept,
            CASE WHEN close_code IS NULL AND close_reason IS NULL AND violations IS NULL THEN NULL
                 -- A merge patch onto nothing: the keys whose values are NULL left out.
                 ELSE json_patch('{}', json_object('close_code', close_code,
                     'close_reason', close_reason,
-                    'violations', CASE WHEN json_valid(violations) THEN json(violations)
-                                       ELSE violations END)) END,
-           msg
+                    -- An array as the writer spells it, as JSON; any other text as a
+                    -- string, which the view gives back as it was.
+                    'violations', CASE WHEN json_valid(violations)
+                                            AND json_type(violations) = 'array'
+                                            AND json(violations) = violations
+                                       THEN json(violations) ELSE violations END)) END
       FROM frames ORDER BY id;
 DROP TABLE frames;
 CREATE VIEW frames AS
-    SELECT id, session, seq, CASE WHEN head & 1024 THEN 's2c' ELSE 'c2s' END AS dir, idx,
-           time_us, time_us + end_after_us AS end_time_us, head & 255 AS flags,
-           CASE WHEN head & 2048 THEN (head >> 16) & 4294967295 END AS mask_key,
-           CASE (head >> 8) & 3 WHEN 1 THEN 16 WHEN 2 THEN 64 ELSE 7 END AS length_bits,
+    SELECT id, session, seq, CAST(CASE WHEN head & 1024 THEN 's2c' ELSE 'c2s' END AS TEXT) AS dir,
+           idx, time_us, CAST(time_us + end_after_us AS INTEGER) AS end_time_us,
+           CAST(head & 255 AS INTEGER) AS flags,
+           CAST(CASE WHEN head & 2048 THEN (head >> 16) & 4294967295 END AS INTEGER) AS mask_key,
+           CAST(CASE (head >> 8) & 3 WHEN 1 THEN 16 WHEN 2 THEN 64 ELSE 7 END AS INTEGER)
+               AS length_bits,
            payload_len, payload, payload_at, payload_kept,
-           json_extract(rare, '$.close_code') AS close_code,
-           json_extract(rare, '$.close_reason') AS close_reason,
+           CAST(json_extract(rare, '$.close_code') AS INTEGER) AS close_code,
+           CAST(json_extract(rare, '$.close_reason') AS TEXT) AS close_reason,
            inflated_len, inflated, inflated_at, inflated_kept,
-           json_extract(rare, '$.violations') AS violations, msg,
-           (head >> 7) & 1 AS fin, (head >> 6) & 1 AS rsv1, (head >> 5) & 1 AS rsv2,
-           (head >> 4) & 1 AS rsv3, head & 15 AS opcode,
-           2 + CASE (head >> 8) & 3 WHEN 1 THEN 2 WHEN 2 THEN 8 ELSE 0 END
-             + CASE WHEN head & 2048 THEN 4 ELSE 0 END AS header_len
+           CAST(json_extract(rare, '$.violations') AS TEXT) AS violations, msg,
+           CAST((head >> 7) & 1 AS INTEGER) AS fin, CAST((head >> 6) & 1 AS INTEGER) AS rsv1,
+           CAST((head >> 5) & 1 AS INTEGER) AS rsv2, CAST((head >> 4) & 1 AS INTEGER) AS rsv3,
+           CAST(head & 15 AS INTEGER) AS opcode,
+           CAST(2 + CASE (head >> 8) & 3 WHEN 1 THEN 2 WHEN 2 THEN 8 ELSE 0 END
+                  + CASE WHEN head & 2048 THEN 4 ELSE 0 END AS INTEGER) AS header_len
       FROM frame_rows;
 "#,
     messages_view!(
@@ -542,7 +548,7 @@ pub(crate) fn create(conn: &mut Connection) -> Result<(), StoreError> {
 /// Brings the capture at `dir`, written by an older wstap, to [`SCHEMA_VERSION`]: takes
 /// the writer's lock (so no writer is at work on it), then runs the migrations it lacks
 /// in one transaction, so a failure leaves it as it was; a capture whose frames were
-/// rewritten is compacted after (`VACUUM`).
+/// rewritten is compacted after (`VACUUM`), when there is room for it.
 pub(crate) fn migrate(dir: &Path, database: &Path) -> Result<(), StoreError> {
     // Another reader may be migrating it this moment: wait for it, a little.
     let mut tries = 0;
@@ -569,8 +575,11 @@ pub(crate) fn migrate(dir: &Path, database: &Path) -> Result<(), StoreError> {
     tx.commit()?;
     if from < REWRITES_FRAMES {
         // The old frames table's pages are free now: as many as the new one's. Give them
-        // back, or the migrated capture takes about twice the room it needs.
-        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        // back, or the migrated capture takes about twice the room it needs. Migrated it
+        // is, either way: if there is no room to compact it (a copy of the database goes
+        // to the temporary directory), it keeps the free pages, which SQLite fills first
+        // when the capture takes more sessions.
+        let _ = conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);");
     }
     Ok(())
 }

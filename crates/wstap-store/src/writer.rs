@@ -763,12 +763,12 @@ impl CaptureWriter {
             self.pending.bytes(payload_inline),
             Cell::from(payload.at),
             Cell::Int(payload.kept as i64),
+            Cell::from(msg.map(|m| m as i64)),
             Cell::from(inflated.map(|i| i.total as i64)),
             self.pending.bytes(inflated_inline),
             Cell::from(inflated.and_then(|i| i.at)),
             Cell::from(inflated.map(|i| i.kept as i64)),
             rare.map_or(Cell::Null, Cell::Text),
-            Cell::from(msg.map(|m| m as i64)),
         ];
         if self.pending.push(row) {
             self.flush_frames()?;

@@ -558,6 +558,12 @@ fn violations_of_any_spelling_survive_the_migration_as_the_reader_splits_them() 
         stored,
         r#"[{"code":"oddity","text":""},{"code":"a","text":"b: c"},{"code":"x","text":"y"}]"#
     );
+    let not_json: String = db
+        .query_row("SELECT violations FROM frames WHERE seq = 1", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(not_json, "not json");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -865,6 +871,13 @@ fn the_migration_from_schema_8_keeps_every_column_of_every_frame() {
                 server(FrameBuilder::new(Opcode::from_bits(3)), b"?"),
                 (Direction::ClientToServer, FrameBuilder::close().encode(b"")),
                 server(FrameBuilder::close(), b"\x03\xe8bye"),
+                (
+                    Direction::ClientToServer,
+                    FrameBuilder::text()
+                        .mask([0xF0, 1, 2, 3])
+                        .encode(b"a key above 2^31"),
+                ),
+                server(FrameBuilder::close(), b"\x03\xe9say \"bye\" \\ \xc3\xa9"),
             ],
         )
     };
@@ -875,7 +888,7 @@ fn the_migration_from_schema_8_keeps_every_column_of_every_frame() {
     // mask_key 8, length_bits 9, close_code 14, close_reason 15, inflated_len 16,
     // violations 20, opcode 26, header_len 27.
     let column = |frame: usize, i: usize| written[frame][i].clone();
-    assert_eq!(written.len(), 7);
+    assert_eq!(written.len(), 9);
     assert_eq!(column(0, 3), Text("c2s".into()));
     assert_eq!(column(0, 8), Integer(0x0102_0304));
     assert_eq!(column(0, 27), Integer(6));
@@ -894,6 +907,20 @@ fn the_migration_from_schema_8_keeps_every_column_of_every_frame() {
     assert_eq!(column(6, 14), Integer(1000));
     assert_eq!(column(6, 15), Text("bye".into()));
     assert_eq!(column(6, 20), Null);
+    assert_eq!(column(7, 8), Integer(0xF001_0203));
+    assert_eq!(column(8, 14), Integer(1001));
+    assert_eq!(column(8, 15), Text("say \"bye\" \\ é".into()));
+    // Typed as the table's columns were: text compares as it did.
+    let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
+    let closes: i64 = db
+        .query_row(
+            "SELECT count(*) FROM frames WHERE opcode = '8' AND close_code = '1000'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(closes, 1);
+    drop(db);
     // Taken back to schema 8, each frame in a table of its own, and opened again.
     let db = rusqlite::Connection::open(layout::database(&dir)).unwrap();
     as_schema_8(&db);
@@ -916,4 +943,48 @@ fn the_migration_from_schema_8_keeps_every_column_of_every_frame() {
     let expected: Vec<Event> = events.iter().map(BusEvent::to_event).collect();
     assert_eq!(as_json(&read), as_json(&expected));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The frames of `tests/fixtures/v8/trace.ndjson` written by this version's writer, as
+/// `wstap import` writes a trace.
+fn imported_fixture_trace(dir: &std::path::Path) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v8");
+    let file = std::fs::File::open(fixture.join("trace.ndjson")).unwrap();
+    let (_, reader) = wstap_trace::TraceReader::new(std::io::BufReader::new(file)).unwrap();
+    let events: Vec<Event> = reader.map(Result::unwrap).collect();
+    let info = wstap_store::CaptureInfo {
+        max_capture: 0,
+        ..info()
+    };
+    let mut writer = CaptureWriter::create(dir, &info).unwrap();
+    writer.write_events(&events).unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn a_capture_of_schema_8_migrated_holds_what_this_version_writes() {
+    // The capture wstap 39ab2c4 made of the trace (`wstap import`), copied, and opened.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v8");
+    let migrated = temp_dir("v8");
+    std::fs::create_dir_all(&migrated).unwrap();
+    for file in [layout::DATABASE, "payloads-000000.bin"] {
+        std::fs::copy(fixture.join(file), migrated.join(file)).unwrap();
+    }
+    let before = frames_table(&migrated);
+    let capture = Capture::open(&migrated).unwrap();
+    let read = events_of(&capture, None);
+    drop(capture);
+    let after = frames_table(&migrated);
+    // The same trace, written now.
+    let written = temp_dir("v8-written");
+    imported_fixture_trace(&written);
+    assert_eq!(after, frames_table(&written));
+    assert_eq!(after, before, "every column of every frame as schema 8 held it");
+    assert_eq!(
+        as_json(&read),
+        as_json(&events_of(&Capture::open(&written).unwrap(), None))
+    );
+    for dir in [migrated, written] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
