@@ -5,17 +5,48 @@
 //! SQL text of the statement. Here a row is a run of [`Cell`]s in one vector and the
 //! inline bytes of every waiting row share one buffer, both reused from one flush to the
 //! next; the statements' text is built once.
+//!
+//! SQLite's cost for a row grows with the values bound and the columns it codes, `NULL`s
+//! included (docs/performance.md), and most frames have none of the last five columns of
+//! `frame_rows` (a compressed message's inflated bytes, a close frame's or a broken
+//! frame's `rare` facts). A run of such rows is inserted by a statement that names only
+//! the columns before them, which SQLite fills with `NULL` for less.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use std::ops::Range;
 
-/// The number of columns of `frame_rows`, where frames are stored.
-pub(crate) const FRAME_COLUMNS: usize = 17;
+/// The columns of `frame_rows`, in order.
+const FRAME_ROW_COLUMNS: [&str; 17] = [
+    "id",
+    "session",
+    "seq",
+    "idx",
+    "time_us",
+    "end_after_us",
+    "head",
+    "payload_len",
+    "payload",
+    "payload_at",
+    "payload_kept",
+    "msg",
+    "inflated_len",
+    "inflated",
+    "inflated_at",
+    "inflated_kept",
+    "rare",
+];
 
-/// Rows per `INSERT` statement when enough are waiting (SQLite's default limit is 32,766
-/// parameters; 32 rows of 17 stay far below it).
-const ROWS_PER_INSERT: usize = 32;
+/// The number of columns of `frame_rows`, where frames are stored.
+pub(crate) const FRAME_COLUMNS: usize = FRAME_ROW_COLUMNS.len();
+
+/// The columns before those most frames leave `NULL`.
+const COMMON_COLUMNS: usize = 12;
+
+/// Rows per `INSERT` statement, largest first: a run of rows takes as many of the largest
+/// as fit, then of the next. (SQLite's default limit is 32,766 parameters; 32 rows of 17
+/// stay far below it.)
+const ROWS_PER_INSERT: [usize; 3] = [32, 8, 1];
 
 /// One value of a waiting row.
 #[derive(Debug, Clone)]
@@ -34,22 +65,59 @@ impl From<Option<i64>> for Cell {
     }
 }
 
+/// Which of a row's columns an `INSERT` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The first [`COMMON_COLUMNS`]: the rest are `NULL`.
+    Common,
+    /// Every column.
+    Full,
+}
+
+impl Shape {
+    fn of(row: &[Cell]) -> Shape {
+        match row[COMMON_COLUMNS..]
+            .iter()
+            .all(|cell| matches!(cell, Cell::Null))
+        {
+            true => Shape::Common,
+            false => Shape::Full,
+        }
+    }
+
+    /// Its place in [`PendingFrames::inserts`].
+    fn index(self) -> usize {
+        match self {
+            Shape::Common => 0,
+            Shape::Full => 1,
+        }
+    }
+
+    fn columns(self) -> usize {
+        match self {
+            Shape::Common => COMMON_COLUMNS,
+            Shape::Full => FRAME_COLUMNS,
+        }
+    }
+}
+
 /// The rows waiting: see the module documentation.
 #[derive(Debug)]
 pub(crate) struct PendingFrames {
     cells: Vec<Cell>,
     bytes: Vec<u8>,
-    insert_many: String,
-    insert_one: String,
+    /// The `INSERT`s of each shape (by [`Shape::index`]), one for each of
+    /// [`ROWS_PER_INSERT`].
+    inserts: [[String; ROWS_PER_INSERT.len()]; 2],
 }
 
 impl PendingFrames {
     pub fn new() -> Self {
+        let inserts = |shape: Shape| ROWS_PER_INSERT.map(|rows| insert_sql(shape, rows));
         PendingFrames {
-            cells: Vec::with_capacity(FRAME_COLUMNS * ROWS_PER_INSERT),
+            cells: Vec::with_capacity(FRAME_COLUMNS * ROWS_PER_INSERT[0]),
             bytes: Vec::new(),
-            insert_many: insert_frames_sql(ROWS_PER_INSERT),
-            insert_one: insert_frames_sql(1),
+            inserts: [inserts(Shape::Common), inserts(Shape::Full)],
         }
     }
 
@@ -68,45 +136,120 @@ impl PendingFrames {
     /// Adds a row; returns whether enough are waiting to be worth a flush.
     pub fn push(&mut self, row: [Cell; FRAME_COLUMNS]) -> bool {
         self.cells.extend(row);
-        self.cells.len() >= FRAME_COLUMNS * ROWS_PER_INSERT
+        self.cells.len() >= FRAME_COLUMNS * ROWS_PER_INSERT[0]
     }
 
-    /// Inserts every waiting row.
+    /// Inserts every waiting row, in order: each run of rows of one shape by the fewest
+    /// statements.
     pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let rows = self.cells.len() / FRAME_COLUMNS;
-        let mut done = 0;
-        while done < rows {
-            let (n, sql) = if rows - done >= ROWS_PER_INSERT {
-                (ROWS_PER_INSERT, &self.insert_many)
-            } else {
-                (1, &self.insert_one)
-            };
-            let cells = &self.cells[done * FRAME_COLUMNS..(done + n) * FRAME_COLUMNS];
-            let bytes = &self.bytes;
-            let values = cells.iter().map(|cell| match cell {
-                Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-                Cell::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
-                Cell::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
-                Cell::Bytes(range) => ToSqlOutput::Borrowed(ValueRef::Blob(&bytes[range.clone()])),
-            });
-            conn.prepare_cached(sql)?
-                .execute(rusqlite::params_from_iter(values))?;
-            done += n;
+        let mut start = 0;
+        while start < rows {
+            let shape = Shape::of(self.row(start));
+            let end = (start + 1..rows)
+                .find(|&i| Shape::of(self.row(i)) != shape)
+                .unwrap_or(rows);
+            let mut at = start;
+            while at < end {
+                // The largest that fits; one row always does.
+                let which = ROWS_PER_INSERT
+                    .iter()
+                    .position(|&size| size <= end - at)
+                    .unwrap_or(ROWS_PER_INSERT.len() - 1);
+                let size = ROWS_PER_INSERT[which];
+                let values = (at..at + size)
+                    .flat_map(|i| &self.row(i)[..shape.columns()])
+                    .map(|cell| self.value(cell));
+                conn.prepare_cached(&self.inserts[shape.index()][which])?
+                    .execute(rusqlite::params_from_iter(values))?;
+                at += size;
+            }
+            start = end;
         }
         self.cells.clear();
         self.bytes.clear();
         Ok(())
     }
+
+    fn row(&self, i: usize) -> &[Cell] {
+        &self.cells[i * FRAME_COLUMNS..(i + 1) * FRAME_COLUMNS]
+    }
+
+    fn value<'a>(&'a self, cell: &'a Cell) -> ToSqlOutput<'a> {
+        match cell {
+            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Cell::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Cell::Text(text) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Cell::Bytes(range) => ToSqlOutput::Borrowed(ValueRef::Blob(&self.bytes[range.clone()])),
+        }
+    }
 }
 
-/// `INSERT INTO frame_rows VALUES (?,…),…` for `rows` rows. (SQLite keeps a statement journal
-/// for a many-row insert that names the rowid, whatever its conflict clause: the rowid's
-/// type check may abort it. Thirty-two rows a statement still beat one, 2.04 against
-/// 2.23 µs per event in the writer bench's fan-in row.)
-fn insert_frames_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; FRAME_COLUMNS].join(","));
+/// `INSERT INTO frame_rows (…) VALUES (?,…),…` of `rows` rows of `shape`. (SQLite keeps a
+/// statement journal for a many-row insert that names the rowid, whatever its conflict
+/// clause: the rowid's type check may abort it. Thirty-two rows a statement still beat
+/// one, 2.04 against 2.23 µs per event in the writer bench's fan-in row.)
+fn insert_sql(shape: Shape, rows: usize) -> String {
+    let columns = &FRAME_ROW_COLUMNS[..shape.columns()];
+    let row = format!("({})", vec!["?"; columns.len()].join(","));
     format!(
-        "INSERT INTO frame_rows VALUES {}",
+        "INSERT INTO frame_rows ({}) VALUES {}",
+        columns.join(", "),
         vec![row; rows].join(",")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row of frame `id`: with `rare` facts when `full`.
+    fn row(pending: &mut PendingFrames, id: i64, full: bool) -> [Cell; FRAME_COLUMNS] {
+        let payload = pending.bytes(Some(&id.to_be_bytes()));
+        let mut row: [Cell; FRAME_COLUMNS] = std::array::from_fn(|_| Cell::Null);
+        for (i, value) in [id, 1, id, id, 10 * id, 0, 0x81, 8].into_iter().enumerate() {
+            row[i] = Cell::Int(value);
+        }
+        row[8] = payload;
+        row[10] = Cell::Int(8);
+        if full {
+            row[16] = Cell::Text(format!("{{\"close_code\":{id}}}"));
+        }
+        row
+    }
+
+    #[test]
+    fn runs_of_either_shape_go_in_whole_and_in_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::create(&mut conn).unwrap();
+        let mut pending = PendingFrames::new();
+        // Runs that take every statement size, of both shapes, in turn.
+        let full = |id: i64| (41..=43).contains(&id) || id == 60 || (70..=79).contains(&id);
+        for id in 1..=100 {
+            let row = row(&mut pending, id, full(id));
+            if pending.push(row) {
+                pending.flush(&conn).unwrap();
+            }
+        }
+        pending.flush(&conn).unwrap();
+        let mut statement = conn
+            .prepare("SELECT id, time_us, payload, close_code FROM frames ORDER BY id")
+            .unwrap();
+        let read: Vec<(i64, i64, Vec<u8>, Option<i64>)> = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expected: Vec<(i64, i64, Vec<u8>, Option<i64>)> = (1..=100)
+            .map(|id: i64| {
+                (
+                    id,
+                    10 * id,
+                    id.to_be_bytes().to_vec(),
+                    full(id).then_some(id),
+                )
+            })
+            .collect();
+        assert_eq!(read, expected);
+    }
 }

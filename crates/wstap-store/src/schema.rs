@@ -519,6 +519,8 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 pub(crate) fn tune_writer(conn: &Connection, max_bytes: Option<u64>) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Room for every statement the writer runs (about twenty), so none is prepared again.
+    conn.set_prepared_statement_cache_capacity(32);
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 8 MiB of page cache: enough for the hot index pages of many open sessions.
     conn.pragma_update(None, "cache_size", -8192)?;

@@ -979,7 +979,10 @@ fn a_capture_of_schema_8_migrated_holds_what_this_version_writes() {
     let written = temp_dir("v8-written");
     imported_fixture_trace(&written);
     assert_eq!(after, frames_table(&written));
-    assert_eq!(after, before, "every column of every frame as schema 8 held it");
+    assert_eq!(
+        after, before,
+        "every column of every frame as schema 8 held it"
+    );
     assert_eq!(
         as_json(&read),
         as_json(&events_of(&Capture::open(&written).unwrap(), None))
