@@ -9,14 +9,15 @@
 //! SQLite's cost for a row grows with the values bound and the columns it codes, `NULL`s
 //! included (docs/performance.md), and most frames have none of the last five columns of
 //! `frame_rows` (a compressed message's inflated bytes, a close frame's or a broken
-//! frame's `rare` facts). A run of such rows is inserted by a statement that names only
-//! the columns before them, which SQLite fills with `NULL` for less.
+//! frame's `rare` facts). Rows that all lack them are inserted by a statement that names
+//! only the columns before them, which SQLite fills with `NULL` for less.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
 use std::ops::Range;
 
-/// The columns of `frame_rows`, in order.
+/// The columns of `frame_rows`, in order: the writer's rows (`CaptureWriter::frame`) give
+/// their values in this order.
 const FRAME_ROW_COLUMNS: [&str; 17] = [
     "id",
     "session",
@@ -38,15 +39,16 @@ const FRAME_ROW_COLUMNS: [&str; 17] = [
 ];
 
 /// The number of columns of `frame_rows`, where frames are stored.
-pub(crate) const FRAME_COLUMNS: usize = FRAME_ROW_COLUMNS.len();
+pub(crate) const FRAME_ROW_WIDTH: usize = FRAME_ROW_COLUMNS.len();
 
 /// The columns before those most frames leave `NULL`.
 const COMMON_COLUMNS: usize = 12;
 
-/// Rows per `INSERT` statement, largest first: a run of rows takes as many of the largest
-/// as fit, then of the next. (SQLite's default limit is 32,766 parameters; 32 rows of 17
-/// stay far below it.)
+/// Rows per `INSERT` statement, largest first: the rows waiting take as many of the
+/// largest as fit, then of the next, down to one. (SQLite's default limit is 32,766
+/// parameters; 32 rows of 17 stay far below it.)
 const ROWS_PER_INSERT: [usize; 3] = [32, 8, 1];
+const _: () = assert!(ROWS_PER_INSERT[ROWS_PER_INSERT.len() - 1] == 1);
 
 /// One value of a waiting row.
 #[derive(Debug, Clone)]
@@ -76,12 +78,13 @@ enum Shape {
 
 impl Shape {
     fn of(row: &[Cell]) -> Shape {
-        match row[COMMON_COLUMNS..]
+        if row[COMMON_COLUMNS..]
             .iter()
             .all(|cell| matches!(cell, Cell::Null))
         {
-            true => Shape::Common,
-            false => Shape::Full,
+            Shape::Common
+        } else {
+            Shape::Full
         }
     }
 
@@ -96,7 +99,7 @@ impl Shape {
     fn columns(self) -> usize {
         match self {
             Shape::Common => COMMON_COLUMNS,
-            Shape::Full => FRAME_COLUMNS,
+            Shape::Full => FRAME_ROW_WIDTH,
         }
     }
 }
@@ -115,7 +118,7 @@ impl PendingFrames {
     pub fn new() -> Self {
         let inserts = |shape: Shape| ROWS_PER_INSERT.map(|rows| insert_sql(shape, rows));
         PendingFrames {
-            cells: Vec::with_capacity(FRAME_COLUMNS * ROWS_PER_INSERT[0]),
+            cells: Vec::with_capacity(FRAME_ROW_WIDTH * ROWS_PER_INSERT[0]),
             bytes: Vec::new(),
             inserts: [inserts(Shape::Common), inserts(Shape::Full)],
         }
@@ -134,37 +137,39 @@ impl PendingFrames {
     }
 
     /// Adds a row; returns whether enough are waiting to be worth a flush.
-    pub fn push(&mut self, row: [Cell; FRAME_COLUMNS]) -> bool {
+    pub fn push(&mut self, row: [Cell; FRAME_ROW_WIDTH]) -> bool {
         self.cells.extend(row);
-        self.cells.len() >= FRAME_COLUMNS * ROWS_PER_INSERT[0]
+        self.cells.len() >= FRAME_ROW_WIDTH * ROWS_PER_INSERT[0]
     }
 
-    /// Inserts every waiting row, in order: each run of rows of one shape by the fewest
-    /// statements.
+    /// Inserts every waiting row, in order, by the fewest statements: as many rows as the
+    /// largest statement that fits takes, each time, naming only the common columns when
+    /// none of those rows has the others (so mixed shapes never take more statements).
     pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
-        let rows = self.cells.len() / FRAME_COLUMNS;
-        let mut start = 0;
-        while start < rows {
-            let shape = Shape::of(self.row(start));
-            let end = (start + 1..rows)
-                .find(|&i| Shape::of(self.row(i)) != shape)
-                .unwrap_or(rows);
-            let mut at = start;
-            while at < end {
-                // The largest that fits; one row always does.
-                let which = ROWS_PER_INSERT
-                    .iter()
-                    .position(|&size| size <= end - at)
-                    .unwrap_or(ROWS_PER_INSERT.len() - 1);
-                let size = ROWS_PER_INSERT[which];
-                let values = (at..at + size)
-                    .flat_map(|i| &self.row(i)[..shape.columns()])
-                    .map(|cell| self.value(cell));
-                conn.prepare_cached(&self.inserts[shape.index()][which])?
-                    .execute(rusqlite::params_from_iter(values))?;
-                at += size;
-            }
-            start = end;
+        let rows = self.cells.len() / FRAME_ROW_WIDTH;
+        let mut at = 0;
+        while at < rows {
+            // The largest that fits; the last, one row, always does.
+            let which = ROWS_PER_INSERT
+                .iter()
+                .position(|&size| size <= rows - at)
+                .unwrap_or(ROWS_PER_INSERT.len() - 1);
+            let chunk = at..at + ROWS_PER_INSERT[which];
+            let shape = if chunk
+                .clone()
+                .all(|i| Shape::of(self.row(i)) == Shape::Common)
+            {
+                Shape::Common
+            } else {
+                Shape::Full
+            };
+            let values = chunk
+                .clone()
+                .flat_map(|i| &self.row(i)[..shape.columns()])
+                .map(|cell| self.value(cell));
+            conn.prepare_cached(&self.inserts[shape.index()][which])?
+                .execute(rusqlite::params_from_iter(values))?;
+            at = chunk.end;
         }
         self.cells.clear();
         self.bytes.clear();
@@ -172,7 +177,7 @@ impl PendingFrames {
     }
 
     fn row(&self, i: usize) -> &[Cell] {
-        &self.cells[i * FRAME_COLUMNS..(i + 1) * FRAME_COLUMNS]
+        &self.cells[i * FRAME_ROW_WIDTH..(i + 1) * FRAME_ROW_WIDTH]
     }
 
     fn value<'a>(&'a self, cell: &'a Cell) -> ToSqlOutput<'a> {
@@ -188,7 +193,7 @@ impl PendingFrames {
 /// `INSERT INTO frame_rows (…) VALUES (?,…),…` of `rows` rows of `shape`. (SQLite keeps a
 /// statement journal for a many-row insert that names the rowid, whatever its conflict
 /// clause: the rowid's type check may abort it. Thirty-two rows a statement still beat
-/// one, 2.04 against 2.23 µs per event in the writer bench's fan-in row.)
+/// one, 2.04 against 2.23 µs per event in the writer bench's fan-in row, in schema 7.)
 fn insert_sql(shape: Shape, rows: usize) -> String {
     let columns = &FRAME_ROW_COLUMNS[..shape.columns()];
     let row = format!("({})", vec!["?"; columns.len()].join(","));
@@ -203,53 +208,87 @@ fn insert_sql(shape: Shape, rows: usize) -> String {
 mod tests {
     use super::*;
 
-    /// A row of frame `id`: with `rare` facts when `full`.
-    fn row(pending: &mut PendingFrames, id: i64, full: bool) -> [Cell; FRAME_COLUMNS] {
+    /// A row of frame `id`: with inflated bytes or `rare` facts when `full` says so.
+    fn frame_row(pending: &mut PendingFrames, id: i64, full: Full) -> [Cell; FRAME_ROW_WIDTH] {
         let payload = pending.bytes(Some(&id.to_be_bytes()));
-        let mut row: [Cell; FRAME_COLUMNS] = std::array::from_fn(|_| Cell::Null);
+        let mut row: [Cell; FRAME_ROW_WIDTH] = std::array::from_fn(|_| Cell::Null);
         for (i, value) in [id, 1, id, id, 10 * id, 0, 0x81, 8].into_iter().enumerate() {
             row[i] = Cell::Int(value);
         }
         row[8] = payload;
         row[10] = Cell::Int(8);
-        if full {
-            row[16] = Cell::Text(format!("{{\"close_code\":{id}}}"));
+        match full {
+            Full::No => {}
+            Full::Inflated => {
+                row[12] = Cell::Int(3);
+                row[13] = pending.bytes(Some(b"abc"));
+                row[15] = Cell::Int(3);
+            }
+            Full::Rare => row[16] = Cell::Text(format!("{{\"close_code\":{id}}}")),
         }
         row
     }
 
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Full {
+        No,
+        Inflated,
+        Rare,
+    }
+
     #[test]
-    fn runs_of_either_shape_go_in_whole_and_in_order() {
+    fn rows_of_either_shape_go_in_whole() {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::schema::create(&mut conn).unwrap();
         let mut pending = PendingFrames::new();
-        // Runs that take every statement size, of both shapes, in turn.
-        let full = |id: i64| (41..=43).contains(&id) || id == 60 || (70..=79).contains(&id);
-        for id in 1..=100 {
-            let row = row(&mut pending, id, full(id));
+        // Flushes of 32 rows: one all common, one with a few full rows, one all full;
+        // then 20 left for the last flush (8, 8, 1, 1, 1, 1), some of them full.
+        let full = |id: i64| match id {
+            41..=43 | 60 | 65..=80 | 110 => Full::Rare,
+            81..=96 | 100 => Full::Inflated,
+            _ => Full::No,
+        };
+        for id in 1..=116 {
+            let row = frame_row(&mut pending, id, full(id));
             if pending.push(row) {
                 pending.flush(&conn).unwrap();
             }
         }
         pending.flush(&conn).unwrap();
+        type Read = (i64, i64, Vec<u8>, Option<Vec<u8>>, Option<i64>);
         let mut statement = conn
-            .prepare("SELECT id, time_us, payload, close_code FROM frames ORDER BY id")
+            .prepare("SELECT id, time_us, payload, inflated, close_code FROM frames ORDER BY id")
             .unwrap();
-        let read: Vec<(i64, i64, Vec<u8>, Option<i64>)> = statement
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        let read: Vec<Read> = statement
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let expected: Vec<(i64, i64, Vec<u8>, Option<i64>)> = (1..=100)
+        let expected: Vec<Read> = (1..=116)
             .map(|id: i64| {
-                (
-                    id,
-                    10 * id,
-                    id.to_be_bytes().to_vec(),
-                    full(id).then_some(id),
-                )
+                let inflated = (full(id) == Full::Inflated).then(|| b"abc".to_vec());
+                let code = (full(id) == Full::Rare).then_some(id);
+                (id, 10 * id, id.to_be_bytes().to_vec(), inflated, code)
             })
             .collect();
         assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn the_columns_named_are_those_of_the_table_in_order() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::create(&mut conn).unwrap();
+        let mut statement = conn
+            .prepare("SELECT name FROM pragma_table_info('frame_rows') ORDER BY cid")
+            .unwrap();
+        let columns: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(columns, FRAME_ROW_COLUMNS);
+        assert_eq!(FRAME_ROW_COLUMNS[COMMON_COLUMNS], "inflated_len");
     }
 }

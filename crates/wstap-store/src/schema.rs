@@ -519,7 +519,8 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 pub(crate) fn tune_writer(conn: &Connection, max_bytes: Option<u64>) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Room for every statement the writer runs (about twenty), so none is prepared again.
+    // Room for every statement the writer runs (23: its own, the spans', the schema's and
+    // six frame inserts), so none is prepared again.
     conn.set_prepared_statement_cache_capacity(32);
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 8 MiB of page cache: enough for the hot index pages of many open sessions.
@@ -581,7 +582,9 @@ pub(crate) fn migrate(dir: &Path, database: &Path) -> Result<(), StoreError> {
         // is, either way: if there is no room to compact it (a copy of the database goes
         // to the temporary directory), it keeps the free pages, which SQLite fills first
         // when the capture takes more sessions.
-        let _ = conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);");
+        if conn.execute_batch("VACUUM").is_ok() {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        }
     }
     Ok(())
 }

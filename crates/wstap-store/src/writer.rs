@@ -751,6 +751,7 @@ impl CaptureWriter {
             spans::write(&self.conn, f.session, closed)?;
         }
         let rare = rare_json(f.close, &f.violations);
+        // In the order of `pending::FRAME_ROW_COLUMNS`.
         let row = [
             Cell::Int(ev),
             Cell::Int(f.session as i64),
