@@ -426,7 +426,7 @@ DROP INDEX frames_by_session;
 );
 
 /// Version 9: frame rows that cost less to write. A row's cost to SQLite grows with its
-/// columns (about 35 ns each in the writer bench), and the six generated columns were
+/// columns (about 35 ns each, SQLite alone), and the six generated columns were
 /// computed on every insert though none is stored (another 160 ns); a frame row cost
 /// 1.2 µs, the most of anything the capture does per frame. Frames are now stored in
 /// `frame_rows`, 17 columns: the flags byte, the length's encoding, the direction and the

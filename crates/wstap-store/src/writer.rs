@@ -758,7 +758,7 @@ impl CaptureWriter {
             Cell::Int(seq as i64),
             Cell::Int(f.index as i64),
             Cell::Int(f.time_us),
-            Cell::Int(f.end_time_us - f.time_us),
+            Cell::Int(f.end_time_us.saturating_sub(f.time_us)),
             Cell::Int(frame_head(f.dir, &header)),
             Cell::Int(header.payload_len() as i64),
             self.pending.bytes(payload_inline),
