@@ -80,14 +80,22 @@ pub fn against_floor(main: &[Row]) -> Vec<Row> {
             let ratio = row.json["ratio"].as_f64()?;
             let share = ratio / floor_ratio;
             let baseline = row.json["baseline_ratio"].as_f64().map(|b| b / floor_ratio);
-            let result = match baseline {
+            let mut result = match baseline {
                 Some(b) => format!("{share:.2} of the floor (baseline {b:.2})"),
                 None => format!("{share:.2} of the floor"),
             };
+            let by_round = &row.json["floor_shares_by_round"];
+            if let (Some(mid), Some(least), Some(most)) = (
+                by_round["median"].as_f64(),
+                by_round["least"].as_f64(),
+                by_round["most"].as_f64(),
+            ) {
+                result.push_str(&format!("; round by round {mid:.2} ({least:.2}-{most:.2})"));
+            }
             let json = json!({"scenario": "against_floor", "of": row.json["scenario"],
                        "scheme": row.json["scheme"], "size": row.json["size"],
                        "floor_ratio": floor_ratio, "ratio": ratio, "share_of_floor": share,
-                       "baseline_share": baseline});
+                       "baseline_share": baseline, "shares_by_round": by_round});
             let scenario = format!("against the floor: {}", row.scenario);
             let (direct, relayed) = (
                 format!("floor {floor_ratio:.2}"),
@@ -107,6 +115,27 @@ pub fn against_floor(main: &[Row]) -> Vec<Row> {
             })
         })
         .collect()
+}
+
+/// Each round's wstap rate over the floor relay's of the same round (both against the
+/// round's one direct run): their median, least and most, as JSON; `null` without a
+/// floor. The `against the floor` rows' share is the median of wstap's ratios over the
+/// median of the floor's; this reads the same rounds pair by pair, and its spread says
+/// how firm that share is.
+fn floor_shares_by_round(proxied: &[f64], floor: &[f64]) -> serde_json::Value {
+    let shares: Vec<f64> = proxied
+        .iter()
+        .zip(floor)
+        .filter(|(_, f)| **f > 0.0)
+        .map(|(p, f)| p / f)
+        .collect();
+    let (Some(least), Some(most)) = (
+        shares.iter().copied().min_by(f64::total_cmp),
+        shares.iter().copied().max_by(f64::total_cmp),
+    ) else {
+        return serde_json::Value::Null;
+    };
+    json!({"median": median(shares), "least": least, "most": most})
 }
 
 /// The share of the floor relay's ratio a main row must reach with the capture at its
@@ -918,6 +947,7 @@ impl<'a> MainRun<'a> {
                 }
             }
         }
+        let by_round = floor_shares_by_round(&proxied, &floor);
         let (d, p, mb_s) = (median(direct), median(proxied), median(captured));
         let ratio = p / d;
         let floor_ratio = median(floor) / d;
@@ -954,7 +984,8 @@ impl<'a> MainRun<'a> {
                          "window": THROUGHPUT_WINDOW, "direct_msgs_per_s": d,
                          "proxied_msgs_per_s": p, "ratio": ratio,
                          "captured_mb_per_s": mb_s, "baseline_ratio": baseline,
-                         "floor_ratio": floor_ratio, "rounds": plan.rounds}),
+                         "floor_ratio": floor_ratio, "floor_shares_by_round": by_round,
+                         "rounds": plan.rounds}),
         }];
         if let Some(baseline) = baseline {
             rows.push(against_baseline(
@@ -1063,6 +1094,7 @@ impl<'a> MainRun<'a> {
             );
         }
         let [direct, proxied, base, floor] = rates;
+        let by_round = floor_shares_by_round(&proxied, &floor);
         let (d, p) = (median(direct), median(proxied));
         let floor_ratio = median(floor) / d;
         let baseline = (!base.is_empty()).then(|| median(base) / d);
@@ -1079,6 +1111,7 @@ impl<'a> MainRun<'a> {
             json: json!({"scenario": "fan_in", "connections": connections,
                          "direct_msgs_per_s": d, "proxied_msgs_per_s": p, "ratio": p / d,
                          "baseline_ratio": baseline, "floor_ratio": floor_ratio,
+                         "floor_shares_by_round": by_round,
                          "rounds": self.bench.plan.rounds}),
         }];
         if let Some(baseline) = baseline {
@@ -1214,6 +1247,19 @@ mod tests {
         assert_eq!(ways(1, false, true), [Way::Direct, Way::Floor, Way::Wstap]);
     }
 
+    #[test]
+    fn the_floor_is_read_round_by_round_in_pairs() {
+        let shares = floor_shares_by_round(&[50.0, 90.0, 30.0, 40.0], &[100.0, 100.0, 60.0, 0.0]);
+        // 0.5, 0.9 and 0.5; a floor that moved nothing pairs with nothing.
+        assert_eq!(shares["least"].as_f64(), Some(0.5));
+        assert_eq!(shares["most"].as_f64(), Some(0.9));
+        assert_eq!(shares["median"].as_f64(), Some(0.5));
+        assert!(
+            floor_shares_by_round(&[50.0], &[]).is_null(),
+            "no floor run"
+        );
+    }
+
     fn main_row(json: serde_json::Value) -> Row {
         Row::reference("a row".into(), "-".into(), "-".into(), "-".into(), json)
     }
@@ -1224,7 +1270,9 @@ mod tests {
             // Fan-in at 0.8 of the floor: met, just.
             main_row(
                 json!({"scenario": "fan_in", "ratio": 0.4, "floor_ratio": 0.5,
-                            "baseline_ratio": 0.3}),
+                            "baseline_ratio": 0.3,
+                            "floor_shares_by_round": floor_shares_by_round(
+                                &[60.0, 70.0, 80.0], &[100.0, 80.0, 90.0])}),
             ),
             // ws 64 B at 0.9 of its floor, under its 0.95.
             main_row(json!({"scenario": "throughput", "scheme": "ws", "size": 64,
@@ -1243,6 +1291,11 @@ mod tests {
         assert!((share(&read[0]) - 0.8).abs() < 1e-9);
         assert!(read[0].met);
         assert_eq!(read[0].json["baseline_share"].as_f64(), Some(0.3 / 0.5));
+        assert_eq!(
+            read[0].result,
+            "0.80 of the floor (baseline 0.60); round by round 0.88 (0.60-0.89)"
+        );
+        assert_eq!(read[1].result, "0.90 of the floor", "no rounds, no pairs");
         assert!((share(&read[1]) - 0.9).abs() < 1e-9);
         assert!(!read[1].met, "0.9 is under ws 64 B's 0.95");
         assert!(read[2].met);
