@@ -95,7 +95,7 @@ pub fn against_floor(main: &[Row]) -> Vec<Row> {
             let json = json!({"scenario": "against_floor", "of": row.json["scenario"],
                        "scheme": row.json["scheme"], "size": row.json["size"],
                        "floor_ratio": floor_ratio, "ratio": ratio, "share_of_floor": share,
-                       "baseline_share": baseline, "shares_by_round": by_round});
+                       "baseline_share": baseline, "floor_shares_by_round": by_round});
             let scenario = format!("against the floor: {}", row.scenario);
             let (direct, relayed) = (
                 format!("floor {floor_ratio:.2}"),
@@ -117,12 +117,16 @@ pub fn against_floor(main: &[Row]) -> Vec<Row> {
         .collect()
 }
 
-/// Each round's wstap rate over the floor relay's of the same round (both against the
-/// round's one direct run): their median, least and most, as JSON; `null` without a
-/// floor. The `against the floor` rows' share is the median of wstap's ratios over the
-/// median of the floor's; this reads the same rounds pair by pair, and its spread says
-/// how firm that share is.
+/// Each round's wstap rate over the floor relay's in the same round (`proxied[i]` and
+/// `floor[i]` are round `i`'s): their median, least and most, as JSON; `null` without a
+/// floor. The `against the floor` rows' share is wstap's median rate over the floor's
+/// (each a median over all rounds); this reads the same rounds pair by pair, and its
+/// spread says how firm that share is.
 fn floor_shares_by_round(proxied: &[f64], floor: &[f64]) -> serde_json::Value {
+    debug_assert!(
+        floor.is_empty() || floor.len() == proxied.len(),
+        "a floor run in every round wstap ran, or in none"
+    );
     let shares: Vec<f64> = proxied
         .iter()
         .zip(floor)
@@ -1254,6 +1258,9 @@ mod tests {
         assert_eq!(shares["least"].as_f64(), Some(0.5));
         assert_eq!(shares["most"].as_f64(), Some(0.9));
         assert_eq!(shares["median"].as_f64(), Some(0.5));
+        // An even count: the upper of the middle two, as every median of the report.
+        let even = floor_shares_by_round(&[50.0, 60.0, 70.0, 80.0], &[100.0; 4]);
+        assert_eq!(even["median"].as_f64(), Some(0.7));
         assert!(
             floor_shares_by_round(&[50.0], &[]).is_null(),
             "no floor run"
@@ -1267,7 +1274,8 @@ mod tests {
     #[test]
     fn a_main_row_is_read_against_the_floor_of_its_own_rounds() {
         let rows = [
-            // Fan-in at 0.8 of the floor: met, just.
+            // Fan-in at 0.8 of the floor: met, just (its medians'; its rounds, made up
+            // apart from them, read 0.88 pair by pair).
             main_row(
                 json!({"scenario": "fan_in", "ratio": 0.4, "floor_ratio": 0.5,
                             "baseline_ratio": 0.3,
