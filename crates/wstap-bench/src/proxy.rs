@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a benchmarked `wstap` records: a capture (wstap's default), keeping this many
@@ -90,9 +91,49 @@ pub fn inspector_of(stderr: std::process::ChildStderr) -> Result<(SocketAddr, St
     Ok((addr, token.to_owned()))
 }
 
+/// The lowest port [`free_port`] hands out.
+const FIRST_LISTEN_PORT: u32 = 10_000;
+
+/// How far [`free_port`] has gone through its ports, from a start of this process's own;
+/// 0 until the first call.
+static PORTS_TRIED: AtomicU32 = AtomicU32::new(0);
+
+/// A loopback port that was free a moment ago, for a listener the benchmark starts in
+/// another process. Not one the kernel hands out for outgoing connections: one of those
+/// (the fan-in's hundred clients, a relay's upstream legs) could take it between this
+/// check and the listener's bind, and a full run then stopped with "Address already in
+/// use". Never the same port twice in one run, so two listeners asked for in a row do
+/// not get the same one either.
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+    let outgoing_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let count = outgoing_from.saturating_sub(FIRST_LISTEN_PORT);
+    if count < 1_000 {
+        // A machine that hands out nearly every port for outgoing connections: let the
+        // kernel choose, as before.
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        return Ok(listener.local_addr().map_err(|e| e.to_string())?.port());
+    }
+    // Start where this process's id says, so two benchmarks side by side rarely meet.
+    let _ = PORTS_TRIED.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(7_919) % count + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..count {
+        let tried = PORTS_TRIED.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST_LISTEN_PORT + tried % count).map_err(|e| e.to_string())?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(format!(
+        "no free port from {FIRST_LISTEN_PORT} to {}",
+        outgoing_from - 1
+    ))
 }
 
 /// A loopback address whose port was free a moment ago, for a listener of wstap's.
@@ -314,4 +355,31 @@ pub fn raise_fd_limit(want: u64) -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
     }
     limit.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_ports_are_free_never_twice_and_not_the_outgoing_connections() {
+        let outgoing_from: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        let ports: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
+        for (i, port) in ports.iter().enumerate() {
+            assert!(
+                !ports[..i].contains(port),
+                "{port} handed out twice: {ports:?}"
+            );
+            if outgoing_from >= FIRST_LISTEN_PORT + 1_000 {
+                assert!(
+                    (FIRST_LISTEN_PORT..outgoing_from).contains(&u32::from(*port)),
+                    "{port} is not below the outgoing ports from {outgoing_from}"
+                );
+            }
+            TcpListener::bind(("127.0.0.1", *port)).expect("a port handed out is free");
+        }
+    }
 }
