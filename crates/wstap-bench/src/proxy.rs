@@ -103,7 +103,8 @@ static PORTS_TRIED: AtomicU32 = AtomicU32::new(0);
 /// (the fan-in's hundred clients, a relay's upstream legs) could take it between this
 /// check and the listener's bind, and a full run then stopped with "Address already in
 /// use". Never the same port twice in one run, so two listeners asked for in a row do
-/// not get the same one either.
+/// not get the same one either; on a machine that leaves under 1,000 ports below its
+/// outgoing range, the kernel chooses, as before, and neither holds.
 fn free_port() -> Result<u16, String> {
     let outgoing_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -369,11 +370,11 @@ mod tests {
             .unwrap_or(32_768);
         let ports: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
         for (i, port) in ports.iter().enumerate() {
-            assert!(
-                !ports[..i].contains(port),
-                "{port} handed out twice: {ports:?}"
-            );
             if outgoing_from >= FIRST_LISTEN_PORT + 1_000 {
+                assert!(
+                    !ports[..i].contains(port),
+                    "{port} handed out twice: {ports:?}"
+                );
                 assert!(
                     (FIRST_LISTEN_PORT..outgoing_from).contains(&u32::from(*port)),
                     "{port} is not below the outgoing ports from {outgoing_from}"
