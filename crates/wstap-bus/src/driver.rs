@@ -26,20 +26,19 @@ pub struct Cadence {
     /// While events keep coming, flush at least this often.
     pub max_delay: Duration,
     /// Run at a lower scheduling priority (Linux: 5 nice steps below the thread that
-    /// starts it), so that when the machine is
-    /// busy the sink's bursts (a commit, a checkpoint) wait for the relay's threads rather
-    /// than delay them. The sink still never falls behind for good: once its backlog is
+    /// starts it), so that when the machine is busy the sink's bursts (a commit, a
+    /// checkpoint) wait for the relay's threads rather than delay them. The sink still never falls behind for good: once its backlog is
     /// full the relay waits for it, and a waiting relay leaves it the CPU.
     pub background: bool,
 }
 
 /// How many nice steps (Linux) a background sink runs below the relay's threads: below
-/// them, not as far below as the inspector. At nice 10 a capture starved on a busy machine filled its backlog, and
-/// the relays that then waited for it woke, each sixteenth of the budget it gave back,
-/// to preempt it again: at fan-in a third of the capture thread's time went to being
-/// preempted and to waking them. At nice 5, against nice 10 in the same rounds, fan-in
-/// read 0.50, 0.51 and 0.53 of direct against 0.49, 0.45 and 0.47, and no throughput row
-/// read lower (docs/performance.md, 2026-12-05 evening).
+/// them, not as far below as the inspector. At 10 a capture starved on a busy machine
+/// filled its backlog, and the relays that then waited for it woke, each sixteenth of
+/// the budget it gave back, to preempt it again: at fan-in a third of the capture
+/// thread's time went to being preempted and to waking them. At 5, against 10 in the
+/// same rounds, fan-in read 0.50, 0.51 and 0.53 of direct against 0.49, 0.45 and 0.47,
+/// and no throughput row read lower (docs/performance.md, 2026-12-05 evening).
 const SINK_NICE: i32 = 5;
 
 /// How many nice steps (Linux) the inspector runs below the relay's threads: it serves a
