@@ -27,8 +27,9 @@ pub struct Cadence {
     pub max_delay: Duration,
     /// Run at a lower scheduling priority (Linux: 10 nice steps below the thread that
     /// starts it), so that when the machine is busy the sink's bursts (a commit, a
-    /// checkpoint) wait for the relay's threads rather than delay them. The sink still never falls behind for good: once its backlog is
-    /// full the relay waits for it, and a waiting relay leaves it the CPU.
+    /// checkpoint) wait for the relay's threads rather than delay them. The sink still
+    /// never falls behind for good: once its backlog is full the relay waits for it, and
+    /// a waiting relay leaves it the CPU.
     pub background: bool,
 }
 
