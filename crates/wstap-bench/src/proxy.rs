@@ -106,10 +106,7 @@ static PORTS_TRIED: AtomicU32 = AtomicU32::new(0);
 /// not get the same one either; on a machine that leaves under 1,000 ports below its
 /// outgoing range, the kernel chooses, as before, and neither holds.
 fn free_port() -> Result<u16, String> {
-    let outgoing_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
+    let outgoing_from = outgoing_ports_from();
     let count = outgoing_from.saturating_sub(FIRST_LISTEN_PORT);
     if count < 1_000 {
         // A machine that hands out nearly every port for outgoing connections: let the
@@ -135,6 +132,15 @@ fn free_port() -> Result<u16, String> {
         "no free port from {FIRST_LISTEN_PORT} to {}",
         outgoing_from - 1
     ))
+}
+
+/// The first port the kernel hands out for outgoing connections (Linux's default when
+/// it does not say).
+fn outgoing_ports_from() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A loopback address whose port was free a moment ago, for a listener of wstap's.
@@ -364,10 +370,7 @@ mod tests {
 
     #[test]
     fn listen_ports_are_free_never_twice_and_not_the_outgoing_connections() {
-        let outgoing_from: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|range| range.split_whitespace().next()?.parse().ok())
-            .unwrap_or(32_768);
+        let outgoing_from = outgoing_ports_from();
         let ports: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
         for (i, port) in ports.iter().enumerate() {
             if outgoing_from >= FIRST_LISTEN_PORT + 1_000 {

@@ -33,24 +33,17 @@ pub struct Cadence {
     pub background: bool,
 }
 
-/// How many nice steps (Linux) a background sink runs below the relay's threads. 5 was
-/// tried: fan-in read 0.50 to 0.54 of direct against 0.45 to 0.51 at 10 in four runs of
-/// the same rounds, but two throughput runs of three read lower at 16 KiB and wss (wss
-/// 16 KiB 0.29 and 0.39 against 0.35 and 0.44), so 10 it stays (docs/performance.md,
-/// 2026-12-05 evening).
-const SINK_NICE: i32 = 10;
-
-/// How many nice steps (Linux) the inspector runs below the relay's threads: it serves a
-/// person, who can wait a little longer for a page than a relayed message can.
-const INSPECTOR_NICE: i32 = 10;
-
-// The relay first; what records it and what shows it after.
-const _: () = assert!(0 < SINK_NICE && SINK_NICE <= INSPECTOR_NICE);
+/// How many nice steps (Linux) background sinks and the inspector run below the relay's
+/// threads. 5 was tried for the sinks: fan-in read 0.50 to 0.54 of direct against 0.45
+/// to 0.51 at 10 in four runs of the same rounds, but two throughput runs of three read
+/// lower at 16 KiB and wss (wss 16 KiB 0.29 and 0.39 against 0.35 and 0.44), so 10 it
+/// stays (docs/performance.md, 2026-12-05 evening).
+const NICE_STEPS_BELOW_RELAY: i32 = 10;
 
 /// Lowers the calling thread's priority (10 nice steps), for work that must leave the
 /// CPU to the relay: the web inspector. Threads it starts afterwards inherit the priority.
 pub fn yield_to_relay() {
-    run_nicer_by(INSPECTOR_NICE);
+    run_nicer_by(NICE_STEPS_BELOW_RELAY);
 }
 
 /// Lowers the calling thread's priority by `steps` from where it is (never raises it, so
@@ -88,7 +81,7 @@ pub fn spawn<S: Sink>(
         .name(name.to_owned())
         .spawn(move || {
             if cadence.background {
-                run_nicer_by(SINK_NICE);
+                run_nicer_by(NICE_STEPS_BELOW_RELAY);
             }
             run(sink, rx, cadence)
         })
@@ -294,7 +287,10 @@ mod tests {
     async fn a_background_sink_and_the_inspector_run_steps_below_the_relay() {
         // Wherever the tests run (under `nice` too): steps below it, 19 at the lowest.
         let relay = niceness();
-        assert_eq!(sink_niceness(true).await, (relay + SINK_NICE).min(19));
+        assert_eq!(
+            sink_niceness(true).await,
+            (relay + NICE_STEPS_BELOW_RELAY).min(19)
+        );
         assert_eq!(
             sink_niceness(false).await,
             relay,
@@ -304,7 +300,10 @@ mod tests {
             yield_to_relay();
             niceness()
         });
-        assert_eq!(inspector.join().unwrap(), (relay + INSPECTOR_NICE).min(19));
+        assert_eq!(
+            inspector.join().unwrap(),
+            (relay + NICE_STEPS_BELOW_RELAY).min(19)
+        );
         assert_eq!(
             niceness(),
             relay,
