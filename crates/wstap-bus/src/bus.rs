@@ -20,8 +20,10 @@
 //! them in one turn (with one, as by default, there is nothing to agree on and no turn).
 //!
 //! A lossless subscriber's thread naps between rounds so that each round takes many
-//! batches; [`LosslessReceiver::nap`] ends a nap early once half its budget is queued,
-//! or a batch does not fit in what is left.
+//! batches; [`Backlog::nap`] ends a nap early once half its budget is queued, or a batch
+//! does not fit in what is left. [`Backlog`] also counts the publishers waiting for room:
+//! how widely the subscriber holds the relay up (the driver lends it the relay's priority
+//! while it holds up many).
 //! A fixed nap would cap a fast stream at a budget per nap: 16 MiB per 20 ms held 16 KiB
 //! echoes to 530 MB/s while the writer slept (docs/performance.md). Half, not less: the
 //! capture's commits cost by their number (each rewrites every session's index leaf), and
@@ -29,7 +31,7 @@
 //! half its nap. Half of the 8 MiB it has since is that quarter again; the fan-in row
 //! read within its spread of the 16 MiB build all the same (docs/performance.md).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -42,7 +44,7 @@ use wstap_trace::{Batch, BusEvent, Event};
 const RELEASE_STEPS: usize = 16;
 
 /// What a batch weighs against a lossless subscriber's budget: roughly the memory it holds.
-fn weight(batch: &[BusEvent]) -> usize {
+pub(crate) fn weight(batch: &[BusEvent]) -> usize {
     std::mem::size_of::<Vec<BusEvent>>() + std::mem::size_of_val(batch) + batch_heap_bytes(batch)
 }
 
@@ -66,15 +68,22 @@ pub struct LosslessReceiver {
 }
 
 /// Wakes a napping subscriber's thread once its backlog passes half the budget, or a
-/// batch does not fit in what is left of it.
+/// batch does not fit in what is left of it; counts the publishers waiting for room, and
+/// wakes the thread watching them once there are more than it watches for.
 #[derive(Debug)]
 struct Alarm {
-    /// The thread that last napped in [`LosslessReceiver::nap`].
+    /// The thread that last napped in [`Backlog::nap`].
     napper: Mutex<Option<Thread>>,
     /// Set by a publisher that found the backlog past [`Alarm::at_free`]; taken by the nap.
     rung: AtomicBool,
     /// Rings when fewer than this many permits are free.
     at_free: usize,
+    /// Publishers waiting for room now.
+    waiting: AtomicUsize,
+    /// The thread that last parked in [`Backlog::park_until_waiting_above`].
+    watcher: Mutex<Option<Thread>>,
+    /// It is woken when more publishers than this wait (none watches: `usize::MAX`).
+    watch_above: AtomicUsize,
 }
 
 impl Alarm {
@@ -83,6 +92,9 @@ impl Alarm {
             napper: Mutex::new(None),
             rung: AtomicBool::new(false),
             at_free: limit as usize - limit as usize / 2,
+            waiting: AtomicUsize::new(0),
+            watcher: Mutex::new(None),
+            watch_above: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -102,26 +114,81 @@ impl Alarm {
     }
 }
 
-impl LosslessReceiver {
+/// A publisher's place among those waiting for room, for as long as it waits (its
+/// future may be dropped while it does).
+struct WaitingForRoom<'a>(&'a Alarm);
+
+impl<'a> WaitingForRoom<'a> {
+    fn enter(alarm: &'a Alarm) -> WaitingForRoom<'a> {
+        // SeqCst here and in the watcher: each sees the other's write, or the watcher
+        // finds the count high enough itself.
+        let now = alarm.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        if now > alarm.watch_above.load(Ordering::SeqCst) {
+            let watcher = alarm.watcher.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(watcher) = watcher.as_ref() {
+                watcher.unpark();
+            }
+        }
+        WaitingForRoom(alarm)
+    }
+}
+
+impl Drop for WaitingForRoom<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A lossless subscriber's backlog as its threads see it without the receiver: for
+/// napping between rounds of draining, and for watching how many publishers wait.
+#[derive(Debug, Clone)]
+pub struct Backlog(Arc<Alarm>);
+
+impl Backlog {
     /// Sleeps the calling thread for `nap`, or less: until half the budget is queued or
     /// a batch does not fit. A ring since the last nap ends this one at once, even if the
     /// round since drained the backlog: one round more, never a publisher left waiting.
-    /// For a subscriber on a thread of its own, between rounds of draining.
-    pub fn nap(&mut self, nap: Duration) {
-        self.settle();
-        *self
-            .alarm
-            .napper
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
+    /// For a subscriber on a thread of its own, between rounds of draining, once its
+    /// receiver gave back what it took (as it has when [`LosslessReceiver::try_recv`]
+    /// found nothing).
+    pub fn nap(&self, nap: Duration) {
+        *self.0.napper.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(std::thread::current());
         let until = Instant::now() + nap;
-        while !self.alarm.rung.swap(false, Ordering::AcqRel) {
+        while !self.0.rung.swap(false, Ordering::AcqRel) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
             std::thread::park_timeout(left);
         }
+    }
+
+    /// How many publishers are waiting for room.
+    pub fn publishers_waiting(&self) -> usize {
+        self.0.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Parks the calling thread until more than `above` publishers wait. It may return
+    /// sooner (when the thread is unparked otherwise): callers look again. One thread
+    /// watches a backlog: the last to call this.
+    pub fn park_until_waiting_above(&self, above: usize) {
+        *self
+            .0
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
+        self.0.watch_above.store(above, Ordering::SeqCst);
+        if self.publishers_waiting() <= above {
+            std::thread::park();
+        }
+    }
+}
+
+impl LosslessReceiver {
+    /// Its backlog, for the threads that drain it.
+    pub fn backlog(&self) -> Backlog {
+        Backlog(Arc::clone(&self.alarm))
     }
 
     /// Waits for the next batch; `None` once every publisher is gone. Blocks the thread:
@@ -196,6 +263,7 @@ impl LosslessSubscriber {
             Ok(permit) => Ok(permit),
             Err(TryAcquireError::NoPermits) => {
                 // Full: a napping subscriber wakes to make room.
+                let _waiting = WaitingForRoom::enter(&self.alarm);
                 self.alarm.check(0);
                 self.budget.acquire_many(permits).await
             }
@@ -434,6 +502,73 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn publishers_waiting_for_room_are_counted_until_they_go_on_or_give_up() {
+        let mut bus = EventBus::new();
+        let mut rx = bus.subscribe_lossless(48 * 1024);
+        let backlog = rx.backlog();
+        publish_at_once(&bus, 32 * 1024, "the first batch fits").await;
+        assert_eq!(backlog.publishers_waiting(), 0);
+        let (waits, gives_up) = (
+            bus.publish(batch_of(32 * 1024)),
+            bus.publish(batch_of(32 * 1024)),
+        );
+        tokio::pin!(waits);
+        assert!(timeout(SHORT, &mut waits).await.is_err());
+        {
+            tokio::pin!(gives_up);
+            assert!(timeout(SHORT, &mut gives_up).await.is_err());
+            assert_eq!(backlog.publishers_waiting(), 2);
+        }
+        assert_eq!(
+            backlog.publishers_waiting(),
+            1,
+            "a dropped publish waits no more"
+        );
+        assert!(rx.recv().await.is_some());
+        timeout(SHORT, waits)
+            .await
+            .expect("taking a batch makes room");
+        assert_eq!(backlog.publishers_waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_wakes_once_more_publishers_wait_than_it_watches_for() {
+        let mut bus = EventBus::new();
+        let rx = bus.subscribe_lossless(48 * 1024);
+        let backlog = rx.backlog();
+        publish_at_once(&bus, 32 * 1024, "the first batch fits").await;
+        let (watching, woke) = std::sync::mpsc::channel();
+        let watcher = backlog.clone();
+        std::thread::spawn(move || {
+            while watcher.publishers_waiting() <= 1 {
+                let _ = watching.send(false);
+                watcher.park_until_waiting_above(1);
+            }
+            let _ = watching.send(true);
+        });
+        let first = bus.publish(batch_of(32 * 1024));
+        tokio::pin!(first);
+        assert!(timeout(SHORT, &mut first).await.is_err());
+        let second = bus.publish(batch_of(32 * 1024));
+        tokio::pin!(second);
+        assert!(timeout(SHORT, &mut second).await.is_err());
+        let woke = tokio::task::spawn_blocking(move || loop {
+            match woke.recv_timeout(WAKE_UP) {
+                Ok(false) => continue,
+                other => break other,
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            woke,
+            Ok(true),
+            "two waiting, the watcher of more than one woke"
+        );
+        drop(rx);
+    }
+
+    #[tokio::test]
     async fn thousands_of_small_batches_queue_without_waiting() {
         let mut bus = EventBus::new();
         let mut rx = bus.subscribe_lossless(8 << 20);
@@ -541,9 +676,8 @@ mod tests {
     fn nap_on_a_thread(rx: LosslessReceiver, nap: Duration) -> std::sync::mpsc::Receiver<Woke> {
         let (done, woke) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut rx = rx;
             let start = std::time::Instant::now();
-            rx.nap(nap);
+            rx.backlog().nap(nap);
             let after = start.elapsed();
             let queued = 64 * 1024 - rx.budget.available_permits();
             let _ = done.send(Woke { after, queued, rx });
@@ -625,12 +759,12 @@ mod tests {
     async fn a_backlog_that_filled_while_busy_skips_the_next_nap() {
         let mut bus = EventBus::new();
         let mut rx = bus.subscribe_lossless(64 * 1024);
-        rx.nap(Duration::ZERO); // registers this thread as the napper
+        rx.backlog().nap(Duration::ZERO); // registers this thread as the napper
         publish_at_once(&bus, 40 * 1024, "past half the budget, short of all").await;
         assert!((32 * 1024..64 * 1024).contains(&queued(&bus)));
         let nap = Duration::from_secs(5);
         let start = std::time::Instant::now();
-        rx.nap(nap);
+        rx.backlog().nap(nap);
         assert!(start.elapsed() < nap, "the nap went on");
         assert!(rx.try_recv().is_some());
     }

@@ -1,6 +1,8 @@
 //! A lossless [`Sink`] on a thread of its own, fed by the bus.
 //!
-//! The thread hands every event to the sink in order. It makes what was written durable
+//! The thread hands every event to the sink in order. A background sink runs below the
+//! relay's priority, with a relief thread at the relay's that drains it in its stead while
+//! it holds up more than one session ([`spawn`]); one of the two writes at a time. It makes what was written durable
 //! ([`Sink::flush`]) whenever it has caught up with the bus, and at least every
 //! [`Cadence::max_delay`] while it has not, so that a killed proxy leaves a trace whose
 //! every complete line parses and a capture whose every committed transaction is there.
@@ -12,7 +14,9 @@
 //! draining the bus, so the relay never blocks on a dead sink; the stats it returns say
 //! what reached the sink.
 
-use crate::bus::LosslessReceiver;
+use crate::bus::{Backlog, LosslessReceiver};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wstap_trace::Sink;
@@ -29,7 +33,8 @@ pub struct Cadence {
     /// starts it), so that when the machine is busy the sink's bursts (a commit, a
     /// checkpoint) wait for the relay's threads rather than delay them. The sink still
     /// never falls behind for good: once its backlog is full the relay waits for it, and
-    /// a waiting relay leaves it the CPU.
+    /// while it holds up more than one session a relief thread at the relay's priority
+    /// drains it ([`spawn`]).
     pub background: bool,
 }
 
@@ -69,22 +74,223 @@ pub struct SinkStats {
     pub error: Option<String>,
 }
 
+/// A relay publishes a session's records from a task per direction: more publishers
+/// than this waiting for a background sink means it holds up more than one session.
+const ONE_SESSIONS_PUBLISHERS: usize = 2;
+
 /// Starts a thread named `name` that feeds `sink` from `rx` until the bus closes, then
 /// flushes and returns what it did.
+///
+/// A background sink gets a second thread, `name+`, at the relay's priority. It sleeps
+/// until more publishers wait for the sink's backlog than one session has, and then
+/// drains it in the sink's stead until they are that few again: a sink that holds up
+/// many sessions is what the relay is waiting for, so it runs as the relay would. Only
+/// one of the two threads writes at a time, in the bus's order. A sink that holds up a
+/// single session (a stream of large messages) stays below the relay: lent the relay's
+/// priority there, it drained in more, smaller rounds, and the 16 KiB rows read lower
+/// (docs/performance.md, 2026-12-05 night).
 pub fn spawn<S: Sink>(
     name: &str,
     rx: LosslessReceiver,
     sink: S,
     cadence: Cadence,
 ) -> std::io::Result<JoinHandle<SinkStats>> {
-    std::thread::Builder::new()
+    Ok(start(name, rx, sink, cadence)?.0)
+}
+
+/// [`spawn`], and what its threads share.
+fn start<S: Sink>(
+    name: &str,
+    rx: LosslessReceiver,
+    sink: S,
+    cadence: Cadence,
+) -> std::io::Result<(JoinHandle<SinkStats>, Arc<Shared<S>>)> {
+    let backlog = rx.backlog();
+    let shared = Arc::new(Shared {
+        worker: Mutex::new(Worker {
+            sink: Some(sink),
+            rx,
+            max_delay: cadence.max_delay,
+            stats: SinkStats::default(),
+            last_flush: Instant::now(),
+            unflushed: false,
+        }),
+        relief_asked: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+    });
+    let relief = if cadence.background {
+        let (shared, backlog) = (Arc::clone(&shared), backlog.clone());
+        Some(
+            std::thread::Builder::new()
+                .name(format!("{name}+"))
+                .spawn(move || relieve(&shared, &backlog))?,
+        )
+    } else {
+        None
+    };
+    let own = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
             if cadence.background {
                 run_nicer_by(NICE_STEPS_BELOW_RELAY);
             }
-            run(sink, rx, cadence)
-        })
+            run(&own, &backlog, cadence.nap);
+            if let Some(relief) = relief {
+                relief.thread().unpark();
+                // It only ever ends: it has nothing to report.
+                let _ = relief.join();
+            }
+            own.worker().stats.clone()
+        })?;
+    Ok((thread, shared))
+}
+
+/// What a sink's threads share.
+struct Shared<S: Sink> {
+    worker: Mutex<Worker<S>>,
+    /// Set by the relief thread when it wants the worker: the sink's own thread hands it
+    /// over after the batch it is writing.
+    relief_asked: AtomicBool,
+    /// Set once the bus has closed and the sink is closed.
+    closed: AtomicBool,
+}
+
+impl<S: Sink> Shared<S> {
+    fn worker(&self) -> std::sync::MutexGuard<'_, Worker<S>> {
+        self.worker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The sink's own thread: rounds of draining the bus, a nap after each that caught up.
+fn run<S: Sink>(shared: &Shared<S>, backlog: &Backlog, nap: Duration) {
+    loop {
+        let end = shared
+            .worker()
+            .round(true, || shared.relief_asked.load(Ordering::Acquire));
+        match end {
+            Round::CaughtUp => backlog.nap(nap),
+            Round::HandedOver => {
+                // Until the relief thread has the worker: taking it back first would
+                // only hand it over again after a batch.
+                while shared.relief_asked.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+            }
+            Round::Closed => break,
+        }
+    }
+    shared.closed.store(true, Ordering::Release);
+}
+
+/// The relief thread: drains the bus at the relay's priority while the sink holds up
+/// more than one session.
+fn relieve<S: Sink>(shared: &Shared<S>, backlog: &Backlog) {
+    let held_up_widely = || backlog.publishers_waiting() > ONE_SESSIONS_PUBLISHERS;
+    while !shared.closed.load(Ordering::Acquire) {
+        backlog.park_until_waiting_above(ONE_SESSIONS_PUBLISHERS);
+        if !held_up_widely() {
+            continue;
+        }
+        shared.relief_asked.store(true, Ordering::Release);
+        let mut worker = shared.worker();
+        shared.relief_asked.store(false, Ordering::Release);
+        if worker.round(false, || !held_up_widely()) == Round::Closed {
+            break;
+        }
+    }
+}
+
+/// How a round of draining ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Round {
+    /// Nothing was left queued; what was written is flushed.
+    CaughtUp,
+    /// Stopped early for the other thread, which goes on where it stopped.
+    HandedOver,
+    /// The bus closed, and the sink with it.
+    Closed,
+}
+
+/// The sink and the receiver feeding it, with what was done: whichever of a sink's
+/// threads holds it drains the bus.
+struct Worker<S: Sink> {
+    /// `None` once closed.
+    sink: Option<S>,
+    rx: LosslessReceiver,
+    max_delay: Duration,
+    stats: SinkStats,
+    last_flush: Instant,
+    /// Something was written since the last flush.
+    unflushed: bool,
+}
+
+impl<S: Sink> Worker<S> {
+    /// Writes what the bus has queued, the first batch awaited if `wait` and there is
+    /// none, until none is left (then flushes), the bus closes, or `hand_over` says the
+    /// other thread goes on after the batch just written.
+    fn round(&mut self, wait: bool, hand_over: impl Fn() -> bool) -> Round {
+        if self.sink.is_none() {
+            return Round::Closed;
+        }
+        let first = if wait {
+            self.rx.blocking_recv()
+        } else {
+            self.rx.try_recv()
+        };
+        let Some(first) = first else {
+            if wait {
+                self.close();
+                return Round::Closed;
+            }
+            self.flush();
+            return Round::CaughtUp;
+        };
+        let mut next = Some(first);
+        while let Some(batch) = next.take() {
+            if let (None, Some(sink)) = (&self.stats.error, self.sink.as_mut()) {
+                match sink.write_batch(&batch) {
+                    Ok(()) => self.stats.events += batch.len() as u64,
+                    Err(e) => fail(sink, &mut self.stats, e),
+                }
+                self.unflushed = true;
+            }
+            if self.last_flush.elapsed() >= self.max_delay {
+                self.flush();
+            }
+            if hand_over() {
+                return Round::HandedOver;
+            }
+            next = self.rx.try_recv();
+        }
+        // Caught up with the bus: everything written so far becomes durable now.
+        self.flush();
+        Round::CaughtUp
+    }
+
+    fn flush(&mut self) {
+        if let (true, None, Some(sink)) = (self.unflushed, &self.stats.error, self.sink.as_mut()) {
+            if let Err(e) = sink.flush() {
+                fail(sink, &mut self.stats, e);
+            }
+        }
+        self.unflushed = false;
+        self.last_flush = Instant::now();
+    }
+
+    /// Closes the sink (flushing it), once.
+    fn close(&mut self) {
+        let Some(sink) = self.sink.take() else {
+            return;
+        };
+        if self.stats.error.is_none() {
+            let what = sink.what();
+            if let Err(e) = sink.close() {
+                eprintln!("wstap: ERROR: finishing {what} failed: {e}");
+                self.stats.error = Some(e.to_string());
+            }
+        }
+    }
 }
 
 /// Records the first failure and says it once, loudly.
@@ -96,47 +302,6 @@ fn fail<S: Sink>(sink: &S, stats: &mut SinkStats, error: S::Error) {
         );
         stats.error = Some(error.to_string());
     }
-}
-
-fn flush<S: Sink>(sink: &mut S, stats: &mut SinkStats) {
-    if stats.error.is_none() {
-        if let Err(e) = sink.flush() {
-            fail(sink, stats, e);
-        }
-    }
-}
-
-fn run<S: Sink>(mut sink: S, mut rx: LosslessReceiver, cadence: Cadence) -> SinkStats {
-    let mut stats = SinkStats::default();
-    let mut last_flush = Instant::now();
-    while let Some(batch) = rx.blocking_recv() {
-        let mut next = Some(batch);
-        while let Some(batch) = next.take() {
-            if stats.error.is_none() {
-                match sink.write_batch(&batch) {
-                    Ok(()) => stats.events += batch.len() as u64,
-                    Err(e) => fail(&sink, &mut stats, e),
-                }
-            }
-            if last_flush.elapsed() >= cadence.max_delay {
-                flush(&mut sink, &mut stats);
-                last_flush = Instant::now();
-            }
-            next = rx.try_recv();
-        }
-        // Caught up with the bus: everything written so far becomes durable now.
-        flush(&mut sink, &mut stats);
-        last_flush = Instant::now();
-        rx.nap(cadence.nap);
-    }
-    if stats.error.is_none() {
-        let what = sink.what();
-        if let Err(e) = sink.close() {
-            eprintln!("wstap: ERROR: finishing {what} failed: {e}");
-            stats.error = Some(e.to_string());
-        }
-    }
-    stats
 }
 
 #[cfg(test)]
@@ -309,6 +474,131 @@ mod tests {
             relay,
             "the relay's own thread is left as it was"
         );
+    }
+
+    /// Far longer than any wait below takes, even on a loaded machine.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// Waits (a bounded time) until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < PATIENCE, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Who wrote an event: its text, the writing thread's name and niceness.
+    #[cfg(target_os = "linux")]
+    type Writes = Arc<Mutex<Vec<(String, String, i32)>>>;
+
+    /// A sink that notes who wrote each event, and holds its first write until let go.
+    #[cfg(target_os = "linux")]
+    struct Gate {
+        writes: Writes,
+        entered: std::sync::mpsc::Sender<()>,
+        release: Option<std::sync::mpsc::Receiver<()>>,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Sink for Gate {
+        type Error = String;
+
+        fn what(&self) -> String {
+            "gate".into()
+        }
+
+        fn write(&mut self, event: &BusEvent) -> Result<(), String> {
+            if let Some(release) = self.release.take() {
+                let _ = self.entered.send(());
+                let _ = release.recv();
+            }
+            if let BusEvent::Event(e) = event {
+                if let Event::Notice(n) = &**e {
+                    let thread = std::thread::current().name().unwrap_or("").to_owned();
+                    let written = (n.message.clone(), thread, niceness());
+                    self.writes.lock().unwrap().push(written);
+                }
+            }
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_holding_up_more_than_one_session_is_drained_at_the_relays_priority() {
+        let relay = niceness();
+        let heavy = |i: usize| format!("{i}{}", "x".repeat(2000));
+        // Room for one heavy batch queued, not two.
+        let one = crate::bus::weight(&[BusEvent::Event(Box::new(notice(&heavy(0))))]);
+        let mut bus = EventBus::new();
+        let rx = bus.subscribe_lossless(one * 3 / 2);
+        let backlog = rx.backlog();
+        let writes = Writes::default();
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let sink = Gate {
+            writes: Arc::clone(&writes),
+            entered: entered_tx,
+            release: Some(release_rx),
+        };
+        let cadence = Cadence {
+            background: true,
+            ..CADENCE
+        };
+        let (thread, shared) = start("test-sink", rx, sink, cadence).unwrap();
+        let bus = Arc::new(bus);
+        bus.publish_one(notice("first")).await;
+        tokio::task::spawn_blocking(move || entered.recv_timeout(PATIENCE))
+            .await
+            .unwrap()
+            .expect("the sink's thread took the first batch");
+        // The sink's thread is held in its first write: one heavy batch queues, the
+        // next ones wait for room.
+        bus.publish_one(notice(&heavy(0))).await;
+        let publish = |i: usize| {
+            let bus = Arc::clone(&bus);
+            tokio::spawn(async move { bus.publish_one(notice(&heavy(i))).await })
+        };
+        let mut publishers = vec![publish(1), publish(2)];
+        until("two publishers wait", || backlog.publishers_waiting() == 2).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !shared.relief_asked.load(Ordering::Acquire),
+            "as many waiting as one session has: the relief thread sleeps on"
+        );
+        publishers.push(publish(3));
+        until("the relief thread asks for the sink", || {
+            shared.relief_asked.load(Ordering::Acquire)
+        })
+        .await;
+        release.send(()).unwrap();
+        for publisher in publishers {
+            tokio::time::timeout(PATIENCE, publisher)
+                .await
+                .expect("every publisher gets room")
+                .unwrap();
+        }
+        drop(bus);
+        let stats = tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stats.events, 5);
+        let writes = writes.lock().unwrap();
+        let below = (relay + NICE_STEPS_BELOW_RELAY).min(19);
+        assert_eq!(writes[0], ("first".into(), "test-sink".into(), below));
+        assert_eq!(
+            writes[1],
+            (heavy(0), "test-sink+".into(), relay),
+            "the batch queued while three publishers waited is written by the relief thread, at the relay's priority"
+        );
+        let mut rest: Vec<&str> = writes[2..].iter().map(|w| &w.0[..1]).collect();
+        rest.sort_unstable();
+        assert_eq!(rest, ["1", "2", "3"], "every batch arrives, once");
     }
 
     #[tokio::test]
