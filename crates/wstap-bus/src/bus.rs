@@ -142,7 +142,7 @@ impl Drop for WaitingForRoom<'_> {
 /// A lossless subscriber's backlog as its threads see it without the receiver: for
 /// napping between rounds of draining, and for watching how many publishers wait.
 #[derive(Debug, Clone)]
-pub struct Backlog(Arc<Alarm>);
+pub(crate) struct Backlog(Arc<Alarm>);
 
 impl Backlog {
     /// Sleeps the calling thread for `nap`, or less: until half the budget is queued or
@@ -151,7 +151,7 @@ impl Backlog {
     /// For a subscriber on a thread of its own, between rounds of draining, once its
     /// receiver gave back what it took (as it has when [`LosslessReceiver::try_recv`]
     /// found nothing).
-    pub fn nap(&self, nap: Duration) {
+    pub(crate) fn nap(&self, nap: Duration) {
         *self.0.napper.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(std::thread::current());
         let until = Instant::now() + nap;
@@ -165,14 +165,14 @@ impl Backlog {
     }
 
     /// How many publishers are waiting for room.
-    pub fn publishers_waiting(&self) -> usize {
+    pub(crate) fn publishers_waiting(&self) -> usize {
         self.0.waiting.load(Ordering::SeqCst)
     }
 
     /// Parks the calling thread until more than `above` publishers wait. It may return
     /// sooner (when the thread is unparked otherwise): callers look again. One thread
     /// watches a backlog: the last to call this.
-    pub fn park_until_waiting_above(&self, above: usize) {
+    pub(crate) fn park_until_waiting_above(&self, above: usize) {
         *self
             .0
             .watcher
@@ -187,7 +187,7 @@ impl Backlog {
 
 impl LosslessReceiver {
     /// Its backlog, for the threads that drain it.
-    pub fn backlog(&self) -> Backlog {
+    pub(crate) fn backlog(&self) -> Backlog {
         Backlog(Arc::clone(&self.alarm))
     }
 
@@ -541,14 +541,25 @@ mod tests {
         let watcher = backlog.clone();
         std::thread::spawn(move || {
             while watcher.publishers_waiting() <= 1 {
+                // About to park (or to look again, after a wake-up with one waiting).
                 let _ = watching.send(false);
                 watcher.park_until_waiting_above(1);
             }
             let _ = watching.send(true);
         });
+        let parking = tokio::task::spawn_blocking(move || {
+            let parking = woke.recv_timeout(WAKE_UP);
+            (parking, woke)
+        });
+        let (parking, woke) = parking.await.unwrap();
+        assert_eq!(parking, Ok(false), "the watcher parks while none waits");
         let first = bus.publish(batch_of(32 * 1024));
         tokio::pin!(first);
         assert!(timeout(SHORT, &mut first).await.is_err());
+        assert!(
+            woke.try_iter().all(|woke| !woke),
+            "one waiting, the watcher of more than one sleeps on"
+        );
         let second = bus.publish(batch_of(32 * 1024));
         tokio::pin!(second);
         assert!(timeout(SHORT, &mut second).await.is_err());

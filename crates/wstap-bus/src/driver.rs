@@ -1,14 +1,16 @@
 //! A lossless [`Sink`] on a thread of its own, fed by the bus.
 //!
-//! The thread hands every event to the sink in order. A background sink runs below the
-//! relay's priority, with a relief thread at the relay's that drains it in its stead while
-//! it holds up more than one session ([`spawn`]); one of the two writes at a time. It makes what was written durable
+//! The thread hands every event to the sink in order. It makes what was written durable
 //! ([`Sink::flush`]) whenever it has caught up with the bus, and at least every
 //! [`Cadence::max_delay`] while it has not, so that a killed proxy leaves a trace whose
 //! every complete line parses and a capture whose every committed transaction is there.
 //! After catching up it naps for [`Cadence::nap`], so that a busy relay hands it many
 //! batches per wake-up instead of waking it (and paying for a flush) for every one; a
-//! backlog past half the budget ends the nap early ([`LosslessReceiver::nap`]).
+//! backlog past half the budget ends the nap early (`Backlog::nap`).
+//!
+//! A background sink runs below the relay's priority, with a relief thread at the
+//! relay's that drains it in its stead while it holds up more than one session
+//! ([`spawn`]); one of the two writes at a time.
 //!
 //! If writing fails (a full disk), the thread says so loudly once on stderr and keeps
 //! draining the bus, so the relay never blocks on a dead sink; the stats it returns say
@@ -74,9 +76,11 @@ pub struct SinkStats {
     pub error: Option<String>,
 }
 
-/// A relay publishes a session's records from a task per direction: more publishers
-/// than this waiting for a background sink means it holds up more than one session.
-const ONE_SESSIONS_PUBLISHERS: usize = 2;
+/// A relay publishes a session's records from a future per direction (both joined in the
+/// session's task; its control branch publishes too, now and then): more publishers than
+/// this waiting for a background sink means it holds up more than one session, or one
+/// whose rules and commands publish besides its traffic.
+const PUBLISHERS_PER_SESSION: usize = 2;
 
 /// Starts a thread named `name` that feeds `sink` from `rx` until the bus closes, then
 /// flushes and returns what it did.
@@ -88,7 +92,12 @@ const ONE_SESSIONS_PUBLISHERS: usize = 2;
 /// one of the two threads writes at a time, in the bus's order. A sink that holds up a
 /// single session (a stream of large messages) stays below the relay: lent the relay's
 /// priority there, it drained in more, smaller rounds, and the 16 KiB rows read lower
-/// (docs/performance.md, 2026-12-05 night).
+/// (docs/performance.md, 2026-12-05 night). With more than one lossless subscriber (a
+/// trace besides the capture) publishers take turns, one waits for room while the others
+/// wait for their turn, and no relief thread starts: those sinks drain as before.
+///
+/// A panic in the sink (on either thread) ends both, and the receiver with them, so the
+/// relay goes on without the sink; joining the returned thread yields the panic.
 pub fn spawn<S: Sink>(
     name: &str,
     rx: LosslessReceiver,
@@ -128,22 +137,38 @@ fn start<S: Sink>(
     } else {
         None
     };
+    let relief_thread = relief.as_ref().map(|relief| relief.thread().clone());
     let own = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            let ending = EndsRelief {
+                closed: &own.closed,
+                relief: relief.as_ref().map(|relief| relief.thread().clone()),
+            };
             if cadence.background {
                 run_nicer_by(NICE_STEPS_BELOW_RELAY);
             }
             run(&own, &backlog, cadence.nap);
-            if let Some(relief) = relief {
-                relief.thread().unpark();
-                // It only ever ends: it has nothing to report.
-                let _ = relief.join();
+            drop(ending);
+            if let Some(Err(panic)) = relief.map(JoinHandle::join) {
+                std::panic::resume_unwind(panic);
             }
-            own.worker().stats.clone()
-        })?;
-    Ok((thread, shared))
+            let worker = own.worker.lock().unwrap_or_else(PoisonError::into_inner);
+            worker.stats.clone()
+        });
+    match thread {
+        Ok(thread) => Ok((thread, shared)),
+        Err(e) => {
+            // No sink thread: the relief thread ends too, and the receiver with the last
+            // of them, so that no publisher waits for room that never comes.
+            shared.closed.store(true, Ordering::Release);
+            if let Some(relief) = relief_thread {
+                relief.unpark();
+            }
+            Err(e)
+        }
+    }
 }
 
 /// What a sink's threads share.
@@ -152,22 +177,42 @@ struct Shared<S: Sink> {
     /// Set by the relief thread when it wants the worker: the sink's own thread hands it
     /// over after the batch it is writing.
     relief_asked: AtomicBool,
-    /// Set once the bus has closed and the sink is closed.
+    /// Set when the sink's own thread ends (the bus closed, or the sink panicked) or
+    /// could not start: the relief thread ends then too.
     closed: AtomicBool,
 }
 
 impl<S: Sink> Shared<S> {
-    fn worker(&self) -> std::sync::MutexGuard<'_, Worker<S>> {
-        self.worker.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The worker, unless a thread panicked holding it: the sink is then left alone.
+    fn worker(&self) -> Option<std::sync::MutexGuard<'_, Worker<S>>> {
+        self.worker.lock().ok()
+    }
+}
+
+/// Ends the relief thread when the sink's own thread ends, returning or panicking: the
+/// relief thread then lets go of the receiver, and no publisher waits for it.
+struct EndsRelief<'a> {
+    closed: &'a AtomicBool,
+    relief: Option<std::thread::Thread>,
+}
+
+impl Drop for EndsRelief<'_> {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(relief) = &self.relief {
+            relief.unpark();
+        }
     }
 }
 
 /// The sink's own thread: rounds of draining the bus, a nap after each that caught up.
 fn run<S: Sink>(shared: &Shared<S>, backlog: &Backlog, nap: Duration) {
     loop {
-        let end = shared
-            .worker()
-            .round(true, || shared.relief_asked.load(Ordering::Acquire));
+        let Some(mut worker) = shared.worker() else {
+            return;
+        };
+        let end = worker.round(true, || shared.relief_asked.load(Ordering::Acquire));
+        drop(worker);
         match end {
             Round::CaughtUp => backlog.nap(nap),
             Round::HandedOver => {
@@ -177,26 +222,28 @@ fn run<S: Sink>(shared: &Shared<S>, backlog: &Backlog, nap: Duration) {
                     std::thread::yield_now();
                 }
             }
-            Round::Closed => break,
+            Round::Closed => return,
         }
     }
-    shared.closed.store(true, Ordering::Release);
 }
 
 /// The relief thread: drains the bus at the relay's priority while the sink holds up
 /// more than one session.
 fn relieve<S: Sink>(shared: &Shared<S>, backlog: &Backlog) {
-    let held_up_widely = || backlog.publishers_waiting() > ONE_SESSIONS_PUBLISHERS;
+    let held_up_widely = || backlog.publishers_waiting() > PUBLISHERS_PER_SESSION;
     while !shared.closed.load(Ordering::Acquire) {
-        backlog.park_until_waiting_above(ONE_SESSIONS_PUBLISHERS);
+        backlog.park_until_waiting_above(PUBLISHERS_PER_SESSION);
         if !held_up_widely() {
             continue;
         }
         shared.relief_asked.store(true, Ordering::Release);
-        let mut worker = shared.worker();
+        let worker = shared.worker();
         shared.relief_asked.store(false, Ordering::Release);
+        let Some(mut worker) = worker else {
+            return;
+        };
         if worker.round(false, || !held_up_widely()) == Round::Closed {
-            break;
+            return;
         }
     }
 }
@@ -233,18 +280,23 @@ impl<S: Sink> Worker<S> {
         if self.sink.is_none() {
             return Round::Closed;
         }
-        let first = if wait {
-            self.rx.blocking_recv()
-        } else {
-            self.rx.try_recv()
-        };
-        let Some(first) = first else {
-            if wait {
-                self.close();
-                return Round::Closed;
+        let first = match self.rx.try_recv() {
+            Some(batch) => batch,
+            None => {
+                // Caught up, maybe with batches the other thread wrote before it handed
+                // over: they become durable before any wait.
+                self.flush();
+                if !wait {
+                    return Round::CaughtUp;
+                }
+                match self.rx.blocking_recv() {
+                    Some(batch) => batch,
+                    None => {
+                        self.close();
+                        return Round::Closed;
+                    }
+                }
             }
-            self.flush();
-            return Round::CaughtUp;
         };
         let mut next = Some(first);
         while let Some(batch) = next.take() {
@@ -599,6 +651,84 @@ mod tests {
         let mut rest: Vec<&str> = writes[2..].iter().map(|w| &w.0[..1]).collect();
         rest.sort_unstable();
         assert_eq!(rest, ["1", "2", "3"], "every batch arrives, once");
+    }
+
+    #[tokio::test]
+    async fn a_hand_over_comes_after_one_batch_and_what_it_left_is_flushed_before_a_wait() {
+        let mut bus = EventBus::new();
+        let (sink, log) = memory(usize::MAX);
+        let mut worker = Worker {
+            sink: Some(sink),
+            rx: bus.subscribe_lossless(1 << 20),
+            max_delay: PATIENCE,
+            stats: SinkStats::default(),
+            last_flush: Instant::now(),
+            unflushed: false,
+        };
+        bus.publish_one(notice("one")).await;
+        bus.publish_one(notice("two")).await;
+        // The relief thread's rounds, each handing over after the batch it wrote.
+        assert_eq!(worker.round(false, || true), Round::HandedOver);
+        assert_eq!(log.lock().unwrap().written, ["one"]);
+        assert_eq!(worker.round(false, || true), Round::HandedOver);
+        assert_eq!(log.lock().unwrap().written, ["one", "two"]);
+        assert_eq!(log.lock().unwrap().flushes, 0, "a hand-over does not flush");
+        // The sink's own thread, with nothing queued: it flushes, then waits.
+        let waiting = std::thread::spawn(move || worker.round(true, || false));
+        until("what the relief thread wrote is flushed", || {
+            log.lock().unwrap().flushes == 1
+        })
+        .await;
+        assert!(!waiting.is_finished(), "it waits for the next batch");
+        drop(bus);
+        let end = tokio::task::spawn_blocking(move || waiting.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(end, Round::Closed);
+    }
+
+    /// A sink that panics when written to.
+    struct Panics;
+
+    impl Sink for Panics {
+        type Error = String;
+
+        fn what(&self) -> String {
+            "panics".into()
+        }
+
+        fn write(&mut self, _: &BusEvent) -> Result<(), String> {
+            panic!("a sink that panics (the test wants it)");
+        }
+
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_background_sink_never_holds_up_the_publisher_and_its_thread_says_so() {
+        let mut bus = EventBus::new();
+        let cadence = Cadence {
+            background: true,
+            ..CADENCE
+        };
+        // A budget of one batch: with nobody draining, the 2nd publish would wait forever.
+        let thread = spawn("test-sink", bus.subscribe_lossless(1), Panics, cadence).unwrap();
+        for i in 0..100 {
+            let publish = bus.publish_one(notice(&i.to_string()));
+            tokio::time::timeout(PATIENCE, publish)
+                .await
+                .expect("the relay goes on without the sink");
+        }
+        drop(bus);
+        let joined = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .unwrap();
+        assert!(
+            joined.is_err(),
+            "joining the sink's thread yields its panic"
+        );
     }
 
     #[tokio::test]

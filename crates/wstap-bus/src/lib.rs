@@ -13,6 +13,6 @@
 mod bus;
 pub mod driver;
 
-pub use bus::{Backlog, DropCounter, EventBus, LosslessReceiver};
+pub use bus::{DropCounter, EventBus, LosslessReceiver};
 pub use driver::{yield_to_relay, Cadence, SinkStats};
 pub use wstap_trace::{Batch, BusEvent, Sink};
