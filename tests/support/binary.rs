@@ -142,13 +142,27 @@ impl Drop for WithInspector {
     }
 }
 
-/// A child process that is killed when the test lets go of it, passed or failed.
+/// A child process that is killed when the test lets go of it, passed or failed. When the
+/// test failed, it says whether the child had already ended, how, and what it wrote to a
+/// piped stderr: a wstap that died under a test is then no mystery.
 pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        let ended_before = self.0.try_wait().ok().flatten();
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            match ended_before {
+                Some(status) => eprintln!("the child had ended before the test failed: {status}"),
+                None => eprintln!("the child was still running when the test failed"),
+            }
+            if let Some(mut stderr) = self.0.stderr.take() {
+                let mut said = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+                eprintln!("its stderr:\n{said}");
+            }
+        }
     }
 }
 
