@@ -457,34 +457,15 @@ mod tests {
         unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
     }
 
-    /// A sink that notes the niceness of the thread that writes to it.
-    #[cfg(target_os = "linux")]
-    struct Niceness(Arc<Mutex<Option<i32>>>);
-
-    #[cfg(target_os = "linux")]
-    impl Sink for Niceness {
-        type Error = String;
-
-        fn what(&self) -> String {
-            "niceness".into()
-        }
-
-        fn write(&mut self, _: &BusEvent) -> Result<(), String> {
-            *self.0.lock().unwrap() = Some(niceness());
-            Ok(())
-        }
-
-        fn flush(&mut self) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
     /// The niceness a background sink's thread writes at, or a foreground one's.
     #[cfg(target_os = "linux")]
     async fn sink_niceness(background: bool) -> i32 {
         let mut bus = EventBus::new();
-        let seen = Arc::new(Mutex::new(None));
-        let sink = Niceness(Arc::clone(&seen));
+        let writes = Writes::default();
+        let sink = Noting {
+            writes: Arc::clone(&writes),
+            gate: None,
+        };
         let cadence = Cadence {
             background,
             ..CADENCE
@@ -495,8 +476,8 @@ mod tests {
         tokio::task::spawn_blocking(move || thread.join().unwrap())
             .await
             .unwrap();
-        let noted = *seen.lock().unwrap();
-        noted.expect("the sink was written to")
+        let writes = writes.lock().unwrap();
+        writes.first().expect("the sink was written to").2
     }
 
     #[cfg(target_os = "linux")]
@@ -544,25 +525,25 @@ mod tests {
     #[cfg(target_os = "linux")]
     type Writes = Arc<Mutex<Vec<(String, String, i32)>>>;
 
-    /// A sink that notes who wrote each event, and holds its first write until let go.
+    /// A sink that notes who wrote each event; with a gate, it says when its first write
+    /// begins (the gate's sender) and holds it until let go (its receiver).
     #[cfg(target_os = "linux")]
-    struct Gate {
+    struct Noting {
         writes: Writes,
-        entered: std::sync::mpsc::Sender<()>,
-        release: Option<std::sync::mpsc::Receiver<()>>,
+        gate: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
     }
 
     #[cfg(target_os = "linux")]
-    impl Sink for Gate {
+    impl Sink for Noting {
         type Error = String;
 
         fn what(&self) -> String {
-            "gate".into()
+            "noting".into()
         }
 
         fn write(&mut self, event: &BusEvent) -> Result<(), String> {
-            if let Some(release) = self.release.take() {
-                let _ = self.entered.send(());
+            if let Some((entered, release)) = self.gate.take() {
+                let _ = entered.send(());
                 let _ = release.recv();
             }
             if let BusEvent::Event(e) = event {
@@ -593,10 +574,9 @@ mod tests {
         let writes = Writes::default();
         let (entered_tx, entered) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel();
-        let sink = Gate {
+        let sink = Noting {
             writes: Arc::clone(&writes),
-            entered: entered_tx,
-            release: Some(release_rx),
+            gate: Some((entered_tx, release_rx)),
         };
         let cadence = Cadence {
             background: true,
